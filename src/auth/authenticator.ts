@@ -1,0 +1,75 @@
+import type pg from "pg";
+import { AuthenticationError } from "../http/errors.js";
+import { findKeyByToken } from "../store/key-store.js";
+import { authRecordFromRow, type AuthRecord } from "./auth-record.js";
+import { hashKey } from "./key-material.js";
+import type { L1Cache } from "./l1-cache.js";
+import type { L2Cache } from "./l2-cache.js";
+
+export type CacheLevel = "l1" | "l2" | "db";
+
+export interface AuthResult {
+  record: AuthRecord;
+  /** Where the record came from, for metrics and tests. */
+  level: CacheLevel;
+}
+
+/**
+ * Answers "is this bearer a valid key, and for what?": sha256 → L1 → L2 → Postgres.
+ * Concurrent misses for one hash share a single look-up. Validity is checked against the clock on every
+ * call, whatever level served the record (COHERENCE.md #2).
+ */
+export class Authenticator {
+  private readonly inflight = new Map<string, Promise<AuthResult | null>>();
+
+  constructor(
+    private readonly l1: L1Cache,
+    private readonly l2: L2Cache,
+    private readonly pool: pg.Pool,
+  ) {}
+
+  /** Resolves a bearer to a usable key record or throws AuthenticationError. */
+  async authenticate(bearer: string): Promise<AuthResult> {
+    const hash = hashKey(bearer);
+    const cached = this.l1.get(hash);
+    const result = cached ? (cached.record ? { record: cached.record, level: "l1" as const } : null) : await this.resolve(hash);
+    if (!result) throw new AuthenticationError("Invalid API key: no such key.");
+    assertUsable(result.record, Date.now());
+    return result;
+  }
+
+  /** L2, then Postgres, for a hash that missed L1. */
+  private resolve(hash: string): Promise<AuthResult | null> {
+    let pending = this.inflight.get(hash);
+    if (!pending) {
+      pending = this.fill(hash).finally(() => this.inflight.delete(hash));
+      this.inflight.set(hash, pending);
+    }
+    return pending;
+  }
+
+  private async fill(hash: string): Promise<AuthResult | null> {
+    const ticket = this.l1.beginFill(hash);
+    try {
+      const fromL2 = await this.l2.get(hash);
+      if (fromL2) {
+        this.l1.completeFill(ticket, fromL2);
+        return { record: fromL2, level: "l2" };
+      }
+      const row = await findKeyByToken(this.pool, hash);
+      const record = row ? authRecordFromRow(row) : null;
+      if (record) await this.l2.fill(record);
+      this.l1.completeFill(ticket, record);
+      return record ? { record, level: "db" } : null;
+    } catch (err) {
+      this.l1.abandonFill(ticket);
+      throw err;
+    }
+  }
+}
+
+/** Blocked and expired keys are refused here, at request time, never by letting a cache entry lapse. */
+export function assertUsable(record: AuthRecord, now: number): void {
+  if (record.blocked) throw new AuthenticationError("This key is blocked.", "key_blocked");
+  if (record.expiresAt !== null && record.expiresAt <= now) throw new AuthenticationError("This key has expired.", "key_expired");
+}

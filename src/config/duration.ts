@@ -1,0 +1,21 @@
+/**
+ * Durations as LiteLLM writes them: an integer and a unit, `30s`, `15m`, `24h`, `7d`, `2w`.
+ * Strict on purpose: LiteLLM silently read an unparseable grace period as "revoke now" (COHERENCE.md #3),
+ * so anything that is not exactly this shape is an error the caller sees.
+ */
+const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
+const DURATION = /^(\d{1,9})([smhdw])$/;
+
+export type DurationUnit = keyof typeof UNIT_MS;
+
+export class DurationError extends Error {}
+
+/** Parses `Ns|Nm|Nh|Nd|Nw` (units limited to `allowed`) into milliseconds; throws DurationError otherwise. */
+export function parseDuration(input: unknown, allowed: readonly DurationUnit[] = ["s", "m", "h", "d", "w"]): number {
+  if (typeof input !== "string") throw new DurationError(`expected a duration string like "30d", got ${typeof input}`);
+  const match = DURATION.exec(input.trim());
+  if (!match) throw new DurationError(`"${input}" is not a duration; use a whole number and a unit, e.g. ${allowed.map((u) => `30${u}`).join(", ")}`);
+  const unit = match[2] as DurationUnit;
+  if (!allowed.includes(unit)) throw new DurationError(`unit "${unit}" is not accepted here; use one of ${allowed.join(", ")}`);
+  return Number(match[1]) * UNIT_MS[unit];
+}

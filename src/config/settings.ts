@@ -1,0 +1,265 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+/**
+ * Gatehouse's configuration: a LiteLLM-style YAML file (model_list, general_settings) plus a
+ * `gatehouse_settings` section, with the infrastructure settings overridable by environment variables.
+ * Everything is validated here, once, at start; the rest of the code receives a typed `Settings`.
+ */
+
+export class ConfigError extends Error {}
+
+const PROVIDERS = ["openai", "mock"] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+
+/** The litellm_params fields Gatehouse reads; any other field is accepted, kept and reported once. */
+const KNOWN_LITELLM_PARAMS = new Set(["model", "api_base", "api_key", "input_cost_per_token", "output_cost_per_token", "timeout", "stream_timeout"]);
+
+const nonNegative = z.number().finite().nonnegative();
+
+const litellmParamsSchema = z
+  .object({
+    model: z.string().regex(/^[a-z_]+\/.+$/, 'must look like "openai/<upstream model>" or "mock/<name>"'),
+    api_base: z.url().optional(),
+    api_key: z.string().optional(),
+    input_cost_per_token: nonNegative.optional(),
+    output_cost_per_token: nonNegative.optional(),
+    timeout: z.number().positive().optional(),
+    stream_timeout: z.number().positive().optional(),
+  })
+  .loose();
+
+const modelEntrySchema = z.object({
+  model_name: z.string().min(1),
+  litellm_params: litellmParamsSchema,
+  model_info: z.record(z.string(), z.unknown()).optional(),
+});
+
+const gatehouseSettingsSchema = z
+  .object({
+    port: z.number().int().min(0).max(65535).optional(),
+    database_url: z.string().optional(),
+    database_listen_url: z.string().optional(),
+    redis_url: z.string().optional(),
+    redis_prefix: z.string().regex(/^[A-Za-z0-9:_-]*$/).optional(),
+    data_dir: z.string().optional(),
+    max_request_body_bytes: z.number().int().positive().optional(),
+    auth: z
+      .object({
+        l1_max_entries: z.number().int().positive().optional(),
+        l1_ttl_ms: z.number().int().positive().optional(),
+        negative_ttl_ms: z.number().int().nonnegative().optional(),
+        l2_ttl_seconds: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
+    upstream: z
+      .object({
+        connect_timeout_ms: z.number().int().positive().optional(),
+        read_timeout_ms: z.number().int().positive().optional(),
+        connections_per_origin: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+const configFileSchema = z
+  .object({
+    model_list: z.array(modelEntrySchema).default([]),
+    general_settings: z
+      .object({ master_key: z.string().optional(), database_url: z.string().optional() })
+      .loose()
+      .optional(),
+    gatehouse_settings: gatehouseSettingsSchema.optional(),
+    litellm_settings: z.unknown().optional(),
+    router_settings: z.unknown().optional(),
+    environment_variables: z.unknown().optional(),
+  })
+  .strict();
+
+export type ConfigFile = z.infer<typeof configFileSchema>;
+
+export interface ModelDeployment {
+  /** The name clients ask for. Several deployments may share it; they are load-balanced. */
+  modelName: string;
+  provider: ProviderName;
+  /** The model name sent upstream (the part after the provider prefix). */
+  upstreamModel: string;
+  apiBase: string | undefined;
+  apiKey: string | undefined;
+  inputCostPerToken: number;
+  outputCostPerToken: number;
+  /** Overrides the upstream read timeout for this deployment, in ms. */
+  timeoutMs: number | undefined;
+}
+
+export interface Settings {
+  port: number;
+  databaseUrl: string;
+  databaseListenUrl: string;
+  redisUrl: string;
+  redisPrefix: string;
+  masterKey: string | undefined;
+  dataDir: string;
+  maxRequestBodyBytes: number;
+  auth: { l1MaxEntries: number; l1TtlMs: number; negativeTtlMs: number; l2TtlSeconds: number };
+  upstream: { connectTimeoutMs: number; readTimeoutMs: number; connectionsPerOrigin: number };
+  models: ModelDeployment[];
+  /** Things worth telling the operator once at start (unknown fields, ignored sections). */
+  warnings: string[];
+  source: string;
+}
+
+/** Used when no config file is given: a mock model, so `npm start` answers without any upstream. */
+export const BUILTIN_CONFIG: ConfigFile = {
+  model_list: [
+    { model_name: "mock-gpt", litellm_params: { model: "mock/mock-gpt" } },
+    { model_name: "mock-embedding", litellm_params: { model: "mock/mock-embedding" } },
+  ],
+};
+
+export const DEFAULTS = {
+  port: 4000,
+  databaseUrl: "postgres://postgres@127.0.0.1:5432/gatehouse",
+  redisUrl: "redis://127.0.0.1:6379",
+  redisPrefix: "gatehouse:",
+  dataDir: ".gatehouse",
+  // LLM requests carry long prompts and sometimes images; 10 MiB matches common proxy defaults.
+  maxRequestBodyBytes: 10 * 1024 * 1024,
+  // 100k records of well under 1 KiB each: a bounded, small share of memory.
+  l1MaxEntries: 100_000,
+  // An upper bound on how long a record lives in L1 at all; coherence (events) bounds staleness, not this.
+  l1TtlMs: 10 * 60_000,
+  // Unknown keys are remembered briefly so a flood of bad keys does not reach Postgres on every request.
+  negativeTtlMs: 2_000,
+  l2TtlSeconds: 3_600,
+  connectTimeoutMs: 5_000,
+  readTimeoutMs: 600_000,
+  connectionsPerOrigin: 256,
+} as const;
+
+export interface LoadOptions {
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  portOverride?: number | undefined;
+}
+
+export function loadSettings(options: LoadOptions = {}): Settings {
+  const env = options.env ?? process.env;
+  const file = options.file ?? env.GATEHOUSE_CONFIG;
+  let raw: unknown = BUILTIN_CONFIG;
+  let source = "built-in default config";
+  if (file) {
+    source = path.resolve(file);
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      throw new ConfigError(`config ${source}: cannot read: ${(err as Error).message}`);
+    }
+    try {
+      raw = parseYaml(text) ?? {};
+    } catch (err) {
+      throw new ConfigError(`config ${source}: not valid YAML: ${(err as Error).message}`);
+    }
+  }
+  return settingsFromConfig(raw, { source, env, portOverride: options.portOverride });
+}
+
+export function settingsFromConfig(raw: unknown, ctx: { source: string; env: NodeJS.ProcessEnv; portOverride?: number | undefined }): Settings {
+  const parsed = configFileSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(`config ${ctx.source}: ${formatPath(issue.path)}: ${issue.message}`);
+  }
+  const config = parsed.data;
+  const warnings: string[] = [];
+  for (const section of ["litellm_settings", "router_settings", "environment_variables"] as const) {
+    if (config[section] !== undefined) warnings.push(`config section "${section}" is not used by Gatehouse and was ignored`);
+  }
+  const models = config.model_list.map((entry, i) => toDeployment(entry, i, ctx, warnings));
+  const gs = config.gatehouse_settings ?? {};
+  const env = ctx.env;
+
+  const port = ctx.portOverride ?? envInt(env, "PORT") ?? gs.port ?? DEFAULTS.port;
+  const databaseUrl = env.DATABASE_URL || gs.database_url || config.general_settings?.database_url || DEFAULTS.databaseUrl;
+  const masterKeySetting = env.GATEHOUSE_MASTER_KEY || config.general_settings?.master_key;
+  const masterKey = masterKeySetting ? resolveSecret(masterKeySetting, "general_settings.master_key", ctx) : undefined;
+  if (masterKey !== undefined && masterKey.length < 8) {
+    throw new ConfigError(`config ${ctx.source}: general_settings.master_key: must be at least 8 characters`);
+  }
+  return {
+    port,
+    databaseUrl,
+    databaseListenUrl: env.DATABASE_LISTEN_URL || gs.database_listen_url || databaseUrl,
+    redisUrl: env.REDIS_URL || gs.redis_url || DEFAULTS.redisUrl,
+    redisPrefix: env.GATEHOUSE_REDIS_PREFIX ?? gs.redis_prefix ?? DEFAULTS.redisPrefix,
+    masterKey,
+    dataDir: env.GATEHOUSE_DATA_DIR || gs.data_dir || DEFAULTS.dataDir,
+    maxRequestBodyBytes: gs.max_request_body_bytes ?? DEFAULTS.maxRequestBodyBytes,
+    auth: {
+      l1MaxEntries: gs.auth?.l1_max_entries ?? DEFAULTS.l1MaxEntries,
+      l1TtlMs: gs.auth?.l1_ttl_ms ?? DEFAULTS.l1TtlMs,
+      negativeTtlMs: gs.auth?.negative_ttl_ms ?? DEFAULTS.negativeTtlMs,
+      l2TtlSeconds: gs.auth?.l2_ttl_seconds ?? DEFAULTS.l2TtlSeconds,
+    },
+    upstream: {
+      connectTimeoutMs: gs.upstream?.connect_timeout_ms ?? DEFAULTS.connectTimeoutMs,
+      readTimeoutMs: gs.upstream?.read_timeout_ms ?? DEFAULTS.readTimeoutMs,
+      connectionsPerOrigin: gs.upstream?.connections_per_origin ?? DEFAULTS.connectionsPerOrigin,
+    },
+    models,
+    warnings,
+    source: ctx.source,
+  };
+}
+
+function toDeployment(entry: ConfigFile["model_list"][number], index: number, ctx: { source: string; env: NodeJS.ProcessEnv }, warnings: string[]): ModelDeployment {
+  const field = `model_list[${index}].litellm_params`;
+  const params = entry.litellm_params;
+  const slash = params.model.indexOf("/");
+  const provider = params.model.slice(0, slash);
+  if (!(PROVIDERS as readonly string[]).includes(provider)) {
+    throw new ConfigError(`config ${ctx.source}: ${field}.model: provider "${provider}" is not supported; use one of ${PROVIDERS.join(", ")} (any OpenAI-compatible server works as "openai/" with api_base)`);
+  }
+  if (provider === "openai" && !params.api_base) {
+    throw new ConfigError(`config ${ctx.source}: ${field}.api_base: required for "openai/" models (e.g. https://api.openai.com/v1)`);
+  }
+  const unknown = Object.keys(params).filter((k) => !KNOWN_LITELLM_PARAMS.has(k));
+  if (unknown.length > 0) warnings.push(`${field} (${entry.model_name}): fields ${unknown.join(", ")} are not used by Gatehouse and were ignored`);
+  return {
+    modelName: entry.model_name,
+    provider: provider as ProviderName,
+    upstreamModel: params.model.slice(slash + 1),
+    apiBase: params.api_base?.replace(/\/+$/, ""),
+    apiKey: params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx),
+    inputCostPerToken: params.input_cost_per_token ?? 0,
+    outputCostPerToken: params.output_cost_per_token ?? 0,
+    timeoutMs: params.timeout === undefined ? undefined : params.timeout * 1000,
+  };
+}
+
+/** LiteLLM's `os.environ/VAR` indirection for secrets. A missing variable is a config error, not a silent empty key. */
+function resolveSecret(value: string, field: string, ctx: { source: string; env: NodeJS.ProcessEnv }): string {
+  if (!value.startsWith("os.environ/")) return value;
+  const name = value.slice("os.environ/".length);
+  const resolved = ctx.env[name];
+  if (!resolved) throw new ConfigError(`config ${ctx.source}: ${field}: environment variable ${name} is not set`);
+  return resolved;
+}
+
+function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const value = env[name];
+  if (value === undefined || value === "") return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`environment variable ${name}: "${value}" is not a port number`);
+  return n;
+}
+
+function formatPath(p: readonly PropertyKey[]): string {
+  if (p.length === 0) return "(top level)";
+  return p.map((s, i) => (typeof s === "number" ? `[${s}]` : i === 0 ? String(s) : `.${String(s)}`)).join("");
+}

@@ -1,0 +1,43 @@
+import express, { type Express } from "express";
+import type { Logger } from "../logger.js";
+import type { Authenticator } from "../auth/authenticator.js";
+import type { MasterKey } from "../auth/master-key.js";
+import type { KeyService } from "../keys/key-service.js";
+import type { ModelRouter } from "../proxy/model-router.js";
+import type { Provider } from "../proxy/provider.js";
+import type { ProviderName } from "../config/settings.js";
+import { adminRoutes } from "./admin-routes.js";
+import { requireMasterKey, requireVirtualKey } from "./auth-middleware.js";
+import { errorHandler, notFoundRoute } from "./error-handler.js";
+import { healthRoutes, type ReadinessProbe } from "./health-routes.js";
+import { proxyRoutes } from "./proxy-routes.js";
+import { requestLog } from "./request-context.js";
+
+export interface AppDeps {
+  logger: Logger;
+  authenticator: Authenticator;
+  masterKey: MasterKey;
+  keys: KeyService;
+  models: ModelRouter;
+  providers: Record<ProviderName, Provider>;
+  probes: ReadinessProbe[];
+  maxRequestBodyBytes: number;
+  isShuttingDown: () => boolean;
+}
+
+/** The HTTP surface: health, the /key admin API (master key), and the OpenAI routes (virtual keys). */
+export function buildApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  app.use(requestLog(deps.logger));
+  app.use(healthRoutes(deps.probes, deps.isShuttingDown));
+  app.use(express.json({ limit: deps.maxRequestBodyBytes }));
+  app.use("/key", requireMasterKey(deps.masterKey, deps.authenticator));
+  app.use(adminRoutes(deps.keys));
+  app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(deps.authenticator));
+  app.use(proxyRoutes(deps.models, deps.providers));
+  app.use(notFoundRoute);
+  app.use(errorHandler(deps.logger, deps.maxRequestBodyBytes));
+  return app;
+}

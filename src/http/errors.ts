@@ -1,0 +1,82 @@
+/**
+ * The one registry of errors the HTTP layer knows how to render (STYLE.md: Fastify's lib/errors.js).
+ * Every error a client sees is `{"error":{"message","type","param","code"}}` with the status below.
+ */
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | number | null };
+}
+
+export class GatewayError extends Error {
+  constructor(
+    readonly status: number,
+    readonly type: string,
+    readonly code: string,
+    message: string,
+    readonly param: string | null = null,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+
+  toBody(): OpenAIErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+export class BadRequestError extends GatewayError {
+  constructor(message: string, param: string | null = null, code = "bad_request") {
+    super(400, "invalid_request_error", code, message, param);
+  }
+}
+
+export class AuthenticationError extends GatewayError {
+  constructor(message: string, code = "invalid_api_key") {
+    super(401, "authentication_error", code, message);
+  }
+}
+
+export class PermissionError extends GatewayError {
+  constructor(message: string, code = "permission_denied", param: string | null = null) {
+    super(403, "permission_error", code, message, param);
+  }
+}
+
+export class NotFoundError extends GatewayError {
+  constructor(message: string, param: string | null = null, code = "not_found") {
+    super(404, "not_found_error", code, message, param);
+  }
+}
+
+export class ConflictError extends GatewayError {
+  constructor(message: string, code = "conflict", param: string | null = null) {
+    super(409, "invalid_request_error", code, message, param);
+  }
+}
+
+export class PayloadTooLargeError extends GatewayError {
+  constructor(limitBytes: number) {
+    super(413, "invalid_request_error", "request_too_large", `request body is larger than the limit of ${limitBytes} bytes`);
+  }
+}
+
+export class RateLimitError extends GatewayError {
+  constructor(message: string, retryAfterSeconds: number, code = "rate_limit_exceeded") {
+    super(429, "rate_limit_error", code, message, null, { "retry-after": String(retryAfterSeconds) });
+  }
+}
+
+export class ServiceUnavailableError extends GatewayError {
+  constructor(message: string, retryAfterSeconds = 1, code = "service_unavailable") {
+    super(503, "service_unavailable_error", code, message, null, { "retry-after": String(retryAfterSeconds) });
+  }
+}
+
+export class UpstreamError extends GatewayError {
+  constructor(status: number, message: string, code: string, type = "upstream_error") {
+    super(status, type, code, message);
+  }
+}
+
+export function internalErrorBody(): OpenAIErrorBody {
+  return { error: { message: "internal error", type: "internal_error", param: null, code: "internal_error" } };
+}

@@ -1,0 +1,109 @@
+import { once } from "node:events";
+import { Router, type Request, type Response } from "express";
+import { keyAllowsModel } from "../auth/auth-record.js";
+import type { ModelRouter } from "../proxy/model-router.js";
+import type { Endpoint, Provider, UpstreamResponse } from "../proxy/provider.js";
+import type { ProviderName } from "../config/settings.js";
+import { BadRequestError, GatewayError, NotFoundError, PermissionError, UpstreamError } from "./errors.js";
+import { locals } from "./request-context.js";
+
+/** Fields only Gatehouse understands; never sent to a real upstream. */
+const GATEWAY_ONLY_FIELDS = ["mock_response"] as const;
+/** Bytes of an upstream error body kept for the client's message. */
+const MAX_ERROR_BODY = 64 * 1024;
+
+/** The OpenAI-compatible routes. Authentication (a virtual key) is applied by the caller. */
+export function proxyRoutes(models: ModelRouter, providers: Record<ProviderName, Provider>): Router {
+  const router = Router();
+  const relay = (endpoint: Endpoint) => (req: Request, res: Response) => forward(endpoint, req, res, models, providers);
+
+  router.post(["/v1/chat/completions", "/chat/completions"], relay("chat.completions"));
+  router.post(["/v1/completions", "/completions"], relay("completions"));
+  router.post(["/v1/embeddings", "/embeddings"], relay("embeddings"));
+  router.get(["/v1/models", "/models"], (_req, res) => {
+    const record = locals(res).auth!.record;
+    const data = [...models.modelNames()]
+      .filter((name) => keyAllowsModel(record, name))
+      .map((id) => ({ id, object: "model", created: 0, owned_by: "gatehouse" }));
+    res.json({ object: "list", data });
+  });
+  return router;
+}
+
+async function forward(endpoint: Endpoint, req: Request, res: Response, models: ModelRouter, providers: Record<ProviderName, Provider>): Promise<void> {
+  const body = req.body as unknown;
+  if (body === undefined || body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new BadRequestError("request body must be a JSON object (Content-Type: application/json)");
+  }
+  const request = body as Record<string, unknown>;
+  const model = request.model;
+  if (typeof model !== "string" || model.length === 0) throw new BadRequestError("'model' is required and must be a string", "model", "missing_model");
+  if (request.stream !== undefined && typeof request.stream !== "boolean") throw new BadRequestError("'stream' must be a boolean", "stream");
+  const ctx = locals(res);
+  ctx.model = model;
+
+  const deployment = models.pick(model);
+  if (!deployment) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, "model", "model_not_found");
+  if (!keyAllowsModel(ctx.auth!.record, model)) throw new PermissionError(`This key is not allowed to use the model '${model}'.`, "model_not_allowed", "model");
+
+  const stream = endpoint !== "embeddings" && request.stream === true;
+  const upstreamBody: Record<string, unknown> = { ...request, model: deployment.upstreamModel };
+  if (deployment.provider !== "mock") for (const field of GATEWAY_ONLY_FIELDS) delete upstreamBody[field];
+
+  // A client that goes away aborts the upstream call: nobody is left to read the answer.
+  const abort = new AbortController();
+  res.once("close", () => {
+    if (!res.writableFinished) abort.abort();
+  });
+
+  const upstream = await providers[deployment.provider].forward({ endpoint, deployment, body: upstreamBody, stream, signal: abort.signal });
+  if (upstream.status >= 400) throw await upstreamFailure(upstream);
+
+  res.status(upstream.status);
+  res.setHeader("content-type", upstream.contentType);
+  if (stream) {
+    res.setHeader("cache-control", "no-cache");
+    res.setHeader("x-accel-buffering", "no"); // nginx in front must not buffer the stream
+    res.flushHeaders();
+  }
+  try {
+    for await (const chunk of upstream.body) {
+      if (abort.signal.aborted) return;
+      if (!res.write(chunk)) await once(res, "drain", { signal: abort.signal });
+    }
+    res.end();
+  } catch (err) {
+    if (abort.signal.aborted) return;
+    endBrokenStream(res, err);
+  }
+}
+
+/** The upstream's own error, relayed with its status and an OpenAI-shaped body. */
+async function upstreamFailure(upstream: UpstreamResponse): Promise<GatewayError> {
+  let text = "";
+  for await (const chunk of upstream.body) {
+    if (text.length < MAX_ERROR_BODY) text += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+  }
+  let parsed: { error?: { message?: unknown; type?: unknown; param?: unknown; code?: unknown } } | undefined;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  const e = parsed?.error;
+  const message = typeof e?.message === "string" ? e.message : `upstream answered ${upstream.status}${text ? `: ${text.slice(0, 500)}` : ""}`;
+  const type = typeof e?.type === "string" ? e.type : "upstream_error";
+  const code = typeof e?.code === "string" || typeof e?.code === "number" ? String(e.code) : `upstream_${upstream.status}`;
+  const error = new UpstreamError(upstream.status, message, code, type);
+  return typeof e?.param === "string" ? Object.assign(error, { param: e.param }) : error;
+}
+
+/** After the headers are out, an error can only be told in-band: an SSE error event, then the end. */
+function endBrokenStream(res: Response, err: unknown): void {
+  const error = err instanceof GatewayError ? err : new UpstreamError(502, "the upstream stream failed", "upstream_stream_failed");
+  if (res.getHeader("content-type")?.toString().startsWith("text/event-stream")) {
+    res.end(`data: ${JSON.stringify(error.toBody())}\n\n`);
+  } else {
+    res.destroy();
+  }
+}

@@ -1,0 +1,112 @@
+import { z } from "zod";
+import { DurationError, parseDuration, type DurationUnit } from "../config/duration.js";
+import { BadRequestError } from "../http/errors.js";
+import { CUSTOM_KEY_PATTERN } from "../auth/key-material.js";
+
+/**
+ * Request bodies of the /key admin routes, LiteLLM's field names. Unknown fields are refused with a 400
+ * that names them (a typo must not silently do nothing), except LiteLLM fields Gatehouse does not use,
+ * which are accepted and ignored so existing scripts keep working (docs/admin-api.md).
+ */
+
+const IGNORED_LITELLM_FIELDS = [
+  "aliases",
+  "config",
+  "permissions",
+  "send_invite_email",
+  "tags",
+  "key_type",
+  "allowed_cache_controls",
+  "guardrails",
+  "soft_budget",
+  "model_max_budget",
+  "model_rpm_limit",
+  "model_tpm_limit",
+  "enforced_params",
+  "organization_id",
+] as const;
+
+function durationField(units: readonly DurationUnit[]) {
+  return z.string().superRefine((value, ctx) => {
+    try {
+      parseDuration(value, units);
+    } catch (err) {
+      if (!(err instanceof DurationError)) throw err;
+      ctx.addIssue({ code: "custom", message: err.message });
+    }
+  });
+}
+
+const LIMIT = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const ID = z.string().min(1).max(256);
+
+const keyFields = {
+  key_alias: z.string().min(1).max(256).nullable().optional(),
+  models: z.array(z.string().min(1).max(256)).max(1_000).optional(),
+  max_budget: z.number().finite().nonnegative().nullable().optional(),
+  budget_duration: durationField(["s", "m", "h", "d"]).nullable().optional(),
+  tpm_limit: LIMIT.nullable().optional(),
+  rpm_limit: LIMIT.nullable().optional(),
+  max_parallel_requests: LIMIT.max(2_147_483_647).nullable().optional(),
+  metadata: z.record(z.string(), z.unknown()).nullable().optional(),
+  user_id: ID.nullable().optional(),
+  team_id: ID.nullable().optional(),
+  duration: durationField(["s", "m", "h", "d"]).nullable().optional(),
+  blocked: z.boolean().optional(),
+  ...Object.fromEntries(IGNORED_LITELLM_FIELDS.map((f) => [f, z.unknown().optional()])),
+};
+
+export const generateKeySchema = z
+  .object({
+    ...keyFields,
+    key: z.string().regex(CUSTOM_KEY_PATTERN, 'a custom key must be "sk-" followed by 8 to 256 visible characters').optional(),
+  })
+  .strict();
+
+export const updateKeySchema = z
+  .object({
+    ...keyFields,
+    key: z.string().min(1),
+    spend: z.number().finite().nonnegative().optional(),
+  })
+  .strict();
+
+export const keyRefSchema = z.object({ key: z.string().min(1) }).strict();
+
+export const deleteKeysSchema = z
+  .object({
+    keys: z.array(z.string().min(1)).min(1).max(1_000).optional(),
+    key_aliases: z.array(z.string().min(1)).min(1).max(1_000).optional(),
+  })
+  .strict()
+  .refine((b) => (b.keys === undefined) !== (b.key_aliases === undefined), { message: 'give exactly one of "keys" or "key_aliases"' });
+
+export const listKeysQuerySchema = z.object({
+  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
+  size: z.coerce.number().int().min(1).max(100).default(10),
+  key_alias: z.string().min(1).optional(),
+  user_id: z.string().min(1).optional(),
+  team_id: z.string().min(1).optional(),
+  return_full_object: z.enum(["true", "false"]).optional(),
+});
+
+export type GenerateKeyRequest = z.infer<typeof generateKeySchema>;
+export type UpdateKeyRequest = z.infer<typeof updateKeySchema>;
+
+/** Validates `input` against `schema`, turning the first problem into a 400 that names the field. */
+export function parseBody<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
+  if (input === undefined || input === null || typeof input !== "object" || Array.isArray(input)) {
+    throw new BadRequestError("request body must be a JSON object");
+  }
+  return parseInput(schema, input);
+}
+
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const param = issue.path.length > 0 ? issue.path.map(String).join(".") : null;
+  const unknownKeys = issue.code === "unrecognized_keys" ? issue.keys : undefined;
+  if (unknownKeys) throw new BadRequestError(`unknown field(s): ${unknownKeys.join(", ")}`, unknownKeys[0] ?? null);
+  throw new BadRequestError(param ? `${param}: ${issue.message}` : issue.message, param);
+}

@@ -1,0 +1,7 @@
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+// src/paths.ts and dist/paths.js sit at the same depth, so both resolve the package root the same way.
+export const packageRoot = path.resolve(fileURLToPath(new URL("..", import.meta.url)));
+export const migrationsDir = path.join(packageRoot, "sql");
+export const luaDir = path.join(packageRoot, "src", "redis", "lua");

@@ -1,0 +1,24 @@
+import type { ModelDeployment } from "../config/settings.js";
+
+export type Endpoint = "chat.completions" | "completions" | "embeddings";
+
+export interface UpstreamCall {
+  endpoint: Endpoint;
+  deployment: ModelDeployment;
+  /** The client's body with `model` already set to the upstream model name. */
+  body: Record<string, unknown>;
+  stream: boolean;
+  /** Aborted when the client goes away, so the upstream call stops too. */
+  signal: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  contentType: string;
+  /** Bytes as they arrive; for streams, SSE frames relayed to the client one by one. */
+  body: AsyncIterable<Uint8Array | string> | Iterable<string>;
+}
+
+export interface Provider {
+  forward(call: UpstreamCall): Promise<UpstreamResponse>;
+}

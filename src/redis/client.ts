@@ -1,0 +1,34 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { luaDir } from "../paths.js";
+
+/** Scripts in src/redis/lua, registered as commands named after their file. */
+export interface GatehouseRedis extends Redis {
+  l2Fill(key: string, version: number, json: string, ttlSeconds: number): Promise<number>;
+  l2Invalidate(key: string, version: number, ttlSeconds: number): Promise<number>;
+}
+
+const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
+  { command: "l2Fill", file: "l2-fill.lua", keys: 1 },
+  { command: "l2Invalidate", file: "l2-invalidate.lua", keys: 1 },
+];
+
+export function createRedis(url: string): GatehouseRedis {
+  const redis = new Redis(url, {
+    // Fail fast instead of queueing while disconnected: L2 is an optimisation and a request must
+    // fall through to Postgres rather than wait for Redis to come back.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 1_000,
+    connectTimeout: 2_000,
+    lazyConnect: true,
+    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
+  });
+  for (const script of SCRIPTS) {
+    redis.defineCommand(script.command, { numberOfKeys: script.keys, lua: readFileSync(path.join(luaDir, script.file), "utf8") });
+  }
+  // ioredis reports connection trouble as 'error' events; callers see failed commands instead.
+  redis.on("error", () => {});
+  return redis as GatehouseRedis;
+}

@@ -1,0 +1,79 @@
+import pg from "pg";
+
+// int8 columns (versions, limits) fit comfortably in a double; read them as numbers, not strings.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+export type Queryable = Pick<pg.Pool, "query"> | pg.PoolClient;
+
+export interface PoolOptions {
+  max?: number;
+  applicationName?: string;
+  /** Server-side cap on any one statement: a hung query must not hang a request (issue 4). */
+  statementTimeoutMs?: number;
+}
+
+export function createPool(connectionString: string, options: PoolOptions = {}): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.max ?? 10,
+    application_name: options.applicationName ?? "gatehouse",
+    statement_timeout: options.statementTimeoutMs ?? 5_000,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+  });
+  // An idle client that loses its connection emits 'error' on the pool; without a listener that
+  // would crash the process. The next checkout simply gets a fresh connection.
+  pool.on("error", () => {});
+  return pool;
+}
+
+/** Runs `work` in one transaction; rolls back on any error and rethrows it. */
+export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query("BEGIN");
+    const result = await work(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    try {
+      await client.query("ROLLBACK");
+    } catch {
+      broken = true;
+    }
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/**
+ * Creates the database named in `connectionString` when it does not exist yet, so a newcomer's
+ * `npm start` works against a fresh server. Needs CREATEDB on the maintenance database `postgres`.
+ */
+export async function ensureDatabaseExists(connectionString: string): Promise<boolean> {
+  const probe = new pg.Client({ connectionString });
+  try {
+    await probe.connect();
+    return false;
+  } catch (err) {
+    if ((err as { code?: string }).code !== "3D000") throw err;
+  } finally {
+    await probe.end().catch(() => {});
+  }
+  const url = new URL(connectionString);
+  const name = decodeURIComponent(url.pathname.replace(/^\//, ""));
+  url.pathname = "/postgres";
+  const admin = new pg.Client({ connectionString: url.toString() });
+  await admin.connect();
+  try {
+    // DDL takes no bind parameters; the name is quoted by the driver's identifier escaping.
+    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}`);
+  } catch (err) {
+    if ((err as { code?: string }).code !== "42P04") throw err; // created by a replica starting alongside
+  } finally {
+    await admin.end();
+  }
+  return true;
+}

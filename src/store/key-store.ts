@@ -1,0 +1,166 @@
+import type { Queryable } from "./db.js";
+
+/**
+ * The only module that reads or writes `gh_keys`. Statements are fixed text with bind parameters;
+ * optional fields of an update travel as one jsonb patch so no SQL is ever assembled from strings.
+ */
+
+export interface KeyRow {
+  token: string;
+  key_id: string;
+  key_alias: string | null;
+  key_name: string;
+  models: string[];
+  max_budget: number | null;
+  spend: number;
+  budget_duration: string | null;
+  budget_reset_at: Date | null;
+  tpm_limit: number | null;
+  rpm_limit: number | null;
+  max_parallel_requests: number | null;
+  metadata: Record<string, unknown>;
+  user_id: string | null;
+  team_id: string | null;
+  expires: Date | null;
+  blocked: boolean;
+  created_at: Date;
+  updated_at: Date;
+  version: number;
+}
+
+/** Fields a caller may set. `expires_in_ms` and `budget_duration_ms` are turned into timestamps by the database clock. */
+export interface KeyPatch {
+  key_alias?: string | null;
+  models?: string[];
+  max_budget?: number | null;
+  spend?: number;
+  budget_duration?: string | null;
+  budget_duration_ms?: number | null;
+  tpm_limit?: number | null;
+  rpm_limit?: number | null;
+  max_parallel_requests?: number | null;
+  metadata?: Record<string, unknown>;
+  user_id?: string | null;
+  team_id?: string | null;
+  expires_in_ms?: number | null;
+  blocked?: boolean;
+}
+
+export interface NewKey extends KeyPatch {
+  token: string;
+  key_name: string;
+}
+
+const SELECT_BY_TOKEN = "SELECT * FROM gh_keys WHERE token = $1";
+const SELECT_BY_ALIASES = "SELECT * FROM gh_keys WHERE key_alias = ANY($1::text[])";
+const SELECT_BY_TOKENS = "SELECT * FROM gh_keys WHERE token = ANY($1::text[])";
+
+// Time comes from the database clock, like Kong's cluster events: replicas' clocks may drift.
+const INSERT_KEY = `
+INSERT INTO gh_keys (token, key_name, key_alias, models, max_budget, budget_duration, budget_reset_at,
+  tpm_limit, rpm_limit, max_parallel_requests, metadata, user_id, team_id, expires, blocked)
+VALUES ($1, $2, $3, COALESCE($4::text[], '{}'), $5, $6,
+  CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() + $7::bigint * interval '1 millisecond' END,
+  $8, $9, $10, COALESCE($11::jsonb, '{}'::jsonb), $12, $13,
+  CASE WHEN $14::bigint IS NULL THEN NULL ELSE now() + $14::bigint * interval '1 millisecond' END,
+  COALESCE($15::boolean, false))
+RETURNING *`;
+
+const UPDATE_KEY = `
+UPDATE gh_keys SET
+  key_alias = CASE WHEN $2::jsonb ? 'key_alias' THEN $2->>'key_alias' ELSE key_alias END,
+  models = CASE WHEN $2::jsonb ? 'models' THEN ARRAY(SELECT jsonb_array_elements_text($2->'models')) ELSE models END,
+  max_budget = CASE WHEN $2::jsonb ? 'max_budget' THEN ($2->>'max_budget')::float8 ELSE max_budget END,
+  spend = CASE WHEN $2::jsonb ? 'spend' THEN ($2->>'spend')::float8 ELSE spend END,
+  budget_duration = CASE WHEN $2::jsonb ? 'budget_duration' THEN $2->>'budget_duration' ELSE budget_duration END,
+  budget_reset_at = CASE WHEN $2::jsonb ? 'budget_duration_ms' THEN
+      CASE WHEN $2->>'budget_duration_ms' IS NULL THEN NULL ELSE now() + ($2->>'budget_duration_ms')::bigint * interval '1 millisecond' END
+    ELSE budget_reset_at END,
+  tpm_limit = CASE WHEN $2::jsonb ? 'tpm_limit' THEN ($2->>'tpm_limit')::bigint ELSE tpm_limit END,
+  rpm_limit = CASE WHEN $2::jsonb ? 'rpm_limit' THEN ($2->>'rpm_limit')::bigint ELSE rpm_limit END,
+  max_parallel_requests = CASE WHEN $2::jsonb ? 'max_parallel_requests' THEN ($2->>'max_parallel_requests')::integer ELSE max_parallel_requests END,
+  metadata = CASE WHEN $2::jsonb ? 'metadata' THEN $2->'metadata' ELSE metadata END,
+  user_id = CASE WHEN $2::jsonb ? 'user_id' THEN $2->>'user_id' ELSE user_id END,
+  team_id = CASE WHEN $2::jsonb ? 'team_id' THEN $2->>'team_id' ELSE team_id END,
+  expires = CASE WHEN $2::jsonb ? 'expires_in_ms' THEN
+      CASE WHEN $2->>'expires_in_ms' IS NULL THEN NULL ELSE now() + ($2->>'expires_in_ms')::bigint * interval '1 millisecond' END
+    ELSE expires END,
+  blocked = CASE WHEN $2::jsonb ? 'blocked' THEN ($2->>'blocked')::boolean ELSE blocked END,
+  version = nextval('gh_key_version_seq'),
+  updated_at = now()
+WHERE token = $1
+RETURNING *`;
+
+// The tombstone version is drawn from the same sequence, so it is newer than any version ever read.
+const DELETE_KEYS = `
+WITH gone AS (DELETE FROM gh_keys WHERE token = ANY($1::text[]) RETURNING *)
+SELECT gone.*, nextval('gh_key_version_seq') AS tombstone_version FROM gone`;
+
+const KEY_FILTER = "($1::text IS NULL OR key_alias = $1) AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR team_id = $3)";
+const LIST_KEYS = `SELECT * FROM gh_keys WHERE ${KEY_FILTER} ORDER BY created_at, token LIMIT $4 OFFSET $5`;
+const COUNT_KEYS = `SELECT count(*)::int8 AS total FROM gh_keys WHERE ${KEY_FILTER}`;
+
+export async function findKeyByToken(db: Queryable, token: string): Promise<KeyRow | null> {
+  const { rows } = await db.query<KeyRow>(SELECT_BY_TOKEN, [token]);
+  return rows[0] ?? null;
+}
+
+export async function findKeysByTokens(db: Queryable, tokens: string[]): Promise<KeyRow[]> {
+  return (await db.query<KeyRow>(SELECT_BY_TOKENS, [tokens])).rows;
+}
+
+export async function findKeysByAliases(db: Queryable, aliases: string[]): Promise<KeyRow[]> {
+  return (await db.query<KeyRow>(SELECT_BY_ALIASES, [aliases])).rows;
+}
+
+export async function insertKey(db: Queryable, key: NewKey): Promise<KeyRow> {
+  const { rows } = await db.query<KeyRow>(INSERT_KEY, [
+    key.token,
+    key.key_name,
+    key.key_alias ?? null,
+    key.models ?? null,
+    key.max_budget ?? null,
+    key.budget_duration ?? null,
+    key.budget_duration_ms ?? null,
+    key.tpm_limit ?? null,
+    key.rpm_limit ?? null,
+    key.max_parallel_requests ?? null,
+    key.metadata === undefined ? null : JSON.stringify(key.metadata),
+    key.user_id ?? null,
+    key.team_id ?? null,
+    key.expires_in_ms ?? null,
+    key.blocked ?? null,
+  ]);
+  return rows[0]!;
+}
+
+export async function updateKey(db: Queryable, token: string, patch: KeyPatch): Promise<KeyRow | null> {
+  const { rows } = await db.query<KeyRow>(UPDATE_KEY, [token, JSON.stringify(patch)]);
+  return rows[0] ?? null;
+}
+
+export async function deleteKeys(db: Queryable, tokens: string[]): Promise<Array<KeyRow & { tombstone_version: number }>> {
+  return (await db.query<KeyRow & { tombstone_version: number }>(DELETE_KEYS, [tokens])).rows;
+}
+
+export interface KeyListFilter {
+  keyAlias: string | null;
+  userId: string | null;
+  teamId: string | null;
+  page: number;
+  size: number;
+}
+
+export async function listKeys(db: Queryable, filter: KeyListFilter): Promise<{ rows: KeyRow[]; total: number }> {
+  const where = [filter.keyAlias, filter.userId, filter.teamId];
+  const [page, count] = await Promise.all([
+    db.query<KeyRow>(LIST_KEYS, [...where, filter.size, (filter.page - 1) * filter.size]),
+    db.query<{ total: number }>(COUNT_KEYS, where),
+  ]);
+  return { rows: page.rows, total: count.rows[0]!.total };
+}
+
+export function isUniqueViolation(err: unknown, constraint?: string): boolean {
+  const e = err as { code?: string; constraint?: string };
+  return e.code === "23505" && (constraint === undefined || e.constraint === constraint);
+}
