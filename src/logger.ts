@@ -27,5 +27,5 @@ export function createLogger(options: { level?: string; destination?: NodeJS.Wri
   if (options.destination) return pino(config, options.destination as pino.DestinationStream);
   // Asynchronous destination: a request must never wait on a write to stdout (issue 5: no sync logging
   // on the hot path). It is flushed on shutdown by the gateway.
-  return pino(config, pino.destination({ dest: 1, sync: false, minLength: 4096 }));
+  return pino(config, pino.destination({ dest: 1, sync: false }));
 }

@@ -11,7 +11,7 @@ export class MockProvider implements Provider {
   async forward(call: UpstreamCall): Promise<UpstreamResponse> {
     const { body } = call;
     const model = String(body.model);
-    if (call.endpoint === "embeddings") return json(embeddings(model, body.input, body.dimensions));
+    if (call.endpoint === "embeddings") return json(embeddings(model, body.input, body.dimensions, body.encoding_format === "base64"));
     const reply = typeof body.mock_response === "string" ? body.mock_response : DEFAULT_REPLY;
     const promptTokens = estimateTokens(JSON.stringify(call.endpoint === "completions" ? body.prompt ?? "" : body.messages ?? ""));
     const usage = { prompt_tokens: promptTokens, completion_tokens: estimateTokens(reply), total_tokens: promptTokens + estimateTokens(reply) };
@@ -56,10 +56,11 @@ async function* sse(call: UpstreamCall, r: { id: string; created: number; model:
   yield "data: [DONE]\n\n";
 }
 
-function embeddings(model: string, input: unknown, dimensions: unknown) {
+function embeddings(model: string, input: unknown, dimensions: unknown, base64: boolean) {
   const inputs = Array.isArray(input) ? input : [input ?? ""];
   const dims = typeof dimensions === "number" && dimensions > 0 && dimensions <= 4096 ? Math.floor(dimensions) : 16;
-  const data = inputs.map((item, index) => ({ object: "embedding", index, embedding: deterministicVector(JSON.stringify(item), dims) }));
+  const encode = (v: number[]) => (base64 ? Buffer.from(new Float32Array(v).buffer).toString("base64") : v);
+  const data = inputs.map((item, index) => ({ object: "embedding", index, embedding: encode(deterministicVector(JSON.stringify(item), dims)) }));
   const tokens = inputs.reduce<number>((n, item) => n + estimateTokens(JSON.stringify(item)), 0);
   return { object: "list", data, model, usage: { prompt_tokens: tokens, total_tokens: tokens } };
 }

@@ -1,0 +1,86 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadSettings, settingsFromConfig } from "../src/config/settings.js";
+import { parseDuration } from "../src/config/duration.js";
+import { packageRoot } from "../src/paths.js";
+
+const run = promisify(execFile);
+const cli = path.join(packageRoot, "dist", "cli.js");
+
+function writeConfig(text: string): string {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), "gh-config-")), "config.yaml");
+  writeFileSync(file, text);
+  return file;
+}
+
+describe("config: LiteLLM's model_list, validated at start", () => {
+  it("reads a LiteLLM config with os.environ secrets, pricing and several deployments per model", () => {
+    const file = writeConfig(`
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: https://api.openai.com/v1/
+      api_key: os.environ/OPENAI_KEY_FOR_TEST
+      input_cost_per_token: 0.0000025
+      output_cost_per_token: 0.00001
+      rpm: 100
+  - model_name: gpt-4o
+    litellm_params: { model: openai/gpt-4o, api_base: "http://127.0.0.1:9999/v1" }
+litellm_settings:
+  drop_params: true
+`);
+    const s = loadSettings({ file, env: { OPENAI_KEY_FOR_TEST: "sk-upstream" } });
+    expect(s.models).toHaveLength(2);
+    expect(s.models[0]).toMatchObject({ modelName: "gpt-4o", provider: "openai", upstreamModel: "gpt-4o", apiBase: "https://api.openai.com/v1", apiKey: "sk-upstream", inputCostPerToken: 0.0000025, outputCostPerToken: 0.00001 });
+    expect(s.warnings.join("\n")).toContain("rpm");
+    expect(s.warnings.join("\n")).toContain("litellm_settings");
+  });
+
+  it("takes infrastructure settings from the environment", () => {
+    const s = settingsFromConfig({}, { source: "t", env: { DATABASE_URL: "postgres://x/y", REDIS_URL: "redis://r:1", PORT: "5001", GATEHOUSE_MASTER_KEY: "sk-master-123" } });
+    expect(s).toMatchObject({ databaseUrl: "postgres://x/y", databaseListenUrl: "postgres://x/y", redisUrl: "redis://r:1", port: 5001, masterKey: "sk-master-123" });
+    expect(settingsFromConfig({}, { source: "t", env: {} }).port).toBe(4000);
+  });
+
+  it.each([
+    ["model_list:\n  - model_name: a\n    litellm_params: { model: gpt-4o }", "model_list[0].litellm_params.model"],
+    ["model_list:\n  - model_name: a\n    litellm_params: { model: anthropic/claude }", "model_list[0].litellm_params.model"],
+    ["model_list:\n  - model_name: a\n    litellm_params: { model: openai/x }", "model_list[0].litellm_params.api_base"],
+    ["model_list:\n  - model_name: a\n    litellm_params: { model: openai/x, api_base: 'http://h/v1', api_key: os.environ/NOT_SET_ANYWHERE }", "NOT_SET_ANYWHERE"],
+    ["model_list:\n  - model_name: a\n    litellm_params: { model: mock/x, input_cost_per_token: -1 }", "model_list[0].litellm_params.input_cost_per_token"],
+    ["gatehouse_settings: { max_request_body_bytes: lots }", "gatehouse_settings.max_request_body_bytes"],
+    ["model_lst: []", "model_lst"],
+    ["model_list: [", "not valid YAML"],
+  ])("a bad config fails with a message naming the field (%#)", (text, field) => {
+    const file = writeConfig(text);
+    expect(() => loadSettings({ file, env: {} })).toThrowError(ConfigError);
+    expect(() => loadSettings({ file, env: {} })).toThrowError(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}.*${field.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+  });
+
+  it("`gatehouse config check` validates without starting", async () => {
+    const good = writeConfig("model_list:\n  - model_name: m\n    litellm_params: { model: mock/m }\n");
+    const ok = await run(process.execPath, [cli, "config", "check", good]);
+    expect(ok.stdout).toContain("ok (1 model deployments)");
+    const bad = writeConfig("model_list:\n  - model_name: m\n    litellm_params: { model: nope }\n");
+    const failed = await run(process.execPath, [cli, "config", "check", bad]).catch((e) => e);
+    expect(failed.code).toBe(78);
+    expect(failed.stderr).toContain("model_list[0].litellm_params.model");
+  });
+});
+
+describe("durations", () => {
+  it("parses Ns|Nm|Nh|Nd|Nw strictly", () => {
+    expect(parseDuration("30s")).toBe(30_000);
+    expect(parseDuration("30m")).toBe(1_800_000);
+    expect(parseDuration("2h")).toBe(7_200_000);
+    expect(parseDuration("30d")).toBe(2_592_000_000);
+    expect(parseDuration("1w")).toBe(604_800_000);
+    for (const bad of ["", "1", "h", "-1h", "1.5h", "1 h", "1H", "10y", "1h30m"]) expect(() => parseDuration(bad)).toThrow();
+    expect(() => parseDuration("1w", ["s", "m", "h", "d"])).toThrow(/unit/);
+  });
+});

@@ -1,0 +1,102 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+/**
+ * A real HTTP server that speaks enough of the OpenAI API to test the proxy: what it does is chosen
+ * by the upstream model name the gateway sends, so one server serves every scenario of a test file.
+ *  - "echo": 200 with the request it received (headers and body)
+ *  - "rate-limited": 429 with an OpenAI error body
+ *  - "broken": 500 with a non-JSON body
+ *  - "slow": sends headers only after `slowMs`
+ *  - "stream-gated": SSE, one chunk, then the next only when `releaseNext()` is called
+ */
+export interface FakeUpstream {
+  url: string;
+  requests: Array<{ path: string; headers: http.IncomingHttpHeaders; body: any }>;
+  /** Requests whose client side (the gateway) went away before the response ended. */
+  abortedRequests: number;
+  releaseNext(): void;
+  slowMs: number;
+  close(): Promise<void>;
+}
+
+export async function startFakeUpstream(): Promise<FakeUpstream> {
+  const gates: Array<() => void> = [];
+  let pendingReleases = 0;
+  const state: FakeUpstream = {
+    url: "",
+    requests: [],
+    abortedRequests: 0,
+    slowMs: 2_000,
+    releaseNext() {
+      const gate = gates.shift();
+      if (gate) gate();
+      else pendingReleases++;
+    },
+    close: async () => {},
+  };
+  const waitGate = () =>
+    new Promise<void>((resolve) => {
+      if (pendingReleases > 0) {
+        pendingReleases--;
+        resolve();
+      } else gates.push(resolve);
+    });
+
+  const server = http.createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}");
+    state.requests.push({ path: req.url ?? "", headers: req.headers, body });
+    res.on("close", () => {
+      if (!res.writableFinished) state.abortedRequests++;
+    });
+    switch (body.model) {
+      case "rate-limited":
+        res.writeHead(429, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: { message: "Rate limit reached for requests", type: "requests", param: null, code: "rate_limit_exceeded" } }));
+        return;
+      case "broken":
+        res.writeHead(500, { "content-type": "text/plain" });
+        res.end("upstream exploded");
+        return;
+      case "slow":
+        await new Promise((r) => setTimeout(r, state.slowMs));
+        if (res.destroyed) return;
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ id: "slow", object: "chat.completion", choices: [] }));
+        return;
+      case "stream-gated": {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        for (let i = 0; i < 3; i++) {
+          if (i > 0) await waitGate();
+          if (res.destroyed) return;
+          res.write(`data: ${JSON.stringify({ id: "gated", object: "chat.completion.chunk", choices: [{ index: 0, delta: { content: `part${i} ` }, finish_reason: null }] })}\n\n`);
+        }
+        res.end("data: [DONE]\n\n");
+        return;
+      }
+      default:
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify({
+            id: "chatcmpl-echo",
+            object: "chat.completion",
+            created: 0,
+            model: body.model,
+            choices: [{ index: 0, message: { role: "assistant", content: "echo" }, finish_reason: "stop" }],
+            usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+            echo: { path: req.url, authorization: req.headers.authorization ?? null, body },
+          }),
+        );
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  state.close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return state;
+}

@@ -1,0 +1,77 @@
+import { randomBytes } from "node:crypto";
+import { Writable } from "node:stream";
+import { settingsFromConfig, type ConfigFile, type Settings } from "../../src/config/settings.js";
+import { startGateway, type Gateway } from "../../src/gateway.js";
+import { createLogger } from "../../src/logger.js";
+import { api, type ApiOptions } from "./http.js";
+import { createRedisNamespace, createTestDatabase, REDIS_URL, type RedisNamespace, type TestDatabase } from "./services.js";
+
+/** Collects a gateway's log lines in memory, so tests can read (and scan) them. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    this.lines.push(...chunk.toString("utf8").split("\n").filter(Boolean));
+    done();
+  }
+  entries(): Array<Record<string, any>> {
+    return this.lines.map((l) => JSON.parse(l));
+  }
+}
+
+export const DEFAULT_TEST_CONFIG: ConfigFile = {
+  model_list: [
+    { model_name: "mock-gpt", litellm_params: { model: "mock/mock-gpt" } },
+    { model_name: "mock-other", litellm_params: { model: "mock/mock-other" } },
+    { model_name: "mock-embedding", litellm_params: { model: "mock/mock-embedding" } },
+  ],
+};
+
+export interface TestGateway {
+  gateway: Gateway;
+  url: string;
+  masterKey: string;
+  logs: LogCapture;
+  db: TestDatabase;
+  redis: RedisNamespace;
+  settings: Settings;
+  /** Calls the gateway as the admin (master key) unless another key is given. */
+  admin<T = any>(path: string, body?: unknown, options?: ApiOptions): ReturnType<typeof api<T>>;
+  call<T = any>(path: string, options?: ApiOptions): ReturnType<typeof api<T>>;
+  newKey(fields?: Record<string, unknown>): Promise<{ key: string; token: string; [k: string]: any }>;
+  close(): Promise<void>;
+}
+
+/** One in-process gateway on its own database and Redis namespace. */
+export async function startTestGateway(options: { config?: ConfigFile; env?: Record<string, string> } = {}): Promise<TestGateway> {
+  const db = await createTestDatabase();
+  const redis = createRedisNamespace();
+  const masterKey = `sk-master-${randomBytes(12).toString("hex")}`;
+  const settings = settingsFromConfig(options.config ?? DEFAULT_TEST_CONFIG, {
+    source: "test",
+    env: { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, PORT: "0", ...options.env },
+  });
+  const logs = new LogCapture();
+  const gateway = await startGateway({ settings, masterKey, logger: createLogger({ destination: logs, level: "debug" }), host: "127.0.0.1" });
+  const url = gateway.url;
+  const t: TestGateway = {
+    gateway,
+    url,
+    masterKey,
+    logs,
+    db,
+    redis,
+    settings,
+    admin: (path, body, opts = {}) => api(url, path, { key: masterKey, body, ...opts }),
+    call: (path, opts = {}) => api(url, path, opts),
+    async newKey(fields = {}) {
+      const res = await api(url, "/key/generate", { key: masterKey, body: fields });
+      if (res.status !== 200) throw new Error(`key/generate failed: ${res.status} ${res.text}`);
+      return res.body;
+    },
+    async close() {
+      await gateway.close();
+      await Promise.all([db.drop(), redis.cleanup()]);
+    },
+  };
+  return t;
+}
