@@ -8,7 +8,13 @@ import { L1Cache } from "./auth/l1-cache.js";
 import { L2Cache } from "./auth/l2-cache.js";
 import { MasterKey } from "./auth/master-key.js";
 import { buildApp } from "./http/app.js";
-import { KeyService, type KeyChange, type KeyChangeSink } from "./keys/key-service.js";
+import { CacheInvalidator } from "./auth/cache-invalidator.js";
+import { Coherence } from "./coherence/coherence.js";
+import { IdempotencyVault } from "./keys/idempotency.js";
+import { KeyService } from "./keys/key-service.js";
+import { RotationService } from "./keys/rotation-service.js";
+import { RotationLock } from "./redis/rotation-lock.js";
+import { Sweeper } from "./upkeep/sweeper.js";
 import { ModelRouter } from "./proxy/model-router.js";
 import { MockProvider } from "./proxy/providers/mock.js";
 import { OpenAICompatibleProvider } from "./proxy/providers/openai-compatible.js";
@@ -28,6 +34,8 @@ export interface Gateway {
   pool: pg.Pool;
   redis: GatehouseRedis;
   l1: L1Cache;
+  coherence: Coherence;
+  sweeper: Sweeper;
   close(): Promise<void>;
 }
 
@@ -50,20 +58,32 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
   const redisKeys = new RedisKeys(settings.redisPrefix);
   const l1 = new L1Cache({ maxEntries: settings.auth.l1MaxEntries, ttlMs: settings.auth.l1TtlMs, negativeTtlMs: settings.auth.negativeTtlMs });
   const l2 = new L2Cache(redis, redisKeys, settings.auth.l2TtlSeconds, (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"));
-  const authenticator = new Authenticator(l1, l2, pool);
-
-  // Until cross-replica events exist, a change evicts this replica's L1 and writes an L2 tombstone.
-  const changes: KeyChangeSink = {
-    async committed(change: KeyChange) {
-      for (const { token, version } of change.tokens) {
-        l1.invalidate(token);
-        await l2.invalidate(token, version);
-      }
-    },
-  };
+  const coherence = new Coherence({
+    pool,
+    listenUrl: settings.databaseListenUrl,
+    invalidator: new CacheInvalidator(l1, l2),
+    logger,
+    replicaId: settings.replicaId,
+    heartbeatIntervalMs: settings.coherence.heartbeatIntervalMs,
+    staleAfterMs: settings.coherence.staleAfterMs,
+  });
+  await coherence.start();
+  const authenticator = new Authenticator(l1, l2, pool, () => coherence.isFresh());
 
   const models = new ModelRouter(settings.models);
-  const keys = new KeyService(pool, changes, () => models.modelNames());
+  const servedModels = () => models.modelNames();
+  const vault = new IdempotencyVault(masterKey);
+  const keys = new KeyService(pool, coherence, servedModels, vault);
+  const rotation = new RotationService(pool, coherence, new RotationLock(redis, redisKeys, logger), vault, servedModels, settings.rotation);
+  const sweeper = new Sweeper({
+    pool,
+    events: coherence,
+    logger,
+    intervalMs: settings.upkeep.sweepIntervalMs,
+    idempotencyRetentionMs: settings.upkeep.idempotencyRetentionMs,
+    eventRetentionMs: settings.coherence.eventRetentionMs,
+  });
+  sweeper.start();
   const openai = new OpenAICompatibleProvider(settings.upstream);
   let shuttingDown = false;
   const app = buildApp({
@@ -71,6 +91,8 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     authenticator,
     masterKey: new MasterKey(masterKey),
     keys,
+    rotation,
+    coherence,
     models,
     providers: { openai, mock: new MockProvider() },
     probes: [
@@ -95,8 +117,12 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     pool,
     redis,
     l1,
+    coherence,
+    sweeper,
     async close() {
       shuttingDown = true;
+      await sweeper.stop();
+      await coherence.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();

@@ -92,12 +92,12 @@ describe("no stale refill (COHERENCE.md #5)", () => {
     const upd = await gw.admin("/key/update", { key: k.key, models: ["mock-other"] });
     expect(upd.status).toBe(200);
     // The update wrote a tombstone at its version: the stale fill is refused.
-    await l2.fill(before);
+    await l2.fill(k.token, before);
     expect(await l2.get(k.token)).toBeUndefined();
     // The fresh record may land, and a late stale fill still cannot replace it.
     const after = authRecordFromRow((await findKeyByToken(gw.gateway.pool, k.token))!);
-    await l2.fill(after);
-    await l2.fill(before);
+    await l2.fill(k.token, after);
+    await l2.fill(k.token, before);
     expect((await l2.get(k.token))?.models).toEqual(["mock-other"]);
   });
 
@@ -105,11 +105,11 @@ describe("no stale refill (COHERENCE.md #5)", () => {
     const k = await gw.newKey();
     const { l2 } = freshAuthenticator();
     const row = authRecordFromRow((await findKeyByToken(gw.gateway.pool, k.token))!);
-    await l2.fill(row);
+    await l2.fill(k.token, row);
     expect(await l2.get(k.token)).toBeDefined();
     expect((await gw.admin("/key/delete", { keys: [k.key] })).status).toBe(200);
     expect(await l2.get(k.token)).toBeUndefined();
-    await l2.fill(row);
+    await l2.fill(k.token, row);
     expect(await l2.get(k.token)).toBeUndefined();
   });
 });

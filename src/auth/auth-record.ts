@@ -1,4 +1,4 @@
-import type { KeyRow } from "../store/key-store.js";
+import type { AuthRow, KeyRow } from "../store/key-store.js";
 
 /**
  * What the request path needs to know about a key: the cached copy of a `gh_keys` row, without the
@@ -20,13 +20,20 @@ export interface AuthRecord {
   rpmLimit: number | null;
   maxParallelRequests: number | null;
   version: number;
+  /** For a deprecated key: when it stops working (ms since the epoch). Null for the active key. */
+  revokeAt: number | null;
 }
 
-export function authRecordFromRow(row: KeyRow): AuthRecord {
+/**
+ * A row as the request path sees it. For a deprecated key the record is the active key's (same models,
+ * limits and ledger, COHERENCE.md #1) plus its own revoke_at and display name.
+ */
+export function authRecordFromRow(row: KeyRow | AuthRow): AuthRecord {
+  const deprecated = "revoke_at" in row && row.revoke_at !== null ? row : null;
   return {
     token: row.token,
     keyId: row.key_id,
-    keyName: row.key_name,
+    keyName: deprecated?.deprecated_key_name ?? row.key_name,
     keyAlias: row.key_alias,
     models: row.models,
     userId: row.user_id,
@@ -38,6 +45,7 @@ export function authRecordFromRow(row: KeyRow): AuthRecord {
     rpmLimit: row.rpm_limit,
     maxParallelRequests: row.max_parallel_requests,
     version: row.version,
+    revokeAt: deprecated ? deprecated.revoke_at!.getTime() : null,
   };
 }
 

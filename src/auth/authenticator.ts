@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { AuthenticationError } from "../http/errors.js";
-import { findKeyByToken } from "../store/key-store.js";
+import { findKeyForAuth } from "../store/key-store.js";
 import { authRecordFromRow, type AuthRecord } from "./auth-record.js";
 import { hashKey } from "./key-material.js";
 import type { L1Cache } from "./l1-cache.js";
@@ -26,12 +26,14 @@ export class Authenticator {
     private readonly l1: L1Cache,
     private readonly l2: L2Cache,
     private readonly pool: pg.Pool,
+    /** False while this replica cannot vouch that L1 saw every recent change (COHERENCE.md #6). */
+    private readonly l1Trusted: () => boolean = () => true,
   ) {}
 
   /** Resolves a bearer to a usable key record or throws AuthenticationError. */
   async authenticate(bearer: string): Promise<AuthResult> {
     const hash = hashKey(bearer);
-    const cached = this.l1.get(hash);
+    const cached = this.l1Trusted() ? this.l1.get(hash) : undefined;
     const result = cached ? (cached.record ? { record: cached.record, level: "l1" as const } : null) : await this.resolve(hash);
     if (!result) throw new AuthenticationError("Invalid API key: no such key.");
     assertUsable(result.record, Date.now());
@@ -56,9 +58,9 @@ export class Authenticator {
         this.l1.completeFill(ticket, fromL2);
         return { record: fromL2, level: "l2" };
       }
-      const row = await findKeyByToken(this.pool, hash);
+      const row = await findKeyForAuth(this.pool, hash);
       const record = row ? authRecordFromRow(row) : null;
-      if (record) await this.l2.fill(record);
+      if (record) await this.l2.fill(hash, record);
       this.l1.completeFill(ticket, record);
       return record ? { record, level: "db" } : null;
     } catch (err) {
@@ -72,4 +74,5 @@ export class Authenticator {
 export function assertUsable(record: AuthRecord, now: number): void {
   if (record.blocked) throw new AuthenticationError("This key is blocked.", "key_blocked");
   if (record.expiresAt !== null && record.expiresAt <= now) throw new AuthenticationError("This key has expired.", "key_expired");
+  if (record.revokeAt !== null && record.revokeAt <= now) throw new AuthenticationError("This key was rotated and its grace period has ended.", "key_revoked");
 }

@@ -10,8 +10,13 @@ import type { AuthRecord } from "./auth-record.js";
 
 // A tombstone must outlive any fill still in flight; fills take milliseconds, a minute is ample.
 const TOMBSTONE_TTL_SECONDS = 60;
+// How many hashes whose tombstone could not be written we remember not to read from L2.
+const MAX_DISTRUSTED = 100_000;
 
 export class L2Cache {
+  /** Hashes whose tombstone write failed: L2 may still hold their old record, so it is not read for them. */
+  private readonly distrusted = new Map<string, number>();
+
   constructor(
     private readonly redis: GatehouseRedis,
     private readonly keys: RedisKeys,
@@ -20,6 +25,7 @@ export class L2Cache {
   ) {}
 
   async get(hash: string): Promise<AuthRecord | undefined> {
+    if (this.distrusted.size > 0 && this.isDistrusted(hash)) return undefined;
     try {
       const value = await this.redis.get(this.keys.authRecord(hash));
       if (!value) return undefined;
@@ -31,9 +37,11 @@ export class L2Cache {
     }
   }
 
-  async fill(record: AuthRecord): Promise<void> {
+  /** Caches `record` under the hash it was looked up by (a deprecated key's hash maps to the active record). */
+  async fill(hash: string, record: AuthRecord): Promise<void> {
+    if (this.distrusted.size > 0 && this.isDistrusted(hash)) return;
     try {
-      await this.redis.l2Fill(this.keys.authRecord(record.token), record.version, JSON.stringify(record), this.ttlSeconds);
+      await this.redis.l2Fill(this.keys.authRecord(hash), record.version, JSON.stringify(record), this.ttlSeconds);
     } catch (err) {
       this.onError("fill", err);
     }
@@ -44,6 +52,21 @@ export class L2Cache {
       await this.redis.l2Invalidate(this.keys.authRecord(hash), version, TOMBSTONE_TTL_SECONDS);
     } catch (err) {
       this.onError("invalidate", err);
+      this.distrust(hash);
     }
+  }
+
+  private distrust(hash: string): void {
+    if (this.distrusted.size >= MAX_DISTRUSTED) this.distrusted.delete(this.distrusted.keys().next().value!);
+    // A stale record can live in L2 at most its TTL; past that, reading it again is safe.
+    this.distrusted.set(hash, Date.now() + this.ttlSeconds * 1000);
+  }
+
+  private isDistrusted(hash: string): boolean {
+    const until = this.distrusted.get(hash);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.distrusted.delete(hash);
+    return false;
   }
 }

@@ -1,7 +1,9 @@
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { parseDuration } from "./duration.js";
 
 /**
  * Gatehouse's configuration: a LiteLLM-style YAML file (model_list, general_settings) plus a
@@ -52,6 +54,28 @@ const gatehouseSettingsSchema = z
         l1_ttl_ms: z.number().int().positive().optional(),
         negative_ttl_ms: z.number().int().nonnegative().optional(),
         l2_ttl_seconds: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
+    rotation: z
+      .object({
+        default_grace_period: z.string().optional(),
+        max_grace_period: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    coherence: z
+      .object({
+        heartbeat_interval_ms: z.number().int().min(50).max(60_000).optional(),
+        stale_after_ms: z.number().int().min(100).max(600_000).optional(),
+        event_retention_ms: z.number().int().min(60_000).optional(),
+      })
+      .strict()
+      .optional(),
+    upkeep: z
+      .object({
+        sweep_interval_ms: z.number().int().min(100).optional(),
+        idempotency_retention_ms: z.number().int().min(86_400_000, "must be at least 24 h").optional(),
       })
       .strict()
       .optional(),
@@ -107,6 +131,11 @@ export interface Settings {
   maxRequestBodyBytes: number;
   auth: { l1MaxEntries: number; l1TtlMs: number; negativeTtlMs: number; l2TtlSeconds: number };
   upstream: { connectTimeoutMs: number; readTimeoutMs: number; connectionsPerOrigin: number };
+  rotation: { defaultGraceMs: number; maxGraceMs: number };
+  coherence: { heartbeatIntervalMs: number; staleAfterMs: number; eventRetentionMs: number };
+  upkeep: { sweepIntervalMs: number; idempotencyRetentionMs: number };
+  /** Names this replica in LISTEN's application_name and in /debug/coherence. */
+  replicaId: string;
   models: ModelDeployment[];
   /** Things worth telling the operator once at start (unknown fields, ignored sections). */
   warnings: string[];
@@ -139,6 +168,17 @@ export const DEFAULTS = {
   connectTimeoutMs: 5_000,
   readTimeoutMs: 600_000,
   connectionsPerOrigin: 256,
+  defaultGracePeriod: "0s",
+  maxGracePeriod: "30d",
+  // COHERENCE.md #2: the heartbeat (target 1 s) bounds staleness when notifications are lost; past the
+  // hard bound (2 s) without a completed catch-up, L1 is not trusted.
+  heartbeatIntervalMs: 1_000,
+  staleAfterMs: 2_000,
+  // A replica disconnected longer than this cannot replay and drops its L1 instead.
+  eventRetentionMs: 3_600_000,
+  sweepIntervalMs: 30_000,
+  // "Kept for at least 24 h" (issue 3), plus an hour of margin.
+  idempotencyRetentionMs: 25 * 3_600_000,
 } as const;
 
 export interface LoadOptions {
@@ -211,10 +251,32 @@ export function settingsFromConfig(raw: unknown, ctx: { source: string; env: Nod
       readTimeoutMs: gs.upstream?.read_timeout_ms ?? DEFAULTS.readTimeoutMs,
       connectionsPerOrigin: gs.upstream?.connections_per_origin ?? DEFAULTS.connectionsPerOrigin,
     },
+    rotation: {
+      defaultGraceMs: durationSetting(env.GATEHOUSE_DEFAULT_GRACE_PERIOD ?? gs.rotation?.default_grace_period ?? DEFAULTS.defaultGracePeriod, "gatehouse_settings.rotation.default_grace_period", ctx.source),
+      maxGraceMs: durationSetting(env.GATEHOUSE_MAX_GRACE_PERIOD ?? gs.rotation?.max_grace_period ?? DEFAULTS.maxGracePeriod, "gatehouse_settings.rotation.max_grace_period", ctx.source),
+    },
+    coherence: {
+      heartbeatIntervalMs: gs.coherence?.heartbeat_interval_ms ?? DEFAULTS.heartbeatIntervalMs,
+      staleAfterMs: gs.coherence?.stale_after_ms ?? DEFAULTS.staleAfterMs,
+      eventRetentionMs: gs.coherence?.event_retention_ms ?? DEFAULTS.eventRetentionMs,
+    },
+    upkeep: {
+      sweepIntervalMs: gs.upkeep?.sweep_interval_ms ?? DEFAULTS.sweepIntervalMs,
+      idempotencyRetentionMs: gs.upkeep?.idempotency_retention_ms ?? DEFAULTS.idempotencyRetentionMs,
+    },
+    replicaId: env.GATEHOUSE_REPLICA_ID || `${hostname()}-${process.pid}`,
     models,
     warnings,
     source: ctx.source,
   };
+}
+
+function durationSetting(value: string, field: string, source: string): number {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new ConfigError(`config ${source}: ${field}: ${(err as Error).message}`);
+  }
 }
 
 function toDeployment(entry: ConfigFile["model_list"][number], index: number, ctx: { source: string; env: NodeJS.ProcessEnv }, warnings: string[]): ModelDeployment {

@@ -1,5 +1,8 @@
 import { Router } from "express";
+import type { Coherence } from "../coherence/coherence.js";
+import { IdempotencyVault } from "../keys/idempotency.js";
 import type { KeyService } from "../keys/key-service.js";
+import type { RotationService } from "../keys/rotation-service.js";
 import {
   deleteKeysSchema,
   generateKeySchema,
@@ -7,16 +10,32 @@ import {
   listKeysQuerySchema,
   parseBody,
   parseInput,
+  regenerateKeySchema,
   updateKeySchema,
 } from "../keys/key-schemas.js";
 import { BadRequestError } from "./errors.js";
 
 /** The LiteLLM-compatible /key routes. Authorization (master key) is applied by the caller. */
-export function adminRoutes(keys: KeyService): Router {
+export function adminRoutes(keys: KeyService, rotation: RotationService, coherence: Coherence): Router {
   const router = Router();
 
   router.post("/key/generate", async (req, res) => {
-    res.json(await keys.generate(parseBody(generateKeySchema, req.body)));
+    const idempotencyKey = IdempotencyVault.parseHeader(req.headers["idempotency-key"]);
+    res.json(await keys.generate(parseBody(generateKeySchema, req.body), idempotencyKey));
+  });
+
+  router.post("/key/regenerate", async (req, res) => {
+    const idempotencyKey = IdempotencyVault.parseHeader(req.headers["idempotency-key"]);
+    const body = parseBody(regenerateKeySchema, req.body);
+    if (!body.key) throw new BadRequestError("'key' is required: the key to regenerate, as plaintext or hash", "key");
+    res.json(await rotation.regenerate(body.key, body, idempotencyKey));
+  });
+
+  router.post("/key/:key/regenerate", async (req, res) => {
+    const idempotencyKey = IdempotencyVault.parseHeader(req.headers["idempotency-key"]);
+    // An empty body is allowed here: the key is in the path, and every field is optional.
+    const body = parseBody(regenerateKeySchema, req.body ?? {});
+    res.json(await rotation.regenerate(req.params.key, body, idempotencyKey));
   });
 
   router.post("/key/update", async (req, res) => {
@@ -43,6 +62,12 @@ export function adminRoutes(keys: KeyService): Router {
 
   router.post("/key/unblock", async (req, res) => {
     res.json(await keys.setBlocked(parseBody(keyRefSchema, req.body).key, false));
+  });
+
+  // Operators and the benchmarks read this replica's coherence state and recent propagation lags.
+  router.get("/debug/coherence", (req, res) => {
+    const after = Number(req.query.after_event_id ?? Number.NaN);
+    res.json({ ...coherence.status(), applied: Number.isFinite(after) ? coherence.appliedSince(after) : undefined });
   });
 
   return router;

@@ -3,6 +3,8 @@ import type { Logger } from "../logger.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import type { MasterKey } from "../auth/master-key.js";
 import type { KeyService } from "../keys/key-service.js";
+import type { RotationService } from "../keys/rotation-service.js";
+import type { Coherence } from "../coherence/coherence.js";
 import type { ModelRouter } from "../proxy/model-router.js";
 import type { Provider } from "../proxy/provider.js";
 import type { ProviderName } from "../config/settings.js";
@@ -18,6 +20,8 @@ export interface AppDeps {
   authenticator: Authenticator;
   masterKey: MasterKey;
   keys: KeyService;
+  rotation: RotationService;
+  coherence: Coherence;
   models: ModelRouter;
   providers: Record<ProviderName, Provider>;
   probes: ReadinessProbe[];
@@ -33,8 +37,8 @@ export function buildApp(deps: AppDeps): Express {
   app.use(requestLog(deps.logger));
   app.use(healthRoutes(deps.probes, deps.isShuttingDown));
   app.use(express.json({ limit: deps.maxRequestBodyBytes }));
-  app.use("/key", requireMasterKey(deps.masterKey, deps.authenticator));
-  app.use(adminRoutes(deps.keys));
+  app.use(["/key", "/debug"], requireMasterKey(deps.masterKey, deps.authenticator));
+  app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
   app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(deps.authenticator));
   app.use(proxyRoutes(deps.models, deps.providers));
   app.use(notFoundRoute);

@@ -71,6 +71,15 @@ export const updateKeySchema = z
   })
   .strict();
 
+export const regenerateKeySchema = z
+  .object({
+    ...keyFields,
+    key: z.string().min(1).optional(),
+    grace_period: z.string().optional(),
+    new_key: z.string().regex(CUSTOM_KEY_PATTERN, 'new_key must be "sk-" followed by 8 to 256 visible characters').optional(),
+  })
+  .strict();
+
 export const keyRefSchema = z.object({ key: z.string().min(1) }).strict();
 
 export const deleteKeysSchema = z
@@ -91,6 +100,9 @@ export const listKeysQuerySchema = z.object({
 });
 
 export type GenerateKeyRequest = z.infer<typeof generateKeySchema>;
+export type RegenerateKeyRequest = z.infer<typeof regenerateKeySchema>;
+/** The fields every write route shares (generate, update, regenerate). */
+export type KeyFields = Omit<GenerateKeyRequest, "key">;
 export type UpdateKeyRequest = z.infer<typeof updateKeySchema>;
 
 /** Validates `input` against `schema`, turning the first problem into a 400 that names the field. */

@@ -1,9 +1,8 @@
 import type pg from "pg";
-import { parseDuration } from "../config/duration.js";
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
-import { ALL_PROXY_MODELS } from "../auth/auth-record.js";
-import { BadRequestError, ConflictError, NotFoundError } from "../http/errors.js";
-import { withTransaction } from "../store/db.js";
+import { ConflictError, NotFoundError } from "../http/errors.js";
+import { deprecatedTokensOf, deprecatedTokensOfKeys, findDeprecatedKey } from "../store/deprecated-key-store.js";
+import { findStoredResult, storeResult } from "../store/idempotency-store.js";
 import {
   deleteKeys,
   findKeyByToken,
@@ -16,50 +15,57 @@ import {
   type KeyPatch,
   type KeyRow,
 } from "../store/key-store.js";
+import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
+import type { IdempotencyVault } from "./idempotency.js";
+import { toKeyPatch } from "./key-patch.js";
 import type { GenerateKeyRequest, UpdateKeyRequest } from "./key-schemas.js";
 import { keyView } from "./key-view.js";
 
-/** A committed change to some token hashes; the version is what L2 tombstones are written with. */
-export interface KeyChange {
-  kind: "generate" | "update" | "delete" | "block" | "unblock";
-  tokens: Array<{ token: string; version: number }>;
-}
-
-/** Told about every committed change, after COMMIT. Today: evict this replica's caches. */
-export interface KeyChangeSink {
-  committed(change: KeyChange): Promise<void>;
-}
-
 /**
- * The /key admin operations. Each one validates fully before it writes, writes in one transaction,
- * and only then tells the caches: a 200 means committed, an error means nothing changed.
+ * The /key admin operations except rotation (rotation-service.ts). Each validates fully before it
+ * writes, writes the change and its invalidation event in one transaction, and updates this replica's
+ * caches before answering: a 200 means committed, an error means nothing changed.
  */
 export class KeyService {
   constructor(
     private readonly pool: pg.Pool,
-    private readonly changes: KeyChangeSink,
+    private readonly events: CommittedEventSink,
     private readonly servedModels: () => ReadonlySet<string>,
+    private readonly vault: IdempotencyVault,
   ) {}
 
-  async generate(req: GenerateKeyRequest) {
-    const patch = this.toPatch(req);
+  async generate(req: GenerateKeyRequest, idempotencyKey?: string) {
+    const patch = toKeyPatch(req, this.servedModels());
+    const fingerprint = this.vault.fingerprint("generate", req);
+    if (idempotencyKey) {
+      const stored = await findStoredResult(this.pool, "generate", idempotencyKey);
+      if (stored) return this.vault.open<ReturnType<typeof generatedView>>(idempotencyKey, stored, fingerprint);
+    }
     const plaintext = req.key ?? generateVirtualKey();
     const token = hashKey(plaintext);
-    let row: KeyRow;
     try {
-      row = await withTransaction(this.pool, (tx) => insertKey(tx, { ...patch, token, key_name: keyDisplayName(plaintext) }));
+      return await commitKeyChange(this.pool, this.events, async (tx) => {
+        if (await findDeprecatedKey(tx, token)) throw new ConflictError("this key already exists", "key_exists", "key");
+        const row = await insertKey(tx, { ...patch, token, key_name: keyDisplayName(plaintext) });
+        const response = generatedView(plaintext, row);
+        if (idempotencyKey) await storeResult(tx, "generate", idempotencyKey, fingerprint, this.vault.seal(idempotencyKey, response));
+        // The new hash may sit in a cache as a remembered miss.
+        return { result: response, stale: { kind: "generate", tokens: [token], version: row.version } };
+      });
     } catch (err) {
-      throw this.mapConflict(err);
+      if (idempotencyKey && isUniqueViolation(err, "gh_idempotency_pkey")) {
+        // A concurrent retry with the same key committed first: answer with its result.
+        const stored = await findStoredResult(this.pool, "generate", idempotencyKey);
+        if (stored) return this.vault.open<ReturnType<typeof generatedView>>(idempotencyKey, stored, fingerprint);
+      }
+      throw mapConflict(err);
     }
-    // The new hash may sit in a cache as a remembered miss.
-    await this.changes.committed({ kind: "generate", tokens: [{ token, version: row.version }] });
-    return { key: plaintext, ...keyView(row) };
   }
 
   async update(req: UpdateKeyRequest) {
-    const { key, ...fields } = req;
-    const patch = this.toPatch(fields);
-    if (req.spend !== undefined) patch.spend = req.spend;
+    const { key, spend, ...fields } = req;
+    const patch = toKeyPatch(fields, this.servedModels());
+    if (spend !== undefined) patch.spend = spend;
     return this.applyPatch(toTokenHash(key), patch, "update");
   }
 
@@ -67,11 +73,22 @@ export class KeyService {
     return this.applyPatch(toTokenHash(key), { blocked }, blocked ? "block" : "unblock");
   }
 
+  /** An active key's info, or, for a deprecated key within its grace, the active key's info and a marker. */
   async info(key: string) {
     const token = toTokenHash(key);
     const row = await findKeyByToken(this.pool, token);
-    if (!row) throw new NotFoundError("key not found", "key", "key_not_found");
-    return { key: token, info: keyView(row) };
+    if (row) return { key: token, info: keyView(row) };
+    const deprecated = await findDeprecatedKey(this.pool, token);
+    if (deprecated && deprecated.revoke_at.getTime() > Date.now()) {
+      const active = await findKeyByToken(this.pool, deprecated.active_token);
+      if (active) {
+        return {
+          key: token,
+          info: { ...keyView(active), deprecated: { key_name: deprecated.key_name, revoke_at: deprecated.revoke_at, active_token: deprecated.active_token } },
+        };
+      }
+    }
+    throw new NotFoundError("key not found", "key", "key_not_found");
   }
 
   async list(query: { page: number; size: number; key_alias?: string | undefined; user_id?: string | undefined; team_id?: string | undefined; return_full_object?: string | undefined }) {
@@ -92,7 +109,7 @@ export class KeyService {
 
   /** Deletes all the named keys or none: one unknown key makes the whole request a 404. */
   async delete(req: { keys?: string[] | undefined; key_aliases?: string[] | undefined }) {
-    const deleted = await withTransaction(this.pool, async (tx) => {
+    return commitKeyChange(this.pool, this.events, async (tx) => {
       let rows: KeyRow[];
       if (req.keys) {
         const tokens = [...new Set(req.keys.map(toTokenHash))];
@@ -111,53 +128,35 @@ export class KeyService {
           throw new NotFoundError(`key aliases not found: ${missing.join(", ")}; nothing was deleted`, "key_aliases", "key_not_found");
         }
       }
-      return deleteKeys(tx, rows.map((r) => r.token));
+      // Deprecated keys go with their key (ON DELETE CASCADE); their cached records must go too.
+      const deprecated = await deprecatedTokensOfKeys(tx, rows.map((r) => r.key_id));
+      const deleted = await deleteKeys(tx, rows.map((r) => r.token));
+      const version = Math.max(...deleted.map((r) => r.tombstone_version));
+      return { result: { deleted_keys: req.keys ?? req.key_aliases ?? [] }, stale: { kind: "delete", tokens: [...deleted.map((r) => r.token), ...deprecated], version } };
     });
-    await this.changes.committed({ kind: "delete", tokens: deleted.map((r) => ({ token: r.token, version: r.tombstone_version })) });
-    return { deleted_keys: req.keys ?? req.key_aliases ?? [] };
   }
 
-  private async applyPatch(token: string, patch: KeyPatch, kind: KeyChange["kind"]) {
-    let row: KeyRow | null;
+  private async applyPatch(token: string, patch: KeyPatch, kind: "update" | "block" | "unblock") {
     try {
-      row = await withTransaction(this.pool, (tx) => updateKey(tx, token, patch));
+      return await commitKeyChange(this.pool, this.events, async (tx) => {
+        const row = await updateKey(tx, token, patch);
+        if (!row) throw new NotFoundError("key not found", "key", "key_not_found");
+        // Old keys inside their grace are cached as this key's record: they change with it.
+        const deprecated = await deprecatedTokensOf(tx, row.key_id);
+        return { result: { key: token, ...keyView(row) }, stale: { kind, tokens: [token, ...deprecated], version: row.version } };
+      });
     } catch (err) {
-      throw this.mapConflict(err);
+      throw mapConflict(err);
     }
-    if (!row) throw new NotFoundError("key not found", "key", "key_not_found");
-    await this.changes.committed({ kind, tokens: [{ token, version: row.version }] });
-    return { key: token, ...keyView(row) };
   }
+}
 
-  /** Request fields → column patch. Durations become database-clock timestamps in the statement. */
-  private toPatch(req: Omit<UpdateKeyRequest, "key" | "spend"> | GenerateKeyRequest): KeyPatch {
-    const patch: KeyPatch = {};
-    if (req.models !== undefined) {
-      const served = this.servedModels();
-      const unknown = req.models.filter((m) => m !== ALL_PROXY_MODELS && !served.has(m));
-      if (unknown.length > 0) throw new BadRequestError(`unknown model(s): ${unknown.join(", ")}; this gateway serves ${[...served].join(", ") || "no models"}`, "models", "model_not_found");
-      patch.models = req.models;
-    }
-    if (req.key_alias !== undefined) patch.key_alias = req.key_alias;
-    if (req.max_budget !== undefined) patch.max_budget = req.max_budget;
-    if (req.budget_duration !== undefined) {
-      patch.budget_duration = req.budget_duration;
-      patch.budget_duration_ms = req.budget_duration === null ? null : parseDuration(req.budget_duration);
-    }
-    if (req.tpm_limit !== undefined) patch.tpm_limit = req.tpm_limit;
-    if (req.rpm_limit !== undefined) patch.rpm_limit = req.rpm_limit;
-    if (req.max_parallel_requests !== undefined) patch.max_parallel_requests = req.max_parallel_requests;
-    if (req.metadata !== undefined) patch.metadata = req.metadata ?? {};
-    if (req.user_id !== undefined) patch.user_id = req.user_id;
-    if (req.team_id !== undefined) patch.team_id = req.team_id;
-    if (req.duration !== undefined) patch.expires_in_ms = req.duration === null ? null : parseDuration(req.duration);
-    if (req.blocked !== undefined) patch.blocked = req.blocked;
-    return patch;
-  }
+export function generatedView(plaintext: string, row: KeyRow) {
+  return { key: plaintext, ...keyView(row) };
+}
 
-  private mapConflict(err: unknown): unknown {
-    if (isUniqueViolation(err, "gh_keys_key_alias_idx")) return new ConflictError("a key with this key_alias already exists", "key_alias_exists", "key_alias");
-    if (isUniqueViolation(err, "gh_keys_pkey")) return new ConflictError("this key already exists", "key_exists", "key");
-    return err;
-  }
+export function mapConflict(err: unknown): unknown {
+  if (isUniqueViolation(err, "gh_keys_key_alias_idx")) return new ConflictError("a key with this key_alias already exists", "key_alias_exists", "key_alias");
+  if (isUniqueViolation(err, "gh_keys_pkey")) return new ConflictError("this key already exists", "key_exists", "key");
+  return err;
 }

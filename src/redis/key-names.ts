@@ -10,6 +10,11 @@ export class RedisKeys {
     return `${this.prefix}auth:${tokenHash}`;
   }
 
+  /** Redlock resource serialising rotations of one key across replicas. Owner: redis/rotation-lock. */
+  rotationLock(tokenHash: string): string {
+    return `${this.prefix}lock:rotate:${tokenHash}`;
+  }
+
   /** Pattern matching every key of this deployment, for test cleanup and admin tools. */
   all(): string {
     return `${this.prefix}*`;

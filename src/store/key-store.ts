@@ -66,8 +66,12 @@ VALUES ($1, $2, $3, COALESCE($4::text[], '{}'), $5, $6,
   COALESCE($15::boolean, false))
 RETURNING *`;
 
+// $3/$4: a new token and key_name (a rotation swaps the token on the same row); $5: the version read
+// under the rotation lock, used as a fencing token (COHERENCE.md #4). Plain updates pass NULLs.
 const UPDATE_KEY = `
 UPDATE gh_keys SET
+  token = COALESCE($3, token),
+  key_name = COALESCE($4, key_name),
   key_alias = CASE WHEN $2::jsonb ? 'key_alias' THEN $2->>'key_alias' ELSE key_alias END,
   models = CASE WHEN $2::jsonb ? 'models' THEN ARRAY(SELECT jsonb_array_elements_text($2->'models')) ELSE models END,
   max_budget = CASE WHEN $2::jsonb ? 'max_budget' THEN ($2->>'max_budget')::float8 ELSE max_budget END,
@@ -88,8 +92,17 @@ UPDATE gh_keys SET
   blocked = CASE WHEN $2::jsonb ? 'blocked' THEN ($2->>'blocked')::boolean ELSE blocked END,
   version = nextval('gh_key_version_seq'),
   updated_at = now()
-WHERE token = $1
+WHERE token = $1 AND ($5::bigint IS NULL OR version = $5)
 RETURNING *`;
+
+// An active key, or a deprecated key still inside its grace resolved to the active row it points at.
+const SELECT_FOR_AUTH = `
+SELECT k.*, NULL::timestamptz AS revoke_at, NULL::text AS deprecated_key_name FROM gh_keys k WHERE k.token = $1
+UNION ALL
+SELECT k.*, d.revoke_at, d.key_name AS deprecated_key_name
+FROM gh_deprecated_keys d JOIN gh_keys k ON k.token = d.active_token
+WHERE d.token = $1 AND d.revoke_at > now()
+LIMIT 1`;
 
 // The tombstone version is drawn from the same sequence, so it is newer than any version ever read.
 const DELETE_KEYS = `
@@ -135,7 +148,24 @@ export async function insertKey(db: Queryable, key: NewKey): Promise<KeyRow> {
 }
 
 export async function updateKey(db: Queryable, token: string, patch: KeyPatch): Promise<KeyRow | null> {
-  const { rows } = await db.query<KeyRow>(UPDATE_KEY, [token, JSON.stringify(patch)]);
+  const { rows } = await db.query<KeyRow>(UPDATE_KEY, [token, JSON.stringify(patch), null, null, null]);
+  return rows[0] ?? null;
+}
+
+/** Swaps the row's token for a new one (and applies `patch`) only if the row is still at `expectedVersion`. */
+export async function rotateKeyToken(db: Queryable, r: { oldToken: string; expectedVersion: number; newToken: string; newKeyName: string; patch: KeyPatch }): Promise<KeyRow | null> {
+  const { rows } = await db.query<KeyRow>(UPDATE_KEY, [r.oldToken, JSON.stringify(r.patch), r.newToken, r.newKeyName, r.expectedVersion]);
+  return rows[0] ?? null;
+}
+
+export interface AuthRow extends KeyRow {
+  /** Set when the token asked for is a deprecated key inside its grace period. */
+  revoke_at: Date | null;
+  deprecated_key_name: string | null;
+}
+
+export async function findKeyForAuth(db: Queryable, token: string): Promise<AuthRow | null> {
+  const { rows } = await db.query<AuthRow>(SELECT_FOR_AUTH, [token]);
   return rows[0] ?? null;
 }
 
@@ -158,6 +188,11 @@ export async function listKeys(db: Queryable, filter: KeyListFilter): Promise<{ 
     db.query<{ total: number }>(COUNT_KEYS, where),
   ]);
   return { rows: page.rows, total: count.rows[0]!.total };
+}
+
+/** A fresh version, newer than any row read so far: the tombstone version for tokens with no row left. */
+export async function nextKeyVersion(db: Queryable): Promise<number> {
+  return (await db.query<{ v: number }>("SELECT nextval('gh_key_version_seq') AS v")).rows[0]!.v;
 }
 
 export function isUniqueViolation(err: unknown, constraint?: string): boolean {

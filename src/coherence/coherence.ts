@@ -1,0 +1,192 @@
+import type pg from "pg";
+import type { Logger } from "../logger.js";
+import type { CacheInvalidator } from "../auth/cache-invalidator.js";
+import { EVENTS_CHANNEL, latestEventId, parseEventPayload, readEventsAfter, type KeyEvent } from "../store/event-store.js";
+import { EventListener, type ListenerState } from "./event-listener.js";
+
+/**
+ * Keeps this replica's caches coherent with every committed key change (COHERENCE.md #2, #5, #6).
+ *
+ * - Fast path: a NOTIFY per event, on a dedicated LISTEN connection, applied in milliseconds.
+ * - Floor: every `heartbeatIntervalMs` the event table is read after the last applied id, so a lost
+ *   notification is applied within one interval; on every listener reconnect the same catch-up runs.
+ * - If the events needed were pruned, the whole L1 is dropped.
+ * - "Fresh" means a catch-up completed within `staleAfterMs`; when it is not, the authenticator does not
+ *   serve from L1 (it cannot know what it missed).
+ */
+export interface CoherenceOptions {
+  pool: pg.Pool;
+  listenUrl: string;
+  invalidator: CacheInvalidator;
+  logger: Logger;
+  replicaId: string;
+  heartbeatIntervalMs: number;
+  staleAfterMs: number;
+  /** Events read per catch-up query. */
+  pageSize?: number;
+}
+
+interface AppliedLag {
+  id: number;
+  lagMs: number;
+  appliedAt: number;
+}
+
+// Recent per-event propagation lags kept for /debug/coherence and the benchmarks.
+const LAG_HISTORY = 20_000;
+
+export class Coherence {
+  private lastAppliedId = 0;
+  private syncedAt = 0;
+  private listener: EventListener | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private catchUpRunning: Promise<void> | null = null;
+  private catchUpAgain = false;
+  private stopped = false;
+  private readonly lags: AppliedLag[] = [];
+  private readonly seen = new Set<number>();
+  readonly counters = { notifications: 0, replayed: 0, l1Drops: 0, catchUpFailures: 0 };
+
+  constructor(private readonly o: CoherenceOptions) {}
+
+  async start(): Promise<void> {
+    // A replica starts with an empty L1: nothing before the newest event can be stale in it.
+    this.lastAppliedId = await latestEventId(this.o.pool);
+    this.syncedAt = Date.now();
+    this.listener = new EventListener({
+      connectionString: this.o.listenUrl,
+      channel: EVENTS_CHANNEL,
+      applicationName: `gatehouse-listen:${this.o.replicaId}`,
+      checkIntervalMs: this.o.heartbeatIntervalMs,
+      logger: this.o.logger,
+      onNotification: (payload) => void this.onNotification(payload),
+      onConnected: () => this.requestCatchUp(),
+    });
+    await this.listener.start();
+    this.scheduleHeartbeat();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.heartbeat) clearTimeout(this.heartbeat);
+    await this.listener?.close();
+    await this.catchUpRunning?.catch(() => {});
+  }
+
+  /** True when this replica knows it has applied every event committed up to `staleAfterMs` ago. */
+  isFresh(now = Date.now()): boolean {
+    return now - this.syncedAt <= this.o.staleAfterMs;
+  }
+
+  /** The writer's own change, right after COMMIT: read-your-writes on this replica without a round trip. */
+  async applyCommitted(event: KeyEvent): Promise<void> {
+    await this.o.invalidator.invalidate(event.tokens, event.version);
+    this.recordLag(event);
+  }
+
+  get listenerState(): ListenerState {
+    return this.listener?.state ?? "connecting";
+  }
+
+  status() {
+    return {
+      replica_id: this.o.replicaId,
+      last_applied_event_id: this.lastAppliedId,
+      listener: this.listenerState,
+      fresh: this.isFresh(),
+      synced_ms_ago: Date.now() - this.syncedAt,
+      ...this.counters,
+    };
+  }
+
+  /** Lags (commit → applied here) of events applied since `afterId`. */
+  appliedSince(afterId: number): AppliedLag[] {
+    return this.lags.filter((l) => l.id > afterId);
+  }
+
+  private async onNotification(payload: unknown): Promise<void> {
+    this.counters.notifications++;
+    const event = parseEventPayload(payload);
+    if (!event || event.id <= this.lastAppliedId) return;
+    try {
+      if (event.tokens && event.id === this.lastAppliedId + 1 && !this.catchUpRunning) {
+        this.lastAppliedId = event.id; // claimed before the await, so the order of ids is kept
+        await this.o.invalidator.invalidate(event.tokens, event.version);
+        this.recordLag(event);
+        return;
+      }
+      // Out of order (a gap, or a catch-up in flight) or too many tokens to carry: evict what we can
+      // now, and let the catch-up fill in the rest in id order.
+      if (event.tokens) await this.o.invalidator.invalidate(event.tokens, event.version);
+      this.requestCatchUp();
+    } catch (err) {
+      this.o.logger.warn({ err: (err as Error).message }, "applying a key event failed; catching up from the table");
+      this.requestCatchUp();
+    }
+  }
+
+  private requestCatchUp(): void {
+    if (this.stopped) return;
+    if (this.catchUpRunning) {
+      this.catchUpAgain = true;
+      return;
+    }
+    this.catchUpRunning = this.catchUpLoop().finally(() => {
+      this.catchUpRunning = null;
+    });
+  }
+
+  private async catchUpLoop(): Promise<void> {
+    do {
+      this.catchUpAgain = false;
+      await this.catchUp();
+    } while (this.catchUpAgain && !this.stopped);
+  }
+
+  /** Replays every event after the last applied id; never throws (a background loop logs and retries). */
+  private async catchUp(): Promise<void> {
+    const startedAt = Date.now();
+    const pageSize = this.o.pageSize ?? 1_000;
+    try {
+      for (;;) {
+        const page = await readEventsAfter(this.o.pool, this.lastAppliedId, pageSize);
+        if (page.prunedThrough > this.lastAppliedId) {
+          // The events we would need are gone: anything in L1 may be stale.
+          this.o.invalidator.dropL1();
+          this.counters.l1Drops++;
+          this.o.logger.warn({ last_applied: this.lastAppliedId, pruned_through: page.prunedThrough }, "missed key events were pruned; dropped the whole L1");
+          this.lastAppliedId = page.prunedThrough;
+        }
+        for (const event of page.events) {
+          if (event.id <= this.lastAppliedId) continue;
+          await this.o.invalidator.invalidate(event.tokens, event.version);
+          this.lastAppliedId = event.id;
+          this.counters.replayed++;
+          this.recordLag(event);
+        }
+        if (page.events.length < pageSize) break;
+      }
+      this.syncedAt = startedAt;
+    } catch (err) {
+      this.counters.catchUpFailures++;
+      this.o.logger.warn({ err: (err as Error).message }, "key event catch-up failed; will retry");
+    }
+  }
+
+  private scheduleHeartbeat(): void {
+    if (this.stopped) return;
+    this.heartbeat = setTimeout(() => {
+      this.requestCatchUp();
+      this.scheduleHeartbeat();
+    }, this.o.heartbeatIntervalMs);
+    this.heartbeat.unref();
+  }
+
+  private recordLag(event: Pick<KeyEvent, "id" | "at">): void {
+    if (this.seen.has(event.id)) return;
+    const now = Date.now();
+    this.seen.add(event.id);
+    this.lags.push({ id: event.id, lagMs: now - event.at, appliedAt: now });
+    if (this.lags.length > LAG_HISTORY) this.seen.delete(this.lags.shift()!.id);
+  }
+}

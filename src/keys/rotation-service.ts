@@ -1,0 +1,116 @@
+import type pg from "pg";
+import { DurationError, parseDuration } from "../config/duration.js";
+import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
+import { BadRequestError, ConflictError, NotFoundError } from "../http/errors.js";
+import type { RotationLock } from "../redis/rotation-lock.js";
+import { findDeprecatedKey, insertDeprecatedKey, repointDeprecatedKeys, deprecatedTokensOf } from "../store/deprecated-key-store.js";
+import { findStoredResult, storeResult } from "../store/idempotency-store.js";
+import { findKeyByToken, isUniqueViolation, rotateKeyToken } from "../store/key-store.js";
+import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
+import type { IdempotencyVault } from "./idempotency.js";
+import { mapConflict } from "./key-service.js";
+import { toKeyPatch } from "./key-patch.js";
+import type { RegenerateKeyRequest } from "./key-schemas.js";
+import { keyView } from "./key-view.js";
+
+export interface RotationSettings {
+  /** Grace used when a request names none; 0 = the old key stops at once. */
+  defaultGraceMs: number;
+  maxGraceMs: number;
+}
+
+export type RegenerateResponse = ReturnType<typeof regeneratedView>;
+
+// The advisory-lock namespace for rotations when Redis is unreachable (pg_advisory_xact_lock(int, int)).
+const ROTATION_ADVISORY_CLASS = 7326;
+
+/**
+ * `POST /key/{key}/regenerate`: replaces a key's token with a new one, keeping the old one valid for a
+ * grace period (COHERENCE.md #1–#4).
+ *
+ * Everything is checked before anything is written. Then, under the rotation lock, one transaction swaps
+ * the token on the same row (conditional on the version read: the fencing token), writes the deprecated
+ * row for the old token, re-points older deprecated tokens at the new one, stores the Idempotency-Key
+ * result and appends the invalidation event. A 200 means all of that committed.
+ */
+export class RotationService {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly events: CommittedEventSink,
+    private readonly lock: RotationLock,
+    private readonly vault: IdempotencyVault,
+    private readonly servedModels: () => ReadonlySet<string>,
+    private readonly settings: RotationSettings,
+  ) {}
+
+  async regenerate(keyRef: string, req: RegenerateKeyRequest, idempotencyKey?: string): Promise<RegenerateResponse> {
+    if (req.key !== undefined && toTokenHash(req.key) !== toTokenHash(keyRef)) throw new BadRequestError("the key in the path and the key in the body differ", "key");
+    const graceMs = this.parseGrace(req.grace_period);
+    const { key: _key, grace_period: _grace, new_key: newKey, ...fields } = req;
+    const patch = toKeyPatch(fields, this.servedModels());
+    const oldToken = toTokenHash(keyRef);
+    const fingerprint = this.vault.fingerprint("regenerate", { oldToken, req });
+
+    if (idempotencyKey) {
+      const stored = await findStoredResult(this.pool, "regenerate", idempotencyKey);
+      if (stored) return this.vault.open<RegenerateResponse>(idempotencyKey, stored, fingerprint);
+    }
+    const newPlaintext = newKey ?? generateVirtualKey();
+    const newToken = hashKey(newPlaintext);
+    if (newToken === oldToken) throw new BadRequestError("new_key must differ from the key being regenerated", "new_key");
+
+    try {
+      return await this.lock.run(oldToken, (mode) =>
+        commitKeyChange(this.pool, this.events, async (tx) => {
+          if (mode === "advisory") await tx.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [ROTATION_ADVISORY_CLASS, oldToken]);
+          if (idempotencyKey) {
+            // A retry that waited for the lock behind the first attempt finds its result here.
+            const stored = await findStoredResult(tx, "regenerate", idempotencyKey);
+            if (stored) return { result: this.vault.open<RegenerateResponse>(idempotencyKey, stored, fingerprint), stale: null };
+          }
+          const current = await findKeyByToken(tx, oldToken);
+          if (!current) {
+            if (await findDeprecatedKey(tx, oldToken)) throw new ConflictError("this key was already regenerated; regenerate the active key instead", "key_already_rotated", "key");
+            throw new NotFoundError("key not found", "key", "key_not_found");
+          }
+          if (await findDeprecatedKey(tx, newToken)) throw new ConflictError("new_key is already in use", "key_exists", "new_key");
+          const rotated = await rotateKeyToken(tx, { oldToken, expectedVersion: current.version, newToken, newKeyName: keyDisplayName(newPlaintext), patch });
+          // Fencing: someone rotated or changed the key after we read it (a lock lost to a pause).
+          if (!rotated) throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
+          await repointDeprecatedKeys(tx, rotated.key_id, newToken);
+          const deprecated = graceMs > 0 ? await insertDeprecatedKey(tx, { token: oldToken, keyId: rotated.key_id, activeToken: newToken, keyName: current.key_name, graceMs }) : null;
+          const response = regeneratedView(newPlaintext, rotated, deprecated?.revoke_at ?? rotated.updated_at, current.key_name);
+          if (idempotencyKey) await storeResult(tx, "regenerate", idempotencyKey, fingerprint, this.vault.seal(idempotencyKey, response));
+          const chain = await deprecatedTokensOf(tx, rotated.key_id);
+          return { result: response, stale: { kind: "regenerate", tokens: [oldToken, newToken, ...chain], version: rotated.version } };
+        }),
+      );
+    } catch (err) {
+      if (idempotencyKey && isUniqueViolation(err, "gh_idempotency_pkey")) {
+        const stored = await findStoredResult(this.pool, "regenerate", idempotencyKey);
+        if (stored) return this.vault.open<RegenerateResponse>(idempotencyKey, stored, fingerprint);
+      }
+      throw mapConflict(err);
+    }
+  }
+
+  /** Absent means the configured default; anything unparseable, negative or over the maximum is a 400. */
+  private parseGrace(value: string | undefined): number {
+    if (value === undefined) return this.settings.defaultGraceMs;
+    let ms: number;
+    try {
+      ms = parseDuration(value);
+    } catch (err) {
+      if (err instanceof DurationError) throw new BadRequestError(`grace_period: ${err.message}`, "grace_period", "invalid_grace_period");
+      throw err;
+    }
+    if (ms > this.settings.maxGraceMs) {
+      throw new BadRequestError(`grace_period: ${value} is longer than the maximum of ${this.settings.maxGraceMs / 86_400_000}d`, "grace_period", "invalid_grace_period");
+    }
+    return ms;
+  }
+}
+
+function regeneratedView(plaintext: string, row: Parameters<typeof keyView>[0], revokeAt: Date, previousKeyName: string) {
+  return { key: plaintext, ...keyView(row), revoke_at: revokeAt, previous_key_name: previousKeyName };
+}

@@ -1,0 +1,58 @@
+import { ExecutionError, Redlock, ResourceLockedError } from "@sesamecare-oss/redlock";
+import type { Logger } from "../logger.js";
+import { ConflictError } from "../http/errors.js";
+import type { GatehouseRedis } from "./client.js";
+import type { RedisKeys } from "./key-names.js";
+
+/**
+ * Serialises rotations of one key across replicas so concurrent requests do not race to do the same
+ * work (COHERENCE.md #4). This is an optimisation, not the guarantee: a lock can expire under a pause,
+ * so the rotation itself is conditional on the row version it read. With Redis unreachable the caller
+ * falls back to a Postgres advisory lock (mode "advisory"), never to no lock.
+ */
+export type LockMode = "redlock" | "advisory";
+
+// Far longer than a rotation transaction takes (milliseconds), short enough that a crashed holder
+// does not block the key for long.
+const LOCK_TTL_MS = 5_000;
+
+export class RotationLock {
+  private readonly redlock: Redlock;
+
+  constructor(
+    private readonly redis: GatehouseRedis,
+    private readonly keys: RedisKeys,
+    private readonly logger: Logger,
+  ) {
+    // Waits up to about 2 s for a holder on another replica to finish.
+    this.redlock = new Redlock([redis], { retryCount: 40, retryDelay: 50, retryJitter: 25, driftFactor: 0.01 });
+    this.redlock.on("error", () => {});
+  }
+
+  async run<T>(tokenHash: string, work: (mode: LockMode) => Promise<T>): Promise<T> {
+    if (this.redis.status !== "ready") return work("advisory");
+    let lock;
+    try {
+      lock = await this.redlock.acquire([this.keys.rotationLock(tokenHash)], LOCK_TTL_MS);
+    } catch (err) {
+      if (await isContention(err)) throw new ConflictError("another regeneration of this key is in progress; retry", "rotation_in_progress");
+      this.logger.warn({ err: (err as Error).message }, "Redis lock unavailable; using a Postgres advisory lock");
+      return work("advisory");
+    }
+    try {
+      return await work("redlock");
+    } finally {
+      await lock.release().catch(() => {});
+    }
+  }
+}
+
+/** Did Redis answer "held by someone else" (contention), as opposed to not answering at all? */
+async function isContention(err: unknown): Promise<boolean> {
+  if (err instanceof ResourceLockedError) return true;
+  if (!(err instanceof ExecutionError)) return false;
+  const stats = await Promise.all(err.attempts).catch(() => []);
+  const last = stats.at(-1);
+  if (!last) return false;
+  return [...last.votesAgainst.values()].every((e) => e instanceof ResourceLockedError);
+}

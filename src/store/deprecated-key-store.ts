@@ -1,0 +1,55 @@
+import type { Queryable } from "./db.js";
+
+/** The only module that writes `gh_deprecated_keys`: old tokens that stay valid until their revoke_at. */
+
+export interface DeprecatedKeyRow {
+  token: string;
+  key_id: string;
+  active_token: string;
+  key_name: string;
+  revoke_at: Date;
+}
+
+const INSERT_DEPRECATED = `
+INSERT INTO gh_deprecated_keys (token, key_id, active_token, key_name, revoke_at)
+VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond')
+RETURNING *`;
+
+// Each older key keeps its own revoke_at; only what it points at changes.
+const REPOINT = "UPDATE gh_deprecated_keys SET active_token = $2 WHERE key_id = $1";
+const TOKENS_FOR_KEY = "SELECT token FROM gh_deprecated_keys WHERE key_id = $1";
+const TOKENS_FOR_KEYS = "SELECT token FROM gh_deprecated_keys WHERE key_id = ANY($1::uuid[])";
+const FIND = "SELECT * FROM gh_deprecated_keys WHERE token = $1";
+
+// A margin past revoke_at before a row is removed: the request path already refuses it by the clock.
+const SWEEP_EXPIRED = `
+DELETE FROM gh_deprecated_keys WHERE token IN (
+  SELECT token FROM gh_deprecated_keys WHERE revoke_at < now() ORDER BY revoke_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING token`;
+
+export async function insertDeprecatedKey(tx: Queryable, row: { token: string; keyId: string; activeToken: string; keyName: string; graceMs: number }): Promise<DeprecatedKeyRow> {
+  const { rows } = await tx.query<DeprecatedKeyRow>(INSERT_DEPRECATED, [row.token, row.keyId, row.activeToken, row.keyName, row.graceMs]);
+  return rows[0]!;
+}
+
+export async function repointDeprecatedKeys(tx: Queryable, keyId: string, activeToken: string): Promise<void> {
+  await tx.query(REPOINT, [keyId, activeToken]);
+}
+
+export async function deprecatedTokensOf(db: Queryable, keyId: string): Promise<string[]> {
+  return (await db.query<{ token: string }>(TOKENS_FOR_KEY, [keyId])).rows.map((r) => r.token);
+}
+
+export async function deprecatedTokensOfKeys(db: Queryable, keyIds: string[]): Promise<string[]> {
+  if (keyIds.length === 0) return [];
+  return (await db.query<{ token: string }>(TOKENS_FOR_KEYS, [keyIds])).rows.map((r) => r.token);
+}
+
+export async function findDeprecatedKey(db: Queryable, token: string): Promise<DeprecatedKeyRow | null> {
+  return (await db.query<DeprecatedKeyRow>(FIND, [token])).rows[0] ?? null;
+}
+
+/** Removes up to `limit` rows past revoke_at; concurrent sweepers skip each other's rows. */
+export async function sweepExpiredDeprecatedKeys(tx: Queryable, limit: number): Promise<string[]> {
+  return (await tx.query<{ token: string }>(SWEEP_EXPIRED, [limit])).rows.map((r) => r.token);
+}

@@ -1,0 +1,87 @@
+import type { Queryable } from "./db.js";
+
+/**
+ * The only module that writes `gh_key_events` and `gh_event_watermark`, and the only one that NOTIFYs.
+ * An event names the token hashes whose cached records went stale and the version to tombstone them at.
+ */
+
+export const EVENTS_CHANNEL = "gatehouse_key_events";
+
+export type EventKind = "generate" | "update" | "delete" | "block" | "unblock" | "regenerate" | "expiry";
+
+export interface KeyEvent {
+  id: number;
+  kind: EventKind;
+  tokens: string[];
+  version: number;
+  /** Commit-time wall clock of the database, in ms since the epoch: the start of the propagation clock. */
+  at: number;
+}
+
+// Any fixed 64-bit number; held to COMMIT so event ids become visible in id order.
+const EVENT_ORDER_LOCK = "7326431905118244";
+// NOTIFY payloads must stay under 8000 bytes; past this many tokens replicas fetch the row instead.
+const MAX_TOKENS_IN_PAYLOAD = 60;
+
+const APPEND_EVENT = `
+WITH ordered AS (SELECT pg_advisory_xact_lock(${EVENT_ORDER_LOCK}::bigint)),
+ins AS (
+  INSERT INTO gh_key_events (kind, tokens, version)
+  SELECT $1, $2::text[], $3 FROM ordered
+  RETURNING id, kind, tokens, version, (extract(epoch FROM created_at) * 1000)::float8 AS at
+)
+SELECT ins.*, pg_notify('${EVENTS_CHANNEL}',
+  json_build_object('id', ins.id, 'k', ins.kind, 'v', ins.version, 'at', ins.at,
+    't', CASE WHEN cardinality(ins.tokens) <= ${MAX_TOKENS_IN_PAYLOAD} THEN to_json(ins.tokens) END)::text) AS notified
+FROM ins`;
+
+const EVENTS_AFTER = `
+SELECT w.pruned_through, e.id, e.kind, e.tokens, e.version, (extract(epoch FROM e.created_at) * 1000)::float8 AS at
+FROM gh_event_watermark w
+LEFT JOIN LATERAL (SELECT * FROM gh_key_events WHERE id > $1 ORDER BY id LIMIT $2) e ON true
+ORDER BY e.id`;
+
+const LATEST_EVENT_ID = "SELECT COALESCE(max(id), 0)::int8 AS id FROM gh_key_events";
+
+const PRUNE_EVENTS = `
+WITH gone AS (DELETE FROM gh_key_events WHERE created_at < now() - $1::bigint * interval '1 millisecond' RETURNING id)
+UPDATE gh_event_watermark SET pruned_through = GREATEST(pruned_through, (SELECT max(id) FROM gone))
+WHERE EXISTS (SELECT 1 FROM gone)
+RETURNING pruned_through`;
+
+/** Appends an event inside the caller's transaction; the NOTIFY is delivered when that transaction commits. */
+export async function appendEvent(tx: Queryable, kind: EventKind, tokens: string[], version: number): Promise<KeyEvent> {
+  const { rows } = await tx.query<KeyEvent>(APPEND_EVENT, [kind, tokens, version]);
+  const row = rows[0]!;
+  return { id: row.id, kind: row.kind, tokens: row.tokens, version: row.version, at: row.at };
+}
+
+export interface EventPage {
+  prunedThrough: number;
+  events: KeyEvent[];
+}
+
+export async function readEventsAfter(db: Queryable, lastId: number, limit: number): Promise<EventPage> {
+  const { rows } = await db.query<{ pruned_through: number; id: number | null; kind: EventKind; tokens: string[]; version: number; at: number }>(EVENTS_AFTER, [lastId, limit]);
+  const prunedThrough = rows[0]?.pruned_through ?? 0;
+  const events = rows.filter((r) => r.id !== null).map((r) => ({ id: r.id!, kind: r.kind, tokens: r.tokens, version: r.version, at: r.at }));
+  return { prunedThrough, events };
+}
+
+export async function latestEventId(db: Queryable): Promise<number> {
+  return (await db.query<{ id: number }>(LATEST_EVENT_ID)).rows[0]!.id;
+}
+
+/** Deletes events older than `retentionMs` and raises the watermark; safe to run on every replica. */
+export async function pruneEvents(db: Queryable, retentionMs: number): Promise<number | null> {
+  const { rows } = await db.query<{ pruned_through: number }>(PRUNE_EVENTS, [retentionMs]);
+  return rows[0]?.pruned_through ?? null;
+}
+
+/** Parses a NOTIFY payload written by APPEND_EVENT; tokens are absent when there were too many. */
+export function parseEventPayload(payload: unknown): { id: number; kind: EventKind; version: number; at: number; tokens: string[] | null } | null {
+  if (!payload || typeof payload !== "object") return null;
+  const p = payload as { id?: unknown; k?: unknown; v?: unknown; at?: unknown; t?: unknown };
+  if (typeof p.id !== "number" || typeof p.v !== "number") return null;
+  return { id: p.id, kind: p.k as EventKind, version: p.v, at: typeof p.at === "number" ? p.at : Date.now(), tokens: Array.isArray(p.t) ? (p.t as string[]) : null };
+}
