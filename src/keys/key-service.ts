@@ -2,7 +2,7 @@ import type pg from "pg";
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
 import { ConflictError, NotFoundError } from "../http/errors.js";
 import { deprecatedTokensOf, deprecatedTokensOfKeys, findDeprecatedKey } from "../store/deprecated-key-store.js";
-import { findStoredResult, storeResult } from "../store/idempotency-store.js";
+import { findStoredResult, lockIdempotencyKey, storeResult } from "../store/idempotency-store.js";
 import {
   deleteKeys,
   findKeyByToken,
@@ -45,6 +45,11 @@ export class KeyService {
     const token = hashKey(plaintext);
     try {
       return await commitKeyChange(this.pool, this.events, async (tx) => {
+        if (idempotencyKey) {
+          await lockIdempotencyKey(tx, "generate", idempotencyKey);
+          const stored = await findStoredResult(tx, "generate", idempotencyKey);
+          if (stored) return { result: this.vault.open<ReturnType<typeof generatedView>>(idempotencyKey, stored, fingerprint), stale: null };
+        }
         if (await findDeprecatedKey(tx, token)) throw new ConflictError("this key already exists", "key_exists", "key");
         const row = await insertKey(tx, { ...patch, token, key_name: keyDisplayName(plaintext) });
         const response = generatedView(plaintext, row);

@@ -4,7 +4,7 @@ import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../aut
 import { BadRequestError, ConflictError, NotFoundError } from "../http/errors.js";
 import type { RotationLock } from "../redis/rotation-lock.js";
 import { findDeprecatedKey, insertDeprecatedKey, repointDeprecatedKeys, deprecatedTokensOf } from "../store/deprecated-key-store.js";
-import { findStoredResult, storeResult } from "../store/idempotency-store.js";
+import { findStoredResult, lockIdempotencyKey, storeResult } from "../store/idempotency-store.js";
 import { findKeyByToken, isUniqueViolation, rotateKeyToken } from "../store/key-store.js";
 import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
 import type { IdempotencyVault } from "./idempotency.js";
@@ -64,7 +64,8 @@ export class RotationService {
         commitKeyChange(this.pool, this.events, async (tx) => {
           if (mode === "advisory") await tx.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [ROTATION_ADVISORY_CLASS, oldToken]);
           if (idempotencyKey) {
-            // A retry that waited for the lock behind the first attempt finds its result here.
+            // A retry that waited behind the first attempt finds its result here.
+            await lockIdempotencyKey(tx, "regenerate", idempotencyKey);
             const stored = await findStoredResult(tx, "regenerate", idempotencyKey);
             if (stored) return { result: this.vault.open<RegenerateResponse>(idempotencyKey, stored, fingerprint), stale: null };
           }

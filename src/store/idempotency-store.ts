@@ -11,6 +11,14 @@ const FIND = "SELECT fingerprint, response FROM gh_idempotency WHERE scope = $1 
 const INSERT = "INSERT INTO gh_idempotency (scope, idem_key, fingerprint, response) VALUES ($1, $2, $3, $4)";
 const PRUNE = "DELETE FROM gh_idempotency WHERE created_at < now() - $1::bigint * interval '1 millisecond'";
 
+/**
+ * Serialises concurrent requests carrying the same Idempotency-Key until the first one commits, so a
+ * retry racing the original waits and then finds its stored result instead of failing on a conflict.
+ */
+export async function lockIdempotencyKey(tx: Queryable, scope: string, idemKey: string): Promise<void> {
+  await tx.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [`idempotency:${scope}:${idemKey}`]);
+}
+
 export async function findStoredResult(db: Queryable, scope: string, idemKey: string): Promise<StoredResult | null> {
   return (await db.query<StoredResult>(FIND, [scope, idemKey])).rows[0] ?? null;
 }

@@ -1,0 +1,85 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { stringify } from "yaml";
+import pg from "pg";
+import type { ConfigFile } from "../../src/config/settings.js";
+import { DEFAULT_TEST_CONFIG } from "./gateway-fixture.js";
+import { api, chatBody, type ApiOptions } from "./http.js";
+import { spawnReplica, type ReplicaProcess } from "./replica-process.js";
+import { createRedisNamespace, createTestDatabase, REDIS_URL, type RedisNamespace, type TestDatabase } from "./services.js";
+
+/**
+ * N gateway replicas as separate processes on real ports, sharing one Postgres database and one Redis
+ * namespace: the shape Gatehouse runs in production, minus the load balancer.
+ */
+export interface Replica extends ReplicaProcess {
+  name: string;
+  replicaId: string;
+  admin<T = any>(path: string, body?: unknown, options?: ApiOptions): ReturnType<typeof api<T>>;
+  chat(key: string, model?: string): Promise<number>;
+}
+
+export interface Cluster {
+  replicas: Replica[];
+  masterKey: string;
+  db: TestDatabase;
+  redis: RedisNamespace;
+  /** A pool on the cluster's database, for assertions and fault injection. */
+  pool: pg.Pool;
+  configFile: string;
+  env: Record<string, string>;
+  /** Starts one more replica (or restarts a stopped one under a new name). */
+  addReplica(name: string, extraEnv?: Record<string, string>): Promise<Replica>;
+  close(): Promise<void>;
+}
+
+export async function startCluster(options: { size?: number; config?: ConfigFile; env?: Record<string, string> } = {}): Promise<Cluster> {
+  const db = await createTestDatabase();
+  const redis = createRedisNamespace();
+  const masterKey = `sk-master-${randomBytes(12).toString("hex")}`;
+  const dir = mkdtempSync(path.join(tmpdir(), "gh-cluster-"));
+  const configFile = path.join(dir, "config.yaml");
+  writeFileSync(configFile, stringify(options.config ?? DEFAULT_TEST_CONFIG));
+  const env = { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir, ...options.env };
+  const suffix = randomBytes(3).toString("hex");
+  const replicas: Replica[] = [];
+
+  const addReplica = async (name: string, extraEnv: Record<string, string> = {}): Promise<Replica> => {
+    const replicaId = `${name}-${suffix}`;
+    const proc = await spawnReplica({ ...env, GATEHOUSE_REPLICA_ID: replicaId, ...extraEnv }, ["--config", configFile]);
+    const replica: Replica = Object.assign(proc, {
+      name,
+      replicaId,
+      admin: (p: string, body?: unknown, opts: ApiOptions = {}) => api(proc.url, p, { key: masterKey, body, ...opts }),
+      chat: async (key: string, model = "mock-gpt") => (await api(proc.url, "/v1/chat/completions", { key, body: chatBody(model) })).status,
+    });
+    replicas.push(replica);
+    return replica;
+  };
+
+  const names = ["A", "B", "C", "D", "E"].slice(0, options.size ?? 3);
+  // The first replica migrates; the others then start together.
+  await addReplica(names[0]!);
+  await Promise.all(names.slice(1).map((n) => addReplica(n)));
+  const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  pool.on("error", () => {});
+
+  return {
+    replicas,
+    masterKey,
+    db,
+    redis,
+    pool,
+    configFile,
+    env,
+    addReplica,
+    async close() {
+      await Promise.all(replicas.map((r) => r.stop("SIGKILL")));
+      await pool.end();
+      await db.drop();
+      await redis.cleanup();
+    },
+  };
+}
