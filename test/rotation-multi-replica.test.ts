@@ -22,6 +22,12 @@ async function generate(on: Replica, fields: Record<string, unknown> = {}) {
   return res.body as { key: string; token: string; key_name: string };
 }
 
+/** Puts `key` in every replica's caches, after its own generate event has been applied everywhere. */
+async function warmEverywhere(key: string, model = "mock-gpt") {
+  await cluster.settle();
+  for (const r of [A, B, C]) expect(await r.chat(key, model), `warming on ${r.name}`).toBe(200);
+}
+
 /** Every replica answers `status` for `key` within the staleness bound; returns how long it took. */
 async function enforcedEverywhere(key: string, status: number, model = "mock-gpt"): Promise<number> {
   const started = Date.now();
@@ -36,7 +42,7 @@ async function enforcedEverywhere(key: string, status: number, model = "mock-gpt
 describe("regenerate with a grace period, as curl would do it (the LiteLLM failure)", () => {
   it("the old key keeps working on every replica during the grace, as the new key's record", async () => {
     const old = await generate(A, { models: ["mock-gpt"], max_budget: 5, key_alias: "rotating" });
-    for (const r of [A, B, C]) expect(await r.chat(old.key)).toBe(200); // warm every cache with the old key
+    await warmEverywhere(old.key);
 
     const regen = await A.admin(`/key/${old.key}/regenerate`, { grace_period: "1h" });
     expect(regen.status, regen.text).toBe(200);
@@ -94,7 +100,7 @@ describe("regenerate with a grace period, as curl would do it (the LiteLLM failu
 describe("changes made on one replica are enforced on every replica within the bound", () => {
   it("grace 0: the old key is refused everywhere, the new one works", async () => {
     const old = await generate(A);
-    for (const r of [A, B, C]) expect(await r.chat(old.key)).toBe(200);
+    await warmEverywhere(old.key);
     const res = await A.admin(`/key/${old.key}/regenerate`, {});
     expect(res.status).toBe(200);
     expect(Math.abs(Date.parse(res.body.revoke_at) - Date.now())).toBeLessThan(5_000);
@@ -105,7 +111,7 @@ describe("changes made on one replica are enforced on every replica within the b
 
   it("block, unblock, update of models and of expiry, and delete", async () => {
     const k = await generate(A, { models: ["mock-gpt"] });
-    for (const r of [A, B, C]) expect(await r.chat(k.key)).toBe(200);
+    await warmEverywhere(k.key);
 
     expect((await A.admin("/key/block", { key: k.key })).status).toBe(200);
     await enforcedEverywhere(k.key, 401);
@@ -136,7 +142,7 @@ describe("changes made on one replica are enforced on every replica within the b
 describe("one rotation per request", () => {
   it("concurrent regenerations of one key from A, B and C give exactly one new key and no 5xx", async () => {
     const k = await generate(A);
-    for (const r of [A, B, C]) expect(await r.chat(k.key)).toBe(200);
+    await warmEverywhere(k.key);
     const attempts = await Promise.all([A, B, C, A, B, C, A, B, C].map((r) => r.admin(`/key/${k.key}/regenerate`, { grace_period: "1h" })));
     const statuses = attempts.map((a) => a.status);
     expect(statuses.filter((s) => s >= 500)).toEqual([]);
@@ -208,7 +214,7 @@ describe("the grace ends by the clock", () => {
     const old = await generate(A);
     const res = await A.admin(`/key/${old.key}/regenerate`, { grace_period: "2s" });
     expect(res.status).toBe(200);
-    for (const r of [A, B, C]) expect(await r.chat(old.key)).toBe(200); // cached as a deprecated key
+    await warmEverywhere(old.key); // cached as a deprecated key
     const revokeAt = Date.parse(res.body.revoke_at);
     await waitFor(async () => (await Promise.all([A, B, C].map((r) => r.chat(old.key)))).every((s) => s === 401), { timeoutMs: revokeAt - Date.now() + 500, intervalMs: 20, what: "the grace to end" });
     expect(Date.now()).toBeGreaterThanOrEqual(revokeAt);

@@ -41,7 +41,8 @@ export class EventListener {
         connectionString: o.connectionString,
         application_name: o.applicationName,
         // Bounds pg-listen's liveness check, so a blackholed connection is noticed instead of hanging.
-        query_timeout: Math.max(500, o.checkIntervalMs),
+        // Shorter than the check interval, so one check has failed before the next one starts.
+        query_timeout: Math.max(200, Math.floor(o.checkIntervalMs * 0.8)),
         connectionTimeoutMillis: 2_000,
       } as never,
       {

@@ -18,6 +18,9 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     max: options.max ?? 10,
     application_name: options.applicationName ?? "gatehouse",
     statement_timeout: options.statementTimeoutMs ?? 5_000,
+    // Client-side bound as well: a server that stops answering (a blackholed connection) cannot enforce
+    // its own statement_timeout.
+    query_timeout: (options.statementTimeoutMs ?? 5_000) + 1_000,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
   });

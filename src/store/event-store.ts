@@ -41,7 +41,8 @@ FROM gh_event_watermark w
 LEFT JOIN LATERAL (SELECT * FROM gh_key_events WHERE id > $1 ORDER BY id LIMIT $2) e ON true
 ORDER BY e.id`;
 
-const LATEST_EVENT_ID = "SELECT COALESCE(max(id), 0)::int8 AS id FROM gh_key_events";
+// Pruning may have removed every event; the watermark still says how far ids went.
+const LATEST_EVENT_ID = "SELECT GREATEST((SELECT COALESCE(max(id), 0) FROM gh_key_events), (SELECT pruned_through FROM gh_event_watermark))::int8 AS id";
 
 const PRUNE_EVENTS = `
 WITH gone AS (DELETE FROM gh_key_events WHERE created_at < now() - $1::bigint * interval '1 millisecond' RETURNING id)

@@ -8,7 +8,7 @@ import type { ConfigFile } from "../../src/config/settings.js";
 import { DEFAULT_TEST_CONFIG } from "./gateway-fixture.js";
 import { api, chatBody, type ApiOptions } from "./http.js";
 import { spawnReplica, type ReplicaProcess } from "./replica-process.js";
-import { createRedisNamespace, createTestDatabase, REDIS_URL, type RedisNamespace, type TestDatabase } from "./services.js";
+import { createRedisNamespace, createTestDatabase, REDIS_URL, waitFor, type RedisNamespace, type TestDatabase } from "./services.js";
 
 /**
  * N gateway replicas as separate processes on real ports, sharing one Postgres database and one Redis
@@ -30,6 +30,11 @@ export interface Cluster {
   pool: pg.Pool;
   configFile: string;
   env: Record<string, string>;
+  /**
+   * Waits until every replica has applied every event committed so far. Call before warming caches, so a
+   * key's own "generate" event cannot evict the warmed record afterwards and make a test pass trivially.
+   */
+  settle(): Promise<void>;
   /** Starts one more replica (or restarts a stopped one under a new name). */
   addReplica(name: string, extraEnv?: Record<string, string>): Promise<Replica>;
   close(): Promise<void>;
@@ -75,6 +80,14 @@ export async function startCluster(options: { size?: number; config?: ConfigFile
     configFile,
     env,
     addReplica,
+    async settle() {
+      const { rows } = await pool.query("SELECT COALESCE(max(id), 0)::int AS id FROM gh_key_events");
+      await Promise.all(
+        replicas.map((r) =>
+          waitFor(async () => (await r.admin("/debug/coherence")).body.last_applied_event_id >= rows[0].id, { timeoutMs: 5_000, what: `${r.name} to catch up` }),
+        ),
+      );
+    },
     async close() {
       await Promise.all(replicas.map((r) => r.stop("SIGKILL")));
       await pool.end();
