@@ -5,7 +5,7 @@ import { writeFileSync, mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import autocannon from "autocannon";
-import { createDatabase, printTable, redisNamespace, REDIS_URL, root, spawnReplica, writeResult } from "./lib/harness.mjs";
+import { createDatabase, printTable, redisNamespace, REDIS_URL, root, startReplica, writeResult } from "./lib/harness.mjs";
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -40,7 +40,7 @@ const dir = mkdtempSync(path.join(os.tmpdir(), "gh-bench-"));
 const config = path.join(dir, "config.yaml");
 writeFileSync(config, `model_list:\n  - model_name: bench\n    litellm_params: { model: openai/bench, api_base: "${upstream.url}/v1", api_key: dummy }\n`);
 const master = "sk-bench-master-key";
-const replica = await spawnReplica({ DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: ns.prefix, GATEHOUSE_MASTER_KEY: master }, ["--config", config]);
+const replica = await startReplica({ DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: ns.prefix, GATEHOUSE_MASTER_KEY: master }, ["--config", config]);
 try {
   const created = await (await fetch(`${replica.url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${master}`, "content-type": "application/json" }, body: "{}" })).json();
   const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello" }] });

@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { root } from "./lib/harness.mjs";
 
-const SCRIPTS = ["auth-l1.mjs", "proxy-throughput.mjs"];
+const SCRIPTS = ["auth-l1.mjs", "proxy-throughput.mjs", "propagation.mjs"];
 let failed = 0;
 for (const script of SCRIPTS) {
   console.log(`\n=== bench/${script}`);

@@ -77,26 +77,44 @@ async function start(settings: Settings): Promise<number> {
   }
   const gateway = await startGateway({ settings, masterKey, logger });
   logger.info({ url: gateway.url, port: gateway.port, config: settings.source, models: [...new Set(settings.models.map((m) => m.modelName))] }, "gatehouse is listening");
-  await waitForSignal(gateway.close, logger);
-  return 0;
+  const clean = await waitForSignal(gateway.close, logger);
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  // Exit explicitly: a socket some library failed to close (pg-listen can leak one when closed in the
+  // middle of a reconnect) must not keep a replica that has finished shutting down alive.
+  process.exit(clean ? 0 : 1);
 }
 
-function waitForSignal(close: () => Promise<void>, logger: Logger): Promise<void> {
+// A shutdown that has not finished by then is abandoned: better a hard exit than a replica that never ends.
+const SHUTDOWN_DEADLINE_MS = 30_000;
+
+/** Resolves after a SIGTERM/SIGINT once the gateway is closed: true when it closed cleanly. */
+function waitForSignal(close: () => Promise<void>, logger: Logger): Promise<boolean> {
   return new Promise((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, "shutting down");
-      close()
-        .catch((err) => logger.error({ err: (err as Error).message }, "error while shutting down"))
-        .finally(() => {
-          logger.flush();
-          resolve();
-        });
+      const deadline = setTimeout(() => {
+        logger.error({ deadline_ms: SHUTDOWN_DEADLINE_MS }, "shutdown did not finish in time; exiting anyway");
+        resolve(false);
+      }, SHUTDOWN_DEADLINE_MS);
+      deadline.unref();
+      close().then(
+        () => {
+          clearTimeout(deadline);
+          logger.info("shut down cleanly");
+          resolve(true);
+        },
+        (err) => {
+          clearTimeout(deadline);
+          logger.error({ err: (err as Error).message }, "error while shutting down");
+          resolve(false);
+        },
+      );
     };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
   });
 }
 

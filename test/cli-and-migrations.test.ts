@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPool } from "../src/store/db.js";
 import { migrate, readMigrations } from "../src/store/migrator.js";
 import { api, chatBody } from "./helpers/http.js";
-import { spawnReplica } from "./helpers/replica-process.js";
+import { spawnReplica } from "./support/replica-process.mjs";
 import { createRedisNamespace, createTestDatabase, REDIS_URL, type RedisNamespace, type TestDatabase } from "./helpers/services.js";
 
 let db: TestDatabase;

@@ -13,7 +13,7 @@ import { pruneEvents } from "../src/store/event-store.js";
 import { Sweeper } from "../src/upkeep/sweeper.js";
 import { LogCapture, startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
 import { REDIS_URL, waitFor } from "./helpers/services.js";
-import { startTcpProxy, viaProxy, type TcpProxy } from "./helpers/tcp-proxy.js";
+import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
 
 let gw: TestGateway;
 let redis: GatehouseRedis;

@@ -1,5 +1,4 @@
 // Shared bench plumbing: throwaway database/Redis namespace, replica processes, tables and JSON results.
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -7,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { Redis } from "ioredis";
+import { spawnReplica } from "../../test/support/replica-process.mjs";
 
 export const root = path.resolve(fileURLToPath(new URL("../..", import.meta.url)));
 export const PG_ADMIN = process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -48,31 +48,9 @@ export function redisNamespace() {
   };
 }
 
-/** Starts `node dist/cli.js start` and resolves when it logs that it listens. */
-export function spawnReplica(env, extraArgs = []) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, "dist", "cli.js"), "start", ...extraArgs], {
-      env: { PATH: process.env.PATH, PORT: "0", LOG_LEVEL: "info", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`replica did not start:\n${out}`)), 20_000);
-    let ready = false;
-    const onData = (d) => {
-      if (ready) return; // keep draining the pipe, stop keeping the request log
-      out += d.toString();
-      const m = /"port":(\d+)[^\n]*"gatehouse is listening"|"gatehouse is listening"[^\n]*"port":(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        ready = true;
-        const port = Number(m[1] ?? m[2]);
-        resolve({ child, port, url: `http://127.0.0.1:${port}`, stop: () => new Promise((r) => { child.once("exit", r); child.kill("SIGTERM"); }) });
-      }
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`replica exited ${code}:\n${out}`)));
-  });
+/** A replica process (the same helper the tests use), its request log drained but not kept. */
+export function startReplica(env, args = []) {
+  return spawnReplica({ LOG_LEVEL: "info", ...env }, args, { keepOutput: Boolean(process.env.BENCH_DEBUG) });
 }
 
 export function machine() {

@@ -7,7 +7,7 @@ import pg from "pg";
 import type { ConfigFile } from "../../src/config/settings.js";
 import { DEFAULT_TEST_CONFIG } from "./gateway-fixture.js";
 import { api, chatBody, type ApiOptions } from "./http.js";
-import { spawnReplica, type ReplicaProcess } from "./replica-process.js";
+import { spawnReplica, type ReplicaProcess } from "../support/replica-process.mjs";
 import { createRedisNamespace, createTestDatabase, REDIS_URL, waitFor, type RedisNamespace, type TestDatabase } from "./services.js";
 
 /**

@@ -1,0 +1,13 @@
+import type { ChildProcess } from "node:child_process";
+
+export interface ReplicaProcess {
+  url: string;
+  port: number;
+  child: ChildProcess;
+  /** stdout/stderr lines (all of them unless keepOutput was false). */
+  output: string[];
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function spawnReplica(env: Record<string, string>, args?: string[], options?: { timeoutMs?: number; keepOutput?: boolean }): Promise<ReplicaProcess>;

@@ -1,0 +1,59 @@
+// A gateway replica as a real process: `node dist/cli.js start`, its port read from the startup log line.
+// Shared by the tests, the chaos suite and the benchmarks (types in replica-process.d.mts).
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const cli = path.resolve(fileURLToPath(new URL("../../dist/cli.js", import.meta.url)));
+
+export async function spawnReplica(env, args = [], options = {}) {
+  const timeoutMs = options.timeoutMs ?? 20_000;
+  const keepOutput = options.keepOutput ?? true;
+  const child = spawn(process.execPath, [cli, "start", ...args], {
+    env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output = [];
+  let listening = false;
+  const exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`replica did not start in ${timeoutMs} ms:\n${output.join("\n")}`)), timeoutMs);
+    const onLine = (line) => {
+      // The pipe is always drained; after start-up, lines are kept only when asked (tests scan them).
+      if (listening && !keepOutput) return;
+      output.push(line);
+      if (!listening && line.includes('"gatehouse is listening"')) {
+        listening = true;
+        clearTimeout(timer);
+        resolve(JSON.parse(line).port);
+      }
+    };
+    for (const stream of [child.stdout, child.stderr]) {
+      let buffered = "";
+      stream.on("data", (chunk) => {
+        buffered += chunk.toString("utf8");
+        let nl;
+        while ((nl = buffered.indexOf("\n")) >= 0) {
+          onLine(buffered.slice(0, nl));
+          buffered = buffered.slice(nl + 1);
+        }
+      });
+    }
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`replica exited with ${code} before listening:\n${output.join("\n")}`));
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    child,
+    output,
+    exited,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      return exited;
+    },
+  };
+}

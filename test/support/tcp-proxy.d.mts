@@ -1,0 +1,15 @@
+export type ProxyMode = "pass" | "blackhole";
+
+export interface TcpProxy {
+  readonly port: number;
+  readonly mode: ProxyMode;
+  /** Open client connections right now. */
+  readonly connections: number;
+  setMode(mode: ProxyMode): void;
+  setLatency(ms: number): void;
+  cutAll(): void;
+  close(): Promise<void>;
+}
+
+export function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy>;
+export function viaProxy(url: string, proxy: TcpProxy): string;
