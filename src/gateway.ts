@@ -58,17 +58,18 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
   const redisKeys = new RedisKeys(settings.redisPrefix);
   const l1 = new L1Cache({ maxEntries: settings.auth.l1MaxEntries, ttlMs: settings.auth.l1TtlMs, negativeTtlMs: settings.auth.negativeTtlMs });
   const l2 = new L2Cache(redis, redisKeys, settings.auth.l2TtlSeconds, (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"));
+  const invalidator = new CacheInvalidator(l1, l2);
   const coherence = new Coherence({
     pool,
     listenUrl: settings.databaseListenUrl,
-    invalidator: new CacheInvalidator(l1, l2),
+    invalidator,
     logger,
     replicaId: settings.replicaId,
     heartbeatIntervalMs: settings.coherence.heartbeatIntervalMs,
     staleAfterMs: settings.coherence.staleAfterMs,
   });
   await coherence.start();
-  const authenticator = new Authenticator(l1, l2, pool, () => coherence.isFresh());
+  const authenticator = new Authenticator(l1, l2, pool, () => coherence.isFresh(), (hash) => invalidator.l2Pending(hash));
 
   const models = new ModelRouter(settings.models);
   const servedModels = () => models.modelNames();

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Authenticator } from "../src/auth/authenticator.js";
 import { L1Cache } from "../src/auth/l1-cache.js";
 import { L2Cache } from "../src/auth/l2-cache.js";
+import { CacheInvalidator } from "../src/auth/cache-invalidator.js";
+import { startTcpProxy } from "./support/tcp-proxy.mjs";
 import { authRecordFromRow } from "../src/auth/auth-record.js";
 import { findKeyByToken } from "../src/store/key-store.js";
 import { RedisKeys } from "../src/redis/key-names.js";
@@ -99,6 +101,36 @@ describe("no stale refill (COHERENCE.md #5)", () => {
     await l2.fill(k.token, after);
     await l2.fill(k.token, before);
     expect((await l2.get(k.token))?.models).toEqual(["mock-other"]);
+  });
+
+  it("while an event's L2 tombstone is being written, fills read Postgres, not the old L2 record", async () => {
+    const k = await gw.newKey({ models: ["mock-gpt"] });
+    const l1 = new L1Cache({ maxEntries: 100, ttlMs: 60_000, negativeTtlMs: 2_000 });
+    const l2 = new L2Cache(redis, keys, 3600, () => {});
+    // The tombstone travels over a slow link, so it is still in flight when the next request arrives.
+    const slow = await startTcpProxy("127.0.0.1", 6379);
+    slow.setLatency(150);
+    const slowRedis = createRedis(`redis://127.0.0.1:${slow.port}`);
+    await slowRedis.connect();
+    const invalidator = new CacheInvalidator(l1, new L2Cache(slowRedis, keys, 3600, () => {}));
+    const auth = new Authenticator(l1, l2, gw.gateway.pool, () => true, (h) => invalidator.l2Pending(h));
+    const old = authRecordFromRow((await findKeyByToken(gw.gateway.pool, k.token))!);
+    await redis.del(keys.authRecord(k.token));
+    await l2.fill(k.token, old); // L2 holds the record as it was before the change below
+    const upd = await gw.admin("/key/update", { key: k.key, models: ["mock-other"] });
+    await l2.fill(k.token, old); // pretend the writer's tombstone has not landed: L2 still says mock-gpt
+    await redis.set(keys.authRecord(k.token), `${old.version}|${JSON.stringify(old)}`);
+
+    const applying = invalidator.invalidate([k.token], upd.body.version); // this replica's event arrives
+    const during = await auth.authenticate(k.key);
+    expect(during.level).toBe("db");
+    expect(during.record.models).toEqual(["mock-other"]);
+    await applying;
+    expect(invalidator.l2Pending(k.token)).toBe(false);
+    // The fresh record filled during the wait survives its own version's tombstone.
+    expect((await l2.get(k.token))?.models).toEqual(["mock-other"]);
+    slowRedis.disconnect();
+    await slow.close();
   });
 
   it("a delete's tombstone refuses a fill of the deleted row", async () => {

@@ -28,6 +28,8 @@ export class Authenticator {
     private readonly pool: pg.Pool,
     /** False while this replica cannot vouch that L1 saw every recent change (COHERENCE.md #6). */
     private readonly l1Trusted: () => boolean = () => true,
+    /** True while an L2 tombstone for the hash is being written (see CacheInvalidator). */
+    private readonly l2Pending: (hash: string) => boolean = () => false,
   ) {}
 
   /** Resolves a bearer to a usable key record or throws AuthenticationError. */
@@ -53,7 +55,7 @@ export class Authenticator {
   private async fill(hash: string): Promise<AuthResult | null> {
     const ticket = this.l1.beginFill(hash);
     try {
-      const fromL2 = await this.l2.get(hash);
+      const fromL2 = this.l2Pending(hash) ? undefined : await this.l2.get(hash);
       if (fromL2) {
         this.l1.completeFill(ticket, fromL2);
         return { record: fromL2, level: "l2" };

@@ -3,19 +3,41 @@ import type { L2Cache } from "./l2-cache.js";
 
 /**
  * The one call that makes cached copies of some token hashes stale on this replica: "invalidate this
- * token hash". Order matters. L2 is tombstoned first and L1 evicted second, so a request arriving after
- * the eviction cannot refill L1 from the old L2 record; a fill already in flight is cancelled by the
- * eviction (COHERENCE.md #5).
+ * token hash".
+ *
+ * L1 is evicted at once (cancelling any fill in flight), and the L2 tombstone is written after. Until the
+ * tombstone is in place, L2 may still hold the old record, so fills of those hashes skip L2 and read
+ * Postgres: a request arriving between the two steps cannot refill L1 from the old L2 record
+ * (COHERENCE.md #5). Eviction therefore costs no Redis round trip on the notification path.
  */
 export class CacheInvalidator {
+  private readonly pendingTombstones = new Map<string, number>();
+
   constructor(
     private readonly l1: L1Cache,
     private readonly l2: L2Cache,
   ) {}
 
-  async invalidate(tokens: readonly string[], version: number): Promise<void> {
-    await Promise.all(tokens.map((t) => this.l2.invalidate(t, version)));
-    for (const t of tokens) this.l1.invalidate(t);
+  /** Evicts L1 synchronously, then tombstones L2; resolves when both are done. */
+  invalidate(tokens: readonly string[], version: number): Promise<void> {
+    for (const t of tokens) {
+      this.pendingTombstones.set(t, (this.pendingTombstones.get(t) ?? 0) + 1);
+      this.l1.invalidate(t);
+    }
+    return Promise.all(
+      tokens.map((t) =>
+        this.l2.invalidate(t, version).finally(() => {
+          const n = this.pendingTombstones.get(t)! - 1;
+          if (n === 0) this.pendingTombstones.delete(t);
+          else this.pendingTombstones.set(t, n);
+        }),
+      ),
+    ).then(() => undefined);
+  }
+
+  /** True while an L2 tombstone for `hash` is still being written: L2 must not be read for it. */
+  l2Pending(hash: string): boolean {
+    return this.pendingTombstones.size > 0 && this.pendingTombstones.has(hash);
   }
 
   /** When events may have been missed and cannot be replayed: forget every L1 entry. */

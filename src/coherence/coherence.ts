@@ -80,8 +80,7 @@ export class Coherence {
 
   /** The writer's own change, right after COMMIT: read-your-writes on this replica without a round trip. */
   async applyCommitted(event: KeyEvent): Promise<void> {
-    await this.o.invalidator.invalidate(event.tokens, event.version);
-    this.recordLag(event);
+    await this.apply(event);
   }
 
   get listenerState(): ListenerState {
@@ -111,13 +110,12 @@ export class Coherence {
     try {
       if (event.tokens && event.id === this.lastAppliedId + 1 && !this.catchUpRunning) {
         this.lastAppliedId = event.id; // claimed before the await, so the order of ids is kept
-        await this.o.invalidator.invalidate(event.tokens, event.version);
-        this.recordLag(event);
+        await this.apply({ ...event, tokens: event.tokens });
         return;
       }
       // Out of order (a gap, or a catch-up in flight) or too many tokens to carry: evict what we can
       // now, and let the catch-up fill in the rest in id order.
-      if (event.tokens) await this.o.invalidator.invalidate(event.tokens, event.version);
+      if (event.tokens) await this.apply({ ...event, tokens: event.tokens });
       this.requestCatchUp();
     } catch (err) {
       this.o.logger.warn({ err: (err as Error).message }, "applying a key event failed; catching up from the table");
@@ -159,10 +157,9 @@ export class Coherence {
         }
         for (const event of page.events) {
           if (event.id <= this.lastAppliedId) continue;
-          await this.o.invalidator.invalidate(event.tokens, event.version);
+          await this.apply(event);
           this.lastAppliedId = event.id;
           this.counters.replayed++;
-          this.recordLag(event);
         }
         if (page.events.length < pageSize) break;
       }
@@ -171,6 +168,13 @@ export class Coherence {
       this.counters.catchUpFailures++;
       this.o.logger.warn({ err: (err as Error).message }, "key event catch-up failed; will retry");
     }
+  }
+
+  /** Evicts (synchronously, inside invalidate) and records the lag at that moment; then waits for L2. */
+  private apply(event: KeyEvent): Promise<void> {
+    const done = this.o.invalidator.invalidate(event.tokens, event.version);
+    this.recordLag(event);
+    return done;
   }
 
   private scheduleHeartbeat(): void {
