@@ -1,52 +1,18 @@
 // Shared bench plumbing: throwaway database/Redis namespace, replica processes, tables and JSON results.
-import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import pg from "pg";
-import { Redis } from "ioredis";
+import { createRedisNamespace, createTestDatabase, REDIS_URL } from "../../test/support/services.mjs";
 import { spawnReplica } from "../../test/support/replica-process.mjs";
 
 export const root = path.resolve(fileURLToPath(new URL("../..", import.meta.url)));
-export const PG_ADMIN = process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-export const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
+export { REDIS_URL };
 
-export async function createDatabase() {
-  const name = `gh_bench_${randomBytes(5).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: PG_ADMIN });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(PG_ADMIN);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const c = new pg.Client({ connectionString: PG_ADMIN });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
-}
-
-export function redisNamespace() {
-  const prefix = `ghb:${randomBytes(5).toString("hex")}:`;
-  return {
-    prefix,
-    async cleanup() {
-      const r = new Redis(REDIS_URL);
-      let cursor = "0";
-      do {
-        const [next, keys] = await r.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-        cursor = next;
-        if (keys.length) await r.del(...keys);
-      } while (cursor !== "0");
-      r.disconnect();
-    },
-  };
-}
+/** A throwaway database for one bench run. */
+export const createDatabase = () => createTestDatabase("gh_bench");
+/** A Redis key prefix for one bench run. */
+export const redisNamespace = () => createRedisNamespace("ghb");
 
 /** A replica process (the same helper the tests use), its request log drained but not kept. */
 export function startReplica(env, args = []) {

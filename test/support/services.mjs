@@ -1,0 +1,50 @@
+// Throwaway databases and Redis namespaces on the real servers, shared by the tests and the benchmarks
+// (types in services.d.mts). DEVELOPERS.md: 127.0.0.1 only.
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { Redis } from "ioredis";
+
+export const POSTGRES_ADMIN_URL = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/** A fresh database, dropped (with its connections) by drop(). */
+export async function createTestDatabase(prefix = "gh_test") {
+  const name = `${prefix}_${randomBytes(6).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(POSTGRES_ADMIN_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    async drop() {
+      const c = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+/** A key prefix of its own on the shared Redis; cleanup() deletes every key under it. */
+export function createRedisNamespace(prefix = "ght") {
+  const namespace = `${prefix}:${randomBytes(6).toString("hex")}:`;
+  return {
+    prefix: namespace,
+    async cleanup() {
+      const redis = new Redis(REDIS_URL);
+      try {
+        let cursor = "0";
+        do {
+          const [next, keys] = await redis.scan(cursor, "MATCH", `${namespace}*`, "COUNT", 500);
+          cursor = next;
+          if (keys.length > 0) await redis.del(...keys);
+        } while (cursor !== "0");
+      } finally {
+        redis.disconnect();
+      }
+    },
+  };
+}
