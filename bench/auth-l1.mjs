@@ -7,6 +7,9 @@ import { L2Cache } from "../dist/auth/l2-cache.js";
 import { hashKey } from "../dist/auth/key-material.js";
 import { insertKey } from "../dist/store/key-store.js";
 import { createPool } from "../dist/store/db.js";
+import { Database } from "../dist/store/database.js";
+import { DependencyBreaker } from "../dist/faults/breaker.js";
+import { createLogger } from "../dist/logger.js";
 import { migrate } from "../dist/store/migrator.js";
 import { createRedis } from "../dist/redis/client.js";
 import { RedisKeys } from "../dist/redis/key-names.js";
@@ -26,7 +29,8 @@ try {
   for (const key of plaintexts) await insertKey(pool, { token: hashKey(key), key_name: `sk-...${key.slice(-4)}` });
 
   const l1 = new L1Cache({ maxEntries: 100_000, ttlMs: 600_000, negativeTtlMs: 2_000 });
-  const auth = new Authenticator(l1, new L2Cache(redis, new RedisKeys(ns.prefix), 3600, () => {}), pool);
+  const db = new Database(pool, new DependencyBreaker("postgres", createLogger({ level: "silent" })));
+  const auth = new Authenticator(l1, new L2Cache(redis, new RedisKeys(ns.prefix), 3600, () => {}), db);
   for (const key of plaintexts) await auth.authenticate(key); // warm L1
 
   // Warm up the JIT, then time batches (a single call is below timer resolution).

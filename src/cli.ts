@@ -77,18 +77,19 @@ async function start(settings: Settings): Promise<number> {
   }
   const gateway = await startGateway({ settings, masterKey, logger });
   logger.info({ url: gateway.url, port: gateway.port, config: settings.source, models: [...new Set(settings.models.map((m) => m.modelName))] }, "gatehouse is listening");
-  const clean = await waitForSignal(gateway.close, logger);
+  const clean = await waitForSignal(gateway.close, logger, settings.shutdown.delayMs + settings.shutdown.drainTimeoutMs + SHUTDOWN_MARGIN_MS);
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
   // Exit explicitly: a socket some library failed to close (pg-listen can leak one when closed in the
   // middle of a reconnect) must not keep a replica that has finished shutting down alive.
   process.exit(clean ? 0 : 1);
 }
 
-// A shutdown that has not finished by then is abandoned: better a hard exit than a replica that never ends.
-const SHUTDOWN_DEADLINE_MS = 30_000;
+// Beyond the delay and the drain, closing pools and the listener gets this long; a shutdown that has not
+// finished by then is abandoned: better a hard exit than a replica that never ends.
+const SHUTDOWN_MARGIN_MS = 10_000;
 
 /** Resolves after a SIGTERM/SIGINT once the gateway is closed: true when it closed cleanly. */
-function waitForSignal(close: () => Promise<void>, logger: Logger): Promise<boolean> {
+function waitForSignal(close: () => Promise<void>, logger: Logger, deadlineMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -96,9 +97,9 @@ function waitForSignal(close: () => Promise<void>, logger: Logger): Promise<bool
       stopping = true;
       logger.info({ signal }, "shutting down");
       const deadline = setTimeout(() => {
-        logger.error({ deadline_ms: SHUTDOWN_DEADLINE_MS }, "shutdown did not finish in time; exiting anyway");
+        logger.error({ deadline_ms: deadlineMs }, "shutdown did not finish in time; exiting anyway");
         resolve(false);
-      }, SHUTDOWN_DEADLINE_MS);
+      }, deadlineMs);
       deadline.unref();
       close().then(
         () => {

@@ -4,38 +4,43 @@ import type pg from "pg";
 import type { Settings } from "./config/settings.js";
 import type { Logger } from "./logger.js";
 import { Authenticator } from "./auth/authenticator.js";
+import { CacheInvalidator } from "./auth/cache-invalidator.js";
 import { L1Cache } from "./auth/l1-cache.js";
 import { L2Cache } from "./auth/l2-cache.js";
 import { MasterKey } from "./auth/master-key.js";
-import { buildApp } from "./http/app.js";
-import { CacheInvalidator } from "./auth/cache-invalidator.js";
 import { Coherence } from "./coherence/coherence.js";
+import { DependencyBreaker } from "./faults/breaker.js";
+import { buildApp } from "./http/app.js";
 import { IdempotencyVault } from "./keys/idempotency.js";
 import { KeyService } from "./keys/key-service.js";
 import { RotationService } from "./keys/rotation-service.js";
-import { RotationLock } from "./redis/rotation-lock.js";
-import { Sweeper } from "./upkeep/sweeper.js";
 import { ModelRouter } from "./proxy/model-router.js";
 import { MockProvider } from "./proxy/providers/mock.js";
 import { OpenAICompatibleProvider } from "./proxy/providers/openai-compatible.js";
 import { createRedis, type GatehouseRedis } from "./redis/client.js";
 import { RedisKeys } from "./redis/key-names.js";
+import { RotationLock } from "./redis/rotation-lock.js";
+import { Database } from "./store/database.js";
 import { createPool, ensureDatabaseExists } from "./store/db.js";
 import { migrate } from "./store/migrator.js";
+import { Sweeper } from "./upkeep/sweeper.js";
 
 /**
- * Wires one replica together: Postgres pool and migrations, Redis, the auth caches, the admin service,
- * the providers and the HTTP server. Request-path objects are built here; nothing here runs per request.
+ * Wires one replica together: Postgres (pool, breaker, migrations), Redis (client, breaker), the auth
+ * caches, coherence, the admin services, the providers and the HTTP server. Nothing here runs per request.
  */
 export interface Gateway {
   url: string;
   port: number;
   settings: Settings;
   pool: pg.Pool;
+  db: Database;
   redis: GatehouseRedis;
   l1: L1Cache;
+  authenticator: Authenticator;
   coherence: Coherence;
   sweeper: Sweeper;
+  breakers: { postgres: DependencyBreaker; redis: DependencyBreaker };
   close(): Promise<void>;
 }
 
@@ -51,16 +56,20 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
   const pool = createPool(settings.databaseUrl, { max: 20 });
   const applied = await migrate(pool);
   if (applied.length > 0) logger.info({ migrations: applied }, "applied migrations");
+  const breakers = { postgres: new DependencyBreaker("postgres", logger), redis: new DependencyBreaker("redis", logger) };
+  const db = new Database(pool, breakers.postgres);
 
+  // Redis is an optimisation and a lock service with a fallback: a replica starts without it and
+  // connects when it can (ioredis keeps retrying).
   const redis = createRedis(settings.redisUrl);
-  await redis.connect();
+  await redis.connect().catch((err: Error) => logger.warn({ err: err.message }, "Redis is unreachable at start; running without L2 until it answers"));
 
   const redisKeys = new RedisKeys(settings.redisPrefix);
   const l1 = new L1Cache({ maxEntries: settings.auth.l1MaxEntries, ttlMs: settings.auth.l1TtlMs, negativeTtlMs: settings.auth.negativeTtlMs });
-  const l2 = new L2Cache(redis, redisKeys, settings.auth.l2TtlSeconds, (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"));
+  const l2 = new L2Cache(redis, redisKeys, settings.auth.l2TtlSeconds, (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"), breakers.redis);
   const invalidator = new CacheInvalidator(l1, l2);
   const coherence = new Coherence({
-    pool,
+    db,
     listenUrl: settings.databaseListenUrl,
     invalidator,
     logger,
@@ -69,15 +78,15 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     staleAfterMs: settings.coherence.staleAfterMs,
   });
   await coherence.start();
-  const authenticator = new Authenticator(l1, l2, pool, () => coherence.isFresh(), (hash) => invalidator.l2Pending(hash));
+  const authenticator = new Authenticator(l1, l2, db, () => coherence.isFresh(), (hash) => invalidator.l2Pending(hash));
 
   const models = new ModelRouter(settings.models);
   const servedModels = () => models.modelNames();
   const vault = new IdempotencyVault(masterKey);
-  const keys = new KeyService(pool, coherence, servedModels, vault);
-  const rotation = new RotationService(pool, coherence, new RotationLock(redis, redisKeys, logger), vault, servedModels, settings.rotation);
+  const keys = new KeyService(db, coherence, servedModels, vault);
+  const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
   const sweeper = new Sweeper({
-    pool,
+    db,
     events: coherence,
     logger,
     intervalMs: settings.upkeep.sweepIntervalMs,
@@ -85,6 +94,7 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     eventRetentionMs: settings.coherence.eventRetentionMs,
   });
   sweeper.start();
+
   const openai = new OpenAICompatibleProvider(settings.upstream);
   let shuttingDown = false;
   const app = buildApp({
@@ -96,12 +106,19 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     coherence,
     models,
     providers: { openai, mock: new MockProvider() },
-    probes: [
-      { name: "db", check: async () => void (await pool.query("SELECT 1")) },
-      { name: "redis", check: async () => void (await redis.ping()) },
-    ],
+    health: {
+      probes: [
+        { name: "db", check: async () => void (await pool.query("SELECT 1")) },
+        { name: "redis", check: async () => void (await redis.ping()) },
+      ],
+      isShuttingDown: () => shuttingDown,
+      detail: () => ({
+        breakers: { postgres: breakers.postgres.state, redis: breakers.redis.state },
+        listener: coherence.listenerState,
+        caches_fresh: coherence.isFresh(),
+      }),
+    },
     maxRequestBodyBytes: settings.maxRequestBodyBytes,
-    isShuttingDown: () => shuttingDown,
   });
 
   const server: Server = await new Promise((resolve, reject) => {
@@ -116,21 +133,48 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     port,
     settings,
     pool,
+    db,
     redis,
     l1,
+    authenticator,
     coherence,
     sweeper,
+    breakers,
+    /**
+     * Graceful shutdown (issue 4): readiness turns 503 first; after `shutdown.delay_ms` (time for the
+     * load balancer to notice) the server stops accepting and in-flight requests, streams included, drain
+     * for up to `shutdown.drain_timeout_ms`; then background loops, pools and the listener close.
+     */
     async close() {
       shuttingDown = true;
+      if (settings.shutdown.delayMs > 0) await new Promise((r) => setTimeout(r, settings.shutdown.delayMs));
+      await drain(server, settings.shutdown.drainTimeoutMs, logger);
       await sweeper.stop();
       await coherence.stop();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
       await openai.close();
+      breakers.postgres.shutdown();
+      breakers.redis.shutdown();
       redis.disconnect();
       await pool.end();
     },
   };
+}
+
+/** Stops accepting, lets in-flight requests finish (idle keep-alive connections are closed as they go idle). */
+async function drain(server: Server, timeoutMs: number, logger: Logger): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const sweep = setInterval(() => server.closeIdleConnections(), 50);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), timeoutMs);
+  });
+  const expired = await Promise.race([closed.then(() => false), timedOut]);
+  clearInterval(sweep);
+  clearTimeout(timer);
+  if (expired) {
+    logger.warn({ drain_timeout_ms: timeoutMs }, "drain timeout reached; closing the remaining connections");
+    server.closeAllConnections();
+    await closed;
+  }
 }

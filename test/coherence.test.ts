@@ -11,6 +11,8 @@ import { RedisKeys } from "../src/redis/key-names.js";
 import { createPool } from "../src/store/db.js";
 import { pruneEvents } from "../src/store/event-store.js";
 import { Sweeper } from "../src/upkeep/sweeper.js";
+import { Database } from "../src/store/database.js";
+import { DependencyBreaker } from "../src/faults/breaker.js";
 import { LogCapture, startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
 import { REDIS_URL, waitFor } from "./helpers/services.js";
 import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
@@ -40,8 +42,9 @@ function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterM
   const l2 = new L2Cache(redis, new RedisKeys(gw.redis.prefix), 3600, () => {});
   const viaUrl = viaProxy(gw.db.url, proxy);
   const pool = createPool(options.poolThroughProxy ? viaUrl : gw.db.url, { max: 2, statementTimeoutMs: 500 });
+  const db = new Database(pool, new DependencyBreaker("postgres", logger));
   const coherence = new Coherence({
-    pool,
+    db,
     listenUrl: options.listenThroughProxy ? viaUrl : gw.db.url,
     invalidator: new CacheInvalidator(l1, l2),
     logger,
@@ -50,7 +53,7 @@ function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterM
     staleAfterMs: options.staleAfterMs,
   });
   // Look-ups go straight to Postgres, so we can see L1 being bypassed rather than failing.
-  const authenticator = new Authenticator(l1, l2, gw.gateway.pool, () => coherence.isFresh());
+  const authenticator = new Authenticator(l1, l2, gw.gateway.db, () => coherence.isFresh());
   return { l1, coherence, authenticator, pool, async close() { await coherence.stop(); await pool.end(); } };
 }
 
@@ -123,7 +126,7 @@ describe("the sweeper", () => {
     for (const k of keys) expect((await gw.admin(`/key/${k.key}/regenerate`, { grace_period: "1s" })).status).toBe(200);
     await waitFor(async () => (await gw.gateway.pool.query("SELECT count(*)::int AS n FROM gh_deprecated_keys WHERE revoke_at < now()")).rows[0].n === 5, { timeoutMs: 3_000 });
     const eventsBefore = (await gw.gateway.pool.query("SELECT count(*)::int AS n FROM gh_key_events WHERE kind = 'expiry'")).rows[0].n;
-    const sweepers = Array.from({ length: 4 }, () => new Sweeper({ pool: gw.gateway.pool, events: gw.gateway.coherence, logger, intervalMs: 60_000, idempotencyRetentionMs: 86_400_000, eventRetentionMs: 3_600_000 }));
+    const sweepers = Array.from({ length: 4 }, () => new Sweeper({ db: gw.gateway.db, events: gw.gateway.coherence, logger, intervalMs: 60_000, idempotencyRetentionMs: 86_400_000, eventRetentionMs: 3_600_000 }));
     const results = await Promise.all(sweepers.map((s) => s.sweepOnce()));
     expect(results.reduce((n, r) => n + r.deprecatedRemoved, 0)).toBe(5);
     const { rows } = await gw.gateway.pool.query("SELECT kind, tokens FROM gh_key_events WHERE kind = 'expiry' ORDER BY id");

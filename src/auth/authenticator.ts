@@ -1,12 +1,14 @@
-import type pg from "pg";
-import { AuthenticationError } from "../http/errors.js";
+import type { Database } from "../store/database.js";
+import { DependencyUnavailableError } from "../faults/breaker.js";
+import { AuthenticationError, ServiceUnavailableError } from "../http/errors.js";
 import { findKeyForAuth } from "../store/key-store.js";
 import { authRecordFromRow, type AuthRecord } from "./auth-record.js";
 import { hashKey } from "./key-material.js";
 import type { L1Cache } from "./l1-cache.js";
 import type { L2Cache } from "./l2-cache.js";
 
-export type CacheLevel = "l1" | "l2" | "db";
+/** Where a record came from. "l1-static": from L1 although not fresh, because Postgres could not answer. */
+export type CacheLevel = "l1" | "l2" | "db" | "l1-static";
 
 export interface AuthResult {
   record: AuthRecord;
@@ -18,31 +20,53 @@ export interface AuthResult {
  * Answers "is this bearer a valid key, and for what?": sha256 → L1 → L2 → Postgres.
  * Concurrent misses for one hash share a single look-up. Validity is checked against the clock on every
  * call, whatever level served the record (COHERENCE.md #2).
+ *
+ * Fail static (COHERENCE.md #7): when Postgres cannot answer, a record this replica holds is served (its
+ * validity still checked against the clock) even if L1 is not fresh; a key nobody holds gets 503, never 401.
  */
 export class Authenticator {
   private readonly inflight = new Map<string, Promise<AuthResult | null>>();
+  readonly counters = { l1: 0, l2: 0, db: 0, static: 0, unavailable: 0, misses: 0 };
 
   constructor(
     private readonly l1: L1Cache,
     private readonly l2: L2Cache,
-    private readonly pool: pg.Pool,
+    private readonly db: Database,
     /** False while this replica cannot vouch that L1 saw every recent change (COHERENCE.md #6). */
     private readonly l1Trusted: () => boolean = () => true,
     /** True while an L2 tombstone for the hash is being written (see CacheInvalidator). */
     private readonly l2Pending: (hash: string) => boolean = () => false,
   ) {}
 
-  /** Resolves a bearer to a usable key record or throws AuthenticationError. */
+  /** Resolves a bearer to a usable key record or throws AuthenticationError (401) / ServiceUnavailableError (503). */
   async authenticate(bearer: string): Promise<AuthResult> {
     const hash = hashKey(bearer);
-    const cached = this.l1Trusted() ? this.l1.get(hash) : undefined;
-    const result = cached ? (cached.record ? { record: cached.record, level: "l1" as const } : null) : await this.resolve(hash);
-    if (!result) throw new AuthenticationError("Invalid API key: no such key.");
+    const cached = this.l1.get(hash);
+    let result: AuthResult | null;
+    if (cached && this.l1Trusted()) {
+      result = cached.record ? { record: cached.record, level: "l1" } : null;
+    } else {
+      try {
+        result = await this.resolve(hash);
+      } catch (err) {
+        if (!(err instanceof DependencyUnavailableError)) throw err;
+        if (!cached?.record) {
+          this.counters.unavailable++;
+          throw new ServiceUnavailableError("Cannot verify this key right now: the key store is unavailable. Retry shortly.", err.headers["retry-after"] ? Number(err.headers["retry-after"]) : 1, "key_store_unavailable");
+        }
+        result = { record: cached.record, level: "l1-static" };
+      }
+    }
+    if (!result) {
+      this.counters.misses++;
+      throw new AuthenticationError("Invalid API key: no such key.");
+    }
+    this.counters[result.level === "l1-static" ? "static" : result.level]++;
     assertUsable(result.record, Date.now());
     return result;
   }
 
-  /** L2, then Postgres, for a hash that missed L1. */
+  /** L2, then Postgres, for a hash that missed L1 (or whose L1 entry is not trusted right now). */
   private resolve(hash: string): Promise<AuthResult | null> {
     let pending = this.inflight.get(hash);
     if (!pending) {
@@ -60,7 +84,7 @@ export class Authenticator {
         this.l1.completeFill(ticket, fromL2);
         return { record: fromL2, level: "l2" };
       }
-      const row = await findKeyForAuth(this.pool, hash);
+      const row = await this.db.query((q) => findKeyForAuth(q, hash));
       const record = row ? authRecordFromRow(row) : null;
       if (record) await this.l2.fill(hash, record);
       this.l1.completeFill(ticket, record);

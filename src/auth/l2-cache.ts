@@ -1,3 +1,4 @@
+import { DependencyUnavailableError, type DependencyBreaker } from "../faults/breaker.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
 import type { AuthRecord } from "./auth-record.js";
@@ -5,7 +6,8 @@ import type { AuthRecord } from "./auth-record.js";
 /**
  * L2: auth records in Redis, shared by every replica. Writes are version-guarded by Lua scripts
  * (l2-fill, l2-invalidate) so a slow fill can never overwrite a newer record or a tombstone.
- * Redis trouble is never an auth failure: every method degrades to "not cached".
+ * Redis trouble is never an auth failure: every method degrades to "not cached", and while the Redis
+ * breaker is open, L2 is skipped without waiting (issue 4).
  */
 
 // A tombstone must outlive any fill still in flight; fills take milliseconds, a minute is ample.
@@ -22,17 +24,27 @@ export class L2Cache {
     private readonly keys: RedisKeys,
     private readonly ttlSeconds: number,
     private readonly onError: (op: string, err: unknown) => void,
+    private readonly breaker?: DependencyBreaker,
   ) {}
+
+  private call<T>(op: () => Promise<T>): Promise<T> {
+    return this.breaker ? this.breaker.run(op) : op();
+  }
+
+  private failed(op: string, err: unknown): void {
+    // An open breaker is already logged once by the breaker; do not log every skipped call.
+    if (!(err instanceof DependencyUnavailableError)) this.onError(op, err);
+  }
 
   async get(hash: string): Promise<AuthRecord | undefined> {
     if (this.distrusted.size > 0 && this.isDistrusted(hash)) return undefined;
     try {
-      const value = await this.redis.get(this.keys.authRecord(hash));
+      const value = await this.call(() => this.redis.get(this.keys.authRecord(hash)));
       if (!value) return undefined;
       const json = value.slice(value.indexOf("|") + 1);
       return json ? (JSON.parse(json) as AuthRecord) : undefined;
     } catch (err) {
-      this.onError("get", err);
+      this.failed("get", err);
       return undefined;
     }
   }
@@ -41,17 +53,17 @@ export class L2Cache {
   async fill(hash: string, record: AuthRecord): Promise<void> {
     if (this.distrusted.size > 0 && this.isDistrusted(hash)) return;
     try {
-      await this.redis.l2Fill(this.keys.authRecord(hash), record.version, JSON.stringify(record), this.ttlSeconds);
+      await this.call(() => this.redis.l2Fill(this.keys.authRecord(hash), record.version, JSON.stringify(record), this.ttlSeconds));
     } catch (err) {
-      this.onError("fill", err);
+      this.failed("fill", err);
     }
   }
 
   async invalidate(hash: string, version: number): Promise<void> {
     try {
-      await this.redis.l2Invalidate(this.keys.authRecord(hash), version, TOMBSTONE_TTL_SECONDS);
+      await this.call(() => this.redis.l2Invalidate(this.keys.authRecord(hash), version, TOMBSTONE_TTL_SECONDS));
     } catch (err) {
-      this.onError("invalidate", err);
+      this.failed("invalidate", err);
       this.distrust(hash);
     }
   }

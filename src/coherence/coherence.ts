@@ -1,4 +1,4 @@
-import type pg from "pg";
+import type { Database } from "../store/database.js";
 import type { Logger } from "../logger.js";
 import type { CacheInvalidator } from "../auth/cache-invalidator.js";
 import { EVENTS_CHANNEL, latestEventId, parseEventPayload, readEventsAfter, type KeyEvent } from "../store/event-store.js";
@@ -15,7 +15,7 @@ import { EventListener, type ListenerState } from "./event-listener.js";
  *   serve from L1 (it cannot know what it missed).
  */
 export interface CoherenceOptions {
-  pool: pg.Pool;
+  db: Database;
   listenUrl: string;
   invalidator: CacheInvalidator;
   logger: Logger;
@@ -51,7 +51,7 @@ export class Coherence {
 
   async start(): Promise<void> {
     // A replica starts with an empty L1: nothing before the newest event can be stale in it.
-    this.lastAppliedId = await latestEventId(this.o.pool);
+    this.lastAppliedId = await this.o.db.query(latestEventId);
     this.syncedAt = Date.now();
     this.listener = new EventListener({
       connectionString: this.o.listenUrl,
@@ -147,7 +147,8 @@ export class Coherence {
     const pageSize = this.o.pageSize ?? 1_000;
     try {
       for (;;) {
-        const page = await readEventsAfter(this.o.pool, this.lastAppliedId, pageSize);
+        const after = this.lastAppliedId;
+        const page = await this.o.db.query((q) => readEventsAfter(q, after, pageSize));
         if (page.prunedThrough > this.lastAppliedId) {
           // The events we would need are gone: anything in L1 may be stale.
           this.o.invalidator.dropL1();

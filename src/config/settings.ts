@@ -72,6 +72,13 @@ const gatehouseSettingsSchema = z
       })
       .strict()
       .optional(),
+    shutdown: z
+      .object({
+        delay_ms: z.number().int().nonnegative().optional(),
+        drain_timeout_ms: z.number().int().nonnegative().optional(),
+      })
+      .strict()
+      .optional(),
     upkeep: z
       .object({
         sweep_interval_ms: z.number().int().min(100).optional(),
@@ -134,6 +141,7 @@ export interface Settings {
   rotation: { defaultGraceMs: number; maxGraceMs: number };
   coherence: { heartbeatIntervalMs: number; staleAfterMs: number; eventRetentionMs: number };
   upkeep: { sweepIntervalMs: number; idempotencyRetentionMs: number };
+  shutdown: { delayMs: number; drainTimeoutMs: number };
   /** Names this replica in LISTEN's application_name and in /debug/coherence. */
   replicaId: string;
   models: ModelDeployment[];
@@ -177,6 +185,10 @@ export const DEFAULTS = {
   // A replica disconnected longer than this cannot replay and drops its L1 instead.
   eventRetentionMs: 3_600_000,
   sweepIntervalMs: 30_000,
+  // Behind a load balancer, set this to a little more than its health-check interval.
+  shutdownDelayMs: 0,
+  // Long enough for a typical streamed completion to finish.
+  drainTimeoutMs: 30_000,
   // "Kept for at least 24 h" (issue 3), plus an hour of margin.
   idempotencyRetentionMs: 25 * 3_600_000,
 } as const;
@@ -264,6 +276,10 @@ export function settingsFromConfig(raw: unknown, ctx: { source: string; env: Nod
       sweepIntervalMs: gs.upkeep?.sweep_interval_ms ?? DEFAULTS.sweepIntervalMs,
       idempotencyRetentionMs: gs.upkeep?.idempotency_retention_ms ?? DEFAULTS.idempotencyRetentionMs,
     },
+    shutdown: {
+      delayMs: envInt(env, "GATEHOUSE_SHUTDOWN_DELAY_MS", 3_600_000) ?? gs.shutdown?.delay_ms ?? DEFAULTS.shutdownDelayMs,
+      drainTimeoutMs: envInt(env, "GATEHOUSE_DRAIN_TIMEOUT_MS", 3_600_000) ?? gs.shutdown?.drain_timeout_ms ?? DEFAULTS.drainTimeoutMs,
+    },
     replicaId: env.GATEHOUSE_REPLICA_ID || `${hostname()}-${process.pid}`,
     models,
     warnings,
@@ -313,11 +329,11 @@ function resolveSecret(value: string, field: string, ctx: { source: string; env:
   return resolved;
 }
 
-function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
+function envInt(env: NodeJS.ProcessEnv, name: string, max = 65_535): number | undefined {
   const value = env[name];
   if (value === undefined || value === "") return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`environment variable ${name}: "${value}" is not a port number`);
+  if (!Number.isInteger(n) || n < 0 || n > max) throw new ConfigError(`environment variable ${name}: "${value}" is not a whole number from 0 to ${max}`);
   return n;
 }
 

@@ -11,7 +11,7 @@ import type { ProviderName } from "../config/settings.js";
 import { adminRoutes } from "./admin-routes.js";
 import { requireMasterKey, requireVirtualKey } from "./auth-middleware.js";
 import { errorHandler, notFoundRoute } from "./error-handler.js";
-import { healthRoutes, type ReadinessProbe } from "./health-routes.js";
+import { healthRoutes, type HealthDeps } from "./health-routes.js";
 import { proxyRoutes } from "./proxy-routes.js";
 import { requestLog } from "./request-context.js";
 
@@ -24,9 +24,8 @@ export interface AppDeps {
   coherence: Coherence;
   models: ModelRouter;
   providers: Record<ProviderName, Provider>;
-  probes: ReadinessProbe[];
+  health: HealthDeps;
   maxRequestBodyBytes: number;
-  isShuttingDown: () => boolean;
 }
 
 /** The HTTP surface: health, the /key admin API (master key), and the OpenAI routes (virtual keys). */
@@ -35,7 +34,7 @@ export function buildApp(deps: AppDeps): Express {
   app.disable("x-powered-by");
   app.set("etag", false);
   app.use(requestLog(deps.logger));
-  app.use(healthRoutes(deps.probes, deps.isShuttingDown));
+  app.use(healthRoutes(deps.health));
   app.use(express.json({ limit: deps.maxRequestBodyBytes }));
   app.use(["/key", "/debug"], requireMasterKey(deps.masterKey, deps.authenticator));
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));

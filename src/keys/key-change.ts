@@ -1,6 +1,7 @@
+import { randomUUID } from "node:crypto";
 import type pg from "pg";
-import { withTransaction } from "../store/db.js";
-import { appendEvent, type EventKind, type KeyEvent } from "../store/event-store.js";
+import type { Database } from "../store/database.js";
+import { appendEvent, changeCommitted, type EventKind, type KeyEvent } from "../store/event-store.js";
 
 /** Told about every committed event right after COMMIT (the writer's own replica applies it at once). */
 export interface CommittedEventSink {
@@ -15,16 +16,22 @@ export interface ChangeOutcome<T> {
 
 /**
  * Runs `work` and appends its invalidation event in one transaction (COHERENCE.md #3, #6): the change and
- * the event commit together or not at all, and the NOTIFY goes out only on commit. Then this replica's
- * caches are updated before the caller answers.
+ * the event commit together or not at all, and the NOTIFY goes out only on commit. The event carries a
+ * change id chosen here, so a COMMIT cut off mid-way is resolved by looking for it (Database.transaction).
+ * Then this replica's caches are updated before the caller answers.
  */
-export async function commitKeyChange<T>(pool: pg.Pool, sink: CommittedEventSink, work: (tx: pg.PoolClient) => Promise<ChangeOutcome<T>>): Promise<T> {
-  const { result, event } = await withTransaction(pool, async (tx) => {
-    const outcome = await work(tx);
-    const stale = outcome.stale;
-    const event = stale ? await appendEvent(tx, stale.kind, [...new Set(stale.tokens)], stale.version) : null;
-    return { result: outcome.result, event };
-  });
+export async function commitKeyChange<T>(db: Database, sink: CommittedEventSink, work: (tx: pg.PoolClient) => Promise<ChangeOutcome<T>>): Promise<T> {
+  const changeId = randomUUID();
+  const { result, event } = await db.transaction(
+    async (tx) => {
+      const outcome = await work(tx);
+      const stale = outcome.stale;
+      const event = stale ? await appendEvent(tx, stale.kind, [...new Set(stale.tokens)], stale.version, changeId) : null;
+      return { result: outcome.result, event };
+    },
+    // A transaction without an event wrote nothing, so "not found" is right for it too: it is simply re-run.
+    { verifyCommitted: () => changeCommitted(db.pool, changeId) },
+  );
   if (event) await sink.applyCommitted(event);
   return result;
 }

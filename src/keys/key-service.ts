@@ -1,4 +1,3 @@
-import type pg from "pg";
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
 import { ConflictError, NotFoundError } from "../http/errors.js";
 import { deprecatedTokensOf, deprecatedTokensOfKeys, findDeprecatedKey } from "../store/deprecated-key-store.js";
@@ -15,6 +14,7 @@ import {
   type KeyPatch,
   type KeyRow,
 } from "../store/key-store.js";
+import type { Database } from "../store/database.js";
 import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
 import type { IdempotencyVault } from "./idempotency.js";
 import { toKeyPatch } from "./key-patch.js";
@@ -28,7 +28,7 @@ import { keyView } from "./key-view.js";
  */
 export class KeyService {
   constructor(
-    private readonly pool: pg.Pool,
+    private readonly db: Database,
     private readonly events: CommittedEventSink,
     private readonly servedModels: () => ReadonlySet<string>,
     private readonly vault: IdempotencyVault,
@@ -38,13 +38,13 @@ export class KeyService {
     const patch = toKeyPatch(req, this.servedModels());
     const fingerprint = this.vault.fingerprint("generate", req);
     if (idempotencyKey) {
-      const stored = await findStoredResult(this.pool, "generate", idempotencyKey);
+      const stored = await this.db.query((q) => findStoredResult(q, "generate", idempotencyKey));
       if (stored) return this.vault.open<ReturnType<typeof generatedView>>(idempotencyKey, stored, fingerprint);
     }
     const plaintext = req.key ?? generateVirtualKey();
     const token = hashKey(plaintext);
     try {
-      return await commitKeyChange(this.pool, this.events, async (tx) => {
+      return await commitKeyChange(this.db, this.events, async (tx) => {
         if (idempotencyKey) {
           await lockIdempotencyKey(tx, "generate", idempotencyKey);
           const stored = await findStoredResult(tx, "generate", idempotencyKey);
@@ -60,7 +60,7 @@ export class KeyService {
     } catch (err) {
       if (idempotencyKey && isUniqueViolation(err, "gh_idempotency_pkey")) {
         // A concurrent retry with the same key committed first: answer with its result.
-        const stored = await findStoredResult(this.pool, "generate", idempotencyKey);
+        const stored = await this.db.query((q) => findStoredResult(q, "generate", idempotencyKey));
         if (stored) return this.vault.open<ReturnType<typeof generatedView>>(idempotencyKey, stored, fingerprint);
       }
       throw mapConflict(err);
@@ -81,11 +81,11 @@ export class KeyService {
   /** An active key's info, or, for a deprecated key within its grace, the active key's info and a marker. */
   async info(key: string) {
     const token = toTokenHash(key);
-    const row = await findKeyByToken(this.pool, token);
+    const row = await this.db.query((q) => findKeyByToken(q, token));
     if (row) return { key: token, info: keyView(row) };
-    const deprecated = await findDeprecatedKey(this.pool, token);
+    const deprecated = await this.db.query((q) => findDeprecatedKey(q, token));
     if (deprecated && deprecated.revoke_at.getTime() > Date.now()) {
-      const active = await findKeyByToken(this.pool, deprecated.active_token);
+      const active = await this.db.query((q) => findKeyByToken(q, deprecated.active_token));
       if (active) {
         return {
           key: token,
@@ -97,13 +97,8 @@ export class KeyService {
   }
 
   async list(query: { page: number; size: number; key_alias?: string | undefined; user_id?: string | undefined; team_id?: string | undefined; return_full_object?: string | undefined }) {
-    const { rows, total } = await listKeys(this.pool, {
-      keyAlias: query.key_alias ?? null,
-      userId: query.user_id ?? null,
-      teamId: query.team_id ?? null,
-      page: query.page,
-      size: query.size,
-    });
+    const filter = { keyAlias: query.key_alias ?? null, userId: query.user_id ?? null, teamId: query.team_id ?? null, page: query.page, size: query.size };
+    const { rows, total } = await this.db.query((q) => listKeys(q, filter));
     return {
       keys: query.return_full_object === "true" ? rows.map(keyView) : rows.map((r) => r.token),
       total_count: total,
@@ -114,7 +109,7 @@ export class KeyService {
 
   /** Deletes all the named keys or none: one unknown key makes the whole request a 404. */
   async delete(req: { keys?: string[] | undefined; key_aliases?: string[] | undefined }) {
-    return commitKeyChange(this.pool, this.events, async (tx) => {
+    return commitKeyChange(this.db, this.events, async (tx) => {
       let rows: KeyRow[];
       if (req.keys) {
         const tokens = [...new Set(req.keys.map(toTokenHash))];
@@ -143,7 +138,7 @@ export class KeyService {
 
   private async applyPatch(token: string, patch: KeyPatch, kind: "update" | "block" | "unblock") {
     try {
-      return await commitKeyChange(this.pool, this.events, async (tx) => {
+      return await commitKeyChange(this.db, this.events, async (tx) => {
         const row = await updateKey(tx, token, patch);
         if (!row) throw new NotFoundError("key not found", "key", "key_not_found");
         // Old keys inside their grace are cached as this key's record: they change with it.

@@ -1,4 +1,3 @@
-import type pg from "pg";
 import { DurationError, parseDuration } from "../config/duration.js";
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
 import { BadRequestError, ConflictError, NotFoundError } from "../http/errors.js";
@@ -6,6 +5,7 @@ import type { RotationLock } from "../redis/rotation-lock.js";
 import { findDeprecatedKey, insertDeprecatedKey, repointDeprecatedKeys, deprecatedTokensOf } from "../store/deprecated-key-store.js";
 import { findStoredResult, lockIdempotencyKey, storeResult } from "../store/idempotency-store.js";
 import { findKeyByToken, isUniqueViolation, rotateKeyToken } from "../store/key-store.js";
+import type { Database } from "../store/database.js";
 import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
 import type { IdempotencyVault } from "./idempotency.js";
 import { mapConflict } from "./key-service.js";
@@ -35,7 +35,7 @@ const ROTATION_ADVISORY_CLASS = 7326;
  */
 export class RotationService {
   constructor(
-    private readonly pool: pg.Pool,
+    private readonly db: Database,
     private readonly events: CommittedEventSink,
     private readonly lock: RotationLock,
     private readonly vault: IdempotencyVault,
@@ -52,7 +52,7 @@ export class RotationService {
     const fingerprint = this.vault.fingerprint("regenerate", { oldToken, req });
 
     if (idempotencyKey) {
-      const stored = await findStoredResult(this.pool, "regenerate", idempotencyKey);
+      const stored = await this.db.query((q) => findStoredResult(q, "regenerate", idempotencyKey));
       if (stored) return this.vault.open<RegenerateResponse>(idempotencyKey, stored, fingerprint);
     }
     const newPlaintext = newKey ?? generateVirtualKey();
@@ -61,7 +61,7 @@ export class RotationService {
 
     try {
       return await this.lock.run(oldToken, (mode) =>
-        commitKeyChange(this.pool, this.events, async (tx) => {
+        commitKeyChange(this.db, this.events, async (tx) => {
           if (mode === "advisory") await tx.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [ROTATION_ADVISORY_CLASS, oldToken]);
           if (idempotencyKey) {
             // A retry that waited behind the first attempt finds its result here.
@@ -88,7 +88,7 @@ export class RotationService {
       );
     } catch (err) {
       if (idempotencyKey && isUniqueViolation(err, "gh_idempotency_pkey")) {
-        const stored = await findStoredResult(this.pool, "regenerate", idempotencyKey);
+        const stored = await this.db.query((q) => findStoredResult(q, "regenerate", idempotencyKey));
         if (stored) return this.vault.open<RegenerateResponse>(idempotencyKey, stored, fingerprint);
       }
       throw mapConflict(err);

@@ -1,5 +1,6 @@
 import { ExecutionError, Redlock, ResourceLockedError } from "@sesamecare-oss/redlock";
 import type { Logger } from "../logger.js";
+import type { DependencyBreaker } from "../faults/breaker.js";
 import { ConflictError } from "../http/errors.js";
 import type { GatehouseRedis } from "./client.js";
 import type { RedisKeys } from "./key-names.js";
@@ -23,6 +24,7 @@ export class RotationLock {
     private readonly redis: GatehouseRedis,
     private readonly keys: RedisKeys,
     private readonly logger: Logger,
+    private readonly breaker: DependencyBreaker,
   ) {
     // Waits up to about 2 s for a holder on another replica to finish.
     this.redlock = new Redlock([redis], { retryCount: 40, retryDelay: 50, retryJitter: 25, driftFactor: 0.01 });
@@ -30,10 +32,10 @@ export class RotationLock {
   }
 
   async run<T>(tokenHash: string, work: (mode: LockMode) => Promise<T>): Promise<T> {
-    if (this.redis.status !== "ready") return work("advisory");
+    if (this.redis.status !== "ready" || this.breaker.isOpen) return work("advisory");
     let lock;
     try {
-      lock = await this.redlock.acquire([this.keys.rotationLock(tokenHash)], LOCK_TTL_MS);
+      lock = await this.breaker.run(() => this.redlock.acquire([this.keys.rotationLock(tokenHash)], LOCK_TTL_MS));
     } catch (err) {
       if (await isContention(err)) throw new ConflictError("another regeneration of this key is in progress; retry", "rotation_in_progress");
       this.logger.warn({ err: (err as Error).message }, "Redis lock unavailable; using a Postgres advisory lock");

@@ -21,7 +21,8 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     // Client-side bound as well: a server that stops answering (a blackholed connection) cannot enforce
     // its own statement_timeout.
     query_timeout: (options.statementTimeoutMs ?? 5_000) + 1_000,
-    connectionTimeoutMillis: 5_000,
+    // Waiting longer for a connection than a breaker allows for the whole call would be pointless.
+    connectionTimeoutMillis: 2_000,
     idleTimeoutMillis: 30_000,
   });
   // An idle client that loses its connection emits 'error' on the pool; without a listener that

@@ -26,8 +26,8 @@ const MAX_TOKENS_IN_PAYLOAD = 60;
 const APPEND_EVENT = `
 WITH ordered AS (SELECT pg_advisory_xact_lock(${EVENT_ORDER_LOCK}::bigint)),
 ins AS (
-  INSERT INTO gh_key_events (kind, tokens, version)
-  SELECT $1, $2::text[], $3 FROM ordered
+  INSERT INTO gh_key_events (kind, tokens, version, change_id)
+  SELECT $1, $2::text[], $3, $4 FROM ordered
   RETURNING id, kind, tokens, version, (extract(epoch FROM created_at) * 1000)::float8 AS at
 )
 SELECT ins.*, pg_notify('${EVENTS_CHANNEL}',
@@ -50,11 +50,18 @@ UPDATE gh_event_watermark SET pruned_through = GREATEST(pruned_through, (SELECT 
 WHERE EXISTS (SELECT 1 FROM gone)
 RETURNING pruned_through`;
 
+const CHANGE_COMMITTED = "SELECT EXISTS (SELECT 1 FROM gh_key_events WHERE change_id = $1) AS landed";
+
 /** Appends an event inside the caller's transaction; the NOTIFY is delivered when that transaction commits. */
-export async function appendEvent(tx: Queryable, kind: EventKind, tokens: string[], version: number): Promise<KeyEvent> {
-  const { rows } = await tx.query<KeyEvent>(APPEND_EVENT, [kind, tokens, version]);
+export async function appendEvent(tx: Queryable, kind: EventKind, tokens: string[], version: number, changeId: string): Promise<KeyEvent> {
+  const { rows } = await tx.query<KeyEvent>(APPEND_EVENT, [kind, tokens, version, changeId]);
   const row = rows[0]!;
   return { id: row.id, kind: row.kind, tokens: row.tokens, version: row.version, at: row.at };
+}
+
+/** Did the transaction that appended the event with this change id commit? */
+export async function changeCommitted(db: Queryable, changeId: string): Promise<boolean> {
+  return (await db.query<{ landed: boolean }>(CHANGE_COMMITTED, [changeId])).rows[0]!.landed;
 }
 
 export interface EventPage {

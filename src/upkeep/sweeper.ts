@@ -1,4 +1,4 @@
-import type pg from "pg";
+import type { Database } from "../store/database.js";
 import type { Logger } from "../logger.js";
 import { commitKeyChange, type CommittedEventSink } from "../keys/key-change.js";
 import { sweepExpiredDeprecatedKeys } from "../store/deprecated-key-store.js";
@@ -12,7 +12,7 @@ import { nextKeyVersion } from "../store/key-store.js";
  * Every step is idempotent and safe to run concurrently on all replicas. Never throws: logs, reschedules.
  */
 export interface SweeperOptions {
-  pool: pg.Pool;
+  db: Database;
   events: CommittedEventSink;
   logger: Logger;
   intervalMs: number;
@@ -42,7 +42,7 @@ export class Sweeper {
   async sweepOnce(): Promise<{ deprecatedRemoved: number }> {
     let deprecatedRemoved = 0;
     for (;;) {
-      const removed = await commitKeyChange(this.o.pool, this.o.events, async (tx) => {
+      const removed = await commitKeyChange(this.o.db, this.o.events, async (tx) => {
         const tokens = await sweepExpiredDeprecatedKeys(tx, SWEEP_BATCH);
         if (tokens.length === 0) return { result: 0, stale: null };
         return { result: tokens.length, stale: { kind: "expiry" as const, tokens, version: await nextKeyVersion(tx) } };
@@ -50,8 +50,8 @@ export class Sweeper {
       deprecatedRemoved += removed;
       if (removed < SWEEP_BATCH) break;
     }
-    await pruneStoredResults(this.o.pool, this.o.idempotencyRetentionMs);
-    await pruneEvents(this.o.pool, this.o.eventRetentionMs);
+    await this.o.db.query((q) => pruneStoredResults(q, this.o.idempotencyRetentionMs));
+    await this.o.db.query((q) => pruneEvents(q, this.o.eventRetentionMs));
     return { deprecatedRemoved };
   }
 

@@ -1,0 +1,135 @@
+import type pg from "pg";
+import { classifyFailure } from "../faults/classify.js";
+import { DependencyUnavailableError, type DependencyBreaker } from "../faults/breaker.js";
+import { retry } from "../faults/retry.js";
+import type { Queryable } from "./db.js";
+
+/**
+ * Every Postgres call of the gateway goes through here: the breaker, retries of what is safe to retry,
+ * and resolution of a COMMIT whose outcome is unknown (issue 4; COHERENCE.md #3, #7).
+ *
+ * - query(): reads and repeatable writes, retried on connection failures, timeouts and conflicts within `retryDeadlineMs`.
+ * - transaction(): retried when it failed before COMMIT was sent. If the connection dies during COMMIT,
+ *   the change may or may not have landed: `verifyCommitted` (asked on a fresh connection) decides. Landed:
+ *   the result is returned. Not landed: the transaction is run again. Cannot tell: 503, never a guess.
+ * A dependency that does not answer becomes DependencyUnavailableError (503 with Retry-After).
+ */
+export class CommitOutcomeUnknownError extends DependencyUnavailableError {
+  constructor(cause: unknown) {
+    super("postgres", 1, cause);
+    this.message = "the database connection failed while committing and the outcome could not be confirmed; retry (with the same Idempotency-Key to be safe)";
+  }
+}
+
+class CommitInterrupted<T> extends Error {
+  constructor(
+    readonly result: T,
+    override readonly cause: unknown,
+  ) {
+    super("connection lost during COMMIT");
+  }
+}
+
+export interface TransactionOptions<T> {
+  /** Asked when the connection died during COMMIT: did this transaction's change land? */
+  verifyCommitted?: (result: T) => Promise<boolean>;
+}
+
+export class Database {
+  readonly counters = { retries: 0, commitsVerified: 0, commitsRerun: 0 };
+
+  constructor(
+    readonly pool: pg.Pool,
+    readonly breaker: DependencyBreaker,
+    private readonly retryDeadlineMs = 2_000,
+  ) {}
+
+  /** Statements outside a transaction: reads, or writes that are safe to repeat. */
+  async query<T>(work: (db: Queryable) => Promise<T>): Promise<T> {
+    try {
+      return await retry(
+        (n) => {
+          if (n > 0) this.counters.retries++;
+          return this.breaker.run(() => work(this.pool));
+        },
+        { deadlineMs: this.retryDeadlineMs, shouldRetry: retriable },
+      );
+    } catch (err) {
+      throw this.breaker.unavailable(err);
+    }
+  }
+
+  async transaction<T>(work: (tx: pg.PoolClient) => Promise<T>, options: TransactionOptions<T> = {}): Promise<T> {
+    const deadline = Date.now() + this.retryDeadlineMs;
+    for (;;) {
+      try {
+        return await retry(
+          (n) => {
+            if (n > 0) this.counters.retries++;
+            return this.breaker.run(() => this.runOnce(work));
+          },
+          { deadlineMs: Math.max(0, deadline - Date.now()), shouldRetry: retriable },
+        );
+      } catch (err) {
+        if (!(err instanceof CommitInterrupted)) throw this.breaker.unavailable(err);
+        const interrupted = err as CommitInterrupted<T>;
+        if (!options.verifyCommitted) throw new CommitOutcomeUnknownError(interrupted.cause);
+        const landed = await this.verify(() => options.verifyCommitted!(interrupted.result), deadline);
+        if (landed === true) {
+          this.counters.commitsVerified++;
+          return interrupted.result;
+        }
+        if (landed === undefined || Date.now() >= deadline) throw new CommitOutcomeUnknownError(interrupted.cause);
+        this.counters.commitsRerun++; // it did not land: running it again cannot do it twice
+      }
+    }
+  }
+
+  private async runOnce<T>(work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let committing = false;
+    let broken = false;
+    try {
+      await client.query("BEGIN");
+      const result = await work(client);
+      committing = true;
+      try {
+        await client.query("COMMIT");
+      } catch (err) {
+        // A server that answered COMMIT with an error rolled back; a connection that died did not say.
+        const kind = classifyFailure(err);
+        if (kind === "connection" || kind === "timeout") {
+          broken = true;
+          throw new CommitInterrupted(result, err);
+        }
+        throw err;
+      }
+      return result;
+    } catch (err) {
+      if (!committing) {
+        try {
+          await client.query("ROLLBACK");
+        } catch {
+          broken = true;
+        }
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** true / false when the database answered, undefined when it could not be asked before the deadline. */
+  private async verify(ask: () => Promise<boolean>, deadline: number): Promise<boolean | undefined> {
+    try {
+      return await retry(() => ask(), { deadlineMs: Math.max(250, deadline - Date.now()), shouldRetry: retriable });
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+function retriable(err: unknown): boolean {
+  if (err instanceof DependencyUnavailableError || err instanceof CommitInterrupted) return false;
+  return classifyFailure(err) !== "permanent";
+}
