@@ -87,6 +87,10 @@ export class Database {
 
   private async runOnce<T>(work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    // A checked-out client whose connection dies emits 'error' besides failing its query; unheard, that
+    // event would crash the process. The failed query already tells us everything.
+    const ignore = () => {};
+    client.on("error", ignore);
     let committing = false;
     let broken = false;
     try {
@@ -115,6 +119,7 @@ export class Database {
       }
       throw err;
     } finally {
+      client.removeListener("error", ignore);
       client.release(broken);
     }
   }

@@ -42,13 +42,28 @@ export interface TestGateway {
 }
 
 /** One in-process gateway on its own database and Redis namespace. */
-export async function startTestGateway(options: { config?: ConfigFile; env?: Record<string, string> } = {}): Promise<TestGateway> {
+export interface TestGatewayOptions {
+  config?: ConfigFile;
+  env?: Record<string, string>;
+  /** Rewrites the connection URLs the gateway gets (to put a fault-injecting proxy in between). */
+  databaseUrl?: (url: string) => string;
+  redisUrl?: (url: string) => string;
+}
+
+export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
   const db = await createTestDatabase();
   const redis = createRedisNamespace();
   const masterKey = `sk-master-${randomBytes(12).toString("hex")}`;
   const settings = settingsFromConfig(options.config ?? DEFAULT_TEST_CONFIG, {
     source: "test",
-    env: { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, PORT: "0", ...options.env },
+    env: {
+      DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url,
+      REDIS_URL: options.redisUrl?.(REDIS_URL) ?? REDIS_URL,
+      GATEHOUSE_REDIS_PREFIX: redis.prefix,
+      GATEHOUSE_MASTER_KEY: masterKey,
+      PORT: "0",
+      ...options.env,
+    },
   });
   const logs = new LogCapture();
   const gateway = await startGateway({ settings, masterKey, logger: createLogger({ destination: logs, level: "debug" }), host: "127.0.0.1" });

@@ -1,4 +1,4 @@
-export type ProxyMode = "pass" | "blackhole";
+export type ProxyMode = "pass" | "blackhole" | "reject";
 
 export interface TcpProxy {
   readonly port: number;
@@ -7,6 +7,8 @@ export interface TcpProxy {
   readonly connections: number;
   setMode(mode: ProxyMode): void;
   setLatency(ms: number): void;
+  /** Resolves when the trap was sprung. */
+  cutOnce(pattern: string, options: { forward: boolean }): Promise<void>;
   cutAll(): void;
   close(): Promise<void>;
 }

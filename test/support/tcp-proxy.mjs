@@ -2,6 +2,10 @@
 // the chaos suite and the benchmarks (types in tcp-proxy.d.mts).
 //  - "pass": forwards bytes both ways;
 //  - "blackhole": keeps every connection open but forwards nothing (a silent network partition);
+//  - "reject": closes every new connection at once (a server that is down);
+//  - cutOnce(pattern, { forward }): the next time a client sends bytes containing `pattern`, the client's
+//    connection dies, after (forward: true) or instead of (forward: false) passing those bytes on. Aimed at
+//    "COMMIT", it leaves a transaction's outcome unknown to the client;
 //  - latencyMs: delays every chunk by that much;
 //  - cutAll(): destroys every open connection at once (new ones still pass).
 import net from "node:net";
@@ -10,19 +14,38 @@ export async function startTcpProxy(targetHost, targetPort) {
   const pairs = new Set();
   let mode = "pass";
   let latencyMs = 0;
+  let trap = null;
 
   const server = net.createServer((client) => {
+    if (mode === "reject") {
+      client.destroy();
+      return;
+    }
     const upstream = net.connect(targetPort, targetHost);
     const pair = { client, upstream };
     pairs.add(pair);
-    const forward = (from, to) =>
-      from.on("data", (chunk) => {
-        if (mode !== "pass") return;
-        if (latencyMs > 0) setTimeout(() => to.writable && to.write(chunk), latencyMs);
-        else to.write(chunk);
-      });
-    forward(client, upstream);
-    forward(upstream, client);
+    client.on("data", (chunk) => {
+      if (trap && chunk.includes(trap.pattern)) {
+        const { forward } = trap;
+        trap.sprung();
+        trap = null;
+        if (forward) {
+          upstream.write(chunk);
+          // Let the server answer into the void, then hang up on it too.
+          upstream.once("data", () => upstream.destroy());
+        } else upstream.destroy();
+        client.destroy();
+        return;
+      }
+      if (mode !== "pass") return;
+      if (latencyMs > 0) setTimeout(() => upstream.writable && upstream.write(chunk), latencyMs);
+      else upstream.write(chunk);
+    });
+    upstream.on("data", (chunk) => {
+      if (mode !== "pass") return;
+      if (latencyMs > 0) setTimeout(() => client.writable && client.write(chunk), latencyMs);
+      else client.write(chunk);
+    });
     const end = () => {
       pairs.delete(pair);
       client.destroy();
@@ -47,6 +70,11 @@ export async function startTcpProxy(targetHost, targetPort) {
     },
     setLatency(ms) {
       latencyMs = ms;
+    },
+    cutOnce(pattern, { forward }) {
+      return new Promise((resolve) => {
+        trap = { pattern: Buffer.from(pattern), forward, sprung: resolve };
+      });
     },
     cutAll() {
       for (const p of pairs) {
