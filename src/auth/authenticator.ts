@@ -50,9 +50,11 @@ export class Authenticator {
         result = await this.resolve(hash);
       } catch (err) {
         if (!(err instanceof DependencyUnavailableError)) throw err;
-        if (!cached?.record) {
+        // A copy is served only if nothing says it is out of date: an L2 tombstone newer than it means
+        // the key changed (perhaps revoked) while this replica was not listening.
+        if (!cached?.record || (await this.l2.changedSince(hash, cached.record.version))) {
           this.counters.unavailable++;
-          throw new ServiceUnavailableError("Cannot verify this key right now: the key store is unavailable. Retry shortly.", err.headers["retry-after"] ? Number(err.headers["retry-after"]) : 1, "key_store_unavailable");
+          throw new ServiceUnavailableError("Cannot verify this key right now: the key store is unavailable. Retry shortly.", Number(err.headers["retry-after"] ?? 1), "key_store_unavailable");
         }
         result = { record: cached.record, level: "l1-static" };
       }

@@ -49,6 +49,21 @@ export class L2Cache {
     }
   }
 
+  /**
+   * True when L2 holds a record or tombstone for `hash` newer than `version`: proof that the key changed
+   * after a copy of that version was taken. Used when Postgres cannot be asked (fail static).
+   */
+  async changedSince(hash: string, version: number): Promise<boolean> {
+    try {
+      const value = await this.call(() => this.redis.get(this.keys.authRecord(hash)));
+      const stored = value ? Number(value.slice(0, value.indexOf("|"))) : Number.NaN;
+      return stored > version;
+    } catch (err) {
+      this.failed("get", err);
+      return false;
+    }
+  }
+
   /** Caches `record` under the hash it was looked up by (a deprecated key's hash maps to the active record). */
   async fill(hash: string, record: AuthRecord): Promise<void> {
     if (this.distrusted.size > 0 && this.isDistrusted(hash)) return;

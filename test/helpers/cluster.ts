@@ -40,20 +40,30 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-export async function startCluster(options: { size?: number; config?: ConfigFile; env?: Record<string, string> } = {}): Promise<Cluster> {
+export interface ClusterOptions {
+  size?: number;
+  config?: ConfigFile;
+  env?: Record<string, string>;
+  /** Rewrites the database URL the replicas get (to put a fault-injecting proxy in between). */
+  databaseUrl?: (url: string) => string;
+  /** Keep every log line of every replica (default true); long runs turn it off. */
+  keepOutput?: boolean;
+}
+
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const db = await createTestDatabase();
   const redis = createRedisNamespace();
   const masterKey = `sk-master-${randomBytes(12).toString("hex")}`;
   const dir = mkdtempSync(path.join(tmpdir(), "gh-cluster-"));
   const configFile = path.join(dir, "config.yaml");
   writeFileSync(configFile, stringify(options.config ?? DEFAULT_TEST_CONFIG));
-  const env = { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir, ...options.env };
+  const env = { DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir, ...options.env };
   const suffix = randomBytes(3).toString("hex");
   const replicas: Replica[] = [];
 
   const addReplica = async (name: string, extraEnv: Record<string, string> = {}): Promise<Replica> => {
     const replicaId = `${name}-${suffix}`;
-    const proc = await spawnReplica({ ...env, GATEHOUSE_REPLICA_ID: replicaId, ...extraEnv }, ["--config", configFile]);
+    const proc = await spawnReplica({ ...env, GATEHOUSE_REPLICA_ID: replicaId, ...extraEnv }, ["--config", configFile], { keepOutput: options.keepOutput ?? true });
     const replica: Replica = Object.assign(proc, {
       name,
       replicaId,
