@@ -31,7 +31,7 @@ describe(`chaos (${profile.name} profile): faults fire while keys rotate and aut
       expect(report.rotations_unresolved).toBe(0);
       expect(report.largest_invalidation_delay_ms).toBeLessThanOrEqual(2_000);
       // The run did something: faults of every kind fired and rotations committed through them.
-      expect(Object.keys(report.faults_injected).length).toBeGreaterThanOrEqual(profile.name === "short" ? 8 : 11);
+      expect(Object.keys(report.faults_injected).length).toBeGreaterThanOrEqual(profile.name === "short" ? 8 : 12);
       expect(report.rotations_committed).toBeGreaterThan(50);
       expect(report.auth_requests).toBeGreaterThan(500);
       expect(report.cached_key_probes_while_postgres_down).toBeGreaterThan(0);

@@ -21,6 +21,8 @@ export interface Fault {
   name: string;
   /** Postgres unreachable for the replicas while this fault holds. */
   pgDown?: boolean;
+  /** Postgres and Redis both unreachable: replicas can learn of no change at all (fail static). */
+  partition?: boolean;
   run(ctx: FaultContext): Promise<void>;
 }
 
@@ -72,6 +74,22 @@ export const FAULTS: Fault[] = [
     },
   },
   { name: "restart Redis", run: (ctx) => ctx.redisServer.restart(500) },
+  {
+    name: "Postgres and Redis both blackholed 5 s (partition)",
+    pgDown: true,
+    partition: true,
+    run: async (ctx) => {
+      for (const proxy of [ctx.pgProxy, ctx.redisProxy]) {
+        proxy.setMode("blackhole");
+        proxy.cutAll();
+      }
+      await hold(5_000);
+      for (const proxy of [ctx.pgProxy, ctx.redisProxy]) {
+        proxy.setMode("pass");
+        proxy.cutAll();
+      }
+    },
+  },
 ];
 
 export function aliveReplicas(cluster: Cluster): Replica[] {

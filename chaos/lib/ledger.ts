@@ -7,6 +7,8 @@ export interface Generation {
   token: string;
   /** null while this is the lineage's active key. */
   revokeAt: number | null;
+  /** When the rotation that replaced this key was acknowledged (ms); null while active. */
+  supersededAt: number | null;
 }
 
 export interface Lineage {
@@ -49,7 +51,8 @@ export class Ledger {
   commit(lineage: Lineage, next: { key: string; token: string }, revokeAt: number): void {
     const active = lineage.generations.at(-1)!;
     active.revokeAt = revokeAt;
-    lineage.generations.push({ key: next.key, token: next.token, revokeAt: null });
+    active.supersededAt = Date.now();
+    lineage.generations.push({ key: next.key, token: next.token, revokeAt: null, supersededAt: null });
     lineage.lastCommitAt = Date.now();
     this.acknowledged.add(next.token);
     // The rotation's event evicts every token of the lineage on every replica.
