@@ -3,11 +3,12 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { root } from "./lib/harness.mjs";
 
-const SCRIPTS = ["auth-l1.mjs", "proxy-throughput.mjs", "propagation.mjs"];
+const SCRIPTS = ["auth-l1.mjs", "auth-path.mjs", "proxy-overhead.mjs", "propagation.mjs", "scale-out.mjs"];
 let failed = 0;
 for (const script of SCRIPTS) {
   console.log(`\n=== bench/${script}`);
   const r = spawnSync(process.execPath, [path.join(root, "bench", script)], { stdio: "inherit" });
   if (r.status !== 0) failed++;
 }
+spawnSync(process.execPath, [path.join(root, "bench", "report.mjs")], { stdio: "inherit" });
 process.exit(failed ? 1 : 0);

@@ -31,27 +31,6 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
   return pool;
 }
 
-/** Runs `work` in one transaction; rolls back on any error and rethrows it. */
-export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken = false;
-  try {
-    await client.query("BEGIN");
-    const result = await work(client);
-    await client.query("COMMIT");
-    return result;
-  } catch (err) {
-    try {
-      await client.query("ROLLBACK");
-    } catch {
-      broken = true;
-    }
-    throw err;
-  } finally {
-    client.release(broken);
-  }
-}
-
 /**
  * Creates the database named in `connectionString` when it does not exist yet, so a newcomer's
  * `npm start` works against a fresh server. Needs CREATEDB on the maintenance database `postgres`.
