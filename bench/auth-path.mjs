@@ -12,7 +12,7 @@ if (typeof global.gc !== "function") {
 const { Authenticator } = await import("../dist/auth/authenticator.js");
 const { L1Cache } = await import("../dist/auth/l1-cache.js");
 const { L2Cache } = await import("../dist/auth/l2-cache.js");
-const { DependencyBreaker } = await import("../dist/faults/breaker.js");
+const { DependencyBreaker, POSTGRES_BREAKER_OPTIONS } = await import("../dist/faults/breaker.js");
 const { createLogger } = await import("../dist/logger.js");
 const { createRedis } = await import("../dist/redis/client.js");
 const { RedisKeys } = await import("../dist/redis/key-names.js");
@@ -47,7 +47,7 @@ try {
   const loadSeconds = ((Date.now() - t0) / 1000).toFixed(1);
   const { rows } = await pool.query("SELECT count(*)::int AS n, pg_size_pretty(pg_total_relation_size('gh_keys')) AS size FROM gh_keys");
 
-  const database = new Database(pool, new DependencyBreaker("postgres", logger));
+  const database = new Database(pool, new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS));
   const l2 = new L2Cache(redis, new RedisKeys(ns.prefix), 3600, () => {});
   const newAuth = () => new Authenticator(new L1Cache({ maxEntries: 1_000_000, ttlMs: 600_000, negativeTtlMs: 2_000 }), l2, database);
   const sample = Array.from({ length: SAMPLE }, () => `sk-bench-${salt}-${1 + Math.floor(Math.random() * KEYS)}`);

@@ -9,7 +9,7 @@ import { L1Cache } from "./auth/l1-cache.js";
 import { L2Cache } from "./auth/l2-cache.js";
 import { MasterKey } from "./auth/master-key.js";
 import { Coherence } from "./coherence/coherence.js";
-import { DependencyBreaker } from "./faults/breaker.js";
+import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS, REDIS_BREAKER_OPTIONS } from "./faults/breaker.js";
 import { buildApp } from "./http/app.js";
 import { IdempotencyVault } from "./keys/idempotency.js";
 import { KeyService } from "./keys/key-service.js";
@@ -56,7 +56,10 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
   const pool = createPool(settings.databaseUrl, { max: 20 });
   const applied = await migrate(pool);
   if (applied.length > 0) logger.info({ migrations: applied }, "applied migrations");
-  const breakers = { postgres: new DependencyBreaker("postgres", logger), redis: new DependencyBreaker("redis", logger) };
+  const breakers = {
+    postgres: new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS),
+    redis: new DependencyBreaker("redis", logger, REDIS_BREAKER_OPTIONS),
+  };
   const db = new Database(pool, breakers.postgres);
 
   // Redis is an optimisation and a lock service with a fallback: a replica starts without it and

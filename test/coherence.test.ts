@@ -12,7 +12,7 @@ import { createPool } from "../src/store/db.js";
 import { pruneEvents } from "../src/store/event-store.js";
 import { Sweeper } from "../src/upkeep/sweeper.js";
 import { Database } from "../src/store/database.js";
-import { DependencyBreaker } from "../src/faults/breaker.js";
+import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS } from "../src/faults/breaker.js";
 import { LogCapture, startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
 import { REDIS_URL, waitFor } from "./helpers/services.js";
 import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
@@ -42,7 +42,7 @@ function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterM
   const l2 = new L2Cache(redis, new RedisKeys(gw.redis.prefix), 3600, () => {});
   const viaUrl = viaProxy(gw.db.url, proxy);
   const pool = createPool(options.poolThroughProxy ? viaUrl : gw.db.url, { max: 2, statementTimeoutMs: 500 });
-  const db = new Database(pool, new DependencyBreaker("postgres", logger));
+  const db = new Database(pool, new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS));
   const coherence = new Coherence({
     db,
     listenUrl: options.listenThroughProxy ? viaUrl : gw.db.url,

@@ -155,7 +155,9 @@ export async function runChaos(profile: ChaosProfile, log: (line: string) => voi
               if (!ledger.acknowledged.has(res.body?.token)) violation(`lineage ${lineage.id}: 200 without a key`);
               return; // a replayed answer to a rotation already recorded: nothing new
             }
-            ledger.commit(lineage, res.body, Date.parse(res.body.revoke_at));
+            // Grace 0 is judged from the acknowledgement: the key must stop within the bound of the 200.
+            const revokeAt = Date.parse(res.body.revoke_at);
+            ledger.commit(lineage, res.body, grace === "0s" ? Math.max(revokeAt, Date.now()) : revokeAt);
             report.rotations_committed++;
             if (grace === "0s") void measureRevocation(old.key, Date.now());
             return;
@@ -286,7 +288,7 @@ export async function runChaos(profile: ChaosProfile, log: (line: string) => voi
       await sleep(1_500);
       while (running()) {
         const fault = FAULTS[i++ % FAULTS.length]!;
-        log(`fault: ${fault.name}`);
+        log(`${new Date().toISOString()} fault: ${fault.name}`);
         report.faults_injected[fault.name] = (report.faults_injected[fault.name] ?? 0) + 1;
         if (fault.pgDown) pgDownSince = Date.now();
         const partition: [number, number] = [Date.now(), Number.POSITIVE_INFINITY];

@@ -12,8 +12,12 @@ import { countsAgainstHealth } from "./classify.js";
 export type BreakerState = "closed" | "open" | "half-open";
 
 export interface BreakerOptions {
-  /** A call slower than this fails and counts (a hung server must not hang requests). */
-  timeoutMs: number;
+  /**
+   * A call slower than this fails and counts (a hung server must not hang requests). `false` leaves
+   * timeouts to the client library: Postgres transactions must not be abandoned by the breaker while the
+   * work goes on and may still commit, so there pg's own query_timeout ends the call and its connection.
+   */
+  timeoutMs: number | false;
   resetTimeoutMs: number;
   /** Failure percentage within the rolling window that opens the breaker. */
   errorThresholdPercentage: number;
@@ -22,13 +26,15 @@ export interface BreakerOptions {
   rollingWindowMs: number;
 }
 
-export const DEFAULT_BREAKER_OPTIONS: BreakerOptions = {
-  timeoutMs: 3_000,
+export const POSTGRES_BREAKER_OPTIONS: BreakerOptions = {
+  timeoutMs: false,
   resetTimeoutMs: 2_000,
   errorThresholdPercentage: 50,
   volumeThreshold: 5,
   rollingWindowMs: 10_000,
 };
+
+export const REDIS_BREAKER_OPTIONS: BreakerOptions = { ...POSTGRES_BREAKER_OPTIONS, timeoutMs: 4_000 };
 
 export class DependencyUnavailableError extends ServiceUnavailableError {
   constructor(
@@ -47,7 +53,7 @@ export class DependencyBreaker {
   constructor(
     readonly name: string,
     logger: Logger,
-    private readonly options: BreakerOptions = DEFAULT_BREAKER_OPTIONS,
+    private readonly options: BreakerOptions,
   ) {
     this.breaker = new CircuitBreaker((op: () => Promise<unknown>) => op(), {
       timeout: options.timeoutMs,

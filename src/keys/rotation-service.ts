@@ -79,6 +79,7 @@ export class RotationService {
           // Fencing: someone rotated or changed the key after we read it (a lock lost to a pause).
           if (!rotated) throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
           await repointDeprecatedKeys(tx, rotated.key_id, newToken);
+          // Grace 0: the old key stops at the swap (revoke_at = the row's updated_at, taken at the update).
           const deprecated = graceMs > 0 ? await insertDeprecatedKey(tx, { token: oldToken, keyId: rotated.key_id, activeToken: newToken, keyName: current.key_name, graceMs }) : null;
           const response = regeneratedView(newPlaintext, rotated, deprecated?.revoke_at ?? rotated.updated_at, current.key_name);
           if (idempotencyKey) await storeResult(tx, "regenerate", idempotencyKey, fingerprint, this.vault.seal(idempotencyKey, response));

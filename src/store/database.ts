@@ -110,7 +110,11 @@ export class Database {
       }
       return result;
     } catch (err) {
-      if (!committing) {
+      const kind = classifyFailure(err);
+      if (kind === "connection" || kind === "timeout") {
+        // Do not wait on a connection that failed or hangs: closing it makes the server roll back.
+        broken = true;
+      } else if (!committing) {
         try {
           await client.query("ROLLBACK");
         } catch {

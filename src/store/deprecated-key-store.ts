@@ -10,9 +10,11 @@ export interface DeprecatedKeyRow {
   revoke_at: Date;
 }
 
+// clock_timestamp(), not now(): the grace runs from (as close as we can get to) the commit, not from the
+// start of a transaction that may have waited on locks (COHERENCE.md #1: revoke_at = commit time + G).
 const INSERT_DEPRECATED = `
 INSERT INTO gh_deprecated_keys (token, key_id, active_token, key_name, revoke_at)
-VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond')
+VALUES ($1, $2, $3, $4, clock_timestamp() + $5::bigint * interval '1 millisecond')
 RETURNING *`;
 
 // Each older key keeps its own revoke_at; only what it points at changes.

@@ -91,7 +91,7 @@ UPDATE gh_keys SET
     ELSE expires END,
   blocked = CASE WHEN $2::jsonb ? 'blocked' THEN ($2->>'blocked')::boolean ELSE blocked END,
   version = nextval('gh_key_version_seq'),
-  updated_at = now()
+  updated_at = clock_timestamp()
 WHERE token = $1 AND ($5::bigint IS NULL OR version = $5)
 RETURNING *`;
 
