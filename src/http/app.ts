@@ -13,7 +13,7 @@ import { requireMasterKey, requireVirtualKey } from "./auth-middleware.js";
 import { errorHandler, notFoundRoute } from "./error-handler.js";
 import { healthRoutes, type HealthDeps } from "./health-routes.js";
 import { proxyRoutes } from "./proxy-routes.js";
-import { requestLog } from "./request-context.js";
+import { keepRawBody, requestLog } from "./request-context.js";
 
 export interface AppDeps {
   logger: Logger;
@@ -35,7 +35,8 @@ export function buildApp(deps: AppDeps): Express {
   app.set("etag", false);
   app.use(requestLog(deps.logger));
   app.use(healthRoutes(deps.health));
-  app.use(express.json({ limit: deps.maxRequestBodyBytes }));
+  // The raw bytes are kept so the proxy can forward a body it did not need to change without re-serialising it.
+  app.use(express.json({ limit: deps.maxRequestBodyBytes, verify: keepRawBody }));
   app.use(["/key", "/debug"], requireMasterKey(deps.masterKey, deps.authenticator));
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
   app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(deps.authenticator));

@@ -5,7 +5,7 @@ import type { ModelRouter } from "../proxy/model-router.js";
 import type { Endpoint, Provider, UpstreamResponse } from "../proxy/provider.js";
 import type { ProviderName } from "../config/settings.js";
 import { BadRequestError, GatewayError, NotFoundError, PermissionError, UpstreamError } from "./errors.js";
-import { locals } from "./request-context.js";
+import { locals, rawBody } from "./request-context.js";
 
 /** Fields only Gatehouse understands; never sent to a real upstream. */
 const GATEWAY_ONLY_FIELDS = ["mock_response"] as const;
@@ -47,8 +47,13 @@ async function forward(endpoint: Endpoint, req: Request, res: Response, models: 
   if (!keyAllowsModel(ctx.auth!.record, model)) throw new PermissionError(`This key is not allowed to use the model '${model}'.`, "model_not_allowed", "model");
 
   const stream = endpoint !== "embeddings" && request.stream === true;
-  const upstreamBody: Record<string, unknown> = { ...request, model: deployment.upstreamModel };
-  if (deployment.provider !== "mock") for (const field of GATEWAY_ONLY_FIELDS) delete upstreamBody[field];
+  // Most configs name a model as upstream does; then the client's bytes go upstream untouched.
+  const unchanged = deployment.upstreamModel === model && (deployment.provider === "mock" || !GATEWAY_ONLY_FIELDS.some((f) => f in request));
+  let upstreamBody = request;
+  if (!unchanged) {
+    upstreamBody = { ...request, model: deployment.upstreamModel };
+    if (deployment.provider !== "mock") for (const field of GATEWAY_ONLY_FIELDS) delete upstreamBody[field];
+  }
 
   // A client that goes away aborts the upstream call: nobody is left to read the answer.
   const abort = new AbortController();
@@ -56,7 +61,7 @@ async function forward(endpoint: Endpoint, req: Request, res: Response, models: 
     if (!res.writableFinished) abort.abort();
   });
 
-  const upstream = await providers[deployment.provider].forward({ endpoint, deployment, body: upstreamBody, stream, signal: abort.signal });
+  const upstream = await providers[deployment.provider].forward({ endpoint, deployment, body: upstreamBody, rawBody: unchanged ? rawBody(req) : undefined, stream, signal: abort.signal });
   if (upstream.status >= 400) throw await upstreamFailure(upstream);
 
   res.status(upstream.status);

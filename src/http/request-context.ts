@@ -42,6 +42,15 @@ export function requestLog(logger: Logger) {
   };
 }
 
+/** express.json's `verify` hook: remembers the body's bytes on the request. */
+export function keepRawBody(req: unknown, _res: unknown, buf: Buffer): void {
+  (req as { rawBody?: Buffer }).rawBody = buf;
+}
+
+export function rawBody(req: Request): Buffer | undefined {
+  return (req as { rawBody?: Buffer }).rawBody;
+}
+
 /** The bearer token of a request: `Authorization: Bearer …`, or the `api-key` header Azure clients send. */
 export function bearerToken(req: Request): string | undefined {
   const header = req.headers.authorization;

@@ -7,6 +7,8 @@ export interface UpstreamCall {
   deployment: ModelDeployment;
   /** The client's body with `model` already set to the upstream model name. */
   body: Record<string, unknown>;
+  /** The client's bytes, when `body` is exactly what the client sent: forwarded as they are. */
+  rawBody?: Buffer | undefined;
   stream: boolean;
   /** Aborted when the client goes away, so the upstream call stops too. */
   signal: AbortSignal;

@@ -36,7 +36,7 @@ export class OpenAICompatibleProvider implements Provider {
       const res = await request(`${deployment.apiBase}${PATHS[call.endpoint]}`, {
         method: "POST",
         headers,
-        body: JSON.stringify(call.body),
+        body: call.rawBody ?? JSON.stringify(call.body),
         signal: call.signal,
         dispatcher: this.agent,
         headersTimeout: readTimeout,
