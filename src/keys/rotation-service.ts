@@ -2,7 +2,7 @@ import { DurationError, parseDuration } from "../config/duration.js";
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
 import { BadRequestError, ConflictError, NotFoundError } from "../http/errors.js";
 import type { RotationLock } from "../redis/rotation-lock.js";
-import { findDeprecatedKey, insertDeprecatedKey, repointDeprecatedKeys, deprecatedTokensOf } from "../store/deprecated-key-store.js";
+import { findDeprecatedKey, insertDeprecatedKey, repointDeprecatedKeys } from "../store/deprecated-key-store.js";
 import { findStoredResult, lockIdempotencyKey, storeResult } from "../store/idempotency-store.js";
 import { findKeyByToken, isUniqueViolation, rotateKeyToken } from "../store/key-store.js";
 import type { Database } from "../store/database.js";
@@ -74,17 +74,18 @@ export class RotationService {
             if (await findDeprecatedKey(tx, oldToken)) throw new ConflictError("this key was already regenerated; regenerate the active key instead", "key_already_rotated", "key");
             throw new NotFoundError("key not found", "key", "key_not_found");
           }
-          if (await findDeprecatedKey(tx, newToken)) throw new ConflictError("new_key is already in use", "key_exists", "new_key");
+          // A generated key cannot collide; a caller's new_key may be an old key still in its grace.
+          if (newKey !== undefined && (await findDeprecatedKey(tx, newToken))) throw new ConflictError("new_key is already in use", "key_exists", "new_key");
           const rotated = await rotateKeyToken(tx, { oldToken, expectedVersion: current.version, newToken, newKeyName: keyDisplayName(newPlaintext), patch });
           // Fencing: someone rotated or changed the key after we read it (a lock lost to a pause).
           if (!rotated) throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
-          await repointDeprecatedKeys(tx, rotated.key_id, newToken);
+          const olderKeys = await repointDeprecatedKeys(tx, rotated.key_id, newToken);
           // Grace 0: the old key stops at the swap (revoke_at = the row's updated_at, taken at the update).
           const deprecated = graceMs > 0 ? await insertDeprecatedKey(tx, { token: oldToken, keyId: rotated.key_id, activeToken: newToken, keyName: current.key_name, graceMs }) : null;
           const response = regeneratedView(newPlaintext, rotated, deprecated?.revoke_at ?? rotated.updated_at, current.key_name);
           if (idempotencyKey) await storeResult(tx, "regenerate", idempotencyKey, fingerprint, this.vault.seal(idempotencyKey, response));
-          const chain = await deprecatedTokensOf(tx, rotated.key_id);
-          return { result: response, stale: { kind: "regenerate", tokens: [oldToken, newToken, ...chain], version: rotated.version } };
+          // Every older key is cached as this key's record too: all of them go stale with it.
+          return { result: response, stale: { kind: "regenerate", tokens: [oldToken, newToken, ...olderKeys], version: rotated.version } };
         }),
       );
     } catch (err) {

@@ -18,7 +18,7 @@ VALUES ($1, $2, $3, $4, clock_timestamp() + $5::bigint * interval '1 millisecond
 RETURNING *`;
 
 // Each older key keeps its own revoke_at; only what it points at changes.
-const REPOINT = "UPDATE gh_deprecated_keys SET active_token = $2 WHERE key_id = $1";
+const REPOINT = "UPDATE gh_deprecated_keys SET active_token = $2 WHERE key_id = $1 RETURNING token";
 const TOKENS_FOR_KEY = "SELECT token FROM gh_deprecated_keys WHERE key_id = $1";
 const TOKENS_FOR_KEYS = "SELECT token FROM gh_deprecated_keys WHERE key_id = ANY($1::uuid[])";
 const FIND = "SELECT * FROM gh_deprecated_keys WHERE token = $1";
@@ -34,8 +34,9 @@ export async function insertDeprecatedKey(tx: Queryable, row: { token: string; k
   return rows[0]!;
 }
 
-export async function repointDeprecatedKeys(tx: Queryable, keyId: string, activeToken: string): Promise<void> {
-  await tx.query(REPOINT, [keyId, activeToken]);
+/** Points every deprecated key of `keyId` at `activeToken`; returns their tokens. */
+export async function repointDeprecatedKeys(tx: Queryable, keyId: string, activeToken: string): Promise<string[]> {
+  return (await tx.query<{ token: string }>(REPOINT, [keyId, activeToken])).rows.map((r) => r.token);
 }
 
 export async function deprecatedTokensOf(db: Queryable, keyId: string): Promise<string[]> {
