@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -70,6 +70,18 @@ litellm_settings:
     const failed = await run(process.execPath, [cli, "config", "check", bad]).catch((e) => e);
     expect(failed.code).toBe(78);
     expect(failed.stderr).toContain("model_list[0].litellm_params.model");
+  });
+});
+
+describe("npm start", () => {
+  it("runs `gatehouse start` with a config that exists (the built-in one unless a file is named)", () => {
+    const pkg = JSON.parse(readFileSync(path.join(packageRoot, "package.json"), "utf8"));
+    const start: string = pkg.scripts.start;
+    expect(start).toMatch(/dist\/cli\.js start/);
+    const config = /--config\s+(\S+)/.exec(start)?.[1];
+    if (config) expect(existsSync(path.join(packageRoot, config))).toBe(true);
+    expect(pkg.bin.gatehouse).toBe("dist/cli.js");
+    for (const f of pkg.files) expect(existsSync(path.join(packageRoot, f)), f).toBe(true);
   });
 });
 
