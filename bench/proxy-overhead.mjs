@@ -1,26 +1,14 @@
 // Proxy overhead: one replica with an L1-hit key, against the same upstream called directly and (where
 // installed) nginx proxy_pass as the plain-reverse-proxy reference. Saturation throughput (autocannon) and
 // latency at fixed request rates (open loop, µs timing), for plain and streamed completions.
-import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import autocannon from "autocannon";
-import { createDatabase, printTable, redisNamespace, REDIS_URL, root, startReplica, writeResult } from "./lib/harness.mjs";
+import { createDatabase, printTable, redisNamespace, REDIS_URL, startReplica, startUpstreamProcess, writeBenchConfig, writeResult } from "./lib/harness.mjs";
 import { openLoop } from "./lib/load.mjs";
 import { startNginx } from "./lib/nginx.mjs";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const RATES = (process.env.BENCH_RATES ?? "500,1000,2000").split(",").map(Number);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
-
-function startUpstreamProcess() {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, "bench", "upstream-server.mjs"), "0"], { stdio: ["ignore", "pipe", "inherit"] });
-    child.stdout.once("data", (d) => resolve({ child, url: JSON.parse(d.toString()).listening }));
-    child.once("exit", (c) => reject(new Error(`upstream exited ${c}`)));
-  });
-}
 
 const saturate = (url, headers, body) =>
   new Promise((resolve, reject) => {
@@ -30,9 +18,7 @@ const saturate = (url, headers, body) =>
 const db = await createDatabase();
 const ns = redisNamespace();
 const upstream = await startUpstreamProcess();
-const dir = mkdtempSync(path.join(os.tmpdir(), "gh-bench-"));
-const config = path.join(dir, "config.yaml");
-writeFileSync(config, `model_list:\n  - model_name: bench\n    litellm_params: { model: openai/bench, api_base: "${upstream.url}/v1", api_key: dummy }\n`);
+const config = writeBenchConfig(upstream.url);
 const master = "sk-bench-master-key";
 const replica = await startReplica({ DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: ns.prefix, GATEHOUSE_MASTER_KEY: master }, ["--config", config]);
 const nginx = await startNginx([new URL(upstream.url).host]);

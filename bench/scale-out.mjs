@@ -1,32 +1,18 @@
 // Scale-out: 1, 2 and 3 replicas behind nginx as the load balancer, all with L1-hit keys, to show the
 // throughput curve and whether anything shared (Postgres, Redis, NOTIFY) is touched per request.
-import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import autocannon from "autocannon";
 import pg from "pg";
 import { Redis } from "ioredis";
-import { createDatabase, printTable, redisNamespace, REDIS_URL, root, startReplica, writeResult } from "./lib/harness.mjs";
+import { createDatabase, printTable, redisNamespace, REDIS_URL, startReplica, startUpstreamProcess, writeBenchConfig, writeResult } from "./lib/harness.mjs";
 import { startNginx } from "./lib/nginx.mjs";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 
-function startUpstreamProcess() {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, "bench", "upstream-server.mjs"), "0"], { stdio: ["ignore", "pipe", "inherit"] });
-    child.stdout.once("data", (d) => resolve({ child, url: JSON.parse(d.toString()).listening }));
-    child.once("exit", (c) => reject(new Error(`upstream exited ${c}`)));
-  });
-}
-
 const db = await createDatabase();
 const ns = redisNamespace();
 const upstream = await startUpstreamProcess();
-const dir = mkdtempSync(path.join(os.tmpdir(), "gh-bench-"));
-const config = path.join(dir, "config.yaml");
-writeFileSync(config, `model_list:\n  - model_name: bench\n    litellm_params: { model: openai/bench, api_base: "${upstream.url}/v1", api_key: dummy }\n`);
+const config = writeBenchConfig(upstream.url);
 const master = "sk-bench-master-key";
 const env = { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: ns.prefix, GATEHOUSE_MASTER_KEY: master };
 const replicas = [];

@@ -1,5 +1,6 @@
 // Shared bench plumbing: throwaway database/Redis namespace, replica processes, tables and JSON results.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,6 +14,22 @@ export { REDIS_URL };
 export const createDatabase = () => createTestDatabase("gh_bench");
 /** A Redis key prefix for one bench run. */
 export const redisNamespace = () => createRedisNamespace("ghb");
+
+/** The bench upstream (bench/upstream-server.mjs) in a process of its own, so it does not share the load generator's event loop. */
+export function startUpstreamProcess() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(root, "bench", "upstream-server.mjs"), "0"], { stdio: ["ignore", "pipe", "inherit"] });
+    child.stdout.once("data", (d) => resolve({ child, url: JSON.parse(d.toString()).listening }));
+    child.once("exit", (c) => reject(new Error(`upstream exited ${c}`)));
+  });
+}
+
+/** A config file with one model, "bench", served by the bench upstream at `upstreamUrl`. */
+export function writeBenchConfig(upstreamUrl) {
+  const file = path.join(mkdtempSync(path.join(os.tmpdir(), "gh-bench-")), "config.yaml");
+  writeFileSync(file, `model_list:\n  - model_name: bench\n    litellm_params: { model: openai/bench, api_base: "${upstreamUrl}/v1", api_key: dummy }\n`);
+  return file;
+}
 
 /** A replica process (the same helper the tests use), its request log drained but not kept. */
 export function startReplica(env, args = []) {

@@ -25,10 +25,19 @@ class CommitInterrupted<T> extends Error {
   constructor(
     readonly result: T,
     override readonly cause: unknown,
+    /** The server process that ran the transaction: until it is gone, its COMMIT may still land. */
+    readonly backendPid: number | undefined,
   ) {
     super("connection lost during COMMIT");
   }
 }
+
+// Ends the backend that ran an interrupted transaction (if it is still there) and reports whether it is
+// gone. A COMMIT already being processed is not undone by this: Postgres finishes a commit it has started
+// before it honours the signal, so once the backend is gone the outcome is final either way.
+const END_BACKEND = `
+SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1) AS gone,
+       (SELECT pg_terminate_backend($1) FROM pg_stat_activity WHERE pid = $1) AS signalled`;
 
 export interface TransactionOptions<T> {
   /** Asked when the connection died during COMMIT: did this transaction's change land? */
@@ -74,7 +83,11 @@ export class Database {
         if (!(err instanceof CommitInterrupted)) throw this.breaker.unavailable(err);
         const interrupted = err as CommitInterrupted<T>;
         if (!options.verifyCommitted) throw new CommitOutcomeUnknownError(interrupted.cause);
-        const landed = await this.verify(() => options.verifyCommitted!(interrupted.result), deadline);
+        // "Not visible" only means "not landed" once the backend that got the COMMIT can no longer commit.
+        const landed = await this.verify(async () => {
+          if (interrupted.backendPid !== undefined) await this.waitForBackendGone(interrupted.backendPid);
+          return options.verifyCommitted!(interrupted.result);
+        }, deadline);
         if (landed === true) {
           this.counters.commitsVerified++;
           return interrupted.result;
@@ -104,7 +117,7 @@ export class Database {
         const kind = classifyFailure(err);
         if (kind === "connection" || kind === "timeout") {
           broken = true;
-          throw new CommitInterrupted(result, err);
+          throw new CommitInterrupted(result, err, (client as unknown as { processID?: number }).processID);
         }
         throw err;
       }
@@ -126,6 +139,12 @@ export class Database {
       client.removeListener("error", ignore);
       client.release(broken);
     }
+  }
+
+  /** Resolves once the backend `pid` has exited; throws (retriable) while it is still there. */
+  private async waitForBackendGone(pid: number): Promise<void> {
+    const { rows } = await this.pool.query<{ gone: boolean }>(END_BACKEND, [pid]);
+    if (!rows[0]!.gone) throw Object.assign(new Error(`backend ${pid} is still running`), { code: "ETIMEDOUT" });
   }
 
   /** true / false when the database answered, undefined when it could not be asked before the deadline. */
