@@ -230,7 +230,7 @@ export async function runChaos(profile: ChaosProfile, log: (line: string) => voi
         const startedAt = Date.now();
         const before = expectationFor(lineage, gen, startedAt);
         const pgDownAtStart = pgDownSince !== null;
-        const cachedAtStart = ledger.isCached(replica.name, gen);
+        const cachedAtStart = ledger.isCached(replica.child.pid!, gen);
         const res = await call(replica, "/v1/chat/completions", { key: gen.key, body: chatBody("mock-gpt") });
         if (res.status === 0) continue; // the replica went away mid-request
         report.auth_requests++;
@@ -247,7 +247,7 @@ export async function runChaos(profile: ChaosProfile, log: (line: string) => voi
             report.revoked_keys_accepted_past_bound++;
             violation(`${replica.name} accepted a key revoked at ${new Date(gen.revokeAt!).toISOString()} (lineage ${lineage.id})`);
           }
-          if (expected === "valid") ledger.markCached(replica.name, lineage, gen, startedAt);
+          if (expected === "valid") ledger.markCached(replica.child.pid!, lineage, gen, startedAt);
         } else if (res.status === 401) {
           if (expected === "valid") {
             report.valid_keys_rejected++;
@@ -277,7 +277,7 @@ export async function runChaos(profile: ChaosProfile, log: (line: string) => voi
           void rotate(pick(free), victim, () => setTimeout(() => victim.child.kill("SIGKILL"), Math.random() * 15));
         } else victim.child.kill("SIGKILL");
         await victim.exited;
-        ledger.forgetReplica(victim.name);
+        ledger.forgetReplica(victim.child.pid!);
         cluster.replicas.splice(cluster.replicas.indexOf(victim), 1);
         await cluster.addReplica(victim.name);
       },

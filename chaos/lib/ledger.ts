@@ -41,8 +41,12 @@ export class Ledger {
   readonly lineages: Lineage[] = [];
   /** Every new token the gateway acknowledged with a 200. */
   readonly acknowledged = new Set<string>();
-  /** replica name → token → when a probe that saw it accepted started (so it is in that replica's L1). */
-  private readonly cached = new Map<string, Map<string, number>>();
+  /**
+   * replica process → token → when a probe that saw it accepted started (so it is in that process's L1).
+   * Keyed by process, not by name: a replacement replica reuses the name but starts with empty caches,
+   * and a probe answered by the old process may be recorded after the replacement started.
+   */
+  private readonly cached = new Map<number, Map<string, number>>();
 
   add(lineage: Lineage): void {
     this.lineages.push(lineage);
@@ -59,7 +63,7 @@ export class Ledger {
     for (const perReplica of this.cached.values()) for (const g of lineage.generations) perReplica.delete(g.token);
   }
 
-  markCached(replica: string, lineage: Lineage, gen: Generation, probeStartedAt: number): void {
+  markCached(replica: number, lineage: Lineage, gen: Generation, probeStartedAt: number): void {
     // A fill that raced the lineage's last event may have been discarded; only count probes well after it.
     if (probeStartedAt < lineage.lastCommitAt + STALENESS_BOUND_MS + PROBE_MARGIN_MS) return;
     let perReplica = this.cached.get(replica);
@@ -67,12 +71,12 @@ export class Ledger {
     perReplica.set(gen.token, probeStartedAt);
   }
 
-  isCached(replica: string, gen: Generation): boolean {
+  isCached(replica: number, gen: Generation): boolean {
     return this.cached.get(replica)?.has(gen.token) ?? false;
   }
 
-  /** A replica that restarted has empty caches. */
-  forgetReplica(replica: string): void {
+  /** A replica process that died takes its caches with it. */
+  forgetReplica(replica: number): void {
     this.cached.delete(replica);
   }
 }
