@@ -32,17 +32,31 @@ describe("failures are classified in one place", () => {
   });
 });
 
+/**
+ * An in-process gateway whose Postgres or Redis connections all go through a fault-injecting proxy; the
+ * proxy is set back to pass before everything is closed.
+ */
+function gatewayBehindProxy(dependency: "postgres" | "redis"): { gw: TestGateway; proxy: TcpProxy } {
+  const ctx = {} as { gw: TestGateway; proxy: TcpProxy };
+  beforeAll(async () => {
+    ctx.proxy = await startTcpProxy("127.0.0.1", dependency === "postgres" ? 5432 : 6379);
+    const rewrite = (url: string) => viaProxy(url, ctx.proxy);
+    ctx.gw = await startTestGateway(dependency === "postgres" ? { databaseUrl: rewrite } : { redisUrl: rewrite });
+  });
+  afterAll(async () => {
+    ctx.proxy?.setMode("pass");
+    await ctx.gw?.close();
+    await ctx.proxy?.close();
+  });
+  return ctx;
+}
+
 describe("Postgres unreachable: fail static", () => {
   let gw: TestGateway;
   let pgProxy: TcpProxy;
-  beforeAll(async () => {
-    pgProxy = await startTcpProxy("127.0.0.1", 5432);
-    gw = await startTestGateway({ databaseUrl: (url) => viaProxy(url, pgProxy) });
-  });
-  afterAll(async () => {
-    pgProxy.setMode("pass");
-    await gw?.close();
-    await pgProxy?.close();
+  const behind = gatewayBehindProxy("postgres");
+  beforeAll(() => {
+    ({ gw, proxy: pgProxy } = behind);
   });
 
   it("cached keys keep working with their validity checked by the clock; unknown keys and admin writes get 503", async () => {
@@ -109,13 +123,9 @@ describe("Postgres unreachable: fail static", () => {
 describe("a COMMIT whose outcome is unknown is resolved before answering", () => {
   let gw: TestGateway;
   let pgProxy: TcpProxy;
-  beforeAll(async () => {
-    pgProxy = await startTcpProxy("127.0.0.1", 5432);
-    gw = await startTestGateway({ databaseUrl: (url) => viaProxy(url, pgProxy) });
-  });
-  afterAll(async () => {
-    await gw?.close();
-    await pgProxy?.close();
+  const behind = gatewayBehindProxy("postgres");
+  beforeAll(() => {
+    ({ gw, proxy: pgProxy } = behind);
   });
 
   async function rotations(oldToken: string): Promise<number> {
@@ -163,14 +173,9 @@ describe("a COMMIT whose outcome is unknown is resolved before answering", () =>
 describe("Redis unreachable: L2 skipped, locks fall back, the gateway keeps serving", () => {
   let gw: TestGateway;
   let redisProxy: TcpProxy;
-  beforeAll(async () => {
-    redisProxy = await startTcpProxy("127.0.0.1", 6379);
-    gw = await startTestGateway({ redisUrl: (url) => viaProxy(url, redisProxy) });
-  });
-  afterAll(async () => {
-    redisProxy.setMode("pass");
-    await gw?.close();
-    await redisProxy?.close();
+  const behind = gatewayBehindProxy("redis");
+  beforeAll(() => {
+    ({ gw, proxy: redisProxy } = behind);
   });
 
   it("keeps authenticating, generating and regenerating while Redis is blackholed, and uses it again after", async () => {
