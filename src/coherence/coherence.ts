@@ -80,6 +80,9 @@ export class Coherence {
 
   /** The writer's own change, right after COMMIT: read-your-writes on this replica without a round trip. */
   async applyCommitted(event: KeyEvent): Promise<void> {
+    // When it is the next id, count it as applied: its own notification, arriving later, is then skipped
+    // instead of evicting again whatever this replica cached since (a wasted Postgres read, not a bug).
+    if (event.id === this.lastAppliedId + 1 && !this.catchUpRunning) this.lastAppliedId = event.id;
     await this.apply(event);
   }
 

@@ -4,7 +4,7 @@ import { settingsFromConfig, type ConfigFile, type Settings } from "../../src/co
 import { startGateway, type Gateway } from "../../src/gateway.js";
 import { createLogger } from "../../src/logger.js";
 import { api, type ApiOptions } from "./http.js";
-import { createRedisNamespace, createTestDatabase, REDIS_URL, type RedisNamespace, type TestDatabase } from "./services.js";
+import { createRedisNamespace, createTestDatabase, REDIS_URL, waitFor, type RedisNamespace, type TestDatabase } from "./services.js";
 
 /** Collects a gateway's log lines in memory, so tests can read (and scan) them. */
 export class LogCapture extends Writable {
@@ -37,7 +37,13 @@ export interface TestGateway {
   /** Calls the gateway as the admin (master key) unless another key is given. */
   admin<T = any>(path: string, body?: unknown, options?: ApiOptions): ReturnType<typeof api<T>>;
   call<T = any>(path: string, options?: ApiOptions): ReturnType<typeof api<T>>;
+  /**
+   * Generates a key and waits until this gateway has applied the key's own change event, so that the
+   * event's (harmless, late) eviction cannot undo a cache warm-up the test does next.
+   */
   newKey(fields?: Record<string, unknown>): Promise<{ key: string; token: string; [k: string]: any }>;
+  /** Resolves once this gateway has applied every key event committed so far. */
+  settle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -81,7 +87,12 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     async newKey(fields = {}) {
       const res = await api(url, "/key/generate", { key: masterKey, body: fields });
       if (res.status !== 200) throw new Error(`key/generate failed: ${res.status} ${res.text}`);
+      await t.settle();
       return res.body;
+    },
+    async settle() {
+      const { rows } = await gateway.pool.query<{ id: number }>("SELECT COALESCE(max(id), 0)::int AS id FROM gh_key_events");
+      await waitFor(() => gateway.coherence.status().last_applied_event_id >= rows[0]!.id, { timeoutMs: 5_000, what: "the gateway to apply every key event" });
     },
     async close() {
       await gateway.close();
