@@ -14,6 +14,12 @@ import { buildApp } from "./http/app.js";
 import { IdempotencyVault } from "./keys/idempotency.js";
 import { KeyService } from "./keys/key-service.js";
 import { RotationService } from "./keys/rotation-service.js";
+import { LimitEnforcer } from "./limits/limit-enforcer.js";
+import { LocalLimiter } from "./limits/local-limiter.js";
+import { RedisLimiter } from "./limits/redis-limiter.js";
+import { ReplicaCount } from "./limits/replica-count.js";
+import { SpendLedger } from "./limits/spend-ledger.js";
+import { readDurableSpend } from "./store/spend-store.js";
 import { ModelRouter } from "./proxy/model-router.js";
 import { MockProvider } from "./proxy/providers/mock.js";
 import { OpenAICompatibleProvider } from "./proxy/providers/openai-compatible.js";
@@ -40,6 +46,8 @@ export interface Gateway {
   authenticator: Authenticator;
   coherence: Coherence;
   sweeper: Sweeper;
+  limits: LimitEnforcer;
+  spendLedger: SpendLedger;
   breakers: { postgres: DependencyBreaker; redis: DependencyBreaker };
   close(): Promise<void>;
 }
@@ -86,7 +94,28 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
   const models = new ModelRouter(settings.models);
   const servedModels = () => models.modelNames();
   const vault = new IdempotencyVault(masterKey);
-  const keys = new KeyService(db, coherence, servedModels, vault);
+  const replicas = new ReplicaCount(db, logger, settings.limits.replicaCount);
+  replicas.start();
+  const spendLedger = new SpendLedger({
+    db,
+    logger,
+    replicaId: settings.replicaId,
+    flushIntervalMs: settings.limits.flushIntervalMs,
+    onResetSeen: (reset) => {
+      for (const r of reset) void limits.afterReset(r.keyId, r.generation);
+    },
+  });
+  spendLedger.start();
+  const limits = new LimitEnforcer({
+    settings: settings.limits,
+    redis: new RedisLimiter(redis, redisKeys, { read: (keyId) => db.query((q) => readDurableSpend(q, keyId)) }, settings.limits.reservationTtlMs, breakers.redis),
+    local: new LocalLimiter(settings.limits.reservationTtlMs),
+    ledger: spendLedger,
+    db,
+    logger,
+    replicaCount: () => replicas.value,
+  });
+  const keys = new KeyService(db, coherence, servedModels, vault, limits);
   const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
   const sweeper = new Sweeper({
     db,
@@ -95,6 +124,7 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     intervalMs: settings.upkeep.sweepIntervalMs,
     idempotencyRetentionMs: settings.upkeep.idempotencyRetentionMs,
     eventRetentionMs: settings.coherence.eventRetentionMs,
+    onBudgetReset: (keyId, generation) => limits.afterReset(keyId, generation),
   });
   sweeper.start();
 
@@ -109,6 +139,8 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     coherence,
     models,
     providers: { openai, mock: new MockProvider() },
+    limits,
+    defaultMaxTokens: settings.limits.defaultMaxTokens,
     health: {
       probes: [
         { name: "db", check: async () => void (await pool.query("SELECT 1")) },
@@ -142,6 +174,8 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     authenticator,
     coherence,
     sweeper,
+    limits,
+    spendLedger,
     breakers,
     /**
      * Graceful shutdown (issue 4): readiness turns 503 first; after `shutdown.delay_ms` (time for the
@@ -153,6 +187,9 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
       if (settings.shutdown.delayMs > 0) await new Promise((r) => setTimeout(r, settings.shutdown.delayMs));
       await drain(server, settings.shutdown.drainTimeoutMs, logger);
       await sweeper.stop();
+      replicas.stop();
+      // Requests are drained: what they charged goes to the durable ledger before the pool closes.
+      await spendLedger.stop();
       await coherence.stop();
       await openai.close();
       breakers.postgres.shutdown();

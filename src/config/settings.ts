@@ -86,6 +86,16 @@ const gatehouseSettingsSchema = z
       })
       .strict()
       .optional(),
+    limits: z
+      .object({
+        redis_unavailable: z.enum(["fail_open_local", "fail_closed"]).optional(),
+        default_max_tokens: z.number().int().positive().optional(),
+        reservation_ttl_ms: z.number().int().min(1_000).optional(),
+        flush_interval_ms: z.number().int().min(50).max(60_000).optional(),
+        replica_count: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
     upstream: z
       .object({
         connect_timeout_ms: z.number().int().positive().optional(),
@@ -142,12 +152,31 @@ export interface Settings {
   coherence: { heartbeatIntervalMs: number; staleAfterMs: number; eventRetentionMs: number };
   upkeep: { sweepIntervalMs: number; idempotencyRetentionMs: number };
   shutdown: { delayMs: number; drainTimeoutMs: number };
+  limits: LimitSettings;
   /** Names this replica in LISTEN's application_name and in /debug/coherence. */
   replicaId: string;
   models: ModelDeployment[];
   /** Things worth telling the operator once at start (unknown fields, ignored sections). */
   warnings: string[];
   source: string;
+}
+
+/** Budgets, spend and rate limits (issue 6, docs/limits.md). */
+export interface LimitSettings {
+  /**
+   * What a request of a key with limits meets while Redis (the live ledger) is unreachable:
+   * `fail_open_local` enforces each limit per replica, divided by the number of replicas;
+   * `fail_closed` answers 503. Keys without limits are served either way.
+   */
+  redisUnavailable: "fail_open_local" | "fail_closed";
+  /** Completion tokens assumed for the worst-case reservation when a request sets no max_tokens. */
+  defaultMaxTokens: number;
+  /** A reservation not settled by then (its replica died) is released. Longer than any request may take. */
+  reservationTtlMs: number;
+  /** How often each replica writes what it charged to the durable ledger: the most spend a crash can lose. */
+  flushIntervalMs: number;
+  /** Fixed replica count for fail_open_local; when unset, counted from Postgres (live LISTEN connections). */
+  replicaCount: number | undefined;
 }
 
 /** Used when no config file is given: a mock model, so `npm start` answers without any upstream. */
@@ -191,6 +220,12 @@ export const DEFAULTS = {
   drainTimeoutMs: 30_000,
   // "Kept for at least 24 h" (issue 3), plus an hour of margin.
   idempotencyRetentionMs: 25 * 3_600_000,
+  // A gateway that keeps serving is what most operators want when the limiter's store fails (issue 4).
+  limitsRedisUnavailable: "fail_open_local",
+  defaultMaxTokens: 4_096,
+  // As long as the longest upstream read timeout: a live request is never released early.
+  reservationTtlMs: 600_000,
+  flushIntervalMs: 1_000,
 } as const;
 
 export interface LoadOptions {
@@ -280,11 +315,24 @@ export function settingsFromConfig(raw: unknown, ctx: { source: string; env: Nod
       delayMs: envInt(env, "GATEHOUSE_SHUTDOWN_DELAY_MS", 3_600_000) ?? gs.shutdown?.delay_ms ?? DEFAULTS.shutdownDelayMs,
       drainTimeoutMs: envInt(env, "GATEHOUSE_DRAIN_TIMEOUT_MS", 3_600_000) ?? gs.shutdown?.drain_timeout_ms ?? DEFAULTS.drainTimeoutMs,
     },
+    limits: {
+      redisUnavailable: limitPolicy(env.GATEHOUSE_LIMITS_REDIS_UNAVAILABLE) ?? gs.limits?.redis_unavailable ?? DEFAULTS.limitsRedisUnavailable,
+      defaultMaxTokens: envInt(env, "GATEHOUSE_DEFAULT_MAX_TOKENS", 10_000_000) ?? gs.limits?.default_max_tokens ?? DEFAULTS.defaultMaxTokens,
+      reservationTtlMs: envInt(env, "GATEHOUSE_RESERVATION_TTL_MS", 86_400_000) ?? gs.limits?.reservation_ttl_ms ?? DEFAULTS.reservationTtlMs,
+      flushIntervalMs: envInt(env, "GATEHOUSE_SPEND_FLUSH_INTERVAL_MS", 60_000) ?? gs.limits?.flush_interval_ms ?? DEFAULTS.flushIntervalMs,
+      replicaCount: envInt(env, "GATEHOUSE_REPLICA_COUNT", 10_000) ?? gs.limits?.replica_count,
+    },
     replicaId: env.GATEHOUSE_REPLICA_ID || `${hostname()}-${process.pid}`,
     models,
     warnings,
     source: ctx.source,
   };
+}
+
+function limitPolicy(value: string | undefined): LimitSettings["redisUnavailable"] | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (value === "fail_open_local" || value === "fail_closed") return value;
+  throw new ConfigError(`environment variable GATEHOUSE_LIMITS_REDIS_UNAVAILABLE: "${value}" must be fail_open_local or fail_closed`);
 }
 
 function durationSetting(value: string, field: string, source: string): number {

@@ -11,6 +11,7 @@ import {
   parseBody,
   parseInput,
   regenerateKeySchema,
+  resetSpendSchema,
   updateKeySchema,
 } from "../keys/key-schemas.js";
 import { BadRequestError } from "./errors.js";
@@ -36,6 +37,11 @@ export function adminRoutes(keys: KeyService, rotation: RotationService, coheren
     // An empty body is allowed here: the key is in the path, and every field is optional.
     const body = parseBody(regenerateKeySchema, req.body ?? {});
     res.json(await rotation.regenerate(req.params.key, body, idempotencyKey));
+  });
+
+  router.post("/key/:key/reset_spend", async (req, res) => {
+    const body = parseBody(resetSpendSchema, req.body ?? {});
+    res.json(await keys.resetSpend(req.params.key, body.reset_to));
   });
 
   router.post("/key/update", async (req, res) => {

@@ -8,6 +8,7 @@ import type { Coherence } from "../coherence/coherence.js";
 import type { ModelRouter } from "../proxy/model-router.js";
 import type { Provider } from "../proxy/provider.js";
 import type { ProviderName } from "../config/settings.js";
+import type { LimitEnforcer } from "../limits/limit-enforcer.js";
 import { adminRoutes } from "./admin-routes.js";
 import { requireMasterKey, requireVirtualKey } from "./auth-middleware.js";
 import { errorHandler, notFoundRoute } from "./error-handler.js";
@@ -24,6 +25,8 @@ export interface AppDeps {
   coherence: Coherence;
   models: ModelRouter;
   providers: Record<ProviderName, Provider>;
+  limits: LimitEnforcer;
+  defaultMaxTokens: number;
   health: HealthDeps;
   maxRequestBodyBytes: number;
 }
@@ -40,7 +43,7 @@ export function buildApp(deps: AppDeps): Express {
   app.use(["/key", "/debug"], requireMasterKey(deps.masterKey, deps.authenticator));
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
   app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(deps.authenticator));
-  app.use(proxyRoutes(deps.models, deps.providers));
+  app.use(proxyRoutes({ models: deps.models, providers: deps.providers, limits: deps.limits, defaultMaxTokens: deps.defaultMaxTokens }));
   app.use(notFoundRoute);
   app.use(errorHandler(deps.logger, deps.maxRequestBodyBytes));
   return app;

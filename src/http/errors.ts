@@ -60,8 +60,15 @@ export class PayloadTooLargeError extends GatewayError {
 }
 
 export class RateLimitError extends GatewayError {
-  constructor(message: string, retryAfterSeconds: number, code = "rate_limit_exceeded") {
-    super(429, "rate_limit_error", code, message, null, { "retry-after": String(retryAfterSeconds) });
+  constructor(message: string, retryAfterSeconds: number, code = "rate_limit_exceeded", headers: Record<string, string> = {}) {
+    super(429, "rate_limit_error", code, message, null, { ...headers, "retry-after": String(retryAfterSeconds) });
+  }
+}
+
+/** LiteLLM's shape for a key over its budget: 400, type "budget_exceeded", its message wording. */
+export class BudgetExceededError extends GatewayError {
+  constructor(spend: number, maxBudget: number) {
+    super(400, "budget_exceeded", "budget_exceeded", `Budget has been exceeded! Current cost: ${spend}, Max budget: ${maxBudget}`);
   }
 }
 

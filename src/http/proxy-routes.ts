@@ -3,7 +3,11 @@ import { Router, type Request, type Response } from "express";
 import { keyAllowsModel } from "../auth/auth-record.js";
 import type { ModelRouter } from "../proxy/model-router.js";
 import type { Endpoint, Provider, UpstreamResponse } from "../proxy/provider.js";
-import type { ProviderName } from "../config/settings.js";
+import type { ModelDeployment, ProviderName } from "../config/settings.js";
+import type { AuthRecord } from "../auth/auth-record.js";
+import type { LimitEnforcer, Lease } from "../limits/limit-enforcer.js";
+import { priceOf, worstCaseCharge } from "../limits/pricing.js";
+import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-meter.js";
 import { BadRequestError, GatewayError, NotFoundError, PermissionError, UpstreamError } from "./errors.js";
 import { locals, rawBody } from "./request-context.js";
 
@@ -12,10 +16,18 @@ const GATEWAY_ONLY_FIELDS = ["mock_response"] as const;
 /** Bytes of an upstream error body kept for the client's message. */
 const MAX_ERROR_BODY = 64 * 1024;
 
+export interface ProxyDeps {
+  models: ModelRouter;
+  providers: Record<ProviderName, Provider>;
+  limits: LimitEnforcer;
+  defaultMaxTokens: number;
+}
+
 /** The OpenAI-compatible routes. Authentication (a virtual key) is applied by the caller. */
-export function proxyRoutes(models: ModelRouter, providers: Record<ProviderName, Provider>): Router {
+export function proxyRoutes(deps: ProxyDeps): Router {
+  const { models } = deps;
   const router = Router();
-  const relay = (endpoint: Endpoint) => (req: Request, res: Response) => forward(endpoint, req, res, models, providers);
+  const relay = (endpoint: Endpoint) => (req: Request, res: Response) => forward(endpoint, req, res, deps);
 
   router.post(["/v1/chat/completions", "/chat/completions"], relay("chat.completions"));
   router.post(["/v1/completions", "/completions"], relay("completions"));
@@ -30,7 +42,20 @@ export function proxyRoutes(models: ModelRouter, providers: Record<ProviderName,
   return router;
 }
 
-async function forward(endpoint: Endpoint, req: Request, res: Response, models: ModelRouter, providers: Record<ProviderName, Provider>): Promise<void> {
+/** Spend and limits apply when the key has limits or the model has a price; otherwise nothing is metered. */
+function needsMetering(record: AuthRecord, deployment: ModelDeployment): boolean {
+  return (
+    deployment.inputCostPerToken > 0 ||
+    deployment.outputCostPerToken > 0 ||
+    record.maxBudget !== null ||
+    record.rpmLimit !== null ||
+    record.tpmLimit !== null ||
+    record.maxParallelRequests !== null
+  );
+}
+
+async function forward(endpoint: Endpoint, req: Request, res: Response, deps: ProxyDeps): Promise<void> {
+  const { models, providers } = deps;
   const body = req.body as unknown;
   if (body === undefined || body === null || typeof body !== "object" || Array.isArray(body)) {
     throw new BadRequestError("request body must be a JSON object (Content-Type: application/json)");
@@ -47,13 +72,53 @@ async function forward(endpoint: Endpoint, req: Request, res: Response, models: 
   if (!keyAllowsModel(ctx.auth!.record, model)) throw new PermissionError(`This key is not allowed to use the model '${model}'.`, "model_not_allowed", "model");
 
   const stream = endpoint !== "embeddings" && request.stream === true;
+  const record = ctx.auth!.record;
+  const metered = needsMetering(record, deployment);
+  const clientAskedForUsage = stream && (request.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+  // Streams report usage only when asked; Gatehouse asks whenever it has to charge the request.
+  const askForUsage = metered && stream && !clientAskedForUsage;
   // Most configs name a model as upstream does; then the client's bytes go upstream untouched.
-  const unchanged = deployment.upstreamModel === model && (deployment.provider === "mock" || !GATEWAY_ONLY_FIELDS.some((f) => f in request));
+  const unchanged = !askForUsage && deployment.upstreamModel === model && (deployment.provider === "mock" || !GATEWAY_ONLY_FIELDS.some((f) => f in request));
   let upstreamBody = request;
   if (!unchanged) {
     upstreamBody = { ...request, model: deployment.upstreamModel };
     if (deployment.provider !== "mock") for (const field of GATEWAY_ONLY_FIELDS) delete upstreamBody[field];
+    if (askForUsage) upstreamBody.stream_options = { ...(request.stream_options as object | undefined), include_usage: true };
   }
+
+  const raw = rawBody(req);
+  let lease: Lease | undefined;
+  if (metered) {
+    const worst = worstCaseCharge(deployment, endpoint, request, raw?.length ?? JSON.stringify(request).length, deps.defaultMaxTokens);
+    lease = await deps.limits.admit({ keyId: record.keyId, maxBudget: record.maxBudget, rpmLimit: record.rpmLimit, tpmLimit: record.tpmLimit, maxParallelRequests: record.maxParallelRequests }, worst);
+    for (const [name, value] of Object.entries(lease.headers)) res.setHeader(name, value);
+  }
+  const meter: UsageMeter | undefined = lease ? (stream ? sseUsageMeter(clientAskedForUsage) : jsonUsageMeter()) : undefined;
+  let relayed = false;
+  try {
+    relayed = await relay(endpoint, res, deployment, upstreamBody, unchanged ? raw : undefined, stream, providers, meter);
+  } finally {
+    // Whatever way the request ended, its reservation is released: charged its usage when upstream
+    // reported it, its reservation (the worst case) when it was relayed without one, nothing when
+    // upstream failed before answering.
+    if (lease) {
+      const usage = meter?.usage;
+      deps.limits.settle(lease, usage ? priceOf(deployment, usage) : relayed ? undefined : priceOf(deployment, { promptTokens: 0, completionTokens: 0 }));
+    }
+  }
+}
+
+/** Sends the call upstream and relays the answer; returns whether an upstream answer was relayed (even in part). */
+async function relay(
+  endpoint: Endpoint,
+  res: Response,
+  deployment: ModelDeployment,
+  upstreamBody: Record<string, unknown>,
+  raw: Buffer | undefined,
+  stream: boolean,
+  providers: Record<ProviderName, Provider>,
+  meter: UsageMeter | undefined,
+): Promise<boolean> {
 
   // A client that goes away aborts the upstream call: nobody is left to read the answer.
   const abort = new AbortController();
@@ -61,7 +126,7 @@ async function forward(endpoint: Endpoint, req: Request, res: Response, models: 
     if (!res.writableFinished) abort.abort();
   });
 
-  const upstream = await providers[deployment.provider].forward({ endpoint, deployment, body: upstreamBody, rawBody: unchanged ? rawBody(req) : undefined, stream, signal: abort.signal });
+  const upstream = await providers[deployment.provider].forward({ endpoint, deployment, body: upstreamBody, rawBody: raw, stream, signal: abort.signal });
   if (upstream.status >= 400) throw await upstreamFailure(upstream);
 
   res.status(upstream.status);
@@ -73,14 +138,19 @@ async function forward(endpoint: Endpoint, req: Request, res: Response, models: 
   }
   try {
     for await (const chunk of upstream.body) {
-      if (abort.signal.aborted) return;
-      if (!res.write(chunk)) await once(res, "drain", { signal: abort.signal });
+      if (abort.signal.aborted) return true;
+      const out = meter ? meter.pass(chunk) : chunk;
+      if (out.length === 0) continue;
+      if (!res.write(out)) await once(res, "drain", { signal: abort.signal });
     }
-    res.end();
+    const rest = meter?.end();
+    if (rest) res.end(rest);
+    else res.end();
   } catch (err) {
-    if (abort.signal.aborted) return;
+    if (abort.signal.aborted) return true;
     endBrokenStream(res, err);
   }
+  return true;
 }
 
 /** The upstream's own error, relayed with its status and an OpenAI-shaped body. */

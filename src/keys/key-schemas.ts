@@ -80,6 +80,8 @@ export const regenerateKeySchema = z
   })
   .strict();
 
+export const resetSpendSchema = z.object({ reset_to: z.number().finite().nonnegative().default(0) }).strict();
+
 export const keyRefSchema = z.object({ key: z.string().min(1) }).strict();
 
 export const deleteKeysSchema = z

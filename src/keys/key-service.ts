@@ -15,6 +15,7 @@ import {
   type KeyRow,
 } from "../store/key-store.js";
 import type { Database } from "../store/database.js";
+import { resetSpend } from "../store/spend-store.js";
 import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
 import type { IdempotencyVault } from "./idempotency.js";
 import { toKeyPatch } from "./key-patch.js";
@@ -26,12 +27,20 @@ import { keyView } from "./key-view.js";
  * writes, writes the change and its invalidation event in one transaction, and updates this replica's
  * caches before answering: a 200 means committed, an error means nothing changed.
  */
+/** The live spend ledger as the admin routes see it (limits/limit-enforcer.ts). */
+export interface LiveSpend {
+  liveSpend(keyId: string): Promise<number | null>;
+  /** The durable ledger was reset or the budget changed: the live one must be rebuilt from Postgres. */
+  afterReset(keyId: string, generation?: string): Promise<void>;
+}
+
 export class KeyService {
   constructor(
     private readonly db: Database,
     private readonly events: CommittedEventSink,
     private readonly servedModels: () => ReadonlySet<string>,
     private readonly vault: IdempotencyVault,
+    private readonly spend: LiveSpend,
   ) {}
 
   async generate(req: GenerateKeyRequest, idempotencyKey?: string) {
@@ -71,7 +80,20 @@ export class KeyService {
     const { key, spend, ...fields } = req;
     const patch = toKeyPatch(fields, this.servedModels());
     if (spend !== undefined) patch.spend = spend;
-    return this.applyPatch(toTokenHash(key), patch, "update");
+    const updated = await this.applyPatch(toTokenHash(key), patch, "update");
+    // A new spend starts a new generation; a new max_budget may meet a live ledger nobody kept up to date
+    // while the key had no limits. Either way the next request seeds the live ledger from Postgres.
+    if (spend !== undefined || fields.max_budget !== undefined) await this.spend.afterReset(updated.key_id, spend !== undefined ? String(updated.spend_generation) : undefined);
+    return updated;
+  }
+
+  /** POST /key/{key}/reset_spend: the current period's spend becomes `to` (LiteLLM's reset_to), cluster-wide. */
+  async resetSpend(key: string, to: number) {
+    const token = toTokenHash(key);
+    const reset = await this.db.query((q) => resetSpend(q, token, to));
+    if (!reset) throw new NotFoundError("key not found (reset_spend takes the active key, not a deprecated one)", "key", "key_not_found");
+    await this.spend.afterReset(reset.keyId, reset.generation);
+    return { key: token, spend: to, spend_generation: Number(reset.generation) };
   }
 
   async setBlocked(key: string, blocked: boolean) {
@@ -82,14 +104,14 @@ export class KeyService {
   async info(key: string) {
     const token = toTokenHash(key);
     const row = await this.db.query((q) => findKeyByToken(q, token));
-    if (row) return { key: token, info: keyView(row) };
+    if (row) return { key: token, info: await this.withLiveSpend(keyView(row)) };
     const deprecated = await this.db.query((q) => findDeprecatedKey(q, token));
     if (deprecated && deprecated.revoke_at.getTime() > Date.now()) {
       const active = await this.db.query((q) => findKeyByToken(q, deprecated.active_token));
       if (active) {
         return {
           key: token,
-          info: { ...keyView(active), deprecated: { key_name: deprecated.key_name, revoke_at: deprecated.revoke_at, active_token: deprecated.active_token } },
+          info: { ...(await this.withLiveSpend(keyView(active))), deprecated: { key_name: deprecated.key_name, revoke_at: deprecated.revoke_at, active_token: deprecated.active_token } },
         };
       }
     }
@@ -134,6 +156,12 @@ export class KeyService {
       const version = Math.max(...deleted.map((r) => r.tombstone_version));
       return { result: { deleted_keys: req.keys ?? req.key_aliases ?? [] }, stale: { kind: "delete", tokens: [...deleted.map((r) => r.token), ...deprecated], version } };
     });
+  }
+
+  /** `spend` as the live ledger has it (settled requests not yet flushed to Postgres included). */
+  private async withLiveSpend<V extends { key_id: string; spend: number }>(view: V): Promise<V & { durable_spend: number }> {
+    const live = await this.spend.liveSpend(view.key_id);
+    return { ...view, spend: live ?? view.spend, durable_spend: view.spend };
   }
 
   private async applyPatch(token: string, patch: KeyPatch, kind: "update" | "block" | "unblock") {

@@ -10,6 +10,7 @@ export function keyView(row: KeyRow) {
     models: row.models,
     max_budget: row.max_budget,
     spend: row.spend,
+    spend_generation: row.spend_generation,
     budget_duration: row.budget_duration,
     budget_reset_at: row.budget_reset_at,
     tpm_limit: row.tpm_limit,

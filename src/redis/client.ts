@@ -7,11 +7,17 @@ import { luaDir } from "../paths.js";
 export interface GatehouseRedis extends Redis {
   l2Fill(key: string, version: number, json: string, ttlSeconds: number): Promise<number>;
   l2Invalidate(key: string, version: number, ttlSeconds: number): Promise<number>;
+  limitsReserve(...keysThenArgs: Array<string | number>): Promise<string[]>;
+  limitsSettle(...keysThenArgs: Array<string | number>): Promise<string>;
+  limitsDropStale(ledger: string, generation: string): Promise<number>;
 }
 
 const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
   { command: "l2Fill", file: "l2-fill.lua", keys: 1 },
   { command: "l2Invalidate", file: "l2-invalidate.lua", keys: 1 },
+  { command: "limitsReserve", file: "limits-reserve.lua", keys: 5 },
+  { command: "limitsSettle", file: "limits-settle.lua", keys: 4 },
+  { command: "limitsDropStale", file: "limits-drop-stale.lua", keys: 1 },
 ];
 
 export function createRedis(url: string): GatehouseRedis {

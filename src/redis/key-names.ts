@@ -15,6 +15,16 @@ export class RedisKeys {
     return `${this.prefix}lock:rotate:${tokenHash}`;
   }
 
+  /**
+   * The live ledger and rate counters of one key, by key_id (stable across rotations, so an old key in
+   * its grace and the new key share them). One hash tag per key: a Lua script may touch them all even
+   * on Redis Cluster. Owner: limits/redis-limiter.
+   */
+  limits(keyId: string): { ledger: string; inflight: string; reserved: string; requests: string; tokens: string } {
+    const base = `${this.prefix}limits:{${keyId}}:`;
+    return { ledger: `${base}ledger`, inflight: `${base}inflight`, reserved: `${base}reserved`, requests: `${base}rpm`, tokens: `${base}tpm` };
+  }
+
   /** Pattern matching every key of this deployment, for test cleanup and admin tools. */
   all(): string {
     return `${this.prefix}*`;

@@ -1,7 +1,8 @@
 import type { Queryable } from "./db.js";
 
 /**
- * The only module that reads or writes `gh_keys`. Statements are fixed text with bind parameters;
+ * The only module that reads or writes `gh_keys`, except the spend columns charged and reset by
+ * spend-store.ts. Statements are fixed text with bind parameters;
  * optional fields of an update travel as one jsonb patch so no SQL is ever assembled from strings.
  */
 
@@ -13,6 +14,7 @@ export interface KeyRow {
   models: string[];
   max_budget: number | null;
   spend: number;
+  spend_generation: number;
   budget_duration: string | null;
   budget_reset_at: Date | null;
   tpm_limit: number | null;
@@ -76,6 +78,8 @@ UPDATE gh_keys SET
   models = CASE WHEN $2::jsonb ? 'models' THEN ARRAY(SELECT jsonb_array_elements_text($2->'models')) ELSE models END,
   max_budget = CASE WHEN $2::jsonb ? 'max_budget' THEN ($2->>'max_budget')::float8 ELSE max_budget END,
   spend = CASE WHEN $2::jsonb ? 'spend' THEN ($2->>'spend')::float8 ELSE spend END,
+  -- Setting spend starts a new ledger generation, like /key/{key}/reset_spend (sql/0004).
+  spend_generation = CASE WHEN $2::jsonb ? 'spend' THEN spend_generation + 1 ELSE spend_generation END,
   budget_duration = CASE WHEN $2::jsonb ? 'budget_duration' THEN $2->>'budget_duration' ELSE budget_duration END,
   budget_reset_at = CASE WHEN $2::jsonb ? 'budget_duration_ms' THEN
       CASE WHEN $2->>'budget_duration_ms' IS NULL THEN NULL ELSE now() + ($2->>'budget_duration_ms')::bigint * interval '1 millisecond' END

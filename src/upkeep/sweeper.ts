@@ -4,11 +4,14 @@ import { commitKeyChange, type CommittedEventSink } from "../keys/key-change.js"
 import { sweepExpiredDeprecatedKeys } from "../store/deprecated-key-store.js";
 import { pruneEvents } from "../store/event-store.js";
 import { pruneStoredResults } from "../store/idempotency-store.js";
+import { findDueBudgets, pruneSpendBatches, resetBudgetPeriod } from "../store/spend-store.js";
+import { parseDuration } from "../config/duration.js";
 import { nextKeyVersion } from "../store/key-store.js";
 
 /**
  * Background upkeep, run by every replica: removes deprecated keys past revoke_at (with an "expiry"
- * event, so caches drop them too), Idempotency-Key results past their retention, and old events.
+ * event, so caches drop them too), resets budgets whose `budget_reset_at` has passed, and prunes
+ * Idempotency-Key results, spend batch ids and events past their retention.
  * Every step is idempotent and safe to run concurrently on all replicas. Never throws: logs, reschedules.
  */
 export interface SweeperOptions {
@@ -18,6 +21,8 @@ export interface SweeperOptions {
   intervalMs: number;
   idempotencyRetentionMs: number;
   eventRetentionMs: number;
+  /** Told when a key's budget period was reset here, so its live ledger is rebuilt. */
+  onBudgetReset: (keyId: string, generation: string) => Promise<void>;
 }
 
 const SWEEP_BATCH = 1_000;
@@ -39,7 +44,7 @@ export class Sweeper {
   }
 
   /** One pass; exposed for tests. */
-  async sweepOnce(): Promise<{ deprecatedRemoved: number }> {
+  async sweepOnce(): Promise<{ deprecatedRemoved: number; budgetsReset: number }> {
     let deprecatedRemoved = 0;
     for (;;) {
       const removed = await commitKeyChange(this.o.db, this.o.events, async (tx) => {
@@ -50,9 +55,29 @@ export class Sweeper {
       deprecatedRemoved += removed;
       if (removed < SWEEP_BATCH) break;
     }
+    const budgetsReset = await this.resetDueBudgets();
     await this.o.db.query((q) => pruneStoredResults(q, this.o.idempotencyRetentionMs));
+    await this.o.db.query((q) => pruneSpendBatches(q, this.o.idempotencyRetentionMs));
     await this.o.db.query((q) => pruneEvents(q, this.o.eventRetentionMs));
-    return { deprecatedRemoved };
+    return { deprecatedRemoved, budgetsReset };
+  }
+
+  /** A budget resets within one sweep interval of its `budget_reset_at` (docs/limits.md). */
+  private async resetDueBudgets(): Promise<number> {
+    let reset = 0;
+    for (const due of await this.o.db.query((q) => findDueBudgets(q, SWEEP_BATCH))) {
+      let durationMs: number;
+      try {
+        durationMs = parseDuration(due.budgetDuration);
+      } catch {
+        continue; // validated on write; a row edited by hand must not stop the sweep
+      }
+      const generation = await this.o.db.query((q) => resetBudgetPeriod(q, due.keyId, durationMs));
+      if (generation === null) continue; // another replica reset it first
+      reset++;
+      await this.o.onBudgetReset(due.keyId, generation);
+    }
+    return reset;
   }
 
   private schedule(): void {
@@ -60,8 +85,9 @@ export class Sweeper {
     const delay = this.o.intervalMs * (0.75 + Math.random() * 0.5);
     this.timer = setTimeout(() => {
       this.running = this.sweepOnce()
-        .then(({ deprecatedRemoved }) => {
+        .then(({ deprecatedRemoved, budgetsReset }) => {
           if (deprecatedRemoved > 0) this.o.logger.info({ deprecated_removed: deprecatedRemoved }, "swept expired deprecated keys");
+          if (budgetsReset > 0) this.o.logger.info({ budgets_reset: budgetsReset }, "reset budgets whose period ended");
         })
         .catch((err) => this.o.logger.warn({ err: (err as Error).message }, "sweep failed; will retry"))
         .finally(() => {

@@ -1,0 +1,102 @@
+import { LRUCache } from "lru-cache";
+import type { Admission, KeyLimits, Reservation, Settlement } from "./admission.js";
+
+/**
+ * The fallback while Redis is unreachable (policy `fail_open_local`, docs/limits.md): the same limits,
+ * enforced by this replica alone, each divided by the number of live replicas. A balanced load then
+ * stays within the cluster-wide limit; an unbalanced one can exceed it by at most the share of the
+ * replicas that are idle. The budget share starts from the last spend this replica knew (from Redis,
+ * or from Postgres when it never saw one).
+ */
+const WINDOW_MS = 60_000;
+
+interface KeyState {
+  inFlight: Map<string, { cost: number; expiresAt: number }>;
+  reserved: number;
+  requestTimes: number[];
+  tokenBucket: { bucket: number; current: number; previous: number };
+  /** Spend of the period when this replica started enforcing alone, and what it charged since. */
+  baseSpend: number;
+  localSpend: number;
+}
+
+export class LocalLimiter {
+  private readonly states = new LRUCache<string, KeyState>({ max: 100_000 });
+
+  constructor(private readonly reservationTtlMs: number) {}
+
+  admit(limits: KeyLimits, r: Reservation, replicas: number, knownSpend: number, now = Date.now()): Admission {
+    const state = this.stateOf(limits.keyId, knownSpend);
+    for (const [id, held] of state.inFlight) {
+      if (held.expiresAt <= now) this.release(state, id);
+    }
+    const share = (limit: number) => Math.ceil(limit / replicas);
+    const spend = state.baseSpend + state.localSpend;
+    if (limits.maxBudget !== null) {
+      if (spend >= limits.maxBudget) return { kind: "budget", spend };
+      const allowance = (limits.maxBudget - state.baseSpend) / replicas;
+      if (state.localSpend + state.reserved >= allowance) return { kind: "budget_reserved", spend };
+    }
+    if (limits.maxParallelRequests !== null && state.inFlight.size >= share(limits.maxParallelRequests)) {
+      return { kind: "parallel", inFlight: state.inFlight.size };
+    }
+    let requests = null;
+    if (limits.rpmLimit !== null) {
+      const times = state.requestTimes;
+      while (times.length > 0 && times[0]! <= now - WINDOW_MS) times.shift();
+      const limit = share(limits.rpmLimit);
+      const resetMs = times.length > 0 ? times[0]! + WINDOW_MS - now : WINDOW_MS;
+      if (times.length >= limit) return { kind: "rpm", retryAfterMs: resetMs };
+      requests = { remaining: limit - times.length - 1, resetMs };
+    }
+    let tokens = null;
+    const bucket = Math.floor(now / WINDOW_MS);
+    const tb = state.tokenBucket;
+    if (tb.bucket !== bucket) {
+      tb.previous = tb.bucket === bucket - 1 ? tb.current : 0;
+      tb.current = 0;
+      tb.bucket = bucket;
+    }
+    if (limits.tpmLimit !== null) {
+      const limit = share(limits.tpmLimit);
+      const into = now % WINDOW_MS;
+      const used = tb.previous * (1 - into / WINDOW_MS) + tb.current;
+      if (used >= limit) return { kind: "tpm", retryAfterMs: WINDOW_MS - into };
+      tokens = { remaining: Math.max(0, Math.floor(limit - used - r.tokens)), resetMs: WINDOW_MS - into };
+    }
+    state.inFlight.set(r.requestId, { cost: r.cost, expiresAt: now + this.reservationTtlMs });
+    state.reserved += r.cost;
+    if (limits.rpmLimit !== null) state.requestTimes.push(now);
+    tb.current += r.tokens;
+    return { kind: "ok", generation: "", spend, requests, tokens };
+  }
+
+  settle(s: Settlement, reservedTokens: number): void {
+    const state = this.states.get(s.keyId);
+    if (!state) return;
+    this.release(state, s.requestId);
+    state.localSpend += s.cost;
+    state.tokenBucket.current = Math.max(0, state.tokenBucket.current + s.tokens - reservedTokens);
+  }
+
+  /** Redis is back: the cluster-wide ledger takes over, and local state starts afresh next time. */
+  forget(): void {
+    this.states.clear();
+  }
+
+  private stateOf(keyId: string, knownSpend: number): KeyState {
+    let state = this.states.get(keyId);
+    if (!state) {
+      state = { inFlight: new Map(), reserved: 0, requestTimes: [], tokenBucket: { bucket: 0, current: 0, previous: 0 }, baseSpend: knownSpend, localSpend: 0 };
+      this.states.set(keyId, state);
+    }
+    return state;
+  }
+
+  private release(state: KeyState, id: string): void {
+    const held = state.inFlight.get(id);
+    if (!held) return;
+    state.inFlight.delete(id);
+    state.reserved = Math.max(0, state.reserved - held.cost);
+  }
+}
