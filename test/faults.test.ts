@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { classifyFailure } from "../src/faults/classify.js";
-import { startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
+import { DEFAULT_TEST_CONFIG, startTestGateway, type TestGateway, type TestGatewayOptions } from "./helpers/gateway-fixture.js";
 import { api, chatBody, openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
 import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
@@ -36,12 +36,12 @@ describe("failures are classified in one place", () => {
  * An in-process gateway whose Postgres or Redis connections all go through a fault-injecting proxy; the
  * proxy is set back to pass before everything is closed.
  */
-function gatewayBehindProxy(dependency: "postgres" | "redis"): { gw: TestGateway; proxy: TcpProxy } {
+function gatewayBehindProxy(dependency: "postgres" | "redis", options: TestGatewayOptions = {}): { gw: TestGateway; proxy: TcpProxy } {
   const ctx = {} as { gw: TestGateway; proxy: TcpProxy };
   beforeAll(async () => {
     ctx.proxy = await startTcpProxy("127.0.0.1", dependency === "postgres" ? 5432 : 6379);
     const rewrite = (url: string) => viaProxy(url, ctx.proxy);
-    ctx.gw = await startTestGateway(dependency === "postgres" ? { databaseUrl: rewrite } : { redisUrl: rewrite });
+    ctx.gw = await startTestGateway(dependency === "postgres" ? { ...options, databaseUrl: rewrite } : { ...options, redisUrl: rewrite });
   });
   afterAll(async () => {
     ctx.proxy?.setMode("pass");
@@ -220,5 +220,88 @@ describe("Redis unreachable: L2 skipped, locks fall back, the gateway keeps serv
     } finally {
       await down.close();
     }
+  });
+});
+
+/**
+ * Issue 4 and 6: with Redis (the live ledger) unreachable, keys with limits meet the configured policy;
+ * keys without limits are served either way, and spend still reaches the durable ledger.
+ */
+describe("Redis unreachable: rate limits degrade per the configured policy", () => {
+  const PRICED: TestGatewayOptions["config"] = {
+    model_list: [...DEFAULT_TEST_CONFIG.model_list, { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: 0.001, output_cost_per_token: 0.001 } }],
+  };
+  const blackhole = async (gw: TestGateway, proxy: TcpProxy) => {
+    proxy.setMode("blackhole");
+    proxy.cutAll();
+    // Requests drive the breaker open; until then each waits at most Redis's command timeout.
+    await waitFor(
+      async () => {
+        await gw.call("/v1/chat/completions", { key: (await gw.newKey({ rpm_limit: 1_000 })).key, body: chatBody("mock-gpt") });
+        return gw.gateway.breakers.redis.state === "open";
+      },
+      { timeoutMs: 20_000, intervalMs: 50, what: "the Redis breaker to open" },
+    );
+  };
+
+  describe("fail_open_local: each replica enforces its share of every limit", () => {
+    let gw: TestGateway;
+    let proxy: TcpProxy;
+    const behind = gatewayBehindProxy("redis", {
+      config: { ...PRICED, gatehouse_settings: { limits: { redis_unavailable: "fail_open_local", replica_count: 2, flush_interval_ms: 100 } } },
+    });
+    beforeAll(() => {
+      ({ gw, proxy } = behind);
+    });
+
+    it("rpm_limit 10 on 2 replicas: this one allows 5 while Redis is down; spend still reaches Postgres", async () => {
+      const limited = await gw.newKey({ rpm_limit: 10, max_budget: 100 });
+      const free = await gw.newKey();
+      await blackhole(gw, proxy);
+      const statuses: number[] = [];
+      let charged = 0;
+      for (let i = 0; i < 8; i++) {
+        const res = await gw.call("/v1/chat/completions", { key: limited.key, body: chatBody("priced") });
+        statuses.push(res.status);
+        if (res.status === 200) charged += (res.body.usage.prompt_tokens + res.body.usage.completion_tokens) * 0.001;
+      }
+      expect(statuses.filter((s) => s === 200)).toHaveLength(5);
+      expect(statuses.slice(5)).toEqual([429, 429, 429]);
+      for (let i = 0; i < 8; i++) expect((await gw.call("/v1/chat/completions", { key: free.key, body: chatBody("mock-gpt") })).status).toBe(200);
+
+      await gw.gateway.spendLedger.flush();
+      const { rows } = await gw.gateway.pool.query("SELECT spend FROM gh_keys WHERE token = $1", [limited.token]);
+      expect(rows[0].spend).toBeCloseTo(charged, 12);
+      proxy.setMode("pass");
+    }, 60_000);
+  });
+
+  describe("fail_closed: keys with limits get 503 while Redis is down", () => {
+    let gw: TestGateway;
+    let proxy: TcpProxy;
+    const behind = gatewayBehindProxy("redis", { config: { ...PRICED, gatehouse_settings: { limits: { redis_unavailable: "fail_closed" } } } });
+    beforeAll(() => {
+      ({ gw, proxy } = behind);
+    });
+
+    it("503 with Retry-After for a limited key, 200 for a key without limits, and limits work again after", async () => {
+      const limited = await gw.newKey({ rpm_limit: 10 });
+      const free = await gw.newKey();
+      expect((await gw.call("/v1/chat/completions", { key: limited.key, body: chatBody("mock-gpt") })).status).toBe(200);
+      proxy.setMode("blackhole");
+      proxy.cutAll();
+      const refused = await gw.call("/v1/chat/completions", { key: limited.key, body: chatBody("mock-gpt") });
+      expect(refused.status).toBe(503);
+      expect(openAIError(refused.body).code).toBe("limits_unavailable");
+      expect(refused.headers.get("retry-after")).toBeTruthy();
+      expect((await gw.call("/v1/chat/completions", { key: free.key, body: chatBody("mock-gpt") })).status).toBe(200);
+
+      proxy.setMode("pass");
+      await waitFor(async () => (await gw.call("/v1/chat/completions", { key: limited.key, body: chatBody("mock-gpt") })).status === 200, {
+        timeoutMs: 20_000,
+        intervalMs: 200,
+        what: "limits to be checked in Redis again",
+      });
+    }, 60_000);
   });
 });

@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
  *  - "broken": 500 with a non-JSON body
  *  - "slow": sends headers only after `slowMs`
  *  - "stream-gated": SSE, one chunk, then the next only when `releaseNext()` is called
+ *  - "delay-<ms>": the "echo" answer (usage 1 + 1 tokens) after <ms>, so requests overlap in flight
  */
 export interface FakeUpstream {
   url: string;
@@ -77,6 +78,8 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         return;
       }
       default:
+        if (typeof body.model === "string" && body.model.startsWith("delay-")) await new Promise((r) => setTimeout(r, Number(body.model.slice(6))));
+        if (res.destroyed) return;
         res.writeHead(200, { "content-type": "application/json" });
         res.end(
           JSON.stringify({
