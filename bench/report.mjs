@@ -8,6 +8,7 @@ const ORDER = [
   ["proxy-overhead", "Proxy overhead (`bench/proxy-overhead.mjs`)"],
   ["propagation", "Propagation and rotation (`bench/propagation.mjs`)"],
   ["scale-out", "Scale-out (`bench/scale-out.mjs`)"],
+  ["limits", "Budgets and rate limits (`bench/limits.mjs`)"],
 ];
 const m = machine();
 const parts = [
