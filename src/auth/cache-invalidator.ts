@@ -24,15 +24,13 @@ export class CacheInvalidator {
       this.pendingTombstones.set(t, (this.pendingTombstones.get(t) ?? 0) + 1);
       this.l1.invalidate(t);
     }
-    return Promise.all(
-      tokens.map((t) =>
-        this.l2.invalidate(t, version).finally(() => {
-          const n = this.pendingTombstones.get(t)! - 1;
-          if (n === 0) this.pendingTombstones.delete(t);
-          else this.pendingTombstones.set(t, n);
-        }),
-      ),
-    ).then(() => undefined);
+    return this.l2.invalidate(tokens, version).finally(() => {
+      for (const t of tokens) {
+        const n = this.pendingTombstones.get(t)! - 1;
+        if (n === 0) this.pendingTombstones.delete(t);
+        else this.pendingTombstones.set(t, n);
+      }
+    });
   }
 
   /** True while an L2 tombstone for `hash` is still being written: L2 must not be read for it. */

@@ -74,12 +74,14 @@ export class L2Cache {
     }
   }
 
-  async invalidate(hash: string, version: number): Promise<void> {
+  /** Tombstones every hash of one change at `version`, in one round trip. */
+  async invalidate(hashes: readonly string[], version: number): Promise<void> {
+    if (hashes.length === 0) return;
     try {
-      await this.call(() => this.redis.l2Invalidate(this.keys.authRecord(hash), version, TOMBSTONE_TTL_SECONDS));
+      await this.call(() => this.redis.l2Invalidate(hashes.length, ...hashes.map((h) => this.keys.authRecord(h)), version, TOMBSTONE_TTL_SECONDS));
     } catch (err) {
       this.failed("invalidate", err);
-      this.distrust(hash);
+      for (const hash of hashes) this.distrust(hash);
     }
   }
 

@@ -82,7 +82,7 @@ export class Coherence {
   async applyCommitted(event: KeyEvent): Promise<void> {
     // When it is the next id, count it as applied: its own notification, arriving later, is then skipped
     // instead of evicting again whatever this replica cached since (a wasted Postgres read, not a bug).
-    if (event.id === this.lastAppliedId + 1 && !this.catchUpRunning) this.lastAppliedId = event.id;
+    if (event.id === this.lastAppliedId + 1) this.lastAppliedId = event.id;
     await this.apply(event);
   }
 
@@ -111,7 +111,9 @@ export class Coherence {
     const event = parseEventPayload(payload);
     if (!event || event.id <= this.lastAppliedId) return;
     try {
-      if (event.tokens && event.id === this.lastAppliedId + 1 && !this.catchUpRunning) {
+      // The next id is applied at once, even while a catch-up runs (it skips ids already claimed): under
+      // steady traffic the heartbeat's catch-up must not turn every notification into a replay.
+      if (event.tokens && event.id === this.lastAppliedId + 1) {
         this.lastAppliedId = event.id; // claimed before the await, so the order of ids is kept
         await this.apply({ ...event, tokens: event.tokens });
         return;
@@ -161,8 +163,10 @@ export class Coherence {
         }
         for (const event of page.events) {
           if (event.id <= this.lastAppliedId) continue;
-          await this.apply(event);
+          // Claimed before the await (L1 is evicted synchronously inside apply), so a notification of
+          // the next id arriving meanwhile is applied in order instead of starting another round.
           this.lastAppliedId = event.id;
+          await this.apply(event);
           this.counters.replayed++;
         }
         if (page.events.length < pageSize) break;

@@ -6,7 +6,8 @@ import { luaDir } from "../paths.js";
 /** Scripts in src/redis/lua, registered as commands named after their file. */
 export interface GatehouseRedis extends Redis {
   l2Fill(key: string, version: number, json: string, ttlSeconds: number): Promise<number>;
-  l2Invalidate(key: string, version: number, ttlSeconds: number): Promise<number>;
+  /** numberOfKeys is given per call: the keys, then version and TTL. */
+  l2Invalidate(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<number>;
   limitsReserve(...keysThenArgs: Array<string | number>): Promise<string[]>;
   limitsSettle(...keysThenArgs: Array<string | number>): Promise<string>;
   limitsDropStale(ledger: string, generation: string): Promise<number>;
@@ -14,7 +15,7 @@ export interface GatehouseRedis extends Redis {
 
 const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
   { command: "l2Fill", file: "l2-fill.lua", keys: 1 },
-  { command: "l2Invalidate", file: "l2-invalidate.lua", keys: 1 },
+  { command: "l2Invalidate", file: "l2-invalidate.lua", keys: -1 },
   { command: "limitsReserve", file: "limits-reserve.lua", keys: 5 },
   { command: "limitsSettle", file: "limits-settle.lua", keys: 4 },
   { command: "limitsDropStale", file: "limits-drop-stale.lua", keys: 1 },
@@ -32,7 +33,7 @@ export function createRedis(url: string): GatehouseRedis {
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
   });
   for (const script of SCRIPTS) {
-    redis.defineCommand(script.command, { numberOfKeys: script.keys, lua: readFileSync(path.join(luaDir, script.file), "utf8") });
+    redis.defineCommand(script.command, { numberOfKeys: script.keys < 0 ? undefined : script.keys, lua: readFileSync(path.join(luaDir, script.file), "utf8") });
   }
   // ioredis reports connection trouble as 'error' events; callers see failed commands instead.
   redis.on("error", () => {});

@@ -1,7 +1,8 @@
 --[[
-  l2-invalidate: replace an auth record with a tombstone for a version.
+  l2-invalidate: replace auth records with tombstones for a version.
 
-  KEYS[1]  the record key (RedisKeys.authRecord)
+  KEYS     the record keys (RedisKeys.authRecord) of every token hash one change made stale: one round
+           trip per event, not one per token (a rotation names at least two)
   ARGV[1]  tombstone version: the version the change committed (or a fresh sequence value on delete)
   ARGV[2]  TTL in seconds: long enough to outlive any fill still in flight
 
@@ -10,14 +11,16 @@
   every event, so the same tombstone arrives several times: a record or tombstone at this version or
   newer is already at least as fresh, and is kept.
 
-  Returns 1 when written, 0 when the same or a newer version was already there.
+  Returns how many tombstones were written (keys already at the same or a newer version are kept).
 ]]
-local current = redis.call('GET', KEYS[1])
-if current then
-  local v = tonumber(string.match(current, '^(%d+)|'))
-  if v and v >= tonumber(ARGV[1]) then
-    return 0
+local version = tonumber(ARGV[1])
+local written = 0
+for i = 1, #KEYS do
+  local current = redis.call('GET', KEYS[i])
+  local v = current and tonumber(string.match(current, '^(%d+)|'))
+  if not (v and v >= version) then
+    redis.call('SET', KEYS[i], ARGV[1] .. '|', 'EX', ARGV[2])
+    written = written + 1
   end
 end
-redis.call('SET', KEYS[1], ARGV[1] .. '|', 'EX', ARGV[2])
-return 1
+return written
