@@ -1,4 +1,4 @@
-import type { AuthRow, KeyRow } from "../store/key-store.js";
+import type { AuthColumns, AuthRow } from "../store/key-store.js";
 
 /**
  * What the request path needs to know about a key: the cached copy of a `gh_keys` row, without the
@@ -28,7 +28,7 @@ export interface AuthRecord {
  * A row as the request path sees it. For a deprecated key the record is the active key's (same models,
  * limits and ledger, COHERENCE.md #1) plus its own revoke_at and display name.
  */
-export function authRecordFromRow(row: KeyRow | AuthRow): AuthRecord {
+export function authRecordFromRow(row: AuthColumns | AuthRow): AuthRecord {
   const deprecated = "revoke_at" in row && row.revoke_at !== null ? row : null;
   return {
     token: row.token,

@@ -88,7 +88,9 @@ export class Authenticator {
       }
       const row = await this.db.query((q) => findKeyForAuth(q, hash));
       const record = row ? authRecordFromRow(row) : null;
-      if (record) await this.l2.fill(hash, record);
+      // Not awaited: the request does not need L2 to have it. The fill is version-guarded in Redis, so
+      // landing late cannot overwrite a newer record or a tombstone (COHERENCE.md #5).
+      if (record) void this.l2.fill(hash, record);
       this.l1.completeFill(ticket, record);
       return record ? { record, level: "db" } : null;
     } catch (err) {

@@ -159,7 +159,13 @@ export async function rotateKeyToken(db: Queryable, r: { oldToken: string; expec
   return rows[0] ?? null;
 }
 
-export interface AuthRow extends KeyRow {
+/** The columns an auth record is built from (auth/auth-record.ts): no metadata, spend or timestamps to ship. */
+const AUTH_COLUMNS = "token, key_id, key_name, key_alias, models, user_id, team_id, expires, blocked, max_budget, tpm_limit, rpm_limit, max_parallel_requests, version";
+const SELECT_ACTIVE_FOR_AUTH = `SELECT ${AUTH_COLUMNS} FROM gh_keys WHERE token = $1`;
+
+export type AuthColumns = Pick<KeyRow, "token" | "key_id" | "key_name" | "key_alias" | "models" | "user_id" | "team_id" | "expires" | "blocked" | "max_budget" | "tpm_limit" | "rpm_limit" | "max_parallel_requests" | "version">;
+
+export interface AuthRow extends AuthColumns {
   /** Set when the token asked for is a deprecated key inside its grace period. */
   revoke_at: Date | null;
   deprecated_key_name: string | null;
@@ -171,7 +177,7 @@ export interface AuthRow extends KeyRow {
  * times faster (bench/auth-path.mjs, 1M keys).
  */
 export async function findKeyForAuth(db: Queryable, token: string): Promise<AuthRow | null> {
-  const active = (await db.query<KeyRow>(SELECT_BY_TOKEN, [token])).rows[0];
+  const active = (await db.query<AuthColumns>(SELECT_ACTIVE_FOR_AUTH, [token])).rows[0];
   if (active) return { ...active, revoke_at: null, deprecated_key_name: null };
   return (await db.query<AuthRow>(SELECT_DEPRECATED_FOR_AUTH, [token])).rows[0] ?? null;
 }
