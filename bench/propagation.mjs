@@ -111,6 +111,14 @@ try {
   await runPool(ROTATIONS, 16, async (i) => {
     rotKeys[i] = (await call(trio[i % 3], "/key/generate", {})).body.key;
   });
+  // Warm-up: B and C were just restarted; time the steady state, not the JIT compiling the rotation path.
+  const warmKeys = [];
+  await runPool(300, 16, async (i) => {
+    warmKeys[i] = (await call(trio[i % 3], "/key/generate", {})).body.key;
+  });
+  await runPool(300, 24, async (i) => {
+    await call(trio[i % 3], `/key/${warmKeys[i]}/regenerate`, { grace_period: "1h" });
+  });
   let failures = 0;
   let t0 = performance.now();
   await runPool(ROTATIONS, 24, async (i) => {
