@@ -20,6 +20,7 @@ import { RedisLimiter } from "./limits/redis-limiter.js";
 import { ReplicaCount } from "./limits/replica-count.js";
 import { SpendLedger } from "./limits/spend-ledger.js";
 import { readDurableSpend } from "./store/spend-store.js";
+import { Metrics } from "./metrics/metrics.js";
 import { ModelRouter } from "./proxy/model-router.js";
 import { MockProvider } from "./proxy/providers/mock.js";
 import { OpenAICompatibleProvider } from "./proxy/providers/openai-compatible.js";
@@ -46,6 +47,7 @@ export interface Gateway {
   authenticator: Authenticator;
   coherence: Coherence;
   sweeper: Sweeper;
+  metrics: Metrics;
   limits: LimitEnforcer;
   spendLedger: SpendLedger;
   breakers: { postgres: DependencyBreaker; redis: DependencyBreaker };
@@ -69,6 +71,19 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     redis: new DependencyBreaker("redis", logger, REDIS_BREAKER_OPTIONS),
   };
   const db = new Database(pool, breakers.postgres);
+  // Sources are read at scrape time only; declared first so every part can report from its start.
+  const metrics = new Metrics({
+    authLevels: () => {
+      const c = authenticator.counters;
+      return { l1: c.l1, l2: c.l2, db: c.db, "l1-static": c.static, miss: c.misses, unavailable: c.unavailable };
+    },
+    eventsReplayed: () => coherence.counters.replayed,
+    notifications: () => coherence.counters.notifications,
+    listenerUp: () => coherence.listenerState === "listening",
+    breakerStates: () => ({ postgres: breakers.postgres.state, redis: breakers.redis.state }),
+    spendCharged: () => spendLedger.counters.charged,
+    limitRejections: () => limits.rejections,
+  });
 
   // Redis is an optimisation and a lock service with a fallback: a replica starts without it and
   // connects when it can (ioredis keeps retrying).
@@ -87,6 +102,7 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     replicaId: settings.replicaId,
     heartbeatIntervalMs: settings.coherence.heartbeatIntervalMs,
     staleAfterMs: settings.coherence.staleAfterMs,
+    onLag: (ms) => metrics.invalidationLag(ms),
   });
   await coherence.start();
   const authenticator = new Authenticator(l1, l2, db, () => coherence.isFresh(), (hash) => invalidator.l2Pending(hash));
@@ -141,6 +157,8 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     providers: { openai, mock: new MockProvider() },
     limits,
     defaultMaxTokens: settings.limits.defaultMaxTokens,
+    metrics,
+    metricsToken: settings.metricsToken,
     health: {
       probes: [
         { name: "db", check: async () => void (await pool.query("SELECT 1")) },
@@ -174,6 +192,7 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     authenticator,
     coherence,
     sweeper,
+    metrics,
     limits,
     spendLedger,
     breakers,

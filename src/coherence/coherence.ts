@@ -24,6 +24,8 @@ export interface CoherenceOptions {
   staleAfterMs: number;
   /** Events read per catch-up query. */
   pageSize?: number;
+  /** Told the commit → applied lag of every event, once (metrics). */
+  onLag?: (lagMs: number) => void;
 }
 
 interface AppliedLag {
@@ -199,6 +201,7 @@ export class Coherence {
     const now = Date.now();
     this.seen.add(event.id);
     this.lags.push({ id: event.id, lagMs: now - event.at, appliedAt: now });
+    this.o.onLag?.(now - event.at);
     if (this.lags.length > LAG_HISTORY) this.seen.delete(this.lags.shift()!.id);
   }
 }

@@ -86,6 +86,7 @@ const gatehouseSettingsSchema = z
       })
       .strict()
       .optional(),
+    metrics: z.object({ token: z.string().min(16, "must be at least 16 characters").optional() }).strict().optional(),
     limits: z
       .object({
         redis_unavailable: z.enum(["fail_open_local", "fail_closed"]).optional(),
@@ -153,6 +154,8 @@ export interface Settings {
   upkeep: { sweepIntervalMs: number; idempotencyRetentionMs: number };
   shutdown: { delayMs: number; drainTimeoutMs: number };
   limits: LimitSettings;
+  /** A bearer token that may read /metrics and nothing else; the master key may too. */
+  metricsToken: string | undefined;
   /** Names this replica in LISTEN's application_name and in /debug/coherence. */
   replicaId: string;
   models: ModelDeployment[];
@@ -322,11 +325,19 @@ export function settingsFromConfig(raw: unknown, ctx: { source: string; env: Nod
       flushIntervalMs: envInt(env, "GATEHOUSE_SPEND_FLUSH_INTERVAL_MS", 60_000) ?? gs.limits?.flush_interval_ms ?? DEFAULTS.flushIntervalMs,
       replicaCount: envInt(env, "GATEHOUSE_REPLICA_COUNT", 10_000) ?? gs.limits?.replica_count,
     },
+    metricsToken: metricsToken(env.GATEHOUSE_METRICS_TOKEN || gs.metrics?.token, ctx),
     replicaId: env.GATEHOUSE_REPLICA_ID || `${hostname()}-${process.pid}`,
     models,
     warnings,
     source: ctx.source,
   };
+}
+
+function metricsToken(value: string | undefined, ctx: { source: string; env: NodeJS.ProcessEnv }): string | undefined {
+  if (value === undefined) return undefined;
+  const token = resolveSecret(value, "gatehouse_settings.metrics.token", ctx);
+  if (token.length < 16) throw new ConfigError(`config ${ctx.source}: gatehouse_settings.metrics.token: must be at least 16 characters`);
+  return token;
 }
 
 function limitPolicy(value: string | undefined): LimitSettings["redisUnavailable"] | undefined {

@@ -9,6 +9,9 @@ import type { ModelRouter } from "../proxy/model-router.js";
 import type { Provider } from "../proxy/provider.js";
 import type { ProviderName } from "../config/settings.js";
 import type { LimitEnforcer } from "../limits/limit-enforcer.js";
+import type { Metrics } from "../metrics/metrics.js";
+import { metricsRoutes } from "./metrics-routes.js";
+import { MasterKey as Token } from "../auth/master-key.js";
 import { adminRoutes } from "./admin-routes.js";
 import { requireMasterKey, requireVirtualKey } from "./auth-middleware.js";
 import { errorHandler, notFoundRoute } from "./error-handler.js";
@@ -28,6 +31,8 @@ export interface AppDeps {
   limits: LimitEnforcer;
   defaultMaxTokens: number;
   health: HealthDeps;
+  metrics: Metrics;
+  metricsToken: string | undefined;
   maxRequestBodyBytes: number;
 }
 
@@ -36,8 +41,9 @@ export function buildApp(deps: AppDeps): Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
-  app.use(requestLog(deps.logger));
+  app.use(requestLog(deps.logger, (route, model, status, seconds, upstream) => deps.metrics.request(route, model, status, seconds, upstream)));
   app.use(healthRoutes(deps.health));
+  app.use(metricsRoutes(deps.metrics, deps.masterKey, deps.metricsToken ? new Token(deps.metricsToken) : undefined));
   // The raw bytes are kept so the proxy can forward a body it did not need to change without re-serialising it.
   app.use(express.json({ limit: deps.maxRequestBodyBytes, verify: keepRawBody }));
   app.use(["/key", "/debug"], requireMasterKey(deps.masterKey, deps.authenticator));

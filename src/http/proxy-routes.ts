@@ -119,14 +119,26 @@ async function relay(
   providers: Record<ProviderName, Provider>,
   meter: UsageMeter | undefined,
 ): Promise<boolean> {
-
   // A client that goes away aborts the upstream call: nobody is left to read the answer.
   const abort = new AbortController();
   res.once("close", () => {
     if (!res.writableFinished) abort.abort();
   });
 
-  const upstream = await providers[deployment.provider].forward({ endpoint, deployment, body: upstreamBody, rawBody: raw, stream, signal: abort.signal });
+  // Time on the upstream, from sending the call until its answer is relayed or has failed: the request's
+  // latency minus this is the gateway's overhead (metrics).
+  const upstreamStarted = performance.now();
+  try {
+    const upstream = await providers[deployment.provider].forward({ endpoint, deployment, body: upstreamBody, rawBody: raw, stream, signal: abort.signal });
+    return await relayAnswer(res, stream, meter, abort, upstream);
+  } finally {
+    locals(res).upstreamSeconds = (performance.now() - upstreamStarted) / 1000;
+  }
+}
+
+/** Relays an upstream answer (status, headers, body) to the client, metering usage on the way. */
+
+async function relayAnswer(res: Response, stream: boolean, meter: UsageMeter | undefined, abort: AbortController, upstream: UpstreamResponse): Promise<boolean> {
   if (upstream.status >= 400) throw await upstreamFailure(upstream);
 
   res.status(upstream.status);

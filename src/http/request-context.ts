@@ -9,6 +9,23 @@ export interface RequestLocals {
   startedAt: number;
   auth?: AuthResult;
   model?: string;
+  /** Seconds spent waiting on the upstream (proxy routes that reached it): the rest is our overhead. */
+  upstreamSeconds?: number;
+}
+
+/** Told about every finished request (metrics). Only the route pattern is passed, never the URL: paths carry keys. */
+export type RequestObserver = (route: string, model: string | undefined, status: number, seconds: number, upstreamSeconds: number | undefined) => void;
+
+// Requests refused before reaching a route (401 from the auth middleware) are labelled by their first
+// path segment when it is one of ours; anything else is "unmatched", so scans cannot blow up label counts.
+const KNOWN_PREFIXES = new Set(["v1", "key", "chat", "completions", "embeddings", "models", "health", "metrics", "debug"]);
+
+function routePattern(req: Request): string {
+  const path = (req.route as { path?: unknown } | undefined)?.path;
+  if (typeof path === "string") return path;
+  if (Array.isArray(path) && typeof path[0] === "string") return path[0];
+  const first = req.path.split("/", 2)[1] ?? "";
+  return KNOWN_PREFIXES.has(first) ? `/${first}/*` : "unmatched";
 }
 
 export function locals(res: Response): RequestLocals {
@@ -16,7 +33,7 @@ export function locals(res: Response): RequestLocals {
 }
 
 /** Assigns a request id and writes one log line per request: id, route, status, latency, key_name, model. */
-export function requestLog(logger: Logger) {
+export function requestLog(logger: Logger, observe?: RequestObserver) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const ctx = locals(res);
     const given = req.headers["x-request-id"];
@@ -24,13 +41,15 @@ export function requestLog(logger: Logger) {
     ctx.startedAt = performance.now();
     res.setHeader("x-request-id", ctx.requestId);
     res.once("close", () => {
+      const seconds = (performance.now() - ctx.startedAt) / 1000;
+      observe?.(routePattern(req), ctx.model, res.statusCode, seconds, ctx.upstreamSeconds);
       logger.info(
         {
           request_id: ctx.requestId,
           method: req.method,
           route: req.originalUrl.split("?", 1)[0],
           status: res.statusCode,
-          latency_ms: Math.round((performance.now() - ctx.startedAt) * 100) / 100,
+          latency_ms: Math.round(seconds * 100_000) / 100,
           key_name: ctx.auth?.record.keyName,
           model: ctx.model,
           aborted: !res.writableFinished || undefined,

@@ -47,6 +47,8 @@ export class LimitEnforcer {
   private readonly lastKnownSpend = new LRUCache<string, number>({ max: 100_000 });
   private degraded = false;
   readonly counters = { admittedRedis: 0, admittedLocal: 0, refused: 0, settleFailures: 0 };
+  /** Refusals by reason (budget, budget_reserved, parallel, rpm, tpm, unavailable), for metrics. */
+  readonly rejections: Record<string, number> = {};
 
   constructor(private readonly o: LimitEnforcerOptions) {}
 
@@ -66,6 +68,7 @@ export class LimitEnforcer {
     } catch (err) {
       if (!isRedisOutage(err)) throw err;
       if (this.o.settings.redisUnavailable === "fail_closed") {
+        this.rejections.unavailable = (this.rejections.unavailable ?? 0) + 1;
         throw new ServiceUnavailableError("budgets and rate limits cannot be checked while Redis is unreachable (policy fail_closed); retry shortly", 1, "limits_unavailable");
       }
       if (!this.degraded) {
@@ -77,6 +80,7 @@ export class LimitEnforcer {
     }
     if (admission.kind !== "ok") {
       this.counters.refused++;
+      this.rejections[admission.kind] = (this.rejections[admission.kind] ?? 0) + 1;
       throw refusalError(admission, limits);
     }
     if (lease.admittedBy === "redis") this.counters.admittedRedis++;

@@ -1,0 +1,117 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/**
+ * Prometheus metrics of one replica (issue 7), on a registry of its own so several gateways in one
+ * process (tests) do not share series. Request-path code only increments counters and observes
+ * histograms; everything that already has a counter somewhere (cache levels, breakers, the listener,
+ * the limiter) is read when Prometheus scrapes, through `collect`, at no cost per request.
+ */
+export interface MetricSources {
+  authLevels: () => Record<string, number>;
+  eventsReplayed: () => number;
+  notifications: () => number;
+  listenerUp: () => boolean;
+  breakerStates: () => Record<string, "closed" | "open" | "half-open">;
+  spendCharged: () => number;
+  limitRejections: () => Record<string, number>;
+}
+
+const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
+// Seconds: sub-millisecond buckets for the gateway's own overhead, up to minutes for streams.
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5];
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<"route" | "model" | "status">;
+  private readonly latency: Histogram<"route">;
+  private readonly overhead: Histogram<"route">;
+  private readonly lag: Histogram;
+  private readonly rotations: Counter<"outcome">;
+
+  constructor(sources: MetricSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: "gatehouse_" });
+    this.requests = new Counter({ name: "gatehouse_requests_total", help: "HTTP requests by route, model and status", labelNames: ["route", "model", "status"], registers });
+    this.latency = new Histogram({ name: "gatehouse_request_duration_seconds", help: "Total request latency", labelNames: ["route"], buckets: LATENCY_BUCKETS, registers });
+    this.overhead = new Histogram({
+      name: "gatehouse_overhead_duration_seconds",
+      help: "Gateway overhead: total latency minus the time spent waiting on the upstream (proxy routes)",
+      labelNames: ["route"],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.lag = new Histogram({ name: "gatehouse_invalidation_lag_seconds", help: "Key change commit to applied on this replica", buckets: LAG_BUCKETS, registers });
+    this.rotations = new Counter({ name: "gatehouse_rotations_total", help: "Key regenerations by outcome", labelNames: ["outcome"], registers });
+
+    snapshotCounter(registers, "gatehouse_auth_cache_total", "Authentications by the level that answered (l1, l2, db, l1-static, misses, unavailable)", ["level"], () =>
+      Object.entries(sources.authLevels()).map(([level, n]) => [{ level }, n]),
+    );
+    snapshotCounter(registers, "gatehouse_events_replayed_total", "Key events applied from the table (catch-up) rather than from a notification", [], () => [[{}, sources.eventsReplayed()]]);
+    snapshotCounter(registers, "gatehouse_event_notifications_total", "Key event notifications received", [], () => [[{}, sources.notifications()]]);
+    snapshotCounter(registers, "gatehouse_spend_total", "Spend charged by this replica (config currency)", [], () => [[{}, sources.spendCharged()]]);
+    snapshotCounter(registers, "gatehouse_limit_rejections_total", "Requests refused by a budget or rate limit, by reason", ["reason"], () =>
+      Object.entries(sources.limitRejections()).map(([reason, n]) => [{ reason }, n]),
+    );
+    new Gauge({
+      name: "gatehouse_listener_up",
+      help: "1 while the LISTEN connection for key events is up",
+      registers,
+      collect() {
+        this.set(sources.listenerUp() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "gatehouse_breaker_state",
+      help: "Circuit breaker state by dependency: 0 closed, 1 half-open, 2 open",
+      labelNames: ["dependency"],
+      registers,
+      collect() {
+        for (const [dependency, state] of Object.entries(sources.breakerStates())) this.set({ dependency }, BREAKER_STATE[state]);
+      },
+    });
+  }
+
+  /** One finished request. `upstreamSeconds` is set on proxy routes that reached the upstream. */
+  request(route: string, model: string | undefined, status: number, seconds: number, upstreamSeconds: number | undefined): void {
+    this.requests.inc({ route, model: model ?? "", status: String(status) });
+    this.latency.observe({ route }, seconds);
+    if (upstreamSeconds !== undefined) this.overhead.observe({ route }, Math.max(0, seconds - upstreamSeconds));
+    if (route.endsWith("/regenerate")) this.rotations.inc({ outcome: rotationOutcome(status) });
+  }
+
+  invalidationLag(ms: number): void {
+    this.lag.observe(ms / 1000);
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+function rotationOutcome(status: number): string {
+  if (status === 200) return "committed";
+  if (status === 409) return "conflict";
+  if (status === 404) return "not_found";
+  if (status >= 400 && status < 500) return "rejected";
+  if (status === 503) return "unavailable";
+  return "error";
+}
+
+/** A counter whose value lives elsewhere: set from the source at scrape time. */
+function snapshotCounter(registers: Registry[], name: string, help: string, labelNames: string[], read: () => Array<[Record<string, string>, number]>): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers,
+    collect() {
+      this.reset();
+      for (const [labels, value] of read()) if (value > 0) this.inc(labels, value);
+    },
+  });
+}
