@@ -1,5 +1,6 @@
 import type { NextFunction, Request, Response } from "express";
 import type { Logger } from "../logger.js";
+import { loggablePath } from "./request-context.js";
 import { BadRequestError, GatewayError, internalErrorBody, NotFoundError, PayloadTooLargeError } from "./errors.js";
 
 /** Maps every error to an OpenAI-shaped body in one place. Unexpected errors are logged and become 500. */
@@ -7,7 +8,7 @@ export function errorHandler(logger: Logger, maxBodyBytes: number) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
     const error = classify(err, maxBodyBytes);
     if (!error) {
-      logger.error({ err: serializeError(err), route: req.path }, "unhandled error");
+      logger.error({ err: serializeError(err), path: loggablePath(req) }, "unhandled error");
     }
     if (res.headersSent) {
       res.destroy();

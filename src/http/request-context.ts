@@ -47,7 +47,8 @@ export function requestLog(logger: Logger, observe?: RequestObserver) {
         {
           request_id: ctx.requestId,
           method: req.method,
-          route: req.originalUrl.split("?", 1)[0],
+          route: routePattern(req),
+          path: loggablePath(req),
           status: res.statusCode,
           latency_ms: Math.round(seconds * 100_000) / 100,
           key_name: ctx.auth?.record.keyName,
@@ -59,6 +60,18 @@ export function requestLog(logger: Logger, observe?: RequestObserver) {
     });
     next();
   };
+}
+
+/**
+ * The request path without anything that may be a key: routes such as /key/{key}/regenerate carry one,
+ * and a client may put one anywhere. The query string is never logged (/key/info?key=…).
+ */
+export function loggablePath(req: Request): string {
+  const segments = req.path.split("/");
+  for (let i = 1; i < segments.length; i++) {
+    if (segments[i]!.startsWith("sk-") || (segments[i - 1] === "key" && i < segments.length - 1)) segments[i] = "[redacted]";
+  }
+  return segments.join("/");
 }
 
 /** express.json's `verify` hook: remembers the body's bytes on the request. */
