@@ -65,10 +65,11 @@ async function forward(endpoint: Endpoint, req: Request, res: Response, deps: Pr
   if (typeof model !== "string" || model.length === 0) throw new BadRequestError("'model' is required and must be a string", "model", "missing_model");
   if (request.stream !== undefined && typeof request.stream !== "boolean") throw new BadRequestError("'stream' must be a boolean", "stream");
   const ctx = locals(res);
-  ctx.model = model;
-
   const deployment = models.pick(model);
   if (!deployment) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, "model", "model_not_found");
+  // Only a model this gateway serves is logged and used as a metric label: the client's string could be
+  // anything, a key included, and unbounded label values would swamp Prometheus.
+  ctx.model = model;
   if (!keyAllowsModel(ctx.auth!.record, model)) throw new PermissionError(`This key is not allowed to use the model '${model}'.`, "model_not_allowed", "model");
 
   const stream = endpoint !== "embeddings" && request.stream === true;
