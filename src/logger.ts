@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import { pino, type Logger } from "pino";
 
 export type { Logger };
@@ -25,7 +26,22 @@ export function createLogger(options: { level?: string; destination?: NodeJS.Wri
   const level = options.level ?? process.env.LOG_LEVEL ?? "info";
   const config = { level, redact: { paths: REDACT_PATHS, censor: "[redacted]" }, base: { pid: process.pid } };
   if (options.destination) return pino(config, options.destination as pino.DestinationStream);
+  // JSON by default (what log pipelines want); LOG_FORMAT=pretty, or NODE_ENV=development, for people.
+  const format = process.env.LOG_FORMAT ?? (process.env.NODE_ENV === "development" ? "pretty" : "json");
+  if (format === "pretty") {
+    if (isInstalled("pino-pretty")) return pino({ ...config, transport: { target: "pino-pretty", options: { translateTime: "SYS:HH:MM:ss.l" } } });
+    process.stderr.write("LOG_FORMAT=pretty needs the dev dependency pino-pretty (npm ci without --omit=dev); logging JSON\n");
+  }
   // Asynchronous destination: a request must never wait on a write to stdout (issue 5: no sync logging
   // on the hot path). It is flushed on shutdown by the gateway.
   return pino(config, pino.destination({ dest: 1, sync: false }));
+}
+
+function isInstalled(name: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadSettings, settingsFromConfig } from "../src/config/settings.js";
+import { ConfigError, loadSettings, settingLeaves, settingsFromConfig } from "../src/config/settings.js";
 import { parseDuration } from "../src/config/duration.js";
 import { packageRoot } from "../src/paths.js";
 
@@ -45,6 +45,34 @@ litellm_settings:
     const s = settingsFromConfig({}, { source: "t", env: { DATABASE_URL: "postgres://x/y", REDIS_URL: "redis://r:1", PORT: "5001", GATEHOUSE_MASTER_KEY: "sk-master-123" } });
     expect(s).toMatchObject({ databaseUrl: "postgres://x/y", databaseListenUrl: "postgres://x/y", redisUrl: "redis://r:1", port: 5001, masterKey: "sk-master-123" });
     expect(settingsFromConfig({}, { source: "t", env: {} }).port).toBe(4000);
+  });
+
+  it("every setting has an environment variable that overrides the file, and is in docs/configuration.md", () => {
+    const doc = readFileSync(path.join(packageRoot, "docs", "configuration.md"), "utf8");
+    const leaves = settingLeaves();
+    expect(leaves.length).toBeGreaterThan(25);
+    for (const leaf of leaves) {
+      const row = doc.split("\n").find((l) => l.startsWith(`| \`${leaf.path.join(".")}\` |`));
+      expect(row, `docs/configuration.md has a row for ${leaf.path.join(".")}`).toBeDefined();
+      expect(row).toContain(`\`${leaf.env}\``);
+      // The variable is read: a value the schema refuses fails the start, naming the variable.
+      const bad = leaf.kind === "string" ? undefined : "not-valid";
+      if (bad) expect(() => settingsFromConfig({}, { source: "t", env: { [leaf.env]: bad } }), leaf.env).toThrowError(new RegExp(leaf.env));
+    }
+  });
+
+  it("environment variables win over the file, for nested settings too", () => {
+    const file = { gatehouse_settings: { auth: { l1_max_entries: 10, negative_ttl_ms: 5 }, limits: { redis_unavailable: "fail_open_local" } } };
+    const s = settingsFromConfig(file, {
+      source: "t",
+      env: { GATEHOUSE_AUTH_L1_MAX_ENTRIES: "77", GATEHOUSE_LIMITS_REDIS_UNAVAILABLE: "fail_closed", GATEHOUSE_UPSTREAM_READ_TIMEOUT_MS: "1234", GATEHOUSE_METRICS_TOKEN: "t".repeat(16), GATEHOUSE_ROTATION_MAX_GRACE_PERIOD: "2d" },
+    });
+    expect(s.auth).toMatchObject({ l1MaxEntries: 77, negativeTtlMs: 5 });
+    expect(s.limits.redisUnavailable).toBe("fail_closed");
+    expect(s.upstream.readTimeoutMs).toBe(1234);
+    expect(s.metricsToken).toBe("t".repeat(16));
+    expect(s.rotation.maxGraceMs).toBe(2 * 86_400_000);
+    expect(() => settingsFromConfig({}, { source: "t", env: { GATEHOUSE_AUTH_L1_MAX_ENTRIES: "-3" } })).toThrowError(/GATEHOUSE_AUTH_L1_MAX_ENTRIES \(gatehouse_settings\.auth\.l1_max_entries\)/);
   });
 
   it.each([

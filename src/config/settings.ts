@@ -259,11 +259,65 @@ export function loadSettings(options: LoadOptions = {}): Settings {
   return settingsFromConfig(raw, { source, env, portOverride: options.portOverride });
 }
 
-export function settingsFromConfig(raw: unknown, ctx: { source: string; env: NodeJS.ProcessEnv; portOverride?: number | undefined }): Settings {
+/** One leaf of `gatehouse_settings`: its YAML path and the environment variable that overrides it. */
+export interface SettingLeaf {
+  path: string[];
+  env: string;
+  kind: "number" | "string" | "enum";
+}
+
+/**
+ * Every setting under `gatehouse_settings`, read off the schema itself, so a new setting gets its
+ * environment variable (GATEHOUSE_<SECTION>_<FIELD>) without anyone remembering to add one.
+ */
+export function settingLeaves(): SettingLeaf[] {
+  const leaves: SettingLeaf[] = [];
+  const walk = (shape: Record<string, z.ZodType>, prefix: string[]) => {
+    for (const [name, field] of Object.entries(shape)) {
+      const inner = field instanceof z.ZodOptional ? (field.unwrap() as z.ZodType) : field;
+      const path = [...prefix, name];
+      if (inner instanceof z.ZodObject) walk(inner.shape as Record<string, z.ZodType>, path);
+      else leaves.push({ path, env: `GATEHOUSE_${path.join("_").toUpperCase()}`, kind: inner instanceof z.ZodNumber ? "number" : inner instanceof z.ZodEnum ? "enum" : "string" });
+    }
+  };
+  walk(gatehouseSettingsSchema.shape as Record<string, z.ZodType>, []);
+  return leaves;
+}
+
+/** Environment variables win over the file: writes them into the raw config before it is validated. */
+function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv): { raw: unknown; fromEnv: Map<string, string> } {
+  const fromEnv = new Map<string, string>();
+  const leaves = settingLeaves().filter((l) => env[l.env] !== undefined && env[l.env] !== "");
+  if (leaves.length === 0 || raw === null || typeof raw !== "object" || Array.isArray(raw)) return { raw, fromEnv };
+  const copy = structuredClone(raw) as Record<string, unknown>;
+  const gs = (copy.gatehouse_settings && typeof copy.gatehouse_settings === "object" ? copy.gatehouse_settings : (copy.gatehouse_settings = {})) as Record<string, unknown>;
+  for (const leaf of leaves) {
+    const text = env[leaf.env]!;
+    let value: unknown = text;
+    if (leaf.kind === "number") {
+      value = Number(text);
+      if (!Number.isFinite(value as number)) throw new ConfigError(`environment variable ${leaf.env}: "${text}" is not a number`);
+    }
+    let node = gs;
+    for (const key of leaf.path.slice(0, -1)) {
+      if (!node[key] || typeof node[key] !== "object") node[key] = {};
+      node = node[key] as Record<string, unknown>;
+    }
+    node[leaf.path.at(-1)!] = value;
+    fromEnv.set(["gatehouse_settings", ...leaf.path].join("."), leaf.env);
+  }
+  return { raw: copy, fromEnv };
+}
+
+export function settingsFromConfig(input: unknown, ctx: { source: string; env: NodeJS.ProcessEnv; portOverride?: number | undefined }): Settings {
+  const { raw, fromEnv } = applyEnvOverrides(input, ctx.env);
   const parsed = configFileSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new ConfigError(`config ${ctx.source}: ${formatPath(issue.path)}: ${issue.message}`);
+    const path = formatPath(issue.path);
+    const envName = fromEnv.get(path);
+    if (envName) throw new ConfigError(`environment variable ${envName} (${path}): ${issue.message}`);
+    throw new ConfigError(`config ${ctx.source}: ${path}: ${issue.message}`);
   }
   const config = parsed.data;
   const warnings: string[] = [];
@@ -319,13 +373,13 @@ export function settingsFromConfig(raw: unknown, ctx: { source: string; env: Nod
       drainTimeoutMs: envInt(env, "GATEHOUSE_DRAIN_TIMEOUT_MS", 3_600_000) ?? gs.shutdown?.drain_timeout_ms ?? DEFAULTS.drainTimeoutMs,
     },
     limits: {
-      redisUnavailable: limitPolicy(env.GATEHOUSE_LIMITS_REDIS_UNAVAILABLE) ?? gs.limits?.redis_unavailable ?? DEFAULTS.limitsRedisUnavailable,
-      defaultMaxTokens: envInt(env, "GATEHOUSE_DEFAULT_MAX_TOKENS", 10_000_000) ?? gs.limits?.default_max_tokens ?? DEFAULTS.defaultMaxTokens,
-      reservationTtlMs: envInt(env, "GATEHOUSE_RESERVATION_TTL_MS", 86_400_000) ?? gs.limits?.reservation_ttl_ms ?? DEFAULTS.reservationTtlMs,
-      flushIntervalMs: envInt(env, "GATEHOUSE_SPEND_FLUSH_INTERVAL_MS", 60_000) ?? gs.limits?.flush_interval_ms ?? DEFAULTS.flushIntervalMs,
-      replicaCount: envInt(env, "GATEHOUSE_REPLICA_COUNT", 10_000) ?? gs.limits?.replica_count,
+      redisUnavailable: gs.limits?.redis_unavailable ?? DEFAULTS.limitsRedisUnavailable,
+      defaultMaxTokens: gs.limits?.default_max_tokens ?? DEFAULTS.defaultMaxTokens,
+      reservationTtlMs: gs.limits?.reservation_ttl_ms ?? DEFAULTS.reservationTtlMs,
+      flushIntervalMs: gs.limits?.flush_interval_ms ?? DEFAULTS.flushIntervalMs,
+      replicaCount: gs.limits?.replica_count,
     },
-    metricsToken: metricsToken(env.GATEHOUSE_METRICS_TOKEN || gs.metrics?.token, ctx),
+    metricsToken: metricsToken(gs.metrics?.token, ctx),
     replicaId: env.GATEHOUSE_REPLICA_ID || `${hostname()}-${process.pid}`,
     models,
     warnings,
@@ -338,12 +392,6 @@ function metricsToken(value: string | undefined, ctx: { source: string; env: Nod
   const token = resolveSecret(value, "gatehouse_settings.metrics.token", ctx);
   if (token.length < 16) throw new ConfigError(`config ${ctx.source}: gatehouse_settings.metrics.token: must be at least 16 characters`);
   return token;
-}
-
-function limitPolicy(value: string | undefined): LimitSettings["redisUnavailable"] | undefined {
-  if (value === undefined || value === "") return undefined;
-  if (value === "fail_open_local" || value === "fail_closed") return value;
-  throw new ConfigError(`environment variable GATEHOUSE_LIMITS_REDIS_UNAVAILABLE: "${value}" must be fail_open_local or fail_closed`);
 }
 
 function durationSetting(value: string, field: string, source: string): number {
