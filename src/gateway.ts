@@ -31,6 +31,8 @@ import { Database } from "./store/database.js";
 import { createPool, ensureDatabaseExists } from "./store/db.js";
 import { migrate } from "./store/migrator.js";
 import { Sweeper } from "./upkeep/sweeper.js";
+import { packageVersion } from "./paths.js";
+import type { Express } from "express";
 
 /**
  * Wires one replica together: Postgres (pool, breaker, migrations), Redis (client, breaker), the auth
@@ -48,6 +50,8 @@ export interface Gateway {
   coherence: Coherence;
   sweeper: Sweeper;
   metrics: Metrics;
+  /** The express app (routes are listed from it by test/openapi.test.ts). */
+  app: Express;
   limits: LimitEnforcer;
   spendLedger: SpendLedger;
   breakers: { postgres: DependencyBreaker; redis: DependencyBreaker };
@@ -172,6 +176,7 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
       }),
     },
     maxRequestBodyBytes: settings.maxRequestBodyBytes,
+    version: packageVersion,
   });
 
   const server: Server = await new Promise((resolve, reject) => {
@@ -193,6 +198,7 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     coherence,
     sweeper,
     metrics,
+    app,
     limits,
     spendLedger,
     breakers,

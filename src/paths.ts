@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
@@ -5,3 +6,6 @@ import path from "node:path";
 export const packageRoot = path.resolve(fileURLToPath(new URL("..", import.meta.url)));
 export const migrationsDir = path.join(packageRoot, "sql");
 export const luaDir = path.join(packageRoot, "src", "redis", "lua");
+
+/** The package's version, from package.json. */
+export const packageVersion: string = (JSON.parse(readFileSync(path.join(packageRoot, "package.json"), "utf8")) as { version: string }).version;

@@ -11,6 +11,7 @@ import type { ProviderName } from "../config/settings.js";
 import type { LimitEnforcer } from "../limits/limit-enforcer.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { metricsRoutes } from "./metrics-routes.js";
+import { buildOpenApiDocument } from "./openapi.js";
 import { MasterKey as Token } from "../auth/master-key.js";
 import { adminRoutes } from "./admin-routes.js";
 import { requireMasterKey, requireVirtualKey } from "./auth-middleware.js";
@@ -34,6 +35,7 @@ export interface AppDeps {
   metrics: Metrics;
   metricsToken: string | undefined;
   maxRequestBodyBytes: number;
+  version: string;
 }
 
 /** The HTTP surface: health, the /key admin API (master key), and the OpenAI routes (virtual keys). */
@@ -43,6 +45,10 @@ export function buildApp(deps: AppDeps): Express {
   app.set("etag", false);
   app.use(requestLog(deps.logger, (route, model, status, seconds, upstream) => deps.metrics.request(route, model, status, seconds, upstream)));
   app.use(healthRoutes(deps.health));
+  const openapi = JSON.stringify(buildOpenApiDocument(deps.version));
+  app.get("/openapi.json", (_req, res) => {
+    res.type("application/json").send(openapi);
+  });
   app.use(metricsRoutes(deps.metrics, deps.masterKey, deps.metricsToken ? new Token(deps.metricsToken) : undefined));
   // The raw bytes are kept so the proxy can forward a body it did not need to change without re-serialising it.
   app.use(express.json({ limit: deps.maxRequestBodyBytes, verify: keepRawBody }));

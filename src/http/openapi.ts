@@ -1,0 +1,115 @@
+import { z } from "zod";
+import {
+  deleteKeysSchema,
+  generateKeySchema,
+  keyRefSchema,
+  listKeysQuerySchema,
+  regenerateKeySchema,
+  resetSpendSchema,
+  updateKeySchema,
+} from "../keys/key-schemas.js";
+
+/**
+ * The OpenAPI 3.1 document served at /openapi.json. Admin request bodies are the zod schemas that validate
+ * them (key-schemas.ts), converted to JSON Schema (2020-12, which OpenAPI 3.1 uses), so the document
+ * cannot drift from what the routes accept. Proxy bodies are OpenAI's: Gatehouse checks `model` and
+ * `stream` (and its limits read `max_tokens`) and passes the rest through, so only those are described.
+ * test/openapi.test.ts checks that every route the app serves is here.
+ */
+const jsonSchema = (schema: z.ZodType) => {
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  return rest;
+};
+
+const errorBody = {
+  type: "object",
+  required: ["error"],
+  properties: {
+    error: {
+      type: "object",
+      required: ["message", "type", "param", "code"],
+      properties: { message: { type: "string" }, type: { type: "string" }, param: { type: ["string", "null"] }, code: { type: ["string", "integer", "null"] } },
+    },
+  },
+};
+
+const proxyBody = {
+  type: "object",
+  required: ["model"],
+  properties: {
+    model: { type: "string", description: "a model_name from the config" },
+    stream: { type: "boolean" },
+    stream_options: { type: "object", properties: { include_usage: { type: "boolean" } } },
+    max_tokens: { type: "integer", minimum: 1, description: "also bounds the worst-case reservation against budgets and tpm" },
+    max_completion_tokens: { type: "integer", minimum: 1 },
+  },
+  additionalProperties: true,
+};
+
+type Operation = { summary: string; security: "master" | "virtual" | "metrics" | "none"; body?: object; query?: z.ZodObject; pathKey?: boolean; answers?: string };
+
+const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> = {
+  "/v1/chat/completions": { post: { summary: "Chat completion (OpenAI); `stream: true` relays server-sent events", security: "virtual", body: proxyBody }, get: undefined },
+  "/chat/completions": { post: { summary: "Alias of /v1/chat/completions", security: "virtual", body: proxyBody }, get: undefined },
+  "/v1/completions": { post: { summary: "Text completion (OpenAI)", security: "virtual", body: proxyBody }, get: undefined },
+  "/completions": { post: { summary: "Alias of /v1/completions", security: "virtual", body: proxyBody }, get: undefined },
+  "/v1/embeddings": { post: { summary: "Embeddings (OpenAI)", security: "virtual", body: proxyBody }, get: undefined },
+  "/embeddings": { post: { summary: "Alias of /v1/embeddings", security: "virtual", body: proxyBody }, get: undefined },
+  "/v1/models": { get: { summary: "The models this key may use", security: "virtual" }, post: undefined },
+  "/models": { get: { summary: "Alias of /v1/models", security: "virtual" }, post: undefined },
+  "/key/generate": { post: { summary: "Create a virtual key (honours Idempotency-Key)", security: "master", body: jsonSchema(generateKeySchema) }, get: undefined },
+  "/key/update": { post: { summary: "Change a key's fields and limits", security: "master", body: jsonSchema(updateKeySchema) }, get: undefined },
+  "/key/info": { get: { summary: "A key's record and live spend (a deprecated key: the active key's, with a marker)", security: "master", query: z.object({ key: z.string() }) }, post: undefined },
+  "/key/list": { get: { summary: "Keys, paged", security: "master", query: listKeysQuerySchema }, post: undefined },
+  "/key/delete": { post: { summary: "Delete keys, all or none", security: "master", body: jsonSchema(deleteKeysSchema) }, get: undefined },
+  "/key/block": { post: { summary: "Block a key on every replica", security: "master", body: jsonSchema(keyRefSchema) }, get: undefined },
+  "/key/unblock": { post: { summary: "Unblock a key", security: "master", body: jsonSchema(keyRefSchema) }, get: undefined },
+  "/key/regenerate": { post: { summary: "Rotate the key named in the body, with an optional grace period", security: "master", body: jsonSchema(regenerateKeySchema) }, get: undefined },
+  "/key/{key}/regenerate": { post: { summary: "Rotate a key, with an optional grace period (honours Idempotency-Key)", security: "master", body: jsonSchema(regenerateKeySchema), pathKey: true }, get: undefined },
+  "/key/{key}/reset_spend": { post: { summary: "Reset the current period's spend on every replica", security: "master", body: jsonSchema(resetSpendSchema), pathKey: true }, get: undefined },
+  "/debug/coherence": { get: { summary: "This replica's coherence state and recent propagation lags", security: "master" }, post: undefined },
+  "/health/liveliness": { get: { summary: "The process answers", security: "none" }, post: undefined },
+  "/health/readiness": { get: { summary: "200 healthy or degraded (with breaker and listener detail); 503 only while shutting down", security: "none" }, post: undefined },
+  "/metrics": { get: { summary: "Prometheus metrics", security: "metrics", answers: "text/plain" }, post: undefined },
+  "/openapi.json": { get: { summary: "This document", security: "none" }, post: undefined },
+};
+
+const SECURITY = { master: [{ masterKey: [] }], virtual: [{ virtualKey: [] }], metrics: [{ metricsToken: [] }, { masterKey: [] }], none: [] };
+
+export function buildOpenApiDocument(version: string): object {
+  const paths: Record<string, Record<string, object>> = {};
+  for (const [path, methods] of Object.entries(OPERATIONS)) {
+    for (const method of ["get", "post"] as const) {
+      const op = methods[method];
+      if (!op) continue;
+      const parameters: object[] = [];
+      if (op.pathKey) parameters.push({ name: "key", in: "path", required: true, schema: { type: "string" }, description: "the key, as plaintext or its sha256 hash" });
+      if (op.query) {
+        const schema = jsonSchema(op.query) as { properties?: Record<string, object>; required?: string[] };
+        for (const [name, s] of Object.entries(schema.properties ?? {})) parameters.push({ name, in: "query", required: schema.required?.includes(name) ?? false, schema: s });
+      }
+      (paths[path] ??= {})[method] = {
+        summary: op.summary,
+        security: SECURITY[op.security],
+        ...(parameters.length > 0 ? { parameters } : {}),
+        ...(op.body ? { requestBody: { required: true, content: { "application/json": { schema: op.body } } } } : {}),
+        responses: {
+          "200": { description: "OK", content: { [op.answers ?? "application/json"]: {} } },
+          default: { description: "An error, OpenAI-shaped", content: { "application/json": { schema: errorBody } } },
+        },
+      };
+    }
+  }
+  return {
+    openapi: "3.1.0",
+    info: { title: "Gatehouse", version, description: "OpenAI-compatible LLM gateway with LiteLLM-compatible virtual keys" },
+    components: {
+      securitySchemes: {
+        masterKey: { type: "http", scheme: "bearer", description: "the master key" },
+        virtualKey: { type: "http", scheme: "bearer", description: "a virtual key (sk-…)" },
+        metricsToken: { type: "http", scheme: "bearer", description: "the metrics token" },
+      },
+    },
+    paths,
+  };
+}
