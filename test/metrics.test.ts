@@ -79,3 +79,16 @@ describe("GET /metrics", () => {
     expect(text).not.toContain(k.key);
   });
 });
+
+describe("docs/grafana-dashboard.json", () => {
+  it("queries only series this replica exports", async () => {
+    const { readFileSync } = await import("node:fs");
+    const path = await import("node:path");
+    const dashboard = JSON.parse(readFileSync(path.join(import.meta.dirname, "..", "docs", "grafana-dashboard.json"), "utf8"));
+    const text = (await gw.call("/metrics", { key: METRICS_TOKEN })).text;
+    const exported = new Set([...text.matchAll(/^# TYPE (\w+) (\w+)/gm)].flatMap((m) => (m[2] === "histogram" ? [`${m[1]}_bucket`, `${m[1]}_sum`, `${m[1]}_count`] : m[2] === "summary" ? [`${m[1]}_sum`, `${m[1]}_count`, m[1]] : [m[1]])));
+    const used = dashboard.panels.flatMap((p: any) => p.targets.flatMap((t: any) => [...t.expr.matchAll(/\b(gatehouse_\w+)/g)].map((m: any) => m[1])));
+    expect(used.length).toBeGreaterThan(10);
+    for (const name of used) expect(exported, name).toContain(name);
+  });
+});
