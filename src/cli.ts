@@ -4,8 +4,8 @@ import { ConfigError, loadSettings, type Settings } from "./config/settings.js";
 import { createLogger, type Logger } from "./logger.js";
 import { loadOrCreateMasterKey } from "./auth/master-key.js";
 import { startGateway } from "./gateway.js";
-import { createPool, ensureDatabaseExists } from "./store/db.js";
-import { migrate } from "./store/migrator.js";
+import { ensureDatabaseExists } from "./store/db.js";
+import { migrateDirect } from "./store/migrator.js";
 
 const USAGE = `Usage:
   gatehouse start [--config FILE] [--port N]   run a gateway replica (migrates first)
@@ -34,14 +34,9 @@ async function main(argv: string[]): Promise<number> {
       return start(loadSettings({ file: values.config, portOverride: port }));
     case "migrate": {
       const settings = loadSettings({ file: values.config });
-      await ensureDatabaseExists(settings.databaseUrl);
-      const pool = createPool(settings.databaseUrl, { max: 1 });
-      try {
-        const applied = await migrate(pool);
-        console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");
-      } finally {
-        await pool.end();
-      }
+      await ensureDatabaseExists(settings.databaseListenUrl);
+      const applied = await migrateDirect(settings.databaseListenUrl);
+      console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");
       return 0;
     }
     case "config": {

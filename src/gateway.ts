@@ -29,7 +29,7 @@ import { RedisKeys } from "./redis/key-names.js";
 import { RotationLock } from "./redis/rotation-lock.js";
 import { Database } from "./store/database.js";
 import { createPool, ensureDatabaseExists } from "./store/db.js";
-import { migrate } from "./store/migrator.js";
+import { migrateDirect } from "./store/migrator.js";
 import { Sweeper } from "./upkeep/sweeper.js";
 import { packageVersion } from "./paths.js";
 import type { Express } from "express";
@@ -66,10 +66,12 @@ export interface StartOptions {
 }
 
 export async function startGateway({ settings, masterKey, logger, host = "0.0.0.0" }: StartOptions): Promise<Gateway> {
-  if (await ensureDatabaseExists(settings.databaseUrl)) logger.info("created the database named in DATABASE_URL");
-  const pool = createPool(settings.databaseUrl, { max: 20 });
-  const applied = await migrate(pool);
+  // Migrations hold a session-level advisory lock and run DDL: they go over the direct connection
+  // (DATABASE_LISTEN_URL), never through a transaction pooler, which would split the session.
+  if (await ensureDatabaseExists(settings.databaseListenUrl)) logger.info("created the database named in DATABASE_URL");
+  const applied = await migrateDirect(settings.databaseListenUrl);
   if (applied.length > 0) logger.info({ migrations: applied }, "applied migrations");
+  const pool = createPool(settings.databaseUrl, { max: 20 });
   const breakers = {
     postgres: new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS),
     redis: new DependencyBreaker("redis", logger, REDIS_BREAKER_OPTIONS),

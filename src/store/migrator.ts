@@ -1,3 +1,4 @@
+import { createPool } from "./db.js";
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -64,5 +65,15 @@ export async function migrate(pool: pg.Pool, dir = migrationsDir): Promise<strin
   } finally {
     await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_ID.toString()]).catch(() => {});
     client.release();
+  }
+}
+
+/** Migrates over a connection of its own to `directUrl` (not through a pooler), then closes it. */
+export async function migrateDirect(directUrl: string): Promise<string[]> {
+  const pool = createPool(directUrl, { max: 1, applicationName: "gatehouse-migrate" });
+  try {
+    return await migrate(pool);
+  } finally {
+    await pool.end();
   }
 }

@@ -46,6 +46,8 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Rewrites the database URL the replicas get (to put a fault-injecting proxy in between). */
   databaseUrl?: (url: string) => string;
+  /** With `databaseUrl`: LISTEN and migrations still go straight to Postgres (DATABASE_LISTEN_URL). */
+  listenDirect?: boolean;
   /** Keep every log line of every replica (default true); long runs turn it off. */
   keepOutput?: boolean;
 }
@@ -57,7 +59,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const dir = mkdtempSync(path.join(tmpdir(), "gh-cluster-"));
   const configFile = path.join(dir, "config.yaml");
   writeFileSync(configFile, stringify(options.config ?? DEFAULT_TEST_CONFIG));
-  const env = { DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir, ...options.env };
+  const env = { DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url, ...(options.listenDirect ? { DATABASE_LISTEN_URL: db.url } : {}), REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir, ...options.env };
   const suffix = randomBytes(3).toString("hex");
   const replicas: Replica[] = [];
 
