@@ -34,6 +34,10 @@ async function main(argv: string[]): Promise<number> {
       return start(loadSettings({ file: values.config, portOverride: port }));
     case "migrate": {
       const settings = loadSettings({ file: values.config });
+      if (settings.embedded) {
+        console.log("no DATABASE_URL: the embedded database is migrated when `gatehouse start` opens it");
+        return 0;
+      }
       await ensureDatabaseExists(settings.databaseListenUrl);
       const applied = await migrateDirect(settings.databaseListenUrl);
       console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");

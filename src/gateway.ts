@@ -30,6 +30,7 @@ import { RotationLock } from "./redis/rotation-lock.js";
 import { Database } from "./store/database.js";
 import { createPool, ensureDatabaseExists } from "./store/db.js";
 import { migrateDirect } from "./store/migrator.js";
+import { startEmbeddedPostgres } from "./store/embedded-postgres.js";
 import { Sweeper } from "./upkeep/sweeper.js";
 import { packageVersion } from "./paths.js";
 import type { Express } from "express";
@@ -44,7 +45,8 @@ export interface Gateway {
   settings: Settings;
   pool: pg.Pool;
   db: Database;
-  redis: GatehouseRedis;
+  /** Null for the embedded single replica (no Redis). */
+  redis: GatehouseRedis | null;
   l1: L1Cache;
   authenticator: Authenticator;
   coherence: Coherence;
@@ -65,13 +67,23 @@ export interface StartOptions {
   host?: string;
 }
 
-export async function startGateway({ settings, masterKey, logger, host = "0.0.0.0" }: StartOptions): Promise<Gateway> {
+export async function startGateway({ settings: configured, masterKey, logger, host = "0.0.0.0" }: StartOptions): Promise<Gateway> {
+  // No DATABASE_URL: one replica on an embedded Postgres, reached through a loopback socket.
+  const embedded = configured.embedded ? await startEmbeddedPostgres(configured.dataDir, logger) : null;
+  const settings: Settings = embedded ? { ...configured, databaseUrl: embedded.url, databaseListenUrl: embedded.url } : configured;
   // Migrations hold a session-level advisory lock and run DDL: they go over the direct connection
   // (DATABASE_LISTEN_URL), never through a transaction pooler, which would split the session.
   if (await ensureDatabaseExists(settings.databaseListenUrl)) logger.info("created the database named in DATABASE_URL");
   const applied = await migrateDirect(settings.databaseListenUrl);
   if (applied.length > 0) logger.info({ migrations: applied }, "applied migrations");
-  const pool = createPool(settings.databaseUrl, { max: 20 });
+  // PGlite is a single backend: one connection, used in turn.
+  const pool = createPool(settings.databaseUrl, { max: embedded ? 1 : 20 });
+  if (embedded) {
+    logger.info(
+      { data_dir: embedded.dataDir },
+      "single replica on the embedded database (PGlite) with in-process caches, locks and counters; to scale out, set DATABASE_URL and REDIS_URL to a shared Postgres and Redis on every replica, or run `docker compose up` (README)",
+    );
+  }
   const breakers = {
     postgres: new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS),
     redis: new DependencyBreaker("redis", logger, REDIS_BREAKER_OPTIONS),
@@ -92,9 +104,9 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
   });
 
   // Redis is an optimisation and a lock service with a fallback: a replica starts without it and
-  // connects when it can (ioredis keeps retrying).
-  const redis = createRedis(settings.redisUrl);
-  await redis.connect().catch((err: Error) => logger.warn({ err: err.message }, "Redis is unreachable at start; running without L2 until it answers"));
+  // connects when it can (ioredis keeps retrying). The embedded single replica has none at all.
+  const redis = settings.redisUrl ? createRedis(settings.redisUrl) : null;
+  await redis?.connect().catch((err: Error) => logger.warn({ err: err.message }, "Redis is unreachable at start; running without L2 until it answers"));
 
   const redisKeys = new RedisKeys(settings.redisPrefix);
   const l1 = new L1Cache({ maxEntries: settings.auth.l1MaxEntries, ttlMs: settings.auth.l1TtlMs, negativeTtlMs: settings.auth.negativeTtlMs });
@@ -102,7 +114,7 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
   const invalidator = new CacheInvalidator(l1, l2);
   const coherence = new Coherence({
     db,
-    listenUrl: settings.databaseListenUrl,
+    listenUrl: embedded ? null : settings.databaseListenUrl,
     invalidator,
     logger,
     replicaId: settings.replicaId,
@@ -130,7 +142,7 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
   spendLedger.start();
   const limits = new LimitEnforcer({
     settings: settings.limits,
-    redis: new RedisLimiter(redis, redisKeys, { read: (keyId) => db.query((q) => readDurableSpend(q, keyId)) }, settings.limits.reservationTtlMs, breakers.redis),
+    redis: redis && new RedisLimiter(redis, redisKeys, { read: (keyId) => db.query((q) => readDurableSpend(q, keyId)) }, settings.limits.reservationTtlMs, breakers.redis),
     local: new LocalLimiter(settings.limits.reservationTtlMs),
     ledger: spendLedger,
     db,
@@ -168,7 +180,7 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
     health: {
       probes: [
         { name: "db", check: async () => void (await pool.query("SELECT 1")) },
-        { name: "redis", check: async () => void (await redis.ping()) },
+        ...(redis ? [{ name: "redis", check: async () => void (await redis.ping()) }] : []),
       ],
       isShuttingDown: () => shuttingDown,
       detail: () => ({
@@ -221,8 +233,9 @@ export async function startGateway({ settings, masterKey, logger, host = "0.0.0.
       await openai.close();
       breakers.postgres.shutdown();
       breakers.redis.shutdown();
-      redis.disconnect();
+      redis?.disconnect();
       await pool.end();
+      await embedded?.close();
     },
   };
 }

@@ -82,7 +82,7 @@ describe("spend: usage × the model's price, live and durable", () => {
     const free = await gw.call("/v1/chat/completions", { key: k.key, body: chatBody("free-gpt") });
     expect(free.status).toBe(200);
     expect(await durableSpend(gw, k.token)).toBe(costOf(res.body.usage));
-    expect(await gw.gateway.redis.exists(`${gw.redis.prefix}limits:{${k.key_id}}:ledger`)).toBe(0);
+    expect(await gw.gateway.redis!.exists(`${gw.redis.prefix}limits:{${k.key_id}}:ledger`)).toBe(0);
   });
 
   it("streams are charged from the final usage chunk, which a client that did not ask for it never sees", async () => {

@@ -15,31 +15,36 @@ const TOMBSTONE_TTL_SECONDS = 60;
 // How many hashes whose tombstone could not be written we remember not to read from L2.
 const MAX_DISTRUSTED = 100_000;
 
+class L2AbsentError extends Error {}
+
 export class L2Cache {
   /** Hashes whose tombstone write failed: L2 may still hold their old record, so it is not read for them. */
   private readonly distrusted = new Map<string, number>();
 
   constructor(
-    private readonly redis: GatehouseRedis,
+    /** Null without Redis (the embedded single replica): L2 is simply absent. */
+    private readonly redis: GatehouseRedis | null,
     private readonly keys: RedisKeys,
     private readonly ttlSeconds: number,
     private readonly onError: (op: string, err: unknown) => void,
     private readonly breaker?: DependencyBreaker,
   ) {}
 
-  private call<T>(op: () => Promise<T>): Promise<T> {
-    return this.breaker ? this.breaker.run(op) : op();
+  private call<T>(op: (redis: GatehouseRedis) => Promise<T>): Promise<T> {
+    const redis = this.redis;
+    if (!redis) return Promise.reject(new L2AbsentError());
+    return this.breaker ? this.breaker.run(() => op(redis)) : op(redis);
   }
 
   private failed(op: string, err: unknown): void {
     // An open breaker is already logged once by the breaker; do not log every skipped call.
-    if (!(err instanceof DependencyUnavailableError)) this.onError(op, err);
+    if (!(err instanceof DependencyUnavailableError) && !(err instanceof L2AbsentError)) this.onError(op, err);
   }
 
   async get(hash: string): Promise<AuthRecord | undefined> {
     if (this.distrusted.size > 0 && this.isDistrusted(hash)) return undefined;
     try {
-      const value = await this.call(() => this.redis.get(this.keys.authRecord(hash)));
+      const value = await this.call((redis) => redis.get(this.keys.authRecord(hash)));
       if (!value) return undefined;
       const json = value.slice(value.indexOf("|") + 1);
       return json ? (JSON.parse(json) as AuthRecord) : undefined;
@@ -55,7 +60,7 @@ export class L2Cache {
    */
   async changedSince(hash: string, version: number): Promise<boolean> {
     try {
-      const value = await this.call(() => this.redis.get(this.keys.authRecord(hash)));
+      const value = await this.call((redis) => redis.get(this.keys.authRecord(hash)));
       const stored = value ? Number(value.slice(0, value.indexOf("|"))) : Number.NaN;
       return stored > version;
     } catch (err) {
@@ -68,7 +73,7 @@ export class L2Cache {
   async fill(hash: string, record: AuthRecord): Promise<void> {
     if (this.distrusted.size > 0 && this.isDistrusted(hash)) return;
     try {
-      await this.call(() => this.redis.l2Fill(this.keys.authRecord(hash), record.version, JSON.stringify(record), this.ttlSeconds));
+      await this.call((redis) => redis.l2Fill(this.keys.authRecord(hash), record.version, JSON.stringify(record), this.ttlSeconds));
     } catch (err) {
       this.failed("fill", err);
     }
@@ -78,10 +83,10 @@ export class L2Cache {
   async invalidate(hashes: readonly string[], version: number): Promise<void> {
     if (hashes.length === 0) return;
     try {
-      await this.call(() => this.redis.l2Invalidate(hashes.length, ...hashes.map((h) => this.keys.authRecord(h)), version, TOMBSTONE_TTL_SECONDS));
+      await this.call((redis) => redis.l2Invalidate(hashes.length, ...hashes.map((h) => this.keys.authRecord(h)), version, TOMBSTONE_TTL_SECONDS));
     } catch (err) {
       this.failed("invalidate", err);
-      for (const hash of hashes) this.distrust(hash);
+      if (!(err instanceof L2AbsentError)) for (const hash of hashes) this.distrust(hash);
     }
   }
 

@@ -16,7 +16,8 @@ import { EventListener, type ListenerState } from "./event-listener.js";
  */
 export interface CoherenceOptions {
   db: Database;
-  listenUrl: string;
+  /** Null for a single embedded replica: every change is its own, applied at commit; no LISTEN needed. */
+  listenUrl: string | null;
   invalidator: CacheInvalidator;
   logger: Logger;
   replicaId: string;
@@ -55,6 +56,10 @@ export class Coherence {
     // A replica starts with an empty L1: nothing before the newest event can be stale in it.
     this.lastAppliedId = await this.o.db.query(latestEventId);
     this.syncedAt = Date.now();
+    if (this.o.listenUrl === null) {
+      this.scheduleHeartbeat();
+      return;
+    }
     this.listener = new EventListener({
       connectionString: this.o.listenUrl,
       channel: EVENTS_CHANNEL,
@@ -88,7 +93,8 @@ export class Coherence {
     await this.apply(event);
   }
 
-  get listenerState(): ListenerState {
+  get listenerState(): ListenerState | "not used" {
+    if (this.o.listenUrl === null) return "not used";
     return this.listener?.state ?? "connecting";
   }
 

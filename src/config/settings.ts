@@ -140,9 +140,15 @@ export interface ModelDeployment {
 
 export interface Settings {
   port: number;
+  /**
+   * True when no database is configured: one replica on an embedded Postgres (PGlite) in `dataDir`,
+   * with in-process L2, locks and counters. `databaseUrl` is then filled in when it starts.
+   */
+  embedded: boolean;
   databaseUrl: string;
   databaseListenUrl: string;
-  redisUrl: string;
+  /** Undefined in embedded mode: no Redis at all. */
+  redisUrl: string | undefined;
   redisPrefix: string;
   masterKey: string | undefined;
   dataDir: string;
@@ -192,7 +198,6 @@ export const BUILTIN_CONFIG: ConfigFile = {
 
 export const DEFAULTS = {
   port: 4000,
-  databaseUrl: "postgres://postgres@127.0.0.1:5432/gatehouse",
   redisUrl: "redis://127.0.0.1:6379",
   redisPrefix: "gatehouse:",
   dataDir: ".gatehouse",
@@ -329,7 +334,15 @@ export function settingsFromConfig(input: unknown, ctx: { source: string; env: N
   const env = ctx.env;
 
   const port = ctx.portOverride ?? envInt(env, "PORT") ?? gs.port ?? DEFAULTS.port;
-  const databaseUrl = env.DATABASE_URL || gs.database_url || config.general_settings?.database_url || DEFAULTS.databaseUrl;
+  const configuredDatabaseUrl = env.DATABASE_URL || gs.database_url || config.general_settings?.database_url;
+  const embedded = !configuredDatabaseUrl;
+  const databaseUrl = configuredDatabaseUrl || "";
+  const configuredRedisUrl = env.REDIS_URL || gs.redis_url;
+  if (embedded && configuredRedisUrl) {
+    throw new ConfigError(
+      `config ${ctx.source}: REDIS_URL (or redis_url) is set but no DATABASE_URL: the embedded database holds keys that other replicas sharing that Redis could not see. Set DATABASE_URL to a shared Postgres too, or unset REDIS_URL for a single embedded replica.`,
+    );
+  }
   const masterKeySetting = env.GATEHOUSE_MASTER_KEY || config.general_settings?.master_key;
   const masterKey = masterKeySetting ? resolveSecret(masterKeySetting, "general_settings.master_key", ctx) : undefined;
   if (masterKey !== undefined && masterKey.length < 8) {
@@ -337,9 +350,11 @@ export function settingsFromConfig(input: unknown, ctx: { source: string; env: N
   }
   return {
     port,
+    embedded,
     databaseUrl,
     databaseListenUrl: env.DATABASE_LISTEN_URL || gs.database_listen_url || databaseUrl,
-    redisUrl: env.REDIS_URL || gs.redis_url || DEFAULTS.redisUrl,
+    // External Postgres without REDIS_URL: the local default Redis, as before; embedded: none.
+    redisUrl: embedded ? undefined : configuredRedisUrl || DEFAULTS.redisUrl,
     redisPrefix: env.GATEHOUSE_REDIS_PREFIX ?? gs.redis_prefix ?? DEFAULTS.redisPrefix,
     masterKey,
     dataDir: env.GATEHOUSE_DATA_DIR || gs.data_dir || DEFAULTS.dataDir,

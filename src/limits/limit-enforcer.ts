@@ -34,7 +34,8 @@ export interface Lease {
 
 export interface LimitEnforcerOptions {
   settings: LimitSettings;
-  redis: RedisLimiter;
+  /** Null without Redis (the embedded single replica): the local limiter is then exact, not a fallback. */
+  redis: RedisLimiter | null;
   local: LocalLimiter;
   ledger: SpendLedger;
   db: Database;
@@ -57,8 +58,14 @@ export class LimitEnforcer {
     if (!hasLimits(limits)) return lease;
     const reservation = { requestId: lease.requestId, cost: reserved.cost, tokens: reserved.promptTokens + reserved.completionTokens };
     let admission: Admission;
+    const redis = this.o.redis;
+    if (!redis) {
+      admission = this.o.local.admit(limits, reservation, 1, await this.knownSpend(limits));
+      lease.admittedBy = "local";
+      return this.admitted(lease, limits, admission);
+    }
     try {
-      admission = await this.o.redis.admit(limits, reservation);
+      admission = await redis.admit(limits, reservation);
       lease.admittedBy = "redis";
       if (this.degraded) {
         this.degraded = false;
@@ -78,6 +85,10 @@ export class LimitEnforcer {
       admission = this.o.local.admit(limits, reservation, this.o.replicaCount(), await this.knownSpend(limits));
       lease.admittedBy = "local";
     }
+    return this.admitted(lease, limits, admission);
+  }
+
+  private admitted(lease: Lease, limits: KeyLimits, admission: Admission): Lease {
     if (admission.kind !== "ok") {
       this.counters.refused++;
       this.rejections[admission.kind] = (this.rejections[admission.kind] ?? 0) + 1;
@@ -101,7 +112,7 @@ export class LimitEnforcer {
       this.o.local.settle(settlement, lease.reserved.promptTokens + lease.reserved.completionTokens);
       return;
     }
-    this.o.redis.settle(settlement).then(
+    this.o.redis?.settle(settlement).then(
       (spend) => {
         if (spend !== null) this.lastKnownSpend.set(lease.limits.keyId, spend);
       },
@@ -117,7 +128,7 @@ export class LimitEnforcer {
   /** The live spend of a key's current period (Redis), or null when only Postgres knows it. */
   async liveSpend(keyId: string): Promise<number | null> {
     try {
-      return await this.o.redis.liveSpend(keyId);
+      return (await this.o.redis?.liveSpend(keyId)) ?? null;
     } catch {
       return null;
     }
@@ -129,8 +140,9 @@ export class LimitEnforcer {
    */
   async afterReset(keyId: string, generation?: string): Promise<void> {
     this.lastKnownSpend.delete(keyId);
+    this.o.local.forgetKey(keyId);
     try {
-      await this.o.redis.dropLedger(keyId, generation);
+      await this.o.redis?.dropLedger(keyId, generation);
     } catch (err) {
       this.o.logger.warn({ err: (err as Error).message, key_id: keyId }, "could not drop a reset key's live ledger; a later spend flush will");
     }

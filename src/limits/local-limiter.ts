@@ -79,6 +79,11 @@ export class LocalLimiter {
     state.tokenBucket.current = Math.max(0, state.tokenBucket.current + s.tokens - reservedTokens);
   }
 
+  /** A key's spend was reset: its budget share starts again from the durable spend. */
+  forgetKey(keyId: string): void {
+    this.states.delete(keyId);
+  }
+
   /** Redis is back: the cluster-wide ledger takes over, and local state starts afresh next time. */
   forget(): void {
     this.states.clear();

@@ -18,24 +18,26 @@ export type LockMode = "redlock" | "advisory";
 const LOCK_TTL_MS = 5_000;
 
 export class RotationLock {
-  private readonly redlock: Redlock;
+  private readonly redlock: Redlock | null;
 
   constructor(
-    private readonly redis: GatehouseRedis,
+    /** Null without Redis (the embedded single replica): always the Postgres advisory lock. */
+    private readonly redis: GatehouseRedis | null,
     private readonly keys: RedisKeys,
     private readonly logger: Logger,
     private readonly breaker: DependencyBreaker,
   ) {
     // Waits up to about 2 s for a holder on another replica to finish.
-    this.redlock = new Redlock([redis], { retryCount: 40, retryDelay: 50, retryJitter: 25, driftFactor: 0.01 });
-    this.redlock.on("error", () => {});
+    this.redlock = redis ? new Redlock([redis], { retryCount: 40, retryDelay: 50, retryJitter: 25, driftFactor: 0.01 }) : null;
+    this.redlock?.on("error", () => {});
   }
 
   async run<T>(tokenHash: string, work: (mode: LockMode) => Promise<T>): Promise<T> {
-    if (this.redis.status !== "ready" || this.breaker.isOpen) return work("advisory");
+    const redlock = this.redlock;
+    if (!redlock || this.redis?.status !== "ready" || this.breaker.isOpen) return work("advisory");
     let lock;
     try {
-      lock = await this.breaker.run(() => this.redlock.acquire([this.keys.rotationLock(tokenHash)], LOCK_TTL_MS));
+      lock = await this.breaker.run(() => redlock.acquire([this.keys.rotationLock(tokenHash)], LOCK_TTL_MS));
     } catch (err) {
       if (await isContention(err)) throw new ConflictError("another regeneration of this key is in progress; retry", "rotation_in_progress");
       this.logger.warn({ err: (err as Error).message }, "Redis lock unavailable; using a Postgres advisory lock");

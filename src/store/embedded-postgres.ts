@@ -1,0 +1,37 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import type { Logger } from "../logger.js";
+
+/**
+ * The embedded default (issue 7): with no DATABASE_URL, a real Postgres compiled to WebAssembly (PGlite)
+ * keeps its data in `<dataDir>/pgdata`, served to node-postgres over a loopback socket by pglite-socket,
+ * so every other module talks to it exactly as to a Postgres server. PGlite is one backend: the pool
+ * gets a single connection, and there is no LISTEN (a single replica applies its own changes at commit).
+ * Loaded only in this mode, so a deployment on a real Postgres never loads the WASM module.
+ */
+export interface EmbeddedPostgres {
+  url: string;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Promise<EmbeddedPostgres> {
+  const dir = path.resolve(dataDir, "pgdata");
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const { PGlite } = await import("@electric-sql/pglite");
+  const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
+  const db = await PGlite.create(dir);
+  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 });
+  await server.start();
+  const conn = server.getServerConn();
+  const port = Number(conn.slice(conn.lastIndexOf(":") + 1));
+  logger.debug({ data_dir: dir, port }, "embedded Postgres (PGlite) is up");
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    dataDir: dir,
+    async close() {
+      await server.stop();
+      await db.close();
+    },
+  };
+}
