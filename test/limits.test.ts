@@ -4,6 +4,9 @@ import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js
 import { startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
 import { chatBody, openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
+import { RedisLimiter } from "../src/limits/redis-limiter.js";
+import { RedisKeys } from "../src/redis/key-names.js";
+import { randomUUID } from "node:crypto";
 
 /** Prices chosen so costs are exact in binary floating point: sums compare with toBe, not toBeCloseTo. */
 const INPUT_COST = 0.0009765625; // 2^-10
@@ -153,6 +156,23 @@ describe("limits on one replica", () => {
     expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
     expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(60);
     expect(refused.headers.get("x-ratelimit-remaining-requests")).toBe("0");
+  });
+
+  it("rpm_limit above 1,000 is smoothed (two minutes, no per-request log in Redis) and still exact within a minute", async () => {
+    const keys = new RedisKeys(gw.redis.prefix);
+    const limiter = new RedisLimiter(gw.gateway.redis!, keys, { read: async () => null }, 60_000, gw.gateway.breakers.redis);
+    const limits = { keyId: randomUUID(), maxBudget: null, rpmLimit: 1_200, tpmLimit: null, maxParallelRequests: null };
+    // Stay inside one minute: across a boundary the previous minute's count decays by design.
+    const intoMinute = Date.now() % 60_000;
+    if (intoMinute > 55_000) await new Promise((r) => setTimeout(r, 60_100 - intoMinute));
+    const kinds: string[] = [];
+    for (let i = 0; i < 1_201; i++) {
+      const a = await limiter.admit(limits, { requestId: randomUUID(), cost: 0, tokens: 1 });
+      kinds.push(a.kind);
+    }
+    expect(kinds.filter((k) => k === "ok").length).toBe(1_200);
+    expect(kinds.at(-1)).toBe("rpm");
+    expect(await gw.gateway.redis!.exists(keys.limits(limits.keyId).requests)).toBe(0);
   });
 
   it("tpm_limit: the worst case is counted at admission and corrected to the actual tokens after", async () => {

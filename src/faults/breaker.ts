@@ -34,7 +34,7 @@ export const POSTGRES_BREAKER_OPTIONS: BreakerOptions = {
   rollingWindowMs: 10_000,
 };
 
-export const REDIS_BREAKER_OPTIONS: BreakerOptions = { ...POSTGRES_BREAKER_OPTIONS, timeoutMs: 4_000 };
+export const REDIS_BREAKER_OPTIONS: BreakerOptions = { ...POSTGRES_BREAKER_OPTIONS, timeoutMs: false };
 
 export class DependencyUnavailableError extends ServiceUnavailableError {
   constructor(

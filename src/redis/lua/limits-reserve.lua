@@ -5,8 +5,9 @@
 -- KEYS[1] ledger    HASH  spend (current budget period), gen (spend generation, see sql/0004)
 -- KEYS[2] inflight  ZSET  request id -> expiry (ms); a dead replica's reservations expire
 -- KEYS[3] reserved  HASH  request id -> "cost tokens bucket"; field _total = sum of reserved cost
--- KEYS[4] requests  ZSET  request id -> admission time (ms): the exact sliding minute for rpm
--- KEYS[5] tokens    HASH  b (current minute), c (its tokens), p (previous minute's tokens) for tpm
+-- KEYS[4] requests  ZSET  request id -> admission time (ms): the exact sliding minute for rpm ≤ 1000
+-- KEYS[5] windows   HASH  b, c, p: current minute, its tokens, the previous minute's tokens (tpm);
+--                         rb, rc, rp: the same in requests, for rpm > 1000
 -- ARGV: request id, worst-case cost, worst-case tokens, max_budget, rpm, tpm, max_parallel,
 --       reservation ttl ms, ledger ttl ms, seed spend, seed generation (limits and seed may be "")
 --
@@ -67,8 +68,39 @@ if max_parallel then
   if n >= max_parallel then return {'parallel', tostring(n)} end
 end
 
+-- A sliding minute approximated from two fixed minutes (the previous one weighted by how much of it
+-- still overlaps the window), so there is no 2x burst at a minute boundary. `fields` name the current
+-- minute, its count and the previous minute's count in KEYS[5]. Returns count so far, current, previous,
+-- and the wait (ms) until `limit` admits again (0 when it admits now).
+local bucket = math.floor(now / WINDOW)
+local into = now % WINDOW
+local function smoothed(fields, limit)
+  local v = redis.call('HMGET', KEYS[5], fields[1], fields[2], fields[3])
+  local b, c, p = tonumber(v[1]), 0, 0
+  if b == bucket then
+    c, p = tonumber(v[2]) or 0, tonumber(v[3]) or 0
+  elseif b == bucket - 1 then
+    p = tonumber(v[2]) or 0
+  end
+  local used = p * (1 - into / WINDOW) + c
+  if used < limit then return used, c, p, 0 end
+  local wait = WINDOW
+  if c >= limit and c > 0 then
+    wait = (WINDOW - into) + WINDOW * (1 - limit / c)
+  elseif p > 0 then
+    wait = WINDOW * (1 - (limit - c) / p) - into
+  end
+  return used, c, p, math.max(1, math.ceil(wait))
+end
+
+-- rpm: exact (a log of admission times) up to RPM_EXACT_MAX, where one request more or less matters and
+-- the log is small; smoothed above it, so a key allowed 100,000 requests a minute does not keep 100,000
+-- entries in Redis.
+local RPM_EXACT_MAX = 1000
+local RPM_FIELDS = {'rb', 'rc', 'rp'}
 local rpm_remaining, rpm_reset = '', ''
-if rpm then
+local rc, rp = 0, 0
+if rpm and rpm <= RPM_EXACT_MAX then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - WINDOW)
   local n = redis.call('ZCARD', KEYS[4])
   local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
@@ -77,32 +109,20 @@ if rpm then
   if n >= rpm then return {'rpm', tostring(reset)} end
   rpm_remaining = tostring(rpm - n - 1)
   rpm_reset = tostring(reset)
+elseif rpm then
+  local used, wait
+  used, rc, rp, wait = smoothed(RPM_FIELDS, rpm)
+  if wait > 0 then return {'rpm', tostring(wait)} end
+  rpm_remaining = tostring(math.max(0, math.floor(rpm - used - 1)))
+  rpm_reset = tostring(WINDOW - into)
 end
 
--- tpm: a sliding minute approximated from two fixed minutes (the previous one weighted by how much of
--- it still overlaps the window), so there is no 2x burst at a minute boundary.
-local bucket = math.floor(now / WINDOW)
 local tpm_remaining, tpm_reset = '', ''
 local c, p = 0, 0
 if tpm then
-  local v = redis.call('HMGET', KEYS[5], 'b', 'c', 'p')
-  local b = tonumber(v[1])
-  if b == bucket then
-    c, p = tonumber(v[2]) or 0, tonumber(v[3]) or 0
-  elseif b == bucket - 1 then
-    c, p = 0, tonumber(v[2]) or 0
-  end
-  local into = now % WINDOW
-  local used = p * (1 - into / WINDOW) + c
-  if used >= tpm then
-    local wait = WINDOW
-    if c >= tpm and c > 0 then
-      wait = (WINDOW - into) + WINDOW * (1 - tpm / c)
-    elseif p > 0 then
-      wait = WINDOW * (1 - (tpm - c) / p) - into
-    end
-    return {'tpm', tostring(math.max(1, math.ceil(wait)))}
-  end
+  local used, wait
+  used, c, p, wait = smoothed({'b', 'c', 'p'}, tpm)
+  if wait > 0 then return {'tpm', tostring(wait)} end
   tpm_remaining = tostring(math.max(0, math.floor(tpm - used - tokens)))
   tpm_reset = tostring(WINDOW - into)
 end
@@ -113,13 +133,15 @@ redis.call('HSET', KEYS[3], id, tostring(cost) .. ' ' .. tostring(tokens) .. ' '
 if cost ~= 0 then redis.call('HINCRBYFLOAT', KEYS[3], '_total', cost) end
 redis.call('PEXPIRE', KEYS[2], reservation_ttl + WINDOW)
 redis.call('PEXPIRE', KEYS[3], reservation_ttl + WINDOW)
-if rpm then
+if rpm and rpm <= RPM_EXACT_MAX then
   redis.call('ZADD', KEYS[4], now, id)
   redis.call('PEXPIRE', KEYS[4], WINDOW)
+elseif rpm then
+  redis.call('HSET', KEYS[5], 'rb', bucket, 'rc', rc + 1, 'rp', rp)
 end
 if tpm then
   redis.call('HSET', KEYS[5], 'b', bucket, 'c', c + tokens, 'p', p)
-  redis.call('PEXPIRE', KEYS[5], 2 * WINDOW)
 end
+if tpm or (rpm and rpm > RPM_EXACT_MAX) then redis.call('PEXPIRE', KEYS[5], 2 * WINDOW) end
 if spend then redis.call('PEXPIRE', KEYS[1], ledger_ttl) end
 return {'ok', gen, spend and tostring(spend) or '', rpm_remaining, rpm_reset, tpm_remaining, tpm_reset, tostring(bucket)}
