@@ -9,12 +9,33 @@ import type { Admission, KeyLimits, Reservation, Settlement } from "./admission.
  * or from Postgres when it never saw one).
  */
 const WINDOW_MS = 60_000;
+// As in limits-reserve.lua: an exact log of admission times up to this rpm, two smoothed minutes above.
+const RPM_EXACT_MAX = 1_000;
+
+/** Two fixed minutes; the previous one weighted by its overlap with the sliding minute. */
+interface Window {
+  bucket: number;
+  current: number;
+  previous: number;
+}
+
+function roll(w: Window, bucket: number): void {
+  if (w.bucket === bucket) return;
+  w.previous = w.bucket === bucket - 1 ? w.current : 0;
+  w.current = 0;
+  w.bucket = bucket;
+}
+
+function used(w: Window, into: number): number {
+  return w.previous * (1 - into / WINDOW_MS) + w.current;
+}
 
 interface KeyState {
   inFlight: Map<string, { cost: number; expiresAt: number }>;
   reserved: number;
   requestTimes: number[];
-  tokenBucket: { bucket: number; current: number; previous: number };
+  requestBucket: Window;
+  tokenBucket: Window;
   /** Spend of the period when this replica started enforcing alone, and what it charged since. */
   baseSpend: number;
   localSpend: number;
@@ -40,33 +61,35 @@ export class LocalLimiter {
     if (limits.maxParallelRequests !== null && state.inFlight.size >= share(limits.maxParallelRequests)) {
       return { kind: "parallel", inFlight: state.inFlight.size };
     }
+    const bucket = Math.floor(now / WINDOW_MS);
+    const into = now % WINDOW_MS;
     let requests = null;
-    if (limits.rpmLimit !== null) {
+    const rpm = limits.rpmLimit === null ? null : share(limits.rpmLimit);
+    if (rpm !== null && rpm <= RPM_EXACT_MAX) {
       const times = state.requestTimes;
       while (times.length > 0 && times[0]! <= now - WINDOW_MS) times.shift();
-      const limit = share(limits.rpmLimit);
       const resetMs = times.length > 0 ? times[0]! + WINDOW_MS - now : WINDOW_MS;
-      if (times.length >= limit) return { kind: "rpm", retryAfterMs: resetMs };
-      requests = { remaining: limit - times.length - 1, resetMs };
+      if (times.length >= rpm) return { kind: "rpm", retryAfterMs: resetMs };
+      requests = { remaining: rpm - times.length - 1, resetMs };
+    } else if (rpm !== null) {
+      roll(state.requestBucket, bucket);
+      const count = used(state.requestBucket, into);
+      if (count >= rpm) return { kind: "rpm", retryAfterMs: WINDOW_MS - into };
+      requests = { remaining: Math.max(0, Math.floor(rpm - count - 1)), resetMs: WINDOW_MS - into };
     }
     let tokens = null;
-    const bucket = Math.floor(now / WINDOW_MS);
     const tb = state.tokenBucket;
-    if (tb.bucket !== bucket) {
-      tb.previous = tb.bucket === bucket - 1 ? tb.current : 0;
-      tb.current = 0;
-      tb.bucket = bucket;
-    }
+    roll(tb, bucket);
     if (limits.tpmLimit !== null) {
       const limit = share(limits.tpmLimit);
-      const into = now % WINDOW_MS;
-      const used = tb.previous * (1 - into / WINDOW_MS) + tb.current;
-      if (used >= limit) return { kind: "tpm", retryAfterMs: WINDOW_MS - into };
-      tokens = { remaining: Math.max(0, Math.floor(limit - used - r.tokens)), resetMs: WINDOW_MS - into };
+      const count = used(tb, into);
+      if (count >= limit) return { kind: "tpm", retryAfterMs: WINDOW_MS - into };
+      tokens = { remaining: Math.max(0, Math.floor(limit - count - r.tokens)), resetMs: WINDOW_MS - into };
     }
     state.inFlight.set(r.requestId, { cost: r.cost, expiresAt: now + this.reservationTtlMs });
     state.reserved += r.cost;
-    if (limits.rpmLimit !== null) state.requestTimes.push(now);
+    if (rpm !== null && rpm <= RPM_EXACT_MAX) state.requestTimes.push(now);
+    else if (rpm !== null) state.requestBucket.current++;
     tb.current += r.tokens;
     return { kind: "ok", generation: "", spend, requests, tokens };
   }
@@ -92,7 +115,7 @@ export class LocalLimiter {
   private stateOf(keyId: string, knownSpend: number): KeyState {
     let state = this.states.get(keyId);
     if (!state) {
-      state = { inFlight: new Map(), reserved: 0, requestTimes: [], tokenBucket: { bucket: 0, current: 0, previous: 0 }, baseSpend: knownSpend, localSpend: 0 };
+      state = { inFlight: new Map(), reserved: 0, requestTimes: [], requestBucket: { bucket: 0, current: 0, previous: 0 }, tokenBucket: { bucket: 0, current: 0, previous: 0 }, baseSpend: knownSpend, localSpend: 0 };
       this.states.set(keyId, state);
     }
     return state;
