@@ -232,6 +232,30 @@ describe("resets", () => {
     expect(await durableSpend(gw, k.token)).toBe(costOf(after.body.usage));
   });
 
+  it("a spend flush that races a reset does not carry the old period's charge into the new one", async () => {
+    const k = await gw.newKey({ max_budget: 100 });
+    const pool = gw.gateway.pool;
+    const { rows } = await pool.query("SELECT spend_generation FROM gh_keys WHERE token = $1", [k.token]);
+    gw.gateway.spendLedger.charge(k.key_id, String(rows[0].spend_generation), 1.5);
+    const reset = await pool.connect();
+    try {
+      await reset.query("BEGIN");
+      await reset.query("UPDATE gh_keys SET spend = 0, spend_generation = spend_generation + 1 WHERE key_id = $1", [k.key_id]);
+      const flushed = gw.gateway.spendLedger.flush();
+      // The flush has read the old generation and now waits for the reset's row lock.
+      await waitFor(
+        async () => (await pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%gh_spend_batches%'")).rowCount! > 0,
+        { what: "the flush to wait on the row lock" },
+      );
+      await reset.query("COMMIT");
+      await flushed;
+    } finally {
+      reset.release();
+    }
+    const after = await pool.query("SELECT spend FROM gh_keys WHERE token = $1", [k.token]);
+    expect(after.rows[0].spend).toBe(0);
+  });
+
   it("/key/update with spend resets it too, and a new max_budget is enforced at once", async () => {
     const k = await gw.newKey({ max_budget: 0.005 });
     await exhaust(k.key);

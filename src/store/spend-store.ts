@@ -28,12 +28,17 @@ WITH batch AS (
 ), item AS (
   SELECT * FROM unnest($4::uuid[], $5::bigint[], $6::float8[]) AS i(key_id, generation, cost)
 ), due AS (
-  SELECT i.key_id, sum(i.cost) AS cost
+  SELECT i.key_id, k.spend_generation AS seen_generation, sum(i.cost) AS cost
   FROM item i JOIN gh_keys k ON k.key_id = i.key_id
   WHERE EXISTS (SELECT 1 FROM batch) AND (i.generation IS NULL OR i.generation = k.spend_generation)
-  GROUP BY i.key_id
+  GROUP BY i.key_id, k.spend_generation
 ), charged AS (
-  UPDATE gh_keys k SET spend = k.spend + due.cost FROM due WHERE k.key_id = due.key_id RETURNING k.key_id
+  -- The generation is checked again here, on the row as locked: a reset that commits while this
+  -- statement waits for the row makes Postgres re-check this condition against the reset row, and the
+  -- old period's charge is then not added to the new one.
+  UPDATE gh_keys k SET spend = k.spend + due.cost FROM due
+  WHERE k.key_id = due.key_id AND k.spend_generation = due.seen_generation
+  RETURNING k.key_id
 )
 SELECT EXISTS (SELECT 1 FROM batch) AS applied,
   (SELECT count(*) FROM charged)::int AS keys_charged,
