@@ -256,7 +256,7 @@ export async function runChaos(profile: ChaosProfile, log: (line: string) => voi
         } else if (res.status >= 500) {
           if (pgDownAtStart && expected === "valid" && cachedAtStart) {
             report.cached_key_5xx_while_postgres_down++;
-            violation(`${replica.name} answered ${res.status} for a cached key while Postgres was down`);
+            violation(`${replica.name} answered ${res.status} (${res.body?.error?.code ?? "no code"}) for a cached key while Postgres was down (lineage ${lineage.id}, cached since ${new Date(ledger.cachedSince(replica.child.pid!, gen) ?? 0).toISOString()})`);
           }
         }
         await sleep(Math.random() * 10);

@@ -71,6 +71,10 @@ export class Ledger {
     perReplica.set(gen.token, probeStartedAt);
   }
 
+  cachedSince(replica: number, gen: Generation): number | undefined {
+    return this.cached.get(replica)?.get(gen.token);
+  }
+
   isCached(replica: number, gen: Generation): boolean {
     return this.cached.get(replica)?.has(gen.token) ?? false;
   }

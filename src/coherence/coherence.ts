@@ -14,6 +14,10 @@ import { EventListener, type ListenerState } from "./event-listener.js";
  * - "Fresh" means a catch-up completed within `staleAfterMs`; when it is not, the authenticator does not
  *   serve from L1 (it cannot know what it missed).
  */
+// Ids applied ahead of a gap that the catch-up has not reached yet; past this many, forget them (the
+// catch-up then applies them again, which is only an extra eviction).
+const MAX_APPLIED_EARLY = 10_000;
+
 export interface CoherenceOptions {
   db: Database;
   /** Null for a single embedded replica: every change is its own, applied at commit; no LISTEN needed. */
@@ -49,6 +53,8 @@ export class Coherence {
   private readonly lags: AppliedLag[] = [];
   private readonly seen = new Set<number>();
   readonly counters = { notifications: 0, replayed: 0, l1Drops: 0, catchUpFailures: 0 };
+  /** Ids applied from their notification ahead of a gap; the catch-up only steps over them. */
+  private readonly appliedEarly = new Set<number>();
 
   constructor(private readonly o: CoherenceOptions) {}
 
@@ -126,9 +132,16 @@ export class Coherence {
         await this.apply({ ...event, tokens: event.tokens });
         return;
       }
-      // Out of order (a gap, or a catch-up in flight) or too many tokens to carry: evict what we can
-      // now, and let the catch-up fill in the rest in id order.
-      if (event.tokens) await this.apply({ ...event, tokens: event.tokens });
+      // Out of order (a gap) or too many tokens to carry: evict what we can now, and let the catch-up
+      // fill in the rest in id order. An event evicted here is not evicted again when the catch-up
+      // reaches it: by then this replica may have cached the key afresh (read after the commit), and a
+      // second, pointless eviction would leave it with nothing to serve if Postgres then went away
+      // (COHERENCE.md #7).
+      if (event.tokens) {
+        if (this.appliedEarly.size >= MAX_APPLIED_EARLY) this.appliedEarly.clear();
+        this.appliedEarly.add(event.id);
+        await this.apply({ ...event, tokens: event.tokens });
+      }
       this.requestCatchUp();
     } catch (err) {
       this.o.logger.warn({ err: (err as Error).message }, "applying a key event failed; catching up from the table");
@@ -171,6 +184,10 @@ export class Coherence {
         }
         for (const event of page.events) {
           if (event.id <= this.lastAppliedId) continue;
+          if (this.appliedEarly.delete(event.id)) {
+            this.lastAppliedId = event.id;
+            continue;
+          }
           // Claimed before the await (L1 is evicted synchronously inside apply), so a notification of
           // the next id arriving meanwhile is applied in order instead of starting another round.
           this.lastAppliedId = event.id;
