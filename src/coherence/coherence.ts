@@ -93,10 +93,24 @@ export class Coherence {
 
   /** The writer's own change, right after COMMIT: read-your-writes on this replica without a round trip. */
   async applyCommitted(event: KeyEvent): Promise<void> {
-    // When it is the next id, count it as applied: its own notification, arriving later, is then skipped
-    // instead of evicting again whatever this replica cached since (a wasted Postgres read, not a bug).
-    if (event.id === this.lastAppliedId + 1) this.lastAppliedId = event.id;
-    await this.apply(event);
+    if (event.id === this.lastAppliedId + 1) {
+      this.lastAppliedId = event.id;
+      await this.apply(event);
+    } else if (event.id > this.lastAppliedId) {
+      await this.applyEarly(event);
+    }
+  }
+
+  /**
+   * Applies an event ahead of the ones before it (a gap not yet filled, or this replica's own change). It
+   * is remembered, so neither its notification nor the catch-up evicts its keys a second time: by then
+   * this replica may have cached them afresh (read after the commit), and a pointless second eviction
+   * would leave it with nothing to serve if Postgres went away next (COHERENCE.md #7).
+   */
+  private applyEarly(event: KeyEvent): Promise<void> {
+    if (this.appliedEarly.size >= MAX_APPLIED_EARLY) this.appliedEarly.clear();
+    this.appliedEarly.add(event.id);
+    return this.apply(event);
   }
 
   get listenerState(): ListenerState | "not used" {
@@ -127,21 +141,15 @@ export class Coherence {
     try {
       // The next id is applied at once, even while a catch-up runs (it skips ids already claimed): under
       // steady traffic the heartbeat's catch-up must not turn every notification into a replay.
-      if (event.tokens && event.id === this.lastAppliedId + 1) {
+      if (event.id === this.lastAppliedId + 1 && (event.tokens || this.appliedEarly.has(event.id))) {
         this.lastAppliedId = event.id; // claimed before the await, so the order of ids is kept
-        await this.apply({ ...event, tokens: event.tokens });
+        if (this.appliedEarly.delete(event.id)) return;
+        await this.apply({ ...event, tokens: event.tokens! });
         return;
       }
       // Out of order (a gap) or too many tokens to carry: evict what we can now, and let the catch-up
-      // fill in the rest in id order. An event evicted here is not evicted again when the catch-up
-      // reaches it: by then this replica may have cached the key afresh (read after the commit), and a
-      // second, pointless eviction would leave it with nothing to serve if Postgres then went away
-      // (COHERENCE.md #7).
-      if (event.tokens) {
-        if (this.appliedEarly.size >= MAX_APPLIED_EARLY) this.appliedEarly.clear();
-        this.appliedEarly.add(event.id);
-        await this.apply({ ...event, tokens: event.tokens });
-      }
+      // fill in the rest in id order.
+      if (event.tokens && !this.appliedEarly.has(event.id)) await this.applyEarly({ ...event, tokens: event.tokens });
       this.requestCatchUp();
     } catch (err) {
       this.o.logger.warn({ err: (err as Error).message }, "applying a key event failed; catching up from the table");
