@@ -5,6 +5,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { freePort } from "../../test/support/services.mjs";
 
 export function nginxPath() {
   for (const p of ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]) {
@@ -13,13 +14,6 @@ export function nginxPath() {
   return null;
 }
 
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, "127.0.0.1", r));
-  const port = s.address().port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** Starts nginx proxying to `upstreams` (host:port strings). Resolves with { url, stop }. */
 export async function startNginx(upstreams, { workers = 1 } = {}) {

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import net from "node:net";
 import { Redis } from "ioredis";
+import { freePort } from "../../test/support/services.mjs";
 
 /**
  * A Redis server of the chaos suite's own, on a free port: restarting it must not disturb the shared
@@ -13,13 +13,6 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 export async function startRedisServer(): Promise<RedisServer> {
   const port = await freePort();

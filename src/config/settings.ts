@@ -355,9 +355,11 @@ export function settingsFromConfig(input: unknown, ctx: { source: string; env: N
     databaseListenUrl: env.DATABASE_LISTEN_URL || gs.database_listen_url || databaseUrl,
     // External Postgres without REDIS_URL: the local default Redis, as before; embedded: none.
     redisUrl: embedded ? undefined : configuredRedisUrl || DEFAULTS.redisUrl,
+    // Read directly as well: an empty prefix is allowed, and the generic override skips empty values.
     redisPrefix: env.GATEHOUSE_REDIS_PREFIX ?? gs.redis_prefix ?? DEFAULTS.redisPrefix,
     masterKey,
-    dataDir: env.GATEHOUSE_DATA_DIR || gs.data_dir || DEFAULTS.dataDir,
+    // GATEHOUSE_DATA_DIR, GATEHOUSE_SHUTDOWN_DELAY_MS and the like reach `gs` through applyEnvOverrides.
+    dataDir: gs.data_dir || DEFAULTS.dataDir,
     maxRequestBodyBytes: gs.max_request_body_bytes ?? DEFAULTS.maxRequestBodyBytes,
     auth: {
       l1MaxEntries: gs.auth?.l1_max_entries ?? DEFAULTS.l1MaxEntries,
@@ -384,7 +386,7 @@ export function settingsFromConfig(input: unknown, ctx: { source: string; env: N
       idempotencyRetentionMs: gs.upkeep?.idempotency_retention_ms ?? DEFAULTS.idempotencyRetentionMs,
     },
     shutdown: {
-      delayMs: envInt(env, "GATEHOUSE_SHUTDOWN_DELAY_MS", 3_600_000) ?? gs.shutdown?.delay_ms ?? DEFAULTS.shutdownDelayMs,
+      delayMs: gs.shutdown?.delay_ms ?? DEFAULTS.shutdownDelayMs,
       drainTimeoutMs: envInt(env, "GATEHOUSE_DRAIN_TIMEOUT_MS", 3_600_000) ?? gs.shutdown?.drain_timeout_ms ?? DEFAULTS.drainTimeoutMs,
     },
     limits: {

@@ -14,3 +14,4 @@ export interface RedisNamespace {
 
 export function createTestDatabase(prefix?: string): Promise<TestDatabase>;
 export function createRedisNamespace(prefix?: string): RedisNamespace;
+export function freePort(): Promise<number>;

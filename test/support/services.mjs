@@ -48,3 +48,13 @@ export function createRedisNamespace(prefix = "ght") {
     },
   };
 }
+
+/** A TCP port nothing listens on right now, for a server a test or bench starts itself. */
+export async function freePort() {
+  const { createServer } = await import("node:net");
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
