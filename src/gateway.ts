@@ -101,6 +101,10 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     breakerStates: () => ({ postgres: breakers.postgres.state, redis: breakers.redis.state }),
     spendCharged: () => spendLedger.counters.charged,
     limitRejections: () => limits.rejections,
+    limitAdmissions: () => {
+      const prefetched = limits.prefetch?.counters.used ?? 0;
+      return { redis: limits.counters.admittedRedis - prefetched, prefetched, local: limits.counters.admittedLocal };
+    },
   });
 
   // Redis is an optimisation and a lock service with a fallback: a replica starts without it and
@@ -228,6 +232,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
       await sweeper.stop();
       replicas.stop();
       // Requests are drained: what they charged goes to the durable ledger before the pool closes.
+      await limits.close();
       await spendLedger.stop();
       await coherence.stop();
       await openai.close();

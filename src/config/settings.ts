@@ -94,6 +94,8 @@ const gatehouseSettingsSchema = z
         reservation_ttl_ms: z.number().int().min(1_000).optional(),
         flush_interval_ms: z.number().int().min(50).max(60_000).optional(),
         replica_count: z.number().int().positive().optional(),
+        prefetch: z.number().int().min(0).max(16).optional(),
+        prefetch_max_age_ms: z.number().int().min(100).max(60_000).optional(),
       })
       .strict()
       .optional(),
@@ -186,6 +188,10 @@ export interface LimitSettings {
   flushIntervalMs: number;
   /** Fixed replica count for fail_open_local; when unset, counted from Postgres (live LISTEN connections). */
   replicaCount: number | undefined;
+  /** Admissions held ready per key and replica for keys far from their limits (0: off); docs/limits.md. */
+  prefetch: number;
+  /** How long a prefetched admission waits for a request before it is given back. */
+  prefetchMaxAgeMs: number;
 }
 
 /** Used when no config file is given: a mock model, so `npm start` answers without any upstream. */
@@ -234,6 +240,12 @@ export const DEFAULTS = {
   // As long as the longest upstream read timeout: a live request is never released early.
   reservationTtlMs: 600_000,
   flushIntervalMs: 1_000,
+  // One admission held ready takes the Redis round trip off a sequential client's path; more help
+  // concurrent requests of one key but hold more capacity away from the other replicas.
+  prefetch: 1,
+  // Long enough to bridge the gap between a busy key's requests, short enough that capacity held ready
+  // by a replica whose key went quiet comes back quickly.
+  prefetchMaxAgeMs: 2_000,
 } as const;
 
 export interface LoadOptions {
@@ -395,6 +407,8 @@ export function settingsFromConfig(input: unknown, ctx: { source: string; env: N
       reservationTtlMs: gs.limits?.reservation_ttl_ms ?? DEFAULTS.reservationTtlMs,
       flushIntervalMs: gs.limits?.flush_interval_ms ?? DEFAULTS.flushIntervalMs,
       replicaCount: gs.limits?.replica_count,
+      prefetch: gs.limits?.prefetch ?? DEFAULTS.prefetch,
+      prefetchMaxAgeMs: gs.limits?.prefetch_max_age_ms ?? DEFAULTS.prefetchMaxAgeMs,
     },
     metricsToken: metricsToken(gs.metrics?.token, ctx),
     replicaId: env.GATEHOUSE_REPLICA_ID || `${hostname()}-${process.pid}`,

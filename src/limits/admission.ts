@@ -32,6 +32,10 @@ export type Admission =
       spend: number | null;
       requests: WindowState | null;
       tokens: WindowState | null;
+      /** What is left of the budget after this admission's reservation (null: no budget, or not known). */
+      budgetLeft?: number | null;
+      /** Parallel slots left after this admission (null: no limit, or not known). */
+      parallelLeft?: number | null;
     }
   | { kind: "budget"; spend: number }
   | { kind: "budget_reserved"; spend: number }

@@ -8,6 +8,7 @@ import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { readDurableSpend } from "../store/spend-store.js";
 import { hasLimits, type Admission, type KeyLimits, type Refusal, type WindowState } from "./admission.js";
+import { AdmissionPrefetcher } from "./admission-prefetcher.js";
 import type { LocalLimiter } from "./local-limiter.js";
 import type { Charge } from "./pricing.js";
 import type { RedisLimiter } from "./redis-limiter.js";
@@ -18,7 +19,8 @@ import type { SpendLedger } from "./spend-ledger.js";
  * admit() before a request is forwarded, settle() once it is over, whatever way it ended.
  *
  * Keys with limits are admitted by the Redis limiter, cluster-wide: one Lua call to admit, one to
- * settle. While Redis cannot be reached, the configured policy applies: `fail_open_local` (the local
+ * settle. A key far from its limits finds its admission prefetched (admission-prefetcher.ts): the admit
+ * call was made in the background after its previous request, off this request's path. While Redis cannot be reached, the configured policy applies: `fail_open_local` (the local
  * limiter, each limit divided among the replicas) or `fail_closed` (503). Keys without limits never
  * touch Redis. Every charge is also queued for the durable ledger in Postgres, whatever admitted it.
  */
@@ -51,11 +53,37 @@ export class LimitEnforcer {
   /** Refusals by reason (budget, budget_reserved, parallel, rpm, tpm, unavailable), for metrics. */
   readonly rejections: Record<string, number> = {};
 
-  constructor(private readonly o: LimitEnforcerOptions) {}
+  private readonly prefetcher: AdmissionPrefetcher | null;
+
+  constructor(private readonly o: LimitEnforcerOptions) {
+    const redis = o.redis;
+    this.prefetcher = redis
+      ? new AdmissionPrefetcher({
+          source: { admit: (limits, r, holdMs) => redis.admit(limits, r, holdMs), cancel: (keyId, requestId) => redis.cancel(keyId, requestId) },
+          depth: o.settings.prefetch,
+          maxAgeMs: o.settings.prefetchMaxAgeMs,
+          // A failed prefetch costs nothing but the round trip it would have saved; the request path
+          // meets the same failure itself and reports it there.
+          onError: () => {},
+        })
+      : null;
+  }
+
+  /** Admissions held ready and how they were used (tests, bench). */
+  get prefetch(): AdmissionPrefetcher | null {
+    return this.prefetcher;
+  }
 
   async admit(limits: KeyLimits, reserved: Charge): Promise<Lease> {
+    if (!hasLimits(limits)) return { limits, requestId: randomUUID(), reserved, admittedBy: "none", generation: "", headers: {} };
+    const ready = this.prefetcher?.take(limits, reserved);
+    if (ready) {
+      // Reserved in Redis before this request came: its settle releases what was reserved for it.
+      const lease: Lease = { limits, requestId: ready.requestId, reserved, admittedBy: "redis", generation: "", headers: {} };
+      this.prefetcher!.replenish(limits, reserved, ready.admission);
+      return this.admitted(lease, limits, ready.admission);
+    }
     const lease: Lease = { limits, requestId: randomUUID(), reserved, admittedBy: "none", generation: "", headers: {} };
-    if (!hasLimits(limits)) return lease;
     const reservation = { requestId: lease.requestId, cost: reserved.cost, tokens: reserved.promptTokens + reserved.completionTokens };
     let admission: Admission;
     const redis = this.o.redis;
@@ -67,6 +95,7 @@ export class LimitEnforcer {
     try {
       admission = await redis.admit(limits, reservation);
       lease.admittedBy = "redis";
+      if (admission.kind === "ok") this.prefetcher?.replenish(limits, reserved, admission);
       if (this.degraded) {
         this.degraded = false;
         this.o.local.forget();
@@ -125,6 +154,11 @@ export class LimitEnforcer {
     );
   }
 
+  /** Gives back the admissions held ready (shutdown, after the requests drained). */
+  async close(): Promise<void> {
+    await this.prefetcher?.close();
+  }
+
   /** The live spend of a key's current period (Redis), or null when only Postgres knows it. */
   async liveSpend(keyId: string): Promise<number | null> {
     try {
@@ -140,6 +174,7 @@ export class LimitEnforcer {
    */
   async afterReset(keyId: string, generation?: string): Promise<void> {
     this.lastKnownSpend.delete(keyId);
+    this.prefetcher?.forgetKey(keyId);
     this.o.local.forgetKey(keyId);
     try {
       await this.o.redis?.dropLedger(keyId, generation);

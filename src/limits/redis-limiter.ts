@@ -34,18 +34,28 @@ export class RedisLimiter {
     return this.breaker.run(op);
   }
 
-  async admit(limits: KeyLimits, r: Reservation): Promise<Admission> {
-    const first = await this.reserve(limits, r, null);
+  /**
+   * `holdMs` > 0 admits ahead of the request (a prefetched admission, which may wait up to that long for
+   * one): the rpm log counts it from then on, so whenever it is used it counts for a whole minute.
+   */
+  async admit(limits: KeyLimits, r: Reservation, holdMs = 0): Promise<Admission> {
+    const first = await this.reserve(limits, r, null, holdMs);
     if (first[0] !== "seed") return toAdmission(first);
     this.counters.seeds++;
     const seed = (await this.seeds.read(limits.keyId)) ?? { spend: 0, generation: "0" };
-    return toAdmission(await this.reserve(limits, r, seed));
+    return toAdmission(await this.reserve(limits, r, seed, holdMs));
   }
 
   async settle(s: Settlement): Promise<number | null> {
     const k = this.keys.limits(s.keyId);
-    const spend = await this.call(() => this.redis.limitsSettle(k.ledger, k.inflight, k.reserved, k.tokens, s.requestId, s.cost, s.tokens, s.generation));
+    const spend = await this.call(() => this.redis.limitsSettle(k.ledger, k.inflight, k.reserved, k.requests, k.tokens, s.requestId, s.cost, s.tokens, s.generation, ""));
     return spend === "" ? null : Number(spend);
+  }
+
+  /** Gives back an admission no request used: its reservation, its parallel slot and its place in the rate windows. */
+  async cancel(keyId: string, requestId: string): Promise<void> {
+    const k = this.keys.limits(keyId);
+    await this.call(() => this.redis.limitsSettle(k.ledger, k.inflight, k.reserved, k.requests, k.tokens, requestId, 0, 0, "", "1"));
   }
 
   /** Live spend of the current period, or null when Redis holds no ledger for the key. */
@@ -64,7 +74,7 @@ export class RedisLimiter {
     await this.call(() => this.redis.limitsDropStale(ledger, generation));
   }
 
-  private reserve(limits: KeyLimits, r: Reservation, seed: { spend: number; generation: string } | null): Promise<string[]> {
+  private reserve(limits: KeyLimits, r: Reservation, seed: { spend: number; generation: string } | null, holdMs: number): Promise<string[]> {
     const k = this.keys.limits(limits.keyId);
     return this.call(() => this.redis.limitsReserve(
       k.ledger,
@@ -83,6 +93,7 @@ export class RedisLimiter {
       LEDGER_TTL_MS,
       seed ? seed.spend : "",
       seed ? seed.generation : "",
+      holdMs,
     ));
   }
 }
@@ -94,13 +105,15 @@ function opt(v: number | null): string | number {
 function toAdmission(reply: string[]): Admission {
   switch (reply[0]) {
     case "ok": {
-      const [, generation, spend, rpmRemaining, rpmReset, tpmRemaining, tpmReset] = reply;
+      const [, generation, spend, rpmRemaining, rpmReset, tpmRemaining, tpmReset, , budgetLeft, parallelLeft] = reply;
       return {
         kind: "ok",
         generation: generation ?? "",
         spend: spend ? Number(spend) : null,
         requests: rpmRemaining ? { remaining: Number(rpmRemaining), resetMs: Number(rpmReset) } : null,
         tokens: tpmRemaining ? { remaining: Number(tpmRemaining), resetMs: Number(tpmReset) } : null,
+        budgetLeft: budgetLeft ? Number(budgetLeft) : null,
+        parallelLeft: parallelLeft ? Number(parallelLeft) : null,
       };
     }
     case "budget":

@@ -14,6 +14,8 @@ export interface MetricSources {
   breakerStates: () => Record<string, "closed" | "open" | "half-open">;
   spendCharged: () => number;
   limitRejections: () => Record<string, number>;
+  /** Admissions of keys with limits by how they were made: redis (own round trip), prefetched, local. */
+  limitAdmissions: () => Record<string, number>;
 }
 
 const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
@@ -52,6 +54,9 @@ export class Metrics {
     snapshotCounter(registers, "gatehouse_spend_total", "Spend charged by this replica (config currency)", [], () => [[{}, sources.spendCharged()]]);
     snapshotCounter(registers, "gatehouse_limit_rejections_total", "Requests refused by a budget or rate limit, by reason", ["reason"], () =>
       Object.entries(sources.limitRejections()).map(([reason, n]) => [{ reason }, n]),
+    );
+    snapshotCounter(registers, "gatehouse_limit_admissions_total", "Requests of keys with limits admitted, by path: redis (its own round trip), prefetched (ready before it came), local (fallback or embedded)", ["path"], () =>
+      Object.entries(sources.limitAdmissions()).map(([path, n]) => [{ path }, n]),
     );
     new Gauge({
       name: "gatehouse_listener_up",

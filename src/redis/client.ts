@@ -17,7 +17,7 @@ const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
   { command: "l2Fill", file: "l2-fill.lua", keys: 1 },
   { command: "l2Invalidate", file: "l2-invalidate.lua", keys: -1 },
   { command: "limitsReserve", file: "limits-reserve.lua", keys: 5 },
-  { command: "limitsSettle", file: "limits-settle.lua", keys: 4 },
+  { command: "limitsSettle", file: "limits-settle.lua", keys: 5 },
   { command: "limitsDropStale", file: "limits-drop-stale.lua", keys: 1 },
 ];
 

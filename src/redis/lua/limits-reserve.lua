@@ -9,10 +9,14 @@
 -- KEYS[5] windows   HASH  b, c, p: current minute, its tokens, the previous minute's tokens (tpm);
 --                         rb, rc, rp: the same in requests, for rpm > 1000
 -- ARGV: request id, worst-case cost, worst-case tokens, max_budget, rpm, tpm, max_parallel,
---       reservation ttl ms, ledger ttl ms, seed spend, seed generation (limits and seed may be "")
+--       reservation ttl ms, ledger ttl ms, seed spend, seed generation (limits and seed may be ""),
+--       hold ms: for an admission prefetched ahead of its request (src/limits/admission-prefetcher.ts),
+--       how long it may wait for one; its rpm log entry is dated that much later, so the request it
+--       admits is counted for a whole minute from whenever it is used ("" or 0 for a request at hand)
 --
--- Returns {"ok", gen, spend, rpm remaining, rpm reset ms, tpm remaining, tpm reset ms, bucket} or
--- {"seed"} (the ledger must be seeded from Postgres first) or {refusal, detail}.
+-- Returns {"ok", gen, spend, rpm remaining, rpm reset ms, tpm remaining, tpm reset ms, bucket,
+-- budget left, parallel slots left} (what is left after this admission; "" for a limit the key does not
+-- have) or {"seed"} (the ledger must be seeded from Postgres first) or {refusal, detail}.
 
 local WINDOW = 60000
 local t = redis.call('TIME')
@@ -28,6 +32,7 @@ local max_parallel = tonumber(ARGV[7])
 local reservation_ttl = tonumber(ARGV[8])
 local ledger_ttl = tonumber(ARGV[9])
 local seed_spend = tonumber(ARGV[10])
+local hold = tonumber(ARGV[12]) or 0
 
 -- Release reservations whose replica never settled them (bounded work per call).
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
@@ -63,9 +68,11 @@ if max_budget then
   if spend + reserved >= max_budget then return {'budget_reserved', tostring(spend)} end
 end
 
+local parallel_left = ''
 if max_parallel then
   local n = redis.call('ZCARD', KEYS[2])
   if n >= max_parallel then return {'parallel', tostring(n)} end
+  parallel_left = tostring(max_parallel - n - 1)
 end
 
 -- A sliding minute approximated from two fixed minutes (the previous one weighted by how much of it
@@ -134,8 +141,8 @@ if cost ~= 0 then redis.call('HINCRBYFLOAT', KEYS[3], '_total', cost) end
 redis.call('PEXPIRE', KEYS[2], reservation_ttl + WINDOW)
 redis.call('PEXPIRE', KEYS[3], reservation_ttl + WINDOW)
 if rpm and rpm <= RPM_EXACT_MAX then
-  redis.call('ZADD', KEYS[4], now, id)
-  redis.call('PEXPIRE', KEYS[4], WINDOW)
+  redis.call('ZADD', KEYS[4], now + hold, id)
+  redis.call('PEXPIRE', KEYS[4], WINDOW + hold)
 elseif rpm then
   redis.call('HSET', KEYS[5], 'rb', bucket, 'rc', rc + 1, 'rp', rp)
 end
@@ -144,4 +151,6 @@ if tpm then
 end
 if tpm or (rpm and rpm > RPM_EXACT_MAX) then redis.call('PEXPIRE', KEYS[5], 2 * WINDOW) end
 if spend then redis.call('PEXPIRE', KEYS[1], ledger_ttl) end
-return {'ok', gen, spend and tostring(spend) or '', rpm_remaining, rpm_reset, tpm_remaining, tpm_reset, tostring(bucket)}
+local budget_left = ''
+if max_budget then budget_left = tostring(max_budget - spend - reserved - cost) end
+return {'ok', gen, spend and tostring(spend) or '', rpm_remaining, rpm_reset, tpm_remaining, tpm_reset, tostring(bucket), budget_left, parallel_left}

@@ -1,0 +1,208 @@
+import { randomUUID } from "node:crypto";
+import type { Admission, KeyLimits } from "./admission.js";
+import type { Charge } from "./pricing.js";
+
+/**
+ * Admissions reserved ahead of the request that will use them (docs/limits.md, "Prefetched admissions").
+ *
+ * A limited key's request normally waits for one Redis round trip before it is forwarded: the admit
+ * script. For a key far from every one of its limits, this replica asks Redis for the *next* admission
+ * as soon as the current one is through, in the background, with the very same script: the next
+ * request of that key finds it ready and is forwarded at once. Because a prefetched admission is a real
+ * reservation in the cluster-wide ledger (budget reserved, parallel slot taken, request counted), no
+ * limit can be exceeded by it; the only cost is that capacity held ready is not available to other
+ * replicas meanwhile, and it is held only while the key has ample room left (ROOM_REQUESTS more such
+ * requests on every limit, ROOM_PARALLEL parallel slots). Near a limit, every request is admitted by
+ * its own round trip, as exact as before.
+ *
+ * A prefetched admission is used only by a request that fits in it (worst-case cost and tokens), under
+ * the same limits (a /key/update since is seen through the auth record), within `maxAgeMs`; otherwise
+ * it is cancelled: its reservation, parallel slot and place in the rate windows are given back.
+ */
+
+/** A key must have room for this many more requests like the current one before any is held ready. */
+export const ROOM_REQUESTS = 64;
+/** ...and this many free parallel slots. */
+export const ROOM_PARALLEL = 8;
+
+export interface PrefetchedAdmission {
+  requestId: string;
+  limits: KeyLimits;
+  /** What Redis holds reserved for it: a request whose worst case fits in this may use it. */
+  reserved: Charge;
+  admission: Extract<Admission, { kind: "ok" }>;
+  /** performance.now() after which it is not used. */
+  usableUntil: number;
+}
+
+export interface PrefetchSource {
+  admit(limits: KeyLimits, reservation: { requestId: string; cost: number; tokens: number }, holdMs: number): Promise<Admission>;
+  cancel(keyId: string, requestId: string): Promise<void>;
+}
+
+export interface PrefetcherOptions {
+  source: PrefetchSource;
+  /** Admissions held ready per key on this replica; 0 turns prefetching off. */
+  depth: number;
+  /** How long one waits for a request before it is given back. */
+  maxAgeMs: number;
+  onError: (err: unknown) => void;
+}
+
+interface KeySlot {
+  ready: PrefetchedAdmission[];
+  fetching: number;
+}
+
+export class AdmissionPrefetcher {
+  readonly counters = { fetched: 0, used: 0, cancelled: 0, failed: 0 };
+  private readonly slots = new Map<string, KeySlot>();
+  private readonly pending = new Set<Promise<unknown>>();
+  private readonly sweep: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly o: PrefetcherOptions) {
+    if (o.depth > 0) {
+      this.sweep = setInterval(() => this.cancelExpired(), Math.max(50, o.maxAgeMs / 2));
+      this.sweep.unref();
+    }
+  }
+
+  /** A ready admission this request may use, or undefined (then it is admitted by its own round trip). */
+  take(limits: KeyLimits, worst: Charge): PrefetchedAdmission | undefined {
+    const slot = this.slots.get(limits.keyId);
+    if (!slot || slot.ready.length === 0) return undefined;
+    const now = performance.now();
+    for (let i = 0; i < slot.ready.length; i++) {
+      const candidate = slot.ready[i]!;
+      if (candidate.usableUntil <= now || !sameLimits(candidate.limits, limits)) {
+        // Stale or made under other limits: give it back, whatever this request does.
+        slot.ready.splice(i--, 1);
+        this.cancel(candidate);
+        continue;
+      }
+      if (fits(worst, candidate.reserved)) {
+        slot.ready.splice(i, 1);
+        this.counters.used++;
+        this.forgetIfEmpty(limits.keyId, slot);
+        return candidate;
+      }
+    }
+    this.forgetIfEmpty(limits.keyId, slot);
+    return undefined;
+  }
+
+  /**
+   * After an admission through Redis (its own or a prefetched one): if the key has ample room on every
+   * limit, reserve the next admission now, sized for a request like this one with margin.
+   */
+  replenish(limits: KeyLimits, worst: Charge, after: Extract<Admission, { kind: "ok" }>): void {
+    if (this.o.depth === 0 || this.closed) return;
+    const size: Charge = { promptTokens: worst.promptTokens * 2, completionTokens: worst.completionTokens, cost: worst.cost * 2 };
+    if (!hasRoom(limits, size, after)) return;
+    let slot = this.slots.get(limits.keyId);
+    if (!slot) {
+      slot = { ready: [], fetching: 0 };
+      this.slots.set(limits.keyId, slot);
+    }
+    if (slot.ready.length + slot.fetching >= this.o.depth) return;
+    slot.fetching++;
+    const requestId = randomUUID();
+    const usableUntil = performance.now() + this.o.maxAgeMs;
+    const reservation = { requestId, cost: size.cost, tokens: size.promptTokens + size.completionTokens };
+    // Sent on the next turn of the event loop, not now: writing to the Redis socket costs tens of µs,
+    // and now is the request path (this request is about to be forwarded).
+    const fetched = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.o.source.admit(limits, reservation, this.o.maxAgeMs)).then(
+      (admission) => {
+        slot.fetching--;
+        if (admission.kind !== "ok") {
+          this.forgetIfEmpty(limits.keyId, slot);
+          return;
+        }
+        this.counters.fetched++;
+        const ready: PrefetchedAdmission = { requestId, limits, reserved: size, admission, usableUntil };
+        if (this.closed) this.cancel(ready);
+        else slot.ready.push(ready);
+      },
+      (err: unknown) => {
+        slot.fetching--;
+        this.counters.failed++;
+        this.forgetIfEmpty(limits.keyId, slot);
+        this.o.onError(err);
+      },
+    );
+    this.track(fetched);
+  }
+
+  /** Gives back every admission of a key held ready (its ledger was reset). */
+  forgetKey(keyId: string): void {
+    const slot = this.slots.get(keyId);
+    if (!slot) return;
+    for (const ready of slot.ready.splice(0)) this.cancel(ready);
+    this.forgetIfEmpty(keyId, slot);
+  }
+
+  /** Gives back everything held ready and waits (bounded by Redis's command timeout) until Redis has it. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.sweep) clearInterval(this.sweep);
+    while (this.pending.size > 0) {
+      for (const slot of this.slots.values()) for (const ready of slot.ready.splice(0)) this.cancel(ready);
+      await Promise.allSettled([...this.pending]);
+    }
+    this.slots.clear();
+  }
+
+  /** Admissions held ready right now, for one key or across keys (tests, bench). */
+  held(keyId?: string): number {
+    if (keyId !== undefined) return this.slots.get(keyId)?.ready.length ?? 0;
+    let n = 0;
+    for (const slot of this.slots.values()) n += slot.ready.length;
+    return n;
+  }
+
+  private cancelExpired(): void {
+    const now = performance.now();
+    for (const [keyId, slot] of this.slots) {
+      for (let i = 0; i < slot.ready.length; i++) {
+        if (slot.ready[i]!.usableUntil > now) continue;
+        this.cancel(slot.ready[i]!);
+        slot.ready.splice(i--, 1);
+      }
+      this.forgetIfEmpty(keyId, slot);
+    }
+  }
+
+  private cancel(ready: PrefetchedAdmission): void {
+    this.counters.cancelled++;
+    // If Redis cannot be told, the reservation expires after limits.reservation_ttl_ms like a dead
+    // replica's, and the rate-window entry after its minute.
+    this.track(this.o.source.cancel(ready.limits.keyId, ready.requestId).catch((err: unknown) => this.o.onError(err)));
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  private forgetIfEmpty(keyId: string, slot: KeySlot): void {
+    if (slot.ready.length === 0 && slot.fetching === 0 && this.slots.get(keyId) === slot) this.slots.delete(keyId);
+  }
+}
+
+function sameLimits(a: KeyLimits, b: KeyLimits): boolean {
+  return a.maxBudget === b.maxBudget && a.rpmLimit === b.rpmLimit && a.tpmLimit === b.tpmLimit && a.maxParallelRequests === b.maxParallelRequests;
+}
+
+function fits(worst: Charge, reserved: Charge): boolean {
+  return worst.cost <= reserved.cost && worst.promptTokens + worst.completionTokens <= reserved.promptTokens + reserved.completionTokens;
+}
+
+/** Room for ROOM_REQUESTS more requests of `size` on every limit the key has, as of `after`. */
+function hasRoom(limits: KeyLimits, size: Charge, after: Extract<Admission, { kind: "ok" }>): boolean {
+  if (limits.rpmLimit !== null && (after.requests === null || after.requests.remaining < ROOM_REQUESTS)) return false;
+  if (limits.tpmLimit !== null && (after.tokens === null || after.tokens.remaining < ROOM_REQUESTS * (size.promptTokens + size.completionTokens))) return false;
+  if (limits.maxBudget !== null && (after.budgetLeft == null || after.budgetLeft < ROOM_REQUESTS * size.cost)) return false;
+  if (limits.maxParallelRequests !== null && (after.parallelLeft == null || after.parallelLeft < ROOM_PARALLEL)) return false;
+  return true;
+}
