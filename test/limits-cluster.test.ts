@@ -14,6 +14,7 @@ import { REDIS_URL, waitFor } from "./helpers/services.js";
 const INPUT_COST = 0.0009765625; // 2^-10
 const OUTPUT_COST = 0.001953125; // 2^-9
 const RESERVATION_TTL_MS = 2_000;
+const PREFETCH_MAX_AGE_MS = 500;
 
 function config(upstreamUrl: string): ConfigFile {
   return {
@@ -24,7 +25,7 @@ function config(upstreamUrl: string): ConfigFile {
       // 150 ms in flight: concurrent requests really overlap, so the budget check races the charges.
       { model_name: "delayed", litellm_params: { model: "openai/delay-150", api_base: upstreamUrl, input_cost_per_token: INPUT_COST, output_cost_per_token: OUTPUT_COST } },
     ],
-    gatehouse_settings: { limits: { flush_interval_ms: 100, reservation_ttl_ms: RESERVATION_TTL_MS } },
+    gatehouse_settings: { limits: { flush_interval_ms: 100, reservation_ttl_ms: RESERVATION_TTL_MS, prefetch_max_age_ms: PREFETCH_MAX_AGE_MS } },
   };
 }
 
@@ -105,6 +106,40 @@ describe("limits hold across three replicas", () => {
     expect(ok).toBeLessThanOrEqual(21);
     const refused = results.filter((r) => r.status !== 200);
     expect(refused.every((r) => r.status === 429 && Number(r.headers.get("retry-after")) >= 1 && r.headers.get("x-ratelimit-remaining-requests") === "0")).toBe(true);
+  });
+
+  it("with admissions prefetched on every replica, rpm stays exact: a burst never gets more than the limit, and what was held ready comes back", async () => {
+    const LIMIT = 200; // room for 64 more: every replica prefetches while the key is fresh
+    const k = await newKey({ rpm_limit: LIMIT });
+    const rpmLog = `${cluster.redis.prefix}limits:{${k.key_id}}:rpm`;
+    const redis = new Redis(REDIS_URL);
+    try {
+      let served = 0;
+      const serve = async (r: Replica) => {
+        const res = await api(r.url, "/v1/chat/completions", { key: k.key, body: chatBody("free") });
+        expect([200, 429]).toContain(res.status);
+        if (res.status === 200) served++;
+        return res.status;
+      };
+      // A few sequential requests per replica, then each holds an admission ready: the log has one
+      // entry per request and one per replica for what is held.
+      for (const r of [A, B, C]) for (let i = 0; i < 3; i++) await serve(r);
+      expect(served).toBe(9);
+      await waitFor(async () => (await redis.zcard(rpmLog)) === served + 3, { what: "every replica to hold one admission ready" });
+
+      // A burst twice the limit over the three replicas: never more than the limit, whoever holds what.
+      await Promise.all(Array.from({ length: 2 * LIMIT }, (_, i) => serve([A, B, C][i % 3]!)));
+      expect(served).toBeLessThanOrEqual(LIMIT);
+      expect(served).toBeGreaterThanOrEqual(LIMIT - 3); // at most one held ready per replica
+      // Unused admissions are given back after prefetch_max_age_ms: the log then counts requests only,
+      // and the last of the limit can be used.
+      await waitFor(async () => (await redis.zcard(rpmLog)) === served, { what: "held admissions to be given back" });
+      await waitFor(async () => (await serve([A, B, C][served % 3]!)) === 429, { what: "the limit to be used up", timeoutMs: 10_000 });
+      expect(served).toBe(LIMIT);
+      expect(await redis.zcard(rpmLog)).toBe(LIMIT);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   it("streaming requests are charged on whichever replica served them", async () => {

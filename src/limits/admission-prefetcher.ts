@@ -146,10 +146,11 @@ export class AdmissionPrefetcher {
   async close(): Promise<void> {
     this.closed = true;
     if (this.sweep) clearInterval(this.sweep);
-    while (this.pending.size > 0) {
+    // Fetches still in flight cancel what they bring (closed is set), so repeat until nothing is pending.
+    do {
       for (const slot of this.slots.values()) for (const ready of slot.ready.splice(0)) this.cancel(ready);
       await Promise.allSettled([...this.pending]);
-    }
+    } while (this.pending.size > 0);
     this.slots.clear();
   }
 
