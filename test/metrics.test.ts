@@ -73,6 +73,7 @@ describe("GET /metrics", () => {
     expect(series(text, "gatehouse_rotations_total", { outcome: "conflict" })).toBe(1);
     expect(series(text, "gatehouse_spend_total")).toBeGreaterThan(0);
     expect(series(text, "gatehouse_limit_rejections_total", { reason: "rpm" })).toBe(1);
+    expect(series(text, "gatehouse_limit_admissions_total", { path: "redis" })).toBeGreaterThanOrEqual(1);
     expect(series(text, "gatehouse_process_resident_memory_bytes")).toBeGreaterThan(0);
     // Route patterns, never URLs: paths carry keys.
     expect(text).not.toContain(rotated.key);
