@@ -142,7 +142,8 @@ redis.call('PEXPIRE', KEYS[2], reservation_ttl + WINDOW)
 redis.call('PEXPIRE', KEYS[3], reservation_ttl + WINDOW)
 if rpm and rpm <= RPM_EXACT_MAX then
   redis.call('ZADD', KEYS[4], now + hold, id)
-  redis.call('PEXPIRE', KEYS[4], WINDOW + hold)
+  -- Never shorten: an entry dated ahead (a prefetched admission) must outlive later ones' minute.
+  if redis.call('PTTL', KEYS[4]) < WINDOW + hold then redis.call('PEXPIRE', KEYS[4], WINDOW + hold) end
 elseif rpm then
   redis.call('HSET', KEYS[5], 'rb', bucket, 'rc', rc + 1, 'rp', rp)
 end
