@@ -154,6 +154,12 @@ export class AdmissionPrefetcher {
     this.slots.clear();
   }
 
+  /** Admissions of a key held ready or being fetched right now (tests). */
+  inProgress(keyId: string): number {
+    const slot = this.slots.get(keyId);
+    return slot ? slot.ready.length + slot.fetching : 0;
+  }
+
   /** Admissions held ready right now, for one key or across keys (tests, bench). */
   held(keyId?: string): number {
     if (keyId !== undefined) return this.slots.get(keyId)?.ready.length ?? 0;
