@@ -20,8 +20,9 @@ import type { SpendLedger } from "./spend-ledger.js";
  *
  * Keys with limits are admitted by the Redis limiter, cluster-wide: one Lua call to admit, one to
  * settle. A key far from its limits finds its admission prefetched (admission-prefetcher.ts): the admit
- * call was made in the background after its previous request, off this request's path. While Redis cannot be reached, the configured policy applies: `fail_open_local` (the local
- * limiter, each limit divided among the replicas) or `fail_closed` (503). Keys without limits never
+ * call was made in the background after its previous request, off this request's path. While Redis
+ * cannot be reached, the configured policy applies: `fail_open_local` (the local limiter, each limit
+ * divided among the replicas) or `fail_closed` (503). Keys without limits never
  * touch Redis. Every charge is also queued for the durable ledger in Postgres, whatever admitted it.
  */
 export interface Lease {
@@ -53,11 +54,12 @@ export class LimitEnforcer {
   /** Refusals by reason (budget, budget_reserved, parallel, rpm, tpm, unavailable), for metrics. */
   readonly rejections: Record<string, number> = {};
 
-  private readonly prefetcher: AdmissionPrefetcher | null;
+  /** Admissions held ready for keys far from their limits; null without Redis. */
+  readonly prefetch: AdmissionPrefetcher | null;
 
   constructor(private readonly o: LimitEnforcerOptions) {
     const redis = o.redis;
-    this.prefetcher = redis
+    this.prefetch = redis
       ? new AdmissionPrefetcher({
           source: { admit: (limits, r, holdMs) => redis.admit(limits, r, holdMs), cancel: (keyId, requestId) => redis.cancel(keyId, requestId) },
           depth: o.settings.prefetch,
@@ -69,21 +71,16 @@ export class LimitEnforcer {
       : null;
   }
 
-  /** Admissions held ready and how they were used (tests, bench). */
-  get prefetch(): AdmissionPrefetcher | null {
-    return this.prefetcher;
-  }
-
   async admit(limits: KeyLimits, reserved: Charge): Promise<Lease> {
-    if (!hasLimits(limits)) return { limits, requestId: randomUUID(), reserved, admittedBy: "none", generation: "", headers: {} };
-    const ready = this.prefetcher?.take(limits, reserved);
+    const ready = hasLimits(limits) ? this.prefetch?.take(limits, reserved) : undefined;
+    // A prefetched admission was reserved in Redis before this request came, under its request id:
+    // this request's settle releases what was reserved for it.
+    const lease: Lease = { limits, requestId: ready?.requestId ?? randomUUID(), reserved, admittedBy: ready ? "redis" : "none", generation: "", headers: {} };
+    if (!hasLimits(limits)) return lease;
     if (ready) {
-      // Reserved in Redis before this request came: its settle releases what was reserved for it.
-      const lease: Lease = { limits, requestId: ready.requestId, reserved, admittedBy: "redis", generation: "", headers: {} };
-      this.prefetcher!.replenish(limits, reserved, ready.admission);
+      this.prefetch!.replenish(limits, reserved, ready.admission);
       return this.admitted(lease, limits, ready.admission);
     }
-    const lease: Lease = { limits, requestId: randomUUID(), reserved, admittedBy: "none", generation: "", headers: {} };
     const reservation = { requestId: lease.requestId, cost: reserved.cost, tokens: reserved.promptTokens + reserved.completionTokens };
     let admission: Admission;
     const redis = this.o.redis;
@@ -95,7 +92,7 @@ export class LimitEnforcer {
     try {
       admission = await redis.admit(limits, reservation);
       lease.admittedBy = "redis";
-      if (admission.kind === "ok") this.prefetcher?.replenish(limits, reserved, admission);
+      if (admission.kind === "ok") this.prefetch?.replenish(limits, reserved, admission);
       if (this.degraded) {
         this.degraded = false;
         this.o.local.forget();
@@ -156,7 +153,7 @@ export class LimitEnforcer {
 
   /** Gives back the admissions held ready (shutdown, after the requests drained). */
   async close(): Promise<void> {
-    await this.prefetcher?.close();
+    await this.prefetch?.close();
   }
 
   /** The live spend of a key's current period (Redis), or null when only Postgres knows it. */
@@ -174,7 +171,7 @@ export class LimitEnforcer {
    */
   async afterReset(keyId: string, generation?: string): Promise<void> {
     this.lastKnownSpend.delete(keyId);
-    this.prefetcher?.forgetKey(keyId);
+    this.prefetch?.forgetKey(keyId);
     this.o.local.forgetKey(keyId);
     try {
       await this.o.redis?.dropLedger(keyId, generation);
