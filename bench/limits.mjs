@@ -118,9 +118,9 @@ try {
   };
   for (let i = 0; i < 1_000; i++) await request(i % 2 ? plainKey : limitedKey);
   // Lua calls as Redis counts them (the limits scripts are the only ones a warm replica runs per request).
-  const stats_ = new Redis(REDIS_URL);
+  const redisStats = new Redis(REDIS_URL);
   const luaCalls = async () => {
-    const info = await stats_.info("commandstats");
+    const info = await redisStats.info("commandstats");
     return [...info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
   };
   const scrape = async () => (await (await fetch(`${replica.url}/metrics`, { headers: { authorization: `Bearer ${masterKey}` } })).text());
@@ -137,7 +137,7 @@ try {
   const luaPerRequest = ((await luaCalls()) - luaBefore) / REQUESTS;
   const metricsAfter = await scrape();
   const e2ePrefetched = (admissions(metricsAfter, "prefetched") - admissions(metricsBefore, "prefetched")) / REQUESTS;
-  await stats_.quit();
+  await redisStats.quit();
   const plain = stats(plainUs);
   const limited = stats(limitedUs);
 

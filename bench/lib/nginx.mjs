@@ -2,10 +2,9 @@
 // when it is installed. Runs as the current user with its own prefix, config and free port.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { freePort } from "../../test/support/services.mjs";
+import { freePort, waitForPort } from "../../test/support/services.mjs";
 
 export function nginxPath() {
   for (const p of ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]) {
@@ -50,18 +49,6 @@ http {
 }`;
   writeFileSync(path.join(dir, "nginx.conf"), conf);
   const child = spawn(bin, ["-p", dir, "-c", path.join(dir, "nginx.conf")], { stdio: "ignore" });
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const ok = await new Promise((resolve) => {
-      const sock = net.connect(port, "127.0.0.1", () => {
-        sock.destroy();
-        resolve(true);
-      });
-      sock.on("error", () => resolve(false));
-    });
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error("nginx did not start");
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitForPort(port, { timeoutMs: 5_000, what: "nginx" });
   return { url: `http://127.0.0.1:${port}`, stop: () => new Promise((r) => { child.once("exit", r); child.kill("SIGQUIT"); }) };
 }

@@ -2,10 +2,9 @@
 // (docs/deploy/pgbouncer.ini is the documented setup; this is the same with test paths and ports).
 import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { freePort } from "./services.mjs";
+import { freePort, waitForPort } from "./services.mjs";
 
 export const PGBOUNCER = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"].find((p) => existsSync(p));
 
@@ -42,19 +41,9 @@ export async function startPgBouncer({ poolSize = 4 } = {}) {
   const child = spawn(PGBOUNCER, args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const up = await new Promise((resolve) => {
-      const s = net.connect(port, "127.0.0.1", () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on("error", () => resolve(false));
-    });
-    if (up) break;
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`pgbouncer did not start: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitForPort(port, { what: "pgbouncer", gaveUp: () => (child.exitCode !== null ? `exited ${child.exitCode}` : undefined) }).catch((err) => {
+    throw new Error(`${err.message}; its stderr: ${stderr}`);
+  });
   return {
     port,
     /** The same database through PgBouncer. */

@@ -15,3 +15,4 @@ export interface RedisNamespace {
 export function createTestDatabase(prefix?: string): Promise<TestDatabase>;
 export function createRedisNamespace(prefix?: string): RedisNamespace;
 export function freePort(): Promise<number>;
+export function waitForPort(port: number, options?: { timeoutMs?: number; what?: string; gaveUp?: () => string | undefined }): Promise<void>;

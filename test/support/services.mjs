@@ -58,3 +58,25 @@ export async function freePort() {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+/**
+ * Waits until something accepts connections on 127.0.0.1:`port` (a server process just spawned).
+ * `gaveUp()` is checked between attempts: a reason (the process exited, say) ends the wait at once.
+ */
+export async function waitForPort(port, { timeoutMs = 10_000, what = `port ${port}`, gaveUp = () => undefined } = {}) {
+  const net = await import("node:net");
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const up = await new Promise((resolve) => {
+      const socket = net.connect(port, "127.0.0.1", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on("error", () => resolve(false));
+    });
+    if (up) return;
+    const reason = gaveUp() ?? (Date.now() > deadline ? `nothing listening after ${timeoutMs} ms` : undefined);
+    if (reason) throw new Error(`${what} did not start: ${reason}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
