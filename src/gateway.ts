@@ -9,6 +9,9 @@ import { L1Cache } from "./auth/l1-cache.js";
 import { L2Cache } from "./auth/l2-cache.js";
 import { MasterKey } from "./auth/master-key.js";
 import { Coherence } from "./coherence/coherence.js";
+import { DbClock } from "./coherence/db-clock.js";
+import { L2Guard } from "./coherence/l2-guard.js";
+import { reinstatedBugs } from "./testing/reinstated-bugs.js";
 import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS, REDIS_BREAKER_OPTIONS } from "./faults/breaker.js";
 import { buildApp } from "./http/app.js";
 import { IdempotencyVault } from "./keys/idempotency.js";
@@ -68,6 +71,7 @@ export interface StartOptions {
 }
 
 export async function startGateway({ settings: configured, masterKey, logger, host = "0.0.0.0" }: StartOptions): Promise<Gateway> {
+  if (reinstatedBugs().length > 0) logger.warn({ bugs: reinstatedBugs() }, "TEST BUILD: known coherence bugs reinstated on purpose (GATEHOUSE_TEST_REINSTATE_BUGS); never run this in production");
   // No DATABASE_URL: one replica on an embedded Postgres, reached through a loopback socket.
   const embedded = configured.embedded ? await startEmbeddedPostgres(configured.dataDir, logger) : null;
   const settings: Settings = embedded ? { ...configured, databaseUrl: embedded.url, databaseListenUrl: embedded.url } : configured;
@@ -90,7 +94,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
   };
   const db = new Database(pool, breakers.postgres);
   // Sources are read at scrape time only; declared first so every part can report from its start.
-  const metrics = new Metrics({
+  const metrics: Metrics = new Metrics({
     authLevels: () => {
       const c = authenticator.counters;
       return { l1: c.l1, l2: c.l2, db: c.db, "l1-static": c.static, miss: c.misses, unavailable: c.unavailable };
@@ -114,9 +118,22 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
 
   const redisKeys = new RedisKeys(settings.redisPrefix);
   const l1 = new L1Cache({ maxEntries: settings.auth.l1MaxEntries, ttlMs: settings.auth.l1TtlMs, negativeTtlMs: settings.auth.negativeTtlMs });
-  const l2 = new L2Cache(redis, redisKeys, settings.auth.l2TtlSeconds, (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"), breakers.redis);
+  // An L2 record never outlives the events that could invalidate it: the L2 repair replays the event table,
+  // which is complete only for records younger than the event retention (coherence/l2-guard.ts).
+  const l2TtlSeconds = Math.min(settings.auth.l2TtlSeconds, Math.floor(settings.coherence.eventRetentionMs / 1000));
+  const l2 = new L2Cache(redis, redisKeys, l2TtlSeconds, (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"), breakers.redis);
   const invalidator = new CacheInvalidator(l1, l2);
-  const coherence = new Coherence({
+  const clock = new DbClock();
+  const l2Guard: L2Guard = new L2Guard({
+    redis,
+    keys: redisKeys,
+    db,
+    logger,
+    tombstone: (tokens, version) => l2.invalidate(tokens, version),
+    startEventId: () => coherence.firstEventId,
+  });
+  l2.trusted = () => l2Guard.trusted;
+  const coherence: Coherence = new Coherence({
     db,
     listenUrl: embedded ? null : settings.databaseListenUrl,
     invalidator,
@@ -124,10 +141,18 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     replicaId: settings.replicaId,
     heartbeatIntervalMs: settings.coherence.heartbeatIntervalMs,
     staleAfterMs: settings.coherence.staleAfterMs,
-    onLag: (ms) => metrics.invalidationLag(ms),
+    onLag: (ms: number) => metrics.invalidationLag(ms),
+    clock,
+    onTombstoneFailed: (eventId) => l2Guard.tombstoneFailed(eventId),
+    onHeartbeat: () => void l2Guard.check(),
   });
   await coherence.start();
-  const authenticator = new Authenticator(l1, l2, db, () => coherence.isFresh(), (hash) => invalidator.l2Pending(hash));
+  await l2Guard.check();
+  const authenticator = new Authenticator(l1, l2, db, {
+    l1Trusted: () => coherence.isFresh(),
+    l2Pending: (hash) => invalidator.l2Pending(hash),
+    now: () => clock.now(),
+  });
 
   const models = new ModelRouter(settings.models);
   const servedModels = () => models.modelNames();
@@ -191,6 +216,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
         breakers: { postgres: breakers.postgres.state, redis: breakers.redis.state },
         listener: coherence.listenerState,
         caches_fresh: coherence.isFresh(),
+        l2_trusted: redis ? l2Guard.trusted : null,
       }),
     },
     maxRequestBodyBytes: settings.maxRequestBodyBytes,

@@ -113,7 +113,7 @@ describe("no stale refill (COHERENCE.md #5)", () => {
     const slowRedis = createRedis(`redis://127.0.0.1:${slow.port}`);
     await slowRedis.connect();
     const invalidator = new CacheInvalidator(l1, new L2Cache(slowRedis, keys, 3600, () => {}));
-    const auth = new Authenticator(l1, l2, gw.gateway.db, () => true, (h) => invalidator.l2Pending(h));
+    const auth = new Authenticator(l1, l2, gw.gateway.db, { l2Pending: (h) => invalidator.l2Pending(h) });
     const old = authRecordFromRow((await findKeyByToken(gw.gateway.pool, k.token))!);
     await redis.del(keys.authRecord(k.token));
     await l2.fill(k.token, old); // L2 holds the record as it was before the change below

@@ -4,6 +4,7 @@ import { Authenticator } from "../src/auth/authenticator.js";
 import { CacheInvalidator } from "../src/auth/cache-invalidator.js";
 import { L1Cache } from "../src/auth/l1-cache.js";
 import { L2Cache } from "../src/auth/l2-cache.js";
+import { DbClock } from "../src/coherence/db-clock.js";
 import { Coherence } from "../src/coherence/coherence.js";
 import { createLogger } from "../src/logger.js";
 import { createRedis, type GatehouseRedis } from "../src/redis/client.js";
@@ -51,9 +52,10 @@ function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterM
     replicaId: `test-${Math.random().toString(16).slice(2, 8)}`,
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     staleAfterMs: options.staleAfterMs,
+    clock: new DbClock(),
   });
   // Look-ups go straight to Postgres, so we can see L1 being bypassed rather than failing.
-  const authenticator = new Authenticator(l1, l2, gw.gateway.db, () => coherence.isFresh());
+  const authenticator = new Authenticator(l1, l2, gw.gateway.db, { l1Trusted: () => coherence.isFresh() });
   return { l1, coherence, authenticator, pool, async close() { await coherence.stop(); await pool.end(); } };
 }
 

@@ -4,7 +4,8 @@ import { AuthenticationError, ServiceUnavailableError } from "../http/errors.js"
 import { findKeyForAuth } from "../store/key-store.js";
 import { authRecordFromRow, type AuthRecord } from "./auth-record.js";
 import { hashKey } from "./key-material.js";
-import type { L1Cache } from "./l1-cache.js";
+import type { FillTicket, L1Cache } from "./l1-cache.js";
+import { reinstated } from "../testing/reinstated-bugs.js";
 import type { L2Cache } from "./l2-cache.js";
 
 /** Where a record came from. "l1-static": from L1 although not fresh, because Postgres could not answer. */
@@ -24,19 +25,42 @@ export interface AuthResult {
  * Fail static (COHERENCE.md #7): when Postgres cannot answer, a record this replica holds is served (its
  * validity still checked against the clock) even if L1 is not fresh; a key nobody holds gets 503, never 401.
  */
+export interface AuthenticatorOptions {
+  /** False while this replica cannot vouch that L1 saw every recent change (COHERENCE.md #6). */
+  l1Trusted?: () => boolean;
+  /** True while an L2 tombstone for the hash is being written (see CacheInvalidator). */
+  l2Pending?: (hash: string) => boolean;
+  /** The clock validity is checked against: the database's (coherence/db-clock.ts). */
+  now?: () => number;
+}
+
+// A read an invalidation overtook is read again, a few times at most: a key changing faster than its record
+// can be read gets a 503 (retry) rather than an answer that is already stale.
+const MAX_FILL_ATTEMPTS = 4;
+
+/** One shared look-up of a hash; `ticket` is the fill attempt in progress (it changes when one is read again). */
+interface SharedFill {
+  promise: Promise<AuthResult | null>;
+  ticket: FillTicket;
+}
+
 export class Authenticator {
-  private readonly inflight = new Map<string, Promise<AuthResult | null>>();
-  readonly counters = { l1: 0, l2: 0, db: 0, static: 0, unavailable: 0, misses: 0 };
+  private readonly inflight = new Map<string, SharedFill>();
+  readonly counters = { l1: 0, l2: 0, db: 0, static: 0, unavailable: 0, misses: 0, refills: 0 };
+  private readonly l1Trusted: () => boolean;
+  private readonly l2Pending: (hash: string) => boolean;
+  private readonly now: () => number;
 
   constructor(
     private readonly l1: L1Cache,
     private readonly l2: L2Cache,
     private readonly db: Database,
-    /** False while this replica cannot vouch that L1 saw every recent change (COHERENCE.md #6). */
-    private readonly l1Trusted: () => boolean = () => true,
-    /** True while an L2 tombstone for the hash is being written (see CacheInvalidator). */
-    private readonly l2Pending: (hash: string) => boolean = () => false,
-  ) {}
+    options: AuthenticatorOptions = {},
+  ) {
+    this.l1Trusted = options.l1Trusted ?? (() => true);
+    this.l2Pending = options.l2Pending ?? (() => false);
+    this.now = options.now ?? Date.now;
+  }
 
   /** Resolves a bearer to a usable key record or throws AuthenticationError (401) / ServiceUnavailableError (503). */
   async authenticate(bearer: string): Promise<AuthResult> {
@@ -64,39 +88,57 @@ export class Authenticator {
       throw new AuthenticationError("Invalid API key: no such key.");
     }
     this.counters[result.level === "l1-static" ? "static" : result.level]++;
-    assertUsable(result.record, Date.now());
+    assertUsable(result.record, this.now());
     return result;
   }
 
-  /** L2, then Postgres, for a hash that missed L1 (or whose L1 entry is not trusted right now). */
+  /**
+   * L2, then Postgres, for a hash that missed L1 (or whose L1 entry is not trusted right now). Concurrent
+   * misses share one look-up — but never one that an invalidation of the hash has overtaken: a request that
+   * arrives after the invalidation was applied starts a read of its own (COHERENCE.md #5).
+   */
   private resolve(hash: string): Promise<AuthResult | null> {
-    let pending = this.inflight.get(hash);
-    if (!pending) {
-      pending = this.fill(hash).finally(() => this.inflight.delete(hash));
-      this.inflight.set(hash, pending);
-    }
-    return pending;
+    const shared = this.inflight.get(hash);
+    if (shared && (!shared.ticket.cancelled || reinstated("joined-fill"))) return shared.promise;
+    const fill: SharedFill = { promise: null!, ticket: null! };
+    fill.promise = this.fill(hash, fill).finally(() => {
+      if (this.inflight.get(hash) === fill) this.inflight.delete(hash);
+    });
+    this.inflight.set(hash, fill);
+    return fill.promise;
   }
 
-  private async fill(hash: string): Promise<AuthResult | null> {
-    const ticket = this.l1.beginFill(hash);
-    try {
-      const fromL2 = this.l2Pending(hash) ? undefined : await this.l2.get(hash);
-      if (fromL2) {
-        this.l1.completeFill(ticket, fromL2);
-        return { record: fromL2, level: "l2" };
+  /**
+   * Reads the record and lands it in L1. If an invalidation of the hash is applied while the read runs, what
+   * was read may predate it: it is neither cached nor answered; the read starts again, so every request that
+   * shares this look-up gets a record read after the last invalidation applied before its answer.
+   */
+  private async fill(hash: string, shared: SharedFill): Promise<AuthResult | null> {
+    for (let attempt = 1; ; attempt++) {
+      const ticket = this.l1.beginFill(hash);
+      shared.ticket = ticket;
+      let result: AuthResult | null;
+      try {
+        result = await this.readOnce(hash);
+      } catch (err) {
+        this.l1.abandonFill(ticket);
+        throw err;
       }
-      const row = await this.db.query((q) => findKeyForAuth(q, hash));
-      const record = row ? authRecordFromRow(row) : null;
-      // Not awaited: the request does not need L2 to have it. The fill is version-guarded in Redis, so
-      // landing late cannot overwrite a newer record or a tombstone (COHERENCE.md #5).
-      if (record) void this.l2.fill(hash, record);
-      this.l1.completeFill(ticket, record);
-      return record ? { record, level: "db" } : null;
-    } catch (err) {
-      this.l1.abandonFill(ticket);
-      throw err;
+      if (this.l1.completeFill(ticket, result?.record ?? null) || reinstated("joined-fill")) return result;
+      this.counters.refills++;
+      if (attempt >= MAX_FILL_ATTEMPTS) throw new ServiceUnavailableError("This key is being changed right now. Retry shortly.", 1, "key_changing");
     }
+  }
+
+  private async readOnce(hash: string): Promise<AuthResult | null> {
+    const fromL2 = this.l2Pending(hash) ? undefined : await this.l2.get(hash);
+    if (fromL2) return { record: fromL2, level: "l2" };
+    const row = await this.db.query((q) => findKeyForAuth(q, hash));
+    const record = row ? authRecordFromRow(row) : null;
+    // Not awaited: the request does not need L2 to have it. The fill is version-guarded in Redis, so
+    // landing late cannot overwrite a newer record or a tombstone (COHERENCE.md #5).
+    if (record) void this.l2.fill(hash, record);
+    return record ? { record, level: "db" } : null;
   }
 }
 

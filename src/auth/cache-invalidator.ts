@@ -18,8 +18,8 @@ export class CacheInvalidator {
     private readonly l2: L2Cache,
   ) {}
 
-  /** Evicts L1 synchronously, then tombstones L2; resolves when both are done. */
-  invalidate(tokens: readonly string[], version: number): Promise<void> {
+  /** Evicts L1 synchronously, then tombstones L2; resolves when both are done, true if the tombstones were written. */
+  invalidate(tokens: readonly string[], version: number): Promise<boolean> {
     for (const t of tokens) {
       this.pendingTombstones.set(t, (this.pendingTombstones.get(t) ?? 0) + 1);
       this.l1.invalidate(t);

@@ -10,16 +10,15 @@ import type { AuthRecord } from "./auth-record.js";
  * breaker is open, L2 is skipped without waiting (issue 4).
  */
 
-// A tombstone must outlive any fill still in flight; fills take milliseconds, a minute is ample.
+// A tombstone must outlive any fill still in flight. Fills take milliseconds, and a fill whose caller gave up
+// is never sent again on a new connection (redis/client.ts), so a minute is ample.
 const TOMBSTONE_TTL_SECONDS = 60;
-// How many hashes whose tombstone could not be written we remember not to read from L2.
-const MAX_DISTRUSTED = 100_000;
 
 class L2AbsentError extends Error {}
 
 export class L2Cache {
-  /** Hashes whose tombstone write failed: L2 may still hold their old record, so it is not read for them. */
-  private readonly distrusted = new Map<string, number>();
+  /** False while L2 may hold records older than an invalidation (coherence/l2-guard.ts): reads are misses. */
+  trusted: () => boolean = () => true;
 
   constructor(
     /** Null without Redis (the embedded single replica): L2 is simply absent. */
@@ -42,7 +41,7 @@ export class L2Cache {
   }
 
   async get(hash: string): Promise<AuthRecord | undefined> {
-    if (this.distrusted.size > 0 && this.isDistrusted(hash)) return undefined;
+    if (!this.trusted()) return undefined;
     try {
       const value = await this.call((redis) => redis.get(this.keys.authRecord(hash)));
       if (!value) return undefined;
@@ -71,7 +70,6 @@ export class L2Cache {
 
   /** Caches `record` under the hash it was looked up by (a deprecated key's hash maps to the active record). */
   async fill(hash: string, record: AuthRecord): Promise<void> {
-    if (this.distrusted.size > 0 && this.isDistrusted(hash)) return;
     try {
       await this.call((redis) => redis.l2Fill(this.keys.authRecord(hash), record.version, JSON.stringify(record), this.ttlSeconds));
     } catch (err) {
@@ -79,28 +77,18 @@ export class L2Cache {
     }
   }
 
-  /** Tombstones every hash of one change at `version`, in one round trip. */
-  async invalidate(hashes: readonly string[], version: number): Promise<void> {
-    if (hashes.length === 0) return;
+  /**
+   * Tombstones every hash of one change at `version`, in one round trip. Resolves false when the tombstones
+   * may not have been written (the caller then stops trusting L2 until they are: coherence/l2-guard.ts).
+   */
+  async invalidate(hashes: readonly string[], version: number): Promise<boolean> {
+    if (hashes.length === 0 || !this.redis) return true;
     try {
       await this.call((redis) => redis.l2Invalidate(hashes.length, ...hashes.map((h) => this.keys.authRecord(h)), version, TOMBSTONE_TTL_SECONDS));
+      return true;
     } catch (err) {
       this.failed("invalidate", err);
-      if (!(err instanceof L2AbsentError)) for (const hash of hashes) this.distrust(hash);
+      return false;
     }
-  }
-
-  private distrust(hash: string): void {
-    if (this.distrusted.size >= MAX_DISTRUSTED) this.distrusted.delete(this.distrusted.keys().next().value!);
-    // A stale record can live in L2 at most its TTL; past that, reading it again is safe.
-    this.distrusted.set(hash, Date.now() + this.ttlSeconds * 1000);
-  }
-
-  private isDistrusted(hash: string): boolean {
-    const until = this.distrusted.get(hash);
-    if (until === undefined) return false;
-    if (until > Date.now()) return true;
-    this.distrusted.delete(hash);
-    return false;
   }
 }

@@ -2,6 +2,7 @@ import type { Database } from "../store/database.js";
 import type { Logger } from "../logger.js";
 import type { CacheInvalidator } from "../auth/cache-invalidator.js";
 import { EVENTS_CHANNEL, latestEventId, parseEventPayload, readEventsAfter, type KeyEvent } from "../store/event-store.js";
+import { DbClock, monotonicMs } from "./db-clock.js";
 import { EventListener, type ListenerState } from "./event-listener.js";
 
 /**
@@ -31,6 +32,12 @@ export interface CoherenceOptions {
   pageSize?: number;
   /** Told the commit → applied lag of every event, once (metrics). */
   onLag?: (lagMs: number) => void;
+  /** The database clock this replica keeps (sampled by every catch-up). */
+  clock: DbClock;
+  /** Told when the L2 tombstones of an event may not have been written (coherence/l2-guard.ts). */
+  onTombstoneFailed?: (eventId: number) => void;
+  /** Run on every heartbeat besides the catch-up (the L2 guard's check); must not throw. */
+  onHeartbeat?: () => void;
 }
 
 interface AppliedLag {
@@ -44,6 +51,8 @@ const LAG_HISTORY = 20_000;
 
 export class Coherence {
   private lastAppliedId = 0;
+  private startEventId = 0;
+  /** Monotonic time (ms) at which the last complete catch-up started. */
   private syncedAt = 0;
   private listener: EventListener | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -60,8 +69,11 @@ export class Coherence {
 
   async start(): Promise<void> {
     // A replica starts with an empty L1: nothing before the newest event can be stale in it.
+    const startedAt = monotonicMs();
     this.lastAppliedId = await this.o.db.query(latestEventId);
-    this.syncedAt = Date.now();
+    this.startEventId = this.lastAppliedId;
+    this.syncedAt = startedAt;
+    await this.catchUp(); // also the first reading of the database clock
     if (this.o.listenUrl === null) {
       this.scheduleHeartbeat();
       return;
@@ -86,9 +98,14 @@ export class Coherence {
     await this.catchUpRunning?.catch(() => {});
   }
 
-  /** True when this replica knows it has applied every event committed up to `staleAfterMs` ago. */
-  isFresh(now = Date.now()): boolean {
+  /** True when this replica knows it has applied every event committed up to `staleAfterMs` ago (monotonic clock). */
+  isFresh(now = monotonicMs()): boolean {
     return now - this.syncedAt <= this.o.staleAfterMs;
+  }
+
+  /** The newest event id when this replica started: it applied every event after it, and none before. */
+  get firstEventId(): number {
+    return this.startEventId;
   }
 
   /** The writer's own change, right after COMMIT: read-your-writes on this replica without a round trip. */
@@ -124,7 +141,8 @@ export class Coherence {
       last_applied_event_id: this.lastAppliedId,
       listener: this.listenerState,
       fresh: this.isFresh(),
-      synced_ms_ago: Date.now() - this.syncedAt,
+      synced_ms_ago: Math.round(monotonicMs() - this.syncedAt),
+      db_clock_offset_ms: Math.round(this.o.clock.offsetMs()),
       ...this.counters,
     };
   }
@@ -136,7 +154,7 @@ export class Coherence {
 
   private async onNotification(payload: unknown): Promise<void> {
     this.counters.notifications++;
-    const event = parseEventPayload(payload);
+    const event = parseEventPayload(payload, () => this.o.clock.now());
     if (!event || event.id <= this.lastAppliedId) return;
     try {
       // The next id is applied at once, even while a catch-up runs (it skips ids already claimed): under
@@ -177,12 +195,13 @@ export class Coherence {
 
   /** Replays every event after the last applied id; never throws (a background loop logs and retries). */
   private async catchUp(): Promise<void> {
-    const startedAt = Date.now();
+    const startedAt = monotonicMs();
     const pageSize = this.o.pageSize ?? 1_000;
     try {
       for (;;) {
         const after = this.lastAppliedId;
         const page = await this.o.db.query((q) => readEventsAfter(q, after, pageSize));
+        this.o.clock.observe(page.dbNow, monotonicMs());
         if (page.prunedThrough > this.lastAppliedId) {
           // The events we would need are gone: anything in L1 may be stale.
           this.o.invalidator.dropL1();
@@ -212,16 +231,17 @@ export class Coherence {
   }
 
   /** Evicts (synchronously, inside invalidate) and records the lag at that moment; then waits for L2. */
-  private apply(event: KeyEvent): Promise<void> {
+  private async apply(event: KeyEvent): Promise<void> {
     const done = this.o.invalidator.invalidate(event.tokens, event.version);
     this.recordLag(event);
-    return done;
+    if (!(await done)) this.o.onTombstoneFailed?.(event.id);
   }
 
   private scheduleHeartbeat(): void {
     if (this.stopped) return;
     this.heartbeat = setTimeout(() => {
       this.requestCatchUp();
+      this.o.onHeartbeat?.();
       this.scheduleHeartbeat();
     }, this.o.heartbeatIntervalMs);
     this.heartbeat.unref();
@@ -229,7 +249,8 @@ export class Coherence {
 
   private recordLag(event: Pick<KeyEvent, "id" | "at">): void {
     if (this.seen.has(event.id)) return;
-    const now = Date.now();
+    // Commit time is the database's clock; so is "now" (coherence/db-clock.ts).
+    const now = this.o.clock.now();
     this.seen.add(event.id);
     this.lags.push({ id: event.id, lagMs: now - event.at, appliedAt: now });
     this.o.onLag?.(now - event.at);

@@ -19,3 +19,21 @@ export function parseDuration(input: unknown, allowed: readonly DurationUnit[] =
   if (!allowed.includes(unit)) throw new DurationError(`unit "${unit}" is not accepted here; use one of ${allowed.join(", ")}`);
   return Number(match[1]) * UNIT_MS[unit];
 }
+
+/**
+ * The longest `duration` or `budget_duration` a key accepts: 100 years (36,500 d). Longer values would
+ * overflow Postgres when added to now() ("interval out of range", a 500) and nobody means them.
+ */
+export const MAX_KEY_DURATION_DAYS = 36_500;
+export const MAX_KEY_DURATION_MS = MAX_KEY_DURATION_DAYS * UNIT_MS.d;
+
+/**
+ * A key's `duration` or `budget_duration`: like parseDuration, but above zero (a zero budget period
+ * would divide by zero at every reset) and at most MAX_KEY_DURATION_DAYS. Throws DurationError otherwise.
+ */
+export function parseKeyDuration(input: unknown, allowed: readonly DurationUnit[] = ["s", "m", "h", "d", "w"]): number {
+  const ms = parseDuration(input, allowed);
+  if (ms <= 0) throw new DurationError(`"${input}" is zero; a duration must be at least 1${allowed[0] ?? "s"}`);
+  if (ms > MAX_KEY_DURATION_MS) throw new DurationError(`"${input}" is longer than the maximum of ${MAX_KEY_DURATION_DAYS}d (100 years)`);
+  return ms;
+}

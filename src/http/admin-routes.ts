@@ -44,6 +44,15 @@ export function adminRoutes(keys: KeyService, rotation: RotationService, coheren
     res.json(await keys.resetSpend(req.params.key, body.reset_to));
   });
 
+  // A leaked old token: stop every token of the key that is still in its grace, now, on every replica.
+  router.post("/key/end_grace", async (req, res) => {
+    res.json(await keys.endGrace(parseBody(keyRefSchema, req.body).key));
+  });
+
+  router.post("/key/:key/end_grace", async (req, res) => {
+    res.json(await keys.endGrace(req.params.key));
+  });
+
   router.post("/key/update", async (req, res) => {
     res.json(await keys.update(parseBody(updateKeySchema, req.body)));
   });

@@ -67,6 +67,8 @@ const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> 
   "/key/regenerate": { post: { summary: "Rotate the key named in the body, with an optional grace period", security: "master", body: jsonSchema(regenerateKeySchema) }, get: undefined },
   "/key/{key}/regenerate": { post: { summary: "Rotate a key, with an optional grace period (honours Idempotency-Key)", security: "master", body: jsonSchema(regenerateKeySchema), pathKey: true }, get: undefined },
   "/key/{key}/reset_spend": { post: { summary: "Reset the current period's spend on every replica", security: "master", body: jsonSchema(resetSpendSchema), pathKey: true }, get: undefined },
+  "/key/end_grace": { post: { summary: "End the grace of every deprecated token of the key named in the body now (the current token keeps working)", security: "master", body: jsonSchema(keyRefSchema) }, get: undefined },
+  "/key/{key}/end_grace": { post: { summary: "End the grace of every deprecated token of a key now, addressed by any of its tokens", security: "master", pathKey: true }, get: undefined },
   "/debug/coherence": { get: { summary: "This replica's coherence state and recent propagation lags", security: "master" }, post: undefined },
   "/health/liveliness": { get: { summary: "The process answers", security: "none" }, post: undefined },
   "/health/readiness": { get: { summary: "200 healthy or degraded (with breaker and listener detail); 503 only while shutting down", security: "none" }, post: undefined },

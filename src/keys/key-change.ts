@@ -8,11 +8,18 @@ export interface CommittedEventSink {
   applyCommitted(event: KeyEvent): Promise<void>;
 }
 
-export interface ChangeOutcome<T> {
-  result: T;
+export type ChangeOutcome<T> = {
   /** What went stale: token hashes and the version to tombstone them at. Null when nothing changed. */
   stale: { kind: EventKind; tokens: string[]; version: number } | null;
-}
+} & ({ result: T; finalize?: undefined } | { result?: undefined; finalize: FinalizeChange<T> });
+
+export type FinalizeChange<T> =
+  /**
+   * Runs after the event is appended, as the last work before COMMIT (the event-order lock is held, so it
+   * should be short), and gives the final result. For values that must be taken as close to the commit as
+   * possible: a grace period starts at the commit, not before the waits of the transaction.
+   */
+  (tx: pg.PoolClient) => Promise<T>;
 
 /**
  * Runs `work` and appends its invalidation event in one transaction (COHERENCE.md #3, #6): the change and
@@ -27,7 +34,8 @@ export async function commitKeyChange<T>(db: Database, sink: CommittedEventSink,
       const outcome = await work(tx);
       const stale = outcome.stale;
       const event = stale ? await appendEvent(tx, stale.kind, [...new Set(stale.tokens)], stale.version, changeId) : null;
-      return { result: outcome.result, event };
+      const result = outcome.finalize ? await outcome.finalize(tx) : (outcome.result as T);
+      return { result, event };
     },
     // A transaction without an event wrote nothing, so "not found" is right for it too: it is simply re-run.
     { verifyCommitted: () => changeCommitted(db.pool, changeId) },

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DurationError, parseDuration, type DurationUnit } from "../config/duration.js";
+import { DurationError, parseKeyDuration, type DurationUnit } from "../config/duration.js";
 import { BadRequestError } from "../http/errors.js";
 import { CUSTOM_KEY_PATTERN } from "../auth/key-material.js";
 
@@ -26,10 +26,11 @@ const IGNORED_LITELLM_FIELDS = [
   "organization_id",
 ] as const;
 
+/** A key duration: above zero and at most 100 years (parseKeyDuration); any other value is a 400 naming the field. */
 function durationField(units: readonly DurationUnit[]) {
   return z.string().superRefine((value, ctx) => {
     try {
-      parseDuration(value, units);
+      parseKeyDuration(value, units);
     } catch (err) {
       if (!(err instanceof DurationError)) throw err;
       ctx.addIssue({ code: "custom", message: err.message });

@@ -1,21 +1,26 @@
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
 import { ConflictError, NotFoundError } from "../http/errors.js";
-import { deprecatedTokensOf, deprecatedTokensOfKeys, findDeprecatedKey } from "../store/deprecated-key-store.js";
+import { endGraceOf, findDeprecatedKey } from "../store/deprecated-key-store.js";
 import { findStoredResult, lockIdempotencyKey, storeResult } from "../store/idempotency-store.js";
 import {
   deleteKeys,
-  findKeyByToken,
+  findKeyByKeyId,
   findKeysByAliases,
-  findKeysByTokens,
   insertKey,
   isUniqueViolation,
   listKeys,
+  lockKeys,
+  nextKeyVersion,
+  resolveTokens,
   updateKey,
   type KeyPatch,
   type KeyRow,
 } from "../store/key-store.js";
 import type { Database } from "../store/database.js";
 import { resetSpend } from "../store/spend-store.js";
+import { legacyDeleteByTokens } from "../testing/legacy-delete.js";
+import { reinstated } from "../testing/reinstated-bugs.js";
+import { allTokensOf, lockKeyByToken, lockKeysByTokens } from "./key-addressing.js";
 import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
 import type { IdempotencyVault } from "./idempotency.js";
 import { toKeyPatch } from "./key-patch.js";
@@ -87,11 +92,17 @@ export class KeyService {
     return updated;
   }
 
-  /** POST /key/{key}/reset_spend: the current period's spend becomes `to` (LiteLLM's reset_to), cluster-wide. */
+  /**
+   * POST /key/{key}/reset_spend: the current period's spend becomes `to` (LiteLLM's reset_to), cluster-wide.
+   * Spend is not part of any cached auth record, so no invalidation event is needed.
+   */
   async resetSpend(key: string, to: number) {
     const token = toTokenHash(key);
-    const reset = await this.db.query((q) => resetSpend(q, token, to));
-    if (!reset) throw new NotFoundError("key not found (reset_spend takes the active key, not a deprecated one)", "key", "key_not_found");
+    const reset = await this.db.transaction(async (tx) => {
+      const target = await lockKeyByToken(tx, token);
+      if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+      return resetSpend(tx, target.row.key_id, to);
+    });
     await this.spend.afterReset(reset.keyId, reset.generation);
     return { key: token, spend: to, spend_generation: Number(reset.generation) };
   }
@@ -100,22 +111,33 @@ export class KeyService {
     return this.applyPatch(toTokenHash(key), { blocked }, blocked ? "block" : "unblock");
   }
 
-  /** An active key's info, or, for a deprecated key within its grace, the active key's info and a marker. */
+  /**
+   * Ends the grace of every deprecated token of a key now (a leaked old token), leaving the current token
+   * alone. Addressed by any token of the key, the deprecated ones included. Answers which tokens stopped.
+   */
+  async endGrace(key: string) {
+    return commitKeyChange(this.db, this.events, async (tx) => {
+      const target = await lockKeyByToken(tx, toTokenHash(key));
+      if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+      const ended = await endGraceOf(tx, target.row.key_id);
+      const result = { key_id: target.row.key_id, key_name: target.row.key_name, revoked: ended.map((d) => ({ token: d.token, key_name: d.key_name })) };
+      if (ended.length === 0) return { result, stale: null };
+      // A fresh version: newer than the active record the deprecated tokens were cached as.
+      return { result, stale: { kind: "end_grace", tokens: ended.map((d) => d.token), version: await nextKeyVersion(tx) } };
+    });
+  }
+
+  /** A key's info, addressed by any token that authenticates; a deprecated token's answer carries a marker. */
   async info(key: string) {
     const token = toTokenHash(key);
-    const row = await this.db.query((q) => findKeyByToken(q, token));
-    if (row) return { key: token, info: await this.withLiveSpend(keyView(row)) };
+    const [addressed] = await this.db.query((q) => resolveTokens(q, [token]));
+    const row = addressed && (await this.db.query((q) => findKeyByKeyId(q, addressed.key_id)));
+    if (!addressed || !row) throw new NotFoundError("key not found", "key", "key_not_found");
+    const info = await this.withLiveSpend(keyView(row));
+    if (addressed.addressed_as === "current") return { key: token, info };
     const deprecated = await this.db.query((q) => findDeprecatedKey(q, token));
-    if (deprecated && deprecated.revoke_at.getTime() > Date.now()) {
-      const active = await this.db.query((q) => findKeyByToken(q, deprecated.active_token));
-      if (active) {
-        return {
-          key: token,
-          info: { ...(await this.withLiveSpend(keyView(active))), deprecated: { key_name: deprecated.key_name, revoke_at: deprecated.revoke_at, active_token: deprecated.active_token } },
-        };
-      }
-    }
-    throw new NotFoundError("key not found", "key", "key_not_found");
+    if (!deprecated) throw new NotFoundError("key not found", "key", "key_not_found");
+    return { key: token, info: { ...info, deprecated: { key_name: deprecated.key_name, revoke_at: deprecated.revoke_at, active_token: row.token } } };
   }
 
   async list(query: { page: number; size: number; key_alias?: string | undefined; user_id?: string | undefined; team_id?: string | undefined; return_full_object?: string | undefined }) {
@@ -129,21 +151,27 @@ export class KeyService {
     };
   }
 
-  /** Deletes all the named keys or none: one unknown key makes the whole request a 404. */
+  /**
+   * Deletes all the named keys or none: one unknown key makes the whole request a 404. A key may be named by
+   * any token that authenticates; its rows are locked first, so a rotation racing the delete either commits
+   * before it (and the key is deleted under its new token) or waits and then finds nothing to rotate.
+   */
   async delete(req: { keys?: string[] | undefined; key_aliases?: string[] | undefined }) {
+    if (req.keys && reinstated("delete-race")) return legacyDeleteByTokens(this.db, this.events, req.keys);
     return commitKeyChange(this.db, this.events, async (tx) => {
       let rows: KeyRow[];
       if (req.keys) {
         const tokens = [...new Set(req.keys.map(toTokenHash))];
-        rows = await findKeysByTokens(tx, tokens);
-        if (rows.length !== tokens.length) {
-          const found = new Set(rows.map((r) => r.token));
-          const missing = req.keys.filter((k) => !found.has(toTokenHash(k))).map((k) => (k.startsWith("sk-") ? keyDisplayName(k) : k));
-          throw new NotFoundError(`keys not found: ${missing.join(", ")}; nothing was deleted`, "keys", "key_not_found");
+        const { locked, missing } = await lockKeysByTokens(tx, tokens);
+        if (missing.length > 0) {
+          const names = req.keys.filter((k) => missing.includes(toTokenHash(k))).map((k) => (k.startsWith("sk-") ? keyDisplayName(k) : k));
+          throw new NotFoundError(`keys not found: ${names.join(", ")}; nothing was deleted`, "keys", "key_not_found");
         }
+        rows = [...new Map(locked.map((l) => [l.row.key_id, l.row])).values()];
       } else {
         const aliases = [...new Set(req.key_aliases!)];
-        rows = await findKeysByAliases(tx, aliases);
+        const named = await findKeysByAliases(tx, aliases);
+        rows = (await lockKeys(tx, named.map((r) => r.key_id))).filter((r) => r.key_alias !== null && aliases.includes(r.key_alias));
         if (rows.length !== aliases.length) {
           const found = new Set(rows.map((r) => r.key_alias));
           const missing = aliases.filter((a) => !found.has(a));
@@ -151,10 +179,10 @@ export class KeyService {
         }
       }
       // Deprecated keys go with their key (ON DELETE CASCADE); their cached records must go too.
-      const deprecated = await deprecatedTokensOfKeys(tx, rows.map((r) => r.key_id));
-      const deleted = await deleteKeys(tx, rows.map((r) => r.token));
-      const version = Math.max(...deleted.map((r) => r.tombstone_version));
-      return { result: { deleted_keys: req.keys ?? req.key_aliases ?? [] }, stale: { kind: "delete", tokens: [...deleted.map((r) => r.token), ...deprecated], version } };
+      const tokens = await allTokensOf(tx, rows);
+      const deleted = await deleteKeys(tx, rows.map((r) => r.key_id));
+      const version = deleted.reduce((max, r) => Math.max(max, Number(r.tombstone_version)), 0);
+      return { result: { deleted_keys: req.keys ?? req.key_aliases ?? [] }, stale: { kind: "delete", tokens, version } };
     });
   }
 
@@ -164,14 +192,16 @@ export class KeyService {
     return { ...view, spend: live ?? view.spend, durable_spend: view.spend };
   }
 
+  /** Applies a patch to the key any token of it names; the answer names the key by the token given. */
   private async applyPatch(token: string, patch: KeyPatch, kind: "update" | "block" | "unblock") {
     try {
       return await commitKeyChange(this.db, this.events, async (tx) => {
-        const row = await updateKey(tx, token, patch);
-        if (!row) throw new NotFoundError("key not found", "key", "key_not_found");
+        const target = await lockKeyByToken(tx, token);
+        if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+        const row = (await updateKey(tx, target.row.key_id, patch))!;
         // Old keys inside their grace are cached as this key's record: they change with it.
-        const deprecated = await deprecatedTokensOf(tx, row.key_id);
-        return { result: { key: token, ...keyView(row) }, stale: { kind, tokens: [token, ...deprecated], version: row.version } };
+        const tokens = await allTokensOf(tx, [row]);
+        return { result: { key: token, ...keyView(row) }, stale: { kind, tokens, version: row.version } };
       });
     } catch (err) {
       throw mapConflict(err);

@@ -2,10 +2,11 @@ import { DurationError, parseDuration } from "../config/duration.js";
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
 import { BadRequestError, ConflictError, NotFoundError } from "../http/errors.js";
 import type { RotationLock } from "../redis/rotation-lock.js";
-import { findDeprecatedKey, insertDeprecatedKey, repointDeprecatedKeys } from "../store/deprecated-key-store.js";
+import { findDeprecatedKey, insertDeprecatedKey, repointDeprecatedKeys, startGraceNow } from "../store/deprecated-key-store.js";
 import { findStoredResult, lockIdempotencyKey, storeResult } from "../store/idempotency-store.js";
-import { findKeyByToken, isUniqueViolation, rotateKeyToken } from "../store/key-store.js";
+import { isUniqueViolation, rotateKeyToken } from "../store/key-store.js";
 import type { Database } from "../store/database.js";
+import { lockKeyByToken } from "./key-addressing.js";
 import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
 import type { IdempotencyVault } from "./idempotency.js";
 import { mapConflict } from "./key-service.js";
@@ -61,7 +62,7 @@ export class RotationService {
 
     try {
       return await this.lock.run(oldToken, (mode) =>
-        commitKeyChange(this.db, this.events, async (tx) => {
+        commitKeyChange<RegenerateResponse>(this.db, this.events, async (tx) => {
           if (mode === "advisory") await tx.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [ROTATION_ADVISORY_CLASS, oldToken]);
           if (idempotencyKey) {
             // A retry that waited behind the first attempt finds its result here.
@@ -69,23 +70,39 @@ export class RotationService {
             const stored = await findStoredResult(tx, "regenerate", idempotencyKey);
             if (stored) return { result: this.vault.open<RegenerateResponse>(idempotencyKey, stored, fingerprint), stale: null };
           }
-          const current = await findKeyByToken(tx, oldToken);
-          if (!current) {
-            if (await findDeprecatedKey(tx, oldToken)) throw new ConflictError("this key was already regenerated; regenerate the active key instead", "key_already_rotated", "key");
-            throw new NotFoundError("key not found", "key", "key_not_found");
+          const target = await lockKeyByToken(tx, oldToken);
+          if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+          const current = target.row;
+          // A token in grace addresses its key for every other operation (COHERENCE.md #8), but not for a
+          // rotation: a second client retrying "regenerate the old key" without an Idempotency-Key would rotate
+          // the key once more, and concurrent regenerations must give exactly one new key (COHERENCE.md #4).
+          // The answer is a refusal that names the key, never "not found".
+          if (target.addressedAs === "deprecated") {
+            throw new ConflictError(`this key was already regenerated (key_id ${current.key_id}, now ${current.key_name}); regenerate the active key instead`, "key_already_rotated", "key");
+          }
+          // Fencing: the key changed after the token was read (a concurrent rotation won, or a lock was lost
+          // to a pause): this request must not rotate it a second time.
+          if (current.version !== target.versionSeen) {
+            throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
           }
           // A generated key cannot collide; a caller's new_key may be an old key still in its grace.
           if (newKey !== undefined && (await findDeprecatedKey(tx, newToken))) throw new ConflictError("new_key is already in use", "key_exists", "new_key");
-          const rotated = await rotateKeyToken(tx, { oldToken, expectedVersion: current.version, newToken, newKeyName: keyDisplayName(newPlaintext), patch });
-          // Fencing: someone rotated or changed the key after we read it (a lock lost to a pause).
+          const rotated = await rotateKeyToken(tx, { keyId: current.key_id, expectedVersion: current.version, newToken, newKeyName: keyDisplayName(newPlaintext), patch });
           if (!rotated) throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
           const olderKeys = await repointDeprecatedKeys(tx, rotated.key_id, newToken);
-          // Grace 0: the old key stops at the swap (revoke_at = the row's updated_at, taken at the update).
-          const deprecated = graceMs > 0 ? await insertDeprecatedKey(tx, { token: oldToken, keyId: rotated.key_id, activeToken: newToken, keyName: current.key_name, graceMs }) : null;
-          const response = regeneratedView(newPlaintext, rotated, deprecated?.revoke_at ?? rotated.updated_at, current.key_name);
-          if (idempotencyKey) await storeResult(tx, "regenerate", idempotencyKey, fingerprint, this.vault.seal(idempotencyKey, response));
-          // Every older key is cached as this key's record too: all of them go stale with it.
-          return { result: response, stale: { kind: "regenerate", tokens: [oldToken, newToken, ...olderKeys], version: rotated.version } };
+          if (graceMs > 0) await insertDeprecatedKey(tx, { token: current.token, keyId: rotated.key_id, activeToken: newToken, keyName: current.key_name, graceMs });
+          return {
+            // Every older key is cached as this key's record too: all of them go stale with it.
+            stale: { kind: "regenerate", tokens: [current.token, newToken, ...olderKeys, oldToken], version: rotated.version },
+            // After the event is appended (the event-order lock held, COMMIT next): the grace starts as close
+            // to the commit as the transaction can get, not before a wait on locks (COHERENCE.md #1).
+            finalize: async (ftx) => {
+              const revokeAt = graceMs > 0 ? await startGraceNow(ftx, current.token, graceMs) : rotated.updated_at;
+              const response = regeneratedView(newPlaintext, rotated, revokeAt, current.key_name);
+              if (idempotencyKey) await storeResult(ftx, "regenerate", idempotencyKey, fingerprint, this.vault.seal(idempotencyKey, response));
+              return response;
+            },
+          };
         }),
       );
     } catch (err) {

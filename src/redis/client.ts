@@ -8,6 +8,8 @@ export interface GatehouseRedis extends Redis {
   l2Fill(key: string, version: number, json: string, ttlSeconds: number): Promise<number>;
   /** numberOfKeys is given per call: the keys, then version and TTL. */
   l2Invalidate(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<number>;
+  l2StateRead(stateKey: string): Promise<[string, string | null, string | null]>;
+  l2StateAdvance(stateKey: string, runId: string, seenRunId: string, seenThrough: string, through: string): Promise<number>;
   limitsReserve(...keysThenArgs: Array<string | number>): Promise<string[]>;
   limitsSettle(...keysThenArgs: Array<string | number>): Promise<string>;
   limitsDropStale(ledger: string, generation: string): Promise<number>;
@@ -16,6 +18,8 @@ export interface GatehouseRedis extends Redis {
 const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
   { command: "l2Fill", file: "l2-fill.lua", keys: 1 },
   { command: "l2Invalidate", file: "l2-invalidate.lua", keys: -1 },
+  { command: "l2StateRead", file: "l2-state-read.lua", keys: 1 },
+  { command: "l2StateAdvance", file: "l2-state-advance.lua", keys: 1 },
   { command: "limitsReserve", file: "limits-reserve.lua", keys: 5 },
   { command: "limitsSettle", file: "limits-settle.lua", keys: 5 },
   { command: "limitsDropStale", file: "limits-drop-stale.lua", keys: 1 },
@@ -27,6 +31,9 @@ export function createRedis(url: string): GatehouseRedis {
     // fall through to Postgres rather than wait for Redis to come back.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
+    // A command whose caller already gave up (timeout, lost connection) must not run later, on a new
+    // connection: a fill sent again after a long disconnection could land after its tombstone expired.
+    autoResendUnfulfilledCommands: false,
     commandTimeout: 1_000,
     connectTimeout: 2_000,
     lazyConnect: true,

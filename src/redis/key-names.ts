@@ -10,6 +10,14 @@ export class RedisKeys {
     return `${this.prefix}auth:${tokenHash}`;
   }
 
+  /**
+   * The L2 state cursor: which server it was verified on and through which event id every tombstone is in
+   * this Redis. Owner: coherence/l2-guard.
+   */
+  l2State(): string {
+    return `${this.prefix}l2:state`;
+  }
+
   /** Redlock resource serialising rotations of one key across replicas. Owner: redis/rotation-lock. */
   rotationLock(tokenHash: string): string {
     return `${this.prefix}lock:rotate:${tokenHash}`;

@@ -17,11 +17,16 @@ INSERT INTO gh_deprecated_keys (token, key_id, active_token, key_name, revoke_at
 VALUES ($1, $2, $3, $4, clock_timestamp() + $5::bigint * interval '1 millisecond')
 RETURNING *`;
 
+// Run right before COMMIT (after the event-order lock): the grace is counted from there.
+const START_GRACE = "UPDATE gh_deprecated_keys SET revoke_at = clock_timestamp() + $2::bigint * interval '1 millisecond' WHERE token = $1 RETURNING revoke_at";
+
 // Each older key keeps its own revoke_at; only what it points at changes.
 const REPOINT = "UPDATE gh_deprecated_keys SET active_token = $2 WHERE key_id = $1 RETURNING token";
 const TOKENS_FOR_KEY = "SELECT token FROM gh_deprecated_keys WHERE key_id = $1";
 const TOKENS_FOR_KEYS = "SELECT token FROM gh_deprecated_keys WHERE key_id = ANY($1::uuid[])";
 const FIND = "SELECT * FROM gh_deprecated_keys WHERE token = $1";
+// Ending a grace early removes the rows: a token without a row does not authenticate.
+const END_GRACE = "DELETE FROM gh_deprecated_keys WHERE key_id = $1 RETURNING *";
 
 // A margin past revoke_at before a row is removed: the request path already refuses it by the clock.
 const SWEEP_EXPIRED = `
@@ -55,4 +60,14 @@ export async function findDeprecatedKey(db: Queryable, token: string): Promise<D
 /** Removes up to `limit` rows past revoke_at; concurrent sweepers skip each other's rows. */
 export async function sweepExpiredDeprecatedKeys(tx: Queryable, limit: number): Promise<string[]> {
   return (await tx.query<{ token: string }>(SWEEP_EXPIRED, [limit])).rows.map((r) => r.token);
+}
+
+/** Ends the grace of every deprecated token of `keyId` now; returns the rows removed. */
+export async function endGraceOf(tx: Queryable, keyId: string): Promise<DeprecatedKeyRow[]> {
+  return (await tx.query<DeprecatedKeyRow>(END_GRACE, [keyId])).rows;
+}
+
+/** Sets a just-inserted deprecated key's revoke_at to now + grace; called as the last step before COMMIT. */
+export async function startGraceNow(tx: Queryable, token: string, graceMs: number): Promise<Date> {
+  return (await tx.query<{ revoke_at: Date }>(START_GRACE, [token, graceMs])).rows[0]!.revoke_at;
 }

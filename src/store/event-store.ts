@@ -7,7 +7,7 @@ import type { Queryable } from "./db.js";
 
 export const EVENTS_CHANNEL = "gatehouse_key_events";
 
-export type EventKind = "generate" | "update" | "delete" | "block" | "unblock" | "regenerate" | "expiry";
+export type EventKind = "generate" | "update" | "delete" | "block" | "unblock" | "regenerate" | "expiry" | "end_grace";
 
 export interface KeyEvent {
   id: number;
@@ -35,8 +35,9 @@ SELECT ins.*, pg_notify('${EVENTS_CHANNEL}',
     't', CASE WHEN cardinality(ins.tokens) <= ${MAX_TOKENS_IN_PAYLOAD} THEN to_json(ins.tokens) END)::text) AS notified
 FROM ins`;
 
+// db_now: the database clock, read by every catch-up for the replica's clock (coherence/db-clock.ts).
 const EVENTS_AFTER = `
-SELECT w.pruned_through, e.id, e.kind, e.tokens, e.version, (extract(epoch FROM e.created_at) * 1000)::float8 AS at
+SELECT w.pruned_through, (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS db_now, e.id, e.kind, e.tokens, e.version, (extract(epoch FROM e.created_at) * 1000)::float8 AS at
 FROM gh_event_watermark w
 LEFT JOIN LATERAL (SELECT * FROM gh_key_events WHERE id > $1 ORDER BY id LIMIT $2) e ON true
 ORDER BY e.id`;
@@ -67,13 +68,15 @@ export async function changeCommitted(db: Queryable, changeId: string): Promise<
 export interface EventPage {
   prunedThrough: number;
   events: KeyEvent[];
+  /** The database's clock when it answered (ms since the epoch). */
+  dbNow: number;
 }
 
 export async function readEventsAfter(db: Queryable, lastId: number, limit: number): Promise<EventPage> {
-  const { rows } = await db.query<{ pruned_through: number; id: number | null; kind: EventKind; tokens: string[]; version: number; at: number }>(EVENTS_AFTER, [lastId, limit]);
+  const { rows } = await db.query<{ pruned_through: number; db_now: number; id: number | null; kind: EventKind; tokens: string[]; version: number; at: number }>(EVENTS_AFTER, [lastId, limit]);
   const prunedThrough = rows[0]?.pruned_through ?? 0;
   const events = rows.filter((r) => r.id !== null).map((r) => ({ id: r.id!, kind: r.kind, tokens: r.tokens, version: r.version, at: r.at }));
-  return { prunedThrough, events };
+  return { prunedThrough, events, dbNow: rows[0]?.db_now ?? Date.now() };
 }
 
 export async function latestEventId(db: Queryable): Promise<number> {
@@ -87,9 +90,9 @@ export async function pruneEvents(db: Queryable, retentionMs: number): Promise<n
 }
 
 /** Parses a NOTIFY payload written by APPEND_EVENT; tokens are absent when there were too many. */
-export function parseEventPayload(payload: unknown): { id: number; kind: EventKind; version: number; at: number; tokens: string[] | null } | null {
+export function parseEventPayload(payload: unknown, now: () => number = Date.now): { id: number; kind: EventKind; version: number; at: number; tokens: string[] | null } | null {
   if (!payload || typeof payload !== "object") return null;
   const p = payload as { id?: unknown; k?: unknown; v?: unknown; at?: unknown; t?: unknown };
   if (typeof p.id !== "number" || typeof p.v !== "number") return null;
-  return { id: p.id, kind: p.k as EventKind, version: p.v, at: typeof p.at === "number" ? p.at : Date.now(), tokens: Array.isArray(p.t) ? (p.t as string[]) : null };
+  return { id: p.id, kind: p.k as EventKind, version: p.v, at: typeof p.at === "number" ? p.at : now(), tokens: Array.isArray(p.t) ? (p.t as string[]) : null };
 }

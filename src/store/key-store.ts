@@ -68,6 +68,7 @@ VALUES ($1, $2, $3, COALESCE($4::text[], '{}'), $5, $6,
   COALESCE($15::boolean, false))
 RETURNING *`;
 
+// $1: the key_id (stable across rotations: a change addressed by any token of a key lands on its row).
 // $3/$4: a new token and key_name (a rotation swaps the token on the same row); $5: the version read
 // under the rotation lock, used as a fencing token (COHERENCE.md #4). Plain updates pass NULLs.
 const UPDATE_KEY = `
@@ -96,7 +97,7 @@ UPDATE gh_keys SET
   blocked = CASE WHEN $2::jsonb ? 'blocked' THEN ($2->>'blocked')::boolean ELSE blocked END,
   version = nextval('gh_key_version_seq'),
   updated_at = clock_timestamp()
-WHERE token = $1 AND ($5::bigint IS NULL OR version = $5)
+WHERE key_id = $1::uuid AND ($5::bigint IS NULL OR version = $5)
 RETURNING *`;
 
 // A deprecated key still inside its grace, resolved to the active row it points at.
@@ -107,7 +108,7 @@ WHERE d.token = $1 AND d.revoke_at > now()`;
 
 // The tombstone version is drawn from the same sequence, so it is newer than any version ever read.
 const DELETE_KEYS = `
-WITH gone AS (DELETE FROM gh_keys WHERE token = ANY($1::text[]) RETURNING *)
+WITH gone AS (DELETE FROM gh_keys WHERE key_id = ANY($1::uuid[]) RETURNING *)
 SELECT gone.*, nextval('gh_key_version_seq') AS tombstone_version FROM gone`;
 
 const KEY_FILTER = "($1::text IS NULL OR key_alias = $1) AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR team_id = $3)";
@@ -148,15 +149,64 @@ export async function insertKey(db: Queryable, key: NewKey): Promise<KeyRow> {
   return rows[0]!;
 }
 
-export async function updateKey(db: Queryable, token: string, patch: KeyPatch): Promise<KeyRow | null> {
-  const { rows } = await db.query<KeyRow>(UPDATE_KEY, [token, JSON.stringify(patch), null, null, null]);
+export async function updateKey(db: Queryable, keyId: string, patch: KeyPatch): Promise<KeyRow | null> {
+  const { rows } = await db.query<KeyRow>(UPDATE_KEY, [keyId, JSON.stringify(patch), null, null, null]);
   return rows[0] ?? null;
 }
 
 /** Swaps the row's token for a new one (and applies `patch`) only if the row is still at `expectedVersion`. */
-export async function rotateKeyToken(db: Queryable, r: { oldToken: string; expectedVersion: number; newToken: string; newKeyName: string; patch: KeyPatch }): Promise<KeyRow | null> {
-  const { rows } = await db.query<KeyRow>(UPDATE_KEY, [r.oldToken, JSON.stringify(r.patch), r.newToken, r.newKeyName, r.expectedVersion]);
+export async function rotateKeyToken(db: Queryable, r: { keyId: string; expectedVersion: number; newToken: string; newKeyName: string; patch: KeyPatch }): Promise<KeyRow | null> {
+  const { rows } = await db.query<KeyRow>(UPDATE_KEY, [r.keyId, JSON.stringify(r.patch), r.newToken, r.newKeyName, r.expectedVersion]);
   return rows[0] ?? null;
+}
+
+/**
+ * A token as an admin operation addresses it: the key it belongs to, whether it is that key's current token
+ * or a deprecated one still inside its grace, and the row's version as it was read (COHERENCE.md #8).
+ * A deprecated token past its revoke_at does not authenticate, so it addresses nothing.
+ */
+export interface AddressedKey {
+  token: string;
+  key_id: string;
+  addressed_as: "current" | "deprecated";
+  version_seen: number;
+}
+
+// clock_timestamp(): the grace ends by the database clock at the moment of the read, like authentication.
+const RESOLVE_TOKENS = `
+SELECT t.token, COALESCE(k.key_id, d.key_id) AS key_id,
+  CASE WHEN k.key_id IS NOT NULL THEN 'current' ELSE 'deprecated' END AS addressed_as,
+  COALESCE(k.version, dk.version) AS version_seen
+FROM unnest($1::text[]) AS t(token)
+LEFT JOIN gh_keys k ON k.token = t.token
+LEFT JOIN gh_deprecated_keys d ON k.key_id IS NULL AND d.token = t.token AND d.revoke_at > clock_timestamp()
+LEFT JOIN gh_keys dk ON dk.key_id = d.key_id
+WHERE COALESCE(k.key_id, dk.key_id) IS NOT NULL`;
+
+// Rows locked in key_id order, so two operations over overlapping sets of keys cannot deadlock.
+const LOCK_KEYS = "SELECT * FROM gh_keys WHERE key_id = ANY($1::uuid[]) ORDER BY key_id FOR UPDATE";
+const SELECT_BY_KEY_ID = "SELECT * FROM gh_keys WHERE key_id = $1";
+
+/** Which keys these tokens address (tokens that address nothing are left out). */
+export async function resolveTokens(db: Queryable, tokens: string[]): Promise<AddressedKey[]> {
+  if (tokens.length === 0) return [];
+  return (await db.query<AddressedKey>(RESOLVE_TOKENS, [tokens])).rows;
+}
+
+/**
+ * Locks the rows of these keys for the rest of the transaction and returns them as they are now. Every change
+ * to a key (rotation included) takes this lock first, so an operation addressed by a token that a concurrent
+ * rotation just replaced waits for that rotation and then acts on the key as it committed — never on a token
+ * that no longer matches (the delete-races-regenerate bug: a READ COMMITTED re-check by token matched nothing).
+ * A key deleted meanwhile is simply absent.
+ */
+export async function lockKeys(tx: Queryable, keyIds: string[]): Promise<KeyRow[]> {
+  if (keyIds.length === 0) return [];
+  return (await tx.query<KeyRow>(LOCK_KEYS, [[...new Set(keyIds)]])).rows;
+}
+
+export async function findKeyByKeyId(db: Queryable, keyId: string): Promise<KeyRow | null> {
+  return (await db.query<KeyRow>(SELECT_BY_KEY_ID, [keyId])).rows[0] ?? null;
 }
 
 /** The columns an auth record is built from (auth/auth-record.ts): no metadata, spend or timestamps to ship. */
@@ -182,8 +232,8 @@ export async function findKeyForAuth(db: Queryable, token: string): Promise<Auth
   return (await db.query<AuthRow>(SELECT_DEPRECATED_FOR_AUTH, [token])).rows[0] ?? null;
 }
 
-export async function deleteKeys(db: Queryable, tokens: string[]): Promise<Array<KeyRow & { tombstone_version: number }>> {
-  return (await db.query<KeyRow & { tombstone_version: number }>(DELETE_KEYS, [tokens])).rows;
+export async function deleteKeys(db: Queryable, keyIds: string[]): Promise<Array<KeyRow & { tombstone_version: number }>> {
+  return (await db.query<KeyRow & { tombstone_version: number }>(DELETE_KEYS, [keyIds])).rows;
 }
 
 export interface KeyListFilter {

@@ -96,26 +96,26 @@ export async function findDueBudgets(db: Queryable, limit: number): Promise<DueB
  * now, counted from the last reset time, so a sweeper that ran late does not shift later periods.
  * Spend goes to 0 in a new generation. Guarded by "the period has ended" re-checked on
  * the locked row, so two replicas' sweepers reset a period once. Returns the new generation, or null
- * when another replica did it first.
+ * when another replica did it first (or when `durationMs` is not above zero: nothing to divide by).
  */
 export async function resetBudgetPeriod(db: Queryable, keyId: string, durationMs: number): Promise<string | null> {
   const { rows } = await db.query<{ spend_generation: number }>(
     `UPDATE gh_keys SET spend = 0, spend_generation = spend_generation + 1,
        budget_reset_at = budget_reset_at + (floor(extract(epoch FROM (now() - budget_reset_at)) * 1000 / $2::float8) + 1) * $2::float8 * interval '1 millisecond'
-     WHERE key_id = $1 AND budget_reset_at <= now()
+     WHERE key_id = $1 AND budget_reset_at <= now() AND $2::float8 > 0
      RETURNING spend_generation`,
     [keyId, durationMs],
   );
   return rows[0] ? String(rows[0].spend_generation) : null;
 }
 
-/** /key/{key}/reset_spend: the period's spend set to `to`, in a new generation. Null when the key is unknown. */
-export async function resetSpend(db: Queryable, token: string, to: number): Promise<{ keyId: string; generation: string } | null> {
+/** /key/{key}/reset_spend: the period's spend set to `to`, in a new generation; the caller holds the key's row lock. */
+export async function resetSpend(db: Queryable, keyId: string, to: number): Promise<{ keyId: string; generation: string }> {
   const { rows } = await db.query<{ key_id: string; spend_generation: number }>(
-    "UPDATE gh_keys SET spend = $2, spend_generation = spend_generation + 1 WHERE token = $1 RETURNING key_id, spend_generation",
-    [token, to],
+    "UPDATE gh_keys SET spend = $2, spend_generation = spend_generation + 1 WHERE key_id = $1 RETURNING key_id, spend_generation",
+    [keyId, to],
   );
-  return rows[0] ? { keyId: rows[0].key_id, generation: String(rows[0].spend_generation) } : null;
+  return { keyId: rows[0]!.key_id, generation: String(rows[0]!.spend_generation) };
 }
 
 export async function pruneSpendBatches(db: Queryable, retentionMs: number): Promise<number> {

@@ -5,7 +5,7 @@ import { sweepExpiredDeprecatedKeys } from "../store/deprecated-key-store.js";
 import { pruneEvents } from "../store/event-store.js";
 import { pruneStoredResults } from "../store/idempotency-store.js";
 import { findDueBudgets, pruneSpendBatches, resetBudgetPeriod } from "../store/spend-store.js";
-import { parseDuration } from "../config/duration.js";
+import { parseKeyDuration } from "../config/duration.js";
 import { nextKeyVersion } from "../store/key-store.js";
 
 /**
@@ -62,20 +62,30 @@ export class Sweeper {
     return { deprecatedRemoved, budgetsReset };
   }
 
-  /** A budget resets within one sweep interval of its `budget_reset_at` (docs/limits.md). */
+  /**
+   * A budget resets within one sweep interval of its `budget_reset_at` (docs/limits.md). One bad row (a
+   * `budget_duration` written by hand or by an older version, or any failure resetting it) is logged by
+   * key_id and skipped: it must never stop the other due keys from resetting.
+   */
   private async resetDueBudgets(): Promise<number> {
     let reset = 0;
     for (const due of await this.o.db.query((q) => findDueBudgets(q, SWEEP_BATCH))) {
       let durationMs: number;
       try {
-        durationMs = parseDuration(due.budgetDuration);
-      } catch {
-        continue; // validated on write; a row edited by hand must not stop the sweep
+        durationMs = parseKeyDuration(due.budgetDuration);
+      } catch (err) {
+        // Validated on write; a row edited by hand must not stop the sweep.
+        this.o.logger.warn({ key_id: due.keyId, budget_duration: due.budgetDuration, err: (err as Error).message }, "skipped a budget reset: the key's budget_duration is invalid");
+        continue;
       }
-      const generation = await this.o.db.query((q) => resetBudgetPeriod(q, due.keyId, durationMs));
-      if (generation === null) continue; // another replica reset it first
-      reset++;
-      await this.o.onBudgetReset(due.keyId, generation);
+      try {
+        const generation = await this.o.db.query((q) => resetBudgetPeriod(q, due.keyId, durationMs));
+        if (generation === null) continue; // another replica reset it first
+        reset++;
+        await this.o.onBudgetReset(due.keyId, generation);
+      } catch (err) {
+        this.o.logger.warn({ key_id: due.keyId, err: (err as Error).message }, "budget reset failed for one key; skipped it and went on with the others");
+      }
     }
     return reset;
   }

@@ -59,7 +59,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const dir = mkdtempSync(path.join(tmpdir(), "gh-cluster-"));
   const configFile = path.join(dir, "config.yaml");
   writeFileSync(configFile, stringify(options.config ?? DEFAULT_TEST_CONFIG));
-  const env = { DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url, ...(options.listenDirect ? { DATABASE_LISTEN_URL: db.url } : {}), REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir, ...options.env };
+  const env = { DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url, ...(options.listenDirect ? { DATABASE_LISTEN_URL: db.url } : {}), REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir, ...reinstatedBugsEnv(), ...options.env };
   const suffix = randomBytes(3).toString("hex");
   const replicas: Replica[] = [];
 
@@ -107,4 +107,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       await redis.cleanup();
     },
   };
+}
+
+/** The test switch that brings known coherence bugs back (src/testing/reinstated-bugs.ts), passed on to replicas. */
+export function reinstatedBugsEnv(): Record<string, string> {
+  const bugs = process.env.GATEHOUSE_TEST_REINSTATE_BUGS;
+  return bugs ? { GATEHOUSE_TEST_REINSTATE_BUGS: bugs } : {};
 }

@@ -1,0 +1,155 @@
+import type { Logger } from "../logger.js";
+import type { Database } from "../store/database.js";
+import { readEventsAfter } from "../store/event-store.js";
+import type { GatehouseRedis } from "../redis/client.js";
+import type { RedisKeys } from "../redis/key-names.js";
+import { reinstated } from "../testing/reinstated-bugs.js";
+
+/**
+ * Decides whether this replica may read L2 (COHERENCE.md #9: the shared cache never rewinds).
+ *
+ * Tombstones make L2 safe only while Redis keeps them. Redis can lose or rewind them: restarted empty,
+ * restored from an RDB/AOF snapshot taken before an invalidation, failed over to a replica that lagged, or
+ * simply unreachable while an invalidation was applied. So L2 carries a cursor of its own, in the same Redis
+ * as the tombstones (`RedisKeys.l2State`): `through` = every event up to this id has its tombstones here,
+ * and `run_id` = the Redis server that was verified. Whatever rewinds the tombstones rewinds the cursor with
+ * them, and a restart or failover changes the server's run_id.
+ *
+ * Every heartbeat (and at once after Redis reconnects) the guard reads the cursor, replays the tombstones of
+ * every event after it from the event table (the truth), and moves it forward with a compare-and-set. L2 is
+ * read only while the cursor was verified on the server now answering and covers every event this replica
+ * cannot vouch for itself: those before it started, and any whose tombstone it failed to write. Until then
+ * fills go to Postgres. Replaying from the table is complete because an L2 record never outlives the event
+ * retention (its TTL is capped by it): an invalidation whose event was pruned can only concern records that
+ * have expired.
+ */
+export interface L2GuardOptions {
+  redis: GatehouseRedis | null;
+  keys: RedisKeys;
+  db: Database;
+  logger: Logger;
+  /** Writes the tombstones of one event (the same call the event path uses); resolves true when written. */
+  tombstone: (tokens: string[], version: number) => Promise<boolean>;
+  /** The newest event id when this replica started: it vouches for nothing before it. */
+  startEventId: () => number;
+}
+
+// Events replayed per table read during a repair.
+const PAGE = 1_000;
+
+export class L2Guard {
+  private trustedNow = false;
+  private knownRunId: string | null = null;
+  private highestFailedEventId = 0;
+  private checking: Promise<void> | null = null;
+  private checkAgain = false;
+  readonly counters = { checks: 0, repairs: 0, eventsReplayed: 0, rewindsDetected: 0, checkFailures: 0 };
+
+  constructor(private readonly o: L2GuardOptions) {
+    const redis = o.redis;
+    if (!redis) return;
+    // A dropped connection may come back to another server, or the same one restarted: stop reading L2 now,
+    // and check before reading it again.
+    redis.on("close", () => {
+      this.trustedNow = false;
+    });
+    redis.on("ready", () => this.check());
+  }
+
+  /** May L2 be read right now? */
+  get trusted(): boolean {
+    if (reinstated("l2-rewind")) return true;
+    return this.trustedNow;
+  }
+
+  /** The tombstones of event `eventId` may not be in L2: stop reading it until the cursor covers the event. */
+  tombstoneFailed(eventId: number): void {
+    this.highestFailedEventId = Math.max(this.highestFailedEventId, eventId);
+    this.trustedNow = false;
+  }
+
+  status() {
+    return { trusted: this.trusted, redis_run_id: this.knownRunId, ...this.counters };
+  }
+
+  /** Runs one check (coalescing concurrent requests); never throws. */
+  check(): Promise<void> {
+    if (!this.o.redis) return Promise.resolve();
+    if (this.checking) {
+      this.checkAgain = true;
+      return this.checking;
+    }
+    this.checking = (async () => {
+      do {
+        this.checkAgain = false;
+        await this.checkOnce().catch((err: Error) => {
+          this.counters.checkFailures++;
+          this.trustedNow = false;
+          this.o.logger.debug({ err: err.message }, "L2 state check failed; L2 is not read until it succeeds");
+        });
+      } while (this.checkAgain);
+    })().finally(() => {
+      this.checking = null;
+    });
+    return this.checking;
+  }
+
+  private async checkOnce(): Promise<void> {
+    const redis = this.o.redis!;
+    if (redis.status !== "ready") {
+      this.trustedNow = false;
+      return;
+    }
+    this.counters.checks++;
+    const stateKey = this.o.keys.l2State();
+    for (let round = 0; round < 3; round++) {
+      const [runId, stateRunId, throughText] = await redis.l2StateRead(stateKey);
+      if (this.knownRunId !== null && runId !== this.knownRunId) {
+        this.trustedNow = false;
+        this.counters.rewindsDetected++;
+        this.o.logger.warn({ previous_run_id: this.knownRunId, run_id: runId }, "Redis restarted or failed over; L2 is not read until its tombstones are repaired from the event table");
+      }
+      this.knownRunId = runId;
+      // A cursor verified on another server (a restored snapshot, a promoted replica) still says what that
+      // server held; its tombstones came along with it, so the replay starts from it all the same.
+      const through = throughText === null ? 0 : Number(throughText);
+      const required = Math.max(this.o.startEventId(), this.highestFailedEventId);
+      const failedBefore = this.highestFailedEventId;
+      const covered = await this.replayAfter(through);
+      if (covered === through && stateRunId === runId) {
+        this.trustedNow = through >= required && this.highestFailedEventId === failedBefore;
+        return;
+      }
+      const moved = await redis.l2StateAdvance(stateKey, runId, stateRunId ?? "", throughText ?? "", String(covered));
+      if (moved === 1) {
+        if (stateRunId !== runId) {
+          this.counters.repairs++;
+          this.o.logger.info({ from_event_id: through, through_event_id: covered }, stateRunId === null ? "L2 state cursor created; tombstones replayed from the event table" : "L2 tombstones repaired from the event table after Redis restarted or failed over");
+        }
+        // Tombstones that failed while this ran leave the cursor's claim standing for others (another replica
+        // or this replay wrote them), but this replica waits for the next round to be sure.
+        this.trustedNow = covered >= required && this.highestFailedEventId === failedBefore;
+        return;
+      }
+      // -1: the server changed under us; 0: another replica moved the cursor. Read it again.
+    }
+    this.trustedNow = false;
+  }
+
+  /** Writes the tombstones of every event after `after` from the table; returns the id it covered through. */
+  private async replayAfter(after: number): Promise<number> {
+    let cursor = after;
+    for (;;) {
+      const page = await this.o.db.query((q) => readEventsAfter(q, cursor, PAGE));
+      // Events at or below the watermark are gone, and so is every record they invalidated (see above).
+      cursor = Math.max(cursor, page.prunedThrough);
+      for (const event of page.events) {
+        if (event.id <= cursor) continue;
+        if (!(await this.o.tombstone(event.tokens, event.version))) throw new Error(`tombstones of event ${event.id} could not be written`);
+        this.counters.eventsReplayed++;
+        cursor = event.id;
+      }
+      if (page.events.length < PAGE) return cursor;
+    }
+  }
+}

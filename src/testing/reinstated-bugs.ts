@@ -1,0 +1,30 @@
+/**
+ * Test builds only: switches that bring back one of four coherence bugs an outside review found, so the
+ * history checker in chaos/ can prove that it catches each of them (docs/coherence.md, "The checker checks
+ * itself"). Read once, from GATEHOUSE_TEST_REINSTATE_BUGS (comma-separated names); nothing sets it outside
+ * the test harness, and a replica started with it logs a warning naming every bug it brought back.
+ *
+ * - `delete-race`: /key/delete matches rows by token without locking them, so a delete racing a
+ *   regenerate of the same key answers 200 and deletes nothing.
+ * - `grace-404`: admin operations address only a key's current token; a token in grace is "not found".
+ * - `l2-rewind`: L2 is trusted whatever Redis lost or restored (no state cursor, no repair).
+ * - `joined-fill`: a request may join a database read that began before an invalidation, and a fill an
+ *   invalidation cancelled is still answered from.
+ */
+export const REINSTATABLE_BUGS = ["delete-race", "grace-404", "l2-rewind", "joined-fill"] as const;
+export type ReinstatedBug = (typeof REINSTATABLE_BUGS)[number];
+
+const requested = new Set(
+  (process.env.GATEHOUSE_TEST_REINSTATE_BUGS ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s): s is ReinstatedBug => (REINSTATABLE_BUGS as readonly string[]).includes(s)),
+);
+
+export function reinstated(bug: ReinstatedBug): boolean {
+  return requested.size > 0 && requested.has(bug);
+}
+
+export function reinstatedBugs(): ReinstatedBug[] {
+  return [...requested];
+}
