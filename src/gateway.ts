@@ -145,6 +145,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     clock,
     onTombstoneFailed: (eventId) => l2Guard.tombstoneFailed(eventId),
     onHeartbeat: () => void l2Guard.check(),
+    l2Status: () => l2Guard.status(),
   });
   await coherence.start();
   await l2Guard.check();

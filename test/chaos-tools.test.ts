@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startRedisServer, type RedisServer } from "../chaos/lib/redis-server.js";
+import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 
 /** The chaos suite's private Redis: restarts empty, snapshots, and restarts from an older snapshot. */
 

@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConfigFile } from "../src/config/settings.js";
-import { startRedisServer, type RedisServer } from "../chaos/lib/redis-server.js";
+import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js";
 import { api, chatBody, openAIError } from "./helpers/http.js";

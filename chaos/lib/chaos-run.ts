@@ -5,7 +5,7 @@ import { chatBody } from "../../test/helpers/http.js";
 import { startTcpProxy, viaProxy, type TcpProxy } from "../../test/support/tcp-proxy.mjs";
 import { aliveReplicas, FAULTS, type FaultContext } from "./faults.js";
 import { expectationFor, Ledger, PROBE_MARGIN_MS, STALENESS_BOUND_MS, type Lineage } from "./ledger.js";
-import { startRedisServer, type RedisServer } from "./redis-server.js";
+import { startRedisServer, type RedisServer } from "../../test/helpers/redis-server.js";
 
 /**
  * One chaos run: three real replicas behind fault-injecting proxies for Postgres and Redis, a workload that

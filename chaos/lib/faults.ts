@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { Cluster, Replica } from "../../test/helpers/cluster.js";
 import type { TcpProxy } from "../../test/support/tcp-proxy.mjs";
-import type { RedisServer } from "./redis-server.js";
+import type { RedisServer } from "../../test/helpers/redis-server.js";
 
 /**
  * The fault injector: one fault at a time, each healed before the next. The windows in which Postgres was

@@ -38,6 +38,8 @@ export interface CoherenceOptions {
   onTombstoneFailed?: (eventId: number) => void;
   /** Run on every heartbeat besides the catch-up (the L2 guard's check); must not throw. */
   onHeartbeat?: () => void;
+  /** The L2 guard's state, shown beside this replica's coherence state (/debug/coherence). */
+  l2Status?: () => object;
 }
 
 interface AppliedLag {
@@ -143,6 +145,7 @@ export class Coherence {
       fresh: this.isFresh(),
       synced_ms_ago: Math.round(monotonicMs() - this.syncedAt),
       db_clock_offset_ms: Math.round(this.o.clock.offsetMs()),
+      l2: this.o.l2Status?.() ?? null,
       ...this.counters,
     };
   }

@@ -69,12 +69,12 @@ export class L2Guard {
   }
 
   status() {
-    return { trusted: this.trusted, redis_run_id: this.knownRunId, ...this.counters };
+    return { trusted: this.trusted, redis: this.o.redis?.status ?? "not used", redis_run_id: this.knownRunId, ...this.counters };
   }
 
   /** Runs one check (coalescing concurrent requests); never throws. */
   check(): Promise<void> {
-    if (!this.o.redis) return Promise.resolve();
+    if (!this.o.redis || reinstated("l2-rewind")) return Promise.resolve();
     if (this.checking) {
       this.checkAgain = true;
       return this.checking;

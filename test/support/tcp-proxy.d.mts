@@ -6,7 +6,8 @@ export interface TcpProxy {
   /** Open client connections right now. */
   readonly connections: number;
   setMode(mode: ProxyMode): void;
-  setLatency(ms: number): void;
+  /** Delays chunks both ways, or only answers ("toClient") or only requests ("toServer"). */
+  setLatency(ms: number, direction?: "both" | "toClient" | "toServer"): void;
   /** Resolves when the trap was sprung. */
   cutOnce(pattern: string, options: { forward: boolean }): Promise<void>;
   cutAll(): void;

@@ -6,7 +6,8 @@
 //  - cutOnce(pattern, { forward }): the next time a client sends bytes containing `pattern`, the client's
 //    connection dies, after (forward: true) or instead of (forward: false) passing those bytes on. Aimed at
 //    "COMMIT", it leaves a transaction's outcome unknown to the client;
-//  - latencyMs: delays every chunk by that much;
+//  - setLatency(ms, direction): delays every chunk by that much, both ways or only "toClient" (answers come
+//    back late: a query runs at once on the server and its result arrives slowly) or only "toServer";
 //  - cutAll(): destroys every open connection at once (new ones still pass).
 import net from "node:net";
 
@@ -14,6 +15,7 @@ export async function startTcpProxy(targetHost, targetPort) {
   const pairs = new Set();
   let mode = "pass";
   let latencyMs = 0;
+  let latencyDirection = "both";
   let trap = null;
 
   const server = net.createServer((client) => {
@@ -38,12 +40,12 @@ export async function startTcpProxy(targetHost, targetPort) {
         return;
       }
       if (mode !== "pass") return;
-      if (latencyMs > 0) setTimeout(() => upstream.writable && upstream.write(chunk), latencyMs);
+      if (latencyMs > 0 && latencyDirection !== "toClient") setTimeout(() => upstream.writable && upstream.write(chunk), latencyMs);
       else upstream.write(chunk);
     });
     upstream.on("data", (chunk) => {
       if (mode !== "pass") return;
-      if (latencyMs > 0) setTimeout(() => client.writable && client.write(chunk), latencyMs);
+      if (latencyMs > 0 && latencyDirection !== "toServer") setTimeout(() => client.writable && client.write(chunk), latencyMs);
       else client.write(chunk);
     });
     const end = () => {
@@ -68,8 +70,9 @@ export async function startTcpProxy(targetHost, targetPort) {
     setMode(next) {
       mode = next;
     },
-    setLatency(ms) {
+    setLatency(ms, direction = "both") {
       latencyMs = ms;
+      latencyDirection = direction;
     },
     cutOnce(pattern, { forward }) {
       return new Promise((resolve) => {

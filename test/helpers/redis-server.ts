@@ -5,7 +5,7 @@ import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Redis } from "ioredis";
-import { freePort } from "../../test/support/services.mjs";
+import { freePort } from "../support/services.mjs";
 
 /**
  * A Redis server of the chaos suite's own, on a free port: restarting it must not disturb the shared
