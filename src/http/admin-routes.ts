@@ -14,11 +14,24 @@ import {
   resetSpendSchema,
   updateKeySchema,
 } from "../keys/key-schemas.js";
+import { collectCommittedEvents, committedEventIds } from "../keys/change-context.js";
 import { BadRequestError } from "./errors.js";
 
 /** The LiteLLM-compatible /key routes. Authorization (master key) is applied by the caller. */
 export function adminRoutes(keys: KeyService, rotation: RotationService, coherence: Coherence): Router {
   const router = Router();
+  // Every write names the events it committed (Gatehouse-Event-Id, comma-separated, in commit order).
+  router.use("/key", (_req, res, next) => {
+    collectCommittedEvents(() => {
+      const json = res.json.bind(res);
+      res.json = (body: unknown) => {
+        const ids = committedEventIds();
+        if (ids.length > 0 && !res.headersSent) res.setHeader("Gatehouse-Event-Id", ids.join(","));
+        return json(body);
+      };
+      next();
+    });
+  });
 
   router.post("/key/generate", async (req, res) => {
     const idempotencyKey = IdempotencyVault.parseHeader(req.headers["idempotency-key"]);

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import type { Database } from "../store/database.js";
+import { noteCommittedEvent } from "./change-context.js";
 import { appendEvent, changeCommitted, type EventKind, type KeyEvent } from "../store/event-store.js";
 
 /** Told about every committed event right after COMMIT (the writer's own replica applies it at once). */
@@ -40,6 +41,9 @@ export async function commitKeyChange<T>(db: Database, sink: CommittedEventSink,
     // A transaction without an event wrote nothing, so "not found" is right for it too: it is simply re-run.
     { verifyCommitted: () => changeCommitted(db.pool, changeId) },
   );
-  if (event) await sink.applyCommitted(event);
+  if (event) {
+    noteCommittedEvent(event.id);
+    await sink.applyCommitted(event);
+  }
   return result;
 }
