@@ -48,6 +48,8 @@ export interface ClusterOptions {
   databaseUrl?: (url: string) => string;
   /** With `databaseUrl`: LISTEN and migrations still go straight to Postgres (DATABASE_LISTEN_URL). */
   listenDirect?: boolean;
+  /** Rewrites the LISTEN (and migration) URL the replicas get, like `databaseUrl`. */
+  listenUrl?: (url: string) => string;
   /** Keep every log line of every replica (default true); long runs turn it off. */
   keepOutput?: boolean;
 }
@@ -59,7 +61,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const dir = mkdtempSync(path.join(tmpdir(), "gh-cluster-"));
   const configFile = path.join(dir, "config.yaml");
   writeFileSync(configFile, stringify(options.config ?? DEFAULT_TEST_CONFIG));
-  const env = { DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url, ...(options.listenDirect ? { DATABASE_LISTEN_URL: db.url } : {}), REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir, ...reinstatedBugsEnv(), ...options.env };
+  const env = { DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url, ...(options.listenDirect ? { DATABASE_LISTEN_URL: db.url } : {}), ...(options.listenUrl ? { DATABASE_LISTEN_URL: options.listenUrl(db.url) } : {}), REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir, ...reinstatedBugsEnv(), ...options.env };
   const suffix = randomBytes(3).toString("hex");
   const replicas: Replica[] = [];
 

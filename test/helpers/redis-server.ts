@@ -28,6 +28,8 @@ export interface RedisServer {
   snapshot(): Promise<string>;
   /** SIGKILLs the server and starts it again on the same port with exactly the dataset of `snapshotPath`. */
   restartFrom(snapshotPath: string, downMs?: number): Promise<void>;
+  /** Freezes the server (SIGSTOP) for `ms`, then lets it go on (SIGCONT): connections stay open, nothing answers. */
+  pause(ms: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -124,6 +126,14 @@ export async function startRedisServer(): Promise<RedisServer> {
       if (resolve(snapshotPath) !== dump) await copyFile(snapshotPath, dump);
       await new Promise((r) => setTimeout(r, downMs));
       await launch();
+    },
+    async pause(ms: number) {
+      child?.kill("SIGSTOP");
+      try {
+        await new Promise((r) => setTimeout(r, ms));
+      } finally {
+        child?.kill("SIGCONT");
+      }
     },
     async stop() {
       if (stopped) return;

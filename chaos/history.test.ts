@@ -1,0 +1,85 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { packageRoot } from "../src/paths.js";
+import { FAULTS, formatReport, formatViolation, PROFILES, runHistory, type Profile } from "./lib/history/run.js";
+
+/**
+ * The history checker (docs/coherence.md): random admin changes and authentications on three replicas while
+ * faults fire, every answer checked against the sequential history of what committed. `npm test` runs the
+ * short profile; `npm run chaos` the long one (CHAOS_PROFILE=long). Each run prints its table and writes
+ * chaos/results/history-<profile>.json (not committed).
+ */
+const profile = PROFILES[process.env.CHAOS_PROFILE ?? "short"];
+if (!profile) throw new Error(`unknown CHAOS_PROFILE ${process.env.CHAOS_PROFILE}`);
+const log = (line: string) => process.stderr.write(`[history] ${line}\n`);
+
+function save(name: string, report: unknown, table: string) {
+  const dir = path.join(packageRoot, "chaos", "results");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, `history-${name}.json`), JSON.stringify({ ...(report as object), table }, null, 2));
+}
+
+describe(`history checker (${profile.name} profile)`, () => {
+  it(
+    "every answer agrees with the sequential history of committed changes, within the documented bounds",
+    async () => {
+      const report = await runHistory(profile, log);
+      const table = formatReport(report);
+      process.stdout.write(`\n${table}\n\n`);
+      for (const v of report.violations.slice(0, 10)) process.stdout.write(`${formatViolation(v)}\n\n`);
+      save(profile.name, report, table);
+
+      expect(report.violations.map((v) => `${v.kind}: ${v.message}`)).toEqual([]);
+      // The run did what it claims: enough requests, every fault kind at least once.
+      expect(report.ops).toBeGreaterThanOrEqual(profile.name === "short" ? 3_000 : 100_000);
+      expect(Object.keys(report.faults_injected).sort()).toEqual(FAULTS.map((f) => f.name).sort());
+    },
+    profile.durationMs + 120_000,
+  );
+});
+
+/**
+ * The checker checks itself: with each of four bugs found by an outside review switched back on in a test
+ * build, a short run with the fault mix that exposes it must report a violation of the matching kind.
+ */
+const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }> = [
+  {
+    bug: "delete-race",
+    expects: /not found for a token that works|final state|accepted a key|unexpected answer/,
+    profile: { faults: [], mix: { race: 40, regenerate: 10, generate: 4, delete: 2, block: 0, unblock: 0, update: 0, end_grace: 0, reset_spend: 0, invalid: 0 } },
+  },
+  {
+    bug: "grace-404",
+    expects: /not found for a token that works/,
+    profile: { faults: [], mix: { regenerate: 20, block: 10, unblock: 10, update: 10, end_grace: 5, delete: 1, generate: 3, race: 0, reset_spend: 3, invalid: 0 } },
+  },
+  {
+    bug: "l2-rewind",
+    expects: /accepted a key that was not valid|served a model the key may not use/,
+    profile: { faults: ["Redis restarted from an older snapshot", "a replica SIGKILLed and restarted"], mix: { regenerate: 30, delete: 6, block: 10, unblock: 4, update: 6, generate: 6, race: 0, end_grace: 4, reset_spend: 0, invalid: 0 } },
+  },
+  {
+    bug: "joined-fill",
+    expects: /accepted a key that was not valid|served a model the key may not use|rejected a valid key|refused a model/,
+    profile: { keys: 2, adminWorkers: 1, authWorkers: 48, adminPauseMs: 1_200, faults: ["one replica: Postgres answers +3 s and Redis unreachable, 6 s"], mix: { regenerate: 5, block: 20, unblock: 20, update: 15, generate: 2, delete: 0, race: 0, end_grace: 0, reset_spend: 0, invalid: 0 } },
+  },
+];
+
+describe("the checker catches each reinstated bug (test-build switch)", () => {
+  for (const proof of proofs) {
+    it(
+      `${proof.bug}: a short run reports a violation`,
+      async () => {
+        const p: Profile = { ...PROFILES.short!, name: `proof-${proof.bug}`, durationMs: 25_000, keys: 6, maxOps: 1_000_000, ...proof.profile, env: { GATEHOUSE_TEST_REINSTATE_BUGS: proof.bug } };
+        const report = await runHistory(p, log);
+        const table = formatReport(report);
+        save(p.name, report, table);
+        const caught = report.violations.filter((v) => proof.expects.test(v.kind));
+        process.stdout.write(`\n${proof.bug}: ${report.violations.length} violations after ${report.ops} operations; first:\n${caught[0] ? formatViolation(caught[0]) : "(none of the expected kind)"}\n`);
+        expect(caught.length).toBeGreaterThan(0);
+      },
+      120_000,
+    );
+  }
+});

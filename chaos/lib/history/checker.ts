@@ -1,0 +1,378 @@
+import type { AdminOp, AuthOp, CommittedEvent, FaultWindow, Op } from "./history.js";
+
+/**
+ * The history checker. It builds the sequential history of the changes that committed — in commit order, which
+ * is event id order — with the meaning each change had for the client that asked for it, and judges every
+ * answer of the run against it (docs/coherence.md, "The history checker"):
+ *
+ * - an authentication that completed at `complete` agrees with the model at some moment of
+ *   [invoke − bound, complete]; bound = the normal bound, the hard bound while notifications may be lost, and
+ *   since-the-start-of-the-partition while Postgres and Redis are both unreachable (fail static);
+ * - an admin 2xx is a change that committed (it has its event) and acted on a token that addressed a key;
+ * - an admin error changed nothing (no event is left that only it could explain), and a "not found" was
+ *   answered only for a token that addressed no key at some moment of the request;
+ * - no change committed that no request explains (a double rotation, a delete nobody asked for);
+ * - no 5xx except the documented 503s (a store unreachable, a key changing faster than it can be read);
+ * - at the end, the database holds exactly the keys the model says, with the model's tokens and fields.
+ *
+ * A violation comes with the window of history that shows it: the requests on that key around it.
+ */
+export interface CheckerOptions {
+  /** Normal staleness bound: notifications flowing (ms). */
+  normalBoundMs: number;
+  /** Hard bound: notifications lost, the heartbeat is the floor (ms). */
+  hardBoundMs: number;
+  /** How long after a fault ends it still counts as a fault period (replicas catching up, breakers closing). */
+  faultTailMs: number;
+  /** Timing tolerance between the database clock and the checker's (same host): ms. */
+  clockSlackMs: number;
+  /** The model requests are made for; a key limited to other models answers 403. */
+  probeModel: string;
+}
+
+export const DEFAULT_CHECKER_OPTIONS: CheckerOptions = { normalBoundMs: 1_000, hardBoundMs: 2_250, faultTailMs: 3_000, clockSlackMs: 50, probeModel: "mock-gpt" };
+
+export interface Violation {
+  kind: string;
+  message: string;
+  at: number;
+  /** The shortest window of history that shows it: the requests on the key involved, with times and replicas. */
+  window: string[];
+}
+
+export interface CheckResult {
+  answersChecked: number;
+  violations: Violation[];
+  opsByKind: Record<string, number>;
+  answersByStatus: Record<string, number>;
+  staleness: { normal: number[]; fault: number[] };
+  rotationConflicts: number;
+  unexplainedEvents: number;
+}
+
+interface TokenState {
+  token: string;
+  keyId: string;
+  /** When it became the key's current token. */
+  from: number;
+  /** When it stopped authenticating (rotated with grace 0, its grace ended, ended early, key deleted). */
+  until: number;
+  /** When it stopped being the current token (a rotation), Infinity while current. */
+  currentUntil: number;
+}
+
+interface KeyChange {
+  at: number;
+  blocked: boolean;
+  models: string[];
+  deleted: boolean;
+}
+
+interface KeyState {
+  keyId: string;
+  current: string;
+  changes: KeyChange[];
+  tokens: string[];
+}
+
+type Expected = 200 | 401 | 403;
+
+export class Model {
+  readonly tokens = new Map<string, TokenState>();
+  readonly keys = new Map<string, KeyState>();
+
+  keyOf(token: string): KeyState | undefined {
+    const t = this.tokens.get(token);
+    return t ? this.keys.get(t.keyId) : undefined;
+  }
+
+  private stateAt(key: KeyState, t: number): KeyChange {
+    let last = key.changes[0]!;
+    for (const c of key.changes) {
+      if (c.at <= t) last = c;
+      else break;
+    }
+    return last;
+  }
+
+  /** Does `token` address a key at time t (its current token, or a deprecated one in its grace)? */
+  addresses(token: string, t: number): boolean {
+    const ts = this.tokens.get(token);
+    if (!ts || t < ts.from || t >= ts.until) return false;
+    return !this.stateAt(this.keys.get(ts.keyId)!, t).deleted;
+  }
+
+  isCurrent(token: string, t: number): boolean {
+    const ts = this.tokens.get(token);
+    return !!ts && this.addresses(token, t) && t < ts.currentUntil;
+  }
+
+  expected(token: string, t: number, model: string): Expected {
+    const ts = this.tokens.get(token);
+    if (!ts || t < ts.from || t >= ts.until) return 401;
+    const s = this.stateAt(this.keys.get(ts.keyId)!, t);
+    if (s.deleted || s.blocked) return 401;
+    if (s.models.length > 0 && !s.models.includes(model)) return 403;
+    return 200;
+  }
+
+  /** Moments at which the expected answer for `token` may change, in [from, to]. */
+  changePoints(token: string, from: number, to: number): number[] {
+    const ts = this.tokens.get(token);
+    if (!ts) return [];
+    const points = [ts.from, ts.until, ...this.keys.get(ts.keyId)!.changes.map((c) => c.at)];
+    return points.filter((p) => p > from && p <= to && Number.isFinite(p));
+  }
+
+  generate(token: string, keyId: string, at: number, models: string[]): void {
+    this.keys.set(keyId, { keyId, current: token, tokens: [token], changes: [{ at, blocked: false, models, deleted: false }] });
+    this.tokens.set(token, { token, keyId, from: at, until: Number.POSITIVE_INFINITY, currentUntil: Number.POSITIVE_INFINITY });
+  }
+
+  change(key: KeyState, at: number, patch: Partial<Omit<KeyChange, "at">>): void {
+    const last = key.changes.at(-1)!;
+    key.changes.push({ ...last, ...patch, at });
+    if (patch.deleted) for (const t of key.tokens) this.tokens.get(t)!.until = Math.min(this.tokens.get(t)!.until, at);
+  }
+}
+
+/** Checks a recorded history against the events that committed; never throws on a bad history, it reports. */
+export function checkHistory(ops: Op[], events: CommittedEvent[], faults: FaultWindow[], options: CheckerOptions = DEFAULT_CHECKER_OPTIONS): { result: CheckResult; model: Model } {
+  const violations: Violation[] = [];
+  const model = new Model();
+  const admin = ops.filter((o): o is AdminOp => o.type === "admin");
+  const auth = ops.filter((o): o is AuthOp => o.type === "auth");
+  const result: CheckResult = { answersChecked: 0, violations, opsByKind: {}, answersByStatus: {}, staleness: { normal: [], fault: [] }, rotationConflicts: 0, unexplainedEvents: 0 };
+  for (const o of ops) {
+    const k = o.type === "auth" ? "authenticate" : o.invalid ? `${o.kind} (invalid input)` : o.raced ? `${o.kind} (raced)` : o.kind;
+    result.opsByKind[k] = (result.opsByKind[k] ?? 0) + 1;
+    result.answersByStatus[String(o.status)] = (result.answersByStatus[String(o.status)] ?? 0) + 1;
+  }
+  const slack = options.clockSlackMs;
+  const violate = (kind: string, message: string, at: number, tokens: string[], replica?: string) => violations.push({ kind, message, at, window: windowOf(ops, model, tokens, at, replica) });
+
+  // 1. Which request each committed change belongs to.
+  const eventById = new Map(events.map((e) => [e.id, e]));
+  const owner = new Map<number, AdminOp>();
+  const claim = (e: CommittedEvent, op: AdminOp) => {
+    if (!owner.has(e.id)) owner.set(e.id, op);
+  };
+  const byNewToken = new Map<string, CommittedEvent>();
+  for (const e of events) {
+    if (e.kind === "regenerate") byNewToken.set(e.tokens[1]!, e);
+    if (e.kind === "generate") byNewToken.set(e.tokens[0]!, e);
+  }
+  for (const op of admin) {
+    if (op.status < 200 || op.status >= 300) continue;
+    for (const id of op.eventIds) {
+      const e = eventById.get(id);
+      if (e) claim(e, op);
+    }
+    if ((op.kind === "regenerate" || op.kind === "generate") && op.newToken) {
+      const e = byNewToken.get(op.newToken);
+      if (e) claim(e, op);
+    }
+  }
+  // Events no answered request explains: a request whose outcome the client never learnt (connection lost,
+  // 5xx) of the same kind, naming a token of the change, running when it committed.
+  const unknownOutcome = admin.filter((o) => o.status === 0 || o.status >= 500);
+  for (const e of events) {
+    if (owner.has(e.id) || e.kind === "expiry") continue;
+    const candidate = unknownOutcome.find(
+      (o) => o.kind === e.kind && e.at >= o.invoke - slack && e.at <= o.complete + 250 && (o.addressed.some((t) => e.tokens.includes(t)) || o.kind === "generate"),
+    );
+    if (candidate) {
+      claim(e, candidate);
+      if (candidate.kind === "regenerate") candidate.newToken = e.tokens[1];
+      if (candidate.kind === "generate") candidate.newToken = e.tokens[0];
+      continue;
+    }
+    result.unexplainedEvents++;
+    violate("unexplained change", `event ${e.id} (${e.kind}) committed at ${fmt(e.at)} but no request explains it`, e.at, e.tokens);
+  }
+
+  // 2. The sequential history: each change, in commit order, with the meaning its request gave it.
+  const applied = [...owner.entries()].sort((a, b) => a[0] - b[0]);
+  for (const [eventId, op] of applied) {
+    const e = eventById.get(eventId)!;
+    const at = e.at;
+    if (op.kind === "generate") {
+      if (op.newToken && op.keyId) model.generate(op.newToken, op.keyId, at, op.models ?? []);
+      continue;
+    }
+    const named = op.addressed.filter((t) => model.tokens.has(t));
+    // A change acknowledged for a token that addressed no key at any moment of the request.
+    for (const t of op.addressed) {
+      const addressed = model.addresses(t, at) || model.addresses(t, op.invoke) || model.addresses(t, at - slack);
+      if (!addressed) violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} committed (event ${eventId}) for ${short(t)}, which addressed no key then`, at, [t]);
+    }
+    const keys = [...new Set(named.map((t) => model.keyOf(t)!))];
+    if (op.kind === "regenerate") {
+      const key = keys[0];
+      const old = op.addressed[0]!;
+      if (!key || !op.newToken) continue;
+      if (!model.isCurrent(old, at - slack) && !model.isCurrent(old, op.invoke)) {
+        violate("double rotation", `regenerate on ${op.replica} committed (event ${eventId}) for ${short(old)}, which was not its key's current token`, at, [old]);
+      }
+      const graceMs = parseGrace(op.grace);
+      const oldState = model.tokens.get(key.current)!;
+      oldState.currentUntil = at;
+      const revokeAt = graceMs === 0 ? at : op.revokeAt ?? at + graceMs;
+      if (graceMs > 0 && op.revokeAt !== undefined && (op.revokeAt < at + graceMs - slack || op.revokeAt > at + graceMs + 1_000)) {
+        violate("grace not counted from the commit", `regenerate on ${op.replica}: revoke_at ${fmt(op.revokeAt)} is not commit ${fmt(at)} + ${op.grace}`, at, [old]);
+      }
+      oldState.until = Math.min(oldState.until, revokeAt);
+      model.tokens.set(op.newToken, { token: op.newToken, keyId: key.keyId, from: at, until: Number.POSITIVE_INFINITY, currentUntil: Number.POSITIVE_INFINITY });
+      key.tokens.push(op.newToken);
+      key.current = op.newToken;
+    } else if (op.kind === "end_grace") {
+      for (const key of keys) for (const t of key.tokens) if (t !== key.current) model.tokens.get(t)!.until = Math.min(model.tokens.get(t)!.until, at);
+    } else if (op.kind === "block" || op.kind === "unblock") {
+      for (const key of keys) model.change(key, at, { blocked: op.kind === "block" });
+    } else if (op.kind === "update") {
+      for (const key of keys) model.change(key, at, { models: op.models ?? [] });
+    } else if (op.kind === "delete") {
+      for (const key of keys) model.change(key, at, { deleted: true });
+    }
+  }
+
+  // 3. Admin answers.
+  for (const op of admin) {
+    result.answersChecked++;
+    const ok = op.status >= 200 && op.status < 300;
+    if (op.invalid) {
+      if (op.status !== 400) violate("invalid input not refused", `${op.kind} with invalid input on ${op.replica} answered ${op.status}`, op.complete, op.addressed);
+      continue;
+    }
+    if (ok) {
+      const hasEvent = [...owner.values()].includes(op);
+      const noEventNeeded = op.kind === "reset_spend" || (op.kind === "end_grace" && (op.revoked?.length ?? 0) === 0) || (op.kind === "regenerate" && op.eventIds.length === 0 && !!op.newToken && byNewToken.has(op.newToken));
+      if (!hasEvent && !noEventNeeded) violate("acknowledged change lost", `${op.kind} on ${op.replica} answered ${op.status} but no event committed for it`, op.complete, op.addressed);
+      if (op.kind === "reset_spend" || (op.kind === "end_grace" && !hasEvent)) {
+        for (const t of op.addressed) {
+          if (!someMoment(op.invoke - slack, op.complete + slack, (x) => model.addresses(t, x))) violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} answered ${op.status} for ${short(t)}, which addressed no key`, op.complete, [t]);
+        }
+      }
+      continue;
+    }
+    if (op.status === 404) {
+      // Every token that authenticates is addressable: "not found" only for a token that addressed nothing at
+      // some moment of the request (delete: at least one of its tokens).
+      const notFoundSomewhere = op.addressed.some((t) => someMoment(op.invoke - slack, op.complete + slack, (x) => !model.addresses(t, x)));
+      if (!notFoundSomewhere) violate("not found for a token that works", `${op.kind} on ${op.replica} answered 404 for ${op.addressed.map(short).join(", ")}, which addressed a key throughout the request`, op.complete, op.addressed);
+      continue;
+    }
+    if (op.status === 409) {
+      // Refusals that change nothing by design: the key changed under the rotation (its fencing token), or another
+      // replica holds the rotation lock of this token right now.
+      if (op.code === "rotation_conflict" || op.code === "rotation_in_progress") {
+        result.rotationConflicts++;
+        continue;
+      }
+      if (op.code === "key_already_rotated") {
+        const t = op.addressed[0]!;
+        if (!someMoment(op.invoke - slack, op.complete + slack, (x) => model.addresses(t, x) && !model.isCurrent(t, x))) {
+          violate("refused as already rotated", `regenerate on ${op.replica} answered 409 key_already_rotated for ${short(t)}, which was its key's current token throughout`, op.complete, [t]);
+        }
+        continue;
+      }
+    }
+    if (op.status === 0) continue;
+    if (op.status === 503 && (duringFault(faults, op, options.faultTailMs, (f) => f.postgresImpaired) || op.code === "rotation_in_progress")) continue;
+    violate("unexpected answer", `${op.kind} on ${op.replica} answered ${op.status} ${op.code ?? ""}`, op.complete, op.addressed);
+  }
+
+  // 4. Authentication answers, against the model with the bound that applied.
+  for (const op of auth) {
+    if (op.status === 0) continue;
+    result.answersChecked++;
+    const inFault = duringFault(faults, op, options.faultTailMs, () => true);
+    if (op.status === 503) {
+      if (op.code === "key_changing" || duringFault(faults, op, options.faultTailMs, (f) => f.postgresImpaired)) continue;
+      violate("unexpected answer", `authentication of ${short(op.token)} on ${op.replica} answered 503 ${op.code ?? ""} with every store reachable`, op.complete, [op.token]);
+      continue;
+    }
+    if (op.status !== 200 && op.status !== 401 && op.status !== 403) {
+      violate("unexpected answer", `authentication of ${short(op.token)} on ${op.replica} answered ${op.status} ${op.code ?? ""}`, op.complete, [op.token]);
+      continue;
+    }
+    const staleness = stalenessOf(model, op, options.probeModel);
+    const bound = boundFor(op, faults, options);
+    (inFault ? result.staleness.fault : result.staleness.normal).push(Number.isFinite(staleness) ? staleness : -1);
+    if (staleness > bound) {
+      const now = model.expected(op.token, op.complete, options.probeModel);
+      const what = op.status === 200 ? (now === 403 ? "served a model the key may not use" : "accepted a key that was not valid") : op.status === 403 ? "refused a model the key may use" : "rejected a valid key";
+      violate(what, `${op.replica} answered ${op.status}${op.code ? ` (${op.code})` : ""} for ${short(op.token)} (request ${fmt(op.invoke)}–${fmt(op.complete)}); the model expected ${now}${Number.isFinite(staleness) ? `, last true ${Math.round(staleness)} ms before the request (bound ${Math.round(bound)} ms)` : " at every moment"}`, op.complete, [op.token], op.replica);
+    }
+  }
+  violations.sort((a, b) => a.at - b.at);
+  return { result, model };
+}
+
+/** How long before `invoke` the model last agreed with the answer (0 when it agreed during the request). */
+function stalenessOf(model: Model, op: AuthOp, probeModel: string): number {
+  const status = op.status as Expected;
+  if (model.expected(op.token, op.complete, probeModel) === status || model.expected(op.token, op.invoke, probeModel) === status) return 0;
+  for (const p of model.changePoints(op.token, op.invoke, op.complete)) if (model.expected(op.token, p, probeModel) === status) return 0;
+  // Walk back through the moments the answer could have changed.
+  const points = model.changePoints(op.token, Number.NEGATIVE_INFINITY, op.invoke).sort((a, b) => b - a);
+  for (const p of points) {
+    // Just before p the state was the one that p ended.
+    if (model.expected(op.token, p - 1e-3, probeModel) === status) return op.invoke - p;
+  }
+  return Number.POSITIVE_INFINITY;
+}
+
+function boundFor(op: Op, faults: FaultWindow[], o: CheckerOptions): number {
+  let bound = o.normalBoundMs;
+  for (const f of faults) {
+    if (op.invoke > f.end + o.faultTailMs || op.complete < f.start) continue;
+    // Slow or failing queries do not widen the bound: only lost notifications do (the heartbeat is then the floor).
+    if (f.notificationsLost) bound = Math.max(bound, o.hardBoundMs);
+    // Fail static: with Postgres and Redis both gone a replica serves what it holds, whatever changed since the
+    // partition began; after it heals, the hard bound runs from the end.
+    if (f.partition) bound = Math.max(bound, op.invoke - f.start + o.hardBoundMs);
+  }
+  return bound;
+}
+
+function duringFault(faults: FaultWindow[], op: Op, tailMs: number, which: (f: FaultWindow) => boolean): boolean {
+  return faults.some((f) => which(f) && op.complete >= f.start && op.invoke <= f.end + tailMs);
+}
+
+function someMoment(from: number, to: number, predicate: (t: number) => boolean): boolean {
+  const steps = 8;
+  for (let i = 0; i <= steps; i++) if (predicate(from + ((to - from) * i) / steps)) return true;
+  return false;
+}
+
+function parseGrace(grace: string | undefined): number {
+  const m = /^(\d+)([smhd])$/.exec(grace ?? "0s");
+  if (!m) return 0;
+  return Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s" | "m" | "h" | "d"];
+}
+
+const short = (token: string) => `${token.slice(0, 8)}…`;
+const fmt = (t: number) => new Date(t).toISOString().slice(11, 23);
+
+/**
+ * The requests on the key of `tokens` from 3 s before `at` to 0.5 s after, one line each: every change of the
+ * key, and the authentications of its tokens on the replica that answered wrongly (all replicas when none is
+ * named). At most 30 lines.
+ */
+function windowOf(ops: Op[], model: Model, tokens: string[], at: number, replica?: string): string[] {
+  const keyTokens = new Set<string>(tokens);
+  for (const t of tokens) for (const kt of model.keyOf(t)?.tokens ?? []) keyTokens.add(kt);
+  const lines = ops
+    .filter((o) => o.complete >= at - 3_000 && o.invoke <= at + 500)
+    .filter((o) => (o.type === "auth" ? keyTokens.has(o.token) && (!replica || o.replica === replica) : o.addressed.some((t) => keyTokens.has(t)) || (o.newToken !== undefined && keyTokens.has(o.newToken))))
+    .sort((a, b) => a.invoke - b.invoke)
+    .map((o) => {
+      const span = `${fmt(o.invoke)}–${fmt(o.complete)}`;
+      if (o.type === "auth") return `${span} ${o.replica} authenticate ${short(o.token)} → ${o.status}${o.code ? ` ${o.code}` : ""}`;
+      const args = [o.addressed.map(short).join(","), o.grace ? `grace ${o.grace}` : "", o.models ? `models ${JSON.stringify(o.models)}` : "", o.raced ? "raced" : ""].filter(Boolean).join(" ");
+      const out = [o.newToken ? `new ${short(o.newToken)}` : "", o.eventIds.length ? `event ${o.eventIds.join(",")}` : ""].filter(Boolean).join(" ");
+      return `${span} ${o.replica} ${o.kind} ${args} → ${o.status}${o.code ? ` ${o.code}` : ""} ${out}`.trimEnd();
+    });
+  return lines.length > 30 ? [...lines.slice(0, 10), `… ${lines.length - 30} more …`, ...lines.slice(-20)] : lines;
+}

@@ -1,0 +1,514 @@
+import { randomUUID } from "node:crypto";
+import { existsSync, writeFileSync } from "node:fs";
+import pg from "pg";
+import { startCluster, type Cluster, type Replica } from "../../../test/helpers/cluster.js";
+import { chatBody } from "../../../test/helpers/http.js";
+import { startRedisServer, type RedisServer } from "../../../test/helpers/redis-server.js";
+import { startTcpProxy, viaProxy, type TcpProxy } from "../../../test/support/tcp-proxy.mjs";
+import { checkHistory, DEFAULT_CHECKER_OPTIONS, type CheckResult, type Violation } from "./checker.js";
+import { checkerNow, History, type AdminKind, type AdminOp, type AuthOp, type CommittedEvent, type FaultWindow } from "./history.js";
+
+/**
+ * One history-checker run: three real replica processes, each reaching Postgres through a fault-injecting TCP
+ * proxy of its own (LISTEN connections through one more, Redis through another, Redis a server of the run's
+ * own), concurrent clients issuing random admin changes and authenticating every token ever issued on every
+ * replica, and faults injected one at a time while they run. Bounded in time and in count.
+ */
+export interface Profile {
+  name: string;
+  durationMs: number;
+  /** Stop once this many requests were recorded. */
+  maxOps: number;
+  adminWorkers: number;
+  authWorkers: number;
+  /** Keys at the start; more are generated as the run goes. */
+  keys: number;
+  /** Fault kinds to cycle through, by name (all of FAULTS when absent). */
+  faults?: string[];
+  /** Relative weights of the admin operations. */
+  mix?: Partial<Record<AdminChoice, number>>;
+  /** Pause of each admin client between its requests (ms, at most; random below it). */
+  adminPauseMs?: number;
+  /** Extra environment for the replicas (the test-build switch that reinstates a known bug). */
+  env?: Record<string, string>;
+}
+
+type AdminChoice = AdminKind | "race" | "invalid";
+
+const DEFAULT_MIX: Record<AdminChoice, number> = { regenerate: 26, block: 9, unblock: 9, update: 12, delete: 4, generate: 6, end_grace: 7, reset_spend: 4, race: 8, invalid: 2 };
+
+export const PROFILES: Record<string, Profile> = {
+  short: { name: "short", durationMs: 75_000, maxOps: 200_000, adminWorkers: 3, authWorkers: 6, keys: 8 },
+  long: { name: "long", durationMs: 660_000, maxOps: 150_000, adminWorkers: 4, authWorkers: 8, keys: 12 },
+};
+
+export interface RunReport {
+  profile: string;
+  seconds: number;
+  ops: number;
+  faults_injected: Record<string, number>;
+  check: CheckResult;
+  /** Final state: the database against the model. */
+  final_state_mismatches: number;
+  violations: Violation[];
+}
+
+const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+const GRACES = ["0s", "2s", "1h"] as const;
+const MODEL_CHOICES: string[][] = [[], ["mock-gpt"], ["mock-embedding"], ["mock-gpt", "mock-other"]];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)]!;
+
+interface KnownKey {
+  keyId: string;
+  /** plaintext → token hash, every token ever issued for the key, oldest first. */
+  tokens: Array<{ key: string; token: string }>;
+  deleted: boolean;
+}
+
+interface Fault {
+  name: string;
+  postgresImpaired?: boolean;
+  partition?: boolean;
+  notificationsLost?: boolean;
+  run(ctx: FaultContext): Promise<void>;
+}
+
+interface FaultContext {
+  cluster: Cluster;
+  admin: pg.Pool;
+  poolProxies: Map<string, TcpProxy>;
+  listenProxy: TcpProxy;
+  /** One per replica, like the pool proxies. */
+  redisProxies: Map<string, TcpProxy>;
+  redisServer: RedisServer;
+  snapshot: { path: string; at: number } | null;
+  /**
+   * Replicas the admin clients keep away from, as a load balancer drains a slow backend: a replica whose
+   * answers from Postgres take seconds would hold the event-order lock for as long (docs/coherence.md).
+   */
+  adminAvoid: Set<string>;
+  restartReplica(name: string, extraEnv?: Record<string, string>): Promise<void>;
+}
+
+const hold = (ms: number) => sleep(ms);
+const allPgProxies = (ctx: FaultContext) => [...ctx.poolProxies.values(), ctx.listenProxy];
+const terminate = (ctx: FaultContext, listenersOnly: boolean) =>
+  ctx.admin.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+     WHERE datname = current_database() AND pid <> pg_backend_pid() AND ($1::boolean IS FALSE OR application_name LIKE 'gatehouse-listen:%')`,
+    [listenersOnly],
+  );
+
+export const FAULTS: Fault[] = [
+  { name: "pg_terminate_backend: every gateway connection", notificationsLost: true, run: async (ctx) => void (await terminate(ctx, false)) },
+  { name: "LISTEN connections cut (pg_terminate_backend)", notificationsLost: true, run: async (ctx) => void (await terminate(ctx, true)) },
+  {
+    name: "LISTEN connections blackholed 3 s (notifications lost silently)",
+    notificationsLost: true,
+    run: async (ctx) => {
+      ctx.listenProxy.setMode("blackhole");
+      await hold(3_000);
+      ctx.listenProxy.setMode("pass");
+      ctx.listenProxy.cutAll();
+    },
+  },
+  {
+    name: "Postgres blackholed 3 s",
+    postgresImpaired: true,
+    notificationsLost: true,
+    run: async (ctx) => {
+      for (const p of allPgProxies(ctx)) p.setMode("blackhole");
+      for (const p of allPgProxies(ctx)) p.cutAll();
+      await hold(3_000);
+      for (const p of allPgProxies(ctx)) p.setMode("pass");
+      for (const p of allPgProxies(ctx)) p.cutAll();
+    },
+  },
+  {
+    // Queries run at once in Postgres, answers reach the replica 3 s later, and it cannot reach Redis, so every
+    // look-up it makes is one of those slow reads. Its LISTEN connection is not slowed: it hears of changes while
+    // reads that began before them are still on their way.
+    name: "one replica: Postgres answers +3 s and Redis unreachable, 6 s",
+    postgresImpaired: true,
+    run: async (ctx) => {
+      const name = pick([...ctx.poolProxies.keys()]);
+      const pool = ctx.poolProxies.get(name)!;
+      const redis = ctx.redisProxies.get(name)!;
+      ctx.adminAvoid.add(name);
+      pool.setLatency(3_000, "toClient");
+      redis.setMode("blackhole");
+      redis.cutAll();
+      await hold(6_000);
+      pool.setLatency(0);
+      ctx.adminAvoid.delete(name);
+      redis.setMode("pass");
+      redis.cutAll();
+    },
+  },
+  { name: "Postgres connections cut (proxy)", postgresImpaired: true, notificationsLost: true, run: async (ctx) => allPgProxies(ctx).forEach((p) => p.cutAll()) },
+  {
+    name: "connection dies during COMMIT",
+    postgresImpaired: true,
+    run: async (ctx) => {
+      const proxy = pick([...ctx.poolProxies.values()]);
+      await Promise.race([proxy.cutOnce("COMMIT", { forward: Math.random() < 0.5 }), hold(3_000)]);
+    },
+  },
+  { name: "Redis paused 3 s (SIGSTOP)", run: (ctx) => ctx.redisServer.pause(3_000) },
+  { name: "Redis restarted empty", run: (ctx) => ctx.redisServer.restart(300) },
+  {
+    name: "Redis restarted from an older snapshot",
+    run: async (ctx) => {
+      if (!ctx.snapshot) return;
+      await ctx.redisServer.restartFrom(ctx.snapshot.path, 300);
+      ctx.snapshot = null;
+    },
+  },
+  { name: "Redis connections cut (proxy)", run: async (ctx) => ctx.redisProxies.forEach((p) => p.cutAll()) },
+  {
+    name: "a replica SIGKILLed and restarted",
+    notificationsLost: true,
+    run: async (ctx) => ctx.restartReplica(pick(ctx.cluster.replicas.filter(alive)).name),
+  },
+  {
+    name: "a replica restarted under a wall clock shifted by ±20 s",
+    notificationsLost: true,
+    run: async (ctx) => {
+      if (!existsSync(LIBFAKETIME)) return;
+      const shift = Math.random() < 0.5 ? "+20s" : "-20s";
+      await ctx.restartReplica("C", { LD_PRELOAD: LIBFAKETIME, FAKETIME: shift, FAKETIME_DONT_FAKE_MONOTONIC: "1" });
+    },
+  },
+  {
+    name: "Postgres and Redis both blackholed 4 s (partition)",
+    postgresImpaired: true,
+    partition: true,
+    notificationsLost: true,
+    run: async (ctx) => {
+      const proxies = [...allPgProxies(ctx), ...ctx.redisProxies.values()];
+      for (const p of proxies) p.setMode("blackhole");
+      for (const p of proxies) p.cutAll();
+      await hold(4_000);
+      for (const p of proxies) p.setMode("pass");
+      for (const p of proxies) p.cutAll();
+    },
+  },
+];
+
+function alive(r: Replica): boolean {
+  return r.child.exitCode === null && r.child.signalCode === null;
+}
+
+export async function runHistory(profile: Profile, log: (line: string) => void = () => {}): Promise<RunReport> {
+  const history = new History();
+  const redisServer = await startRedisServer();
+  const listenProxy = await startTcpProxy("127.0.0.1", 5432);
+  const names = ["A", "B", "C"];
+  const poolProxies = new Map<string, TcpProxy>();
+  const redisProxies = new Map<string, TcpProxy>();
+  for (const n of names) {
+    poolProxies.set(n, await startTcpProxy("127.0.0.1", 5432));
+    redisProxies.set(n, await startTcpProxy("127.0.0.1", redisServer.port));
+  }
+  const redisUrl = (name: string) => `redis://127.0.0.1:${redisProxies.get(name)!.port}`;
+  const cluster = await startCluster({
+    size: 1,
+    databaseUrl: (url) => viaProxy(url, poolProxies.get("A")!),
+    listenUrl: (url) => viaProxy(url, listenProxy),
+    env: { REDIS_URL: redisUrl("A"), ...profile.env },
+    keepOutput: false,
+  });
+  const replicaEnv = (name: string) => ({ DATABASE_URL: viaProxy(cluster.db.url, poolProxies.get(name)!), REDIS_URL: redisUrl(name) });
+  for (const n of names.slice(1)) await cluster.addReplica(n, replicaEnv(n));
+  const admin = new pg.Pool({ connectionString: cluster.db.url, max: 2 });
+  admin.on("error", () => {});
+
+  const known: KnownKey[] = [];
+  const faultsInjected: Record<string, number> = {};
+  const started = Date.now();
+  const deadline = started + profile.durationMs;
+  let stopping = false;
+  const running = () => !stopping && Date.now() < deadline && history.ops.length < profile.maxOps;
+  const mix = { ...DEFAULT_MIX, ...profile.mix };
+  const mixTotal = Object.values(mix).reduce((a, b) => a + b, 0);
+  const chooseAdmin = (): AdminChoice => {
+    let r = Math.random() * mixTotal;
+    for (const [k, w] of Object.entries(mix) as Array<[AdminChoice, number]>) {
+      if ((r -= w) < 0) return k;
+    }
+    return "regenerate";
+  };
+  const liveReplicas = () => cluster.replicas.filter(alive);
+  const adminReplicas = () => {
+    const live = liveReplicas();
+    const preferred = live.filter((r) => !ctx.adminAvoid.has(r.name));
+    return preferred.length > 0 ? preferred : live;
+  };
+
+  async function call(replica: Replica, path: string, key: string, body: unknown, headers: Record<string, string> = {}) {
+    try {
+      const res = await fetch(`${replica.url}${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(15_000),
+      });
+      const json = (await res.json().catch(() => null)) as any;
+      return { status: res.status, body: json, eventIds: (res.headers.get("gatehouse-event-id") ?? "").split(",").filter(Boolean).map(Number) };
+    } catch {
+      return { status: 0, body: null, eventIds: [] as number[] };
+    }
+  }
+
+  /** One admin request, recorded with its answer. */
+  async function adminRequest(kind: AdminKind, replica: Replica, path: string, body: unknown, addressed: string[], extra: Partial<AdminOp> = {}, headers: Record<string, string> = {}): Promise<AdminOp> {
+    const invoke = checkerNow();
+    const res = await call(replica, path, cluster.masterKey, body, headers);
+    const complete = checkerNow();
+    const op = history.record<AdminOp>({ type: "admin", kind, replica: replica.name, invoke, complete, status: res.status, code: res.body?.error?.code ?? undefined, addressed, eventIds: res.eventIds, ...extra });
+    if (res.status === 200 && (kind === "generate" || kind === "regenerate") && res.body?.key) {
+      op.newToken = res.body.token;
+      op.keyId = res.body.key_id;
+      if (res.body.revoke_at) op.revokeAt = Date.parse(res.body.revoke_at);
+    }
+    if (res.status === 200 && kind === "end_grace") op.revoked = (res.body?.revoked ?? []).map((r: { token: string }) => r.token);
+    return Object.assign(op, { plaintext: res.body?.key as string | undefined });
+  }
+
+  const generate = async (replica: Replica) => {
+    const op = (await adminRequest("generate", replica, "/key/generate", {}, [], { models: [] })) as AdminOp & { plaintext?: string };
+    if (op.status === 200 && op.plaintext && op.keyId) known.push({ keyId: op.keyId, tokens: [{ key: op.plaintext, token: op.newToken! }], deleted: false });
+  };
+
+  /** A rotation, retried with its Idempotency-Key until its outcome is known (every attempt is recorded). */
+  const regenerate = async (key: KnownKey, target: { key: string; token: string }, replica: Replica, raced = false) => {
+    const grace = pick(GRACES);
+    const idem = randomUUID();
+    const giveUpAt = Date.now() + 30_000;
+    for (let attempt = 0; ; attempt++) {
+      const via = attempt === 0 ? replica : pick(adminReplicas());
+      const op = (await adminRequest("regenerate", via, `/key/${target.key}/regenerate`, { grace_period: grace }, [target.token], { grace, raced }, { "idempotency-key": idem })) as AdminOp & { plaintext?: string };
+      if (op.status === 200) {
+        if (op.plaintext && op.newToken && !key.tokens.some((t) => t.token === op.newToken)) key.tokens.push({ key: op.plaintext, token: op.newToken });
+        return;
+      }
+      const retriable = op.status === 0 || op.status >= 500 || op.code === "rotation_in_progress";
+      if (!retriable || Date.now() > giveUpAt || stopping) return;
+      await sleep(100 + Math.random() * 200);
+    }
+  };
+
+  /** Any token of the key: its newest one mostly, an older one (perhaps in its grace) sometimes. */
+  const addressOf = (key: KnownKey) => (Math.random() < 0.65 ? key.tokens.at(-1)! : pick(key.tokens.slice(-4)));
+
+  const adminAction = async (choice: AdminChoice, key: KnownKey | undefined, replica: Replica, raced = false): Promise<void> => {
+    if (choice === "generate" || !key) return generate(replica);
+    const target = addressOf(key);
+    switch (choice) {
+      case "regenerate":
+        return regenerate(key, target, replica, raced);
+      case "block":
+      case "unblock":
+        await adminRequest(choice, replica, `/key/${choice}`, { key: target.key }, [target.token], { raced });
+        return;
+      case "update": {
+        const models = pick(MODEL_CHOICES);
+        await adminRequest("update", replica, "/key/update", { key: target.key, models }, [target.token], { models, raced });
+        return;
+      }
+      case "end_grace":
+        await adminRequest("end_grace", replica, `/key/${target.key}/end_grace`, {}, [target.token], { raced });
+        return;
+      case "reset_spend":
+        await adminRequest("reset_spend", replica, `/key/${target.key}/reset_spend`, { reset_to: 0 }, [target.token], { raced });
+        return;
+      case "delete": {
+        const other = Math.random() < 0.3 ? pick(known.filter((k) => !k.deleted && k !== key)) : undefined;
+        const targets = other ? [target, addressOf(other)] : [target];
+        const op = await adminRequest("delete", replica, "/key/delete", { keys: targets.map((t) => t.key) }, targets.map((t) => t.token), { raced });
+        if (op.status === 200) {
+          key.deleted = true;
+          if (other) other.deleted = true;
+        }
+        return;
+      }
+      case "invalid":
+        await adminRequest("regenerate", replica, `/key/${target.key}/regenerate`, { grace_period: pick(["1 hour", "-5s", "soon", "9999999999d"]) }, [target.token], { invalid: true });
+        return;
+      case "race": {
+        // Two clients change the same key at once from two replicas, 0–5 ms apart.
+        const [r1, r2] = [pick(adminReplicas()), pick(adminReplicas())];
+        const kinds: AdminChoice[] = ["regenerate", "delete", "block", "update", "end_grace", "unblock"];
+        const first = Math.random() < 0.6 ? "regenerate" : pick(kinds);
+        const second = Math.random() < 0.5 ? "delete" : pick(kinds);
+        await Promise.all([adminAction(first, key, r1, true), sleep(Math.random() * 5).then(() => adminAction(second, key, r2, true))]);
+        return;
+      }
+    }
+  };
+
+  const adminWorker = async () => {
+    while (running()) {
+      const replicas = adminReplicas();
+      if (replicas.length === 0) {
+        await sleep(50);
+        continue;
+      }
+      const live = known.filter((k) => !k.deleted);
+      const choice = live.length < profile.keys / 2 ? "generate" : chooseAdmin();
+      await adminAction(choice, pick(live), pick(replicas));
+      await sleep(Math.random() * (profile.adminPauseMs ?? 40));
+    }
+  };
+
+  const authWorker = async () => {
+    while (running()) {
+      const replicas = liveReplicas();
+      if (replicas.length === 0 || known.length === 0) {
+        await sleep(20);
+        continue;
+      }
+      const key = Math.random() < 0.8 ? pick(known.filter((k) => !k.deleted).concat(known.slice(-4))) : pick(known);
+      const t = Math.random() < 0.6 ? key.tokens.at(-1)! : pick(key.tokens.slice(-4));
+      const replica = pick(replicas);
+      const invoke = checkerNow();
+      const res = await call(replica, "/v1/chat/completions", t.key, chatBody("mock-gpt"));
+      const complete = checkerNow();
+      history.record<AuthOp>({ type: "auth", replica: replica.name, invoke, complete, status: res.status, code: res.body?.error?.code ?? undefined, token: t.token });
+      await sleep(Math.random() * 8);
+    }
+  };
+
+  const ctx: FaultContext = {
+    cluster,
+    admin,
+    poolProxies,
+    listenProxy,
+    redisProxies,
+    redisServer,
+    snapshot: null,
+    adminAvoid: new Set(),
+    async restartReplica(name, extraEnv = {}) {
+      const victim = cluster.replicas.find((r) => r.name === name && alive(r));
+      if (victim) {
+        victim.child.kill("SIGKILL");
+        await victim.exited;
+        cluster.replicas.splice(cluster.replicas.indexOf(victim), 1);
+      }
+      await cluster.addReplica(name, { ...replicaEnv(name), ...extraEnv });
+    },
+  };
+  const faults = profile.faults ? FAULTS.filter((f) => profile.faults!.includes(f.name)) : FAULTS;
+
+  const faultLoop = async () => {
+    let i = 0;
+    await sleep(1_500);
+    while (running() && faults.length > 0) {
+      const fault = faults[i++ % faults.length]!;
+      // A snapshot a few seconds old for the "older snapshot" fault: changes made since then will be missing.
+      if (!ctx.snapshot) ctx.snapshot = { path: await redisServer.snapshot(), at: Date.now() };
+      log(`${new Date().toISOString()} fault: ${fault.name}`);
+      faultsInjected[fault.name] = (faultsInjected[fault.name] ?? 0) + 1;
+      const window: FaultWindow = { name: fault.name, start: checkerNow(), end: Number.POSITIVE_INFINITY, postgresImpaired: !!fault.postgresImpaired, partition: !!fault.partition, notificationsLost: !!fault.notificationsLost };
+      history.faults.push(window);
+      try {
+        await fault.run(ctx);
+      } catch (err) {
+        log(`fault ${fault.name} failed: ${(err as Error).message}`);
+      }
+      window.end = checkerNow();
+      await sleep(1_500);
+    }
+  };
+
+  try {
+    for (let i = 0; i < profile.keys; i++) await generate(cluster.replicas[i % cluster.replicas.length]!);
+    await cluster.settle();
+    await Promise.all([faultLoop(), ...Array.from({ length: profile.adminWorkers }, adminWorker), ...Array.from({ length: profile.authWorkers }, authWorker)]);
+    stopping = true;
+    for (const p of [...poolProxies.values(), listenProxy, ...redisProxies.values()]) {
+      p.setMode("pass");
+      p.setLatency(0);
+    }
+
+    const { rows } = await admin.query<{ id: string; kind: string; tokens: string[]; at: number }>(
+      "SELECT id, kind, tokens, (extract(epoch FROM created_at) * 1000)::float8 AS at FROM gh_key_events ORDER BY id",
+    );
+    const events: CommittedEvent[] = rows.map((r) => ({ id: Number(r.id), kind: r.kind, tokens: r.tokens, at: r.at }));
+    const { result, model } = checkHistory(history.ops, events, history.faults, DEFAULT_CHECKER_OPTIONS);
+    // For a closer look at a run: the whole history and the events, as JSON.
+    if (process.env.HISTORY_DUMP) writeFileSync(process.env.HISTORY_DUMP, JSON.stringify({ ops: history.ops, events, faults: history.faults }));
+
+    // The database holds exactly the keys the model says, with the model's token, block and models.
+    let finalMismatches = 0;
+    const db = await admin.query<{ key_id: string; token: string; blocked: boolean; models: string[] }>("SELECT key_id, token, blocked, models FROM gh_keys");
+    const rowsById = new Map(db.rows.map((r) => [r.key_id, r]));
+    for (const key of model.keys.values()) {
+      const last = key.changes.at(-1)!;
+      const row = rowsById.get(key.keyId);
+      const problem = last.deleted
+        ? row && `key ${key.keyId} is still in the database, but a delete of it was acknowledged`
+        : !row
+          ? `key ${key.keyId} is gone from the database, but no acknowledged delete explains it`
+          : row.token !== key.current
+            ? `key ${key.keyId} has token ${row.token.slice(0, 8)}…, the model ${key.current.slice(0, 8)}…`
+            : row.blocked !== last.blocked || JSON.stringify(row.models) !== JSON.stringify(last.models)
+              ? `key ${key.keyId} is blocked=${row.blocked} models=${JSON.stringify(row.models)}, the model blocked=${last.blocked} models=${JSON.stringify(last.models)}`
+              : null;
+      if (problem) {
+        finalMismatches++;
+        result.violations.push({ kind: "final state", message: problem, at: checkerNow(), window: [] });
+      }
+    }
+    return {
+      profile: profile.name,
+      seconds: Math.round((Date.now() - started) / 1000),
+      ops: history.ops.length,
+      faults_injected: faultsInjected,
+      check: result,
+      final_state_mismatches: finalMismatches,
+      violations: result.violations,
+    };
+  } finally {
+    stopping = true;
+    await admin.end();
+    await cluster.close();
+    for (const p of [...poolProxies.values(), listenProxy, ...redisProxies.values()]) await p.close();
+    await redisServer.stop();
+  }
+}
+
+const percentile = (xs: number[], p: number) => {
+  const v = xs.filter((x) => x >= 0).sort((a, b) => a - b);
+  return v.length === 0 ? 0 : v[Math.min(v.length - 1, Math.floor((p / 100) * v.length))]!;
+};
+
+/** The report table (the README shows the long profile's). */
+export function formatReport(r: RunReport): string {
+  const c = r.check;
+  const stale = (xs: number[]) => `${Math.round(percentile(xs, 50))} / ${Math.round(percentile(xs, 99))} / ${Math.round(Math.max(0, ...xs))} ms`;
+  const rows: Array<[string, string | number]> = [
+    ["profile", `${r.profile} (${r.seconds} s)`],
+    ["operations recorded", r.ops],
+    ...Object.entries(c.opsByKind)
+      .sort()
+      .map(([k, n]) => [`  ${k}`, n] as [string, number]),
+    ["faults injected", `${Object.values(r.faults_injected).reduce((a, b) => a + b, 0)} (${Object.keys(r.faults_injected).length} kinds)`],
+    ...Object.entries(r.faults_injected).map(([k, n]) => [`  ${k}`, n] as [string, number]),
+    ["answers checked", c.answersChecked],
+    ["answers by status", Object.entries(c.answersByStatus).map(([s, n]) => `${s}: ${n}`).join(", ")],
+    ["rotations refused as conflicting (409, retry)", c.rotationConflicts],
+    ["staleness p50 / p99 / max, normal periods", stale(c.staleness.normal)],
+    ["staleness p50 / p99 / max, fault periods", stale(c.staleness.fault)],
+    ["final-state mismatches", r.final_state_mismatches],
+    ["violations", r.violations.length],
+  ];
+  return ["| what | value |", "|---|---|", ...rows.map(([a, b]) => `| ${a} | ${b} |`)].join("\n");
+}
+
+/** A violation as a bug report: what, when, and the requests on that key around it. */
+export function formatViolation(v: Violation): string {
+  return [`${v.kind}: ${v.message}`, ...v.window.map((l) => `    ${l}`)].join("\n");
+}
+
