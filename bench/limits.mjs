@@ -1,4 +1,4 @@
-// The cost of budgets and rate limits per request (issue 6): target ≤ 150 µs p99 added on an L1-hit key,
+// The cost of budgets and rate limits per request: target ≤ 150 µs p99 added on an L1-hit key,
 // and at most one Redis call to admit and one to settle.
 //  1. In process, the checks themselves, timed per call against the real Redis, for a key with every limit:
 //     a. admit when the key's admission was prefetched (a key far from its limits whose requests come more

@@ -76,7 +76,7 @@ describe("the checker catches each reinstated bug (test-build switch)", () => {
         const table = formatReport(report);
         save(p.name, report, table);
         const caught = report.violations.filter((v) => proof.expects.test(v.kind));
-        process.stdout.write(`\n${proof.bug}: ${report.violations.length} violations after ${report.ops} operations; first:\n${caught[0] ? formatViolation(caught[0]) : "(none of the expected kind)"}\n`);
+        process.stdout.write(`\n${proof.bug}: ${report.violations.length} violations in ${report.ops} operations, the first after ${report.first_violation_after_ops}; first of the expected kind:\n${caught[0] ? formatViolation(caught[0]) : "(none)"}\n`);
         expect(caught.length).toBeGreaterThan(0);
       },
       120_000,

@@ -1,9 +1,9 @@
--- Virtual keys. Postgres is the source of truth (COHERENCE.md); every cache holds a copy of a row.
+-- Virtual keys. Postgres is the source of truth (docs/coherence.md); every cache holds a copy of a row.
 -- Only the sha256 hex of a key is stored: `token` is that hash.
 
 -- One sequence for every key version in the cluster: versions only ever grow, even across delete and
 -- re-create of the same token, so an L2 tombstone written for version N blocks any fill of a row read
--- before it (COHERENCE.md #5), and the version works as a fencing token (COHERENCE.md #4).
+-- before it (docs/coherence.md #5), and the version works as a fencing token (docs/coherence.md #4).
 CREATE SEQUENCE gh_key_version_seq;
 
 CREATE TABLE gh_keys (

@@ -1,6 +1,6 @@
 -- Key rotation with grace periods, the invalidation event log, and idempotent admin writes.
 
--- A deprecated key keeps authenticating as its key's active record until revoke_at (COHERENCE.md #1).
+-- A deprecated key keeps authenticating as its key's active record until revoke_at (docs/coherence.md #1).
 -- key_id is the key's stable identity; active_token is re-pointed to the newest token on every rotation
 -- so the chain old → older → newest always resolves in one step.
 CREATE TABLE gh_deprecated_keys (
@@ -14,7 +14,7 @@ CREATE TABLE gh_deprecated_keys (
 CREATE INDEX gh_deprecated_keys_key_id_idx ON gh_deprecated_keys (key_id);
 CREATE INDEX gh_deprecated_keys_revoke_at_idx ON gh_deprecated_keys (revoke_at);
 
--- Every key change writes one row here in its own transaction and NOTIFYs its id (COHERENCE.md #6).
+-- Every key change writes one row here in its own transaction and NOTIFYs its id (docs/coherence.md #6).
 -- Ids are taken under a transaction-level advisory lock held to COMMIT, so ids become visible in id
 -- order and "replay everything after the last id I applied" never skips a slower transaction.
 -- `version` is the L2 tombstone version for every token listed.

@@ -1,4 +1,4 @@
--- The durable spend ledger (issue 6). Live, cluster-wide spend and rate counters are in Redis; every
+-- The durable spend ledger. Live, cluster-wide spend and rate counters are in Redis; every
 -- replica also queues what it charged and flushes it here in batches.
 
 -- A reset (periodic `budget_duration` reset, /key/{key}/reset_spend, /key/update with `spend`) bumps the

@@ -248,7 +248,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     spendLedger,
     breakers,
     /**
-     * Graceful shutdown (issue 4): readiness turns 503 first; after `shutdown.delay_ms` (time for the
+     * Graceful shutdown: readiness turns 503 first; after `shutdown.delay_ms` (time for the
      * load balancer to notice) the server stops accepting and in-flight requests, streams included, drain
      * for up to `shutdown.drain_timeout_ms`; then background loops, pools and the listener close.
      */

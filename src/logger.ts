@@ -5,7 +5,7 @@ export type { Logger };
 
 /**
  * Paths redacted in every log line. Keys, the master key and upstream secrets must never reach a log
- * (DEVELOPERS.md, Standards); the request logger only ever logs `key_name` (sk-...abcd).
+ * (a rule of this project); the request logger only ever logs `key_name` (sk-...abcd).
  */
 export const REDACT_PATHS = [
   "authorization",
@@ -32,7 +32,7 @@ export function createLogger(options: { level?: string; destination?: NodeJS.Wri
     if (isInstalled("pino-pretty")) return pino({ ...config, transport: { target: "pino-pretty", options: { translateTime: "SYS:HH:MM:ss.l" } } });
     process.stderr.write("LOG_FORMAT=pretty needs the dev dependency pino-pretty (npm ci without --omit=dev); logging JSON\n");
   }
-  // Asynchronous destination: a request must never wait on a write to stdout (issue 5: no sync logging
+  // Asynchronous destination: a request must never wait on a write to stdout (no sync logging
   // on the hot path). It is flushed on shutdown by the gateway.
   return pino(config, pino.destination({ dest: 1, sync: false }));
 }

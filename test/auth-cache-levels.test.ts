@@ -70,7 +70,7 @@ describe("auth is served from each cache level", () => {
   });
 });
 
-describe("no stale refill (COHERENCE.md #5)", () => {
+describe("no stale refill (docs/coherence.md #5)", () => {
   it("an L1 fill that began before an invalidation does not land", async () => {
     const k = await gw.newKey();
     const { l1 } = freshAuthenticator();

@@ -61,7 +61,7 @@ function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterM
 
 /**
  * Puts a new key's record in the replica's L1. The key's own "generate" event evicts it when it arrives
- * (and discards a fill in flight, COHERENCE.md #5), so wait for that event to be applied first.
+ * (and discards a fill in flight, docs/coherence.md #5), so wait for that event to be applied first.
  */
 async function warm(r: ReturnType<typeof replicaThroughProxy>, key: string, token: string) {
   const { rows } = await gw.gateway.pool.query("SELECT max(id)::int AS id FROM gh_key_events");
@@ -72,7 +72,7 @@ async function warm(r: ReturnType<typeof replicaThroughProxy>, key: string, toke
   }, { what: "the record to land in L1" });
 }
 
-describe("catch-up after a gap (COHERENCE.md #6)", () => {
+describe("catch-up after a gap (docs/coherence.md #6)", () => {
   it("a replica whose missed events were pruned drops its whole L1 when it reconnects", async () => {
     const r = replicaThroughProxy({ heartbeatIntervalMs: 60_000, staleAfterMs: 120_000, listenThroughProxy: true, poolThroughProxy: false });
     try {

@@ -3,7 +3,7 @@ import { startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/services.js";
 import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
 
-/** COHERENCE.md #2: at most the heartbeat interval (1 s) when notifications are lost; hard bound 2 s. */
+/** docs/coherence.md #2: at most the heartbeat interval (1 s) when notifications are lost; hard bound 2 s. */
 const STALENESS_BOUND_MS = 2_000;
 
 let cluster: Cluster;

@@ -3,7 +3,7 @@ import { startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
 
-/** COHERENCE.md #2: with notifications flowing, milliseconds; the hard bound is 2 s. */
+/** docs/coherence.md #2: with notifications flowing, milliseconds; the hard bound is 2 s. */
 const STALENESS_BOUND_MS = 2_000;
 
 let cluster: Cluster;

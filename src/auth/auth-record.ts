@@ -2,8 +2,8 @@ import type { AuthColumns, AuthRow } from "../store/key-store.js";
 
 /**
  * What the request path needs to know about a key: the cached copy of a `gh_keys` row, without the
- * fields only admin routes read (metadata, spend), so an L1 entry stays small (issue 5: ≤ 1 KiB).
- * Validity (`expiresAt`, `blocked`) is data checked on every request, never a cache TTL (COHERENCE.md #2).
+ * fields only admin routes read (metadata, spend), so an L1 entry stays small (≤ 1 KiB).
+ * Validity (`expiresAt`, `blocked`) is data checked on every request, never a cache TTL (docs/coherence.md #2).
  */
 export interface AuthRecord {
   token: string;
@@ -26,7 +26,7 @@ export interface AuthRecord {
 
 /**
  * A row as the request path sees it. For a deprecated key the record is the active key's (same models,
- * limits and ledger, COHERENCE.md #1) plus its own revoke_at and display name.
+ * limits and ledger, docs/coherence.md #1) plus its own revoke_at and display name.
  */
 export function authRecordFromRow(row: AuthColumns | AuthRow): AuthRecord {
   const deprecated = "revoke_at" in row && row.revoke_at !== null ? row : null;

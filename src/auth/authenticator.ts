@@ -20,13 +20,13 @@ export interface AuthResult {
 /**
  * Answers "is this bearer a valid key, and for what?": sha256 → L1 → L2 → Postgres.
  * Concurrent misses for one hash share a single look-up. Validity is checked against the clock on every
- * call, whatever level served the record (COHERENCE.md #2).
+ * call, whatever level served the record (docs/coherence.md #2).
  *
- * Fail static (COHERENCE.md #7): when Postgres cannot answer, a record this replica holds is served (its
+ * Fail static (docs/coherence.md #7): when Postgres cannot answer, a record this replica holds is served (its
  * validity still checked against the clock) even if L1 is not fresh; a key nobody holds gets 503, never 401.
  */
 export interface AuthenticatorOptions {
-  /** False while this replica cannot vouch that L1 saw every recent change (COHERENCE.md #6). */
+  /** False while this replica cannot vouch that L1 saw every recent change (docs/coherence.md #6). */
   l1Trusted?: () => boolean;
   /** True while an L2 tombstone for the hash is being written (see CacheInvalidator). */
   l2Pending?: (hash: string) => boolean;
@@ -95,7 +95,7 @@ export class Authenticator {
   /**
    * L2, then Postgres, for a hash that missed L1 (or whose L1 entry is not trusted right now). Concurrent
    * misses share one look-up — but never one that an invalidation of the hash has overtaken: a request that
-   * arrives after the invalidation was applied starts a read of its own (COHERENCE.md #5).
+   * arrives after the invalidation was applied starts a read of its own (docs/coherence.md #5).
    */
   private resolve(hash: string): Promise<AuthResult | null> {
     const shared = this.inflight.get(hash);
@@ -136,7 +136,7 @@ export class Authenticator {
     const row = await this.db.query((q) => findKeyForAuth(q, hash));
     const record = row ? authRecordFromRow(row) : null;
     // Not awaited: the request does not need L2 to have it. The fill is version-guarded in Redis, so
-    // landing late cannot overwrite a newer record or a tombstone (COHERENCE.md #5).
+    // landing late cannot overwrite a newer record or a tombstone (docs/coherence.md #5).
     if (record) void this.l2.fill(hash, record);
     return record ? { record, level: "db" } : null;
   }

@@ -8,7 +8,7 @@ import type { L2Cache } from "./l2-cache.js";
  * L1 is evicted at once (cancelling any fill in flight), and the L2 tombstone is written after. Until the
  * tombstone is in place, L2 may still hold the old record, so fills of those hashes skip L2 and read
  * Postgres: a request arriving between the two steps cannot refill L1 from the old L2 record
- * (COHERENCE.md #5). Eviction therefore costs no Redis round trip on the notification path.
+ * (docs/coherence.md #5). Eviction therefore costs no Redis round trip on the notification path.
  */
 export class CacheInvalidator {
   private readonly pendingTombstones = new Map<string, number>();

@@ -6,7 +6,7 @@ import type { AuthRecord } from "./auth-record.js";
  *
  * Fills are ticketed: a fill begins before the read from L2/Postgres and lands only if no invalidation
  * of that hash (or of everything) happened in between. This is the memcache "stale set" guard
- * (COHERENCE.md #5): without it, a read that raced an update could re-cache the old record after the
+ * (docs/coherence.md #5): without it, a read that raced an update could re-cache the old record after the
  * eviction and keep it alive.
  */
 export interface L1Entry {
@@ -72,7 +72,7 @@ export class L1Cache {
     if (pending) for (const t of pending) t.cancelled = true;
   }
 
-  /** Drops everything, including fills in flight: used when events may have been missed (COHERENCE.md #6). */
+  /** Drops everything, including fills in flight: used when events may have been missed (docs/coherence.md #6). */
   clear(): void {
     this.lru.clear();
     for (const set of this.fills.values()) for (const t of set) t.cancelled = true;

@@ -7,7 +7,7 @@ import type { AuthRecord } from "./auth-record.js";
  * L2: auth records in Redis, shared by every replica. Writes are version-guarded by Lua scripts
  * (l2-fill, l2-invalidate) so a slow fill can never overwrite a newer record or a tombstone.
  * Redis trouble is never an auth failure: every method degrades to "not cached", and while the Redis
- * breaker is open, L2 is skipped without waiting (issue 4).
+ * breaker is open, L2 is skipped without waiting.
  */
 
 // A tombstone must outlive any fill still in flight. Fills take milliseconds, and a fill whose caller gave up

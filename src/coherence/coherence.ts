@@ -6,7 +6,7 @@ import { DbClock, monotonicMs } from "./db-clock.js";
 import { EventListener, type ListenerState } from "./event-listener.js";
 
 /**
- * Keeps this replica's caches coherent with every committed key change (COHERENCE.md #2, #5, #6).
+ * Keeps this replica's caches coherent with every committed key change (docs/coherence.md #2, #5, #6).
  *
  * - Fast path: a NOTIFY per event, on a dedicated LISTEN connection, applied in milliseconds.
  * - Floor: every `heartbeatIntervalMs` the event table is read after the last applied id, so a lost
@@ -124,7 +124,7 @@ export class Coherence {
    * Applies an event ahead of the ones before it (a gap not yet filled, or this replica's own change). It
    * is remembered, so neither its notification nor the catch-up evicts its keys a second time: by then
    * this replica may have cached them afresh (read after the commit), and a pointless second eviction
-   * would leave it with nothing to serve if Postgres went away next (COHERENCE.md #7).
+   * would leave it with nothing to serve if Postgres went away next (docs/coherence.md #7).
    */
   private applyEarly(event: KeyEvent): Promise<void> {
     if (this.appliedEarly.size >= MAX_APPLIED_EARLY) this.appliedEarly.clear();

@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 
 /**
- * The cluster's one clock for validity (COHERENCE.md #2): the database's. `expires` and `revoke_at` are written
+ * The cluster's one clock for validity (docs/coherence.md #2): the database's. `expires` and `revoke_at` are written
  * by Postgres, so they are compared with Postgres's time, not with this replica's wall clock, which may run
  * fast or slow (a replica 30 s fast would end every grace period 30 s early).
  *

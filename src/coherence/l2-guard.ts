@@ -6,7 +6,7 @@ import type { RedisKeys } from "../redis/key-names.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 
 /**
- * Decides whether this replica may read L2 (COHERENCE.md #9: the shared cache never rewinds).
+ * Decides whether this replica may read L2 (docs/coherence.md #9: the shared cache never rewinds).
  *
  * Tombstones make L2 safe only while Redis keeps them. Redis can lose or rewind them: restarted empty,
  * restored from an RDB/AOF snapshot taken before an invalidation, failed over to a replica that lagged, or

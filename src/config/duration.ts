@@ -1,6 +1,6 @@
 /**
  * Durations as LiteLLM writes them: an integer and a unit, `30s`, `15m`, `24h`, `7d`, `2w`.
- * Strict on purpose: LiteLLM silently read an unparseable grace period as "revoke now" (COHERENCE.md #3),
+ * Strict on purpose: LiteLLM silently read an unparseable grace period as "revoke now" (docs/coherence.md #3),
  * so anything that is not exactly this shape is an error the caller sees.
  */
 const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;

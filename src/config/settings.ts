@@ -172,7 +172,7 @@ export interface Settings {
   source: string;
 }
 
-/** Budgets, spend and rate limits (issue 6, docs/limits.md). */
+/** Budgets, spend and rate limits. */
 export interface LimitSettings {
   /**
    * What a request of a key with limits meets while Redis (the live ledger) is unreachable:
@@ -221,7 +221,7 @@ export const DEFAULTS = {
   connectionsPerOrigin: 256,
   defaultGracePeriod: "0s",
   maxGracePeriod: "30d",
-  // COHERENCE.md #2: the heartbeat (target 1 s) bounds staleness when notifications are lost; past the
+  // docs/coherence.md #2: the heartbeat (target 1 s) bounds staleness when notifications are lost; past the
   // hard bound (2 s) without a completed catch-up, L1 is not trusted.
   heartbeatIntervalMs: 1_000,
   staleAfterMs: 2_000,
@@ -232,9 +232,9 @@ export const DEFAULTS = {
   shutdownDelayMs: 0,
   // Long enough for a typical streamed completion to finish.
   drainTimeoutMs: 30_000,
-  // "Kept for at least 24 h" (issue 3), plus an hour of margin.
+  // "Kept for at least 24 h", plus an hour of margin.
   idempotencyRetentionMs: 25 * 3_600_000,
-  // A gateway that keeps serving is what most operators want when the limiter's store fails (issue 4).
+  // A gateway that keeps serving is what most operators want when the limiter's store fails.
   limitsRedisUnavailable: "fail_open_local",
   defaultMaxTokens: 4_096,
   // As long as the longest upstream read timeout: a live request is never released early.

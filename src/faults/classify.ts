@@ -1,5 +1,5 @@
 /**
- * The one place that decides what kind of failure a Postgres or Redis error is (issue 4).
+ * The one place that decides what kind of failure a Postgres or Redis error is.
  *
  * - "connection": the link to the server is gone or refused. Retried; counts toward opening a breaker.
  * - "timeout": the server did not answer in time (client or server side). Retried; counts toward a breaker.

@@ -1,5 +1,5 @@
 /**
- * The one registry of errors the HTTP layer knows how to render (STYLE.md: Fastify's lib/errors.js).
+ * The one registry of errors the HTTP layer knows how to render (as Fastify does in its lib/errors.js).
  * Every error a client sees is `{"error":{"message","type","param","code"}}` with the status below.
  */
 export interface OpenAIErrorBody {

@@ -19,7 +19,7 @@ export interface HealthDeps {
  * Why "degraded" is still 200: every replica shares the same Postgres and Redis, so a dependency outage
  * would fail every replica's check at once and the load balancer would take the whole fleet out, turning
  * "new keys cannot be checked" into "nothing works". A degraded replica still serves every cached key
- * (fail static, COHERENCE.md #7) and answers 503 itself where it cannot know. Alert on "degraded".
+ * (fail static, docs/coherence.md #7) and answers 503 itself where it cannot know. Alert on "degraded".
  */
 export function healthRoutes(deps: HealthDeps): Router {
   const router = Router();

@@ -4,7 +4,7 @@ import { lockKeys, resolveTokens, type AddressedKey, type KeyRow } from "../stor
 import { reinstated } from "../testing/reinstated-bugs.js";
 
 /**
- * Every token that authenticates is addressable (COHERENCE.md #8): an admin operation given a key's current
+ * Every token that authenticates is addressable (docs/coherence.md #8): an admin operation given a key's current
  * token, or a deprecated token still inside its grace, acts on that key. Resolution and locking happen in the
  * operation's own transaction, in that order: resolve token → key_id, then lock the key's row by key_id
  * (stable across rotations). A rotation of the same key holds the same row lock, so the operation is

@@ -23,7 +23,7 @@ export type FinalizeChange<T> =
   (tx: pg.PoolClient) => Promise<T>;
 
 /**
- * Runs `work` and appends its invalidation event in one transaction (COHERENCE.md #3, #6): the change and
+ * Runs `work` and appends its invalidation event in one transaction (docs/coherence.md #3, #6): the change and
  * the event commit together or not at all, and the NOTIFY goes out only on commit. The event carries a
  * change id chosen here, so a COMMIT cut off mid-way is resolved by looking for it (Database.transaction).
  * Then this replica's caches are updated before the caller answers.

@@ -27,7 +27,7 @@ const ROTATION_ADVISORY_CLASS = 7326;
 
 /**
  * `POST /key/{key}/regenerate`: replaces a key's token with a new one, keeping the old one valid for a
- * grace period (COHERENCE.md #1–#4).
+ * grace period (docs/coherence.md #1–#4).
  *
  * Everything is checked before anything is written. Then, under the rotation lock, one transaction swaps
  * the token on the same row (conditional on the version read: the fencing token), writes the deprecated
@@ -73,9 +73,9 @@ export class RotationService {
           const target = await lockKeyByToken(tx, oldToken);
           if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
           const current = target.row;
-          // A token in grace addresses its key for every other operation (COHERENCE.md #8), but not for a
+          // A token in grace addresses its key for every other operation (docs/coherence.md #8), but not for a
           // rotation: a second client retrying "regenerate the old key" without an Idempotency-Key would rotate
-          // the key once more, and concurrent regenerations must give exactly one new key (COHERENCE.md #4).
+          // the key once more, and concurrent regenerations must give exactly one new key (docs/coherence.md #4).
           // The answer is a refusal that names the key, never "not found".
           if (target.addressedAs === "deprecated") {
             throw new ConflictError(`this key was already regenerated (key_id ${current.key_id}, now ${current.key_name}); regenerate the active key instead`, "key_already_rotated", "key");
@@ -95,7 +95,7 @@ export class RotationService {
             // Every older key is cached as this key's record too: all of them go stale with it.
             stale: { kind: "regenerate", tokens: [current.token, newToken, ...olderKeys, oldToken], version: rotated.version },
             // After the event is appended (the event-order lock held, COMMIT next): the grace starts as close
-            // to the commit as the transaction can get, not before a wait on locks (COHERENCE.md #1).
+            // to the commit as the transaction can get, not before a wait on locks (docs/coherence.md #1).
             finalize: async (ftx) => {
               const revokeAt = graceMs > 0 ? await startGraceNow(ftx, current.token, graceMs) : rotated.updated_at;
               const response = regeneratedView(newPlaintext, rotated, revokeAt, current.key_name);

@@ -15,7 +15,7 @@ import type { RedisLimiter } from "./redis-limiter.js";
 import type { SpendLedger } from "./spend-ledger.js";
 
 /**
- * Budgets, spend and rate limits for the request path (issue 6, docs/limits.md):
+ * Budgets, spend and rate limits for the request path:
  * admit() before a request is forwarded, settle() once it is over, whatever way it ended.
  *
  * Keys with limits are admitted by the Redis limiter, cluster-wide: one Lua call to admit, one to

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /**
- * Prometheus metrics of one replica (issue 7), on a registry of its own so several gateways in one
+ * Prometheus metrics of one replica, on a registry of its own so several gateways in one
  * process (tests) do not share series. Request-path code only increments counters and observes
  * histograms; everything that already has a counter somewhere (cache levels, breakers, the listener,
  * the limiter) is read when Prometheus scrapes, through `collect`, at no cost per request.

@@ -1,5 +1,5 @@
 /**
- * Every Redis key Gatehouse uses is built here and nowhere else (STYLE.md: BullMQ's queue-keys).
+ * Every Redis key Gatehouse uses is built here and nowhere else (as BullMQ does in its queue-keys).
  * The prefix namespaces one deployment (and one test file) from another on a shared Redis.
  */
 export class RedisKeys {

@@ -7,7 +7,7 @@ import type { RedisKeys } from "./key-names.js";
 
 /**
  * Serialises rotations of one key across replicas so concurrent requests do not race to do the same
- * work (COHERENCE.md #4). This is an optimisation, not the guarantee: a lock can expire under a pause,
+ * work (docs/coherence.md #4). This is an optimisation, not the guarantee: a lock can expire under a pause,
  * so the rotation itself is conditional on the row version it read. With Redis unreachable the caller
  * falls back to a Postgres advisory lock (mode "advisory"), never to no lock.
  */

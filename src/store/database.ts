@@ -6,7 +6,7 @@ import type { Queryable } from "./db.js";
 
 /**
  * Every Postgres call of the gateway goes through here: the breaker, retries of what is safe to retry,
- * and resolution of a COMMIT whose outcome is unknown (issue 4; COHERENCE.md #3, #7).
+ * and resolution of a COMMIT whose outcome is unknown (docs/coherence.md #3, #7).
  *
  * - query(): reads and repeatable writes, retried on connection failures, timeouts and conflicts within `retryDeadlineMs`.
  * - transaction(): retried when it failed before COMMIT was sent. If the connection dies during COMMIT,

@@ -8,7 +8,7 @@ export type Queryable = Pick<pg.Pool, "query"> | pg.PoolClient;
 export interface PoolOptions {
   max?: number;
   applicationName?: string;
-  /** Server-side cap on any one statement: a hung query must not hang a request (issue 4). */
+  /** Server-side cap on any one statement: a hung query must not hang a request. */
   statementTimeoutMs?: number;
 }
 

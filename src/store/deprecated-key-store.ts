@@ -11,7 +11,7 @@ export interface DeprecatedKeyRow {
 }
 
 // clock_timestamp(), not now(): the grace runs from (as close as we can get to) the commit, not from the
-// start of a transaction that may have waited on locks (COHERENCE.md #1: revoke_at = commit time + G).
+// start of a transaction that may have waited on locks (docs/coherence.md #1: revoke_at = commit time + G).
 const INSERT_DEPRECATED = `
 INSERT INTO gh_deprecated_keys (token, key_id, active_token, key_name, revoke_at)
 VALUES ($1, $2, $3, $4, clock_timestamp() + $5::bigint * interval '1 millisecond')

@@ -3,7 +3,7 @@ import path from "node:path";
 import type { Logger } from "../logger.js";
 
 /**
- * The embedded default (issue 7): with no DATABASE_URL, a real Postgres compiled to WebAssembly (PGlite)
+ * The embedded default: with no DATABASE_URL, a real Postgres compiled to WebAssembly (PGlite)
  * keeps its data in `<dataDir>/pgdata`, served to node-postgres over a loopback socket by pglite-socket,
  * so every other module talks to it exactly as to a Postgres server. PGlite is one backend: the pool
  * gets a single connection, and there is no LISTEN (a single replica applies its own changes at commit).

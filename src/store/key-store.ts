@@ -70,7 +70,7 @@ RETURNING *`;
 
 // $1: the key_id (stable across rotations: a change addressed by any token of a key lands on its row).
 // $3/$4: a new token and key_name (a rotation swaps the token on the same row); $5: the version read
-// under the rotation lock, used as a fencing token (COHERENCE.md #4). Plain updates pass NULLs.
+// under the rotation lock, used as a fencing token (docs/coherence.md #4). Plain updates pass NULLs.
 const UPDATE_KEY = `
 UPDATE gh_keys SET
   token = COALESCE($3, token),
@@ -162,7 +162,7 @@ export async function rotateKeyToken(db: Queryable, r: { keyId: string; expected
 
 /**
  * A token as an admin operation addresses it: the key it belongs to, whether it is that key's current token
- * or a deprecated one still inside its grace, and the row's version as it was read (COHERENCE.md #8).
+ * or a deprecated one still inside its grace, and the row's version as it was read (docs/coherence.md #8).
  * A deprecated token past its revoke_at does not authenticate, so it addresses nothing.
  */
 export interface AddressedKey {

@@ -1,5 +1,5 @@
 // Throwaway databases and Redis namespaces on the real servers, shared by the tests and the benchmarks
-// (types in services.d.mts). DEVELOPERS.md: 127.0.0.1 only.
+// (types in services.d.mts). Loopback (127.0.0.1) only.
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { Redis } from "ioredis";

@@ -57,12 +57,21 @@ interface TokenState {
   from: number;
   /** When it stopped authenticating (rotated with grace 0, its grace ended, ended early, key deleted). */
   until: number;
+  /**
+   * The latest it may have stopped: a change's event row is written just before its COMMIT, which lands at the
+   * latest when the client gets its answer. Acting on a token is judged against this, so a request that
+   * resolved the token just before a concurrent change committed is not blamed.
+   */
+  untilLatest: number;
   /** When it stopped being the current token (a rotation), Infinity while current. */
   currentUntil: number;
+  currentUntilLatest: number;
 }
 
 interface KeyChange {
   at: number;
+  /** The latest this change may have committed (its request's answer). */
+  atLatest: number;
   blocked: boolean;
   models: string[];
   deleted: boolean;
@@ -107,6 +116,18 @@ export class Model {
     return !!ts && this.addresses(token, t) && t < ts.currentUntil;
   }
 
+  /** Might `token` have addressed a key at time t, given how late each change may have committed? */
+  mayAddress(token: string, t: number): boolean {
+    const ts = this.tokens.get(token);
+    if (!ts || t < ts.from || t >= ts.untilLatest) return false;
+    return !this.keys.get(ts.keyId)!.changes.some((c) => c.deleted && c.atLatest <= t);
+  }
+
+  mayBeCurrent(token: string, t: number): boolean {
+    const ts = this.tokens.get(token);
+    return !!ts && this.mayAddress(token, t) && t < ts.currentUntilLatest;
+  }
+
   expected(token: string, t: number, model: string): Expected {
     const ts = this.tokens.get(token);
     if (!ts || t < ts.from || t >= ts.until) return 401;
@@ -125,19 +146,39 @@ export class Model {
   }
 
   generate(token: string, keyId: string, at: number, models: string[]): void {
-    this.keys.set(keyId, { keyId, current: token, tokens: [token], changes: [{ at, blocked: false, models, deleted: false }] });
-    this.tokens.set(token, { token, keyId, from: at, until: Number.POSITIVE_INFINITY, currentUntil: Number.POSITIVE_INFINITY });
+    this.keys.set(keyId, { keyId, current: token, tokens: [token], changes: [{ at, atLatest: at, blocked: false, models, deleted: false }] });
+    this.addToken(token, keyId, at);
   }
 
-  change(key: KeyState, at: number, patch: Partial<Omit<KeyChange, "at">>): void {
+  addToken(token: string, keyId: string, at: number): void {
+    const forever = Number.POSITIVE_INFINITY;
+    this.tokens.set(token, { token, keyId, from: at, until: forever, untilLatest: forever, currentUntil: forever, currentUntilLatest: forever });
+  }
+
+  /** Ends a token at `at` (or keeps an earlier end); `atLatest` is the latest the ending change may have committed. */
+  endToken(token: string, at: number, atLatest: number): void {
+    const ts = this.tokens.get(token)!;
+    if (at < ts.until) {
+      ts.until = at;
+      ts.untilLatest = atLatest;
+    }
+  }
+
+  change(key: KeyState, at: number, atLatest: number, patch: Partial<Omit<KeyChange, "at" | "atLatest">>): void {
     const last = key.changes.at(-1)!;
-    key.changes.push({ ...last, ...patch, at });
-    if (patch.deleted) for (const t of key.tokens) this.tokens.get(t)!.until = Math.min(this.tokens.get(t)!.until, at);
+    key.changes.push({ ...last, ...patch, at, atLatest });
+    if (patch.deleted) for (const t of key.tokens) this.endToken(t, at, atLatest);
   }
 }
 
 /** Checks a recorded history against the events that committed; never throws on a bad history, it reports. */
-export function checkHistory(ops: Op[], events: CommittedEvent[], faults: FaultWindow[], options: CheckerOptions = DEFAULT_CHECKER_OPTIONS): { result: CheckResult; model: Model } {
+export function checkHistory(
+  ops: Op[],
+  events: CommittedEvent[],
+  faults: FaultWindow[],
+  options: CheckerOptions = DEFAULT_CHECKER_OPTIONS,
+  replicaStarts: Array<{ replica: string; at: number }> = [],
+): { result: CheckResult; model: Model } {
   const violations: Violation[] = [];
   const model = new Model();
   const admin = ops.filter((o): o is AdminOp => o.type === "admin");
@@ -196,6 +237,8 @@ export function checkHistory(ops: Op[], events: CommittedEvent[], faults: FaultW
   for (const [eventId, op] of applied) {
     const e = eventById.get(eventId)!;
     const at = e.at;
+    // The answer came after the COMMIT; a request that never got one is bounded by the end of the run.
+    const atLatest = op.status >= 200 && op.status < 300 ? Math.max(at, op.complete) : Number.POSITIVE_INFINITY;
     if (op.kind === "generate") {
       if (op.newToken && op.keyId) model.generate(op.newToken, op.keyId, at, op.models ?? []);
       continue;
@@ -203,7 +246,8 @@ export function checkHistory(ops: Op[], events: CommittedEvent[], faults: FaultW
     const named = op.addressed.filter((t) => model.tokens.has(t));
     // A change acknowledged for a token that addressed no key at any moment of the request.
     for (const t of op.addressed) {
-      const addressed = model.addresses(t, at) || model.addresses(t, op.invoke) || model.addresses(t, at - slack);
+      // The request resolved the token somewhere between its start and its own commit.
+      const addressed = someMoment(model, [t], op.invoke - slack, at + slack, (x) => model.mayAddress(t, x));
       if (!addressed) violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} committed (event ${eventId}) for ${short(t)}, which addressed no key then`, at, [t]);
     }
     const keys = [...new Set(named.map((t) => model.keyOf(t)!))];
@@ -211,28 +255,32 @@ export function checkHistory(ops: Op[], events: CommittedEvent[], faults: FaultW
       const key = keys[0];
       const old = op.addressed[0]!;
       if (!key || !op.newToken) continue;
-      if (!model.isCurrent(old, at - slack) && !model.isCurrent(old, op.invoke)) {
+      if (!someMoment(model, [old], op.invoke - slack, at + slack, (x) => model.mayBeCurrent(old, x))) {
         violate("double rotation", `regenerate on ${op.replica} committed (event ${eventId}) for ${short(old)}, which was not its key's current token`, at, [old]);
       }
       const graceMs = parseGrace(op.grace);
       const oldState = model.tokens.get(key.current)!;
       oldState.currentUntil = at;
-      const revokeAt = graceMs === 0 ? at : op.revokeAt ?? at + graceMs;
+      oldState.currentUntilLatest = atLatest;
       if (graceMs > 0 && op.revokeAt !== undefined && (op.revokeAt < at + graceMs - slack || op.revokeAt > at + graceMs + 1_000)) {
         violate("grace not counted from the commit", `regenerate on ${op.replica}: revoke_at ${fmt(op.revokeAt)} is not commit ${fmt(at)} + ${op.grace}`, at, [old]);
       }
-      oldState.until = Math.min(oldState.until, revokeAt);
-      model.tokens.set(op.newToken, { token: op.newToken, keyId: key.keyId, from: at, until: Number.POSITIVE_INFINITY, currentUntil: Number.POSITIVE_INFINITY });
+      if (graceMs === 0) model.endToken(key.current, at, atLatest);
+      else {
+        const revokeAt = op.revokeAt ?? at + graceMs;
+        model.endToken(key.current, revokeAt, revokeAt);
+      }
+      model.addToken(op.newToken, key.keyId, at);
       key.tokens.push(op.newToken);
       key.current = op.newToken;
     } else if (op.kind === "end_grace") {
-      for (const key of keys) for (const t of key.tokens) if (t !== key.current) model.tokens.get(t)!.until = Math.min(model.tokens.get(t)!.until, at);
+      for (const key of keys) for (const t of key.tokens) if (t !== key.current) model.endToken(t, at, atLatest);
     } else if (op.kind === "block" || op.kind === "unblock") {
-      for (const key of keys) model.change(key, at, { blocked: op.kind === "block" });
+      for (const key of keys) model.change(key, at, atLatest, { blocked: op.kind === "block" });
     } else if (op.kind === "update") {
-      for (const key of keys) model.change(key, at, { models: op.models ?? [] });
+      for (const key of keys) model.change(key, at, atLatest, { models: op.models ?? [] });
     } else if (op.kind === "delete") {
-      for (const key of keys) model.change(key, at, { deleted: true });
+      for (const key of keys) model.change(key, at, atLatest, { deleted: true });
     }
   }
 
@@ -250,7 +298,7 @@ export function checkHistory(ops: Op[], events: CommittedEvent[], faults: FaultW
       if (!hasEvent && !noEventNeeded) violate("acknowledged change lost", `${op.kind} on ${op.replica} answered ${op.status} but no event committed for it`, op.complete, op.addressed);
       if (op.kind === "reset_spend" || (op.kind === "end_grace" && !hasEvent)) {
         for (const t of op.addressed) {
-          if (!someMoment(op.invoke - slack, op.complete + slack, (x) => model.addresses(t, x))) violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} answered ${op.status} for ${short(t)}, which addressed no key`, op.complete, [t]);
+          if (!someMoment(model, [t], op.invoke - slack, op.complete + slack, (x) => model.mayAddress(t, x))) violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} answered ${op.status} for ${short(t)}, which addressed no key`, op.complete, [t]);
         }
       }
       continue;
@@ -258,7 +306,7 @@ export function checkHistory(ops: Op[], events: CommittedEvent[], faults: FaultW
     if (op.status === 404) {
       // Every token that authenticates is addressable: "not found" only for a token that addressed nothing at
       // some moment of the request (delete: at least one of its tokens).
-      const notFoundSomewhere = op.addressed.some((t) => someMoment(op.invoke - slack, op.complete + slack, (x) => !model.addresses(t, x)));
+      const notFoundSomewhere = op.addressed.some((t) => someMoment(model, [t], op.invoke - slack, op.complete + slack, (x) => !model.addresses(t, x)));
       if (!notFoundSomewhere) violate("not found for a token that works", `${op.kind} on ${op.replica} answered 404 for ${op.addressed.map(short).join(", ")}, which addressed a key throughout the request`, op.complete, op.addressed);
       continue;
     }
@@ -271,7 +319,7 @@ export function checkHistory(ops: Op[], events: CommittedEvent[], faults: FaultW
       }
       if (op.code === "key_already_rotated") {
         const t = op.addressed[0]!;
-        if (!someMoment(op.invoke - slack, op.complete + slack, (x) => model.addresses(t, x) && !model.isCurrent(t, x))) {
+        if (!someMoment(model, [t], op.invoke - slack, op.complete + slack, (x) => model.addresses(t, x) && !model.isCurrent(t, x))) {
           violate("refused as already rotated", `regenerate on ${op.replica} answered 409 key_already_rotated for ${short(t)}, which was its key's current token throughout`, op.complete, [t]);
         }
         continue;
@@ -283,11 +331,29 @@ export function checkHistory(ops: Op[], events: CommittedEvent[], faults: FaultW
   }
 
   // 4. Authentication answers, against the model with the bound that applied.
-  for (const op of auth) {
+  // Fail static: the last 200 each replica gave each token, to tell a cached key from an unknown one.
+  const lastAccepted = new Map<string, number>();
+  const changesOfKey = (token: string) => model.keyOf(token)?.changes.map((c) => c.at) ?? [];
+  for (const op of [...auth].sort((a, b) => a.complete - b.complete)) {
     if (op.status === 0) continue;
     result.answersChecked++;
     const inFault = duringFault(faults, op, options.faultTailMs, () => true);
+    const cacheKey = `${op.replica}|${op.token}`;
     if (op.status === 503) {
+      // With Postgres unreachable a replica serves the keys it holds (fail static): a 503 is right only for a
+      // key it does not hold. It holds one it accepted earlier, unless the key changed since (an invalidation
+      // evicts it) or the replica restarted.
+      const acceptedAt = lastAccepted.get(cacheKey);
+      const held =
+        acceptedAt !== undefined &&
+        op.invoke - acceptedAt < 60_000 &&
+        !changesOfKey(op.token).some((c) => c >= acceptedAt - options.hardBoundMs && c <= op.complete) &&
+        !replicaStarts.some((r) => r.replica === op.replica && r.at >= acceptedAt - options.hardBoundMs && r.at <= op.complete) &&
+        model.expected(op.token, op.invoke, options.probeModel) === 200;
+      if (held && op.code === "key_store_unavailable") {
+        violate("fail static broken", `${op.replica} answered 503 for ${short(op.token)}, a key it accepted at ${fmt(acceptedAt!)} and that has not changed since`, op.complete, [op.token], op.replica);
+        continue;
+      }
       if (op.code === "key_changing" || duringFault(faults, op, options.faultTailMs, (f) => f.postgresImpaired)) continue;
       violate("unexpected answer", `authentication of ${short(op.token)} on ${op.replica} answered 503 ${op.code ?? ""} with every store reachable`, op.complete, [op.token]);
       continue;
@@ -296,6 +362,7 @@ export function checkHistory(ops: Op[], events: CommittedEvent[], faults: FaultW
       violate("unexpected answer", `authentication of ${short(op.token)} on ${op.replica} answered ${op.status} ${op.code ?? ""}`, op.complete, [op.token]);
       continue;
     }
+    if (op.status === 200) lastAccepted.set(cacheKey, op.invoke);
     const staleness = stalenessOf(model, op, options.probeModel);
     const bound = boundFor(op, faults, options);
     (inFault ? result.staleness.fault : result.staleness.normal).push(Number.isFinite(staleness) ? staleness : -1);
@@ -340,9 +407,22 @@ function duringFault(faults: FaultWindow[], op: Op, tailMs: number, which: (f: F
   return faults.some((f) => which(f) && op.complete >= f.start && op.invoke <= f.end + tailMs);
 }
 
-function someMoment(from: number, to: number, predicate: (t: number) => boolean): boolean {
-  const steps = 8;
-  for (let i = 0; i <= steps; i++) if (predicate(from + ((to - from) * i) / steps)) return true;
+/**
+ * Does `predicate` hold at some moment of [from, to]? The model only changes at its change points, so the
+ * moments to try are the ends of the interval and, for each change point inside, just before and just after.
+ */
+function someMoment(model: Model, tokens: string[], from: number, to: number, predicate: (t: number) => boolean): boolean {
+  if (predicate(from) || predicate(to)) return true;
+  for (const token of tokens) {
+    const ts = model.tokens.get(token);
+    if (!ts) continue;
+    const key = model.keys.get(ts.keyId)!;
+    const points = [ts.from, ts.until, ts.untilLatest, ts.currentUntil, ts.currentUntilLatest, ...key.changes.flatMap((c) => [c.at, c.atLatest])];
+    for (const p of points) {
+      if (!Number.isFinite(p) || p < from || p > to) continue;
+      if (predicate(p) || predicate(Math.max(from, p - 0.01)) || predicate(Math.min(to, p + 0.01))) return true;
+    }
+  }
   return false;
 }
 

@@ -76,6 +76,8 @@ export interface FaultWindow {
 export class History {
   readonly ops: Op[] = [];
   readonly faults: FaultWindow[] = [];
+  /** When each replica (by name) was last (re)started: its caches start empty then. */
+  readonly replicaStarts: Array<{ replica: string; at: number }> = [];
   private nextId = 1;
 
   record<T extends Op>(op: Omit<T, "id">): T {

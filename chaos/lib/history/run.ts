@@ -51,6 +51,8 @@ export interface RunReport {
   /** Final state: the database against the model. */
   final_state_mismatches: number;
   violations: Violation[];
+  /** Requests recorded up to the first violation (how soon the checker saw it); null with none. */
+  first_violation_after_ops: number | null;
 }
 
 const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
@@ -396,6 +398,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
         await victim.exited;
         cluster.replicas.splice(cluster.replicas.indexOf(victim), 1);
       }
+      history.replicaStarts.push({ replica: name, at: checkerNow() });
       await cluster.addReplica(name, { ...replicaEnv(name), ...extraEnv });
     },
   };
@@ -436,7 +439,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       "SELECT id, kind, tokens, (extract(epoch FROM created_at) * 1000)::float8 AS at FROM gh_key_events ORDER BY id",
     );
     const events: CommittedEvent[] = rows.map((r) => ({ id: Number(r.id), kind: r.kind, tokens: r.tokens, at: r.at }));
-    const { result, model } = checkHistory(history.ops, events, history.faults, DEFAULT_CHECKER_OPTIONS);
+    const { result, model } = checkHistory(history.ops, events, history.faults, DEFAULT_CHECKER_OPTIONS, history.replicaStarts);
     // For a closer look at a run: the whole history and the events, as JSON.
     if (process.env.HISTORY_DUMP) writeFileSync(process.env.HISTORY_DUMP, JSON.stringify({ ops: history.ops, events, faults: history.faults }));
 
@@ -469,6 +472,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       check: result,
       final_state_mismatches: finalMismatches,
       violations: result.violations,
+      first_violation_after_ops: result.violations.length === 0 ? null : history.ops.filter((o) => o.invoke <= result.violations[0]!.at).length,
     };
   } finally {
     stopping = true;

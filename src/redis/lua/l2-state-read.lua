@@ -6,7 +6,7 @@
   Returns  { current server run_id, state run_id or false, through or false }
 
   The cursor lives in the same Redis as the tombstones it vouches for: a snapshot restore, an AOF replay or
-  a failover to a lagging replica rewinds both together, and the server's run_id changes (COHERENCE.md #9).
+  a failover to a lagging replica rewinds both together, and the server's run_id changes (docs/coherence.md #9).
 ]]
 local info = redis.call('INFO', 'server')
 local run_id = string.match(info, 'run_id:(%w+)')

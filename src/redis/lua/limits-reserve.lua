@@ -1,4 +1,4 @@
--- Admits one request against one key's limits, for every replica at once (issue 6, docs/limits.md).
+-- Admits one request against one key's limits, for every replica at once.
 -- Check and reservation are one atomic step, so concurrent requests cannot all pass the check before
 -- any of them is counted (LiteLLM #34732). Time is Redis's clock: one clock for every replica.
 --

@@ -3,7 +3,7 @@
 -- ARGV: request id, actual cost, actual tokens, spend generation seen at admission ("" = no ledger),
 --       cancel ("1": a prefetched admission no request used; it is taken out of the rpm count too).
 -- Spend is added only to the generation it was reserved in: a reset in between starts a new period,
--- which this request's cost does not belong to. Never touches an auth record or its TTL (COHERENCE.md #5).
+-- which this request's cost does not belong to. Never touches an auth record or its TTL (docs/coherence.md #5).
 -- Returns the live spend after the charge, or "" when there is no live ledger for the key.
 
 local id = ARGV[1]
