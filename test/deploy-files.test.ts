@@ -6,7 +6,7 @@ import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
 
 /**
- * Issue 7: there is no Docker engine here, so the compose cluster's files are checked by what can read
+ * There is no Docker engine here, so the compose cluster's files are checked by what can read
  * them: the compose file as YAML against what a real deployment needs, the Dockerfile's stages and
  * instructions, and nginx.conf by `nginx -t` where nginx is installed (a structural check otherwise).
  */

@@ -7,7 +7,7 @@ import { REDIS_URL } from "./helpers/services.js";
 import { spawnReplica, type ReplicaProcess } from "./support/replica-process.mjs";
 
 /**
- * Issue 7: with no DATABASE_URL, `gatehouse start` runs one replica on an embedded Postgres (PGlite) in
+ * With no DATABASE_URL, `gatehouse start` runs one replica on an embedded Postgres (PGlite) in
  * GATEHOUSE_DATA_DIR, with in-process L2, locks and counters; its data survives a restart; REDIS_URL
  * without DATABASE_URL is refused. Real processes, as a newcomer runs them.
  */

@@ -224,7 +224,7 @@ describe("Redis unreachable: L2 skipped, locks fall back, the gateway keeps serv
 });
 
 /**
- * Issue 4 and 6: with Redis (the live ledger) unreachable, keys with limits meet the configured policy;
+ * With Redis (the live ledger) unreachable, keys with limits meet the configured policy;
  * keys without limits are served either way, and spend still reaches the durable ledger.
  */
 describe("Redis unreachable: rate limits degrade per the configured policy", () => {

@@ -8,7 +8,7 @@ import { api, chatBody, openAIError } from "./helpers/http.js";
 import { REDIS_URL, waitFor } from "./helpers/services.js";
 
 /**
- * Issue 6: every limit holds across three real replica processes sharing one Postgres and one Redis.
+ * Every limit holds across three real replica processes sharing one Postgres and one Redis.
  * Prices are powers of two, so sums of costs are exact and compare with toBe.
  */
 const INPUT_COST = 0.0009765625; // 2^-10

@@ -5,7 +5,7 @@ import { waitFor } from "./helpers/services.js";
 import { PGBOUNCER, startPgBouncer, type PgBouncer } from "./support/pgbouncer.mjs";
 
 /**
- * Issue 7: queries through PgBouncer in transaction pooling mode, LISTEN (and migrations) straight to
+ * Queries through PgBouncer in transaction pooling mode, LISTEN (and migrations) straight to
  * Postgres through DATABASE_LISTEN_URL. Two replicas share a pool of 4 server connections, so every
  * statement of theirs really is multiplexed. CI installs pgbouncer (.ci/run) and requires this test to run.
  */
