@@ -11,7 +11,7 @@ if (typeof global.gc !== "function") {
 
 const { Authenticator } = await import("../dist/auth/authenticator.js");
 const { L1Cache } = await import("../dist/auth/l1-cache.js");
-const { L2Cache } = await import("../dist/auth/l2-cache.js");
+const { L2Cache, l2MacKey } = await import("../dist/auth/l2-cache.js");
 const { DependencyBreaker, POSTGRES_BREAKER_OPTIONS } = await import("../dist/faults/breaker.js");
 const { createLogger } = await import("../dist/logger.js");
 const { createRedis } = await import("../dist/redis/client.js");
@@ -88,7 +88,7 @@ try {
   const { rows } = await pool.query("SELECT count(*)::int AS n, pg_size_pretty(pg_total_relation_size('gh_keys')) AS size FROM gh_keys");
 
   const database = new Database(pool, new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS));
-  const l2 = new L2Cache(redis, new RedisKeys(ns.prefix), 3600, () => {});
+  const l2 = new L2Cache(redis, new RedisKeys(ns.prefix), 3600, () => {}, undefined, l2MacKey("bench-master-key"));
   const newAuth = () => new Authenticator(new L1Cache({ maxEntries: 1_000_000, ttlMs: 600_000, negativeTtlMs: 2_000 }), l2, database);
   const picked = new Set();
   while (picked.size < SAMPLE) picked.add(1 + Math.floor(Math.random() * KEYS));

@@ -1,4 +1,4 @@
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type pg from "pg";
 import type { Settings } from "./config/settings.js";
@@ -6,11 +6,12 @@ import type { Logger } from "./logger.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { CacheInvalidator } from "./auth/cache-invalidator.js";
 import { L1Cache } from "./auth/l1-cache.js";
-import { L2Cache } from "./auth/l2-cache.js";
+import { L2Cache, l2MacKey } from "./auth/l2-cache.js";
 import { MasterKey } from "./auth/master-key.js";
 import { Coherence } from "./coherence/coherence.js";
 import { DbClock } from "./coherence/db-clock.js";
 import { L2Guard } from "./coherence/l2-guard.js";
+import { TokenFilterKeeper } from "./coherence/token-filter-keeper.js";
 import { reinstatedBugs } from "./testing/reinstated-bugs.js";
 import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS, REDIS_BREAKER_OPTIONS } from "./faults/breaker.js";
 import { buildApp } from "./http/app.js";
@@ -51,6 +52,8 @@ export interface Gateway {
   /** Null for the embedded single replica (no Redis). */
   redis: GatehouseRedis | null;
   l1: L1Cache;
+  l2: L2Cache;
+  tokenFilter: TokenFilterKeeper;
   authenticator: Authenticator;
   coherence: Coherence;
   sweeper: Sweeper;
@@ -105,6 +108,8 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     breakerStates: () => ({ postgres: breakers.postgres.state, redis: breakers.redis.state }),
     spendCharged: () => spendLedger.counters.charged,
     limitRejections: () => limits.rejections,
+    l2Forged: () => l2.counters.forged,
+    unknownKeysFiltered: () => authenticator.counters.filtered,
     limitAdmissions: () => {
       const prefetched = limits.prefetch?.counters.used ?? 0;
       return { redis: limits.counters.admittedRedis - prefetched, prefetched, local: limits.counters.admittedLocal };
@@ -121,8 +126,17 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
   // An L2 record never outlives the events that could invalidate it: the L2 repair replays the event table,
   // which is complete only for records younger than the event retention (coherence/l2-guard.ts).
   const l2TtlSeconds = Math.min(settings.auth.l2TtlSeconds, Math.floor(settings.coherence.eventRetentionMs / 1000));
-  const l2 = new L2Cache(redis, redisKeys, l2TtlSeconds, (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"), breakers.redis);
-  const invalidator = new CacheInvalidator(l1, l2);
+  const l2 = new L2Cache(
+    redis,
+    redisKeys,
+    l2TtlSeconds,
+    (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"),
+    breakers.redis,
+    l2MacKey(masterKey),
+    () => logger.warn("an L2 record failed its authentication check and was ignored: something other than this gateway (or a gateway with another master key) writes to this Redis prefix; counted in gatehouse_l2_forged_records_total"),
+  );
+  const tokenFilter = new TokenFilterKeeper({ db, logger, rebuildIntervalMs: settings.auth.tokenFilterRebuildMs, falsePositiveRate: 0.001 });
+  const invalidator = new CacheInvalidator(l1, l2, tokenFilter);
   const clock = new DbClock();
   const l2Guard: L2Guard = new L2Guard({
     redis,
@@ -148,12 +162,14 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     l2Status: () => l2Guard.status(),
   });
   await coherence.start();
-  await l2Guard.check();
+  void l2Guard.check(); // L2 is not read until it has passed; the replica does not wait for Redis to start
   const authenticator = new Authenticator(l1, l2, db, {
     l1Trusted: () => coherence.isFresh(),
     l2Pending: (hash) => invalidator.l2Pending(hash),
     now: () => clock.now(),
+    tokenFilter: () => (settings.auth.tokenFilterRebuildMs > 0 ? tokenFilter.current : null),
   });
+  if (settings.auth.tokenFilterRebuildMs > 0) tokenFilter.start();
 
   const models = new ModelRouter(settings.models);
   const servedModels = () => models.modelNames();
@@ -221,14 +237,29 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
       }),
     },
     maxRequestBodyBytes: settings.maxRequestBodyBytes,
+    masterKeyOnProxy: settings.server.masterKeyOnProxy,
     version: packageVersion,
   });
 
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(settings.port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
+  // Slow-loris defences (docs/security.md): headers and the whole request must arrive in time; a response,
+  // streamed or not, is never cut by these (Node's own defaults are 60 s and 300 s, checked every 30 s).
+  const server: Server = createServer(
+    {
+      headersTimeout: settings.server.headersTimeoutMs,
+      requestTimeout: settings.server.requestTimeoutMs,
+      keepAliveTimeout: settings.server.keepAliveTimeoutMs,
+      // How often Node looks for requests past those timeouts: this is their precision.
+      connectionsCheckingInterval: 1_000,
+    },
+    app,
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(settings.port, host, () => {
+      server.removeListener("error", reject);
+      resolve();
+    });
   });
-  // Longer than any load balancer's idle timeout, so the balancer closes idle connections, not us.
-  server.keepAliveTimeout = 65_000;
   const port = (server.address() as AddressInfo).port;
 
   return {
@@ -239,6 +270,8 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     db,
     redis,
     l1,
+    l2,
+    tokenFilter,
     authenticator,
     coherence,
     sweeper,
@@ -257,6 +290,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
       if (settings.shutdown.delayMs > 0) await new Promise((r) => setTimeout(r, settings.shutdown.delayMs));
       await drain(server, settings.shutdown.drainTimeoutMs, logger);
       await sweeper.stop();
+      await tokenFilter.stop();
       replicas.stop();
       // Requests are drained: what they charged goes to the durable ledger before the pool closes.
       await limits.close();

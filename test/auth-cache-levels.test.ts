@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Authenticator } from "../src/auth/authenticator.js";
 import { L1Cache } from "../src/auth/l1-cache.js";
-import { L2Cache } from "../src/auth/l2-cache.js";
+import { L2Cache, l2MacKey } from "../src/auth/l2-cache.js";
 import { CacheInvalidator } from "../src/auth/cache-invalidator.js";
 import { startTcpProxy } from "./support/tcp-proxy.mjs";
 import { authRecordFromRow } from "../src/auth/auth-record.js";
@@ -28,9 +28,16 @@ afterAll(async () => {
 /** A second authenticator over the same Postgres and Redis namespace: a replica's request path, in-process. */
 function freshAuthenticator() {
   const l1 = new L1Cache({ maxEntries: 100, ttlMs: 60_000, negativeTtlMs: 2_000 });
-  const l2 = new L2Cache(redis, keys, 3600, (op, err) => {
-    throw new Error(`L2 ${op} failed: ${String(err)}`);
-  });
+  const l2 = new L2Cache(
+    redis,
+    keys,
+    3600,
+    (op, err) => {
+      throw new Error(`L2 ${op} failed: ${String(err)}`);
+    },
+    undefined,
+    l2MacKey(gw.masterKey),
+  );
   return { l1, l2, auth: new Authenticator(l1, l2, gw.gateway.db) };
 }
 
@@ -41,7 +48,7 @@ describe("auth is served from each cache level", () => {
     const a = freshAuthenticator();
     expect((await a.auth.authenticate(k.key)).level).toBe("db");
     expect((await a.auth.authenticate(k.key)).level).toBe("l1");
-    expect(await redis.get(keys.authRecord(k.token))).toMatch(/^\d+\|\{/);
+    expect(await redis.get(keys.authRecord(k.token))).toMatch(/^\d+\|[\w-]+\|\{/);
 
     const b = freshAuthenticator();
     const fromL2 = await b.auth.authenticate(k.key);
@@ -106,13 +113,13 @@ describe("no stale refill (docs/coherence.md #5)", () => {
   it("while an event's L2 tombstone is being written, fills read Postgres, not the old L2 record", async () => {
     const k = await gw.newKey({ models: ["mock-gpt"] });
     const l1 = new L1Cache({ maxEntries: 100, ttlMs: 60_000, negativeTtlMs: 2_000 });
-    const l2 = new L2Cache(redis, keys, 3600, () => {});
+    const l2 = new L2Cache(redis, keys, 3600, () => {}, undefined, l2MacKey(gw.masterKey));
     // The tombstone travels over a slow link, so it is still in flight when the next request arrives.
     const slow = await startTcpProxy("127.0.0.1", 6379);
     slow.setLatency(150);
     const slowRedis = createRedis(`redis://127.0.0.1:${slow.port}`);
     await slowRedis.connect();
-    const invalidator = new CacheInvalidator(l1, new L2Cache(slowRedis, keys, 3600, () => {}));
+    const invalidator = new CacheInvalidator(l1, new L2Cache(slowRedis, keys, 3600, () => {}, undefined, l2MacKey(gw.masterKey)));
     const auth = new Authenticator(l1, l2, gw.gateway.db, { l2Pending: (h) => invalidator.l2Pending(h) });
     const old = authRecordFromRow((await findKeyByToken(gw.gateway.pool, k.token))!);
     await redis.del(keys.authRecord(k.token));

@@ -3,7 +3,7 @@ import pg from "pg";
 import { Authenticator } from "../src/auth/authenticator.js";
 import { CacheInvalidator } from "../src/auth/cache-invalidator.js";
 import { L1Cache } from "../src/auth/l1-cache.js";
-import { L2Cache } from "../src/auth/l2-cache.js";
+import { L2Cache, l2MacKey } from "../src/auth/l2-cache.js";
 import { DbClock } from "../src/coherence/db-clock.js";
 import { Coherence } from "../src/coherence/coherence.js";
 import { createLogger } from "../src/logger.js";
@@ -40,7 +40,7 @@ afterAll(async () => {
 /** A second replica's coherence machinery, in-process, with its database traffic through `proxy`. */
 function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterMs: number; listenThroughProxy: boolean; poolThroughProxy: boolean }) {
   const l1 = new L1Cache({ maxEntries: 1000, ttlMs: 600_000, negativeTtlMs: 2_000 });
-  const l2 = new L2Cache(redis, new RedisKeys(gw.redis.prefix), 3600, () => {});
+  const l2 = new L2Cache(redis, new RedisKeys(gw.redis.prefix), 3600, () => {}, undefined, l2MacKey(gw.masterKey));
   const viaUrl = viaProxy(gw.db.url, proxy);
   const pool = createPool(options.poolThroughProxy ? viaUrl : gw.db.url, { max: 2, statementTimeoutMs: 500 });
   const db = new Database(pool, new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS));

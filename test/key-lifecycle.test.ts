@@ -44,7 +44,7 @@ describe("key lifecycle through the /key admin API", () => {
   });
 
   it("accepts a custom key and refuses a duplicate key or alias with 409", async () => {
-    const custom = "sk-my-custom-key-0001";
+    const custom = "sk-my-custom-key-0001-0123456789abcdef0123";
     const a = await gw.admin("/key/generate", { key: custom, key_alias: "custom" });
     expect(a.status).toBe(200);
     expect(a.body.key).toBe(custom);
@@ -124,7 +124,7 @@ describe("key lifecycle through the /key admin API", () => {
   });
 
   it("re-creating a deleted custom key works and is served fresh, not from a stale cache", async () => {
-    const custom = "sk-recreated-key-0001";
+    const custom = "sk-recreated-key-0001-0123456789abcdef0123";
     await gw.admin("/key/generate", { key: custom, models: ["mock-gpt"] });
     expect((await gw.call("/v1/chat/completions", { key: custom, body: chatBody("mock-gpt") })).status).toBe(200);
     await gw.admin("/key/delete", { keys: [custom] });

@@ -117,7 +117,7 @@ describe("spend: usage × the model's price, live and durable", () => {
 
   it("an upstream failure charges nothing and releases the reservation", async () => {
     const k = await gw.newKey({ max_parallel_requests: 1, max_budget: 1_000 });
-    for (let i = 0; i < 3; i++) expect((await gw.call("/v1/chat/completions", { key: k.key, body: chatBody("broken") })).status).toBe(500);
+    for (let i = 0; i < 3; i++) expect((await gw.call("/v1/chat/completions", { key: k.key, body: chatBody("broken") })).status).toBe(502);
     expect(await durableSpend(gw, k.token)).toBe(0);
     expect((await gw.call("/v1/chat/completions", { key: k.key, body: chatBody("priced-gpt") })).status).toBe(200);
   });

@@ -72,12 +72,12 @@ describe("the proxy relays to an OpenAI-compatible upstream", () => {
     expect(openAIError(res.body)).toMatchObject({ message: "Rate limit reached for requests", code: "rate_limit_exceeded" });
   });
 
-  it("wraps a non-JSON upstream error in the OpenAI shape", async () => {
+  it("answers an upstream 5xx with a 502 in the OpenAI shape, without echoing upstream's body", async () => {
     const res = await gw.call("/v1/chat/completions", { key, body: chatBody("broken") });
-    expect(res.status).toBe(500);
+    expect(res.status).toBe(502);
     const e = openAIError(res.body);
-    expect(e.message).toContain("upstream exploded");
-    expect(e.code).toBe("upstream_500");
+    expect(e.message).not.toContain("upstream exploded");
+    expect(e.code).toBe("upstream_bad_response");
   });
 
   it("maps an upstream read timeout to 504 and an unreachable upstream to 502", async () => {

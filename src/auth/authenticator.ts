@@ -5,6 +5,7 @@ import { findKeyForAuth } from "../store/key-store.js";
 import { authRecordFromRow, type AuthRecord } from "./auth-record.js";
 import { hashKey } from "./key-material.js";
 import type { FillTicket, L1Cache } from "./l1-cache.js";
+import type { TokenFilter } from "./token-filter.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 import type { L2Cache } from "./l2-cache.js";
 
@@ -32,6 +33,8 @@ export interface AuthenticatorOptions {
   l2Pending?: (hash: string) => boolean;
   /** The clock validity is checked against: the database's (coherence/db-clock.ts). */
   now?: () => number;
+  /** Every token that may authenticate (auth/token-filter.ts), or null while it is being built. */
+  tokenFilter?: () => TokenFilter | null;
 }
 
 // A read an invalidation overtook is read again, a few times at most: a key changing faster than its record
@@ -46,10 +49,11 @@ interface SharedFill {
 
 export class Authenticator {
   private readonly inflight = new Map<string, SharedFill>();
-  readonly counters = { l1: 0, l2: 0, db: 0, static: 0, unavailable: 0, misses: 0, refills: 0 };
+  readonly counters = { l1: 0, l2: 0, db: 0, static: 0, unavailable: 0, misses: 0, refills: 0, filtered: 0 };
   private readonly l1Trusted: () => boolean;
   private readonly l2Pending: (hash: string) => boolean;
   private readonly now: () => number;
+  private readonly tokenFilter: () => TokenFilter | null;
 
   constructor(
     private readonly l1: L1Cache,
@@ -60,6 +64,7 @@ export class Authenticator {
     this.l1Trusted = options.l1Trusted ?? (() => true);
     this.l2Pending = options.l2Pending ?? (() => false);
     this.now = options.now ?? Date.now;
+    this.tokenFilter = options.tokenFilter ?? (() => null);
   }
 
   /** Resolves a bearer to a usable key record or throws AuthenticationError (401) / ServiceUnavailableError (503). */
@@ -67,8 +72,13 @@ export class Authenticator {
     const hash = hashKey(bearer);
     const cached = this.l1.get(hash);
     let result: AuthResult | null;
-    if (cached && this.l1Trusted()) {
+    const trusted = this.l1Trusted();
+    if (cached && trusted) {
       result = cached.record ? { record: cached.record, level: "l1" } : null;
+    } else if (!cached && trusted && this.tokenFilter()?.mayContain(hash) === false) {
+      // A token no key ever had (as of every event this replica applied): no database round trip.
+      this.counters.filtered++;
+      throw new AuthenticationError("Invalid API key: no such key.");
     } else {
       try {
         result = await this.resolve(hash);

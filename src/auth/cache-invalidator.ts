@@ -16,10 +16,13 @@ export class CacheInvalidator {
   constructor(
     private readonly l1: L1Cache,
     private readonly l2: L2Cache,
+    /** The token filter's keeper: told of every token an event names, and to rebuild when events were lost. */
+    private readonly tokens?: { noteTokens(tokens: readonly string[]): void; rebuild(): Promise<void> },
   ) {}
 
   /** Evicts L1 synchronously, then tombstones L2; resolves when both are done, true if the tombstones were written. */
   invalidate(tokens: readonly string[], version: number): Promise<boolean> {
+    this.tokens?.noteTokens(tokens);
     for (const t of tokens) {
       this.pendingTombstones.set(t, (this.pendingTombstones.get(t) ?? 0) + 1);
       this.l1.invalidate(t);
@@ -41,5 +44,6 @@ export class CacheInvalidator {
   /** When events may have been missed and cannot be replayed: forget every L1 entry. */
   dropL1(): void {
     this.l1.clear();
+    void this.tokens?.rebuild();
   }
 }

@@ -22,5 +22,10 @@ export function toTokenHash(plaintextOrHash: string): string {
   return TOKEN_HASH.test(plaintextOrHash) ? plaintextOrHash : hashKey(plaintextOrHash);
 }
 
-/** Custom keys: `sk-` then at least 8 visible characters, no whitespace. */
-export const CUSTOM_KEY_PATTERN = /^sk-[\x21-\x7e]{8,256}$/;
+/**
+ * Custom keys: `sk-` then at least 32 visible characters, no whitespace. Keys are stored as an unsalted
+ * sha256, so a key must be too long to guess: 32 characters are 128 bits even if they are only hex digits
+ * (docs/security.md). Keys Gatehouse generates are `sk-` and 32 base64url characters (192 bits).
+ */
+export const CUSTOM_KEY_PATTERN = /^sk-[\x21-\x7e]{32,256}$/;
+export const CUSTOM_KEY_RULE = 'a custom key must be "sk-" followed by 32 to 256 visible characters (at least 128 bits, even as hex digits)';

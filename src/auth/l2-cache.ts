@@ -1,3 +1,4 @@
+import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
 import { DependencyUnavailableError, type DependencyBreaker } from "../faults/breaker.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
@@ -16,9 +17,21 @@ const TOMBSTONE_TTL_SECONDS = 60;
 
 class L2AbsentError extends Error {}
 
+/**
+ * Records are authenticated (docs/security.md): `<version>|<mac>|<json>`, where mac = HMAC-SHA256 over the token
+ * hash, the version and the JSON, with a key derived from the master key. A record nobody wrote through the
+ * gateway — written by hand by anyone who can reach Redis — fails the check and is a miss, so Redis access alone
+ * cannot mint a working key. Tombstones (`<version>|`) need no MAC: a forged one can only cause a miss.
+ */
+export function l2MacKey(masterKey: string): Buffer {
+  return Buffer.from(hkdfSync("sha256", masterKey, "", "gatehouse l2 record mac v1", 32));
+}
+
 export class L2Cache {
   /** False while L2 may hold records older than an invalidation (coherence/l2-guard.ts): reads are misses. */
   trusted: () => boolean = () => true;
+  readonly counters = { forged: 0 };
+  private forgedLogged = false;
 
   constructor(
     /** Null without Redis (the embedded single replica): L2 is simply absent. */
@@ -26,8 +39,15 @@ export class L2Cache {
     private readonly keys: RedisKeys,
     private readonly ttlSeconds: number,
     private readonly onError: (op: string, err: unknown) => void,
-    private readonly breaker?: DependencyBreaker,
+    private readonly breaker: DependencyBreaker | undefined,
+    private readonly macKey: Buffer,
+    /** Told once when a record fails its check (someone wrote to Redis by hand, or another master key did). */
+    private readonly onForged: (hash: string) => void = () => {},
   ) {}
+
+  private mac(hash: string, version: number | string, json: string): string {
+    return createHmac("sha256", this.macKey).update(`${hash}|${version}|${json}`).digest("base64url");
+  }
 
   private call<T>(op: (redis: GatehouseRedis) => Promise<T>): Promise<T> {
     const redis = this.redis;
@@ -45,8 +65,23 @@ export class L2Cache {
     try {
       const value = await this.call((redis) => redis.get(this.keys.authRecord(hash)));
       if (!value) return undefined;
-      const json = value.slice(value.indexOf("|") + 1);
-      return json ? (JSON.parse(json) as AuthRecord) : undefined;
+      const bar = value.indexOf("|");
+      if (bar === value.length - 1) return undefined; // a tombstone
+      const bar2 = value.indexOf("|", bar + 1);
+      const version = value.slice(0, bar);
+      const json = bar2 === -1 ? "" : value.slice(bar2 + 1);
+      const given = bar2 === -1 ? "" : value.slice(bar + 1, bar2);
+      const expected = this.mac(hash, version, json);
+      if (given.length !== expected.length || !timingSafeEqual(Buffer.from(given), Buffer.from(expected))) {
+        this.counters.forged++;
+        if (!this.forgedLogged) {
+          this.forgedLogged = true;
+          this.onForged(hash);
+        }
+        return undefined;
+      }
+      const record = JSON.parse(json) as AuthRecord;
+      return String(record.version) === version ? record : undefined;
     } catch (err) {
       this.failed("get", err);
       return undefined;
@@ -71,7 +106,8 @@ export class L2Cache {
   /** Caches `record` under the hash it was looked up by (a deprecated key's hash maps to the active record). */
   async fill(hash: string, record: AuthRecord): Promise<void> {
     try {
-      await this.call((redis) => redis.l2Fill(this.keys.authRecord(hash), record.version, JSON.stringify(record), this.ttlSeconds));
+      const json = JSON.stringify(record);
+      await this.call((redis) => redis.l2Fill(this.keys.authRecord(hash), record.version, `${this.mac(hash, record.version, json)}|${json}`, this.ttlSeconds));
     } catch (err) {
       this.failed("fill", err);
     }

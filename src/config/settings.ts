@@ -54,6 +54,7 @@ const gatehouseSettingsSchema = z
         l1_ttl_ms: z.number().int().positive().optional(),
         negative_ttl_ms: z.number().int().nonnegative().optional(),
         l2_ttl_seconds: z.number().int().positive().optional(),
+        token_filter_rebuild_ms: z.number().int().min(0).optional(),
       })
       .strict()
       .optional(),
@@ -96,6 +97,15 @@ const gatehouseSettingsSchema = z
         replica_count: z.number().int().positive().optional(),
         prefetch: z.number().int().min(0).max(16).optional(),
         prefetch_max_age_ms: z.number().int().min(100).max(60_000).optional(),
+      })
+      .strict()
+      .optional(),
+    server: z
+      .object({
+        headers_timeout_ms: z.number().int().min(1_000).optional(),
+        request_timeout_ms: z.number().int().min(1_000).optional(),
+        keep_alive_timeout_ms: z.number().int().min(1_000).optional(),
+        master_key_on_proxy: z.enum(["allow", "forbid"]).optional(),
       })
       .strict()
       .optional(),
@@ -155,8 +165,15 @@ export interface Settings {
   masterKey: string | undefined;
   dataDir: string;
   maxRequestBodyBytes: number;
-  auth: { l1MaxEntries: number; l1TtlMs: number; negativeTtlMs: number; l2TtlSeconds: number };
+  /** tokenFilterRebuildMs: how often the unknown-key filter is rebuilt from Postgres; 0 turns the filter off. */
+  auth: { l1MaxEntries: number; l1TtlMs: number; negativeTtlMs: number; l2TtlSeconds: number; tokenFilterRebuildMs: number };
   upstream: { connectTimeoutMs: number; readTimeoutMs: number; connectionsPerOrigin: number };
+  /**
+   * How long a client may take to send its headers, and its whole request (headers and body); how long an idle
+   * keep-alive connection stays open. A response (a stream included) is never cut by these. Whether the master
+   * key may call the OpenAI routes.
+   */
+  server: { headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number; masterKeyOnProxy: "allow" | "forbid" };
   rotation: { defaultGraceMs: number; maxGraceMs: number };
   coherence: { heartbeatIntervalMs: number; staleAfterMs: number; eventRetentionMs: number };
   upkeep: { sweepIntervalMs: number; idempotencyRetentionMs: number };
@@ -216,6 +233,16 @@ export const DEFAULTS = {
   // Unknown keys are remembered briefly so a flood of bad keys does not reach Postgres on every request.
   negativeTtlMs: 2_000,
   l2TtlSeconds: 3_600,
+  // Deleted keys stay in the filter until a rebuild (a few false "maybe"s, never a false "no"): hourly is plenty.
+  tokenFilterRebuildMs: 3_600_000,
+  // Headers are small: a client that needs more than 10 s to send them is holding a socket open on purpose.
+  headersTimeoutMs: 10_000,
+  // A 10 MiB body at 3 Mbit/s takes ~28 s; a client slower than that is treated like one that stalled.
+  requestTimeoutMs: 30_000,
+  // Longer than any load balancer's idle timeout, so the balancer closes idle connections, not us.
+  keepAliveTimeoutMs: 65_000,
+  // LiteLLM lets the master key call models; Gatehouse does too unless told not to.
+  masterKeyOnProxy: "allow",
   connectTimeoutMs: 5_000,
   readTimeoutMs: 600_000,
   connectionsPerOrigin: 256,
@@ -378,11 +405,18 @@ export function settingsFromConfig(input: unknown, ctx: { source: string; env: N
       l1TtlMs: gs.auth?.l1_ttl_ms ?? DEFAULTS.l1TtlMs,
       negativeTtlMs: gs.auth?.negative_ttl_ms ?? DEFAULTS.negativeTtlMs,
       l2TtlSeconds: gs.auth?.l2_ttl_seconds ?? DEFAULTS.l2TtlSeconds,
+      tokenFilterRebuildMs: gs.auth?.token_filter_rebuild_ms ?? DEFAULTS.tokenFilterRebuildMs,
     },
     upstream: {
       connectTimeoutMs: gs.upstream?.connect_timeout_ms ?? DEFAULTS.connectTimeoutMs,
       readTimeoutMs: gs.upstream?.read_timeout_ms ?? DEFAULTS.readTimeoutMs,
       connectionsPerOrigin: gs.upstream?.connections_per_origin ?? DEFAULTS.connectionsPerOrigin,
+    },
+    server: {
+      headersTimeoutMs: gs.server?.headers_timeout_ms ?? DEFAULTS.headersTimeoutMs,
+      requestTimeoutMs: gs.server?.request_timeout_ms ?? DEFAULTS.requestTimeoutMs,
+      keepAliveTimeoutMs: gs.server?.keep_alive_timeout_ms ?? DEFAULTS.keepAliveTimeoutMs,
+      masterKeyOnProxy: gs.server?.master_key_on_proxy ?? DEFAULTS.masterKeyOnProxy,
     },
     rotation: {
       defaultGraceMs: durationSetting(env.GATEHOUSE_DEFAULT_GRACE_PERIOD ?? gs.rotation?.default_grace_period ?? DEFAULTS.defaultGracePeriod, "gatehouse_settings.rotation.default_grace_period", ctx.source),

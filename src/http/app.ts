@@ -35,6 +35,7 @@ export interface AppDeps {
   metrics: Metrics;
   metricsToken: string | undefined;
   maxRequestBodyBytes: number;
+  masterKeyOnProxy: "allow" | "forbid";
   version: string;
 }
 
@@ -50,12 +51,26 @@ export function buildApp(deps: AppDeps): Express {
     res.type("application/json").send(openapi);
   });
   app.use(metricsRoutes(deps.metrics, deps.masterKey, deps.metricsToken ? new Token(deps.metricsToken) : undefined));
+  // Authenticate first, from the headers alone; only then read and parse the body (docs/security.md): an
+  // unauthenticated client cannot make a replica buffer or decode megabytes.
+  const adminPrefixes = ["/key", "/debug"];
+  const proxyPrefixes = ["/v1", "/chat", "/completions", "/embeddings", "/models"];
+  app.use(adminPrefixes, requireMasterKey(deps.masterKey, deps.authenticator));
+  app.use(proxyPrefixes, requireVirtualKey(deps.authenticator, deps.masterKey, deps.masterKeyOnProxy === "allow"));
   // The raw bytes are kept so the proxy can forward a body it did not need to change without re-serialising it.
-  app.use(express.json({ limit: deps.maxRequestBodyBytes, verify: keepRawBody }));
-  app.use(["/key", "/debug"], requireMasterKey(deps.masterKey, deps.authenticator));
+  app.use([...adminPrefixes, ...proxyPrefixes], express.json({ limit: deps.maxRequestBodyBytes, verify: keepRawBody }));
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
-  app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(deps.authenticator));
-  app.use(proxyRoutes({ models: deps.models, providers: deps.providers, limits: deps.limits, defaultMaxTokens: deps.defaultMaxTokens }));
+  app.use(
+    proxyRoutes({
+      models: deps.models,
+      providers: deps.providers,
+      limits: deps.limits,
+      defaultMaxTokens: deps.defaultMaxTokens,
+      // Never the upstream's message: it may quote part of the upstream key.
+      onUpstreamAuthFailure: (deployment, status) =>
+        deps.logger.error({ model: deployment.modelName, api_base: deployment.apiBase, upstream_status: status }, "the upstream provider refused this gateway's credentials; check the model's api_key"),
+    }),
+  );
   app.use(notFoundRoute);
   app.use(errorHandler(deps.logger, deps.maxRequestBodyBytes));
   return app;

@@ -1,14 +1,47 @@
 import type { NextFunction, Request, Response } from "express";
-import type { Authenticator } from "../auth/authenticator.js";
+import type { AuthResult, Authenticator } from "../auth/authenticator.js";
 import type { MasterKey } from "../auth/master-key.js";
 import { AuthenticationError, PermissionError } from "./errors.js";
 import { bearerToken, locals } from "./request-context.js";
 
-/** Proxy routes: the bearer must be a usable virtual key. The master key is not a virtual key. */
-export function requireVirtualKey(authenticator: Authenticator) {
+/**
+ * The master key's identity on the OpenAI routes (LiteLLM lets it call models): every model, no limits, logged
+ * and counted as `master-key`. Its key_id is the nil UUID, which no key row has, so nothing is charged to a key.
+ */
+export const MASTER_IDENTITY: AuthResult = Object.freeze({
+  level: "l1",
+  record: Object.freeze({
+    token: "master",
+    keyId: "00000000-0000-0000-0000-000000000000",
+    keyName: "master-key",
+    keyAlias: null,
+    models: [],
+    userId: null,
+    teamId: null,
+    expiresAt: null,
+    blocked: false,
+    maxBudget: null,
+    tpmLimit: null,
+    rpmLimit: null,
+    maxParallelRequests: null,
+    version: 0,
+    revokeAt: null,
+  }),
+}) as AuthResult;
+
+/**
+ * Proxy routes: the bearer must be a usable virtual key (or the master key, unless `server.master_key_on_proxy`
+ * forbids it). Runs before the body is read: an unauthenticated request costs no body parsing.
+ */
+export function requireVirtualKey(authenticator: Authenticator, masterKey: MasterKey, masterKeyAllowed: boolean) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     const bearer = bearerToken(req);
     if (!bearer) throw new AuthenticationError("Missing API key: send it as 'Authorization: Bearer sk-...'.", "missing_api_key");
+    if (masterKey.matches(bearer)) {
+      if (!masterKeyAllowed) throw new PermissionError("The master key may not call models on this gateway (server.master_key_on_proxy: forbid); use a virtual key.", "master_key_not_allowed");
+      locals(res).auth = MASTER_IDENTITY;
+      return next();
+    }
     locals(res).auth = await authenticator.authenticate(bearer);
     next();
   };

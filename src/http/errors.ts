@@ -79,8 +79,8 @@ export class ServiceUnavailableError extends GatewayError {
 }
 
 export class UpstreamError extends GatewayError {
-  constructor(status: number, message: string, code: string, type = "upstream_error") {
-    super(status, type, code, message);
+  constructor(status: number, message: string, code: string, type = "upstream_error", headers: Record<string, string> = {}) {
+    super(status, type, code, message, null, headers);
   }
 }
 

@@ -57,6 +57,8 @@ const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> 
   "/embeddings": { post: { summary: "Alias of /v1/embeddings", security: "virtual", body: proxyBody }, get: undefined },
   "/v1/models": { get: { summary: "The models this key may use", security: "virtual" }, post: undefined },
   "/models": { get: { summary: "Alias of /v1/models", security: "virtual" }, post: undefined },
+  "/v1/models/{id}": { get: { summary: "One model, if this key may use it (OpenAI's models.retrieve)", security: "virtual" }, post: undefined },
+  "/models/{id}": { get: { summary: "Alias of /v1/models/{id}", security: "virtual" }, post: undefined },
   "/key/generate": { post: { summary: "Create a virtual key (honours Idempotency-Key)", security: "master", body: jsonSchema(generateKeySchema) }, get: undefined },
   "/key/update": { post: { summary: "Change a key's fields and limits", security: "master", body: jsonSchema(updateKeySchema) }, get: undefined },
   "/key/info": { get: { summary: "A key's record and live spend (a deprecated key: the active key's, with a marker)", security: "master", query: z.object({ key: z.string() }) }, post: undefined },

@@ -9,6 +9,7 @@ import type { LimitEnforcer, Lease } from "../limits/limit-enforcer.js";
 import { priceOf, worstCaseCharge } from "../limits/pricing.js";
 import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-meter.js";
 import { BadRequestError, GatewayError, NotFoundError, PermissionError, UpstreamError } from "./errors.js";
+import { assertRequestShape, duplicateTopLevelKey } from "../proxy/request-shape.js";
 import { locals, rawBody } from "./request-context.js";
 
 /** Fields only Gatehouse understands; never sent to a real upstream. */
@@ -17,6 +18,8 @@ const GATEWAY_ONLY_FIELDS = ["mock_response"] as const;
 const MAX_ERROR_BODY = 64 * 1024;
 
 export interface ProxyDeps {
+  /** Upstream refused the gateway's own credentials: the operator must hear of it (the client gets a 502). */
+  onUpstreamAuthFailure: (deployment: ModelDeployment, status: number) => void;
   models: ModelRouter;
   providers: Record<ProviderName, Provider>;
   limits: LimitEnforcer;
@@ -38,6 +41,13 @@ export function proxyRoutes(deps: ProxyDeps): Router {
       .filter((name) => keyAllowsModel(record, name))
       .map((id) => ({ id, object: "model", created: 0, owned_by: "gatehouse" }));
     res.json({ object: "list", data });
+  });
+  // The OpenAI SDK's models.retrieve(id). A model the key may not use is "not found", as OpenAI answers.
+  router.get(["/v1/models/:id", "/models/:id"], (req, res) => {
+    const record = locals(res).auth!.record;
+    const id = String(req.params.id);
+    if (!models.modelNames().has(id) || !keyAllowsModel(record, id)) throw new NotFoundError(`The model '${id}' does not exist or this key may not use it.`, "model", "model_not_found");
+    res.json({ id, object: "model", created: 0, owned_by: "gatehouse" });
   });
   return router;
 }
@@ -61,9 +71,13 @@ async function forward(endpoint: Endpoint, req: Request, res: Response, deps: Pr
     throw new BadRequestError("request body must be a JSON object (Content-Type: application/json)");
   }
   const request = body as Record<string, unknown>;
+  const raw = rawBody(req);
+  const duplicate = raw ? duplicateTopLevelKey(raw) : null;
+  if (duplicate !== null) throw new BadRequestError(`the field '${duplicate}' appears more than once in the request body`, duplicate, "duplicate_field");
   const model = request.model;
   if (typeof model !== "string" || model.length === 0) throw new BadRequestError("'model' is required and must be a string", "model", "missing_model");
   if (request.stream !== undefined && typeof request.stream !== "boolean") throw new BadRequestError("'stream' must be a boolean", "stream");
+  assertRequestShape(endpoint, request);
   const ctx = locals(res);
   const deployment = models.pick(model);
   if (!deployment) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, "model", "model_not_found");
@@ -87,7 +101,6 @@ async function forward(endpoint: Endpoint, req: Request, res: Response, deps: Pr
     if (askForUsage) upstreamBody.stream_options = { ...(request.stream_options as object | undefined), include_usage: true };
   }
 
-  const raw = rawBody(req);
   let lease: Lease | undefined;
   if (metered) {
     const worst = worstCaseCharge(deployment, endpoint, request, raw?.length ?? JSON.stringify(request).length, deps.defaultMaxTokens);
@@ -97,7 +110,7 @@ async function forward(endpoint: Endpoint, req: Request, res: Response, deps: Pr
   const meter: UsageMeter | undefined = lease ? (stream ? sseUsageMeter(clientAskedForUsage) : jsonUsageMeter()) : undefined;
   let relayed = false;
   try {
-    relayed = await relay(endpoint, res, deployment, upstreamBody, unchanged ? raw : undefined, stream, providers, meter);
+    relayed = await relay(endpoint, res, deployment, upstreamBody, unchanged ? raw : undefined, stream, providers, meter, deps.onUpstreamAuthFailure);
   } finally {
     // Whatever way the request ended, its reservation is released: charged its usage when upstream
     // reported it, its reservation (the worst case) when it was relayed without one, nothing when
@@ -119,6 +132,7 @@ async function relay(
   stream: boolean,
   providers: Record<ProviderName, Provider>,
   meter: UsageMeter | undefined,
+  onUpstreamAuthFailure: ProxyDeps["onUpstreamAuthFailure"],
 ): Promise<boolean> {
   // A client that goes away aborts the upstream call: nobody is left to read the answer.
   const abort = new AbortController();
@@ -131,6 +145,7 @@ async function relay(
   const upstreamStarted = performance.now();
   try {
     const upstream = await providers[deployment.provider].forward({ endpoint, deployment, body: upstreamBody, rawBody: raw, stream, signal: abort.signal });
+    if (upstream.status >= 300) throw await upstreamFailure(upstream, deployment, onUpstreamAuthFailure);
     return await relayAnswer(res, stream, meter, abort, upstream);
   } finally {
     locals(res).upstreamSeconds = (performance.now() - upstreamStarted) / 1000;
@@ -140,7 +155,6 @@ async function relay(
 /** Relays an upstream answer (status, headers, body) to the client, metering usage on the way. */
 
 async function relayAnswer(res: Response, stream: boolean, meter: UsageMeter | undefined, abort: AbortController, upstream: UpstreamResponse): Promise<boolean> {
-  if (upstream.status >= 400) throw await upstreamFailure(upstream);
 
   res.status(upstream.status);
   res.setHeader("content-type", upstream.contentType);
@@ -166,12 +180,26 @@ async function relayAnswer(res: Response, stream: boolean, meter: UsageMeter | u
   return true;
 }
 
-/** The upstream's own error, relayed with its status and an OpenAI-shaped body. */
-async function upstreamFailure(upstream: UpstreamResponse): Promise<GatewayError> {
+/**
+ * What the client is told when upstream refused (docs/security.md):
+ * - 400, 404, 409, 413, 422: about the client's request: relayed with upstream's status and message;
+ * - 429: relayed with its Retry-After;
+ * - 401, 403: upstream refused **this gateway's** credentials, not the client's: 502 `upstream_auth_failed`,
+ *   logged for the operator; upstream's message (which may quote part of the upstream key) is not relayed;
+ * - 3xx, 5xx and anything else: 502 with a short message of ours; an HTML error page is never echoed.
+ */
+async function upstreamFailure(upstream: UpstreamResponse, deployment: ModelDeployment, onUpstreamAuthFailure: (deployment: ModelDeployment, status: number) => void): Promise<GatewayError> {
   let text = "";
   for await (const chunk of upstream.body) {
     if (text.length < MAX_ERROR_BODY) text += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
   }
+  const status = upstream.status;
+  if (status === 401 || status === 403) {
+    onUpstreamAuthFailure(deployment, status);
+    return new UpstreamError(502, `the upstream provider refused this gateway's credentials for model '${deployment.modelName}'; the gateway's operator must fix its configuration`, "upstream_auth_failed");
+  }
+  const relayed = status === 400 || status === 404 || status === 409 || status === 413 || status === 422 || status === 429;
+  if (!relayed) return new UpstreamError(502, `the upstream provider answered ${status} for model '${deployment.modelName}'`, "upstream_bad_response");
   let parsed: { error?: { message?: unknown; type?: unknown; param?: unknown; code?: unknown } } | undefined;
   try {
     parsed = JSON.parse(text);
@@ -179,10 +207,11 @@ async function upstreamFailure(upstream: UpstreamResponse): Promise<GatewayError
     parsed = undefined;
   }
   const e = parsed?.error;
-  const message = typeof e?.message === "string" ? e.message : `upstream answered ${upstream.status}${text ? `: ${text.slice(0, 500)}` : ""}`;
+  const message = typeof e?.message === "string" ? e.message.slice(0, 2_000) : `the upstream provider answered ${status}`;
   const type = typeof e?.type === "string" ? e.type : "upstream_error";
-  const code = typeof e?.code === "string" || typeof e?.code === "number" ? String(e.code) : `upstream_${upstream.status}`;
-  const error = new UpstreamError(upstream.status, message, code, type);
+  const code = typeof e?.code === "string" || typeof e?.code === "number" ? String(e.code) : `upstream_${status}`;
+  const retryAfter = upstream.retryAfter;
+  const error = new UpstreamError(status, message, code, type, status === 429 && retryAfter ? { "retry-after": retryAfter } : {});
   return typeof e?.param === "string" ? Object.assign(error, { param: e.param }) : error;
 }
 

@@ -67,9 +67,15 @@ export function requestLog(logger: Logger, observe?: RequestObserver) {
  * and a client may put one anywhere. The query string is never logged (/key/info?key=…).
  */
 export function loggablePath(req: Request): string {
+  // A path that does not decode is not logged at all: what it holds cannot be inspected for keys.
+  try {
+    decodeURIComponent(req.path);
+  } catch {
+    return "[path not validly percent-encoded]";
+  }
   const segments = req.path.split("/");
   for (let i = 1; i < segments.length; i++) {
-    if (segments[i]!.startsWith("sk-") || (segments[i - 1] === "key" && i < segments.length - 1)) segments[i] = "[redacted]";
+    if (segments[i]!.includes("sk-") || (segments[i - 1] === "key" && i < segments.length - 1)) segments[i] = "[redacted]";
   }
   return segments.join("/");
 }
@@ -83,13 +89,19 @@ export function rawBody(req: Request): Buffer | undefined {
   return (req as { rawBody?: Buffer }).rawBody;
 }
 
-/** The bearer token of a request: `Authorization: Bearer …`, or the `api-key` header Azure clients send. */
+/**
+ * The bearer token of a request: `Authorization: Bearer …`, or the `x-api-key` header (Anthropic-style clients,
+ * as LiteLLM accepts), or the `api-key` header Azure clients send.
+ */
 export function bearerToken(req: Request): string | undefined {
   const header = req.headers.authorization;
   if (header) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     return match ? match[1] : undefined;
   }
-  const apiKey = req.headers["api-key"];
-  return typeof apiKey === "string" && apiKey.length > 0 ? apiKey : undefined;
+  for (const name of ["x-api-key", "api-key"] as const) {
+    const value = req.headers[name];
+    if (typeof value === "string" && value.length > 0) return value;
+  }
+  return undefined;
 }

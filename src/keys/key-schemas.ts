@@ -1,12 +1,15 @@
 import { z } from "zod";
 import { DurationError, parseKeyDuration, type DurationUnit } from "../config/duration.js";
 import { BadRequestError } from "../http/errors.js";
-import { CUSTOM_KEY_PATTERN } from "../auth/key-material.js";
+import { CUSTOM_KEY_PATTERN, CUSTOM_KEY_RULE } from "../auth/key-material.js";
 
 /**
  * Request bodies of the /key admin routes, LiteLLM's field names. Unknown fields are refused with a 400
  * that names them (a typo must not silently do nothing), except LiteLLM fields Gatehouse does not use,
- * which are accepted and ignored so existing scripts keep working (docs/admin-api.md).
+ * which are accepted and ignored so existing scripts keep working (the README's API section lists them).
+ *
+ * Text that Postgres cannot store (a NUL character) and metadata nested deeper than `MAX_METADATA_DEPTH` are
+ * refused here, with a 400 naming the field, before anything is written (docs/security.md).
  */
 
 const IGNORED_LITELLM_FIELDS = [
@@ -39,17 +42,52 @@ function durationField(units: readonly DurationUnit[]) {
 }
 
 const LIMIT = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const ID = z.string().min(1).max(256);
+
+/** Text Postgres can store: `text` and `jsonb` refuse the NUL character. */
+function text(max = 256) {
+  return z.string().min(1).max(max).refine((v) => !v.includes("\u0000"), "must not contain the NUL character (\\u0000)");
+}
+const ID = text();
+
+// Deep enough for any real metadata; shallow enough that nothing walking it (the request fingerprint, jsonb)
+// can run out of stack.
+export const MAX_METADATA_DEPTH = 32;
+const MAX_METADATA_BYTES = 64 * 1024;
+
+/** Where `value` breaks the metadata rules, or null: depth, NUL characters in keys or strings. Iterative. */
+function metadataProblem(value: unknown): string | null {
+  const stack: Array<{ v: unknown; depth: number }> = [{ v: value, depth: 1 }];
+  while (stack.length > 0) {
+    const { v, depth } = stack.pop()!;
+    if (typeof v === "string") {
+      if (v.includes("\u0000")) return "must not contain the NUL character (\\u0000)";
+      continue;
+    }
+    if (v === null || typeof v !== "object") continue;
+    if (depth > MAX_METADATA_DEPTH) return `is nested deeper than ${MAX_METADATA_DEPTH} levels`;
+    for (const [k, child] of Object.entries(v)) {
+      if (k.includes("\u0000")) return "must not contain the NUL character (\\u0000)";
+      stack.push({ v: child, depth: depth + 1 });
+    }
+  }
+  return null;
+}
+
+const metadata = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
+  const problem = metadataProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+  else if (JSON.stringify(value).length > MAX_METADATA_BYTES) ctx.addIssue({ code: "custom", message: `is larger than ${MAX_METADATA_BYTES} bytes` });
+});
 
 const keyFields = {
-  key_alias: z.string().min(1).max(256).nullable().optional(),
-  models: z.array(z.string().min(1).max(256)).max(1_000).optional(),
+  key_alias: text().nullable().optional(),
+  models: z.array(text()).max(1_000).optional(),
   max_budget: z.number().finite().nonnegative().nullable().optional(),
   budget_duration: durationField(["s", "m", "h", "d"]).nullable().optional(),
   tpm_limit: LIMIT.nullable().optional(),
   rpm_limit: LIMIT.nullable().optional(),
   max_parallel_requests: LIMIT.max(2_147_483_647).nullable().optional(),
-  metadata: z.record(z.string(), z.unknown()).nullable().optional(),
+  metadata: metadata.nullable().optional(),
   user_id: ID.nullable().optional(),
   team_id: ID.nullable().optional(),
   duration: durationField(["s", "m", "h", "d"]).nullable().optional(),
@@ -60,7 +98,7 @@ const keyFields = {
 export const generateKeySchema = z
   .object({
     ...keyFields,
-    key: z.string().regex(CUSTOM_KEY_PATTERN, 'a custom key must be "sk-" followed by 8 to 256 visible characters').optional(),
+    key: z.string().regex(CUSTOM_KEY_PATTERN, CUSTOM_KEY_RULE).optional(),
   })
   .strict();
 
@@ -77,7 +115,7 @@ export const regenerateKeySchema = z
     ...keyFields,
     key: z.string().min(1).optional(),
     grace_period: z.string().optional(),
-    new_key: z.string().regex(CUSTOM_KEY_PATTERN, 'new_key must be "sk-" followed by 8 to 256 visible characters').optional(),
+    new_key: z.string().regex(CUSTOM_KEY_PATTERN, CUSTOM_KEY_RULE).optional(),
   })
   .strict();
 
@@ -88,7 +126,7 @@ export const keyRefSchema = z.object({ key: z.string().min(1) }).strict();
 export const deleteKeysSchema = z
   .object({
     keys: z.array(z.string().min(1)).min(1).max(1_000).optional(),
-    key_aliases: z.array(z.string().min(1)).min(1).max(1_000).optional(),
+    key_aliases: z.array(text()).min(1).max(1_000).optional(),
   })
   .strict()
   .refine((b) => (b.keys === undefined) !== (b.key_aliases === undefined), { message: 'give exactly one of "keys" or "key_aliases"' });
@@ -96,9 +134,9 @@ export const deleteKeysSchema = z
 export const listKeysQuerySchema = z.object({
   page: z.coerce.number().int().min(1).max(1_000_000).default(1),
   size: z.coerce.number().int().min(1).max(100).default(10),
-  key_alias: z.string().min(1).optional(),
-  user_id: z.string().min(1).optional(),
-  team_id: z.string().min(1).optional(),
+  key_alias: text().optional(),
+  user_id: text().optional(),
+  team_id: text().optional(),
   return_full_object: z.enum(["true", "false"]).optional(),
 });
 

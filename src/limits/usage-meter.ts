@@ -53,6 +53,7 @@ export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
   let pending = "";
   let usage: TokenCount | undefined;
 
+  const FRAME_END = /\r\n\r\n|\n\n|\r\r/;
   const frame = (text: string): string => {
     if (!text.includes('"usage"')) return text;
     const data = text.startsWith("data: ") ? text.slice(6) : text.startsWith("data:") ? text.slice(5) : undefined;
@@ -75,10 +76,11 @@ export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
     pass(chunk) {
       pending += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
       let out = "";
-      for (let end = pending.indexOf("\n\n"); end !== -1; end = pending.indexOf("\n\n")) {
-        const kept = frame(pending.slice(0, end));
+      // SSE allows \n, \r\n and \r as line endings: a frame ends at the first blank line, whichever is used.
+      for (let m = FRAME_END.exec(pending); m !== null; m = FRAME_END.exec(pending)) {
+        const kept = frame(pending.slice(0, m.index).replace(/\r\n?/g, "\n"));
         if (kept) out += `${kept}\n\n`;
-        pending = pending.slice(end + 2);
+        pending = pending.slice(m.index + m[0].length);
       }
       return out;
     },

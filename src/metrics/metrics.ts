@@ -16,6 +16,10 @@ export interface MetricSources {
   limitRejections: () => Record<string, number>;
   /** Admissions of keys with limits by how they were made: redis (own round trip), prefetched, local. */
   limitAdmissions: () => Record<string, number>;
+  /** L2 records that failed their authentication check (written to Redis by something else). */
+  l2Forged: () => number;
+  /** Unknown keys answered without a database look-up (the token filter). */
+  unknownKeysFiltered: () => number;
 }
 
 const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
@@ -51,6 +55,8 @@ export class Metrics {
     );
     snapshotCounter(registers, "gatehouse_events_replayed_total", "Key events applied from the table (catch-up) rather than from a notification", [], () => [[{}, sources.eventsReplayed()]]);
     snapshotCounter(registers, "gatehouse_event_notifications_total", "Key event notifications received", [], () => [[{}, sources.notifications()]]);
+    snapshotCounter(registers, "gatehouse_l2_forged_records_total", "L2 records that failed their authentication check and were ignored", [], () => [[{}, sources.l2Forged()]]);
+    snapshotCounter(registers, "gatehouse_unknown_keys_filtered_total", "Unknown keys refused by the token filter without a database look-up", [], () => [[{}, sources.unknownKeysFiltered()]]);
     snapshotCounter(registers, "gatehouse_spend_total", "Spend charged by this replica (config currency)", [], () => [[{}, sources.spendCharged()]]);
     snapshotCounter(registers, "gatehouse_limit_rejections_total", "Requests refused by a budget or rate limit, by reason", ["reason"], () =>
       Object.entries(sources.limitRejections()).map(([reason, n]) => [{ reason }, n]),

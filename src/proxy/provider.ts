@@ -17,6 +17,8 @@ export interface UpstreamCall {
 export interface UpstreamResponse {
   status: number;
   contentType: string;
+  /** Upstream's Retry-After, relayed with a 429. */
+  retryAfter?: string | undefined;
   /** Bytes as they arrive; for streams, SSE frames relayed to the client one by one. */
   body: AsyncIterable<Uint8Array | string> | Iterable<string>;
 }

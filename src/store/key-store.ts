@@ -262,3 +262,18 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   const e = err as { code?: string; constraint?: string };
   return e.code === "23505" && (constraint === undefined || e.constraint === constraint);
 }
+
+// For the token filter (coherence/token-filter-keeper.ts): every token that may authenticate, in pages.
+const TOKENS_AFTER = {
+  keys: "SELECT token FROM gh_keys WHERE token > $1 ORDER BY token LIMIT $2",
+  deprecated: "SELECT token FROM gh_deprecated_keys WHERE token > $1 AND revoke_at > now() ORDER BY token LIMIT $2",
+} as const;
+const COUNT_TOKENS = "SELECT ((SELECT count(*) FROM gh_keys) + (SELECT count(*) FROM gh_deprecated_keys))::int8 AS n";
+
+export async function tokensAfter(db: Queryable, table: keyof typeof TOKENS_AFTER, after: string, limit: number): Promise<string[]> {
+  return (await db.query<{ token: string }>(TOKENS_AFTER[table], [after, limit])).rows.map((r) => r.token);
+}
+
+export async function countTokens(db: Queryable): Promise<number> {
+  return Number((await db.query<{ n: string }>(COUNT_TOKENS)).rows[0]!.n);
+}

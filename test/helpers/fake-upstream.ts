@@ -5,8 +5,13 @@ import type { AddressInfo } from "node:net";
  * A real HTTP server that speaks enough of the OpenAI API to test the proxy: what it does is chosen
  * by the upstream model name the gateway sends, so one server serves every scenario of a test file.
  *  - "echo": 200 with the request it received (headers and body)
- *  - "rate-limited": 429 with an OpenAI error body
+ *  - "rate-limited": 429 with an OpenAI error body and Retry-After: 7
  *  - "broken": 500 with a non-JSON body
+ *  - "html-error": 503 with an HTML page
+ *  - "unauthorized": 401, OpenAI's "Incorrect API key" message quoting part of the upstream key
+ *  - "redirect": 302 to somewhere else
+ *  - "bad-request": 400 with an OpenAI error body about the request
+ *  - "stream-crlf": SSE framed with \r\n\r\n, a usage chunk at the end
  *  - "slow": sends headers only after `slowMs`
  *  - "stream-gated": SSE, one chunk, then the next only when `releaseNext()` is called
  *  - "delay-<ms>": the "echo" answer (usage 1 + 1 tokens) after <ms>, so requests overlap in flight
@@ -54,13 +59,39 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     });
     switch (body.model) {
       case "rate-limited":
-        res.writeHead(429, { "content-type": "application/json" });
+        res.writeHead(429, { "content-type": "application/json", "retry-after": "7" });
         res.end(JSON.stringify({ error: { message: "Rate limit reached for requests", type: "requests", param: null, code: "rate_limit_exceeded" } }));
         return;
       case "broken":
         res.writeHead(500, { "content-type": "text/plain" });
         res.end("upstream exploded");
         return;
+      case "html-error":
+        res.writeHead(503, { "content-type": "text/html" });
+        res.end("<html><body><h1>503 Service Temporarily Unavailable</h1><script>track()</script></body></html>");
+        return;
+      case "unauthorized":
+        res.writeHead(401, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: { message: "Incorrect API key provided: sk-upstr*****************XyZ9.", type: "invalid_request_error", param: null, code: "invalid_api_key" } }));
+        return;
+      case "redirect":
+        res.writeHead(302, { location: "https://example.invalid/elsewhere" });
+        res.end();
+        return;
+      case "bad-request":
+        res.writeHead(400, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: { message: "'temperature' must be at most 2", type: "invalid_request_error", param: "temperature", code: "invalid_value" } }));
+        return;
+      case "stream-crlf": {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        const chunk = (o: object) => `data: ${JSON.stringify(o)}\r\n\r\n`;
+        res.write(chunk({ id: "crlf", object: "chat.completion.chunk", choices: [{ index: 0, delta: { content: "hello " }, finish_reason: null }] }));
+        await new Promise((r) => setTimeout(r, 50));
+        res.write(chunk({ id: "crlf", object: "chat.completion.chunk", choices: [{ index: 0, delta: { content: "world" }, finish_reason: "stop" }] }));
+        res.write(chunk({ id: "crlf", object: "chat.completion.chunk", choices: [], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } }));
+        res.end("data: [DONE]\r\n\r\n");
+        return;
+      }
       case "slow":
         await new Promise((r) => setTimeout(r, state.slowMs));
         if (res.destroyed) return;

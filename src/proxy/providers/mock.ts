@@ -11,8 +11,18 @@ export class MockProvider implements Provider {
   async forward(call: UpstreamCall): Promise<UpstreamResponse> {
     const { body } = call;
     const model = String(body.model);
-    if (call.endpoint === "embeddings") return json(embeddings(model, body.input, body.dimensions, body.encoding_format === "base64"));
-    const reply = typeof body.mock_response === "string" ? body.mock_response : DEFAULT_REPLY;
+    if (call.endpoint === "embeddings") {
+      const inputs = Array.isArray(body.input) ? body.input.length : 1;
+      const dims = embeddingDims(body.dimensions);
+      // What a mock produces is bounded by what it is asked, never multiplied into megabytes (a 3 KB request
+      // once made 88 MB): OpenAI's own limit on inputs, and a cap on the numbers returned.
+      if (inputs > MAX_EMBEDDING_INPUTS || inputs * dims > MAX_EMBEDDING_VALUES) {
+        return json({ error: { message: `the mock model returns at most ${MAX_EMBEDDING_INPUTS} embeddings and ${MAX_EMBEDDING_VALUES} numbers per request`, type: "invalid_request_error", param: "input", code: "mock_limit" } }, 400);
+      }
+      return json(embeddings(model, body.input, dims, body.encoding_format === "base64"));
+    }
+    // A mock reply is at most 64 KiB, whatever the request asks.
+    const reply = typeof body.mock_response === "string" ? body.mock_response.slice(0, 65_536) : DEFAULT_REPLY;
     const promptTokens = estimateTokens(JSON.stringify(call.endpoint === "completions" ? body.prompt ?? "" : body.messages ?? ""));
     const usage = { prompt_tokens: promptTokens, completion_tokens: estimateTokens(reply), total_tokens: promptTokens + estimateTokens(reply) };
     const id = `${call.endpoint === "completions" ? "cmpl" : "chatcmpl"}-mock-${randomUUID()}`;
@@ -35,8 +45,8 @@ export class MockProvider implements Provider {
   }
 }
 
-function json(value: unknown): UpstreamResponse {
-  return { status: 200, contentType: "application/json", body: [JSON.stringify(value)] };
+function json(value: unknown, status = 200): UpstreamResponse {
+  return { status, contentType: "application/json", body: [JSON.stringify(value)] };
 }
 
 async function* sse(call: UpstreamCall, r: { id: string; created: number; model: string; reply: string; usage: object | null }): AsyncIterable<string> {
@@ -56,9 +66,15 @@ async function* sse(call: UpstreamCall, r: { id: string; created: number; model:
   yield "data: [DONE]\n\n";
 }
 
-function embeddings(model: string, input: unknown, dimensions: unknown, base64: boolean) {
+const MAX_EMBEDDING_INPUTS = 2_048;
+const MAX_EMBEDDING_VALUES = 262_144;
+
+function embeddingDims(dimensions: unknown): number {
+  return typeof dimensions === "number" && dimensions > 0 && dimensions <= 4096 ? Math.floor(dimensions) : 16;
+}
+
+function embeddings(model: string, input: unknown, dims: number, base64: boolean) {
   const inputs = Array.isArray(input) ? input : [input ?? ""];
-  const dims = typeof dimensions === "number" && dimensions > 0 && dimensions <= 4096 ? Math.floor(dimensions) : 16;
   const encode = (v: number[]) => (base64 ? Buffer.from(new Float32Array(v).buffer).toString("base64") : v);
   const data = inputs.map((item, index) => ({ object: "embedding", index, embedding: encode(deterministicVector(JSON.stringify(item), dims)) }));
   const tokens = inputs.reduce<number>((n, item) => n + estimateTokens(JSON.stringify(item)), 0);

@@ -43,7 +43,8 @@ export class OpenAICompatibleProvider implements Provider {
         bodyTimeout: readTimeout,
       });
       const contentType = String(res.headers["content-type"] ?? "application/json");
-      return { status: res.statusCode, contentType, body: guardBody(res.body) };
+      const retryAfter = res.headers["retry-after"];
+      return { status: res.statusCode, contentType, retryAfter: typeof retryAfter === "string" ? retryAfter : undefined, body: guardBody(res.body) };
     } catch (err) {
       throw toUpstreamError(err);
     }

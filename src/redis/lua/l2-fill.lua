@@ -3,10 +3,10 @@
 
   KEYS[1]  the record key (RedisKeys.authRecord)
   ARGV[1]  version of the row the record was read from (gh_key_version_seq value)
-  ARGV[2]  the record, JSON
+  ARGV[2]  the record: its MAC, '|', its JSON (auth/l2-cache.ts; the script does not read it)
   ARGV[3]  TTL in seconds (memory hygiene only; validity is never a TTL, docs/coherence.md #2)
 
-  Stored value: "<version>|<json>" for a record, "<version>|" for a tombstone.
+  Stored value: "<version>|<mac>|<json>" for a record, "<version>|" for a tombstone.
   A fill that read the database before an invalidation carries an older version than the tombstone the
   invalidation wrote, so it cannot land after it (docs/coherence.md #5, LiteLLM #25553).
 
