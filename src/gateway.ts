@@ -100,7 +100,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
   const metrics: Metrics = new Metrics({
     authLevels: () => {
       const c = authenticator.counters;
-      return { l1: c.l1, l2: c.l2, db: c.db, "l1-static": c.static, miss: c.misses, unavailable: c.unavailable };
+      return { l1: c.l1, l2: c.l2, db: c.db, "l1-static": c.static, miss: c.misses, filtered: c.filtered, unavailable: c.unavailable };
     },
     eventsReplayed: () => coherence.counters.replayed,
     notifications: () => coherence.counters.notifications,

@@ -132,7 +132,7 @@ describe("changes made on one replica are enforced on every replica within the b
   });
 
   it("a key generated on A is usable on B at once even after B cached it as unknown", async () => {
-    const custom = `sk-prewarmed-miss-${Date.now()}`;
+    const custom = `sk-prewarmed-miss-${Date.now()}-0123456789abcdef`;
     expect(await B.chat(custom)).toBe(401); // B now remembers the miss
     expect((await A.admin("/key/generate", { key: custom })).status).toBe(200);
     await enforcedEverywhere(custom, 200);

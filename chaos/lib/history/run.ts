@@ -27,6 +27,8 @@ export interface Profile {
   faults?: string[];
   /** Relative weights of the admin operations. */
   mix?: Partial<Record<AdminChoice, number>>;
+  /** Send most authentications to a replica under a slowing fault while one is (the self-check of joined reads). */
+  authFocusOnSlowed?: boolean;
   /** Pause of each admin client between its requests (ms, at most; random below it). */
   adminPauseMs?: number;
   /** Extra environment for the replicas (the test-build switch that reinstates a known bug). */
@@ -131,7 +133,7 @@ export const FAULTS: Fault[] = [
     // Queries run at once in Postgres, answers reach the replica 3 s later, and it cannot reach Redis, so every
     // look-up it makes is one of those slow reads. Its LISTEN connection is not slowed: it hears of changes while
     // reads that began before them are still on their way.
-    name: "one replica: Postgres answers +3 s and Redis unreachable, 6 s",
+    name: "one replica: Postgres answers +3 s and Redis unreachable, 8 s",
     postgresImpaired: true,
     run: async (ctx) => {
       const name = pick([...ctx.poolProxies.keys()]);
@@ -141,7 +143,7 @@ export const FAULTS: Fault[] = [
       pool.setLatency(3_000, "toClient");
       redis.setMode("blackhole");
       redis.cutAll();
-      await hold(6_000);
+      await hold(8_000);
       pool.setLatency(0);
       ctx.adminAvoid.delete(name);
       redis.setMode("pass");
@@ -373,7 +375,8 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       }
       const key = Math.random() < 0.8 ? pick(known.filter((k) => !k.deleted).concat(known.slice(-4))) : pick(known);
       const t = Math.random() < 0.6 ? key.tokens.at(-1)! : pick(key.tokens.slice(-4));
-      const replica = pick(replicas);
+      const slowed = profile.authFocusOnSlowed ? replicas.filter((r) => ctx.adminAvoid.has(r.name)) : [];
+      const replica = slowed.length > 0 && Math.random() < 0.8 ? pick(slowed) : pick(replicas);
       const invoke = checkerNow();
       const res = await call(replica, "/v1/chat/completions", t.key, chatBody("mock-gpt"));
       const complete = checkerNow();

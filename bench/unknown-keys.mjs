@@ -1,0 +1,99 @@
+// Floods of unknown keys (docs/security.md): how many database transactions 1,000 requests with random,
+// never-issued keys cost a replica, with the token filter and without it, and what a flood does to a valid
+// key's latency. Transactions are counted from pg_stat_database, minus the replica's own background
+// transactions (heartbeats, the L2 guard) measured over the same length of time while idle.
+import pg from "pg";
+import { Pool } from "undici";
+import { openLoop } from "./lib/load.mjs";
+import { createDatabase, printTable, redisNamespace, REDIS_URL, startReplica, writeResult } from "./lib/harness.mjs";
+
+const UNKNOWN = Number(process.env.BENCH_UNKNOWN_KEYS ?? 1000);
+const FLOOD_SECONDS = Number(process.env.BENCH_FLOOD_SECONDS ?? 5);
+const VALID_RATE = Number(process.env.BENCH_VALID_RATE ?? 200);
+const MASTER = "sk-bench-master-key";
+const progress = (line) => process.stderr.write(`[unknown-keys] ${line}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const body = JSON.stringify({ model: "mock-gpt", messages: [{ role: "user", content: "hi" }] });
+const randomKey = () => `sk-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+
+const db = await createDatabase();
+const ns = redisNamespace();
+const admin = new pg.Pool({ connectionString: db.url, max: 1 });
+const transactions = async () => {
+  // Stats reach pg_stat_database when a backend has been idle for a moment: give them time to land.
+  await sleep(1_500);
+  const { rows } = await admin.query("SELECT (xact_commit + xact_rollback)::int8 AS n FROM pg_stat_database WHERE datname = current_database()");
+  return Number(rows[0].n);
+};
+
+async function scenario(name, extraEnv) {
+  const replica = await startReplica({ DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: ns.prefix, GATEHOUSE_MASTER_KEY: MASTER, ...extraEnv });
+  const pool = new Pool(replica.url, { connections: 32 });
+  const call = async (key) => {
+    const res = await pool.request({ path: "/v1/chat/completions", method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body });
+    await res.body.dump();
+    return res.statusCode;
+  };
+  try {
+    const gen = await fetch(`${replica.url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${MASTER}`, "content-type": "application/json" }, body: "{}" });
+    const valid = (await gen.json()).key;
+    await sleep(2_000); // the filter is built off the request path at start
+
+    // Idle baseline over the same time the flood will take.
+    const t0 = await transactions();
+    const idleStart = Date.now();
+    await sleep(2_000);
+    const t1 = await transactions();
+    const idleRatePerMs = (t1 - t0) / (Date.now() - idleStart + 1_500);
+
+    const floodStart = Date.now();
+    const before = await transactions();
+    const started = Date.now();
+    let next = 0;
+    let not401 = 0;
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (next++ < UNKNOWN) if ((await call(randomKey())) !== 401) not401++;
+    }));
+    const floodMs = Date.now() - started;
+    const after = await transactions();
+    const background = idleRatePerMs * (Date.now() - floodStart);
+    const perThousand = Math.max(0, after - before - background) * (1000 / UNKNOWN);
+    progress(`${name}: ${after - before} transactions during ${UNKNOWN} unknown keys (${floodMs} ms), ~${background.toFixed(1)} of them background`);
+
+    // A valid key's latency, alone and while unknown keys arrive as fast as 32 connections send them.
+    const quiet = await openLoop({ url: replica.url, path: "/v1/chat/completions", headers: { authorization: `Bearer ${valid}`, "content-type": "application/json" }, body, rate: VALID_RATE, durationMs: FLOOD_SECONDS * 1000 });
+    let flooding = true;
+    let floodRequests = 0;
+    const flood = Promise.all(Array.from({ length: 32 }, async () => {
+      while (flooding) {
+        await call(randomKey()).catch(() => 0);
+        floodRequests++;
+      }
+    }));
+    const loaded = await openLoop({ url: replica.url, path: "/v1/chat/completions", headers: { authorization: `Bearer ${valid}`, "content-type": "application/json" }, body, rate: VALID_RATE, durationMs: FLOOD_SECONDS * 1000 });
+    flooding = false;
+    await flood;
+    const floodRate = Math.round(floodRequests / (FLOOD_SECONDS + 1));
+    return {
+      scenario: name,
+      "DB transactions per 1,000 unknown keys": perThousand.toFixed(1),
+      "unknown keys not 401": not401,
+      "valid key p50 / p99 alone (ms)": `${(quiet.p50Us / 1000).toFixed(2)} / ${(quiet.p99Us / 1000).toFixed(2)}`,
+      "valid key p50 / p99 under the flood (ms)": `${(loaded.p50Us / 1000).toFixed(2)} / ${(loaded.p99Us / 1000).toFixed(2)}`,
+      "flood (unknown keys/s)": floodRate,
+    };
+  } finally {
+    await pool.close();
+    await replica.stop();
+  }
+}
+
+try {
+  const rows = [await scenario("token filter on (default)", {}), await scenario("token filter off", { GATEHOUSE_AUTH_TOKEN_FILTER_REBUILD_MS: "0" })];
+  const table = printTable(`Unknown keys: ${UNKNOWN} random keys; a valid key at ${VALID_RATE} req/s for ${FLOOD_SECONDS} s alone and under a flood (target ≤ 10 transactions per 1,000)`, rows);
+  writeResult("unknown-keys", { rows, table });
+} finally {
+  await admin.end();
+  await db.drop();
+  await ns.cleanup();
+}

@@ -1,0 +1,94 @@
+import type { Logger } from "../logger.js";
+import { TokenFilter } from "../auth/token-filter.js";
+import type { Database } from "../store/database.js";
+import { countTokens, tokensAfter } from "../store/key-store.js";
+
+/**
+ * Keeps this replica's token filter (auth/token-filter.ts) holding every token that can authenticate.
+ *
+ * - Built from Postgres at start (in pages, off the request path: until it is ready, no filter is used), and
+ *   rebuilt every `rebuildIntervalMs` (deleted keys leave a Bloom filter only by a rebuild) and whenever the
+ *   events needed to keep it current were pruned.
+ * - Every applied key event adds its tokens (a new key's and a rotation's new token among them), through the
+ *   same path that evicts caches, so the filter is as current as L1. Tokens seen while a rebuild runs are
+ *   added to the new filter too.
+ * - The authenticator consults it only while L1 is trusted: a replica that cannot vouch for having seen
+ *   every recent event does not trust this copy either.
+ */
+export interface TokenFilterKeeperOptions {
+  db: Database;
+  logger: Logger;
+  rebuildIntervalMs: number;
+  falsePositiveRate: number;
+}
+
+// Rows read per page while building.
+const PAGE = 10_000;
+// Room to grow before the next rebuild: the false-positive rate holds up to twice today's keys.
+const HEADROOM = 2;
+const MIN_CAPACITY = 100_000;
+
+export class TokenFilterKeeper {
+  private filter: TokenFilter | null = null;
+  private building: Promise<void> | null = null;
+  private seenWhileBuilding: string[] | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  readonly counters = { builds: 0, buildFailures: 0 };
+
+  constructor(private readonly o: TokenFilterKeeperOptions) {}
+
+  /** The filter, once built; null before (then every unknown key goes to the database as before). */
+  get current(): TokenFilter | null {
+    return this.filter;
+  }
+
+  start(): void {
+    void this.rebuild();
+    this.timer = setInterval(() => void this.rebuild(), this.o.rebuildIntervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.building;
+  }
+
+  /** Tokens an applied event named: they may authenticate from now on. */
+  noteTokens(tokens: readonly string[]): void {
+    if (this.filter) for (const t of tokens) this.filter.add(t);
+    if (this.seenWhileBuilding) this.seenWhileBuilding.push(...tokens);
+  }
+
+  /** Builds a new filter from the database and swaps it in; coalesces concurrent calls; never throws. */
+  rebuild(): Promise<void> {
+    if (this.building) return this.building;
+    this.seenWhileBuilding = [];
+    this.building = this.build()
+      .catch((err: Error) => {
+        this.counters.buildFailures++;
+        this.o.logger.warn({ err: err.message }, "building the token filter failed; unknown keys go to the database until it succeeds");
+      })
+      .finally(() => {
+        this.building = null;
+        this.seenWhileBuilding = null;
+      });
+    return this.building;
+  }
+
+  private async build(): Promise<void> {
+    const count = await this.o.db.query(countTokens);
+    const next = new TokenFilter(Math.max(MIN_CAPACITY, count * HEADROOM), this.o.falsePositiveRate);
+    for (const table of ["keys", "deprecated"] as const) {
+      let after = "";
+      for (;;) {
+        const page = await this.o.db.query((q) => tokensAfter(q, table, after, PAGE));
+        for (const t of page) next.add(t);
+        if (page.length < PAGE) break;
+        after = page.at(-1)!;
+      }
+    }
+    for (const t of this.seenWhileBuilding ?? []) next.add(t);
+    this.filter = next;
+    this.counters.builds++;
+  }
+}

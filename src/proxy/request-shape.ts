@@ -1,0 +1,81 @@
+import { BadRequestError } from "../http/errors.js";
+import type { Endpoint } from "./provider.js";
+
+/**
+ * Enough of OpenAI's request validation to refuse what OpenAI refuses before a lenient upstream answers it,
+ * with `param` naming the field. Unknown fields pass untouched: newer upstreams accept fields this gateway has
+ * never heard of. Cheap: a few type checks per request, nothing walks a whole prompt.
+ */
+export function assertRequestShape(endpoint: Endpoint, request: Record<string, unknown>): void {
+  if (endpoint === "chat.completions") {
+    const messages = request.messages;
+    if (!Array.isArray(messages)) throw new BadRequestError("'messages' is required and must be an array of messages", "messages", "invalid_type");
+    if (messages.length === 0) throw new BadRequestError("'messages' must contain at least one message", "messages", "empty_array");
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i] as { role?: unknown; content?: unknown } | null;
+      if (m === null || typeof m !== "object" || Array.isArray(m)) throw new BadRequestError(`messages[${i}] must be an object`, `messages[${i}]`, "invalid_type");
+      if (typeof m.role !== "string" || m.role.length === 0) throw new BadRequestError(`messages[${i}].role is required and must be a string`, `messages[${i}].role`, "invalid_type");
+      if (m.content !== undefined && m.content !== null && typeof m.content !== "string" && !Array.isArray(m.content)) {
+        throw new BadRequestError(`messages[${i}].content must be a string, an array of content parts, or null`, `messages[${i}].content`, "invalid_type");
+      }
+    }
+  } else if (endpoint === "completions") {
+    const prompt = request.prompt;
+    if (typeof prompt !== "string" && !Array.isArray(prompt)) throw new BadRequestError("'prompt' is required and must be a string or an array", "prompt", "invalid_type");
+  } else {
+    const input = request.input;
+    if (typeof input !== "string" && !Array.isArray(input)) throw new BadRequestError("'input' is required and must be a string or an array", "input", "invalid_type");
+    if ((typeof input === "string" || Array.isArray(input)) && input.length === 0) throw new BadRequestError("'input' must not be empty", "input", "empty_input");
+  }
+  for (const field of ["max_tokens", "max_completion_tokens", "n"] as const) {
+    const v = request[field];
+    if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isInteger(v) || v < 1)) throw new BadRequestError(`'${field}' must be a positive integer`, field, "invalid_type");
+  }
+  for (const field of ["temperature", "top_p"] as const) {
+    const v = request[field];
+    if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isFinite(v))) throw new BadRequestError(`'${field}' must be a number`, field, "invalid_type");
+  }
+}
+
+/**
+ * The first top-level key that appears twice in a JSON object's bytes, or null. `JSON.parse` keeps the last
+ * of duplicate keys, while an upstream parser may keep the first: `{"model":"expensive","model":"allowed"}`
+ * would be authorised and priced as one model and served as the other. Such bodies are refused. A key written
+ * with escapes ("mod\u0065l") is compared decoded. One pass over the bytes, no allocation per character.
+ */
+export function duplicateTopLevelKey(raw: Buffer): string | null {
+  const seen = new Set<string>();
+  let depth = 0;
+  let i = 0;
+  const n = raw.length;
+  while (i < n) {
+    const c = raw[i]!;
+    if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      i++;
+      while (i < n && raw[i] !== 0x22) {
+        if (raw[i] === 0x5c /* \ */) {
+          escaped = true;
+          i++;
+        }
+        i++;
+      }
+      const end = i; // the closing quote
+      i++;
+      if (depth !== 1) continue;
+      let j = i;
+      while (j < n && (raw[j] === 0x20 || raw[j] === 0x0a || raw[j] === 0x0d || raw[j] === 0x09)) j++;
+      if (raw[j] !== 0x3a /* : */) continue;
+      const text = raw.toString("utf8", start, end + 1);
+      const key = escaped ? (JSON.parse(text) as string) : text.slice(1, -1);
+      if (seen.has(key)) return key;
+      seen.add(key);
+      continue;
+    }
+    if (c === 0x7b /* { */ || c === 0x5b /* [ */) depth++;
+    else if (c === 0x7d /* } */ || c === 0x5d /* ] */) depth--;
+    i++;
+  }
+  return null;
+}

@@ -1,0 +1,353 @@
+import net from "node:net";
+import { gzipSync } from "node:zlib";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hashKey } from "../src/auth/key-material.js";
+import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js";
+import { DEFAULT_TEST_CONFIG, startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
+import { chatBody, openAIError } from "./helpers/http.js";
+import { REDIS_URL, waitFor } from "./helpers/services.js";
+
+/**
+ * The gateway as an attacker or a careless client meets it (docs/security.md): authentication before the
+ * body, timeouts for slow clients, malformed input refused with a 4xx that names the field and writes
+ * nothing, unknown keys answered without a database round trip, L2 records that cannot be forged, and upstream
+ * refusals told apart from the client's own.
+ */
+let gw: TestGateway;
+let upstream: FakeUpstream;
+let key: string;
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+  const openai = (name: string) => ({ model_name: name, litellm_params: { model: `openai/${name}`, api_base: upstream.url, api_key: "sk-upstream-secret-XyZ9" } });
+  gw = await startTestGateway({
+    config: {
+      ...DEFAULT_TEST_CONFIG,
+      model_list: [...DEFAULT_TEST_CONFIG.model_list, ...["unauthorized", "html-error", "redirect", "bad-request", "rate-limited", "stream-crlf", "slow"].map(openai)],
+      gatehouse_settings: { server: { headers_timeout_ms: 1_000, request_timeout_ms: 2_000 } },
+    },
+  });
+  key = (await gw.newKey()).key;
+}, 60_000);
+afterAll(async () => {
+  await gw?.close();
+  await upstream?.close();
+});
+
+/** Sends raw bytes and resolves with what the server answered before it closed (or `waitMs` passed). */
+function rawExchange(write: (socket: net.Socket) => void, waitMs: number): Promise<{ text: string; closed: boolean; ms: number }> {
+  const port = new URL(gw.url).port;
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const socket = net.connect(Number(port), "127.0.0.1", () => write(socket));
+    let text = "";
+    let done = false;
+    const finish = (closed: boolean) => {
+      if (done) return;
+      done = true;
+      socket.destroy();
+      resolve({ text, closed, ms: Date.now() - started });
+    };
+    socket.on("data", (d) => (text += d.toString("utf8")));
+    socket.on("close", () => finish(true));
+    socket.on("error", () => finish(true));
+    setTimeout(() => finish(false), waitMs);
+  });
+}
+
+describe("authenticate first, then read the body", () => {
+  it("an unauthenticated malformed body is 401, not 400", async () => {
+    const res = await gw.call("/v1/chat/completions", { rawBody: "{bad" });
+    expect(res.status).toBe(401);
+    const wrongKey = await gw.call("/v1/chat/completions", { key: "sk-not-a-key-at-all-0000000000000000", rawBody: "{bad" });
+    expect(wrongKey.status).toBe(401);
+  });
+
+  it("an unauthenticated 9 MB upload is answered 401 before its body arrives", async () => {
+    const { text } = await rawExchange((s) => {
+      s.write("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 9437184\r\n\r\n");
+      s.write(Buffer.alloc(1024, 0x20)); // a kilobyte of the 9 MB, then nothing
+    }, 3_000);
+    expect(text).toMatch(/^HTTP\/1\.1 401/);
+  });
+
+  it("a body that does not decode with its Content-Encoding is 401 without a key, 400 with one", async () => {
+    const garbage = { rawBody: "this is not gzip", headers: { "content-encoding": "gzip", "content-type": "application/json" } };
+    expect((await gw.call("/v1/chat/completions", garbage)).status).toBe(401);
+    const res = await gw.call("/v1/chat/completions", { key, ...garbage });
+    expect(res.status).toBe(400);
+    expect(openAIError(res.body).code).toBe("invalid_encoding");
+    // A body that does decode works.
+    const ok = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-encoding": "gzip" },
+      body: gzipSync(JSON.stringify(chatBody("mock-gpt"))),
+    });
+    expect(ok.status).toBe(200);
+  });
+});
+
+describe("server timeouts for slow clients (set to 1 s for headers, 2 s for the whole request here)", () => {
+  it("headers that never finish: the connection is closed", async () => {
+    const { closed, ms } = await rawExchange((s) => s.write("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"), 6_000);
+    expect(closed).toBe(true);
+    expect(ms).toBeLessThan(4_000);
+  });
+
+  it("a body that never finishes: 408 and closed", async () => {
+    const { text, closed, ms } = await rawExchange((s) => {
+      s.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model":`);
+    }, 8_000);
+    expect(closed).toBe(true);
+    expect(ms).toBeLessThan(5_000);
+    expect(text).toMatch(/^HTTP\/1\.1 408/);
+  });
+
+  it("a response that takes longer than the request timeout is not cut", async () => {
+    upstream.slowMs = 2_600;
+    const res = await gw.call("/v1/chat/completions", { key, body: chatBody("slow") });
+    expect(res.status).toBe(200);
+  }, 10_000);
+});
+
+describe("malformed input: a 4xx naming the field, never a 500, nothing written", () => {
+  const nul = "a\u0000b";
+
+  it("the NUL character in key_alias, metadata, user_id (generate, update, regenerate), list and delete", async () => {
+    const k = await gw.newKey();
+    const cases: Array<[string, unknown, string]> = [
+      ["/key/generate", { key_alias: nul }, "key_alias"],
+      ["/key/generate", { metadata: { note: nul } }, "metadata"],
+      ["/key/generate", { metadata: { [nul]: 1 } }, "metadata"],
+      ["/key/generate", { user_id: nul }, "user_id"],
+      ["/key/update", { key: k.key, key_alias: nul }, "key_alias"],
+      ["/key/update", { key: k.key, metadata: { deep: [nul] } }, "metadata"],
+      [`/key/${k.key}/regenerate`, { user_id: nul }, "user_id"],
+      ["/key/delete", { key_aliases: [nul] }, "key_aliases.0"],
+    ];
+    const before = await gw.gateway.pool.query("SELECT count(*)::int AS n, max(version) AS v FROM gh_keys");
+    for (const [path, body, param] of cases) {
+      const res = await gw.admin(path, body);
+      expect(res.status, `${path} ${JSON.stringify(body)}: ${res.text}`).toBe(400);
+      expect(openAIError(res.body).param).toBe(param);
+    }
+    const list = await gw.admin(`/key/list?key_alias=${encodeURIComponent(nul)}`);
+    expect(list.status).toBe(400);
+    expect(openAIError(list.body).param).toBe("key_alias");
+    const after = await gw.gateway.pool.query("SELECT count(*)::int AS n, max(version) AS v FROM gh_keys");
+    expect(after.rows[0]).toEqual(before.rows[0]);
+  });
+
+  it("metadata nested 5,000 levels deep is a 400 (depth limit), not a stack overflow", async () => {
+    const deep = `${'{"a":'.repeat(5_000)}1${"}".repeat(5_000)}`;
+    const res = await gw.call("/key/generate", { key: gw.masterKey, rawBody: `{"metadata":${deep}}` });
+    expect(res.status).toBe(400);
+    expect(openAIError(res.body)).toMatchObject({ param: "metadata" });
+    expect(openAIError(res.body).message).toContain("deeper than 32");
+  });
+
+  it("a path with bad percent-encoding is a 400, and the path is never logged", async () => {
+    const res = await gw.admin("/key/sk-secret-in-path%ZZ/regenerate", {});
+    expect(res.status).toBe(400);
+    expect(openAIError(res.body).code).toBe("invalid_path");
+    await waitFor(() => gw.logs.lines.some((l) => l.includes('"status":400') && l.includes("percent-encoded")), { what: "the request's log line" });
+    expect(gw.logs.lines.filter((l) => l.includes("sk-secret-in-path"))).toEqual([]);
+    expect(gw.logs.entries().filter((e) => e.msg === "unhandled error")).toEqual([]);
+  });
+
+  it("request shapes OpenAI refuses are refused here, with param naming the field", async () => {
+    const cases: Array<[string, Record<string, unknown>, string]> = [
+      ["/v1/chat/completions", { model: "mock-gpt", messages: "hello" }, "messages"],
+      ["/v1/chat/completions", { model: "mock-gpt", messages: [] }, "messages"],
+      ["/v1/chat/completions", { model: "mock-gpt", messages: [{ content: "no role" }] }, "messages[0].role"],
+      ["/v1/chat/completions", { model: "mock-gpt", messages: [{ role: "user", content: "hi" }, 7] }, "messages[1]"],
+      ["/v1/chat/completions", { ...chatBody("mock-gpt"), max_tokens: -1 }, "max_tokens"],
+      ["/v1/completions", { model: "mock-gpt" }, "prompt"],
+      ["/v1/embeddings", { model: "mock-embedding" }, "input"],
+    ];
+    for (const [path, body, param] of cases) {
+      const res = await gw.call(path, { key, body });
+      expect(res.status, `${JSON.stringify(body)}: ${res.text}`).toBe(400);
+      expect(openAIError(res.body).param).toBe(param);
+    }
+    // Unknown fields a newer upstream may accept pass through.
+    expect((await gw.call("/v1/chat/completions", { key, body: { ...chatBody("mock-gpt"), some_future_option: { x: 1 } } })).status).toBe(200);
+  });
+
+  it("duplicate top-level keys are refused: a body cannot be authorised as one model and served as another", async () => {
+    const narrow = await gw.newKey({ models: ["mock-gpt"] });
+    const raw = '{"model":"mock-other","messages":[{"role":"user","content":"hi"}],"model":"mock-gpt"}';
+    const res = await gw.call("/v1/chat/completions", { key: narrow.key, rawBody: raw });
+    expect(res.status).toBe(400);
+    expect(openAIError(res.body)).toMatchObject({ code: "duplicate_field", param: "model" });
+    const escaped = '{"model":"mock-other","messages":[{"role":"user","content":"hi"}],"mod\\u0065l":"mock-gpt"}';
+    expect((await gw.call("/v1/chat/completions", { key: narrow.key, rawBody: escaped })).status).toBe(400);
+    // Repeated keys deeper down are JSON's business, not a model switch: allowed.
+    const nested = '{"model":"mock-gpt","messages":[{"role":"user","content":"a","role":"user"}]}';
+    expect((await gw.call("/v1/chat/completions", { key: narrow.key, rawBody: nested })).status).toBe(200);
+  });
+
+  it("custom keys shorter than 32 characters after sk- are refused", async () => {
+    const short = await gw.admin("/key/generate", { key: "sk-12345678" });
+    expect(short.status).toBe(400);
+    expect(openAIError(short.body).param).toBe("key");
+    expect((await gw.admin("/key/generate", { key: `sk-${"0123456789abcdef".repeat(2)}` })).status).toBe(200);
+  });
+
+  it("a mock model's answer is bounded, whatever it is asked", async () => {
+    const res = await gw.call("/v1/embeddings", { key, body: { model: "mock-embedding", input: Array.from({ length: 3_000 }, () => "x"), dimensions: 4096 } });
+    expect(res.status).toBe(400);
+    expect(res.text.length).toBeLessThan(1_000);
+  });
+});
+
+describe("floods of unknown keys", () => {
+  it("random unknown keys are answered 401 without a database look-up", async () => {
+    await waitFor(() => gw.gateway.authenticator.counters !== undefined && gw.gateway.tokenFilter.current !== null, { what: "the token filter to be built" });
+    const before = { ...gw.gateway.authenticator.counters };
+    for (let i = 0; i < 300; i++) {
+      const res = await gw.call("/v1/chat/completions", { key: `sk-random-${i}-${Math.random().toString(36).slice(2)}-padding-padding`, body: chatBody("mock-gpt") });
+      expect(res.status).toBe(401);
+    }
+    const after = gw.gateway.authenticator.counters;
+    expect(after.filtered - before.filtered).toBeGreaterThanOrEqual(298);
+    // A false positive of the filter (0.1 %) goes to the database as before.
+    expect(after.db + after.misses - before.db - before.misses).toBeLessThanOrEqual(2);
+  });
+
+  it("a key generated just now passes the filter on this replica at once", async () => {
+    const k = await gw.admin("/key/generate", {});
+    expect((await gw.call("/v1/chat/completions", { key: k.body.key, body: chatBody("mock-gpt") })).status).toBe(200);
+  });
+});
+
+describe("the shared cache cannot mint keys", () => {
+  let plain: TestGateway;
+  beforeAll(async () => {
+    // The token filter would refuse these never-issued tokens before L2 is read: off here, to reach L2.
+    plain = await startTestGateway({ config: { ...DEFAULT_TEST_CONFIG, gatehouse_settings: { auth: { token_filter_rebuild_ms: 0 } } } });
+  }, 60_000);
+  afterAll(async () => {
+    await plain?.close();
+  });
+
+  it("an auth record written into Redis by hand is a miss, counted and logged once", async () => {
+    const forged = "sk-forged-by-someone-with-redis-access-0000";
+    const record = (token: string) => ({ token, keyId: "00000000-0000-0000-0000-000000000001", keyName: "sk-...0000", keyAlias: null, models: [], userId: null, teamId: null, expiresAt: null, blocked: false, maxBudget: null, tpmLimit: null, rpmLimit: null, maxParallelRequests: null, version: 999999, revokeAt: null });
+    const redis = new Redis(REDIS_URL);
+    try {
+      // Without a MAC (the format before records were authenticated), and with a wrong one.
+      await redis.set(`${plain.redis.prefix}auth:${hashKey(forged)}`, `999999|${JSON.stringify(record(hashKey(forged)))}`);
+      await redis.set(`${plain.redis.prefix}auth:${hashKey(`${forged}-2`)}`, `999999|bm90LWEtbWFj|${JSON.stringify(record(hashKey(`${forged}-2`)))}`);
+    } finally {
+      redis.disconnect();
+    }
+    await waitFor(async () => (await plain.admin("/debug/coherence")).body.l2.trusted === true, { what: "L2 to be trusted" });
+    expect((await plain.call("/v1/chat/completions", { key: forged, body: chatBody("mock-gpt") })).status).toBe(401);
+    expect((await plain.call("/v1/chat/completions", { key: `${forged}-2`, body: chatBody("mock-gpt") })).status).toBe(401);
+    const metrics = await plain.call("/metrics", { key: plain.masterKey });
+    expect(metrics.text).toMatch(/gatehouse_l2_forged_records_total 2/);
+    expect(plain.logs.entries().filter((e) => e.msg?.includes("failed its authentication check"))).toHaveLength(1);
+    // A record the gateway wrote itself is read back (the MAC checks out).
+    const real = await plain.newKey();
+    expect((await plain.call("/v1/chat/completions", { key: real.key, body: chatBody("mock-gpt") })).status).toBe(200);
+  });
+});
+
+describe("upstream answers", () => {
+  it("the upstream refusing the gateway's own credentials is a 502, without upstream's message, and the operator hears of it", async () => {
+    const res = await gw.call("/v1/chat/completions", { key, body: chatBody("unauthorized") });
+    expect(res.status).toBe(502);
+    expect(openAIError(res.body).code).toBe("upstream_auth_failed");
+    expect(res.text).not.toContain("sk-upstr");
+    expect(res.text).not.toContain("XyZ9");
+    await waitFor(() => gw.logs.entries().some((e) => e.msg?.includes("refused this gateway's credentials") && e.model === "unauthorized"), { what: "the operator's log line" });
+    expect(gw.logs.lines.filter((l) => l.includes("sk-upstr") || l.includes("sk-upstream-secret"))).toEqual([]);
+  });
+
+  it("an upstream 5xx HTML page and a redirect become a short 502; a 400 about the request and a 429 are relayed", async () => {
+    const html = await gw.call("/v1/chat/completions", { key, body: chatBody("html-error") });
+    expect(html.status).toBe(502);
+    expect(html.text).not.toContain("<html");
+    const redirect = await gw.call("/v1/chat/completions", { key, body: chatBody("redirect") });
+    expect(redirect.status).toBe(502);
+    expect(openAIError(redirect.body).code).toBe("upstream_bad_response");
+    const bad = await gw.call("/v1/chat/completions", { key, body: chatBody("bad-request") });
+    expect(bad.status).toBe(400);
+    expect(openAIError(bad.body)).toMatchObject({ param: "temperature", code: "invalid_value" });
+    const limited = await gw.call("/v1/chat/completions", { key, body: chatBody("rate-limited") });
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("retry-after")).toBe("7");
+  });
+
+  it("a stream framed with \\r\\n\\r\\n is relayed frame by frame and its usage is read", async () => {
+    const priced = await gw.newKey({ max_budget: 100 });
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${priced.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ ...chatBody("stream-crlf"), stream: true }),
+    });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    // The first frame arrives on its own, before the upstream's 50 ms pause ends the stream.
+    expect(new TextDecoder().decode(first.value)).toContain("hello");
+    let rest = "";
+    for (let r = await reader.read(); !r.done; r = await reader.read()) rest += new TextDecoder().decode(r.value);
+    expect(rest).toContain("world");
+    expect(rest).not.toContain('"usage"'); // the client did not ask for usage: the gateway's own request is hidden
+  });
+
+  it("a client that goes away before upstream answers is not an error in the log", async () => {
+    upstream.slowMs = 1_000;
+    const logged = gw.logs.lines.length;
+    const abort = new AbortController();
+    const pending = fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify(chatBody("slow")), signal: abort.signal }).catch(() => null);
+    await new Promise((r) => setTimeout(r, 200));
+    abort.abort();
+    await pending;
+    await waitFor(() => upstream.abortedRequests > 0, { what: "the upstream call to be aborted" });
+    await waitFor(() => gw.logs.entries().slice(logged).some((e) => e.msg === "request"), { what: "the request's log line" });
+    expect(gw.logs.entries().slice(logged).filter((e) => e.level >= 40)).toEqual([]);
+  });
+});
+
+describe("small ones", () => {
+  it("x-api-key authenticates, as LiteLLM accepts", async () => {
+    const res = await gw.call("/v1/chat/completions", { body: chatBody("mock-gpt"), headers: { "x-api-key": key } });
+    expect(res.status).toBe(200);
+  });
+
+  it("GET /v1/models/{id} answers for a model the key may use, 404 otherwise", async () => {
+    const narrow = await gw.newKey({ models: ["mock-gpt"] });
+    const ok = await gw.call("/v1/models/mock-gpt", { key: narrow.key });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ id: "mock-gpt", object: "model" });
+    expect((await gw.call("/v1/models/mock-embedding", { key: narrow.key })).status).toBe(404);
+    expect((await gw.call("/v1/models/no-such-model", { key: narrow.key })).status).toBe(404);
+  });
+
+  it("the master key may call models, logged as master-key", async () => {
+    const res = await gw.call("/v1/chat/completions", { key: gw.masterKey, body: chatBody("mock-gpt") });
+    expect(res.status).toBe(200);
+    await waitFor(() => gw.logs.entries().some((e) => e.msg === "request" && e.key_name === "master-key"), { what: "the request's log line" });
+    expect(gw.logs.lines.filter((l) => l.includes(gw.masterKey))).toEqual([]);
+  });
+});
+
+describe("the master key on the OpenAI routes can be forbidden", () => {
+  let strict: TestGateway;
+  beforeAll(async () => {
+    strict = await startTestGateway({ config: { ...DEFAULT_TEST_CONFIG, gatehouse_settings: { server: { master_key_on_proxy: "forbid" } } } });
+  }, 60_000);
+  afterAll(async () => {
+    await strict?.close();
+  });
+
+  it("answers 403 master_key_not_allowed", async () => {
+    const res = await strict.call("/v1/chat/completions", { key: strict.masterKey, body: chatBody("mock-gpt") });
+    expect(res.status).toBe(403);
+    expect(openAIError(res.body).code).toBe("master_key_not_allowed");
+  });
+});
