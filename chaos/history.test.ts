@@ -62,7 +62,7 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
   {
     bug: "joined-fill",
     expects: /accepted a key that was not valid|served a model the key may not use|rejected a valid key|refused a model/,
-    profile: { durationMs: 45_000, keys: 2, adminWorkers: 1, authWorkers: 48, authFocusOnSlowed: true, adminPauseMs: 1_200, faults: ["one replica: Postgres answers +3 s and Redis unreachable, 8 s"], mix: { regenerate: 5, block: 20, unblock: 20, update: 15, generate: 2, delete: 0, race: 0, end_grace: 0, reset_spend: 0, invalid: 0 } },
+    profile: { durationMs: 45_000, keys: 2, adminWorkers: 1, authWorkers: 12, authFocusOnSlowed: true, slowable: ["B", "C"], adminPauseMs: 3_000, faults: ["one replica: Postgres answers +3 s and Redis unreachable, 8 s"], mix: { toggle: 1, regenerate: 0, block: 0, unblock: 0, update: 0, generate: 0, delete: 0, race: 0, end_grace: 0, reset_spend: 0, invalid: 0 } },
   },
 ];
 

@@ -27,6 +27,8 @@ export interface Profile {
   faults?: string[];
   /** Relative weights of the admin operations. */
   mix?: Partial<Record<AdminChoice, number>>;
+  /** Replicas the slowing fault may pick (all when absent). */
+  slowable?: string[];
   /** Send most authentications to a replica under a slowing fault while one is (the self-check of joined reads). */
   authFocusOnSlowed?: boolean;
   /** Pause of each admin client between its requests (ms, at most; random below it). */
@@ -35,9 +37,10 @@ export interface Profile {
   env?: Record<string, string>;
 }
 
-type AdminChoice = AdminKind | "race" | "invalid";
+/** "toggle": block the key if the client last saw it unblocked, else unblock it (every change flips its answer). */
+type AdminChoice = AdminKind | "race" | "invalid" | "toggle";
 
-const DEFAULT_MIX: Record<AdminChoice, number> = { regenerate: 26, block: 9, unblock: 9, update: 12, delete: 4, generate: 6, end_grace: 7, reset_spend: 4, race: 8, invalid: 2 };
+const DEFAULT_MIX: Record<AdminChoice, number> = { regenerate: 26, block: 9, unblock: 9, update: 12, delete: 4, generate: 6, end_grace: 7, reset_spend: 4, race: 8, invalid: 2, toggle: 0 };
 
 export const PROFILES: Record<string, Profile> = {
   short: { name: "short", durationMs: 75_000, maxOps: 200_000, adminWorkers: 3, authWorkers: 6, keys: 8 },
@@ -68,6 +71,8 @@ interface KnownKey {
   /** plaintext → token hash, every token ever issued for the key, oldest first. */
   tokens: Array<{ key: string; token: string }>;
   deleted: boolean;
+  /** As the last acknowledged block or unblock left it. */
+  blocked: boolean;
 }
 
 interface Fault {
@@ -92,6 +97,8 @@ interface FaultContext {
    * answers from Postgres take seconds would hold the event-order lock for as long (docs/coherence.md).
    */
   adminAvoid: Set<string>;
+  /** Replicas the slowing fault may pick. */
+  slowable: string[];
   restartReplica(name: string, extraEnv?: Record<string, string>): Promise<void>;
 }
 
@@ -136,7 +143,7 @@ export const FAULTS: Fault[] = [
     name: "one replica: Postgres answers +3 s and Redis unreachable, 8 s",
     postgresImpaired: true,
     run: async (ctx) => {
-      const name = pick([...ctx.poolProxies.keys()]);
+      const name = pick(ctx.slowable);
       const pool = ctx.poolProxies.get(name)!;
       const redis = ctx.redisProxies.get(name)!;
       ctx.adminAvoid.add(name);
@@ -282,7 +289,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
 
   const generate = async (replica: Replica) => {
     const op = (await adminRequest("generate", replica, "/key/generate", {}, [], { models: [] })) as AdminOp & { plaintext?: string };
-    if (op.status === 200 && op.plaintext && op.keyId) known.push({ keyId: op.keyId, tokens: [{ key: op.plaintext, token: op.newToken! }], deleted: false });
+    if (op.status === 200 && op.plaintext && op.keyId) known.push({ keyId: op.keyId, tokens: [{ key: op.plaintext, token: op.newToken! }], deleted: false, blocked: false });
   };
 
   /** A rotation, retried with its Idempotency-Key until its outcome is known (every attempt is recorded). */
@@ -312,10 +319,14 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     switch (choice) {
       case "regenerate":
         return regenerate(key, target, replica, raced);
+      case "toggle":
+        return adminAction(key.blocked ? "unblock" : "block", key, replica, raced);
       case "block":
-      case "unblock":
-        await adminRequest(choice, replica, `/key/${choice}`, { key: target.key }, [target.token], { raced });
+      case "unblock": {
+        const op = await adminRequest(choice, replica, `/key/${choice}`, { key: target.key }, [target.token], { raced });
+        if (op.status === 200) key.blocked = choice === "block";
         return;
+      }
       case "update": {
         const models = pick(MODEL_CHOICES);
         await adminRequest("update", replica, "/key/update", { key: target.key, models }, [target.token], { models, raced });
@@ -377,12 +388,26 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       const t = Math.random() < 0.6 ? key.tokens.at(-1)! : pick(key.tokens.slice(-4));
       const slowed = profile.authFocusOnSlowed ? replicas.filter((r) => ctx.adminAvoid.has(r.name)) : [];
       const replica = slowed.length > 0 && Math.random() < 0.8 ? pick(slowed) : pick(replicas);
-      const invoke = checkerNow();
-      const res = await call(replica, "/v1/chat/completions", t.key, chatBody("mock-gpt"));
-      const complete = checkerNow();
-      history.record<AuthOp>({ type: "auth", replica: replica.name, invoke, complete, status: res.status, code: res.body?.error?.code ?? undefined, token: t.token });
-      await sleep(Math.random() * 8);
+      const probe = authenticate(replica, t.token, t.key);
+      if (slowed.length === 0) {
+        await probe;
+        await sleep(Math.random() * 8);
+        continue;
+      }
+      // A slowed replica answers in seconds: requests that waited for each other would all arrive together,
+      // right after a read ends. Arrivals spread over time (open loop) are what a busy replica sees.
+      inFlight.add(probe);
+      void probe.finally(() => inFlight.delete(probe));
+      if (inFlight.size > 400) await Promise.race(inFlight);
+      await sleep(Math.random() * 40);
     }
+  };
+  const inFlight = new Set<Promise<void>>();
+  const authenticate = async (replica: Replica, token: string, key: string) => {
+    const invoke = checkerNow();
+    const res = await call(replica, "/v1/chat/completions", key, chatBody("mock-gpt"));
+    const complete = checkerNow();
+    history.record<AuthOp>({ type: "auth", replica: replica.name, invoke, complete, status: res.status, code: res.body?.error?.code ?? undefined, token });
   };
 
   const ctx: FaultContext = {
@@ -394,6 +419,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     redisServer,
     snapshot: null,
     adminAvoid: new Set(),
+    slowable: profile.slowable ?? names,
     async restartReplica(name, extraEnv = {}) {
       const victim = cluster.replicas.find((r) => r.name === name && alive(r));
       if (victim) {
@@ -433,6 +459,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     await cluster.settle();
     await Promise.all([faultLoop(), ...Array.from({ length: profile.adminWorkers }, adminWorker), ...Array.from({ length: profile.authWorkers }, authWorker)]);
     stopping = true;
+    await Promise.all(inFlight);
     for (const p of [...poolProxies.values(), listenProxy, ...redisProxies.values()]) {
       p.setMode("pass");
       p.setLatency(0);
