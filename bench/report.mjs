@@ -9,6 +9,7 @@ const ORDER = [
   ["propagation", "Propagation and rotation (`bench/propagation.mjs`)"],
   ["scale-out", "Scale-out (`bench/scale-out.mjs`)"],
   ["limits", "Budgets and rate limits (`bench/limits.mjs`)"],
+  ["unknown-keys", "Floods of unknown keys (`bench/unknown-keys.mjs`)"],
 ];
 const m = machine();
 const parts = [
