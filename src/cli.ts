@@ -6,23 +6,67 @@ import { loadOrCreateMasterKey } from "./auth/master-key.js";
 import { startGateway } from "./gateway.js";
 import { ensureDatabaseExists } from "./store/db.js";
 import { migrateDirect } from "./store/migrator.js";
+import { packageVersion } from "./paths.js";
 
 const USAGE = `Usage:
   gatehouse start [--config FILE] [--port N]   run a gateway replica (migrates first)
   gatehouse migrate [--config FILE]            apply database migrations and exit
   gatehouse config check FILE                  validate a config file without starting
+  gatehouse help | --help | -h                 this text
+  gatehouse version | --version | -v           the version
 
-Environment: DATABASE_URL, DATABASE_LISTEN_URL, REDIS_URL, GATEHOUSE_MASTER_KEY, PORT, GATEHOUSE_CONFIG,
-GATEHOUSE_DATA_DIR, GATEHOUSE_REDIS_PREFIX, LOG_LEVEL.`;
+Environment:
+  DATABASE_URL            Postgres (unset: an embedded database in GATEHOUSE_DATA_DIR, one replica)
+  DATABASE_LISTEN_URL     a direct connection for LISTEN and migrations (default: DATABASE_URL)
+  REDIS_URL               Redis (unset with DATABASE_URL: redis://127.0.0.1:6379; embedded: none)
+  GATEHOUSE_MASTER_KEY    the admin key (unset: generated once into GATEHOUSE_DATA_DIR/master_key)
+  GATEHOUSE_CONFIG        the config file (same as --config)
+  GATEHOUSE_DATA_DIR      local state: the embedded database and the generated master key (./.gatehouse)
+  GATEHOUSE_REDIS_PREFIX  prefix of every Redis key (gatehouse:)
+  GATEHOUSE_METRICS_TOKEN a bearer that may read /metrics
+  PORT                    listen port (same as --port; default 4000)
+  LOG_LEVEL               debug, info, warn, error (info)
+  LOG_FORMAT              json or pretty (json)
+  Every other setting: GATEHOUSE_<SECTION>_<FIELD>, e.g. GATEHOUSE_SERVER_REQUEST_TIMEOUT_MS (docs/configuration.md).`;
+
+const OPTIONS = { config: { type: "string", short: "c" }, port: { type: "string", short: "p" }, help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "v" } } as const;
+const COMMANDS = ["start", "migrate", "config", "help", "version"];
+
+/** The closest of `candidates` to `word`, if it is close enough to be a typo. */
+function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  const distance = (a: string, b: string) => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+    for (let i = 1; i <= a.length; i++) for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    return d[a.length]![b.length]!;
+  };
+  const best = candidates.map((c) => ({ c, d: distance(word, c) })).sort((x, y) => x.d - y.d)[0];
+  return best && best.d <= (best.c.length >= 4 ? 2 : 1) ? best.c : undefined;
+}
+
+function parse(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+  } catch (err) {
+    const unknown = /Unknown option '(-{1,2}[^']+)'/.exec((err as Error).message)?.[1];
+    if (unknown) {
+      const suggestion = didYouMean(unknown.replace(/^-+/, ""), Object.keys(OPTIONS));
+      throw new UsageError(`unknown option ${unknown}${suggestion ? ` (did you mean --${suggestion}?)` : ""}`);
+    }
+    throw new UsageError((err as Error).message);
+  }
+}
+
+class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { config: { type: "string", short: "c" }, port: { type: "string", short: "p" }, help: { type: "boolean", short: "h" } },
-  });
+  const { values, positionals } = parse(argv);
   const [command, sub, fileArg] = positionals;
-  if (values.help || !command) {
+  if (values.version || command === "version") {
+    console.log(packageVersion);
+    return 0;
+  }
+  if (values.help || command === "help" || !command) {
     console.log(USAGE);
     return command || values.help ? 0 : 2;
   }
@@ -54,9 +98,11 @@ async function main(argv: string[]): Promise<number> {
       console.log(`${settings.source}: ok (${settings.models.length} model deployments)`);
       return 0;
     }
-    default:
-      console.error(`unknown command "${command}"\n\n${USAGE}`);
+    default: {
+      const suggestion = didYouMean(command, COMMANDS);
+      console.error(`gatehouse: unknown command "${command}"${suggestion ? ` (did you mean "${suggestion}"?)` : ""}\n\n${USAGE}`);
       return 2;
+    }
   }
 }
 
@@ -74,13 +120,60 @@ async function start(settings: Settings): Promise<number> {
         : "no GATEHOUSE_MASTER_KEY set: using the master key saved in this file",
     );
   }
-  const gateway = await startGateway({ settings, masterKey, logger });
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gateway = await startGateway({ settings, masterKey, logger });
+  } catch (err) {
+    // Everything it opened is closed by now: say what failed, in one line, and exit so a supervisor sees it.
+    const line = startFailure(err, settings);
+    logger.fatal({ err: (err as Error).message }, line);
+    await flushLogs(logger);
+    console.error(`gatehouse: ${line}`);
+    process.exit(err instanceof ConfigError ? 78 : 1);
+  }
   logger.info({ url: gateway.url, port: gateway.port, config: settings.source, models: [...new Set(settings.models.map((m) => m.modelName))] }, "gatehouse is listening");
   const clean = await waitForSignal(gateway.close, logger, settings.shutdown.delayMs + settings.shutdown.drainTimeoutMs + SHUTDOWN_MARGIN_MS);
-  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  await flushLogs(logger);
   // Exit explicitly: a socket some library failed to close (pg-listen can leak one when closed in the
   // middle of a reconnect) must not keep a replica that has finished shutting down alive.
   process.exit(clean ? 0 : 1);
+}
+
+/** Flushes the log, but never waits on a reader that went away (`gatehouse start | head`): at most 1 s. */
+function flushLogs(logger: Logger): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 1_000);
+    timer.unref();
+    try {
+      logger.flush(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    } catch {
+      resolve();
+    }
+  });
+}
+
+/** What failed at start, and what to do about it, in one line. */
+function startFailure(err: unknown, settings: Settings): string {
+  const e = err as Error & { code?: string; syscall?: string };
+  if (err instanceof ConfigError) return e.message;
+  if (e.code === "EADDRINUSE") return `cannot listen on port ${settings.port}: it is in use by another process; stop it, or choose another port with --port or PORT`;
+  if (e.code === "EACCES" && e.syscall === "listen") return `cannot listen on port ${settings.port}: permission denied; choose a port above 1023 with --port or PORT`;
+  const where = (url: string) => {
+    try {
+      const u = new URL(url);
+      return `${u.hostname}:${u.port || 5432}`;
+    } catch {
+      return "the configured address";
+    }
+  };
+  if (e.code === "ECONNREFUSED" || e.code === "ENOTFOUND" || e.code === "ETIMEDOUT" || /connect|terminat|timeout/i.test(e.message)) {
+    return `cannot reach Postgres at ${settings.embedded ? "the embedded database" : where(settings.databaseListenUrl)} (${e.code ?? e.message}); start it, or fix DATABASE_URL`;
+  }
+  if (e.code === "28P01" || e.code === "28000") return `Postgres refused the credentials in DATABASE_URL (${e.message})`;
+  return `start failed: ${e.message}${e.code ? ` (${e.code})` : ""}`;
 }
 
 // Beyond the delay and the drain, closing pools and the listener gets this long; a shutdown that has not
@@ -123,6 +216,11 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
+    if (err instanceof UsageError) {
+      console.error(`gatehouse: ${err.message}\n\n${USAGE}`);
+      process.exitCode = 2;
+      return;
+    }
     if (err instanceof ConfigError) {
       console.error(`gatehouse: ${err.message}`);
       process.exitCode = 78; // EX_CONFIG

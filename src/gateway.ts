@@ -73,10 +73,23 @@ export interface StartOptions {
   host?: string;
 }
 
-export async function startGateway({ settings: configured, masterKey, logger, host = "0.0.0.0" }: StartOptions): Promise<Gateway> {
+export async function startGateway(options: StartOptions): Promise<Gateway> {
+  // What a start that fails half-way has opened, closed in reverse, so the process can exit (a replica that
+  // fails to listen must not linger with its pools and timers open, where no supervisor sees it fail).
+  const undo: Array<() => unknown> = [];
+  try {
+    return await build(options, undo);
+  } catch (err) {
+    for (const step of undo.reverse()) await Promise.resolve().then(step).catch(() => {});
+    throw err;
+  }
+}
+
+async function build({ settings: configured, masterKey, logger, host = "0.0.0.0" }: StartOptions, undo: Array<() => unknown>): Promise<Gateway> {
   if (reinstatedBugs().length > 0) logger.warn({ bugs: reinstatedBugs() }, "TEST BUILD: known coherence bugs reinstated on purpose (GATEHOUSE_TEST_REINSTATE_BUGS); never run this in production");
   // No DATABASE_URL: one replica on an embedded Postgres, reached through a loopback socket.
   const embedded = configured.embedded ? await startEmbeddedPostgres(configured.dataDir, logger) : null;
+  undo.push(() => embedded?.close());
   const settings: Settings = embedded ? { ...configured, databaseUrl: embedded.url, databaseListenUrl: embedded.url } : configured;
   // Migrations hold a session-level advisory lock and run DDL: they go over the direct connection
   // (DATABASE_LISTEN_URL), never through a transaction pooler, which would split the session.
@@ -85,6 +98,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
   if (applied.length > 0) logger.info({ migrations: applied }, "applied migrations");
   // PGlite is a single backend: one connection, used in turn.
   const pool = createPool(settings.databaseUrl, { max: embedded ? 1 : 20 });
+  undo.push(() => pool.end());
   if (embedded) {
     logger.info(
       { data_dir: embedded.dataDir },
@@ -95,6 +109,10 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     postgres: new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS),
     redis: new DependencyBreaker("redis", logger, REDIS_BREAKER_OPTIONS),
   };
+  undo.push(() => {
+    breakers.postgres.shutdown();
+    breakers.redis.shutdown();
+  });
   const db = new Database(pool, breakers.postgres);
   // Sources are read at scrape time only; declared first so every part can report from its start.
   const metrics: Metrics = new Metrics({
@@ -119,6 +137,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
   // Redis is an optimisation and a lock service with a fallback: a replica starts without it and
   // connects when it can (ioredis keeps retrying). The embedded single replica has none at all.
   const redis = settings.redisUrl ? createRedis(settings.redisUrl) : null;
+  undo.push(() => redis?.disconnect());
   await redis?.connect().catch((err: Error) => logger.warn({ err: err.message }, "Redis is unreachable at start; running without L2 until it answers"));
 
   const redisKeys = new RedisKeys(settings.redisPrefix);
@@ -162,6 +181,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     l2Status: () => l2Guard.status(),
   });
   await coherence.start();
+  undo.push(() => coherence.stop());
   void l2Guard.check(); // L2 is not read until it has passed; the replica does not wait for Redis to start
   const authenticator = new Authenticator(l1, l2, db, {
     l1Trusted: () => coherence.isFresh(),
@@ -170,12 +190,14 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     tokenFilter: () => (settings.auth.tokenFilterRebuildMs > 0 ? tokenFilter.current : null),
   });
   if (settings.auth.tokenFilterRebuildMs > 0) tokenFilter.start();
+  undo.push(() => tokenFilter.stop());
 
   const models = new ModelRouter(settings.models);
   const servedModels = () => models.modelNames();
   const vault = new IdempotencyVault(masterKey);
   const replicas = new ReplicaCount(db, logger, settings.limits.replicaCount);
   replicas.start();
+  undo.push(() => replicas.stop());
   const spendLedger = new SpendLedger({
     db,
     logger,
@@ -186,6 +208,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     },
   });
   spendLedger.start();
+  undo.push(() => spendLedger.stop());
   const limits = new LimitEnforcer({
     settings: settings.limits,
     redis: redis && new RedisLimiter(redis, redisKeys, { read: (keyId) => db.query((q) => readDurableSpend(q, keyId)) }, settings.limits.reservationTtlMs, breakers.redis),
@@ -195,6 +218,7 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     logger,
     replicaCount: () => replicas.value,
   });
+  undo.push(() => limits.close());
   const keys = new KeyService(db, coherence, servedModels, vault, limits);
   const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
   const sweeper = new Sweeper({
@@ -207,8 +231,10 @@ export async function startGateway({ settings: configured, masterKey, logger, ho
     onBudgetReset: (keyId, generation) => limits.afterReset(keyId, generation),
   });
   sweeper.start();
+  undo.push(() => sweeper.stop());
 
   const openai = new OpenAICompatibleProvider(settings.upstream);
+  undo.push(() => openai.close());
   let shuttingDown = false;
   const app = buildApp({
     logger,

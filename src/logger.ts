@@ -34,7 +34,12 @@ export function createLogger(options: { level?: string; destination?: NodeJS.Wri
   }
   // Asynchronous destination: a request must never wait on a write to stdout (no sync logging
   // on the hot path). It is flushed on shutdown by the gateway.
-  return pino(config, pino.destination({ dest: 1, sync: false }));
+  const destination = pino.destination({ dest: 1, sync: false });
+  // stdout's reader may go away (`gatehouse start | head -3`): an EPIPE must neither crash the gateway nor hold
+  // up its shutdown. Lines written after that are lost, like everything else written to a closed pipe.
+  destination.on("error", () => {});
+  process.stdout.on("error", () => {});
+  return pino(config, destination);
 }
 
 function isInstalled(name: string): boolean {

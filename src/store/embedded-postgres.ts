@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import type { Logger } from "../logger.js";
+import { lockDataDir } from "./data-dir-lock.js";
 
 /**
  * The embedded default: with no DATABASE_URL, a real Postgres compiled to WebAssembly (PGlite)
@@ -18,20 +19,36 @@ export interface EmbeddedPostgres {
 export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Promise<EmbeddedPostgres> {
   const dir = path.resolve(dataDir, "pgdata");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const { PGlite } = await import("@electric-sql/pglite");
-  const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
-  const db = await PGlite.create(dir);
-  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 });
-  await server.start();
-  const conn = server.getServerConn();
+  const lock = lockDataDir(dataDir);
+  let db: Awaited<ReturnType<typeof import("@electric-sql/pglite").PGlite.create>> | undefined;
+  let server: InstanceType<typeof import("@electric-sql/pglite-socket").PGLiteSocketServer> | undefined;
+  try {
+    const { PGlite } = await import("@electric-sql/pglite");
+    const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
+    db = await PGlite.create(dir);
+    server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 });
+    await server.start();
+  } catch (err) {
+    await server?.stop().catch(() => {});
+    await db?.close().catch(() => {});
+    lock.release();
+    throw err;
+  }
+  const openedDb = db;
+  const openedServer = server;
+  const conn = openedServer.getServerConn();
   const port = Number(conn.slice(conn.lastIndexOf(":") + 1));
   logger.debug({ data_dir: dir, port }, "embedded Postgres (PGlite) is up");
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     dataDir: dir,
     async close() {
-      await server.stop();
-      await db.close();
+      try {
+        await openedServer.stop();
+        await openedDb.close();
+      } finally {
+        lock.release();
+      }
     },
   };
 }
