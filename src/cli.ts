@@ -11,7 +11,8 @@ import { packageVersion } from "./paths.js";
 const USAGE = `Usage:
   gatehouse start [--config FILE] [--port N]   run a gateway replica (migrates first)
   gatehouse migrate [--config FILE]            apply database migrations and exit
-  gatehouse config check FILE                  validate a config file without starting
+  gatehouse config check FILE [--env-optional] validate a config file without starting (every problem at once;
+                                               --env-optional: unset os.environ/ variables are "set at start")
   gatehouse help | --help | -h                 this text
   gatehouse version | --version | -v           the version
 
@@ -29,7 +30,7 @@ Environment:
   LOG_FORMAT              json or pretty (json)
   Every other setting: GATEHOUSE_<SECTION>_<FIELD>, e.g. GATEHOUSE_SERVER_REQUEST_TIMEOUT_MS (docs/configuration.md).`;
 
-const OPTIONS = { config: { type: "string", short: "c" }, port: { type: "string", short: "p" }, help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "v" } } as const;
+const OPTIONS = { config: { type: "string", short: "c" }, port: { type: "string", short: "p" }, help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "v" }, "env-optional": { type: "boolean" } } as const;
 const COMMANDS = ["start", "migrate", "config", "help", "version"];
 
 /** The closest of `candidates` to `word`, if it is close enough to be a typo. */
@@ -93,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
         console.error("usage: gatehouse config check FILE");
         return 2;
       }
-      const settings = loadSettings({ file });
+      const settings = loadSettings({ file, envOptional: values["env-optional"] === true });
       for (const warning of settings.warnings) console.warn(`warning: ${warning}`);
       console.log(`${settings.source}: ok (${settings.models.length} model deployments)`);
       return 0;

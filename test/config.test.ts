@@ -41,10 +41,12 @@ litellm_settings:
     expect(s.warnings.join("\n")).toContain("litellm_settings");
   });
 
+  const ONE_MODEL = { model_list: [{ model_name: "m", litellm_params: { model: "mock/m" } }] };
+
   it("takes infrastructure settings from the environment", () => {
-    const s = settingsFromConfig({}, { source: "t", env: { DATABASE_URL: "postgres://x/y", REDIS_URL: "redis://r:1", PORT: "5001", GATEHOUSE_MASTER_KEY: "sk-master-123" } });
+    const s = settingsFromConfig(ONE_MODEL, { source: "t", env: { DATABASE_URL: "postgres://x/y", REDIS_URL: "redis://r:1", PORT: "5001", GATEHOUSE_MASTER_KEY: "sk-master-123" } });
     expect(s).toMatchObject({ databaseUrl: "postgres://x/y", databaseListenUrl: "postgres://x/y", redisUrl: "redis://r:1", port: 5001, masterKey: "sk-master-123" });
-    expect(settingsFromConfig({}, { source: "t", env: {} }).port).toBe(4000);
+    expect(settingsFromConfig(ONE_MODEL, { source: "t", env: {} }).port).toBe(4000);
   });
 
   it("every setting has an environment variable that overrides the file, and is in docs/configuration.md", () => {
@@ -62,7 +64,7 @@ litellm_settings:
   });
 
   it("environment variables win over the file, for nested settings too", () => {
-    const file = { gatehouse_settings: { auth: { l1_max_entries: 10, negative_ttl_ms: 5 }, limits: { redis_unavailable: "fail_open_local" } } };
+    const file = { ...ONE_MODEL, gatehouse_settings: { auth: { l1_max_entries: 10, negative_ttl_ms: 5 }, limits: { redis_unavailable: "fail_open_local" } } };
     const s = settingsFromConfig(file, {
       source: "t",
       env: { GATEHOUSE_AUTH_L1_MAX_ENTRIES: "77", GATEHOUSE_LIMITS_REDIS_UNAVAILABLE: "fail_closed", GATEHOUSE_UPSTREAM_READ_TIMEOUT_MS: "1234", GATEHOUSE_METRICS_TOKEN: "t".repeat(16), GATEHOUSE_ROTATION_MAX_GRACE_PERIOD: "2d" },
@@ -76,7 +78,8 @@ litellm_settings:
   });
 
   it.each([
-    ["model_list:\n  - model_name: a\n    litellm_params: { model: gpt-4o }", "model_list[0].litellm_params.model"],
+    ["model_list:\n  - model_name: a\n    litellm_params: { model: 'gpt 4o' }", "model_list[0].litellm_params.model"],
+    ["model_list: []", "model_list: no models"],
     ["model_list:\n  - model_name: a\n    litellm_params: { model: anthropic/claude }", "model_list[0].litellm_params.model"],
     ["model_list:\n  - model_name: a\n    litellm_params: { model: openai/x }", "model_list[0].litellm_params.api_base"],
     ["model_list:\n  - model_name: a\n    litellm_params: { model: openai/x, api_base: 'http://h/v1', api_key: os.environ/NOT_SET_ANYWHERE }", "NOT_SET_ANYWHERE"],
@@ -94,7 +97,7 @@ litellm_settings:
     const good = writeConfig("model_list:\n  - model_name: m\n    litellm_params: { model: mock/m }\n");
     const ok = await run(process.execPath, [cli, "config", "check", good]);
     expect(ok.stdout).toContain("ok (1 model deployments)");
-    const bad = writeConfig("model_list:\n  - model_name: m\n    litellm_params: { model: nope }\n");
+    const bad = writeConfig("model_list:\n  - model_name: m\n    litellm_params: { model: 'no pe' }\n");
     const failed = await run(process.execPath, [cli, "config", "check", bad]).catch((e) => e);
     expect(failed.code).toBe(78);
     expect(failed.stderr).toContain("model_list[0].litellm_params.model");
@@ -122,5 +125,43 @@ describe("durations", () => {
     expect(parseDuration("1w")).toBe(604_800_000);
     for (const bad of ["", "1", "h", "-1h", "1.5h", "1 h", "1H", "10y", "1h30m"]) expect(() => parseDuration(bad)).toThrow();
     expect(() => parseDuration("1w", ["s", "m", "h", "d"])).toThrow(/unit/);
+  });
+});
+
+describe("config problems an operator meets first", () => {
+  it("a bare OpenAI model name is an OpenAI model on OpenAI's API, as in LiteLLM", () => {
+    const s = settingsFromConfig({ model_list: [{ model_name: "gpt-4o", litellm_params: { model: "gpt-4o", api_key: "sk-x" } }] }, { source: "t", env: {} });
+    expect(s.models[0]).toMatchObject({ provider: "openai", upstreamModel: "gpt-4o", apiBase: "https://api.openai.com/v1" });
+  });
+
+  it("every problem is reported at once, each naming its real source", () => {
+    const config = {
+      model_list: [
+        { model_name: "a", litellm_params: { model: "openai/x" } },
+        { model_name: "b", litellm_params: { model: "mock/b", api_key: "os.environ/NOT_SET_ANYWHERE" } },
+      ],
+    };
+    let message = "";
+    try {
+      settingsFromConfig(config, { source: "f.yaml", env: { LOG_FORMAT: "bogus", GATEHOUSE_MASTER_KEY: "abc" } });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain("f.yaml: model_list[0].litellm_params.api_base");
+    expect(message).toContain("NOT_SET_ANYWHERE");
+    expect(message).toContain('environment variable LOG_FORMAT: "bogus"');
+    expect(message).toContain("environment variable GATEHOUSE_MASTER_KEY: must be at least 8 characters");
+    expect(message).not.toContain("built-in default config");
+  });
+
+  it("an unknown field in a model entry is named in a warning", () => {
+    const s = settingsFromConfig({ model_list: [{ model_name: "m", litellm_params: { model: "mock/m" }, modle_info: {} }] }, { source: "t", env: {} });
+    expect(s.warnings.join("\n")).toContain("unknown field(s) modle_info");
+  });
+
+  it("the repository's own example passes `config check --env-optional` as shipped", () => {
+    const s = loadSettings({ file: path.join(packageRoot, "docs", "config.example.yaml"), env: {}, envOptional: true });
+    expect(s.models.length).toBeGreaterThan(0);
+    expect(s.warnings.join("\n")).toContain("OPENAI_API_KEY is not set here; it must be set where the gateway starts");
   });
 });

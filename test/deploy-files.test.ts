@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { loadSettings } from "../src/config/settings.js";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
 
@@ -51,6 +52,17 @@ describe("docker-compose.yml", () => {
       expect(env.REDIS_URL).toBe("redis://redis:6379");
     }
     expect(composeText).not.toMatch(/sk-[A-Za-z0-9]{8,}/);
+  });
+
+  it("mounts one config file into every replica, and that file passes `config check` as shipped", () => {
+    for (const name of replicas) {
+      const service = services[name] as { environment: Record<string, string>; volumes?: string[] };
+      const mount = (service.volumes ?? []).find((v) => v.endsWith(":ro") && v.split(":")[1] === service.environment.GATEHOUSE_CONFIG);
+      expect(mount, `${name} mounts the file GATEHOUSE_CONFIG names`).toBeDefined();
+      const file = path.join(root, mount!.split(":")[0]!);
+      const settings = loadSettings({ file, env: {}, envOptional: true });
+      expect(settings.models.length).toBeGreaterThan(0);
+    }
   });
 });
 

@@ -23,7 +23,8 @@ const nonNegative = z.number().finite().nonnegative();
 
 const litellmParamsSchema = z
   .object({
-    model: z.string().regex(/^[a-z_]+\/.+$/, 'must look like "openai/<upstream model>" or "mock/<name>"'),
+    // "openai/<model>", "mock/<name>", or a bare OpenAI model name ("gpt-4o"), as LiteLLM infers OpenAI for those.
+    model: z.string().regex(/^([a-z_]+\/.+|[A-Za-z0-9][\w.:-]*)$/, 'must look like "openai/<upstream model>", "mock/<name>" or an OpenAI model name such as "gpt-4o"'),
     api_base: z.url().optional(),
     api_key: z.string().optional(),
     input_cost_per_token: nonNegative.optional(),
@@ -33,11 +34,15 @@ const litellmParamsSchema = z
   })
   .loose();
 
-const modelEntrySchema = z.object({
-  model_name: z.string().min(1),
-  litellm_params: litellmParamsSchema,
-  model_info: z.record(z.string(), z.unknown()).optional(),
-});
+const MODEL_ENTRY_FIELDS = new Set(["model_name", "litellm_params", "model_info"]);
+// Loose, so an unknown field (a typo such as "modle_info") is reported by name rather than refused.
+const modelEntrySchema = z
+  .object({
+    model_name: z.string().min(1),
+    litellm_params: litellmParamsSchema,
+    model_info: z.record(z.string(), z.unknown()).optional(),
+  })
+  .loose();
 
 const gatehouseSettingsSchema = z
   .object({
@@ -281,7 +286,7 @@ export interface LoadOptions {
   portOverride?: number | undefined;
 }
 
-export function loadSettings(options: LoadOptions = {}): Settings {
+export function loadSettings(options: LoadOptions & { envOptional?: boolean } = {}): Settings {
   const env = options.env ?? process.env;
   const file = options.file ?? env.GATEHOUSE_CONFIG;
   let raw: unknown = BUILTIN_CONFIG;
@@ -300,7 +305,7 @@ export function loadSettings(options: LoadOptions = {}): Settings {
       throw new ConfigError(`config ${source}: not valid YAML: ${(err as Error).message}`);
     }
   }
-  return settingsFromConfig(raw, { source, env, portOverride: options.portOverride });
+  return settingsFromConfig(raw, { source, env, portOverride: options.portOverride, envOptional: options.envOptional });
 }
 
 /** One leaf of `gatehouse_settings`: its YAML path and the environment variable that overrides it. */
@@ -353,22 +358,53 @@ function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv): { raw: unknown
   return { raw: copy, fromEnv };
 }
 
-export function settingsFromConfig(input: unknown, ctx: { source: string; env: NodeJS.ProcessEnv; portOverride?: number | undefined }): Settings {
+export interface SettingsContext {
+  source: string;
+  env: NodeJS.ProcessEnv;
+  portOverride?: number | undefined;
+  /** `config check --env-optional`: an unset `os.environ/VAR` is reported as "set at start", not refused. */
+  envOptional?: boolean;
+}
+
+/**
+ * Validates everything and reports **every** problem in one ConfigError (one line each, naming the file and
+ * field, or the environment variable), so an operator fixes a config in one round.
+ */
+export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settings {
   const { raw, fromEnv } = applyEnvOverrides(input, ctx.env);
   const parsed = configFileSchema.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const path = formatPath(issue.path);
-    const envName = fromEnv.get(path);
-    if (envName) throw new ConfigError(`environment variable ${envName} (${path}): ${issue.message}`);
-    throw new ConfigError(`config ${ctx.source}: ${path}: ${issue.message}`);
+    throw new ConfigError(
+      parsed.error.issues
+        .map((issue) => {
+          const path = formatPath(issue.path);
+          const envName = fromEnv.get(path);
+          if (issue.code === "unrecognized_keys") return `config ${ctx.source}: ${path ? `${path}: ` : ""}unknown field(s) ${issue.keys.join(", ")}`;
+          return envName ? `environment variable ${envName} (${path}): ${issue.message}` : `config ${ctx.source}: ${path}: ${issue.message}`;
+        })
+        .join("\n"),
+    );
   }
   const config = parsed.data;
   const warnings: string[] = [];
+  const problems: string[] = [];
   for (const section of ["litellm_settings", "router_settings", "environment_variables"] as const) {
     if (config[section] !== undefined) warnings.push(`config section "${section}" is not used by Gatehouse and was ignored`);
   }
-  const models = config.model_list.map((entry, i) => toDeployment(entry, i, ctx, warnings));
+  if (config.model_list.length === 0) problems.push(`config ${ctx.source}: model_list: no models; add at least one (e.g. { model_name: gpt-4o, litellm_params: { model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY } })`);
+  const models: ModelDeployment[] = [];
+  config.model_list.forEach((entry, i) => {
+    const unknownFields = Object.keys(entry).filter((k) => !MODEL_ENTRY_FIELDS.has(k));
+    if (unknownFields.length > 0) warnings.push(`config ${ctx.source}: model_list[${i}] (${entry.model_name}): unknown field(s) ${unknownFields.join(", ")} ignored (a typo? known: ${[...MODEL_ENTRY_FIELDS].join(", ")})`);
+    try {
+      models.push(toDeployment(entry, i, ctx, warnings));
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(err.message);
+    }
+  });
+  const logFormat = ctx.env.LOG_FORMAT;
+  if (logFormat !== undefined && logFormat !== "" && logFormat !== "json" && logFormat !== "pretty") problems.push(`environment variable LOG_FORMAT: "${logFormat}" is not a log format; use json or pretty`);
   const gs = config.gatehouse_settings ?? {};
   const env = ctx.env;
 
@@ -382,11 +418,20 @@ export function settingsFromConfig(input: unknown, ctx: { source: string; env: N
       `config ${ctx.source}: REDIS_URL (or redis_url) is set but no DATABASE_URL: the embedded database holds keys that other replicas sharing that Redis could not see. Set DATABASE_URL to a shared Postgres too, or unset REDIS_URL for a single embedded replica.`,
     );
   }
+  const masterKeyFromEnv = Boolean(env.GATEHOUSE_MASTER_KEY);
   const masterKeySetting = env.GATEHOUSE_MASTER_KEY || config.general_settings?.master_key;
-  const masterKey = masterKeySetting ? resolveSecret(masterKeySetting, "general_settings.master_key", ctx) : undefined;
-  if (masterKey !== undefined && masterKey.length < 8) {
-    throw new ConfigError(`config ${ctx.source}: general_settings.master_key: must be at least 8 characters`);
+  let masterKey: string | undefined;
+  try {
+    masterKey = masterKeySetting ? resolveSecret(masterKeySetting, "general_settings.master_key", ctx, warnings) : undefined;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(err.message);
   }
+  if (masterKey !== undefined && masterKey !== "" && masterKey.length < 8) {
+    problems.push(masterKeyFromEnv ? "environment variable GATEHOUSE_MASTER_KEY: must be at least 8 characters" : `config ${ctx.source}: general_settings.master_key: must be at least 8 characters`);
+  }
+  if (masterKey === "") masterKey = undefined; // set at start (config check --env-optional)
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"));
   return {
     port,
     embedded,
@@ -452,9 +497,10 @@ export function settingsFromConfig(input: unknown, ctx: { source: string; env: N
   };
 }
 
-function metricsToken(value: string | undefined, ctx: { source: string; env: NodeJS.ProcessEnv }): string | undefined {
+function metricsToken(value: string | undefined, ctx: SettingsContext): string | undefined {
   if (value === undefined) return undefined;
-  const token = resolveSecret(value, "gatehouse_settings.metrics.token", ctx);
+  const token = resolveSecret(value, "gatehouse_settings.metrics.token", ctx, []);
+  if (token === "") return undefined;
   if (token.length < 16) throw new ConfigError(`config ${ctx.source}: gatehouse_settings.metrics.token: must be at least 16 characters`);
   return token;
 }
@@ -467,15 +513,17 @@ function durationSetting(value: string, field: string, source: string): number {
   }
 }
 
-function toDeployment(entry: ConfigFile["model_list"][number], index: number, ctx: { source: string; env: NodeJS.ProcessEnv }, warnings: string[]): ModelDeployment {
+function toDeployment(entry: ConfigFile["model_list"][number], index: number, ctx: SettingsContext, warnings: string[]): ModelDeployment {
   const field = `model_list[${index}].litellm_params`;
   const params = entry.litellm_params;
-  const slash = params.model.indexOf("/");
-  const provider = params.model.slice(0, slash);
+  // A bare model name is an OpenAI model, on OpenAI's API unless api_base says otherwise (as in LiteLLM).
+  const bare = !params.model.includes("/");
+  const slash = bare ? -1 : params.model.indexOf("/");
+  const provider = bare ? "openai" : params.model.slice(0, slash);
   if (!(PROVIDERS as readonly string[]).includes(provider)) {
     throw new ConfigError(`config ${ctx.source}: ${field}.model: provider "${provider}" is not supported; use one of ${PROVIDERS.join(", ")} (any OpenAI-compatible server works as "openai/" with api_base)`);
   }
-  if (provider === "openai" && !params.api_base) {
+  if (provider === "openai" && !params.api_base && !bare) {
     throw new ConfigError(`config ${ctx.source}: ${field}.api_base: required for "openai/" models (e.g. https://api.openai.com/v1)`);
   }
   const unknown = Object.keys(params).filter((k) => !KNOWN_LITELLM_PARAMS.has(k));
@@ -484,8 +532,8 @@ function toDeployment(entry: ConfigFile["model_list"][number], index: number, ct
     modelName: entry.model_name,
     provider: provider as ProviderName,
     upstreamModel: params.model.slice(slash + 1),
-    apiBase: params.api_base?.replace(/\/+$/, ""),
-    apiKey: params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx),
+    apiBase: (params.api_base ?? (bare ? "https://api.openai.com/v1" : undefined))?.replace(/\/+$/, ""),
+    apiKey: params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx, warnings),
     inputCostPerToken: params.input_cost_per_token ?? 0,
     outputCostPerToken: params.output_cost_per_token ?? 0,
     timeoutMs: params.timeout === undefined ? undefined : params.timeout * 1000,
@@ -493,11 +541,17 @@ function toDeployment(entry: ConfigFile["model_list"][number], index: number, ct
 }
 
 /** LiteLLM's `os.environ/VAR` indirection for secrets. A missing variable is a config error, not a silent empty key. */
-function resolveSecret(value: string, field: string, ctx: { source: string; env: NodeJS.ProcessEnv }): string {
+function resolveSecret(value: string, field: string, ctx: SettingsContext, warnings: string[]): string {
   if (!value.startsWith("os.environ/")) return value;
   const name = value.slice("os.environ/".length);
   const resolved = ctx.env[name];
-  if (!resolved) throw new ConfigError(`config ${ctx.source}: ${field}: environment variable ${name} is not set`);
+  if (!resolved) {
+    if (ctx.envOptional) {
+      warnings.push(`${field}: environment variable ${name} is not set here; it must be set where the gateway starts`);
+      return "";
+    }
+    throw new ConfigError(`config ${ctx.source}: ${field}: environment variable ${name} is not set`);
+  }
   return resolved;
 }
 
