@@ -94,6 +94,7 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
   // Migrations hold a session-level advisory lock and run DDL: they go over the direct connection
   // (DATABASE_LISTEN_URL), never through a transaction pooler, which would split the session.
   if (await ensureDatabaseExists(settings.databaseListenUrl)) logger.info("created the database named in DATABASE_URL");
+  logger.info("checking database migrations");
   const applied = await migrateDirect(settings.databaseListenUrl);
   if (applied.length > 0) logger.info({ migrations: applied }, "applied migrations");
   // PGlite is a single backend: one connection, used in turn.
@@ -180,6 +181,7 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
     onHeartbeat: () => void l2Guard.check(),
     l2Status: () => l2Guard.status(),
   });
+  logger.info("catching up on key events");
   await coherence.start();
   undo.push(() => coherence.stop());
   void l2Guard.check(); // L2 is not read until it has passed; the replica does not wait for Redis to start

@@ -146,8 +146,16 @@ export class Coherence {
       synced_ms_ago: Math.round(monotonicMs() - this.syncedAt),
       db_clock_offset_ms: Math.round(this.o.clock.offsetMs()),
       l2: this.o.l2Status?.() ?? null,
+      recent_lags_ms: this.recentLags(),
       ...this.counters,
     };
+  }
+
+  /** Commit → applied lags of the last 1,000 events applied here: count, p50, p99, max (ms). */
+  private recentLags() {
+    const lags = this.lags.slice(-1_000).map((l) => l.lagMs).sort((a, b) => a - b);
+    const at = (p: number) => (lags.length === 0 ? null : Math.round(lags[Math.min(lags.length - 1, Math.floor((p / 100) * lags.length))]! * 10) / 10);
+    return { count: lags.length, p50: at(50), p99: at(99), max: lags.length === 0 ? null : Math.round(lags.at(-1)! * 10) / 10 };
   }
 
   /** Lags (commit → applied here) of events applied since `afterId`. */

@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import type { Logger } from "../logger.js";
 import { lockDataDir } from "./data-dir-lock.js";
@@ -20,6 +20,10 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
   const dir = path.resolve(dataDir, "pgdata");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const lock = lockDataDir(dataDir);
+  const fresh = !existsSync(path.join(dir, "PG_VERSION"));
+  const started = performance.now();
+  // Said before it happens: creating the database is the one slow step of a first start.
+  logger.info({ data_dir: dir }, fresh ? "creating the embedded database (first start only: a few seconds)" : "opening the embedded database");
   let db: Awaited<ReturnType<typeof import("@electric-sql/pglite").PGlite.create>> | undefined;
   let server: InstanceType<typeof import("@electric-sql/pglite-socket").PGLiteSocketServer> | undefined;
   try {
@@ -34,6 +38,7 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
     lock.release();
     throw err;
   }
+  logger.info({ ms: Math.round(performance.now() - started) }, "embedded database ready");
   const openedDb = db;
   const openedServer = server;
   const conn = openedServer.getServerConn();
