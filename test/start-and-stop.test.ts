@@ -77,6 +77,9 @@ describe("the embedded database's data directory is locked", () => {
   it("a second gateway on the same directory refuses, naming the directory and the process holding it", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "gh-lock-"));
     const first = await spawnReplica({ GATEHOUSE_DATA_DIR: dir, GATEHOUSE_MASTER_KEY: "sk-master-lock-test" }, [], { timeoutMs: 60_000 });
+    // A first start says what it is doing, one line per phase, before "listening".
+    const said = first.output.join("\n");
+    for (const phase of ["creating the embedded database", "embedded database ready", "checking database migrations", "catching up on key events", "gatehouse is listening"]) expect(said).toContain(phase);
     try {
       const second = await run(["start", "--port", "0"], { GATEHOUSE_DATA_DIR: dir, GATEHOUSE_MASTER_KEY: "sk-master-lock-test", PORT: "0" }, 30_000);
       expect(second.code).not.toBe(0);
