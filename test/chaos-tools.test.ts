@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
+import { startRedisServer, withRedisAt, type RedisServer } from "./helpers/redis-server.js";
 
 /** The chaos suite's private Redis: restarts empty, snapshots, and restarts from an older snapshot. */
 
@@ -99,14 +99,3 @@ describe("chaos RedisServer", () => {
     await other.stop(); // idempotent
   });
 });
-
-async function withRedisAt<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
-  const redis = new Redis(url, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
-  redis.on("error", () => {});
-  try {
-    await redis.connect();
-    return await use(redis);
-  } finally {
-    redis.disconnect();
-  }
-}

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
+import { generateKey, startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
 
@@ -20,11 +20,7 @@ afterAll(async () => {
   await cluster?.close();
 });
 
-async function generate(on: Replica, fields: Record<string, unknown> = {}) {
-  const res = await on.admin("/key/generate", fields);
-  expect(res.status, res.text).toBe(200);
-  return res.body as { key: string; token: string; key_id: string; key_name: string };
-}
+const generate = generateKey;
 
 async function regenerate(on: Replica, key: string, grace: string) {
   const res = await on.admin(`/key/${key}/regenerate`, { grace_period: grace });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
+import { generateKey, startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
 
@@ -16,11 +16,7 @@ afterAll(async () => {
   await cluster?.close();
 });
 
-async function generate(on: Replica, fields: Record<string, unknown> = {}) {
-  const res = await on.admin("/key/generate", fields);
-  expect(res.status, res.text).toBe(200);
-  return res.body as { key: string; token: string; key_name: string };
-}
+const generate = generateKey;
 
 /** Puts `key` in every replica's caches, after its own generate event has been applied everywhere. */
 async function warmEverywhere(key: string, model = "mock-gpt") {

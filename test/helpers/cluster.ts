@@ -116,3 +116,10 @@ export function reinstatedBugsEnv(): Record<string, string> {
   const bugs = process.env.GATEHOUSE_TEST_REINSTATE_BUGS;
   return bugs ? { GATEHOUSE_TEST_REINSTATE_BUGS: bugs } : {};
 }
+
+/** Generates a key through `on` (asserting the 200) and returns what the answer says of it. */
+export async function generateKey(on: Replica, fields: Record<string, unknown> = {}): Promise<{ key: string; token: string; key_id: string; key_name: string }> {
+  const res = await on.admin("/key/generate", fields);
+  if (res.status !== 200) throw new Error(`key/generate on ${on.name} answered ${res.status}: ${res.text}`);
+  return res.body;
+}

@@ -92,16 +92,7 @@ export async function startRedisServer(): Promise<RedisServer> {
       proc.once("exit", () => resolve());
       proc.kill("SIGKILL");
     });
-  const client = async <T>(use: (redis: Redis) => Promise<T>): Promise<T> => {
-    const redis = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    redis.on("error", () => {});
-    try {
-      await redis.connect();
-      return await use(redis);
-    } finally {
-      redis.disconnect();
-    }
-  };
+  const client = <T>(use: (redis: Redis) => Promise<T>): Promise<T> => withRedisAt(`redis://127.0.0.1:${port}`, use);
 
   await launch();
   return {
@@ -143,4 +134,16 @@ export async function startRedisServer(): Promise<RedisServer> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A short-lived client for one use: connects, runs `use`, disconnects; fails fast when nothing answers. */
+export async function withRedisAt<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis(url, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+  redis.on("error", () => {});
+  try {
+    await redis.connect();
+    return await use(redis);
+  } finally {
+    redis.disconnect();
+  }
 }
