@@ -165,3 +165,17 @@ describe("config problems an operator meets first", () => {
     expect(s.warnings.join("\n")).toContain("OPENAI_API_KEY is not set here; it must be set where the gateway starts");
   });
 });
+
+describe("config messages name the line", () => {
+  it("a problem in a file names the file and the line of the field", () => {
+    const file = writeConfig("model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n  - model_name: b\n    litellm_params:\n      model: weird/y\n");
+    let message = "";
+    try {
+      loadSettings({ file, env: {} });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain(`${file}:4: model_list[0].litellm_params.api_base`); // the first line of litellm_params
+    expect(message).toContain(`${file}:7: model_list[1].litellm_params.model`);
+  });
+});

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import path from "node:path";
-import { parse as parseYaml } from "yaml";
+import { LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
 
@@ -291,6 +291,7 @@ export function loadSettings(options: LoadOptions & { envOptional?: boolean } = 
   const file = options.file ?? env.GATEHOUSE_CONFIG;
   let raw: unknown = BUILTIN_CONFIG;
   let source = "built-in default config";
+  let locate: SettingsContext["locate"];
   if (file) {
     source = path.resolve(file);
     let text: string;
@@ -300,12 +301,26 @@ export function loadSettings(options: LoadOptions & { envOptional?: boolean } = 
       throw new ConfigError(`config ${source}: cannot read: ${(err as Error).message}`);
     }
     try {
-      raw = parseYaml(text) ?? {};
+      const lineCounter = new LineCounter();
+      const doc = parseDocument(text, { lineCounter });
+      if (doc.errors.length > 0) throw doc.errors[0];
+      raw = doc.toJS() ?? {};
+      // Messages name the line of the field at fault, not just its path.
+      locate = (at) => {
+        for (let n = at.length; n > 0; n--) {
+          const node = doc.getIn(at.slice(0, n), true) as { range?: [number, number, number] } | undefined;
+          if (node?.range) return lineCounter.linePos(node.range[0]).line;
+          const pair = n > 0 ? (doc.getIn(at.slice(0, n - 1), true) as { items?: Array<{ key?: { value?: unknown; range?: [number, number, number] } }> } | undefined) : undefined;
+          const key = pair?.items?.find((i) => i.key?.value === at[n - 1])?.key;
+          if (key?.range) return lineCounter.linePos(key.range[0]).line;
+        }
+        return undefined;
+      };
     } catch (err) {
       throw new ConfigError(`config ${source}: not valid YAML: ${(err as Error).message}`);
     }
   }
-  return settingsFromConfig(raw, { source, env, portOverride: options.portOverride, envOptional: options.envOptional });
+  return settingsFromConfig(raw, { source, env, portOverride: options.portOverride, envOptional: options.envOptional, locate });
 }
 
 /** One leaf of `gatehouse_settings`: its YAML path and the environment variable that overrides it. */
@@ -364,6 +379,14 @@ export interface SettingsContext {
   portOverride?: number | undefined;
   /** `config check --env-optional`: an unset `os.environ/VAR` is reported as "set at start", not refused. */
   envOptional?: boolean;
+  /** The line of the config file a field (path) is on, when the config came from a file. */
+  locate?: ((path: Array<string | number>) => number | undefined) | undefined;
+}
+
+/** "config FILE:LINE" for the field at `path` (without the line when unknown). */
+function where(ctx: SettingsContext, path: Array<string | number>): string {
+  const line = ctx.locate?.(path);
+  return `config ${ctx.source}${line ? `:${line}` : ""}`;
 }
 
 /**
@@ -379,8 +402,9 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
         .map((issue) => {
           const path = formatPath(issue.path);
           const envName = fromEnv.get(path);
-          if (issue.code === "unrecognized_keys") return `config ${ctx.source}: ${path ? `${path}: ` : ""}unknown field(s) ${issue.keys.join(", ")}`;
-          return envName ? `environment variable ${envName} (${path}): ${issue.message}` : `config ${ctx.source}: ${path}: ${issue.message}`;
+          const at = issue.path.filter((p): p is string | number => typeof p !== "symbol");
+          if (issue.code === "unrecognized_keys") return `${where(ctx, [...at, issue.keys[0]!])}: ${path ? `${path}: ` : ""}unknown field(s) ${issue.keys.join(", ")}`;
+          return envName ? `environment variable ${envName} (${path}): ${issue.message}` : `${where(ctx, at)}: ${path}: ${issue.message}`;
         })
         .join("\n"),
     );
@@ -391,11 +415,11 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
   for (const section of ["litellm_settings", "router_settings", "environment_variables"] as const) {
     if (config[section] !== undefined) warnings.push(`config section "${section}" is not used by Gatehouse and was ignored`);
   }
-  if (config.model_list.length === 0) problems.push(`config ${ctx.source}: model_list: no models; add at least one (e.g. { model_name: gpt-4o, litellm_params: { model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY } })`);
+  if (config.model_list.length === 0) problems.push(`${where(ctx, ["model_list"])}: model_list: no models; add at least one (e.g. { model_name: gpt-4o, litellm_params: { model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY } })`);
   const models: ModelDeployment[] = [];
   config.model_list.forEach((entry, i) => {
     const unknownFields = Object.keys(entry).filter((k) => !MODEL_ENTRY_FIELDS.has(k));
-    if (unknownFields.length > 0) warnings.push(`config ${ctx.source}: model_list[${i}] (${entry.model_name}): unknown field(s) ${unknownFields.join(", ")} ignored (a typo? known: ${[...MODEL_ENTRY_FIELDS].join(", ")})`);
+    if (unknownFields.length > 0) warnings.push(`${where(ctx, ["model_list", i, unknownFields[0]!])}: model_list[${i}] (${entry.model_name}): unknown field(s) ${unknownFields.join(", ")} ignored (a typo? known: ${[...MODEL_ENTRY_FIELDS].join(", ")})`);
     try {
       models.push(toDeployment(entry, i, ctx, warnings));
     } catch (err) {
@@ -521,10 +545,10 @@ function toDeployment(entry: ConfigFile["model_list"][number], index: number, ct
   const slash = bare ? -1 : params.model.indexOf("/");
   const provider = bare ? "openai" : params.model.slice(0, slash);
   if (!(PROVIDERS as readonly string[]).includes(provider)) {
-    throw new ConfigError(`config ${ctx.source}: ${field}.model: provider "${provider}" is not supported; use one of ${PROVIDERS.join(", ")} (any OpenAI-compatible server works as "openai/" with api_base)`);
+    throw new ConfigError(`${where(ctx, ["model_list", index, "litellm_params", "model"])}: ${field}.model: provider "${provider}" is not supported; use one of ${PROVIDERS.join(", ")} (any OpenAI-compatible server works as "openai/" with api_base)`);
   }
   if (provider === "openai" && !params.api_base && !bare) {
-    throw new ConfigError(`config ${ctx.source}: ${field}.api_base: required for "openai/" models (e.g. https://api.openai.com/v1)`);
+    throw new ConfigError(`${where(ctx, ["model_list", index, "litellm_params"])}: ${field}.api_base: required for "openai/" models (e.g. https://api.openai.com/v1)`);
   }
   const unknown = Object.keys(params).filter((k) => !KNOWN_LITELLM_PARAMS.has(k));
   if (unknown.length > 0) warnings.push(`${field} (${entry.model_name}): fields ${unknown.join(", ")} are not used by Gatehouse and were ignored`);
