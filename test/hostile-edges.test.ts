@@ -211,12 +211,13 @@ describe("floods of unknown keys", () => {
       expect(res.status).toBe(401);
     }
     const after = gw.gateway.authenticator.counters;
-    expect(after.filtered - before.filtered).toBeGreaterThanOrEqual(298);
-    // A false positive of the filter (0.1 %) goes to the database as before.
-    expect(after.db + after.misses - before.db - before.misses).toBeLessThanOrEqual(2);
+    expect(after.filtered - before.filtered).toBeGreaterThanOrEqual(285);
+    // A false positive of the filter (0.1 %) goes to the database as before, and so do a couple of unknown
+    // tokens a second (a key generated elsewhere a moment ago): a handful in all.
+    expect(after.db + after.misses - before.db - before.misses).toBeLessThanOrEqual(15);
   });
 
-  it("a key generated just now passes the filter on this replica at once", async () => {
+  it("a key generated just now works at once (on this replica its event added it; elsewhere the few lookups a second allowed for unknown tokens find it)", async () => {
     const k = await gw.admin("/key/generate", {});
     expect((await gw.call("/v1/chat/completions", { key: k.body.key, body: chatBody("mock-gpt") })).status).toBe(200);
   });

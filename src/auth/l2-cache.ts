@@ -1,5 +1,6 @@
 import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
-import { DependencyUnavailableError, type DependencyBreaker } from "../faults/breaker.js";
+import { DependencyUnavailableError } from "../errors/errors.js";
+import type { DependencyBreaker } from "../faults/breaker.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
 import type { AuthRecord } from "./auth-record.js";

@@ -1,6 +1,6 @@
 import CircuitBreaker from "opossum";
 import type { Logger } from "../logger.js";
-import { ServiceUnavailableError } from "../http/errors.js";
+import { DependencyUnavailableError } from "../errors/errors.js";
 import { countsAgainstHealth } from "./classify.js";
 
 /**
@@ -36,15 +36,6 @@ export const POSTGRES_BREAKER_OPTIONS: BreakerOptions = {
 
 export const REDIS_BREAKER_OPTIONS: BreakerOptions = { ...POSTGRES_BREAKER_OPTIONS, timeoutMs: false };
 
-export class DependencyUnavailableError extends ServiceUnavailableError {
-  constructor(
-    readonly dependency: string,
-    retryAfterSeconds: number,
-    override readonly cause?: unknown,
-  ) {
-    super(`${dependency} is unavailable right now; retry shortly`, retryAfterSeconds, `${dependency}_unavailable`);
-  }
-}
 
 export class DependencyBreaker {
   private readonly breaker: CircuitBreaker<[() => Promise<unknown>], unknown>;

@@ -15,7 +15,7 @@ import {
   updateKeySchema,
 } from "../keys/key-schemas.js";
 import { collectCommittedEvents, committedEventIds } from "../keys/change-context.js";
-import { BadRequestError } from "./errors.js";
+import { BadRequestError } from "../errors/errors.js";
 
 /** The LiteLLM-compatible /key routes. Authorization (master key) is applied by the caller. */
 export function adminRoutes(keys: KeyService, rotation: RotationService, coherence: Coherence): Router {

@@ -1,7 +1,7 @@
 import type { NextFunction, Request, Response } from "express";
 import type { AuthResult, Authenticator } from "../auth/authenticator.js";
 import type { MasterKey } from "../auth/master-key.js";
-import { AuthenticationError, PermissionError } from "./errors.js";
+import { AuthenticationError, PermissionError } from "../errors/errors.js";
 import { bearerToken, locals } from "./request-context.js";
 
 /**

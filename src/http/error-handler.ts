@@ -1,7 +1,7 @@
 import type { NextFunction, Request, Response } from "express";
 import type { Logger } from "../logger.js";
 import { loggablePath } from "./request-context.js";
-import { BadRequestError, GatewayError, internalErrorBody, NotFoundError, PayloadTooLargeError } from "./errors.js";
+import { BadRequestError, GatewayError, internalErrorBody, NotFoundError, PayloadTooLargeError } from "../errors/errors.js";
 
 /** Maps every error to an OpenAI-shaped body in one place. Unexpected errors are logged and become 500. */
 export function errorHandler(logger: Logger, maxBodyBytes: number) {

@@ -1,7 +1,7 @@
 import { Router } from "express";
 import type { MasterKey } from "../auth/master-key.js";
 import type { Metrics } from "../metrics/metrics.js";
-import { AuthenticationError } from "./errors.js";
+import { AuthenticationError } from "../errors/errors.js";
 import { bearerToken } from "./request-context.js";
 
 /**

@@ -8,7 +8,7 @@ import type { AuthRecord } from "../auth/auth-record.js";
 import type { LimitEnforcer, Lease } from "../limits/limit-enforcer.js";
 import { priceOf, worstCaseCharge } from "../limits/pricing.js";
 import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-meter.js";
-import { BadRequestError, GatewayError, NotFoundError, PermissionError, UpstreamError } from "./errors.js";
+import { BadRequestError, GatewayError, NotFoundError, PermissionError, UpstreamError } from "../errors/errors.js";
 import { assertRequestShape, duplicateTopLevelKey } from "../proxy/request-shape.js";
 import { locals, rawBody } from "./request-context.js";
 

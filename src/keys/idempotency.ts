@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from "node:crypto";
-import { BadRequestError, ConflictError } from "../http/errors.js";
+import { BadRequestError, ConflictError } from "../errors/errors.js";
 
 /**
  * Stored results of requests made with an `Idempotency-Key`. A result may hold a new plaintext key, and

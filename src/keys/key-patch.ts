@@ -1,6 +1,6 @@
 import { parseDuration } from "../config/duration.js";
 import { ALL_PROXY_MODELS } from "../auth/auth-record.js";
-import { BadRequestError } from "../http/errors.js";
+import { BadRequestError } from "../errors/errors.js";
 import type { KeyPatch } from "../store/key-store.js";
 import type { KeyFields } from "./key-schemas.js";
 

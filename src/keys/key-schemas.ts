@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { DurationError, parseKeyDuration, type DurationUnit } from "../config/duration.js";
-import { BadRequestError } from "../http/errors.js";
+import { BadRequestError } from "../errors/errors.js";
 import { CUSTOM_KEY_PATTERN, CUSTOM_KEY_RULE } from "../auth/key-material.js";
 
 /**

@@ -1,5 +1,5 @@
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
-import { ConflictError, NotFoundError } from "../http/errors.js";
+import { ConflictError, NotFoundError } from "../errors/errors.js";
 import { endGraceOf, findDeprecatedKey } from "../store/deprecated-key-store.js";
 import { findStoredResult, lockIdempotencyKey, storeResult } from "../store/idempotency-store.js";
 import {
@@ -18,7 +18,7 @@ import {
 } from "../store/key-store.js";
 import type { Database } from "../store/database.js";
 import { resetSpend } from "../store/spend-store.js";
-import { legacyDeleteByTokens } from "../testing/legacy-delete.js";
+import { legacyDeleteByTokens } from "./legacy-delete.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 import { allTokensOf, lockKeyByToken, lockKeysByTokens } from "./key-addressing.js";
 import { commitKeyChange, type CommittedEventSink } from "./key-change.js";

@@ -1,6 +1,6 @@
 import { DurationError, parseDuration } from "../config/duration.js";
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
-import { BadRequestError, ConflictError, NotFoundError } from "../http/errors.js";
+import { BadRequestError, ConflictError, NotFoundError } from "../errors/errors.js";
 import type { RotationLock } from "../redis/rotation-lock.js";
 import { findDeprecatedKey, insertDeprecatedKey, repointDeprecatedKeys, startGraceNow } from "../store/deprecated-key-store.js";
 import { findStoredResult, lockIdempotencyKey, storeResult } from "../store/idempotency-store.js";

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import type { LimitSettings } from "../config/settings.js";
-import { DependencyUnavailableError } from "../faults/breaker.js";
+import { DependencyUnavailableError } from "../errors/errors.js";
 import { countsAgainstHealth } from "../faults/classify.js";
-import { BudgetExceededError, RateLimitError, ServiceUnavailableError } from "../http/errors.js";
+import { BudgetExceededError, RateLimitError, ServiceUnavailableError } from "../errors/errors.js";
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { readDurableSpend } from "../store/spend-store.js";

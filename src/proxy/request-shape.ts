@@ -1,4 +1,4 @@
-import { BadRequestError } from "../http/errors.js";
+import { BadRequestError } from "../errors/errors.js";
 import type { Endpoint } from "./provider.js";
 
 /**

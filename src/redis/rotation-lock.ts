@@ -1,7 +1,7 @@
 import { ExecutionError, Redlock, ResourceLockedError } from "@sesamecare-oss/redlock";
 import type { Logger } from "../logger.js";
 import type { DependencyBreaker } from "../faults/breaker.js";
-import { ConflictError } from "../http/errors.js";
+import { ConflictError } from "../errors/errors.js";
 import type { GatehouseRedis } from "./client.js";
 import type { RedisKeys } from "./key-names.js";
 

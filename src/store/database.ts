@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { classifyFailure } from "../faults/classify.js";
-import { DependencyUnavailableError, type DependencyBreaker } from "../faults/breaker.js";
+import { CommitOutcomeUnknownError, DependencyUnavailableError } from "../errors/errors.js";
+import type { DependencyBreaker } from "../faults/breaker.js";
 import { retry } from "../faults/retry.js";
 import type { Queryable } from "./db.js";
 
@@ -14,12 +15,6 @@ import type { Queryable } from "./db.js";
  *   the result is returned. Not landed: the transaction is run again. Cannot tell: 503, never a guess.
  * A dependency that does not answer becomes DependencyUnavailableError (503 with Retry-After).
  */
-export class CommitOutcomeUnknownError extends DependencyUnavailableError {
-  constructor(cause: unknown) {
-    super("postgres", 1, cause);
-    this.message = "the database connection failed while committing and the outcome could not be confirmed; retry (with the same Idempotency-Key to be safe)";
-  }
-}
 
 class CommitInterrupted<T> extends Error {
   constructor(

@@ -1,5 +1,5 @@
 import { Agent, errors as undiciErrors, request } from "undici";
-import { UpstreamError } from "../../http/errors.js";
+import { UpstreamError } from "../../errors/errors.js";
 import type { Provider, UpstreamCall, UpstreamResponse } from "../provider.js";
 
 const PATHS = { "chat.completions": "/chat/completions", completions: "/completions", embeddings: "/embeddings" } as const;

@@ -1,5 +1,5 @@
 import { keyDisplayName, toTokenHash } from "../auth/key-material.js";
-import { NotFoundError } from "../http/errors.js";
+import { NotFoundError } from "../errors/errors.js";
 import type { CommittedEventSink } from "../keys/key-change.js";
 import { commitKeyChange } from "../keys/key-change.js";
 import type { Database } from "../store/database.js";

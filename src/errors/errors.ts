@@ -84,6 +84,25 @@ export class UpstreamError extends GatewayError {
   }
 }
 
+/** A dependency (Postgres, Redis) cannot be asked right now: its breaker is open, or it did not answer in time. */
+export class DependencyUnavailableError extends ServiceUnavailableError {
+  constructor(
+    readonly dependency: string,
+    retryAfterSeconds: number,
+    override readonly cause?: unknown,
+  ) {
+    super(`${dependency} is unavailable right now; retry shortly`, retryAfterSeconds, `${dependency}_unavailable`);
+  }
+}
+
+/** The connection died during COMMIT and whether the change landed could not be confirmed. */
+export class CommitOutcomeUnknownError extends DependencyUnavailableError {
+  constructor(cause: unknown) {
+    super("postgres", 1, cause);
+    this.message = "the database connection failed while committing and the outcome could not be confirmed; retry (with the same Idempotency-Key to be safe)";
+  }
+}
+
 export function internalErrorBody(): OpenAIErrorBody {
   return { error: { message: "internal error", type: "internal_error", param: null, code: "internal_error" } };
 }
