@@ -76,6 +76,8 @@ describe("GET /metrics", () => {
     expect(series(text, "gatehouse_limit_rejections_total", { reason: "rpm" })).toBe(1);
     expect(series(text, "gatehouse_limit_admissions_total", { path: "redis" })).toBeGreaterThanOrEqual(1);
     expect(series(text, "gatehouse_process_resident_memory_bytes")).toBeGreaterThan(0);
+    // Counters kept by coherence and the limiter are exported too.
+    for (const name of ["gatehouse_l1_drops_total", "gatehouse_catch_up_failures_total", "gatehouse_limit_settle_failures_total", "gatehouse_l2_forged_records_total", "gatehouse_unknown_keys_filtered_total"]) expect(text, name).toContain(`# TYPE ${name} counter`);
     // Route patterns, never URLs: paths carry keys.
     expect(text).not.toContain(rotated.key);
     expect(text).not.toContain(k.key);

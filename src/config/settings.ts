@@ -17,7 +17,9 @@ const PROVIDERS = ["openai", "mock"] as const;
 export type ProviderName = (typeof PROVIDERS)[number];
 
 /** The litellm_params fields Gatehouse reads; any other field is accepted, kept and reported once. */
-const KNOWN_LITELLM_PARAMS = new Set(["model", "api_base", "api_key", "input_cost_per_token", "output_cost_per_token", "timeout", "stream_timeout"]);
+// `stream_timeout` is LiteLLM's; Gatehouse has one read timeout for streams and answers alike (`timeout`), so it is
+// reported as ignored rather than silently accepted.
+const KNOWN_LITELLM_PARAMS = new Set(["model", "api_base", "api_key", "input_cost_per_token", "output_cost_per_token", "timeout"]);
 
 const nonNegative = z.number().finite().nonnegative();
 
@@ -30,7 +32,6 @@ const litellmParamsSchema = z
     input_cost_per_token: nonNegative.optional(),
     output_cost_per_token: nonNegative.optional(),
     timeout: z.number().positive().optional(),
-    stream_timeout: z.number().positive().optional(),
   })
   .loose();
 

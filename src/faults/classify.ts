@@ -45,11 +45,6 @@ export function classifyFailure(err: unknown): FailureKind {
   return "permanent";
 }
 
-/** Worth trying again (before COMMIT): the same request may well succeed in a moment. */
-export function isTransient(err: unknown): boolean {
-  return classifyFailure(err) !== "permanent";
-}
-
 /** Evidence that the server is unhealthy: what opens a circuit breaker. */
 export function countsAgainstHealth(err: unknown): boolean {
   const kind = classifyFailure(err);

@@ -20,6 +20,11 @@ export interface MetricSources {
   l2Forged: () => number;
   /** Unknown keys answered without a database look-up (the token filter). */
   unknownKeysFiltered: () => number;
+  /** Whole-L1 drops (events needed to keep it current were pruned) and failed catch-ups of the event table. */
+  l1Drops: () => number;
+  catchUpFailures: () => number;
+  /** Settlements of limited requests that could not reach Redis. */
+  settleFailures: () => number;
 }
 
 const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
@@ -57,6 +62,9 @@ export class Metrics {
     snapshotCounter(registers, "gatehouse_event_notifications_total", "Key event notifications received", [], () => [[{}, sources.notifications()]]);
     snapshotCounter(registers, "gatehouse_l2_forged_records_total", "L2 records that failed their authentication check and were ignored", [], () => [[{}, sources.l2Forged()]]);
     snapshotCounter(registers, "gatehouse_unknown_keys_filtered_total", "Unknown keys refused by the token filter without a database look-up", [], () => [[{}, sources.unknownKeysFiltered()]]);
+    snapshotCounter(registers, "gatehouse_l1_drops_total", "Times the whole L1 was dropped because the events needed to keep it current were pruned", [], () => [[{}, sources.l1Drops()]]);
+    snapshotCounter(registers, "gatehouse_catch_up_failures_total", "Catch-ups of the event table that failed (retried every heartbeat)", [], () => [[{}, sources.catchUpFailures()]]);
+    snapshotCounter(registers, "gatehouse_limit_settle_failures_total", "Settlements of limited requests that could not reach Redis (reservations expire instead)", [], () => [[{}, sources.settleFailures()]]);
     snapshotCounter(registers, "gatehouse_spend_total", "Spend charged by this replica (config currency)", [], () => [[{}, sources.spendCharged()]]);
     snapshotCounter(registers, "gatehouse_limit_rejections_total", "Requests refused by a budget or rate limit, by reason", ["reason"], () =>
       Object.entries(sources.limitRejections()).map(([reason, n]) => [{ reason }, n]),

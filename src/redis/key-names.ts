@@ -33,8 +33,4 @@ export class RedisKeys {
     return { ledger: `${base}ledger`, inflight: `${base}inflight`, reserved: `${base}reserved`, requests: `${base}rpm`, tokens: `${base}tpm` };
   }
 
-  /** Pattern matching every key of this deployment, for test cleanup and admin tools. */
-  all(): string {
-    return `${this.prefix}*`;
-  }
 }
