@@ -14,7 +14,7 @@ import { L2Guard } from "./coherence/l2-guard.js";
 import { TokenFilterKeeper } from "./coherence/token-filter-keeper.js";
 import { reinstatedBugs } from "./testing/reinstated-bugs.js";
 import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS, REDIS_BREAKER_OPTIONS } from "./faults/breaker.js";
-import { buildApp } from "./http/app.js";
+import { buildHttp } from "./http/app.js";
 import { IdempotencyVault } from "./keys/idempotency.js";
 import { KeyService } from "./keys/key-service.js";
 import { RotationService } from "./keys/rotation-service.js";
@@ -241,7 +241,7 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
   const openai = new OpenAICompatibleProvider(settings.upstream);
   undo.push(() => openai.close());
   let shuttingDown = false;
-  const app = buildApp({
+  const http = buildHttp({
     logger,
     authenticator,
     masterKey: new MasterKey(masterKey),
@@ -282,7 +282,7 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
       // How often Node looks for requests past those timeouts: this is their precision.
       connectionsCheckingInterval: 1_000,
     },
-    app,
+    http.listener,
   );
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -307,7 +307,7 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
     coherence,
     sweeper,
     metrics,
-    app,
+    app: http.app,
     limits,
     spendLedger,
     breakers,

@@ -47,6 +47,7 @@ describe("GET /metrics", () => {
     expect((await gw.call("/v1/chat/completions", { key: k.key, body: chatBody("priced") })).status).toBe(200);
     expect((await gw.call("/v1/chat/completions", { key: k.key, body: chatBody("mock-gpt") })).status).toBe(429);
     expect((await gw.call("/v1/chat/completions", { key: "sk-not-a-key-000000", body: chatBody("mock-gpt") })).status).toBe(401);
+    expect((await gw.call("/v1/no-such-route", { key: "sk-not-a-key-000000", body: chatBody("mock-gpt") })).status).toBe(401);
     const rotated = await gw.newKey();
     expect((await gw.admin(`/key/${rotated.key}/regenerate`, { grace_period: "1h" })).status).toBe(200);
     expect((await gw.admin(`/key/${rotated.key}/regenerate`, {})).status).toBe(409);
@@ -58,7 +59,9 @@ describe("GET /metrics", () => {
     expect(series(text, "gatehouse_requests_total", { route: "/v1/chat/completions", model: "mock-gpt", status: "200" })).toBeGreaterThanOrEqual(1);
     expect(series(text, "gatehouse_requests_total", { route: "/v1/chat/completions", status: "429" })).toBe(1);
     expect(series(text, "gatehouse_requests_total", { route: "/key/:key/regenerate", status: "200" })).toBe(1);
-    expect(series(text, "gatehouse_request_duration_seconds_count", { route: "/v1/chat/completions" })).toBe(3);
+    expect(series(text, "gatehouse_request_duration_seconds_count", { route: "/v1/chat/completions" })).toBe(4);
+    // An OpenAI route is known from its exact path before authentication: a 401 there carries its pattern.
+    expect(series(text, "gatehouse_requests_total", { route: "/v1/chat/completions", status: "401" })).toBe(1);
     // Refused before a route matched (the auth middleware): labelled by the prefix, not the URL.
     expect(series(text, "gatehouse_requests_total", { route: "/v1/*", status: "401" })).toBe(1);
     expect(series(text, "gatehouse_overhead_duration_seconds_count", { route: "/v1/chat/completions" })).toBe(2);

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OPENAI_ROUTES } from "../src/http/openai-routes.js";
 import { startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
 
 let gw: TestGateway;
@@ -32,7 +33,8 @@ describe("GET /openapi.json", () => {
     expect(res.status).toBe(200);
     const doc = res.body;
     expect(doc.openapi).toBe("3.1.0");
-    const routes = appRoutes(gw.gateway.app);
+    // The express app's routes and the OpenAI routes served in front of it.
+    const routes = [...appRoutes(gw.gateway.app), ...OPENAI_ROUTES];
     expect(routes.length).toBeGreaterThan(20);
     for (const { method, path } of routes) expect(doc.paths[path]?.[method], `${method.toUpperCase()} ${path}`).toBeDefined();
     // Nothing documented that the app does not serve.

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type Express } from "express";
 import type { Logger } from "../logger.js";
 import type { Authenticator } from "../auth/authenticator.js";
@@ -14,11 +15,11 @@ import { metricsRoutes } from "./metrics-routes.js";
 import { buildOpenApiDocument } from "./openapi.js";
 import { MasterKey as Token } from "../auth/master-key.js";
 import { adminRoutes } from "./admin-routes.js";
-import { requireMasterKey, requireVirtualKey } from "./auth-middleware.js";
+import { CallerAuth, requireMasterKey, requireVirtualKey } from "./auth-middleware.js";
 import { errorHandler, notFoundRoute } from "./error-handler.js";
 import { healthRoutes, type HealthDeps } from "./health-routes.js";
-import { proxyRoutes } from "./proxy-routes.js";
-import { keepRawBody, requestLog } from "./request-context.js";
+import { AccessLog, expressAccessLog } from "./access-log.js";
+import { OpenAIRoutes } from "./openai-routes.js";
 
 export interface AppDeps {
   logger: Logger;
@@ -39,12 +40,47 @@ export interface AppDeps {
   version: string;
 }
 
-/** The HTTP surface: health, the /key admin API (master key), and the OpenAI routes (virtual keys). */
-export function buildApp(deps: AppDeps): Express {
+/**
+ * The HTTP surface of one replica: a request listener for node:http. The OpenAI routes are served by
+ * OpenAIRoutes at the node:http level; everything else — health, metrics, OpenAPI, the /key admin API
+ * (master key) — by the express app. Both share one CallerAuth, one AccessLog and one error mapping.
+ */
+export interface Http {
+  listener: (req: IncomingMessage, res: ServerResponse) => void;
+  /** The express app (routes are listed from it by test/openapi.test.ts). */
+  app: Express;
+}
+
+export function buildHttp(deps: AppDeps): Http {
+  const auth = new CallerAuth(deps.authenticator, deps.masterKey, deps.masterKeyOnProxy === "allow");
+  const accessLog = new AccessLog(deps.logger, deps.metrics);
+  const app = buildApp(deps, auth, accessLog);
+  const openai = new OpenAIRoutes({
+    auth,
+    accessLog,
+    logger: deps.logger,
+    models: deps.models,
+    providers: deps.providers,
+    limits: deps.limits,
+    defaultMaxTokens: deps.defaultMaxTokens,
+    maxRequestBodyBytes: deps.maxRequestBodyBytes,
+    // Never the upstream's message: it may quote part of the upstream key.
+    onUpstreamAuthFailure: (deployment, status) =>
+      deps.logger.error({ model: deployment.modelName, api_base: deployment.apiBase, upstream_status: status }, "the upstream provider refused this gateway's credentials; check the model's api_key"),
+  });
+  return {
+    app,
+    listener: (req, res) => {
+      if (!openai.handle(req, res)) app(req, res);
+    },
+  };
+}
+
+function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
-  app.use(requestLog(deps.logger, (route, model, status, seconds, upstream) => deps.metrics.request(route, model, status, seconds, upstream)));
+  app.use(expressAccessLog(accessLog));
   app.use(healthRoutes(deps.health));
   const openapi = JSON.stringify(buildOpenApiDocument(deps.version));
   app.get("/openapi.json", (_req, res) => {
@@ -53,24 +89,12 @@ export function buildApp(deps: AppDeps): Express {
   app.use(metricsRoutes(deps.metrics, deps.masterKey, deps.metricsToken ? new Token(deps.metricsToken) : undefined));
   // Authenticate first, from the headers alone; only then read and parse the body (docs/security.md): an
   // unauthenticated client cannot make a replica buffer or decode megabytes.
-  const adminPrefixes = ["/key", "/debug"];
-  const proxyPrefixes = ["/v1", "/chat", "/completions", "/embeddings", "/models"];
-  app.use(adminPrefixes, requireMasterKey(deps.masterKey, deps.authenticator));
-  app.use(proxyPrefixes, requireVirtualKey(deps.authenticator, deps.masterKey, deps.masterKeyOnProxy === "allow"));
-  // The raw bytes are kept so the proxy can forward a body it did not need to change without re-serialising it.
-  app.use([...adminPrefixes, ...proxyPrefixes], express.json({ limit: deps.maxRequestBodyBytes, verify: keepRawBody }));
+  app.use(["/key", "/debug"], requireMasterKey(auth));
+  // The OpenAI routes themselves never reach the express app; any other path under these prefixes still
+  // needs a virtual key before it learns that there is no such route.
+  app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(auth));
+  app.use(["/key", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }));
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
-  app.use(
-    proxyRoutes({
-      models: deps.models,
-      providers: deps.providers,
-      limits: deps.limits,
-      defaultMaxTokens: deps.defaultMaxTokens,
-      // Never the upstream's message: it may quote part of the upstream key.
-      onUpstreamAuthFailure: (deployment, status) =>
-        deps.logger.error({ model: deployment.modelName, api_base: deployment.apiBase, upstream_status: status }, "the upstream provider refused this gateway's credentials; check the model's api_key"),
-    }),
-  );
   app.use(notFoundRoute);
   app.use(errorHandler(deps.logger, deps.maxRequestBodyBytes));
   return app;

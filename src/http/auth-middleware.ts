@@ -1,8 +1,10 @@
+import type { IncomingHttpHeaders } from "node:http";
 import type { NextFunction, Request, Response } from "express";
 import type { AuthResult, Authenticator } from "../auth/authenticator.js";
 import type { MasterKey } from "../auth/master-key.js";
 import { AuthenticationError, PermissionError } from "../errors/errors.js";
-import { bearerToken, locals } from "./request-context.js";
+import { recordOf } from "./access-log.js";
+import { bearerToken } from "./bearer.js";
 
 /**
  * The master key's identity on the OpenAI routes (LiteLLM lets it call models): every model, no limits, logged
@@ -30,34 +32,55 @@ export const MASTER_IDENTITY: AuthResult = Object.freeze({
 }) as AuthResult;
 
 /**
- * Proxy routes: the bearer must be a usable virtual key (or the master key, unless `server.master_key_on_proxy`
- * forbids it). Runs before the body is read: an unauthenticated request costs no body parsing.
+ * Who is calling, from the request's headers alone (docs/security.md: authentication happens before the body is
+ * read, so an unauthenticated request costs no body parsing). One implementation for the OpenAI routes and for
+ * the express app.
  */
-export function requireVirtualKey(authenticator: Authenticator, masterKey: MasterKey, masterKeyAllowed: boolean) {
-  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-    const bearer = bearerToken(req);
-    if (!bearer) throw new AuthenticationError("Missing API key: send it as 'Authorization: Bearer sk-...'.", "missing_api_key");
-    if (masterKey.matches(bearer)) {
-      if (!masterKeyAllowed) throw new PermissionError("The master key may not call models on this gateway (server.master_key_on_proxy: forbid); use a virtual key.", "master_key_not_allowed");
-      locals(res).auth = MASTER_IDENTITY;
-      return next();
-    }
-    locals(res).auth = await authenticator.authenticate(bearer);
-    next();
-  };
-}
+export class CallerAuth {
+  constructor(
+    private readonly authenticator: Authenticator,
+    private readonly masterKey: MasterKey,
+    /** `server.master_key_on_proxy`: may the master key call models? */
+    private readonly masterKeyOnProxy: boolean,
+  ) {}
 
-/** Admin routes: the master key only. A valid virtual key gets 403 (known, not an admin); anything else 401. */
-export function requireMasterKey(masterKey: MasterKey, authenticator: Authenticator) {
-  return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
-    const bearer = bearerToken(req);
-    if (masterKey.matches(bearer)) return next();
+  /** Proxy routes: a usable virtual key (or the master key, unless `server.master_key_on_proxy` forbids it). */
+  virtualKey(headers: IncomingHttpHeaders): Promise<AuthResult> {
+    const bearer = bearerToken(headers);
+    if (!bearer) return Promise.reject(new AuthenticationError("Missing API key: send it as 'Authorization: Bearer sk-...'.", "missing_api_key"));
+    if (this.masterKey.matches(bearer)) {
+      if (!this.masterKeyOnProxy) return Promise.reject(new PermissionError("The master key may not call models on this gateway (server.master_key_on_proxy: forbid); use a virtual key.", "master_key_not_allowed"));
+      return Promise.resolve(MASTER_IDENTITY);
+    }
+    return this.authenticator.authenticate(bearer);
+  }
+
+  /** Admin routes: the master key only. A valid virtual key gets 403 (known, not an admin); anything else 401. */
+  async admin(headers: IncomingHttpHeaders): Promise<void> {
+    const bearer = bearerToken(headers);
+    if (this.masterKey.matches(bearer)) return;
     if (!bearer) throw new AuthenticationError("Missing master key: send it as 'Authorization: Bearer <master key>'.", "missing_api_key");
-    const isVirtualKey = await authenticator.authenticate(bearer).then(
+    const isVirtualKey = await this.authenticator.authenticate(bearer).then(
       () => true,
       () => false,
     );
     if (isVirtualKey) throw new PermissionError("This route needs the master key; a virtual key is not an admin.", "not_admin");
     throw new AuthenticationError("Invalid master key.", "invalid_master_key");
+  }
+}
+
+/** Express middleware: the virtual key of a request the express app serves under a proxy prefix. */
+export function requireVirtualKey(auth: CallerAuth) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    recordOf(res).auth = await auth.virtualKey(req.headers);
+    next();
+  };
+}
+
+/** Express middleware: the master key. */
+export function requireMasterKey(auth: CallerAuth) {
+  return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
+    await auth.admin(req.headers);
+    next();
   };
 }

@@ -2,7 +2,7 @@ import { Router } from "express";
 import type { MasterKey } from "../auth/master-key.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { AuthenticationError } from "../errors/errors.js";
-import { bearerToken } from "./request-context.js";
+import { bearerToken } from "./bearer.js";
 
 /**
  * GET /metrics in Prometheus text. A scraper authenticates with the master key or, better, with the
@@ -11,7 +11,7 @@ import { bearerToken } from "./request-context.js";
 export function metricsRoutes(metrics: Metrics, masterKey: MasterKey, metricsToken: MasterKey | undefined): Router {
   const router = Router();
   router.get("/metrics", async (req, res) => {
-    const bearer = bearerToken(req);
+    const bearer = bearerToken(req.headers);
     if (!masterKey.matches(bearer) && !metricsToken?.matches(bearer)) {
       throw new AuthenticationError("/metrics needs the metrics token or the master key: 'Authorization: Bearer <token>'.", "invalid_metrics_token");
     }

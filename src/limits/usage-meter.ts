@@ -3,7 +3,8 @@ import { tokensFromUsage, type TokenCount } from "./pricing.js";
 /**
  * Reads the token usage out of an upstream answer while it is relayed, without delaying any byte.
  *
- * - JSON answers: the bytes are kept (up to a cap) and `usage` is read once the answer is complete.
+ * - JSON answers: the chunks are kept (up to a cap) and `usage` is read once the answer is complete, from its
+ *   last few KiB where it is (OpenAI writes it last), from the whole answer otherwise.
  * - SSE streams: frames are split on the blank line; a frame that carries `usage` is parsed. Gatehouse
  *   asks upstream for the usage chunk (`stream_options.include_usage`); a client that did not ask for it
  *   does not get it (OpenAI's contract: the chunk with empty `choices` comes only on request).
@@ -20,32 +21,73 @@ export interface UsageMeter {
 }
 
 export function jsonUsageMeter(): UsageMeter {
-  const parts: Buffer[] = [];
+  const parts: Array<Uint8Array | string> = [];
   let bytes = 0;
   let usage: TokenCount | undefined;
   return {
     pass(chunk) {
+      // Only references are kept; nothing is copied unless the tail does not hold the usage.
       if (bytes <= MAX_JSON_BYTES) {
-        const b = typeof chunk === "string" ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-        parts.push(b);
-        bytes += b.length;
+        parts.push(chunk);
+        bytes += chunk.length;
       }
       return chunk;
     },
     end() {
-      if (bytes <= MAX_JSON_BYTES) {
-        try {
-          usage = tokensFromUsage((JSON.parse(Buffer.concat(parts).toString("utf8")) as { usage?: unknown }).usage);
-        } catch {
-          usage = undefined;
-        }
-      }
+      if (bytes <= MAX_JSON_BYTES) usage = usageFromTail(parts) ?? usageFromWhole(parts);
       return "";
     },
     get usage() {
       return usage;
     },
   };
+}
+
+// OpenAI-compatible servers write `usage` last: the answer's last few KiB hold it, and reading only those
+// costs the same for a 100-byte answer and a 100 KiB one. Anything else falls back to parsing the whole answer.
+const TAIL_BYTES = 4096;
+
+/** The `usage` object found in the answer's last bytes, or undefined when the tail does not hold a readable one. */
+export function usageFromTail(parts: ReadonlyArray<Uint8Array | string>): TokenCount | undefined {
+  let tail = "";
+  for (let i = parts.length - 1; i >= 0 && tail.length < TAIL_BYTES; i--) {
+    const part = parts[i]!;
+    // latin1 maps byte for byte: a multi-byte character cut at the edge cannot shift what follows, and the
+    // usage object itself is ASCII.
+    tail = (typeof part === "string" ? part : Buffer.from(part.buffer, part.byteOffset, part.byteLength).toString("latin1")) + tail;
+  }
+  const at = tail.lastIndexOf('"usage"');
+  if (at === -1) return undefined;
+  let i = at + 7;
+  while (i < tail.length && (tail[i] === " " || tail[i] === "\n" || tail[i] === "\r" || tail[i] === "\t")) i++;
+  if (tail[i] !== ":") return undefined;
+  i++;
+  while (i < tail.length && (tail[i] === " " || tail[i] === "\n" || tail[i] === "\r" || tail[i] === "\t")) i++;
+  if (tail[i] !== "{") return undefined;
+  // The usage object holds numbers and nested objects of numbers (its keys are plain names): its braces can be
+  // counted without parsing strings.
+  let depth = 0;
+  for (let j = i; j < tail.length; j++) {
+    const c = tail[j];
+    if (c === "{") depth++;
+    else if (c === "}" && --depth === 0) {
+      try {
+        return tokensFromUsage(JSON.parse(tail.slice(i, j + 1)));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+function usageFromWhole(parts: ReadonlyArray<Uint8Array | string>): TokenCount | undefined {
+  try {
+    const text = parts.map((p) => (typeof p === "string" ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength).toString("utf8"))).join("");
+    return tokensFromUsage((JSON.parse(text) as { usage?: unknown }).usage);
+  } catch {
+    return undefined;
+  }
 }
 
 export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {

@@ -39,6 +39,8 @@ export class Metrics {
   private readonly overhead: Histogram<"route">;
   private readonly lag: Histogram;
   private readonly rotations: Counter<"outcome">;
+  /** Route patterns are a small fixed set (unmatched paths share one label), so this map stays small. */
+  private readonly routes = new Map<string, RouteRecorder>();
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -91,12 +93,22 @@ export class Metrics {
     });
   }
 
+  /**
+   * The recorder of one route's finished requests. Its label children are made once and kept: prom-client
+   * otherwise hashes a label object on every increment, on every request.
+   */
+  route(route: string): RouteRecorder {
+    let recorder = this.routes.get(route);
+    if (!recorder) {
+      recorder = new RouteRecorder(route, this.requests, this.latency.labels(route), this.overhead.labels(route), route.endsWith("/regenerate") ? this.rotations : undefined);
+      this.routes.set(route, recorder);
+    }
+    return recorder;
+  }
+
   /** One finished request. `upstreamSeconds` is set on proxy routes that reached the upstream. */
   request(route: string, model: string | undefined, status: number, seconds: number, upstreamSeconds: number | undefined): void {
-    this.requests.inc({ route, model: model ?? "", status: String(status) });
-    this.latency.observe({ route }, seconds);
-    if (upstreamSeconds !== undefined) this.overhead.observe({ route }, Math.max(0, seconds - upstreamSeconds));
-    if (route.endsWith("/regenerate")) this.rotations.inc({ outcome: rotationOutcome(status) });
+    this.route(route).finished(model, status, seconds, upstreamSeconds);
   }
 
   invalidationLag(ms: number): void {
@@ -109,6 +121,31 @@ export class Metrics {
 
   get contentType(): string {
     return this.registry.contentType;
+  }
+}
+
+/** Finished requests of one route; children per model and status are made on first use. */
+export class RouteRecorder {
+  private readonly byModel = new Map<string, Map<number, Counter.Internal>>();
+
+  constructor(
+    private readonly route: string,
+    private readonly requests: Counter<"route" | "model" | "status">,
+    private readonly latency: Histogram.Internal<"route">,
+    private readonly overhead: Histogram.Internal<"route">,
+    private readonly rotations: Counter<"outcome"> | undefined,
+  ) {}
+
+  finished(model: string | undefined, status: number, seconds: number, upstreamSeconds: number | undefined): void {
+    const label = model ?? "";
+    let byStatus = this.byModel.get(label);
+    if (!byStatus) this.byModel.set(label, (byStatus = new Map()));
+    let counter = byStatus.get(status);
+    if (!counter) byStatus.set(status, (counter = this.requests.labels(this.route, label, String(status))));
+    counter.inc();
+    this.latency.observe(seconds);
+    if (upstreamSeconds !== undefined) this.overhead.observe(Math.max(0, seconds - upstreamSeconds));
+    this.rotations?.inc({ outcome: rotationOutcome(status) });
   }
 }
 

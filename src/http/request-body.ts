@@ -1,0 +1,113 @@
+import type { IncomingMessage } from "node:http";
+import type { Readable } from "node:stream";
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
+import { BadRequestError } from "../errors/errors.js";
+
+/**
+ * Reads a JSON request body for the OpenAI routes, with the rules express.json applies to the admin API:
+ * `Content-Type: application/json` (utf-8), a size limit on the decoded bytes, gzip / deflate / br
+ * Content-Encoding, strict JSON (an object or an array; an empty body is `{}`). Errors carry body-parser's
+ * `type` names so one mapping (error-mapping.ts) turns them into 4xx answers.
+ *
+ * Resolves with the bytes as the client sent them (decoded): forwarded upstream as they are when nothing in
+ * them has to change.
+ */
+export function readJsonBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const contentType = req.headers["content-type"];
+  if (contentType === undefined || !isJsonMediaType(contentType)) {
+    return Promise.reject(new BadRequestError("request body must be a JSON object (Content-Type: application/json)"));
+  }
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1]?.toLowerCase();
+  if (charset !== undefined && !charset.startsWith("utf-")) return Promise.reject(typed("charset.unsupported", 415));
+  const declared = Number(req.headers["content-length"]);
+  const encoding = (req.headers["content-encoding"] ?? "identity").toLowerCase();
+  if (encoding === "identity" && declared > limit) return Promise.reject(typed("entity.too.large", 413));
+  let source: Readable = req;
+  if (encoding === "gzip" || encoding === "x-gzip") source = req.pipe(createGunzip());
+  else if (encoding === "deflate") source = req.pipe(createInflate());
+  else if (encoding === "br") source = req.pipe(createBrotliDecompress());
+  else if (encoding !== "identity") return Promise.reject(typed("encoding.unsupported", 415));
+  return new Promise<Buffer>((resolve, reject) => {
+    const reader: BodyReader = { chunks: [], size: 0, limit, resolve, reject, source, done: false };
+    (source as Tagged)[READER] = reader;
+    source.on("data", onData);
+    source.once("end", onEnd);
+    source.once("error", onError);
+    if (source !== req) {
+      (req as Tagged)[READER] = reader;
+      req.once("error", onError);
+    }
+    req.once("aborted", onAborted);
+    (req as Tagged)[READER] = reader;
+  });
+}
+
+/** The media type is application/json, with parameters or not (what express.json accepts by default). */
+function isJsonMediaType(value: string): boolean {
+  const semicolon = value.indexOf(";");
+  const type = (semicolon === -1 ? value : value.slice(0, semicolon)).trim().toLowerCase();
+  return type === "application/json";
+}
+
+/** Parses a body read by readJsonBody: strict JSON, an object or an array; empty is `{}`. */
+export function parseJsonBody(raw: Buffer): unknown {
+  let i = 0;
+  while (i < raw.length && (raw[i] === 0x20 || raw[i] === 0x0a || raw[i] === 0x0d || raw[i] === 0x09)) i++;
+  if (i === raw.length) return {};
+  if (raw[i] !== 0x7b && raw[i] !== 0x5b) throw typed("entity.parse.failed", 400);
+  try {
+    return JSON.parse(raw.toString("utf8"));
+  } catch {
+    throw typed("entity.parse.failed", 400);
+  }
+}
+
+const READER = Symbol("bodyReader");
+interface BodyReader {
+  chunks: Buffer[];
+  size: number;
+  limit: number;
+  resolve: (body: Buffer) => void;
+  reject: (err: unknown) => void;
+  source: Readable;
+  done: boolean;
+}
+type Tagged = { [READER]?: BodyReader };
+
+// Listeners are module functions, not closures made per request: `this` is the stream they listen on.
+function onData(this: Tagged, chunk: Buffer): void {
+  const reader = this[READER]!;
+  if (reader.done) return;
+  reader.size += chunk.length;
+  if (reader.size > reader.limit) return settle(reader, typed("entity.too.large", 413));
+  reader.chunks.push(chunk);
+}
+
+function onEnd(this: Tagged): void {
+  const reader = this[READER]!;
+  if (reader.done) return;
+  reader.done = true;
+  reader.resolve(reader.chunks.length === 1 ? reader.chunks[0]! : Buffer.concat(reader.chunks, reader.size));
+}
+
+function onError(this: Tagged, err: unknown): void {
+  const reader = this[READER];
+  if (reader) settle(reader, (err as { code?: unknown }).code === "ECONNRESET" ? typed("request.aborted", 400) : err);
+}
+
+function onAborted(this: Tagged): void {
+  const reader = this[READER];
+  if (reader) settle(reader, typed("request.aborted", 400));
+}
+
+function settle(reader: BodyReader, err: unknown): void {
+  if (reader.done) return;
+  reader.done = true;
+  reader.chunks.length = 0;
+  reader.source.removeListener("data", onData);
+  reader.reject(err);
+}
+
+function typed(type: string, status: number): Error {
+  return Object.assign(new Error(type), { type, status });
+}
