@@ -296,6 +296,10 @@ function hasGatewayOnlyField(request: Record<string, unknown>): boolean {
   return false;
 }
 
+// A JSON answer up to this size is sent in one write with its Content-Length: one system call instead of a chunked
+// write per upstream chunk plus the terminating chunk. Larger answers are relayed as they arrive.
+const ONE_WRITE_MAX_BYTES = 1024 * 1024;
+
 /** Relays an upstream answer (status, headers, body) to the client, metering usage on the way. */
 async function relayAnswer(x: Exchange, stream: boolean, meter: UsageMeter | undefined, upstream: UpstreamResponse): Promise<void> {
   const { res } = x;
@@ -307,20 +311,37 @@ async function relayAnswer(x: Exchange, stream: boolean, meter: UsageMeter | und
     res.setHeader("x-accel-buffering", "no"); // nginx in front must not buffer the stream
     res.flushHeaders();
   }
+  let held: Array<Uint8Array | string> | undefined = stream ? undefined : [];
+  let heldBytes = 0;
   try {
     for await (const chunk of upstream.body) {
       if (signal.aborted) return;
       const out = meter ? meter.pass(chunk) : chunk;
       if (out.length === 0) continue;
+      if (held !== undefined) {
+        held.push(out);
+        heldBytes += typeof out === "string" ? Buffer.byteLength(out) : out.byteLength;
+        if (heldBytes <= ONE_WRITE_MAX_BYTES) continue;
+        // Too large to hold: what is held goes out now, the rest as it comes.
+        for (const part of held) res.write(part);
+        held = undefined;
+        continue;
+      }
       if (!res.write(out)) await waitForDrain(res, signal);
     }
-    const rest = meter?.end();
-    if (rest) res.end(rest);
-    else res.end();
+    meter?.end();
+    if (held === undefined) return void res.end();
+    if (held.length === 1) return void endWith(res, held[0]!, heldBytes);
+    return void endWith(res, Buffer.concat(held.map((p) => (typeof p === "string" ? Buffer.from(p) : p))), heldBytes);
   } catch (err) {
     if (signal.aborted) return;
     endBrokenStream(res, err);
   }
+}
+
+function endWith(res: ServerResponse, body: Uint8Array | string, bytes: number): void {
+  res.setHeader("content-length", bytes);
+  res.end(body);
 }
 
 function waitForDrain(res: ServerResponse, signal: AbortSignal): Promise<void> {
