@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadSettings, settingLeaves, settingsFromConfig } from "../src/config/settings.js";
+import { ConfigError, loadSettings, settingLeaves, settingsFromConfig, settingVariables, type Settings } from "../src/config/settings.js";
 import { parseDuration } from "../src/config/duration.js";
 import { packageRoot } from "../src/paths.js";
 
@@ -61,6 +61,61 @@ litellm_settings:
       const bad = leaf.kind === "string" ? undefined : "not-valid";
       if (bad) expect(() => settingsFromConfig({}, { source: "t", env: { [leaf.env]: bad } }), leaf.env).toThrowError(new RegExp(leaf.env));
     }
+  });
+
+  /** The cells of the settings table's row for a leaf: setting, variables, default, meaning. */
+  const docRow = (leafPath: string[]) => {
+    const doc = readFileSync(path.join(packageRoot, "docs", "configuration.md"), "utf8");
+    const row = doc.split("\n").find((l) => l.startsWith(`| \`${leafPath.join(".")}\` |`));
+    return row?.split(" | ").map((cell) => cell.replace(/^\| |`| \|$/g, "").trim());
+  };
+  // Where "unset" means something no single default can say (no database_url: embedded), which docs explain.
+  const UNSET_HAS_A_MEANING = ["database_url", "database_listen_url", "redis_url", "metrics.token", "limits.replica_count"];
+
+  it("every setting in the schema has a default (the one documented) and a variable named by the rule", () => {
+    for (const leaf of settingLeaves()) {
+      const name = leaf.path.join(".");
+      expect(leaf.env).toBe(`GATEHOUSE_${leaf.path.join("_").toUpperCase()}`);
+      const [, variables, documentedDefault] = docRow(leaf.path) ?? [];
+      expect(variables?.split(", ").sort(), `docs/configuration.md lists the variables of ${name}`).toEqual([leaf.env, ...leaf.aliases].sort());
+      if (UNSET_HAS_A_MEANING.includes(name)) {
+        expect(leaf.default, name).toBeUndefined();
+        expect(documentedDefault, `docs say what an unset ${name} means`).toBeTruthy();
+      } else {
+        expect(leaf.default, `${name} has a default`).toBeDefined();
+        expect(documentedDefault, `docs/configuration.md shows the default of ${name}`).toBe(String(leaf.default));
+      }
+    }
+  });
+
+  it("every variable, older names included, is read into its setting and checked by the same schema", () => {
+    const INVALID: Record<string, string> = { number: "not-a-number", enum: "not-an-option", duration: "soon" };
+    const INVALID_TEXT: Record<string, string> = { redis_prefix: "no spaces", "metrics.token": "too-short" };
+    for (const leaf of settingLeaves()) {
+      const name = leaf.path.join(".");
+      for (const variable of [...leaf.aliases, leaf.env]) {
+        // A number lands, as a number, in the field of the same name in camelCase.
+        if (leaf.kind === "number" && typeof leaf.default === "number") {
+          const s = settingsFromConfig(ONE_MODEL, { source: "t", env: { [variable]: String(leaf.default + 1) } });
+          const value = leaf.path.reduce<any>((node, key) => node?.[key.replace(/_(.)/g, (_, c: string) => c.toUpperCase())], s as Settings);
+          expect(value, variable).toBe(leaf.default + 1);
+        }
+        const bad = INVALID[leaf.kind] ?? INVALID_TEXT[name];
+        if (bad === undefined) continue; // free text: any value is valid
+        expect(() => settingsFromConfig(ONE_MODEL, { source: "t", env: { [variable]: bad } }), variable).toThrowError(new RegExp(`^environment variable ${variable} \\(gatehouse_settings\\.${name.replaceAll(".", "\\.")}\\): `, "m"));
+      }
+    }
+  });
+
+  it("older variable names keep working, and win over the names the rule gives", () => {
+    expect(settingVariables()).toEqual(expect.arrayContaining(["PORT", "DATABASE_URL", "DATABASE_LISTEN_URL", "REDIS_URL", "GATEHOUSE_MASTER_KEY", "GATEHOUSE_DEFAULT_GRACE_PERIOD", "GATEHOUSE_MAX_GRACE_PERIOD", "GATEHOUSE_DRAIN_TIMEOUT_MS"]));
+    const s = settingsFromConfig(ONE_MODEL, {
+      source: "t",
+      env: { PORT: "81", GATEHOUSE_PORT: "82", DATABASE_URL: "postgres://a/a", GATEHOUSE_DATABASE_URL: "postgres://b/b", GATEHOUSE_DRAIN_TIMEOUT_MS: "5", GATEHOUSE_SHUTDOWN_DRAIN_TIMEOUT_MS: "6", GATEHOUSE_MAX_GRACE_PERIOD: "1d", GATEHOUSE_ROTATION_MAX_GRACE_PERIOD: "2d" },
+    });
+    expect(s).toMatchObject({ port: 81, databaseUrl: "postgres://a/a", shutdown: { drainTimeoutMs: 5 }, rotation: { maxGraceMs: 86_400_000 } });
+    // An empty variable is unset, except an empty Redis prefix, which is a real choice.
+    expect(settingsFromConfig(ONE_MODEL, { source: "t", env: { GATEHOUSE_DATA_DIR: "", GATEHOUSE_REDIS_PREFIX: "" } })).toMatchObject({ dataDir: ".gatehouse", redisPrefix: "" });
   });
 
   it("environment variables win over the file, for nested settings too", () => {

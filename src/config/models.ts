@@ -1,0 +1,57 @@
+import type { z } from "zod";
+import { ConfigError, where, type SettingsContext } from "./context.js";
+import { litellmParamsSchema, modelEntrySchema, PROVIDERS, type ModelDeployment, type ProviderName } from "./schema.js";
+import { resolveSecret } from "./secrets.js";
+
+type ModelEntry = z.output<typeof modelEntrySchema>;
+
+// Read off the schema, so a field Gatehouse starts to read is no longer reported as ignored.
+const MODEL_ENTRY_FIELDS = Object.keys(modelEntrySchema.shape);
+const KNOWN_LITELLM_PARAMS = new Set(Object.keys(litellmParamsSchema.shape));
+
+/**
+ * `model_list` as deployments. Problems are collected rather than thrown, so every bad entry is reported
+ * at once; unknown fields are warnings, since LiteLLM configs carry many Gatehouse does not need.
+ */
+export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings: string[], problems: string[]): ModelDeployment[] {
+  if (entries.length === 0) problems.push(`${where(ctx, ["model_list"])}: model_list: no models; add at least one (e.g. { model_name: gpt-4o, litellm_params: { model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY } })`);
+  const models: ModelDeployment[] = [];
+  entries.forEach((entry, i) => {
+    const unknownFields = Object.keys(entry).filter((k) => !MODEL_ENTRY_FIELDS.includes(k));
+    if (unknownFields.length > 0) warnings.push(`${where(ctx, ["model_list", i, unknownFields[0]!])}: model_list[${i}] (${entry.model_name}): unknown field(s) ${unknownFields.join(", ")} ignored (a typo? known: ${MODEL_ENTRY_FIELDS.join(", ")})`);
+    try {
+      models.push(toDeployment(entry, i, ctx, warnings));
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(err.message);
+    }
+  });
+  return models;
+}
+
+function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, warnings: string[]): ModelDeployment {
+  const field = `model_list[${index}].litellm_params`;
+  const params = entry.litellm_params;
+  // A bare model name is an OpenAI model, on OpenAI's API unless api_base says otherwise (as in LiteLLM).
+  const bare = !params.model.includes("/");
+  const slash = bare ? -1 : params.model.indexOf("/");
+  const provider = bare ? "openai" : params.model.slice(0, slash);
+  if (!(PROVIDERS as readonly string[]).includes(provider)) {
+    throw new ConfigError(`${where(ctx, ["model_list", index, "litellm_params", "model"])}: ${field}.model: provider "${provider}" is not supported; use one of ${PROVIDERS.join(", ")} (any OpenAI-compatible server works as "openai/" with api_base)`);
+  }
+  if (provider === "openai" && !params.api_base && !bare) {
+    throw new ConfigError(`${where(ctx, ["model_list", index, "litellm_params"])}: ${field}.api_base: required for "openai/" models (e.g. https://api.openai.com/v1)`);
+  }
+  const unknown = Object.keys(params).filter((k) => !KNOWN_LITELLM_PARAMS.has(k));
+  if (unknown.length > 0) warnings.push(`${field} (${entry.model_name}): fields ${unknown.join(", ")} are not used by Gatehouse and were ignored`);
+  return {
+    modelName: entry.model_name,
+    provider: provider as ProviderName,
+    upstreamModel: params.model.slice(slash + 1),
+    apiBase: (params.api_base ?? (bare ? "https://api.openai.com/v1" : undefined))?.replace(/\/+$/, ""),
+    apiKey: params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx, warnings),
+    inputCostPerToken: params.input_cost_per_token ?? 0,
+    outputCostPerToken: params.output_cost_per_token ?? 0,
+    timeoutMs: params.timeout === undefined ? undefined : params.timeout * 1000,
+  };
+}

@@ -1,0 +1,259 @@
+import { z } from "zod";
+import { camelKeys } from "./camel-case.js";
+import { parseDuration } from "./duration.js";
+
+/**
+ * The config file's shape, written once. Each setting's type, bounds and default are here; the typed
+ * `Settings` the code reads, the environment variable of each setting (environment.ts) and the reports of
+ * unknown fields are all derived from it.
+ */
+
+export const PROVIDERS = ["openai", "mock"] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+
+// ---- model_list: LiteLLM's format ----
+
+const nonNegative = z.number().finite().nonnegative();
+
+// Loose: LiteLLM has many more fields; they are accepted, kept and reported once as ignored (models.ts).
+export const litellmParamsSchema = z
+  .object({
+    // "openai/<model>", "mock/<name>", or a bare OpenAI model name ("gpt-4o"), as LiteLLM infers OpenAI for those.
+    model: z.string().regex(/^([a-z_]+\/.+|[A-Za-z0-9][\w.:-]*)$/, 'must look like "openai/<upstream model>", "mock/<name>" or an OpenAI model name such as "gpt-4o"'),
+    api_base: z.url().optional(),
+    api_key: z.string().optional(),
+    input_cost_per_token: nonNegative.optional(),
+    output_cost_per_token: nonNegative.optional(),
+    // Seconds, as in LiteLLM. There is no `stream_timeout`: one read timeout serves streams and answers alike,
+    // so LiteLLM's is reported as ignored rather than silently accepted.
+    timeout: z.number().positive().optional(),
+  })
+  .loose();
+
+// Loose, so an unknown field (a typo such as "modle_info") is reported by name rather than refused.
+export const modelEntrySchema = z
+  .object({
+    model_name: z.string().min(1),
+    litellm_params: litellmParamsSchema,
+    model_info: z.record(z.string(), z.unknown()).optional(),
+  })
+  .loose();
+
+// ---- gatehouse_settings: every field has a default or a documented meaning when unset ----
+
+const int = () => z.number().int();
+
+/**
+ * A section of `gatehouse_settings`: strict, since a misspelled setting would otherwise silently keep its
+ * default; read by the code in camelCase; absent means every field at its default.
+ */
+function section<Shape extends z.ZodRawShape>(shape: Shape) {
+  return z
+    .strictObject(shape)
+    .transform((fields) => camelKeys(fields))
+    .prefault({} as z.input<z.ZodObject<Shape, z.core.$strict>>);
+}
+
+/**
+ * `30s`, `2h`, `30d`: read into milliseconds. The default is written as a duration too (a prefault goes
+ * through the parser), so it reads the way an operator would write it.
+ */
+function duration(fallback: string) {
+  return z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return parseDuration(text);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+        return z.NEVER;
+      }
+    })
+    .prefault(fallback);
+}
+
+/** An empty string (`data_dir: ""`) means "not set", as an empty environment variable does. */
+function emptyMeansDefault<T extends z.ZodDefault>(schema: T) {
+  return z.preprocess((value: string | undefined) => (value === "" ? undefined : value), schema);
+}
+
+const auth = section({
+  // 100k records of well under 1 KiB each: a bounded, small share of memory.
+  l1_max_entries: int().positive().default(100_000),
+  // An upper bound on how long a record lives in L1 at all; coherence (events) bounds staleness, not this.
+  l1_ttl_ms: int().positive().default(10 * 60_000),
+  // Unknown keys are remembered briefly so a flood of bad keys does not reach Postgres on every request.
+  negative_ttl_ms: int().nonnegative().default(2_000),
+  l2_ttl_seconds: int().positive().default(3_600),
+  // How often the unknown-key filter is rebuilt from Postgres; 0 turns the filter off. Deleted keys stay in
+  // the filter until a rebuild (a few false "maybe"s, never a false "no"): hourly is plenty.
+  token_filter_rebuild_ms: int().min(0).default(3_600_000),
+});
+
+// The code reads milliseconds, so these two are renamed rather than camel-cased.
+const rotation = z
+  .strictObject({
+    default_grace_period: duration("0s"),
+    max_grace_period: duration("30d"),
+  })
+  .transform((r) => ({ defaultGraceMs: r.default_grace_period, maxGraceMs: r.max_grace_period }))
+  .prefault({});
+
+const coherence = section({
+  // The heartbeat (target 1 s) bounds staleness when notifications are lost; past the hard bound (2 s)
+  // without a completed catch-up, L1 is not trusted (docs/coherence.md).
+  heartbeat_interval_ms: int().min(50).max(60_000).default(1_000),
+  stale_after_ms: int().min(100).max(600_000).default(2_000),
+  // A replica disconnected longer than this cannot replay and drops its L1 instead.
+  event_retention_ms: int().min(60_000).default(3_600_000),
+});
+
+const shutdown = section({
+  // Behind a load balancer, set this to a little more than its health-check interval.
+  delay_ms: int().nonnegative().default(0),
+  // Long enough for a typical streamed completion to finish. At most an hour: the process waits for the
+  // drain on a timer, and a timer far past that (beyond 2^31 ms) would fire at once.
+  drain_timeout_ms: int().nonnegative().max(3_600_000, "must be at most 1 h (3600000)").default(30_000),
+});
+
+const upkeep = section({
+  sweep_interval_ms: int().min(100).default(30_000),
+  // "Kept for at least 24 h", plus an hour of margin.
+  idempotency_retention_ms: int().min(86_400_000, "must be at least 24 h").default(25 * 3_600_000),
+});
+
+const metrics = section({
+  // A bearer token that may read /metrics and nothing else (the master key may too); unset: master key only.
+  token: z.string().min(16, "must be at least 16 characters").optional(),
+});
+
+/** Budgets, spend and rate limits (docs/limits.md). */
+const limits = section({
+  // What a request of a key with limits meets while Redis (the live ledger) is unreachable: `fail_open_local`
+  // enforces each limit per replica, divided by the number of replicas; `fail_closed` answers 503. Keys without
+  // limits are served either way. Keeping on serving is what most operators want when the limiter's store fails.
+  redis_unavailable: z.enum(["fail_open_local", "fail_closed"]).default("fail_open_local"),
+  // Completion tokens assumed for the worst-case reservation when a request sets no max_tokens.
+  default_max_tokens: int().positive().default(4_096),
+  // A reservation not settled by then (its replica died) is released. As long as the longest upstream read
+  // timeout, so a live request is never released early.
+  reservation_ttl_ms: int().min(1_000).default(600_000),
+  // How often each replica writes what it charged to the durable ledger: the most spend a crash can lose.
+  flush_interval_ms: int().min(50).max(60_000).default(1_000),
+  // Fixed replica count for fail_open_local; unset: counted from Postgres (live LISTEN connections).
+  replica_count: int().positive().optional(),
+  // Admissions held ready per key and replica for keys far from their limits (0: off). One takes the Redis
+  // round trip off a sequential client's path; more help concurrent requests of one key but hold more
+  // capacity away from the other replicas.
+  prefetch: int().min(0).max(16).default(1),
+  // How long a prefetched admission waits for a request before it is given back: long enough to bridge the
+  // gap between a busy key's requests, short enough that capacity held for a key gone quiet comes back soon.
+  prefetch_max_age_ms: int().min(100).max(60_000).default(2_000),
+});
+
+/** A response (a stream included) is never cut by these; they bound what a client may hold open. */
+const server = section({
+  // Headers are small: a client that needs more than 10 s to send them is holding a socket open on purpose.
+  headers_timeout_ms: int().min(1_000).default(10_000),
+  // The whole request, headers and body. A 10 MiB body at 3 Mbit/s takes ~28 s; a client slower than that is
+  // treated like one that stalled.
+  request_timeout_ms: int().min(1_000).default(30_000),
+  // Longer than any load balancer's idle timeout, so the balancer closes idle connections, not us.
+  keep_alive_timeout_ms: int().min(1_000).default(65_000),
+  // Whether the master key may call the OpenAI routes. LiteLLM lets it; Gatehouse does too unless told not to.
+  master_key_on_proxy: z.enum(["allow", "forbid"]).default("allow"),
+});
+
+const upstream = section({
+  connect_timeout_ms: int().positive().default(5_000),
+  // Waiting for upstream headers, and between body chunks; a deployment's `timeout` overrides it.
+  read_timeout_ms: int().positive().default(600_000),
+  connections_per_origin: int().positive().default(256),
+});
+
+export const gatehouseSettingsSchema = z
+  .strictObject({
+    port: int().min(0).max(65535).default(4000),
+    // Unset: one replica on an embedded Postgres (PGlite) in data_dir. `general_settings.database_url` works too.
+    database_url: z.string().optional(),
+    // Unset: database_url. A direct connection for LISTEN, past a transaction pooler.
+    database_listen_url: z.string().optional(),
+    // Unset: the local default Redis with an external Postgres, none when embedded (settings.ts decides).
+    redis_url: z.string().optional(),
+    // Empty is allowed: one deployment alone on its Redis needs no prefix.
+    redis_prefix: z.string().regex(/^[A-Za-z0-9:_-]*$/).default("gatehouse:"),
+    data_dir: emptyMeansDefault(z.string().default(".gatehouse")),
+    // LLM requests carry long prompts and sometimes images; 10 MiB matches common proxy defaults.
+    max_request_body_bytes: int().positive().default(10 * 1024 * 1024),
+    auth,
+    rotation,
+    coherence,
+    shutdown,
+    upkeep,
+    metrics,
+    limits,
+    server,
+    upstream,
+  })
+  .transform((fields) => camelKeys(fields));
+
+export const configFileSchema = z.strictObject({
+  model_list: z.array(modelEntrySchema).default([]),
+  general_settings: z.looseObject({ master_key: z.string().optional(), database_url: z.string().optional() }).optional(),
+  gatehouse_settings: gatehouseSettingsSchema.prefault({}),
+  // LiteLLM's sections Gatehouse does not use: accepted and reported once as ignored.
+  litellm_settings: z.unknown().optional(),
+  router_settings: z.unknown().optional(),
+  environment_variables: z.unknown().optional(),
+});
+
+/** A config as written (snake_case, every default optional): what a file or a test hands to the loader. */
+export type ConfigFile = z.input<typeof configFileSchema>;
+
+type Flatten<T> = { [K in keyof T]: T[K] } & {};
+
+/** `gatehouse_settings` as the code reads it: camelCase, defaults filled in. */
+type GatehouseSettings = z.output<typeof gatehouseSettingsSchema>;
+
+export type LimitSettings = GatehouseSettings["limits"];
+
+export interface ModelDeployment {
+  /** The name clients ask for. Several deployments may share it; they are load-balanced. */
+  modelName: string;
+  provider: ProviderName;
+  /** The model name sent upstream (the part after the provider prefix). */
+  upstreamModel: string;
+  apiBase: string | undefined;
+  apiKey: string | undefined;
+  inputCostPerToken: number;
+  outputCostPerToken: number;
+  /** Overrides the upstream read timeout for this deployment, in ms. */
+  timeoutMs: number | undefined;
+}
+
+/**
+ * What the rest of the code receives: `gatehouse_settings` as parsed, plus what is worked out from several
+ * settings at once (the database mode, secrets behind `os.environ/`, the models).
+ */
+export type Settings = Flatten<
+  Omit<GatehouseSettings, "databaseUrl" | "databaseListenUrl" | "redisUrl" | "metrics"> & {
+    /**
+     * True when no database is configured: one replica on an embedded Postgres (PGlite) in `dataDir`,
+     * with in-process L2, locks and counters. `databaseUrl` is then filled in when it starts.
+     */
+    embedded: boolean;
+    databaseUrl: string;
+    databaseListenUrl: string;
+    /** Undefined in embedded mode: no Redis at all. */
+    redisUrl: string | undefined;
+    masterKey: string | undefined;
+    /** A bearer token that may read /metrics and nothing else; the master key may too. */
+    metricsToken: string | undefined;
+    /** Names this replica in LISTEN's application_name and in /debug/coherence. */
+    replicaId: string;
+    models: ModelDeployment[];
+    /** Things worth telling the operator once at start (unknown fields, ignored sections). */
+    warnings: string[];
+    source: string;
+  }
+>;
