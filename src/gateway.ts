@@ -15,7 +15,7 @@ import { TokenFilterKeeper } from "./coherence/token-filter-keeper.js";
 import { reinstatedBugs } from "./testing/reinstated-bugs.js";
 import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS, REDIS_BREAKER_OPTIONS } from "./faults/breaker.js";
 import { buildApp } from "./http/app.js";
-import { IdempotencyVault } from "./keys/idempotency.js";
+import { IdempotencyVault } from "./keys/idempotency-vault.js";
 import { KeyService } from "./keys/key-service.js";
 import { RotationService } from "./keys/rotation-service.js";
 import { LimitEnforcer } from "./limits/limit-enforcer.js";
