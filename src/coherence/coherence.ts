@@ -1,6 +1,6 @@
 import type { Database } from "../store/database.js";
 import type { Logger } from "../logger.js";
-import type { CacheInvalidator } from "../auth/cache-invalidator.js";
+import type { CacheInvalidator } from "./cache-invalidator.js";
 import { EVENTS_CHANNEL, latestEventId, parseEventPayload, readEventsAfter, type KeyEvent } from "../store/event-store.js";
 import { DbClock, monotonicMs } from "./db-clock.js";
 import { EventListener, type ListenerState } from "./event-listener.js";
