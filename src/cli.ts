@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { ConfigError, loadSettings, type Settings } from "./config/settings.js";
+import { loadOrCreateMasterKey } from "./config/master-key-file.js";
 import { createLogger, type Logger } from "./logger.js";
-import { loadOrCreateMasterKey } from "./auth/master-key.js";
 import { startGateway } from "./gateway.js";
 import { ensureDatabaseExists } from "./store/db.js";
 import { migrateDirect } from "./store/migrator.js";

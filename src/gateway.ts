@@ -4,10 +4,10 @@ import type pg from "pg";
 import type { Settings } from "./config/settings.js";
 import type { Logger } from "./logger.js";
 import { Authenticator } from "./auth/authenticator.js";
-import { CacheInvalidator } from "./auth/cache-invalidator.js";
 import { L1Cache } from "./auth/l1-cache.js";
 import { L2Cache, l2MacKey } from "./auth/l2-cache.js";
 import { MasterKey } from "./auth/master-key.js";
+import { CacheInvalidator } from "./coherence/cache-invalidator.js";
 import { Coherence } from "./coherence/coherence.js";
 import { DbClock } from "./coherence/db-clock.js";
 import { L2Guard } from "./coherence/l2-guard.js";
@@ -15,7 +15,7 @@ import { TokenFilterKeeper } from "./coherence/token-filter-keeper.js";
 import { reinstatedBugs } from "./testing/reinstated-bugs.js";
 import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS, REDIS_BREAKER_OPTIONS } from "./faults/breaker.js";
 import { buildHttp } from "./http/app.js";
-import { IdempotencyVault } from "./keys/idempotency.js";
+import { IdempotencyVault } from "./keys/idempotency-vault.js";
 import { KeyService } from "./keys/key-service.js";
 import { RotationService } from "./keys/rotation-service.js";
 import { LimitEnforcer } from "./limits/limit-enforcer.js";
@@ -35,6 +35,9 @@ import { Database } from "./store/database.js";
 import { createPool, ensureDatabaseExists } from "./store/db.js";
 import { migrateDirect } from "./store/migrator.js";
 import { startEmbeddedPostgres } from "./store/embedded-postgres.js";
+import { PrefetchExpiry } from "./upkeep/prefetch-expiry.js";
+import { ReplicaCensus } from "./upkeep/replica-census.js";
+import { SpendFlush } from "./upkeep/spend-flush.js";
 import { Sweeper } from "./upkeep/sweeper.js";
 import { packageVersion } from "./paths.js";
 import type { Express } from "express";
@@ -200,20 +203,21 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
   const models = new ModelRouter(settings.models);
   const servedModels = () => models.modelNames();
   const vault = new IdempotencyVault(masterKey);
-  const replicas = new ReplicaCount(db, logger, settings.limits.replicaCount);
-  replicas.start();
-  undo.push(() => replicas.stop());
+  const replicas = new ReplicaCount(settings.limits.replicaCount);
+  const replicaCensus = new ReplicaCensus(db, logger, replicas);
+  replicaCensus.start();
+  undo.push(() => replicaCensus.stop());
   const spendLedger = new SpendLedger({
     db,
     logger,
     replicaId: settings.replicaId,
-    flushIntervalMs: settings.limits.flushIntervalMs,
     onResetSeen: (reset) => {
       for (const r of reset) void limits.afterReset(r.keyId, r.generation);
     },
   });
-  spendLedger.start();
-  undo.push(() => spendLedger.stop());
+  const spendFlush = new SpendFlush(spendLedger, logger, settings.limits.flushIntervalMs);
+  spendFlush.start();
+  undo.push(() => spendFlush.stop());
   const limits = new LimitEnforcer({
     settings: settings.limits,
     redis: redis && new RedisLimiter(redis, redisKeys, { read: (keyId) => db.query((q) => readDurableSpend(q, keyId)) }, settings.limits.reservationTtlMs, breakers.redis),
@@ -224,6 +228,9 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
     replicaCount: () => replicas.value,
   });
   undo.push(() => limits.close());
+  const prefetchExpiry = new PrefetchExpiry(limits.prefetch, logger);
+  prefetchExpiry.start();
+  undo.push(() => prefetchExpiry.stop());
   const keys = new KeyService(db, coherence, servedModels, vault, limits);
   const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
   const sweeper = new Sweeper({
@@ -322,10 +329,11 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
       await drain(server, settings.shutdown.drainTimeoutMs, logger);
       await sweeper.stop();
       await tokenFilter.stop();
-      replicas.stop();
+      await replicaCensus.stop();
+      await prefetchExpiry.stop();
       // Requests are drained: what they charged goes to the durable ledger before the pool closes.
       await limits.close();
-      await spendLedger.stop();
+      await spendFlush.stop();
       await coherence.stop();
       await openai.close();
       breakers.postgres.shutdown();

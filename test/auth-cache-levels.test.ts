@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Authenticator } from "../src/auth/authenticator.js";
 import { L1Cache } from "../src/auth/l1-cache.js";
 import { L2Cache, l2MacKey } from "../src/auth/l2-cache.js";
-import { CacheInvalidator } from "../src/auth/cache-invalidator.js";
+import { CacheInvalidator } from "../src/coherence/cache-invalidator.js";
 import { startTcpProxy } from "./support/tcp-proxy.mjs";
 import { authRecordFromRow } from "../src/auth/auth-record.js";
 import { findKeyByToken } from "../src/store/key-store.js";

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { Authenticator } from "../src/auth/authenticator.js";
-import { CacheInvalidator } from "../src/auth/cache-invalidator.js";
 import { L1Cache } from "../src/auth/l1-cache.js";
 import { L2Cache, l2MacKey } from "../src/auth/l2-cache.js";
+import { CacheInvalidator } from "../src/coherence/cache-invalidator.js";
 import { DbClock } from "../src/coherence/db-clock.js";
 import { Coherence } from "../src/coherence/coherence.js";
 import { createLogger } from "../src/logger.js";

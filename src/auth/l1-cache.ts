@@ -1,14 +1,6 @@
 import { LRUCache } from "lru-cache";
 import type { AuthRecord } from "./auth-record.js";
 
-/**
- * L1: the in-process, bounded LRU of auth records by token hash. A `null` record is a cached miss.
- *
- * Fills are ticketed: a fill begins before the read from L2/Postgres and lands only if no invalidation
- * of that hash (or of everything) happened in between. This is the memcache "stale set" guard
- * (docs/coherence.md #5): without it, a read that raced an update could re-cache the old record after the
- * eviction and keep it alive.
- */
 export interface L1Entry {
   record: AuthRecord | null;
   storedAt: number;
@@ -25,6 +17,14 @@ export interface L1Options {
   negativeTtlMs: number;
 }
 
+/**
+ * L1: the in-process, bounded LRU of auth records by token hash. A `null` record is a cached miss.
+ *
+ * Fills are ticketed: a fill begins before the read from L2/Postgres and lands only if no invalidation
+ * of that hash (or of everything) happened in between. This is the memcache "stale set" guard
+ * (docs/coherence.md #5): without it, a read that raced an update could re-cache the old record after the
+ * eviction and keep it alive.
+ */
 export class L1Cache {
   private readonly lru: LRUCache<string, L1Entry>;
   private readonly fills = new Map<string, Set<FillTicket>>();

@@ -5,13 +5,6 @@ import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
 import type { AuthRecord } from "./auth-record.js";
 
-/**
- * L2: auth records in Redis, shared by every replica. Writes are version-guarded by Lua scripts
- * (l2-fill, l2-invalidate) so a slow fill can never overwrite a newer record or a tombstone.
- * Redis trouble is never an auth failure: every method degrades to "not cached", and while the Redis
- * breaker is open, L2 is skipped without waiting.
- */
-
 // A tombstone must outlive any fill still in flight. Fills take milliseconds, and a fill whose caller gave up
 // is never sent again on a new connection (redis/client.ts), so a minute is ample.
 const TOMBSTONE_TTL_SECONDS = 60;
@@ -28,6 +21,12 @@ export function l2MacKey(masterKey: string): Buffer {
   return Buffer.from(hkdfSync("sha256", masterKey, "", "gatehouse l2 record mac v1", 32));
 }
 
+/**
+ * L2: auth records in Redis, shared by every replica. Writes are version-guarded by Lua scripts
+ * (l2-fill, l2-invalidate) so a slow fill can never overwrite a newer record or a tombstone.
+ * Redis trouble is never an auth failure: every method degrades to "not cached", and while the Redis
+ * breaker is open, L2 is skipped without waiting.
+ */
 export class L2Cache {
   /** False while L2 may hold records older than an invalidation (coherence/l2-guard.ts): reads are misses. */
   trusted: () => boolean = () => true;

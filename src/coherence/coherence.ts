@@ -1,20 +1,10 @@
 import type { Database } from "../store/database.js";
 import type { Logger } from "../logger.js";
-import type { CacheInvalidator } from "../auth/cache-invalidator.js";
+import type { CacheInvalidator } from "./cache-invalidator.js";
 import { EVENTS_CHANNEL, latestEventId, parseEventPayload, readEventsAfter, type KeyEvent } from "../store/event-store.js";
 import { DbClock, monotonicMs } from "./db-clock.js";
 import { EventListener, type ListenerState } from "./event-listener.js";
 
-/**
- * Keeps this replica's caches coherent with every committed key change (docs/coherence.md #2, #5, #6).
- *
- * - Fast path: a NOTIFY per event, on a dedicated LISTEN connection, applied in milliseconds.
- * - Floor: every `heartbeatIntervalMs` the event table is read after the last applied id, so a lost
- *   notification is applied within one interval; on every listener reconnect the same catch-up runs.
- * - If the events needed were pruned, the whole L1 is dropped.
- * - "Fresh" means a catch-up completed within `staleAfterMs`; when it is not, the authenticator does not
- *   serve from L1 (it cannot know what it missed).
- */
 // Ids applied ahead of a gap that the catch-up has not reached yet; past this many, forget them (the
 // catch-up then applies them again, which is only an extra eviction).
 const MAX_APPLIED_EARLY = 10_000;
@@ -51,6 +41,16 @@ interface AppliedLag {
 // Recent per-event propagation lags kept for /debug/coherence and the benchmarks.
 const LAG_HISTORY = 20_000;
 
+/**
+ * Keeps this replica's caches coherent with every committed key change (docs/coherence.md #2, #5, #6).
+ *
+ * - Fast path: a NOTIFY per event, on a dedicated LISTEN connection, applied in milliseconds.
+ * - Floor: every `heartbeatIntervalMs` the event table is read after the last applied id, so a lost
+ *   notification is applied within one interval; on every listener reconnect the same catch-up runs.
+ * - If the events needed were pruned, the whole L1 is dropped.
+ * - "Fresh" means a catch-up completed within `staleAfterMs`; when it is not, the authenticator does not
+ *   serve from L1 (it cannot know what it missed).
+ */
 export class Coherence {
   private lastAppliedId = 0;
   private startEventId = 0;

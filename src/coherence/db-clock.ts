@@ -1,5 +1,14 @@
 import { performance } from "node:perf_hooks";
 
+// Samples older than this are forgotten, so a database clock stepped back is followed within this long.
+const WINDOW_MS = 30_000;
+
+interface Sample {
+  /** database time minus monotonic time at the answer */
+  offset: number;
+  at: number;
+}
+
 /**
  * The cluster's one clock for validity (docs/coherence.md #2): the database's. `expires` and `revoke_at` are written
  * by Postgres, so they are compared with Postgres's time, not with this replica's wall clock, which may run
@@ -14,15 +23,6 @@ import { performance } from "node:perf_hooks";
  * (a grace may end that many milliseconds late, well inside the staleness bound). A query that waited for a
  * pool connection or a reconnection only gives a weaker bound, and cannot push the clock forward.
  */
-// Samples older than this are forgotten, so a database clock stepped back is followed within this long.
-const WINDOW_MS = 30_000;
-
-interface Sample {
-  /** database time minus monotonic time at the answer */
-  offset: number;
-  at: number;
-}
-
 export class DbClock {
   private offset: number;
   private samples: Sample[] = [];

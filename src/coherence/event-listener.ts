@@ -2,11 +2,6 @@ import { createRequire } from "node:module";
 import type { Options as PgListenOptions, Subscriber } from "pg-listen";
 import type { Logger } from "../logger.js";
 
-/**
- * The LISTEN connection: its own direct connection (never through a transaction pooler), managed by
- * pg-listen, which checks it every `checkIntervalMs` and reconnects with capped backoff, forever.
- * A NOTIFY is only a latency hint (pg-boss's notifier): the periodic catch-up in Coherence is the floor.
- */
 export type ListenerState = "connecting" | "listening" | "reconnecting" | "closed";
 
 export interface EventListenerOptions {
@@ -24,6 +19,11 @@ export interface EventListenerOptions {
 // pg-listen is CommonJS with `exports.default`; require() gives the one shape every loader agrees on.
 const createSubscriber = (createRequire(import.meta.url)("pg-listen") as { default: (config: object, options: PgListenOptions) => Subscriber }).default;
 
+/**
+ * The LISTEN connection: its own direct connection (never through a transaction pooler), managed by
+ * pg-listen, which checks it every `checkIntervalMs` and reconnects with capped backoff, forever.
+ * A NOTIFY is only a latency hint (pg-boss's notifier): the periodic catch-up in Coherence is the floor.
+ */
 export class EventListener {
   private subscriber: Subscriber | null = null;
   private currentState: ListenerState = "connecting";

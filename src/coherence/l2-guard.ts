@@ -5,6 +5,20 @@ import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 
+export interface L2GuardOptions {
+  redis: GatehouseRedis | null;
+  keys: RedisKeys;
+  db: Database;
+  logger: Logger;
+  /** Writes the tombstones of one event (the same call the event path uses); resolves true when written. */
+  tombstone: (tokens: string[], version: number) => Promise<boolean>;
+  /** The newest event id when this replica started: it vouches for nothing before it. */
+  startEventId: () => number;
+}
+
+// Events replayed per table read during a repair.
+const PAGE = 1_000;
+
 /**
  * Decides whether this replica may read L2 (docs/coherence.md #9: the shared cache never rewinds).
  *
@@ -23,20 +37,6 @@ import { reinstated } from "../testing/reinstated-bugs.js";
  * retention (its TTL is capped by it): an invalidation whose event was pruned can only concern records that
  * have expired.
  */
-export interface L2GuardOptions {
-  redis: GatehouseRedis | null;
-  keys: RedisKeys;
-  db: Database;
-  logger: Logger;
-  /** Writes the tombstones of one event (the same call the event path uses); resolves true when written. */
-  tombstone: (tokens: string[], version: number) => Promise<boolean>;
-  /** The newest event id when this replica started: it vouches for nothing before it. */
-  startEventId: () => number;
-}
-
-// Events replayed per table read during a repair.
-const PAGE = 1_000;
-
 export class L2Guard {
   private trustedNow = false;
   private knownRunId: string | null = null;

@@ -3,18 +3,6 @@ import { TokenFilter } from "../auth/token-filter.js";
 import type { Database } from "../store/database.js";
 import { countTokens, tokensAfter } from "../store/key-store.js";
 
-/**
- * Keeps this replica's token filter (auth/token-filter.ts) holding every token that can authenticate.
- *
- * - Built from Postgres at start (in pages, off the request path: until it is ready, no filter is used), and
- *   rebuilt every `rebuildIntervalMs` (deleted keys leave a Bloom filter only by a rebuild) and whenever the
- *   events needed to keep it current were pruned.
- * - Every applied key event adds its tokens (a new key's and a rotation's new token among them), through the
- *   same path that evicts caches, so the filter is as current as L1. Tokens seen while a rebuild runs are
- *   added to the new filter too.
- * - The authenticator consults it only while L1 is trusted: a replica that cannot vouch for having seen
- *   every recent event does not trust this copy either.
- */
 export interface TokenFilterKeeperOptions {
   db: Database;
   logger: Logger;
@@ -28,6 +16,18 @@ const PAGE = 10_000;
 const HEADROOM = 2;
 const MIN_CAPACITY = 100_000;
 
+/**
+ * Keeps this replica's token filter (auth/token-filter.ts) holding every token that can authenticate.
+ *
+ * - Built from Postgres at start (in pages, off the request path: until it is ready, no filter is used), and
+ *   rebuilt every `rebuildIntervalMs` (deleted keys leave a Bloom filter only by a rebuild) and whenever the
+ *   events needed to keep it current were pruned.
+ * - Every applied key event adds its tokens (a new key's and a rotation's new token among them), through the
+ *   same path that evicts caches, so the filter is as current as L1. Tokens seen while a rebuild runs are
+ *   added to the new filter too.
+ * - The authenticator consults it only while L1 is trusted: a replica that cannot vouch for having seen
+ *   every recent event does not trust this copy either.
+ */
 export class TokenFilterKeeper {
   private filter: TokenFilter | null = null;
   private building: Promise<void> | null = null;

@@ -1,6 +1,5 @@
-import { Router } from "express";
+import { Router, type Request } from "express";
 import type { Coherence } from "../coherence/coherence.js";
-import { IdempotencyVault } from "../keys/idempotency.js";
 import type { KeyService } from "../keys/key-service.js";
 import type { RotationService } from "../keys/rotation-service.js";
 import {
@@ -34,19 +33,19 @@ export function adminRoutes(keys: KeyService, rotation: RotationService, coheren
   });
 
   router.post("/key/generate", async (req, res) => {
-    const idempotencyKey = IdempotencyVault.parseHeader(req.headers["idempotency-key"]);
+    const idempotencyKey = idempotencyKeyOf(req);
     res.json(await keys.generate(parseBody(generateKeySchema, req.body), idempotencyKey));
   });
 
   router.post("/key/regenerate", async (req, res) => {
-    const idempotencyKey = IdempotencyVault.parseHeader(req.headers["idempotency-key"]);
+    const idempotencyKey = idempotencyKeyOf(req);
     const body = parseBody(regenerateKeySchema, req.body);
     if (!body.key) throw new BadRequestError("'key' is required: the key to regenerate, as plaintext or hash", "key");
     res.json(await rotation.regenerate(body.key, body, idempotencyKey));
   });
 
   router.post("/key/:key/regenerate", async (req, res) => {
-    const idempotencyKey = IdempotencyVault.parseHeader(req.headers["idempotency-key"]);
+    const idempotencyKey = idempotencyKeyOf(req);
     // An empty body is allowed here: the key is in the path, and every field is optional.
     const body = parseBody(regenerateKeySchema, req.body ?? {});
     res.json(await rotation.regenerate(req.params.key, body, idempotencyKey));
@@ -99,4 +98,16 @@ export function adminRoutes(keys: KeyService, rotation: RotationService, coheren
   });
 
   return router;
+}
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/** The request's `Idempotency-Key` header (1 to 255 visible ASCII characters), or undefined when absent. */
+function idempotencyKeyOf(req: Request): string | undefined {
+  const value = req.headers["idempotency-key"];
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || !IDEMPOTENCY_KEY.test(value)) {
+    throw new BadRequestError("Idempotency-Key must be 1 to 255 visible ASCII characters", "Idempotency-Key", "invalid_idempotency_key");
+  }
+  return value;
 }

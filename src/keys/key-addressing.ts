@@ -3,13 +3,7 @@ import { deprecatedTokensOfKeys } from "../store/deprecated-key-store.js";
 import { lockKeys, resolveTokens, type AddressedKey, type KeyRow } from "../store/key-store.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 
-/**
- * Every token that authenticates is addressable (docs/coherence.md #8): an admin operation given a key's current
- * token, or a deprecated token still inside its grace, acts on that key. Resolution and locking happen in the
- * operation's own transaction, in that order: resolve token → key_id, then lock the key's row by key_id
- * (stable across rotations). A rotation of the same key holds the same row lock, so the operation is
- * serialised with it and sees the key as the rotation committed it.
- */
+/** A key an admin operation named by one of its tokens, its row locked for the rest of the transaction. */
 export interface LockedKey {
   row: KeyRow;
   /** How the caller named it: by its current token, or by a deprecated one in grace. */
@@ -26,6 +20,13 @@ export interface AddressedKeys {
   missing: string[];
 }
 
+/**
+ * Every token that authenticates is addressable (docs/coherence.md #8): an admin operation given a key's current
+ * token, or a deprecated token still inside its grace, acts on that key. Resolution and locking happen in the
+ * operation's own transaction, in that order: resolve token → key_id, then lock the key's row by key_id
+ * (stable across rotations). A rotation of the same key holds the same row lock, so the operation is
+ * serialised with it and sees the key as the rotation committed it.
+ */
 export async function lockKeysByTokens(tx: Queryable, tokens: readonly string[]): Promise<AddressedKeys> {
   let addressed = await resolveTokens(tx, [...new Set(tokens)]);
   if (reinstated("grace-404")) addressed = addressed.filter((a) => a.addressed_as === "current");

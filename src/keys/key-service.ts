@@ -1,7 +1,6 @@
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
 import { ConflictError, NotFoundError } from "../errors/errors.js";
 import { endGraceOf, findDeprecatedKey } from "../store/deprecated-key-store.js";
-import { findStoredResult, lockIdempotencyKey, storeResult } from "../store/idempotency-store.js";
 import {
   deleteKeys,
   findKeyByKeyId,
@@ -22,7 +21,8 @@ import { legacyDeleteByTokens } from "./legacy-delete.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 import { allTokensOf, lockKeyByToken, lockKeysByTokens } from "./key-addressing.js";
 import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
-import type { IdempotencyVault } from "./idempotency.js";
+import { IdempotencyFlow } from "./idempotency-flow.js";
+import type { IdempotencyVault } from "./idempotency-vault.js";
 import { toKeyPatch } from "./key-patch.js";
 import type { GenerateKeyRequest, UpdateKeyRequest } from "./key-schemas.js";
 import { keyView } from "./key-view.js";
@@ -32,51 +32,37 @@ import { keyView } from "./key-view.js";
  * writes, writes the change and its invalidation event in one transaction, and updates this replica's
  * caches before answering: a 200 means committed, an error means nothing changed.
  */
-/** The live spend ledger as the admin routes see it (limits/limit-enforcer.ts). */
-export interface LiveSpend {
-  liveSpend(keyId: string): Promise<number | null>;
-  /** The durable ledger was reset or the budget changed: the live one must be rebuilt from Postgres. */
-  afterReset(keyId: string, generation?: string): Promise<void>;
-}
-
 export class KeyService {
+  private readonly idempotency: IdempotencyFlow;
+
   constructor(
     private readonly db: Database,
     private readonly events: CommittedEventSink,
     private readonly servedModels: () => ReadonlySet<string>,
-    private readonly vault: IdempotencyVault,
+    vault: IdempotencyVault,
     private readonly spend: LiveSpend,
-  ) {}
+  ) {
+    this.idempotency = new IdempotencyFlow(db, vault);
+  }
 
   async generate(req: GenerateKeyRequest, idempotencyKey?: string) {
     const patch = toKeyPatch(req, this.servedModels());
-    const fingerprint = this.vault.fingerprint("generate", req);
-    if (idempotencyKey) {
-      const stored = await this.db.query((q) => findStoredResult(q, "generate", idempotencyKey));
-      if (stored) return this.vault.open<ReturnType<typeof generatedView>>(idempotencyKey, stored, fingerprint);
-    }
-    const plaintext = req.key ?? generateVirtualKey();
-    const token = hashKey(plaintext);
     try {
-      return await commitKeyChange(this.db, this.events, async (tx) => {
-        if (idempotencyKey) {
-          await lockIdempotencyKey(tx, "generate", idempotencyKey);
-          const stored = await findStoredResult(tx, "generate", idempotencyKey);
-          if (stored) return { result: this.vault.open<ReturnType<typeof generatedView>>(idempotencyKey, stored, fingerprint), stale: null };
-        }
-        if (await findDeprecatedKey(tx, token)) throw new ConflictError("this key already exists", "key_exists", "key");
-        const row = await insertKey(tx, { ...patch, token, key_name: keyDisplayName(plaintext) });
-        const response = generatedView(plaintext, row);
-        if (idempotencyKey) await storeResult(tx, "generate", idempotencyKey, fingerprint, this.vault.seal(idempotencyKey, response));
-        // The new hash may sit in a cache as a remembered miss.
-        return { result: response, stale: { kind: "generate", tokens: [token], version: row.version } };
+      return await this.idempotency.run<GeneratedKey>("generate", idempotencyKey, req, (attempt) => {
+        const plaintext = req.key ?? generateVirtualKey();
+        const token = hashKey(plaintext);
+        return commitKeyChange(this.db, this.events, async (tx) => {
+          const replayed = await attempt.replayed(tx);
+          if (replayed) return { result: replayed, stale: null };
+          if (await findDeprecatedKey(tx, token)) throw new ConflictError("this key already exists", "key_exists", "key");
+          const row = await insertKey(tx, { ...patch, token, key_name: keyDisplayName(plaintext) });
+          const response = generatedView(plaintext, row);
+          await attempt.store(tx, response);
+          // The new hash may sit in a cache as a remembered miss.
+          return { result: response, stale: { kind: "generate", tokens: [token], version: row.version } };
+        });
       });
     } catch (err) {
-      if (idempotencyKey && isUniqueViolation(err, "gh_idempotency_pkey")) {
-        // A concurrent retry with the same key committed first: answer with its result.
-        const stored = await this.db.query((q) => findStoredResult(q, "generate", idempotencyKey));
-        if (stored) return this.vault.open<ReturnType<typeof generatedView>>(idempotencyKey, stored, fingerprint);
-      }
       throw mapConflict(err);
     }
   }
@@ -209,6 +195,16 @@ export class KeyService {
   }
 }
 
+/** The live spend ledger as the admin routes see it (limits/limit-enforcer.ts). */
+export interface LiveSpend {
+  liveSpend(keyId: string): Promise<number | null>;
+  /** The durable ledger was reset or the budget changed: the live one must be rebuilt from Postgres. */
+  afterReset(keyId: string, generation?: string): Promise<void>;
+}
+
+type GeneratedKey = ReturnType<typeof generatedView>;
+
+/** The answer to /key/generate: the key as /key/info shows it, and the new plaintext key. */
 export function generatedView(plaintext: string, row: KeyRow) {
   return { key: plaintext, ...keyView(row) };
 }

@@ -1,10 +1,9 @@
 import { keyDisplayName, toTokenHash } from "../auth/key-material.js";
 import { NotFoundError } from "../errors/errors.js";
-import type { CommittedEventSink } from "../keys/key-change.js";
-import { commitKeyChange } from "../keys/key-change.js";
 import type { Database } from "../store/database.js";
 import { deprecatedTokensOfKeys } from "../store/deprecated-key-store.js";
-import type { KeyRow } from "../store/key-store.js";
+import { deleteKeysByTokens, findKeysByTokens } from "../store/key-store.js";
+import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
 
 /**
  * The delete as it was before keys were locked by key_id: rows are read by token without a lock and deleted
@@ -16,19 +15,14 @@ import type { KeyRow } from "../store/key-store.js";
 export function legacyDeleteByTokens(db: Database, events: CommittedEventSink, keys: string[]) {
   return commitKeyChange(db, events, async (tx) => {
     const tokens = [...new Set(keys.map(toTokenHash))];
-    const rows = (await tx.query<KeyRow>("SELECT * FROM gh_keys WHERE token = ANY($1::text[])", [tokens])).rows;
+    const rows = await findKeysByTokens(tx, tokens);
     if (rows.length !== tokens.length) {
       const found = new Set(rows.map((r) => r.token));
       const missing = keys.filter((k) => !found.has(toTokenHash(k))).map((k) => (k.startsWith("sk-") ? keyDisplayName(k) : k));
       throw new NotFoundError(`keys not found: ${missing.join(", ")}; nothing was deleted`, "keys", "key_not_found");
     }
     const deprecated = await deprecatedTokensOfKeys(tx, rows.map((r) => r.key_id));
-    const deleted = (
-      await tx.query<KeyRow & { tombstone_version: number }>(
-        "WITH gone AS (DELETE FROM gh_keys WHERE token = ANY($1::text[]) RETURNING *) SELECT gone.*, nextval('gh_key_version_seq') AS tombstone_version FROM gone",
-        [rows.map((r) => r.token)],
-      )
-    ).rows;
+    const deleted = await deleteKeysByTokens(tx, rows.map((r) => r.token));
     const version = Math.max(...deleted.map((r) => Number(r.tombstone_version)));
     return { result: { deleted_keys: keys }, stale: { kind: "delete" as const, tokens: [...deleted.map((r) => r.token), ...deprecated], version } };
   });

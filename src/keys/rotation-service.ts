@@ -3,12 +3,13 @@ import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../aut
 import { BadRequestError, ConflictError, NotFoundError } from "../errors/errors.js";
 import type { RotationLock } from "../redis/rotation-lock.js";
 import { findDeprecatedKey, insertDeprecatedKey, repointDeprecatedKeys, startGraceNow } from "../store/deprecated-key-store.js";
-import { findStoredResult, lockIdempotencyKey, storeResult } from "../store/idempotency-store.js";
-import { isUniqueViolation, rotateKeyToken } from "../store/key-store.js";
+import { rotateKeyToken } from "../store/key-store.js";
+import { lockRotationAdvisory } from "../store/rotation-advisory-lock.js";
 import type { Database } from "../store/database.js";
 import { lockKeyByToken } from "./key-addressing.js";
 import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
-import type { IdempotencyVault } from "./idempotency.js";
+import { IdempotencyFlow } from "./idempotency-flow.js";
+import type { IdempotencyVault } from "./idempotency-vault.js";
 import { mapConflict } from "./key-service.js";
 import { toKeyPatch } from "./key-patch.js";
 import type { RegenerateKeyRequest } from "./key-schemas.js";
@@ -22,9 +23,6 @@ export interface RotationSettings {
 
 export type RegenerateResponse = ReturnType<typeof regeneratedView>;
 
-// The advisory-lock namespace for rotations when Redis is unreachable (pg_advisory_xact_lock(int, int)).
-const ROTATION_ADVISORY_CLASS = 7326;
-
 /**
  * `POST /key/{key}/regenerate`: replaces a key's token with a new one, keeping the old one valid for a
  * grace period (docs/coherence.md #1–#4).
@@ -35,14 +33,18 @@ const ROTATION_ADVISORY_CLASS = 7326;
  * result and appends the invalidation event. A 200 means all of that committed.
  */
 export class RotationService {
+  private readonly idempotency: IdempotencyFlow;
+
   constructor(
     private readonly db: Database,
     private readonly events: CommittedEventSink,
     private readonly lock: RotationLock,
-    private readonly vault: IdempotencyVault,
+    vault: IdempotencyVault,
     private readonly servedModels: () => ReadonlySet<string>,
     private readonly settings: RotationSettings,
-  ) {}
+  ) {
+    this.idempotency = new IdempotencyFlow(db, vault);
+  }
 
   async regenerate(keyRef: string, req: RegenerateKeyRequest, idempotencyKey?: string): Promise<RegenerateResponse> {
     if (req.key !== undefined && toTokenHash(req.key) !== toTokenHash(keyRef)) throw new BadRequestError("the key in the path and the key in the body differ", "key");
@@ -50,66 +52,54 @@ export class RotationService {
     const { key: _key, grace_period: _grace, new_key: newKey, ...fields } = req;
     const patch = toKeyPatch(fields, this.servedModels());
     const oldToken = toTokenHash(keyRef);
-    const fingerprint = this.vault.fingerprint("regenerate", { oldToken, req });
-
-    if (idempotencyKey) {
-      const stored = await this.db.query((q) => findStoredResult(q, "regenerate", idempotencyKey));
-      if (stored) return this.vault.open<RegenerateResponse>(idempotencyKey, stored, fingerprint);
-    }
-    const newPlaintext = newKey ?? generateVirtualKey();
-    const newToken = hashKey(newPlaintext);
-    if (newToken === oldToken) throw new BadRequestError("new_key must differ from the key being regenerated", "new_key");
-
     try {
-      return await this.lock.run(oldToken, (mode) =>
-        commitKeyChange<RegenerateResponse>(this.db, this.events, async (tx) => {
-          if (mode === "advisory") await tx.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [ROTATION_ADVISORY_CLASS, oldToken]);
-          if (idempotencyKey) {
+      return await this.idempotency.run<RegenerateResponse>("regenerate", idempotencyKey, { oldToken, req }, (attempt) => {
+        const newPlaintext = newKey ?? generateVirtualKey();
+        const newToken = hashKey(newPlaintext);
+        if (newToken === oldToken) throw new BadRequestError("new_key must differ from the key being regenerated", "new_key");
+        return this.lock.run(oldToken, (mode) =>
+          commitKeyChange<RegenerateResponse>(this.db, this.events, async (tx) => {
+            if (mode === "advisory") await lockRotationAdvisory(tx, oldToken);
             // A retry that waited behind the first attempt finds its result here.
-            await lockIdempotencyKey(tx, "regenerate", idempotencyKey);
-            const stored = await findStoredResult(tx, "regenerate", idempotencyKey);
-            if (stored) return { result: this.vault.open<RegenerateResponse>(idempotencyKey, stored, fingerprint), stale: null };
-          }
-          const target = await lockKeyByToken(tx, oldToken);
-          if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
-          const current = target.row;
-          // A token in grace addresses its key for every other operation (docs/coherence.md #8), but not for a
-          // rotation: a second client retrying "regenerate the old key" without an Idempotency-Key would rotate
-          // the key once more, and concurrent regenerations must give exactly one new key (docs/coherence.md #4).
-          // The answer is a refusal that names the key, never "not found".
-          if (target.addressedAs === "deprecated") {
-            throw new ConflictError(`this key was already regenerated (key_id ${current.key_id}, now ${current.key_name}); regenerate the active key instead`, "key_already_rotated", "key");
-          }
-          // Fencing: the key changed after the token was read (a concurrent rotation won, or a lock was lost
-          // to a pause): this request must not rotate it a second time.
-          if (current.version !== target.versionSeen) {
-            throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
-          }
-          // A generated key cannot collide; a caller's new_key may be an old key still in its grace.
-          if (newKey !== undefined && (await findDeprecatedKey(tx, newToken))) throw new ConflictError("new_key is already in use", "key_exists", "new_key");
-          const rotated = await rotateKeyToken(tx, { keyId: current.key_id, expectedVersion: current.version, newToken, newKeyName: keyDisplayName(newPlaintext), patch });
-          if (!rotated) throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
-          const olderKeys = await repointDeprecatedKeys(tx, rotated.key_id, newToken);
-          if (graceMs > 0) await insertDeprecatedKey(tx, { token: current.token, keyId: rotated.key_id, activeToken: newToken, keyName: current.key_name, graceMs });
-          return {
-            // Every older key is cached as this key's record too: all of them go stale with it.
-            stale: { kind: "regenerate", tokens: [current.token, newToken, ...olderKeys, oldToken], version: rotated.version },
-            // After the event is appended (the event-order lock held, COMMIT next): the grace starts as close
-            // to the commit as the transaction can get, not before a wait on locks (docs/coherence.md #1).
-            finalize: async (ftx) => {
-              const revokeAt = graceMs > 0 ? await startGraceNow(ftx, current.token, graceMs) : rotated.updated_at;
-              const response = regeneratedView(newPlaintext, rotated, revokeAt, current.key_name);
-              if (idempotencyKey) await storeResult(ftx, "regenerate", idempotencyKey, fingerprint, this.vault.seal(idempotencyKey, response));
-              return response;
-            },
-          };
-        }),
-      );
+            const replayed = await attempt.replayed(tx);
+            if (replayed) return { result: replayed, stale: null };
+            const target = await lockKeyByToken(tx, oldToken);
+            if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+            const current = target.row;
+            // A token in grace addresses its key for every other operation (docs/coherence.md #8), but not for a
+            // rotation: a second client retrying "regenerate the old key" without an Idempotency-Key would rotate
+            // the key once more, and concurrent regenerations must give exactly one new key (docs/coherence.md #4).
+            // The answer is a refusal that names the key, never "not found".
+            if (target.addressedAs === "deprecated") {
+              throw new ConflictError(`this key was already regenerated (key_id ${current.key_id}, now ${current.key_name}); regenerate the active key instead`, "key_already_rotated", "key");
+            }
+            // Fencing: the key changed after the token was read (a concurrent rotation won, or a lock was lost
+            // to a pause): this request must not rotate it a second time.
+            if (current.version !== target.versionSeen) {
+              throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
+            }
+            // A generated key cannot collide; a caller's new_key may be an old key still in its grace.
+            if (newKey !== undefined && (await findDeprecatedKey(tx, newToken))) throw new ConflictError("new_key is already in use", "key_exists", "new_key");
+            const rotated = await rotateKeyToken(tx, { keyId: current.key_id, expectedVersion: current.version, newToken, newKeyName: keyDisplayName(newPlaintext), patch });
+            if (!rotated) throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
+            const olderKeys = await repointDeprecatedKeys(tx, rotated.key_id, newToken);
+            if (graceMs > 0) await insertDeprecatedKey(tx, { token: current.token, keyId: rotated.key_id, activeToken: newToken, keyName: current.key_name, graceMs });
+            return {
+              // Every older key is cached as this key's record too: all of them go stale with it.
+              stale: { kind: "regenerate", tokens: [current.token, newToken, ...olderKeys, oldToken], version: rotated.version },
+              // After the event is appended (the event-order lock held, COMMIT next): the grace starts as close
+              // to the commit as the transaction can get, not before a wait on locks (docs/coherence.md #1).
+              finalize: async (ftx) => {
+                const revokeAt = graceMs > 0 ? await startGraceNow(ftx, current.token, graceMs) : rotated.updated_at;
+                const response = regeneratedView(newPlaintext, rotated, revokeAt, current.key_name);
+                await attempt.store(ftx, response);
+                return response;
+              },
+            };
+          }),
+        );
+      });
     } catch (err) {
-      if (idempotencyKey && isUniqueViolation(err, "gh_idempotency_pkey")) {
-        const stored = await this.db.query((q) => findStoredResult(q, "regenerate", idempotencyKey));
-        if (stored) return this.vault.open<RegenerateResponse>(idempotencyKey, stored, fingerprint);
-      }
       throw mapConflict(err);
     }
   }

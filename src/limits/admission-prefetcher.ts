@@ -58,14 +58,18 @@ export class AdmissionPrefetcher {
   readonly counters = { fetched: 0, used: 0, cancelled: 0, failed: 0 };
   private readonly slots = new Map<string, KeySlot>();
   private readonly pending = new Set<Promise<unknown>>();
-  private readonly sweep: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(private readonly o: PrefetcherOptions) {
-    if (o.depth > 0) {
-      this.sweep = setInterval(() => this.cancelExpired(), Math.max(50, o.maxAgeMs / 2));
-      this.sweep.unref();
-    }
+  constructor(private readonly o: PrefetcherOptions) {}
+
+  /** False when prefetching is off (depth 0): nothing is ever held, so nothing needs giving back. */
+  get enabled(): boolean {
+    return this.o.depth > 0;
+  }
+
+  /** How long an admission held ready may wait for a request. */
+  get maxAgeMs(): number {
+    return this.o.maxAgeMs;
   }
 
   /** A ready admission this request may use, or undefined (then it is admitted by its own round trip). */
@@ -145,7 +149,6 @@ export class AdmissionPrefetcher {
   /** Gives back everything held ready and waits (bounded by Redis's command timeout) until Redis has it. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.sweep) clearInterval(this.sweep);
     // Fetches still in flight cancel what they bring (closed is set), so repeat until nothing is pending.
     do {
       for (const slot of this.slots.values()) for (const ready of slot.ready.splice(0)) this.cancel(ready);
@@ -168,7 +171,11 @@ export class AdmissionPrefetcher {
     return n;
   }
 
-  private cancelExpired(): void {
+  /**
+   * Gives back every admission held past `maxAgeMs` (run in the background by upkeep/prefetch-expiry.ts).
+   * take() never uses one anyway; this bounds how long capacity of a key gone quiet stays held in Redis.
+   */
+  cancelExpired(): void {
     const now = performance.now();
     for (const [keyId, slot] of this.slots) {
       for (let i = 0; i < slot.ready.length; i++) {

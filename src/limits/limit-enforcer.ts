@@ -14,17 +14,7 @@ import type { Charge } from "./pricing.js";
 import type { RedisLimiter } from "./redis-limiter.js";
 import type { SpendLedger } from "./spend-ledger.js";
 
-/**
- * Budgets, spend and rate limits for the request path:
- * admit() before a request is forwarded, settle() once it is over, whatever way it ended.
- *
- * Keys with limits are admitted by the Redis limiter, cluster-wide: one Lua call to admit, one to
- * settle. A key far from its limits finds its admission prefetched (admission-prefetcher.ts): the admit
- * call was made in the background after its previous request, off this request's path. While Redis
- * cannot be reached, the configured policy applies: `fail_open_local` (the local limiter, each limit
- * divided among the replicas) or `fail_closed` (503). Keys without limits never
- * touch Redis. Every charge is also queued for the durable ledger in Postgres, whatever admitted it.
- */
+/** One admitted request's hold on its key's limits, from admit() until settle() gives it back. */
 export interface Lease {
   limits: KeyLimits;
   requestId: string;
@@ -46,6 +36,17 @@ export interface LimitEnforcerOptions {
   replicaCount: () => number;
 }
 
+/**
+ * Budgets, spend and rate limits for the request path:
+ * admit() before a request is forwarded, settle() once it is over, whatever way it ended.
+ *
+ * Keys with limits are admitted by the Redis limiter, cluster-wide: one Lua call to admit, one to
+ * settle. A key far from its limits finds its admission prefetched (admission-prefetcher.ts): the admit
+ * call was made in the background after its previous request, off this request's path. While Redis
+ * cannot be reached, the configured policy applies: `fail_open_local` (the local limiter, each limit
+ * divided among the replicas) or `fail_closed` (503). Keys without limits never
+ * touch Redis. Every charge is also queued for the durable ledger in Postgres, whatever admitted it.
+ */
 export class LimitEnforcer {
   /** The last live spend seen per key: where the local fallback's budget share starts from. */
   private readonly lastKnownSpend = new LRUCache<string, number>({ max: 100_000 });

@@ -1,13 +1,6 @@
 import { LRUCache } from "lru-cache";
 import type { Admission, KeyLimits, Reservation, Settlement } from "./admission.js";
 
-/**
- * The fallback while Redis is unreachable (policy `fail_open_local`, docs/limits.md): the same limits,
- * enforced by this replica alone, each divided by the number of live replicas. A balanced load then
- * stays within the cluster-wide limit; an unbalanced one can exceed it by at most the share of the
- * replicas that are idle. The budget share starts from the last spend this replica knew (from Redis,
- * or from Postgres when it never saw one).
- */
 const WINDOW_MS = 60_000;
 // As in limits-reserve.lua: an exact log of admission times up to this rpm, two smoothed minutes above.
 const RPM_EXACT_MAX = 1_000;
@@ -41,6 +34,13 @@ interface KeyState {
   localSpend: number;
 }
 
+/**
+ * The fallback while Redis is unreachable (policy `fail_open_local`, docs/limits.md): the same limits,
+ * enforced by this replica alone, each divided by the number of live replicas. A balanced load then
+ * stays within the cluster-wide limit; an unbalanced one can exceed it by at most the share of the
+ * replicas that are idle. The budget share starts from the last spend this replica knew (from Redis,
+ * or from Postgres when it never saw one).
+ */
 export class LocalLimiter {
   private readonly states = new LRUCache<string, KeyState>({ max: 100_000 });
 

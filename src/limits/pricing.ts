@@ -1,15 +1,16 @@
 import type { ModelDeployment } from "../config/settings.js";
 import type { Endpoint } from "../proxy/provider.js";
 
-/**
- * What a request costs, in the currency of the config's `input_cost_per_token` and
- * `output_cost_per_token` (LiteLLM's field names; usually USD).
- */
+/** Tokens of one request: reserved for before it is forwarded, or reported by upstream after. */
 export interface TokenCount {
   promptTokens: number;
   completionTokens: number;
 }
 
+/**
+ * What a request costs, in the currency of the config's `input_cost_per_token` and
+ * `output_cost_per_token` (LiteLLM's field names; usually USD).
+ */
 export interface Charge extends TokenCount {
   cost: number;
 }

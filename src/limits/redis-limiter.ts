@@ -3,13 +3,6 @@ import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
 import type { Admission, KeyLimits, Reservation, Settlement } from "./admission.js";
 
-/**
- * The cluster-wide limiter: one Lua call admits (checks every limit and reserves), one settles
- * (redis/lua/limits-*.lua). A key's ledger is seeded from Postgres the first time it is needed (after a
- * Redis restart, an eviction, or a reset), with HSET-if-absent inside the script: every replica may
- * try, the first one wins, nobody adds (re-seeding never inflates spend, unlike LiteLLM #28247).
- */
-
 // The live ledger of a key unused this long is dropped; the next request seeds it again from Postgres.
 const LEDGER_TTL_MS = 24 * 3_600_000;
 
@@ -18,6 +11,12 @@ export interface SeedSource {
   read(keyId: string): Promise<{ spend: number; generation: string } | null>;
 }
 
+/**
+ * The cluster-wide limiter: one Lua call admits (checks every limit and reserves), one settles
+ * (redis/lua/limits-*.lua). A key's ledger is seeded from Postgres the first time it is needed (after a
+ * Redis restart, an eviction, or a reset), with HSET-if-absent inside the script: every replica may
+ * try, the first one wins, nobody adds (re-seeding never inflates spend).
+ */
 export class RedisLimiter {
   readonly counters = { seeds: 0 };
 

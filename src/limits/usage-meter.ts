@@ -1,5 +1,8 @@
 import { tokensFromUsage, type TokenCount } from "./pricing.js";
 
+// A JSON answer longer than this is relayed without its usage read (it is charged its reservation).
+const MAX_JSON_BYTES = 8 * 1024 * 1024;
+
 /**
  * Reads the token usage out of an upstream answer while it is relayed, without delaying any byte.
  *
@@ -9,8 +12,6 @@ import { tokensFromUsage, type TokenCount } from "./pricing.js";
  *   asks upstream for the usage chunk (`stream_options.include_usage`); a client that did not ask for it
  *   does not get it (OpenAI's contract: the chunk with empty `choices` comes only on request).
  */
-const MAX_JSON_BYTES = 8 * 1024 * 1024;
-
 export interface UsageMeter {
   /** Bytes to send on for one upstream chunk (possibly fewer, possibly held back until a frame completes). */
   pass(chunk: Uint8Array | string): Uint8Array | string;

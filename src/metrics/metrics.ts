@@ -1,11 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
-/**
- * Prometheus metrics of one replica, on a registry of its own so several gateways in one
- * process (tests) do not share series. Request-path code only increments counters and observes
- * histograms; everything that already has a counter somewhere (cache levels, breakers, the listener,
- * the limiter) is read when Prometheus scrapes, through `collect`, at no cost per request.
- */
 export interface MetricSources {
   authLevels: () => Record<string, number>;
   eventsReplayed: () => number;
@@ -32,6 +26,12 @@ const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5];
 
+/**
+ * Prometheus metrics of one replica, on a registry of its own so several gateways in one
+ * process (tests) do not share series. Request-path code only increments counters and observes
+ * histograms; everything that already has a counter somewhere (cache levels, breakers, the listener,
+ * the limiter) is read when Prometheus scrapes, through `collect`, at no cost per request.
+ */
 export class Metrics {
   readonly registry = new Registry();
   private readonly requests: Counter<"route" | "model" | "status">;

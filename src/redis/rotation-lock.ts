@@ -5,18 +5,19 @@ import { ConflictError } from "../errors/errors.js";
 import type { GatehouseRedis } from "./client.js";
 import type { RedisKeys } from "./key-names.js";
 
-/**
- * Serialises rotations of one key across replicas so concurrent requests do not race to do the same
- * work (docs/coherence.md #4). This is an optimisation, not the guarantee: a lock can expire under a pause,
- * so the rotation itself is conditional on the row version it read. With Redis unreachable the caller
- * falls back to a Postgres advisory lock (mode "advisory"), never to no lock.
- */
+/** Which lock the rotation runs under: this one, or the Postgres fallback (store/rotation-advisory-lock.ts). */
 export type LockMode = "redlock" | "advisory";
 
 // Far longer than a rotation transaction takes (milliseconds), short enough that a crashed holder
 // does not block the key for long.
 const LOCK_TTL_MS = 5_000;
 
+/**
+ * Serialises rotations of one key across replicas so concurrent requests do not race to do the same
+ * work (docs/coherence.md #4). This is an optimisation, not the guarantee: a lock can expire under a pause,
+ * so the rotation itself is conditional on the row version it read. With Redis unreachable the caller
+ * falls back to a Postgres advisory lock (mode "advisory"), never to no lock.
+ */
 export class RotationLock {
   private readonly redlock: Redlock | null;
 

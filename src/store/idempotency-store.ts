@@ -9,6 +9,7 @@ export interface StoredResult {
 
 const FIND = "SELECT fingerprint, response FROM gh_idempotency WHERE scope = $1 AND idem_key = $2";
 const INSERT = "INSERT INTO gh_idempotency (scope, idem_key, fingerprint, response) VALUES ($1, $2, $3, $4)";
+const LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 const PRUNE = "DELETE FROM gh_idempotency WHERE created_at < now() - $1::bigint * interval '1 millisecond'";
 
 /**
@@ -16,7 +17,7 @@ const PRUNE = "DELETE FROM gh_idempotency WHERE created_at < now() - $1::bigint 
  * retry racing the original waits and then finds its stored result instead of failing on a conflict.
  */
 export async function lockIdempotencyKey(tx: Queryable, scope: string, idemKey: string): Promise<void> {
-  await tx.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [`idempotency:${scope}:${idemKey}`]);
+  await tx.query(LOCK, [`idempotency:${scope}:${idemKey}`]);
 }
 
 export async function findStoredResult(db: Queryable, scope: string, idemKey: string): Promise<StoredResult | null> {

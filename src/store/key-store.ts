@@ -110,6 +110,10 @@ WHERE d.token = $1 AND d.revoke_at > now()`;
 const DELETE_KEYS = `
 WITH gone AS (DELETE FROM gh_keys WHERE key_id = ANY($1::uuid[]) RETURNING *)
 SELECT gone.*, nextval('gh_key_version_seq') AS tombstone_version FROM gone`;
+// By token, without the key_id lock: only the reinstated legacy delete (keys/legacy-delete.ts) runs it.
+const DELETE_KEYS_BY_TOKEN = `
+WITH gone AS (DELETE FROM gh_keys WHERE token = ANY($1::text[]) RETURNING *)
+SELECT gone.*, nextval('gh_key_version_seq') AS tombstone_version FROM gone`;
 
 const KEY_FILTER = "($1::text IS NULL OR key_alias = $1) AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR team_id = $3)";
 const LIST_KEYS = `SELECT * FROM gh_keys WHERE ${KEY_FILTER} ORDER BY created_at, token LIMIT $4 OFFSET $5`;
@@ -234,6 +238,11 @@ export async function findKeyForAuth(db: Queryable, token: string): Promise<Auth
 
 export async function deleteKeys(db: Queryable, keyIds: string[]): Promise<Array<KeyRow & { tombstone_version: number }>> {
   return (await db.query<KeyRow & { tombstone_version: number }>(DELETE_KEYS, [keyIds])).rows;
+}
+
+/** The delete as it was before keys were locked by key_id (keys/legacy-delete.ts); every other delete is deleteKeys. */
+export async function deleteKeysByTokens(db: Queryable, tokens: string[]): Promise<Array<KeyRow & { tombstone_version: number }>> {
+  return (await db.query<KeyRow & { tombstone_version: number }>(DELETE_KEYS_BY_TOKEN, [tokens])).rows;
 }
 
 export interface KeyListFilter {

@@ -7,13 +7,8 @@ import { pruneStoredResults } from "../store/idempotency-store.js";
 import { findDueBudgets, pruneSpendBatches, resetBudgetPeriod } from "../store/spend-store.js";
 import { parseKeyDuration } from "../config/duration.js";
 import { nextKeyVersion } from "../store/key-store.js";
+import { Periodic } from "./periodic.js";
 
-/**
- * Background upkeep, run by every replica: removes deprecated keys past revoke_at (with an "expiry"
- * event, so caches drop them too), resets budgets whose `budget_reset_at` has passed, and prunes
- * Idempotency-Key results, spend batch ids and events past their retention.
- * Every step is idempotent and safe to run concurrently on all replicas. Never throws: logs, reschedules.
- */
 export interface SweeperOptions {
   db: Database;
   events: CommittedEventSink;
@@ -27,20 +22,26 @@ export interface SweeperOptions {
 
 const SWEEP_BATCH = 1_000;
 
+/**
+ * The sweep, run by every replica: removes deprecated keys past revoke_at (with an "expiry" event, so
+ * caches drop them too), resets budgets whose `budget_reset_at` has passed, and prunes Idempotency-Key
+ * results, spend batch ids and events past their retention. Every step is idempotent and safe to run
+ * concurrently on all replicas.
+ */
 export class Sweeper {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  private readonly loop: Periodic;
 
-  constructor(private readonly o: SweeperOptions) {}
-
-  start(): void {
-    this.schedule();
+  constructor(private readonly o: SweeperOptions) {
+    // Jitter spreads replicas' sweeps apart.
+    this.loop = new Periodic({ logger: o.logger, intervalMs: o.intervalMs, jitter: 0.5, pass: () => this.sweepAndReport(), failureMessage: "sweep failed; will retry" });
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running;
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** One pass; exposed for tests. */
@@ -90,21 +91,9 @@ export class Sweeper {
     return reset;
   }
 
-  private schedule(): void {
-    // Jitter spreads replicas' sweeps apart.
-    const delay = this.o.intervalMs * (0.75 + Math.random() * 0.5);
-    this.timer = setTimeout(() => {
-      this.running = this.sweepOnce()
-        .then(({ deprecatedRemoved, budgetsReset }) => {
-          if (deprecatedRemoved > 0) this.o.logger.info({ deprecated_removed: deprecatedRemoved }, "swept expired deprecated keys");
-          if (budgetsReset > 0) this.o.logger.info({ budgets_reset: budgetsReset }, "reset budgets whose period ended");
-        })
-        .catch((err) => this.o.logger.warn({ err: (err as Error).message }, "sweep failed; will retry"))
-        .finally(() => {
-          this.running = null;
-          if (this.timer) this.schedule();
-        });
-    }, delay);
-    this.timer.unref();
+  private async sweepAndReport(): Promise<void> {
+    const { deprecatedRemoved, budgetsReset } = await this.sweepOnce();
+    if (deprecatedRemoved > 0) this.o.logger.info({ deprecated_removed: deprecatedRemoved }, "swept expired deprecated keys");
+    if (budgetsReset > 0) this.o.logger.info({ budgets_reset: budgetsReset }, "reset budgets whose period ended");
   }
 }

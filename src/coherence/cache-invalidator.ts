@@ -1,5 +1,5 @@
-import type { L1Cache } from "./l1-cache.js";
-import type { L2Cache } from "./l2-cache.js";
+import type { L1Cache } from "../auth/l1-cache.js";
+import type { L2Cache } from "../auth/l2-cache.js";
 
 /**
  * The one call that makes cached copies of some token hashes stale on this replica: "invalidate this
