@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import cluster from "node:cluster";
 import { parseArgs } from "node:util";
 import { ConfigError, loadSettings, type Settings } from "./config/settings.js";
 import { loadOrCreateMasterKey } from "./config/master-key-file.js";
@@ -7,9 +8,12 @@ import { startGateway } from "./gateway.js";
 import { ensureDatabaseExists } from "./store/db.js";
 import { migrateDirect } from "./store/migrator.js";
 import { packageVersion } from "./paths.js";
+import { parseWorkerCount, superviseWorkers, WorkerLink, workerIndex, YOUNG_GENERATION_FLAG } from "./workers.js";
 
 const USAGE = `Usage:
-  gatehouse start [--config FILE] [--port N]   run a gateway replica (migrates first)
+  gatehouse start [--config FILE] [--port N] [--workers N|auto]
+                                               run a gateway replica (migrates first); --workers: N worker
+                                               processes on one port (auto: one per core; default 1)
   gatehouse migrate [--config FILE]            apply database migrations and exit
   gatehouse config check FILE [--env-optional] validate a config file without starting (every problem at once;
                                                --env-optional: unset os.environ/ variables are "set at start")
@@ -30,7 +34,7 @@ Environment:
   LOG_FORMAT              json or pretty (json)
   Every other setting: GATEHOUSE_<SECTION>_<FIELD>, e.g. GATEHOUSE_SERVER_REQUEST_TIMEOUT_MS (docs/configuration.md).`;
 
-const OPTIONS = { config: { type: "string", short: "c" }, port: { type: "string", short: "p" }, help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "v" }, "env-optional": { type: "boolean" } } as const;
+const OPTIONS = { config: { type: "string", short: "c" }, port: { type: "string", short: "p" }, workers: { type: "string", short: "w" }, help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "v" }, "env-optional": { type: "boolean" } } as const;
 const COMMANDS = ["start", "migrate", "config", "help", "version"];
 
 /** The closest of `candidates` to `word`, if it is close enough to be a typo. */
@@ -76,7 +80,10 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case "start":
-      return start(loadSettings({ file: values.config, portOverride: port }));
+    {
+      const settings = loadSettings({ file: values.config, portOverride: port });
+      return start(settings, parseWorkers(values.workers ?? settings.server.workers));
+    }
     case "migrate": {
       const settings = loadSettings({ file: values.config });
       if (settings.embedded) {
@@ -107,9 +114,23 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function start(settings: Settings): Promise<number> {
+function parseWorkers(value: string | number): number {
+  try {
+    return parseWorkerCount(value);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+async function start(configured: Settings, workers: number): Promise<number> {
   const logger = createLogger();
-  for (const warning of settings.warnings) logger.warn(warning);
+  const worker = cluster.isWorker ? new WorkerLink(workerIndex() ?? 0) : undefined;
+  // Every worker is a replica of its own (caches, LISTEN connection, spend batches): its id says which.
+  const settings = worker ? { ...configured, replicaId: `${configured.replicaId}-w${worker.index}` } : configured;
+  if (!worker) for (const warning of settings.warnings) logger.warn(warning);
+  if (workers > 1 && !worker && settings.embedded) {
+    throw new ConfigError("--workers needs DATABASE_URL (and REDIS_URL): the embedded database serves one process; run one worker, or point every worker at a shared Postgres and Redis");
+  }
   let masterKey = settings.masterKey;
   if (!masterKey) {
     const generated = loadOrCreateMasterKey(settings.dataDir);
@@ -121,9 +142,20 @@ async function start(settings: Settings): Promise<number> {
         : "no GATEHOUSE_MASTER_KEY set: using the master key saved in this file",
     );
   }
+  if (workers > 1 && !worker) {
+    const code = await superviseWorkers({
+      count: workers,
+      logger,
+      env: { GATEHOUSE_MASTER_KEY: masterKey },
+      execArgv: process.execArgv.some((a) => a.startsWith("--max-semi-space-size")) ? process.execArgv : [...process.execArgv, YOUNG_GENERATION_FLAG],
+      shutdownDeadlineMs: settings.shutdown.delayMs + settings.shutdown.drainTimeoutMs + SHUTDOWN_MARGIN_MS * 2,
+    });
+    await flushLogs(logger);
+    process.exit(code);
+  }
   let gateway: Awaited<ReturnType<typeof startGateway>>;
   try {
-    gateway = await startGateway({ settings, masterKey, logger });
+    gateway = await startGateway({ settings, masterKey, logger, worker });
   } catch (err) {
     // Everything it opened is closed by now: say what failed, in one line, and exit so a supervisor sees it.
     const line = startFailure(err, settings);
@@ -132,7 +164,8 @@ async function start(settings: Settings): Promise<number> {
     console.error(`gatehouse: ${line}`);
     process.exit(err instanceof ConfigError ? 78 : 1);
   }
-  logger.info({ url: gateway.url, port: gateway.port, config: settings.source, models: [...new Set(settings.models.map((m) => m.modelName))] }, "gatehouse is listening");
+  // Under --workers the primary says "gatehouse is listening" once every worker does.
+  logger.info({ url: gateway.url, port: gateway.port, config: settings.source, models: [...new Set(settings.models.map((m) => m.modelName))], ...(worker ? { worker: worker.index } : {}) }, worker ? "worker is listening" : "gatehouse is listening");
   const clean = await waitForSignal(gateway.close, logger, settings.shutdown.delayMs + settings.shutdown.drainTimeoutMs + SHUTDOWN_MARGIN_MS);
   await flushLogs(logger);
   // Exit explicitly: a socket some library failed to close (pg-listen can leak one when closed in the
@@ -209,6 +242,8 @@ function waitForSignal(close: () => Promise<void>, logger: Logger, deadlineMs: n
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
+    // A worker whose primary is gone (killed) stops too: no orphan keeps serving where no supervisor sees it.
+    if (cluster.isWorker) process.on("disconnect", () => stop("primary gone"));
   });
 }
 

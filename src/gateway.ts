@@ -24,7 +24,7 @@ import { RedisLimiter } from "./limits/redis-limiter.js";
 import { ReplicaCount } from "./limits/replica-count.js";
 import { SpendLedger } from "./limits/spend-ledger.js";
 import { readDurableSpend } from "./store/spend-store.js";
-import { Metrics } from "./metrics/metrics.js";
+import { Metrics, type MetricSources } from "./metrics/metrics.js";
 import { ModelRouter } from "./proxy/model-router.js";
 import { MockProvider } from "./proxy/providers/mock.js";
 import { OpenAICompatibleProvider } from "./proxy/providers/openai-compatible.js";
@@ -32,7 +32,7 @@ import { createRedis, type GatehouseRedis } from "./redis/client.js";
 import { RedisKeys } from "./redis/key-names.js";
 import { RotationLock } from "./redis/rotation-lock.js";
 import { Database } from "./store/database.js";
-import { createPool, ensureDatabaseExists } from "./store/db.js";
+import { createPool, ensureDatabaseExists, pingDatabase } from "./store/db.js";
 import { migrateDirect } from "./store/migrator.js";
 import { startEmbeddedPostgres } from "./store/embedded-postgres.js";
 import { PrefetchExpiry } from "./upkeep/prefetch-expiry.js";
@@ -41,11 +41,9 @@ import { SpendFlush } from "./upkeep/spend-flush.js";
 import { Sweeper } from "./upkeep/sweeper.js";
 import { packageVersion } from "./paths.js";
 import type { Express } from "express";
+import type { WorkerLink } from "./workers.js";
 
-/**
- * Wires one replica together: Postgres (pool, breaker, migrations), Redis (client, breaker), the auth
- * caches, coherence, the admin services, the providers and the HTTP server. Nothing here runs per request.
- */
+/** One replica, started: what tests and the CLI reach into. */
 export interface Gateway {
   url: string;
   port: number;
@@ -66,6 +64,11 @@ export interface Gateway {
   limits: LimitEnforcer;
   spendLedger: SpendLedger;
   breakers: { postgres: DependencyBreaker; redis: DependencyBreaker };
+  /**
+   * Graceful shutdown: readiness turns 503 first; after `shutdown.delay_ms` (time for the load balancer to
+   * notice) the server stops accepting and in-flight requests, streams included, drain for up to
+   * `shutdown.drain_timeout_ms`; then everything started is closed, in the reverse order of its start.
+   */
   close(): Promise<void>;
 }
 
@@ -74,25 +77,73 @@ export interface StartOptions {
   masterKey: string;
   logger: Logger;
   host?: string;
+  /** Set when this process is one of several workers (workers.ts): host-wide metrics and the workers' count. */
+  worker?: WorkerLink | undefined;
 }
 
+/**
+ * Wires one replica together, in phases: stores → coherence → services → background work → listen. Each phase
+ * pushes what it started onto one stack; close() (or a start that fails half-way) closes the stack in reverse,
+ * so start-up and shutdown read as two lists and a replica that fails to start leaves nothing open.
+ * Nothing here runs per request.
+ */
 export async function startGateway(options: StartOptions): Promise<Gateway> {
-  // What a start that fails half-way has opened, closed in reverse, so the process can exit (a replica that
-  // fails to listen must not linger with its pools and timers open, where no supervisor sees it fail).
-  const undo: Array<() => unknown> = [];
+  const { logger } = options;
+  const started = new StartedStack();
   try {
-    return await build(options, undo);
+    if (reinstatedBugs().length > 0) logger.warn({ bugs: reinstatedBugs() }, "TEST BUILD: known coherence bugs reinstated on purpose (GATEHOUSE_TEST_REINSTATE_BUGS); never run this in production");
+    const stores = await openStores(options, started);
+    const caches = await startCoherence(options, stores, started);
+    const services = buildServices(options, stores, caches, started);
+    const background = startBackgroundWork(options, stores, caches, services, started);
+    const metrics = new Metrics();
+    metrics.readFrom(metricSources(stores, caches, services));
+    return await listen(options, stores, caches, services, background, metrics, started);
   } catch (err) {
-    for (const step of undo.reverse()) await Promise.resolve().then(step).catch(() => {});
+    await started.closeAll().catch(() => {}); // the start's own failure is what the caller must hear
     throw err;
   }
 }
 
-async function build({ settings: configured, masterKey, logger, host = "0.0.0.0" }: StartOptions, undo: Array<() => unknown>): Promise<Gateway> {
-  if (reinstatedBugs().length > 0) logger.warn({ bugs: reinstatedBugs() }, "TEST BUILD: known coherence bugs reinstated on purpose (GATEHOUSE_TEST_REINSTATE_BUGS); never run this in production");
+/** What has been started, closed last-first. A step that fails to close does not stop the others. */
+class StartedStack {
+  private readonly steps: Array<{ name: string; close: () => unknown }> = [];
+
+  push(name: string, close: () => unknown): void {
+    this.steps.push({ name, close });
+  }
+
+  /** Closes everything; rejects at the end, naming what failed to close, if anything did. */
+  async closeAll(): Promise<void> {
+    const failed: string[] = [];
+    for (let step = this.steps.pop(); step !== undefined; step = this.steps.pop()) {
+      try {
+        await step.close();
+      } catch (err) {
+        failed.push(`${step.name}: ${(err as Error)?.message ?? String(err)}`);
+      }
+    }
+    if (failed.length > 0) throw new Error(`failed to close ${failed.join("; ")}`);
+  }
+}
+
+// ── phase 1: stores ─────────────────────────────────────────────────────────────────────────────────────
+
+interface Stores {
+  settings: Settings;
+  embedded: boolean;
+  pool: pg.Pool;
+  db: Database;
+  breakers: { postgres: DependencyBreaker; redis: DependencyBreaker };
+  redis: GatehouseRedis | null;
+  redisKeys: RedisKeys;
+}
+
+/** Postgres (embedded or not, migrated, pooled, behind its breaker) and Redis (connecting, behind its breaker). */
+async function openStores({ settings: configured, logger }: StartOptions, started: StartedStack): Promise<Stores> {
   // No DATABASE_URL: one replica on an embedded Postgres, reached through a loopback socket.
   const embedded = configured.embedded ? await startEmbeddedPostgres(configured.dataDir, logger) : null;
-  undo.push(() => embedded?.close());
+  if (embedded) started.push("embedded database", () => embedded.close());
   const settings: Settings = embedded ? { ...configured, databaseUrl: embedded.url, databaseListenUrl: embedded.url } : configured;
   // Migrations hold a session-level advisory lock and run DDL: they go over the direct connection
   // (DATABASE_LISTEN_URL), never through a transaction pooler, which would split the session.
@@ -102,7 +153,7 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
   if (applied.length > 0) logger.info({ migrations: applied }, "applied migrations");
   // PGlite is a single backend: one connection, used in turn.
   const pool = createPool(settings.databaseUrl, { max: embedded ? 1 : 20 });
-  undo.push(() => pool.end());
+  started.push("database pool", () => pool.end());
   if (embedded) {
     logger.info(
       { data_dir: embedded.dataDir },
@@ -113,13 +164,166 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
     postgres: new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS),
     redis: new DependencyBreaker("redis", logger, REDIS_BREAKER_OPTIONS),
   };
-  undo.push(() => {
+  started.push("breakers", () => {
     breakers.postgres.shutdown();
     breakers.redis.shutdown();
   });
-  const db = new Database(pool, breakers.postgres);
-  // Sources are read at scrape time only; declared first so every part can report from its start.
-  const metrics: Metrics = new Metrics({
+  // Redis is an optimisation and a lock service with a fallback: a replica starts without it and
+  // connects when it can (ioredis keeps retrying). The embedded single replica has none at all.
+  const redis = settings.redisUrl ? createRedis(settings.redisUrl) : null;
+  if (redis) started.push("redis", () => redis.disconnect());
+  await redis?.connect().catch((err: Error) => logger.warn({ err: err.message }, "Redis is unreachable at start; running without L2 until it answers"));
+  return { settings, embedded: embedded !== null, pool, db: new Database(pool, breakers.postgres), breakers, redis, redisKeys: new RedisKeys(settings.redisPrefix) };
+}
+
+// ── phase 2: coherence ──────────────────────────────────────────────────────────────────────────────────
+
+interface Caches {
+  l1: L1Cache;
+  l2: L2Cache;
+  l2Guard: L2Guard;
+  tokenFilter: TokenFilterKeeper;
+  coherence: Coherence;
+  authenticator: Authenticator;
+  /** Invalidation lag observations, reported to the metrics once they exist. */
+  lag: LagObserver;
+}
+
+/** Receives invalidation lags; the metrics subscribe when they are made (after this phase). */
+class LagObserver {
+  observe: (ms: number) => void = () => {};
+}
+
+/** The auth caches and what keeps them coherent: caught up on the event table before the replica serves. */
+async function startCoherence({ logger, masterKey }: StartOptions, { settings, db, redis, redisKeys, breakers, embedded }: Stores, started: StartedStack): Promise<Caches> {
+  const l1 = new L1Cache({ maxEntries: settings.auth.l1MaxEntries, ttlMs: settings.auth.l1TtlMs, negativeTtlMs: settings.auth.negativeTtlMs });
+  // An L2 record never outlives the events that could invalidate it: the L2 repair replays the event table,
+  // which is complete only for records younger than the event retention (coherence/l2-guard.ts).
+  const l2TtlSeconds = Math.min(settings.auth.l2TtlSeconds, Math.floor(settings.coherence.eventRetentionMs / 1000));
+  const l2 = new L2Cache(
+    redis,
+    redisKeys,
+    l2TtlSeconds,
+    (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"),
+    breakers.redis,
+    l2MacKey(masterKey),
+    () => logger.warn("an L2 record failed its authentication check and was ignored: something other than this gateway (or a gateway with another master key) writes to this Redis prefix; counted in gatehouse_l2_forged_records_total"),
+  );
+  const tokenFilter = new TokenFilterKeeper({ db, logger, rebuildIntervalMs: settings.auth.tokenFilterRebuildMs, falsePositiveRate: 0.001 });
+  const invalidator = new CacheInvalidator(l1, l2, tokenFilter);
+  const clock = new DbClock();
+  const lag = new LagObserver();
+  // The guard and coherence refer to each other (the guard replays from coherence's first event id; coherence
+  // reports failed tombstones to the guard): the guard is told where coherence is once it exists.
+  const firstEventId = { of: (): number => 0 };
+  const l2Guard = new L2Guard({ redis, keys: redisKeys, db, logger, tombstone: (tokens, version) => l2.invalidate(tokens, version), startEventId: () => firstEventId.of() });
+  l2.trusted = () => l2Guard.trusted;
+  const coherence = new Coherence({
+    db,
+    listenUrl: embedded ? null : settings.databaseListenUrl,
+    invalidator,
+    logger,
+    replicaId: settings.replicaId,
+    heartbeatIntervalMs: settings.coherence.heartbeatIntervalMs,
+    staleAfterMs: settings.coherence.staleAfterMs,
+    onLag: (ms: number) => lag.observe(ms),
+    clock,
+    onTombstoneFailed: (eventId) => l2Guard.tombstoneFailed(eventId),
+    onHeartbeat: () => void l2Guard.check(),
+    l2Status: () => l2Guard.status(),
+  });
+  firstEventId.of = () => coherence.firstEventId;
+  logger.info("catching up on key events");
+  await coherence.start();
+  started.push("coherence", () => coherence.stop());
+  void l2Guard.check(); // L2 is not read until it has passed; the replica does not wait for Redis to start
+  const authenticator = new Authenticator(l1, l2, db, {
+    l1Trusted: () => coherence.isFresh(),
+    l2Pending: (hash) => invalidator.l2Pending(hash),
+    now: () => clock.now(),
+    tokenFilter: () => (settings.auth.tokenFilterRebuildMs > 0 ? tokenFilter.current : null),
+  });
+  return { l1, l2, l2Guard, tokenFilter, coherence, authenticator, lag };
+}
+
+// ── phase 3: services ───────────────────────────────────────────────────────────────────────────────────
+
+interface Services {
+  models: ModelRouter;
+  replicas: ReplicaCount;
+  spendLedger: SpendLedger;
+  limits: LimitEnforcer;
+  keys: KeyService;
+  rotation: RotationService;
+  providers: { openai: OpenAICompatibleProvider; mock: MockProvider };
+}
+
+/** What the routes call: models and providers, limits and spend, the /key operations. */
+function buildServices({ masterKey, logger }: StartOptions, { settings, db, redis, redisKeys, breakers }: Stores, { coherence }: Caches, started: StartedStack): Services {
+  const models = new ModelRouter(settings.models);
+  const servedModels = () => models.modelNames();
+  const vault = new IdempotencyVault(masterKey);
+  const replicas = new ReplicaCount(settings.limits.replicaCount);
+  // The ledger learns of budget resets from Postgres; the enforcer (made next) must forget its counters then.
+  const resets = { seen: (_keyId: string, _generation: string): unknown => undefined };
+  const spendLedger = new SpendLedger({ db, logger, replicaId: settings.replicaId, onResetSeen: (reset) => reset.forEach((r) => void resets.seen(r.keyId, r.generation)) });
+  const limits = new LimitEnforcer({
+    settings: settings.limits,
+    redis: redis && new RedisLimiter(redis, redisKeys, { read: (keyId) => db.query((q) => readDurableSpend(q, keyId)) }, settings.limits.reservationTtlMs, breakers.redis),
+    local: new LocalLimiter(settings.limits.reservationTtlMs),
+    ledger: spendLedger,
+    db,
+    logger,
+    replicaCount: () => replicas.value,
+  });
+  resets.seen = (keyId, generation) => limits.afterReset(keyId, generation);
+  const keys = new KeyService(db, coherence, servedModels, vault, limits);
+  const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
+  const openai = new OpenAICompatibleProvider(settings.upstream);
+  started.push("upstream connections", () => openai.close());
+  return { models, replicas, spendLedger, limits, keys, rotation, providers: { openai, mock: new MockProvider() } };
+}
+
+// ── phase 4: background work ────────────────────────────────────────────────────────────────────────────
+
+interface Background {
+  sweeper: Sweeper;
+}
+
+/** The loops of upkeep/ and the token filter's rebuild: none runs on the request path. */
+function startBackgroundWork({ logger }: StartOptions, { settings, db }: Stores, { tokenFilter, coherence }: Caches, { replicas, spendLedger, limits }: Services, started: StartedStack): Background {
+  if (settings.auth.tokenFilterRebuildMs > 0) {
+    tokenFilter.start();
+    started.push("token filter", () => tokenFilter.stop());
+  }
+  const census = new ReplicaCensus(db, logger, replicas);
+  census.start();
+  started.push("replica census", () => census.stop());
+  const spendFlush = new SpendFlush(spendLedger, logger, settings.limits.flushIntervalMs);
+  spendFlush.start();
+  started.push("spend flush", () => spendFlush.stop());
+  // Closed before the last flush (the stack closes last-first) and after the requests drained: what they
+  // settled reaches the durable ledger in that flush.
+  started.push("limits", () => limits.close());
+  const prefetchExpiry = new PrefetchExpiry(limits.prefetch, logger);
+  prefetchExpiry.start();
+  started.push("prefetch expiry", () => prefetchExpiry.stop());
+  const sweeper = new Sweeper({
+    db,
+    events: coherence,
+    logger,
+    intervalMs: settings.upkeep.sweepIntervalMs,
+    idempotencyRetentionMs: settings.upkeep.idempotencyRetentionMs,
+    eventRetentionMs: settings.coherence.eventRetentionMs,
+    onBudgetReset: (keyId, generation) => limits.afterReset(keyId, generation),
+  });
+  sweeper.start();
+  started.push("sweeper", () => sweeper.stop());
+  return { sweeper };
+}
+
+function metricSources({ breakers }: Stores, { authenticator, coherence, l2 }: Caches, { spendLedger, limits }: Services): MetricSources {
+  return {
     authLevels: () => {
       const c = authenticator.counters;
       return { l1: c.l1, l2: c.l2, db: c.db, "l1-static": c.static, miss: c.misses, filtered: c.filtered, unavailable: c.unavailable };
@@ -139,139 +343,43 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
       const prefetched = limits.prefetch?.counters.used ?? 0;
       return { redis: limits.counters.admittedRedis - prefetched, prefetched, local: limits.counters.admittedLocal };
     },
-  });
+  };
+}
 
-  // Redis is an optimisation and a lock service with a fallback: a replica starts without it and
-  // connects when it can (ioredis keeps retrying). The embedded single replica has none at all.
-  const redis = settings.redisUrl ? createRedis(settings.redisUrl) : null;
-  undo.push(() => redis?.disconnect());
-  await redis?.connect().catch((err: Error) => logger.warn({ err: err.message }, "Redis is unreachable at start; running without L2 until it answers"));
+// ── phase 5: listen ─────────────────────────────────────────────────────────────────────────────────────
 
-  const redisKeys = new RedisKeys(settings.redisPrefix);
-  const l1 = new L1Cache({ maxEntries: settings.auth.l1MaxEntries, ttlMs: settings.auth.l1TtlMs, negativeTtlMs: settings.auth.negativeTtlMs });
-  // An L2 record never outlives the events that could invalidate it: the L2 repair replays the event table,
-  // which is complete only for records younger than the event retention (coherence/l2-guard.ts).
-  const l2TtlSeconds = Math.min(settings.auth.l2TtlSeconds, Math.floor(settings.coherence.eventRetentionMs / 1000));
-  const l2 = new L2Cache(
-    redis,
-    redisKeys,
-    l2TtlSeconds,
-    (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"),
-    breakers.redis,
-    l2MacKey(masterKey),
-    () => logger.warn("an L2 record failed its authentication check and was ignored: something other than this gateway (or a gateway with another master key) writes to this Redis prefix; counted in gatehouse_l2_forged_records_total"),
-  );
-  const tokenFilter = new TokenFilterKeeper({ db, logger, rebuildIntervalMs: settings.auth.tokenFilterRebuildMs, falsePositiveRate: 0.001 });
-  const invalidator = new CacheInvalidator(l1, l2, tokenFilter);
-  const clock = new DbClock();
-  const l2Guard: L2Guard = new L2Guard({
-    redis,
-    keys: redisKeys,
-    db,
-    logger,
-    tombstone: (tokens, version) => l2.invalidate(tokens, version),
-    startEventId: () => coherence.firstEventId,
-  });
-  l2.trusted = () => l2Guard.trusted;
-  const coherence: Coherence = new Coherence({
-    db,
-    listenUrl: embedded ? null : settings.databaseListenUrl,
-    invalidator,
-    logger,
-    replicaId: settings.replicaId,
-    heartbeatIntervalMs: settings.coherence.heartbeatIntervalMs,
-    staleAfterMs: settings.coherence.staleAfterMs,
-    onLag: (ms: number) => metrics.invalidationLag(ms),
-    clock,
-    onTombstoneFailed: (eventId) => l2Guard.tombstoneFailed(eventId),
-    onHeartbeat: () => void l2Guard.check(),
-    l2Status: () => l2Guard.status(),
-  });
-  logger.info("catching up on key events");
-  await coherence.start();
-  undo.push(() => coherence.stop());
-  void l2Guard.check(); // L2 is not read until it has passed; the replica does not wait for Redis to start
-  const authenticator = new Authenticator(l1, l2, db, {
-    l1Trusted: () => coherence.isFresh(),
-    l2Pending: (hash) => invalidator.l2Pending(hash),
-    now: () => clock.now(),
-    tokenFilter: () => (settings.auth.tokenFilterRebuildMs > 0 ? tokenFilter.current : null),
-  });
-  if (settings.auth.tokenFilterRebuildMs > 0) tokenFilter.start();
-  undo.push(() => tokenFilter.stop());
-
-  const models = new ModelRouter(settings.models);
-  const servedModels = () => models.modelNames();
-  const vault = new IdempotencyVault(masterKey);
-  const replicas = new ReplicaCount(settings.limits.replicaCount);
-  const replicaCensus = new ReplicaCensus(db, logger, replicas);
-  replicaCensus.start();
-  undo.push(() => replicaCensus.stop());
-  const spendLedger = new SpendLedger({
-    db,
-    logger,
-    replicaId: settings.replicaId,
-    onResetSeen: (reset) => {
-      for (const r of reset) void limits.afterReset(r.keyId, r.generation);
-    },
-  });
-  const spendFlush = new SpendFlush(spendLedger, logger, settings.limits.flushIntervalMs);
-  spendFlush.start();
-  undo.push(() => spendFlush.stop());
-  const limits = new LimitEnforcer({
-    settings: settings.limits,
-    redis: redis && new RedisLimiter(redis, redisKeys, { read: (keyId) => db.query((q) => readDurableSpend(q, keyId)) }, settings.limits.reservationTtlMs, breakers.redis),
-    local: new LocalLimiter(settings.limits.reservationTtlMs),
-    ledger: spendLedger,
-    db,
-    logger,
-    replicaCount: () => replicas.value,
-  });
-  undo.push(() => limits.close());
-  const prefetchExpiry = new PrefetchExpiry(limits.prefetch, logger);
-  prefetchExpiry.start();
-  undo.push(() => prefetchExpiry.stop());
-  const keys = new KeyService(db, coherence, servedModels, vault, limits);
-  const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
-  const sweeper = new Sweeper({
-    db,
-    events: coherence,
-    logger,
-    intervalMs: settings.upkeep.sweepIntervalMs,
-    idempotencyRetentionMs: settings.upkeep.idempotencyRetentionMs,
-    eventRetentionMs: settings.coherence.eventRetentionMs,
-    onBudgetReset: (keyId, generation) => limits.afterReset(keyId, generation),
-  });
-  sweeper.start();
-  undo.push(() => sweeper.stop());
-
-  const openai = new OpenAICompatibleProvider(settings.upstream);
-  undo.push(() => openai.close());
+async function listen(options: StartOptions, stores: Stores, caches: Caches, services: Services, background: Background, metrics: Metrics, started: StartedStack): Promise<Gateway> {
+  const { logger, masterKey, host = "0.0.0.0", worker } = options;
+  const { settings, pool, redis, breakers } = stores;
+  caches.lag.observe = (ms) => metrics.invalidationLag(ms);
+  worker?.shareMetrics(metrics.registry);
   let shuttingDown = false;
   const http = buildHttp({
     logger,
-    authenticator,
+    authenticator: caches.authenticator,
     masterKey: new MasterKey(masterKey),
-    keys,
-    rotation,
-    coherence,
-    models,
-    providers: { openai, mock: new MockProvider() },
-    limits,
+    keys: services.keys,
+    rotation: services.rotation,
+    coherence: caches.coherence,
+    models: services.models,
+    providers: services.providers,
+    limits: services.limits,
     defaultMaxTokens: settings.limits.defaultMaxTokens,
     metrics,
+    hostMetrics: worker ? () => worker.hostMetrics() : undefined,
     metricsToken: settings.metricsToken,
     health: {
       probes: [
-        { name: "db", check: async () => void (await pool.query("SELECT 1")) },
+        { name: "db", check: () => pingDatabase(pool) },
         ...(redis ? [{ name: "redis", check: async () => void (await redis.ping()) }] : []),
       ],
       isShuttingDown: () => shuttingDown,
       detail: () => ({
         breakers: { postgres: breakers.postgres.state, redis: breakers.redis.state },
-        listener: coherence.listenerState,
-        caches_fresh: coherence.isFresh(),
-        l2_trusted: redis ? l2Guard.trusted : null,
+        listener: caches.coherence.listenerState,
+        caches_fresh: caches.coherence.isFresh(),
+        l2_trusted: redis ? caches.l2Guard.trusted : null,
+        ...(worker ? { worker: { index: worker.index, pid: process.pid }, workers: worker.workers } : {}),
       }),
     },
     maxRequestBodyBytes: settings.maxRequestBodyBytes,
@@ -298,49 +406,32 @@ async function build({ settings: configured, masterKey, logger, host = "0.0.0.0"
       resolve();
     });
   });
+  started.push("http server", () => drain(server, settings.shutdown.drainTimeoutMs, logger));
   const port = (server.address() as AddressInfo).port;
+  worker?.listening(port);
 
   return {
     url: `http://127.0.0.1:${port}`,
     port,
     settings,
     pool,
-    db,
+    db: stores.db,
     redis,
-    l1,
-    l2,
-    tokenFilter,
-    authenticator,
-    coherence,
-    sweeper,
+    l1: caches.l1,
+    l2: caches.l2,
+    tokenFilter: caches.tokenFilter,
+    authenticator: caches.authenticator,
+    coherence: caches.coherence,
+    sweeper: background.sweeper,
     metrics,
     app: http.app,
-    limits,
-    spendLedger,
+    limits: services.limits,
+    spendLedger: services.spendLedger,
     breakers,
-    /**
-     * Graceful shutdown: readiness turns 503 first; after `shutdown.delay_ms` (time for the
-     * load balancer to notice) the server stops accepting and in-flight requests, streams included, drain
-     * for up to `shutdown.drain_timeout_ms`; then background loops, pools and the listener close.
-     */
     async close() {
       shuttingDown = true;
       if (settings.shutdown.delayMs > 0) await new Promise((r) => setTimeout(r, settings.shutdown.delayMs));
-      await drain(server, settings.shutdown.drainTimeoutMs, logger);
-      await sweeper.stop();
-      await tokenFilter.stop();
-      await replicaCensus.stop();
-      await prefetchExpiry.stop();
-      // Requests are drained: what they charged goes to the durable ledger before the pool closes.
-      await limits.close();
-      await spendFlush.stop();
-      await coherence.stop();
-      await openai.close();
-      breakers.postgres.shutdown();
-      breakers.redis.shutdown();
-      redis?.disconnect();
-      await pool.end();
-      await embedded?.close();
+      await started.closeAll();
     },
   };
 }

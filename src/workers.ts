@@ -24,10 +24,9 @@ const MAX_RESTART_BACKOFF_MS = 30_000;
 // A worker that stayed up this long is healthy again: its next death starts the backoff over.
 const STABLE_AFTER_MS = 60_000;
 
-/** `--workers`: a count, or `auto` (one per core). */
-export function parseWorkerCount(value: string | undefined): number {
-  if (value === undefined) return 1;
-  if (value === "auto") return availableParallelism();
+/** `--workers` or `server.workers`: a count, or `auto` (one per core). */
+export function parseWorkerCount(value: string | number): number {
+  if (value === "auto") return Math.min(MAX_WORKERS, availableParallelism());
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new RangeError(`--workers: "${value}" is not a number of workers from 1 to ${MAX_WORKERS}, or "auto"`);
   return n;
@@ -39,6 +38,12 @@ export function workerIndex(): number | undefined {
   const index = Number(process.env.GATEHOUSE_WORKER_INDEX);
   return Number.isInteger(index) ? index : undefined;
 }
+
+/**
+ * The young generation (V8's semi-space) a gateway's allocation pattern wants: every request allocates a few
+ * KiB that die at once; a larger nursery means fewer scavenges per request (docs/performance.md).
+ */
+export const YOUNG_GENERATION_FLAG = "--max-semi-space-size=32";
 
 export interface SuperviseOptions {
   count: number;
@@ -53,8 +58,7 @@ export interface SuperviseOptions {
 
 /** The primary: runs until SIGTERM/SIGINT has stopped every worker; resolves with the exit code. */
 export function superviseWorkers(o: SuperviseOptions): Promise<number> {
-  new AggregatorRegistry(); // installs the primary's side of the metrics merge
-  const aggregator = new AggregatorRegistry();
+  const aggregator = new AggregatorRegistry(); // also installs the primary's side of the metrics merge
   cluster.setupPrimary({ execArgv: o.execArgv });
   const listening = new Set<number>();
   const byIndex = new Map<number, Worker>();
@@ -144,13 +148,7 @@ export class WorkerLink {
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (text: string) => void; reject: (err: Error) => void }>();
 
-  constructor(
-    readonly index: number,
-    registry: Registry,
-  ) {
-    // Answers the primary's requests for this worker's metrics (prom-client's side of the merge).
-    AggregatorRegistry.setRegistries([registry]);
-    new AggregatorRegistry();
+  constructor(readonly index: number) {
     process.on("message", (message: ToWorker) => {
       if (message?.type === "gatehouse:workers") this.status = { expected: message.expected, listening: message.listening };
       else if (message?.type === "gatehouse:metrics") {
@@ -160,6 +158,12 @@ export class WorkerLink {
         else waiting?.reject(new Error(message.error ?? "no metrics"));
       }
     });
+  }
+
+  /** Answers the primary's requests for this worker's metrics (prom-client's side of the merge). */
+  shareMetrics(registry: Registry): void {
+    AggregatorRegistry.setRegistries([registry]);
+    new AggregatorRegistry();
   }
 
   listening(port: number): void {

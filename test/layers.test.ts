@@ -15,7 +15,7 @@ const LAYER: Record<string, number> = {
   "store": 1, "redis": 1, "faults": 1,
   "auth": 2, "keys": 2, "limits": 2, "coherence": 2, "proxy": 2, "upkeep": 2, "metrics": 2,
   "http": 3,
-  "gateway.ts": 4,
+  "gateway.ts": 4, "workers.ts": 4,
   "cli.ts": 5,
 };
 

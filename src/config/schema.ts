@@ -162,6 +162,9 @@ const server = section({
   keep_alive_timeout_ms: int().min(1_000).default(65_000),
   // Whether the master key may call the OpenAI routes. LiteLLM lets it; Gatehouse does too unless told not to.
   master_key_on_proxy: z.enum(["allow", "forbid"]).default("allow"),
+  // Worker processes on one port (`--workers` overrides): one per core with `auto`. Each is a full replica.
+  // Written as text in the environment ("2", "auto"), as a number or "auto" in the file.
+  workers: z.union([int().min(1).max(64), z.literal("auto"), z.string().regex(/^\d+$/, 'must be a number of workers or "auto"').transform(Number).pipe(int().min(1).max(64))]).default(1),
 });
 
 const upstream = section({

@@ -35,6 +35,8 @@ export interface AppDeps {
   health: HealthDeps;
   metrics: Metrics;
   metricsToken: string | undefined;
+  /** Every worker's metrics merged, when this process is one of several workers. */
+  hostMetrics?: (() => Promise<string>) | undefined;
   maxRequestBodyBytes: number;
   masterKeyOnProxy: "allow" | "forbid";
   version: string;
@@ -86,7 +88,7 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   app.get("/openapi.json", (_req, res) => {
     res.type("application/json").send(openapi);
   });
-  app.use(metricsRoutes(deps.metrics, deps.masterKey, deps.metricsToken ? new Token(deps.metricsToken) : undefined));
+  app.use(metricsRoutes(deps.metrics, deps.masterKey, deps.metricsToken ? new Token(deps.metricsToken) : undefined, deps.hostMetrics));
   // Authenticate first, from the headers alone; only then read and parse the body (docs/security.md): an
   // unauthenticated client cannot make a replica buffer or decode megabytes.
   app.use(["/key", "/debug"], requireMasterKey(auth));

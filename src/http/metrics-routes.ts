@@ -7,8 +7,9 @@ import { bearerToken } from "./bearer.js";
 /**
  * GET /metrics in Prometheus text. A scraper authenticates with the master key or, better, with the
  * separate metrics token (`metrics.token`, GATEHOUSE_METRICS_TOKEN), which can read metrics and nothing else.
+ * Under `--workers`, the answer covers every worker of the host (`?scope=worker`: only the one that answered).
  */
-export function metricsRoutes(metrics: Metrics, masterKey: MasterKey, metricsToken: MasterKey | undefined): Router {
+export function metricsRoutes(metrics: Metrics, masterKey: MasterKey, metricsToken: MasterKey | undefined, hostMetrics?: () => Promise<string>): Router {
   const router = Router();
   router.get("/metrics", async (req, res) => {
     const bearer = bearerToken(req.headers);
@@ -16,7 +17,9 @@ export function metricsRoutes(metrics: Metrics, masterKey: MasterKey, metricsTok
       throw new AuthenticationError("/metrics needs the metrics token or the master key: 'Authorization: Bearer <token>'.", "invalid_metrics_token");
     }
     res.setHeader("content-type", metrics.contentType);
-    res.send(await metrics.render());
+    // Under --workers, a scrape sees the whole host (every worker's series merged: counters and histograms
+    // summed); `?scope=worker` shows the worker that answered.
+    res.send(hostMetrics && req.query.scope !== "worker" ? await hostMetrics() : await metrics.render());
   });
   return router;
 }

@@ -21,6 +21,23 @@ export interface MetricSources {
   settleFailures: () => number;
 }
 
+/** What a scrape reads before readFrom: nothing yet. */
+const NO_SOURCES: MetricSources = {
+  authLevels: () => ({}),
+  eventsReplayed: () => 0,
+  notifications: () => 0,
+  listenerUp: () => false,
+  breakerStates: () => ({}),
+  spendCharged: () => 0,
+  limitRejections: () => ({}),
+  limitAdmissions: () => ({}),
+  l2Forged: () => 0,
+  unknownKeysFiltered: () => 0,
+  l1Drops: () => 0,
+  catchUpFailures: () => 0,
+  settleFailures: () => 0,
+};
+
 const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
 // Seconds: sub-millisecond buckets for the gateway's own overhead, up to minutes for streams.
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -42,7 +59,12 @@ export class Metrics {
   /** Route patterns are a small fixed set (unmatched paths share one label), so this map stays small. */
   private readonly routes = new Map<string, RouteRecorder>();
 
-  constructor(sources: MetricSources) {
+  /** Where the snapshot counters read from; given once the parts that keep them exist (readFrom). */
+  private sources: MetricSources | undefined;
+
+  constructor() {
+    const sources = { ...NO_SOURCES } as MetricSources;
+    for (const name of Object.keys(NO_SOURCES) as Array<keyof MetricSources>) (sources as unknown as Record<string, unknown>)[name] = () => ((this.sources ?? NO_SOURCES)[name] as () => unknown)();
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "gatehouse_" });
     this.requests = new Counter({ name: "gatehouse_requests_total", help: "HTTP requests by route, model and status", labelNames: ["route", "model", "status"], registers });
@@ -91,6 +113,11 @@ export class Metrics {
         for (const [dependency, state] of Object.entries(sources.breakerStates())) this.set({ dependency }, BREAKER_STATE[state]);
       },
     });
+  }
+
+  /** The counters kept elsewhere (cache levels, breakers, the listener, the limiter), read at scrape time. */
+  readFrom(sources: MetricSources): void {
+    this.sources = sources;
   }
 
   /**

@@ -61,3 +61,8 @@ export async function ensureDatabaseExists(connectionString: string): Promise<bo
   }
   return true;
 }
+
+/** Readiness: does Postgres answer at all (outside the breaker: the probe must see the truth). */
+export async function pingDatabase(pool: pg.Pool): Promise<void> {
+  await pool.query("SELECT 1");
+}

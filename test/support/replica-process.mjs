@@ -12,6 +12,8 @@ export async function spawnReplica(env, args = [], options = {}) {
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), cli, "start", ...args], {
     env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group: stop() signals the group, so worker processes (--workers) go with it.
+    detached: true,
   });
   const output = [];
   let listening = false;
@@ -54,7 +56,11 @@ export async function spawnReplica(env, args = [], options = {}) {
     exited,
     async stop(signal = "SIGTERM") {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill(signal);
+      try {
+        process.kill(-child.pid, signal);
+      } catch {
+        child.kill(signal);
+      }
       return exited;
     },
   };
