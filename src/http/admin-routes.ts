@@ -1,4 +1,4 @@
-import { Router, type Request } from "express";
+import { Router, type Request, type Response } from "express";
 import type { Coherence } from "../coherence/coherence.js";
 import type { KeyService } from "../keys/key-service.js";
 import type { RotationService } from "../keys/rotation-service.js";
@@ -13,42 +13,46 @@ import {
   resetSpendSchema,
   updateKeySchema,
 } from "../keys/key-schemas.js";
-import { collectCommittedEvents, committedEventIds } from "../keys/change-context.js";
+import type { ChangeLog } from "../keys/key-change.js";
 import { BadRequestError } from "../errors/errors.js";
+
+/** The events this request's changes committed (set up for every /key request). */
+function changeLog(res: Response): ChangeLog {
+  return res.locals.changeLog as ChangeLog;
+}
 
 /** The LiteLLM-compatible /key routes. Authorization (master key) is applied by the caller. */
 export function adminRoutes(keys: KeyService, rotation: RotationService, coherence: Coherence): Router {
   const router = Router();
   // Every write names the events it committed (Gatehouse-Event-Id, comma-separated, in commit order).
   router.use("/key", (_req, res, next) => {
-    collectCommittedEvents(() => {
-      const json = res.json.bind(res);
-      res.json = (body: unknown) => {
-        const ids = committedEventIds();
-        if (ids.length > 0 && !res.headersSent) res.setHeader("Gatehouse-Event-Id", ids.join(","));
-        return json(body);
-      };
-      next();
-    });
+    const log: ChangeLog = { eventIds: [] };
+    res.locals.changeLog = log;
+    const json = res.json.bind(res);
+    res.json = (body: unknown) => {
+      if (log.eventIds.length > 0 && !res.headersSent) res.setHeader("Gatehouse-Event-Id", log.eventIds.join(","));
+      return json(body);
+    };
+    next();
   });
 
   router.post("/key/generate", async (req, res) => {
     const idempotencyKey = idempotencyKeyOf(req);
-    res.json(await keys.generate(parseBody(generateKeySchema, req.body), idempotencyKey));
+    res.json(await keys.generate(parseBody(generateKeySchema, req.body), idempotencyKey, changeLog(res)));
   });
 
   router.post("/key/regenerate", async (req, res) => {
     const idempotencyKey = idempotencyKeyOf(req);
     const body = parseBody(regenerateKeySchema, req.body);
     if (!body.key) throw new BadRequestError("'key' is required: the key to regenerate, as plaintext or hash", "key");
-    res.json(await rotation.regenerate(body.key, body, idempotencyKey));
+    res.json(await rotation.regenerate(body.key, body, idempotencyKey, changeLog(res)));
   });
 
   router.post("/key/:key/regenerate", async (req, res) => {
     const idempotencyKey = idempotencyKeyOf(req);
     // An empty body is allowed here: the key is in the path, and every field is optional.
     const body = parseBody(regenerateKeySchema, req.body ?? {});
-    res.json(await rotation.regenerate(req.params.key, body, idempotencyKey));
+    res.json(await rotation.regenerate(req.params.key, body, idempotencyKey, changeLog(res)));
   });
 
   router.post("/key/:key/reset_spend", async (req, res) => {
@@ -58,15 +62,15 @@ export function adminRoutes(keys: KeyService, rotation: RotationService, coheren
 
   // A leaked old token: stop every token of the key that is still in its grace, now, on every replica.
   router.post("/key/end_grace", async (req, res) => {
-    res.json(await keys.endGrace(parseBody(keyRefSchema, req.body).key));
+    res.json(await keys.endGrace(parseBody(keyRefSchema, req.body).key, changeLog(res)));
   });
 
   router.post("/key/:key/end_grace", async (req, res) => {
-    res.json(await keys.endGrace(req.params.key));
+    res.json(await keys.endGrace(req.params.key, changeLog(res)));
   });
 
   router.post("/key/update", async (req, res) => {
-    res.json(await keys.update(parseBody(updateKeySchema, req.body)));
+    res.json(await keys.update(parseBody(updateKeySchema, req.body), changeLog(res)));
   });
 
   router.get("/key/info", async (req, res) => {
@@ -80,15 +84,15 @@ export function adminRoutes(keys: KeyService, rotation: RotationService, coheren
   });
 
   router.post("/key/delete", async (req, res) => {
-    res.json(await keys.delete(parseBody(deleteKeysSchema, req.body)));
+    res.json(await keys.delete(parseBody(deleteKeysSchema, req.body), changeLog(res)));
   });
 
   router.post("/key/block", async (req, res) => {
-    res.json(await keys.setBlocked(parseBody(keyRefSchema, req.body).key, true));
+    res.json(await keys.setBlocked(parseBody(keyRefSchema, req.body).key, true, changeLog(res)));
   });
 
   router.post("/key/unblock", async (req, res) => {
-    res.json(await keys.setBlocked(parseBody(keyRefSchema, req.body).key, false));
+    res.json(await keys.setBlocked(parseBody(keyRefSchema, req.body).key, false, changeLog(res)));
   });
 
   // Operators and the benchmarks read this replica's coherence state and recent propagation lags.

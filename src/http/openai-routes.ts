@@ -9,7 +9,7 @@ import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-
 import type { Logger } from "../logger.js";
 import type { RouteRecorder } from "../metrics/metrics.js";
 import type { ModelRouter } from "../proxy/model-router.js";
-import type { Endpoint, Provider, UpstreamResponse } from "../proxy/provider.js";
+import { ClientGone, type Endpoint, type Provider, type UpstreamResponse } from "../proxy/provider.js";
 import { assertRequestShape, duplicateTopLevelKey } from "../proxy/request-shape.js";
 import type { AccessLog, RequestRecord } from "./access-log.js";
 import type { CallerAuth } from "./auth-middleware.js";
@@ -171,12 +171,12 @@ export class OpenAIRoutes {
     const meter: UsageMeter | undefined = lease ? (stream ? sseUsageMeter(clientAskedForUsage) : jsonUsageMeter()) : undefined;
     let relayed = false;
     // A client that goes away aborts the upstream call (onResponseClose): nobody is left to read the answer.
-    const abort = (x.abort = new AbortController());
+    const abort = (x.abort = new ClientGone());
     // Time on the upstream, from sending the call until its answer is relayed or has failed: the request's
     // latency minus this is the gateway's overhead (metrics).
     const upstreamStarted = performance.now();
     try {
-      const upstream = await deps.providers[deployment.provider].forward({ endpoint, deployment, body: upstreamBody, rawBody: unchanged ? raw : undefined, stream, signal: abort.signal });
+      const upstream = await deps.providers[deployment.provider].forward({ endpoint, deployment, body: upstreamBody, rawBody: unchanged ? raw : undefined, stream, signal: abort });
       if (upstream.status >= 300) throw await this.upstreamFailure(upstream, deployment);
       relayed = true;
       await relayAnswer(x, stream, meter, upstream);
@@ -255,7 +255,7 @@ class Exchange implements RequestRecord {
   auth: AuthResult | undefined = undefined;
   model: string | undefined = undefined;
   upstreamSeconds: number | undefined = undefined;
-  abort: AbortController | undefined = undefined;
+  abort: ClientGone | undefined = undefined;
 
   constructor(
     readonly owner: OpenAIRoutes,
@@ -303,7 +303,7 @@ const ONE_WRITE_MAX_BYTES = 1024 * 1024;
 /** Relays an upstream answer (status, headers, body) to the client, metering usage on the way. */
 async function relayAnswer(x: Exchange, stream: boolean, meter: UsageMeter | undefined, upstream: UpstreamResponse): Promise<void> {
   const { res } = x;
-  const signal = x.abort!.signal;
+  const signal = x.abort!;
   res.statusCode = upstream.status;
   res.setHeader("content-type", upstream.contentType);
   if (stream) {
@@ -344,18 +344,18 @@ function endWith(res: ServerResponse, body: Uint8Array | string, bytes: number):
   res.end(body);
 }
 
-function waitForDrain(res: ServerResponse, signal: AbortSignal): Promise<void> {
+function waitForDrain(res: ServerResponse, signal: ClientGone): Promise<void> {
   return new Promise((resolve, reject) => {
     const done = () => {
-      signal.removeEventListener("abort", aborted);
+      signal.removeListener("abort", aborted);
       resolve();
     };
     const aborted = () => {
       res.removeListener("drain", done);
-      reject(signal.reason);
+      reject(Object.assign(new Error("the client went away"), { name: "AbortError" }));
     };
     res.once("drain", done);
-    signal.addEventListener("abort", aborted, { once: true });
+    signal.once("abort", aborted);
   });
 }
 

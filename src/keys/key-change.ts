@@ -1,8 +1,17 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import type { Database } from "../store/database.js";
-import { noteCommittedEvent } from "./change-context.js";
 import { appendEvent, changeCommitted, type EventKind, type KeyEvent } from "../store/event-store.js";
+
+/**
+ * The ids of the events one admin request committed, in commit order, so the HTTP layer can name them in its
+ * answer (`Gatehouse-Event-Id`): event ids are the cluster's order of changes, and a client, the history
+ * checker or an operator can tell exactly where a change sits among everyone else's. Passed explicitly (not
+ * through AsyncLocalStorage, whose promise hooks would tax every request of the process).
+ */
+export interface ChangeLog {
+  eventIds: number[];
+}
 
 /** Told about every committed event right after COMMIT (the writer's own replica applies it at once). */
 export interface CommittedEventSink {
@@ -28,7 +37,7 @@ export type FinalizeChange<T> =
  * change id chosen here, so a COMMIT cut off mid-way is resolved by looking for it (Database.transaction).
  * Then this replica's caches are updated before the caller answers.
  */
-export async function commitKeyChange<T>(db: Database, sink: CommittedEventSink, work: (tx: pg.PoolClient) => Promise<ChangeOutcome<T>>): Promise<T> {
+export async function commitKeyChange<T>(db: Database, sink: CommittedEventSink, work: (tx: pg.PoolClient) => Promise<ChangeOutcome<T>>, log?: ChangeLog): Promise<T> {
   const changeId = randomUUID();
   const { result, event } = await db.transaction(
     async (tx) => {
@@ -42,7 +51,7 @@ export async function commitKeyChange<T>(db: Database, sink: CommittedEventSink,
     { verifyCommitted: () => changeCommitted(db.pool, changeId) },
   );
   if (event) {
-    noteCommittedEvent(event.id);
+    log?.eventIds.push(event.id);
     await sink.applyCommitted(event);
   }
   return result;

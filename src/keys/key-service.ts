@@ -20,7 +20,7 @@ import { resetSpend } from "../store/spend-store.js";
 import { legacyDeleteByTokens } from "./legacy-delete.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 import { allTokensOf, lockKeyByToken, lockKeysByTokens } from "./key-addressing.js";
-import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
+import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-change.js";
 import { IdempotencyFlow } from "./idempotency-flow.js";
 import type { IdempotencyVault } from "./idempotency-vault.js";
 import { toKeyPatch } from "./key-patch.js";
@@ -45,7 +45,7 @@ export class KeyService {
     this.idempotency = new IdempotencyFlow(db, vault);
   }
 
-  async generate(req: GenerateKeyRequest, idempotencyKey?: string) {
+  async generate(req: GenerateKeyRequest, idempotencyKey?: string, log?: ChangeLog) {
     const patch = toKeyPatch(req, this.servedModels());
     try {
       return await this.idempotency.run<GeneratedKey>("generate", idempotencyKey, req, (attempt) => {
@@ -60,18 +60,18 @@ export class KeyService {
           await attempt.store(tx, response);
           // The new hash may sit in a cache as a remembered miss.
           return { result: response, stale: { kind: "generate", tokens: [token], version: row.version } };
-        });
+        }, log);
       });
     } catch (err) {
       throw mapConflict(err);
     }
   }
 
-  async update(req: UpdateKeyRequest) {
+  async update(req: UpdateKeyRequest, log?: ChangeLog) {
     const { key, spend, ...fields } = req;
     const patch = toKeyPatch(fields, this.servedModels());
     if (spend !== undefined) patch.spend = spend;
-    const updated = await this.applyPatch(toTokenHash(key), patch, "update");
+    const updated = await this.applyPatch(toTokenHash(key), patch, "update", log);
     // A new spend starts a new generation; a new max_budget may meet a live ledger nobody kept up to date
     // while the key had no limits. Either way the next request seeds the live ledger from Postgres.
     if (spend !== undefined || fields.max_budget !== undefined) await this.spend.afterReset(updated.key_id, spend !== undefined ? String(updated.spend_generation) : undefined);
@@ -93,15 +93,15 @@ export class KeyService {
     return { key: token, spend: to, spend_generation: Number(reset.generation) };
   }
 
-  async setBlocked(key: string, blocked: boolean) {
-    return this.applyPatch(toTokenHash(key), { blocked }, blocked ? "block" : "unblock");
+  async setBlocked(key: string, blocked: boolean, log?: ChangeLog) {
+    return this.applyPatch(toTokenHash(key), { blocked }, blocked ? "block" : "unblock", log);
   }
 
   /**
    * Ends the grace of every deprecated token of a key now (a leaked old token), leaving the current token
    * alone. Addressed by any token of the key, the deprecated ones included. Answers which tokens stopped.
    */
-  async endGrace(key: string) {
+  async endGrace(key: string, log?: ChangeLog) {
     return commitKeyChange(this.db, this.events, async (tx) => {
       const target = await lockKeyByToken(tx, toTokenHash(key));
       if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
@@ -110,7 +110,7 @@ export class KeyService {
       if (ended.length === 0) return { result, stale: null };
       // A fresh version: newer than the active record the deprecated tokens were cached as.
       return { result, stale: { kind: "end_grace", tokens: ended.map((d) => d.token), version: await nextKeyVersion(tx) } };
-    });
+    }, log);
   }
 
   /** A key's info, addressed by any token that authenticates; a deprecated token's answer carries a marker. */
@@ -142,8 +142,8 @@ export class KeyService {
    * any token that authenticates; its rows are locked first, so a rotation racing the delete either commits
    * before it (and the key is deleted under its new token) or waits and then finds nothing to rotate.
    */
-  async delete(req: { keys?: string[] | undefined; key_aliases?: string[] | undefined }) {
-    if (req.keys && reinstated("delete-race")) return legacyDeleteByTokens(this.db, this.events, req.keys);
+  async delete(req: { keys?: string[] | undefined; key_aliases?: string[] | undefined }, log?: ChangeLog) {
+    if (req.keys && reinstated("delete-race")) return legacyDeleteByTokens(this.db, this.events, req.keys, log);
     return commitKeyChange(this.db, this.events, async (tx) => {
       let rows: KeyRow[];
       if (req.keys) {
@@ -169,7 +169,7 @@ export class KeyService {
       const deleted = await deleteKeys(tx, rows.map((r) => r.key_id));
       const version = deleted.reduce((max, r) => Math.max(max, Number(r.tombstone_version)), 0);
       return { result: { deleted_keys: req.keys ?? req.key_aliases ?? [] }, stale: { kind: "delete", tokens, version } };
-    });
+    }, log);
   }
 
   /** `spend` as the live ledger has it (settled requests not yet flushed to Postgres included). */
@@ -179,7 +179,7 @@ export class KeyService {
   }
 
   /** Applies a patch to the key any token of it names; the answer names the key by the token given. */
-  private async applyPatch(token: string, patch: KeyPatch, kind: "update" | "block" | "unblock") {
+  private async applyPatch(token: string, patch: KeyPatch, kind: "update" | "block" | "unblock", log?: ChangeLog) {
     try {
       return await commitKeyChange(this.db, this.events, async (tx) => {
         const target = await lockKeyByToken(tx, token);
@@ -188,7 +188,7 @@ export class KeyService {
         // Old keys inside their grace are cached as this key's record: they change with it.
         const tokens = await allTokensOf(tx, [row]);
         return { result: { key: token, ...keyView(row) }, stale: { kind, tokens, version: row.version } };
-      });
+      }, log);
     } catch (err) {
       throw mapConflict(err);
     }

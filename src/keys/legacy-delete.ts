@@ -3,7 +3,7 @@ import { NotFoundError } from "../errors/errors.js";
 import type { Database } from "../store/database.js";
 import { deprecatedTokensOfKeys } from "../store/deprecated-key-store.js";
 import { deleteKeysByTokens, findKeysByTokens } from "../store/key-store.js";
-import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
+import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-change.js";
 
 /**
  * The delete as it was before keys were locked by key_id: rows are read by token without a lock and deleted
@@ -12,7 +12,7 @@ import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
  * (or, with one key, a 500 from the maximum of an empty list). Reachable only through the test switch
  * `delete-race` (testing/reinstated-bugs.ts), so the history checker can show it catches this.
  */
-export function legacyDeleteByTokens(db: Database, events: CommittedEventSink, keys: string[]) {
+export function legacyDeleteByTokens(db: Database, events: CommittedEventSink, keys: string[], log?: ChangeLog) {
   return commitKeyChange(db, events, async (tx) => {
     const tokens = [...new Set(keys.map(toTokenHash))];
     const rows = await findKeysByTokens(tx, tokens);
@@ -25,5 +25,5 @@ export function legacyDeleteByTokens(db: Database, events: CommittedEventSink, k
     const deleted = await deleteKeysByTokens(tx, rows.map((r) => r.token));
     const version = Math.max(...deleted.map((r) => Number(r.tombstone_version)));
     return { result: { deleted_keys: keys }, stale: { kind: "delete" as const, tokens: [...deleted.map((r) => r.token), ...deprecated], version } };
-  });
+  }, log);
 }

@@ -7,7 +7,7 @@ import { rotateKeyToken } from "../store/key-store.js";
 import { lockRotationAdvisory } from "../store/rotation-advisory-lock.js";
 import type { Database } from "../store/database.js";
 import { lockKeyByToken } from "./key-addressing.js";
-import { commitKeyChange, type CommittedEventSink } from "./key-change.js";
+import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-change.js";
 import { IdempotencyFlow } from "./idempotency-flow.js";
 import type { IdempotencyVault } from "./idempotency-vault.js";
 import { mapConflict } from "./key-service.js";
@@ -46,7 +46,7 @@ export class RotationService {
     this.idempotency = new IdempotencyFlow(db, vault);
   }
 
-  async regenerate(keyRef: string, req: RegenerateKeyRequest, idempotencyKey?: string): Promise<RegenerateResponse> {
+  async regenerate(keyRef: string, req: RegenerateKeyRequest, idempotencyKey?: string, log?: ChangeLog): Promise<RegenerateResponse> {
     if (req.key !== undefined && toTokenHash(req.key) !== toTokenHash(keyRef)) throw new BadRequestError("the key in the path and the key in the body differ", "key");
     const graceMs = this.parseGrace(req.grace_period);
     const { key: _key, grace_period: _grace, new_key: newKey, ...fields } = req;
@@ -96,7 +96,7 @@ export class RotationService {
                 return response;
               },
             };
-          }),
+          }, log),
         );
       });
     } catch (err) {

@@ -1,5 +1,21 @@
 import type { ModelDeployment } from "../config/settings.js";
 
+import { EventEmitter } from "node:events";
+
+/**
+ * "The client went away": an abort signal undici accepts (an EventEmitter with `aborted` and an "abort" event),
+ * at a fraction of an AbortController's cost, made once per proxied request.
+ */
+export class ClientGone extends EventEmitter {
+  aborted = false;
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.emit("abort");
+  }
+}
+
 export type Endpoint = "chat.completions" | "completions" | "embeddings";
 
 export interface UpstreamCall {
@@ -11,7 +27,7 @@ export interface UpstreamCall {
   rawBody?: Buffer | undefined;
   stream: boolean;
   /** Aborted when the client goes away, so the upstream call stops too. */
-  signal: AbortSignal;
+  signal: ClientGone;
 }
 
 export interface UpstreamResponse {

@@ -1,4 +1,4 @@
-import { Agent, errors as undiciErrors, request } from "undici";
+import { Agent, errors as undiciErrors } from "undici";
 import { UpstreamError } from "../../errors/errors.js";
 import type { Provider, UpstreamCall, UpstreamResponse } from "../provider.js";
 
@@ -33,12 +33,14 @@ export class OpenAICompatibleProvider implements Provider {
     const headers: Record<string, string> = { "content-type": "application/json", accept: call.stream ? "text/event-stream" : "application/json" };
     if (deployment.apiKey) headers.authorization = `Bearer ${deployment.apiKey}`;
     try {
-      const res = await request(`${deployment.apiBase}${PATHS[call.endpoint]}`, {
+      const target = targetOf(deployment.apiBase);
+      const res = await this.agent.request({
+        origin: target.origin,
+        path: `${target.basePath}${PATHS[call.endpoint]}`,
         method: "POST",
         headers,
         body: call.rawBody ?? JSON.stringify(call.body),
         signal: call.signal,
-        dispatcher: this.agent,
         headersTimeout: readTimeout,
         bodyTimeout: readTimeout,
       });
@@ -53,6 +55,20 @@ export class OpenAICompatibleProvider implements Provider {
   close(): Promise<void> {
     return this.agent.close();
   }
+}
+
+// An api_base is parsed once, not on every request: the origin picks undici's connection pool, the path is
+// prefixed to the endpoint's.
+const targets = new Map<string, { origin: string; basePath: string }>();
+function targetOf(apiBase: string | undefined): { origin: string; basePath: string } {
+  const key = apiBase ?? "";
+  let target = targets.get(key);
+  if (!target) {
+    const url = new URL(key);
+    target = { origin: url.origin, basePath: url.pathname.replace(/\/$/, "") };
+    targets.set(key, target);
+  }
+  return target;
 }
 
 /** Re-throws body read failures (a read timeout mid-stream) as UpstreamError, so callers see one error kind. */
