@@ -32,8 +32,8 @@ export function writeBenchConfig(upstreamUrl) {
 }
 
 /** A replica process (the same helper the tests use), its request log drained but not kept. */
-export function startReplica(env, args = [], nodeArgs = []) {
-  return spawnReplica({ LOG_LEVEL: "info", ...env }, args, { keepOutput: Boolean(process.env.BENCH_DEBUG), nodeArgs });
+export function startReplica(env, args = [], nodeArgs = [], cli = undefined) {
+  return spawnReplica({ LOG_LEVEL: "info", ...env }, args, { keepOutput: Boolean(process.env.BENCH_DEBUG), nodeArgs, cli });
 }
 
 export function machine() {

@@ -256,6 +256,8 @@ class Exchange implements RequestRecord {
   model: string | undefined = undefined;
   upstreamSeconds: number | undefined = undefined;
   abort: ClientGone | undefined = undefined;
+  /** Writes are being held for the rest of this loop turn (holdWrites). */
+  corked = false;
 
   constructor(
     readonly owner: OpenAIRoutes,
@@ -309,6 +311,7 @@ async function relayAnswer(x: Exchange, stream: boolean, meter: UsageMeter | und
   if (stream) {
     res.setHeader("cache-control", "no-cache");
     res.setHeader("x-accel-buffering", "no"); // nginx in front must not buffer the stream
+    holdWrites(x);
     res.flushHeaders();
   }
   let held: Array<Uint8Array | string> | undefined = stream ? undefined : [];
@@ -327,6 +330,7 @@ async function relayAnswer(x: Exchange, stream: boolean, meter: UsageMeter | und
         held = undefined;
         continue;
       }
+      holdWrites(x);
       if (!res.write(out)) await waitForDrain(res, signal);
     }
     meter?.end();
@@ -337,6 +341,24 @@ async function relayAnswer(x: Exchange, stream: boolean, meter: UsageMeter | und
     if (signal.aborted) return;
     endBrokenStream(res, err);
   }
+}
+
+/**
+ * Writes made in one turn of the event loop leave in one system call: the socket is corked at the first and
+ * uncorked on the next turn (setImmediate). A stream's headers go out with its first frames, and frames that
+ * arrive together from upstream leave together, delayed by one loop turn at most — what a system call per
+ * frame would cost in CPU is most of a streamed answer's cost otherwise.
+ */
+function holdWrites(x: Exchange): void {
+  if (x.corked) return;
+  x.corked = true;
+  x.res.cork();
+  setImmediate(releaseWrites, x);
+}
+
+function releaseWrites(x: Exchange): void {
+  x.corked = false;
+  x.res.uncork();
 }
 
 function endWith(res: ServerResponse, body: Uint8Array | string, bytes: number): void {

@@ -9,7 +9,7 @@ const cli = path.resolve(fileURLToPath(new URL("../../dist/cli.js", import.meta.
 export async function spawnReplica(env, args = [], options = {}) {
   const timeoutMs = options.timeoutMs ?? 20_000;
   const keepOutput = options.keepOutput ?? true;
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), cli, "start", ...args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.cli ?? cli, "start", ...args], {
     env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
     // Its own process group: stop() signals the group, so worker processes (--workers) go with it.
