@@ -10,6 +10,7 @@ const ORDER = [
   ["scale-out", "Scale-out (`bench/scale-out.mjs`)"],
   ["limits", "Budgets and rate limits (`bench/limits.mjs`)"],
   ["unknown-keys", "Floods of unknown keys (`bench/unknown-keys.mjs`)"],
+  ["workers", "Workers on one host (`bench/workers.mjs`)"],
 ];
 const m = machine();
 const parts = [

@@ -147,7 +147,8 @@ async function start(configured: Settings, workers: number): Promise<number> {
       count: workers,
       logger,
       env: { GATEHOUSE_MASTER_KEY: masterKey },
-      execArgv: process.execArgv.some((a) => a.startsWith("--max-semi-space-size")) ? process.execArgv : [...process.execArgv, YOUNG_GENERATION_FLAG],
+      // A young generation chosen by the operator (command line or NODE_OPTIONS) is kept.
+      execArgv: [...process.execArgv, process.env.NODE_OPTIONS ?? ""].some((a) => a.includes("--max-semi-space-size")) ? process.execArgv : [...process.execArgv, YOUNG_GENERATION_FLAG],
       shutdownDeadlineMs: settings.shutdown.delayMs + settings.shutdown.drainTimeoutMs + SHUTDOWN_MARGIN_MS * 2,
     });
     await flushLogs(logger);

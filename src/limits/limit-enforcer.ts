@@ -47,6 +47,8 @@ export interface LimitEnforcerOptions {
  * divided among the replicas) or `fail_closed` (503). Keys without limits never
  * touch Redis. Every charge is also queued for the durable ledger in Postgres, whatever admitted it.
  */
+const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
 export class LimitEnforcer {
   /** The last live spend seen per key: where the local fallback's budget share starts from. */
   private readonly lastKnownSpend = new LRUCache<string, number>({ max: 100_000 });
@@ -73,11 +75,12 @@ export class LimitEnforcer {
   }
 
   async admit(limits: KeyLimits, reserved: Charge): Promise<Lease> {
-    const ready = hasLimits(limits) ? this.prefetch?.take(limits, reserved) : undefined;
+    // A key without limits only has its spend recorded: no reservation, so no request id and nothing to wait on.
+    if (!hasLimits(limits)) return { limits, requestId: "", reserved, admittedBy: "none", generation: "", headers: NO_HEADERS };
+    const ready = this.prefetch?.take(limits, reserved);
     // A prefetched admission was reserved in Redis before this request came, under its request id:
     // this request's settle releases what was reserved for it.
     const lease: Lease = { limits, requestId: ready?.requestId ?? randomUUID(), reserved, admittedBy: ready ? "redis" : "none", generation: "", headers: {} };
-    if (!hasLimits(limits)) return lease;
     if (ready) {
       this.prefetch!.replenish(limits, reserved, ready.admission);
       return this.admitted(lease, limits, ready.admission);
