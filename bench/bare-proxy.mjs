@@ -12,7 +12,12 @@ const server = http.createServer((req, res) => {
   req.on("data", (c) => chunks.push(c));
   req.on("end", async () => {
     try {
-      const up = await request(`${upstream}${req.url.replace(/^\/v1/, "/v1")}`, { method: "POST", headers: { "content-type": "application/json" }, body: Buffer.concat(chunks), dispatcher: agent });
+      const up = await request(`${upstream}${req.url.replace(/^\/v1/, "/v1")}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: Buffer.concat(chunks),
+        dispatcher: agent,
+      });
       res.writeHead(up.statusCode, { "content-type": up.headers["content-type"] ?? "application/json" });
       for await (const chunk of up.body) res.write(chunk);
       res.end();

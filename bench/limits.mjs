@@ -103,7 +103,11 @@ try {
   writeFileSync(configFile, JSON.stringify({ model_list: [PRICED_MODEL] }));
   replica = await startReplica(env, ["--config", configFile]);
   const newKey = async (fields) => {
-    const res = await fetch(`${replica.url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${masterKey}`, "content-type": "application/json" }, body: JSON.stringify(fields) });
+    const res = await fetch(`${replica.url}/key/generate`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${masterKey}`, "content-type": "application/json" },
+      body: JSON.stringify(fields),
+    });
     return (await res.json()).key;
   };
   const plainKey = await newKey({});
@@ -123,7 +127,7 @@ try {
     const info = await redisStats.info("commandstats");
     return [...info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
   };
-  const scrape = async () => (await (await fetch(`${replica.url}/metrics`, { headers: { authorization: `Bearer ${masterKey}` } })).text());
+  const scrape = async () => await (await fetch(`${replica.url}/metrics`, { headers: { authorization: `Bearer ${masterKey}` } })).text();
   const admissions = (text, p) => Number(new RegExp(`gatehouse_limit_admissions_total\\{path="${p}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
   const metricsBefore = await scrape();
   const luaBefore = await luaCalls();
@@ -151,8 +155,24 @@ try {
     row(`request, key with all four limits (${(e2ePrefetched * 100).toFixed(0)} % prefetched)`, REQUESTS, limited),
     // The p99s of both are set by garbage-collection pauses (several ms) that land on either kind of
     // request; their difference is noise of that size, shown but not the measure (docs/limits.md).
-    { what: "added by the limits (difference; p99 is GC noise)", calls: "", "p50 µs": f(limited.p50 - plain.p50), "p90 µs": f(limited.p90 - plain.p90), "p99 µs": f(limited.p99 - plain.p99), "max µs": "", target: "" },
-    { what: "Redis Lua calls per limited request (INFO commandstats)", calls: REQUESTS, "p50 µs": luaPerRequest.toFixed(2), "p90 µs": "", "p99 µs": "", "max µs": "", target: "≤ 2 (one admit, one settle)" },
+    {
+      what: "added by the limits (difference; p99 is GC noise)",
+      calls: "",
+      "p50 µs": f(limited.p50 - plain.p50),
+      "p90 µs": f(limited.p90 - plain.p90),
+      "p99 µs": f(limited.p99 - plain.p99),
+      "max µs": "",
+      target: "",
+    },
+    {
+      what: "Redis Lua calls per limited request (INFO commandstats)",
+      calls: REQUESTS,
+      "p50 µs": luaPerRequest.toFixed(2),
+      "p90 µs": "",
+      "p99 µs": "",
+      "max µs": "",
+      target: "≤ 2 (one admit, one settle)",
+    },
   ];
   const text = printTable("Budgets and rate limits", table);
   writeResult("limits", { calls: CALLS, requests: REQUESTS, rows: table, redis_lua_calls_per_request: luaPerRequest, prefetched_share_end_to_end: e2ePrefetched, markdown: text });

@@ -35,18 +35,21 @@ const maxEventId = async (r) => (await call(r, "/debug/coherence")).body.last_ap
 
 async function runPool(count, concurrency, task) {
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < count) await task(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) await task(next++);
+    }),
+  );
 }
 
 /** Waits until every replica in `group` applied events up to `lastId`, then returns their lags. */
 async function lagsFor(group, afterId, lastId) {
   const deadline = Date.now() + 10_000;
-  for (const r of group) while ((await maxEventId(r)) < lastId) {
-    if (Date.now() > deadline) throw new Error(`${r.name} did not catch up`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
+  for (const r of group)
+    while ((await maxEventId(r)) < lastId) {
+      if (Date.now() > deadline) throw new Error(`${r.name} did not catch up`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
   const perReplica = {};
   for (const r of group) perReplica[r.name] = (await call(r, `/debug/coherence?after_event_id=${afterId}`)).body.applied.filter((a) => a.id <= lastId).map((a) => a.lagMs);
   return perReplica;
@@ -126,7 +129,13 @@ try {
     if (res.status !== 200) failures++;
   });
   let seconds = (performance.now() - t0) / 1000;
-  const spread = { what: "regenerations, 3 replicas, distinct keys", rotations: ROTATIONS - failures, failures, seconds: seconds.toFixed(2), "per second": Math.round((ROTATIONS - failures) / seconds) };
+  const spread = {
+    what: "regenerations, 3 replicas, distinct keys",
+    rotations: ROTATIONS - failures,
+    failures,
+    seconds: seconds.toFixed(2),
+    "per second": Math.round((ROTATIONS - failures) / seconds),
+  };
 
   progress("4. contention");
   // 4. All replicas contending for one key: each worker regenerates whatever key is active now.
@@ -136,18 +145,26 @@ try {
   let errors = 0;
   t0 = performance.now();
   const until = Date.now() + CONTENTION_SECONDS * 1000;
-  await Promise.all(Array.from({ length: 24 }, async (_, w) => {
-    while (Date.now() < until) {
-      const res = await call(trio[w % 3], `/key/${current}/regenerate`, { grace_period: "1h" });
-      if (res.status === 200) {
-        won++;
-        current = res.body.key;
-      } else if (res.status === 409) conflicts++;
-      else errors++;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 24 }, async (_, w) => {
+      while (Date.now() < until) {
+        const res = await call(trio[w % 3], `/key/${current}/regenerate`, { grace_period: "1h" });
+        if (res.status === 200) {
+          won++;
+          current = res.body.key;
+        } else if (res.status === 409) conflicts++;
+        else errors++;
+      }
+    }),
+  );
   seconds = (performance.now() - t0) / 1000;
-  const contended = { what: "regenerations, 3 replicas, one contended key", rotations: won, failures: `${conflicts} × 409, ${errors} other`, seconds: seconds.toFixed(2), "per second": Math.round(won / seconds) };
+  const contended = {
+    what: "regenerations, 3 replicas, one contended key",
+    rotations: won,
+    failures: `${conflicts} × 409, ${errors} other`,
+    seconds: seconds.toFixed(2),
+    "per second": Math.round(won / seconds),
+  };
 
   const t1 = printTable(`Commit → eviction on every replica (target p99 ≤ 20 ms; lost notifications ≤ 2 s)`, rows);
   const t2 = printTable("Regenerations per second (target ≥ 300/s)", [spread, contended]);

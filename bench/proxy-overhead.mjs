@@ -56,12 +56,21 @@ let workers;
 /** Minor GCs and their total seconds so far, read from a gateway's own metrics. */
 async function minorGcs(url) {
   const text = await (await fetch(`${url}/metrics?scope=worker`, { headers: { authorization: `Bearer ${master}` } })).text();
-  const read = (k) => Number(text.split("\n").find((l) => l.startsWith(`gatehouse_nodejs_gc_duration_seconds_${k}{kind="minor"}`))?.split(" ").pop() ?? 0);
+  const read = (k) =>
+    Number(
+      text
+        .split("\n")
+        .find((l) => l.startsWith(`gatehouse_nodejs_gc_duration_seconds_${k}{kind="minor"}`))
+        ?.split(" ")
+        .pop() ?? 0,
+    );
   return { count: read("count"), seconds: read("sum") };
 }
 
 try {
-  const created = await (await fetch(`${gatehouse.url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${master}`, "content-type": "application/json" }, body: "{}" })).json();
+  const created = await (
+    await fetch(`${gatehouse.url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${master}`, "content-type": "application/json" }, body: "{}" })
+  ).json();
   const headers = { "content-type": "application/json", authorization: `Bearer ${created.key}` };
   const NGINX = "nginx proxy_pass (1 worker)";
   const BARE = "bare Node proxy (node:http + undici)";
@@ -89,7 +98,8 @@ try {
         const w = await wrk({ url: `${url}/v1/chat/completions`, headers, body, connections: CONNECTIONS, seconds: SECONDS });
         if (gc0) {
           const gc1 = await minorGcs(url);
-          const t = (gcTotals[name] ??= { requests: 0, count: 0, seconds: 0 });
+          gcTotals[name] ??= { requests: 0, count: 0, seconds: 0 };
+          const t = gcTotals[name];
           t.requests += w.requests;
           t.count += gc1.count - gc0.count;
           t.seconds += gc1.seconds - gc0.seconds;
@@ -103,16 +113,32 @@ try {
       saturation.push({ kind, tool: "wrk", target: name, "req/s": Math.round(w.rps), "p50 ms": w.p50Ms.toFixed(2), "p99 ms": w.p99Ms.toFixed(2), errors: w.errors + w.non2xx });
     }
     for (const [name, t] of Object.entries(gcTotals)) {
-      gc.push({ kind, target: name, requests: t.requests, "minor GCs": t.count, "per 1,000 requests": ((t.count * 1000) / t.requests).toFixed(2), "ms each": t.count ? ((t.seconds * 1000) / t.count).toFixed(2) : "" });
+      gc.push({
+        kind,
+        target: name,
+        requests: t.requests,
+        "minor GCs": t.count,
+        "per 1,000 requests": ((t.count * 1000) / t.requests).toFixed(2),
+        "ms each": t.count ? ((t.seconds * 1000) / t.count).toFixed(2) : "",
+      });
     }
     // autocannon beside wrk for the three that matter: a Node.js load generator takes CPU from what it measures.
     for (const [name, url] of targets.filter(([n]) => n === NGINX || n === BARE || n === GH)) {
       const a = await autocannonRun(`${url}/v1/chat/completions`, headers, body);
-      saturation.push({ kind, tool: "autocannon", target: name, "req/s": Math.round(a.requests.average), "p50 ms": a.latency.p50, "p99 ms": a.latency.p99, errors: a.errors + a.non2xx });
+      saturation.push({
+        kind,
+        tool: "autocannon",
+        target: name,
+        "req/s": Math.round(a.requests.average),
+        "p50 ms": a.latency.p50,
+        "p99 ms": a.latency.p99,
+        errors: a.errors + a.non2xx,
+      });
     }
     const ratio = (a, b) => (rps[a] && rps[b] ? rps[a] / rps[b] : NaN);
     summary[kind] = { vsNginx: ratio(GH, NGINX), vsBare: ratio(GH, BARE), bareVsNginx: ratio(BARE, NGINX), beforeVsNginx: ratio(BEFORE, NGINX), beforeVsBare: ratio(BEFORE, BARE) };
-    const row = (target, value, note) => saturation.push({ kind, tool: "wrk", target, "req/s": Number.isNaN(value) ? "" : value.toFixed(2), "p50 ms": "", "p99 ms": "", errors: note });
+    const row = (target, value, note) =>
+      saturation.push({ kind, tool: "wrk", target, "req/s": Number.isNaN(value) ? "" : value.toFixed(2), "p50 ms": "", "p99 ms": "", errors: note });
     if (nginx) row("ratio gatehouse / nginx", summary[kind].vsNginx, "target ≥ 0.35");
     row("ratio gatehouse / bare Node proxy", summary[kind].vsBare, "target ≥ 0.65");
     if (before && nginx) row("ratio gatehouse before / nginx", summary[kind].beforeVsNginx, "");
@@ -129,7 +155,15 @@ try {
       const d = results["upstream direct"];
       for (const name of [BARE, ...(before ? [BEFORE] : []), GH]) {
         const r = results[name];
-        fixed.push({ kind, rate, target: `overhead (${name} − direct)`, "p50 µs": Math.round(r.p50Us - d.p50Us), "p99 µs": Math.round(r.p99Us - d.p99Us), "max µs": "", errors: name === GH && rate === 1000 ? "target p99 ≤ 1000 µs" : "" });
+        fixed.push({
+          kind,
+          rate,
+          target: `overhead (${name} − direct)`,
+          "p50 µs": Math.round(r.p50Us - d.p50Us),
+          "p99 µs": Math.round(r.p99Us - d.p99Us),
+          "max µs": "",
+          errors: name === GH && rate === 1000 ? "target p99 ≤ 1000 µs" : "",
+        });
       }
       if (rate === 1000) summary[kind].p99OverheadUs = results[GH].p99Us - d.p99Us;
     }
@@ -145,14 +179,35 @@ try {
     const w = await wrk({ url: `${workers.url}/v1/chat/completions`, headers, body, connections: CONNECTIONS, seconds: SECONDS });
     const kind = stream ? "stream" : "plain";
     const n = saturation.find((r) => r.kind === kind && r.tool === "wrk" && r.target === NGINX)?.["req/s"];
-    workerRows.push({ kind, target: "gatehouse --workers 2", "req/s": Math.round(w.rps), "p50 ms": w.p50Ms.toFixed(2), "p99 ms": w.p99Ms.toFixed(2), "/ nginx": n ? (w.rps / n).toFixed(2) : "", errors: w.errors + w.non2xx });
+    workerRows.push({
+      kind,
+      target: "gatehouse --workers 2",
+      "req/s": Math.round(w.rps),
+      "p50 ms": w.p50Ms.toFixed(2),
+      "p99 ms": w.p99Ms.toFixed(2),
+      "/ nginx": n ? (w.rps / n).toFixed(2) : "",
+      errors: w.errors + w.non2xx,
+    });
   }
 
-  const t1 = printTable(`Saturation (${CONNECTIONS} connections, best of ${ROUNDS} interleaved rounds of ${SECONDS} s after a 2 s warm-up; wrk, one thread; load generator, upstream and proxy share 2 cores)`, saturation);
+  const t1 = printTable(
+    `Saturation (${CONNECTIONS} connections, best of ${ROUNDS} interleaved rounds of ${SECONDS} s after a 2 s warm-up; wrk, one thread; load generator, upstream and proxy share 2 cores)`,
+    saturation,
+  );
   const t2 = printTable(`Latency at fixed rates (open loop, ${SECONDS} s each, latency from the scheduled send time)`, fixed);
   const t3 = printTable("Minor GCs during the saturation rounds (young generation: --max-semi-space-size=32 now, Node's default before)", gc);
   const t4 = printTable("Every core: --workers 2 on this 2-core machine (wrk and the upstream run on the same 2 cores, so this is what is left for the workers)", workerRows);
-  writeResult("proxy-overhead", { seconds: SECONDS, connections: CONNECTIONS, baseline: BASELINE ? path.basename(BASELINE) : null, saturation, fixed, gc, workers: workerRows, summary, markdown: `${t1}\n\n${t2}\n\n${t3}\n\n${t4}` });
+  writeResult("proxy-overhead", {
+    seconds: SECONDS,
+    connections: CONNECTIONS,
+    baseline: BASELINE ? path.basename(BASELINE) : null,
+    saturation,
+    fixed,
+    gc,
+    workers: workerRows,
+    summary,
+    markdown: `${t1}\n\n${t2}\n\n${t3}\n\n${t4}`,
+  });
 } finally {
   await gatehouse.stop();
   await before?.stop();

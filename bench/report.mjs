@@ -25,7 +25,14 @@ for (const [name, title] of ORDER) {
   const file = path.join(root, "bench", "results", `${name}.json`);
   if (!existsSync(file)) continue;
   const r = JSON.parse(readFileSync(file, "utf8"));
-  parts.push("", `## ${title}`, "", `Run at ${r.at}.`, "", r.markdown.replace(/^### .*\n\n/gm, (h) => `**${h.slice(4).trim()}**\n\n`));
+  parts.push(
+    "",
+    `## ${title}`,
+    "",
+    `Run at ${r.at}.`,
+    "",
+    r.markdown.replace(/^### .*\n\n/gm, (h) => `**${h.slice(4).trim()}**\n\n`),
+  );
 }
 writeFileSync(path.join(root, "bench", "RESULTS.md"), `${parts.join("\n")}\n`);
 console.log("wrote bench/RESULTS.md");

@@ -29,7 +29,12 @@ try {
   let key;
   for (const n of [1, 2, 3]) {
     while (replicas.length < n) replicas.push(await startReplica({ ...env, GATEHOUSE_REPLICA_ID: `R${replicas.length + 1}` }, ["--config", config]));
-    if (!key) key = (await (await fetch(`${replicas[0].url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${master}`, "content-type": "application/json" }, body: "{}" })).json()).key;
+    if (!key)
+      key = (
+        await (
+          await fetch(`${replicas[0].url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${master}`, "content-type": "application/json" }, body: "{}" })
+        ).json()
+      ).key;
     const lb = await startNginx(replicas.map((r) => `127.0.0.1:${r.port}`));
     if (!lb) throw new Error("scale-out needs nginx as the load balancer (apt-get install nginx-light)");
     const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello" }] });
@@ -37,7 +42,9 @@ try {
     // Warm every replica's L1.
     await new Promise((res, rej) => autocannon({ url: `${lb.url}/v1/chat/completions`, method: "POST", headers, body, connections: 8, amount: 200 }, (e) => (e ? rej(e) : res())));
     const before = await counters();
-    const r = await new Promise((res, rej) => autocannon({ url: `${lb.url}/v1/chat/completions`, method: "POST", headers, body, connections: CONNECTIONS, duration: SECONDS }, (e, out) => (e ? rej(e) : res(out))));
+    const r = await new Promise((res, rej) =>
+      autocannon({ url: `${lb.url}/v1/chat/completions`, method: "POST", headers, body, connections: CONNECTIONS, duration: SECONDS }, (e, out) => (e ? rej(e) : res(out))),
+    );
     const after = await counters();
     const total = r.requests.total;
     rows.push({

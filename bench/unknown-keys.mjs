@@ -55,9 +55,11 @@ async function scenario(name, extraEnv) {
     const started = Date.now();
     let next = 0;
     let not401 = 0;
-    await Promise.all(Array.from({ length: 16 }, async () => {
-      while (next++ < UNKNOWN) if ((await call(randomKey())) !== 401) not401++;
-    }));
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next++ < UNKNOWN) if ((await call(randomKey())) !== 401) not401++;
+      }),
+    );
     const floodMs = Date.now() - started;
     const after = await transactions();
     const background = idleRatePerMs * (Date.now() - floodStart);
@@ -65,18 +67,34 @@ async function scenario(name, extraEnv) {
     progress(`${name}: ${after - before} transactions during ${UNKNOWN} unknown keys (${floodMs} ms), ~${background.toFixed(1)} of them background`);
 
     // A valid key's latency, alone and while unknown keys arrive as fast as 32 connections send them.
-    const quiet = await openLoop({ url: replica.url, path: "/v1/chat/completions", headers: { authorization: `Bearer ${valid}`, "content-type": "application/json" }, body, rate: VALID_RATE, durationMs: FLOOD_SECONDS * 1000 });
+    const quiet = await openLoop({
+      url: replica.url,
+      path: "/v1/chat/completions",
+      headers: { authorization: `Bearer ${valid}`, "content-type": "application/json" },
+      body,
+      rate: VALID_RATE,
+      durationMs: FLOOD_SECONDS * 1000,
+    });
     let floodRequests = 0;
     const pending = new Set();
     const floodTimer = setInterval(() => {
       for (let i = 0; i < FLOOD_RATE / 100; i++) {
         if (pending.size > 512) break;
-        const p = call(randomKey()).catch(() => 0).finally(() => pending.delete(p));
+        const p = call(randomKey())
+          .catch(() => 0)
+          .finally(() => pending.delete(p));
         pending.add(p);
         floodRequests++;
       }
     }, 10);
-    const loaded = await openLoop({ url: replica.url, path: "/v1/chat/completions", headers: { authorization: `Bearer ${valid}`, "content-type": "application/json" }, body, rate: VALID_RATE, durationMs: FLOOD_SECONDS * 1000 });
+    const loaded = await openLoop({
+      url: replica.url,
+      path: "/v1/chat/completions",
+      headers: { authorization: `Bearer ${valid}`, "content-type": "application/json" },
+      body,
+      rate: VALID_RATE,
+      durationMs: FLOOD_SECONDS * 1000,
+    });
     clearInterval(floodTimer);
     await Promise.all(pending);
     const floodRate = Math.round(floodRequests / (FLOOD_SECONDS + 1));
@@ -96,7 +114,10 @@ async function scenario(name, extraEnv) {
 
 try {
   const rows = [await scenario("token filter on (default)", {}), await scenario("token filter off", { GATEHOUSE_AUTH_TOKEN_FILTER_REBUILD_MS: "0" })];
-  const table = printTable(`Unknown keys: ${UNKNOWN} random keys; a valid key at ${VALID_RATE} req/s for ${FLOOD_SECONDS} s, alone and under a flood of ${FLOOD_RATE} unknown keys/s (target ≤ 10 transactions per 1,000)`, rows);
+  const table = printTable(
+    `Unknown keys: ${UNKNOWN} random keys; a valid key at ${VALID_RATE} req/s for ${FLOOD_SECONDS} s, alone and under a flood of ${FLOOD_RATE} unknown keys/s (target ≤ 10 transactions per 1,000)`,
+    rows,
+  );
   writeResult("unknown-keys", { rows, markdown: table });
 } finally {
   await admin.end();

@@ -11,7 +11,8 @@ const COMPLETION = JSON.stringify({
   usage: { prompt_tokens: 10, completion_tokens: 7, total_tokens: 17 },
 });
 const CHUNKS = ["Hello", " from", " the", " bench", " upstream."].map(
-  (c) => `data: ${JSON.stringify({ id: "chatcmpl-bench", object: "chat.completion.chunk", created: 0, model: "bench", choices: [{ index: 0, delta: { content: c }, finish_reason: null }] })}\n\n`,
+  (c) =>
+    `data: ${JSON.stringify({ id: "chatcmpl-bench", object: "chat.completion.chunk", created: 0, model: "bench", choices: [{ index: 0, delta: { content: c }, finish_reason: null }] })}\n\n`,
 );
 
 export function startUpstream({ port = 0, delayMs = 0 } = {}) {
@@ -40,7 +41,20 @@ export function startUpstream({ port = 0, delayMs = 0 } = {}) {
     });
   });
   server.keepAliveTimeout = 65_000;
-  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve({ server, port: server.address().port, url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) })));
+  return new Promise((resolve) =>
+    server.listen(port, "127.0.0.1", () =>
+      resolve({
+        server,
+        port: server.address().port,
+        url: `http://127.0.0.1:${server.address().port}`,
+        close: () =>
+          new Promise((r) => {
+            server.closeAllConnections();
+            server.close(r);
+          }),
+      }),
+    ),
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

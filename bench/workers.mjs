@@ -18,7 +18,12 @@ const pool = new pg.Pool({ connectionString: db.url, max: 2 });
 const started = [];
 
 async function call(client, method, path, body) {
-  const res = await client.request({ method, path, headers: { authorization: `Bearer ${MASTER}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await client.request({
+    method,
+    path,
+    headers: { authorization: `Bearer ${MASTER}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   return { status: res.statusCode, body: await res.body.json() };
 }
 
@@ -38,7 +43,8 @@ async function pinWorkers(url, count) {
   return [...byPid.values()];
 }
 
-const listenConnections = async () => (await pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'")).rows[0].n;
+const listenConnections = async () =>
+  (await pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'gatehouse-listen:%'")).rows[0].n;
 
 /** Makes CHANGES key updates through `writers` in turn, then reads every member's lag for them. */
 async function propagation(members, writers) {

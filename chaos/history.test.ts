@@ -57,29 +57,48 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
   {
     bug: "l2-rewind",
     expects: /accepted a key that was not valid|served a model the key may not use/,
-    profile: { faults: ["Redis restarted from an older snapshot", "a replica SIGKILLed and restarted"], mix: { regenerate: 30, delete: 6, block: 10, unblock: 4, update: 6, generate: 6, race: 0, end_grace: 4, reset_spend: 0, invalid: 0 } },
+    profile: {
+      faults: ["Redis restarted from an older snapshot", "a replica SIGKILLed and restarted"],
+      mix: { regenerate: 30, delete: 6, block: 10, unblock: 4, update: 6, generate: 6, race: 0, end_grace: 4, reset_spend: 0, invalid: 0 },
+    },
   },
   {
     bug: "joined-fill",
     expects: /accepted a key that was not valid|served a model the key may not use|rejected a valid key|refused a model/,
-    profile: { durationMs: 45_000, keys: 2, adminWorkers: 1, authWorkers: 12, authFocusOnSlowed: true, slowable: ["B", "C"], adminPauseMs: 3_000, faults: ["one replica: Postgres answers +3 s and Redis unreachable, 8 s"], mix: { toggle: 1, regenerate: 0, block: 0, unblock: 0, update: 0, generate: 0, delete: 0, race: 0, end_grace: 0, reset_spend: 0, invalid: 0 } },
+    profile: {
+      durationMs: 45_000,
+      keys: 2,
+      adminWorkers: 1,
+      authWorkers: 12,
+      authFocusOnSlowed: true,
+      slowable: ["B", "C"],
+      adminPauseMs: 3_000,
+      faults: ["one replica: Postgres answers +3 s and Redis unreachable, 8 s"],
+      mix: { toggle: 1, regenerate: 0, block: 0, unblock: 0, update: 0, generate: 0, delete: 0, race: 0, end_grace: 0, reset_spend: 0, invalid: 0 },
+    },
   },
 ];
 
 describe("the checker catches each reinstated bug (test-build switch)", () => {
   for (const proof of proofs) {
-    it(
-      `${proof.bug}: a short run reports a violation`,
-      async () => {
-        const p: Profile = { ...PROFILES.short!, name: `proof-${proof.bug}`, durationMs: 25_000, keys: 6, maxOps: 1_000_000, ...proof.profile, env: { GATEHOUSE_TEST_REINSTATE_BUGS: proof.bug } };
-        const report = await runHistory(p, log);
-        const table = formatReport(report);
-        save(p.name, report, table);
-        const caught = report.violations.filter((v) => proof.expects.test(v.kind));
-        process.stdout.write(`\n${proof.bug}: ${report.violations.length} violations in ${report.ops} operations, the first after ${report.first_violation_after_ops}; first of the expected kind:\n${caught[0] ? formatViolation(caught[0]) : "(none)"}\n`);
-        expect(caught.length).toBeGreaterThan(0);
-      },
-      120_000,
-    );
+    it(`${proof.bug}: a short run reports a violation`, async () => {
+      const p: Profile = {
+        ...PROFILES.short!,
+        name: `proof-${proof.bug}`,
+        durationMs: 25_000,
+        keys: 6,
+        maxOps: 1_000_000,
+        ...proof.profile,
+        env: { GATEHOUSE_TEST_REINSTATE_BUGS: proof.bug },
+      };
+      const report = await runHistory(p, log);
+      const table = formatReport(report);
+      save(p.name, report, table);
+      const caught = report.violations.filter((v) => proof.expects.test(v.kind));
+      process.stdout.write(
+        `\n${proof.bug}: ${report.violations.length} violations in ${report.ops} operations, the first after ${report.first_violation_after_ops}; first of the expected kind:\n${caught[0] ? formatViolation(caught[0]) : "(none)"}\n`,
+      );
+      expect(caught.length).toBeGreaterThan(0);
+    }, 120_000);
   }
 });

@@ -34,7 +34,14 @@ Environment:
   LOG_FORMAT              json or pretty (json)
   Every other setting: GATEHOUSE_<SECTION>_<FIELD>, e.g. GATEHOUSE_SERVER_REQUEST_TIMEOUT_MS (docs/configuration.md).`;
 
-const OPTIONS = { config: { type: "string", short: "c" }, port: { type: "string", short: "p" }, workers: { type: "string", short: "w" }, help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "v" }, "env-optional": { type: "boolean" } } as const;
+const OPTIONS = {
+  config: { type: "string", short: "c" },
+  port: { type: "string", short: "p" },
+  workers: { type: "string", short: "w" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "v" },
+  "env-optional": { type: "boolean" },
+} as const;
 const COMMANDS = ["start", "migrate", "config", "help", "version"];
 
 /** The closest of `candidates` to `word`, if it is close enough to be a typo. */
@@ -42,7 +49,8 @@ function didYouMean(word: string, candidates: readonly string[]): string | undef
   const distance = (a: string, b: string) => {
     const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
     for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-    for (let i = 1; i <= a.length; i++) for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let i = 1; i <= a.length; i++)
+      for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
     return d[a.length]![b.length]!;
   };
   const best = candidates.map((c) => ({ c, d: distance(word, c) })).sort((x, y) => x.d - y.d)[0];
@@ -79,8 +87,7 @@ async function main(argv: string[]): Promise<number> {
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new ConfigError(`--port: "${values.port}" is not a port number`);
 
   switch (command) {
-    case "start":
-    {
+    case "start": {
       const settings = loadSettings({ file: values.config, portOverride: port });
       return start(settings, parseWorkers(values.workers ?? settings.server.workers));
     }
@@ -129,7 +136,9 @@ async function start(configured: Settings, workers: number): Promise<number> {
   const settings = worker ? { ...configured, replicaId: `${configured.replicaId}-w${worker.index}` } : configured;
   if (!worker) for (const warning of settings.warnings) logger.warn(warning);
   if (workers > 1 && !worker && settings.embedded) {
-    throw new ConfigError("--workers needs DATABASE_URL (and REDIS_URL): the embedded database serves one process; run one worker, or point every worker at a shared Postgres and Redis");
+    throw new ConfigError(
+      "--workers needs DATABASE_URL (and REDIS_URL): the embedded database serves one process; run one worker, or point every worker at a shared Postgres and Redis",
+    );
   }
   let masterKey = settings.masterKey;
   if (!masterKey) {
@@ -148,7 +157,9 @@ async function start(configured: Settings, workers: number): Promise<number> {
       logger,
       env: { GATEHOUSE_MASTER_KEY: masterKey },
       // A young generation chosen by the operator (command line or NODE_OPTIONS) is kept.
-      execArgv: [...process.execArgv, process.env.NODE_OPTIONS ?? ""].some((a) => a.includes("--max-semi-space-size")) ? process.execArgv : [...process.execArgv, YOUNG_GENERATION_FLAG],
+      execArgv: [...process.execArgv, process.env.NODE_OPTIONS ?? ""].some((a) => a.includes("--max-semi-space-size"))
+        ? process.execArgv
+        : [...process.execArgv, YOUNG_GENERATION_FLAG],
       shutdownDeadlineMs: settings.shutdown.delayMs + settings.shutdown.drainTimeoutMs + SHUTDOWN_MARGIN_MS * 2,
     });
     await flushLogs(logger);
@@ -166,7 +177,10 @@ async function start(configured: Settings, workers: number): Promise<number> {
     process.exit(err instanceof ConfigError ? 78 : 1);
   }
   // Under --workers the primary says "gatehouse is listening" once every worker does.
-  logger.info({ url: gateway.url, port: gateway.port, config: settings.source, models: [...new Set(settings.models.map((m) => m.modelName))], ...(worker ? { worker: worker.index } : {}) }, worker ? "worker is listening" : "gatehouse is listening");
+  logger.info(
+    { url: gateway.url, port: gateway.port, config: settings.source, models: [...new Set(settings.models.map((m) => m.modelName))], ...(worker ? { worker: worker.index } : {}) },
+    worker ? "worker is listening" : "gatehouse is listening",
+  );
   const clean = await waitForSignal(gateway.close, logger, settings.shutdown.delayMs + settings.shutdown.drainTimeoutMs + SHUTDOWN_MARGIN_MS);
   await flushLogs(logger);
   // Exit explicitly: a socket some library failed to close (pg-listen can leak one when closed in the

@@ -91,7 +91,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   const { logger } = options;
   const started = new StartedStack();
   try {
-    if (reinstatedBugs().length > 0) logger.warn({ bugs: reinstatedBugs() }, "TEST BUILD: known coherence bugs reinstated on purpose (GATEHOUSE_TEST_REINSTATE_BUGS); never run this in production");
+    if (reinstatedBugs().length > 0)
+      logger.warn({ bugs: reinstatedBugs() }, "TEST BUILD: known coherence bugs reinstated on purpose (GATEHOUSE_TEST_REINSTATE_BUGS); never run this in production");
     const stores = await openStores(options, started);
     const caches = await startCoherence(options, stores, started);
     const services = buildServices(options, stores, caches, started);
@@ -207,7 +208,10 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
     (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"),
     breakers.redis,
     l2MacKey(masterKey),
-    () => logger.warn("an L2 record failed its authentication check and was ignored: something other than this gateway (or a gateway with another master key) writes to this Redis prefix; counted in gatehouse_l2_forged_records_total"),
+    () =>
+      logger.warn(
+        "an L2 record failed its authentication check and was ignored: something other than this gateway (or a gateway with another master key) writes to this Redis prefix; counted in gatehouse_l2_forged_records_total",
+      ),
   );
   const tokenFilter = new TokenFilterKeeper({ db, logger, rebuildIntervalMs: settings.auth.tokenFilterRebuildMs, falsePositiveRate: 0.001 });
   const invalidator = new CacheInvalidator(l1, l2, tokenFilter);
@@ -291,7 +295,13 @@ interface Background {
 }
 
 /** The loops of upkeep/ and the token filter's rebuild: none runs on the request path. */
-function startBackgroundWork({ logger }: StartOptions, { settings, db }: Stores, { tokenFilter, coherence }: Caches, { replicas, spendLedger, limits }: Services, started: StartedStack): Background {
+function startBackgroundWork(
+  { logger }: StartOptions,
+  { settings, db }: Stores,
+  { tokenFilter, coherence }: Caches,
+  { replicas, spendLedger, limits }: Services,
+  started: StartedStack,
+): Background {
   if (settings.auth.tokenFilterRebuildMs > 0) {
     tokenFilter.start();
     started.push("token filter", () => tokenFilter.stop());
@@ -348,7 +358,15 @@ function metricSources({ breakers }: Stores, { authenticator, coherence, l2 }: C
 
 // ── phase 5: listen ─────────────────────────────────────────────────────────────────────────────────────
 
-async function listen(options: StartOptions, stores: Stores, caches: Caches, services: Services, background: Background, metrics: Metrics, started: StartedStack): Promise<Gateway> {
+async function listen(
+  options: StartOptions,
+  stores: Stores,
+  caches: Caches,
+  services: Services,
+  background: Background,
+  metrics: Metrics,
+  started: StartedStack,
+): Promise<Gateway> {
   const { logger, masterKey, host = "0.0.0.0", worker } = options;
   const { settings, pool, redis, breakers } = stores;
   caches.lag.observe = (ms) => metrics.invalidationLag(ms);
@@ -369,10 +387,7 @@ async function listen(options: StartOptions, stores: Stores, caches: Caches, ser
     hostMetrics: worker ? () => worker.hostMetrics() : undefined,
     metricsToken: settings.metricsToken,
     health: {
-      probes: [
-        { name: "db", check: () => pingDatabase(pool) },
-        ...(redis ? [{ name: "redis", check: async () => void (await redis.ping()) }] : []),
-      ],
+      probes: [{ name: "db", check: () => pingDatabase(pool) }, ...(redis ? [{ name: "redis", check: async () => void (await redis.ping()) }] : [])],
       isShuttingDown: () => shuttingDown,
       detail: () => ({
         breakers: { postgres: breakers.postgres.state, redis: breakers.redis.state },

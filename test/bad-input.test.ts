@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
-import { api, chatBody, openAIError } from "./helpers/http.js";
+import { type api, chatBody, openAIError } from "./helpers/http.js";
 
 let gw: TestGateway;
 let userKey: string;

@@ -34,10 +34,7 @@ async function keyCount(): Promise<number> {
 }
 
 async function keyRow(token: string) {
-  const { rows } = await gw.gateway.pool.query(
-    "SELECT key_id, spend, spend_generation, budget_duration, budget_reset_at, expires FROM gh_keys WHERE token = $1",
-    [token],
-  );
+  const { rows } = await gw.gateway.pool.query("SELECT key_id, spend, spend_generation, budget_duration, budget_reset_at, expires FROM gh_keys WHERE token = $1", [token]);
   return rows[0];
 }
 
@@ -82,10 +79,7 @@ describe("the budget sweep survives one bad row", () => {
     const bad = await gw.newKey({ max_budget: 10, budget_duration: "1d" });
     const good = await gw.newKey({ max_budget: 10, budget_duration: "1d" });
     // The bad row is due first, so a sweep that stopped at it would never reach the good one.
-    await gw.gateway.pool.query(
-      "UPDATE gh_keys SET budget_duration = '0s', budget_reset_at = now() - interval '2 hours', spend = 3 WHERE token = $1",
-      [bad.token],
-    );
+    await gw.gateway.pool.query("UPDATE gh_keys SET budget_duration = '0s', budget_reset_at = now() - interval '2 hours', spend = 3 WHERE token = $1", [bad.token]);
     await gw.gateway.pool.query("UPDATE gh_keys SET budget_reset_at = now() - interval '1 hour', spend = 4 WHERE token = $1", [good.token]);
     const goodBefore = await keyRow(good.token);
     const badBefore = await keyRow(bad.token);

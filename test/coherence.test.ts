@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import pg from "pg";
 import { Authenticator } from "../src/auth/authenticator.js";
 import { L1Cache } from "../src/auth/l1-cache.js";
 import { L2Cache, l2MacKey } from "../src/auth/l2-cache.js";
@@ -56,7 +55,16 @@ function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterM
   });
   // Look-ups go straight to Postgres, so we can see L1 being bypassed rather than failing.
   const authenticator = new Authenticator(l1, l2, gw.gateway.db, { l1Trusted: () => coherence.isFresh() });
-  return { l1, coherence, authenticator, pool, async close() { await coherence.stop(); await pool.end(); } };
+  return {
+    l1,
+    coherence,
+    authenticator,
+    pool,
+    async close() {
+      await coherence.stop();
+      await pool.end();
+    },
+  };
 }
 
 /**
@@ -66,10 +74,13 @@ function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterM
 async function warm(r: ReturnType<typeof replicaThroughProxy>, key: string, token: string) {
   const { rows } = await gw.gateway.pool.query("SELECT max(id)::int AS id FROM gh_key_events");
   await waitFor(() => r.coherence.status().last_applied_event_id >= rows[0].id, { what: "the replica to apply the generate event" });
-  await waitFor(async () => {
-    await r.authenticator.authenticate(key);
-    return r.l1.get(token)?.record ? true : undefined;
-  }, { what: "the record to land in L1" });
+  await waitFor(
+    async () => {
+      await r.authenticator.authenticate(key);
+      return r.l1.get(token)?.record ? true : undefined;
+    },
+    { what: "the record to land in L1" },
+  );
 }
 
 describe("catch-up after a gap (docs/coherence.md #6)", () => {
@@ -128,7 +139,10 @@ describe("the sweeper", () => {
     for (const k of keys) expect((await gw.admin(`/key/${k.key}/regenerate`, { grace_period: "1s" })).status).toBe(200);
     await waitFor(async () => (await gw.gateway.pool.query("SELECT count(*)::int AS n FROM gh_deprecated_keys WHERE revoke_at < now()")).rows[0].n === 5, { timeoutMs: 3_000 });
     const eventsBefore = (await gw.gateway.pool.query("SELECT count(*)::int AS n FROM gh_key_events WHERE kind = 'expiry'")).rows[0].n;
-    const sweepers = Array.from({ length: 4 }, () => new Sweeper({ db: gw.gateway.db, events: gw.gateway.coherence, logger, intervalMs: 60_000, idempotencyRetentionMs: 86_400_000, eventRetentionMs: 3_600_000 }));
+    const sweepers = Array.from(
+      { length: 4 },
+      () => new Sweeper({ db: gw.gateway.db, events: gw.gateway.coherence, logger, intervalMs: 60_000, idempotencyRetentionMs: 86_400_000, eventRetentionMs: 3_600_000 }),
+    );
     const results = await Promise.all(sweepers.map((s) => s.sweepOnce()));
     expect(results.reduce((n, r) => n + r.deprecatedRemoved, 0)).toBe(5);
     const { rows } = await gw.gateway.pool.query("SELECT kind, tokens FROM gh_key_events WHERE kind = 'expiry' ORDER BY id");

@@ -36,7 +36,15 @@ litellm_settings:
 `);
     const s = loadSettings({ file, env: { OPENAI_KEY_FOR_TEST: "sk-upstream" } });
     expect(s.models).toHaveLength(2);
-    expect(s.models[0]).toMatchObject({ modelName: "gpt-4o", provider: "openai", upstreamModel: "gpt-4o", apiBase: "https://api.openai.com/v1", apiKey: "sk-upstream", inputCostPerToken: 0.0000025, outputCostPerToken: 0.00001 });
+    expect(s.models[0]).toMatchObject({
+      modelName: "gpt-4o",
+      provider: "openai",
+      upstreamModel: "gpt-4o",
+      apiBase: "https://api.openai.com/v1",
+      apiKey: "sk-upstream",
+      inputCostPerToken: 0.0000025,
+      outputCostPerToken: 0.00001,
+    });
     expect(s.warnings.join("\n")).toContain("rpm");
     expect(s.warnings.join("\n")).toContain("litellm_settings");
   });
@@ -44,7 +52,10 @@ litellm_settings:
   const ONE_MODEL = { model_list: [{ model_name: "m", litellm_params: { model: "mock/m" } }] };
 
   it("takes infrastructure settings from the environment", () => {
-    const s = settingsFromConfig(ONE_MODEL, { source: "t", env: { DATABASE_URL: "postgres://x/y", REDIS_URL: "redis://r:1", PORT: "5001", GATEHOUSE_MASTER_KEY: "sk-master-123" } });
+    const s = settingsFromConfig(ONE_MODEL, {
+      source: "t",
+      env: { DATABASE_URL: "postgres://x/y", REDIS_URL: "redis://r:1", PORT: "5001", GATEHOUSE_MASTER_KEY: "sk-master-123" },
+    });
     expect(s).toMatchObject({ databaseUrl: "postgres://x/y", databaseListenUrl: "postgres://x/y", redisUrl: "redis://r:1", port: 5001, masterKey: "sk-master-123" });
     expect(settingsFromConfig(ONE_MODEL, { source: "t", env: {} }).port).toBe(4000);
   });
@@ -102,16 +113,38 @@ litellm_settings:
         }
         const bad = INVALID[leaf.kind] ?? INVALID_TEXT[name];
         if (bad === undefined) continue; // free text: any value is valid
-        expect(() => settingsFromConfig(ONE_MODEL, { source: "t", env: { [variable]: bad } }), variable).toThrowError(new RegExp(`^environment variable ${variable} \\(gatehouse_settings\\.${name.replaceAll(".", "\\.")}\\): `, "m"));
+        expect(() => settingsFromConfig(ONE_MODEL, { source: "t", env: { [variable]: bad } }), variable).toThrowError(
+          new RegExp(`^environment variable ${variable} \\(gatehouse_settings\\.${name.replaceAll(".", "\\.")}\\): `, "m"),
+        );
       }
     }
   });
 
   it("older variable names keep working, and win over the names the rule gives", () => {
-    expect(settingVariables()).toEqual(expect.arrayContaining(["PORT", "DATABASE_URL", "DATABASE_LISTEN_URL", "REDIS_URL", "GATEHOUSE_MASTER_KEY", "GATEHOUSE_DEFAULT_GRACE_PERIOD", "GATEHOUSE_MAX_GRACE_PERIOD", "GATEHOUSE_DRAIN_TIMEOUT_MS"]));
+    expect(settingVariables()).toEqual(
+      expect.arrayContaining([
+        "PORT",
+        "DATABASE_URL",
+        "DATABASE_LISTEN_URL",
+        "REDIS_URL",
+        "GATEHOUSE_MASTER_KEY",
+        "GATEHOUSE_DEFAULT_GRACE_PERIOD",
+        "GATEHOUSE_MAX_GRACE_PERIOD",
+        "GATEHOUSE_DRAIN_TIMEOUT_MS",
+      ]),
+    );
     const s = settingsFromConfig(ONE_MODEL, {
       source: "t",
-      env: { PORT: "81", GATEHOUSE_PORT: "82", DATABASE_URL: "postgres://a/a", GATEHOUSE_DATABASE_URL: "postgres://b/b", GATEHOUSE_DRAIN_TIMEOUT_MS: "5", GATEHOUSE_SHUTDOWN_DRAIN_TIMEOUT_MS: "6", GATEHOUSE_MAX_GRACE_PERIOD: "1d", GATEHOUSE_ROTATION_MAX_GRACE_PERIOD: "2d" },
+      env: {
+        PORT: "81",
+        GATEHOUSE_PORT: "82",
+        DATABASE_URL: "postgres://a/a",
+        GATEHOUSE_DATABASE_URL: "postgres://b/b",
+        GATEHOUSE_DRAIN_TIMEOUT_MS: "5",
+        GATEHOUSE_SHUTDOWN_DRAIN_TIMEOUT_MS: "6",
+        GATEHOUSE_MAX_GRACE_PERIOD: "1d",
+        GATEHOUSE_ROTATION_MAX_GRACE_PERIOD: "2d",
+      },
     });
     expect(s).toMatchObject({ port: 81, databaseUrl: "postgres://a/a", shutdown: { drainTimeoutMs: 5 }, rotation: { maxGraceMs: 86_400_000 } });
     // An empty variable is unset, except an empty Redis prefix, which is a real choice.
@@ -122,14 +155,22 @@ litellm_settings:
     const file = { ...ONE_MODEL, gatehouse_settings: { auth: { l1_max_entries: 10, negative_ttl_ms: 5 }, limits: { redis_unavailable: "fail_open_local" } } };
     const s = settingsFromConfig(file, {
       source: "t",
-      env: { GATEHOUSE_AUTH_L1_MAX_ENTRIES: "77", GATEHOUSE_LIMITS_REDIS_UNAVAILABLE: "fail_closed", GATEHOUSE_UPSTREAM_READ_TIMEOUT_MS: "1234", GATEHOUSE_METRICS_TOKEN: "t".repeat(16), GATEHOUSE_ROTATION_MAX_GRACE_PERIOD: "2d" },
+      env: {
+        GATEHOUSE_AUTH_L1_MAX_ENTRIES: "77",
+        GATEHOUSE_LIMITS_REDIS_UNAVAILABLE: "fail_closed",
+        GATEHOUSE_UPSTREAM_READ_TIMEOUT_MS: "1234",
+        GATEHOUSE_METRICS_TOKEN: "t".repeat(16),
+        GATEHOUSE_ROTATION_MAX_GRACE_PERIOD: "2d",
+      },
     });
     expect(s.auth).toMatchObject({ l1MaxEntries: 77, negativeTtlMs: 5 });
     expect(s.limits.redisUnavailable).toBe("fail_closed");
     expect(s.upstream.readTimeoutMs).toBe(1234);
     expect(s.metricsToken).toBe("t".repeat(16));
     expect(s.rotation.maxGraceMs).toBe(2 * 86_400_000);
-    expect(() => settingsFromConfig({}, { source: "t", env: { GATEHOUSE_AUTH_L1_MAX_ENTRIES: "-3" } })).toThrowError(/GATEHOUSE_AUTH_L1_MAX_ENTRIES \(gatehouse_settings\.auth\.l1_max_entries\)/);
+    expect(() => settingsFromConfig({}, { source: "t", env: { GATEHOUSE_AUTH_L1_MAX_ENTRIES: "-3" } })).toThrowError(
+      /GATEHOUSE_AUTH_L1_MAX_ENTRIES \(gatehouse_settings\.auth\.l1_max_entries\)/,
+    );
   });
 
   it.each([

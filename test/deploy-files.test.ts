@@ -106,7 +106,12 @@ describe("nginx.conf", () => {
     let local = text;
     for (const r of replicas) local = local.replaceAll(`${r}:`, "127.0.0.1:");
     // Run unprivileged: a high port and temp paths in the scratch directory.
-    local = local.replace(/listen\s+80;/, "listen 18080;").replace("http {", `http {\n  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi; access_log off;`);
+    local = local
+      .replace(/listen\s+80;/, "listen 18080;")
+      .replace(
+        "http {",
+        `http {\n  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi; access_log off;`,
+      );
     writeFileSync(conf, `pid ${dir}/nginx.pid;\nerror_log ${dir}/error.log;\n${local}`);
     const r = spawnSync(nginx!, ["-t", "-q", "-c", conf, "-p", dir], { encoding: "utf8" });
     expect(r.stderr + r.stdout).not.toMatch(/emerg|failed/);

@@ -8,7 +8,13 @@ import { describe, expect, it } from "vitest";
  * resolves inside it.
  */
 const root = path.resolve(fileURLToPath(new URL("..", import.meta.url)));
-const documents = ["README.md", "chaos/README.md", ...readdirSync(path.join(root, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+const documents = [
+  "README.md",
+  "chaos/README.md",
+  ...readdirSync(path.join(root, "docs"))
+    .filter((f) => f.endsWith(".md"))
+    .map((f) => `docs/${f}`),
+];
 const TOP = ["src", "docs", "bench", "test", "chaos", "sql", ".ci"];
 
 function problems(doc: string): string[] {

@@ -50,10 +50,7 @@ describe("a delete racing a regenerate of the same key on another replica", () =
       const other = i % 2 === 0 ? await generate(A) : null;
       const keys = other ? [k.key, other.key] : [k.key];
       const delay = i % 6; // 0–5 ms apart, both orders
-      const [regen, del] = await Promise.all([
-        A.admin(`/key/${k.key}/regenerate`, { grace_period: "1h" }),
-        pause(delay).then(() => B.admin("/key/delete", { keys })),
-      ]);
+      const [regen, del] = await Promise.all([A.admin(`/key/${k.key}/regenerate`, { grace_period: "1h" }), pause(delay).then(() => B.admin("/key/delete", { keys }))]);
       outcomes.push(`${regen.status}/${del.status}`);
       expect(regen.status, regen.text).toBeLessThan(500);
       expect(del.status, del.text).toBe(200);
@@ -124,7 +121,12 @@ describe("admin operations addressed by a token in grace act on its key", () => 
   it("a token whose grace has ended, or that was never issued, is 404 for every operation", async () => {
     const old = await generate(A);
     await regenerate(A, old.key, "0s");
-    for (const [path, body] of [["/key/block", { key: old.key }], ["/key/update", { key: old.key, models: [] }], ["/key/delete", { keys: [old.key] }], [`/key/${old.key}/end_grace`, {}]] as const) {
+    for (const [path, body] of [
+      ["/key/block", { key: old.key }],
+      ["/key/update", { key: old.key, models: [] }],
+      ["/key/delete", { keys: [old.key] }],
+      [`/key/${old.key}/end_grace`, {}],
+    ] as const) {
       const res = await B.admin(path, body);
       expect(res.status, `${path}: ${res.text}`).toBe(404);
       expect(openAIError(res.body).code).toBe("key_not_found");

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { classifyFailure } from "../src/faults/classify.js";
 import { DEFAULT_TEST_CONFIG, startTestGateway, type TestGateway, type TestGatewayOptions } from "./helpers/gateway-fixture.js";
-import { api, chatBody, openAIError } from "./helpers/http.js";
+import { chatBody, openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
 import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
 
@@ -99,7 +99,7 @@ describe("Postgres unreachable: fail static", () => {
     expect(write.status).toBe(503);
     expect(write.headers.get("retry-after")).toBeTruthy();
     expect(Date.now() - t0).toBeLessThan(500);
-    expect((await gw.admin("/key/info?key=" + good.token)).status).toBe(503);
+    expect((await gw.admin(`/key/info?key=${good.token}`)).status).toBe(503);
 
     const ready = await gw.call("/health/readiness");
     expect(ready.status).toBe(200);
@@ -110,10 +110,13 @@ describe("Postgres unreachable: fail static", () => {
 
   it("when Postgres returns, the breaker closes, the replica catches up and trusts L1 again", async () => {
     pgProxy.setMode("pass");
-    const k = await waitFor(async () => {
-      const res = await gw.admin("/key/generate", {});
-      return res.status === 200 ? res.body : undefined;
-    }, { timeoutMs: 15_000, intervalMs: 200, what: "admin writes to work again" });
+    const k = await waitFor(
+      async () => {
+        const res = await gw.admin("/key/generate", {});
+        return res.status === 200 ? res.body : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 200, what: "admin writes to work again" },
+    );
     await waitFor(() => gw.gateway.breakers.postgres.state === "closed" && gw.gateway.coherence.isFresh(), { timeoutMs: 10_000, what: "breaker closed and caches fresh" });
     expect((await gw.call("/v1/chat/completions", { key: k.key, body: chatBody("mock-gpt") })).status).toBe(200);
     expect((await gw.call("/health/readiness")).body.status).toBe("healthy");

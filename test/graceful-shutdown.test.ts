@@ -37,7 +37,14 @@ describe("graceful shutdown on SIGTERM", () => {
     A!.child.kill("SIGTERM");
     await waitFor(async () => (await api(A!.url, "/health/readiness")).status === 503, { timeoutMs: 2_000, intervalMs: 20, what: "readiness to fail" });
     expect((await api(A!.url, "/health/readiness")).body.status).toBe("shutting_down");
-    await waitFor(async () => fetch(`${A!.url}/health/liveliness`).then(() => false, () => true), { timeoutMs: 5_000, what: "new connections to be refused" });
+    await waitFor(
+      async () =>
+        fetch(`${A!.url}/health/liveliness`).then(
+          () => false,
+          () => true,
+        ),
+      { timeoutMs: 5_000, what: "new connections to be refused" },
+    );
     expect(A!.child.exitCode).toBeNull(); // still draining the stream
 
     upstream.releaseNext();

@@ -235,7 +235,23 @@ describe("the shared cache cannot mint keys", () => {
 
   it("an auth record written into Redis by hand is a miss, counted and logged once", async () => {
     const forged = "sk-forged-by-someone-with-redis-access-0000";
-    const record = (token: string) => ({ token, keyId: "00000000-0000-0000-0000-000000000001", keyName: "sk-...0000", keyAlias: null, models: [], userId: null, teamId: null, expiresAt: null, blocked: false, maxBudget: null, tpmLimit: null, rpmLimit: null, maxParallelRequests: null, version: 999999, revokeAt: null });
+    const record = (token: string) => ({
+      token,
+      keyId: "00000000-0000-0000-0000-000000000001",
+      keyName: "sk-...0000",
+      keyAlias: null,
+      models: [],
+      userId: null,
+      teamId: null,
+      expiresAt: null,
+      blocked: false,
+      maxBudget: null,
+      tpmLimit: null,
+      rpmLimit: null,
+      maxParallelRequests: null,
+      version: 999999,
+      revokeAt: null,
+    });
     const redis = new Redis(REDIS_URL);
     try {
       // Without a MAC (the format before records were authenticated), and with a wrong one.
@@ -304,13 +320,30 @@ describe("upstream answers", () => {
     upstream.slowMs = 1_000;
     const logged = gw.logs.lines.length;
     const abort = new AbortController();
-    const pending = fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify(chatBody("slow")), signal: abort.signal }).catch(() => null);
+    const pending = fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify(chatBody("slow")),
+      signal: abort.signal,
+    }).catch(() => null);
     await new Promise((r) => setTimeout(r, 200));
     abort.abort();
     await pending;
     await waitFor(() => upstream.abortedRequests > 0, { what: "the upstream call to be aborted" });
-    await waitFor(() => gw.logs.entries().slice(logged).some((e) => e.msg === "request"), { what: "the request's log line" });
-    expect(gw.logs.entries().slice(logged).filter((e) => e.level >= 40)).toEqual([]);
+    await waitFor(
+      () =>
+        gw.logs
+          .entries()
+          .slice(logged)
+          .some((e) => e.msg === "request"),
+      { what: "the request's log line" },
+    );
+    expect(
+      gw.logs
+        .entries()
+        .slice(logged)
+        .filter((e) => e.level >= 40),
+    ).toEqual([]);
   });
 });
 

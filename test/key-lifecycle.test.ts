@@ -15,13 +15,36 @@ const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
 describe("key lifecycle through the /key admin API", () => {
   it("generates a key whose plaintext is shown once and whose hash is what is stored", async () => {
-    const res = await gw.admin("/key/generate", { key_alias: "team-a", models: ["mock-gpt"], max_budget: 10, duration: "30d", metadata: { owner: "a" }, user_id: "u1", team_id: "t1", tpm_limit: 1000, rpm_limit: 60, max_parallel_requests: 4 });
+    const res = await gw.admin("/key/generate", {
+      key_alias: "team-a",
+      models: ["mock-gpt"],
+      max_budget: 10,
+      duration: "30d",
+      metadata: { owner: "a" },
+      user_id: "u1",
+      team_id: "t1",
+      tpm_limit: 1000,
+      rpm_limit: 60,
+      max_parallel_requests: 4,
+    });
     expect(res.status).toBe(200);
     const k = res.body;
     expect(k.key).toMatch(/^sk-[A-Za-z0-9_-]{32,}$/);
     expect(k.token).toBe(sha256(k.key));
     expect(k.key_name).toBe(`sk-...${k.key.slice(-4)}`);
-    expect(k).toMatchObject({ key_alias: "team-a", models: ["mock-gpt"], max_budget: 10, user_id: "u1", team_id: "t1", tpm_limit: 1000, rpm_limit: 60, max_parallel_requests: 4, metadata: { owner: "a" }, blocked: false, spend: 0 });
+    expect(k).toMatchObject({
+      key_alias: "team-a",
+      models: ["mock-gpt"],
+      max_budget: 10,
+      user_id: "u1",
+      team_id: "t1",
+      tpm_limit: 1000,
+      rpm_limit: 60,
+      max_parallel_requests: 4,
+      metadata: { owner: "a" },
+      blocked: false,
+      spend: 0,
+    });
     const expires = Date.parse(k.expires);
     expect(expires - Date.now()).toBeGreaterThan(29.9 * 86_400_000);
     expect(expires - Date.now()).toBeLessThan(30.1 * 86_400_000);

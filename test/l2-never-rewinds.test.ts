@@ -43,10 +43,13 @@ async function reconnected(s: Setup, expectTrusted = true) {
   const runId = /run_id:([0-9a-f]+)/.exec(await s.redis.info("server"))![1];
   await Promise.all(
     s.cluster.replicas.map((r) =>
-      waitFor(async () => {
-        const l2 = (await r.admin("/debug/coherence")).body.l2;
-        return l2.redis === "ready" && (!expectTrusted || (l2.trusted && l2.redis_run_id === runId));
-      }, { what: `${r.name} to reconnect to Redis` }),
+      waitFor(
+        async () => {
+          const l2 = (await r.admin("/debug/coherence")).body.l2;
+          return l2.redis === "ready" && (!expectTrusted || (l2.trusted && l2.redis_run_id === runId));
+        },
+        { what: `${r.name} to reconnect to Redis` },
+      ),
     ),
   );
 }

@@ -11,11 +11,24 @@ import { describe, expect, it } from "vitest";
 const src = path.resolve(fileURLToPath(new URL("../src", import.meta.url)));
 
 const LAYER: Record<string, number> = {
-  "errors": 0, "config": 0, "logger.ts": 0, "paths.ts": 0, "testing": 0,
-  "store": 1, "redis": 1, "faults": 1,
-  "auth": 2, "keys": 2, "limits": 2, "coherence": 2, "proxy": 2, "upkeep": 2, "metrics": 2,
-  "http": 3,
-  "gateway.ts": 4, "workers.ts": 4,
+  errors: 0,
+  config: 0,
+  "logger.ts": 0,
+  "paths.ts": 0,
+  testing: 0,
+  store: 1,
+  redis: 1,
+  faults: 1,
+  auth: 2,
+  keys: 2,
+  limits: 2,
+  coherence: 2,
+  proxy: 2,
+  upkeep: 2,
+  metrics: 2,
+  http: 3,
+  "gateway.ts": 4,
+  "workers.ts": 4,
   "cli.ts": 5,
 };
 

@@ -98,9 +98,7 @@ describe("limits hold across three replicas", () => {
 
   it("rpm_limit 20 under 60 concurrent requests across 3 replicas allows 20; the rest get 429 with Retry-After", async () => {
     const k = await newKey({ rpm_limit: 20 });
-    const results = await Promise.all(
-      Array.from({ length: 60 }, (_, i) => api([A, B, C][i % 3]!.url, "/v1/chat/completions", { key: k.key, body: chatBody("free") })),
-    );
+    const results = await Promise.all(Array.from({ length: 60 }, (_, i) => api([A, B, C][i % 3]!.url, "/v1/chat/completions", { key: k.key, body: chatBody("free") })));
     const ok = results.filter((r) => r.status === 200).length;
     expect(ok).toBeGreaterThanOrEqual(19);
     expect(ok).toBeLessThanOrEqual(21);
@@ -200,7 +198,11 @@ describe("limits hold across three replicas", () => {
       const blocked = await chat(A, k.key, chatBody("free"));
       expect(blocked.status).toBe(429);
       expect(openAIError(blocked.body).code).toBe("parallel_request_limit_exceeded");
-      await waitFor(async () => (await chat(B, k.key, chatBody("free"))).status === 200, { timeoutMs: RESERVATION_TTL_MS + 3_000, intervalMs: 100, what: "the dead replica's reservation to expire" });
+      await waitFor(async () => (await chat(B, k.key, chatBody("free"))).status === 200, {
+        timeoutMs: RESERVATION_TTL_MS + 3_000,
+        intervalMs: 100,
+        what: "the dead replica's reservation to expire",
+      });
       expect(Date.now() - killedAt).toBeLessThan(RESERVATION_TTL_MS + 3_000);
       // The dead replica's reservation is gone, and with it the cost it held.
       expect(await redis.zscore(inflight, held!)).toBeNull();

@@ -57,7 +57,11 @@ async function sseEvents(res: Response): Promise<any[]> {
 }
 
 function stream(key: string, body: Record<string, unknown>) {
-  return fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ ...body, stream: true }) });
+  return fetch(`${gw.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ ...body, stream: true }),
+  });
 }
 
 describe("spend: usage × the model's price, live and durable", () => {
@@ -109,7 +113,11 @@ describe("spend: usage × the model's price, live and durable", () => {
     const bytes = Buffer.byteLength(JSON.stringify(body));
     upstream.releaseNext();
     upstream.releaseNext();
-    const res = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
     expect(res.status).toBe(200);
     await res.text();
     expect(await durableSpend(gw, k.token)).toBe(Math.ceil(bytes / 4) * INPUT_COST + 10 * OUTPUT_COST);
@@ -197,7 +205,11 @@ describe("limits on one replica", () => {
   it("max_parallel_requests: a second request while one is in flight gets 429; after it ends, it passes", async () => {
     const k = await gw.newKey({ max_parallel_requests: 1 });
     const body = { model: "gated", messages: [{ role: "user", content: "hold" }], stream: true };
-    const first = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    const first = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
     expect(first.status).toBe(200);
     const second = await gw.call("/v1/chat/completions", { key: k.key, body: chatBody("free-gpt") });
     expect(second.status).toBe(429);
@@ -330,7 +342,8 @@ describe("resets", () => {
       const flushed = gw.gateway.spendLedger.flush();
       // The flush has read the old generation and now waits for the reset's row lock.
       await waitFor(
-        async () => (await pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%gh_spend_batches%'")).rowCount! > 0,
+        async () =>
+          (await pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%gh_spend_batches%'")).rowCount! > 0,
         { what: "the flush to wait on the row lock" },
       );
       await reset.query("COMMIT");

@@ -39,10 +39,9 @@ describe("a replica whose LISTEN connection dies still sees every change within 
     const k = await generate();
     await cluster.settle();
     expect(await B.chat(k.key)).toBe(200);
-    const killed = await cluster.pool.query(
-      "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
-      [`gatehouse-listen:${B.replicaId}`],
-    );
+    const killed = await cluster.pool.query("SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1", [
+      `gatehouse-listen:${B.replicaId}`,
+    ]);
     expect(killed.rows).toEqual([{ ok: true }]);
     expect((await A.admin("/key/block", { key: k.key })).status).toBe(200);
     await refusedWithin(B, k.key, STALENESS_BOUND_MS);
@@ -85,7 +84,10 @@ describe("a replica whose LISTEN connection dies still sees every change within 
     const { body: before } = await B.admin("/debug/coherence");
     expect((await A.admin("/key/block", { key: k.key })).status).toBe(200);
     const { rows } = await cluster.pool.query("SELECT max(id)::int AS id FROM gh_key_events");
-    const applied = await waitFor(async () => (await B.admin(`/debug/coherence?after_event_id=${rows[0].id - 1}`)).body.applied.find((a: any) => a.id === rows[0].id), { timeoutMs: STALENESS_BOUND_MS, what: "B to apply the event" });
+    const applied = await waitFor(async () => (await B.admin(`/debug/coherence?after_event_id=${rows[0].id - 1}`)).body.applied.find((a: any) => a.id === rows[0].id), {
+      timeoutMs: STALENESS_BOUND_MS,
+      what: "B to apply the event",
+    });
     expect(applied.lagMs).toBeLessThan(500);
     const { body: after } = await B.admin("/debug/coherence");
     expect(after.notifications).toBeGreaterThan(before.notifications);

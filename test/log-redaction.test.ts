@@ -39,7 +39,15 @@ beforeAll(async () => {
     }),
   );
   replica = await spawnReplica(
-    { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: MASTER_KEY, GATEHOUSE_DATA_DIR: dir, UPSTREAM_KEY: UPSTREAM_API_KEY, LOG_LEVEL: "debug" },
+    {
+      DATABASE_URL: db.url,
+      REDIS_URL,
+      GATEHOUSE_REDIS_PREFIX: redis.prefix,
+      GATEHOUSE_MASTER_KEY: MASTER_KEY,
+      GATEHOUSE_DATA_DIR: dir,
+      UPSTREAM_KEY: UPSTREAM_API_KEY,
+      LOG_LEVEL: "debug",
+    },
     ["--config", config],
   );
 }, 30_000);
@@ -75,7 +83,7 @@ describe("logs never contain a secret", () => {
     expect((await api(replica.url, "/v1/chat/completions", { key: unknown, body: chatBody("mock-gpt") })).status).toBe(401);
     expect((await api(replica.url, "/v1/chat/completions", { key: MASTER_KEY, body: chatBody("mock-gpt") })).status).toBe(200);
     // A virtual key on an admin route, and keys in paths and query strings.
-    expect((await api(replica.url, "/key/info?key=" + key, { key })).status).toBe(403);
+    expect((await api(replica.url, `/key/info?key=${key}`, { key })).status).toBe(403);
     expect((await admin(`/key/info?key=${key}`)).status).toBe(200);
     expect((await admin(`/key/${unknown}/regenerate`, {})).status).toBe(404);
     const rotated = await admin(`/key/${key}/regenerate`, { grace_period: "1h" });

@@ -8,7 +8,10 @@ let gw: TestGateway;
 beforeAll(async () => {
   gw = await startTestGateway({
     config: {
-      model_list: [...DEFAULT_TEST_CONFIG.model_list, { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: 0.001, output_cost_per_token: 0.002 } }],
+      model_list: [
+        ...DEFAULT_TEST_CONFIG.model_list,
+        { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: 0.001, output_cost_per_token: 0.002 } },
+      ],
       gatehouse_settings: { metrics: { token: METRICS_TOKEN } },
     },
   });
@@ -67,7 +70,9 @@ describe("GET /metrics", () => {
     expect(series(text, "gatehouse_overhead_duration_seconds_count", { route: "/v1/chat/completions" })).toBe(2);
     expect(series(text, "gatehouse_auth_cache_total", { level: "l1" })).toBeGreaterThanOrEqual(1);
     // The unknown key: refused by the token filter (or, while it is being built, by a database miss).
-    expect((series(text, "gatehouse_auth_cache_total", { level: "miss" }) ?? 0) + (series(text, "gatehouse_auth_cache_total", { level: "filtered" }) ?? 0)).toBeGreaterThanOrEqual(1);
+    expect((series(text, "gatehouse_auth_cache_total", { level: "miss" }) ?? 0) + (series(text, "gatehouse_auth_cache_total", { level: "filtered" }) ?? 0)).toBeGreaterThanOrEqual(
+      1,
+    );
     expect(series(text, "gatehouse_invalidation_lag_seconds_count")).toBeGreaterThanOrEqual(1);
     expect(series(text, "gatehouse_events_replayed_total")).toBeGreaterThanOrEqual(0);
     expect(series(text, "gatehouse_listener_up")).toBe(1);
@@ -80,7 +85,14 @@ describe("GET /metrics", () => {
     expect(series(text, "gatehouse_limit_admissions_total", { path: "redis" })).toBeGreaterThanOrEqual(1);
     expect(series(text, "gatehouse_process_resident_memory_bytes")).toBeGreaterThan(0);
     // Counters kept by coherence and the limiter are exported too.
-    for (const name of ["gatehouse_l1_drops_total", "gatehouse_catch_up_failures_total", "gatehouse_limit_settle_failures_total", "gatehouse_l2_forged_records_total", "gatehouse_unknown_keys_filtered_total"]) expect(text, name).toContain(`# TYPE ${name} counter`);
+    for (const name of [
+      "gatehouse_l1_drops_total",
+      "gatehouse_catch_up_failures_total",
+      "gatehouse_limit_settle_failures_total",
+      "gatehouse_l2_forged_records_total",
+      "gatehouse_unknown_keys_filtered_total",
+    ])
+      expect(text, name).toContain(`# TYPE ${name} counter`);
     // Route patterns, never URLs: paths carry keys.
     expect(text).not.toContain(rotated.key);
     expect(text).not.toContain(k.key);
@@ -93,7 +105,11 @@ describe("docs/grafana-dashboard.json", () => {
     const path = await import("node:path");
     const dashboard = JSON.parse(readFileSync(path.join(import.meta.dirname, "..", "docs", "grafana-dashboard.json"), "utf8"));
     const text = (await gw.call("/metrics", { key: METRICS_TOKEN })).text;
-    const exported = new Set([...text.matchAll(/^# TYPE (\w+) (\w+)/gm)].flatMap((m) => (m[2] === "histogram" ? [`${m[1]}_bucket`, `${m[1]}_sum`, `${m[1]}_count`] : m[2] === "summary" ? [`${m[1]}_sum`, `${m[1]}_count`, m[1]] : [m[1]])));
+    const exported = new Set(
+      [...text.matchAll(/^# TYPE (\w+) (\w+)/gm)].flatMap((m) =>
+        m[2] === "histogram" ? [`${m[1]}_bucket`, `${m[1]}_sum`, `${m[1]}_count`] : m[2] === "summary" ? [`${m[1]}_sum`, `${m[1]}_count`, m[1]] : [m[1]],
+      ),
+    );
     const used = dashboard.panels.flatMap((p: any) => p.targets.flatMap((t: any) => [...t.expr.matchAll(/\b(gatehouse_\w+)/g)].map((m: any) => m[1])));
     expect(used.length).toBeGreaterThan(10);
     for (const name of used) expect(exported, name).toContain(name);

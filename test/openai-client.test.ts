@@ -21,7 +21,12 @@ describe("the official openai client talks to Gatehouse", () => {
   });
 
   it("streaming chat completions", async () => {
-    const stream = await client.chat.completions.create({ model: "mock-gpt", messages: [{ role: "user", content: "hi" }], stream: true, mock_response: "one two three four" } as any);
+    const stream = await client.chat.completions.create({
+      model: "mock-gpt",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+      mock_response: "one two three four",
+    } as any);
     let text = "";
     let chunks = 0;
     for await (const chunk of stream as any) {

@@ -23,7 +23,10 @@ describe.skipIf(!PGBOUNCER)("behind PgBouncer (transaction pooling)", () => {
       size: 2,
       databaseUrl: (url) => bouncer.url(url),
       listenDirect: true,
-      config: { model_list: [{ model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: 0.5, output_cost_per_token: 0.5 } }], gatehouse_settings: { limits: { flush_interval_ms: 100 } } },
+      config: {
+        model_list: [{ model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: 0.5, output_cost_per_token: 0.5 } }],
+        gatehouse_settings: { limits: { flush_interval_ms: 100 } },
+      },
     });
     [A, B] = cluster.replicas as [Replica, Replica];
   }, 60_000);
@@ -56,7 +59,9 @@ describe.skipIf(!PGBOUNCER)("behind PgBouncer (transaction pooling)", () => {
 
     // Concurrent rotations of distinct keys on both replicas: transactions with advisory locks, events, NOTIFY.
     const keys = await Promise.all(Array.from({ length: 20 }, (_, i) => [A, B][i % 2]!.admin("/key/generate", {})));
-    const rotations = await Promise.all(keys.map((k, i) => [B, A][i % 2]!.admin(`/key/${k.body.key}/regenerate`, { grace_period: "1h" }, { headers: { "idempotency-key": `pgb-${i}` } })));
+    const rotations = await Promise.all(
+      keys.map((k, i) => [B, A][i % 2]!.admin(`/key/${k.body.key}/regenerate`, { grace_period: "1h" }, { headers: { "idempotency-key": `pgb-${i}` } })),
+    );
     expect(rotations.map((r) => r.status)).toEqual(Array(20).fill(200));
     // Idempotent retry through the pooler returns the stored result.
     const again = await B.admin(`/key/${keys[0]!.body.key}/regenerate`, { grace_period: "1h" }, { headers: { "idempotency-key": "pgb-0" } });

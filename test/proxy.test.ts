@@ -139,10 +139,17 @@ describe("streaming", () => {
   });
 
   it("streams the mock provider with usage when asked", async () => {
-    const res = await gw.call("/v1/chat/completions", { key, body: chatBody("mock-gpt", { stream: true, stream_options: { include_usage: true }, mock_response: "alpha beta gamma" }) });
+    const res = await gw.call("/v1/chat/completions", {
+      key,
+      body: chatBody("mock-gpt", { stream: true, stream_options: { include_usage: true }, mock_response: "alpha beta gamma" }),
+    });
     expect(res.status).toBe(200);
     const events = res.text.split("\n\n").filter(Boolean);
-    const content = events.filter((e) => e !== "data: [DONE]").map((e) => JSON.parse(e.slice(6))).map((c) => c.choices[0]?.delta?.content ?? "").join("");
+    const content = events
+      .filter((e) => e !== "data: [DONE]")
+      .map((e) => JSON.parse(e.slice(6)))
+      .map((c) => c.choices[0]?.delta?.content ?? "")
+      .join("");
     expect(content).toBe("alpha beta gamma");
     expect(events.at(-1)).toBe("data: [DONE]");
     expect(JSON.parse(events.at(-2)!.slice(6)).usage.completion_tokens).toBeGreaterThan(0);

@@ -119,7 +119,10 @@ describe("changes made on one replica are enforced on every replica within the b
     await enforcedEverywhere(k.key, 200, "mock-other");
 
     expect((await A.admin("/key/update", { key: k.key, duration: "1s" })).status).toBe(200);
-    await waitFor(async () => (await Promise.all([A, B, C].map((r) => r.chat(k.key, "mock-other")))).every((s) => s === 401), { timeoutMs: 1_000 + STALENESS_BOUND_MS, what: "expiry everywhere" });
+    await waitFor(async () => (await Promise.all([A, B, C].map((r) => r.chat(k.key, "mock-other")))).every((s) => s === 401), {
+      timeoutMs: 1_000 + STALENESS_BOUND_MS,
+      what: "expiry everywhere",
+    });
     expect((await A.admin("/key/update", { key: k.key, duration: null })).status).toBe(200);
     await enforcedEverywhere(k.key, 200, "mock-other");
 
@@ -212,7 +215,11 @@ describe("the grace ends by the clock", () => {
     expect(res.status).toBe(200);
     await warmEverywhere(old.key); // cached as a deprecated key
     const revokeAt = Date.parse(res.body.revoke_at);
-    await waitFor(async () => (await Promise.all([A, B, C].map((r) => r.chat(old.key)))).every((s) => s === 401), { timeoutMs: revokeAt - Date.now() + 500, intervalMs: 20, what: "the grace to end" });
+    await waitFor(async () => (await Promise.all([A, B, C].map((r) => r.chat(old.key)))).every((s) => s === 401), {
+      timeoutMs: revokeAt - Date.now() + 500,
+      intervalMs: 20,
+      what: "the grace to end",
+    });
     expect(Date.now()).toBeGreaterThanOrEqual(revokeAt);
     expect((await C.admin(`/key/info?key=${old.key}`)).status).toBe(404);
     for (const r of [A, B, C]) expect(await r.chat(res.body.key)).toBe(200);

@@ -55,7 +55,12 @@ describe("a start that fails exits, closing what it opened", () => {
     const holder = net.createServer().listen(port, "127.0.0.1");
     await new Promise((r) => holder.once("listening", r));
     try {
-      const { code, output, ms } = await run(["start", "--port", String(port)], { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: "sk-master-start-test" });
+      const { code, output, ms } = await run(["start", "--port", String(port)], {
+        DATABASE_URL: db.url,
+        REDIS_URL,
+        GATEHOUSE_REDIS_PREFIX: redis.prefix,
+        GATEHOUSE_MASTER_KEY: "sk-master-start-test",
+      });
       expect(code).toBe(1);
       expect(ms).toBeLessThan(15_000);
       expect(output).toContain(`cannot listen on port ${port}: it is in use`);
@@ -67,7 +72,11 @@ describe("a start that fails exits, closing what it opened", () => {
 
   it("Postgres unreachable: exits non-zero, naming where it looked", async () => {
     const port = await freePort();
-    const { code, output } = await run(["start", "--port", "0"], { DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/nowhere`, REDIS_URL, GATEHOUSE_MASTER_KEY: "sk-master-start-test" });
+    const { code, output } = await run(["start", "--port", "0"], {
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/nowhere`,
+      REDIS_URL,
+      GATEHOUSE_MASTER_KEY: "sk-master-start-test",
+    });
     expect(code).toBe(1);
     expect(output).toContain(`cannot reach Postgres at 127.0.0.1:${port}`);
   }, 30_000);
@@ -79,7 +88,8 @@ describe("the embedded database's data directory is locked", () => {
     const first = await spawnReplica({ GATEHOUSE_DATA_DIR: dir, GATEHOUSE_MASTER_KEY: "sk-master-lock-test" }, [], { timeoutMs: 60_000 });
     // A first start says what it is doing, one line per phase, before "listening".
     const said = first.output.join("\n");
-    for (const phase of ["creating the embedded database", "embedded database ready", "checking database migrations", "catching up on key events", "gatehouse is listening"]) expect(said).toContain(phase);
+    for (const phase of ["creating the embedded database", "embedded database ready", "checking database migrations", "catching up on key events", "gatehouse is listening"])
+      expect(said).toContain(phase);
     try {
       const second = await run(["start", "--port", "0"], { GATEHOUSE_DATA_DIR: dir, GATEHOUSE_MASTER_KEY: "sk-master-lock-test", PORT: "0" }, 30_000);
       expect(second.code).not.toBe(0);

@@ -10,7 +10,11 @@ function meter(chunks: Array<string | Uint8Array>) {
 
 describe("usage of a JSON answer", () => {
   it("is read from the answer's tail, split across chunks and pretty-printed alike", () => {
-    const answer = JSON.stringify({ id: "x", choices: [{ message: { content: "é".repeat(5000) } }], usage: { prompt_tokens: 12, completion_tokens: 7, total_tokens: 19 } }, null, 2);
+    const answer = JSON.stringify(
+      { id: "x", choices: [{ message: { content: "é".repeat(5000) } }], usage: { prompt_tokens: 12, completion_tokens: 7, total_tokens: 19 } },
+      null,
+      2,
+    );
     const bytes = Buffer.from(answer);
     const cut = bytes.length - 40; // inside the usage object, and after a multi-byte prefix
     expect(meter([bytes.subarray(0, cut), bytes.subarray(cut)])).toEqual({ promptTokens: 12, completionTokens: 7 });
@@ -22,7 +26,10 @@ describe("usage of a JSON answer", () => {
   });
 
   it("nested usage details do not confuse it; a usage quoted in the content does not either", () => {
-    const answer = JSON.stringify({ choices: [{ message: { content: 'say "usage": {"prompt_tokens": 999}' } }], usage: { prompt_tokens: 5, completion_tokens: 6, prompt_tokens_details: { cached_tokens: 2 } } });
+    const answer = JSON.stringify({
+      choices: [{ message: { content: 'say "usage": {"prompt_tokens": 999}' } }],
+      usage: { prompt_tokens: 5, completion_tokens: 6, prompt_tokens_details: { cached_tokens: 2 } },
+    });
     expect(meter([answer])).toEqual({ promptTokens: 5, completionTokens: 6 });
   });
 

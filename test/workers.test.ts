@@ -40,7 +40,12 @@ interface Pinned {
 }
 
 async function call(client: Client, method: string, path: string, key: string, body?: unknown) {
-  const res = await client.request({ method: method as "GET", path, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await client.request({
+    method: method as "GET",
+    path,
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const text = await res.body.text();
   return { status: res.statusCode, body: text.startsWith("{") || text.startsWith("[") ? JSON.parse(text) : text };
 }
@@ -64,13 +69,16 @@ async function pinEveryWorker(count: number): Promise<Pinned[]> {
 }
 
 describe("gatehouse start --workers 2", () => {
-  it("serves one port from two workers, each with its own LISTEN connection", async () => {
+  it("serves one port from two workers, each with its own LISTEN connection and replica id", async () => {
     const workers = await pinEveryWorker(2);
     const { body } = await workers[0]!.call("GET", "/health/readiness", cluster.masterKey);
     expect(body.status).toBe("healthy");
     expect(body.workers).toEqual({ expected: 2, listening: 2 });
-    const listeners = await cluster.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'");
-    expect(listeners.rows[0].n).toBe(2);
+    // One LISTEN connection per worker, named after the worker's own replica id.
+    const listeners = await cluster.pool.query(
+      "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'gatehouse-listen:%' ORDER BY 1",
+    );
+    expect(listeners.rows.map((r: { application_name: string }) => r.application_name.replace(/^.*-(w\d+)$/, "$1"))).toEqual(["w0", "w1"]);
     await Promise.all(workers.map((w) => w.client.close()));
   });
 
@@ -82,7 +90,11 @@ describe("gatehouse start --workers 2", () => {
     expect((await w0!.call("POST", "/key/block", cluster.masterKey, { key: key.key })).status).toBe(200);
     expect((await w0!.call("POST", "/v1/chat/completions", key.key, chatBody("mock-gpt"))).status).toBe(401);
     const blockedAt = performance.now();
-    await waitFor(async () => (await w1!.call("POST", "/v1/chat/completions", key.key, chatBody("mock-gpt"))).status === 401, { timeoutMs: 2_000, intervalMs: 5, what: "the other worker to refuse the blocked key" });
+    await waitFor(async () => (await w1!.call("POST", "/v1/chat/completions", key.key, chatBody("mock-gpt"))).status === 401, {
+      timeoutMs: 2_000,
+      intervalMs: 5,
+      what: "the other worker to refuse the blocked key",
+    });
     expect(performance.now() - blockedAt).toBeLessThan(2_000);
     await Promise.all([w0!, w1!].map((w) => w.client.close()));
   });
@@ -105,8 +117,15 @@ describe("gatehouse start --workers 2", () => {
   it("a worker that dies is replaced, and readiness says how many are up meanwhile", async () => {
     const [w0, w1] = await pinEveryWorker(2);
     process.kill(w1!.pid, "SIGKILL");
-    await waitFor(async () => (await w0!.call("GET", "/health/readiness", cluster.masterKey)).body.workers.listening === 1, { timeoutMs: 5_000, intervalMs: 10, what: "the primary to count the dead worker" });
-    await waitFor(async () => (await w0!.call("GET", "/health/readiness", cluster.masterKey)).body.workers.listening === 2, { timeoutMs: 15_000, what: "a new worker in its place" });
+    await waitFor(async () => (await w0!.call("GET", "/health/readiness", cluster.masterKey)).body.workers.listening === 1, {
+      timeoutMs: 5_000,
+      intervalMs: 10,
+      what: "the primary to count the dead worker",
+    });
+    await waitFor(async () => (await w0!.call("GET", "/health/readiness", cluster.masterKey)).body.workers.listening === 2, {
+      timeoutMs: 15_000,
+      what: "a new worker in its place",
+    });
     const again = await pinEveryWorker(2);
     expect(again.map((w) => w.pid)).not.toContain(w1!.pid);
     await Promise.all([w0!, ...again].map((w) => w.client.close()));
@@ -117,7 +136,12 @@ describe("gatehouse start --workers 2", () => {
     const { body: key } = await workers[0]!.call("POST", "/key/generate", cluster.masterKey, {});
     const streams = await Promise.all(
       workers.map(async (w) => {
-        const res = await w.client.request({ method: "POST", path: "/v1/chat/completions", headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json" }, body: JSON.stringify(chatBody("stream-gated", { stream: true })) });
+        const res = await w.client.request({
+          method: "POST",
+          path: "/v1/chat/completions",
+          headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json" },
+          body: JSON.stringify(chatBody("stream-gated", { stream: true })),
+        });
         const chunks: string[] = [];
         res.body.on("data", (c: Buffer) => chunks.push(c.toString()));
         const ended = new Promise<string>((resolve) => res.body.once("end", () => resolve(chunks.join(""))));
@@ -127,7 +151,14 @@ describe("gatehouse start --workers 2", () => {
     );
     gateway.child.kill("SIGTERM");
     // Both workers are draining, neither has exited: their streams are still open.
-    await waitFor(async () => fetch(`${gateway.url}/health/liveliness`).then(() => false, () => true), { timeoutMs: 5_000, what: "new connections to be refused" });
+    await waitFor(
+      async () =>
+        fetch(`${gateway.url}/health/liveliness`).then(
+          () => false,
+          () => true,
+        ),
+      { timeoutMs: 5_000, what: "new connections to be refused" },
+    );
     for (const w of workers) expect(isAlive(w.pid)).toBe(true);
     for (let i = 0; i < 4; i++) upstream.releaseNext();
     for (const text of await Promise.all(streams.map((s) => s.ended))) expect(text).toContain("part2");

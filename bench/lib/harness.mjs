@@ -27,7 +27,10 @@ export function startUpstreamProcess() {
 /** A config file with one priced model, "bench" (spend is metered, as in production), served by the bench upstream at `upstreamUrl`. */
 export function writeBenchConfig(upstreamUrl) {
   const file = path.join(mkdtempSync(path.join(os.tmpdir(), "gh-bench-")), "config.yaml");
-  writeFileSync(file, `model_list:\n  - model_name: bench\n    litellm_params: { model: openai/bench, api_base: "${upstreamUrl}/v1", api_key: dummy, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002 }\n`);
+  writeFileSync(
+    file,
+    `model_list:\n  - model_name: bench\n    litellm_params: { model: openai/bench, api_base: "${upstreamUrl}/v1", api_key: dummy, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002 }\n`,
+  );
   return file;
 }
 
@@ -37,7 +40,13 @@ export function startReplica(env, args = [], nodeArgs = [], cli = undefined) {
 }
 
 export function machine() {
-  return { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` };
+  return {
+    cpus: os.cpus().length,
+    cpu_model: os.cpus()[0]?.model,
+    memory_gib: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
 }
 
 export function printTable(title, rows) {

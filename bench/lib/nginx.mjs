@@ -13,7 +13,6 @@ export function nginxPath() {
   return null;
 }
 
-
 /** Starts nginx proxying to `upstreams` (host:port strings). Resolves with { url, stop }. */
 export async function startNginx(upstreams, { workers = 1 } = {}) {
   const bin = nginxPath();
@@ -50,5 +49,12 @@ http {
   writeFileSync(path.join(dir, "nginx.conf"), conf);
   const child = spawn(bin, ["-p", dir, "-c", path.join(dir, "nginx.conf")], { stdio: "ignore" });
   await waitForPort(port, { timeoutMs: 5_000, what: "nginx" });
-  return { url: `http://127.0.0.1:${port}`, stop: () => new Promise((r) => { child.once("exit", r); child.kill("SIGQUIT"); }) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: () =>
+      new Promise((r) => {
+        child.once("exit", r);
+        child.kill("SIGQUIT");
+      }),
+  };
 }

@@ -25,7 +25,9 @@ export function wrk({ url, headers, body, connections, seconds, threads = 1 }) {
   const lines = [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(body)}`];
   for (const [name, value] of Object.entries(headers)) lines.push(`wrk.headers[${JSON.stringify(name)}] = ${JSON.stringify(value)}`);
   // Count non-2xx answers: wrk reports only socket errors and non-2xx/3xx in its summary.
-  lines.push(`function done(summary, latency, requests) io.write(string.format("JSON %d %d %d %d %d\\n", latency:percentile(50), latency:percentile(99), summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, summary.requests)) end`);
+  lines.push(
+    `function done(summary, latency, requests) io.write(string.format("JSON %d %d %d %d %d\\n", latency:percentile(50), latency:percentile(99), summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, summary.requests)) end`,
+  );
   writeFileSync(script, lines.join("\n"));
   return new Promise((resolve, reject) => {
     const child = spawn(bin, ["-t", String(threads), "-c", String(connections), "-d", `${seconds}s`, "-s", script, url], { stdio: ["ignore", "pipe", "pipe"] });
@@ -37,7 +39,14 @@ export function wrk({ url, headers, body, connections, seconds, threads = 1 }) {
       const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
       const summary = /JSON (\d+) (\d+) (\d+) (\d+) (\d+)/.exec(out);
       if (code !== 0 || !rps || !summary) return reject(new Error(`wrk failed (${code}): ${out}`));
-      resolve({ rps: Number(rps[1]), p50Ms: Number(summary[1]) / 1000, p99Ms: Number(summary[2]) / 1000, non2xx: Number(summary[3]), errors: Number(summary[4]), requests: Number(summary[5]) });
+      resolve({
+        rps: Number(rps[1]),
+        p50Ms: Number(summary[1]) / 1000,
+        p99Ms: Number(summary[2]) / 1000,
+        non2xx: Number(summary[3]),
+        errors: Number(summary[4]),
+        requests: Number(summary[5]),
+      });
     });
   });
 }

@@ -117,7 +117,11 @@ export class Authenticator {
         // the key changed (perhaps revoked) while this replica was not listening.
         if (!cached?.record || (await this.l2.changedSince(hash, cached.record.version))) {
           this.counters.unavailable++;
-          throw new ServiceUnavailableError("Cannot verify this key right now: the key store is unavailable. Retry shortly.", Number(err.headers["retry-after"] ?? 1), "key_store_unavailable");
+          throw new ServiceUnavailableError(
+            "Cannot verify this key right now: the key store is unavailable. Retry shortly.",
+            Number(err.headers["retry-after"] ?? 1),
+            "key_store_unavailable",
+          );
         }
         result = { record: cached.record, level: "l1-static" };
       }

@@ -44,7 +44,10 @@ export class L1Cache {
   beginFill(hash: string): FillTicket {
     const ticket: FillTicket = { hash, cancelled: false };
     let set = this.fills.get(hash);
-    if (!set) this.fills.set(hash, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.fills.set(hash, set);
+    }
     set.add(ticket);
     return ticket;
   }

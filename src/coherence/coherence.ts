@@ -2,7 +2,7 @@ import type { Database } from "../store/database.js";
 import type { Logger } from "../logger.js";
 import type { CacheInvalidator } from "./cache-invalidator.js";
 import { EVENTS_CHANNEL, latestEventId, parseEventPayload, readEventsAfter, type KeyEvent } from "../store/event-store.js";
-import { DbClock, monotonicMs } from "./db-clock.js";
+import { type DbClock, monotonicMs } from "./db-clock.js";
 import { EventListener, type ListenerState } from "./event-listener.js";
 
 // Ids applied ahead of a gap that the catch-up has not reached yet; past this many, forget them (the
@@ -153,7 +153,10 @@ export class Coherence {
 
   /** Commit → applied lags of the last 1,000 events applied here: count, p50, p99, max (ms). */
   private recentLags() {
-    const lags = this.lags.slice(-1_000).map((l) => l.lagMs).sort((a, b) => a - b);
+    const lags = this.lags
+      .slice(-1_000)
+      .map((l) => l.lagMs)
+      .sort((a, b) => a - b);
     const at = (p: number) => (lags.length === 0 ? null : Math.round(lags[Math.min(lags.length - 1, Math.floor((p / 100) * lags.length))]! * 10) / 10);
     return { count: lags.length, p50: at(50), p99: at(99), max: lags.length === 0 ? null : Math.round(lags.at(-1)! * 10) / 10 };
   }

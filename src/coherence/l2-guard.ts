@@ -107,7 +107,10 @@ export class L2Guard {
       if (this.knownRunId !== null && runId !== this.knownRunId) {
         this.trustedNow = false;
         this.counters.rewindsDetected++;
-        this.o.logger.warn({ previous_run_id: this.knownRunId, run_id: runId }, "Redis restarted or failed over; L2 is not read until its tombstones are repaired from the event table");
+        this.o.logger.warn(
+          { previous_run_id: this.knownRunId, run_id: runId },
+          "Redis restarted or failed over; L2 is not read until its tombstones are repaired from the event table",
+        );
       }
       this.knownRunId = runId;
       // A cursor verified on another server (a restored snapshot, a promoted replica) still says what that
@@ -124,7 +127,12 @@ export class L2Guard {
       if (moved === 1) {
         if (stateRunId !== runId) {
           this.counters.repairs++;
-          this.o.logger.info({ from_event_id: through, through_event_id: covered }, stateRunId === null ? "L2 state cursor created; tombstones replayed from the event table" : "L2 tombstones repaired from the event table after Redis restarted or failed over");
+          this.o.logger.info(
+            { from_event_id: through, through_event_id: covered },
+            stateRunId === null
+              ? "L2 state cursor created; tombstones replayed from the event table"
+              : "L2 tombstones repaired from the event table after Redis restarted or failed over",
+          );
         }
         // Tombstones that failed while this ran leave the cursor's claim standing for others (another replica
         // or this replay wrote them), but this replica waits for the next round to be sure.

@@ -14,11 +14,17 @@ const KNOWN_LITELLM_PARAMS = new Set(Object.keys(litellmParamsSchema.shape));
  * at once; unknown fields are warnings, since LiteLLM configs carry many Gatehouse does not need.
  */
 export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings: string[], problems: string[]): ModelDeployment[] {
-  if (entries.length === 0) problems.push(`${where(ctx, ["model_list"])}: model_list: no models; add at least one (e.g. { model_name: gpt-4o, litellm_params: { model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY } })`);
+  if (entries.length === 0)
+    problems.push(
+      `${where(ctx, ["model_list"])}: model_list: no models; add at least one (e.g. { model_name: gpt-4o, litellm_params: { model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY } })`,
+    );
   const models: ModelDeployment[] = [];
   entries.forEach((entry, i) => {
     const unknownFields = Object.keys(entry).filter((k) => !MODEL_ENTRY_FIELDS.includes(k));
-    if (unknownFields.length > 0) warnings.push(`${where(ctx, ["model_list", i, unknownFields[0]!])}: model_list[${i}] (${entry.model_name}): unknown field(s) ${unknownFields.join(", ")} ignored (a typo? known: ${MODEL_ENTRY_FIELDS.join(", ")})`);
+    if (unknownFields.length > 0)
+      warnings.push(
+        `${where(ctx, ["model_list", i, unknownFields[0]!])}: model_list[${i}] (${entry.model_name}): unknown field(s) ${unknownFields.join(", ")} ignored (a typo? known: ${MODEL_ENTRY_FIELDS.join(", ")})`,
+      );
     try {
       models.push(toDeployment(entry, i, ctx, warnings));
     } catch (err) {
@@ -37,7 +43,9 @@ function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, wa
   const slash = bare ? -1 : params.model.indexOf("/");
   const provider = bare ? "openai" : params.model.slice(0, slash);
   if (!(PROVIDERS as readonly string[]).includes(provider)) {
-    throw new ConfigError(`${where(ctx, ["model_list", index, "litellm_params", "model"])}: ${field}.model: provider "${provider}" is not supported; use one of ${PROVIDERS.join(", ")} (any OpenAI-compatible server works as "openai/" with api_base)`);
+    throw new ConfigError(
+      `${where(ctx, ["model_list", index, "litellm_params", "model"])}: ${field}.model: provider "${provider}" is not supported; use one of ${PROVIDERS.join(", ")} (any OpenAI-compatible server works as "openai/" with api_base)`,
+    );
   }
   if (provider === "openai" && !params.api_base && !bare) {
     throw new ConfigError(`${where(ctx, ["model_list", index, "litellm_params"])}: ${field}.api_base: required for "openai/" models (e.g. https://api.openai.com/v1)`);

@@ -81,7 +81,9 @@ const auth = section({
   // 100k records of well under 1 KiB each: a bounded, small share of memory.
   l1_max_entries: int().positive().default(100_000),
   // An upper bound on how long a record lives in L1 at all; coherence (events) bounds staleness, not this.
-  l1_ttl_ms: int().positive().default(10 * 60_000),
+  l1_ttl_ms: int()
+    .positive()
+    .default(10 * 60_000),
   // Unknown keys are remembered briefly so a flood of bad keys does not reach Postgres on every request.
   negative_ttl_ms: int().nonnegative().default(2_000),
   l2_ttl_seconds: int().positive().default(3_600),
@@ -119,7 +121,9 @@ const shutdown = section({
 const upkeep = section({
   sweep_interval_ms: int().min(100).default(30_000),
   // "Kept for at least 24 h", plus an hour of margin.
-  idempotency_retention_ms: int().min(86_400_000, "must be at least 24 h").default(25 * 3_600_000),
+  idempotency_retention_ms: int()
+    .min(86_400_000, "must be at least 24 h")
+    .default(25 * 3_600_000),
 });
 
 const metrics = section({
@@ -164,7 +168,9 @@ const server = section({
   master_key_on_proxy: z.enum(["allow", "forbid"]).default("allow"),
   // Worker processes on one port (`--workers` overrides): one per core with `auto`. Each is a full replica.
   // Written as text in the environment ("2", "auto"), as a number or "auto" in the file.
-  workers: z.union([int().min(1).max(64), z.literal("auto"), z.string().regex(/^\d+$/, 'must be a number of workers or "auto"').transform(Number).pipe(int().min(1).max(64))]).default(1),
+  workers: z
+    .union([int().min(1).max(64), z.literal("auto"), z.string().regex(/^\d+$/, 'must be a number of workers or "auto"').transform(Number).pipe(int().min(1).max(64))])
+    .default(1),
 });
 
 const upstream = section({
@@ -184,10 +190,15 @@ export const gatehouseSettingsSchema = z
     // Unset: the local default Redis with an external Postgres, none when embedded (settings.ts decides).
     redis_url: z.string().optional(),
     // Empty is allowed: one deployment alone on its Redis needs no prefix.
-    redis_prefix: z.string().regex(/^[A-Za-z0-9:_-]*$/).default("gatehouse:"),
+    redis_prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9:_-]*$/)
+      .default("gatehouse:"),
     data_dir: emptyMeansDefault(z.string().default(".gatehouse")),
     // LLM requests carry long prompts and sometimes images; 10 MiB matches common proxy defaults.
-    max_request_body_bytes: int().positive().default(10 * 1024 * 1024),
+    max_request_body_bytes: int()
+      .positive()
+      .default(10 * 1024 * 1024),
     auth,
     rotation,
     coherence,

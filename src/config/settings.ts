@@ -64,7 +64,8 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
   }
   const models = readModels(config.model_list, ctx, warnings, problems);
   const logFormat = ctx.env.LOG_FORMAT;
-  if (logFormat !== undefined && logFormat !== "" && logFormat !== "json" && logFormat !== "pretty") problems.push(`environment variable LOG_FORMAT: "${logFormat}" is not a log format; use json or pretty`);
+  if (logFormat !== undefined && logFormat !== "" && logFormat !== "json" && logFormat !== "pretty")
+    problems.push(`environment variable LOG_FORMAT: "${logFormat}" is not a log format; use json or pretty`);
 
   // An empty URL reads as unset, in the file as in the environment.
   const configuredDatabaseUrl = gs.databaseUrl || config.general_settings?.database_url;
@@ -110,7 +111,15 @@ function describeIssue(issue: z.core.$ZodIssue, ctx: SettingsContext, fromEnv: M
  * A secret that may be an `os.environ/VAR` reference, so its length can only be checked once resolved.
  * "" (a reference not set here, under `config check --env-optional`) reads as unset.
  */
-function readSecret(value: string | undefined, path: string[], minLength: number, ctx: SettingsContext, fromEnv: Map<string, string>, warnings: string[], problems: string[]): string | undefined {
+function readSecret(
+  value: string | undefined,
+  path: string[],
+  minLength: number,
+  ctx: SettingsContext,
+  fromEnv: Map<string, string>,
+  warnings: string[],
+  problems: string[],
+): string | undefined {
   if (value === undefined) return undefined;
   const field = path.join(".");
   let resolved: string;

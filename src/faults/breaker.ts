@@ -36,7 +36,6 @@ export const POSTGRES_BREAKER_OPTIONS: BreakerOptions = {
 
 export const REDIS_BREAKER_OPTIONS: BreakerOptions = { ...POSTGRES_BREAKER_OPTIONS, timeoutMs: false };
 
-
 export class DependencyBreaker {
   private readonly breaker: CircuitBreaker<[() => Promise<unknown>], unknown>;
   readonly counters = { opened: 0, rejected: 0 };

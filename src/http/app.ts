@@ -68,7 +68,10 @@ export function buildHttp(deps: AppDeps): Http {
     maxRequestBodyBytes: deps.maxRequestBodyBytes,
     // Never the upstream's message: it may quote part of the upstream key.
     onUpstreamAuthFailure: (deployment, status) =>
-      deps.logger.error({ model: deployment.modelName, api_base: deployment.apiBase, upstream_status: status }, "the upstream provider refused this gateway's credentials; check the model's api_key"),
+      deps.logger.error(
+        { model: deployment.modelName, api_base: deployment.apiBase, upstream_status: status },
+        "the upstream provider refused this gateway's credentials; check the model's api_key",
+      ),
   });
   return {
     app,

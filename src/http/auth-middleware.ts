@@ -49,7 +49,10 @@ export class CallerAuth {
     const bearer = bearerToken(headers);
     if (!bearer) return Promise.reject(new AuthenticationError("Missing API key: send it as 'Authorization: Bearer sk-...'.", "missing_api_key"));
     if (this.masterKey.matches(bearer)) {
-      if (!this.masterKeyOnProxy) return Promise.reject(new PermissionError("The master key may not call models on this gateway (server.master_key_on_proxy: forbid); use a virtual key.", "master_key_not_allowed"));
+      if (!this.masterKeyOnProxy)
+        return Promise.reject(
+          new PermissionError("The master key may not call models on this gateway (server.master_key_on_proxy: forbid); use a virtual key.", "master_key_not_allowed"),
+        );
       return Promise.resolve(MASTER_IDENTITY);
     }
     return this.authenticator.authenticate(bearer);

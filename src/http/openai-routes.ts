@@ -122,7 +122,8 @@ export class OpenAIRoutes {
   private retrieveModel(x: Exchange): void {
     const path = pathOf(x.req.url);
     const id = decodeURIComponent(path.slice(path.lastIndexOf("/") + 1));
-    if (!this.deps.models.modelNames().has(id) || !keyAllowsModel(x.auth!.record, id)) throw new NotFoundError(`The model '${id}' does not exist or this key may not use it.`, "model", "model_not_found");
+    if (!this.deps.models.modelNames().has(id) || !keyAllowsModel(x.auth!.record, id))
+      throw new NotFoundError(`The model '${id}' does not exist or this key may not use it.`, "model", "model_not_found");
     writeJson(x.res, 200, { id, object: "model", created: 0, owned_by: "gatehouse" });
   }
 
@@ -165,13 +166,17 @@ export class OpenAIRoutes {
     let lease: Lease | undefined;
     if (metered) {
       const worst = worstCaseCharge(deployment, endpoint, request, raw.length, deps.defaultMaxTokens);
-      lease = await deps.limits.admit({ keyId: record.keyId, maxBudget: record.maxBudget, rpmLimit: record.rpmLimit, tpmLimit: record.tpmLimit, maxParallelRequests: record.maxParallelRequests }, worst);
+      lease = await deps.limits.admit(
+        { keyId: record.keyId, maxBudget: record.maxBudget, rpmLimit: record.rpmLimit, tpmLimit: record.tpmLimit, maxParallelRequests: record.maxParallelRequests },
+        worst,
+      );
       for (const name in lease.headers) x.res.setHeader(name, lease.headers[name]!);
     }
     const meter: UsageMeter | undefined = lease ? (stream ? sseUsageMeter(clientAskedForUsage) : jsonUsageMeter()) : undefined;
     let relayed = false;
     // A client that goes away aborts the upstream call (onResponseClose): nobody is left to read the answer.
-    const abort = (x.abort = new ClientGone());
+    const abort = new ClientGone();
+    x.abort = abort;
     // Time on the upstream, from sending the call until its answer is relayed or has failed: the request's
     // latency minus this is the gateway's overhead (metrics).
     const upstreamStarted = performance.now();
@@ -208,7 +213,11 @@ export class OpenAIRoutes {
     const status = upstream.status;
     if (status === 401 || status === 403) {
       this.deps.onUpstreamAuthFailure(deployment, status);
-      return new UpstreamError(502, `the upstream provider refused this gateway's credentials for model '${deployment.modelName}'; the gateway's operator must fix its configuration`, "upstream_auth_failed");
+      return new UpstreamError(
+        502,
+        `the upstream provider refused this gateway's credentials for model '${deployment.modelName}'; the gateway's operator must fix its configuration`,
+        "upstream_auth_failed",
+      );
     }
     const relayed = status === 400 || status === 404 || status === 409 || status === 413 || status === 422 || status === 429;
     if (!relayed) return new UpstreamError(502, `the upstream provider answered ${status} for model '${deployment.modelName}'`, "upstream_bad_response");
@@ -237,8 +246,8 @@ export class OpenAIRoutes {
     }
     const error = classifyError(err, this.deps.maxRequestBodyBytes);
     if (!error) this.deps.logger.error({ err: serializeError(err), path: loggablePath(pathOf(req.url)) }, "unhandled error");
-    if (res.headersSent) return endBrokenStream(res, err);
-    writeError(res, error);
+    if (res.headersSent) endBrokenStream(res, err);
+    else writeError(res, error);
   }
 
   /** The request is over, answered or not. */

@@ -1,13 +1,5 @@
 import { z } from "zod";
-import {
-  deleteKeysSchema,
-  generateKeySchema,
-  keyRefSchema,
-  listKeysQuerySchema,
-  regenerateKeySchema,
-  resetSpendSchema,
-  updateKeySchema,
-} from "../keys/key-schemas.js";
+import { deleteKeysSchema, generateKeySchema, keyRefSchema, listKeysQuerySchema, regenerateKeySchema, resetSpendSchema, updateKeySchema } from "../keys/key-schemas.js";
 
 /**
  * The OpenAPI 3.1 document served at /openapi.json. Admin request bodies are the zod schemas that validate
@@ -61,16 +53,38 @@ const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> 
   "/models/{id}": { get: { summary: "Alias of /v1/models/{id}", security: "virtual" }, post: undefined },
   "/key/generate": { post: { summary: "Create a virtual key (honours Idempotency-Key)", security: "master", body: jsonSchema(generateKeySchema) }, get: undefined },
   "/key/update": { post: { summary: "Change a key's fields and limits", security: "master", body: jsonSchema(updateKeySchema) }, get: undefined },
-  "/key/info": { get: { summary: "A key's record and live spend (a deprecated key: the active key's, with a marker)", security: "master", query: z.object({ key: z.string() }) }, post: undefined },
+  "/key/info": {
+    get: { summary: "A key's record and live spend (a deprecated key: the active key's, with a marker)", security: "master", query: z.object({ key: z.string() }) },
+    post: undefined,
+  },
   "/key/list": { get: { summary: "Keys, paged", security: "master", query: listKeysQuerySchema }, post: undefined },
   "/key/delete": { post: { summary: "Delete keys, all or none", security: "master", body: jsonSchema(deleteKeysSchema) }, get: undefined },
   "/key/block": { post: { summary: "Block a key on every replica", security: "master", body: jsonSchema(keyRefSchema) }, get: undefined },
   "/key/unblock": { post: { summary: "Unblock a key", security: "master", body: jsonSchema(keyRefSchema) }, get: undefined },
-  "/key/regenerate": { post: { summary: "Rotate the key named in the body, with an optional grace period", security: "master", body: jsonSchema(regenerateKeySchema) }, get: undefined },
-  "/key/{key}/regenerate": { post: { summary: "Rotate a key, with an optional grace period (honours Idempotency-Key)", security: "master", body: jsonSchema(regenerateKeySchema), pathKey: true }, get: undefined },
-  "/key/{key}/reset_spend": { post: { summary: "Reset the current period's spend on every replica", security: "master", body: jsonSchema(resetSpendSchema), pathKey: true }, get: undefined },
-  "/key/end_grace": { post: { summary: "End the grace of every deprecated token of the key named in the body now (the current token keeps working)", security: "master", body: jsonSchema(keyRefSchema) }, get: undefined },
-  "/key/{key}/end_grace": { post: { summary: "End the grace of every deprecated token of a key now, addressed by any of its tokens", security: "master", pathKey: true }, get: undefined },
+  "/key/regenerate": {
+    post: { summary: "Rotate the key named in the body, with an optional grace period", security: "master", body: jsonSchema(regenerateKeySchema) },
+    get: undefined,
+  },
+  "/key/{key}/regenerate": {
+    post: { summary: "Rotate a key, with an optional grace period (honours Idempotency-Key)", security: "master", body: jsonSchema(regenerateKeySchema), pathKey: true },
+    get: undefined,
+  },
+  "/key/{key}/reset_spend": {
+    post: { summary: "Reset the current period's spend on every replica", security: "master", body: jsonSchema(resetSpendSchema), pathKey: true },
+    get: undefined,
+  },
+  "/key/end_grace": {
+    post: {
+      summary: "End the grace of every deprecated token of the key named in the body now (the current token keeps working)",
+      security: "master",
+      body: jsonSchema(keyRefSchema),
+    },
+    get: undefined,
+  },
+  "/key/{key}/end_grace": {
+    post: { summary: "End the grace of every deprecated token of a key now, addressed by any of its tokens", security: "master", pathKey: true },
+    get: undefined,
+  },
   "/debug/coherence": { get: { summary: "This replica's coherence state and recent propagation lags", security: "master" }, post: undefined },
   "/health/liveliness": { get: { summary: "The process answers", security: "none" }, post: undefined },
   "/health/readiness": { get: { summary: "200 healthy or degraded (with breaker and listener detail); 503 only while shutting down", security: "none" }, post: undefined },
@@ -92,7 +106,8 @@ export function buildOpenApiDocument(version: string): object {
         const schema = jsonSchema(op.query) as { properties?: Record<string, object>; required?: string[] };
         for (const [name, s] of Object.entries(schema.properties ?? {})) parameters.push({ name, in: "query", required: schema.required?.includes(name) ?? false, schema: s });
       }
-      (paths[path] ??= {})[method] = {
+      paths[path] ??= {};
+      paths[path][method] = {
         summary: op.summary,
         security: SECURITY[op.security],
         ...(parameters.length > 0 ? { parameters } : {}),

@@ -79,8 +79,8 @@ function onData(this: Tagged, chunk: Buffer): void {
   const reader = this[READER]!;
   if (reader.done) return;
   reader.size += chunk.length;
-  if (reader.size > reader.limit) return settle(reader, typed("entity.too.large", 413));
-  reader.chunks.push(chunk);
+  if (reader.size > reader.limit) settle(reader, typed("entity.too.large", 413));
+  else reader.chunks.push(chunk);
 }
 
 function onEnd(this: Tagged): void {

@@ -30,7 +30,14 @@ export interface AddressedKeys {
 export async function lockKeysByTokens(tx: Queryable, tokens: readonly string[]): Promise<AddressedKeys> {
   let addressed = await resolveTokens(tx, [...new Set(tokens)]);
   if (reinstated("grace-404")) addressed = addressed.filter((a) => a.addressed_as === "current");
-  const rows = new Map((await lockKeys(tx, addressed.map((a) => a.key_id))).map((r) => [r.key_id, r]));
+  const rows = new Map(
+    (
+      await lockKeys(
+        tx,
+        addressed.map((a) => a.key_id),
+      )
+    ).map((r) => [r.key_id, r]),
+  );
   const locked: LockedKey[] = [];
   for (const a of addressed) {
     const row = rows.get(a.key_id);
@@ -52,5 +59,11 @@ export async function lockKeyByToken(tx: Queryable, token: string): Promise<Lock
  * can add one meanwhile.
  */
 export async function allTokensOf(tx: Queryable, rows: readonly KeyRow[]): Promise<string[]> {
-  return [...rows.map((r) => r.token), ...(await deprecatedTokensOfKeys(tx, rows.map((r) => r.key_id)))];
+  return [
+    ...rows.map((r) => r.token),
+    ...(await deprecatedTokensOfKeys(
+      tx,
+      rows.map((r) => r.key_id),
+    )),
+  ];
 }

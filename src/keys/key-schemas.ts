@@ -45,7 +45,11 @@ const LIMIT = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 /** Text Postgres can store: `text` and `jsonb` refuse the NUL character. */
 function text(max = 256) {
-  return z.string().min(1).max(max).refine((v) => !v.includes("\u0000"), "must not contain the NUL character (\\u0000)");
+  return z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((v) => !v.includes("\u0000"), "must not contain the NUL character (\\u0000)");
 }
 const ID = text();
 

@@ -51,16 +51,21 @@ export class KeyService {
       return await this.idempotency.run<GeneratedKey>("generate", idempotencyKey, req, (attempt) => {
         const plaintext = req.key ?? generateVirtualKey();
         const token = hashKey(plaintext);
-        return commitKeyChange(this.db, this.events, async (tx) => {
-          const replayed = await attempt.replayed(tx);
-          if (replayed) return { result: replayed, stale: null };
-          if (await findDeprecatedKey(tx, token)) throw new ConflictError("this key already exists", "key_exists", "key");
-          const row = await insertKey(tx, { ...patch, token, key_name: keyDisplayName(plaintext) });
-          const response = generatedView(plaintext, row);
-          await attempt.store(tx, response);
-          // The new hash may sit in a cache as a remembered miss.
-          return { result: response, stale: { kind: "generate", tokens: [token], version: row.version } };
-        }, log);
+        return commitKeyChange(
+          this.db,
+          this.events,
+          async (tx) => {
+            const replayed = await attempt.replayed(tx);
+            if (replayed) return { result: replayed, stale: null };
+            if (await findDeprecatedKey(tx, token)) throw new ConflictError("this key already exists", "key_exists", "key");
+            const row = await insertKey(tx, { ...patch, token, key_name: keyDisplayName(plaintext) });
+            const response = generatedView(plaintext, row);
+            await attempt.store(tx, response);
+            // The new hash may sit in a cache as a remembered miss.
+            return { result: response, stale: { kind: "generate", tokens: [token], version: row.version } };
+          },
+          log,
+        );
       });
     } catch (err) {
       throw mapConflict(err);
@@ -102,15 +107,20 @@ export class KeyService {
    * alone. Addressed by any token of the key, the deprecated ones included. Answers which tokens stopped.
    */
   async endGrace(key: string, log?: ChangeLog) {
-    return commitKeyChange(this.db, this.events, async (tx) => {
-      const target = await lockKeyByToken(tx, toTokenHash(key));
-      if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
-      const ended = await endGraceOf(tx, target.row.key_id);
-      const result = { key_id: target.row.key_id, key_name: target.row.key_name, revoked: ended.map((d) => ({ token: d.token, key_name: d.key_name })) };
-      if (ended.length === 0) return { result, stale: null };
-      // A fresh version: newer than the active record the deprecated tokens were cached as.
-      return { result, stale: { kind: "end_grace", tokens: ended.map((d) => d.token), version: await nextKeyVersion(tx) } };
-    }, log);
+    return commitKeyChange(
+      this.db,
+      this.events,
+      async (tx) => {
+        const target = await lockKeyByToken(tx, toTokenHash(key));
+        if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+        const ended = await endGraceOf(tx, target.row.key_id);
+        const result = { key_id: target.row.key_id, key_name: target.row.key_name, revoked: ended.map((d) => ({ token: d.token, key_name: d.key_name })) };
+        if (ended.length === 0) return { result, stale: null };
+        // A fresh version: newer than the active record the deprecated tokens were cached as.
+        return { result, stale: { kind: "end_grace", tokens: ended.map((d) => d.token), version: await nextKeyVersion(tx) } };
+      },
+      log,
+    );
   }
 
   /** A key's info, addressed by any token that authenticates; a deprecated token's answer carries a marker. */
@@ -126,7 +136,14 @@ export class KeyService {
     return { key: token, info: { ...info, deprecated: { key_name: deprecated.key_name, revoke_at: deprecated.revoke_at, active_token: row.token } } };
   }
 
-  async list(query: { page: number; size: number; key_alias?: string | undefined; user_id?: string | undefined; team_id?: string | undefined; return_full_object?: string | undefined }) {
+  async list(query: {
+    page: number;
+    size: number;
+    key_alias?: string | undefined;
+    user_id?: string | undefined;
+    team_id?: string | undefined;
+    return_full_object?: string | undefined;
+  }) {
     const filter = { keyAlias: query.key_alias ?? null, userId: query.user_id ?? null, teamId: query.team_id ?? null, page: query.page, size: query.size };
     const { rows, total } = await this.db.query((q) => listKeys(q, filter));
     return {
@@ -144,32 +161,45 @@ export class KeyService {
    */
   async delete(req: { keys?: string[] | undefined; key_aliases?: string[] | undefined }, log?: ChangeLog) {
     if (req.keys && reinstated("delete-race")) return legacyDeleteByTokens(this.db, this.events, req.keys, log);
-    return commitKeyChange(this.db, this.events, async (tx) => {
-      let rows: KeyRow[];
-      if (req.keys) {
-        const tokens = [...new Set(req.keys.map(toTokenHash))];
-        const { locked, missing } = await lockKeysByTokens(tx, tokens);
-        if (missing.length > 0) {
-          const names = req.keys.filter((k) => missing.includes(toTokenHash(k))).map((k) => (k.startsWith("sk-") ? keyDisplayName(k) : k));
-          throw new NotFoundError(`keys not found: ${names.join(", ")}; nothing was deleted`, "keys", "key_not_found");
+    return commitKeyChange(
+      this.db,
+      this.events,
+      async (tx) => {
+        let rows: KeyRow[];
+        if (req.keys) {
+          const tokens = [...new Set(req.keys.map(toTokenHash))];
+          const { locked, missing } = await lockKeysByTokens(tx, tokens);
+          if (missing.length > 0) {
+            const names = req.keys.filter((k) => missing.includes(toTokenHash(k))).map((k) => (k.startsWith("sk-") ? keyDisplayName(k) : k));
+            throw new NotFoundError(`keys not found: ${names.join(", ")}; nothing was deleted`, "keys", "key_not_found");
+          }
+          rows = [...new Map(locked.map((l) => [l.row.key_id, l.row])).values()];
+        } else {
+          const aliases = [...new Set(req.key_aliases!)];
+          const named = await findKeysByAliases(tx, aliases);
+          rows = (
+            await lockKeys(
+              tx,
+              named.map((r) => r.key_id),
+            )
+          ).filter((r) => r.key_alias !== null && aliases.includes(r.key_alias));
+          if (rows.length !== aliases.length) {
+            const found = new Set(rows.map((r) => r.key_alias));
+            const missing = aliases.filter((a) => !found.has(a));
+            throw new NotFoundError(`key aliases not found: ${missing.join(", ")}; nothing was deleted`, "key_aliases", "key_not_found");
+          }
         }
-        rows = [...new Map(locked.map((l) => [l.row.key_id, l.row])).values()];
-      } else {
-        const aliases = [...new Set(req.key_aliases!)];
-        const named = await findKeysByAliases(tx, aliases);
-        rows = (await lockKeys(tx, named.map((r) => r.key_id))).filter((r) => r.key_alias !== null && aliases.includes(r.key_alias));
-        if (rows.length !== aliases.length) {
-          const found = new Set(rows.map((r) => r.key_alias));
-          const missing = aliases.filter((a) => !found.has(a));
-          throw new NotFoundError(`key aliases not found: ${missing.join(", ")}; nothing was deleted`, "key_aliases", "key_not_found");
-        }
-      }
-      // Deprecated keys go with their key (ON DELETE CASCADE); their cached records must go too.
-      const tokens = await allTokensOf(tx, rows);
-      const deleted = await deleteKeys(tx, rows.map((r) => r.key_id));
-      const version = deleted.reduce((max, r) => Math.max(max, Number(r.tombstone_version)), 0);
-      return { result: { deleted_keys: req.keys ?? req.key_aliases ?? [] }, stale: { kind: "delete", tokens, version } };
-    }, log);
+        // Deprecated keys go with their key (ON DELETE CASCADE); their cached records must go too.
+        const tokens = await allTokensOf(tx, rows);
+        const deleted = await deleteKeys(
+          tx,
+          rows.map((r) => r.key_id),
+        );
+        const version = deleted.reduce((max, r) => Math.max(max, Number(r.tombstone_version)), 0);
+        return { result: { deleted_keys: req.keys ?? req.key_aliases ?? [] }, stale: { kind: "delete", tokens, version } };
+      },
+      log,
+    );
   }
 
   /** `spend` as the live ledger has it (settled requests not yet flushed to Postgres included). */
@@ -181,14 +211,19 @@ export class KeyService {
   /** Applies a patch to the key any token of it names; the answer names the key by the token given. */
   private async applyPatch(token: string, patch: KeyPatch, kind: "update" | "block" | "unblock", log?: ChangeLog) {
     try {
-      return await commitKeyChange(this.db, this.events, async (tx) => {
-        const target = await lockKeyByToken(tx, token);
-        if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
-        const row = (await updateKey(tx, target.row.key_id, patch))!;
-        // Old keys inside their grace are cached as this key's record: they change with it.
-        const tokens = await allTokensOf(tx, [row]);
-        return { result: { key: token, ...keyView(row) }, stale: { kind, tokens, version: row.version } };
-      }, log);
+      return await commitKeyChange(
+        this.db,
+        this.events,
+        async (tx) => {
+          const target = await lockKeyByToken(tx, token);
+          if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+          const row = (await updateKey(tx, target.row.key_id, patch))!;
+          // Old keys inside their grace are cached as this key's record: they change with it.
+          const tokens = await allTokensOf(tx, [row]);
+          return { result: { key: token, ...keyView(row) }, stale: { kind, tokens, version: row.version } };
+        },
+        log,
+      );
     } catch (err) {
       throw mapConflict(err);
     }

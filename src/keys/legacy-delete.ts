@@ -13,17 +13,28 @@ import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-
  * `delete-race` (testing/reinstated-bugs.ts), so the history checker can show it catches this.
  */
 export function legacyDeleteByTokens(db: Database, events: CommittedEventSink, keys: string[], log?: ChangeLog) {
-  return commitKeyChange(db, events, async (tx) => {
-    const tokens = [...new Set(keys.map(toTokenHash))];
-    const rows = await findKeysByTokens(tx, tokens);
-    if (rows.length !== tokens.length) {
-      const found = new Set(rows.map((r) => r.token));
-      const missing = keys.filter((k) => !found.has(toTokenHash(k))).map((k) => (k.startsWith("sk-") ? keyDisplayName(k) : k));
-      throw new NotFoundError(`keys not found: ${missing.join(", ")}; nothing was deleted`, "keys", "key_not_found");
-    }
-    const deprecated = await deprecatedTokensOfKeys(tx, rows.map((r) => r.key_id));
-    const deleted = await deleteKeysByTokens(tx, rows.map((r) => r.token));
-    const version = Math.max(...deleted.map((r) => Number(r.tombstone_version)));
-    return { result: { deleted_keys: keys }, stale: { kind: "delete" as const, tokens: [...deleted.map((r) => r.token), ...deprecated], version } };
-  }, log);
+  return commitKeyChange(
+    db,
+    events,
+    async (tx) => {
+      const tokens = [...new Set(keys.map(toTokenHash))];
+      const rows = await findKeysByTokens(tx, tokens);
+      if (rows.length !== tokens.length) {
+        const found = new Set(rows.map((r) => r.token));
+        const missing = keys.filter((k) => !found.has(toTokenHash(k))).map((k) => (k.startsWith("sk-") ? keyDisplayName(k) : k));
+        throw new NotFoundError(`keys not found: ${missing.join(", ")}; nothing was deleted`, "keys", "key_not_found");
+      }
+      const deprecated = await deprecatedTokensOfKeys(
+        tx,
+        rows.map((r) => r.key_id),
+      );
+      const deleted = await deleteKeysByTokens(
+        tx,
+        rows.map((r) => r.token),
+      );
+      const version = Math.max(...deleted.map((r) => Number(r.tombstone_version)));
+      return { result: { deleted_keys: keys }, stale: { kind: "delete" as const, tokens: [...deleted.map((r) => r.token), ...deprecated], version } };
+    },
+    log,
+  );
 }

@@ -58,45 +58,54 @@ export class RotationService {
         const newToken = hashKey(newPlaintext);
         if (newToken === oldToken) throw new BadRequestError("new_key must differ from the key being regenerated", "new_key");
         return this.lock.run(oldToken, (mode) =>
-          commitKeyChange<RegenerateResponse>(this.db, this.events, async (tx) => {
-            if (mode === "advisory") await lockRotationAdvisory(tx, oldToken);
-            // A retry that waited behind the first attempt finds its result here.
-            const replayed = await attempt.replayed(tx);
-            if (replayed) return { result: replayed, stale: null };
-            const target = await lockKeyByToken(tx, oldToken);
-            if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
-            const current = target.row;
-            // A token in grace addresses its key for every other operation (docs/coherence.md #8), but not for a
-            // rotation: a second client retrying "regenerate the old key" without an Idempotency-Key would rotate
-            // the key once more, and concurrent regenerations must give exactly one new key (docs/coherence.md #4).
-            // The answer is a refusal that names the key, never "not found".
-            if (target.addressedAs === "deprecated") {
-              throw new ConflictError(`this key was already regenerated (key_id ${current.key_id}, now ${current.key_name}); regenerate the active key instead`, "key_already_rotated", "key");
-            }
-            // Fencing: the key changed after the token was read (a concurrent rotation won, or a lock was lost
-            // to a pause): this request must not rotate it a second time.
-            if (current.version !== target.versionSeen) {
-              throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
-            }
-            // A generated key cannot collide; a caller's new_key may be an old key still in its grace.
-            if (newKey !== undefined && (await findDeprecatedKey(tx, newToken))) throw new ConflictError("new_key is already in use", "key_exists", "new_key");
-            const rotated = await rotateKeyToken(tx, { keyId: current.key_id, expectedVersion: current.version, newToken, newKeyName: keyDisplayName(newPlaintext), patch });
-            if (!rotated) throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
-            const olderKeys = await repointDeprecatedKeys(tx, rotated.key_id, newToken);
-            if (graceMs > 0) await insertDeprecatedKey(tx, { token: current.token, keyId: rotated.key_id, activeToken: newToken, keyName: current.key_name, graceMs });
-            return {
-              // Every older key is cached as this key's record too: all of them go stale with it.
-              stale: { kind: "regenerate", tokens: [current.token, newToken, ...olderKeys, oldToken], version: rotated.version },
-              // After the event is appended (the event-order lock held, COMMIT next): the grace starts as close
-              // to the commit as the transaction can get, not before a wait on locks (docs/coherence.md #1).
-              finalize: async (ftx) => {
-                const revokeAt = graceMs > 0 ? await startGraceNow(ftx, current.token, graceMs) : rotated.updated_at;
-                const response = regeneratedView(newPlaintext, rotated, revokeAt, current.key_name);
-                await attempt.store(ftx, response);
-                return response;
-              },
-            };
-          }, log),
+          commitKeyChange<RegenerateResponse>(
+            this.db,
+            this.events,
+            async (tx) => {
+              if (mode === "advisory") await lockRotationAdvisory(tx, oldToken);
+              // A retry that waited behind the first attempt finds its result here.
+              const replayed = await attempt.replayed(tx);
+              if (replayed) return { result: replayed, stale: null };
+              const target = await lockKeyByToken(tx, oldToken);
+              if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+              const current = target.row;
+              // A token in grace addresses its key for every other operation (docs/coherence.md #8), but not for a
+              // rotation: a second client retrying "regenerate the old key" without an Idempotency-Key would rotate
+              // the key once more, and concurrent regenerations must give exactly one new key (docs/coherence.md #4).
+              // The answer is a refusal that names the key, never "not found".
+              if (target.addressedAs === "deprecated") {
+                throw new ConflictError(
+                  `this key was already regenerated (key_id ${current.key_id}, now ${current.key_name}); regenerate the active key instead`,
+                  "key_already_rotated",
+                  "key",
+                );
+              }
+              // Fencing: the key changed after the token was read (a concurrent rotation won, or a lock was lost
+              // to a pause): this request must not rotate it a second time.
+              if (current.version !== target.versionSeen) {
+                throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
+              }
+              // A generated key cannot collide; a caller's new_key may be an old key still in its grace.
+              if (newKey !== undefined && (await findDeprecatedKey(tx, newToken))) throw new ConflictError("new_key is already in use", "key_exists", "new_key");
+              const rotated = await rotateKeyToken(tx, { keyId: current.key_id, expectedVersion: current.version, newToken, newKeyName: keyDisplayName(newPlaintext), patch });
+              if (!rotated) throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
+              const olderKeys = await repointDeprecatedKeys(tx, rotated.key_id, newToken);
+              if (graceMs > 0) await insertDeprecatedKey(tx, { token: current.token, keyId: rotated.key_id, activeToken: newToken, keyName: current.key_name, graceMs });
+              return {
+                // Every older key is cached as this key's record too: all of them go stale with it.
+                stale: { kind: "regenerate", tokens: [current.token, newToken, ...olderKeys, oldToken], version: rotated.version },
+                // After the event is appended (the event-order lock held, COMMIT next): the grace starts as close
+                // to the commit as the transaction can get, not before a wait on locks (docs/coherence.md #1).
+                finalize: async (ftx) => {
+                  const revokeAt = graceMs > 0 ? await startGraceNow(ftx, current.token, graceMs) : rotated.updated_at;
+                  const response = regeneratedView(newPlaintext, rotated, revokeAt, current.key_name);
+                  await attempt.store(ftx, response);
+                  return response;
+                },
+              };
+            },
+            log,
+          ),
         );
       });
     } catch (err) {

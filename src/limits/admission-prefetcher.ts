@@ -116,25 +116,27 @@ export class AdmissionPrefetcher {
     const reservation = { requestId, cost: size.cost, tokens: size.promptTokens + size.completionTokens };
     // Sent on the next turn of the event loop, not now: writing to the Redis socket costs tens of µs,
     // and now is the request path (this request is about to be forwarded).
-    const fetched = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.o.source.admit(limits, reservation, this.o.maxAgeMs)).then(
-      (admission) => {
-        slot.fetching--;
-        if (admission.kind !== "ok") {
+    const fetched = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.o.source.admit(limits, reservation, this.o.maxAgeMs))
+      .then(
+        (admission) => {
+          slot.fetching--;
+          if (admission.kind !== "ok") {
+            this.forgetIfEmpty(limits.keyId, slot);
+            return;
+          }
+          this.counters.fetched++;
+          const ready: PrefetchedAdmission = { requestId, limits, reserved: size, admission, usableUntil };
+          if (this.closed) this.cancel(ready);
+          else slot.ready.push(ready);
+        },
+        (err: unknown) => {
+          slot.fetching--;
+          this.counters.failed++;
           this.forgetIfEmpty(limits.keyId, slot);
-          return;
-        }
-        this.counters.fetched++;
-        const ready: PrefetchedAdmission = { requestId, limits, reserved: size, admission, usableUntil };
-        if (this.closed) this.cancel(ready);
-        else slot.ready.push(ready);
-      },
-      (err: unknown) => {
-        slot.fetching--;
-        this.counters.failed++;
-        this.forgetIfEmpty(limits.keyId, slot);
-        this.o.onError(err);
-      },
-    );
+          this.o.onError(err);
+        },
+      );
     this.track(fetched);
   }
 

@@ -137,7 +137,13 @@ export class LimitEnforcer {
     const charge = actual ?? lease.reserved;
     this.o.ledger.charge(lease.limits.keyId, lease.generation, charge.cost);
     if (lease.admittedBy === "none") return;
-    const settlement = { requestId: lease.requestId, keyId: lease.limits.keyId, generation: lease.generation, cost: charge.cost, tokens: charge.promptTokens + charge.completionTokens };
+    const settlement = {
+      requestId: lease.requestId,
+      keyId: lease.limits.keyId,
+      generation: lease.generation,
+      cost: charge.cost,
+      tokens: charge.promptTokens + charge.completionTokens,
+    };
     if (lease.admittedBy === "local") {
       this.o.local.settle(settlement, lease.reserved.promptTokens + lease.reserved.completionTokens);
       return;
@@ -204,7 +210,11 @@ function refusalError(refusal: Refusal, limits: KeyLimits): Error {
     case "budget_reserved":
       return new RateLimitError("The rest of this key's budget is reserved by requests in flight; retry when they finish.", 1, "budget_reserved");
     case "parallel":
-      return new RateLimitError(`This key has ${refusal.inFlight} requests in flight, its max_parallel_requests is ${limits.maxParallelRequests}.`, 1, "parallel_request_limit_exceeded");
+      return new RateLimitError(
+        `This key has ${refusal.inFlight} requests in flight, its max_parallel_requests is ${limits.maxParallelRequests}.`,
+        1,
+        "parallel_request_limit_exceeded",
+      );
     case "rpm":
       return new RateLimitError(
         `Rate limit reached: this key allows ${limits.rpmLimit} requests per minute.`,

@@ -115,7 +115,15 @@ export class LocalLimiter {
   private stateOf(keyId: string, knownSpend: number): KeyState {
     let state = this.states.get(keyId);
     if (!state) {
-      state = { inFlight: new Map(), reserved: 0, requestTimes: [], requestBucket: { bucket: 0, current: 0, previous: 0 }, tokenBucket: { bucket: 0, current: 0, previous: 0 }, baseSpend: knownSpend, localSpend: 0 };
+      state = {
+        inFlight: new Map(),
+        reserved: 0,
+        requestTimes: [],
+        requestBucket: { bucket: 0, current: 0, previous: 0 },
+        tokenBucket: { bucket: 0, current: 0, previous: 0 },
+        baseSpend: knownSpend,
+        localSpend: 0,
+      };
       this.states.set(keyId, state);
     }
     return state;

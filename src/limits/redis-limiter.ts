@@ -75,25 +75,27 @@ export class RedisLimiter {
 
   private reserve(limits: KeyLimits, r: Reservation, seed: { spend: number; generation: string } | null, holdMs: number): Promise<string[]> {
     const k = this.keys.limits(limits.keyId);
-    return this.call(() => this.redis.limitsReserve(
-      k.ledger,
-      k.inflight,
-      k.reserved,
-      k.requests,
-      k.tokens,
-      r.requestId,
-      r.cost,
-      r.tokens,
-      opt(limits.maxBudget),
-      opt(limits.rpmLimit),
-      opt(limits.tpmLimit),
-      opt(limits.maxParallelRequests),
-      this.reservationTtlMs,
-      LEDGER_TTL_MS,
-      seed ? seed.spend : "",
-      seed ? seed.generation : "",
-      holdMs,
-    ));
+    return this.call(() =>
+      this.redis.limitsReserve(
+        k.ledger,
+        k.inflight,
+        k.reserved,
+        k.requests,
+        k.tokens,
+        r.requestId,
+        r.cost,
+        r.tokens,
+        opt(limits.maxBudget),
+        opt(limits.rpmLimit),
+        opt(limits.tpmLimit),
+        opt(limits.maxParallelRequests),
+        this.reservationTtlMs,
+        LEDGER_TTL_MS,
+        seed ? seed.spend : "",
+        seed ? seed.generation : "",
+        holdMs,
+      ),
+    );
   }
 }
 

@@ -64,7 +64,8 @@ export class Metrics {
 
   constructor() {
     const sources = { ...NO_SOURCES } as MetricSources;
-    for (const name of Object.keys(NO_SOURCES) as Array<keyof MetricSources>) (sources as unknown as Record<string, unknown>)[name] = () => ((this.sources ?? NO_SOURCES)[name] as () => unknown)();
+    for (const name of Object.keys(NO_SOURCES) as Array<keyof MetricSources>)
+      (sources as unknown as Record<string, unknown>)[name] = () => ((this.sources ?? NO_SOURCES)[name] as () => unknown)();
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "gatehouse_" });
     this.requests = new Counter({ name: "gatehouse_requests_total", help: "HTTP requests by route, model and status", labelNames: ["route", "model", "status"], registers });
@@ -82,19 +83,33 @@ export class Metrics {
     snapshotCounter(registers, "gatehouse_auth_cache_total", "Authentications by the level that answered (l1, l2, db, l1-static, misses, unavailable)", ["level"], () =>
       Object.entries(sources.authLevels()).map(([level, n]) => [{ level }, n]),
     );
-    snapshotCounter(registers, "gatehouse_events_replayed_total", "Key events applied from the table (catch-up) rather than from a notification", [], () => [[{}, sources.eventsReplayed()]]);
+    snapshotCounter(registers, "gatehouse_events_replayed_total", "Key events applied from the table (catch-up) rather than from a notification", [], () => [
+      [{}, sources.eventsReplayed()],
+    ]);
     snapshotCounter(registers, "gatehouse_event_notifications_total", "Key event notifications received", [], () => [[{}, sources.notifications()]]);
     snapshotCounter(registers, "gatehouse_l2_forged_records_total", "L2 records that failed their authentication check and were ignored", [], () => [[{}, sources.l2Forged()]]);
-    snapshotCounter(registers, "gatehouse_unknown_keys_filtered_total", "Unknown keys refused by the token filter without a database look-up", [], () => [[{}, sources.unknownKeysFiltered()]]);
-    snapshotCounter(registers, "gatehouse_l1_drops_total", "Times the whole L1 was dropped because the events needed to keep it current were pruned", [], () => [[{}, sources.l1Drops()]]);
-    snapshotCounter(registers, "gatehouse_catch_up_failures_total", "Catch-ups of the event table that failed (retried every heartbeat)", [], () => [[{}, sources.catchUpFailures()]]);
-    snapshotCounter(registers, "gatehouse_limit_settle_failures_total", "Settlements of limited requests that could not reach Redis (reservations expire instead)", [], () => [[{}, sources.settleFailures()]]);
+    snapshotCounter(registers, "gatehouse_unknown_keys_filtered_total", "Unknown keys refused by the token filter without a database look-up", [], () => [
+      [{}, sources.unknownKeysFiltered()],
+    ]);
+    snapshotCounter(registers, "gatehouse_l1_drops_total", "Times the whole L1 was dropped because the events needed to keep it current were pruned", [], () => [
+      [{}, sources.l1Drops()],
+    ]);
+    snapshotCounter(registers, "gatehouse_catch_up_failures_total", "Catch-ups of the event table that failed (retried every heartbeat)", [], () => [
+      [{}, sources.catchUpFailures()],
+    ]);
+    snapshotCounter(registers, "gatehouse_limit_settle_failures_total", "Settlements of limited requests that could not reach Redis (reservations expire instead)", [], () => [
+      [{}, sources.settleFailures()],
+    ]);
     snapshotCounter(registers, "gatehouse_spend_total", "Spend charged by this replica (config currency)", [], () => [[{}, sources.spendCharged()]]);
     snapshotCounter(registers, "gatehouse_limit_rejections_total", "Requests refused by a budget or rate limit, by reason", ["reason"], () =>
       Object.entries(sources.limitRejections()).map(([reason, n]) => [{ reason }, n]),
     );
-    snapshotCounter(registers, "gatehouse_limit_admissions_total", "Requests of keys with limits admitted, by path: redis (its own round trip), prefetched (ready before it came), local (fallback or embedded)", ["path"], () =>
-      Object.entries(sources.limitAdmissions()).map(([path, n]) => [{ path }, n]),
+    snapshotCounter(
+      registers,
+      "gatehouse_limit_admissions_total",
+      "Requests of keys with limits admitted, by path: redis (its own round trip), prefetched (ready before it came), local (fallback or embedded)",
+      ["path"],
+      () => Object.entries(sources.limitAdmissions()).map(([path, n]) => [{ path }, n]),
     );
     new Gauge({
       name: "gatehouse_listener_up",
@@ -166,9 +181,15 @@ export class RouteRecorder {
   finished(model: string | undefined, status: number, seconds: number, upstreamSeconds: number | undefined): void {
     const label = model ?? "";
     let byStatus = this.byModel.get(label);
-    if (!byStatus) this.byModel.set(label, (byStatus = new Map()));
+    if (!byStatus) {
+      byStatus = new Map();
+      this.byModel.set(label, byStatus);
+    }
     let counter = byStatus.get(status);
-    if (!counter) byStatus.set(status, (counter = this.requests.labels(this.route, label, String(status))));
+    if (!counter) {
+      counter = this.requests.labels(this.route, label, String(status));
+      byStatus.set(status, counter);
+    }
     counter.inc();
     this.latency.observe(seconds);
     if (upstreamSeconds !== undefined) this.overhead.observe(Math.max(0, seconds - upstreamSeconds));

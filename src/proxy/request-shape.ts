@@ -14,7 +14,8 @@ export function assertRequestShape(endpoint: Endpoint, request: Record<string, u
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i] as { role?: unknown; content?: unknown } | null;
       if (m === null || typeof m !== "object" || Array.isArray(m)) throw new BadRequestError(`messages[${i}] must be an object`, `messages[${i}]`, "invalid_type");
-      if (typeof m.role !== "string" || m.role.length === 0) throw new BadRequestError(`messages[${i}].role is required and must be a string`, `messages[${i}].role`, "invalid_type");
+      if (typeof m.role !== "string" || m.role.length === 0)
+        throw new BadRequestError(`messages[${i}].role is required and must be a string`, `messages[${i}].role`, "invalid_type");
       if (m.content !== undefined && m.content !== null && typeof m.content !== "string" && !Array.isArray(m.content)) {
         throw new BadRequestError(`messages[${i}].content must be a string, an array of content parts, or null`, `messages[${i}].content`, "invalid_type");
       }
@@ -29,7 +30,8 @@ export function assertRequestShape(endpoint: Endpoint, request: Record<string, u
   }
   for (const field of ["max_tokens", "max_completion_tokens", "n"] as const) {
     const v = request[field];
-    if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isInteger(v) || v < 1)) throw new BadRequestError(`'${field}' must be a positive integer`, field, "invalid_type");
+    if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isInteger(v) || v < 1))
+      throw new BadRequestError(`'${field}' must be a positive integer`, field, "invalid_type");
   }
   for (const field of ["temperature", "top_p"] as const) {
     const v = request[field];

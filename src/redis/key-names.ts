@@ -32,5 +32,4 @@ export class RedisKeys {
     const base = `${this.prefix}limits:{${keyId}}:`;
     return { ledger: `${base}ledger`, inflight: `${base}inflight`, reserved: `${base}reserved`, requests: `${base}rpm`, tokens: `${base}tpm` };
   }
-
 }

@@ -36,7 +36,7 @@ export class RotationLock {
   async run<T>(tokenHash: string, work: (mode: LockMode) => Promise<T>): Promise<T> {
     const redlock = this.redlock;
     if (!redlock || this.redis?.status !== "ready" || this.breaker.isOpen) return work("advisory");
-    let lock;
+    let lock: Awaited<ReturnType<Redlock["acquire"]>>;
     try {
       lock = await this.breaker.run(() => redlock.acquire([this.keys.rotationLock(tokenHash)], LOCK_TTL_MS));
     } catch (err) {

@@ -73,7 +73,10 @@ export interface EventPage {
 }
 
 export async function readEventsAfter(db: Queryable, lastId: number, limit: number): Promise<EventPage> {
-  const { rows } = await db.query<{ pruned_through: number; db_now: number; id: number | null; kind: EventKind; tokens: string[]; version: number; at: number }>(EVENTS_AFTER, [lastId, limit]);
+  const { rows } = await db.query<{ pruned_through: number; db_now: number; id: number | null; kind: EventKind; tokens: string[]; version: number; at: number }>(EVENTS_AFTER, [
+    lastId,
+    limit,
+  ]);
   const prunedThrough = rows[0]?.pruned_through ?? 0;
   const events = rows.filter((r) => r.id !== null).map((r) => ({ id: r.id!, kind: r.kind, tokens: r.tokens, version: r.version, at: r.at }));
   return { prunedThrough, events, dbNow: rows[0]?.db_now ?? Date.now() };

@@ -217,7 +217,23 @@ export async function findKeyByKeyId(db: Queryable, keyId: string): Promise<KeyR
 const AUTH_COLUMNS = "token, key_id, key_name, key_alias, models, user_id, team_id, expires, blocked, max_budget, tpm_limit, rpm_limit, max_parallel_requests, version";
 const SELECT_ACTIVE_FOR_AUTH = `SELECT ${AUTH_COLUMNS} FROM gh_keys WHERE token = $1`;
 
-export type AuthColumns = Pick<KeyRow, "token" | "key_id" | "key_name" | "key_alias" | "models" | "user_id" | "team_id" | "expires" | "blocked" | "max_budget" | "tpm_limit" | "rpm_limit" | "max_parallel_requests" | "version">;
+export type AuthColumns = Pick<
+  KeyRow,
+  | "token"
+  | "key_id"
+  | "key_name"
+  | "key_alias"
+  | "models"
+  | "user_id"
+  | "team_id"
+  | "expires"
+  | "blocked"
+  | "max_budget"
+  | "tpm_limit"
+  | "rpm_limit"
+  | "max_parallel_requests"
+  | "version"
+>;
 
 export interface AuthRow extends AuthColumns {
   /** Set when the token asked for is a deprecated key inside its grace period. */
@@ -255,10 +271,7 @@ export interface KeyListFilter {
 
 export async function listKeys(db: Queryable, filter: KeyListFilter): Promise<{ rows: KeyRow[]; total: number }> {
   const where = [filter.keyAlias, filter.userId, filter.teamId];
-  const [page, count] = await Promise.all([
-    db.query<KeyRow>(LIST_KEYS, [...where, filter.size, (filter.page - 1) * filter.size]),
-    db.query<{ total: number }>(COUNT_KEYS, where),
-  ]);
+  const [page, count] = await Promise.all([db.query<KeyRow>(LIST_KEYS, [...where, filter.size, (filter.page - 1) * filter.size]), db.query<{ total: number }>(COUNT_KEYS, where)]);
   return { rows: page.rows, total: count.rows[0]!.total };
 }
 

@@ -75,7 +75,6 @@ export async function readDurableSpend(db: Queryable, keyId: string): Promise<{ 
   return rows[0] ? { spend: rows[0].spend, generation: String(rows[0].spend_generation) } : null;
 }
 
-
 export interface DueBudget {
   token: string;
   keyId: string;

@@ -46,10 +46,13 @@ export class Periodic {
   private schedule(): void {
     if (this.stopped) return;
     const jitter = this.o.jitter ?? 0;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.run();
-    }, this.o.intervalMs * (1 - jitter / 2 + Math.random() * jitter));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.run();
+      },
+      this.o.intervalMs * (1 - jitter / 2 + Math.random() * jitter),
+    );
     this.timer.unref();
   }
 

@@ -11,10 +11,14 @@ export class PrefetchExpiry {
   private readonly loop: Periodic | null;
 
   constructor(prefetch: AdmissionPrefetcher | null, logger: Logger) {
-    this.loop =
-      prefetch?.enabled
-        ? new Periodic({ logger, intervalMs: Math.max(50, prefetch.maxAgeMs / 2), pass: () => prefetch.cancelExpired(), failureMessage: "giving back expired prefetched admissions failed; will retry" })
-        : null;
+    this.loop = prefetch?.enabled
+      ? new Periodic({
+          logger,
+          intervalMs: Math.max(50, prefetch.maxAgeMs / 2),
+          pass: () => prefetch.cancelExpired(),
+          failureMessage: "giving back expired prefetched admissions failed; will retry",
+        })
+      : null;
   }
 
   start(): void {

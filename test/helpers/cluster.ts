@@ -61,7 +61,17 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const dir = mkdtempSync(path.join(tmpdir(), "gh-cluster-"));
   const configFile = path.join(dir, "config.yaml");
   writeFileSync(configFile, stringify(options.config ?? DEFAULT_TEST_CONFIG));
-  const env = { DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url, ...(options.listenDirect ? { DATABASE_LISTEN_URL: db.url } : {}), ...(options.listenUrl ? { DATABASE_LISTEN_URL: options.listenUrl(db.url) } : {}), REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir, ...reinstatedBugsEnv(), ...options.env };
+  const env = {
+    DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url,
+    ...(options.listenDirect ? { DATABASE_LISTEN_URL: db.url } : {}),
+    ...(options.listenUrl ? { DATABASE_LISTEN_URL: options.listenUrl(db.url) } : {}),
+    REDIS_URL,
+    GATEHOUSE_REDIS_PREFIX: redis.prefix,
+    GATEHOUSE_MASTER_KEY: masterKey,
+    GATEHOUSE_DATA_DIR: dir,
+    ...reinstatedBugsEnv(),
+    ...options.env,
+  };
   const suffix = randomBytes(3).toString("hex");
   const replicas: Replica[] = [];
 
@@ -97,9 +107,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     async settle() {
       const { rows } = await pool.query("SELECT COALESCE(max(id), 0)::int AS id FROM gh_key_events");
       await Promise.all(
-        replicas.map((r) =>
-          waitFor(async () => (await r.admin("/debug/coherence")).body.last_applied_event_id >= rows[0].id, { timeoutMs: 5_000, what: `${r.name} to catch up` }),
-        ),
+        replicas.map((r) => waitFor(async () => (await r.admin("/debug/coherence")).body.last_applied_event_id >= rows[0].id, { timeoutMs: 5_000, what: `${r.name} to catch up` })),
       );
     },
     async close() {

@@ -72,7 +72,9 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         return;
       case "unauthorized":
         res.writeHead(401, { "content-type": "application/json" });
-        res.end(JSON.stringify({ error: { message: "Incorrect API key provided: sk-upstr*****************XyZ9.", type: "invalid_request_error", param: null, code: "invalid_api_key" } }));
+        res.end(
+          JSON.stringify({ error: { message: "Incorrect API key provided: sk-upstr*****************XyZ9.", type: "invalid_request_error", param: null, code: "invalid_api_key" } }),
+        );
         return;
       case "redirect":
         res.writeHead(302, { location: "https://example.invalid/elsewhere" });

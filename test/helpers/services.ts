@@ -2,7 +2,10 @@ export { createRedisNamespace, createTestDatabase, POSTGRES_ADMIN_URL, REDIS_URL
 export type { RedisNamespace, TestDatabase } from "../support/services.mjs";
 
 /** Polls `condition` until it holds or the deadline passes; never a bare sleep. */
-export async function waitFor<T>(condition: () => Promise<T | undefined | false> | T | undefined | false, options: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<T> {
+export async function waitFor<T>(
+  condition: () => Promise<T | undefined | false> | T | undefined | false,
+  options: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<T> {
   const deadline = Date.now() + (options.timeoutMs ?? 5_000);
   let last: unknown;
   for (;;) {

@@ -8,7 +8,6 @@ import { freePort, waitForPort } from "./services.mjs";
 
 export const PGBOUNCER = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"].find((p) => existsSync(p));
 
-
 export async function startPgBouncer({ poolSize = 4 } = {}) {
   if (!PGBOUNCER) throw new Error("pgbouncer is not installed (apt-get install pgbouncer)");
   const dir = mkdtempSync(path.join(tmpdir(), "gh-pgbouncer-"));

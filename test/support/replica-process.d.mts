@@ -10,4 +10,13 @@ export interface ReplicaProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export function spawnReplica(env: Record<string, string>, args?: string[], options?: { timeoutMs?: number; keepOutput?: boolean; /** Node.js flags before the script (--cpu-prof, --max-semi-space-size). */ nodeArgs?: string[]; /** Another build's dist/cli.js (a benchmark's "before"). */ cli?: string }): Promise<ReplicaProcess>;
+export function spawnReplica(
+  env: Record<string, string>,
+  args?: string[],
+  options?: {
+    timeoutMs?: number;
+    keepOutput?: boolean /** Node.js flags before the script (--cpu-prof, --max-semi-space-size). */;
+    nodeArgs?: string[] /** Another build's dist/cli.js (a benchmark's "before"). */;
+    cli?: string;
+  },
+): Promise<ReplicaProcess>;

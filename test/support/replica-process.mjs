@@ -36,8 +36,7 @@ export async function spawnReplica(env, args = [], options = {}) {
         // Drained without reading once nothing is kept: a benchmark's request log costs the reader no CPU.
         if (listening && !keepOutput) return;
         buffered += chunk.toString("utf8");
-        let nl;
-        while ((nl = buffered.indexOf("\n")) >= 0) {
+        for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
           onLine(buffered.slice(0, nl));
           buffered = buffered.slice(nl + 1);
         }

@@ -183,14 +183,23 @@ export function checkHistory(
   const model = new Model();
   const admin = ops.filter((o): o is AdminOp => o.type === "admin");
   const auth = ops.filter((o): o is AuthOp => o.type === "auth");
-  const result: CheckResult = { answersChecked: 0, violations, opsByKind: {}, answersByStatus: {}, staleness: { normal: [], fault: [] }, rotationConflicts: 0, unexplainedEvents: 0 };
+  const result: CheckResult = {
+    answersChecked: 0,
+    violations,
+    opsByKind: {},
+    answersByStatus: {},
+    staleness: { normal: [], fault: [] },
+    rotationConflicts: 0,
+    unexplainedEvents: 0,
+  };
   for (const o of ops) {
     const k = o.type === "auth" ? "authenticate" : o.invalid ? `${o.kind} (invalid input)` : o.raced ? `${o.kind} (raced)` : o.kind;
     result.opsByKind[k] = (result.opsByKind[k] ?? 0) + 1;
     result.answersByStatus[String(o.status)] = (result.answersByStatus[String(o.status)] ?? 0) + 1;
   }
   const slack = options.clockSlackMs;
-  const violate = (kind: string, message: string, at: number, tokens: string[], replica?: string) => violations.push({ kind, message, at, window: windowOf(ops, model, tokens, at, replica) });
+  const violate = (kind: string, message: string, at: number, tokens: string[], replica?: string) =>
+    violations.push({ kind, message, at, window: windowOf(ops, model, tokens, at, replica) });
 
   // 1. Which request each committed change belongs to.
   const eventById = new Map(events.map((e) => [e.id, e]));
@@ -248,7 +257,8 @@ export function checkHistory(
     for (const t of op.addressed) {
       // The request resolved the token somewhere between its start and its own commit.
       const addressed = someMoment(model, [t], op.invoke - slack, at + slack, (x) => model.mayAddress(t, x));
-      if (!addressed) violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} committed (event ${eventId}) for ${short(t)}, which addressed no key then`, at, [t]);
+      if (!addressed)
+        violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} committed (event ${eventId}) for ${short(t)}, which addressed no key then`, at, [t]);
     }
     const keys = [...new Set(named.map((t) => model.keyOf(t)!))];
     if (op.kind === "regenerate") {
@@ -294,11 +304,16 @@ export function checkHistory(
     }
     if (ok) {
       const hasEvent = [...owner.values()].includes(op);
-      const noEventNeeded = op.kind === "reset_spend" || (op.kind === "end_grace" && (op.revoked?.length ?? 0) === 0) || (op.kind === "regenerate" && op.eventIds.length === 0 && !!op.newToken && byNewToken.has(op.newToken));
-      if (!hasEvent && !noEventNeeded) violate("acknowledged change lost", `${op.kind} on ${op.replica} answered ${op.status} but no event committed for it`, op.complete, op.addressed);
+      const noEventNeeded =
+        op.kind === "reset_spend" ||
+        (op.kind === "end_grace" && (op.revoked?.length ?? 0) === 0) ||
+        (op.kind === "regenerate" && op.eventIds.length === 0 && !!op.newToken && byNewToken.has(op.newToken));
+      if (!hasEvent && !noEventNeeded)
+        violate("acknowledged change lost", `${op.kind} on ${op.replica} answered ${op.status} but no event committed for it`, op.complete, op.addressed);
       if (op.kind === "reset_spend" || (op.kind === "end_grace" && !hasEvent)) {
         for (const t of op.addressed) {
-          if (!someMoment(model, [t], op.invoke - slack, op.complete + slack, (x) => model.mayAddress(t, x))) violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} answered ${op.status} for ${short(t)}, which addressed no key`, op.complete, [t]);
+          if (!someMoment(model, [t], op.invoke - slack, op.complete + slack, (x) => model.mayAddress(t, x)))
+            violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} answered ${op.status} for ${short(t)}, which addressed no key`, op.complete, [t]);
         }
       }
       continue;
@@ -307,7 +322,13 @@ export function checkHistory(
       // Every token that authenticates is addressable: "not found" only for a token that addressed nothing at
       // some moment of the request (delete: at least one of its tokens).
       const notFoundSomewhere = op.addressed.some((t) => someMoment(model, [t], op.invoke - slack, op.complete + slack, (x) => !model.addresses(t, x)));
-      if (!notFoundSomewhere) violate("not found for a token that works", `${op.kind} on ${op.replica} answered 404 for ${op.addressed.map(short).join(", ")}, which addressed a key throughout the request`, op.complete, op.addressed);
+      if (!notFoundSomewhere)
+        violate(
+          "not found for a token that works",
+          `${op.kind} on ${op.replica} answered 404 for ${op.addressed.map(short).join(", ")}, which addressed a key throughout the request`,
+          op.complete,
+          op.addressed,
+        );
       continue;
     }
     if (op.status === 409) {
@@ -320,7 +341,12 @@ export function checkHistory(
       if (op.code === "key_already_rotated") {
         const t = op.addressed[0]!;
         if (!someMoment(model, [t], op.invoke - slack, op.complete + slack, (x) => model.addresses(t, x) && !model.isCurrent(t, x))) {
-          violate("refused as already rotated", `regenerate on ${op.replica} answered 409 key_already_rotated for ${short(t)}, which was its key's current token throughout`, op.complete, [t]);
+          violate(
+            "refused as already rotated",
+            `regenerate on ${op.replica} answered 409 key_already_rotated for ${short(t)}, which was its key's current token throughout`,
+            op.complete,
+            [t],
+          );
         }
         continue;
       }
@@ -351,7 +377,13 @@ export function checkHistory(
         !replicaStarts.some((r) => r.replica === op.replica && r.at >= acceptedAt - options.hardBoundMs && r.at <= op.complete) &&
         model.expected(op.token, op.invoke, options.probeModel) === 200;
       if (held && op.code === "key_store_unavailable") {
-        violate("fail static broken", `${op.replica} answered 503 for ${short(op.token)}, a key it accepted at ${fmt(acceptedAt!)} and that has not changed since`, op.complete, [op.token], op.replica);
+        violate(
+          "fail static broken",
+          `${op.replica} answered 503 for ${short(op.token)}, a key it accepted at ${fmt(acceptedAt!)} and that has not changed since`,
+          op.complete,
+          [op.token],
+          op.replica,
+        );
         continue;
       }
       if (op.code === "key_changing" || duringFault(faults, op, options.faultTailMs, (f) => f.postgresImpaired)) continue;
@@ -368,8 +400,21 @@ export function checkHistory(
     (inFault ? result.staleness.fault : result.staleness.normal).push(Number.isFinite(staleness) ? staleness : -1);
     if (staleness > bound) {
       const now = model.expected(op.token, op.complete, options.probeModel);
-      const what = op.status === 200 ? (now === 403 ? "served a model the key may not use" : "accepted a key that was not valid") : op.status === 403 ? "refused a model the key may use" : "rejected a valid key";
-      violate(what, `${op.replica} answered ${op.status}${op.code ? ` (${op.code})` : ""} for ${short(op.token)} (request ${fmt(op.invoke)}–${fmt(op.complete)}); the model expected ${now}${Number.isFinite(staleness) ? `, last true ${Math.round(staleness)} ms before the request (bound ${Math.round(bound)} ms)` : " at every moment"}`, op.complete, [op.token], op.replica);
+      const what =
+        op.status === 200
+          ? now === 403
+            ? "served a model the key may not use"
+            : "accepted a key that was not valid"
+          : op.status === 403
+            ? "refused a model the key may use"
+            : "rejected a valid key";
+      violate(
+        what,
+        `${op.replica} answered ${op.status}${op.code ? ` (${op.code})` : ""} for ${short(op.token)} (request ${fmt(op.invoke)}–${fmt(op.complete)}); the model expected ${now}${Number.isFinite(staleness) ? `, last true ${Math.round(staleness)} ms before the request (bound ${Math.round(bound)} ms)` : " at every moment"}`,
+        op.complete,
+        [op.token],
+        op.replica,
+      );
     }
   }
   violations.sort((a, b) => a.at - b.at);
@@ -445,12 +490,18 @@ function windowOf(ops: Op[], model: Model, tokens: string[], at: number, replica
   for (const t of tokens) for (const kt of model.keyOf(t)?.tokens ?? []) keyTokens.add(kt);
   const lines = ops
     .filter((o) => o.complete >= at - 3_000 && o.invoke <= at + 500)
-    .filter((o) => (o.type === "auth" ? keyTokens.has(o.token) && (!replica || o.replica === replica) : o.addressed.some((t) => keyTokens.has(t)) || (o.newToken !== undefined && keyTokens.has(o.newToken))))
+    .filter((o) =>
+      o.type === "auth"
+        ? keyTokens.has(o.token) && (!replica || o.replica === replica)
+        : o.addressed.some((t) => keyTokens.has(t)) || (o.newToken !== undefined && keyTokens.has(o.newToken)),
+    )
     .sort((a, b) => a.invoke - b.invoke)
     .map((o) => {
       const span = `${fmt(o.invoke)}–${fmt(o.complete)}`;
       if (o.type === "auth") return `${span} ${o.replica} authenticate ${short(o.token)} → ${o.status}${o.code ? ` ${o.code}` : ""}`;
-      const args = [o.addressed.map(short).join(","), o.grace ? `grace ${o.grace}` : "", o.models ? `models ${JSON.stringify(o.models)}` : "", o.raced ? "raced" : ""].filter(Boolean).join(" ");
+      const args = [o.addressed.map(short).join(","), o.grace ? `grace ${o.grace}` : "", o.models ? `models ${JSON.stringify(o.models)}` : "", o.raced ? "raced" : ""]
+        .filter(Boolean)
+        .join(" ");
       const out = [o.newToken ? `new ${short(o.newToken)}` : "", o.eventIds.length ? `event ${o.eventIds.join(",")}` : ""].filter(Boolean).join(" ");
       return `${span} ${o.replica} ${o.kind} ${args} → ${o.status}${o.code ? ` ${o.code}` : ""} ${out}`.trimEnd();
     });

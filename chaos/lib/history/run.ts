@@ -40,7 +40,19 @@ export interface Profile {
 /** "toggle": block the key if the client last saw it unblocked, else unblock it (every change flips its answer). */
 type AdminChoice = AdminKind | "race" | "invalid" | "toggle";
 
-const DEFAULT_MIX: Record<AdminChoice, number> = { regenerate: 26, block: 9, unblock: 9, update: 12, delete: 4, generate: 6, end_grace: 7, reset_spend: 4, race: 8, invalid: 2, toggle: 0 };
+const DEFAULT_MIX: Record<AdminChoice, number> = {
+  regenerate: 26,
+  block: 9,
+  unblock: 9,
+  update: 12,
+  delete: 4,
+  generate: 6,
+  end_grace: 7,
+  reset_spend: 4,
+  race: 8,
+  invalid: 2,
+  toggle: 0,
+};
 
 export const PROFILES: Record<string, Profile> = {
   short: { name: "short", durationMs: 75_000, maxOps: 200_000, adminWorkers: 3, authWorkers: 6, keys: 8 },
@@ -157,7 +169,14 @@ export const FAULTS: Fault[] = [
       redis.cutAll();
     },
   },
-  { name: "Postgres connections cut (proxy)", postgresImpaired: true, notificationsLost: true, run: async (ctx) => allPgProxies(ctx).forEach((p) => p.cutAll()) },
+  {
+    name: "Postgres connections cut (proxy)",
+    postgresImpaired: true,
+    notificationsLost: true,
+    run: async (ctx) => {
+      for (const p of allPgProxies(ctx)) p.cutAll();
+    },
+  },
   {
     name: "connection dies during COMMIT",
     postgresImpaired: true,
@@ -176,7 +195,12 @@ export const FAULTS: Fault[] = [
       ctx.snapshot = null;
     },
   },
-  { name: "Redis connections cut (proxy)", run: async (ctx) => ctx.redisProxies.forEach((p) => p.cutAll()) },
+  {
+    name: "Redis connections cut (proxy)",
+    run: async (ctx) => {
+      for (const p of ctx.redisProxies) p.cutAll();
+    },
+  },
   {
     name: "a replica SIGKILLed and restarted",
     notificationsLost: true,
@@ -246,7 +270,8 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
   const chooseAdmin = (): AdminChoice => {
     let r = Math.random() * mixTotal;
     for (const [k, w] of Object.entries(mix) as Array<[AdminChoice, number]>) {
-      if ((r -= w) < 0) return k;
+      r -= w;
+      if (r < 0) return k;
     }
     return "regenerate";
   };
@@ -273,11 +298,30 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
   }
 
   /** One admin request, recorded with its answer. */
-  async function adminRequest(kind: AdminKind, replica: Replica, path: string, body: unknown, addressed: string[], extra: Partial<AdminOp> = {}, headers: Record<string, string> = {}): Promise<AdminOp> {
+  async function adminRequest(
+    kind: AdminKind,
+    replica: Replica,
+    path: string,
+    body: unknown,
+    addressed: string[],
+    extra: Partial<AdminOp> = {},
+    headers: Record<string, string> = {},
+  ): Promise<AdminOp> {
     const invoke = checkerNow();
     const res = await call(replica, path, cluster.masterKey, body, headers);
     const complete = checkerNow();
-    const op = history.record<AdminOp>({ type: "admin", kind, replica: replica.name, invoke, complete, status: res.status, code: res.body?.error?.code ?? undefined, addressed, eventIds: res.eventIds, ...extra });
+    const op = history.record<AdminOp>({
+      type: "admin",
+      kind,
+      replica: replica.name,
+      invoke,
+      complete,
+      status: res.status,
+      code: res.body?.error?.code ?? undefined,
+      addressed,
+      eventIds: res.eventIds,
+      ...extra,
+    });
     if (res.status === 200 && (kind === "generate" || kind === "regenerate") && res.body?.key) {
       op.newToken = res.body.token;
       op.keyId = res.body.key_id;
@@ -299,7 +343,15 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     const giveUpAt = Date.now() + 30_000;
     for (let attempt = 0; ; attempt++) {
       const via = attempt === 0 ? replica : pick(adminReplicas());
-      const op = (await adminRequest("regenerate", via, `/key/${target.key}/regenerate`, { grace_period: grace }, [target.token], { grace, raced }, { "idempotency-key": idem })) as AdminOp & { plaintext?: string };
+      const op = (await adminRequest(
+        "regenerate",
+        via,
+        `/key/${target.key}/regenerate`,
+        { grace_period: grace },
+        [target.token],
+        { grace, raced },
+        { "idempotency-key": idem },
+      )) as AdminOp & { plaintext?: string };
       if (op.status === 200) {
         if (op.plaintext && op.newToken && !key.tokens.some((t) => t.token === op.newToken)) key.tokens.push({ key: op.plaintext, token: op.newToken });
         return;
@@ -341,7 +393,14 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       case "delete": {
         const other = Math.random() < 0.3 ? pick(known.filter((k) => !k.deleted && k !== key)) : undefined;
         const targets = other ? [target, addressOf(other)] : [target];
-        const op = await adminRequest("delete", replica, "/key/delete", { keys: targets.map((t) => t.key) }, targets.map((t) => t.token), { raced });
+        const op = await adminRequest(
+          "delete",
+          replica,
+          "/key/delete",
+          { keys: targets.map((t) => t.key) },
+          targets.map((t) => t.token),
+          { raced },
+        );
         if (op.status === 200) {
           key.deleted = true;
           if (other) other.deleted = true;
@@ -349,7 +408,9 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
         return;
       }
       case "invalid":
-        await adminRequest("regenerate", replica, `/key/${target.key}/regenerate`, { grace_period: pick(["1 hour", "-5s", "soon", "9999999999d"]) }, [target.token], { invalid: true });
+        await adminRequest("regenerate", replica, `/key/${target.key}/regenerate`, { grace_period: pick(["1 hour", "-5s", "soon", "9999999999d"]) }, [target.token], {
+          invalid: true,
+        });
         return;
       case "race": {
         // Two clients change the same key at once from two replicas, 0–5 ms apart.
@@ -442,7 +503,14 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       if (!ctx.snapshot) ctx.snapshot = { path: await redisServer.snapshot(), at: Date.now() };
       log(`${new Date().toISOString()} fault: ${fault.name}`);
       faultsInjected[fault.name] = (faultsInjected[fault.name] ?? 0) + 1;
-      const window: FaultWindow = { name: fault.name, start: checkerNow(), end: Number.POSITIVE_INFINITY, postgresImpaired: !!fault.postgresImpaired, partition: !!fault.partition, notificationsLost: !!fault.notificationsLost };
+      const window: FaultWindow = {
+        name: fault.name,
+        start: checkerNow(),
+        end: Number.POSITIVE_INFINITY,
+        postgresImpaired: !!fault.postgresImpaired,
+        partition: !!fault.partition,
+        notificationsLost: !!fault.notificationsLost,
+      };
       history.faults.push(window);
       try {
         await fault.run(ctx);
@@ -532,7 +600,12 @@ export function formatReport(r: RunReport): string {
     ["faults injected", `${Object.values(r.faults_injected).reduce((a, b) => a + b, 0)} (${Object.keys(r.faults_injected).length} kinds)`],
     ...Object.entries(r.faults_injected).map(([k, n]) => [`  ${k}`, n] as [string, number]),
     ["answers checked", c.answersChecked],
-    ["answers by status", Object.entries(c.answersByStatus).map(([s, n]) => `${s}: ${n}`).join(", ")],
+    [
+      "answers by status",
+      Object.entries(c.answersByStatus)
+        .map(([s, n]) => `${s}: ${n}`)
+        .join(", "),
+    ],
     ["rotations refused as conflicting (409, retry)", c.rotationConflicts],
     ["staleness p50 / p99 / max, normal periods", stale(c.staleness.normal)],
     ["staleness p50 / p99 / max, fault periods", stale(c.staleness.fault)],
@@ -546,4 +619,3 @@ export function formatReport(r: RunReport): string {
 export function formatViolation(v: Violation): string {
   return [`${v.kind}: ${v.message}`, ...v.window.map((l) => `    ${l}`)].join("\n");
 }
-

@@ -17,13 +17,23 @@ export class MockProvider implements Provider {
       // What a mock produces is bounded by what it is asked, never multiplied into megabytes (a 3 KB request
       // once made 88 MB): OpenAI's own limit on inputs, and a cap on the numbers returned.
       if (inputs > MAX_EMBEDDING_INPUTS || inputs * dims > MAX_EMBEDDING_VALUES) {
-        return json({ error: { message: `the mock model returns at most ${MAX_EMBEDDING_INPUTS} embeddings and ${MAX_EMBEDDING_VALUES} numbers per request`, type: "invalid_request_error", param: "input", code: "mock_limit" } }, 400);
+        return json(
+          {
+            error: {
+              message: `the mock model returns at most ${MAX_EMBEDDING_INPUTS} embeddings and ${MAX_EMBEDDING_VALUES} numbers per request`,
+              type: "invalid_request_error",
+              param: "input",
+              code: "mock_limit",
+            },
+          },
+          400,
+        );
       }
       return json(embeddings(model, body.input, dims, body.encoding_format === "base64"));
     }
     // A mock reply is at most 64 KiB, whatever the request asks.
     const reply = typeof body.mock_response === "string" ? body.mock_response.slice(0, 65_536) : DEFAULT_REPLY;
-    const promptTokens = estimateTokens(JSON.stringify(call.endpoint === "completions" ? body.prompt ?? "" : body.messages ?? ""));
+    const promptTokens = estimateTokens(JSON.stringify(call.endpoint === "completions" ? (body.prompt ?? "") : (body.messages ?? "")));
     const usage = { prompt_tokens: promptTokens, completion_tokens: estimateTokens(reply), total_tokens: promptTokens + estimateTokens(reply) };
     const id = `${call.endpoint === "completions" ? "cmpl" : "chatcmpl"}-mock-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
@@ -62,7 +72,8 @@ async function* sse(call: UpstreamCall, r: { id: string; created: number; model:
     await new Promise((resolve) => setImmediate(resolve));
   }
   yield frame({ index: 0, ...(chat ? { delta: {} } : { text: "" }), finish_reason: "stop" });
-  if (r.usage) yield `data: ${JSON.stringify({ id: r.id, object: chat ? "chat.completion.chunk" : "text_completion", created: r.created, model: r.model, choices: [], usage: r.usage })}\n\n`;
+  if (r.usage)
+    yield `data: ${JSON.stringify({ id: r.id, object: chat ? "chat.completion.chunk" : "text_completion", created: r.created, model: r.model, choices: [], usage: r.usage })}\n\n`;
   yield "data: [DONE]\n\n";
 }
 

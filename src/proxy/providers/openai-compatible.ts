@@ -82,7 +82,8 @@ async function* guardBody(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8A
 
 export function toUpstreamError(err: unknown): unknown {
   if (err instanceof UpstreamError) return err;
-  if (err instanceof undiciErrors.ConnectTimeoutError) return new UpstreamError(504, "timed out connecting to the upstream model server", "upstream_connect_timeout", "timeout_error");
+  if (err instanceof undiciErrors.ConnectTimeoutError)
+    return new UpstreamError(504, "timed out connecting to the upstream model server", "upstream_connect_timeout", "timeout_error");
   if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
     return new UpstreamError(504, "the upstream model server did not answer in time", "upstream_timeout", "timeout_error");
   }
