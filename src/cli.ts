@@ -176,12 +176,15 @@ async function start(configured: Settings, workers: number): Promise<number> {
     console.error(`gatehouse: ${line}`);
     process.exit(err instanceof ConfigError ? 78 : 1);
   }
+  // Signal handlers first, then the line that says the replica is up: a supervisor (or a test) that stops the
+  // replica as soon as it reads that line must find them installed.
+  const stopped = waitForSignal(gateway.close, logger, settings.shutdown.delayMs + settings.shutdown.drainTimeoutMs + SHUTDOWN_MARGIN_MS);
   // Under --workers the primary says "gatehouse is listening" once every worker does.
   logger.info(
     { url: gateway.url, port: gateway.port, config: settings.source, models: [...new Set(settings.models.map((m) => m.modelName))], ...(worker ? { worker: worker.index } : {}) },
     worker ? "worker is listening" : "gatehouse is listening",
   );
-  const clean = await waitForSignal(gateway.close, logger, settings.shutdown.delayMs + settings.shutdown.drainTimeoutMs + SHUTDOWN_MARGIN_MS);
+  const clean = await stopped;
   await flushLogs(logger);
   // Exit explicitly: a socket some library failed to close (pg-listen can leak one when closed in the
   // middle of a reconnect) must not keep a replica that has finished shutting down alive.

@@ -198,7 +198,7 @@ export const FAULTS: Fault[] = [
   {
     name: "Redis connections cut (proxy)",
     run: async (ctx) => {
-      for (const p of ctx.redisProxies) p.cutAll();
+      for (const p of ctx.redisProxies.values()) p.cutAll();
     },
   },
   {
