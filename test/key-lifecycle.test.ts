@@ -15,6 +15,8 @@ const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
 describe("key lifecycle through the /key admin API", () => {
   it("generates a key whose plaintext is shown once and whose hash is what is stored", async () => {
+    // A key may name only a team that exists (docs/teams.md).
+    expect((await gw.admin("/team/new", { team_id: "t1" })).status).toBe(200);
     const res = await gw.admin("/key/generate", {
       key_alias: "team-a",
       models: ["mock-gpt"],

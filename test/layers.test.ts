@@ -21,6 +21,7 @@ const LAYER: Record<string, number> = {
   faults: 1,
   auth: 2,
   keys: 2,
+  teams: 2,
   limits: 2,
   coherence: 2,
   proxy: 2,

@@ -1,4 +1,5 @@
 import type { AuthColumns, AuthRow } from "../store/key-store.js";
+import type { TeamAuthRow } from "../store/team-store.js";
 
 /**
  * What the request path needs to know about a key: the cached copy of a `gh_keys` row, without the
@@ -54,4 +55,60 @@ export const ALL_PROXY_MODELS = "all-proxy-models";
 
 export function keyAllowsModel(record: Pick<AuthRecord, "models">, model: string): boolean {
   return record.models.length === 0 || record.models.includes(model) || record.models.includes(ALL_PROXY_MODELS);
+}
+
+/**
+ * What the request path needs to know about a team: cached on its own (L1/L2 under `teamCacheKey`), versioned
+ * and invalidated by the team's own events, and combined with the key's record on every request. A team change
+ * is one event, whatever the number of its keys: no replica walks a team's keys.
+ */
+export interface TeamRecord {
+  kind: "team";
+  teamId: string;
+  teamAlias: string | null;
+  models: string[];
+  blocked: boolean;
+  /** Deleted teams keep their row (and their id), so a key cached before the delete is refused, never revived. */
+  deleted: boolean;
+  maxBudget: number | null;
+  tpmLimit: number | null;
+  rpmLimit: number | null;
+  maxParallelRequests: number | null;
+  version: number;
+}
+
+/** Anything the auth caches hold: a key's record (by token hash) or a team's (by `team:<team_id>`). */
+export type CachedRecord = AuthRecord | TeamRecord;
+
+/** The cache key of a team's record: never a token hash (64 hex digits), so the two cannot collide. */
+export function teamCacheKey(teamId: string): string {
+  return `team:${teamId}`;
+}
+
+export function isTeamRecord(record: CachedRecord): record is TeamRecord {
+  return (record as TeamRecord).kind === "team";
+}
+
+export function teamRecordFromRow(row: TeamAuthRow): TeamRecord {
+  return {
+    kind: "team",
+    teamId: row.team_id,
+    teamAlias: row.team_alias,
+    models: row.models,
+    blocked: row.blocked,
+    deleted: row.deleted,
+    maxBudget: row.max_budget,
+    tpmLimit: row.tpm_limit,
+    rpmLimit: row.rpm_limit,
+    maxParallelRequests: row.max_parallel_requests,
+    version: row.version,
+  };
+}
+
+/**
+ * May this caller use `model`? Both the key and its team must allow it: a key with models of its own is narrowed
+ * by its team's list; a key with none inherits the team's (LiteLLM's rule). An empty list allows every model.
+ */
+export function callerAllowsModel(key: Pick<AuthRecord, "models">, team: Pick<TeamRecord, "models"> | null, model: string): boolean {
+  return keyAllowsModel(key, model) && (team === null || keyAllowsModel(team, model));
 }

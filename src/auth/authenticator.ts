@@ -1,7 +1,9 @@
 import type { Database } from "../store/database.js";
 import { AuthenticationError, ServiceUnavailableError, DependencyUnavailableError } from "../errors/errors.js";
 import { findKeyForAuth } from "../store/key-store.js";
-import { authRecordFromRow, type AuthRecord } from "./auth-record.js";
+import { findTeamForAuth } from "../store/team-store.js";
+import type { Queryable } from "../store/db.js";
+import { authRecordFromRow, teamCacheKey, teamRecordFromRow, type AuthRecord, type CachedRecord, type TeamRecord } from "./auth-record.js";
 import { hashKey } from "./key-material.js";
 import type { FillTicket, L1Cache } from "./l1-cache.js";
 import type { TokenFilter } from "./token-filter.js";
@@ -15,6 +17,8 @@ export interface AuthResult {
   record: AuthRecord;
   /** Where the record came from, for metrics and tests. */
   level: CacheLevel;
+  /** The key's team, when it has one (already checked: not blocked, not deleted). */
+  team: TeamRecord | null;
 }
 
 /**
@@ -69,7 +73,7 @@ const MAX_FILL_ATTEMPTS = 4;
 
 /** One shared look-up of a hash; `ticket` is the fill attempt in progress (it changes when one is read again). */
 interface SharedFill {
-  promise: Promise<AuthResult | null>;
+  promise: Promise<Found | null>;
   ticket: FillTicket;
 }
 
@@ -97,11 +101,11 @@ export class Authenticator {
   /** Resolves a bearer to a usable key record or throws AuthenticationError (401) / ServiceUnavailableError (503). */
   async authenticate(bearer: string): Promise<AuthResult> {
     const hash = hashKey(bearer);
-    const cached = this.l1.get(hash);
+    const cached = this.l1.get(hash) as KeyEntry | undefined;
     let result: AuthResult | null;
     const trusted = this.l1Trusted();
     if (cached && trusted) {
-      result = cached.record ? { record: cached.record, level: "l1" } : null;
+      result = cached.record ? { record: cached.record, level: "l1", team: null } : null;
     } else if (!cached && trusted && this.tokenFilter()?.mayContain(hash) === false && !this.filterMissLookups.take()) {
       // A token no key ever had (as of every event this replica applied): no database round trip. A few such
       // tokens a second are still looked up: a key generated on another replica a moment ago may not have
@@ -109,22 +113,8 @@ export class Authenticator {
       this.counters.filtered++;
       throw new AuthenticationError("Invalid API key: no such key.");
     } else {
-      try {
-        result = await this.resolve(hash);
-      } catch (err) {
-        if (!(err instanceof DependencyUnavailableError)) throw err;
-        // A copy is served only if nothing says it is out of date: an L2 tombstone newer than it means
-        // the key changed (perhaps revoked) while this replica was not listening.
-        if (!cached?.record || (await this.l2.changedSince(hash, cached.record.version))) {
-          this.counters.unavailable++;
-          throw new ServiceUnavailableError(
-            "Cannot verify this key right now: the key store is unavailable. Retry shortly.",
-            Number(err.headers["retry-after"] ?? 1),
-            "key_store_unavailable",
-          );
-        }
-        result = { record: cached.record, level: "l1-static" };
-      }
+      const found = await this.readThrough(hash, cached, readKey);
+      result = found && { record: found.record, level: found.level, team: null };
     }
     if (!result) {
       this.counters.misses++;
@@ -132,37 +122,77 @@ export class Authenticator {
     }
     this.counters[result.level === "l1-static" ? "static" : result.level]++;
     assertUsable(result.record, this.now());
+    const teamId = result.record.teamId;
+    if (teamId !== null) {
+      result.team = await this.team(teamId);
+      assertTeamUsable(result.team, teamId);
+    }
     return result;
   }
 
+  /** A team's record, through the same caches and with the same rules as a key's; null when there is none. */
+  private async team(teamId: string): Promise<TeamRecord | null> {
+    const cacheKey = teamCacheKey(teamId);
+    const cached = this.l1.get(cacheKey) as TeamEntry | undefined;
+    if (cached && this.l1Trusted()) return cached.record;
+    return (await this.readThrough(cacheKey, cached, readTeam))?.record ?? null;
+  }
+
   /**
-   * L2, then Postgres, for a hash that missed L1 (or whose L1 entry is not trusted right now). Concurrent
-   * misses share one look-up — but never one that an invalidation of the hash has overtaken: a request that
-   * arrives after the invalidation was applied starts a read of its own (docs/coherence.md #5).
+   * L2 then Postgres for a record that missed L1 (or whose L1 entry is not trusted right now). When Postgres
+   * cannot answer, a copy this replica holds is served only if nothing says it is out of date: an L2 tombstone
+   * newer than it means the record changed (perhaps revoked) while this replica was not listening (fail static,
+   * docs/coherence.md #7).
    */
-  private resolve(hash: string): Promise<AuthResult | null> {
-    const shared = this.inflight.get(hash);
+  private async readThrough<R extends CachedRecord>(
+    cacheKey: string,
+    cached: { record: R | null } | undefined,
+    read: RecordReader<R>,
+  ): Promise<{ record: R; level: CacheLevel } | null> {
+    try {
+      return (await this.resolve(cacheKey, read)) as { record: R; level: CacheLevel } | null;
+    } catch (err) {
+      if (!(err instanceof DependencyUnavailableError)) throw err;
+      if (!cached?.record || (await this.l2.changedSince(cacheKey, cached.record.version))) {
+        this.counters.unavailable++;
+        throw new ServiceUnavailableError(
+          "Cannot verify this key right now: the key store is unavailable. Retry shortly.",
+          Number(err.headers["retry-after"] ?? 1),
+          "key_store_unavailable",
+        );
+      }
+      return { record: cached.record, level: "l1-static" };
+    }
+  }
+
+  /**
+   * One shared look-up per cache key. Concurrent misses share it — but never one that an invalidation of the
+   * key has overtaken: a request that arrives after the invalidation was applied starts a read of its own
+   * (docs/coherence.md #5).
+   */
+  private resolve(cacheKey: string, read: RecordReader<CachedRecord>): Promise<Found | null> {
+    const shared = this.inflight.get(cacheKey);
     if (shared && (!shared.ticket.cancelled || reinstated("joined-fill"))) return shared.promise;
     const fill: SharedFill = { promise: null!, ticket: null! };
-    fill.promise = this.fill(hash, fill).finally(() => {
-      if (this.inflight.get(hash) === fill) this.inflight.delete(hash);
+    fill.promise = this.fill(cacheKey, fill, read).finally(() => {
+      if (this.inflight.get(cacheKey) === fill) this.inflight.delete(cacheKey);
     });
-    this.inflight.set(hash, fill);
+    this.inflight.set(cacheKey, fill);
     return fill.promise;
   }
 
   /**
-   * Reads the record and lands it in L1. If an invalidation of the hash is applied while the read runs, what
+   * Reads the record and lands it in L1. If an invalidation of the key is applied while the read runs, what
    * was read may predate it: it is neither cached nor answered; the read starts again, so every request that
    * shares this look-up gets a record read after the last invalidation applied before its answer.
    */
-  private async fill(hash: string, shared: SharedFill): Promise<AuthResult | null> {
+  private async fill(cacheKey: string, shared: SharedFill, read: RecordReader<CachedRecord>): Promise<Found | null> {
     for (let attempt = 1; ; attempt++) {
-      const ticket = this.l1.beginFill(hash);
+      const ticket = this.l1.beginFill(cacheKey);
       shared.ticket = ticket;
-      let result: AuthResult | null;
+      let result: Found | null;
       try {
-        result = await this.readOnce(hash);
+        result = await this.readOnce(cacheKey, read);
       } catch (err) {
         this.l1.abandonFill(ticket);
         throw err;
@@ -173,16 +203,41 @@ export class Authenticator {
     }
   }
 
-  private async readOnce(hash: string): Promise<AuthResult | null> {
-    const fromL2 = this.l2Pending(hash) ? undefined : await this.l2.get(hash);
+  private async readOnce(cacheKey: string, read: RecordReader<CachedRecord>): Promise<Found | null> {
+    const fromL2 = this.l2Pending(cacheKey) ? undefined : await this.l2.get(cacheKey);
     if (fromL2) return { record: fromL2, level: "l2" };
-    const row = await this.db.query((q) => findKeyForAuth(q, hash));
-    const record = row ? authRecordFromRow(row) : null;
+    const record = await this.db.query((q) => read(q, cacheKey));
     // Not awaited: the request does not need L2 to have it. The fill is version-guarded in Redis, so
     // landing late cannot overwrite a newer record or a tombstone (docs/coherence.md #5).
-    if (record) void this.l2.fill(hash, record);
+    if (record) void this.l2.fill(cacheKey, record);
     return record ? { record, level: "db" } : null;
   }
+}
+
+type Found = { record: CachedRecord; level: CacheLevel };
+type KeyEntry = { record: AuthRecord | null };
+type TeamEntry = { record: TeamRecord | null };
+/** Reads one record from Postgres by its cache key. */
+type RecordReader<R extends CachedRecord> = (q: Queryable, cacheKey: string) => Promise<R | null>;
+
+const readKey: RecordReader<AuthRecord> = async (q, hash) => {
+  const row = await findKeyForAuth(q, hash);
+  return row ? authRecordFromRow(row) : null;
+};
+
+const readTeam: RecordReader<TeamRecord> = async (q, cacheKey) => {
+  const row = await findTeamForAuth(q, cacheKey.slice("team:".length));
+  return row ? teamRecordFromRow(row) : null;
+};
+
+/**
+ * A key in a team is refused when its team is blocked or deleted (or missing), naming the team: one event on the
+ * team refuses every key in it, on every replica, with no per-key work.
+ */
+export function assertTeamUsable(team: TeamRecord | null, teamId: string): asserts team is TeamRecord {
+  const name = team?.teamAlias ? `'${team.teamAlias}' (${teamId})` : `'${teamId}'`;
+  if (team === null || team.deleted) throw new AuthenticationError(`This key's team ${name} was deleted.`, "team_deleted");
+  if (team.blocked) throw new AuthenticationError(`This key's team ${name} is blocked.`, "team_blocked");
 }
 
 /** Blocked and expired keys are refused here, at request time, never by letting a cache entry lapse. */

@@ -1,8 +1,8 @@
 import { LRUCache } from "lru-cache";
-import type { AuthRecord } from "./auth-record.js";
+import type { CachedRecord } from "./auth-record.js";
 
 export interface L1Entry {
-  record: AuthRecord | null;
+  record: CachedRecord | null;
   storedAt: number;
 }
 
@@ -53,7 +53,7 @@ export class L1Cache {
   }
 
   /** Lands the fill unless it was cancelled by an invalidation; returns whether it landed. */
-  completeFill(ticket: FillTicket, record: AuthRecord | null): boolean {
+  completeFill(ticket: FillTicket, record: CachedRecord | null): boolean {
     this.endFill(ticket);
     if (ticket.cancelled) return false;
     if (record === null) {

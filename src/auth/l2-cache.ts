@@ -3,7 +3,7 @@ import { DependencyUnavailableError } from "../errors/errors.js";
 import type { DependencyBreaker } from "../faults/breaker.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
-import type { AuthRecord } from "./auth-record.js";
+import type { CachedRecord } from "./auth-record.js";
 
 // A tombstone must outlive any fill still in flight. Fills take milliseconds, and a fill whose caller gave up
 // is never sent again on a new connection (redis/client.ts), so a minute is ample.
@@ -60,7 +60,7 @@ export class L2Cache {
     if (!(err instanceof DependencyUnavailableError) && !(err instanceof L2AbsentError)) this.onError(op, err);
   }
 
-  async get(hash: string): Promise<AuthRecord | undefined> {
+  async get(hash: string): Promise<CachedRecord | undefined> {
     if (!this.trusted()) return undefined;
     try {
       const value = await this.call((redis) => redis.get(this.keys.authRecord(hash)));
@@ -80,7 +80,7 @@ export class L2Cache {
         }
         return undefined;
       }
-      const record = JSON.parse(json) as AuthRecord;
+      const record = JSON.parse(json) as CachedRecord;
       return String(record.version) === version ? record : undefined;
     } catch (err) {
       this.failed("get", err);
@@ -104,7 +104,7 @@ export class L2Cache {
   }
 
   /** Caches `record` under the hash it was looked up by (a deprecated key's hash maps to the active record). */
-  async fill(hash: string, record: AuthRecord): Promise<void> {
+  async fill(hash: string, record: CachedRecord): Promise<void> {
     try {
       const json = JSON.stringify(record);
       await this.call((redis) => redis.l2Fill(this.keys.authRecord(hash), record.version, `${this.mac(hash, record.version, json)}|${json}`, this.ttlSeconds));

@@ -1,4 +1,4 @@
-import { Router, type Request, type Response } from "express";
+import { Router, type Request } from "express";
 import type { Coherence } from "../coherence/coherence.js";
 import type { KeyService } from "../keys/key-service.js";
 import type { RotationService } from "../keys/rotation-service.js";
@@ -13,28 +13,13 @@ import {
   resetSpendSchema,
   updateKeySchema,
 } from "../keys/key-schemas.js";
-import type { ChangeLog } from "../keys/key-change.js";
+import { changeLog, collectChangeLog } from "./change-log.js";
 import { BadRequestError } from "../errors/errors.js";
-
-/** The events this request's changes committed (set up for every /key request). */
-function changeLog(res: Response): ChangeLog {
-  return res.locals.changeLog as ChangeLog;
-}
 
 /** The LiteLLM-compatible /key routes. Authorization (master key) is applied by the caller. */
 export function adminRoutes(keys: KeyService, rotation: RotationService, coherence: Coherence): Router {
   const router = Router();
-  // Every write names the events it committed (Gatehouse-Event-Id, comma-separated, in commit order).
-  router.use("/key", (_req, res, next) => {
-    const log: ChangeLog = { eventIds: [] };
-    res.locals.changeLog = log;
-    const json = res.json.bind(res);
-    res.json = (body: unknown) => {
-      if (log.eventIds.length > 0 && !res.headersSent) res.setHeader("Gatehouse-Event-Id", log.eventIds.join(","));
-      return json(body);
-    };
-    next();
-  });
+  router.use("/key", collectChangeLog);
 
   router.post("/key/generate", async (req, res) => {
     const idempotencyKey = idempotencyKeyOf(req);

@@ -12,6 +12,7 @@ import { bearerToken } from "./bearer.js";
  */
 export const MASTER_IDENTITY: AuthResult = Object.freeze({
   level: "l1",
+  team: null,
   record: Object.freeze({
     token: "master",
     keyId: "00000000-0000-0000-0000-000000000000",

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { keyAllowsModel, type AuthRecord } from "../auth/auth-record.js";
+import { callerAllowsModel, type AuthRecord } from "../auth/auth-record.js";
 import type { AuthResult } from "../auth/authenticator.js";
 import type { ModelDeployment, ProviderName } from "../config/settings.js";
 import { BadRequestError, GatewayError, NotFoundError, PermissionError, UpstreamError } from "../errors/errors.js";
@@ -112,9 +112,9 @@ export class OpenAIRoutes {
   }
 
   private listModels(x: Exchange): void {
-    const record = x.auth!.record;
+    const { record, team } = x.auth!;
     const data = [];
-    for (const id of this.deps.models.modelNames()) if (keyAllowsModel(record, id)) data.push({ id, object: "model", created: 0, owned_by: "gatehouse" });
+    for (const id of this.deps.models.modelNames()) if (callerAllowsModel(record, team, id)) data.push({ id, object: "model", created: 0, owned_by: "gatehouse" });
     writeJson(x.res, 200, { object: "list", data });
   }
 
@@ -122,7 +122,7 @@ export class OpenAIRoutes {
   private retrieveModel(x: Exchange): void {
     const path = pathOf(x.req.url);
     const id = decodeURIComponent(path.slice(path.lastIndexOf("/") + 1));
-    if (!this.deps.models.modelNames().has(id) || !keyAllowsModel(x.auth!.record, id))
+    if (!this.deps.models.modelNames().has(id) || !callerAllowsModel(x.auth!.record, x.auth!.team, id))
       throw new NotFoundError(`The model '${id}' does not exist or this key may not use it.`, "model", "model_not_found");
     writeJson(x.res, 200, { id, object: "model", created: 0, owned_by: "gatehouse" });
   }
@@ -147,7 +147,14 @@ export class OpenAIRoutes {
     // anything, a key included, and unbounded label values would swamp Prometheus.
     x.model = model;
     const record = x.auth!.record;
-    if (!keyAllowsModel(record, model)) throw new PermissionError(`This key is not allowed to use the model '${model}'.`, "model_not_allowed", "model");
+    if (!callerAllowsModel(record, x.auth!.team, model)) {
+      const byTeam = x.auth!.team !== null && callerAllowsModel(record, null, model);
+      throw new PermissionError(
+        byTeam ? `This key's team does not allow the model '${model}'.` : `This key is not allowed to use the model '${model}'.`,
+        "model_not_allowed",
+        "model",
+      );
+    }
 
     const stream = endpoint !== "embeddings" && request.stream === true;
     const metered = needsMetering(record, deployment);

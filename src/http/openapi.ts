@@ -1,4 +1,14 @@
 import { z } from "zod";
+import {
+  deleteTeamsSchema,
+  listTeamsQuerySchema,
+  memberAddSchema,
+  memberDeleteSchema,
+  newTeamSchema,
+  teamInfoQuerySchema,
+  teamRefSchema,
+  updateTeamSchema,
+} from "../teams/team-schemas.js";
 import { deleteKeysSchema, generateKeySchema, keyRefSchema, listKeysQuerySchema, regenerateKeySchema, resetSpendSchema, updateKeySchema } from "../keys/key-schemas.js";
 
 /**
@@ -51,6 +61,18 @@ const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> 
   "/models": { get: { summary: "Alias of /v1/models", security: "virtual" }, post: undefined },
   "/v1/models/{id}": { get: { summary: "One model, if this key may use it (OpenAI's models.retrieve)", security: "virtual" }, post: undefined },
   "/models/{id}": { get: { summary: "Alias of /v1/models/{id}", security: "virtual" }, post: undefined },
+  "/team/new": { post: { summary: "Create a team (team_id generated if absent; ids are never reused)", security: "master", body: jsonSchema(newTeamSchema) }, get: undefined },
+  "/team/update": {
+    post: { summary: "Change a team: one event, every key of the team follows on every replica", security: "master", body: jsonSchema(updateTeamSchema) },
+    get: undefined,
+  },
+  "/team/delete": { post: { summary: "Delete teams and their keys (team ids are never reused)", security: "master", body: jsonSchema(deleteTeamsSchema) }, get: undefined },
+  "/team/block": { post: { summary: "Block a team: every key of it refuses, on every replica", security: "master", body: jsonSchema(teamRefSchema) }, get: undefined },
+  "/team/unblock": { post: { summary: "Unblock a team", security: "master", body: jsonSchema(teamRefSchema) }, get: undefined },
+  "/team/member_add": { post: { summary: "Add or update members (members_with_roles)", security: "master", body: jsonSchema(memberAddSchema) }, get: undefined },
+  "/team/member_delete": { post: { summary: "Remove a member", security: "master", body: jsonSchema(memberDeleteSchema) }, get: undefined },
+  "/team/info": { get: { summary: "A team, its first 100 keys and its key count", security: "master", query: teamInfoQuerySchema }, post: undefined },
+  "/team/list": { get: { summary: "Teams, paged", security: "master", query: listTeamsQuerySchema }, post: undefined },
   "/key/generate": { post: { summary: "Create a virtual key (honours Idempotency-Key)", security: "master", body: jsonSchema(generateKeySchema) }, get: undefined },
   "/key/update": { post: { summary: "Change a key's fields and limits", security: "master", body: jsonSchema(updateKeySchema) }, get: undefined },
   "/key/info": {

@@ -30,7 +30,7 @@ const IGNORED_LITELLM_FIELDS = [
 ] as const;
 
 /** A key duration: above zero and at most 100 years (parseKeyDuration); any other value is a 400 naming the field. */
-function durationField(units: readonly DurationUnit[]) {
+export function durationField(units: readonly DurationUnit[]) {
   return z.string().superRefine((value, ctx) => {
     try {
       parseKeyDuration(value, units);
@@ -41,17 +41,17 @@ function durationField(units: readonly DurationUnit[]) {
   });
 }
 
-const LIMIT = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+export const LIMIT = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 /** Text Postgres can store: `text` and `jsonb` refuse the NUL character. */
-function text(max = 256) {
+export function text(max = 256) {
   return z
     .string()
     .min(1)
     .max(max)
     .refine((v) => !v.includes("\u0000"), "must not contain the NUL character (\\u0000)");
 }
-const ID = text();
+export const ID = text();
 
 // Deep enough for any real metadata; shallow enough that nothing walking it (the request fingerprint, jsonb)
 // can run out of stack.
@@ -77,7 +77,7 @@ function metadataProblem(value: unknown): string | null {
   return null;
 }
 
-const metadata = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
+export const metadata = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
   const problem = metadataProblem(value);
   if (problem) ctx.addIssue({ code: "custom", message: problem });
   else if (JSON.stringify(value).length > MAX_METADATA_BYTES) ctx.addIssue({ code: "custom", message: `is larger than ${MAX_METADATA_BYTES} bytes` });

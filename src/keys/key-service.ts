@@ -21,6 +21,7 @@ import { legacyDeleteByTokens } from "./legacy-delete.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 import { allTokensOf, lockKeyByToken, lockKeysByTokens } from "./key-addressing.js";
 import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-change.js";
+import { assertTeamAccepts } from "./key-team.js";
 import { IdempotencyFlow } from "./idempotency-flow.js";
 import type { IdempotencyVault } from "./idempotency-vault.js";
 import { toKeyPatch } from "./key-patch.js";
@@ -58,6 +59,7 @@ export class KeyService {
             const replayed = await attempt.replayed(tx);
             if (replayed) return { result: replayed, stale: null };
             if (await findDeprecatedKey(tx, token)) throw new ConflictError("this key already exists", "key_exists", "key");
+            if (patch.team_id) await assertTeamAccepts(tx, patch.team_id, patch.models ?? []);
             const row = await insertKey(tx, { ...patch, token, key_name: keyDisplayName(plaintext) });
             const response = generatedView(plaintext, row);
             await attempt.store(tx, response);
@@ -217,6 +219,8 @@ export class KeyService {
         async (tx) => {
           const target = await lockKeyByToken(tx, token);
           if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+          const teamId = patch.team_id !== undefined ? patch.team_id : target.row.team_id;
+          if (teamId && (patch.team_id !== undefined || patch.models !== undefined)) await assertTeamAccepts(tx, teamId, patch.models ?? target.row.models);
           const row = (await updateKey(tx, target.row.key_id, patch))!;
           // Old keys inside their grace are cached as this key's record: they change with it.
           const tokens = await allTokensOf(tx, [row]);

@@ -7,7 +7,19 @@ import type { Queryable } from "./db.js";
 
 export const EVENTS_CHANNEL = "gatehouse_key_events";
 
-export type EventKind = "generate" | "update" | "delete" | "block" | "unblock" | "regenerate" | "expiry" | "end_grace";
+export type EventKind =
+  | "generate"
+  | "update"
+  | "delete"
+  | "block"
+  | "unblock"
+  | "regenerate"
+  | "expiry"
+  | "end_grace"
+  | "team_update"
+  | "team_block"
+  | "team_unblock"
+  | "team_delete";
 
 export interface KeyEvent {
   id: number;

@@ -1,0 +1,50 @@
+import { Router } from "express";
+import { parseBody, parseInput } from "../keys/key-schemas.js";
+import type { TeamService } from "../teams/team-service.js";
+import {
+  deleteTeamsSchema,
+  listTeamsQuerySchema,
+  memberAddSchema,
+  memberDeleteSchema,
+  newTeamSchema,
+  teamInfoQuerySchema,
+  teamRefSchema,
+  updateTeamSchema,
+} from "../teams/team-schemas.js";
+import { changeLog, collectChangeLog } from "./change-log.js";
+
+/** The LiteLLM-compatible /team routes. Authorization (master key) is applied by the caller. */
+export function teamRoutes(teams: TeamService): Router {
+  const router = Router();
+  router.use("/team", collectChangeLog);
+  router.post("/team/new", async (req, res) => {
+    res.json(await teams.create(parseBody(newTeamSchema, req.body)));
+  });
+  router.post("/team/update", async (req, res) => {
+    res.json(await teams.update(parseBody(updateTeamSchema, req.body), changeLog(res)));
+  });
+  router.post("/team/delete", async (req, res) => {
+    res.json(await teams.delete(parseBody(deleteTeamsSchema, req.body).team_ids, changeLog(res)));
+  });
+  router.post("/team/block", async (req, res) => {
+    res.json(await teams.setBlocked(parseBody(teamRefSchema, req.body).team_id, true, changeLog(res)));
+  });
+  router.post("/team/unblock", async (req, res) => {
+    res.json(await teams.setBlocked(parseBody(teamRefSchema, req.body).team_id, false, changeLog(res)));
+  });
+  router.post("/team/member_add", async (req, res) => {
+    const body = parseBody(memberAddSchema, req.body);
+    res.json(await teams.addMembers(body.team_id, Array.isArray(body.member) ? body.member : [body.member]));
+  });
+  router.post("/team/member_delete", async (req, res) => {
+    const body = parseBody(memberDeleteSchema, req.body);
+    res.json(await teams.deleteMember(body.team_id, body));
+  });
+  router.get("/team/info", async (req, res) => {
+    res.json(await teams.info(parseInput(teamInfoQuerySchema, req.query).team_id));
+  });
+  router.get("/team/list", async (req, res) => {
+    res.json(await teams.list(parseInput(listTeamsQuerySchema, req.query)));
+  });
+  return router;
+}

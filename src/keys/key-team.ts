@@ -1,0 +1,19 @@
+import { ALL_PROXY_MODELS } from "../auth/auth-record.js";
+import { BadRequestError } from "../errors/errors.js";
+import type { Queryable } from "../store/db.js";
+import { findLiveTeamForShare } from "../store/team-store.js";
+
+/**
+ * A key may name only a live team, and only models its team allows (a key with no models of its own inherits
+ * the team's, docs/teams.md). Checked inside the key's transaction, with the team held against deletion until
+ * it commits.
+ */
+export async function assertTeamAccepts(tx: Queryable, teamId: string, keyModels: readonly string[]): Promise<void> {
+  const team = await findLiveTeamForShare(tx, teamId);
+  if (!team) throw new BadRequestError(`team '${teamId}' does not exist (or was deleted)`, "team_id", "team_not_found");
+  if (team.models.length === 0 || team.models.includes(ALL_PROXY_MODELS)) return;
+  const outside = keyModels.filter((m) => m !== ALL_PROXY_MODELS && !team.models.includes(m));
+  if (outside.length > 0 || keyModels.includes(ALL_PROXY_MODELS)) {
+    throw new BadRequestError(`the team '${teamId}' does not allow model(s): ${(outside.length > 0 ? outside : [ALL_PROXY_MODELS]).join(", ")}`, "models", "model_not_in_team");
+  }
+}

@@ -1,0 +1,59 @@
+import { z } from "zod";
+import { durationField, ID, LIMIT, metadata, text } from "../keys/key-schemas.js";
+
+/**
+ * Request bodies of the /team admin routes, LiteLLM's field names. Unknown fields are refused with a 400 that
+ * names them, except LiteLLM team fields Gatehouse does not use, accepted and ignored (docs/teams.md).
+ */
+const IGNORED_LITELLM_TEAM_FIELDS = [
+  "organization_id",
+  "tags",
+  "model_aliases",
+  "guardrails",
+  "object_permission",
+  "team_member_permissions",
+  "model_rpm_limit",
+  "model_tpm_limit",
+] as const;
+
+const member = z
+  .object({
+    user_id: ID.optional(),
+    user_email: text().nullable().optional(),
+    role: z.enum(["admin", "user"]).default("user"),
+  })
+  .strict()
+  .refine((m) => m.user_id !== undefined || m.user_email !== undefined, { message: "a member needs a user_id (or a user_email)" });
+
+const teamFields = {
+  team_alias: text().nullable().optional(),
+  models: z.array(text()).max(1_000).optional(),
+  max_budget: z.number().finite().nonnegative().nullable().optional(),
+  budget_duration: durationField(["s", "m", "h", "d"]).nullable().optional(),
+  tpm_limit: LIMIT.nullable().optional(),
+  rpm_limit: LIMIT.nullable().optional(),
+  max_parallel_requests: LIMIT.max(2_147_483_647).nullable().optional(),
+  metadata: metadata.nullable().optional(),
+  blocked: z.boolean().optional(),
+  members_with_roles: z.array(member).max(10_000).optional(),
+  ...Object.fromEntries(IGNORED_LITELLM_TEAM_FIELDS.map((f) => [f, z.unknown().optional()])),
+};
+
+export const newTeamSchema = z.object({ ...teamFields, team_id: ID.optional() }).strict();
+export const updateTeamSchema = z.object({ ...teamFields, team_id: ID }).strict();
+export const teamRefSchema = z.object({ team_id: ID }).strict();
+export const deleteTeamsSchema = z.object({ team_ids: z.array(ID).min(1).max(1_000) }).strict();
+export const memberAddSchema = z.object({ team_id: ID, member: z.union([member, z.array(member).min(1).max(1_000)]) }).strict();
+export const memberDeleteSchema = z
+  .object({ team_id: ID, user_id: ID.optional(), user_email: text().optional() })
+  .strict()
+  .refine((b) => b.user_id !== undefined || b.user_email !== undefined, { message: 'give "user_id" or "user_email"' });
+export const teamInfoQuerySchema = z.object({ team_id: ID });
+export const listTeamsQuerySchema = z.object({
+  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
+  size: z.coerce.number().int().min(1).max(100).default(100),
+});
+
+export type NewTeamRequest = z.infer<typeof newTeamSchema>;
+export type UpdateTeamRequest = z.infer<typeof updateTeamSchema>;
+export type TeamMemberInput = z.infer<typeof member>;
