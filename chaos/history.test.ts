@@ -76,7 +76,15 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
       slowable: ["B", "C"],
       adminPauseMs: 3_000,
       faults: ["one replica: Postgres answers +3 s and Redis unreachable, 8 s"],
-      mix: { toggle: 1, regenerate: 0, block: 0, unblock: 0, update: 0, generate: 0, delete: 0, race: 0, end_grace: 0, reset_spend: 0, invalid: 0 },
+      mix: { toggle: 1, team_block: 0, team_unblock: 0, regenerate: 0, block: 0, unblock: 0, update: 0, generate: 0, delete: 0, race: 0, end_grace: 0, reset_spend: 0, invalid: 0 },
+    },
+  },
+  {
+    bug: "team-stale",
+    expects: /accepted a key that was not valid|rejected a valid key/,
+    profile: {
+      faults: [],
+      mix: { team_block: 10, team_unblock: 10, regenerate: 2, generate: 2, block: 0, unblock: 0, update: 0, delete: 0, race: 0, end_grace: 0, reset_spend: 0, invalid: 0 },
     },
   },
 ];

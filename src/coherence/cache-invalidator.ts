@@ -1,5 +1,6 @@
 import type { L1Cache } from "../auth/l1-cache.js";
 import type { L2Cache } from "../auth/l2-cache.js";
+import { reinstated } from "../testing/reinstated-bugs.js";
 
 /**
  * The one call that makes cached copies of some token hashes stale on this replica: "invalidate this
@@ -21,7 +22,8 @@ export class CacheInvalidator {
   ) {}
 
   /** Evicts L1 synchronously, then tombstones L2; resolves when both are done, true if the tombstones were written. */
-  invalidate(tokens: readonly string[], version: number): Promise<boolean> {
+  invalidate(changed: readonly string[], version: number): Promise<boolean> {
+    const tokens = reinstated("team-stale") ? changed.filter((t) => !t.startsWith("team:")) : changed;
     this.tokens?.noteTokens(tokens);
     for (const t of tokens) {
       this.pendingTombstones.set(t, (this.pendingTombstones.get(t) ?? 0) + 1);

@@ -1,5 +1,6 @@
 /**
- * Test builds only: switches that bring back one of four coherence bugs an outside review found, so the
+ * Test builds only: switches that bring back known coherence bugs (four an outside review found, and the
+ * multi-instance bug LiteLLM's users report for teams), so the
  * history checker in chaos/ can prove that it catches each of them (docs/coherence.md, "The checker checks
  * itself"). Read once, from GATEHOUSE_TEST_REINSTATE_BUGS (comma-separated names); nothing sets it outside
  * the test harness, and a replica started with it logs a warning naming every bug it brought back.
@@ -10,8 +11,10 @@
  * - `l2-rewind`: L2 is trusted whatever Redis lost or restored (no state cursor, no repair).
  * - `joined-fill`: a request may join a database read that began before an invalidation, and a fill an
  *   invalidation cancelled is still answered from.
+ * - `team-stale`: a team's change commits its event, but replicas do not evict the team's cached record, so
+ *   the team's keys follow the old team state until the record leaves the cache.
  */
-export const REINSTATABLE_BUGS = ["delete-race", "grace-404", "l2-rewind", "joined-fill"] as const;
+export const REINSTATABLE_BUGS = ["delete-race", "grace-404", "l2-rewind", "joined-fill", "team-stale"] as const;
 export type ReinstatedBug = (typeof REINSTATABLE_BUGS)[number];
 
 const requested = new Set(

@@ -73,12 +73,15 @@ interface KeyChange {
   /** The latest this change may have committed (its request's answer). */
   atLatest: number;
   blocked: boolean;
+  /** The key's team is blocked (a team change, recorded on each of the team's keys at the team event's time). */
+  teamBlocked: boolean;
   models: string[];
   deleted: boolean;
 }
 
 interface KeyState {
   keyId: string;
+  team: string | undefined;
   current: string;
   changes: KeyChange[];
   tokens: string[];
@@ -132,7 +135,7 @@ export class Model {
     const ts = this.tokens.get(token);
     if (!ts || t < ts.from || t >= ts.until) return 401;
     const s = this.stateAt(this.keys.get(ts.keyId)!, t);
-    if (s.deleted || s.blocked) return 401;
+    if (s.deleted || s.blocked || s.teamBlocked) return 401;
     if (s.models.length > 0 && !s.models.includes(model)) return 403;
     return 200;
   }
@@ -145,8 +148,8 @@ export class Model {
     return points.filter((p) => p > from && p <= to && Number.isFinite(p));
   }
 
-  generate(token: string, keyId: string, at: number, models: string[]): void {
-    this.keys.set(keyId, { keyId, current: token, tokens: [token], changes: [{ at, atLatest: at, blocked: false, models, deleted: false }] });
+  generate(token: string, keyId: string, at: number, models: string[], team?: string, teamBlocked = false): void {
+    this.keys.set(keyId, { keyId, team, current: token, tokens: [token], changes: [{ at, atLatest: at, blocked: false, teamBlocked, models, deleted: false }] });
     this.addToken(token, keyId, at);
   }
 
@@ -243,13 +246,21 @@ export function checkHistory(
 
   // 2. The sequential history: each change, in commit order, with the meaning its request gave it.
   const applied = [...owner.entries()].sort((a, b) => a[0] - b[0]);
+  // Teams start unblocked; a team change applies to every key of the team at the team event's time.
+  const teamBlocked = new Map<string, boolean>();
   for (const [eventId, op] of applied) {
     const e = eventById.get(eventId)!;
     const at = e.at;
     // The answer came after the COMMIT; a request that never got one is bounded by the end of the run.
     const atLatest = op.status >= 200 && op.status < 300 ? Math.max(at, op.complete) : Number.POSITIVE_INFINITY;
     if (op.kind === "generate") {
-      if (op.newToken && op.keyId) model.generate(op.newToken, op.keyId, at, op.models ?? []);
+      if (op.newToken && op.keyId) model.generate(op.newToken, op.keyId, at, op.models ?? [], op.team, op.team ? (teamBlocked.get(op.team) ?? false) : false);
+      continue;
+    }
+    if (op.kind === "team_block" || op.kind === "team_unblock") {
+      const blocked = op.kind === "team_block";
+      teamBlocked.set(op.team!, blocked);
+      for (const key of model.keys.values()) if (key.team === op.team) model.change(key, at, atLatest, { teamBlocked: blocked });
       continue;
     }
     const named = op.addressed.filter((t) => model.tokens.has(t));

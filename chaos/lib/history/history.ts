@@ -8,7 +8,7 @@ import { performance } from "node:perf_hooks";
 
 export const checkerNow = (): number => performance.timeOrigin + performance.now();
 
-export type AdminKind = "generate" | "regenerate" | "end_grace" | "update" | "block" | "unblock" | "delete" | "reset_spend";
+export type AdminKind = "generate" | "regenerate" | "end_grace" | "update" | "block" | "unblock" | "delete" | "reset_spend" | "team_block" | "team_unblock";
 
 export interface AdminOp {
   type: "admin";
@@ -24,6 +24,8 @@ export interface AdminOp {
   addressed: string[];
   grace?: string;
   models?: string[];
+  /** generate: the team the key joins; team_block / team_unblock: the team changed. */
+  team?: string;
   /** Event ids from the Gatehouse-Event-Id header of a 2xx answer. */
   eventIds: number[];
   /** From a 2xx answer: the new key's token and key_id (generate, regenerate), revoke_at (regenerate). */

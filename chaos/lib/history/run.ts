@@ -41,6 +41,8 @@ export interface Profile {
 type AdminChoice = AdminKind | "race" | "invalid" | "toggle";
 
 const DEFAULT_MIX: Record<AdminChoice, number> = {
+  team_block: 3,
+  team_unblock: 3,
   regenerate: 26,
   block: 9,
   unblock: 9,
@@ -74,6 +76,9 @@ export interface RunReport {
 
 const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 const GRACES = ["0s", "2s", "1h"] as const;
+// Teams every run creates first; half the keys join one. Their models are never narrowed (a key's own model
+// changes must stay valid), so a team changes its keys' answers by being blocked and unblocked.
+const TEAMS = ["team-red", "team-blue"] as const;
 const MODEL_CHOICES: string[][] = [[], ["mock-gpt"], ["mock-embedding"], ["mock-gpt", "mock-other"]];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)]!;
@@ -332,7 +337,11 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
   }
 
   const generate = async (replica: Replica) => {
-    const op = (await adminRequest("generate", replica, "/key/generate", {}, [], { models: [] })) as AdminOp & { plaintext?: string };
+    // Half the keys join one of the run's teams: a team's block refuses all of them (one event on the team).
+    const team = Math.random() < 0.5 ? pick(TEAMS) : undefined;
+    const op = (await adminRequest("generate", replica, "/key/generate", team ? { team_id: team } : {}, [], { models: [], ...(team ? { team } : {}) })) as AdminOp & {
+      plaintext?: string;
+    };
     if (op.status === 200 && op.plaintext && op.keyId) known.push({ keyId: op.keyId, tokens: [{ key: op.plaintext, token: op.newToken! }], deleted: false, blocked: false });
   };
 
@@ -367,6 +376,11 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
 
   const adminAction = async (choice: AdminChoice, key: KnownKey | undefined, replica: Replica, raced = false): Promise<void> => {
     if (choice === "generate" || !key) return generate(replica);
+    if (choice === "team_block" || choice === "team_unblock") {
+      const team = pick(TEAMS);
+      await adminRequest(choice, replica, `/team/${choice === "team_block" ? "block" : "unblock"}`, { team_id: team }, [`team:${team}`], { team, raced });
+      return;
+    }
     const target = addressOf(key);
     switch (choice) {
       case "regenerate":
@@ -523,6 +537,10 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
   };
 
   try {
+    for (const team of TEAMS) {
+      const res = await call(cluster.replicas[0]!, "/team/new", cluster.masterKey, { team_id: team });
+      if (res.status !== 200) throw new Error(`creating team ${team} failed: ${res.status}`);
+    }
     for (let i = 0; i < profile.keys; i++) await generate(cluster.replicas[i % cluster.replicas.length]!);
     await cluster.settle();
     await Promise.all([faultLoop(), ...Array.from({ length: profile.adminWorkers }, adminWorker), ...Array.from({ length: profile.authWorkers }, authWorker)]);
