@@ -19,6 +19,7 @@ import { IdempotencyVault } from "./keys/idempotency-vault.js";
 import { KeyService } from "./keys/key-service.js";
 import { RotationService } from "./keys/rotation-service.js";
 import { TeamService } from "./teams/team-service.js";
+import { UserService } from "./users/user-service.js";
 import { LimitEnforcer } from "./limits/limit-enforcer.js";
 import { LocalLimiter } from "./limits/local-limiter.js";
 import { RedisLimiter } from "./limits/redis-limiter.js";
@@ -260,6 +261,7 @@ interface Services {
   limits: LimitEnforcer;
   keys: KeyService;
   teams: TeamService;
+  users: UserService;
   rotation: RotationService;
   providers: { openai: OpenAICompatibleProvider; mock: MockProvider };
 }
@@ -285,10 +287,11 @@ function buildServices({ masterKey, logger }: StartOptions, { settings, db, redi
   resets.seen = (keyId, generation) => limits.afterReset(keyId, generation);
   const keys = new KeyService(db, coherence, servedModels, vault, limits);
   const teams = new TeamService(db, coherence, servedModels);
+  const users = new UserService(db, coherence, servedModels);
   const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
   const openai = new OpenAICompatibleProvider(settings.upstream);
   started.push("upstream connections", () => openai.close());
-  return { models, replicas, spendLedger, limits, keys, teams, rotation, providers: { openai, mock: new MockProvider() } };
+  return { models, replicas, spendLedger, limits, keys, teams, users, rotation, providers: { openai, mock: new MockProvider() } };
 }
 
 // ── phase 4: background work ────────────────────────────────────────────────────────────────────────────
@@ -381,6 +384,7 @@ async function listen(
     masterKey: new MasterKey(masterKey),
     keys: services.keys,
     teams: services.teams,
+    users: services.users,
     rotation: services.rotation,
     coherence: caches.coherence,
     models: services.models,

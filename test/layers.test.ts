@@ -22,6 +22,7 @@ const LAYER: Record<string, number> = {
   auth: 2,
   keys: 2,
   teams: 2,
+  users: 2,
   limits: 2,
   coherence: 2,
   proxy: 2,

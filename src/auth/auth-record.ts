@@ -1,5 +1,6 @@
 import type { AuthColumns, AuthRow } from "../store/key-store.js";
 import type { TeamAuthRow } from "../store/team-store.js";
+import type { UserAuthRow } from "../store/user-store.js";
 
 /**
  * What the request path needs to know about a key: the cached copy of a `gh_keys` row, without the
@@ -77,8 +78,42 @@ export interface TeamRecord {
   version: number;
 }
 
-/** Anything the auth caches hold: a key's record (by token hash) or a team's (by `team:<team_id>`). */
-export type CachedRecord = AuthRecord | TeamRecord;
+/**
+ * What the request path needs to know about a user, cached and invalidated on its own like a team's
+ * (`userCacheKey`). A key may name a user that has no row: then there is no record and no user rule applies.
+ */
+export interface UserRecord {
+  kind: "user";
+  userId: string;
+  models: string[];
+  deleted: boolean;
+  maxBudget: number | null;
+  tpmLimit: number | null;
+  rpmLimit: number | null;
+  maxParallelRequests: number | null;
+  version: number;
+}
+
+/** Anything the auth caches hold: a key's record (by token hash), a team's (`team:<id>`) or a user's (`user:<id>`). */
+export type CachedRecord = AuthRecord | TeamRecord | UserRecord;
+
+export function userCacheKey(userId: string): string {
+  return `user:${userId}`;
+}
+
+export function userRecordFromRow(row: UserAuthRow): UserRecord {
+  return {
+    kind: "user",
+    userId: row.user_id,
+    models: row.models,
+    deleted: row.deleted,
+    maxBudget: row.max_budget,
+    tpmLimit: row.tpm_limit,
+    rpmLimit: row.rpm_limit,
+    maxParallelRequests: row.max_parallel_requests,
+    version: row.version,
+  };
+}
 
 /** The cache key of a team's record: never a token hash (64 hex digits), so the two cannot collide. */
 export function teamCacheKey(teamId: string): string {
@@ -106,9 +141,15 @@ export function teamRecordFromRow(row: TeamAuthRow): TeamRecord {
 }
 
 /**
- * May this caller use `model`? Both the key and its team must allow it: a key with models of its own is narrowed
- * by its team's list; a key with none inherits the team's (LiteLLM's rule). An empty list allows every model.
+ * May this caller use `model`? The key, its team and its user must each allow it: a key with models of its own is
+ * narrowed by its team's and its user's lists; a key with none inherits theirs (LiteLLM's rule). An empty list
+ * allows every model.
  */
-export function callerAllowsModel(key: Pick<AuthRecord, "models">, team: Pick<TeamRecord, "models"> | null, model: string): boolean {
-  return keyAllowsModel(key, model) && (team === null || keyAllowsModel(team, model));
+export function callerAllowsModel(
+  key: Pick<AuthRecord, "models">,
+  team: Pick<TeamRecord, "models"> | null,
+  model: string,
+  user: Pick<UserRecord, "models"> | null = null,
+): boolean {
+  return keyAllowsModel(key, model) && (team === null || keyAllowsModel(team, model)) && (user === null || keyAllowsModel(user, model));
 }

@@ -2,8 +2,19 @@ import type { Database } from "../store/database.js";
 import { AuthenticationError, ServiceUnavailableError, DependencyUnavailableError } from "../errors/errors.js";
 import { findKeyForAuth } from "../store/key-store.js";
 import { findTeamForAuth } from "../store/team-store.js";
+import { findUserForAuth } from "../store/user-store.js";
 import type { Queryable } from "../store/db.js";
-import { authRecordFromRow, teamCacheKey, teamRecordFromRow, type AuthRecord, type CachedRecord, type TeamRecord } from "./auth-record.js";
+import {
+  authRecordFromRow,
+  teamCacheKey,
+  teamRecordFromRow,
+  userCacheKey,
+  userRecordFromRow,
+  type AuthRecord,
+  type CachedRecord,
+  type TeamRecord,
+  type UserRecord,
+} from "./auth-record.js";
 import { hashKey } from "./key-material.js";
 import type { FillTicket, L1Cache } from "./l1-cache.js";
 import type { TokenFilter } from "./token-filter.js";
@@ -19,6 +30,8 @@ export interface AuthResult {
   level: CacheLevel;
   /** The key's team, when it has one (already checked: not blocked, not deleted). */
   team: TeamRecord | null;
+  /** The key's user, when it names one that exists (already checked: not deleted). */
+  user?: UserRecord | null;
 }
 
 /**
@@ -122,20 +135,26 @@ export class Authenticator {
     }
     this.counters[result.level === "l1-static" ? "static" : result.level]++;
     assertUsable(result.record, this.now());
-    const teamId = result.record.teamId;
+    const { teamId, userId } = result.record;
     if (teamId !== null) {
-      result.team = await this.team(teamId);
+      result.team = await this.owner(teamCacheKey(teamId), readTeam);
       assertTeamUsable(result.team, teamId);
+    }
+    if (userId !== null) {
+      result.user = await this.owner(userCacheKey(userId), readUser);
+      assertUserUsable(result.user, userId);
     }
     return result;
   }
 
-  /** A team's record, through the same caches and with the same rules as a key's; null when there is none. */
-  private async team(teamId: string): Promise<TeamRecord | null> {
-    const cacheKey = teamCacheKey(teamId);
-    const cached = this.l1.get(cacheKey) as TeamEntry | undefined;
+  /**
+   * A team's or a user's record, through the same caches and with the same rules as a key's (an invalidation
+   * overtaking a read, fail static); null when there is none.
+   */
+  private async owner<R extends TeamRecord | UserRecord>(cacheKey: string, read: RecordReader<R>): Promise<R | null> {
+    const cached = this.l1.get(cacheKey) as { record: R | null } | undefined;
     if (cached && this.l1Trusted()) return cached.record;
-    return (await this.readThrough(cacheKey, cached, readTeam))?.record ?? null;
+    return (await this.readThrough(cacheKey, cached, read))?.record ?? null;
   }
 
   /**
@@ -216,7 +235,6 @@ export class Authenticator {
 
 type Found = { record: CachedRecord; level: CacheLevel };
 type KeyEntry = { record: AuthRecord | null };
-type TeamEntry = { record: TeamRecord | null };
 /** Reads one record from Postgres by its cache key. */
 type RecordReader<R extends CachedRecord> = (q: Queryable, cacheKey: string) => Promise<R | null>;
 
@@ -229,6 +247,16 @@ const readTeam: RecordReader<TeamRecord> = async (q, cacheKey) => {
   const row = await findTeamForAuth(q, cacheKey.slice("team:".length));
   return row ? teamRecordFromRow(row) : null;
 };
+
+const readUser: RecordReader<UserRecord> = async (q, cacheKey) => {
+  const row = await findUserForAuth(q, cacheKey.slice("user:".length));
+  return row ? userRecordFromRow(row) : null;
+};
+
+/** A key of a deleted user is refused, naming the user; a user_id with no row is an implicit user (no rules). */
+export function assertUserUsable(user: UserRecord | null, userId: string): void {
+  if (user?.deleted) throw new AuthenticationError(`This key's user '${userId}' was deleted.`, "user_deleted");
+}
 
 /**
  * A key in a team is refused when its team is blocked or deleted (or missing), naming the team: one event on the

@@ -16,6 +16,8 @@ import { buildOpenApiDocument } from "./openapi.js";
 import { MasterKey as Token } from "../auth/master-key.js";
 import { adminRoutes } from "./admin-routes.js";
 import { teamRoutes } from "./team-routes.js";
+import { userRoutes } from "./user-routes.js";
+import type { UserService } from "../users/user-service.js";
 import type { TeamService } from "../teams/team-service.js";
 import { CallerAuth, requireMasterKey, requireVirtualKey } from "./auth-middleware.js";
 import { errorHandler, notFoundRoute } from "./error-handler.js";
@@ -29,6 +31,7 @@ export interface AppDeps {
   masterKey: MasterKey;
   keys: KeyService;
   teams: TeamService;
+  users: UserService;
   rotation: RotationService;
   coherence: Coherence;
   models: ModelRouter;
@@ -97,13 +100,14 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   app.use(metricsRoutes(deps.metrics, deps.masterKey, deps.metricsToken ? new Token(deps.metricsToken) : undefined, deps.hostMetrics));
   // Authenticate first, from the headers alone; only then read and parse the body (docs/security.md): an
   // unauthenticated client cannot make a replica buffer or decode megabytes.
-  app.use(["/key", "/team", "/debug"], requireMasterKey(auth));
+  app.use(["/key", "/team", "/user", "/debug"], requireMasterKey(auth));
   // The OpenAI routes themselves never reach the express app; any other path under these prefixes still
   // needs a virtual key before it learns that there is no such route.
   app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(auth));
-  app.use(["/key", "/team", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }));
+  app.use(["/key", "/team", "/user", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }));
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
   app.use(teamRoutes(deps.teams));
+  app.use(userRoutes(deps.users));
   app.use(notFoundRoute);
   app.use(errorHandler(deps.logger, deps.maxRequestBodyBytes));
   return app;

@@ -112,9 +112,9 @@ export class OpenAIRoutes {
   }
 
   private listModels(x: Exchange): void {
-    const { record, team } = x.auth!;
+    const { record, team, user = null } = x.auth!;
     const data = [];
-    for (const id of this.deps.models.modelNames()) if (callerAllowsModel(record, team, id)) data.push({ id, object: "model", created: 0, owned_by: "gatehouse" });
+    for (const id of this.deps.models.modelNames()) if (callerAllowsModel(record, team, id, user)) data.push({ id, object: "model", created: 0, owned_by: "gatehouse" });
     writeJson(x.res, 200, { object: "list", data });
   }
 
@@ -122,7 +122,7 @@ export class OpenAIRoutes {
   private retrieveModel(x: Exchange): void {
     const path = pathOf(x.req.url);
     const id = decodeURIComponent(path.slice(path.lastIndexOf("/") + 1));
-    if (!this.deps.models.modelNames().has(id) || !callerAllowsModel(x.auth!.record, x.auth!.team, id))
+    if (!this.deps.models.modelNames().has(id) || !callerAllowsModel(x.auth!.record, x.auth!.team, id, x.auth!.user))
       throw new NotFoundError(`The model '${id}' does not exist or this key may not use it.`, "model", "model_not_found");
     writeJson(x.res, 200, { id, object: "model", created: 0, owned_by: "gatehouse" });
   }
@@ -147,13 +147,10 @@ export class OpenAIRoutes {
     // anything, a key included, and unbounded label values would swamp Prometheus.
     x.model = model;
     const record = x.auth!.record;
-    if (!callerAllowsModel(record, x.auth!.team, model)) {
-      const byTeam = x.auth!.team !== null && callerAllowsModel(record, null, model);
-      throw new PermissionError(
-        byTeam ? `This key's team does not allow the model '${model}'.` : `This key is not allowed to use the model '${model}'.`,
-        "model_not_allowed",
-        "model",
-      );
+    const { team, user = null } = x.auth!;
+    if (!callerAllowsModel(record, team, model, user)) {
+      const who = !callerAllowsModel(record, null, model) ? "This key is" : team !== null && !callerAllowsModel(record, team, model) ? "This key's team is" : "This key's user is";
+      throw new PermissionError(`${who} not allowed to use the model '${model}'.`, "model_not_allowed", "model");
     }
 
     const stream = endpoint !== "embeddings" && request.stream === true;

@@ -9,6 +9,7 @@ import {
   teamRefSchema,
   updateTeamSchema,
 } from "../teams/team-schemas.js";
+import { deleteUsersSchema, listUsersQuerySchema, newUserSchema, updateUserSchema, userInfoQuerySchema } from "../users/user-schemas.js";
 import { deleteKeysSchema, generateKeySchema, keyRefSchema, listKeysQuerySchema, regenerateKeySchema, resetSpendSchema, updateKeySchema } from "../keys/key-schemas.js";
 
 /**
@@ -73,6 +74,14 @@ const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> 
   "/team/member_delete": { post: { summary: "Remove a member", security: "master", body: jsonSchema(memberDeleteSchema) }, get: undefined },
   "/team/info": { get: { summary: "A team, its first 100 keys and its key count", security: "master", query: teamInfoQuerySchema }, post: undefined },
   "/team/list": { get: { summary: "Teams, paged", security: "master", query: listTeamsQuerySchema }, post: undefined },
+  "/user/new": { post: { summary: "Create a user (and, unless auto_create_key is false, a key of theirs)", security: "master", body: jsonSchema(newUserSchema) }, get: undefined },
+  "/user/update": {
+    post: { summary: "Change a user: one event, every key of the user follows on every replica", security: "master", body: jsonSchema(updateUserSchema) },
+    get: undefined,
+  },
+  "/user/delete": { post: { summary: "Delete users and their keys (user ids are never reused)", security: "master", body: jsonSchema(deleteUsersSchema) }, get: undefined },
+  "/user/info": { get: { summary: "A user, their first 100 keys and their key count", security: "master", query: userInfoQuerySchema }, post: undefined },
+  "/user/list": { get: { summary: "Users, paged", security: "master", query: listUsersQuerySchema }, post: undefined },
   "/key/generate": { post: { summary: "Create a virtual key (honours Idempotency-Key)", security: "master", body: jsonSchema(generateKeySchema) }, get: undefined },
   "/key/update": { post: { summary: "Change a key's fields and limits", security: "master", body: jsonSchema(updateKeySchema) }, get: undefined },
   "/key/info": {

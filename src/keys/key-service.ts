@@ -21,7 +21,7 @@ import { legacyDeleteByTokens } from "./legacy-delete.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 import { allTokensOf, lockKeyByToken, lockKeysByTokens } from "./key-addressing.js";
 import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-change.js";
-import { assertTeamAccepts } from "./key-team.js";
+import { assertTeamAccepts, assertUserAccepts } from "./key-owners.js";
 import { IdempotencyFlow } from "./idempotency-flow.js";
 import type { IdempotencyVault } from "./idempotency-vault.js";
 import { toKeyPatch } from "./key-patch.js";
@@ -60,6 +60,7 @@ export class KeyService {
             if (replayed) return { result: replayed, stale: null };
             if (await findDeprecatedKey(tx, token)) throw new ConflictError("this key already exists", "key_exists", "key");
             if (patch.team_id) await assertTeamAccepts(tx, patch.team_id, patch.models ?? []);
+            if (patch.user_id) await assertUserAccepts(tx, patch.user_id, patch.models ?? []);
             const row = await insertKey(tx, { ...patch, token, key_name: keyDisplayName(plaintext) });
             const response = generatedView(plaintext, row);
             await attempt.store(tx, response);
@@ -221,6 +222,8 @@ export class KeyService {
           if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
           const teamId = patch.team_id !== undefined ? patch.team_id : target.row.team_id;
           if (teamId && (patch.team_id !== undefined || patch.models !== undefined)) await assertTeamAccepts(tx, teamId, patch.models ?? target.row.models);
+          const userId = patch.user_id !== undefined ? patch.user_id : target.row.user_id;
+          if (userId && (patch.user_id !== undefined || patch.models !== undefined)) await assertUserAccepts(tx, userId, patch.models ?? target.row.models);
           const row = (await updateKey(tx, target.row.key_id, patch))!;
           // Old keys inside their grace are cached as this key's record: they change with it.
           const tokens = await allTokensOf(tx, [row]);

@@ -8,7 +8,7 @@ import { lockRotationAdvisory } from "../store/rotation-advisory-lock.js";
 import type { Database } from "../store/database.js";
 import { lockKeyByToken } from "./key-addressing.js";
 import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-change.js";
-import { assertTeamAccepts } from "./key-team.js";
+import { assertTeamAccepts, assertUserAccepts } from "./key-owners.js";
 import { IdempotencyFlow } from "./idempotency-flow.js";
 import type { IdempotencyVault } from "./idempotency-vault.js";
 import { mapConflict } from "./key-service.js";
@@ -72,6 +72,8 @@ export class RotationService {
               const current = target.row;
               const teamId = patch.team_id !== undefined ? patch.team_id : current.team_id;
               if (teamId && (patch.team_id !== undefined || patch.models !== undefined)) await assertTeamAccepts(tx, teamId, patch.models ?? current.models);
+              const userId = patch.user_id !== undefined ? patch.user_id : current.user_id;
+              if (userId && (patch.user_id !== undefined || patch.models !== undefined)) await assertUserAccepts(tx, userId, patch.models ?? current.models);
               // A token in grace addresses its key for every other operation (docs/coherence.md #8), but not for a
               // rotation: a second client retrying "regenerate the old key" without an Idempotency-Key would rotate
               // the key once more, and concurrent regenerations must give exactly one new key (docs/coherence.md #4).

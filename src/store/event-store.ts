@@ -19,7 +19,10 @@ export type EventKind =
   | "team_update"
   | "team_block"
   | "team_unblock"
-  | "team_delete";
+  | "team_delete"
+  | "user_new"
+  | "user_update"
+  | "user_delete";
 
 export interface KeyEvent {
   id: number;

@@ -1,0 +1,46 @@
+import { z } from "zod";
+import { durationField, ID, LIMIT, metadata, text } from "../keys/key-schemas.js";
+
+/** Request bodies of the /user admin routes, LiteLLM's field names (docs/users.md). */
+const IGNORED_LITELLM_USER_FIELDS = [
+  "teams",
+  "send_invite_email",
+  "organization_id",
+  "sso_user_id",
+  "object_permission",
+  "prompts",
+  "key_alias",
+  "duration",
+  "aliases",
+  "config",
+  "permissions",
+  "allowed_cache_controls",
+  "guardrails",
+  "tags",
+] as const;
+
+const userFields = {
+  user_email: text().nullable().optional(),
+  user_alias: text().nullable().optional(),
+  user_role: z.enum(["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"]).optional(),
+  models: z.array(text()).max(1_000).optional(),
+  max_budget: z.number().finite().nonnegative().nullable().optional(),
+  budget_duration: durationField(["s", "m", "h", "d"]).nullable().optional(),
+  tpm_limit: LIMIT.nullable().optional(),
+  rpm_limit: LIMIT.nullable().optional(),
+  max_parallel_requests: LIMIT.max(2_147_483_647).nullable().optional(),
+  metadata: metadata.nullable().optional(),
+  ...Object.fromEntries(IGNORED_LITELLM_USER_FIELDS.map((f) => [f, z.unknown().optional()])),
+};
+
+export const newUserSchema = z.object({ ...userFields, user_id: ID.optional(), auto_create_key: z.boolean().default(true) }).strict();
+export const updateUserSchema = z.object({ ...userFields, user_id: ID }).strict();
+export const deleteUsersSchema = z.object({ user_ids: z.array(ID).min(1).max(1_000) }).strict();
+export const userInfoQuerySchema = z.object({ user_id: ID });
+export const listUsersQuerySchema = z.object({
+  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
+  page_size: z.coerce.number().int().min(1).max(100).default(25),
+});
+
+export type NewUserRequest = z.infer<typeof newUserSchema>;
+export type UpdateUserRequest = z.infer<typeof updateUserSchema>;

@@ -1,0 +1,144 @@
+import { randomUUID } from "node:crypto";
+import { ALL_PROXY_MODELS, userCacheKey } from "../auth/auth-record.js";
+import { generateVirtualKey, hashKey, keyDisplayName } from "../auth/key-material.js";
+import { parseDuration } from "../config/duration.js";
+import { BadRequestError, ConflictError, NotFoundError } from "../errors/errors.js";
+import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "../keys/key-change.js";
+import { keyView } from "../keys/key-view.js";
+import type { Database } from "../store/database.js";
+import { insertKey, listKeys } from "../store/key-store.js";
+import { deleteUsers, findUser, insertUser, listUsers, lockUsers, updateUser, type UserPatch, type UserRow } from "../store/user-store.js";
+import type { NewUserRequest, UpdateUserRequest } from "./user-schemas.js";
+
+/**
+ * The /user operations (LiteLLM's API). A user's record is cached on its own; every change to it — its creation
+ * included, since a replica may have cached "no such user" for a key naming it — commits one event naming
+ * `user:<user_id>`, whatever the number of the user's keys (docs/users.md).
+ */
+export class UserService {
+  constructor(
+    private readonly db: Database,
+    private readonly events: CommittedEventSink,
+    private readonly servedModels: () => ReadonlySet<string>,
+  ) {}
+
+  /** Creates a user and, unless `auto_create_key: false` (LiteLLM's default is a key), a key of theirs, in one transaction. */
+  async create(req: NewUserRequest, log?: ChangeLog) {
+    const { user_id: given, auto_create_key: withKey, ...fields } = req;
+    const userId = given ?? randomUUID();
+    const patch = this.toPatch(fields);
+    return commitKeyChange(
+      this.db,
+      this.events,
+      async (tx) => {
+        const row = await insertUser(tx, userId, patch);
+        if (!row) throw new ConflictError(`the user_id '${userId}' is taken (by a user, or by a deleted one: ids are never reused)`, "user_exists", "user_id");
+        const stale = [userCacheKey(userId)];
+        let key: ({ key: string } & ReturnType<typeof keyView>) | undefined;
+        if (withKey) {
+          const plaintext = generateVirtualKey();
+          const keyRow = await insertKey(tx, { token: hashKey(plaintext), key_name: keyDisplayName(plaintext), user_id: userId });
+          stale.push(keyRow.token);
+          key = { key: plaintext, ...keyView(keyRow) };
+        }
+        // One event: the user's record (a replica may hold "no such user") and, with it, the new key's token.
+        return {
+          result: { ...userView(row), ...(key ? { key: key.key, token: key.token, key_name: key.key_name } : {}) },
+          stale: { kind: "user_new", tokens: stale, version: row.version },
+        };
+      },
+      log,
+    );
+  }
+
+  async update(req: UpdateUserRequest, log?: ChangeLog) {
+    const { user_id: userId, ...fields } = req;
+    const patch = this.toPatch(fields);
+    return commitKeyChange(
+      this.db,
+      this.events,
+      async (tx) => {
+        const [locked] = await lockUsers(tx, [userId]);
+        if (!locked) throw new NotFoundError(`user '${userId}' not found`, "user_id", "user_not_found");
+        const row = (await updateUser(tx, userId, patch))!;
+        return { result: userView(row), stale: { kind: "user_update", tokens: [userCacheKey(userId)], version: row.version } };
+      },
+      log,
+    );
+  }
+
+  /** Deletes users and their keys; each user's id is never reused. One event per user, none per key. */
+  async delete(userIds: string[], log?: ChangeLog) {
+    return commitKeyChange(
+      this.db,
+      this.events,
+      async (tx) => {
+        const locked = await lockUsers(tx, userIds);
+        const missing = userIds.filter((id) => !locked.some((u) => u.user_id === id));
+        if (missing.length > 0) throw new NotFoundError(`user(s) not found: ${missing.join(", ")}`, "user_ids", "user_not_found");
+        const { users, keyTokens } = await deleteUsers(tx, userIds);
+        const version = Math.max(...users.map((u) => u.version));
+        return { result: { deleted_users: userIds, deleted_keys: keyTokens.length }, stale: { kind: "user_delete", tokens: users.map((u) => userCacheKey(u.user_id)), version } };
+      },
+      log,
+    );
+  }
+
+  async info(userId: string) {
+    const row = await this.db.query((q) => findUser(q, userId));
+    if (!row || row.deleted_at) throw new NotFoundError(`user '${userId}' not found`, "user_id", "user_not_found");
+    const keys = await this.db.query((q) => listKeys(q, { keyAlias: null, userId, teamId: null, page: 1, size: 100 }));
+    return { user_id: row.user_id, user_info: userView(row), keys: keys.rows.map(keyView), key_count: Number(keys.total) };
+  }
+
+  async list(page: { page: number; page_size: number }) {
+    const { rows, total } = await this.db.query((q) => listUsers(q, { limit: page.page_size, offset: (page.page - 1) * page.page_size }));
+    return { users: rows.map(userView), total, page: page.page, page_size: page.page_size, total_pages: Math.ceil(total / page.page_size) };
+  }
+
+  private toPatch(req: Omit<UpdateUserRequest, "user_id">): UserPatch {
+    const patch: UserPatch = {};
+    if (req.models !== undefined) {
+      const served = this.servedModels();
+      const unknown = req.models.filter((m) => m !== ALL_PROXY_MODELS && !served.has(m));
+      if (unknown.length > 0)
+        throw new BadRequestError(`unknown model(s): ${unknown.join(", ")}; this gateway serves ${[...served].join(", ") || "no models"}`, "models", "model_not_found");
+      patch.models = req.models;
+    }
+    if (req.user_email !== undefined) patch.user_email = req.user_email;
+    if (req.user_alias !== undefined) patch.user_alias = req.user_alias;
+    if (req.user_role !== undefined) patch.user_role = req.user_role;
+    if (req.max_budget !== undefined) patch.max_budget = req.max_budget;
+    if (req.budget_duration !== undefined) {
+      patch.budget_duration = req.budget_duration;
+      patch.budget_duration_ms = req.budget_duration === null ? null : parseDuration(req.budget_duration);
+    }
+    if (req.tpm_limit !== undefined) patch.tpm_limit = req.tpm_limit;
+    if (req.rpm_limit !== undefined) patch.rpm_limit = req.rpm_limit;
+    if (req.max_parallel_requests !== undefined) patch.max_parallel_requests = req.max_parallel_requests;
+    if (req.metadata !== undefined) patch.metadata = req.metadata ?? {};
+    return patch;
+  }
+}
+
+/** The LiteLLM-shaped JSON of a user. */
+export function userView(row: UserRow) {
+  return {
+    user_id: row.user_id,
+    user_email: row.user_email,
+    user_alias: row.user_alias,
+    user_role: row.user_role,
+    models: row.models,
+    max_budget: row.max_budget,
+    spend: row.spend,
+    budget_duration: row.budget_duration,
+    budget_reset_at: row.budget_reset_at,
+    tpm_limit: row.tpm_limit,
+    rpm_limit: row.rpm_limit,
+    max_parallel_requests: row.max_parallel_requests,
+    metadata: row.metadata,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+    version: row.version,
+  };
+}
