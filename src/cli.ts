@@ -5,7 +5,9 @@ import { ConfigError, loadSettings, type Settings } from "./config/settings.js";
 import { loadOrCreateMasterKey } from "./config/master-key-file.js";
 import { createLogger, type Logger } from "./logger.js";
 import { startGateway } from "./gateway.js";
-import { ensureDatabaseExists } from "./store/db.js";
+import { createPool, ensureDatabaseExists } from "./store/db.js";
+import { CredentialSeal } from "./models/credential-seal.js";
+import { resealCredentials } from "./models/model-service.js";
 import { migrateDirect } from "./store/migrator.js";
 import { packageVersion } from "./paths.js";
 import { parseWorkerCount, superviseWorkers, WorkerLink, workerIndex, YOUNG_GENERATION_FLAG } from "./workers.js";
@@ -15,6 +17,8 @@ const USAGE = `Usage:
                                                run a gateway replica (migrates first); --workers: N worker
                                                processes on one port (auto: one per core; default 1)
   gatehouse migrate [--config FILE]            apply database migrations and exit
+  gatehouse models reseal [--config FILE]      seal every stored model credential again with credentials.salt_key
+                                               (after a rotation; the previous key must still be configured)
   gatehouse config check FILE [--env-optional] validate a config file without starting (every problem at once;
                                                --env-optional: unset os.environ/ variables are "set at start")
   gatehouse help | --help | -h                 this text
@@ -42,7 +46,7 @@ const OPTIONS = {
   version: { type: "boolean", short: "v" },
   "env-optional": { type: "boolean" },
 } as const;
-const COMMANDS = ["start", "migrate", "config", "help", "version"];
+const COMMANDS = ["start", "migrate", "config", "models", "help", "version"];
 
 /** The closest of `candidates` to `word`, if it is close enough to be a typo. */
 function didYouMean(word: string, candidates: readonly string[]): string | undefined {
@@ -101,6 +105,23 @@ async function main(argv: string[]): Promise<number> {
       const applied = await migrateDirect(settings.databaseListenUrl);
       console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");
       return 0;
+    }
+    case "models": {
+      if (sub !== "reseal") {
+        console.error("usage: gatehouse models reseal [--config FILE]");
+        return 2;
+      }
+      const settings = loadSettings({ file: values.config });
+      if (settings.embedded) throw new ConfigError("gatehouse models reseal needs DATABASE_URL (the embedded database is in use by the running gateway)");
+      const masterKey = settings.masterKey ?? loadOrCreateMasterKey(settings.dataDir).key;
+      const pool = createPool(settings.databaseUrl, { max: 1, applicationName: "gatehouse-reseal" });
+      try {
+        const count = await resealCredentials(pool, new CredentialSeal(settings.credentials.saltKey ?? masterKey, settings.credentials.previousSaltKey));
+        console.log(`resealed ${count} model credential(s) with the current salt key`);
+        return 0;
+      } finally {
+        await pool.end();
+      }
     }
     case "config": {
       const file = fileArg ?? values.config;

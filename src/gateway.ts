@@ -27,7 +27,9 @@ import { ReplicaCount } from "./limits/replica-count.js";
 import { SpendLedger } from "./limits/spend-ledger.js";
 import { readDurableSpend } from "./store/spend-store.js";
 import { Metrics, type MetricSources } from "./metrics/metrics.js";
-import { ModelRouter } from "./proxy/model-router.js";
+import { CredentialSeal } from "./models/credential-seal.js";
+import { MODELS_CACHE_KEY, ModelRegistry } from "./models/model-registry.js";
+import { ModelService } from "./models/model-service.js";
 import { MockProvider } from "./proxy/providers/mock.js";
 import { OpenAICompatibleProvider } from "./proxy/providers/openai-compatible.js";
 import { createRedis, type GatehouseRedis } from "./redis/client.js";
@@ -97,7 +99,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       logger.warn({ bugs: reinstatedBugs() }, "TEST BUILD: known coherence bugs reinstated on purpose (GATEHOUSE_TEST_REINSTATE_BUGS); never run this in production");
     const stores = await openStores(options, started);
     const caches = await startCoherence(options, stores, started);
-    const services = buildServices(options, stores, caches, started);
+    const services = await buildServices(options, stores, caches, started);
     const background = startBackgroundWork(options, stores, caches, services, started);
     const metrics = new Metrics();
     metrics.readFrom(metricSources(stores, caches, services));
@@ -190,6 +192,8 @@ interface Caches {
   authenticator: Authenticator;
   /** Invalidation lag observations, reported to the metrics once they exist. */
   lag: LagObserver;
+  invalidator: CacheInvalidator;
+  heartbeat: { also: () => void };
 }
 
 /** Receives invalidation lags; the metrics subscribe when they are made (after this phase). */
@@ -219,6 +223,8 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
   const invalidator = new CacheInvalidator(l1, l2, tokenFilter);
   const clock = new DbClock();
   const lag = new LagObserver();
+  // Work later phases add to every heartbeat (the model registry retries a failed read there).
+  const heartbeat = { also: () => {} };
   // The guard and coherence refer to each other (the guard replays from coherence's first event id; coherence
   // reports failed tombstones to the guard): the guard is told where coherence is once it exists.
   const firstEventId = { of: (): number => 0 };
@@ -235,7 +241,10 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
     onLag: (ms: number) => lag.observe(ms),
     clock,
     onTombstoneFailed: (eventId) => l2Guard.tombstoneFailed(eventId),
-    onHeartbeat: () => void l2Guard.check(),
+    onHeartbeat: () => {
+      void l2Guard.check();
+      heartbeat.also();
+    },
     l2Status: () => l2Guard.status(),
   });
   firstEventId.of = () => coherence.firstEventId;
@@ -249,13 +258,14 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
     now: () => clock.now(),
     tokenFilter: () => (settings.auth.tokenFilterRebuildMs > 0 ? tokenFilter.current : null),
   });
-  return { l1, l2, l2Guard, tokenFilter, coherence, authenticator, lag };
+  return { l1, l2, l2Guard, tokenFilter, coherence, authenticator, lag, invalidator, heartbeat };
 }
 
 // ── phase 3: services ───────────────────────────────────────────────────────────────────────────────────
 
 interface Services {
-  models: ModelRouter;
+  models: ModelRegistry;
+  modelAdmin: ModelService;
   replicas: ReplicaCount;
   spendLedger: SpendLedger;
   limits: LimitEnforcer;
@@ -267,8 +277,21 @@ interface Services {
 }
 
 /** What the routes call: models and providers, limits and spend, the /key operations. */
-function buildServices({ masterKey, logger }: StartOptions, { settings, db, redis, redisKeys, breakers }: Stores, { coherence }: Caches, started: StartedStack): Services {
-  const models = new ModelRouter(settings.models);
+async function buildServices(
+  { masterKey, logger }: StartOptions,
+  { settings, db, redis, redisKeys, breakers }: Stores,
+  { coherence, invalidator, heartbeat }: Caches,
+  started: StartedStack,
+): Promise<Services> {
+  // Database models: read before the replica serves, dropped and read again on each model event.
+  const seal = new CredentialSeal(settings.credentials.saltKey ?? masterKey, settings.credentials.previousSaltKey);
+  const models = new ModelRegistry(settings.models, db, seal, logger);
+  await models.load();
+  invalidator.onChanged = (changed) => {
+    if (changed === "all" || changed.includes(MODELS_CACHE_KEY)) models.invalidate();
+  };
+  heartbeat.also = () => models.retry();
+  const modelAdmin = new ModelService(db, coherence, models, seal);
   const servedModels = () => models.modelNames();
   const vault = new IdempotencyVault(masterKey);
   const replicas = new ReplicaCount(settings.limits.replicaCount);
@@ -291,7 +314,7 @@ function buildServices({ masterKey, logger }: StartOptions, { settings, db, redi
   const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
   const openai = new OpenAICompatibleProvider(settings.upstream);
   started.push("upstream connections", () => openai.close());
-  return { models, replicas, spendLedger, limits, keys, teams, users, rotation, providers: { openai, mock: new MockProvider() } };
+  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers: { openai, mock: new MockProvider() } };
 }
 
 // ── phase 4: background work ────────────────────────────────────────────────────────────────────────────
@@ -388,6 +411,7 @@ async function listen(
     rotation: services.rotation,
     coherence: caches.coherence,
     models: services.models,
+    modelAdmin: services.modelAdmin,
     providers: services.providers,
     limits: services.limits,
     defaultMaxTokens: settings.limits.defaultMaxTokens,

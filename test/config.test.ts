@@ -81,7 +81,15 @@ litellm_settings:
     return row?.split(" | ").map((cell) => cell.replace(/^\| |`| \|$/g, "").trim());
   };
   // Where "unset" means something no single default can say (no database_url: embedded), which docs explain.
-  const UNSET_HAS_A_MEANING = ["database_url", "database_listen_url", "redis_url", "metrics.token", "limits.replica_count"];
+  const UNSET_HAS_A_MEANING = [
+    "database_url",
+    "database_listen_url",
+    "redis_url",
+    "metrics.token",
+    "limits.replica_count",
+    "credentials.salt_key",
+    "credentials.previous_salt_key",
+  ];
 
   it("every setting in the schema has a default (the one documented) and a variable named by the rule", () => {
     for (const leaf of settingLeaves()) {

@@ -23,6 +23,7 @@ const LAYER: Record<string, number> = {
   keys: 2,
   teams: 2,
   users: 2,
+  models: 2,
   limits: 2,
   coherence: 2,
   proxy: 2,

@@ -13,6 +13,11 @@ import { reinstated } from "../testing/reinstated-bugs.js";
  */
 export class CacheInvalidator {
   private readonly pendingTombstones = new Map<string, number>();
+  /**
+   * Told of every cache key an applied event names, or "all" when events were missed: for what is kept outside
+   * L1/L2 (the database models, models/model-registry.ts).
+   */
+  onChanged: (changed: readonly string[] | "all") => void = () => {};
 
   constructor(
     private readonly l1: L1Cache,
@@ -24,6 +29,7 @@ export class CacheInvalidator {
   /** Evicts L1 synchronously, then tombstones L2; resolves when both are done, true if the tombstones were written. */
   invalidate(changed: readonly string[], version: number): Promise<boolean> {
     const tokens = reinstated("team-stale") ? changed.filter((t) => !t.startsWith("team:")) : changed;
+    this.onChanged(tokens);
     this.tokens?.noteTokens(tokens);
     for (const t of tokens) {
       this.pendingTombstones.set(t, (this.pendingTombstones.get(t) ?? 0) + 1);
@@ -46,6 +52,7 @@ export class CacheInvalidator {
   /** When events may have been missed and cannot be replayed: forget every L1 entry. */
   dropL1(): void {
     this.l1.clear();
+    this.onChanged("all");
     void this.tokens?.rebuild();
   }
 }

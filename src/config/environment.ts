@@ -20,6 +20,8 @@ const ALIASES: Record<string, readonly string[]> = {
   "rotation.default_grace_period": ["GATEHOUSE_DEFAULT_GRACE_PERIOD"],
   "rotation.max_grace_period": ["GATEHOUSE_MAX_GRACE_PERIOD"],
   "shutdown.drain_timeout_ms": ["GATEHOUSE_DRAIN_TIMEOUT_MS"],
+  // The name LiteLLM's users know (LITELLM_SALT_KEY), in Gatehouse's namespace.
+  "credentials.salt_key": ["GATEHOUSE_SALT_KEY"],
 };
 
 /** An empty variable means "unset", except here: an empty Redis prefix is a real choice. */

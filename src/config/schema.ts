@@ -126,6 +126,16 @@ const upkeep = section({
     .default(25 * 3_600_000),
 });
 
+/**
+ * The key that seals upstream credentials of models added through the API (AES-256-GCM, docs/models.md).
+ * Unset: derived from the master key. To rotate: set the new key, move the old one to `previous_salt_key`, run
+ * `gatehouse models reseal`, then drop `previous_salt_key`.
+ */
+const credentials = section({
+  salt_key: z.string().min(32, "must be at least 32 characters").optional(),
+  previous_salt_key: z.string().min(32, "must be at least 32 characters").optional(),
+});
+
 const metrics = section({
   // A bearer token that may read /metrics and nothing else (the master key may too); unset: master key only.
   token: z.string().min(16, "must be at least 16 characters").optional(),
@@ -205,6 +215,7 @@ export const gatehouseSettingsSchema = z
     shutdown,
     upkeep,
     metrics,
+    credentials,
     limits,
     server,
     upstream,

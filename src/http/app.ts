@@ -6,7 +6,9 @@ import type { MasterKey } from "../auth/master-key.js";
 import type { KeyService } from "../keys/key-service.js";
 import type { RotationService } from "../keys/rotation-service.js";
 import type { Coherence } from "../coherence/coherence.js";
-import type { ModelRouter } from "../proxy/model-router.js";
+import type { ModelRegistry } from "../models/model-registry.js";
+import type { ModelService } from "../models/model-service.js";
+import { modelRoutes } from "./model-routes.js";
 import type { Provider } from "../proxy/provider.js";
 import type { ProviderName } from "../config/settings.js";
 import type { LimitEnforcer } from "../limits/limit-enforcer.js";
@@ -34,7 +36,8 @@ export interface AppDeps {
   users: UserService;
   rotation: RotationService;
   coherence: Coherence;
-  models: ModelRouter;
+  models: ModelRegistry;
+  modelAdmin: ModelService;
   providers: Record<ProviderName, Provider>;
   limits: LimitEnforcer;
   defaultMaxTokens: number;
@@ -100,14 +103,15 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   app.use(metricsRoutes(deps.metrics, deps.masterKey, deps.metricsToken ? new Token(deps.metricsToken) : undefined, deps.hostMetrics));
   // Authenticate first, from the headers alone; only then read and parse the body (docs/security.md): an
   // unauthenticated client cannot make a replica buffer or decode megabytes.
-  app.use(["/key", "/team", "/user", "/debug"], requireMasterKey(auth));
+  app.use(["/key", "/team", "/user", "/model", "/debug"], requireMasterKey(auth));
   // The OpenAI routes themselves never reach the express app; any other path under these prefixes still
   // needs a virtual key before it learns that there is no such route.
   app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(auth));
-  app.use(["/key", "/team", "/user", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }));
+  app.use(["/key", "/team", "/user", "/model", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }));
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
   app.use(teamRoutes(deps.teams));
   app.use(userRoutes(deps.users));
+  app.use(modelRoutes(deps.modelAdmin));
   app.use(notFoundRoute);
   app.use(errorHandler(deps.logger, deps.maxRequestBodyBytes));
   return app;

@@ -8,7 +8,7 @@ import { priceOf, worstCaseCharge } from "../limits/pricing.js";
 import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-meter.js";
 import type { Logger } from "../logger.js";
 import type { RouteRecorder } from "../metrics/metrics.js";
-import type { ModelRouter } from "../proxy/model-router.js";
+import type { ModelRegistry } from "../models/model-registry.js";
 import { ClientGone, type Endpoint, type Provider, type UpstreamResponse } from "../proxy/provider.js";
 import { assertRequestShape, duplicateTopLevelKey } from "../proxy/request-shape.js";
 import type { AccessLog, RequestRecord } from "./access-log.js";
@@ -30,7 +30,7 @@ export interface OpenAIRouteDeps {
   auth: CallerAuth;
   accessLog: AccessLog;
   logger: Logger;
-  models: ModelRouter;
+  models: ModelRegistry;
   providers: Record<ProviderName, Provider>;
   limits: LimitEnforcer;
   defaultMaxTokens: number;
@@ -141,7 +141,7 @@ export class OpenAIRoutes {
     if (typeof model !== "string" || model.length === 0) throw new BadRequestError("'model' is required and must be a string", "model", "missing_model");
     if (request.stream !== undefined && typeof request.stream !== "boolean") throw new BadRequestError("'stream' must be a boolean", "stream");
     assertRequestShape(endpoint, request);
-    const deployment = deps.models.pick(model);
+    const deployment = await deps.models.pick(model);
     if (!deployment) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, "model", "model_not_found");
     // Only a model this gateway serves is logged and used as a metric label: the client's string could be
     // anything, a key included, and unbounded label values would swamp Prometheus.

@@ -10,6 +10,7 @@ import {
   updateTeamSchema,
 } from "../teams/team-schemas.js";
 import { deleteUsersSchema, listUsersQuerySchema, newUserSchema, updateUserSchema, userInfoQuerySchema } from "../users/user-schemas.js";
+import { deleteModelSchema, newModelSchema, updateModelSchema } from "../models/model-schemas.js";
 import { deleteKeysSchema, generateKeySchema, keyRefSchema, listKeysQuerySchema, regenerateKeySchema, resetSpendSchema, updateKeySchema } from "../keys/key-schemas.js";
 
 /**
@@ -82,6 +83,14 @@ const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> 
   "/user/delete": { post: { summary: "Delete users and their keys (user ids are never reused)", security: "master", body: jsonSchema(deleteUsersSchema) }, get: undefined },
   "/user/info": { get: { summary: "A user, their first 100 keys and their key count", security: "master", query: userInfoQuerySchema }, post: undefined },
   "/user/list": { get: { summary: "Users, paged", security: "master", query: listUsersQuerySchema }, post: undefined },
+  "/model/new": { post: { summary: "Add a model deployment (its api_key sealed at rest, never returned)", security: "master", body: jsonSchema(newModelSchema) }, get: undefined },
+  "/model/update": { post: { summary: "Change a database model; every replica serves the change", security: "master", body: jsonSchema(updateModelSchema) }, get: undefined },
+  "/model/delete": {
+    post: { summary: "Delete a database model: every replica stops serving it and forgets its key", security: "master", body: jsonSchema(deleteModelSchema) },
+    get: undefined,
+  },
+  "/model/info": { get: { summary: "Every deployment, from the config and the database (never a key)", security: "master" }, post: undefined },
+  "/v1/model/info": { get: { summary: "The deployments the calling key may use (never a key)", security: "virtual" }, post: undefined },
   "/key/generate": { post: { summary: "Create a virtual key (honours Idempotency-Key)", security: "master", body: jsonSchema(generateKeySchema) }, get: undefined },
   "/key/update": { post: { summary: "Change a key's fields and limits", security: "master", body: jsonSchema(updateKeySchema) }, get: undefined },
   "/key/info": {

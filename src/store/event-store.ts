@@ -22,7 +22,8 @@ export type EventKind =
   | "team_delete"
   | "user_new"
   | "user_update"
-  | "user_delete";
+  | "user_delete"
+  | "model_change";
 
 export interface KeyEvent {
   id: number;

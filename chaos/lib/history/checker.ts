@@ -73,8 +73,6 @@ interface KeyChange {
   /** The latest this change may have committed (its request's answer). */
   atLatest: number;
   blocked: boolean;
-  /** The key's team is blocked (a team change, recorded on each of the team's keys at the team event's time). */
-  teamBlocked: boolean;
   models: string[];
   deleted: boolean;
 }
@@ -89,9 +87,42 @@ interface KeyState {
 
 type Expected = 200 | 401 | 403;
 
+/** A team's state from one change on (teams start unblocked). */
+interface TeamChange {
+  at: number;
+  atLatest: number;
+  blocked: boolean;
+}
+
 export class Model {
   readonly tokens = new Map<string, TokenState>();
   readonly keys = new Map<string, KeyState>();
+  /**
+   * Each team's own timeline. A replica caches a team's record apart from its keys' records, so an answer may
+   * combine a key's state at one moment with its team's state at another, each within the bound (docs/teams.md).
+   */
+  readonly teams = new Map<string, TeamChange[]>();
+
+  teamChange(team: string, at: number, atLatest: number, blocked: boolean): void {
+    const list = this.teams.get(team) ?? [{ at: Number.NEGATIVE_INFINITY, atLatest: Number.NEGATIVE_INFINITY, blocked: false }];
+    list.push({ at, atLatest, blocked });
+    this.teams.set(team, list);
+  }
+
+  teamBlockedAt(team: string | undefined, t: number): boolean {
+    if (team === undefined) return false;
+    let blocked = false;
+    for (const c of this.teams.get(team) ?? []) {
+      if (c.at <= t) blocked = c.blocked;
+      else break;
+    }
+    return blocked;
+  }
+
+  teamPoints(token: string): number[] {
+    const team = this.keyOf(token)?.team;
+    return team === undefined ? [] : (this.teams.get(team) ?? []).map((c) => c.at).filter(Number.isFinite);
+  }
 
   keyOf(token: string): KeyState | undefined {
     const t = this.tokens.get(token);
@@ -132,10 +163,17 @@ export class Model {
   }
 
   expected(token: string, t: number, model: string): Expected {
+    return this.expectedAt(token, t, t, model);
+  }
+
+  /** The answer for the key's state at `tKey` and its team's at `tTeam` (a replica may hold each from another moment). */
+  expectedAt(token: string, tKey: number, tTeam: number, model: string): Expected {
     const ts = this.tokens.get(token);
-    if (!ts || t < ts.from || t >= ts.until) return 401;
-    const s = this.stateAt(this.keys.get(ts.keyId)!, t);
-    if (s.deleted || s.blocked || s.teamBlocked) return 401;
+    if (!ts || tKey < ts.from || tKey >= ts.until) return 401;
+    const key = this.keys.get(ts.keyId)!;
+    const s = this.stateAt(key, tKey);
+    // The gateway checks the key, then its team, then the model.
+    if (s.deleted || s.blocked || this.teamBlockedAt(key.team, tTeam)) return 401;
     if (s.models.length > 0 && !s.models.includes(model)) return 403;
     return 200;
   }
@@ -144,12 +182,12 @@ export class Model {
   changePoints(token: string, from: number, to: number): number[] {
     const ts = this.tokens.get(token);
     if (!ts) return [];
-    const points = [ts.from, ts.until, ...this.keys.get(ts.keyId)!.changes.map((c) => c.at)];
+    const points = [ts.from, ts.until, ...this.keys.get(ts.keyId)!.changes.map((c) => c.at), ...this.teamPoints(token)];
     return points.filter((p) => p > from && p <= to && Number.isFinite(p));
   }
 
-  generate(token: string, keyId: string, at: number, models: string[], team?: string, teamBlocked = false): void {
-    this.keys.set(keyId, { keyId, team, current: token, tokens: [token], changes: [{ at, atLatest: at, blocked: false, teamBlocked, models, deleted: false }] });
+  generate(token: string, keyId: string, at: number, models: string[], team?: string): void {
+    this.keys.set(keyId, { keyId, team, current: token, tokens: [token], changes: [{ at, atLatest: at, blocked: false, models, deleted: false }] });
     this.addToken(token, keyId, at);
   }
 
@@ -246,21 +284,17 @@ export function checkHistory(
 
   // 2. The sequential history: each change, in commit order, with the meaning its request gave it.
   const applied = [...owner.entries()].sort((a, b) => a[0] - b[0]);
-  // Teams start unblocked; a team change applies to every key of the team at the team event's time.
-  const teamBlocked = new Map<string, boolean>();
   for (const [eventId, op] of applied) {
     const e = eventById.get(eventId)!;
     const at = e.at;
     // The answer came after the COMMIT; a request that never got one is bounded by the end of the run.
     const atLatest = op.status >= 200 && op.status < 300 ? Math.max(at, op.complete) : Number.POSITIVE_INFINITY;
     if (op.kind === "generate") {
-      if (op.newToken && op.keyId) model.generate(op.newToken, op.keyId, at, op.models ?? [], op.team, op.team ? (teamBlocked.get(op.team) ?? false) : false);
+      if (op.newToken && op.keyId) model.generate(op.newToken, op.keyId, at, op.models ?? [], op.team);
       continue;
     }
     if (op.kind === "team_block" || op.kind === "team_unblock") {
-      const blocked = op.kind === "team_block";
-      teamBlocked.set(op.team!, blocked);
-      for (const key of model.keys.values()) if (key.team === op.team) model.change(key, at, atLatest, { teamBlocked: blocked });
+      model.teamChange(op.team!, at, atLatest, op.kind === "team_block");
       continue;
     }
     const named = op.addressed.filter((t) => model.tokens.has(t));
@@ -283,7 +317,9 @@ export function checkHistory(
       const oldState = model.tokens.get(key.current)!;
       oldState.currentUntil = at;
       oldState.currentUntilLatest = atLatest;
-      if (graceMs > 0 && op.revokeAt !== undefined && (op.revokeAt < at + graceMs - slack || op.revokeAt > at + graceMs + 1_000)) {
+      // The grace starts at the commit: after the event row was written (`at`), before the answer (`complete`); a
+      // replica whose Postgres answers late takes its "now" late in that span.
+      if (graceMs > 0 && op.revokeAt !== undefined && (op.revokeAt < at + graceMs - slack || op.revokeAt > Math.max(at + 1_000, op.complete) + graceMs)) {
         violate("grace not counted from the commit", `regenerate on ${op.replica}: revoke_at ${fmt(op.revokeAt)} is not commit ${fmt(at)} + ${op.grace}`, at, [old]);
       }
       if (graceMs === 0) model.endToken(key.current, at, atLatest);
@@ -437,6 +473,8 @@ function stalenessOf(model: Model, op: AuthOp, probeModel: string): number {
   const status = op.status as Expected;
   if (model.expected(op.token, op.complete, probeModel) === status || model.expected(op.token, op.invoke, probeModel) === status) return 0;
   for (const p of model.changePoints(op.token, op.invoke, op.complete)) if (model.expected(op.token, p, probeModel) === status) return 0;
+  const teamPoints = model.teamPoints(op.token);
+  if (teamPoints.length > 0) return pairStaleness(model, op, probeModel, teamPoints);
   // Walk back through the moments the answer could have changed.
   const points = model.changePoints(op.token, Number.NEGATIVE_INFINITY, op.invoke).sort((a, b) => b - a);
   for (const p of points) {
@@ -444,6 +482,28 @@ function stalenessOf(model: Model, op: AuthOp, probeModel: string): number {
     if (model.expected(op.token, p - 1e-3, probeModel) === status) return op.invoke - p;
   }
   return Number.POSITIVE_INFINITY;
+}
+
+/**
+ * A key in a team: its record and its team's are cached apart, so the answer may combine the key's state at one
+ * moment with the team's at another. Its staleness is that of the older of the two, minimised over the moments
+ * either could have been read at (each change point, or just before it, up to the request's end).
+ */
+function pairStaleness(model: Model, op: AuthOp, probeModel: string, teamPoints: number[]): number {
+  const status = op.status as Expected;
+  const candidates = (points: number[]) => [op.complete, op.invoke, ...points.filter((p) => p <= op.complete).flatMap((p) => [p, p - 1e-3])];
+  const keyTimes = candidates(model.changePoints(op.token, Number.NEGATIVE_INFINITY, op.complete).filter((p) => !teamPoints.includes(p)));
+  const teamTimes = candidates(teamPoints);
+  let best = Number.POSITIVE_INFINITY;
+  for (const tk of keyTimes) {
+    const keyAge = Math.max(0, op.invoke - tk);
+    if (keyAge >= best) continue;
+    for (const tt of teamTimes) {
+      const age = Math.max(keyAge, op.invoke - tt, 0);
+      if (age < best && model.expectedAt(op.token, tk, tt, probeModel) === status) best = age;
+    }
+  }
+  return best;
 }
 
 function boundFor(op: Op, faults: FaultWindow[], o: CheckerOptions): number {
@@ -499,6 +559,11 @@ const fmt = (t: number) => new Date(t).toISOString().slice(11, 23);
 function windowOf(ops: Op[], model: Model, tokens: string[], at: number, replica?: string): string[] {
   const keyTokens = new Set<string>(tokens);
   for (const t of tokens) for (const kt of model.keyOf(t)?.tokens ?? []) keyTokens.add(kt);
+  // A key's team changes are part of its history.
+  for (const t of tokens) {
+    const team = model.keyOf(t)?.team;
+    if (team !== undefined) keyTokens.add(`team:${team}`);
+  }
   const lines = ops
     .filter((o) => o.complete >= at - 3_000 && o.invoke <= at + 500)
     .filter((o) =>
@@ -510,7 +575,12 @@ function windowOf(ops: Op[], model: Model, tokens: string[], at: number, replica
     .map((o) => {
       const span = `${fmt(o.invoke)}–${fmt(o.complete)}`;
       if (o.type === "auth") return `${span} ${o.replica} authenticate ${short(o.token)} → ${o.status}${o.code ? ` ${o.code}` : ""}`;
-      const args = [o.addressed.map(short).join(","), o.grace ? `grace ${o.grace}` : "", o.models ? `models ${JSON.stringify(o.models)}` : "", o.raced ? "raced" : ""]
+      const args = [
+        o.addressed.map((t) => (t.startsWith("team:") ? t : short(t))).join(","),
+        o.grace ? `grace ${o.grace}` : "",
+        o.models ? `models ${JSON.stringify(o.models)}` : "",
+        o.raced ? "raced" : "",
+      ]
         .filter(Boolean)
         .join(" ");
       const out = [o.newToken ? `new ${short(o.newToken)}` : "", o.eventIds.length ? `event ${o.eventIds.join(",")}` : ""].filter(Boolean).join(" ");

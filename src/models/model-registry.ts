@@ -1,0 +1,98 @@
+import type { ModelDeployment } from "../config/schema.js";
+import { ServiceUnavailableError } from "../errors/errors.js";
+import type { Logger } from "../logger.js";
+import { ModelRouter } from "../proxy/model-router.js";
+import type { Database } from "../store/database.js";
+import { allModels, type ModelRow } from "../store/model-store.js";
+import type { CredentialSeal } from "./credential-seal.js";
+import { deploymentOf, type ApiLitellmParams } from "./model-params.js";
+
+/** The cache key a model change's event names: one for all database models (there are few of them). */
+export const MODELS_CACHE_KEY = "models:all";
+
+/**
+ * Every model this replica serves: the config file's, fixed at start, and the database's, read at start and
+ * again after each model event (docs/models.md).
+ *
+ * On an event the database models are dropped from memory **at once** — their credentials with them — and read
+ * again; a request for a model that is not in the config waits for that read (a few milliseconds) rather than be
+ * answered from what was dropped. If the read fails (Postgres unreachable), such requests get a 503 until a read
+ * succeeds (every heartbeat's catch-up retries it): a deleted model is never served from memory.
+ */
+export class ModelRegistry {
+  private router: ModelRouter;
+  private dbDeployments: Array<{ row: ModelRow; deployment: ModelDeployment }> = [];
+  /** The read in progress after an invalidation; undefined when the database models in memory are current. */
+  private reading: Promise<void> | undefined;
+  private readFailed = false;
+  private generation = 0;
+
+  constructor(
+    private readonly configDeployments: readonly ModelDeployment[],
+    private readonly db: Database,
+    private readonly seal: CredentialSeal,
+    private readonly logger: Logger,
+  ) {
+    this.router = new ModelRouter([...configDeployments]);
+  }
+
+  /** Reads the database models; at start, before the replica serves. */
+  async load(): Promise<void> {
+    await this.reload(++this.generation);
+  }
+
+  /** A model event was applied: forget the database models now, read them again. */
+  invalidate(): void {
+    const generation = ++this.generation;
+    this.dbDeployments = [];
+    this.router = new ModelRouter([...this.configDeployments]);
+    this.reading = this.reload(generation).catch((err: Error) => {
+      if (generation !== this.generation) return;
+      this.readFailed = true;
+      this.logger.warn({ err: err.message }, "reading the database models failed; requests for them get 503 until the next read succeeds");
+    });
+  }
+
+  /** The deployment for `model`; waits for a read in progress when the model is not in the config file. */
+  async pick(model: string): Promise<ModelDeployment | undefined> {
+    const now = this.router.pick(model);
+    if (now || this.reading === undefined) return now;
+    await this.reading;
+    if (this.readFailed) throw new ServiceUnavailableError("the model list is being read again and the database cannot be reached; retry shortly", 1, "model_store_unavailable");
+    return this.router.pick(model);
+  }
+
+  /** Retries a failed read (called every heartbeat). */
+  retry(): void {
+    if (this.readFailed) this.invalidate();
+  }
+
+  modelNames(): ReadonlySet<string> {
+    return this.router.modelNames();
+  }
+
+  /** Every deployment with where it comes from, for /model/info (never with its key). */
+  describe(): Array<{ source: "config" | "db"; deployment: ModelDeployment; row?: ModelRow }> {
+    return [...this.configDeployments.map((deployment) => ({ source: "config" as const, deployment })), ...this.dbDeployments.map((d) => ({ source: "db" as const, ...d }))];
+  }
+
+  private async reload(generation: number): Promise<void> {
+    const rows = await this.db.query((q) => allModels(q));
+    const loaded: Array<{ row: ModelRow; deployment: ModelDeployment }> = [];
+    for (const row of rows) {
+      try {
+        const apiKey = row.api_key_sealed ? this.seal.open(row.api_key_sealed) : undefined;
+        loaded.push({ row, deployment: deploymentOf(row.model_name, row.params as ApiLitellmParams, apiKey) });
+      } catch (err) {
+        // One unreadable row (sealed with a key this replica lacks) must not take the others down.
+        this.logger.error({ model_id: row.model_id, model_name: row.model_name, err: (err as Error).message }, "a database model cannot be served");
+      }
+    }
+    // A newer invalidation started another read: this one is already out of date.
+    if (generation !== this.generation) return;
+    this.dbDeployments = loaded;
+    this.router = new ModelRouter([...this.configDeployments, ...loaded.map((d) => d.deployment)]);
+    this.reading = undefined;
+    this.readFailed = false;
+  }
+}

@@ -1,0 +1,92 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateKey, startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
+import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js";
+import { api, chatBody, openAIError } from "./helpers/http.js";
+import { waitFor } from "./helpers/services.js";
+
+/** Models added, changed and deleted through the API, on 3 replica processes (docs/models.md). */
+let cluster: Cluster;
+let upstream: FakeUpstream;
+let A: Replica;
+let B: Replica;
+let C: Replica;
+const SECRET = "sk-upstream-secret-0123456789abcdef";
+const ROTATED = "sk-upstream-rotated-0123456789abcdef";
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+  cluster = await startCluster({ size: 3 });
+  [A, B, C] = cluster.replicas as [Replica, Replica, Replica];
+}, 60_000);
+afterAll(async () => {
+  await cluster?.close();
+  await upstream?.close();
+});
+
+async function everywhere(key: string, model: string, check: (res: { status: number; body: any }) => boolean, what: string) {
+  for (const r of cluster.replicas) {
+    await waitFor(async () => check(await api(r.url, "/v1/chat/completions", { key, body: chatBody(model) })), { timeoutMs: 2_000, intervalMs: 10, what: `${r.name}: ${what}` });
+  }
+}
+
+describe("database models on 3 replicas", () => {
+  it("a model added on one replica is served by every replica, with its key, which no answer, row or log shows", async () => {
+    const key = await generateKey(A, {});
+    // Refused first everywhere (and "no such model" remembered nowhere).
+    for (const r of cluster.replicas) expect((await api(r.url, "/v1/chat/completions", { key: key.key, body: chatBody("db-echo") })).status).toBe(404);
+    const added = await B.admin("/model/new", {
+      model_name: "db-echo",
+      litellm_params: { model: "openai/echo", api_base: `${upstream.url}/v1`, api_key: SECRET },
+      model_info: { team: "x" },
+    });
+    expect(added.status).toBe(200);
+    expect(added.body.litellm_params).toEqual({ model: "openai/echo", api_base: `${upstream.url}/v1`, api_key: "[hidden]" });
+    await everywhere(key.key, "db-echo", (res) => res.status === 200, "serve the new model");
+    const seen = upstream.requests.filter((r) => r.headers.authorization === `Bearer ${SECRET}`);
+    expect(seen.length).toBeGreaterThanOrEqual(3);
+
+    for (const path of ["/model/info", "/v1/model/info"]) {
+      const info = await C.admin(path);
+      expect(info.status).toBe(200);
+      expect(JSON.stringify(info.body)).not.toContain(SECRET);
+      expect(info.body.data.find((m: any) => m.model_name === "db-echo").model_info).toMatchObject({ id: added.body.model_id, db_model: true, team: "x" });
+    }
+    // A virtual key sees only the models it may use.
+    const narrow = await generateKey(A, { models: ["mock-gpt"] });
+    expect((await api(A.url, "/v1/model/info", { key: narrow.key })).body.data.map((m: any) => m.model_name)).toEqual(["mock-gpt"]);
+    const { rows } = await cluster.pool.query("SELECT params::text, api_key_sealed FROM gh_models WHERE model_id = $1", [added.body.model_id]);
+    expect(rows[0].params).not.toContain(SECRET);
+    expect(rows[0].api_key_sealed).toMatch(/^v1\./);
+    expect(rows[0].api_key_sealed).not.toContain(SECRET);
+    for (const r of cluster.replicas) expect(r.output.join("\n")).not.toContain(SECRET);
+    // Keys may name it now.
+    expect((await C.admin("/key/generate", { models: ["db-echo"] })).status).toBe(200);
+  });
+
+  it("an update reaches every replica (a new upstream key is used everywhere); a delete refuses the model everywhere", async () => {
+    const key = await generateKey(A, {});
+    const added = await A.admin("/model/new", { model_name: "db-rotating", litellm_params: { model: "openai/echo", api_base: `${upstream.url}/v1`, api_key: SECRET } });
+    await everywhere(key.key, "db-rotating", (res) => res.status === 200, "serve the model");
+    const updated = await C.admin("/model/update", { model_id: added.body.model_id, litellm_params: { model: "openai/echo", api_base: `${upstream.url}/v1`, api_key: ROTATED } });
+    expect(updated.status).toBe(200);
+    await everywhere(key.key, "db-rotating", (res) => res.status === 200 && res.body.echo?.authorization === `Bearer ${ROTATED}`, "send the new upstream key");
+
+    const deleted = await B.admin("/model/delete", { id: added.body.model_id });
+    expect(deleted.body).toMatchObject({ deleted: true, model_name: "db-rotating" });
+    await everywhere(key.key, "db-rotating", (res) => res.status === 404 && openAIError(res.body).code === "model_not_found", "refuse the deleted model");
+    expect((await B.admin("/model/delete", { id: added.body.model_id })).status).toBe(404);
+    expect((await A.admin("/model/info")).body.data.map((m: any) => m.model_name)).not.toContain("db-rotating");
+  });
+
+  it("bad model definitions are refused with a 400 naming the field, and nothing is written", async () => {
+    const before = (await cluster.pool.query("SELECT count(*)::int AS n FROM gh_models")).rows[0].n;
+    expect((await A.admin("/model/new", { model_name: "x", litellm_params: { model: "nope/x" } })).status).toBe(400);
+    expect((await A.admin("/model/new", { model_name: "x", litellm_params: { model: "openai/x" } })).status).toBe(400);
+    expect((await A.admin("/model/new", { model_name: "x", litellm_params: { model: "openai/x", api_base: `${upstream.url}/v1`, api_key: "os.environ/SECRET" } })).status).toBe(
+      400,
+    );
+    expect((await A.admin("/model/new", { litellm_params: { model: "mock/x" } })).status).toBe(400);
+    expect((await A.admin("/model/update", { model_name: "y" })).status).toBe(400);
+    expect((await cluster.pool.query("SELECT count(*)::int AS n FROM gh_models")).rows[0].n).toBe(before);
+  });
+});
