@@ -84,7 +84,24 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
     expects: /accepted a key that was not valid|rejected a valid key/,
     profile: {
       faults: [],
-      mix: { team_block: 10, team_unblock: 10, regenerate: 2, generate: 2, block: 0, unblock: 0, update: 0, delete: 0, race: 0, end_grace: 0, reset_spend: 0, invalid: 0 },
+      // A team state must last longer than the bound for a stale one to be told apart: one admin client, pausing.
+      adminWorkers: 1,
+      adminPauseMs: 2_500,
+      mix: {
+        team_toggle: 10,
+        team_block: 0,
+        team_unblock: 0,
+        regenerate: 2,
+        generate: 2,
+        block: 0,
+        unblock: 0,
+        update: 0,
+        delete: 0,
+        race: 0,
+        end_grace: 0,
+        reset_spend: 0,
+        invalid: 0,
+      },
     },
   },
 ];

@@ -37,8 +37,11 @@ export interface Profile {
   env?: Record<string, string>;
 }
 
-/** "toggle": block the key if the client last saw it unblocked, else unblock it (every change flips its answer). */
-type AdminChoice = AdminKind | "race" | "invalid" | "toggle";
+/**
+ * "toggle": block the key if the client last saw it unblocked, else unblock it (every change flips its answer);
+ * "team_toggle": the same for a team.
+ */
+type AdminChoice = AdminKind | "race" | "invalid" | "toggle" | "team_toggle";
 
 const DEFAULT_MIX: Record<AdminChoice, number> = {
   team_block: 3,
@@ -54,6 +57,7 @@ const DEFAULT_MIX: Record<AdminChoice, number> = {
   race: 8,
   invalid: 2,
   toggle: 0,
+  team_toggle: 0,
 };
 
 export const PROFILES: Record<string, Profile> = {
@@ -336,6 +340,8 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     return Object.assign(op, { plaintext: res.body?.key as string | undefined });
   }
 
+  /** Teams the client last saw blocked (for team_toggle). */
+  const teamsBlocked = new Set<string>();
   const generate = async (replica: Replica) => {
     // Half the keys join one of the run's teams: a team's block refuses all of them (one event on the team).
     const team = Math.random() < 0.5 ? pick(TEAMS) : undefined;
@@ -374,11 +380,17 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
   /** Any token of the key: its newest one mostly, an older one (perhaps in its grace) sometimes. */
   const addressOf = (key: KnownKey) => (Math.random() < 0.65 ? key.tokens.at(-1)! : pick(key.tokens.slice(-4)));
 
-  const adminAction = async (choice: AdminChoice, key: KnownKey | undefined, replica: Replica, raced = false): Promise<void> => {
+  const adminAction = async (choice: AdminChoice, key: KnownKey | undefined, replica: Replica, raced = false, chosenTeam?: string): Promise<void> => {
     if (choice === "generate" || !key) return generate(replica);
-    if (choice === "team_block" || choice === "team_unblock") {
+    if (choice === "team_toggle") {
       const team = pick(TEAMS);
-      await adminRequest(choice, replica, `/team/${choice === "team_block" ? "block" : "unblock"}`, { team_id: team }, [`team:${team}`], { team, raced });
+      return adminAction(teamsBlocked.has(team) ? "team_unblock" : "team_block", key, replica, raced, team);
+    }
+    if (choice === "team_block" || choice === "team_unblock") {
+      const team = chosenTeam ?? pick(TEAMS);
+      const op = await adminRequest(choice, replica, `/team/${choice === "team_block" ? "block" : "unblock"}`, { team_id: team }, [`team:${team}`], { team, raced });
+      if (op.status === 200 && choice === "team_block") teamsBlocked.add(team);
+      if (op.status === 200 && choice === "team_unblock") teamsBlocked.delete(team);
       return;
     }
     const target = addressOf(key);
