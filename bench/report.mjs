@@ -11,6 +11,7 @@ const ORDER = [
   ["limits", "Budgets and rate limits (`bench/limits.mjs`)"],
   ["unknown-keys", "Floods of unknown keys (`bench/unknown-keys.mjs`)"],
   ["workers", "Workers on one host (`bench/workers.mjs`)"],
+  ["teams", "A team of 100,000 keys (`bench/teams.mjs`)"],
 ];
 const m = machine();
 const parts = [

@@ -36,6 +36,8 @@ interface AppliedLag {
   id: number;
   lagMs: number;
   appliedAt: number;
+  /** CPU time of applying it on this replica (evictions; the L2 tombstone is a round trip, not counted), µs. */
+  applyUs: number;
 }
 
 // Recent per-event propagation lags kept for /debug/coherence and the benchmarks.
@@ -246,8 +248,9 @@ export class Coherence {
 
   /** Evicts (synchronously, inside invalidate) and records the lag at that moment; then waits for L2. */
   private async apply(event: KeyEvent): Promise<void> {
+    const started = performance.now();
     const done = this.o.invalidator.invalidate(event.tokens, event.version);
-    this.recordLag(event);
+    this.recordLag(event, (performance.now() - started) * 1000);
     if (!(await done)) this.o.onTombstoneFailed?.(event.id);
   }
 
@@ -261,12 +264,12 @@ export class Coherence {
     this.heartbeat.unref();
   }
 
-  private recordLag(event: Pick<KeyEvent, "id" | "at">): void {
+  private recordLag(event: Pick<KeyEvent, "id" | "at">, applyUs = 0): void {
     if (this.seen.has(event.id)) return;
     // Commit time is the database's clock; so is "now" (coherence/db-clock.ts).
     const now = this.o.clock.now();
     this.seen.add(event.id);
-    this.lags.push({ id: event.id, lagMs: now - event.at, appliedAt: now });
+    this.lags.push({ id: event.id, lagMs: now - event.at, appliedAt: now, applyUs });
     this.o.onLag?.(now - event.at);
     if (this.lags.length > LAG_HISTORY) this.seen.delete(this.lags.shift()!.id);
   }
