@@ -23,7 +23,8 @@ export type EventKind =
   | "user_new"
   | "user_update"
   | "user_delete"
-  | "model_change";
+  | "model_change"
+  | "import";
 
 export interface KeyEvent {
   id: number;

@@ -1,0 +1,82 @@
+import type { Queryable } from "./db.js";
+
+/**
+ * Reads a LiteLLM proxy's tables (its Prisma schema: "LiteLLM_TeamTable", "LiteLLM_UserTable",
+ * "LiteLLM_VerificationToken") and writes what they hold into Gatehouse's (`gatehouse import-litellm`,
+ * docs/litellm-migration.md). LiteLLM stores keys as the sha256 hex of the plaintext, as Gatehouse does, so keys
+ * move without anyone knowing them. Rows already present are left alone (ON CONFLICT DO NOTHING).
+ */
+
+const READ_TEAMS = `
+SELECT team_id, team_alias, COALESCE(models, '{}') AS models, max_budget, spend, tpm_limit, rpm_limit, max_parallel_requests,
+  budget_duration, blocked, metadata, members_with_roles
+FROM "LiteLLM_TeamTable" ORDER BY team_id`;
+const READ_USERS = `
+SELECT user_id, user_alias, user_email, user_role, COALESCE(models, '{}') AS models, max_budget, spend, tpm_limit, rpm_limit,
+  max_parallel_requests, budget_duration, metadata
+FROM "LiteLLM_UserTable" ORDER BY user_id`;
+const READ_KEYS = `
+SELECT token, key_name, key_alias, spend, expires, COALESCE(models, '{}') AS models, user_id, team_id, max_parallel_requests,
+  metadata, COALESCE(blocked, false) AS blocked, tpm_limit, rpm_limit, max_budget, budget_duration
+FROM "LiteLLM_VerificationToken" ORDER BY token`;
+
+export interface LiteLLMData {
+  teams: Array<Record<string, unknown>>;
+  users: Array<Record<string, unknown>>;
+  keys: Array<Record<string, unknown>>;
+}
+
+export async function readLiteLLM(source: Queryable): Promise<LiteLLMData> {
+  const [teams, users, keys] = [(await source.query(READ_TEAMS)).rows, (await source.query(READ_USERS)).rows, (await source.query(READ_KEYS)).rows];
+  return { teams, users, keys };
+}
+
+// LiteLLM's members_with_roles defaults to an empty object; Gatehouse's is a list.
+const INSERT_TEAMS = `
+INSERT INTO gh_teams (team_id, team_alias, models, max_budget, spend, tpm_limit, rpm_limit, max_parallel_requests, budget_duration,
+  blocked, metadata, members_with_roles)
+SELECT r.team_id, r.team_alias, r.models, r.max_budget, COALESCE(r.spend, 0), r.tpm_limit, r.rpm_limit, r.max_parallel_requests,
+  r.budget_duration, COALESCE(r.blocked, false), COALESCE(r.metadata, '{}'::jsonb),
+  CASE WHEN jsonb_typeof(r.members_with_roles) = 'array' THEN r.members_with_roles ELSE '[]'::jsonb END
+FROM jsonb_to_recordset($1::jsonb) AS r(team_id text, team_alias text, models text[], max_budget float8, spend float8, tpm_limit bigint,
+  rpm_limit bigint, max_parallel_requests integer, budget_duration text, blocked boolean, metadata jsonb, members_with_roles jsonb)
+ON CONFLICT DO NOTHING
+RETURNING team_id`;
+
+const INSERT_USERS = `
+INSERT INTO gh_users (user_id, user_alias, user_email, user_role, models, max_budget, spend, tpm_limit, rpm_limit, max_parallel_requests,
+  budget_duration, metadata)
+SELECT r.user_id, r.user_alias, r.user_email, COALESCE(r.user_role, 'internal_user'), r.models, r.max_budget, COALESCE(r.spend, 0),
+  r.tpm_limit, r.rpm_limit, r.max_parallel_requests, r.budget_duration, COALESCE(r.metadata, '{}'::jsonb)
+FROM jsonb_to_recordset($1::jsonb) AS r(user_id text, user_alias text, user_email text, user_role text, models text[], max_budget float8,
+  spend float8, tpm_limit bigint, rpm_limit bigint, max_parallel_requests integer, budget_duration text, metadata jsonb)
+ON CONFLICT DO NOTHING
+RETURNING user_id`;
+
+// A key of a team that is not here (not imported, or deleted) would be refused as team_deleted: it is skipped and
+// counted instead. Tokens that are not a sha256 hex are not LiteLLM hashes: skipped too.
+const INSERT_KEYS = `
+INSERT INTO gh_keys (token, key_name, key_alias, spend, expires, models, user_id, team_id, max_parallel_requests, metadata, blocked,
+  tpm_limit, rpm_limit, max_budget, budget_duration)
+SELECT r.token, COALESCE(r.key_name, 'sk-...' || right(r.token, 4)), r.key_alias, COALESCE(r.spend, 0), r.expires, r.models, r.user_id,
+  r.team_id, r.max_parallel_requests, COALESCE(r.metadata, '{}'::jsonb), COALESCE(r.blocked, false), r.tpm_limit, r.rpm_limit,
+  r.max_budget, r.budget_duration
+FROM jsonb_to_recordset($1::jsonb) AS r(token text, key_name text, key_alias text, spend float8, expires timestamptz, models text[],
+  user_id text, team_id text, max_parallel_requests integer, metadata jsonb, blocked boolean, tpm_limit bigint, rpm_limit bigint,
+  max_budget float8, budget_duration text)
+WHERE r.token ~ '^[0-9a-f]{64}$'
+  AND (r.team_id IS NULL OR EXISTS (SELECT 1 FROM gh_teams t WHERE t.team_id = r.team_id AND t.deleted_at IS NULL))
+ON CONFLICT DO NOTHING
+RETURNING token`;
+
+export async function insertImportedTeams(tx: Queryable, rows: Array<Record<string, unknown>>): Promise<string[]> {
+  return (await tx.query<{ team_id: string }>(INSERT_TEAMS, [JSON.stringify(rows)])).rows.map((r) => r.team_id);
+}
+
+export async function insertImportedUsers(tx: Queryable, rows: Array<Record<string, unknown>>): Promise<string[]> {
+  return (await tx.query<{ user_id: string }>(INSERT_USERS, [JSON.stringify(rows)])).rows.map((r) => r.user_id);
+}
+
+export async function insertImportedKeys(tx: Queryable, rows: Array<Record<string, unknown>>): Promise<string[]> {
+  return (await tx.query<{ token: string }>(INSERT_KEYS, [JSON.stringify(rows)])).rows.map((r) => r.token);
+}
