@@ -12,6 +12,7 @@ const ORDER = [
   ["unknown-keys", "Floods of unknown keys (`bench/unknown-keys.mjs`)"],
   ["workers", "Workers on one host (`bench/workers.mjs`)"],
   ["teams", "A team of 100,000 keys (`bench/teams.mjs`)"],
+  ["models", "Models added and deleted through the API (`bench/models.mjs`)"],
 ];
 const m = machine();
 const parts = [

@@ -407,7 +407,9 @@ export function checkHistory(
   // 4. Authentication answers, against the model with the bound that applied.
   // Fail static: the last 200 each replica gave each token, to tell a cached key from an unknown one.
   const lastAccepted = new Map<string, number>();
-  const changesOfKey = (token: string) => model.keyOf(token)?.changes.map((c) => c.at) ?? [];
+  // A key's record and its team's are held apart: a change of either may leave the replica without a copy it can
+  // serve when Postgres cannot answer.
+  const changesOfKey = (token: string) => [...(model.keyOf(token)?.changes.map((c) => c.at) ?? []), ...model.teamPoints(token)];
   for (const op of [...auth].sort((a, b) => a.complete - b.complete)) {
     if (op.status === 0) continue;
     result.answersChecked++;
