@@ -285,12 +285,13 @@ async function buildServices(
 ): Promise<Services> {
   // Database models: read before the replica serves, dropped and read again on each model event.
   const seal = new CredentialSeal(settings.credentials.saltKey ?? masterKey, settings.credentials.previousSaltKey);
-  const models = new ModelRegistry(settings.models, db, seal, logger);
-  await models.load();
+  const models = new ModelRegistry(settings.models, db, seal, logger, () => coherence.isFresh());
+  // Listening first, reading second: a model event applied while the first read runs makes it read again.
   invalidator.onChanged = (changed) => {
     if (changed === "all" || changed.includes(MODELS_CACHE_KEY)) models.invalidate();
   };
   heartbeat.also = () => models.retry();
+  await models.load();
   const modelAdmin = new ModelService(db, coherence, models, seal);
   const servedModels = () => models.modelNames();
   const vault = new IdempotencyVault(masterKey);

@@ -34,7 +34,7 @@ beforeAll(async () => {
       user_email text, models text[], metadata jsonb NOT NULL DEFAULT '{}', max_parallel_requests integer, tpm_limit bigint, rpm_limit bigint, budget_duration text);
     CREATE TABLE "LiteLLM_VerificationToken" (token text PRIMARY KEY, key_name text, key_alias text, spend float8 NOT NULL DEFAULT 0, expires timestamp(3),
       models text[], user_id text, team_id text, max_parallel_requests integer, metadata jsonb NOT NULL DEFAULT '{}', blocked boolean, tpm_limit bigint,
-      rpm_limit bigint, max_budget float8, budget_duration text);
+      rpm_limit bigint, max_budget float8, budget_duration text, budget_reset_at timestamp(3));
     INSERT INTO "LiteLLM_TeamTable" (team_id, team_alias, models, max_budget, spend) VALUES ('lt-team', 'imported team', '{mock-gpt}', 50, 1.5);
     INSERT INTO "LiteLLM_UserTable" (user_id, user_email, user_role, models) VALUES ('lt-user', 'lt@example.com', 'internal_user', NULL);
   `);

@@ -71,6 +71,12 @@ describe("database models on 3 replicas", () => {
     expect(updated.status).toBe(200);
     await everywhere(key.key, "db-rotating", (res) => res.status === 200 && res.body.echo?.authorization === `Bearer ${ROTATED}`, "send the new upstream key");
 
+    // A partial update merges (LiteLLM's behaviour); a new api_base needs the key again (the stored one stays home).
+    expect((await C.admin("/model/update", { model_id: added.body.model_id, litellm_params: { api_key: SECRET } })).status).toBe(200);
+    await everywhere(key.key, "db-rotating", (res) => res.status === 200 && res.body.echo?.authorization === `Bearer ${SECRET}`, "send the key given alone");
+    const moved = await C.admin("/model/update", { model_id: added.body.model_id, litellm_params: { api_base: "http://127.0.0.1:9/v1" } });
+    expect(moved.status).toBe(400);
+    expect(openAIError(moved.body).code).toBe("api_key_required");
     const deleted = await B.admin("/model/delete", { id: added.body.model_id });
     expect(deleted.body).toMatchObject({ deleted: true, model_name: "db-rotating" });
     await everywhere(key.key, "db-rotating", (res) => res.status === 404 && openAIError(res.body).code === "model_not_found", "refuse the deleted model");
@@ -87,6 +93,10 @@ describe("database models on 3 replicas", () => {
     );
     expect((await A.admin("/model/new", { litellm_params: { model: "mock/x" } })).status).toBe(400);
     expect((await A.admin("/model/update", { model_name: "y" })).status).toBe(400);
+    // Only the fields Gatehouse uses are stored: anything else could be a secret kept in clear.
+    const extra = await A.admin("/model/new", { model_name: "x", litellm_params: { model: "mock/x", extra_headers: { authorization: "Bearer leak" } } });
+    expect(extra.status).toBe(400);
+    expect(JSON.stringify(extra.body)).toContain("extra_headers");
     expect((await cluster.pool.query("SELECT count(*)::int AS n FROM gh_models")).rows[0].n).toBe(before);
   });
 });

@@ -161,7 +161,9 @@ describe("teams on 3 replicas", () => {
   it("team info, list and members, in LiteLLM's shapes", async () => {
     const team = await newTeam({ team_alias: "shapes", max_budget: 10, members_with_roles: [{ user_id: "ann", role: "admin" }] });
     await generateKey(A, { team_id: team.team_id });
-    expect((await A.admin("/team/new", { team_alias: "shapes" })).status).toBe(409);
+    const sameAlias = await A.admin("/team/new", { team_alias: "shapes" });
+    expect(sameAlias.status).toBe(409);
+    expect(openAIError(sameAlias.body).code).toBe("team_alias_exists");
     const added = await B.admin("/team/member_add", { team_id: team.team_id, member: [{ user_id: "bob" }, { user_email: "cy@example.com", role: "admin" }] });
     expect(added.status).toBe(200);
     expect(added.body.members_with_roles.map((m: { user_id: string; role: string }) => `${m.user_id}:${m.role}`)).toEqual(["ann:admin", "bob:user", "cy@example.com:admin"]);

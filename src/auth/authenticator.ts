@@ -172,7 +172,9 @@ export class Authenticator {
       return (await this.resolve(cacheKey, read)) as { record: R; level: CacheLevel } | null;
     } catch (err) {
       if (!(err instanceof DependencyUnavailableError)) throw err;
-      if (!cached?.record || (await this.l2.changedSince(cacheKey, cached.record.version))) {
+      // A team's or a user's absence is served like a record: an implicit user's keys keep working (fail static).
+      const held = cached !== undefined && (cached.record !== null || read !== (readKey as RecordReader<CachedRecord>));
+      if (!held || (await this.l2.changedSince(cacheKey, cached.record?.version ?? 0))) {
         this.counters.unavailable++;
         throw new ServiceUnavailableError(
           "Cannot verify this key right now: the key store is unavailable. Retry shortly.",
@@ -180,7 +182,7 @@ export class Authenticator {
           "key_store_unavailable",
         );
       }
-      return { record: cached.record, level: "l1-static" };
+      return cached.record === null ? null : { record: cached.record, level: "l1-static" };
     }
   }
 
@@ -216,7 +218,8 @@ export class Authenticator {
         this.l1.abandonFill(ticket);
         throw err;
       }
-      if (this.l1.completeFill(ticket, result?.record ?? null) || reinstated("joined-fill")) return result;
+      const miss = read === (readKey as RecordReader<CachedRecord>) ? "brief" : "like-a-record";
+      if (this.l1.completeFill(ticket, result?.record ?? null, miss) || reinstated("joined-fill")) return result;
       this.counters.refills++;
       if (attempt >= MAX_FILL_ATTEMPTS) throw new ServiceUnavailableError("This key is being changed right now. Retry shortly.", 1, "key_changing");
     }

@@ -53,10 +53,17 @@ export class L1Cache {
   }
 
   /** Lands the fill unless it was cancelled by an invalidation; returns whether it landed. */
-  completeFill(ticket: FillTicket, record: CachedRecord | null): boolean {
+  /**
+   * `miss`: how long "no such record" is kept. Keys keep a miss briefly (a key generated elsewhere must work at once
+   * even where its event is late); a team's or a user's absence is kept like a record, since creating one is an
+   * event that evicts it (and the replica's freshness bound covers lost events).
+   */
+  completeFill(ticket: FillTicket, record: CachedRecord | null, miss: "brief" | "like-a-record" = "brief"): boolean {
     this.endFill(ticket);
     if (ticket.cancelled) return false;
-    if (record === null) {
+    if (record === null && miss === "like-a-record") {
+      this.lru.set(ticket.hash, { record, storedAt: Date.now() });
+    } else if (record === null) {
       if (this.options.negativeTtlMs > 0) this.lru.set(ticket.hash, { record, storedAt: Date.now() }, { ttl: this.options.negativeTtlMs });
     } else {
       this.lru.set(ticket.hash, { record, storedAt: Date.now() });

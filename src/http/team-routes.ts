@@ -18,7 +18,7 @@ export function teamRoutes(teams: TeamService): Router {
   const router = Router();
   router.use("/team", collectChangeLog);
   router.post("/team/new", async (req, res) => {
-    res.json(await teams.create(parseBody(newTeamSchema, req.body)));
+    res.json(await teams.create(parseBody(newTeamSchema, req.body), changeLog(res)));
   });
   router.post("/team/update", async (req, res) => {
     res.json(await teams.update(parseBody(updateTeamSchema, req.body), changeLog(res)));

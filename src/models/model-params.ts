@@ -7,7 +7,9 @@ import { BadRequestError } from "../errors/errors.js";
  * same schema and the same provider rules, with 400s naming the field instead of config errors. `api_key` must be
  * the key itself: `os.environ/` references belong in the config file, where the operator controls the environment.
  */
-export const apiLitellmParamsSchema = litellmParamsSchema;
+// Strict: only the fields Gatehouse uses are stored. Anything else (extra headers, cloud secrets) would be kept in
+// clear and shown by /model/info, so it is refused with a 400 naming it.
+export const apiLitellmParamsSchema = litellmParamsSchema.strict();
 
 export type ApiLitellmParams = z.infer<typeof litellmParamsSchema>;
 

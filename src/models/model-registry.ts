@@ -21,6 +21,8 @@ export const MODELS_CACHE_KEY = "models:all";
  */
 export class ModelRegistry {
   private router: ModelRouter;
+  /** Config deployments only: what is served while this replica cannot vouch for its database models. */
+  private readonly configRouter: ModelRouter;
   private dbDeployments: Array<{ row: ModelRow; deployment: ModelDeployment }> = [];
   /** The read in progress after an invalidation; undefined when the database models in memory are current. */
   private reading: Promise<void> | undefined;
@@ -32,34 +34,64 @@ export class ModelRegistry {
     private readonly db: Database,
     private readonly seal: CredentialSeal,
     private readonly logger: Logger,
+    /** False while this replica may have missed events (coherence): then database models are not served. */
+    private readonly fresh: () => boolean = () => true,
   ) {
     this.router = new ModelRouter([...configDeployments]);
+    this.configRouter = new ModelRouter([...configDeployments]);
   }
 
   /** Reads the database models; at start, before the replica serves. */
   async load(): Promise<void> {
-    await this.reload(++this.generation);
+    const generation = ++this.generation;
+    const reading = this.reload(generation);
+    this.reading = reading;
+    await reading;
   }
 
   /** A model event was applied: forget the database models now, read them again. */
   invalidate(): void {
     const generation = ++this.generation;
+    this.readFailed = false;
     this.dbDeployments = [];
     this.router = new ModelRouter([...this.configDeployments]);
-    this.reading = this.reload(generation).catch((err: Error) => {
+    const reading: Promise<void> = this.reload(generation).catch((err: Error) => {
       if (generation !== this.generation) return;
       this.readFailed = true;
       this.logger.warn({ err: err.message }, "reading the database models failed; requests for them get 503 until the next read succeeds");
     });
+    this.reading = reading;
   }
 
-  /** The deployment for `model`; waits for a read in progress when the model is not in the config file. */
+  /**
+   * The deployment for `model`; waits for a read in progress when the model is not in the config file. While this
+   * replica may have missed events (Postgres or its notifications unreachable past the freshness bound), only
+   * config models are served: a database model deleted meanwhile must not be served from memory, credentials
+   * included (docs/models.md).
+   */
   async pick(model: string): Promise<ModelDeployment | undefined> {
+    if (!this.fresh()) {
+      const fromConfig = this.configRouter.pick(model);
+      if (fromConfig || !this.dbNames().has(model)) return fromConfig;
+      throw new ServiceUnavailableError(
+        "this model was added through the API and cannot be vouched for while the database is unreachable; retry shortly",
+        1,
+        "model_store_unavailable",
+      );
+    }
     const now = this.router.pick(model);
     if (now || this.reading === undefined) return now;
-    await this.reading;
+    // A newer invalidation may replace the read being waited for: wait for whichever is last.
+    for (let reading = this.reading; reading !== undefined; reading = this.reading) {
+      await reading;
+      if (reading === this.reading) break;
+    }
     if (this.readFailed) throw new ServiceUnavailableError("the model list is being read again and the database cannot be reached; retry shortly", 1, "model_store_unavailable");
     return this.router.pick(model);
+  }
+
+  private dbNames(): Set<string> {
+    return new Set(this.dbDeployments.map((d) => d.deployment.modelName));
   }
 
   /** Retries a failed read (called every heartbeat). */

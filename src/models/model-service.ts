@@ -46,10 +46,14 @@ export class ModelService {
         const current = await lockModel(tx, id);
         if (!current) throw new NotFoundError(`model '${id}' not found`, "model_id", "model_not_found");
         const name = req.model_name ?? current.model_name;
-        const given = req.litellm_params;
-        const { api_key: newKey, ...params } = given ?? (current.params as ApiLitellmParams);
+        const { api_key: newKey, ...given } = req.litellm_params ?? {};
+        const params = { ...(current.params as ApiLitellmParams), ...given } as ApiLitellmParams;
+        // A stored key goes only where it went before: a new api_base needs the key given again.
+        if (given.api_base !== undefined && given.api_base !== (current.params as ApiLitellmParams).api_base && newKey === undefined && current.api_key_sealed !== null) {
+          throw new BadRequestError("changing api_base needs api_key too: the stored key is not sent to a new host", "litellm_params.api_key", "api_key_required");
+        }
         const sealed = newKey !== undefined ? this.seal.seal(newKey) : current.api_key_sealed;
-        deploymentOf(name, { ...params, model: (params as ApiLitellmParams).model } as ApiLitellmParams, newKey);
+        deploymentOf(name, params, newKey);
         const { id: _id, ...info } = req.model_info ?? current.model_info;
         const row = (await updateModel(tx, id, { model_name: name, params, api_key_sealed: sealed, model_info: info }))!;
         return { result: modelView(row), stale: { kind: "model_change", tokens: [MODELS_CACHE_KEY], version: row.version } };

@@ -20,6 +20,7 @@ export type EventKind =
   | "team_block"
   | "team_unblock"
   | "team_delete"
+  | "team_new"
   | "user_new"
   | "user_update"
   | "user_delete"

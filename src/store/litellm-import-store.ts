@@ -16,8 +16,9 @@ SELECT user_id, user_alias, user_email, user_role, COALESCE(models, '{}') AS mod
   max_parallel_requests, budget_duration, metadata
 FROM "LiteLLM_UserTable" ORDER BY user_id`;
 const READ_KEYS = `
-SELECT token, key_name, key_alias, spend, expires, COALESCE(models, '{}') AS models, user_id, team_id, max_parallel_requests,
-  metadata, COALESCE(blocked, false) AS blocked, tpm_limit, rpm_limit, max_budget, budget_duration
+SELECT token, key_name, key_alias, spend, expires AT TIME ZONE 'UTC' AS expires, COALESCE(models, '{}') AS models, user_id, team_id,
+  max_parallel_requests, metadata, COALESCE(blocked, false) AS blocked, tpm_limit, rpm_limit, max_budget, budget_duration,
+  budget_reset_at AT TIME ZONE 'UTC' AS budget_reset_at
 FROM "LiteLLM_VerificationToken" ORDER BY token`;
 
 export interface LiteLLMData {
@@ -35,12 +36,16 @@ export async function readLiteLLM(source: Queryable): Promise<LiteLLMData> {
 const INSERT_TEAMS = `
 INSERT INTO gh_teams (team_id, team_alias, models, max_budget, spend, tpm_limit, rpm_limit, max_parallel_requests, budget_duration,
   blocked, metadata, members_with_roles)
-SELECT r.team_id, r.team_alias, r.models, r.max_budget, COALESCE(r.spend, 0), r.tpm_limit, r.rpm_limit, r.max_parallel_requests,
+SELECT r.team_id,
+  -- LiteLLM's team_alias is not unique, Gatehouse's is: the first team of an alias keeps it, the others import without.
+  CASE WHEN row_number() OVER (PARTITION BY r.team_alias ORDER BY r.team_id) = 1
+    AND NOT EXISTS (SELECT 1 FROM gh_teams t WHERE t.team_alias = r.team_alias) THEN r.team_alias END,
+  array_remove(r.models, 'all-team-models'), r.max_budget, COALESCE(r.spend, 0), r.tpm_limit, r.rpm_limit, r.max_parallel_requests,
   r.budget_duration, COALESCE(r.blocked, false), COALESCE(r.metadata, '{}'::jsonb),
   CASE WHEN jsonb_typeof(r.members_with_roles) = 'array' THEN r.members_with_roles ELSE '[]'::jsonb END
 FROM jsonb_to_recordset($1::jsonb) AS r(team_id text, team_alias text, models text[], max_budget float8, spend float8, tpm_limit bigint,
   rpm_limit bigint, max_parallel_requests integer, budget_duration text, blocked boolean, metadata jsonb, members_with_roles jsonb)
-ON CONFLICT DO NOTHING
+ON CONFLICT (team_id) DO NOTHING
 RETURNING team_id`;
 
 const INSERT_USERS = `
@@ -57,13 +62,16 @@ RETURNING user_id`;
 // counted instead. Tokens that are not a sha256 hex are not LiteLLM hashes: skipped too.
 const INSERT_KEYS = `
 INSERT INTO gh_keys (token, key_name, key_alias, spend, expires, models, user_id, team_id, max_parallel_requests, metadata, blocked,
-  tpm_limit, rpm_limit, max_budget, budget_duration)
-SELECT r.token, COALESCE(r.key_name, 'sk-...' || right(r.token, 4)), r.key_alias, COALESCE(r.spend, 0), r.expires, r.models, r.user_id,
-  r.team_id, r.max_parallel_requests, COALESCE(r.metadata, '{}'::jsonb), COALESCE(r.blocked, false), r.tpm_limit, r.rpm_limit,
-  r.max_budget, r.budget_duration
+  tpm_limit, rpm_limit, max_budget, budget_duration, budget_reset_at)
+SELECT r.token, COALESCE(r.key_name, 'sk-...' || right(r.token, 4)), r.key_alias, COALESCE(r.spend, 0), r.expires,
+  -- LiteLLM's "all-team-models" is what an empty list means here (the team's models).
+  array_remove(r.models, 'all-team-models'), r.user_id, r.team_id, r.max_parallel_requests, COALESCE(r.metadata, '{}'::jsonb),
+  COALESCE(r.blocked, false), r.tpm_limit, r.rpm_limit, r.max_budget, r.budget_duration,
+  -- A budget period must have an end, or its spend would never reset (the sweeper looks for ends).
+  CASE WHEN r.budget_duration IS NULL THEN NULL ELSE COALESCE(r.budget_reset_at, now()) END
 FROM jsonb_to_recordset($1::jsonb) AS r(token text, key_name text, key_alias text, spend float8, expires timestamptz, models text[],
   user_id text, team_id text, max_parallel_requests integer, metadata jsonb, blocked boolean, tpm_limit bigint, rpm_limit bigint,
-  max_budget float8, budget_duration text)
+  max_budget float8, budget_duration text, budget_reset_at timestamptz)
 WHERE r.token ~ '^[0-9a-f]{64}$'
   AND (r.team_id IS NULL OR EXISTS (SELECT 1 FROM gh_teams t WHERE t.team_id = r.team_id AND t.deleted_at IS NULL))
 ON CONFLICT DO NOTHING

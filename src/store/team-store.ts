@@ -56,7 +56,7 @@ INSERT INTO gh_teams (team_id, team_alias, models, max_budget, budget_duration, 
 VALUES ($1, $2, COALESCE($3::text[], '{}'), $4, $5,
   CASE WHEN $6::bigint IS NULL THEN NULL ELSE now() + $6::bigint * interval '1 millisecond' END,
   $7, $8, $9, COALESCE($10::boolean, false), COALESCE($11::jsonb, '{}'::jsonb), COALESCE($12::jsonb, '[]'::jsonb))
-ON CONFLICT DO NOTHING
+ON CONFLICT (team_id) DO NOTHING
 RETURNING *`;
 
 const UPDATE_TEAM = `

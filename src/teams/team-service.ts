@@ -11,8 +11,8 @@ import { deleteTeams, findTeam, insertTeam, listTeams, lockTeams, updateTeam, ty
 import type { NewTeamRequest, TeamMemberInput, UpdateTeamRequest } from "./team-schemas.js";
 
 /**
- * The /team operations (LiteLLM's API). Every change that alters what a team's keys may do (update, block,
- * unblock, delete) commits with **one** event naming the team's cache key (`team:<team_id>`): each replica
+ * The /team operations (LiteLLM's API). Every change that alters what a team's keys may do (creation, update,
+ * block, unblock, delete) commits with **one** event naming the team's cache key (`team:<team_id>`): each replica
  * evicts that one record, and every key of the team is checked against the new one on its next request
  * (docs/teams.md). Membership changes alter no key's rights and write no event.
  */
@@ -23,14 +23,21 @@ export class TeamService {
     private readonly servedModels: () => ReadonlySet<string>,
   ) {}
 
-  async create(req: NewTeamRequest) {
+  async create(req: NewTeamRequest, log?: ChangeLog) {
     const patch = this.toPatch(req);
     const teamId = req.team_id ?? randomUUID();
     try {
-      // No event: nothing can be cached for a team that did not exist (a key names only an existing team).
-      const row = await this.db.transaction(async (tx) => insertTeam(tx, { ...patch, team_id: teamId }));
-      if (!row) throw new ConflictError(`the team_id '${teamId}' is taken (by a team, or by a deleted one: ids are never reused)`, "team_exists", "team_id");
-      return teamView(row);
+      // An event, like every change: a replica may hold "no such team" for this id (a key that named it before).
+      return await commitKeyChange(
+        this.db,
+        this.events,
+        async (tx) => {
+          const row = await insertTeam(tx, { ...patch, team_id: teamId });
+          if (!row) throw new ConflictError(`the team_id '${teamId}' is taken (by a team, or by a deleted one: ids are never reused)`, "team_exists", "team_id");
+          return { result: teamView(row), stale: { kind: "team_new", tokens: [teamCacheKey(teamId)], version: row.version } };
+        },
+        log,
+      );
     } catch (err) {
       throw mapTeamConflict(err);
     }
