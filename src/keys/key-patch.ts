@@ -4,9 +4,32 @@ import { BadRequestError } from "../errors/errors.js";
 import type { KeyPatch } from "../store/key-store.js";
 import type { KeyFields } from "./key-schemas.js";
 
-/** Request fields → column patch. Durations become database-clock timestamps in the statement. */
-export function toKeyPatch(req: KeyFields, servedModels: ReadonlySet<string>): KeyPatch {
-  const patch: KeyPatch = {};
+/** The budget and limit fields keys, teams and users share, as a request gives them (LiteLLM's names). */
+export interface LimitFields {
+  models?: string[] | undefined;
+  max_budget?: number | null | undefined;
+  budget_duration?: string | null | undefined;
+  tpm_limit?: number | null | undefined;
+  rpm_limit?: number | null | undefined;
+  max_parallel_requests?: number | null | undefined;
+  metadata?: Record<string, unknown> | null | undefined;
+}
+
+/** The columns those fields set, in the shape every owner's store takes; durations become database-clock timestamps. */
+export interface LimitPatch {
+  models?: string[];
+  max_budget?: number | null;
+  budget_duration?: string | null;
+  budget_duration_ms?: number | null;
+  tpm_limit?: number | null;
+  rpm_limit?: number | null;
+  max_parallel_requests?: number | null;
+  metadata?: Record<string, unknown>;
+}
+
+/** The shared fields → their column patch; a model this gateway does not serve is a 400 naming it. */
+export function toLimitPatch(req: LimitFields, servedModels: ReadonlySet<string>): LimitPatch {
+  const patch: LimitPatch = {};
   if (req.models !== undefined) {
     const unknown = req.models.filter((m) => m !== ALL_PROXY_MODELS && !servedModels.has(m));
     if (unknown.length > 0) {
@@ -14,7 +37,6 @@ export function toKeyPatch(req: KeyFields, servedModels: ReadonlySet<string>): K
     }
     patch.models = req.models;
   }
-  if (req.key_alias !== undefined) patch.key_alias = req.key_alias;
   if (req.max_budget !== undefined) patch.max_budget = req.max_budget;
   if (req.budget_duration !== undefined) {
     patch.budget_duration = req.budget_duration;
@@ -24,6 +46,13 @@ export function toKeyPatch(req: KeyFields, servedModels: ReadonlySet<string>): K
   if (req.rpm_limit !== undefined) patch.rpm_limit = req.rpm_limit;
   if (req.max_parallel_requests !== undefined) patch.max_parallel_requests = req.max_parallel_requests;
   if (req.metadata !== undefined) patch.metadata = req.metadata ?? {};
+  return patch;
+}
+
+/** Request fields → column patch. Durations become database-clock timestamps in the statement. */
+export function toKeyPatch(req: KeyFields, servedModels: ReadonlySet<string>): KeyPatch {
+  const patch: KeyPatch = toLimitPatch(req, servedModels);
+  if (req.key_alias !== undefined) patch.key_alias = req.key_alias;
   if (req.user_id !== undefined) patch.user_id = req.user_id;
   if (req.team_id !== undefined) patch.team_id = req.team_id;
   if (req.duration !== undefined) patch.expires_in_ms = req.duration === null ? null : parseDuration(req.duration);

@@ -1,9 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { teamCacheKey } from "../auth/auth-record.js";
-import { parseDuration } from "../config/duration.js";
-import { BadRequestError, ConflictError, NotFoundError } from "../errors/errors.js";
-import { ALL_PROXY_MODELS } from "../auth/auth-record.js";
+import { ConflictError, NotFoundError } from "../errors/errors.js";
 import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "../keys/key-change.js";
+import { toLimitPatch } from "../keys/key-patch.js";
 import { keyView } from "../keys/key-view.js";
 import type { Database } from "../store/database.js";
 import { isUniqueViolation, listKeys } from "../store/key-store.js";
@@ -135,24 +134,8 @@ export class TeamService {
   }
 
   private toPatch(req: Omit<NewTeamRequest, "team_id">): TeamPatch {
-    const patch: TeamPatch = {};
-    if (req.models !== undefined) {
-      const served = this.servedModels();
-      const unknown = req.models.filter((m) => m !== ALL_PROXY_MODELS && !served.has(m));
-      if (unknown.length > 0)
-        throw new BadRequestError(`unknown model(s): ${unknown.join(", ")}; this gateway serves ${[...served].join(", ") || "no models"}`, "models", "model_not_found");
-      patch.models = req.models;
-    }
+    const patch: TeamPatch = toLimitPatch(req, this.servedModels());
     if (req.team_alias !== undefined) patch.team_alias = req.team_alias;
-    if (req.max_budget !== undefined) patch.max_budget = req.max_budget;
-    if (req.budget_duration !== undefined) {
-      patch.budget_duration = req.budget_duration;
-      patch.budget_duration_ms = req.budget_duration === null ? null : parseDuration(req.budget_duration);
-    }
-    if (req.tpm_limit !== undefined) patch.tpm_limit = req.tpm_limit;
-    if (req.rpm_limit !== undefined) patch.rpm_limit = req.rpm_limit;
-    if (req.max_parallel_requests !== undefined) patch.max_parallel_requests = req.max_parallel_requests;
-    if (req.metadata !== undefined) patch.metadata = req.metadata ?? {};
     if (req.blocked !== undefined) patch.blocked = req.blocked;
     if (req.members_with_roles !== undefined)
       patch.members_with_roles = req.members_with_roles.map((m) => ({ user_id: m.user_id ?? m.user_email!, user_email: m.user_email ?? null, role: m.role }));

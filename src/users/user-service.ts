@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { ALL_PROXY_MODELS, userCacheKey } from "../auth/auth-record.js";
+import { userCacheKey } from "../auth/auth-record.js";
 import { generateVirtualKey, hashKey, keyDisplayName } from "../auth/key-material.js";
-import { parseDuration } from "../config/duration.js";
-import { BadRequestError, ConflictError, NotFoundError } from "../errors/errors.js";
+import { ConflictError, NotFoundError } from "../errors/errors.js";
 import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "../keys/key-change.js";
+import { toLimitPatch } from "../keys/key-patch.js";
 import { keyView } from "../keys/key-view.js";
 import type { Database } from "../store/database.js";
 import { insertKey, listKeys } from "../store/key-store.js";
@@ -97,26 +97,10 @@ export class UserService {
   }
 
   private toPatch(req: Omit<UpdateUserRequest, "user_id">): UserPatch {
-    const patch: UserPatch = {};
-    if (req.models !== undefined) {
-      const served = this.servedModels();
-      const unknown = req.models.filter((m) => m !== ALL_PROXY_MODELS && !served.has(m));
-      if (unknown.length > 0)
-        throw new BadRequestError(`unknown model(s): ${unknown.join(", ")}; this gateway serves ${[...served].join(", ") || "no models"}`, "models", "model_not_found");
-      patch.models = req.models;
-    }
+    const patch: UserPatch = toLimitPatch(req, this.servedModels());
     if (req.user_email !== undefined) patch.user_email = req.user_email;
     if (req.user_alias !== undefined) patch.user_alias = req.user_alias;
     if (req.user_role !== undefined) patch.user_role = req.user_role;
-    if (req.max_budget !== undefined) patch.max_budget = req.max_budget;
-    if (req.budget_duration !== undefined) {
-      patch.budget_duration = req.budget_duration;
-      patch.budget_duration_ms = req.budget_duration === null ? null : parseDuration(req.budget_duration);
-    }
-    if (req.tpm_limit !== undefined) patch.tpm_limit = req.tpm_limit;
-    if (req.rpm_limit !== undefined) patch.rpm_limit = req.rpm_limit;
-    if (req.max_parallel_requests !== undefined) patch.max_parallel_requests = req.max_parallel_requests;
-    if (req.metadata !== undefined) patch.metadata = req.metadata ?? {};
     return patch;
   }
 }
