@@ -27,6 +27,7 @@ export class ModelRegistry {
   /** The read in progress after an invalidation; undefined when the database models in memory are current. */
   private reading: Promise<void> | undefined;
   private readFailed = false;
+  private knownNames: ReadonlySet<string>;
   private generation = 0;
 
   constructor(
@@ -39,6 +40,7 @@ export class ModelRegistry {
   ) {
     this.router = new ModelRouter([...configDeployments]);
     this.configRouter = new ModelRouter([...configDeployments]);
+    this.knownNames = this.router.modelNames();
   }
 
   /** Reads the database models; at start, before the replica serves. */
@@ -72,7 +74,7 @@ export class ModelRegistry {
   async pick(model: string): Promise<ModelDeployment | undefined> {
     if (!this.fresh()) {
       const fromConfig = this.configRouter.pick(model);
-      if (fromConfig || !this.dbNames().has(model)) return fromConfig;
+      if (fromConfig || !this.knownNames.has(model)) return fromConfig;
       throw new ServiceUnavailableError(
         "this model was added through the API and cannot be vouched for while the database is unreachable; retry shortly",
         1,
@@ -90,17 +92,18 @@ export class ModelRegistry {
     return this.router.pick(model);
   }
 
-  private dbNames(): Set<string> {
-    return new Set(this.dbDeployments.map((d) => d.deployment.modelName));
-  }
-
   /** Retries a failed read (called every heartbeat). */
   retry(): void {
     if (this.readFailed) this.invalidate();
   }
 
+  /**
+   * The names clients may ask for: the config's and the database's as last read. Names only, never deployments: a
+   * name stays listed while its model is being read again (a key may still be given it, /v1/models lists it), so
+   * admin writes and listings do not flicker during a reload; serving goes through pick(), which waits for the read.
+   */
   modelNames(): ReadonlySet<string> {
-    return this.router.modelNames();
+    return this.knownNames;
   }
 
   /** Every deployment with where it comes from, for /model/info (never with its key). */
@@ -124,6 +127,7 @@ export class ModelRegistry {
     if (generation !== this.generation) return;
     this.dbDeployments = loaded;
     this.router = new ModelRouter([...this.configDeployments, ...loaded.map((d) => d.deployment)]);
+    this.knownNames = this.router.modelNames();
     this.reading = undefined;
     this.readFailed = false;
   }
