@@ -294,6 +294,8 @@ export function checkHistory(
       if (op.newToken && op.keyId) model.generate(op.newToken, op.keyId, at, op.models ?? [], op.team);
       continue;
     }
+    // Teams start unblocked: creating one changes no key's answer.
+    if (op.kind === "team_new") continue;
     if (op.kind === "team_block" || op.kind === "team_unblock") {
       model.teamChange(op.team!, at, atLatest, op.kind === "team_block");
       continue;

@@ -8,7 +8,7 @@ import { performance } from "node:perf_hooks";
 
 export const checkerNow = (): number => performance.timeOrigin + performance.now();
 
-export type AdminKind = "generate" | "regenerate" | "end_grace" | "update" | "block" | "unblock" | "delete" | "reset_spend" | "team_block" | "team_unblock";
+export type AdminKind = "generate" | "regenerate" | "end_grace" | "update" | "block" | "unblock" | "delete" | "reset_spend" | "team_block" | "team_unblock" | "team_new";
 
 export interface AdminOp {
   type: "admin";

@@ -550,8 +550,9 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
 
   try {
     for (const team of TEAMS) {
-      const res = await call(cluster.replicas[0]!, "/team/new", cluster.masterKey, { team_id: team });
-      if (res.status !== 200) throw new Error(`creating team ${team} failed: ${res.status}`);
+      // Recorded like every change: creating a team commits an event the checker must find a request for.
+      const op = await adminRequest("team_new", cluster.replicas[0]!, "/team/new", { team_id: team }, [`team:${team}`], { team });
+      if (op.status !== 200) throw new Error(`creating team ${team} failed: ${op.status}`);
     }
     for (let i = 0; i < profile.keys; i++) await generate(cluster.replicas[i % cluster.replicas.length]!);
     await cluster.settle();
