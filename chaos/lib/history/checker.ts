@@ -80,6 +80,7 @@ interface KeyChange {
 interface KeyState {
   keyId: string;
   team: string | undefined;
+  user: string | undefined;
   current: string;
   changes: KeyChange[];
   tokens: string[];
@@ -186,8 +187,8 @@ export class Model {
     return points.filter((p) => p > from && p <= to && Number.isFinite(p));
   }
 
-  generate(token: string, keyId: string, at: number, models: string[], team?: string): void {
-    this.keys.set(keyId, { keyId, team, current: token, tokens: [token], changes: [{ at, atLatest: at, blocked: false, models, deleted: false }] });
+  generate(token: string, keyId: string, at: number, models: string[], team?: string, user?: string): void {
+    this.keys.set(keyId, { keyId, team, user, current: token, tokens: [token], changes: [{ at, atLatest: at, blocked: false, models, deleted: false }] });
     this.addToken(token, keyId, at);
   }
 
@@ -291,11 +292,16 @@ export function checkHistory(
     // The answer came after the COMMIT; a request that never got one is bounded by the end of the run.
     const atLatest = op.status >= 200 && op.status < 300 ? Math.max(at, op.complete) : Number.POSITIVE_INFINITY;
     if (op.kind === "generate") {
-      if (op.newToken && op.keyId) model.generate(op.newToken, op.keyId, at, op.models ?? [], op.team);
+      if (op.newToken && op.keyId) model.generate(op.newToken, op.keyId, at, op.models ?? [], op.team, op.user);
       continue;
     }
-    // Teams start unblocked: creating one changes no key's answer.
-    if (op.kind === "team_new") continue;
+    // Teams start unblocked and users are created without models: creating one changes no key's answer.
+    if (op.kind === "team_new" || op.kind === "user_new") continue;
+    // A user's delete deletes its keys, at the user event's time (replicas refuse them through the user's record).
+    if (op.kind === "user_delete") {
+      for (const key of model.keys.values()) if (key.user === op.user && !key.changes.at(-1)!.deleted) model.change(key, at, atLatest, { deleted: true });
+      continue;
+    }
     if (op.kind === "team_block" || op.kind === "team_unblock") {
       model.teamChange(op.team!, at, atLatest, op.kind === "team_block");
       continue;
@@ -402,6 +408,8 @@ export function checkHistory(
       }
     }
     if (op.status === 0) continue;
+    // A key generated for a user another client was deleting: refused, nothing written (the event check holds).
+    if (op.status === 400 && op.kind === "generate" && op.code === "user_deleted") continue;
     if (op.status === 503 && (duringFault(faults, op, options.faultTailMs, (f) => f.postgresImpaired) || op.code === "rotation_in_progress")) continue;
     violate("unexpected answer", `${op.kind} on ${op.replica} answered ${op.status} ${op.code ?? ""}`, op.complete, op.addressed);
   }

@@ -8,7 +8,20 @@ import { performance } from "node:perf_hooks";
 
 export const checkerNow = (): number => performance.timeOrigin + performance.now();
 
-export type AdminKind = "generate" | "regenerate" | "end_grace" | "update" | "block" | "unblock" | "delete" | "reset_spend" | "team_block" | "team_unblock" | "team_new";
+export type AdminKind =
+  | "generate"
+  | "regenerate"
+  | "end_grace"
+  | "update"
+  | "block"
+  | "unblock"
+  | "delete"
+  | "reset_spend"
+  | "team_block"
+  | "team_unblock"
+  | "team_new"
+  | "user_new"
+  | "user_delete";
 
 export interface AdminOp {
   type: "admin";
@@ -26,6 +39,8 @@ export interface AdminOp {
   models?: string[];
   /** generate: the team the key joins; team_block / team_unblock: the team changed. */
   team?: string;
+  /** generate: the user the key belongs to; user_new / user_delete: the user. */
+  user?: string;
   /** Event ids from the Gatehouse-Event-Id header of a 2xx answer. */
   eventIds: number[];
   /** From a 2xx answer: the new key's token and key_id (generate, regenerate), revoke_at (regenerate). */

@@ -44,6 +44,8 @@ export interface Profile {
 type AdminChoice = AdminKind | "race" | "invalid" | "toggle" | "team_toggle";
 
 const DEFAULT_MIX: Record<AdminChoice, number> = {
+  user_delete: 1,
+  user_new: 0,
   team_block: 3,
   team_unblock: 3,
   regenerate: 26,
@@ -89,6 +91,8 @@ const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length
 
 interface KnownKey {
   keyId: string;
+  /** The user it belongs to, if any (a user's delete deletes its keys). */
+  user?: string | undefined;
   /** plaintext → token hash, every token ever issued for the key, oldest first. */
   tokens: Array<{ key: string; token: string }>;
   deleted: boolean;
@@ -342,13 +346,26 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
 
   /** Teams the client last saw blocked (for team_toggle). */
   const teamsBlocked = new Set<string>();
+  /** Users created by the run and not deleted; a user's delete deletes its keys (one event on the user). */
+  const liveUsers: string[] = [];
+  let usersMade = 0;
+  const newUser = async (replica: Replica): Promise<string | undefined> => {
+    const user = `user-${++usersMade}`;
+    const op = await adminRequest("user_new", replica, "/user/new", { user_id: user, auto_create_key: false }, [`user:${user}`], { user });
+    if (op.status !== 200) return undefined;
+    liveUsers.push(user);
+    return user;
+  };
   const generate = async (replica: Replica) => {
     // Half the keys join one of the run's teams: a team's block refuses all of them (one event on the team).
     const team = Math.random() < 0.5 ? pick(TEAMS) : undefined;
-    const op = (await adminRequest("generate", replica, "/key/generate", team ? { team_id: team } : {}, [], { models: [], ...(team ? { team } : {}) })) as AdminOp & {
+    // A quarter belong to a user; now and then a new one.
+    const user = Math.random() < 0.25 ? (liveUsers.length > 0 && Math.random() < 0.7 ? pick(liveUsers) : await newUser(replica)) : undefined;
+    const body = { ...(team ? { team_id: team } : {}), ...(user ? { user_id: user } : {}) };
+    const op = (await adminRequest("generate", replica, "/key/generate", body, [], { models: [], ...(team ? { team } : {}), ...(user ? { user } : {}) })) as AdminOp & {
       plaintext?: string;
     };
-    if (op.status === 200 && op.plaintext && op.keyId) known.push({ keyId: op.keyId, tokens: [{ key: op.plaintext, token: op.newToken! }], deleted: false, blocked: false });
+    if (op.status === 200 && op.plaintext && op.keyId) known.push({ keyId: op.keyId, user, tokens: [{ key: op.plaintext, token: op.newToken! }], deleted: false, blocked: false });
   };
 
   /** A rotation, retried with its Idempotency-Key until its outcome is known (every attempt is recorded). */
@@ -382,6 +399,17 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
 
   const adminAction = async (choice: AdminChoice, key: KnownKey | undefined, replica: Replica, raced = false, chosenTeam?: string): Promise<void> => {
     if (choice === "generate" || !key) return generate(replica);
+    if (choice === "user_new") return void (await newUser(replica));
+    if (choice === "user_delete") {
+      const user = liveUsers.length > 0 ? pick(liveUsers) : undefined;
+      if (!user) return;
+      const op = await adminRequest("user_delete", replica, "/user/delete", { user_ids: [user] }, [`user:${user}`], { user, raced });
+      if (op.status === 200) {
+        liveUsers.splice(liveUsers.indexOf(user), 1);
+        for (const k of known) if (k.user === user) k.deleted = true;
+      }
+      return;
+    }
     if (choice === "team_toggle") {
       const team = pick(TEAMS);
       return adminAction(teamsBlocked.has(team) ? "team_unblock" : "team_block", key, replica, raced, team);
