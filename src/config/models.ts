@@ -38,26 +38,50 @@ export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings
 function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, warnings: string[]): ModelDeployment {
   const field = `model_list[${index}].litellm_params`;
   const params = entry.litellm_params;
+  const unknown = Object.keys(params).filter((k) => !KNOWN_LITELLM_PARAMS.has(k));
+  if (unknown.length > 0) warnings.push(`${field} (${entry.model_name}): fields ${unknown.join(", ")} are not used by Gatehouse and were ignored`);
+  try {
+    const apiKey = params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx, warnings);
+    return deploymentFromParams(entry.model_name, params, apiKey);
+  } catch (err) {
+    if (!(err instanceof DeploymentProblem)) throw err;
+    const path = err.field === "model" ? ["model_list", index, "litellm_params", "model"] : ["model_list", index, "litellm_params"];
+    throw new ConfigError(`${where(ctx, path)}: ${field}.${err.field}: ${err.message}`);
+  }
+}
+
+/** What is wrong with a model's litellm_params, and in which field (the config file and the API word it their way). */
+export class DeploymentProblem extends Error {
+  constructor(
+    readonly field: "model" | "api_base",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The deployment one model's litellm_params describe, whether from the config file or from the API
+ * (models/model-params.ts): one set of provider rules for both.
+ */
+export function deploymentFromParams(modelName: string, params: z.infer<typeof litellmParamsSchema>, apiKey: string | undefined): ModelDeployment {
   // A bare model name is an OpenAI model, on OpenAI's API unless api_base says otherwise (as in LiteLLM).
   const bare = !params.model.includes("/");
   const slash = bare ? -1 : params.model.indexOf("/");
   const provider = bare ? "openai" : params.model.slice(0, slash);
   if (!(PROVIDERS as readonly string[]).includes(provider)) {
-    throw new ConfigError(
-      `${where(ctx, ["model_list", index, "litellm_params", "model"])}: ${field}.model: provider "${provider}" is not supported; use one of ${PROVIDERS.join(", ")} (any OpenAI-compatible server works as "openai/" with api_base)`,
+    throw new DeploymentProblem(
+      "model",
+      `provider "${provider}" is not supported; use one of ${PROVIDERS.join(", ")} (any OpenAI-compatible server works as "openai/" with api_base)`,
     );
   }
-  if (provider === "openai" && !params.api_base && !bare) {
-    throw new ConfigError(`${where(ctx, ["model_list", index, "litellm_params"])}: ${field}.api_base: required for "openai/" models (e.g. https://api.openai.com/v1)`);
-  }
-  const unknown = Object.keys(params).filter((k) => !KNOWN_LITELLM_PARAMS.has(k));
-  if (unknown.length > 0) warnings.push(`${field} (${entry.model_name}): fields ${unknown.join(", ")} are not used by Gatehouse and were ignored`);
+  if (provider === "openai" && !params.api_base && !bare) throw new DeploymentProblem("api_base", 'required for "openai/" models (e.g. https://api.openai.com/v1)');
   return {
-    modelName: entry.model_name,
+    modelName,
     provider: provider as ProviderName,
     upstreamModel: params.model.slice(slash + 1),
     apiBase: (params.api_base ?? (bare ? "https://api.openai.com/v1" : undefined))?.replace(/\/+$/, ""),
-    apiKey: params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx, warnings),
+    apiKey,
     inputCostPerToken: params.input_cost_per_token ?? 0,
     outputCostPerToken: params.output_cost_per_token ?? 0,
     timeoutMs: params.timeout === undefined ? undefined : params.timeout * 1000,

@@ -83,8 +83,8 @@ export const metadata = z.record(z.string(), z.unknown()).superRefine((value, ct
   else if (JSON.stringify(value).length > MAX_METADATA_BYTES) ctx.addIssue({ code: "custom", message: `is larger than ${MAX_METADATA_BYTES} bytes` });
 });
 
-const keyFields = {
-  key_alias: text().nullable().optional(),
+/** The budget and limit fields keys, teams and users share (key-patch.ts turns them into columns: toLimitPatch). */
+export const limitFields = {
   models: z.array(text()).max(1_000).optional(),
   max_budget: z.number().finite().nonnegative().nullable().optional(),
   budget_duration: durationField(["s", "m", "h", "d"]).nullable().optional(),
@@ -92,6 +92,11 @@ const keyFields = {
   rpm_limit: LIMIT.nullable().optional(),
   max_parallel_requests: LIMIT.max(2_147_483_647).nullable().optional(),
   metadata: metadata.nullable().optional(),
+};
+
+const keyFields = {
+  key_alias: text().nullable().optional(),
+  ...limitFields,
   user_id: ID.nullable().optional(),
   team_id: ID.nullable().optional(),
   duration: durationField(["s", "m", "h", "d"]).nullable().optional(),

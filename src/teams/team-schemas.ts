@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationField, ID, LIMIT, metadata, text } from "../keys/key-schemas.js";
+import { ID, limitFields, text } from "../keys/key-schemas.js";
 
 /**
  * Request bodies of the /team admin routes, LiteLLM's field names. Unknown fields are refused with a 400 that
@@ -27,13 +27,7 @@ const member = z
 
 const teamFields = {
   team_alias: text().nullable().optional(),
-  models: z.array(text()).max(1_000).optional(),
-  max_budget: z.number().finite().nonnegative().nullable().optional(),
-  budget_duration: durationField(["s", "m", "h", "d"]).nullable().optional(),
-  tpm_limit: LIMIT.nullable().optional(),
-  rpm_limit: LIMIT.nullable().optional(),
-  max_parallel_requests: LIMIT.max(2_147_483_647).nullable().optional(),
-  metadata: metadata.nullable().optional(),
+  ...limitFields,
   blocked: z.boolean().optional(),
   members_with_roles: z.array(member).max(10_000).optional(),
   ...Object.fromEntries(IGNORED_LITELLM_TEAM_FIELDS.map((f) => [f, z.unknown().optional()])),

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationField, ID, LIMIT, metadata, text } from "../keys/key-schemas.js";
+import { ID, limitFields, text } from "../keys/key-schemas.js";
 
 /** Request bodies of the /user admin routes, LiteLLM's field names (docs/users.md). */
 const IGNORED_LITELLM_USER_FIELDS = [
@@ -23,13 +23,7 @@ const userFields = {
   user_email: text().nullable().optional(),
   user_alias: text().nullable().optional(),
   user_role: z.enum(["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"]).optional(),
-  models: z.array(text()).max(1_000).optional(),
-  max_budget: z.number().finite().nonnegative().nullable().optional(),
-  budget_duration: durationField(["s", "m", "h", "d"]).nullable().optional(),
-  tpm_limit: LIMIT.nullable().optional(),
-  rpm_limit: LIMIT.nullable().optional(),
-  max_parallel_requests: LIMIT.max(2_147_483_647).nullable().optional(),
-  metadata: metadata.nullable().optional(),
+  ...limitFields,
   ...Object.fromEntries(IGNORED_LITELLM_USER_FIELDS.map((f) => [f, z.unknown().optional()])),
 };
 
