@@ -4,7 +4,8 @@
 //     a. admit when the key's admission was prefetched (a key far from its limits whose requests come more
 //        than one Redis round trip apart: the common case, docs/limits.md "Prefetched admissions");
 //     b. admit by its own round trip (a key near a limit, or limits.prefetch 0);
-//     c. the settle Lua call (after the response, not on its path), and a bare PING for the floor.
+//     c. the settle Lua call (after the response, not on its path), and a bare PING for the floor;
+//     d. a–c again for a request with three limited levels (key + user + team): still one call each way.
 //  2. End to end, the gateway in a process of its own (as deployed) and this process as the client:
 //     sequential requests to a mock model, a key with every limit against a key with none, interleaved;
 //     the difference is what the limits add to a request. Lua calls per limited request are counted by
@@ -45,7 +46,7 @@ let replica;
 try {
   // 1. In process.
   const worst = { promptTokens: 20, completionTokens: 4_096, cost: 0.0001 };
-  const redisLimiter = new RedisLimiter(gateway.redis, new RedisKeys(ns.prefix), { read: async () => null }, 600_000, gateway.breakers.redis);
+  const redisLimiter = new RedisLimiter(gateway.redis, new RedisKeys(ns.prefix), { read: async () => ({ spend: 0, generation: "0" }) }, 600_000, gateway.breakers.redis);
   // The enforcer as a replica has it with prefetching off: every admission is its own round trip.
   const ownRoundTrip = new LimitEnforcer({
     settings: { ...settings.limits, prefetch: 0 },
@@ -67,8 +68,18 @@ try {
   };
   // Times `calls` admissions through `enforcer`, each followed by the settle the enforcer would send after
   // the response, here awaited so it can be timed too. `between` runs untimed before each admission.
-  const run = async (enforcer, calls, between) => {
-    const limits = { keyId: randomUUID(), maxBudget: 1e9, rpmLimit: 1e9, tpmLimit: 1e12, maxParallelRequests: 1_000 };
+  // A request's levels, each with every limit: its key alone, or its key, its user and its team.
+  const every = { maxBudget: 1e9, rpmLimit: 1e9, tpmLimit: 1e12, maxParallelRequests: 1_000 };
+  const requestLimits = (levels) => {
+    const keyId = randomUUID();
+    const subjects = levels.map((level) => {
+      const id = level === "key" ? keyId : randomUUID();
+      return { level, id, ledger: level === "key" ? id : `${level}:${id}`, ...every };
+    });
+    return { keyId, subjects, owners: subjects };
+  };
+  const run = async (enforcer, calls, between, levels = ["key"]) => {
+    const limits = requestLimits(levels);
     const admitUs = [];
     const settleUs = [];
     for (let i = 0; i < calls; i++) {
@@ -76,7 +87,7 @@ try {
       const a = process.hrtime.bigint();
       const lease = await enforcer.admit(limits, worst);
       const b = process.hrtime.bigint();
-      await redisLimiter.settle({ requestId: lease.requestId, keyId: limits.keyId, generation: lease.generation, cost: 0.00001, tokens: 30 });
+      await redisLimiter.settle(limits, { requestId: lease.requestId, generations: lease.generations, cost: 0.00001, tokens: 30 });
       const c = process.hrtime.bigint();
       admitUs.push(Number(b - a) / 1000);
       settleUs.push(Number(c - b) / 1000);
@@ -89,6 +100,14 @@ try {
   const prefetchedShare = (prefetcher.counters.used - usedBefore) / (CALLS + 2_000);
   await run(ownRoundTrip, 2_000, async () => {});
   const own = await run(ownRoundTrip, CALLS, async () => {});
+  // The same with three levels (key + user + team), every one with every limit: still one Lua call each way.
+  const threeLevels = ["key", "user", "team"];
+  await run(gateway.limits, 2_000, untilPrefetched, threeLevels);
+  const usedBefore3 = prefetcher.counters.used;
+  const prefetched3 = await run(gateway.limits, CALLS, untilPrefetched, threeLevels);
+  const prefetchedShare3 = (prefetcher.counters.used - usedBefore3) / CALLS;
+  await run(ownRoundTrip, 2_000, async () => {}, threeLevels);
+  const own3 = await run(ownRoundTrip, CALLS, async () => {}, threeLevels);
   // The floor: one round trip to the same Redis that does nothing.
   const pingUs = [];
   for (let i = 0; i < CALLS; i++) {
@@ -102,16 +121,21 @@ try {
   const configFile = path.join(mkdtempSync(path.join(os.tmpdir(), "gh-bench-limits-")), "config.yaml");
   writeFileSync(configFile, JSON.stringify({ model_list: [PRICED_MODEL] }));
   replica = await startReplica(env, ["--config", configFile]);
-  const newKey = async (fields) => {
-    const res = await fetch(`${replica.url}/key/generate`, {
+  const admin = async (route, fields) => {
+    const res = await fetch(`${replica.url}${route}`, {
       method: "POST",
       headers: { authorization: `Bearer ${masterKey}`, "content-type": "application/json" },
       body: JSON.stringify(fields),
     });
-    return (await res.json()).key;
+    if (res.status !== 200) throw new Error(`${route}: ${res.status} ${await res.text()}`);
+    return await res.json();
   };
+  const newKey = async (fields) => (await admin("/key/generate", fields)).key;
   const plainKey = await newKey({});
   const limitedKey = await newKey(limitedFields);
+  const team = await admin("/team/new", limitedFields);
+  const user = await admin("/user/new", { ...limitedFields, auto_create_key: false });
+  const threeLevelKey = await newKey({ ...limitedFields, team_id: team.team_id, user_id: user.user_id });
   const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "hello" }], max_tokens: 16 });
   const request = async (key) => {
     const s = process.hrtime.bigint();
@@ -120,7 +144,7 @@ try {
     if (res.status !== 200) throw new Error(`status ${res.status}`);
     return Number(process.hrtime.bigint() - s) / 1000;
   };
-  for (let i = 0; i < 1_000; i++) await request(i % 2 ? plainKey : limitedKey);
+  for (let i = 0; i < 1_500; i++) await request([plainKey, limitedKey, threeLevelKey][i % 3]);
   // Lua calls as Redis counts them (the limits scripts are the only ones a warm replica runs per request).
   const redisStats = new Redis(REDIS_URL);
   const luaCalls = async () => {
@@ -133,26 +157,34 @@ try {
   const luaBefore = await luaCalls();
   const plainUs = [];
   const limitedUs = [];
-  // Interleaved, so both keys see the same machine state.
+  const threeLevelUs = [];
+  // Interleaved, so every key sees the same machine state.
   for (let i = 0; i < REQUESTS; i++) {
     plainUs.push(await request(plainKey));
     limitedUs.push(await request(limitedKey));
+    threeLevelUs.push(await request(threeLevelKey));
   }
-  const luaPerRequest = ((await luaCalls()) - luaBefore) / REQUESTS;
+  // Two limited requests per round (the key alone, and key + user + team).
+  const luaPerRequest = ((await luaCalls()) - luaBefore) / (2 * REQUESTS);
   const metricsAfter = await scrape();
-  const e2ePrefetched = (admissions(metricsAfter, "prefetched") - admissions(metricsBefore, "prefetched")) / REQUESTS;
+  const e2ePrefetched = (admissions(metricsAfter, "prefetched") - admissions(metricsBefore, "prefetched")) / (2 * REQUESTS);
   await redisStats.quit();
   const plain = stats(plainUs);
   const limited = stats(limitedUs);
+  const threeLevel = stats(threeLevelUs);
 
   const row = (what, calls, s, target = "") => ({ what, calls, "p50 µs": f(s.p50), "p90 µs": f(s.p90), "p99 µs": f(s.p99), "max µs": f(s.max), target });
   const table = [
     row(`admit, prefetched (key far from its limits; ${(prefetchedShare * 100).toFixed(0)} % found ready)`, CALLS, prefetched.admit, "p99 ≤ 150 µs"),
     row("admit, its own Lua round trip (key near a limit, or prefetch off)", CALLS, own.admit),
     row("settle: one Lua call (after the response, not awaited by it)", CALLS, own.settle),
+    row(`key + user + team: admit, prefetched (${(prefetchedShare3 * 100).toFixed(0)} % found ready)`, CALLS, prefetched3.admit),
+    row("key + user + team: admit, its own Lua round trip", CALLS, own3.admit),
+    row("key + user + team: settle, one Lua call", CALLS, own3.settle),
     row("floor: Redis PING round trip from the same process", CALLS, ping),
     row("request, key without limits (replica process, mock model)", REQUESTS, plain),
-    row(`request, key with all four limits (${(e2ePrefetched * 100).toFixed(0)} % prefetched)`, REQUESTS, limited),
+    row(`request, key with all four limits (${(e2ePrefetched * 100).toFixed(0)} % of limited requests prefetched)`, REQUESTS, limited),
+    row("request, key + user + team, each with all four limits", REQUESTS, threeLevel),
     // The p99s of both are set by garbage-collection pauses (several ms) that land on either kind of
     // request; their difference is noise of that size, shown but not the measure (docs/limits.md).
     {

@@ -297,21 +297,21 @@ async function buildServices(
   const vault = new IdempotencyVault(masterKey);
   const replicas = new ReplicaCount(settings.limits.replicaCount);
   // The ledger learns of budget resets from Postgres; the enforcer (made next) must forget its counters then.
-  const resets = { seen: (_keyId: string, _generation: string): unknown => undefined };
-  const spendLedger = new SpendLedger({ db, logger, replicaId: settings.replicaId, onResetSeen: (reset) => reset.forEach((r) => void resets.seen(r.keyId, r.generation)) });
+  const resets = { seen: (_ledger: string, _generation: string): unknown => undefined };
+  const spendLedger = new SpendLedger({ db, logger, replicaId: settings.replicaId, onResetSeen: (reset) => reset.forEach((r) => void resets.seen(r.ledger, r.generation)) });
   const limits = new LimitEnforcer({
     settings: settings.limits,
-    redis: redis && new RedisLimiter(redis, redisKeys, { read: (keyId) => db.query((q) => readDurableSpend(q, keyId)) }, settings.limits.reservationTtlMs, breakers.redis),
+    redis: redis && new RedisLimiter(redis, redisKeys, { read: (level) => db.query((q) => readDurableSpend(q, level)) }, settings.limits.reservationTtlMs, breakers.redis),
     local: new LocalLimiter(settings.limits.reservationTtlMs),
     ledger: spendLedger,
     db,
     logger,
     replicaCount: () => replicas.value,
   });
-  resets.seen = (keyId, generation) => limits.afterReset(keyId, generation);
+  resets.seen = (ledger, generation) => limits.afterReset(ledger, generation);
   const keys = new KeyService(db, coherence, servedModels, vault, limits);
-  const teams = new TeamService(db, coherence, servedModels);
-  const users = new UserService(db, coherence, servedModels);
+  const teams = new TeamService(db, coherence, servedModels, limits);
+  const users = new UserService(db, coherence, servedModels, limits);
   const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
   const openai = new OpenAICompatibleProvider(settings.upstream);
   started.push("upstream connections", () => openai.close());
@@ -355,7 +355,7 @@ function startBackgroundWork(
     intervalMs: settings.upkeep.sweepIntervalMs,
     idempotencyRetentionMs: settings.upkeep.idempotencyRetentionMs,
     eventRetentionMs: settings.coherence.eventRetentionMs,
-    onBudgetReset: (keyId, generation) => limits.afterReset(keyId, generation),
+    onBudgetReset: (ledger, generation) => limits.afterReset(ledger, generation),
   });
   sweeper.start();
   started.push("sweeper", () => sweeper.stop());

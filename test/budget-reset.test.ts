@@ -13,7 +13,13 @@ import { resetBudgetPeriod } from "../src/store/spend-store.js";
 let gw: TestGateway;
 beforeAll(async () => {
   // The background sweep is pushed out of the way: these tests run sweepOnce() themselves.
-  gw = await startTestGateway({ config: { ...DEFAULT_TEST_CONFIG, gatehouse_settings: { upkeep: { sweep_interval_ms: 3_600_000 } } } });
+  gw = await startTestGateway({
+    config: {
+      ...DEFAULT_TEST_CONFIG,
+      model_list: [...DEFAULT_TEST_CONFIG.model_list!, { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: 0.5, output_cost_per_token: 0.5 } }],
+      gatehouse_settings: { upkeep: { sweep_interval_ms: 3_600_000 } },
+    },
+  });
 });
 afterAll(async () => {
   await gw?.close();
@@ -107,7 +113,40 @@ describe("the budget sweep survives one bad row", () => {
     const k = await gw.newKey({ max_budget: 10, budget_duration: "1d" });
     await gw.gateway.pool.query("UPDATE gh_keys SET budget_reset_at = now() - interval '1 hour', spend = 2 WHERE token = $1", [k.token]);
     const before = await keyRow(k.token);
-    await expect(resetBudgetPeriod(gw.gateway.pool, before.key_id, 0)).resolves.toBeNull();
+    await expect(resetBudgetPeriod(gw.gateway.pool, "key", before.key_id, 0)).resolves.toBeNull();
     expect(await keyRow(k.token)).toEqual(before);
+  });
+});
+
+describe("teams and users reset their budget periods like keys", () => {
+  it("a spent team budget and a spent user budget reset when their period ends: spend 0, a new generation, the key admitted again", async () => {
+    const team = (await gw.admin("/team/new", { max_budget: 1, budget_duration: "1d" })).body;
+    const user = (await gw.admin("/user/new", { max_budget: 1, budget_duration: "1d", auto_create_key: false })).body;
+    const k = await gw.newKey({ team_id: team.team_id, user_id: user.user_id });
+    const chat = () => gw.call("/v1/chat/completions", { key: k.key, body: { model: "priced", messages: [{ role: "user", content: "hi" }], max_tokens: 1 } });
+    expect((await chat()).status).toBe(200); // costs more than 1: both budgets are spent
+    const refused = await chat();
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.message).toContain("User="); // the user is checked before the team
+    await gw.gateway.spendLedger.flush();
+
+    const rows = async () => ({
+      team: (await gw.gateway.pool.query("SELECT spend, spend_generation FROM gh_teams WHERE team_id = $1", [team.team_id])).rows[0],
+      user: (await gw.gateway.pool.query("SELECT spend, spend_generation FROM gh_users WHERE user_id = $1", [user.user_id])).rows[0],
+    });
+    const before = await rows();
+    expect(before.team.spend).toBeGreaterThan(1);
+    expect(before.user.spend).toBe(before.team.spend);
+    await gw.gateway.pool.query("UPDATE gh_teams SET budget_reset_at = now() - interval '1 second' WHERE team_id = $1", [team.team_id]);
+    await gw.gateway.pool.query("UPDATE gh_users SET budget_reset_at = now() - interval '1 second' WHERE user_id = $1", [user.user_id]);
+    // (Keys of the tests above may be due too: at least the team and the user.)
+    expect((await gw.gateway.sweeper.sweepOnce()).budgetsReset).toBeGreaterThanOrEqual(2);
+
+    const after = await rows();
+    expect(after.team).toEqual({ spend: 0, spend_generation: before.team.spend_generation + 1 });
+    expect(after.user).toEqual({ spend: 0, spend_generation: before.user.spend_generation + 1 });
+    // The live ledgers were dropped with the reset: the next request is seeded from the new period.
+    expect((await chat()).status).toBe(200);
+    expect((await gw.admin(`/team/info?team_id=${team.team_id}`)).body.team_info.spend).toBeGreaterThan(0);
   });
 });

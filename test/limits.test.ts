@@ -144,7 +144,7 @@ describe("limits on one replica", () => {
     }
     expect(status).toBe(400);
     expect(openAIError(last.body)).toMatchObject({ type: "budget_exceeded", code: "budget_exceeded" });
-    expect(last.body.error.message).toMatch(/^Budget has been exceeded! Current cost: [\d.e-]+, Max budget: 0\.01$/);
+    expect(last.body.error.message).toMatch(/^Budget has been exceeded! Key=[0-9a-f-]{36} Current cost: [\d.e-]+, Max budget: 0\.01$/);
     const spend = await durableSpend(gw, k.token);
     expect(spend).toBeGreaterThanOrEqual(0.01);
   });
@@ -169,8 +169,10 @@ describe("limits on one replica", () => {
 
   it("rpm_limit above 1,000 is smoothed (two minutes, no per-request log in Redis) and still exact within a minute", async () => {
     const keys = new RedisKeys(gw.redis.prefix);
-    const limiter = new RedisLimiter(gw.gateway.redis!, keys, { read: async () => null }, 60_000, gw.gateway.breakers.redis);
-    const limits = { keyId: randomUUID(), maxBudget: null, rpmLimit: 1_200, tpmLimit: null, maxParallelRequests: null };
+    const limiter = new RedisLimiter(gw.gateway.redis!, keys, { read: async () => ({ spend: 0, generation: "0" }) }, 60_000, gw.gateway.breakers.redis);
+    const keyId = randomUUID();
+    const key = { level: "key" as const, id: keyId, ledger: keyId, maxBudget: null, rpmLimit: 1_200, tpmLimit: null, maxParallelRequests: null };
+    const limits = { keyId, subjects: [key], owners: [key] };
     // Stay inside one minute: across a boundary the previous minute's count decays by design.
     const intoMinute = Date.now() % 60_000;
     if (intoMinute > 55_000) await new Promise((r) => setTimeout(r, 60_100 - intoMinute));
@@ -334,7 +336,7 @@ describe("resets", () => {
     const k = await gw.newKey({ max_budget: 100 });
     const pool = gw.gateway.pool;
     const { rows } = await pool.query("SELECT spend_generation FROM gh_keys WHERE token = $1", [k.token]);
-    gw.gateway.spendLedger.charge(k.key_id, String(rows[0].spend_generation), 1.5);
+    gw.gateway.spendLedger.charge({ level: "key", id: k.key_id, ledger: k.key_id }, String(rows[0].spend_generation), 1.5);
     const reset = await pool.connect();
     try {
       await reset.query("BEGIN");

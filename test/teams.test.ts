@@ -167,14 +167,18 @@ describe("teams on 3 replicas", () => {
     const added = await B.admin("/team/member_add", { team_id: team.team_id, member: [{ user_id: "bob" }, { user_email: "cy@example.com", role: "admin" }] });
     expect(added.status).toBe(200);
     expect(added.body.members_with_roles.map((m: { user_id: string; role: string }) => `${m.user_id}:${m.role}`)).toEqual(["ann:admin", "bob:user", "cy@example.com:admin"]);
-    // Membership changes what no key may do: no event.
-    expect(added.headers.get("gatehouse-event-id")).toBeNull();
+    // A membership change is a team change (a member's budget is part of the team's record): one event.
+    expect(added.headers.get("gatehouse-event-id")).toMatch(/^\d+$/);
     expect((await B.admin("/team/member_delete", { team_id: team.team_id, user_id: "bob" })).body.members_with_roles).toHaveLength(2);
     expect((await B.admin("/team/member_delete", { team_id: team.team_id, user_id: "bob" })).status).toBe(404);
     const info = await C.admin(`/team/info?team_id=${team.team_id}`);
     expect(info.status).toBe(200);
     expect(info.body).toMatchObject({ team_id: team.team_id, team_info: { team_alias: "shapes", max_budget: 10, blocked: false }, key_count: 1 });
     expect(info.body.keys).toHaveLength(1);
+    expect(info.body.team_memberships).toEqual([
+      { team_id: team.team_id, user_id: "ann", spend: 0, durable_spend: 0, max_budget_in_team: null },
+      { team_id: team.team_id, user_id: "cy@example.com", spend: 0, durable_spend: 0, max_budget_in_team: null },
+    ]);
     const list = await C.admin("/team/list");
     expect(list.body.map((t: { team_id: string }) => t.team_id)).toContain(team.team_id);
     expect((await C.admin("/team/update", { team_id: "nope", models: [] })).status).toBe(404);

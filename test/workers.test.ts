@@ -136,15 +136,23 @@ describe("gatehouse start --workers 2", () => {
     const { body: key } = await workers[0]!.call("POST", "/key/generate", cluster.masterKey, {});
     const streams = await Promise.all(
       workers.map(async (w) => {
-        const res = await w.client.request({
-          method: "POST",
-          path: "/v1/chat/completions",
-          headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json" },
-          body: JSON.stringify(chatBody("stream-gated", { stream: true })),
-        });
+        const res = await within(
+          w.client.request({
+            method: "POST",
+            path: "/v1/chat/completions",
+            headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json" },
+            body: JSON.stringify(chatBody("stream-gated", { stream: true })),
+          }),
+          10_000,
+          `worker ${w.pid} to start streaming`,
+        );
         const chunks: string[] = [];
         res.body.on("data", (c: Buffer) => chunks.push(c.toString()));
-        const ended = new Promise<string>((resolve) => res.body.once("end", () => resolve(chunks.join(""))));
+        const ended = new Promise<string>((resolve, reject) => {
+          res.body.once("end", () => resolve(chunks.join("")));
+          res.body.once("error", (err: Error) => reject(new Error(`the stream of worker ${w.pid} failed after ${JSON.stringify(chunks.join(""))}: ${err.message}`)));
+        });
+        ended.catch(() => {}); // reported where it is awaited
         await waitFor(async () => chunks.join("").includes("part0"), { timeoutMs: 5_000, intervalMs: 10, what: "the stream's first chunk" });
         return { ended }; // not the promise itself: awaiting this map must not wait for the streams to end
       }),
@@ -161,11 +169,24 @@ describe("gatehouse start --workers 2", () => {
     );
     for (const w of workers) expect(isAlive(w.pid)).toBe(true);
     for (let i = 0; i < 4; i++) upstream.releaseNext();
-    for (const text of await Promise.all(streams.map((s) => s.ended))) expect(text).toContain("part2");
-    expect(await gateway.exited).toBe(0);
+    for (const text of await within(Promise.all(streams.map((s) => s.ended)), 15_000, "both streams to end")) expect(text).toContain("part2");
+    expect(await within(gateway.exited, 20_000, "the primary to exit")).toBe(0);
     for (const w of workers) await waitFor(async () => !isAlive(w.pid), { timeoutMs: 5_000, what: `worker ${w.pid} to exit` });
-  });
+  }, 60_000);
 });
+
+/** `promise`, or a failure after `ms` that says what was awaited and what the gateway printed last. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}; the gateway's last lines:\n${gateway.output.slice(-40).join("\n")}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 function isAlive(pid: number): boolean {
   try {

@@ -75,7 +75,15 @@ export interface TeamRecord {
   tpmLimit: number | null;
   rpmLimit: number | null;
   maxParallelRequests: number | null;
+  /** user_id → the member's budget inside the team (`max_budget_in_team`), for members that have one. */
+  memberBudgets: Record<string, number>;
   version: number;
+}
+
+/** A member's budget inside its team, or null. Own properties only: a user_id is client-chosen text. */
+export function memberBudget(team: TeamRecord, userId: string): number | null {
+  const budgets = team.memberBudgets;
+  return budgets !== undefined && Object.hasOwn(budgets, userId) ? (budgets[userId] ?? null) : null;
 }
 
 /**
@@ -136,6 +144,7 @@ export function teamRecordFromRow(row: TeamAuthRow): TeamRecord {
     tpmLimit: row.tpm_limit,
     rpmLimit: row.rpm_limit,
     maxParallelRequests: row.max_parallel_requests,
+    memberBudgets: row.member_budgets ?? {},
     version: row.version,
   };
 }

@@ -65,10 +65,13 @@ export class RateLimitError extends GatewayError {
   }
 }
 
-/** LiteLLM's shape for a key over its budget: 400, type "budget_exceeded", its message wording. */
+/**
+ * LiteLLM's shape for a level over its budget: 400, type "budget_exceeded", its message wording, naming the
+ * level that refused (`who`: `Key=…`, `TeamMember=…`, `User=…`, `Team=…`).
+ */
 export class BudgetExceededError extends GatewayError {
-  constructor(spend: number, maxBudget: number) {
-    super(400, "budget_exceeded", "budget_exceeded", `Budget has been exceeded! Current cost: ${spend}, Max budget: ${maxBudget}`);
+  constructor(spend: number, maxBudget: number, who: string) {
+    super(400, "budget_exceeded", "budget_exceeded", `Budget has been exceeded! ${who} Current cost: ${spend}, Max budget: ${maxBudget}`);
   }
 }
 

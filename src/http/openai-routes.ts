@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { callerAllowsModel, type AuthRecord } from "../auth/auth-record.js";
+import { callerAllowsModel } from "../auth/auth-record.js";
 import type { AuthResult } from "../auth/authenticator.js";
 import type { ModelDeployment, ProviderName } from "../config/settings.js";
 import { BadRequestError, GatewayError, NotFoundError, PermissionError, UpstreamError } from "../errors/errors.js";
+import type { RequestLimits } from "../limits/admission.js";
 import type { Lease, LimitEnforcer } from "../limits/limit-enforcer.js";
+import { requestLimitsOf } from "../limits/request-limits.js";
 import { priceOf, worstCaseCharge } from "../limits/pricing.js";
 import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-meter.js";
 import type { Logger } from "../logger.js";
@@ -154,7 +156,8 @@ export class OpenAIRoutes {
     }
 
     const stream = endpoint !== "embeddings" && request.stream === true;
-    const metered = needsMetering(record, deployment);
+    const limits = requestLimitsOf(record, team, user);
+    const metered = needsMetering(limits, deployment);
     const clientAskedForUsage = stream && (request.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
     // Streams report usage only when asked; Gatehouse asks whenever it has to charge the request.
     const askForUsage = metered && stream && !clientAskedForUsage;
@@ -170,10 +173,7 @@ export class OpenAIRoutes {
     let lease: Lease | undefined;
     if (metered) {
       const worst = worstCaseCharge(deployment, endpoint, request, raw.length, deps.defaultMaxTokens);
-      lease = await deps.limits.admit(
-        { keyId: record.keyId, maxBudget: record.maxBudget, rpmLimit: record.rpmLimit, tpmLimit: record.tpmLimit, maxParallelRequests: record.maxParallelRequests },
-        worst,
-      );
+      lease = await deps.limits.admit(limits, worst);
       for (const name in lease.headers) x.res.setHeader(name, lease.headers[name]!);
     }
     const meter: UsageMeter | undefined = lease ? (stream ? sseUsageMeter(clientAskedForUsage) : jsonUsageMeter()) : undefined;
@@ -294,16 +294,9 @@ function onServeFailure(err: unknown): void {
   process.emitWarning(`unexpected failure on an OpenAI route: ${(err as Error)?.message ?? String(err)}`);
 }
 
-/** Spend and limits apply when the key has limits or the model has a price; otherwise nothing is metered. */
-function needsMetering(record: AuthRecord, deployment: ModelDeployment): boolean {
-  return (
-    deployment.inputCostPerToken > 0 ||
-    deployment.outputCostPerToken > 0 ||
-    record.maxBudget !== null ||
-    record.rpmLimit !== null ||
-    record.tpmLimit !== null ||
-    record.maxParallelRequests !== null
-  );
+/** Spend and limits apply when a level of the request has limits or the model has a price; otherwise nothing is metered. */
+function needsMetering(limits: RequestLimits, deployment: ModelDeployment): boolean {
+  return deployment.inputCostPerToken > 0 || deployment.outputCostPerToken > 0 || limits.subjects.length > 0;
 }
 
 function hasGatewayOnlyField(request: Record<string, unknown>): boolean {

@@ -6,6 +6,7 @@ import {
   listTeamsQuerySchema,
   memberAddSchema,
   memberDeleteSchema,
+  memberUpdateSchema,
   newTeamSchema,
   teamInfoQuerySchema,
   teamRefSchema,
@@ -34,11 +35,17 @@ export function teamRoutes(teams: TeamService): Router {
   });
   router.post("/team/member_add", async (req, res) => {
     const body = parseBody(memberAddSchema, req.body);
-    res.json(await teams.addMembers(body.team_id, Array.isArray(body.member) ? body.member : [body.member]));
+    const members = (Array.isArray(body.member) ? body.member : [body.member]).map((m) =>
+      m.max_budget_in_team === undefined && body.max_budget_in_team !== undefined ? { ...m, max_budget_in_team: body.max_budget_in_team } : m,
+    );
+    res.json(await teams.addMembers(body.team_id, members, changeLog(res)));
+  });
+  router.post("/team/member_update", async (req, res) => {
+    res.json(await teams.updateMember(parseBody(memberUpdateSchema, req.body), changeLog(res)));
   });
   router.post("/team/member_delete", async (req, res) => {
     const body = parseBody(memberDeleteSchema, req.body);
-    res.json(await teams.deleteMember(body.team_id, body));
+    res.json(await teams.deleteMember(body.team_id, body, changeLog(res)));
   });
   router.get("/team/info", async (req, res) => {
     res.json(await teams.info(parseInput(teamInfoQuerySchema, req.query).team_id));

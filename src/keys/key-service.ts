@@ -206,9 +206,8 @@ export class KeyService {
   }
 
   /** `spend` as the live ledger has it (settled requests not yet flushed to Postgres included). */
-  private async withLiveSpend<V extends { key_id: string; spend: number }>(view: V): Promise<V & { durable_spend: number }> {
-    const live = await this.spend.liveSpend(view.key_id);
-    return { ...view, spend: live ?? view.spend, durable_spend: view.spend };
+  private withLiveSpend<V extends { key_id: string; spend: number }>(view: V): Promise<V & { durable_spend: number }> {
+    return withLiveSpend(view, view.key_id, this.spend);
   }
 
   /** Applies a patch to the key any token of it names; the answer names the key by the token given. */
@@ -237,11 +236,20 @@ export class KeyService {
   }
 }
 
-/** The live spend ledger as the admin routes see it (limits/limit-enforcer.ts). */
+/**
+ * The live spend ledger as the admin routes see it (limits/limit-enforcer.ts), by ledger name
+ * (limits/admission.ts: a key's is its key_id, a team's `team:<team_id>`, ...).
+ */
 export interface LiveSpend {
-  liveSpend(keyId: string): Promise<number | null>;
+  liveSpend(ledger: string): Promise<number | null>;
   /** The durable ledger was reset or the budget changed: the live one must be rebuilt from Postgres. */
-  afterReset(keyId: string, generation?: string): Promise<void>;
+  afterReset(ledger: string, generation?: string): Promise<void>;
+}
+
+/** `spend` as the live ledger has it (settled requests not yet flushed to Postgres included), and Postgres's. */
+export async function withLiveSpend<V extends { spend: number }>(view: V, ledger: string, spend: LiveSpend): Promise<V & { durable_spend: number }> {
+  const live = await spend.liveSpend(ledger);
+  return { ...view, spend: live ?? view.spend, durable_spend: view.spend };
 }
 
 type GeneratedKey = ReturnType<typeof generatedView>;

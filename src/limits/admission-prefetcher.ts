@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Admission, KeyLimits } from "./admission.js";
+import type { Admission, LimitSubject, RequestLimits } from "./admission.js";
 import type { Charge } from "./pricing.js";
 
 /**
@@ -15,9 +15,10 @@ import type { Charge } from "./pricing.js";
  * requests on every limit, ROOM_PARALLEL parallel slots). Near a limit, every request is admitted by
  * its own round trip, as exact as before.
  *
- * A prefetched admission is used only by a request that fits in it (worst-case cost and tokens), under
- * the same limits (a /key/update since is seen through the auth record), within `maxAgeMs`; otherwise
- * it is cancelled: its reservation, parallel slot and place in the rate windows are given back.
+ * A prefetched admission is reserved on every level of the key's requests (key, team member, user, team), and
+ * is used only by a request that fits in it (worst-case cost and tokens), under the same levels and limits (a
+ * /key/update, /team/update or /user/update since is seen through the auth records), within `maxAgeMs`;
+ * otherwise it is cancelled: its reservations, parallel slots and places in the rate windows are given back.
  */
 
 /** A key must have room for this many more requests like the current one before any is held ready. */
@@ -27,7 +28,7 @@ export const ROOM_PARALLEL = 8;
 
 export interface PrefetchedAdmission {
   requestId: string;
-  limits: KeyLimits;
+  limits: RequestLimits;
   /** What Redis holds reserved for it: a request whose worst case fits in this may use it. */
   reserved: Charge;
   admission: Extract<Admission, { kind: "ok" }>;
@@ -36,8 +37,8 @@ export interface PrefetchedAdmission {
 }
 
 export interface PrefetchSource {
-  admit(limits: KeyLimits, reservation: { requestId: string; cost: number; tokens: number }, holdMs: number): Promise<Admission>;
-  cancel(keyId: string, requestId: string): Promise<void>;
+  admit(limits: RequestLimits, reservation: { requestId: string; cost: number; tokens: number }, holdMs: number): Promise<Admission>;
+  cancel(limits: RequestLimits, requestId: string): Promise<void>;
 }
 
 export interface PrefetcherOptions {
@@ -73,7 +74,7 @@ export class AdmissionPrefetcher {
   }
 
   /** A ready admission this request may use, or undefined (then it is admitted by its own round trip). */
-  take(limits: KeyLimits, worst: Charge): PrefetchedAdmission | undefined {
+  take(limits: RequestLimits, worst: Charge): PrefetchedAdmission | undefined {
     const slot = this.slots.get(limits.keyId);
     if (!slot || slot.ready.length === 0) return undefined;
     const now = performance.now();
@@ -100,7 +101,7 @@ export class AdmissionPrefetcher {
    * After an admission through Redis (its own or a prefetched one): if the key has ample room on every
    * limit, reserve the next admission now, sized for a request like this one with margin.
    */
-  replenish(limits: KeyLimits, worst: Charge, after: Extract<Admission, { kind: "ok" }>): void {
+  replenish(limits: RequestLimits, worst: Charge, after: Extract<Admission, { kind: "ok" }>): void {
     if (this.o.depth === 0 || this.closed) return;
     const size: Charge = { promptTokens: worst.promptTokens * 2, completionTokens: worst.completionTokens, cost: worst.cost * 2 };
     if (!hasRoom(limits, size, after)) return;
@@ -140,12 +141,16 @@ export class AdmissionPrefetcher {
     this.track(fetched);
   }
 
-  /** Gives back every admission of a key held ready (its ledger was reset). */
-  forgetKey(keyId: string): void {
-    const slot = this.slots.get(keyId);
-    if (!slot) return;
-    for (const ready of slot.ready.splice(0)) this.cancel(ready);
-    this.forgetIfEmpty(keyId, slot);
+  /** Gives back every admission held ready on a level whose ledger was reset (a key's, a team's, ...). */
+  forgetLedger(ledger: string): void {
+    for (const [keyId, slot] of this.slots) {
+      for (let i = 0; i < slot.ready.length; i++) {
+        if (!slot.ready[i]!.limits.subjects.some((s) => s.ledger === ledger)) continue;
+        this.cancel(slot.ready[i]!);
+        slot.ready.splice(i--, 1);
+      }
+      this.forgetIfEmpty(keyId, slot);
+    }
   }
 
   /** Gives back everything held ready and waits (bounded by Redis's command timeout) until Redis has it. */
@@ -193,7 +198,7 @@ export class AdmissionPrefetcher {
     this.counters.cancelled++;
     // If Redis cannot be told, the reservation expires after limits.reservation_ttl_ms like a dead
     // replica's, and the rate-window entry after its minute.
-    this.track(this.o.source.cancel(ready.limits.keyId, ready.requestId).catch((err: unknown) => this.o.onError(err)));
+    this.track(this.o.source.cancel(ready.limits, ready.requestId).catch((err: unknown) => this.o.onError(err)));
   }
 
   private track(p: Promise<unknown>): void {
@@ -206,19 +211,29 @@ export class AdmissionPrefetcher {
   }
 }
 
-function sameLimits(a: KeyLimits, b: KeyLimits): boolean {
-  return a.maxBudget === b.maxBudget && a.rpmLimit === b.rpmLimit && a.tpmLimit === b.tpmLimit && a.maxParallelRequests === b.maxParallelRequests;
+function sameLimits(a: RequestLimits, b: RequestLimits): boolean {
+  if (a === b) return true;
+  if (a.subjects.length !== b.subjects.length) return false;
+  return a.subjects.every((s, i) => sameSubject(s, b.subjects[i]!));
+}
+
+function sameSubject(a: LimitSubject, b: LimitSubject): boolean {
+  return a.ledger === b.ledger && a.maxBudget === b.maxBudget && a.rpmLimit === b.rpmLimit && a.tpmLimit === b.tpmLimit && a.maxParallelRequests === b.maxParallelRequests;
 }
 
 function fits(worst: Charge, reserved: Charge): boolean {
   return worst.cost <= reserved.cost && worst.promptTokens + worst.completionTokens <= reserved.promptTokens + reserved.completionTokens;
 }
 
-/** Room for ROOM_REQUESTS more requests of `size` on every limit the key has, as of `after`. */
-function hasRoom(limits: KeyLimits, size: Charge, after: Extract<Admission, { kind: "ok" }>): boolean {
-  if (limits.rpmLimit !== null && (after.requests === null || after.requests.remaining < ROOM_REQUESTS)) return false;
-  if (limits.tpmLimit !== null && (after.tokens === null || after.tokens.remaining < ROOM_REQUESTS * (size.promptTokens + size.completionTokens))) return false;
-  if (limits.maxBudget !== null && (after.budgetLeft == null || after.budgetLeft < ROOM_REQUESTS * size.cost)) return false;
-  if (limits.maxParallelRequests !== null && (after.parallelLeft == null || after.parallelLeft < ROOM_PARALLEL)) return false;
-  return true;
+/** Room for ROOM_REQUESTS more requests of `size` on every limit of every level, as of `after`. */
+function hasRoom(limits: RequestLimits, size: Charge, after: Extract<Admission, { kind: "ok" }>): boolean {
+  return limits.subjects.every((s, i) => {
+    const left = after.levels[i];
+    if (!left) return false;
+    if (s.rpmLimit !== null && (left.requests === null || left.requests.remaining < ROOM_REQUESTS)) return false;
+    if (s.tpmLimit !== null && (left.tokens === null || left.tokens.remaining < ROOM_REQUESTS * (size.promptTokens + size.completionTokens))) return false;
+    if (s.maxBudget !== null && (left.budgetLeft === null || left.budgetLeft < ROOM_REQUESTS * size.cost)) return false;
+    if (s.maxParallelRequests !== null && (left.parallelLeft === null || left.parallelLeft < ROOM_PARALLEL)) return false;
+    return true;
+  });
 }

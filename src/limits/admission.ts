@@ -1,14 +1,42 @@
 /**
  * The vocabulary shared by the two limiters (Redis, cluster-wide; local, the fallback) and the enforcer.
+ *
+ * A request belongs to up to four levels — its key, the key's team member (the key's user inside the key's
+ * team), the key's user, the key's team — and is admitted only if every level that sets a limit has room.
  */
 
-/** One key's limits, from its auth record. Null means "no limit". */
-export interface KeyLimits {
-  keyId: string;
+export type LimitLevel = "key" | "team_member" | "user" | "team";
+
+/** One level a request's spend is charged to: its key, team member, user or team. */
+export interface SpendOwner {
+  level: LimitLevel;
+  /** key_id, team_id or user_id; for a team member, its user_id (`teamId` says which team). */
+  id: string;
+  /** For a team member only: the team it is a member of. */
+  teamId?: string;
+  /**
+   * Where the level's live ledger and counters are kept (Redis, the local fallback): the key_id for a key (as
+   * before levels existed, so an upgrade keeps every key's live ledger), `<level>:<id>` otherwise.
+   */
+  ledger: string;
+}
+
+/** One level's limits. Null means "no limit". */
+export interface LimitSubject extends SpendOwner {
   maxBudget: number | null;
   rpmLimit: number | null;
   tpmLimit: number | null;
   maxParallelRequests: number | null;
+}
+
+/** Everything one request is admitted against and charged to. */
+export interface RequestLimits {
+  /** The key's id: admissions held ready (prefetched) are held per key. */
+  keyId: string;
+  /** The levels that set a limit, in the order a refusal is looked for: key, team member, user, team. */
+  subjects: LimitSubject[];
+  /** Every level the request's spend is recorded for (durably), limits or not; the key's first. */
+  owners: SpendOwner[];
 }
 
 /** What one request may use at most, reserved before it is forwarded. */
@@ -23,36 +51,70 @@ export interface WindowState {
   resetMs: number;
 }
 
-export type Admission =
-  | {
-      kind: "ok";
-      /** The spend generation of the live ledger at admission ("" when the key has none). */
-      generation: string;
-      /** Spend of the current period as the limiter saw it, when it keeps one for this key. */
-      spend: number | null;
-      requests: WindowState | null;
-      tokens: WindowState | null;
-      /** What is left of the budget after this admission's reservation (null: no budget, or not known). */
-      budgetLeft?: number | null;
-      /** Parallel slots left after this admission (null: no limit, or not known). */
-      parallelLeft?: number | null;
-    }
-  | { kind: "budget"; spend: number }
-  | { kind: "budget_reserved"; spend: number }
-  | { kind: "parallel"; inFlight: number }
-  | { kind: "rpm"; retryAfterMs: number }
-  | { kind: "tpm"; retryAfterMs: number };
+/** What one level has left after an admission. */
+export interface LevelAdmission {
+  /** The spend generation of the level's live ledger at admission ("" when it has none). */
+  generation: string;
+  /** Spend of the current period as the limiter saw it, when it keeps one for this level. */
+  spend: number | null;
+  requests: WindowState | null;
+  tokens: WindowState | null;
+  /** What is left of the budget after this admission's reservation (null: no budget, or not known). */
+  budgetLeft: number | null;
+  /** Parallel slots left after this admission (null: no limit, or not known). */
+  parallelLeft: number | null;
+}
 
-export type Refusal = Exclude<Admission, { kind: "ok" }>;
+/** `levels` lines up with RequestLimits.subjects. */
+export type Admission = { kind: "ok"; levels: LevelAdmission[] } | Refusal;
+
+/** A refusal names the level (`subject`, an index into RequestLimits.subjects) that had no room. */
+export type Refusal =
+  | { kind: "budget"; spend: number; subject: number }
+  | { kind: "budget_reserved"; spend: number; subject: number }
+  | { kind: "parallel"; inFlight: number; subject: number }
+  | { kind: "rpm"; retryAfterMs: number; subject: number }
+  | { kind: "tpm"; retryAfterMs: number; subject: number };
 
 export interface Settlement {
   requestId: string;
-  keyId: string;
-  generation: string;
+  /** Per subject, the spend generation seen at admission. */
+  generations: string[];
   cost: number;
   tokens: number;
 }
 
-export function hasLimits(limits: KeyLimits): boolean {
-  return limits.maxBudget !== null || limits.rpmLimit !== null || limits.tpmLimit !== null || limits.maxParallelRequests !== null;
+export function hasLimits(s: Omit<LimitSubject, keyof SpendOwner>): boolean {
+  return s.maxBudget !== null || s.rpmLimit !== null || s.tpmLimit !== null || s.maxParallelRequests !== null;
+}
+
+/** The ledger name of a level (see SpendOwner.ledger). A member's team id is length-prefixed: ids may hold ':'. */
+export function ledgerOf(level: LimitLevel, id: string, teamId?: string): string {
+  switch (level) {
+    case "key":
+      return id;
+    case "team_member":
+      return `team_member:${teamId!.length}:${teamId}:${id}`;
+    default:
+      return `${level}:${id}`;
+  }
+}
+
+/** How errors and logs name a level: `Key=…`, `TeamMember=<user> (team <team>)`, `User=…`, `Team=…`. */
+export function describeOwner(owner: SpendOwner): string {
+  switch (owner.level) {
+    case "key":
+      return `Key=${owner.id}`;
+    case "team_member":
+      return `TeamMember=${owner.id} (Team=${owner.teamId})`;
+    case "user":
+      return `User=${owner.id}`;
+    case "team":
+      return `Team=${owner.id}`;
+  }
+}
+
+/** "key", "team member", "user", "team": for sentences such as "this team allows 10 requests per minute". */
+export function levelNoun(level: LimitLevel): string {
+  return level === "team_member" ? "team member" : level;
 }

@@ -7,20 +7,21 @@ import { BudgetExceededError, RateLimitError, ServiceUnavailableError } from "..
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { readDurableSpend } from "../store/spend-store.js";
-import { hasLimits, type Admission, type KeyLimits, type Refusal, type WindowState } from "./admission.js";
+import { describeOwner, levelNoun, type Admission, type LevelAdmission, type LimitSubject, type Refusal, type RequestLimits, type WindowState } from "./admission.js";
 import { AdmissionPrefetcher } from "./admission-prefetcher.js";
 import type { LocalLimiter } from "./local-limiter.js";
 import type { Charge } from "./pricing.js";
 import type { RedisLimiter } from "./redis-limiter.js";
 import type { SpendLedger } from "./spend-ledger.js";
 
-/** One admitted request's hold on its key's limits, from admit() until settle() gives it back. */
+/** One admitted request's hold on the limits of its levels, from admit() until settle() gives it back. */
 export interface Lease {
-  limits: KeyLimits;
+  limits: RequestLimits;
   requestId: string;
   reserved: Charge;
   admittedBy: "redis" | "local" | "none";
-  generation: string;
+  /** Per subject (limits.subjects), the spend generation of its live ledger at admission ("" when unknown). */
+  generations: string[];
   /** x-ratelimit-* headers for the response. */
   headers: Record<string, string>;
 }
@@ -40,21 +41,27 @@ export interface LimitEnforcerOptions {
  * Budgets, spend and rate limits for the request path:
  * admit() before a request is forwarded, settle() once it is over, whatever way it ended.
  *
- * Keys with limits are admitted by the Redis limiter, cluster-wide: one Lua call to admit, one to
- * settle. A key far from its limits finds its admission prefetched (admission-prefetcher.ts): the admit
- * call was made in the background after its previous request, off this request's path. While Redis
- * cannot be reached, the configured policy applies: `fail_open_local` (the local limiter, each limit
- * divided among the replicas) or `fail_closed` (503). Keys without limits never
- * touch Redis. Every charge is also queued for the durable ledger in Postgres, whatever admitted it.
+ * A request is admitted against every level it belongs to that sets a limit — its key, team member, user and
+ * team (request-limits.ts) — by the Redis limiter, cluster-wide: one Lua call checks and reserves on all of
+ * them, one settles all of them. A key far from its limits finds its admission prefetched
+ * (admission-prefetcher.ts): the admit call was made in the background after its previous request, off this
+ * request's path. While Redis cannot be reached, the configured policy applies: `fail_open_local` (the local
+ * limiter, each limit divided among the replicas) or `fail_closed` (503). A request none of whose levels sets
+ * a limit never touches Redis. Every charge is also queued for the durable ledger in Postgres, per level,
+ * whatever admitted it.
  */
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const NO_GENERATIONS: string[] = Object.freeze([]) as unknown as string[];
 
 export class LimitEnforcer {
-  /** The last live spend seen per key: where the local fallback's budget share starts from. */
+  /** The last live spend seen per level (by ledger name): where the local fallback's budget share starts from. */
   private readonly lastKnownSpend = new LRUCache<string, number>({ max: 100_000 });
   private degraded = false;
   readonly counters = { admittedRedis: 0, admittedLocal: 0, refused: 0, settleFailures: 0 };
-  /** Refusals by reason (budget, budget_reserved, parallel, rpm, tpm, unavailable), for metrics. */
+  /**
+   * Refusals by reason (budget, budget_reserved, parallel, rpm, tpm, unavailable) and the level that refused
+   * (key, team_member, user, team; "" for unavailable), keyed "<reason> <level>", for metrics.
+   */
   readonly rejections: Record<string, number> = {};
 
   /** Admissions held ready for keys far from their limits; null without Redis. */
@@ -64,7 +71,7 @@ export class LimitEnforcer {
     const redis = o.redis;
     this.prefetch = redis
       ? new AdmissionPrefetcher({
-          source: { admit: (limits, r, holdMs) => redis.admit(limits, r, holdMs), cancel: (keyId, requestId) => redis.cancel(keyId, requestId) },
+          source: { admit: (limits, r, holdMs) => redis.admit(limits, r, holdMs), cancel: (limits, requestId) => redis.cancel(limits, requestId) },
           depth: o.settings.prefetch,
           maxAgeMs: o.settings.prefetchMaxAgeMs,
           // A failed prefetch costs nothing but the round trip it would have saved; the request path
@@ -74,16 +81,16 @@ export class LimitEnforcer {
       : null;
   }
 
-  async admit(limits: KeyLimits, reserved: Charge): Promise<Lease> {
-    // A key without limits only has its spend recorded: no reservation, so no request id and nothing to wait on.
-    if (!hasLimits(limits)) return { limits, requestId: "", reserved, admittedBy: "none", generation: "", headers: NO_HEADERS };
+  async admit(limits: RequestLimits, reserved: Charge): Promise<Lease> {
+    // No level sets a limit: only the spend is recorded; no reservation, so no request id and nothing to wait on.
+    if (limits.subjects.length === 0) return { limits, requestId: "", reserved, admittedBy: "none", generations: NO_GENERATIONS, headers: NO_HEADERS };
     const ready = this.prefetch?.take(limits, reserved);
     // A prefetched admission was reserved in Redis before this request came, under its request id:
     // this request's settle releases what was reserved for it.
-    const lease: Lease = { limits, requestId: ready?.requestId ?? randomUUID(), reserved, admittedBy: ready ? "redis" : "none", generation: "", headers: {} };
+    const lease: Lease = { limits, requestId: ready?.requestId ?? randomUUID(), reserved, admittedBy: ready ? "redis" : "none", generations: NO_GENERATIONS, headers: {} };
     if (ready) {
       this.prefetch!.replenish(limits, reserved, ready.admission);
-      return this.admitted(lease, limits, ready.admission);
+      return this.admitted(lease, ready.admission);
     }
     const reservation = { requestId: lease.requestId, cost: reserved.cost, tokens: reserved.promptTokens + reserved.completionTokens };
     let admission: Admission;
@@ -91,7 +98,7 @@ export class LimitEnforcer {
     if (!redis) {
       admission = this.o.local.admit(limits, reservation, 1, await this.knownSpend(limits));
       lease.admittedBy = "local";
-      return this.admitted(lease, limits, admission);
+      return this.admitted(lease, admission);
     }
     try {
       admission = await redis.admit(limits, reservation);
@@ -105,7 +112,7 @@ export class LimitEnforcer {
     } catch (err) {
       if (!isRedisOutage(err)) throw err;
       if (this.o.settings.redisUnavailable === "fail_closed") {
-        this.rejections.unavailable = (this.rejections.unavailable ?? 0) + 1;
+        this.rejections["unavailable "] = (this.rejections["unavailable "] ?? 0) + 1;
         throw new ServiceUnavailableError("budgets and rate limits cannot be checked while Redis is unreachable (policy fail_closed); retry shortly", 1, "limits_unavailable");
       }
       if (!this.degraded) {
@@ -115,42 +122,49 @@ export class LimitEnforcer {
       admission = this.o.local.admit(limits, reservation, this.o.replicaCount(), await this.knownSpend(limits));
       lease.admittedBy = "local";
     }
-    return this.admitted(lease, limits, admission);
+    return this.admitted(lease, admission);
   }
 
-  private admitted(lease: Lease, limits: KeyLimits, admission: Admission): Lease {
+  private admitted(lease: Lease, admission: Admission): Lease {
+    const subjects = lease.limits.subjects;
     if (admission.kind !== "ok") {
       this.counters.refused++;
-      this.rejections[admission.kind] = (this.rejections[admission.kind] ?? 0) + 1;
-      throw refusalError(admission, limits);
+      const reason = `${admission.kind} ${subjects[admission.subject]!.level}`;
+      this.rejections[reason] = (this.rejections[reason] ?? 0) + 1;
+      throw refusalError(admission, subjects[admission.subject]!);
     }
     if (lease.admittedBy === "redis") this.counters.admittedRedis++;
     else this.counters.admittedLocal++;
-    lease.generation = admission.generation;
-    if (admission.spend !== null && lease.admittedBy === "redis") this.lastKnownSpend.set(limits.keyId, admission.spend);
-    lease.headers = rateHeaders(limits, admission.requests, admission.tokens);
+    lease.generations = admission.levels.map((l) => l.generation);
+    if (lease.admittedBy === "redis") {
+      for (let i = 0; i < subjects.length; i++) {
+        const spend = admission.levels[i]!.spend;
+        if (spend !== null) this.lastKnownSpend.set(subjects[i]!.ledger, spend);
+      }
+    }
+    lease.headers = rateHeaders(subjects, admission.levels);
     return lease;
   }
 
-  /** Charges what the request cost (its reservation when upstream reported no usage) and releases it. */
+  /** Charges what the request cost (its reservation when upstream reported no usage) on every level, and releases it. */
   settle(lease: Lease, actual: Charge | undefined): void {
     const charge = actual ?? lease.reserved;
-    this.o.ledger.charge(lease.limits.keyId, lease.generation, charge.cost);
+    const { subjects, owners } = lease.limits;
+    for (const owner of owners) {
+      const i = subjects.length === 0 ? -1 : subjects.findIndex((s) => s.ledger === owner.ledger);
+      this.o.ledger.charge(owner, i === -1 ? "" : (lease.generations[i] ?? ""), charge.cost);
+    }
     if (lease.admittedBy === "none") return;
-    const settlement = {
-      requestId: lease.requestId,
-      keyId: lease.limits.keyId,
-      generation: lease.generation,
-      cost: charge.cost,
-      tokens: charge.promptTokens + charge.completionTokens,
-    };
+    const settlement = { requestId: lease.requestId, generations: lease.generations, cost: charge.cost, tokens: charge.promptTokens + charge.completionTokens };
     if (lease.admittedBy === "local") {
-      this.o.local.settle(settlement, lease.reserved.promptTokens + lease.reserved.completionTokens);
+      this.o.local.settle(lease.limits, settlement, lease.reserved.promptTokens + lease.reserved.completionTokens);
       return;
     }
-    this.o.redis?.settle(settlement).then(
-      (spend) => {
-        if (spend !== null) this.lastKnownSpend.set(lease.limits.keyId, spend);
+    this.o.redis?.settle(lease.limits, settlement).then(
+      (spends) => {
+        spends.forEach((spend, i) => {
+          if (spend !== null && subjects[i]) this.lastKnownSpend.set(subjects[i].ledger, spend);
+        });
       },
       (err: unknown) => {
         // The reservation expires on its own; the durable ledger has the charge; the live ledger is
@@ -166,10 +180,10 @@ export class LimitEnforcer {
     await this.prefetch?.close();
   }
 
-  /** The live spend of a key's current period (Redis), or null when only Postgres knows it. */
-  async liveSpend(keyId: string): Promise<number | null> {
+  /** The live spend of a level's current period (Redis), or null when only Postgres knows it. `ledger`: SpendOwner.ledger (a key's is its key_id). */
+  async liveSpend(ledger: string): Promise<number | null> {
     try {
-      return (await this.o.redis?.liveSpend(keyId)) ?? null;
+      return (await this.o.redis?.liveSpend(ledger)) ?? null;
     } catch {
       return null;
     }
@@ -179,23 +193,27 @@ export class LimitEnforcer {
    * After a reset in Postgres (new generation): drop the live ledger so the next request seeds it from
    * Postgres. If Redis cannot be told now, the first flush that meets the new generation tells it.
    */
-  async afterReset(keyId: string, generation?: string): Promise<void> {
-    this.lastKnownSpend.delete(keyId);
-    this.prefetch?.forgetKey(keyId);
-    this.o.local.forgetKey(keyId);
+  async afterReset(ledger: string, generation?: string): Promise<void> {
+    this.lastKnownSpend.delete(ledger);
+    this.prefetch?.forgetLedger(ledger);
+    this.o.local.forgetLedger(ledger);
     try {
-      await this.o.redis?.dropLedger(keyId, generation);
+      await this.o.redis?.dropLedger(ledger, generation);
     } catch (err) {
-      this.o.logger.warn({ err: (err as Error).message, key_id: keyId }, "could not drop a reset key's live ledger; a later spend flush will");
+      this.o.logger.warn({ err: (err as Error).message, ledger }, "could not drop a reset level's live ledger; a later spend flush will");
     }
   }
 
-  private async knownSpend(limits: KeyLimits): Promise<number> {
-    if (limits.maxBudget === null) return 0;
-    const known = this.lastKnownSpend.get(limits.keyId);
-    if (known !== undefined) return known;
-    const durable = await this.o.db.query((q) => readDurableSpend(q, limits.keyId));
-    return durable?.spend ?? 0;
+  /** Per subject, where the local fallback's budget share starts: the last live spend seen, else Postgres's. */
+  private knownSpend(limits: RequestLimits): Promise<number[]> {
+    return Promise.all(
+      limits.subjects.map(async (s) => {
+        if (s.maxBudget === null) return 0;
+        const known = this.lastKnownSpend.get(s.ledger);
+        if (known !== undefined) return known;
+        return (await this.o.db.query((q) => readDurableSpend(q, s))).spend;
+      }),
+    );
   }
 }
 
@@ -203,47 +221,63 @@ function isRedisOutage(err: unknown): boolean {
   return err instanceof DependencyUnavailableError || countsAgainstHealth(err);
 }
 
-function refusalError(refusal: Refusal, limits: KeyLimits): Error {
+function refusalError(refusal: Refusal, subject: LimitSubject): Error {
+  const who = describeOwner(subject);
+  const noun = levelNoun(subject.level);
   switch (refusal.kind) {
     case "budget":
-      return new BudgetExceededError(refusal.spend, limits.maxBudget!);
+      return new BudgetExceededError(refusal.spend, subject.maxBudget!, who);
     case "budget_reserved":
-      return new RateLimitError("The rest of this key's budget is reserved by requests in flight; retry when they finish.", 1, "budget_reserved");
+      return new RateLimitError(`The rest of this ${noun}'s budget is reserved by requests in flight; retry when they finish. ${who}`, 1, "budget_reserved");
     case "parallel":
       return new RateLimitError(
-        `This key has ${refusal.inFlight} requests in flight, its max_parallel_requests is ${limits.maxParallelRequests}.`,
+        `This ${noun} has ${refusal.inFlight} requests in flight, its max_parallel_requests is ${subject.maxParallelRequests}. ${who}`,
         1,
         "parallel_request_limit_exceeded",
       );
     case "rpm":
       return new RateLimitError(
-        `Rate limit reached: this key allows ${limits.rpmLimit} requests per minute.`,
+        `Rate limit reached: this ${noun} allows ${subject.rpmLimit} requests per minute. ${who}`,
         Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)),
         "rate_limit_exceeded",
-        rateHeaders(limits, { remaining: 0, resetMs: refusal.retryAfterMs }, null),
+        rateHeaders([subject], [{ ...REFUSED_LEVEL, requests: { remaining: 0, resetMs: refusal.retryAfterMs } }]),
       );
     case "tpm":
       return new RateLimitError(
-        `Rate limit reached: this key allows ${limits.tpmLimit} tokens per minute.`,
+        `Rate limit reached: this ${noun} allows ${subject.tpmLimit} tokens per minute. ${who}`,
         Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)),
         "tokens_rate_limit_exceeded",
-        rateHeaders(limits, null, { remaining: 0, resetMs: refusal.retryAfterMs }),
+        rateHeaders([subject], [{ ...REFUSED_LEVEL, tokens: { remaining: 0, resetMs: refusal.retryAfterMs } }]),
       );
   }
 }
 
-/** OpenAI's x-ratelimit-* headers. */
-function rateHeaders(limits: KeyLimits, requests: WindowState | null, tokens: WindowState | null): Record<string, string> {
+const REFUSED_LEVEL: LevelAdmission = { generation: "", spend: null, requests: null, tokens: null, budgetLeft: null, parallelLeft: null };
+
+/**
+ * OpenAI's x-ratelimit-* headers. With several levels limiting requests (or tokens), they describe the one
+ * with the least left: the one that will refuse first.
+ */
+function rateHeaders(subjects: LimitSubject[], levels: LevelAdmission[]): Record<string, string> {
   const h: Record<string, string> = {};
-  if (requests && limits.rpmLimit !== null) {
-    h["x-ratelimit-limit-requests"] = String(limits.rpmLimit);
-    h["x-ratelimit-remaining-requests"] = String(Math.max(0, requests.remaining));
-    h["x-ratelimit-reset-requests"] = formatReset(requests.resetMs);
+  let requests: { limit: number; state: WindowState } | null = null;
+  let tokens: { limit: number; state: WindowState } | null = null;
+  for (let i = 0; i < subjects.length; i++) {
+    const s = subjects[i]!;
+    const l = levels[i];
+    if (!l) continue;
+    if (l.requests && s.rpmLimit !== null && (!requests || l.requests.remaining < requests.state.remaining)) requests = { limit: s.rpmLimit, state: l.requests };
+    if (l.tokens && s.tpmLimit !== null && (!tokens || l.tokens.remaining < tokens.state.remaining)) tokens = { limit: s.tpmLimit, state: l.tokens };
   }
-  if (tokens && limits.tpmLimit !== null) {
-    h["x-ratelimit-limit-tokens"] = String(limits.tpmLimit);
-    h["x-ratelimit-remaining-tokens"] = String(Math.max(0, tokens.remaining));
-    h["x-ratelimit-reset-tokens"] = formatReset(tokens.resetMs);
+  if (requests) {
+    h["x-ratelimit-limit-requests"] = String(requests.limit);
+    h["x-ratelimit-remaining-requests"] = String(Math.max(0, requests.state.remaining));
+    h["x-ratelimit-reset-requests"] = formatReset(requests.state.resetMs);
+  }
+  if (tokens) {
+    h["x-ratelimit-limit-tokens"] = String(tokens.limit);
+    h["x-ratelimit-remaining-tokens"] = String(Math.max(0, tokens.state.remaining));
+    h["x-ratelimit-reset-tokens"] = formatReset(tokens.state.resetMs);
   }
   return h;
 }

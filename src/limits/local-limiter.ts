@@ -1,5 +1,5 @@
 import { LRUCache } from "lru-cache";
-import type { Admission, KeyLimits, Reservation, Settlement } from "./admission.js";
+import type { Admission, LevelAdmission, RequestLimits, Reservation, Settlement } from "./admission.js";
 
 const WINDOW_MS = 60_000;
 // As in limits-reserve.lua: an exact log of admission times up to this rpm, two smoothed minutes above.
@@ -23,7 +23,7 @@ function used(w: Window, into: number): number {
   return w.previous * (1 - into / WINDOW_MS) + w.current;
 }
 
-interface KeyState {
+interface LevelState {
   inFlight: Map<string, { cost: number; expiresAt: number }>;
   reserved: number;
   requestTimes: number[];
@@ -42,69 +42,81 @@ interface KeyState {
  * or from Postgres when it never saw one).
  */
 export class LocalLimiter {
-  private readonly states = new LRUCache<string, KeyState>({ max: 100_000 });
+  private readonly states = new LRUCache<string, LevelState>({ max: 100_000 });
 
   constructor(private readonly reservationTtlMs: number) {}
 
-  admit(limits: KeyLimits, r: Reservation, replicas: number, knownSpend: number, now = Date.now()): Admission {
-    const state = this.stateOf(limits.keyId, knownSpend);
-    for (const [id, held] of state.inFlight) {
-      if (held.expiresAt <= now) this.release(state, id);
-    }
+  /**
+   * Checks every level first and reserves on all only if each has room, as the Redis script does.
+   * `knownSpend[i]` is where level i's budget share starts when this replica has no state for it yet.
+   */
+  admit(limits: RequestLimits, r: Reservation, replicas: number, knownSpend: number[], now = Date.now()): Admission {
     const share = (limit: number) => Math.ceil(limit / replicas);
-    const spend = state.baseSpend + state.localSpend;
-    if (limits.maxBudget !== null) {
-      if (spend >= limits.maxBudget) return { kind: "budget", spend };
-      const allowance = (limits.maxBudget - state.baseSpend) / replicas;
-      if (state.localSpend + state.reserved >= allowance) return { kind: "budget_reserved", spend };
-    }
-    if (limits.maxParallelRequests !== null && state.inFlight.size >= share(limits.maxParallelRequests)) {
-      return { kind: "parallel", inFlight: state.inFlight.size };
-    }
     const bucket = Math.floor(now / WINDOW_MS);
     const into = now % WINDOW_MS;
-    let requests = null;
-    const rpm = limits.rpmLimit === null ? null : share(limits.rpmLimit);
-    if (rpm !== null && rpm <= RPM_EXACT_MAX) {
-      const times = state.requestTimes;
-      while (times.length > 0 && times[0]! <= now - WINDOW_MS) times.shift();
-      const resetMs = times.length > 0 ? times[0]! + WINDOW_MS - now : WINDOW_MS;
-      if (times.length >= rpm) return { kind: "rpm", retryAfterMs: resetMs };
-      requests = { remaining: rpm - times.length - 1, resetMs };
-    } else if (rpm !== null) {
-      roll(state.requestBucket, bucket);
-      const count = used(state.requestBucket, into);
-      if (count >= rpm) return { kind: "rpm", retryAfterMs: WINDOW_MS - into };
-      requests = { remaining: Math.max(0, Math.floor(rpm - count - 1)), resetMs: WINDOW_MS - into };
+    const checked: Array<{ state: LevelState; rpm: number | null; level: LevelAdmission }> = [];
+    for (let i = 0; i < limits.subjects.length; i++) {
+      const subject = limits.subjects[i]!;
+      const state = this.stateOf(subject.ledger, knownSpend[i] ?? 0);
+      for (const [id, held] of state.inFlight) {
+        if (held.expiresAt <= now) this.release(state, id);
+      }
+      const spend = state.baseSpend + state.localSpend;
+      if (subject.maxBudget !== null) {
+        if (spend >= subject.maxBudget) return { kind: "budget", spend, subject: i };
+        const allowance = (subject.maxBudget - state.baseSpend) / replicas;
+        if (state.localSpend + state.reserved >= allowance) return { kind: "budget_reserved", spend, subject: i };
+      }
+      if (subject.maxParallelRequests !== null && state.inFlight.size >= share(subject.maxParallelRequests)) {
+        return { kind: "parallel", inFlight: state.inFlight.size, subject: i };
+      }
+      let requests = null;
+      const rpm = subject.rpmLimit === null ? null : share(subject.rpmLimit);
+      if (rpm !== null && rpm <= RPM_EXACT_MAX) {
+        const times = state.requestTimes;
+        while (times.length > 0 && times[0]! <= now - WINDOW_MS) times.shift();
+        const resetMs = times.length > 0 ? times[0]! + WINDOW_MS - now : WINDOW_MS;
+        if (times.length >= rpm) return { kind: "rpm", retryAfterMs: resetMs, subject: i };
+        requests = { remaining: rpm - times.length - 1, resetMs };
+      } else if (rpm !== null) {
+        roll(state.requestBucket, bucket);
+        const count = used(state.requestBucket, into);
+        if (count >= rpm) return { kind: "rpm", retryAfterMs: WINDOW_MS - into, subject: i };
+        requests = { remaining: Math.max(0, Math.floor(rpm - count - 1)), resetMs: WINDOW_MS - into };
+      }
+      let tokens = null;
+      roll(state.tokenBucket, bucket);
+      if (subject.tpmLimit !== null) {
+        const limit = share(subject.tpmLimit);
+        const count = used(state.tokenBucket, into);
+        if (count >= limit) return { kind: "tpm", retryAfterMs: WINDOW_MS - into, subject: i };
+        tokens = { remaining: Math.max(0, Math.floor(limit - count - r.tokens)), resetMs: WINDOW_MS - into };
+      }
+      checked.push({ state, rpm, level: { generation: "", spend, requests, tokens, budgetLeft: null, parallelLeft: null } });
     }
-    let tokens = null;
-    const tb = state.tokenBucket;
-    roll(tb, bucket);
-    if (limits.tpmLimit !== null) {
-      const limit = share(limits.tpmLimit);
-      const count = used(tb, into);
-      if (count >= limit) return { kind: "tpm", retryAfterMs: WINDOW_MS - into };
-      tokens = { remaining: Math.max(0, Math.floor(limit - count - r.tokens)), resetMs: WINDOW_MS - into };
+    for (const { state, rpm } of checked) {
+      state.inFlight.set(r.requestId, { cost: r.cost, expiresAt: now + this.reservationTtlMs });
+      state.reserved += r.cost;
+      if (rpm !== null && rpm <= RPM_EXACT_MAX) state.requestTimes.push(now);
+      else if (rpm !== null) state.requestBucket.current++;
+      state.tokenBucket.current += r.tokens;
     }
-    state.inFlight.set(r.requestId, { cost: r.cost, expiresAt: now + this.reservationTtlMs });
-    state.reserved += r.cost;
-    if (rpm !== null && rpm <= RPM_EXACT_MAX) state.requestTimes.push(now);
-    else if (rpm !== null) state.requestBucket.current++;
-    tb.current += r.tokens;
-    return { kind: "ok", generation: "", spend, requests, tokens };
+    return { kind: "ok", levels: checked.map((c) => c.level) };
   }
 
-  settle(s: Settlement, reservedTokens: number): void {
-    const state = this.states.get(s.keyId);
-    if (!state) return;
-    this.release(state, s.requestId);
-    state.localSpend += s.cost;
-    state.tokenBucket.current = Math.max(0, state.tokenBucket.current + s.tokens - reservedTokens);
+  settle(limits: RequestLimits, s: Settlement, reservedTokens: number): void {
+    for (const subject of limits.subjects) {
+      const state = this.states.get(subject.ledger);
+      if (!state) continue;
+      this.release(state, s.requestId);
+      state.localSpend += s.cost;
+      state.tokenBucket.current = Math.max(0, state.tokenBucket.current + s.tokens - reservedTokens);
+    }
   }
 
-  /** A key's spend was reset: its budget share starts again from the durable spend. */
-  forgetKey(keyId: string): void {
-    this.states.delete(keyId);
+  /** A level's spend was reset: its budget share starts again from the durable spend. */
+  forgetLedger(ledger: string): void {
+    this.states.delete(ledger);
   }
 
   /** Redis is back: the cluster-wide ledger takes over, and local state starts afresh next time. */
@@ -112,8 +124,8 @@ export class LocalLimiter {
     this.states.clear();
   }
 
-  private stateOf(keyId: string, knownSpend: number): KeyState {
-    let state = this.states.get(keyId);
+  private stateOf(ledger: string, knownSpend: number): LevelState {
+    let state = this.states.get(ledger);
     if (!state) {
       state = {
         inFlight: new Map(),
@@ -124,12 +136,12 @@ export class LocalLimiter {
         baseSpend: knownSpend,
         localSpend: 0,
       };
-      this.states.set(keyId, state);
+      this.states.set(ledger, state);
     }
     return state;
   }
 
-  private release(state: KeyState, id: string): void {
+  private release(state: LevelState, id: string): void {
     const held = state.inFlight.get(id);
     if (!held) return;
     state.inFlight.delete(id);

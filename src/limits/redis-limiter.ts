@@ -1,21 +1,22 @@
 import type { DependencyBreaker } from "../faults/breaker.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
-import type { Admission, KeyLimits, Reservation, Settlement } from "./admission.js";
+import type { Admission, LevelAdmission, RequestLimits, Reservation, Settlement, SpendOwner } from "./admission.js";
 
 // The live ledger of a key unused this long is dropped; the next request seeds it again from Postgres.
 const LEDGER_TTL_MS = 24 * 3_600_000;
 
 export interface SeedSource {
-  /** The durable spend of the current period and its generation; null when the key is gone. */
-  read(keyId: string): Promise<{ spend: number; generation: string } | null>;
+  /** The durable spend of a level's current period and its generation (spend 0 when Postgres has no row). */
+  read(owner: SpendOwner): Promise<{ spend: number; generation: string }>;
 }
 
 /**
- * The cluster-wide limiter: one Lua call admits (checks every limit and reserves), one settles
- * (redis/lua/limits-*.lua). A key's ledger is seeded from Postgres the first time it is needed (after a
- * Redis restart, an eviction, or a reset), with HSET-if-absent inside the script: every replica may
- * try, the first one wins, nobody adds (re-seeding never inflates spend).
+ * The cluster-wide limiter: one Lua call admits a request on every level it belongs to (checks every limit
+ * of every level, then reserves on all), one settles all of them (redis/lua/limits-*.lua). A level's ledger
+ * is seeded from Postgres the first time it is needed (after a Redis restart, an eviction, or a reset), with
+ * HSET-if-absent inside the script: every replica may try, the first one wins, nobody adds (re-seeding never
+ * inflates spend).
  */
 export class RedisLimiter {
   readonly counters = { seeds: 0 };
@@ -37,35 +38,37 @@ export class RedisLimiter {
    * `holdMs` > 0 admits ahead of the request (a prefetched admission, which may wait up to that long for
    * one): the rpm log counts it from then on, so whenever it is used it counts for a whole minute.
    */
-  async admit(limits: KeyLimits, r: Reservation, holdMs = 0): Promise<Admission> {
+  async admit(limits: RequestLimits, r: Reservation, holdMs = 0): Promise<Admission> {
     const first = await this.reserve(limits, r, null, holdMs);
-    if (first[0] !== "seed") return toAdmission(first);
+    if (first[0] !== "seed") return toAdmission(first, limits.subjects.length);
     this.counters.seeds++;
-    const seed = (await this.seeds.read(limits.keyId)) ?? { spend: 0, generation: "0" };
-    return toAdmission(await this.reserve(limits, r, seed, holdMs));
+    const unseeded = first.slice(1).map((n) => Number(n) - 1);
+    const seeds = new Map(await Promise.all(unseeded.map(async (i) => [i, await this.seeds.read(limits.subjects[i]!)] as const)));
+    return toAdmission(await this.reserve(limits, r, seeds, holdMs), limits.subjects.length);
   }
 
-  async settle(s: Settlement): Promise<number | null> {
-    const k = this.keys.limits(s.keyId);
-    const spend = await this.call(() => this.redis.limitsSettle(k.ledger, k.inflight, k.reserved, k.requests, k.tokens, s.requestId, s.cost, s.tokens, s.generation, ""));
-    return spend === "" ? null : Number(spend);
+  /** Settles on every level; returns each level's live spend after the charge (null: no live ledger). */
+  async settle(limits: RequestLimits, s: Settlement): Promise<Array<number | null>> {
+    const keys = this.levelKeys(limits);
+    const reply = await this.call(() => this.redis.limitsSettle(keys.length, ...keys, s.requestId, s.cost, s.tokens, "", ...s.generations));
+    return reply.map((spend) => (spend === "" ? null : Number(spend)));
   }
 
-  /** Gives back an admission no request used: its reservation, its parallel slot and its place in the rate windows. */
-  async cancel(keyId: string, requestId: string): Promise<void> {
-    const k = this.keys.limits(keyId);
-    await this.call(() => this.redis.limitsSettle(k.ledger, k.inflight, k.reserved, k.requests, k.tokens, requestId, 0, 0, "", "1"));
+  /** Gives back an admission no request used: its reservations, parallel slots and places in the rate windows. */
+  async cancel(limits: RequestLimits, requestId: string): Promise<void> {
+    const keys = this.levelKeys(limits);
+    await this.call(() => this.redis.limitsSettle(keys.length, ...keys, requestId, 0, 0, "1", ...limits.subjects.map(() => "")));
   }
 
-  /** Live spend of the current period, or null when Redis holds no ledger for the key. */
-  async liveSpend(keyId: string): Promise<number | null> {
-    const spend = await this.call(() => this.redis.hget(this.keys.limits(keyId).ledger, "spend"));
+  /** Live spend of a level's current period, or null when Redis holds no ledger for it. */
+  async liveSpend(ledger: string): Promise<number | null> {
+    const spend = await this.call(() => this.redis.hget(this.keys.limits(ledger).ledger, "spend"));
     return spend === null ? null : Number(spend);
   }
 
   /** Drops a ledger older than `generation` (a reset happened), so the next request seeds it afresh. */
-  async dropLedger(keyId: string, generation?: string): Promise<void> {
-    const ledger = this.keys.limits(keyId).ledger;
+  async dropLedger(ledgerName: string, generation?: string): Promise<void> {
+    const ledger = this.keys.limits(ledgerName).ledger;
     if (generation === undefined) {
       await this.call(() => this.redis.del(ledger));
       return;
@@ -73,29 +76,23 @@ export class RedisLimiter {
     await this.call(() => this.redis.limitsDropStale(ledger, generation));
   }
 
-  private reserve(limits: KeyLimits, r: Reservation, seed: { spend: number; generation: string } | null, holdMs: number): Promise<string[]> {
-    const k = this.keys.limits(limits.keyId);
-    return this.call(() =>
-      this.redis.limitsReserve(
-        k.ledger,
-        k.inflight,
-        k.reserved,
-        k.requests,
-        k.tokens,
-        r.requestId,
-        r.cost,
-        r.tokens,
-        opt(limits.maxBudget),
-        opt(limits.rpmLimit),
-        opt(limits.tpmLimit),
-        opt(limits.maxParallelRequests),
-        this.reservationTtlMs,
-        LEDGER_TTL_MS,
-        seed ? seed.spend : "",
-        seed ? seed.generation : "",
-        holdMs,
-      ),
-    );
+  private levelKeys(limits: RequestLimits): string[] {
+    const keys: string[] = [];
+    for (const subject of limits.subjects) {
+      const k = this.keys.limits(subject.ledger);
+      keys.push(k.ledger, k.inflight, k.reserved, k.requests, k.tokens);
+    }
+    return keys;
+  }
+
+  private reserve(limits: RequestLimits, r: Reservation, seeds: Map<number, { spend: number; generation: string }> | null, holdMs: number): Promise<string[]> {
+    const keys = this.levelKeys(limits);
+    const args: Array<string | number> = [r.requestId, r.cost, r.tokens, this.reservationTtlMs, LEDGER_TTL_MS, holdMs];
+    limits.subjects.forEach((s, i) => {
+      const seed = seeds?.get(i);
+      args.push(opt(s.maxBudget), opt(s.rpmLimit), opt(s.tpmLimit), opt(s.maxParallelRequests), seed ? seed.spend : "", seed ? seed.generation : "");
+    });
+    return this.call(() => this.redis.limitsReserve(keys.length, ...keys, ...args));
   }
 }
 
@@ -103,30 +100,37 @@ function opt(v: number | null): string | number {
   return v === null ? "" : v;
 }
 
-function toAdmission(reply: string[]): Admission {
+const FIELDS_PER_LEVEL = 9;
+
+function toAdmission(reply: string[], levels: number): Admission {
+  const subject = Number(reply[2]) - 1;
   switch (reply[0]) {
     case "ok": {
-      const [, generation, spend, rpmRemaining, rpmReset, tpmRemaining, tpmReset, , budgetLeft, parallelLeft] = reply;
-      return {
-        kind: "ok",
-        generation: generation ?? "",
-        spend: spend ? Number(spend) : null,
-        requests: rpmRemaining ? { remaining: Number(rpmRemaining), resetMs: Number(rpmReset) } : null,
-        tokens: tpmRemaining ? { remaining: Number(tpmRemaining), resetMs: Number(tpmReset) } : null,
-        budgetLeft: budgetLeft ? Number(budgetLeft) : null,
-        parallelLeft: parallelLeft ? Number(parallelLeft) : null,
-      };
+      const out: LevelAdmission[] = [];
+      for (let i = 0; i < levels; i++) {
+        const at = 1 + i * FIELDS_PER_LEVEL;
+        const [generation, spend, rpmRemaining, rpmReset, tpmRemaining, tpmReset, , budgetLeft, parallelLeft] = reply.slice(at, at + FIELDS_PER_LEVEL);
+        out.push({
+          generation: generation ?? "",
+          spend: spend ? Number(spend) : null,
+          requests: rpmRemaining ? { remaining: Number(rpmRemaining), resetMs: Number(rpmReset) } : null,
+          tokens: tpmRemaining ? { remaining: Number(tpmRemaining), resetMs: Number(tpmReset) } : null,
+          budgetLeft: budgetLeft ? Number(budgetLeft) : null,
+          parallelLeft: parallelLeft ? Number(parallelLeft) : null,
+        });
+      }
+      return { kind: "ok", levels: out };
     }
     case "budget":
-      return { kind: "budget", spend: Number(reply[1]) };
+      return { kind: "budget", spend: Number(reply[1]), subject };
     case "budget_reserved":
-      return { kind: "budget_reserved", spend: Number(reply[1]) };
+      return { kind: "budget_reserved", spend: Number(reply[1]), subject };
     case "parallel":
-      return { kind: "parallel", inFlight: Number(reply[1]) };
+      return { kind: "parallel", inFlight: Number(reply[1]), subject };
     case "rpm":
-      return { kind: "rpm", retryAfterMs: Number(reply[1]) };
+      return { kind: "rpm", retryAfterMs: Number(reply[1]), subject };
     case "tpm":
-      return { kind: "tpm", retryAfterMs: Number(reply[1]) };
+      return { kind: "tpm", retryAfterMs: Number(reply[1]), subject };
     default:
       throw new Error(`unexpected reply from limits-reserve: ${String(reply[0])}`);
   }

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../logger.js";
+import { ledgerOf, type SpendOwner } from "./admission.js";
 import type { Database } from "../store/database.js";
 import { flushSpendBatch, type SpendBatch, type SpendItem } from "../store/spend-store.js";
 
@@ -7,8 +8,8 @@ export interface SpendLedgerOptions {
   db: Database;
   logger: Logger;
   replicaId: string;
-  /** Told about keys whose live ledger is of a generation Postgres has reset since. */
-  onResetSeen: (keys: Array<{ keyId: string; generation: string }>) => void;
+  /** Told about levels (by ledger name) whose live ledger is of a generation Postgres has reset since. */
+  onResetSeen: (levels: Array<{ ledger: string; generation: string }>) => void;
 }
 
 /**
@@ -27,14 +28,18 @@ export class SpendLedger {
 
   constructor(private readonly o: SpendLedgerOptions) {}
 
-  /** Queues one request's charge. Zero-cost requests are not written. */
-  charge(keyId: string, generation: string, cost: number): void {
+  /**
+   * Queues one request's charge on one of its levels (key, team member, user, team). Zero-cost requests are
+   * not written. A request is counted (and its cost summed) once, on its key.
+   */
+  charge(owner: SpendOwner, generation: string, cost: number): void {
     if (!(cost > 0)) return;
     const gen = generation === "" ? null : Number(generation);
-    const slot = `${keyId}|${gen ?? ""}`;
+    const slot = `${owner.ledger}|${gen ?? ""}`;
     const item = this.queued.get(slot);
     if (item) item.cost += cost;
-    else this.queued.set(slot, { keyId, generation: gen, cost });
+    else this.queued.set(slot, { level: owner.level, id: owner.id, ...(owner.teamId !== undefined && { teamId: owner.teamId }), generation: gen, cost });
+    if (owner.level !== "key") return;
     this.queuedRequests++;
     this.counters.charged += cost;
   }
@@ -69,7 +74,7 @@ export class SpendLedger {
         const outcome = await this.o.db.query((q) => flushSpendBatch(q, batch));
         this.unflushed.shift();
         this.counters.batchesFlushed++;
-        if (outcome.resetSince.length > 0) this.o.onResetSeen(outcome.resetSince);
+        if (outcome.resetSince.length > 0) this.o.onResetSeen(outcome.resetSince.map((r) => ({ ledger: ledgerOf(r.level, r.id), generation: r.generation })));
       } catch (err) {
         this.counters.flushFailures++;
         this.o.logger.warn({ err: (err as Error).message, batches: this.unflushed.length }, "spend flush failed; will retry the same batch");

@@ -7,6 +7,7 @@ export interface MetricSources {
   listenerUp: () => boolean;
   breakerStates: () => Record<string, "closed" | "open" | "half-open">;
   spendCharged: () => number;
+  /** Refusals keyed "<reason> <level>" (limit-enforcer.ts). */
   limitRejections: () => Record<string, number>;
   /** Admissions of keys with limits by how they were made: redis (own round trip), prefetched, local. */
   limitAdmissions: () => Record<string, number>;
@@ -101,8 +102,16 @@ export class Metrics {
       [{}, sources.settleFailures()],
     ]);
     snapshotCounter(registers, "gatehouse_spend_total", "Spend charged by this replica (config currency)", [], () => [[{}, sources.spendCharged()]]);
-    snapshotCounter(registers, "gatehouse_limit_rejections_total", "Requests refused by a budget or rate limit, by reason", ["reason"], () =>
-      Object.entries(sources.limitRejections()).map(([reason, n]) => [{ reason }, n]),
+    snapshotCounter(
+      registers,
+      "gatehouse_limit_rejections_total",
+      "Requests refused by a budget or rate limit, by reason and by the level that refused (key, team_member, user, team)",
+      ["reason", "level"],
+      () =>
+        Object.entries(sources.limitRejections()).map(([both, n]) => {
+          const [reason = "", level = ""] = both.split(" ");
+          return [{ reason, level }, n];
+        }),
     );
     snapshotCounter(
       registers,

@@ -10,8 +10,9 @@ export interface GatehouseRedis extends Redis {
   l2Invalidate(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<number>;
   l2StateRead(stateKey: string): Promise<[string, string | null, string | null]>;
   l2StateAdvance(stateKey: string, runId: string, seenRunId: string, seenThrough: string, through: string): Promise<number>;
-  limitsReserve(...keysThenArgs: Array<string | number>): Promise<string[]>;
-  limitsSettle(...keysThenArgs: Array<string | number>): Promise<string>;
+  /** numberOfKeys is given per call (five per level), then the keys, then the arguments. */
+  limitsReserve(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<string[]>;
+  limitsSettle(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<string[]>;
   limitsDropStale(ledger: string, generation: string): Promise<number>;
 }
 
@@ -20,8 +21,8 @@ const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
   { command: "l2Invalidate", file: "l2-invalidate.lua", keys: -1 },
   { command: "l2StateRead", file: "l2-state-read.lua", keys: 1 },
   { command: "l2StateAdvance", file: "l2-state-advance.lua", keys: 1 },
-  { command: "limitsReserve", file: "limits-reserve.lua", keys: 5 },
-  { command: "limitsSettle", file: "limits-settle.lua", keys: 5 },
+  { command: "limitsReserve", file: "limits-reserve.lua", keys: -1 },
+  { command: "limitsSettle", file: "limits-settle.lua", keys: -1 },
   { command: "limitsDropStale", file: "limits-drop-stale.lua", keys: 1 },
 ];
 

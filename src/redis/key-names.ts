@@ -24,12 +24,13 @@ export class RedisKeys {
   }
 
   /**
-   * The live ledger and rate counters of one key, by key_id (stable across rotations, so an old key in
-   * its grace and the new key share them). One hash tag per key: a Lua script may touch them all even
-   * on Redis Cluster. Owner: limits/redis-limiter.
+   * The live ledger and rate counters of one level (limits/admission.ts, SpendOwner.ledger): a key's by
+   * key_id (stable across rotations, so an old key in its grace and the new key share them), a team's, a
+   * user's, a team member's. One admission touches every level of a request in one script: Gatehouse runs
+   * on one Redis (primary, with replicas or Sentinel), not on Redis Cluster. Owner: limits/redis-limiter.
    */
-  limits(keyId: string): { ledger: string; inflight: string; reserved: string; requests: string; tokens: string } {
-    const base = `${this.prefix}limits:{${keyId}}:`;
+  limits(ledger: string): { ledger: string; inflight: string; reserved: string; requests: string; tokens: string } {
+    const base = `${this.prefix}limits:{${ledger}}:`;
     return { ledger: `${base}ledger`, inflight: `${base}inflight`, reserved: `${base}reserved`, requests: `${base}rpm`, tokens: `${base}tpm` };
   }
 }

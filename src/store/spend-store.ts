@@ -2,8 +2,16 @@ import type { Queryable } from "./db.js";
 
 /** The durable spend ledger (sql/0004_spend_ledger.sql). Owner: limits/spend-ledger and the sweeper. */
 
-export interface SpendItem {
-  keyId: string;
+/** A level of a request, as the durable ledger knows it (limits/admission.ts has the same shape). */
+export interface SpendLevel {
+  level: "key" | "team_member" | "user" | "team";
+  /** key_id, team_id or user_id; a team member's user_id. */
+  id: string;
+  /** A team member's team. */
+  teamId?: string;
+}
+
+export interface SpendItem extends SpendLevel {
   /** The spend generation charged under, or null when the replica did not know it (no live ledger). */
   generation: number | null;
   cost: number;
@@ -17,8 +25,10 @@ export interface SpendBatch {
 }
 
 // One statement, so it commits entirely or not at all; the batch row makes it idempotent: a retry of a
-// batch whose first attempt landed (the answer was lost) finds the row and charges nothing.
+// batch whose first attempt landed (the answer was lost) finds the row and charges nothing. Every level a
+// request belongs to is charged in it: the key's row, the team's, the user's and the team member's.
 // Items of an older generation belong to a period that was reset since: not added (sql/0004).
+// (Data-modifying CTEs run whether or not the final SELECT reads them.)
 const FLUSH_BATCH = `
 WITH batch AS (
   INSERT INTO gh_spend_batches (batch_id, replica_id, requests, cost)
@@ -39,71 +49,138 @@ WITH batch AS (
   UPDATE gh_keys k SET spend = k.spend + due.cost FROM due
   WHERE k.key_id = due.key_id AND k.spend_generation = due.seen_generation
   RETURNING k.key_id
+), level_item AS (
+  SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::bigint[], $11::float8[]) AS i(level, id, team_id, generation, cost)
+  WHERE EXISTS (SELECT 1 FROM batch)
+), team_due AS (
+  SELECT t.team_id, t.spend_generation AS seen_generation, sum(i.cost) AS cost
+  FROM level_item i JOIN gh_teams t ON t.team_id = i.id
+  WHERE i.level = 'team' AND (i.generation IS NULL OR i.generation = t.spend_generation)
+  GROUP BY t.team_id, t.spend_generation
+), team_charged AS (
+  UPDATE gh_teams t SET spend = t.spend + d.cost FROM team_due d
+  WHERE t.team_id = d.team_id AND t.spend_generation = d.seen_generation
+  RETURNING t.team_id
+), user_due AS (
+  SELECT u.user_id, u.spend_generation AS seen_generation, sum(i.cost) AS cost
+  FROM level_item i JOIN gh_users u ON u.user_id = i.id
+  WHERE i.level = 'user' AND (i.generation IS NULL OR i.generation = u.spend_generation)
+  GROUP BY u.user_id, u.spend_generation
+), user_charged AS (
+  UPDATE gh_users u SET spend = u.spend + d.cost FROM user_due d
+  WHERE u.user_id = d.user_id AND u.spend_generation = d.seen_generation
+  RETURNING u.user_id
+), member_due AS (
+  -- Only members of the team have a membership to charge (a key may name a user outside its team).
+  SELECT i.team_id, i.id AS user_id, sum(i.cost) AS cost
+  FROM level_item i JOIN gh_teams t ON t.team_id = i.team_id
+  WHERE i.level = 'team_member' AND t.members_with_roles @> jsonb_build_array(jsonb_build_object('user_id', i.id))
+  GROUP BY i.team_id, i.id
+), member_charged AS (
+  INSERT INTO gh_team_member_spend AS m (team_id, user_id, spend) SELECT team_id, user_id, cost FROM member_due
+  ON CONFLICT (team_id, user_id) DO UPDATE SET spend = m.spend + EXCLUDED.spend
+  RETURNING m.user_id
 )
 SELECT EXISTS (SELECT 1 FROM batch) AS applied,
   (SELECT count(*) FROM charged)::int AS keys_charged,
-  ARRAY(SELECT DISTINCT i.key_id::text || ':' || k.spend_generation FROM item i JOIN gh_keys k ON k.key_id = i.key_id
-        WHERE i.generation IS NOT NULL AND i.generation < k.spend_generation) AS reset_since`;
+  (SELECT COALESCE(jsonb_agg(DISTINCT jsonb_build_array(r.level, r.id, r.generation::text)), '[]'::jsonb) FROM (
+    SELECT 'key' AS level, i.key_id::text AS id, k.spend_generation AS generation FROM item i JOIN gh_keys k ON k.key_id = i.key_id
+      WHERE i.generation IS NOT NULL AND i.generation < k.spend_generation
+    UNION ALL
+    SELECT 'team', t.team_id, t.spend_generation FROM level_item i JOIN gh_teams t ON t.team_id = i.id
+      WHERE i.level = 'team' AND i.generation IS NOT NULL AND i.generation < t.spend_generation
+    UNION ALL
+    SELECT 'user', u.user_id, u.spend_generation FROM level_item i JOIN gh_users u ON u.user_id = i.id
+      WHERE i.level = 'user' AND i.generation IS NOT NULL AND i.generation < u.spend_generation
+  ) r) AS reset_since`;
 
 export interface FlushOutcome {
   applied: boolean;
-  /** key_id and current generation of keys reset since some of this batch was charged. */
-  resetSince: Array<{ keyId: string; generation: string }>;
+  /** Levels reset since some of this batch was charged, with their current generation. */
+  resetSince: Array<{ level: SpendLevel["level"]; id: string; generation: string }>;
 }
 
 export async function flushSpendBatch(db: Queryable, batch: SpendBatch): Promise<FlushOutcome> {
-  const { rows } = await db.query<{ applied: boolean; reset_since: string[] }>(FLUSH_BATCH, [
+  const keys = batch.items.filter((i) => i.level === "key");
+  const levels = batch.items.filter((i) => i.level !== "key");
+  const { rows } = await db.query<{ applied: boolean; reset_since: Array<[SpendLevel["level"], string, string]> }>(FLUSH_BATCH, [
     batch.batchId,
     batch.replicaId,
     batch.requests,
-    batch.items.map((i) => i.keyId),
-    batch.items.map((i) => i.generation),
-    batch.items.map((i) => i.cost),
+    keys.map((i) => i.id),
+    keys.map((i) => i.generation),
+    keys.map((i) => i.cost),
+    levels.map((i) => i.level),
+    levels.map((i) => i.id),
+    levels.map((i) => i.teamId ?? null),
+    levels.map((i) => i.generation),
+    levels.map((i) => i.cost),
   ]);
   const row = rows[0]!;
-  return {
-    applied: row.applied,
-    resetSince: row.reset_since.map((s) => {
-      const [keyId, generation] = s.split(":") as [string, string];
-      return { keyId, generation };
-    }),
-  };
+  return { applied: row.applied, resetSince: row.reset_since.map(([level, id, generation]) => ({ level, id, generation })) };
 }
 
-export async function readDurableSpend(db: Queryable, keyId: string): Promise<{ spend: number; generation: string } | null> {
-  const { rows } = await db.query<{ spend: number; spend_generation: number }>("SELECT spend, spend_generation FROM gh_keys WHERE key_id = $1", [keyId]);
-  return rows[0] ? { spend: rows[0].spend, generation: String(rows[0].spend_generation) } : null;
+const DURABLE_SPEND: Record<SpendLevel["level"], string> = {
+  key: "SELECT spend, spend_generation FROM gh_keys WHERE key_id = $1::uuid",
+  team: "SELECT spend, spend_generation FROM gh_teams WHERE team_id = $1",
+  user: "SELECT spend, spend_generation FROM gh_users WHERE user_id = $1",
+  team_member: "SELECT spend, spend_generation FROM gh_team_member_spend WHERE user_id = $1 AND team_id = $2",
+};
+
+/** A level's durable spend of the current period and its generation; 0 (generation 0) when it has no row. */
+export async function readDurableSpend(db: Queryable, level: SpendLevel): Promise<{ spend: number; generation: string }> {
+  const params = level.level === "team_member" ? [level.id, level.teamId] : [level.id];
+  const { rows } = await db.query<{ spend: number; spend_generation: number }>(DURABLE_SPEND[level.level], params);
+  return rows[0] ? { spend: rows[0].spend, generation: String(rows[0].spend_generation) } : { spend: 0, generation: "0" };
 }
 
+/** A level whose budget period ended: a key, a team or a user (team members have no period). */
 export interface DueBudget {
-  token: string;
-  keyId: string;
+  level: "key" | "team" | "user";
+  id: string;
   budgetDuration: string;
   budgetResetAt: Date;
 }
 
+// Per level: its table and id column. Written out, never assembled from input.
+const BUDGET_TABLES = {
+  key: { table: "gh_keys", id: "key_id" },
+  team: { table: "gh_teams", id: "team_id" },
+  user: { table: "gh_users", id: "user_id" },
+} as const;
+
 export async function findDueBudgets(db: Queryable, limit: number): Promise<DueBudget[]> {
-  const { rows } = await db.query<{ token: string; key_id: string; budget_duration: string; budget_reset_at: Date }>(
-    "SELECT token, key_id, budget_duration, budget_reset_at FROM gh_keys WHERE budget_reset_at <= now() AND budget_duration IS NOT NULL ORDER BY budget_reset_at LIMIT $1",
+  const { rows } = await db.query<{ level: DueBudget["level"]; id: string; budget_duration: string; budget_reset_at: Date }>(
+    `SELECT * FROM (
+       (SELECT 'key' AS level, key_id::text AS id, budget_duration, budget_reset_at FROM gh_keys
+          WHERE budget_reset_at <= now() AND budget_duration IS NOT NULL ORDER BY budget_reset_at LIMIT $1)
+       UNION ALL
+       (SELECT 'team', team_id, budget_duration, budget_reset_at FROM gh_teams
+          WHERE budget_reset_at <= now() AND budget_duration IS NOT NULL AND deleted_at IS NULL ORDER BY budget_reset_at LIMIT $1)
+       UNION ALL
+       (SELECT 'user', user_id, budget_duration, budget_reset_at FROM gh_users
+          WHERE budget_reset_at <= now() AND budget_duration IS NOT NULL AND deleted_at IS NULL ORDER BY budget_reset_at LIMIT $1)
+     ) due ORDER BY budget_reset_at LIMIT $1`,
     [limit],
   );
-  return rows.map((r) => ({ token: r.token, keyId: r.key_id, budgetDuration: r.budget_duration, budgetResetAt: r.budget_reset_at }));
+  return rows.map((r) => ({ level: r.level, id: r.id, budgetDuration: r.budget_duration, budgetResetAt: r.budget_reset_at }));
 }
 
 /**
- * Starts a new budget period for one key: the next reset is the first multiple of the duration after
- * now, counted from the last reset time, so a sweeper that ran late does not shift later periods.
- * Spend goes to 0 in a new generation. Guarded by "the period has ended" re-checked on
- * the locked row, so two replicas' sweepers reset a period once. Returns the new generation, or null
- * when another replica did it first (or when `durationMs` is not above zero: nothing to divide by).
+ * Starts a new budget period for one key, team or user: the next reset is the first multiple of the duration
+ * after now, counted from the last reset time, so a sweeper that ran late does not shift later periods.
+ * Spend goes to 0 in a new generation. Guarded by "the period has ended" re-checked on the locked row, so two
+ * replicas' sweepers reset a period once. Returns the new generation, or null when another replica did it
+ * first (or when `durationMs` is not above zero: nothing to divide by).
  */
-export async function resetBudgetPeriod(db: Queryable, keyId: string, durationMs: number): Promise<string | null> {
+export async function resetBudgetPeriod(db: Queryable, level: DueBudget["level"], id: string, durationMs: number): Promise<string | null> {
+  const { table, id: column } = BUDGET_TABLES[level];
   const { rows } = await db.query<{ spend_generation: number }>(
-    `UPDATE gh_keys SET spend = 0, spend_generation = spend_generation + 1,
+    `UPDATE ${table} SET spend = 0, spend_generation = spend_generation + 1,
        budget_reset_at = budget_reset_at + (floor(extract(epoch FROM (now() - budget_reset_at)) * 1000 / $2::float8) + 1) * $2::float8 * interval '1 millisecond'
-     WHERE key_id = $1 AND budget_reset_at <= now() AND $2::float8 > 0
+     WHERE ${column}::text = $1 AND budget_reset_at <= now() AND $2::float8 > 0
      RETURNING spend_generation`,
-    [keyId, durationMs],
+    [id, durationMs],
   );
   return rows[0] ? String(rows[0].spend_generation) : null;
 }

@@ -9,6 +9,8 @@ export interface TeamMember {
   user_id: string;
   user_email?: string | null;
   role: "admin" | "user";
+  /** The member's budget inside this team (LiteLLM's field name); absent or null: none. */
+  max_budget_in_team?: number | null;
 }
 
 export interface TeamRow {
@@ -31,9 +33,11 @@ export interface TeamRow {
   version: number;
 }
 
-/** The columns a team's cached record is built from (no metadata, members or spend). */
+/** The columns a team's cached record is built from (no metadata or spend; of the members, only their budgets). */
 export type TeamAuthRow = Pick<TeamRow, "team_id" | "team_alias" | "models" | "blocked" | "max_budget" | "tpm_limit" | "rpm_limit" | "max_parallel_requests" | "version"> & {
   deleted: boolean;
+  /** user_id → max_budget_in_team, for the members that have one. */
+  member_budgets: Record<string, number>;
 };
 
 export interface TeamPatch {
@@ -89,7 +93,9 @@ const DELETE_TEAM_KEYS = "DELETE FROM gh_keys WHERE team_id = ANY($1::text[]) RE
 const SELECT_TEAM = "SELECT * FROM gh_teams WHERE team_id = $1";
 const SELECT_TEAM_FOR_AUTH = `
 SELECT team_id, team_alias, models, blocked, max_budget, tpm_limit, rpm_limit, max_parallel_requests, version,
-  deleted_at IS NOT NULL AS deleted
+  deleted_at IS NOT NULL AS deleted,
+  (SELECT COALESCE(jsonb_object_agg(m->>'user_id', (m->>'max_budget_in_team')::float8), '{}'::jsonb)
+     FROM jsonb_array_elements(members_with_roles) m WHERE m->>'max_budget_in_team' IS NOT NULL) AS member_budgets
 FROM gh_teams WHERE team_id = $1`;
 const LIST_TEAMS = "SELECT * FROM gh_teams WHERE deleted_at IS NULL ORDER BY created_at, team_id LIMIT $1 OFFSET $2";
 const COUNT_TEAMS = "SELECT count(*)::int8 AS total FROM gh_teams WHERE deleted_at IS NULL";
@@ -153,4 +159,19 @@ const SELECT_LIVE_TEAM_FOR_SHARE = "SELECT * FROM gh_teams WHERE team_id = $1 AN
 /** A live team, held against deletion until the caller's transaction ends; null when none. */
 export async function findLiveTeamForShare(tx: Queryable, teamId: string): Promise<TeamRow | null> {
   return (await tx.query<TeamRow>(SELECT_LIVE_TEAM_FOR_SHARE, [teamId])).rows[0] ?? null;
+}
+
+export interface MemberSpend {
+  user_id: string;
+  spend: number;
+}
+
+/** The durable spend of a team's members inside the team (sql/0009). */
+export async function memberSpends(db: Queryable, teamId: string): Promise<MemberSpend[]> {
+  return (await db.query<MemberSpend>("SELECT user_id, spend FROM gh_team_member_spend WHERE team_id = $1", [teamId])).rows;
+}
+
+/** Forgets the spend of members who left the team (re-joining starts from 0). */
+export async function dropMemberSpend(tx: Queryable, teamId: string, userIds: string[]): Promise<void> {
+  await tx.query("DELETE FROM gh_team_member_spend WHERE team_id = $1 AND user_id = ANY($2::text[])", [teamId, userIds]);
 }

@@ -16,11 +16,14 @@ const IGNORED_LITELLM_TEAM_FIELDS = [
   "model_tpm_limit",
 ] as const;
 
+const MEMBER_BUDGET = z.number().finite().nonnegative().nullable();
+
 const member = z
   .object({
     user_id: ID.optional(),
     user_email: text().nullable().optional(),
     role: z.enum(["admin", "user"]).default("user"),
+    max_budget_in_team: MEMBER_BUDGET.optional(),
   })
   .strict()
   .refine((m) => m.user_id !== undefined || m.user_email !== undefined, { message: "a member needs a user_id (or a user_email)" });
@@ -37,7 +40,12 @@ export const newTeamSchema = z.object({ ...teamFields, team_id: ID.optional() })
 export const updateTeamSchema = z.object({ ...teamFields, team_id: ID }).strict();
 export const teamRefSchema = z.object({ team_id: ID }).strict();
 export const deleteTeamsSchema = z.object({ team_ids: z.array(ID).min(1).max(1_000) }).strict();
-export const memberAddSchema = z.object({ team_id: ID, member: z.union([member, z.array(member).min(1).max(1_000)]) }).strict();
+// LiteLLM's member_add takes one max_budget_in_team for every member it adds; a member's own field wins.
+export const memberAddSchema = z.object({ team_id: ID, member: z.union([member, z.array(member).min(1).max(1_000)]), max_budget_in_team: MEMBER_BUDGET.optional() }).strict();
+export const memberUpdateSchema = z
+  .object({ team_id: ID, user_id: ID.optional(), user_email: text().optional(), role: z.enum(["admin", "user"]).optional(), max_budget_in_team: MEMBER_BUDGET.optional() })
+  .strict()
+  .refine((b) => b.user_id !== undefined || b.user_email !== undefined, { message: 'give "user_id" or "user_email"' });
 export const memberDeleteSchema = z
   .object({ team_id: ID, user_id: ID.optional(), user_email: text().optional() })
   .strict()
@@ -51,3 +59,4 @@ export const listTeamsQuerySchema = z.object({
 export type NewTeamRequest = z.infer<typeof newTeamSchema>;
 export type UpdateTeamRequest = z.infer<typeof updateTeamSchema>;
 export type TeamMemberInput = z.infer<typeof member>;
+export type MemberUpdateRequest = z.infer<typeof memberUpdateSchema>;

@@ -3,23 +3,38 @@ import { teamCacheKey } from "../auth/auth-record.js";
 import { ConflictError, NotFoundError } from "../errors/errors.js";
 import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "../keys/key-change.js";
 import { toLimitPatch } from "../keys/key-patch.js";
+import { withLiveSpend, type LiveSpend } from "../keys/key-service.js";
 import { keyView } from "../keys/key-view.js";
+import { ledgerOf } from "../limits/admission.js";
 import type { Database } from "../store/database.js";
 import { isUniqueViolation, listKeys } from "../store/key-store.js";
-import { deleteTeams, findTeam, insertTeam, listTeams, lockTeams, updateTeam, type TeamMember, type TeamPatch, type TeamRow } from "../store/team-store.js";
-import type { NewTeamRequest, TeamMemberInput, UpdateTeamRequest } from "./team-schemas.js";
+import {
+  deleteTeams,
+  dropMemberSpend,
+  findTeam,
+  insertTeam,
+  listTeams,
+  lockTeams,
+  memberSpends,
+  updateTeam,
+  type TeamMember,
+  type TeamPatch,
+  type TeamRow,
+} from "../store/team-store.js";
+import type { MemberUpdateRequest, NewTeamRequest, TeamMemberInput, UpdateTeamRequest } from "./team-schemas.js";
 
 /**
  * The /team operations (LiteLLM's API). Every change that alters what a team's keys may do (creation, update,
- * block, unblock, delete) commits with **one** event naming the team's cache key (`team:<team_id>`): each replica
- * evicts that one record, and every key of the team is checked against the new one on its next request
- * (docs/teams.md). Membership changes alter no key's rights and write no event.
+ * block, unblock, delete, and membership: a member's `max_budget_in_team` limits its keys in the team) commits
+ * with **one** event naming the team's cache key (`team:<team_id>`): each replica evicts that one record, and
+ * every key of the team is checked against the new one on its next request (docs/teams.md).
  */
 export class TeamService {
   constructor(
     private readonly db: Database,
     private readonly events: CommittedEventSink,
     private readonly servedModels: () => ReadonlySet<string>,
+    private readonly spend: LiveSpend,
   ) {}
 
   async create(req: NewTeamRequest, log?: ChangeLog) {
@@ -44,7 +59,10 @@ export class TeamService {
 
   async update(req: UpdateTeamRequest, log?: ChangeLog) {
     const { team_id: teamId, ...fields } = req;
-    return this.change(teamId, this.toPatch(fields), "team_update", log);
+    const result = await this.change(teamId, this.toPatch(fields), "team_update", log);
+    // A team that had no limits kept no live ledger up to date: a new budget starts from Postgres's spend.
+    if (fields.max_budget !== undefined) await this.spend.afterReset(ledgerOf("team", teamId));
+    return result;
   }
 
   async setBlocked(teamId: string, blocked: boolean, log?: ChangeLog) {
@@ -72,33 +90,78 @@ export class TeamService {
     );
   }
 
-  async addMembers(teamId: string, members: TeamMemberInput[]) {
-    return this.editMembers(teamId, (current) => {
-      const next = [...current];
-      for (const m of members) {
-        const at = next.findIndex((c) => (m.user_id !== undefined && c.user_id === m.user_id) || (m.user_email && c.user_email === m.user_email));
-        const entry: TeamMember = { user_id: m.user_id ?? m.user_email!, user_email: m.user_email ?? null, role: m.role };
-        if (at === -1) next.push(entry);
-        else next[at] = entry;
-      }
-      return next;
-    });
+  async addMembers(teamId: string, members: TeamMemberInput[], log?: ChangeLog) {
+    return this.editMembers(
+      teamId,
+      (current) => {
+        const next = [...current];
+        for (const m of members) {
+          const at = next.findIndex((c) => (m.user_id !== undefined && c.user_id === m.user_id) || (m.user_email && c.user_email === m.user_email));
+          const entry: TeamMember = { user_id: m.user_id ?? m.user_email!, user_email: m.user_email ?? null, role: m.role };
+          const budget = m.max_budget_in_team !== undefined ? m.max_budget_in_team : at === -1 ? undefined : next[at]!.max_budget_in_team;
+          if (budget !== undefined && budget !== null) entry.max_budget_in_team = budget;
+          if (at === -1) next.push(entry);
+          else next[at] = entry;
+        }
+        return next;
+      },
+      log,
+    );
   }
 
-  async deleteMember(teamId: string, who: { user_id?: string | undefined; user_email?: string | undefined }) {
-    return this.editMembers(teamId, (current) => {
-      const next = current.filter((c) => !((who.user_id !== undefined && c.user_id === who.user_id) || (who.user_email !== undefined && c.user_email === who.user_email)));
-      if (next.length === current.length) throw new NotFoundError("no such member in this team", who.user_id !== undefined ? "user_id" : "user_email", "member_not_found");
-      return next;
-    });
+  /** LiteLLM's /team/member_update: a member's role or budget inside the team. */
+  async updateMember(req: MemberUpdateRequest, log?: ChangeLog) {
+    return this.editMembers(
+      req.team_id,
+      (current) => {
+        const at = current.findIndex((c) => isMember(c, req));
+        if (at === -1) throw new NotFoundError("no such member in this team", req.user_id !== undefined ? "user_id" : "user_email", "member_not_found");
+        const next = [...current];
+        const entry: TeamMember = { ...current[at]!, ...(req.role !== undefined && { role: req.role }) };
+        if (req.max_budget_in_team === null) delete entry.max_budget_in_team;
+        else if (req.max_budget_in_team !== undefined) entry.max_budget_in_team = req.max_budget_in_team;
+        next[at] = entry;
+        return next;
+      },
+      log,
+    );
+  }
+
+  async deleteMember(teamId: string, who: { user_id?: string | undefined; user_email?: string | undefined }, log?: ChangeLog) {
+    return this.editMembers(
+      teamId,
+      (current) => {
+        const next = current.filter((c) => !isMember(c, who));
+        if (next.length === current.length) throw new NotFoundError("no such member in this team", who.user_id !== undefined ? "user_id" : "user_email", "member_not_found");
+        return next;
+      },
+      log,
+    );
   }
 
   async info(teamId: string) {
     const row = await this.db.query((q) => findTeam(q, teamId));
     if (!row || row.deleted_at) throw new NotFoundError(`team '${teamId}' not found`, "team_id", "team_not_found");
     // The first 100 keys and the count: a team may have many thousands (GET /key/list?team_id= pages through them).
-    const keys = await this.db.query((q) => listKeys(q, { keyAlias: null, userId: null, teamId, page: 1, size: 100 }));
-    return { team_id: row.team_id, team_info: teamView(row), keys: keys.rows.map(keyView), key_count: Number(keys.total) };
+    const [keys, spends] = await Promise.all([
+      this.db.query((q) => listKeys(q, { keyAlias: null, userId: null, teamId, page: 1, size: 100 })),
+      this.db.query((q) => memberSpends(q, teamId)),
+    ]);
+    const durable = new Map(spends.map((m) => [m.user_id, m.spend]));
+    const team_memberships = await Promise.all(
+      row.members_with_roles.map(async (m) => {
+        const spend = durable.get(m.user_id) ?? 0;
+        const live = m.max_budget_in_team == null ? null : await this.spend.liveSpend(ledgerOf("team_member", m.user_id, teamId));
+        return { team_id: teamId, user_id: m.user_id, spend: live ?? spend, durable_spend: spend, max_budget_in_team: m.max_budget_in_team ?? null };
+      }),
+    );
+    return {
+      team_id: row.team_id,
+      team_info: await withLiveSpend(teamView(row), ledgerOf("team", teamId), this.spend),
+      keys: keys.rows.map(keyView),
+      key_count: Number(keys.total),
+      team_memberships,
+    };
   }
 
   async list(page: { page: number; size: number }) {
@@ -124,13 +187,33 @@ export class TeamService {
     }
   }
 
-  private async editMembers(teamId: string, edit: (current: TeamMember[]) => TeamMember[]) {
-    return this.db.transaction(async (tx) => {
-      const [locked] = await lockTeams(tx, [teamId]);
-      if (!locked) throw new NotFoundError(`team '${teamId}' not found`, "team_id", "team_not_found");
-      const row = (await updateTeam(tx, teamId, { members_with_roles: edit(locked.members_with_roles) }))!;
-      return teamView(row);
-    });
+  /**
+   * A membership change is a team change (one event): a member's budget is part of the team's record. A member
+   * who leaves loses its spend in the team; a member whose budget changed has its live ledger rebuilt from
+   * Postgres (nothing kept it up to date while it had no budget).
+   */
+  private async editMembers(teamId: string, edit: (current: TeamMember[]) => TeamMember[], log?: ChangeLog) {
+    const { view, budgetChanged } = await commitKeyChange(
+      this.db,
+      this.events,
+      async (tx) => {
+        const [locked] = await lockTeams(tx, [teamId]);
+        if (!locked) throw new NotFoundError(`team '${teamId}' not found`, "team_id", "team_not_found");
+        const before = locked.members_with_roles;
+        const after = edit(before);
+        const gone = before.filter((b) => !after.some((a) => a.user_id === b.user_id)).map((b) => b.user_id);
+        if (gone.length > 0) await dropMemberSpend(tx, teamId, gone);
+        const budgetChanged = after.filter((a) => (a.max_budget_in_team ?? null) !== (before.find((b) => b.user_id === a.user_id)?.max_budget_in_team ?? null));
+        const row = (await updateTeam(tx, teamId, { members_with_roles: after }))!;
+        return {
+          result: { view: teamView(row), budgetChanged: [...gone, ...budgetChanged.map((m) => m.user_id)] },
+          stale: { kind: "team_update", tokens: [teamCacheKey(teamId)], version: row.version },
+        };
+      },
+      log,
+    );
+    for (const userId of budgetChanged) await this.spend.afterReset(ledgerOf("team_member", userId, teamId));
+    return view;
   }
 
   private toPatch(req: Omit<NewTeamRequest, "team_id">): TeamPatch {
@@ -138,9 +221,18 @@ export class TeamService {
     if (req.team_alias !== undefined) patch.team_alias = req.team_alias;
     if (req.blocked !== undefined) patch.blocked = req.blocked;
     if (req.members_with_roles !== undefined)
-      patch.members_with_roles = req.members_with_roles.map((m) => ({ user_id: m.user_id ?? m.user_email!, user_email: m.user_email ?? null, role: m.role }));
+      patch.members_with_roles = req.members_with_roles.map((m) => ({
+        user_id: m.user_id ?? m.user_email!,
+        user_email: m.user_email ?? null,
+        role: m.role,
+        ...(m.max_budget_in_team != null && { max_budget_in_team: m.max_budget_in_team }),
+      }));
     return patch;
   }
+}
+
+function isMember(m: TeamMember, who: { user_id?: string | undefined; user_email?: string | undefined }): boolean {
+  return (who.user_id !== undefined && m.user_id === who.user_id) || (who.user_email !== undefined && m.user_email === who.user_email);
 }
 
 function mapTeamConflict(err: unknown): unknown {

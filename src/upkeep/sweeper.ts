@@ -7,6 +7,7 @@ import { pruneStoredResults } from "../store/idempotency-store.js";
 import { findDueBudgets, pruneSpendBatches, resetBudgetPeriod } from "../store/spend-store.js";
 import { parseKeyDuration } from "../config/duration.js";
 import { nextKeyVersion } from "../store/key-store.js";
+import { ledgerOf } from "../limits/admission.js";
 import { Periodic } from "./periodic.js";
 
 export interface SweeperOptions {
@@ -16,8 +17,8 @@ export interface SweeperOptions {
   intervalMs: number;
   idempotencyRetentionMs: number;
   eventRetentionMs: number;
-  /** Told when a key's budget period was reset here, so its live ledger is rebuilt. */
-  onBudgetReset: (keyId: string, generation: string) => Promise<void>;
+  /** Told when a level's budget period was reset here (its ledger name, limits/admission.ts), so its live ledger is rebuilt. */
+  onBudgetReset: (ledger: string, generation: string) => Promise<void>;
 }
 
 const SWEEP_BATCH = 1_000;
@@ -64,28 +65,29 @@ export class Sweeper {
   }
 
   /**
-   * A budget resets within one sweep interval of its `budget_reset_at` (docs/limits.md). One bad row (a
-   * `budget_duration` written by hand or by an older version, or any failure resetting it) is logged by
-   * key_id and skipped: it must never stop the other due keys from resetting.
+   * A budget (a key's, a team's or a user's) resets within one sweep interval of its `budget_reset_at`
+   * (docs/limits.md). One bad row (a `budget_duration` written by hand or by an older version, or any
+   * failure resetting it) is logged by its id and skipped: it must never stop the other due budgets from resetting.
    */
   private async resetDueBudgets(): Promise<number> {
     let reset = 0;
     for (const due of await this.o.db.query((q) => findDueBudgets(q, SWEEP_BATCH))) {
+      const who = { [`${due.level}_id`]: due.id };
       let durationMs: number;
       try {
         durationMs = parseKeyDuration(due.budgetDuration);
       } catch (err) {
         // Validated on write; a row edited by hand must not stop the sweep.
-        this.o.logger.warn({ key_id: due.keyId, budget_duration: due.budgetDuration, err: (err as Error).message }, "skipped a budget reset: the key's budget_duration is invalid");
+        this.o.logger.warn({ ...who, budget_duration: due.budgetDuration, err: (err as Error).message }, "skipped a budget reset: its budget_duration is invalid");
         continue;
       }
       try {
-        const generation = await this.o.db.query((q) => resetBudgetPeriod(q, due.keyId, durationMs));
+        const generation = await this.o.db.query((q) => resetBudgetPeriod(q, due.level, due.id, durationMs));
         if (generation === null) continue; // another replica reset it first
         reset++;
-        await this.o.onBudgetReset(due.keyId, generation);
+        await this.o.onBudgetReset(ledgerOf(due.level, due.id), generation);
       } catch (err) {
-        this.o.logger.warn({ key_id: due.keyId, err: (err as Error).message }, "budget reset failed for one key; skipped it and went on with the others");
+        this.o.logger.warn({ ...who, err: (err as Error).message }, "a budget reset failed; skipped it and went on with the others");
       }
     }
     return reset;

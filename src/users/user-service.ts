@@ -4,7 +4,9 @@ import { generateVirtualKey, hashKey, keyDisplayName } from "../auth/key-materia
 import { ConflictError, NotFoundError } from "../errors/errors.js";
 import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "../keys/key-change.js";
 import { toLimitPatch } from "../keys/key-patch.js";
+import { withLiveSpend, type LiveSpend } from "../keys/key-service.js";
 import { keyView } from "../keys/key-view.js";
+import { ledgerOf } from "../limits/admission.js";
 import type { Database } from "../store/database.js";
 import { insertKey, listKeys } from "../store/key-store.js";
 import { deleteUsers, findUser, insertUser, listUsers, lockUsers, updateUser, type UserPatch, type UserRow } from "../store/user-store.js";
@@ -20,6 +22,7 @@ export class UserService {
     private readonly db: Database,
     private readonly events: CommittedEventSink,
     private readonly servedModels: () => ReadonlySet<string>,
+    private readonly spend: LiveSpend,
   ) {}
 
   /** Creates a user and, unless `auto_create_key: false` (LiteLLM's default is a key), a key of theirs, in one transaction. */
@@ -54,7 +57,7 @@ export class UserService {
   async update(req: UpdateUserRequest, log?: ChangeLog) {
     const { user_id: userId, ...fields } = req;
     const patch = this.toPatch(fields);
-    return commitKeyChange(
+    const result = await commitKeyChange(
       this.db,
       this.events,
       async (tx) => {
@@ -65,6 +68,9 @@ export class UserService {
       },
       log,
     );
+    // A user who had no limits kept no live ledger up to date: a new budget starts from Postgres's spend.
+    if (fields.max_budget !== undefined) await this.spend.afterReset(ledgerOf("user", userId));
+    return result;
   }
 
   /** Deletes users and their keys; each user's id is never reused. One event per user, none per key. */
@@ -88,7 +94,12 @@ export class UserService {
     const row = await this.db.query((q) => findUser(q, userId));
     if (!row || row.deleted_at) throw new NotFoundError(`user '${userId}' not found`, "user_id", "user_not_found");
     const keys = await this.db.query((q) => listKeys(q, { keyAlias: null, userId, teamId: null, page: 1, size: 100 }));
-    return { user_id: row.user_id, user_info: userView(row), keys: keys.rows.map(keyView), key_count: Number(keys.total) };
+    return {
+      user_id: row.user_id,
+      user_info: await withLiveSpend(userView(row), ledgerOf("user", userId), this.spend),
+      keys: keys.rows.map(keyView),
+      key_count: Number(keys.total),
+    };
   }
 
   async list(page: { page: number; page_size: number }) {

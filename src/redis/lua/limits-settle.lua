@@ -1,49 +1,51 @@
--- Settles one admitted request: releases its reservation and charges what it actually cost.
--- KEYS as in limits-reserve.lua (1 ledger, 2 inflight, 3 reserved, 4 requests, 5 windows).
--- ARGV: request id, actual cost, actual tokens, spend generation seen at admission ("" = no ledger),
---       cancel ("1": a prefetched admission no request used; it is taken out of the rpm count too).
--- Spend is added only to the generation it was reserved in: a reset in between starts a new period,
--- which this request's cost does not belong to. Never touches an auth record or its TTL (docs/coherence.md #5).
--- Returns the live spend after the charge, or "" when there is no live ledger for the key.
+-- Settles one admitted request on every level it was admitted on: releases its reservations and charges
+-- what it actually cost. KEYS: five per level, as in limits-reserve.lua (ledger, inflight, reserved,
+-- requests, windows).
+-- ARGV: request id, actual cost, actual tokens, cancel ("1": a prefetched admission no request used; it is
+--       taken out of the rpm count too), then per level the spend generation seen at admission ("" = no ledger).
+-- Spend is added only to the generation it was reserved in: a reset in between starts a new period, which
+-- this request's cost does not belong to. Never touches an auth record or its TTL (docs/coherence.md #5).
+-- Returns, per level, the live spend after the charge, or "" when the level has no live ledger.
 
 local id = ARGV[1]
-local cancel = ARGV[5] == '1'
-local amount = redis.call('HGET', KEYS[3], id)
-if amount then
-  local r_cost, r_tokens, r_bucket = string.match(amount, '^(%S+) (%S+) (%S+)$')
-  redis.call('HDEL', KEYS[3], id)
-  redis.call('ZREM', KEYS[2], id)
-  if tonumber(r_cost) ~= 0 then redis.call('HINCRBYFLOAT', KEYS[3], '_total', -tonumber(r_cost)) end
-  -- tpm counted the worst case at admission; correct it to the actual tokens in the same minute.
-  local delta = tonumber(ARGV[3]) - tonumber(r_tokens)
-  if delta ~= 0 then
-    local b = tonumber(redis.call('HGET', KEYS[5], 'b'))
-    local bucket = tonumber(r_bucket)
-    local field = nil
-    if b == bucket then field = 'c' elseif b == bucket + 1 then field = 'p' end
-    if field then
-      local v = tonumber(redis.call('HGET', KEYS[5], field) or '0') + delta
-      redis.call('HSET', KEYS[5], field, math.max(0, v))
-    end
-  end
-  if cancel then
-    -- The admission was never used: it does not count as a request (exact log, or the smoothed count).
-    if redis.call('ZREM', KEYS[4], id) == 0 then
-      local rb = tonumber(redis.call('HGET', KEYS[5], 'rb'))
-      local bucket = tonumber(r_bucket)
-      local field = nil
-      if rb == bucket then field = 'rc' elseif rb == bucket + 1 then field = 'rp' end
-      if field then
-        local v = tonumber(redis.call('HGET', KEYS[5], field) or '0') - 1
-        redis.call('HSET', KEYS[5], field, math.max(0, v))
-      end
-    end
-    return ''
-  end
-end
-if cancel then return '' end
+local cost = ARGV[2]
+local actual_tokens = tonumber(ARGV[3])
+local cancel = ARGV[4] == '1'
+local levels = #KEYS / 5
 
-if ARGV[4] ~= '' and tonumber(ARGV[2]) ~= 0 and redis.call('HGET', KEYS[1], 'gen') == ARGV[4] then
-  return redis.call('HINCRBYFLOAT', KEYS[1], 'spend', ARGV[2])
+-- Moves `delta` into the minute `r_bucket` of the windows hash (fields: bucket, current, previous), if
+-- that minute is still the current or the previous one.
+local function correct(windows, bucket_field, current_field, previous_field, r_bucket, delta)
+  local b = tonumber(redis.call('HGET', windows, bucket_field))
+  local field = nil
+  if b == r_bucket then field = current_field elseif b == r_bucket + 1 then field = previous_field end
+  if field then
+    local v = tonumber(redis.call('HGET', windows, field) or '0') + delta
+    redis.call('HSET', windows, field, math.max(0, v))
+  end
 end
-return ''
+
+local reply = {}
+for n = 1, levels do
+  local k = (n - 1) * 5
+  local ledger, inflight, reserved_hash, requests, windows = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  local generation = ARGV[4 + n]
+  local spend = ''
+  local amount = redis.call('HGET', reserved_hash, id)
+  if amount then
+    local r_cost, r_tokens, r_bucket = string.match(amount, '^(%S+) (%S+) (%S+)$')
+    redis.call('HDEL', reserved_hash, id)
+    redis.call('ZREM', inflight, id)
+    if tonumber(r_cost) ~= 0 then redis.call('HINCRBYFLOAT', reserved_hash, '_total', -tonumber(r_cost)) end
+    -- tpm counted the worst case at admission; correct it to the actual tokens in the same minute.
+    local delta = actual_tokens - tonumber(r_tokens)
+    if delta ~= 0 then correct(windows, 'b', 'c', 'p', tonumber(r_bucket), delta) end
+    -- An admission never used does not count as a request (exact log, or the smoothed count).
+    if cancel and redis.call('ZREM', requests, id) == 0 then correct(windows, 'rb', 'rc', 'rp', tonumber(r_bucket), -1) end
+  end
+  if not cancel and generation ~= '' and tonumber(cost) ~= 0 and redis.call('HGET', ledger, 'gen') == generation then
+    spend = redis.call('HINCRBYFLOAT', ledger, 'spend', cost)
+  end
+  reply[n] = spend
+end
+return reply
