@@ -14,6 +14,9 @@ const profile = PROFILES[process.env.CHAOS_PROFILE ?? "short"];
 if (!profile) throw new Error(`unknown CHAOS_PROFILE ${process.env.CHAOS_PROFILE}`);
 const log = (line: string) => process.stderr.write(`[history] ${line}\n`);
 
+/** For proofs about keys and teams: no database model or user model changes (they only thin out the ones that matter). */
+const NO_MODEL_OR_USER_CHANGES = { user_models: 0, model_new: 0, model_update: 0, model_delete: 0 };
+
 function save(name: string, report: unknown, table: string) {
   const dir = path.join(packageRoot, "chaos", "results");
   mkdirSync(dir, { recursive: true });
@@ -47,19 +50,25 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
   {
     bug: "delete-race",
     expects: /not found for a token that works|final state|accepted a key|unexpected answer/,
-    profile: { faults: [], mix: { race: 40, regenerate: 10, generate: 4, delete: 2, block: 0, unblock: 0, update: 0, end_grace: 0, reset_spend: 0, invalid: 0 } },
+    profile: {
+      faults: [],
+      mix: { race: 40, regenerate: 10, generate: 4, delete: 2, block: 0, unblock: 0, update: 0, end_grace: 0, reset_spend: 0, invalid: 0, ...NO_MODEL_OR_USER_CHANGES },
+    },
   },
   {
     bug: "grace-404",
     expects: /not found for a token that works/,
-    profile: { faults: [], mix: { regenerate: 20, block: 10, unblock: 10, update: 10, end_grace: 5, delete: 1, generate: 3, race: 0, reset_spend: 3, invalid: 0 } },
+    profile: {
+      faults: [],
+      mix: { regenerate: 20, block: 10, unblock: 10, update: 10, end_grace: 5, delete: 1, generate: 3, race: 0, reset_spend: 3, invalid: 0, ...NO_MODEL_OR_USER_CHANGES },
+    },
   },
   {
     bug: "l2-rewind",
     expects: /accepted a key that was not valid|served a model the key may not use/,
     profile: {
       faults: ["Redis restarted from an older snapshot", "a replica SIGKILLed and restarted"],
-      mix: { regenerate: 30, delete: 6, block: 10, unblock: 4, update: 6, generate: 6, race: 0, end_grace: 4, reset_spend: 0, invalid: 0 },
+      mix: { regenerate: 30, delete: 6, block: 10, unblock: 4, update: 6, generate: 6, race: 0, end_grace: 4, reset_spend: 0, invalid: 0, ...NO_MODEL_OR_USER_CHANGES },
     },
   },
   {
@@ -91,6 +100,7 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
         end_grace: 0,
         reset_spend: 0,
         invalid: 0,
+        ...NO_MODEL_OR_USER_CHANGES,
       },
     },
   },
@@ -109,6 +119,36 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
         user_delete: 0,
         regenerate: 2,
         generate: 2,
+        block: 0,
+        unblock: 0,
+        update: 0,
+        delete: 0,
+        race: 0,
+        end_grace: 0,
+        reset_spend: 0,
+        invalid: 0,
+        ...NO_MODEL_OR_USER_CHANGES,
+      },
+    },
+  },
+  {
+    bug: "model-stale",
+    expects: /served a deleted model|refused a model that exists/,
+    profile: {
+      faults: [],
+      // A model state must last longer than the bound for a stale one to be told apart: one admin client, pausing.
+      adminWorkers: 1,
+      adminPauseMs: 2_500,
+      mix: {
+        model_new: 5,
+        model_delete: 5,
+        team_block: 0,
+        team_unblock: 0,
+        user_delete: 0,
+        user_models: 0,
+        model_update: 0,
+        regenerate: 0,
+        generate: 0,
         block: 0,
         unblock: 0,
         update: 0,

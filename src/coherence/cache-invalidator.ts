@@ -28,7 +28,8 @@ export class CacheInvalidator {
 
   /** Evicts L1 synchronously, then tombstones L2; resolves when both are done, true if the tombstones were written. */
   invalidate(changed: readonly string[], version: number): Promise<boolean> {
-    const tokens = reinstated("team-stale") ? changed.filter((t) => !t.startsWith("team:")) : changed;
+    let tokens = reinstated("team-stale") ? changed.filter((t) => !t.startsWith("team:")) : changed;
+    if (reinstated("model-stale")) tokens = tokens.filter((t) => !t.startsWith("models:"));
     this.onChanged(tokens);
     this.tokens?.noteTokens(tokens);
     for (const t of tokens) {

@@ -13,8 +13,10 @@
  *   invalidation cancelled is still answered from.
  * - `team-stale`: a team's change commits its event, but replicas do not evict the team's cached record, so
  *   the team's keys follow the old team state until the record leaves the cache.
+ * - `model-stale`: a model added, updated or deleted through the API commits its event, but replicas keep the
+ *   database models they read at start (LiteLLM's instances keep serving a deleted model).
  */
-export const REINSTATABLE_BUGS = ["delete-race", "grace-404", "l2-rewind", "joined-fill", "team-stale"] as const;
+export const REINSTATABLE_BUGS = ["delete-race", "grace-404", "l2-rewind", "joined-fill", "team-stale", "model-stale"] as const;
 export type ReinstatedBug = (typeof REINSTATABLE_BUGS)[number];
 
 const requested = new Set(

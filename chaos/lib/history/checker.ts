@@ -1,4 +1,4 @@
-import type { AdminOp, AuthOp, CommittedEvent, FaultWindow, Op } from "./history.js";
+import { eventKindOf, type AdminOp, type AuthOp, type CommittedEvent, type FaultWindow, type Op } from "./history.js";
 
 /**
  * The history checker. It builds the sequential history of the changes that committed — in commit order, which
@@ -86,13 +86,27 @@ interface KeyState {
   tokens: string[];
 }
 
-type Expected = 200 | 401 | 403;
+type Expected = 200 | 401 | 403 | 404;
 
 /** A team's state from one change on (teams start unblocked). */
 interface TeamChange {
   at: number;
   atLatest: number;
   blocked: boolean;
+}
+
+/** A user's models from one change on (users start without models: every model). */
+interface UserChange {
+  at: number;
+  atLatest: number;
+  models: string[];
+}
+
+/** The database model's deployments (ids) from one change on. */
+interface DbModelChange {
+  at: number;
+  atLatest: number;
+  ids: string[];
 }
 
 export class Model {
@@ -103,6 +117,41 @@ export class Model {
    * combine a key's state at one moment with its team's state at another, each within the bound (docs/teams.md).
    */
   readonly teams = new Map<string, TeamChange[]>();
+  /** Each user's own timeline (models), cached apart from its keys' records like a team's. */
+  readonly users = new Map<string, UserChange[]>();
+  /** The run's database model: served while it has a deployment. */
+  readonly dbModel: DbModelChange[] = [{ at: Number.NEGATIVE_INFINITY, atLatest: Number.NEGATIVE_INFINITY, ids: [] }];
+
+  userModels(user: string, at: number, atLatest: number, models: string[]): void {
+    const list = this.users.get(user) ?? [{ at: Number.NEGATIVE_INFINITY, atLatest: Number.NEGATIVE_INFINITY, models: [] }];
+    list.push({ at, atLatest, models });
+    this.users.set(user, list);
+  }
+
+  userModelsAt(user: string | undefined, t: number): string[] {
+    if (user === undefined) return [];
+    let models: string[] = [];
+    for (const c of this.users.get(user) ?? []) {
+      if (c.at <= t) models = c.models;
+      else break;
+    }
+    return models;
+  }
+
+  dbModelChange(at: number, atLatest: number, change: { add?: string; remove?: string }): void {
+    const ids = this.dbModel.at(-1)!.ids.filter((id) => id !== change.remove);
+    if (change.add !== undefined) ids.push(change.add);
+    this.dbModel.push({ at, atLatest, ids });
+  }
+
+  dbModelServedAt(t: number): boolean {
+    let ids: string[] = [];
+    for (const c of this.dbModel) {
+      if (c.at <= t) ids = c.ids;
+      else break;
+    }
+    return ids.length > 0;
+  }
 
   teamChange(team: string, at: number, atLatest: number, blocked: boolean): void {
     const list = this.teams.get(team) ?? [{ at: Number.NEGATIVE_INFINITY, atLatest: Number.NEGATIVE_INFINITY, blocked: false }];
@@ -120,9 +169,15 @@ export class Model {
     return blocked;
   }
 
-  teamPoints(token: string): number[] {
-    const team = this.keyOf(token)?.team;
-    return team === undefined ? [] : (this.teams.get(team) ?? []).map((c) => c.at).filter(Number.isFinite);
+  /**
+   * The change points of the records a key's answer depends on besides its own: its team's or its user's (a key
+   * of the run has one or the other, never both, so each answer combines two records read at two moments).
+   */
+  ownerPoints(token: string): number[] {
+    const key = this.keyOf(token);
+    if (!key) return [];
+    const changes: Array<{ at: number }> = key.team !== undefined ? (this.teams.get(key.team) ?? []) : key.user !== undefined ? (this.users.get(key.user) ?? []) : [];
+    return changes.map((c) => c.at).filter(Number.isFinite);
   }
 
   keyOf(token: string): KeyState | undefined {
@@ -167,15 +222,20 @@ export class Model {
     return this.expectedAt(token, t, t, model);
   }
 
-  /** The answer for the key's state at `tKey` and its team's at `tTeam` (a replica may hold each from another moment). */
-  expectedAt(token: string, tKey: number, tTeam: number, model: string): Expected {
+  /**
+   * The answer for the key's state at `tKey` and its team's or user's at `tOwner` (a replica may hold each from
+   * another moment).
+   */
+  expectedAt(token: string, tKey: number, tOwner: number, model: string): Expected {
     const ts = this.tokens.get(token);
     if (!ts || tKey < ts.from || tKey >= ts.until) return 401;
     const key = this.keys.get(ts.keyId)!;
     const s = this.stateAt(key, tKey);
-    // The gateway checks the key, then its team, then the model.
-    if (s.deleted || s.blocked || this.teamBlockedAt(key.team, tTeam)) return 401;
+    // The gateway checks the key, then its team, then the model (the key's and its user's lists).
+    if (s.deleted || s.blocked || this.teamBlockedAt(key.team, tOwner)) return 401;
     if (s.models.length > 0 && !s.models.includes(model)) return 403;
+    const userModels = this.userModelsAt(key.user, tOwner);
+    if (userModels.length > 0 && !userModels.includes(model)) return 403;
     return 200;
   }
 
@@ -183,7 +243,7 @@ export class Model {
   changePoints(token: string, from: number, to: number): number[] {
     const ts = this.tokens.get(token);
     if (!ts) return [];
-    const points = [ts.from, ts.until, ...this.keys.get(ts.keyId)!.changes.map((c) => c.at), ...this.teamPoints(token)];
+    const points = [ts.from, ts.until, ...this.keys.get(ts.keyId)!.changes.map((c) => c.at), ...this.ownerPoints(token)];
     return points.filter((p) => p > from && p <= to && Number.isFinite(p));
   }
 
@@ -272,7 +332,7 @@ export function checkHistory(
   for (const e of events) {
     if (owner.has(e.id) || e.kind === "expiry") continue;
     const candidate = unknownOutcome.find(
-      (o) => o.kind === e.kind && e.at >= o.invoke - slack && e.at <= o.complete + 250 && (o.addressed.some((t) => e.tokens.includes(t)) || o.kind === "generate"),
+      (o) => eventKindOf(o.kind) === e.kind && e.at >= o.invoke - slack && e.at <= o.complete + 250 && (o.addressed.some((t) => e.tokens.includes(t)) || o.kind === "generate"),
     );
     if (candidate) {
       claim(e, candidate);
@@ -306,6 +366,18 @@ export function checkHistory(
       model.teamChange(op.team!, at, atLatest, op.kind === "team_block");
       continue;
     }
+    if (op.kind === "user_models") {
+      model.userModels(op.user!, at, atLatest, op.models ?? []);
+      continue;
+    }
+    // The database model: served while it has a deployment; an update changes no answer (it must still commit). A
+    // /model/new whose answer was lost still added a deployment: it is known by its event.
+    if (op.kind === "model_new" || op.kind === "model_delete") {
+      const id = op.modelId ?? (op.kind === "model_new" ? `event:${eventId}` : undefined);
+      if (id !== undefined) model.dbModelChange(at, atLatest, op.kind === "model_new" ? { add: id } : { remove: id });
+      continue;
+    }
+    if (op.kind === "model_update") continue;
     const named = op.addressed.filter((t) => model.tokens.has(t));
     // A change acknowledged for a token that addressed no key at any moment of the request.
     for (const t of op.addressed) {
@@ -410,6 +482,8 @@ export function checkHistory(
     if (op.status === 0) continue;
     // A key generated for a user another client was deleting: refused, nothing written (the event check holds).
     if (op.status === 400 && op.kind === "generate" && op.code === "user_deleted") continue;
+    // A key's models must lie within its user's: an update asking for more is refused, nothing written.
+    if (op.status === 400 && op.kind === "update" && op.code === "model_not_allowed_for_user") continue;
     if (op.status === 503 && (duringFault(faults, op, options.faultTailMs, (f) => f.postgresImpaired) || op.code === "rotation_in_progress")) continue;
     violate("unexpected answer", `${op.kind} on ${op.replica} answered ${op.status} ${op.code ?? ""}`, op.complete, op.addressed);
   }
@@ -419,10 +493,14 @@ export function checkHistory(
   const lastAccepted = new Map<string, number>();
   // A key's record and its team's are held apart: a change of either may leave the replica without a copy it can
   // serve when Postgres cannot answer.
-  const changesOfKey = (token: string) => [...(model.keyOf(token)?.changes.map((c) => c.at) ?? []), ...model.teamPoints(token)];
+  const changesOfKey = (token: string) => [...(model.keyOf(token)?.changes.map((c) => c.at) ?? []), ...model.ownerPoints(token)];
   for (const op of [...auth].sort((a, b) => a.complete - b.complete)) {
     if (op.status === 0) continue;
     result.answersChecked++;
+    if (op.model !== undefined) {
+      checkModelProbe(model, op, faults, options, violate, result);
+      continue;
+    }
     const inFault = duringFault(faults, op, options.faultTailMs, () => true);
     const cacheKey = `${op.replica}|${op.token}`;
     if (op.status === 503) {
@@ -481,13 +559,71 @@ export function checkHistory(
   return { result, model };
 }
 
+/**
+ * A request for the run's database model with a key that never changes: 200 while the model has a deployment,
+ * 404 `model_not_found` while it has none, each within the bound of the change (a replica drops the database
+ * models on the event and reads them again). A 503 `model_store_unavailable` is the documented answer while the
+ * replica cannot vouch for its database models (Postgres or its notifications unreachable).
+ */
+function checkModelProbe(
+  model: Model,
+  op: AuthOp,
+  faults: FaultWindow[],
+  options: CheckerOptions,
+  violate: (kind: string, message: string, at: number, tokens: string[], replica?: string) => void,
+  result: CheckResult,
+): void {
+  const tokens = [op.token, MODELS];
+  if (op.status === 503) {
+    if (duringFault(faults, op, options.faultTailMs, (f) => f.postgresImpaired || f.notificationsLost)) return;
+    violate("unexpected answer", `a request for ${op.model} on ${op.replica} answered 503 ${op.code ?? ""} with every store reachable`, op.complete, tokens, op.replica);
+    return;
+  }
+  if (op.status !== 200 && !(op.status === 404 && op.code === "model_not_found")) {
+    violate("unexpected answer", `a request for ${op.model} on ${op.replica} answered ${op.status} ${op.code ?? ""}`, op.complete, tokens, op.replica);
+    return;
+  }
+  const served = op.status === 200;
+  const points = model.dbModel.map((c) => c.at).filter(Number.isFinite);
+  let staleness = Number.POSITIVE_INFINITY;
+  if (
+    model.dbModelServedAt(op.invoke) === served ||
+    model.dbModelServedAt(op.complete) === served ||
+    points.some((p) => p > op.invoke && p <= op.complete && model.dbModelServedAt(p) === served)
+  ) {
+    staleness = 0;
+  } else {
+    for (const p of points.filter((p) => p <= op.invoke).reverse()) {
+      if (model.dbModelServedAt(p - 1e-3) === served) {
+        staleness = op.invoke - p;
+        break;
+      }
+    }
+  }
+  const inFault = duringFault(faults, op, options.faultTailMs, () => true);
+  (inFault ? result.staleness.fault : result.staleness.normal).push(Number.isFinite(staleness) ? staleness : -1);
+  const bound = boundFor(op, faults, options);
+  if (staleness > bound) {
+    violate(
+      served ? "served a deleted model" : "refused a model that exists",
+      `${op.replica} answered ${op.status} for ${op.model} (request ${fmt(op.invoke)}–${fmt(op.complete)}); ${Number.isFinite(staleness) ? `the model last agreed ${Math.round(staleness)} ms before the request (bound ${Math.round(bound)} ms)` : "the model never agreed"}`,
+      op.complete,
+      tokens,
+      op.replica,
+    );
+  }
+}
+
+/** The name model changes address (their events name this cache key). */
+const MODELS = "models:all";
+
 /** How long before `invoke` the model last agreed with the answer (0 when it agreed during the request). */
 function stalenessOf(model: Model, op: AuthOp, probeModel: string): number {
   const status = op.status as Expected;
   if (model.expected(op.token, op.complete, probeModel) === status || model.expected(op.token, op.invoke, probeModel) === status) return 0;
   for (const p of model.changePoints(op.token, op.invoke, op.complete)) if (model.expected(op.token, p, probeModel) === status) return 0;
-  const teamPoints = model.teamPoints(op.token);
-  if (teamPoints.length > 0) return pairStaleness(model, op, probeModel, teamPoints);
+  const ownerPoints = model.ownerPoints(op.token);
+  if (ownerPoints.length > 0) return pairStaleness(model, op, probeModel, ownerPoints);
   // Walk back through the moments the answer could have changed.
   const points = model.changePoints(op.token, Number.NEGATIVE_INFINITY, op.invoke).sort((a, b) => b - a);
   for (const p of points) {
@@ -498,9 +634,10 @@ function stalenessOf(model: Model, op: AuthOp, probeModel: string): number {
 }
 
 /**
- * A key in a team: its record and its team's are cached apart, so the answer may combine the key's state at one
- * moment with the team's at another. Its staleness is that of the older of the two, minimised over the moments
- * either could have been read at (each change point, or just before it, up to the request's end).
+ * A key in a team (or of a user): its record and its team's (user's) are cached apart, so the answer may combine
+ * the key's state at one moment with the team's at another. Its staleness is that of the older of the two,
+ * minimised over the moments either could have been read at (each change point, or just before it, up to the
+ * request's end).
  */
 function pairStaleness(model: Model, op: AuthOp, probeModel: string, teamPoints: number[]): number {
   const status = op.status as Expected;
@@ -578,8 +715,9 @@ function windowOf(ops: Op[], model: Model, tokens: string[], at: number, replica
   for (const t of tokens) for (const kt of model.keyOf(t)?.tokens ?? []) keyTokens.add(kt);
   // A key's team changes are part of its history.
   for (const t of tokens) {
-    const team = model.keyOf(t)?.team;
-    if (team !== undefined) keyTokens.add(`team:${team}`);
+    const key = model.keyOf(t);
+    if (key?.team !== undefined) keyTokens.add(`team:${key.team}`);
+    if (key?.user !== undefined) keyTokens.add(`user:${key.user}`);
   }
   const lines = ops
     .filter((o) => o.complete >= at - 3_000 && o.invoke <= at + 500)
@@ -591,9 +729,10 @@ function windowOf(ops: Op[], model: Model, tokens: string[], at: number, replica
     .sort((a, b) => a.invoke - b.invoke)
     .map((o) => {
       const span = `${fmt(o.invoke)}–${fmt(o.complete)}`;
-      if (o.type === "auth") return `${span} ${o.replica} authenticate ${short(o.token)} → ${o.status}${o.code ? ` ${o.code}` : ""}`;
+      if (o.type === "auth") return `${span} ${o.replica} authenticate ${short(o.token)}${o.model ? ` for ${o.model}` : ""} → ${o.status}${o.code ? ` ${o.code}` : ""}`;
       const args = [
-        o.addressed.map((t) => (t.startsWith("team:") ? t : short(t))).join(","),
+        o.addressed.map((t) => (/^(team|user|models):/.test(t) ? t : short(t))).join(","),
+        o.modelId ? `model ${o.modelId.slice(0, 8)}` : "",
         o.grace ? `grace ${o.grace}` : "",
         o.models ? `models ${JSON.stringify(o.models)}` : "",
         o.raced ? "raced" : "",

@@ -21,7 +21,18 @@ export type AdminKind =
   | "team_unblock"
   | "team_new"
   | "user_new"
-  | "user_delete";
+  | "user_delete"
+  | "user_models"
+  | "model_new"
+  | "model_update"
+  | "model_delete";
+
+/** The kind of event a change of this kind commits (models and user updates have their own names). */
+export function eventKindOf(kind: AdminKind): string {
+  if (kind === "model_new" || kind === "model_update" || kind === "model_delete") return "model_change";
+  if (kind === "user_models") return "user_update";
+  return kind;
+}
 
 export interface AdminOp {
   type: "admin";
@@ -39,8 +50,10 @@ export interface AdminOp {
   models?: string[];
   /** generate: the team the key joins; team_block / team_unblock: the team changed. */
   team?: string;
-  /** generate: the user the key belongs to; user_new / user_delete: the user. */
+  /** generate: the user the key belongs to; user_new / user_delete / user_models: the user. */
   user?: string;
+  /** model_new (from its answer), model_update, model_delete: the database model's id. */
+  modelId?: string;
   /** Event ids from the Gatehouse-Event-Id header of a 2xx answer. */
   eventIds: number[];
   /** From a 2xx answer: the new key's token and key_id (generate, regenerate), revoke_at (regenerate). */
@@ -64,6 +77,8 @@ export interface AuthOp {
   status: number;
   code?: string;
   token: string;
+  /** The model asked for, when it is not the run's probe model: a database model added and deleted during the run. */
+  model?: string;
 }
 
 export type Op = AdminOp | AuthOp;

@@ -46,6 +46,7 @@ type AdminChoice = AdminKind | "race" | "invalid" | "toggle" | "team_toggle";
 const DEFAULT_MIX: Record<AdminChoice, number> = {
   user_delete: 1,
   user_new: 0,
+  team_new: 0,
   team_block: 3,
   team_unblock: 3,
   regenerate: 26,
@@ -60,6 +61,10 @@ const DEFAULT_MIX: Record<AdminChoice, number> = {
   invalid: 2,
   toggle: 0,
   team_toggle: 0,
+  user_models: 2,
+  model_new: 2,
+  model_update: 1,
+  model_delete: 2,
 };
 
 export const PROFILES: Record<string, Profile> = {
@@ -86,6 +91,11 @@ const GRACES = ["0s", "2s", "1h"] as const;
 // changes must stay valid), so a team changes its keys' answers by being blocked and unblocked.
 const TEAMS = ["team-red", "team-blue"] as const;
 const MODEL_CHOICES: string[][] = [[], ["mock-gpt"], ["mock-embedding"], ["mock-gpt", "mock-other"]];
+// A user's models narrow its keys' (the probe model is mock-gpt): some lists allow it, some refuse it.
+const USER_MODEL_CHOICES: string[][] = [[], ["mock-gpt"], ["mock-other"], ["mock-gpt", "mock-other"]];
+// The database model the run adds, updates and deletes through /model/*; a probe key asks for it now and then.
+const DB_MODEL = "db-model";
+const MODELS_NAME = "models:all";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)]!;
 
@@ -280,6 +290,8 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
   const running = () => !stopping && Date.now() < deadline && history.ops.length < profile.maxOps;
   const mix = { ...DEFAULT_MIX, ...profile.mix };
   const mixTotal = Object.values(mix).reduce((a, b) => a + b, 0);
+  // Requests for the database model only when the run changes it (a proof about keys needs every request on keys).
+  const probesModels = mix.model_new > 0;
   const chooseAdmin = (): AdminChoice => {
     let r = Math.random() * mixTotal;
     for (const [k, w] of Object.entries(mix) as Array<[AdminChoice, number]>) {
@@ -341,6 +353,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       if (res.body.revoke_at) op.revokeAt = Date.parse(res.body.revoke_at);
     }
     if (res.status === 200 && kind === "end_grace") op.revoked = (res.body?.revoked ?? []).map((r: { token: string }) => r.token);
+    if (res.status === 200 && kind === "model_new" && typeof res.body?.model_id === "string") op.modelId = res.body.model_id;
     return Object.assign(op, { plaintext: res.body?.key as string | undefined });
   }
 
@@ -357,10 +370,11 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     return user;
   };
   const generate = async (replica: Replica) => {
-    // Half the keys join one of the run's teams: a team's block refuses all of them (one event on the team).
-    const team = Math.random() < 0.5 ? pick(TEAMS) : undefined;
-    // A quarter belong to a user; now and then a new one.
+    // A quarter belong to a user (now and then a new one); of the others, two in three join one of the run's teams:
+    // a team's block refuses all of them (one event on the team). A key has a team or a user, never both, so its
+    // answer combines two records, each read at its own moment (the checker's model).
     const user = Math.random() < 0.25 ? (liveUsers.length > 0 && Math.random() < 0.7 ? pick(liveUsers) : await newUser(replica)) : undefined;
+    const team = user === undefined && Math.random() < 0.67 ? pick(TEAMS) : undefined;
     const body = { ...(team ? { team_id: team } : {}), ...(user ? { user_id: user } : {}) };
     const op = (await adminRequest("generate", replica, "/key/generate", body, [], { models: [], ...(team ? { team } : {}), ...(user ? { user } : {}) })) as AdminOp & {
       plaintext?: string;
@@ -397,7 +411,35 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
   /** Any token of the key: its newest one mostly, an older one (perhaps in its grace) sometimes. */
   const addressOf = (key: KnownKey) => (Math.random() < 0.65 ? key.tokens.at(-1)! : pick(key.tokens.slice(-4)));
 
+  /** The key that asks for the database model (generated after the run's first keys). */
+  let modelProbe: { key: string; token: string } | undefined;
+  /** The database model's deployments the client knows of (from /model/new answers). */
+  const modelIds: string[] = [];
+  const modelAction = async (choice: "model_new" | "model_update" | "model_delete", replica: Replica): Promise<void> => {
+    if (choice === "model_new" || modelIds.length === 0) {
+      if (modelIds.length >= 2) return modelAction("model_delete", replica);
+      const op = await adminRequest("model_new", replica, "/model/new", { model_name: DB_MODEL, litellm_params: { model: `mock/${DB_MODEL}` } }, [MODELS_NAME]);
+      if (op.status === 200 && op.modelId) modelIds.push(op.modelId);
+      return;
+    }
+    const id = pick(modelIds);
+    if (choice === "model_update") {
+      await adminRequest("model_update", replica, "/model/update", { model_id: id, model_info: { touched: Date.now() } }, [MODELS_NAME], { modelId: id });
+      return;
+    }
+    const op = await adminRequest("model_delete", replica, "/model/delete", { id }, [MODELS_NAME], { modelId: id });
+    if (op.status === 200 || op.status === 404) modelIds.splice(modelIds.indexOf(id), 1);
+  };
+
   const adminAction = async (choice: AdminChoice, key: KnownKey | undefined, replica: Replica, raced = false, chosenTeam?: string): Promise<void> => {
+    if (choice === "model_new" || choice === "model_update" || choice === "model_delete") return modelAction(choice, replica);
+    if (choice === "user_models") {
+      const user = liveUsers.length > 0 ? pick(liveUsers) : undefined;
+      if (!user) return;
+      const models = pick(USER_MODEL_CHOICES);
+      await adminRequest("user_models", replica, "/user/update", { user_id: user, models }, [`user:${user}`], { user, models, raced });
+      return;
+    }
     if (choice === "generate" || !key) return generate(replica);
     if (choice === "user_new") return void (await newUser(replica));
     if (choice === "user_delete") {
@@ -499,6 +541,24 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
         await sleep(20);
         continue;
       }
+      // Now and then the database model, with a key nothing changes: its answer follows the model's changes only.
+      if (modelProbe && probesModels && Math.random() < 0.12) {
+        const replica = pick(replicas);
+        const invoke = checkerNow();
+        const res = await call(replica, "/v1/chat/completions", modelProbe.key, chatBody(DB_MODEL));
+        history.record<AuthOp>({
+          type: "auth",
+          replica: replica.name,
+          invoke,
+          complete: checkerNow(),
+          status: res.status,
+          code: res.body?.error?.code ?? undefined,
+          token: modelProbe.token,
+          model: DB_MODEL,
+        });
+        await sleep(Math.random() * 8);
+        continue;
+      }
       const key = Math.random() < 0.8 ? pick(known.filter((k) => !k.deleted).concat(known.slice(-4))) : pick(known);
       const t = Math.random() < 0.6 ? key.tokens.at(-1)! : pick(key.tokens.slice(-4));
       const slowed = profile.authFocusOnSlowed ? replicas.filter((r) => ctx.adminAvoid.has(r.name)) : [];
@@ -583,6 +643,10 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       if (op.status !== 200) throw new Error(`creating team ${team} failed: ${op.status}`);
     }
     for (let i = 0; i < profile.keys; i++) await generate(cluster.replicas[i % cluster.replicas.length]!);
+    // The probe key of the database model: recorded like every key, never changed by the run.
+    const probeOp = (await adminRequest("generate", cluster.replicas[0]!, "/key/generate", {}, [], { models: [] })) as AdminOp & { plaintext?: string };
+    if (probeOp.status !== 200 || !probeOp.plaintext) throw new Error(`generating the probe key failed: ${probeOp.status}`);
+    modelProbe = { key: probeOp.plaintext, token: probeOp.newToken! };
     await cluster.settle();
     await Promise.all([faultLoop(), ...Array.from({ length: profile.adminWorkers }, adminWorker), ...Array.from({ length: profile.authWorkers }, authWorker)]);
     stopping = true;
@@ -619,6 +683,32 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       if (problem) {
         finalMismatches++;
         result.violations.push({ kind: "final state", message: problem, at: checkerNow(), window: [] });
+      }
+    }
+    // ...the database model's deployments the model says (a /model/new whose answer was lost counts too),
+    const deployments = await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM gh_models WHERE model_name = $1", [DB_MODEL]);
+    const modelled = model.dbModel.at(-1)!.ids.length;
+    if (deployments.rows[0]!.n !== modelled) {
+      finalMismatches++;
+      result.violations.push({
+        kind: "final state",
+        message: `${DB_MODEL} has ${deployments.rows[0]!.n} deployments in the database, the model ${modelled}`,
+        at: checkerNow(),
+        window: [],
+      });
+    }
+    // ...and each live user's models.
+    const userRows = await admin.query<{ user_id: string; models: string[] }>("SELECT user_id, models FROM gh_users WHERE deleted_at IS NULL");
+    for (const row of userRows.rows) {
+      const last = model.users.get(row.user_id)?.at(-1)?.models ?? [];
+      if (JSON.stringify(row.models) !== JSON.stringify(last)) {
+        finalMismatches++;
+        result.violations.push({
+          kind: "final state",
+          message: `user ${row.user_id} has models ${JSON.stringify(row.models)}, the model ${JSON.stringify(last)}`,
+          at: checkerNow(),
+          window: [],
+        });
       }
     }
     return {
