@@ -8,7 +8,7 @@ import { startGateway } from "./gateway.js";
 import { createPool, ensureDatabaseExists } from "./store/db.js";
 import { CredentialSeal } from "./models/credential-seal.js";
 import { resealCredentials } from "./models/model-service.js";
-import { importLiteLLM } from "./keys/import-litellm.js";
+import { importLiteLLM } from "./litellm/import-litellm.js";
 import { migrateDirect } from "./store/migrator.js";
 import { packageVersion } from "./paths.js";
 import { parseWorkerCount, superviseWorkers, WorkerLink, workerIndex, YOUNG_GENERATION_FLAG } from "./workers.js";
@@ -18,9 +18,11 @@ const USAGE = `Usage:
                                                run a gateway replica (migrates first); --workers: N worker
                                                processes on one port (auto: one per core; default 1)
   gatehouse migrate [--config FILE]            apply database migrations and exit
-  gatehouse import-litellm --from URL [--config FILE]
-                                               copy a LiteLLM proxy's teams, users and keys (by hash) from its
-                                               Postgres database at URL into this gateway's (all or nothing)
+  gatehouse import-litellm --from URL [--litellm-salt-key K] [--config FILE]
+                                               copy a LiteLLM proxy's teams, users, keys (by hash) and database
+                                               models from its Postgres database at URL into this gateway's (all
+                                               or nothing); K (or LITELLM_SALT_KEY): LiteLLM's salt key, or its
+                                               master key if it had none, opens the models' credentials
   gatehouse models reseal [--config FILE]      seal every stored model credential again with credentials.salt_key
                                                (after a rotation; the previous key must still be configured)
   gatehouse config check FILE [--env-optional] validate a config file without starting (every problem at once;
@@ -47,6 +49,7 @@ const OPTIONS = {
   port: { type: "string", short: "p" },
   workers: { type: "string", short: "w" },
   from: { type: "string" },
+  "litellm-salt-key": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
   "env-optional": { type: "boolean" },
@@ -113,35 +116,44 @@ async function main(argv: string[]): Promise<number> {
     }
     case "import-litellm": {
       if (!values.from) {
-        console.error("usage: gatehouse import-litellm --from <LiteLLM database URL> [--config FILE]");
+        console.error("usage: gatehouse import-litellm --from <LiteLLM database URL> [--litellm-salt-key K] [--config FILE]");
         return 2;
       }
       const settings = loadSettings({ file: values.config });
       if (settings.embedded) throw new ConfigError("gatehouse import-litellm needs DATABASE_URL: the gateway's own Postgres to import into");
       await ensureDatabaseExists(settings.databaseListenUrl);
       await migrateDirect(settings.databaseListenUrl);
+      const masterKey = settings.masterKey ?? loadOrCreateMasterKey(settings.dataDir).key;
+      const seal = new CredentialSeal(settings.credentials.saltKey ?? masterKey, settings.credentials.previousSaltKey);
+      const litellmSaltKey = values["litellm-salt-key"] ?? process.env.LITELLM_SALT_KEY;
       const source = createPool(values.from, { max: 1, applicationName: "gatehouse-import-source" });
       const target = createPool(settings.databaseUrl, { max: 1, applicationName: "gatehouse-import" });
       try {
-        const report = await importLiteLLM(source, {
-          transaction: async (work) => {
-            const client = await target.connect();
-            try {
-              await client.query("BEGIN");
-              const result = await work(client);
-              await client.query("COMMIT");
-              return result;
-            } catch (err) {
-              await client.query("ROLLBACK").catch(() => {});
-              throw err;
-            } finally {
-              client.release();
-            }
+        const report = await importLiteLLM(
+          source,
+          {
+            transaction: async (work) => {
+              const client = await target.connect();
+              try {
+                await client.query("BEGIN");
+                const result = await work(client);
+                await client.query("COMMIT");
+                return result;
+              } catch (err) {
+                await client.query("ROLLBACK").catch(() => {});
+                throw err;
+              } finally {
+                client.release();
+              }
+            },
           },
-        });
-        console.log(
-          `imported ${report.teams.imported} of ${report.teams.read} teams, ${report.users.imported} of ${report.users.read} users, ${report.keys.imported} of ${report.keys.read} keys (${report.keys.skipped} not imported: already here, of a team that is not, or not a sha256 hash); ${report.events} event(s) told the running replicas`,
+          { litellmSaltKey, seal },
         );
+        console.log(
+          `imported ${report.teams.imported} of ${report.teams.read} teams, ${report.users.imported} of ${report.users.read} users, ${report.keys.imported} of ${report.keys.read} keys (${report.keys.skipped} not imported: already here, of a team that is not, or not a sha256 hash), ${report.models.imported} of ${report.models.read} models; ${report.events} event(s) told the running replicas`,
+        );
+        for (const m of report.models.skipped) console.log(`model ${m.model_name} not imported: ${m.reason}`);
+        if (report.models.droppedFields.length > 0) console.log(`litellm_params fields Gatehouse does not use, not imported: ${report.models.droppedFields.join(", ")}`);
         return 0;
       } finally {
         await source.end();

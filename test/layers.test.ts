@@ -24,6 +24,7 @@ const LAYER: Record<string, number> = {
   teams: 2,
   users: 2,
   models: 2,
+  litellm: 2,
   limits: 2,
   coherence: 2,
   proxy: 2,
