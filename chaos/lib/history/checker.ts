@@ -88,11 +88,12 @@ interface KeyState {
 
 type Expected = 200 | 401 | 403 | 404;
 
-/** A team's state from one change on (teams start unblocked). */
+/** A team's state from one change on (teams start unblocked, without models: every model). */
 interface TeamChange {
   at: number;
   atLatest: number;
   blocked: boolean;
+  models: string[];
 }
 
 /** A user's models from one change on (users start without models: every model). */
@@ -153,20 +154,20 @@ export class Model {
     return ids.length > 0;
   }
 
-  teamChange(team: string, at: number, atLatest: number, blocked: boolean): void {
-    const list = this.teams.get(team) ?? [{ at: Number.NEGATIVE_INFINITY, atLatest: Number.NEGATIVE_INFINITY, blocked: false }];
-    list.push({ at, atLatest, blocked });
+  teamChange(team: string, at: number, atLatest: number, patch: Partial<Pick<TeamChange, "blocked" | "models">>): void {
+    const list = this.teams.get(team) ?? [{ at: Number.NEGATIVE_INFINITY, atLatest: Number.NEGATIVE_INFINITY, blocked: false, models: [] }];
+    list.push({ ...list.at(-1)!, ...patch, at, atLatest });
     this.teams.set(team, list);
   }
 
-  teamBlockedAt(team: string | undefined, t: number): boolean {
-    if (team === undefined) return false;
-    let blocked = false;
+  teamAt(team: string | undefined, t: number): { blocked: boolean; models: string[] } {
+    let state = { blocked: false, models: [] as string[] };
+    if (team === undefined) return state;
     for (const c of this.teams.get(team) ?? []) {
-      if (c.at <= t) blocked = c.blocked;
+      if (c.at <= t) state = c;
       else break;
     }
-    return blocked;
+    return state;
   }
 
   /**
@@ -232,8 +233,10 @@ export class Model {
     const key = this.keys.get(ts.keyId)!;
     const s = this.stateAt(key, tKey);
     // The gateway checks the key, then its team, then the model (the key's and its user's lists).
-    if (s.deleted || s.blocked || this.teamBlockedAt(key.team, tOwner)) return 401;
+    const team = this.teamAt(key.team, tOwner);
+    if (s.deleted || s.blocked || team.blocked) return 401;
     if (s.models.length > 0 && !s.models.includes(model)) return 403;
+    if (team.models.length > 0 && !team.models.includes(model)) return 403;
     const userModels = this.userModelsAt(key.user, tOwner);
     if (userModels.length > 0 && !userModels.includes(model)) return 403;
     return 200;
@@ -363,7 +366,16 @@ export function checkHistory(
       continue;
     }
     if (op.kind === "team_block" || op.kind === "team_unblock") {
-      model.teamChange(op.team!, at, atLatest, op.kind === "team_block");
+      model.teamChange(op.team!, at, atLatest, { blocked: op.kind === "team_block" });
+      continue;
+    }
+    if (op.kind === "team_models") {
+      model.teamChange(op.team!, at, atLatest, { models: op.models ?? [] });
+      continue;
+    }
+    // A team's delete deletes its keys, at the team event's time (replicas refuse them through the team's record).
+    if (op.kind === "team_delete") {
+      for (const key of model.keys.values()) if (key.team === op.team && !key.changes.at(-1)!.deleted) model.change(key, at, atLatest, { deleted: true });
       continue;
     }
     if (op.kind === "user_models") {
@@ -482,8 +494,10 @@ export function checkHistory(
     if (op.status === 0) continue;
     // A key generated for a user another client was deleting: refused, nothing written (the event check holds).
     if (op.status === 400 && op.kind === "generate" && op.code === "user_deleted") continue;
-    // A key's models must lie within its user's: an update asking for more is refused, nothing written.
-    if (op.status === 400 && op.kind === "update" && op.code === "model_not_allowed_for_user") continue;
+    // A key's models must lie within its user's and its team's: an update asking for more is refused, nothing written.
+    if (op.status === 400 && op.kind === "update" && (op.code === "model_not_allowed_for_user" || op.code === "model_not_in_team")) continue;
+    // A key generated for a team another client was deleting: refused, nothing written.
+    if (op.status === 400 && op.kind === "generate" && op.code === "team_not_found") continue;
     if (op.status === 503 && (duringFault(faults, op, options.faultTailMs, (f) => f.postgresImpaired) || op.code === "rotation_in_progress")) continue;
     violate("unexpected answer", `${op.kind} on ${op.replica} answered ${op.status} ${op.code ?? ""}`, op.complete, op.addressed);
   }

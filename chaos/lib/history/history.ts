@@ -20,6 +20,8 @@ export type AdminKind =
   | "team_block"
   | "team_unblock"
   | "team_new"
+  | "team_models"
+  | "team_delete"
   | "user_new"
   | "user_delete"
   | "user_models"
@@ -31,6 +33,7 @@ export type AdminKind =
 export function eventKindOf(kind: AdminKind): string {
   if (kind === "model_new" || kind === "model_update" || kind === "model_delete") return "model_change";
   if (kind === "user_models") return "user_update";
+  if (kind === "team_models") return "team_update";
   return kind;
 }
 
@@ -48,7 +51,7 @@ export interface AdminOp {
   addressed: string[];
   grace?: string;
   models?: string[];
-  /** generate: the team the key joins; team_block / team_unblock: the team changed. */
+  /** generate: the team the key joins; team_new / team_block / team_unblock / team_models / team_delete: the team. */
   team?: string;
   /** generate: the user the key belongs to; user_new / user_delete / user_models: the user. */
   user?: string;

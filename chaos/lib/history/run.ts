@@ -46,7 +46,7 @@ type AdminChoice = AdminKind | "race" | "invalid" | "toggle" | "team_toggle";
 const DEFAULT_MIX: Record<AdminChoice, number> = {
   user_delete: 1,
   user_new: 0,
-  team_new: 0,
+  team_new: 1,
   team_block: 3,
   team_unblock: 3,
   regenerate: 26,
@@ -62,6 +62,8 @@ const DEFAULT_MIX: Record<AdminChoice, number> = {
   toggle: 0,
   team_toggle: 0,
   user_models: 2,
+  team_models: 2,
+  team_delete: 1,
   model_new: 2,
   model_update: 1,
   model_delete: 2,
@@ -87,8 +89,9 @@ export interface RunReport {
 
 const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 const GRACES = ["0s", "2s", "1h"] as const;
-// Teams every run creates first; half the keys join one. Their models are never narrowed (a key's own model
-// changes must stay valid), so a team changes its keys' answers by being blocked and unblocked.
+// Teams every run creates first and never deletes; more are created and deleted as the run goes. A team changes
+// its keys' answers by being blocked and unblocked, by its model list (a key's own list must stay within it: an
+// update asking for more is refused), and by its delete (which deletes its keys).
 const TEAMS = ["team-red", "team-blue"] as const;
 const MODEL_CHOICES: string[][] = [[], ["mock-gpt"], ["mock-embedding"], ["mock-gpt", "mock-other"]];
 // A user's models narrow its keys' (the probe model is mock-gpt): some lists allow it, some refuse it.
@@ -103,6 +106,8 @@ interface KnownKey {
   keyId: string;
   /** The user it belongs to, if any (a user's delete deletes its keys). */
   user?: string | undefined;
+  /** The team it is in, if any (a team's delete deletes its keys). */
+  team?: string | undefined;
   /** plaintext → token hash, every token ever issued for the key, oldest first. */
   tokens: Array<{ key: string; token: string }>;
   deleted: boolean;
@@ -357,6 +362,9 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     return Object.assign(op, { plaintext: res.body?.key as string | undefined });
   }
 
+  /** Teams alive as the client last saw them: the run's fixed ones and those it created and has not deleted. */
+  const liveTeams: string[] = [...TEAMS];
+  let teamsMade = 0;
   /** Teams the client last saw blocked (for team_toggle). */
   const teamsBlocked = new Set<string>();
   /** Users created by the run and not deleted; a user's delete deletes its keys (one event on the user). */
@@ -374,12 +382,13 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     // a team's block refuses all of them (one event on the team). A key has a team or a user, never both, so its
     // answer combines two records, each read at its own moment (the checker's model).
     const user = Math.random() < 0.25 ? (liveUsers.length > 0 && Math.random() < 0.7 ? pick(liveUsers) : await newUser(replica)) : undefined;
-    const team = user === undefined && Math.random() < 0.67 ? pick(TEAMS) : undefined;
+    const team = user === undefined && Math.random() < 0.67 ? pick(liveTeams) : undefined;
     const body = { ...(team ? { team_id: team } : {}), ...(user ? { user_id: user } : {}) };
     const op = (await adminRequest("generate", replica, "/key/generate", body, [], { models: [], ...(team ? { team } : {}), ...(user ? { user } : {}) })) as AdminOp & {
       plaintext?: string;
     };
-    if (op.status === 200 && op.plaintext && op.keyId) known.push({ keyId: op.keyId, user, tokens: [{ key: op.plaintext, token: op.newToken! }], deleted: false, blocked: false });
+    if (op.status === 200 && op.plaintext && op.keyId)
+      known.push({ keyId: op.keyId, user, team, tokens: [{ key: op.plaintext, token: op.newToken! }], deleted: false, blocked: false });
   };
 
   /** A rotation, retried with its Idempotency-Key until its outcome is known (every attempt is recorded). */
@@ -450,6 +459,29 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
         liveUsers.splice(liveUsers.indexOf(user), 1);
         for (const k of known) if (k.user === user) k.deleted = true;
       }
+      return;
+    }
+    if (choice === "team_new") {
+      const team = `team-${++teamsMade}`;
+      const op = await adminRequest("team_new", replica, "/team/new", { team_id: team }, [`team:${team}`], { team });
+      if (op.status === 200) liveTeams.push(team);
+      return;
+    }
+    if (choice === "team_delete") {
+      const made = liveTeams.filter((t) => !(TEAMS as readonly string[]).includes(t));
+      if (made.length === 0) return adminAction("team_new", key, replica);
+      const team = pick(made);
+      const op = await adminRequest("team_delete", replica, "/team/delete", { team_ids: [team] }, [`team:${team}`], { team, raced });
+      if (op.status === 200) {
+        liveTeams.splice(liveTeams.indexOf(team), 1);
+        for (const k of known) if (k.team === team) k.deleted = true;
+      }
+      return;
+    }
+    if (choice === "team_models") {
+      const team = pick(liveTeams);
+      const models = pick(USER_MODEL_CHOICES);
+      await adminRequest("team_models", replica, "/team/update", { team_id: team, models }, [`team:${team}`], { team, models, raced });
       return;
     }
     if (choice === "team_toggle") {
@@ -696,6 +728,20 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
         at: checkerNow(),
         window: [],
       });
+    }
+    // ...each live team's models,
+    const teamRows = await admin.query<{ team_id: string; models: string[] }>("SELECT team_id, models FROM gh_teams WHERE deleted_at IS NULL");
+    for (const row of teamRows.rows) {
+      const last = model.teams.get(row.team_id)?.at(-1)?.models ?? [];
+      if (JSON.stringify(row.models) !== JSON.stringify(last)) {
+        finalMismatches++;
+        result.violations.push({
+          kind: "final state",
+          message: `team ${row.team_id} has models ${JSON.stringify(row.models)}, the model ${JSON.stringify(last)}`,
+          at: checkerNow(),
+          window: [],
+        });
+      }
     }
     // ...and each live user's models.
     const userRows = await admin.query<{ user_id: string; models: string[] }>("SELECT user_id, models FROM gh_users WHERE deleted_at IS NULL");
