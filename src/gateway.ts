@@ -26,6 +26,10 @@ import { RedisLimiter } from "./limits/redis-limiter.js";
 import { ReplicaCount } from "./limits/replica-count.js";
 import { SpendLedger } from "./limits/spend-ledger.js";
 import { readDurableSpend } from "./store/spend-store.js";
+import { SpendJournal } from "./spendlogs/spend-journal.js";
+import { SpendLogReader } from "./spendlogs/spend-log-reader.js";
+import { SpendLogWriter } from "./spendlogs/spend-log-writer.js";
+import { SpendLogUpkeep } from "./upkeep/spend-log-upkeep.js";
 import { Metrics, type MetricSources } from "./metrics/metrics.js";
 import { CredentialSeal } from "./models/credential-seal.js";
 import { MODELS_CACHE_KEY, ModelRegistry } from "./models/model-registry.js";
@@ -100,7 +104,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     const stores = await openStores(options, started);
     const caches = await startCoherence(options, stores, started);
     const services = await buildServices(options, stores, caches, started);
-    const background = startBackgroundWork(options, stores, caches, services, started);
+    const background = await startBackgroundWork(options, stores, caches, services, started);
     const metrics = new Metrics();
     metrics.readFrom(metricSources(stores, caches, services));
     return await listen(options, stores, caches, services, background, metrics, started);
@@ -274,6 +278,9 @@ interface Services {
   users: UserService;
   rotation: RotationService;
   providers: { openai: OpenAICompatibleProvider; mock: MockProvider };
+  /** Null when spend_logs.logging is off. */
+  spendLogs: SpendLogWriter | null;
+  spendReader: SpendLogReader;
 }
 
 /** What the routes call: models and providers, limits and spend, the /key operations. */
@@ -315,7 +322,14 @@ async function buildServices(
   const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
   const openai = new OpenAICompatibleProvider(settings.upstream);
   started.push("upstream connections", () => openai.close());
-  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers: { openai, mock: new MockProvider() } };
+  let spendLogs: SpendLogWriter | null = null;
+  if (settings.spendLogs.logging === "on") {
+    const journal = new SpendJournal(settings.dataDir);
+    await journal.open();
+    spendLogs = new SpendLogWriter({ db, journal, logger, batchRows: settings.spendLogs.batchRows, memoryMaxRows: settings.spendLogs.memoryMaxRows });
+  }
+  const spendReader = new SpendLogReader(db);
+  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers: { openai, mock: new MockProvider() }, spendLogs, spendReader };
 }
 
 // ── phase 4: background work ────────────────────────────────────────────────────────────────────────────
@@ -325,13 +339,13 @@ interface Background {
 }
 
 /** The loops of upkeep/ and the token filter's rebuild: none runs on the request path. */
-function startBackgroundWork(
+async function startBackgroundWork(
   { logger }: StartOptions,
   { settings, db }: Stores,
   { tokenFilter, coherence }: Caches,
-  { replicas, spendLedger, limits }: Services,
+  { replicas, spendLedger, limits, spendLogs }: Services,
   started: StartedStack,
-): Background {
+): Promise<Background> {
   if (settings.auth.tokenFilterRebuildMs > 0) {
     tokenFilter.start();
     started.push("token filter", () => tokenFilter.stop());
@@ -342,6 +356,12 @@ function startBackgroundWork(
   const spendFlush = new SpendFlush(spendLedger, logger, settings.limits.flushIntervalMs);
   spendFlush.start();
   started.push("spend flush", () => spendFlush.stop());
+  if (spendLogs) {
+    const spendLogUpkeep = new SpendLogUpkeep(spendLogs, db, logger, settings.spendLogs.flushIntervalMs, settings.spendLogs.retentionDays);
+    await spendLogUpkeep.start();
+    // Stopped after the requests drained (the stack closes last-first): their rows are written or journaled.
+    started.push("spend logs", () => spendLogUpkeep.stop());
+  }
   // Closed before the last flush (the stack closes last-first) and after the requests drained: what they
   // settled reaches the durable ledger in that flush.
   started.push("limits", () => limits.close());
@@ -362,8 +382,13 @@ function startBackgroundWork(
   return { sweeper };
 }
 
-function metricSources({ breakers }: Stores, { authenticator, coherence, l2 }: Caches, { spendLedger, limits }: Services): MetricSources {
+function metricSources({ breakers }: Stores, { authenticator, coherence, l2 }: Caches, { spendLedger, limits, spendLogs }: Services): MetricSources {
   return {
+    spendLogRows: (): Record<string, number> => {
+      if (!spendLogs) return {};
+      const c = spendLogs.counters;
+      return { recorded: c.recorded, written: c.written, journaled: c.journaled, replayed: c.replayed, dropped: c.dropped };
+    },
     authLevels: () => {
       const c = authenticator.counters;
       return { l1: c.l1, l2: c.l2, db: c.db, "l1-static": c.static, miss: c.misses, filtered: c.filtered, unavailable: c.unavailable };
@@ -433,6 +458,9 @@ async function listen(
     maxRequestBodyBytes: settings.maxRequestBodyBytes,
     masterKeyOnProxy: settings.server.masterKeyOnProxy,
     version: packageVersion,
+    spendLogs: services.spendLogs,
+    spendReader: services.spendReader,
+    replicaId: settings.replicaId,
   });
 
   // Slow-loris defences (docs/security.md): headers and the whole request must arrive in time; a response,

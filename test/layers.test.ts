@@ -25,6 +25,7 @@ const LAYER: Record<string, number> = {
   users: 2,
   models: 2,
   litellm: 2,
+  spendlogs: 2,
   limits: 2,
   coherence: 2,
   proxy: 2,

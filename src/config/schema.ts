@@ -165,6 +165,20 @@ const limits = section({
   prefetch_max_age_ms: int().min(100).max(60_000).default(2_000),
 });
 
+/** Spend logs: one row per request, written off the request path (docs/spend-logs.md). */
+const spend_logs = section({
+  // "off" writes no rows (the durable spend ledgers per key, team and user are kept either way).
+  logging: z.enum(["on", "off"]).default("on"),
+  // How often each replica writes its queued rows: also the most a SIGKILL can lose.
+  flush_interval_ms: int().min(50).max(60_000).default(1_000),
+  // Rows per INSERT statement.
+  batch_rows: int().min(1).max(10_000).default(1_000),
+  // Rows kept in memory while neither Postgres nor the local journal takes them; past this they are dropped and counted.
+  memory_max_rows: int().min(100).max(10_000_000).default(100_000),
+  // Raw rows older than this are dropped a whole day (partition) at a time; the daily totals are kept.
+  retention_days: int().min(1).max(36_500).default(30),
+});
+
 /** A response (a stream included) is never cut by these; they bound what a client may hold open. */
 const server = section({
   // Headers are small: a client that needs more than 10 s to send them is holding a socket open on purpose.
@@ -217,6 +231,7 @@ export const gatehouseSettingsSchema = z
     metrics,
     credentials,
     limits,
+    spend_logs,
     server,
     upstream,
   })
@@ -254,6 +269,8 @@ export interface ModelDeployment {
   outputCostPerToken: number;
   /** Overrides the upstream read timeout for this deployment, in ms. */
   timeoutMs: number | undefined;
+  /** A database model's id (spend logs name the deployment that served a request); absent for config models. */
+  modelId?: string | undefined;
 }
 
 /**

@@ -9,6 +9,9 @@ import type { Coherence } from "../coherence/coherence.js";
 import type { ModelRegistry } from "../models/model-registry.js";
 import type { ModelService } from "../models/model-service.js";
 import { modelRoutes } from "./model-routes.js";
+import { spendRoutes } from "./spend-routes.js";
+import type { SpendLogReader } from "../spendlogs/spend-log-reader.js";
+import type { SpendLogWriter } from "../spendlogs/spend-log-writer.js";
 import type { Provider } from "../proxy/provider.js";
 import type { ProviderName } from "../config/settings.js";
 import type { LimitEnforcer } from "../limits/limit-enforcer.js";
@@ -49,6 +52,10 @@ export interface AppDeps {
   maxRequestBodyBytes: number;
   masterKeyOnProxy: "allow" | "forbid";
   version: string;
+  /** Spend logs: the writer (null when spend_logs.logging is off) and the reader behind /spend routes. */
+  spendLogs: SpendLogWriter | null;
+  spendReader: SpendLogReader;
+  replicaId: string;
 }
 
 /**
@@ -75,6 +82,8 @@ export function buildHttp(deps: AppDeps): Http {
     limits: deps.limits,
     defaultMaxTokens: deps.defaultMaxTokens,
     maxRequestBodyBytes: deps.maxRequestBodyBytes,
+    spendLogs: deps.spendLogs,
+    replicaId: deps.replicaId,
     // Never the upstream's message: it may quote part of the upstream key.
     onUpstreamAuthFailure: (deployment, status) =>
       deps.logger.error(
@@ -103,7 +112,7 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   app.use(metricsRoutes(deps.metrics, deps.masterKey, deps.metricsToken ? new Token(deps.metricsToken) : undefined, deps.hostMetrics));
   // Authenticate first, from the headers alone; only then read and parse the body (docs/security.md): an
   // unauthenticated client cannot make a replica buffer or decode megabytes.
-  app.use(["/key", "/team", "/user", "/model", "/debug"], requireMasterKey(auth));
+  app.use(["/key", "/team", "/user", "/model", "/debug", "/spend", "/global"], requireMasterKey(auth));
   // The OpenAI routes themselves never reach the express app; any other path under these prefixes still
   // needs a virtual key before it learns that there is no such route.
   app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(auth));
@@ -112,6 +121,7 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   app.use(teamRoutes(deps.teams));
   app.use(userRoutes(deps.users));
   app.use(modelRoutes(deps.modelAdmin));
+  app.use(spendRoutes(deps.spendReader));
   app.use(notFoundRoute);
   app.use(errorHandler(deps.logger, deps.maxRequestBodyBytes));
   return app;

@@ -1,9 +1,11 @@
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { callerAllowsModel } from "../auth/auth-record.js";
 import type { AuthResult } from "../auth/authenticator.js";
 import type { ModelDeployment, ProviderName } from "../config/settings.js";
 import { BadRequestError, GatewayError, NotFoundError, PermissionError, UpstreamError } from "../errors/errors.js";
 import type { RequestLimits } from "../limits/admission.js";
+import type { SpendLogRow } from "../store/spend-log-store.js";
 import type { Lease, LimitEnforcer } from "../limits/limit-enforcer.js";
 import { requestLimitsOf } from "../limits/request-limits.js";
 import { priceOf, worstCaseCharge } from "../limits/pricing.js";
@@ -39,6 +41,9 @@ export interface OpenAIRouteDeps {
   maxRequestBodyBytes: number;
   /** Upstream refused the gateway's own credentials: the operator must hear of it (the client gets a 502). */
   onUpstreamAuthFailure: (deployment: ModelDeployment, status: number) => void;
+  /** Where each finished request's spend log row goes (null: spend_logs.logging off). */
+  spendLogs: { record(row: SpendLogRow): void } | null;
+  replicaId: string;
 }
 
 type RouteKind = "relay" | "list-models" | "get-model";
@@ -96,6 +101,7 @@ export class OpenAIRoutes {
     if (route === undefined) return false;
     const exchange = new Exchange(this, req, res, route);
     this.deps.accessLog.begin(req, res, exchange);
+    exchange.startedWall = Date.now();
     (res as Tagged)[EXCHANGE] = exchange;
     res.once("close", onResponseClose);
     this.serve(exchange).catch(onServeFailure);
@@ -156,6 +162,9 @@ export class OpenAIRoutes {
     }
 
     const stream = endpoint !== "embeddings" && request.stream === true;
+    x.deployment = deployment;
+    x.stream = stream;
+    x.requestMetadata = request.metadata;
     const limits = requestLimitsOf(record, team, user);
     const metered = needsMetering(limits, deployment);
     const clientAskedForUsage = stream && (request.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
@@ -176,7 +185,9 @@ export class OpenAIRoutes {
       lease = await deps.limits.admit(limits, worst);
       for (const name in lease.headers) x.res.setHeader(name, lease.headers[name]!);
     }
-    const meter: UsageMeter | undefined = lease ? (stream ? sseUsageMeter(clientAskedForUsage) : jsonUsageMeter()) : undefined;
+    // Usage is read from the answer when the request is charged, and for its spend log row (the tail of an answer
+    // costs little to read; a stream reports usage only if the client or the charge asked for it).
+    const meter: UsageMeter | undefined = lease || deps.spendLogs !== null ? (stream ? sseUsageMeter(clientAskedForUsage) : jsonUsageMeter()) : undefined;
     let relayed = false;
     // A client that goes away aborts the upstream call (onResponseClose): nobody is left to read the answer.
     const abort = new ClientGone();
@@ -194,9 +205,12 @@ export class OpenAIRoutes {
       // Whatever way the request ended, its reservation is released: charged its usage when upstream
       // reported it, its reservation (the worst case) when it was relayed without one, nothing when
       // upstream failed before answering.
+      const usage = meter?.usage;
+      x.usage = usage;
       if (lease) {
-        const usage = meter?.usage;
-        deps.limits.settle(lease, usage ? priceOf(deployment, usage) : relayed ? undefined : priceOf(deployment, { promptTokens: 0, completionTokens: 0 }));
+        const charge = usage ? priceOf(deployment, usage) : relayed ? undefined : priceOf(deployment, { promptTokens: 0, completionTokens: 0 });
+        deps.limits.settle(lease, charge);
+        x.cost = (charge ?? lease.reserved).cost;
       }
     }
   }
@@ -249,6 +263,7 @@ export class OpenAIRoutes {
       return;
     }
     const error = classifyError(err, this.deps.maxRequestBodyBytes);
+    x.errorCode = error?.code ?? "internal_error";
     if (!error) this.deps.logger.error({ err: serializeError(err), path: loggablePath(pathOf(req.url)) }, "unhandled error");
     if (res.headersSent) endBrokenStream(res, err);
     else writeError(res, error);
@@ -258,7 +273,62 @@ export class OpenAIRoutes {
   closed(x: Exchange): void {
     if (x.abort !== undefined && !x.res.writableFinished) x.abort.abort();
     this.deps.accessLog.end(x.req, x.res, x.route.pattern, x.route.recorder, x);
+    // A spend log row for every request of a key that named a model this gateway serves: served, refused by a
+    // limit, or failed upstream (docs/spend-logs.md).
+    if (this.deps.spendLogs !== null && x.route.kind === "relay" && x.auth !== undefined && x.model !== undefined) this.deps.spendLogs.record(spendLogRow(x, this.deps.replicaId));
   }
+}
+
+const MASTER_KEY_TOKEN = "master";
+const MAX_TAGS = 32;
+const MAX_METADATA_BYTES = 4_096;
+
+/** The spend log row of a finished request (store/spend-log-store.ts, sql/0010). */
+function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
+  const latencyMs = performance.now() - x.startedAt;
+  const record = x.auth!.record;
+  const isMaster = record.token === MASTER_KEY_TOKEN;
+  const usage = x.usage;
+  const { tags, metadata } = tagsAndMetadata(x.requestMetadata);
+  // The request id the answer carries, unless the client chose it (then it is kept beside ours: not unique).
+  const clientId = x.req.headers["x-request-id"];
+  const fromClient = typeof clientId === "string" && clientId === x.requestId;
+  return {
+    request_id: fromClient ? randomUUID() : x.requestId,
+    start_time: new Date(x.startedWall).toISOString(),
+    end_time: new Date(x.startedWall + latencyMs).toISOString(),
+    client_request_id: fromClient ? clientId : null,
+    key_hash: isMaster ? null : record.token,
+    key_id: isMaster ? null : record.keyId,
+    key_name: record.keyName,
+    key_alias: record.keyAlias,
+    team_id: record.teamId,
+    user_id: record.userId,
+    model: x.model!,
+    model_id: x.deployment?.modelId ?? null,
+    upstream_model: x.deployment?.upstreamModel ?? null,
+    prompt_tokens: usage?.promptTokens ?? 0,
+    completion_tokens: usage?.completionTokens ?? 0,
+    total_tokens: (usage?.promptTokens ?? 0) + (usage?.completionTokens ?? 0),
+    spend: x.cost,
+    latency_ms: Math.round(latencyMs * 1000) / 1000,
+    overhead_ms: x.upstreamSeconds === undefined ? null : Math.round((latencyMs - x.upstreamSeconds * 1000) * 1000) / 1000,
+    status: x.res.statusCode,
+    error_code: x.errorCode ?? (x.res.writableFinished ? null : "client_gone"),
+    stream: x.stream,
+    replica_id: replicaId,
+    tags,
+    metadata,
+  };
+}
+
+/** LiteLLM's request tags (`metadata.tags`) and the rest of the request's metadata, bounded. */
+function tagsAndMetadata(value: unknown): { tags: string[]; metadata: Record<string, unknown> } {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return { tags: [], metadata: {} };
+  const { tags: raw, ...rest } = value as Record<string, unknown>;
+  const tags = Array.isArray(raw) ? raw.filter((t): t is string => typeof t === "string" && t.length > 0 && t.length <= 128).slice(0, MAX_TAGS) : [];
+  const json = JSON.stringify(rest);
+  return { tags, metadata: json.length <= MAX_METADATA_BYTES ? rest : { truncated: true } };
 }
 
 /** One request on the OpenAI routes: what the access log needs, and the upstream call to abort. */
@@ -269,6 +339,14 @@ class Exchange implements RequestRecord {
   model: string | undefined = undefined;
   upstreamSeconds: number | undefined = undefined;
   abort: ClientGone | undefined = undefined;
+  // For the spend log row.
+  startedWall = 0;
+  deployment: ModelDeployment | undefined = undefined;
+  stream = false;
+  usage: { promptTokens: number; completionTokens: number } | undefined = undefined;
+  cost = 0;
+  errorCode: string | undefined = undefined;
+  requestMetadata: unknown = undefined;
   /** Writes are being held for the rest of this loop turn (holdWrites). */
   corked = false;
 

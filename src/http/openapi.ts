@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { spendLogsQuerySchema, spendReportQuerySchema } from "../spendlogs/spend-log-reader.js";
 import {
   deleteTeamsSchema,
   listTeamsQuerySchema,
@@ -83,6 +84,14 @@ const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> 
     get: undefined,
   },
   "/user/delete": { post: { summary: "Delete users and their keys (user ids are never reused)", security: "master", body: jsonSchema(deleteUsersSchema) }, get: undefined },
+  "/spend/logs": {
+    get: { summary: "Spend log rows, newest first, by key, user, team, request id and dates (LiteLLM's shape)", security: "master", query: spendLogsQuerySchema },
+    post: undefined,
+  },
+  "/global/spend/report": {
+    get: { summary: "Daily spend by team, key, user or model, from the daily totals", security: "master", query: spendReportQuerySchema },
+    post: undefined,
+  },
   "/user/info": { get: { summary: "A user, their first 100 keys and their key count", security: "master", query: userInfoQuerySchema }, post: undefined },
   "/user/list": { get: { summary: "Users, paged", security: "master", query: listUsersQuerySchema }, post: undefined },
   "/model/new": { post: { summary: "Add a model deployment (its api_key sealed at rest, never returned)", security: "master", body: jsonSchema(newModelSchema) }, get: undefined },

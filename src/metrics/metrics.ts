@@ -20,6 +20,8 @@ export interface MetricSources {
   catchUpFailures: () => number;
   /** Settlements of limited requests that could not reach Redis. */
   settleFailures: () => number;
+  /** Spend log rows by outcome: recorded, written, journaled, replayed, dropped (spendlogs/spend-log-writer.ts). */
+  spendLogRows: () => Record<string, number>;
 }
 
 /** What a scrape reads before readFrom: nothing yet. */
@@ -37,6 +39,7 @@ const NO_SOURCES: MetricSources = {
   l1Drops: () => 0,
   catchUpFailures: () => 0,
   settleFailures: () => 0,
+  spendLogRows: () => ({}),
 };
 
 const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
@@ -102,6 +105,13 @@ export class Metrics {
       [{}, sources.settleFailures()],
     ]);
     snapshotCounter(registers, "gatehouse_spend_total", "Spend charged by this replica (config currency)", [], () => [[{}, sources.spendCharged()]]);
+    snapshotCounter(
+      registers,
+      "gatehouse_spend_log_rows_total",
+      "Spend log rows by outcome: recorded (a request ended), written (to Postgres), journaled (kept locally while Postgres could not take them), replayed (from the journal), dropped (lost: the target is none)",
+      ["outcome"],
+      () => Object.entries(sources.spendLogRows()).map(([outcome, n]) => [{ outcome }, n]),
+    );
     snapshotCounter(
       registers,
       "gatehouse_limit_rejections_total",

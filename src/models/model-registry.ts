@@ -74,9 +74,12 @@ export class ModelRegistry {
   async pick(model: string): Promise<ModelDeployment | undefined> {
     if (!this.fresh()) {
       const fromConfig = this.configRouter.pick(model);
-      if (fromConfig || !this.knownNames.has(model)) return fromConfig;
+      if (fromConfig) return fromConfig;
+      // Not a config model: it may have been added, or deleted, since this replica last heard. Neither "served" nor
+      // "not found" can be vouched for, so neither is answered (the history checker caught a 404 for a model added
+      // seconds before, on a replica whose Postgres answered late).
       throw new ServiceUnavailableError(
-        "this model was added through the API and cannot be vouched for while the database is unreachable; retry shortly",
+        "this model is not in the config file, and the database models cannot be vouched for while the database is unreachable; retry shortly",
         1,
         "model_store_unavailable",
       );
@@ -117,7 +120,7 @@ export class ModelRegistry {
     for (const row of rows) {
       try {
         const apiKey = row.api_key_sealed ? this.seal.open(row.api_key_sealed) : undefined;
-        loaded.push({ row, deployment: deploymentOf(row.model_name, row.params as ApiLitellmParams, apiKey) });
+        loaded.push({ row, deployment: { ...deploymentOf(row.model_name, row.params as ApiLitellmParams, apiKey), modelId: row.model_id } });
       } catch (err) {
         // One unreadable row (sealed with a key this replica lacks) must not take the others down.
         this.logger.error({ model_id: row.model_id, model_name: row.model_name, err: (err as Error).message }, "a database model cannot be served");

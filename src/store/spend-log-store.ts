@@ -1,0 +1,177 @@
+import type { Queryable } from "./db.js";
+
+/**
+ * The only module that reads or writes `gh_spend_logs` and `gh_spend_daily` (sql/0010_spend_logs.sql).
+ * Owners: spendlogs/spend-log-writer.ts (writes), upkeep (partitions, retention), the /spend routes (reads).
+ */
+
+export interface SpendLogRow {
+  request_id: string;
+  start_time: string;
+  end_time: string;
+  client_request_id: string | null;
+  key_hash: string | null;
+  key_id: string | null;
+  key_name: string | null;
+  key_alias: string | null;
+  team_id: string | null;
+  user_id: string | null;
+  model: string;
+  model_id: string | null;
+  upstream_model: string | null;
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  spend: number;
+  latency_ms: number;
+  overhead_ms: number | null;
+  status: number;
+  error_code: string | null;
+  stream: boolean;
+  replica_id: string;
+  tags: string[];
+  metadata: Record<string, unknown>;
+}
+
+// One statement: the rows not already there are inserted, and the daily totals get exactly those rows (RETURNING),
+// so a batch retried after an unknown outcome changes nothing twice. Committed entirely or not at all.
+const INSERT_BATCH = `
+WITH batch AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(request_id uuid, start_time timestamptz, end_time timestamptz, client_request_id text,
+    key_hash text, key_id uuid, key_name text, key_alias text, team_id text, user_id text, model text, model_id text, upstream_model text,
+    prompt_tokens integer, completion_tokens integer, total_tokens integer, spend float8, latency_ms float8, overhead_ms float8,
+    status smallint, error_code text, stream boolean, replica_id text, tags text[], metadata jsonb)
+), inserted AS (
+  INSERT INTO gh_spend_logs (request_id, start_time, end_time, client_request_id, key_hash, key_id, key_name, key_alias, team_id, user_id, model,
+    model_id, upstream_model, prompt_tokens, completion_tokens, total_tokens, spend, latency_ms, overhead_ms, status, error_code, stream,
+    replica_id, tags, metadata)
+  SELECT request_id, start_time, end_time, client_request_id, key_hash, key_id, key_name, key_alias, team_id, user_id, model, model_id,
+    upstream_model, prompt_tokens, completion_tokens, total_tokens, spend, latency_ms, overhead_ms, status, error_code, stream, replica_id,
+    COALESCE(tags, '{}'), COALESCE(metadata, '{}'::jsonb)
+  FROM batch
+  ON CONFLICT DO NOTHING
+  RETURNING start_time, key_hash, team_id, user_id, model, status, prompt_tokens, completion_tokens, spend
+), daily AS (
+  INSERT INTO gh_spend_daily AS d (day, key_hash, team_id, user_id, model, requests, failed_requests, prompt_tokens, completion_tokens, spend)
+  SELECT (start_time AT TIME ZONE 'UTC')::date, COALESCE(key_hash, ''), COALESCE(team_id, ''), COALESCE(user_id, ''), model,
+    count(*), count(*) FILTER (WHERE status >= 400), sum(prompt_tokens), sum(completion_tokens), sum(spend)
+  FROM inserted GROUP BY 1, 2, 3, 4, 5
+  ON CONFLICT (day, key_hash, team_id, user_id, model) DO UPDATE SET
+    requests = d.requests + EXCLUDED.requests, failed_requests = d.failed_requests + EXCLUDED.failed_requests,
+    prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens, completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens,
+    spend = d.spend + EXCLUDED.spend
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM inserted)::int AS inserted`;
+
+/** Writes a batch; returns how many rows were new (the rest were already there: a retried batch). */
+export async function insertSpendLogs(db: Queryable, rows: readonly SpendLogRow[]): Promise<number> {
+  const { rows: out } = await db.query<{ inserted: number }>(INSERT_BATCH, [JSON.stringify(rows)]);
+  return out[0]!.inserted;
+}
+
+const PARTITION_LOCK = 0x5e4d_1065; // any constant: serialises partition DDL across replicas
+
+/** The name of a day's partition: gh_spend_logs_YYYYMMDD. */
+export function partitionName(day: Date): string {
+  return `gh_spend_logs_${day.toISOString().slice(0, 10).replaceAll("-", "")}`;
+}
+
+/**
+ * Creates the daily partitions of [from, from + days) that do not exist yet. A day whose rows already sit in the
+ * default partition cannot get its own (Postgres refuses): it is skipped and its rows stay where they are.
+ * Returns the partitions created.
+ */
+export async function ensureDailyPartitions(db: { transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> }, from: Date, days: number): Promise<string[]> {
+  const created: string[] = [];
+  for (let i = 0; i < days; i++) {
+    const day = new Date(Date.UTC(from.getUTCFullYear(), from.getUTCMonth(), from.getUTCDate() + i));
+    const next = new Date(day.getTime() + 86_400_000);
+    const name = partitionName(day);
+    const made = await db
+      .transaction(async (tx) => {
+        await tx.query("SELECT pg_advisory_xact_lock($1)", [PARTITION_LOCK]);
+        const exists = await tx.query("SELECT 1 FROM pg_class WHERE relname = $1", [name]);
+        if (exists.rowCount) return false;
+        // Identifiers cannot be parameters; the name is built from a date, never from input.
+        await tx.query(`CREATE TABLE ${name} PARTITION OF gh_spend_logs FOR VALUES FROM ('${day.toISOString()}') TO ('${next.toISOString()}')`);
+        return true;
+      })
+      .catch(() => false);
+    if (made) created.push(name);
+  }
+  return created;
+}
+
+/** Drops the daily partitions that end before `cutoff`, and deletes older rows from the default partition. */
+export async function dropSpendLogsBefore(db: Queryable, cutoff: Date): Promise<{ dropped: string[]; deleted: number }> {
+  const { rows } = await db.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+     WHERE p.relname = 'gh_spend_logs' AND c.relname ~ '^gh_spend_logs_[0-9]{8}$' ORDER BY 1`,
+  );
+  const dropped: string[] = [];
+  for (const { name } of rows) {
+    const d = name.slice(-8);
+    const end = Date.UTC(Number(d.slice(0, 4)), Number(d.slice(4, 6)) - 1, Number(d.slice(6, 8))) + 86_400_000;
+    if (end > cutoff.getTime()) continue;
+    await db.query(`DROP TABLE IF EXISTS ${name}`);
+    dropped.push(name);
+  }
+  const { rowCount } = await db.query("DELETE FROM gh_spend_logs_default WHERE start_time < $1", [cutoff]);
+  return { dropped, deleted: rowCount ?? 0 };
+}
+
+export interface SpendLogQuery {
+  keyHash?: string | undefined;
+  keyId?: string | undefined;
+  teamId?: string | undefined;
+  userId?: string | undefined;
+  requestId?: string | undefined;
+  start?: Date | undefined;
+  end?: Date | undefined;
+  limit: number;
+  offset: number;
+}
+
+/** Newest first. `requestId` matches Gatehouse's request id or the client's x-request-id. */
+export async function findSpendLogs(db: Queryable, q: SpendLogQuery): Promise<SpendLogRow[]> {
+  const { rows } = await db.query<SpendLogRow>(
+    `SELECT * FROM gh_spend_logs
+     WHERE ($1::text IS NULL OR key_hash = $1) AND ($9::uuid IS NULL OR key_id = $9) AND ($2::text IS NULL OR team_id = $2) AND ($3::text IS NULL OR user_id = $3)
+       AND ($4::text IS NULL OR request_id::text = $4 OR client_request_id = $4)
+       AND ($5::timestamptz IS NULL OR start_time >= $5) AND ($6::timestamptz IS NULL OR start_time < $6)
+     ORDER BY start_time DESC, request_id LIMIT $7 OFFSET $8`,
+    [q.keyHash ?? null, q.teamId ?? null, q.userId ?? null, q.requestId ?? null, q.start ?? null, q.end ?? null, q.limit, q.offset, q.keyId ?? null],
+  );
+  return rows;
+}
+
+export type SpendGroup = "team" | "key" | "user" | "model";
+
+const GROUP_COLUMN: Record<SpendGroup, string> = { team: "team_id", key: "key_hash", user: "user_id", model: "model" };
+
+export interface DailySpend {
+  day: string;
+  group: string;
+  model: string;
+  requests: number;
+  failed_requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  spend: number;
+}
+
+/** Daily totals over [start, end] (days, inclusive), by `group` and model, from the daily aggregates. */
+export async function dailySpend(db: Queryable, group: SpendGroup, start: string, end: string, filter: { column: SpendGroup; value: string } | null): Promise<DailySpend[]> {
+  const column = GROUP_COLUMN[group];
+  const where = filter ? `AND ${GROUP_COLUMN[filter.column]} = $3` : "";
+  const { rows } = await db.query<DailySpend>(
+    `SELECT to_char(day, 'YYYY-MM-DD') AS day, ${column} AS "group", model, sum(requests)::float8 AS requests,
+       sum(failed_requests)::float8 AS failed_requests, sum(prompt_tokens)::float8 AS prompt_tokens,
+       sum(completion_tokens)::float8 AS completion_tokens, sum(spend) AS spend
+     FROM gh_spend_daily WHERE day BETWEEN $1::date AND $2::date ${where}
+     GROUP BY day, ${column}, model ORDER BY day, ${column}, model`,
+    filter ? [start, end, filter.value] : [start, end],
+  );
+  return rows;
+}

@@ -1,0 +1,222 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ConfigFile } from "../src/config/settings.js";
+import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
+import { generateKey, startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
+import { api, chatBody, openAIError } from "./helpers/http.js";
+import { waitFor } from "./helpers/services.js";
+
+/**
+ * Spend logs on real replica processes: one row per request (served or refused by a limit), written off the
+ * request path, idempotent by request id, read back through LiteLLM's /spend/logs and /global/spend/report; and a
+ * Postgres outage (and a graceful restart during one) under load loses no row. Prices are powers of two.
+ */
+const INPUT_COST = 0.0009765625; // 2^-10
+const OUTPUT_COST = 0.001953125; // 2^-9
+const config: ConfigFile = {
+  model_list: [
+    { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: INPUT_COST, output_cost_per_token: OUTPUT_COST } },
+    { model_name: "free", litellm_params: { model: "mock/free" } },
+  ],
+  gatehouse_settings: { spend_logs: { flush_interval_ms: 100 } },
+};
+
+async function rowCount(cluster: Cluster, where = "TRUE", params: unknown[] = []): Promise<number> {
+  const { rows } = await cluster.pool.query(`SELECT count(*)::int AS n FROM gh_spend_logs WHERE ${where}`, params);
+  return rows[0].n;
+}
+
+describe("spend logs on two replicas", () => {
+  let cluster: Cluster;
+  let A: Replica, B: Replica;
+  beforeAll(async () => {
+    cluster = await startCluster({ size: 2, config });
+    [A, B] = cluster.replicas as [Replica, Replica];
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.close();
+  });
+
+  it("writes one row per request with its key, team, user, model, tokens, spend, status, tags and replica; LiteLLM's query shapes read them", async () => {
+    const team = (await A.admin("/team/new", { team_id: `team-logs-${process.pid}` })).body;
+    const teamKey = await generateKey(A, { team_id: team.team_id, key_alias: "logged" });
+    const userKey = await generateKey(B, { user_id: `user-logs-${process.pid}` });
+    const limited = await generateKey(A, { rpm_limit: 1 });
+    await cluster.settle();
+
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const res = await api([A, B][i % 2]!.url, "/v1/chat/completions", {
+        key: [teamKey, userKey][i % 2]!.key,
+        body: chatBody("priced", { max_tokens: 1, metadata: { tags: ["batch", `n${i}`], purpose: "test" } }),
+      });
+      expect(res.status).toBe(200);
+      ids.push(res.headers.get("x-request-id")!);
+    }
+    const clientId = `client-request-${process.pid}`;
+    const named = await api(A.url, "/v1/chat/completions", { key: teamKey.key, body: chatBody("free"), headers: { "x-request-id": clientId } });
+    expect(named.status).toBe(200);
+    expect((await api(B.url, "/v1/chat/completions", { key: limited.key, body: chatBody("free") })).status).toBe(200);
+    const refused = await api(B.url, "/v1/chat/completions", { key: limited.key, body: chatBody("free") });
+    expect(refused.status).toBe(429);
+
+    await waitFor(async () => (await rowCount(cluster)) === 13, { what: "13 rows for 13 requests" });
+    // Exactly one row per request id the clients saw.
+    expect(await rowCount(cluster, "request_id::text = ANY($1)", [ids])).toBe(10);
+
+    const page = await A.admin(`/spend/logs?api_key=${teamKey.key}`);
+    expect(page.status).toBe(200);
+    expect(page.body).toHaveLength(6); // 5 priced + 1 free, newest first
+    const row = page.body.find((r: { request_id: string }) => r.request_id === ids[0]);
+    expect(row).toMatchObject({
+      api_key: teamKey.token,
+      key_id: teamKey.key_id,
+      key_alias: "logged",
+      team_id: team.team_id,
+      model: "priced",
+      upstream_model: "priced",
+      status: "success",
+      status_code: 200,
+      stream: false,
+      request_tags: ["batch", "n0"],
+      metadata: { purpose: "test" },
+      replica_id: A.replicaId,
+    });
+    expect(row.spend).toBe(row.prompt_tokens * INPUT_COST + row.completion_tokens * OUTPUT_COST);
+    expect(row.total_tokens).toBe(row.prompt_tokens + row.completion_tokens);
+    expect(row.latency_ms).toBeGreaterThan(0);
+    expect(row.overhead_ms).toBeLessThanOrEqual(row.latency_ms);
+    // The key's hash works as the filter too, and so do user, team, request id (ours or the client's) and dates.
+    expect((await B.admin(`/spend/logs?api_key=${teamKey.token}`)).body).toHaveLength(6);
+    expect((await B.admin(`/spend/logs?user_id=user-logs-${process.pid}`)).body).toHaveLength(5);
+    expect((await B.admin(`/spend/logs?team_id=${team.team_id}&page_size=4`)).body).toHaveLength(4);
+    expect((await B.admin(`/spend/logs?team_id=${team.team_id}&page_size=4&page=2`)).body).toHaveLength(2);
+    expect((await B.admin(`/spend/logs?request_id=${clientId}`)).body.map((r: { model: string }) => r.model)).toEqual(["free"]);
+    const today = new Date().toISOString().slice(0, 10);
+    expect((await B.admin(`/spend/logs?api_key=${teamKey.key}&start_date=${today}&end_date=${today}`)).body).toHaveLength(6);
+    expect((await B.admin(`/spend/logs?api_key=${teamKey.key}&end_date=2020-01-01`)).body).toHaveLength(0);
+    const limitedRows = (await B.admin(`/spend/logs?key_id=${limited.key_id}`)).body;
+    expect(limitedRows.map((r: { status_code: number; error_code: string | null }) => [r.status_code, r.error_code])).toEqual([
+      [429, "rate_limit_exceeded"],
+      [200, null],
+    ]);
+    // Bad input: a 400 naming the field, never a 500.
+    const bad = await B.admin("/spend/logs?start_date=yesterday");
+    expect(bad.status).toBe(400);
+    expect(openAIError(bad.body).param).toBe("start_date");
+    expect((await B.admin("/spend/logs?nonsense=1")).status).toBe(400);
+    // A virtual key is not an admin.
+    expect((await api(A.url, "/spend/logs", { key: teamKey.key })).status).toBe(403);
+  });
+
+  it("/global/spend/report adds up the daily totals by team, key, user and model", async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const { rows } = await cluster.pool.query("SELECT COALESCE(team_id, '') AS team, sum(spend) AS spend, count(*)::int AS n FROM gh_spend_logs GROUP BY 1");
+    const report = await A.admin(`/global/spend/report?start_date=${today}&end_date=${today}&group_by=team`);
+    expect(report.status).toBe(200);
+    expect(report.body).toHaveLength(1);
+    expect(report.body[0].group_by_day).toBe(today);
+    for (const r of rows) {
+      const group = report.body[0].teams.find((t: { name: string | null }) => (t.name ?? "") === r.team);
+      expect(group.total_spend).toBe(r.spend);
+      expect(group.total_requests).toBe(r.n);
+    }
+    const byModel = (await B.admin(`/global/spend/report?start_date=${today}&end_date=${today}&group_by=model`)).body[0].models;
+    expect(byModel.map((m: { name: string }) => m.name).sort()).toEqual(["free", "priced"]);
+    expect((await B.admin(`/global/spend/report?start_date=${today}&end_date=2020-01-01`)).status).toBe(400);
+    expect((await B.admin(`/global/spend/report?start_date=${today}`)).status).toBe(400);
+  });
+
+  it("a batch written twice (its answer lost, retried) adds no row and no total twice", async () => {
+    const { rows } = await cluster.pool.query("SELECT * FROM gh_spend_logs ORDER BY start_time LIMIT 3");
+    const before = await cluster.pool.query("SELECT sum(requests)::int AS n, sum(spend) AS spend FROM gh_spend_daily");
+    const { insertSpendLogs } = await import("../src/store/spend-log-store.js");
+    const again = rows.map((r) => ({ ...r, start_time: r.start_time.toISOString(), end_time: r.end_time.toISOString() }));
+    expect(await insertSpendLogs(cluster.pool, again)).toBe(0);
+    const after = await cluster.pool.query("SELECT sum(requests)::int AS n, sum(spend) AS spend FROM gh_spend_daily");
+    expect(after.rows[0]).toEqual(before.rows[0]);
+  });
+});
+
+describe("a Postgres outage under load loses no spend log row", () => {
+  let cluster: Cluster;
+  let proxy: TcpProxy;
+  beforeAll(async () => {
+    proxy = await startTcpProxy("127.0.0.1", 5432);
+    cluster = await startCluster({ size: 1, config, databaseUrl: (url) => viaProxy(url, proxy), listenDirect: true });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.close();
+    await proxy?.close();
+  });
+
+  /** Sends requests one after another until `stop()`; returns the request ids of the answers that were 200. */
+  function load(replica: () => Replica, key: string) {
+    const served: string[] = [];
+    let running = true;
+    const done = (async () => {
+      while (running) {
+        const res = await api(replica().url, "/v1/chat/completions", { key, body: chatBody("free") }).catch(() => null);
+        if (res?.status === 200) served.push(res.headers.get("x-request-id")!);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    return {
+      served,
+      stop: async () => {
+        running = false;
+        await done;
+      },
+    };
+  }
+
+  it("rows of requests served while Postgres was unreachable reach it when it returns: exactly one per request", async () => {
+    const A = cluster.replicas[0]!;
+    const key = await generateKey(A, {});
+    expect(await A.chat(key.key, "free")).toBe(200); // cached: served from memory while Postgres is gone
+    const traffic = load(() => A, key.key);
+    await waitFor(async () => traffic.served.length >= 20, { what: "traffic before the outage" });
+    proxy.setMode("reject");
+    proxy.cutAll();
+    const atOutage = traffic.served.length;
+    await waitFor(async () => traffic.served.length >= atOutage + 100, { timeoutMs: 15_000, what: "requests served during the outage" });
+    await new Promise((r) => setTimeout(r, 3_000)); // the outage lasts a few seconds under load
+    proxy.setMode("pass");
+    await waitFor(async () => traffic.served.length >= atOutage + 200, { timeoutMs: 15_000, what: "traffic after the outage" });
+    await traffic.stop();
+
+    const ids = traffic.served;
+    await waitFor(async () => (await rowCount(cluster, "request_id::text = ANY($1)", [ids])) === ids.length, {
+      timeoutMs: 15_000,
+      what: `a row for each of the ${ids.length} requests served`,
+    });
+    expect(await rowCount(cluster, "key_id = $1", [key.key_id])).toBe(ids.length + 1);
+    const metrics = (await A.admin("/metrics")).body as string;
+    expect(metrics).toMatch(/gatehouse_spend_log_rows_total\{outcome="journaled"\} [1-9]/);
+    expect(metrics).toMatch(/gatehouse_spend_log_rows_total\{outcome="replayed"\} [1-9]/);
+    expect(metrics).not.toMatch(/gatehouse_spend_log_rows_total\{outcome="dropped"\} [1-9]/);
+  }, 90_000);
+
+  it("a graceful restart while Postgres is unreachable keeps the rows in the journal; the next start writes them", async () => {
+    const A = cluster.replicas[0]!;
+    const key = await generateKey(A, {});
+    expect(await A.chat(key.key, "free")).toBe(200);
+    proxy.setMode("reject");
+    proxy.cutAll();
+    const served: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      const res = await api(A.url, "/v1/chat/completions", { key: key.key, body: chatBody("free") });
+      expect(res.status).toBe(200);
+      served.push(res.headers.get("x-request-id")!);
+    }
+    await A.stop("SIGTERM");
+    cluster.replicas.splice(cluster.replicas.indexOf(A), 1);
+    proxy.setMode("pass");
+    const again = await cluster.addReplica("A2");
+    await waitFor(async () => (await rowCount(cluster, "request_id::text = ANY($1)", [served])) === served.length, {
+      timeoutMs: 15_000,
+      what: "the journal of the stopped replica to be written by the new one",
+    });
+    expect(await rowCount(cluster, "key_id = $1", [key.key_id])).toBe(served.length + 1);
+    expect(again.output.join("\n")).toContain("spend log journal replayed into Postgres");
+  }, 90_000);
+});
