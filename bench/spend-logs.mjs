@@ -1,10 +1,11 @@
 // Spend logs at volume (docs/spend-logs.md). Three questions, each on a replica process of its own:
 //  1. What does logging every request cost at saturation? wrk (32 connections, one thread) against a replica
 //     with spend_logs.logging on and one with it off, interleaved rounds, the best of each; target ≥ 0.95.
-//  2. Does a run of N requests yield exactly N rows? The rows of the "on" runs' key, counted once flushed,
-//     against the requests wrk completed.
+//  2. Does a run of N requests yield exactly N rows? N requests from 16 clients that wait for every answer, the
+//     rows of their key counted once flushed (wrk leaves requests in flight when it stops, uncounted).
 //  3. Does a 30 s Postgres outage under load lose rows? The replica reaches Postgres through a TCP proxy that
-//     refuses connections for 30 s while wrk keeps the replica busy; afterwards rows == requests completed.
+//     refuses connections for 30 s while 8 clients keep the replica busy; afterwards rows == requests answered.
+import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 
@@ -26,6 +27,17 @@ const configFile = writeBenchConfig(upstream.url);
 const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "hello" }], max_tokens: 16 });
 const cleanups = [];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// CPU seconds of every Postgres process on this machine (the database shares the 2 cores): where the cost goes.
+const postgresCpu = { on: 0, off: 0 };
+function postgresCpuSeconds() {
+  const out = spawnSync("sh", ["-c", "for p in $(pgrep -x postgres); do awk '{print $14+$15}' /proc/$p/stat 2>/dev/null; done"], { encoding: "utf8" }).stdout;
+  return (
+    out
+      .split("\n")
+      .filter(Boolean)
+      .reduce((a, b) => a + Number(b), 0) / 100
+  );
+}
 
 async function replicaWith(extraEnv, databaseUrl) {
   const db = await createDatabase();
@@ -75,6 +87,7 @@ try {
   const off = await replicaWith({ GATEHOUSE_SPEND_LOGS_LOGGING: "off" });
   const best = { on: null, off: null };
   let completedOn = 0;
+  let completedOff = 0;
   for (const t of [on, off]) await wrk({ url: t.url, headers: t.headers, body, connections: CONNECTIONS, seconds: 2 });
   const warmupRows = await settledRows(on, 1, 10_000);
   for (let round = 0; round < ROUNDS; round++) {
@@ -82,13 +95,33 @@ try {
       ["on", on],
       ["off", off],
     ]) {
+      const pgBefore = postgresCpuSeconds();
       const w = await wrk({ url: t.url, headers: t.headers, body, connections: CONNECTIONS, seconds: SECONDS });
+      postgresCpu[name] += postgresCpuSeconds() - pgBefore;
       if (name === "on") completedOn += w.requests;
+      else completedOff += w.requests;
       if (!best[name] || w.rps > best[name].rps) best[name] = w;
     }
   }
   const rowsOn = (await settledRows(on, warmupRows + completedOn)) - warmupRows;
   const ratio = best.on.rps / best.off.rps;
+  // wrk stops with requests in flight (up to one per connection) that it does not count; for an exact count,
+  // N requests from clients that wait for every answer, on a fresh key.
+  const exact = await replicaWith({});
+  const EXACT = Number(process.env.BENCH_EXACT_REQUESTS ?? 10_000);
+  let sent = 0;
+  let answered200 = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (sent < EXACT) {
+        sent++;
+        const res = await fetch(exact.url, { method: "POST", headers: exact.headers, body });
+        await res.arrayBuffer();
+        if (res.status === 200) answered200++;
+      }
+    }),
+  );
+  const exactRows = await settledRows(exact, EXACT);
 
   // 3.
   const proxy = await startTcpProxy("127.0.0.1", 5432);
@@ -97,27 +130,53 @@ try {
   await wrk({ url: outage.url, headers: outage.headers, body, connections: 4, seconds: 1 });
   const before = await settledRows(outage, 1, 10_000);
   const total = OUTAGE_SECONDS + 10;
-  const load = wrk({ url: outage.url, headers: outage.headers, body, connections: 8, seconds: total });
+  // Clients that wait for every answer: each request is counted by its answer, none left in flight.
+  const stopAt = Date.now() + total * 1000;
+  const w = { requests: 0, non2xx: 0 };
+  const load = Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (Date.now() < stopAt) {
+        const res = await fetch(outage.url, { method: "POST", headers: outage.headers, body });
+        await res.arrayBuffer();
+        w.requests++;
+        if (res.status !== 200) w.non2xx++;
+      }
+    }),
+  );
   await sleep(5_000);
   proxy.setMode("reject");
   proxy.cutAll();
   await sleep(OUTAGE_SECONDS * 1000);
   proxy.setMode("pass");
-  const w = await load;
+  await load;
   const outageRows = (await settledRows(outage, before + w.requests)) - before;
 
   const table = [
     { what: "saturation, spend logs on (req/s)", value: Math.round(best.on.rps), target: "" },
     { what: "saturation, spend logs off (req/s)", value: Math.round(best.off.rps), target: "" },
     { what: "on / off", value: ratio.toFixed(3), target: "≥ 0.95" },
-    { what: `requests completed with logs on (${ROUNDS} runs of ${SECONDS} s)`, value: completedOn, target: "" },
-    { what: "rows written for them", value: rowsOn, target: "= requests" },
+    { what: "Postgres CPU seconds per 1,000 requests, logs on", value: ((postgresCpu.on / completedOn) * 1000).toFixed(3), target: "" },
+    { what: "Postgres CPU seconds per 1,000 requests, logs off", value: ((postgresCpu.off / completedOff) * 1000).toFixed(3), target: "" },
+    { what: `requests wrk completed with logs on (${ROUNDS} runs of ${SECONDS} s)`, value: completedOn, target: "" },
+    { what: `rows written (wrk leaves up to ${CONNECTIONS} requests a run in flight, uncounted)`, value: rowsOn, target: "" },
+    { what: "requests sent by clients that wait for every answer (all 200)", value: `${EXACT} (${answered200})`, target: "" },
+    { what: "rows written for them", value: exactRows, target: "= requests" },
     { what: `requests completed across a ${OUTAGE_SECONDS} s Postgres outage (${total} s of load)`, value: w.requests, target: "" },
     { what: "rows written for them once Postgres returned", value: outageRows, target: "= requests (0 lost)" },
     { what: "non-2xx answers during the outage run", value: w.non2xx, target: "" },
   ];
   const text = printTable(`Spend logs (wrk, ${CONNECTIONS} connections, best of ${ROUNDS} interleaved rounds; load generator, upstream and replicas share 2 cores)`, table);
-  writeResult("spend-logs", { rows: table, ratio, completed_on: completedOn, rows_on: rowsOn, outage_requests: w.requests, outage_rows: outageRows, markdown: text });
+  writeResult("spend-logs", {
+    rows: table,
+    ratio,
+    completed_on: completedOn,
+    rows_on: rowsOn,
+    exact_requests: EXACT,
+    exact_rows: exactRows,
+    outage_requests: w.requests,
+    outage_rows: outageRows,
+    markdown: text,
+  });
 } finally {
   for (const c of cleanups.reverse()) await c().catch(() => {});
   upstream.child.kill("SIGKILL");

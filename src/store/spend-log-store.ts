@@ -135,13 +135,22 @@ export interface SpendLogQuery {
 
 /** Newest first. `requestId` matches Gatehouse's request id or the client's x-request-id. */
 export async function findSpendLogs(db: Queryable, q: SpendLogQuery): Promise<SpendLogRow[]> {
+  // key_hash has no index of its own (every index is paid on every row written): a key still known is found by its
+  // key_id, which has one; a deleted key's rows are found by their hash alone.
+  let keyId = q.keyId;
+  if (q.keyHash !== undefined && keyId === undefined) {
+    const known = await db.query<{ key_id: string }>("SELECT key_id FROM gh_keys WHERE token = $1 UNION ALL SELECT key_id FROM gh_deprecated_keys WHERE token = $1 LIMIT 1", [
+      q.keyHash,
+    ]);
+    keyId = known.rows[0]?.key_id;
+  }
   const { rows } = await db.query<SpendLogRow>(
     `SELECT * FROM gh_spend_logs
      WHERE ($1::text IS NULL OR key_hash = $1) AND ($9::uuid IS NULL OR key_id = $9) AND ($2::text IS NULL OR team_id = $2) AND ($3::text IS NULL OR user_id = $3)
        AND ($4::text IS NULL OR request_id::text = $4 OR client_request_id = $4)
        AND ($5::timestamptz IS NULL OR start_time >= $5) AND ($6::timestamptz IS NULL OR start_time < $6)
      ORDER BY start_time DESC, request_id LIMIT $7 OFFSET $8`,
-    [q.keyHash ?? null, q.teamId ?? null, q.userId ?? null, q.requestId ?? null, q.start ?? null, q.end ?? null, q.limit, q.offset, q.keyId ?? null],
+    [q.keyHash ?? null, q.teamId ?? null, q.userId ?? null, q.requestId ?? null, q.start ?? null, q.end ?? null, q.limit, q.offset, keyId ?? null],
   );
   return rows;
 }
