@@ -5,21 +5,20 @@ import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js";
 import { api, chatBody, openAIError } from "./helpers/http.js";
+import { costOf, INPUT_COST, OUTPUT_COST, pricedModel } from "./helpers/prices.js";
 import { REDIS_URL, waitFor } from "./helpers/services.js";
 
 /**
  * Every limit holds across three real replica processes sharing one Postgres and one Redis.
  * Prices are powers of two, so sums of costs are exact and compare with toBe.
  */
-const INPUT_COST = 0.0009765625; // 2^-10
-const OUTPUT_COST = 0.001953125; // 2^-9
 const RESERVATION_TTL_MS = 2_000;
 const PREFETCH_MAX_AGE_MS = 2_000; // the default; a burst test must see every replica hold one at once
 
 function config(upstreamUrl: string): ConfigFile {
   return {
     model_list: [
-      { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: INPUT_COST, output_cost_per_token: OUTPUT_COST } },
+      pricedModel("priced"),
       { model_name: "free", litellm_params: { model: "mock/free" } },
       { model_name: "slow", litellm_params: { model: "openai/slow", api_base: upstreamUrl } },
       // 150 ms in flight: concurrent requests really overlap, so the budget check races the charges.
@@ -28,8 +27,6 @@ function config(upstreamUrl: string): ConfigFile {
     gatehouse_settings: { limits: { flush_interval_ms: 100, reservation_ttl_ms: RESERVATION_TTL_MS, prefetch_max_age_ms: PREFETCH_MAX_AGE_MS } },
   };
 }
-
-const costOf = (usage: { prompt_tokens: number; completion_tokens: number }) => usage.prompt_tokens * INPUT_COST + usage.completion_tokens * OUTPUT_COST;
 
 type Result = { status: number; body: any; replica: string };
 

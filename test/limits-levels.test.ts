@@ -3,24 +3,18 @@ import type { ConfigFile } from "../src/config/settings.js";
 import { startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { api, chatBody, openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
+import { costOf, pricedModel } from "./helpers/prices.js";
 
 /**
  * Budgets and rate limits at every level a request belongs to — key, team member, user, team — held across
  * two real replica processes: one admission checks every level, a refusal names the level, spend is recorded
  * durably per level and /team/info, /user/info show it live. Prices are powers of two, so sums are exact.
  */
-const INPUT_COST = 0.0009765625; // 2^-10
-const OUTPUT_COST = 0.001953125; // 2^-9
 
 const config: ConfigFile = {
-  model_list: [
-    { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: INPUT_COST, output_cost_per_token: OUTPUT_COST } },
-    { model_name: "free", litellm_params: { model: "mock/free" } },
-  ],
+  model_list: [pricedModel("priced"), { model_name: "free", litellm_params: { model: "mock/free" } }],
   gatehouse_settings: { limits: { flush_interval_ms: 100 } },
 };
-
-const costOf = (usage: { prompt_tokens: number; completion_tokens: number }) => usage.prompt_tokens * INPUT_COST + usage.completion_tokens * OUTPUT_COST;
 
 let cluster: Cluster;
 let A: Replica, B: Replica;

@@ -4,19 +4,15 @@ import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs"
 import { generateKey, startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { api, chatBody, openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
+import { INPUT_COST, OUTPUT_COST, pricedModel } from "./helpers/prices.js";
 
 /**
  * Spend logs on real replica processes: one row per request (served or refused by a limit), written off the
  * request path, idempotent by request id, read back through LiteLLM's /spend/logs and /global/spend/report; and a
  * Postgres outage (and a graceful restart during one) under load loses no row. Prices are powers of two.
  */
-const INPUT_COST = 0.0009765625; // 2^-10
-const OUTPUT_COST = 0.001953125; // 2^-9
 const config: ConfigFile = {
-  model_list: [
-    { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: INPUT_COST, output_cost_per_token: OUTPUT_COST } },
-    { model_name: "free", litellm_params: { model: "mock/free" } },
-  ],
+  model_list: [pricedModel("priced"), { model_name: "free", litellm_params: { model: "mock/free" } }],
   gatehouse_settings: { spend_logs: { flush_interval_ms: 100 } },
 };
 

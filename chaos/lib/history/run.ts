@@ -717,44 +717,22 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
         result.violations.push({ kind: "final state", message: problem, at: checkerNow(), window: [] });
       }
     }
-    // ...the database model's deployments the model says (a /model/new whose answer was lost counts too),
-    const deployments = await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM gh_models WHERE model_name = $1", [DB_MODEL]);
-    const modelled = model.dbModel.at(-1)!.ids.length;
-    if (deployments.rows[0]!.n !== modelled) {
+    const finalState = (message: string) => {
       finalMismatches++;
-      result.violations.push({
-        kind: "final state",
-        message: `${DB_MODEL} has ${deployments.rows[0]!.n} deployments in the database, the model ${modelled}`,
-        at: checkerNow(),
-        window: [],
-      });
-    }
-    // ...each live team's models,
-    const teamRows = await admin.query<{ team_id: string; models: string[] }>("SELECT team_id, models FROM gh_teams WHERE deleted_at IS NULL");
-    for (const row of teamRows.rows) {
-      const last = model.teams.get(row.team_id)?.at(-1)?.models ?? [];
-      if (JSON.stringify(row.models) !== JSON.stringify(last)) {
-        finalMismatches++;
-        result.violations.push({
-          kind: "final state",
-          message: `team ${row.team_id} has models ${JSON.stringify(row.models)}, the model ${JSON.stringify(last)}`,
-          at: checkerNow(),
-          window: [],
-        });
-      }
-    }
-    // ...and each live user's models.
-    const userRows = await admin.query<{ user_id: string; models: string[] }>("SELECT user_id, models FROM gh_users WHERE deleted_at IS NULL");
-    for (const row of userRows.rows) {
-      const last = model.users.get(row.user_id)?.at(-1)?.models ?? [];
-      if (JSON.stringify(row.models) !== JSON.stringify(last)) {
-        finalMismatches++;
-        result.violations.push({
-          kind: "final state",
-          message: `user ${row.user_id} has models ${JSON.stringify(row.models)}, the model ${JSON.stringify(last)}`,
-          at: checkerNow(),
-          window: [],
-        });
+      result.violations.push({ kind: "final state", message, at: checkerNow(), window: [] });
+    };
+    // ...the database model's deployments the model says (a /model/new whose answer was lost counts too),
+    const deployments = (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM gh_models WHERE model_name = $1", [DB_MODEL])).rows[0]!.n;
+    const modelled = model.dbModel.at(-1)!.ids.length;
+    if (deployments !== modelled) finalState(`${DB_MODEL} has ${deployments} deployments in the database, the model ${modelled}`);
+    // ...and each live team's and user's model list.
+    for (const [what, sql, timeline] of [
+      ["team", "SELECT team_id AS id, models FROM gh_teams WHERE deleted_at IS NULL", model.teams],
+      ["user", "SELECT user_id AS id, models FROM gh_users WHERE deleted_at IS NULL", model.users],
+    ] as const) {
+      for (const row of (await admin.query<{ id: string; models: string[] }>(sql)).rows) {
+        const last = timeline.get(row.id)?.at(-1)?.models ?? [];
+        if (JSON.stringify(row.models) !== JSON.stringify(last)) finalState(`${what} ${row.id} has models ${JSON.stringify(row.models)}, the model ${JSON.stringify(last)}`);
       }
     }
     return {
