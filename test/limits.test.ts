@@ -32,6 +32,9 @@ function costOf(usage: { prompt_tokens: number; completion_tokens?: number }): n
 
 /** The key's spend as Postgres has it, once every replica's queued charges are flushed. */
 async function durableSpend(gw: TestGateway, token: string): Promise<number> {
+  // The first call may join the periodic flush already under way (its batch formed before the last charge);
+  // the second writes everything queued by then.
+  await gw.gateway.spendLedger.flush();
   await gw.gateway.spendLedger.flush();
   const { rows } = await gw.gateway.pool.query("SELECT spend FROM gh_keys WHERE token = $1", [token]);
   return rows[0].spend;

@@ -95,6 +95,12 @@ describe("spend logs on two replicas", () => {
       [429, "rate_limit_exceeded"],
       [200, null],
     ]);
+    // Text Postgres cannot store (NUL, a lone surrogate) in the client's metadata is left out, and the row still lands.
+    const odd = await api(A.url, "/v1/chat/completions", { key: teamKey.key, body: chatBody("free", { metadata: { tags: ["ok", "bad\ud800"], note: "nul\u0000" } }) });
+    expect(odd.status).toBe(200);
+    const oddId = odd.headers.get("x-request-id")!;
+    await waitFor(async () => (await B.admin(`/spend/logs?request_id=${oddId}`)).body.length === 1, { what: "the row with odd metadata" });
+    expect((await B.admin(`/spend/logs?request_id=${oddId}`)).body[0]).toMatchObject({ request_tags: ["ok"], metadata: { unstorable: true } });
     // Bad input: a 400 naming the field, never a 500.
     const bad = await B.admin("/spend/logs?start_date=yesterday");
     expect(bad.status).toBe(400);

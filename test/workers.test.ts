@@ -167,7 +167,9 @@ describe("gatehouse start --workers 2", () => {
         ),
       { timeoutMs: 5_000, what: "new connections to be refused" },
     );
-    for (const w of workers) expect(isAlive(w.pid)).toBe(true);
+    for (const w of workers) {
+      if (!isAlive(w.pid)) throw new Error(`worker ${w.pid} exited before its stream ended; the gateway's last lines:\n${gateway.output.slice(-60).join("\n")}`);
+    }
     for (let i = 0; i < 4; i++) upstream.releaseNext();
     for (const text of await within(Promise.all(streams.map((s) => s.ended)), 15_000, "both streams to end")) expect(text).toContain("part2");
     expect(await within(gateway.exited, 20_000, "the primary to exit")).toBe(0);

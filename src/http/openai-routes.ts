@@ -111,7 +111,7 @@ export class OpenAIRoutes {
   private async serve(x: Exchange): Promise<void> {
     try {
       x.auth = await this.deps.auth.virtualKey(x.req.headers);
-      if (x.route.kind === "relay") await this.relay(x);
+      if (x.route.kind === "relay") await this.relayAndLog(x);
       else if (x.route.kind === "list-models") this.listModels(x);
       else this.retrieveModel(x);
     } catch (err) {
@@ -133,6 +133,26 @@ export class OpenAIRoutes {
     if (!this.deps.models.modelNames().has(id) || !callerAllowsModel(x.auth!.record, x.auth!.team, id, x.auth!.user))
       throw new NotFoundError(`The model '${id}' does not exist or this key may not use it.`, "model", "model_not_found");
     writeJson(x.res, 200, { id, object: "model", created: 0, owned_by: "gatehouse" });
+  }
+
+  /**
+   * A relayed request's spend log row is written once both have happened: the response closed, and the relay
+   * finished (a client that leaves mid-answer closes the response first; its charge is known only after).
+   */
+  private async relayAndLog(x: Exchange): Promise<void> {
+    x.relaying = true;
+    try {
+      await this.relay(x);
+    } finally {
+      x.relaying = false;
+      if (x.endedAt !== 0) this.logSpend(x);
+    }
+  }
+
+  private logSpend(x: Exchange): void {
+    // Every request of a key that named a model this gateway serves: served, refused by a limit, or failed
+    // upstream (docs/spend-logs.md).
+    if (this.deps.spendLogs !== null && x.auth !== undefined && x.model !== undefined) this.deps.spendLogs.record(spendLogRow(x, this.deps.replicaId));
   }
 
   private async relay(x: Exchange): Promise<void> {
@@ -273,9 +293,8 @@ export class OpenAIRoutes {
   closed(x: Exchange): void {
     if (x.abort !== undefined && !x.res.writableFinished) x.abort.abort();
     this.deps.accessLog.end(x.req, x.res, x.route.pattern, x.route.recorder, x);
-    // A spend log row for every request of a key that named a model this gateway serves: served, refused by a
-    // limit, or failed upstream (docs/spend-logs.md).
-    if (this.deps.spendLogs !== null && x.route.kind === "relay" && x.auth !== undefined && x.model !== undefined) this.deps.spendLogs.record(spendLogRow(x, this.deps.replicaId));
+    x.endedAt = performance.now();
+    if (x.route.kind === "relay" && !x.relaying) this.logSpend(x);
   }
 }
 
@@ -285,7 +304,7 @@ const MAX_METADATA_BYTES = 4_096;
 
 /** The spend log row of a finished request (store/spend-log-store.ts, sql/0010). */
 function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
-  const latencyMs = performance.now() - x.startedAt;
+  const latencyMs = x.endedAt - x.startedAt;
   const record = x.auth!.record;
   const isMaster = record.token === MASTER_KEY_TOKEN;
   const usage = x.usage;
@@ -322,14 +341,23 @@ function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
   };
 }
 
-/** LiteLLM's request tags (`metadata.tags`) and the rest of the request's metadata, bounded. */
+/**
+ * LiteLLM's request tags (`metadata.tags`) and the rest of the request's metadata, bounded. Text Postgres cannot
+ * store (NUL, a lone surrogate) is left out: one such row would make its whole batch refused.
+ */
 function tagsAndMetadata(value: unknown): { tags: string[]; metadata: Record<string, unknown> } {
   if (value === null || typeof value !== "object" || Array.isArray(value)) return { tags: [], metadata: {} };
   const { tags: raw, ...rest } = value as Record<string, unknown>;
-  const tags = Array.isArray(raw) ? raw.filter((t): t is string => typeof t === "string" && t.length > 0 && t.length <= 128).slice(0, MAX_TAGS) : [];
+  const tags = Array.isArray(raw) ? raw.filter((t): t is string => typeof t === "string" && t.length > 0 && t.length <= 128 && !unstorableText(t)).slice(0, MAX_TAGS) : [];
   const json = JSON.stringify(rest);
-  return { tags, metadata: json.length <= MAX_METADATA_BYTES ? rest : { truncated: true } };
+  if (json.length > MAX_METADATA_BYTES) return { tags, metadata: { truncated: true } };
+  // JSON.stringify writes NUL as \u0000 and a lone surrogate as \udXXX: either in the text means the metadata is not storable.
+  return { tags, metadata: UNSTORABLE_JSON.test(json) ? { unstorable: true } : rest };
 }
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const unstorableText = (t: string) => t.includes("\u0000") || LONE_SURROGATE.test(t);
+const UNSTORABLE_JSON = /\\u0000|\\ud[89a-f][0-9a-f]{2}/i;
 
 /** One request on the OpenAI routes: what the access log needs, and the upstream call to abort. */
 class Exchange implements RequestRecord {
@@ -341,6 +369,10 @@ class Exchange implements RequestRecord {
   abort: ClientGone | undefined = undefined;
   // For the spend log row.
   startedWall = 0;
+  /** performance.now() when the response closed; 0 while it is open. */
+  endedAt = 0;
+  /** The relay (admission, upstream call, settle) has not finished yet. */
+  relaying = false;
   deployment: ModelDeployment | undefined = undefined;
   stream = false;
   usage: { promptTokens: number; completionTokens: number } | undefined = undefined;

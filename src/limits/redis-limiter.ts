@@ -1,3 +1,4 @@
+import { ServiceUnavailableError } from "../errors/errors.js";
 import type { DependencyBreaker } from "../faults/breaker.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
@@ -39,12 +40,16 @@ export class RedisLimiter {
    * one): the rpm log counts it from then on, so whenever it is used it counts for a whole minute.
    */
   async admit(limits: RequestLimits, r: Reservation, holdMs = 0): Promise<Admission> {
-    const first = await this.reserve(limits, r, null, holdMs);
-    if (first[0] !== "seed") return toAdmission(first, limits.subjects.length);
-    this.counters.seeds++;
-    const unseeded = first.slice(1).map((n) => Number(n) - 1);
-    const seeds = new Map(await Promise.all(unseeded.map(async (i) => [i, await this.seeds.read(limits.subjects[i]!)] as const)));
-    return toAdmission(await this.reserve(limits, r, seeds, holdMs), limits.subjects.length);
+    let reply = await this.reserve(limits, r, null, holdMs);
+    // A level's ledger may be dropped (a reset) between two calls, so seeding may be asked for again: a few times.
+    for (let attempt = 0; reply[0] === "seed" && attempt < 3; attempt++) {
+      this.counters.seeds++;
+      const unseeded = reply.slice(1).map((n) => Number(n) - 1);
+      const seeds = new Map(await Promise.all(unseeded.map(async (i) => [i, await this.seeds.read(limits.subjects[i]!)] as const)));
+      reply = await this.reserve(limits, r, seeds, holdMs);
+    }
+    if (reply[0] === "seed") throw new ServiceUnavailableError("the spend ledger kept being reset while this request was admitted; retry shortly", 1, "limits_busy");
+    return toAdmission(reply, limits.subjects.length);
   }
 
   /** Settles on every level; returns each level's live spend after the charge (null: no live ledger). */

@@ -9,19 +9,23 @@ import type { SpendLogRow } from "../store/spend-log-store.js";
  * one NDJSON file per process under `<data dir>/spend-journal/`, named `<host>-<pid>-<start ms>.ndjson`.
  *
  * A process replays its own file, and claims (by an atomic rename) files of earlier processes of this host that
- * are gone: a pid that no longer runs, or its own pid with another start time (a container restarted as pid 1).
+ * are gone — a pid that no longer runs, or its own pid with another start time (a container restarted as pid 1) —
+ * including files such a process had claimed and not finished replaying.
  * Files of other hosts sharing the directory are left to them. Rows carry their request id, so a file replayed
  * twice (a crash between the insert and the unlink) inserts nothing twice.
  */
 export class SpendJournal {
   readonly dir: string;
+  /** `<host>-<pid>-<start ms>`: whose a journal file is. */
+  private readonly id: string;
   private readonly own: string;
   private readonly host = hostname();
   private readonly startedAt = Date.now();
 
   constructor(dataDir: string) {
     this.dir = path.resolve(dataDir, "spend-journal");
-    this.own = `${safe(this.host)}-${process.pid}-${this.startedAt}.ndjson`;
+    this.id = `${safe(this.host)}-${process.pid}-${this.startedAt}`;
+    this.own = `${this.id}.ndjson`;
   }
 
   /**
@@ -43,7 +47,10 @@ export class SpendJournal {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
   }
 
-  /** Files to replay now: this process's own, and those it could claim, each renamed to `<own>.claimed-…`. */
+  /**
+   * Files to replay now: this process's own, and those it could claim — of a process of this host that is gone,
+   * including files that process had itself claimed — each renamed to `<own id>.claimed.<original name>`.
+   */
   async takeFiles(): Promise<string[]> {
     let names: string[];
     try {
@@ -53,12 +60,15 @@ export class SpendJournal {
     }
     const mine: string[] = [];
     for (const name of names) {
-      if (name === this.own || name.startsWith(`${this.own}.claimed-`)) {
+      if (!name.endsWith(".ndjson")) continue;
+      const owner = ownerOf(name);
+      if (owner === this.id) {
         mine.push(name);
         continue;
       }
-      if (!name.endsWith(".ndjson") || !this.isOrphan(name)) continue;
-      const claimed = `${this.own}.claimed-${name}`;
+      if (!this.isGone(owner)) continue;
+      const original = name.includes(CLAIMED) ? name.slice(name.indexOf(CLAIMED) + CLAIMED.length) : name;
+      const claimed = `${this.id}${CLAIMED}${original}`;
       try {
         await rename(path.join(this.dir, name), path.join(this.dir, claimed));
         mine.push(claimed);
@@ -97,8 +107,9 @@ export class SpendJournal {
     }
   }
 
-  private isOrphan(name: string): boolean {
-    const m = /^(.*)-(\d+)-(\d+)\.ndjson$/.exec(name);
+  /** Is the process `owner` (`<host>-<pid>-<start>`) of this host, and gone? Another host's files are its own. */
+  private isGone(owner: string): boolean {
+    const m = /^(.*)-(\d+)-(\d+)$/.exec(owner);
     if (!m || m[1] !== safe(this.host)) return false;
     const pid = Number(m[2]);
     if (pid === process.pid) return Number(m[3]) !== this.startedAt;
@@ -111,6 +122,15 @@ export class SpendJournal {
   }
 }
 
+const CLAIMED = ".claimed.";
+
+/** The process a journal file belongs to: its writer's, or its claimer's. */
+function ownerOf(name: string): string {
+  const claimed = name.indexOf(CLAIMED);
+  return claimed >= 0 ? name.slice(0, claimed) : name.slice(0, -".ndjson".length);
+}
+
+/** Host names hold no "-" here, so `<host>-<pid>-<start>` parses back. */
 function safe(s: string): string {
   return s.replace(/[^A-Za-z0-9_.]/g, "_");
 }

@@ -72,7 +72,7 @@ export class SpendLogWriter {
     while (this.queue.length > 0) {
       const batch = this.queue.slice(0, this.o.batchRows);
       try {
-        await this.o.db.query((q) => insertSpendLogs(q, batch));
+        await this.insert(batch);
       } catch (err) {
         this.counters.flushFailures++;
         this.o.logger.warn({ err: (err as Error).message, queued: this.queue.length }, "spend log flush failed; rows go to the local journal");
@@ -83,6 +83,29 @@ export class SpendLogWriter {
       this.counters.written += batch.length;
     }
     if (this.journalToReplay && !this.closed) await this.replay();
+  }
+
+  /**
+   * Writes a batch. A batch Postgres refuses for its data (SQLSTATE class 22: a value it cannot store) is written
+   * row by row instead, and a row refused on its own is dropped (counted, logged): one bad row must not hold back
+   * every row queued or journaled after it. Any other failure (Postgres unreachable) is thrown.
+   */
+  private async insert(batch: readonly SpendLogRow[]): Promise<void> {
+    try {
+      await this.o.db.query((q) => insertSpendLogs(q, batch));
+      return;
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+    }
+    for (const row of batch) {
+      try {
+        await this.o.db.query((q) => insertSpendLogs(q, [row]));
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        this.counters.dropped++;
+        this.o.logger.error({ err: (err as Error).message, request_id: row.request_id }, "a spend log row Postgres cannot store was dropped");
+      }
+    }
   }
 
   /** Moves the queue to the journal; if the journal cannot be written, the rows stay queued (bounded by record()). */
@@ -104,7 +127,7 @@ export class SpendLogWriter {
       for (let i = 0; i < rows.length; i += this.o.batchRows) {
         const batch = rows.slice(i, i + this.o.batchRows);
         try {
-          await this.o.db.query((q) => insertSpendLogs(q, batch));
+          await this.insert(batch);
         } catch (err) {
           // The file stays; the next successful flush tries again (rows already in are not inserted twice).
           this.o.logger.warn({ err: (err as Error).message, file }, "replaying the spend log journal failed; will retry");
@@ -117,4 +140,9 @@ export class SpendLogWriter {
     }
     this.journalToReplay = false;
   }
+}
+
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === "string" && code.startsWith("22");
 }

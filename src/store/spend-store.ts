@@ -144,9 +144,9 @@ export interface DueBudget {
 
 // Per level: its table and id column. Written out, never assembled from input.
 const BUDGET_TABLES = {
-  key: { table: "gh_keys", id: "key_id" },
-  team: { table: "gh_teams", id: "team_id" },
-  user: { table: "gh_users", id: "user_id" },
+  key: { table: "gh_keys", match: "key_id = $1::uuid" },
+  team: { table: "gh_teams", match: "team_id = $1" },
+  user: { table: "gh_users", match: "user_id = $1" },
 } as const;
 
 export async function findDueBudgets(db: Queryable, limit: number): Promise<DueBudget[]> {
@@ -174,11 +174,11 @@ export async function findDueBudgets(db: Queryable, limit: number): Promise<DueB
  * first (or when `durationMs` is not above zero: nothing to divide by).
  */
 export async function resetBudgetPeriod(db: Queryable, level: DueBudget["level"], id: string, durationMs: number): Promise<string | null> {
-  const { table, id: column } = BUDGET_TABLES[level];
+  const { table, match } = BUDGET_TABLES[level];
   const { rows } = await db.query<{ spend_generation: number }>(
     `UPDATE ${table} SET spend = 0, spend_generation = spend_generation + 1,
        budget_reset_at = budget_reset_at + (floor(extract(epoch FROM (now() - budget_reset_at)) * 1000 / $2::float8) + 1) * $2::float8 * interval '1 millisecond'
-     WHERE ${column}::text = $1 AND budget_reset_at <= now() AND $2::float8 > 0
+     WHERE ${match} AND budget_reset_at <= now() AND $2::float8 > 0
      RETURNING spend_generation`,
     [id, durationMs],
   );

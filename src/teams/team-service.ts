@@ -59,7 +59,13 @@ export class TeamService {
 
   async update(req: UpdateTeamRequest, log?: ChangeLog) {
     const { team_id: teamId, ...fields } = req;
-    const result = await this.change(teamId, this.toPatch(fields), "team_update", log);
+    const patch = this.toPatch(fields);
+    // A new member list goes through the members' bookkeeping (spend of those who left, ledgers of changed budgets).
+    const { members_with_roles: members, ...rest } = patch;
+    const result =
+      members === undefined
+        ? await this.change(teamId, patch, "team_update", log)
+        : await this.editMembers(teamId, () => members, log, rest).catch((err) => Promise.reject(mapTeamConflict(err)));
     // A team that had no limits kept no live ledger up to date: a new budget starts from Postgres's spend.
     if (fields.max_budget !== undefined) await this.spend.afterReset(ledgerOf("team", teamId));
     return result;
@@ -192,7 +198,7 @@ export class TeamService {
    * who leaves loses its spend in the team; a member whose budget changed has its live ledger rebuilt from
    * Postgres (nothing kept it up to date while it had no budget).
    */
-  private async editMembers(teamId: string, edit: (current: TeamMember[]) => TeamMember[], log?: ChangeLog) {
+  private async editMembers(teamId: string, edit: (current: TeamMember[]) => TeamMember[], log?: ChangeLog, alsoPatch: TeamPatch = {}) {
     const { view, budgetChanged } = await commitKeyChange(
       this.db,
       this.events,
@@ -204,7 +210,7 @@ export class TeamService {
         const gone = before.filter((b) => !after.some((a) => a.user_id === b.user_id)).map((b) => b.user_id);
         if (gone.length > 0) await dropMemberSpend(tx, teamId, gone);
         const budgetChanged = after.filter((a) => (a.max_budget_in_team ?? null) !== (before.find((b) => b.user_id === a.user_id)?.max_budget_in_team ?? null));
-        const row = (await updateTeam(tx, teamId, { members_with_roles: after }))!;
+        const row = (await updateTeam(tx, teamId, { ...alsoPatch, members_with_roles: after }))!;
         return {
           result: { view: teamView(row), budgetChanged: [...gone, ...budgetChanged.map((m) => m.user_id)] },
           stale: { kind: "team_update", tokens: [teamCacheKey(teamId)], version: row.version },
