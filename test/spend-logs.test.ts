@@ -5,6 +5,7 @@ import { generateKey, startCluster, type Cluster, type Replica } from "./helpers
 import { api, chatBody, openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
 import { INPUT_COST, OUTPUT_COST, pricedModel } from "./helpers/prices.js";
+import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js";
 
 /**
  * Spend logs on real replica processes: one row per request (served or refused by a limit), written off the
@@ -24,12 +25,42 @@ async function rowCount(cluster: Cluster, where = "TRUE", params: unknown[] = []
 describe("spend logs on two replicas", () => {
   let cluster: Cluster;
   let A: Replica, B: Replica;
+  let upstream: FakeUpstream;
   beforeAll(async () => {
-    cluster = await startCluster({ size: 2, config });
+    upstream = await startFakeUpstream();
+    const gated = {
+      model_name: "gated",
+      litellm_params: { model: "openai/stream-gated", api_base: `${upstream.url}/v1`, input_cost_per_token: INPUT_COST, output_cost_per_token: OUTPUT_COST },
+    };
+    cluster = await startCluster({ size: 2, config: { ...config, model_list: [...config.model_list!, gated] } });
     [A, B] = cluster.replicas as [Replica, Replica];
   }, 60_000);
   afterAll(async () => {
     await cluster?.close();
+    await upstream?.close();
+  });
+
+  it("a client that leaves mid-stream leaves a row with what it was charged (its reservation: no usage came)", async () => {
+    const key = await generateKey(A, {});
+    const abort = new AbortController();
+    const res = await fetch(`${A.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json" },
+      body: JSON.stringify(chatBody("gated", { stream: true, max_tokens: 8 })),
+      signal: abort.signal,
+    });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    await reader.read(); // the first chunk
+    abort.abort();
+    await waitFor(async () => (await rowCount(cluster, "key_id = $1", [key.key_id])) === 1, { what: "the row of the abandoned stream" });
+    const [row] = (await A.admin(`/spend/logs?key_id=${key.key_id}`)).body;
+    expect(row).toMatchObject({ status_code: 200, error_code: "client_gone", stream: true, model: "gated" });
+    expect(row.spend).toBeGreaterThan(8 * OUTPUT_COST - 1e-12);
+    // The row says what the key was charged.
+    await waitFor(async () => (await cluster.pool.query("SELECT spend FROM gh_keys WHERE key_id = $1", [key.key_id])).rows[0].spend === row.spend, {
+      what: "the key's durable spend to equal the row's",
+    });
   });
 
   it("writes one row per request with its key, team, user, model, tokens, spend, status, tags and replica; LiteLLM's query shapes read them", async () => {
@@ -55,7 +86,9 @@ describe("spend logs on two replicas", () => {
     const refused = await api(B.url, "/v1/chat/completions", { key: limited.key, body: chatBody("free") });
     expect(refused.status).toBe(429);
 
-    await waitFor(async () => (await rowCount(cluster)) === 13, { what: "13 rows for 13 requests" });
+    await waitFor(async () => (await rowCount(cluster, "key_id = ANY($1)", [[teamKey.key_id, userKey.key_id, limited.key_id]])) === 13, {
+      what: "13 rows for 13 requests",
+    });
     // Exactly one row per request id the clients saw.
     expect(await rowCount(cluster, "request_id::text = ANY($1)", [ids])).toBe(10);
 
@@ -123,7 +156,7 @@ describe("spend logs on two replicas", () => {
       expect(group.total_requests).toBe(r.n);
     }
     const byModel = (await B.admin(`/global/spend/report?start_date=${today}&end_date=${today}&group_by=model`)).body[0].models;
-    expect(byModel.map((m: { name: string }) => m.name).sort()).toEqual(["free", "priced"]);
+    expect(byModel.map((m: { name: string }) => m.name).sort()).toEqual(["free", "gated", "priced"]);
     expect((await B.admin(`/global/spend/report?start_date=${today}&end_date=2020-01-01`)).status).toBe(400);
     expect((await B.admin(`/global/spend/report?start_date=${today}`)).status).toBe(400);
   });
