@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { packageRoot } from "../src/paths.js";
-import { FAULTS, formatReport, formatViolation, PROFILES, runHistory, type Profile } from "./lib/history/run.js";
+import { FAULTS, formatReport, formatViolation, onlyThese, PROFILES, runHistory, type Profile } from "./lib/history/run.js";
 
 /**
  * The history checker (docs/coherence.md): random admin changes and authentications on three replicas while
@@ -88,23 +88,7 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
       slowable: ["B", "C"],
       adminPauseMs: 3_000,
       faults: ["one replica: Postgres answers +3 s and Redis unreachable, 8 s"],
-      mix: {
-        toggle: 1,
-        team_block: 0,
-        team_unblock: 0,
-        user_delete: 0,
-        regenerate: 0,
-        block: 0,
-        unblock: 0,
-        update: 0,
-        generate: 0,
-        delete: 0,
-        race: 0,
-        end_grace: 0,
-        reset_spend: 0,
-        invalid: 0,
-        ...NO_MODEL_OR_USER_CHANGES,
-      },
+      mix: onlyThese({ toggle: 1 }),
     },
   },
   {
@@ -115,23 +99,7 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
       // A team state must last longer than the bound for a stale one to be told apart: one admin client, pausing.
       adminWorkers: 1,
       adminPauseMs: 2_500,
-      mix: {
-        team_toggle: 10,
-        team_block: 0,
-        team_unblock: 0,
-        user_delete: 0,
-        regenerate: 2,
-        generate: 2,
-        block: 0,
-        unblock: 0,
-        update: 0,
-        delete: 0,
-        race: 0,
-        end_grace: 0,
-        reset_spend: 0,
-        invalid: 0,
-        ...NO_MODEL_OR_USER_CHANGES,
-      },
+      mix: onlyThese({ team_toggle: 10, regenerate: 2, generate: 2 }),
     },
   },
   {
@@ -142,28 +110,7 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
       // A model state must last longer than the bound for a stale one to be told apart: one admin client, pausing.
       adminWorkers: 1,
       adminPauseMs: 2_500,
-      mix: {
-        model_new: 5,
-        model_delete: 5,
-        team_new: 0,
-        team_models: 0,
-        team_delete: 0,
-        team_block: 0,
-        team_unblock: 0,
-        user_delete: 0,
-        user_models: 0,
-        model_update: 0,
-        regenerate: 0,
-        generate: 0,
-        block: 0,
-        unblock: 0,
-        update: 0,
-        delete: 0,
-        race: 0,
-        end_grace: 0,
-        reset_spend: 0,
-        invalid: 0,
-      },
+      mix: onlyThese({ model_new: 5, model_delete: 5 }),
     },
   },
 ];

@@ -69,6 +69,11 @@ const DEFAULT_MIX: Record<AdminChoice, number> = {
   model_delete: 2,
 };
 
+/** A mix of only these operations: every other weight 0 (the self-check proofs, each shaped for one bug). */
+export function onlyThese(weights: Partial<Record<AdminChoice, number>>): Record<AdminChoice, number> {
+  return { ...(Object.fromEntries(Object.keys(DEFAULT_MIX).map((k) => [k, 0])) as Record<AdminChoice, number>), ...weights };
+}
+
 export const PROFILES: Record<string, Profile> = {
   short: { name: "short", durationMs: 75_000, maxOps: 200_000, adminWorkers: 3, authWorkers: 6, keys: 8 },
   long: { name: "long", durationMs: 660_000, maxOps: 150_000, adminWorkers: 4, authWorkers: 8, keys: 12 },
