@@ -30,6 +30,8 @@ import { SpendJournal } from "./spendlogs/spend-journal.js";
 import { SpendLogReader } from "./spendlogs/spend-log-reader.js";
 import { SpendLogWriter } from "./spendlogs/spend-log-writer.js";
 import { SpendLogUpkeep } from "./upkeep/spend-log-upkeep.js";
+import { ReplicaHeartbeat, readCluster } from "./upkeep/replica-heartbeat.js";
+import { UiSessions } from "./auth/ui-sessions.js";
 import { Metrics, type MetricSources } from "./metrics/metrics.js";
 import { CredentialSeal } from "./models/credential-seal.js";
 import { MODELS_CACHE_KEY, ModelRegistry } from "./models/model-registry.js";
@@ -427,6 +429,14 @@ async function listen(
   caches.lag.observe = (ms) => metrics.invalidationLag(ms);
   worker?.shareMetrics(metrics.registry);
   let shuttingDown = false;
+  const healthDetail = () => ({
+    breakers: { postgres: breakers.postgres.state, redis: breakers.redis.state },
+    listener: caches.coherence.listenerState,
+    caches_fresh: caches.coherence.isFresh(),
+    l2_trusted: redis ? caches.l2Guard.trusted : null,
+    ...(worker ? { worker: { index: worker.index, pid: process.pid }, workers: worker.workers } : {}),
+  });
+  const adminUi = settings.adminUi.mode === "on" ? startAdminUi(options, stores, caches, healthDetail) : null;
   const http = buildHttp({
     logger,
     authenticator: caches.authenticator,
@@ -447,13 +457,7 @@ async function listen(
     health: {
       probes: [{ name: "db", check: () => pingDatabase(pool) }, ...(redis ? [{ name: "redis", check: async () => void (await redis.ping()) }] : [])],
       isShuttingDown: () => shuttingDown,
-      detail: () => ({
-        breakers: { postgres: breakers.postgres.state, redis: breakers.redis.state },
-        listener: caches.coherence.listenerState,
-        caches_fresh: caches.coherence.isFresh(),
-        l2_trusted: redis ? caches.l2Guard.trusted : null,
-        ...(worker ? { worker: { index: worker.index, pid: process.pid }, workers: worker.workers } : {}),
-      }),
+      detail: healthDetail,
     },
     maxRequestBodyBytes: settings.maxRequestBodyBytes,
     masterKeyOnProxy: settings.server.masterKeyOnProxy,
@@ -461,6 +465,7 @@ async function listen(
     spendLogs: services.spendLogs,
     spendReader: services.spendReader,
     replicaId: settings.replicaId,
+    adminUi: adminUi && { sessions: adminUi.sessions, sessionTtlMs: settings.adminUi.sessionTtlMs, cluster: adminUi.cluster },
   });
 
   // Slow-loris defences (docs/security.md): headers and the whole request must arrive in time; a response,
@@ -483,6 +488,12 @@ async function listen(
     });
   });
   started.push("http server", () => drain(server, settings.shutdown.drainTimeoutMs, logger));
+  if (adminUi) {
+    // Registered once it serves; removed first on the way down, so the cluster page never lists a replica
+    // that no longer answers as if it were alive.
+    adminUi.heartbeat.start();
+    started.push("replica heartbeat", () => adminUi.heartbeat.stop());
+  }
   const port = (server.address() as AddressInfo).port;
   worker?.listening(port);
 
@@ -510,6 +521,26 @@ async function listen(
       await started.closeAll();
     },
   };
+}
+
+/** The admin UI's sessions and this replica's heartbeat in the replica registry (docs/admin-ui.md). */
+function startAdminUi({ masterKey, logger }: StartOptions, { settings, db }: Stores, { coherence }: Caches, healthDetail: () => Record<string, unknown>) {
+  const sessions = new UiSessions(db, new MasterKey(masterKey), masterKey, settings.adminUi.sessionTtlMs);
+  // A master key rotated while the fleet was down ends the old sessions now, not only on this replica's reads.
+  sessions.prune().catch((err) => logger.debug({ err }, "could not prune UI sessions; they are refused anyway"));
+  const heartbeat = new ReplicaHeartbeat({
+    db,
+    logger,
+    replicaId: settings.replicaId,
+    version: packageVersion,
+    intervalMs: settings.adminUi.heartbeatIntervalMs,
+    status: () => {
+      const status = coherence.status();
+      const last = coherence.appliedSince(status.last_applied_event_id - 1).at(-1);
+      return { ...status, ...healthDetail(), last_event_lag_ms: last && last.id === status.last_applied_event_id ? Math.round(last.lagMs * 10) / 10 : null };
+    },
+  });
+  return { sessions, heartbeat, cluster: () => readCluster(db, settings.adminUi.heartbeatIntervalMs) };
 }
 
 /** Stops accepting, lets in-flight requests finish (idle keep-alive connections are closed as they go idle). */

@@ -9,3 +9,5 @@ export const luaDir = path.join(packageRoot, "src", "redis", "lua");
 
 /** The package's version, from package.json. */
 export const packageVersion: string = (JSON.parse(readFileSync(path.join(packageRoot, "package.json"), "utf8")) as { version: string }).version;
+/** The admin UI's browser files (served under /ui/app). */
+export const uiDir = path.join(packageRoot, "ui");

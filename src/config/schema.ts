@@ -179,6 +179,19 @@ const spend_logs = section({
   retention_days: int().min(1).max(36_500).default(30),
 });
 
+/** The admin UI at /ui and the replica registry its cluster page reads (docs/admin-ui.md). */
+const admin_ui = section({
+  // "off": no /ui routes, no sessions (the admin API takes the master key only), no heartbeats.
+  mode: z.enum(["on", "off"]).default("on"),
+  // A session ends this long after its login (or at logout, or when the master key changes).
+  session_ttl_ms: int()
+    .min(60_000)
+    .max(30 * 86_400_000)
+    .default(12 * 3_600_000),
+  // How often each replica writes its row in the registry; the cluster page is this fresh.
+  heartbeat_interval_ms: int().min(200).max(60_000).default(2_000),
+});
+
 /** A response (a stream included) is never cut by these; they bound what a client may hold open. */
 const server = section({
   // Headers are small: a client that needs more than 10 s to send them is holding a socket open on purpose.
@@ -232,6 +245,7 @@ export const gatehouseSettingsSchema = z
     credentials,
     limits,
     spend_logs,
+    admin_ui,
     server,
     upstream,
   })

@@ -29,6 +29,8 @@ import { errorHandler, notFoundRoute } from "./error-handler.js";
 import { healthRoutes, type HealthDeps } from "./health-routes.js";
 import { AccessLog, expressAccessLog } from "./access-log.js";
 import { OpenAIRoutes } from "./openai-routes.js";
+import type { UiSessions } from "../auth/ui-sessions.js";
+import { uiRoutes } from "./ui-routes.js";
 
 export interface AppDeps {
   logger: Logger;
@@ -56,6 +58,8 @@ export interface AppDeps {
   spendLogs: SpendLogWriter | null;
   spendReader: SpendLogReader;
   replicaId: string;
+  /** The admin UI (null when admin_ui.mode is off): its sessions, and the cluster page's data. */
+  adminUi: { sessions: UiSessions; sessionTtlMs: number; cluster: () => Promise<unknown> } | null;
 }
 
 /**
@@ -70,7 +74,7 @@ export interface Http {
 }
 
 export function buildHttp(deps: AppDeps): Http {
-  const auth = new CallerAuth(deps.authenticator, deps.masterKey, deps.masterKeyOnProxy === "allow");
+  const auth = new CallerAuth(deps.authenticator, deps.masterKey, deps.masterKeyOnProxy === "allow", deps.adminUi?.sessions ?? null);
   const accessLog = new AccessLog(deps.logger, deps.metrics);
   const app = buildApp(deps, auth, accessLog);
   const openai = new OpenAIRoutes({
@@ -122,6 +126,7 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   app.use(userRoutes(deps.users));
   app.use(modelRoutes(deps.modelAdmin));
   app.use(spendRoutes(deps.spendReader));
+  if (deps.adminUi) app.use(uiRoutes({ ...deps.adminUi, auth, replicaId: deps.replicaId }));
   app.use(notFoundRoute);
   app.use(errorHandler(deps.logger, deps.maxRequestBodyBytes));
   return app;

@@ -3,8 +3,13 @@ import type { NextFunction, Request, Response } from "express";
 import type { AuthResult, Authenticator } from "../auth/authenticator.js";
 import type { MasterKey } from "../auth/master-key.js";
 import { AuthenticationError, PermissionError } from "../errors/errors.js";
+import type { UiSessions } from "../auth/ui-sessions.js";
 import { recordOf } from "./access-log.js";
 import { bearerToken } from "./bearer.js";
+import { sessionTokenOf } from "./session-cookie.js";
+
+/** Methods that change nothing: a session may call them without its CSRF token. */
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /**
  * The master key's identity on the OpenAI routes (LiteLLM lets it call models): every model, no limits, logged
@@ -43,6 +48,8 @@ export class CallerAuth {
     private readonly masterKey: MasterKey,
     /** `server.master_key_on_proxy`: may the master key call models? */
     private readonly masterKeyOnProxy: boolean,
+    /** Admin UI sessions: an alternative to the master key on the admin routes (docs/admin-ui.md). */
+    private readonly sessions: UiSessions | null = null,
   ) {}
 
   /** Proxy routes: a usable virtual key (or the master key, unless `server.master_key_on_proxy` forbids it). */
@@ -59,10 +66,22 @@ export class CallerAuth {
     return this.authenticator.authenticate(bearer);
   }
 
-  /** Admin routes: the master key only. A valid virtual key gets 403 (known, not an admin); anything else 401. */
-  async admin(headers: IncomingHttpHeaders): Promise<void> {
+  /**
+   * Admin routes: the master key, or an admin UI session (its cookie, and for a change its CSRF token). A valid
+   * virtual key gets 403 (known, not an admin); anything else 401. A bearer, when sent, decides alone.
+   */
+  async admin(headers: IncomingHttpHeaders, method = "GET"): Promise<void> {
     const bearer = bearerToken(headers);
     if (this.masterKey.matches(bearer)) return;
+    const sessionToken = bearer || !this.sessions ? undefined : sessionTokenOf(headers);
+    if (sessionToken && this.sessions) {
+      const session = await this.sessions.check(sessionToken);
+      if (!SAFE_METHODS.has(method)) {
+        const csrf = headers["x-csrf-token"];
+        this.sessions.checkCsrf(session, typeof csrf === "string" ? csrf : undefined);
+      }
+      return;
+    }
     if (!bearer) throw new AuthenticationError("Missing master key: send it as 'Authorization: Bearer <master key>'.", "missing_api_key");
     const isVirtualKey = await this.authenticator.authenticate(bearer).then(
       () => true,
@@ -84,7 +103,7 @@ export function requireVirtualKey(auth: CallerAuth) {
 /** Express middleware: the master key. */
 export function requireMasterKey(auth: CallerAuth) {
   return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
-    await auth.admin(req.headers);
+    await auth.admin(req.headers, req.method);
     next();
   };
 }

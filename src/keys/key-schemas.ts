@@ -146,6 +146,8 @@ export const listKeysQuerySchema = z.object({
   key_alias: text().optional(),
   user_id: text().optional(),
   team_id: text().optional(),
+  // Gatehouse's own: an alias prefix, or exactly a key id, user id or team id (the admin UI's search box).
+  search: text().optional(),
   return_full_object: z.enum(["true", "false"]).optional(),
 });
 

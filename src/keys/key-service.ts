@@ -1,6 +1,6 @@
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
 import { ConflictError, NotFoundError } from "../errors/errors.js";
-import { endGraceOf, findDeprecatedKey } from "../store/deprecated-key-store.js";
+import { endGraceOf, findDeprecatedKey, findGraceTokens } from "../store/deprecated-key-store.js";
 import {
   deleteKeys,
   findKeyByKeyId,
@@ -132,7 +132,9 @@ export class KeyService {
     const [addressed] = await this.db.query((q) => resolveTokens(q, [token]));
     const row = addressed && (await this.db.query((q) => findKeyByKeyId(q, addressed.key_id)));
     if (!addressed || !row) throw new NotFoundError("key not found", "key", "key_not_found");
-    const info = await this.withLiveSpend(keyView(row));
+    // The older tokens still in their grace: the UI's rotation timeline (their windows, never their hashes).
+    const graceTokens = await this.db.query((q) => findGraceTokens(q, row.key_id));
+    const info = { ...(await this.withLiveSpend(keyView(row))), grace_tokens: graceTokens };
     if (addressed.addressed_as === "current") return { key: token, info };
     const deprecated = await this.db.query((q) => findDeprecatedKey(q, token));
     if (!deprecated) throw new NotFoundError("key not found", "key", "key_not_found");
@@ -145,9 +147,17 @@ export class KeyService {
     key_alias?: string | undefined;
     user_id?: string | undefined;
     team_id?: string | undefined;
+    search?: string | undefined;
     return_full_object?: string | undefined;
   }) {
-    const filter = { keyAlias: query.key_alias ?? null, userId: query.user_id ?? null, teamId: query.team_id ?? null, page: query.page, size: query.size };
+    const filter = {
+      keyAlias: query.key_alias ?? null,
+      userId: query.user_id ?? null,
+      teamId: query.team_id ?? null,
+      search: query.search ?? null,
+      page: query.page,
+      size: query.size,
+    };
     const { rows, total } = await this.db.query((q) => listKeys(q, filter));
     return {
       keys: query.return_full_object === "true" ? rows.map(keyView) : rows.map((r) => r.token),

@@ -71,3 +71,12 @@ export async function endGraceOf(tx: Queryable, keyId: string): Promise<Deprecat
 export async function startGraceNow(tx: Queryable, token: string, graceMs: number): Promise<Date> {
   return (await tx.query<{ revoke_at: Date }>(START_GRACE, [token, graceMs])).rows[0]!.revoke_at;
 }
+
+/** The key's older tokens still inside their grace (no hashes: names and windows only), oldest first. */
+export async function findGraceTokens(db: Queryable, keyId: string): Promise<Array<{ key_name: string; created_at: Date; revoke_at: Date }>> {
+  const { rows } = await db.query<{ key_name: string; created_at: Date; revoke_at: Date }>(
+    "SELECT key_name, created_at, revoke_at FROM gh_deprecated_keys WHERE key_id = $1 AND revoke_at > now() ORDER BY created_at",
+    [keyId],
+  );
+  return rows;
+}

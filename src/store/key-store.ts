@@ -115,8 +115,10 @@ const DELETE_KEYS_BY_TOKEN = `
 WITH gone AS (DELETE FROM gh_keys WHERE token = ANY($1::text[]) RETURNING *)
 SELECT gone.*, nextval('gh_key_version_seq') AS tombstone_version FROM gone`;
 
-const KEY_FILTER = "($1::text IS NULL OR key_alias = $1) AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR team_id = $3)";
-const LIST_KEYS = `SELECT * FROM gh_keys WHERE ${KEY_FILTER} ORDER BY created_at, token LIMIT $4 OFFSET $5`;
+// $4/$5: a search box's text — an alias prefix ($4, a LIKE pattern), or exactly a key id, user id or team id ($5).
+const KEY_FILTER = `($1::text IS NULL OR key_alias = $1) AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR team_id = $3)
+  AND ($4::text IS NULL OR key_alias LIKE $4 OR key_id::text = $5 OR user_id = $5 OR team_id = $5)`;
+const LIST_KEYS = `SELECT * FROM gh_keys WHERE ${KEY_FILTER} ORDER BY created_at, token LIMIT $6 OFFSET $7`;
 const COUNT_KEYS = `SELECT count(*)::int8 AS total FROM gh_keys WHERE ${KEY_FILTER}`;
 
 export async function findKeyByToken(db: Queryable, token: string): Promise<KeyRow | null> {
@@ -265,12 +267,15 @@ export interface KeyListFilter {
   keyAlias: string | null;
   userId: string | null;
   teamId: string | null;
+  /** Alias prefix, or exact key id, user id or team id. */
+  search?: string | null;
   page: number;
   size: number;
 }
 
 export async function listKeys(db: Queryable, filter: KeyListFilter): Promise<{ rows: KeyRow[]; total: number }> {
-  const where = [filter.keyAlias, filter.userId, filter.teamId];
+  const prefix = filter.search ? `${filter.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
+  const where = [filter.keyAlias, filter.userId, filter.teamId, prefix, filter.search ?? null];
   const [page, count] = await Promise.all([db.query<KeyRow>(LIST_KEYS, [...where, filter.size, (filter.page - 1) * filter.size]), db.query<{ total: number }>(COUNT_KEYS, where)]);
   return { rows: page.rows, total: count.rows[0]!.total };
 }

@@ -12,3 +12,56 @@ WHERE datname = current_database() AND application_name LIKE 'gatehouse-listen:%
 export async function countLiveReplicas(db: Queryable): Promise<number> {
   return (await db.query<{ n: number }>(COUNT_LISTENERS)).rows[0]!.n;
 }
+
+// ── the replica registry (sql/0011_admin_ui.sql): owners upkeep/replica-heartbeat.ts (writes), the UI (reads) ──
+
+export interface ReplicaHeartbeat {
+  replicaId: string;
+  host: string;
+  pid: number;
+  version: string;
+  startedAt: Date;
+  status: Record<string, unknown>;
+}
+
+export interface ReplicaRow {
+  replica_id: string;
+  host: string;
+  pid: number;
+  version: string;
+  started_at: Date;
+  heartbeat_at: Date;
+  latest_event_id: number;
+  status: Record<string, unknown>;
+  /** Milliseconds since the heartbeat, by the database's clock (no replica's clock is trusted here). */
+  heartbeat_age_ms: number;
+}
+
+export async function writeReplicaHeartbeat(db: Queryable, h: ReplicaHeartbeat): Promise<void> {
+  await db.query(
+    `INSERT INTO gh_replicas (replica_id, host, pid, version, started_at, heartbeat_at, latest_event_id, status)
+     VALUES ($1, $2, $3, $4, $5, now(), (SELECT coalesce(max(id), 0) FROM gh_key_events), $6)
+     ON CONFLICT (replica_id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, version = EXCLUDED.version,
+       started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, latest_event_id = EXCLUDED.latest_event_id,
+       status = EXCLUDED.status`,
+    [h.replicaId, h.host, h.pid, h.version, h.startedAt, JSON.stringify(h.status)],
+  );
+}
+
+/** A replica that stops (SIGTERM) says so at once rather than by a missing heartbeat. */
+export async function removeReplica(db: Queryable, replicaId: string): Promise<void> {
+  await db.query("DELETE FROM gh_replicas WHERE replica_id = $1", [replicaId]);
+}
+
+/** Every registered replica, with the newest event id now; rows silent for a day are removed first. */
+export async function listReplicas(db: Queryable): Promise<{ replicas: ReplicaRow[]; latestEventId: number }> {
+  await db.query("DELETE FROM gh_replicas WHERE heartbeat_at < now() - interval '1 day'");
+  const [replicas, latest] = await Promise.all([
+    db.query<ReplicaRow>(
+      `SELECT *, (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 AS heartbeat_age_ms
+       FROM gh_replicas ORDER BY started_at, replica_id`,
+    ),
+    db.query<{ id: number }>("SELECT coalesce(max(id), 0) AS id FROM gh_key_events"),
+  ]);
+  return { replicas: replicas.rows, latestEventId: latest.rows[0]!.id };
+}

@@ -1,0 +1,384 @@
+import { existsSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ConfigFile } from "../src/config/settings.js";
+import { generateKey, startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
+import { api, openAIError } from "./helpers/http.js";
+import { pricedModel } from "./helpers/prices.js";
+import { waitFor } from "./helpers/services.js";
+
+/**
+ * The admin UI on two real replica processes sharing Postgres and Redis: sessions (cookie, CSRF, master key
+ * only, logout and master-key rotation end them everywhere), then the pages driven in headless Chromium — the
+ * Debian package, pointed at by CHROMIUM_PATH or found at /usr/bin/chromium; nothing is downloaded.
+ *
+ * Screenshots of every page go to UI_SCREENSHOTS_DIR (docs/ui/ when refreshed with `npm run ui:screenshots`),
+ * or to a temporary directory.
+ */
+const config: ConfigFile = {
+  model_list: [pricedModel("priced"), { model_name: "mock-gpt", litellm_params: { model: "mock/mock-gpt" } }],
+  gatehouse_settings: { spend_logs: { flush_interval_ms: 100 }, admin_ui: { heartbeat_interval_ms: 300 } },
+};
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium && process.env.GATEHOUSE_REQUIRE_CHROMIUM) throw new Error(`Chromium is required here (GATEHOUSE_REQUIRE_CHROMIUM) but ${CHROMIUM} does not exist`);
+const SHOTS = process.env.UI_SCREENSHOTS_DIR ? path.resolve(process.env.UI_SCREENSHOTS_DIR) : path.join(tmpdir(), `gatehouse-ui-${process.pid}`);
+
+/** Logs in with the master key through the API, as a browser would; the cookie and the CSRF token. */
+async function login(on: Replica, masterKey: string): Promise<{ cookie: string; csrf: string }> {
+  const res = await api(on.url, "/ui/api/login", { body: { master_key: masterKey } });
+  expect(res.status).toBe(200);
+  const setCookie = res.headers.get("set-cookie")!;
+  return { cookie: setCookie.split(";")[0]!, csrf: res.body.csrf_token };
+}
+
+describe("admin UI sessions on two replicas", () => {
+  let cluster: Cluster;
+  let A: Replica, B: Replica;
+  beforeAll(async () => {
+    cluster = await startCluster({ size: 2, config });
+    [A, B] = cluster.replicas as [Replica, Replica];
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.close();
+  });
+
+  it("only the master key logs in; the cookie is HttpOnly and SameSite=Strict; the session works on the other replica", async () => {
+    const key = await generateKey(A);
+    const asVirtualKey = await api(A.url, "/ui/api/login", { body: { master_key: key.key } });
+    expect(asVirtualKey.status).toBe(401);
+    expect(openAIError(asVirtualKey.body).code).toBe("invalid_master_key");
+    expect(asVirtualKey.headers.get("set-cookie")).toBeNull();
+    expect((await api(A.url, "/ui/api/login", { body: {} })).status).toBe(401);
+    expect((await api(A.url, "/ui/api/login", { rawBody: "master_key=x", headers: { "content-type": "application/x-www-form-urlencoded" } })).status).toBe(401);
+
+    const res = await api(A.url, "/ui/api/login", { body: { master_key: cluster.masterKey } });
+    const setCookie = res.headers.get("set-cookie")!;
+    expect(setCookie).toMatch(/^gatehouse_session=[\w-]{43};/);
+    expect(setCookie).toContain("HttpOnly");
+    expect(setCookie).toContain("SameSite=Strict");
+    expect(setCookie).toContain("Path=/");
+    // Only the token's hash is stored.
+    const token = setCookie.split(";")[0]!.split("=")[1]!;
+    const { rows } = await cluster.pool.query("SELECT session_hash FROM gh_ui_sessions");
+    expect(rows.map((r) => r.session_hash)).not.toContain(token);
+    expect(rows.length).toBe(1);
+
+    const cookie = setCookie.split(";")[0]!;
+    const onB = await api(B.url, "/key/list", { headers: { cookie } });
+    expect(onB.status).toBe(200);
+    expect((await api(B.url, "/ui/api/session", { headers: { cookie } })).body.csrf_token).toBe(res.body.csrf_token);
+  });
+
+  it("a change made with a session needs its CSRF token; nothing is applied without it", async () => {
+    const { cookie, csrf } = await login(A, cluster.masterKey);
+    const without = await api(B.url, "/key/generate", { body: { key_alias: "csrf-less" }, headers: { cookie } });
+    expect(without.status).toBe(403);
+    expect(openAIError(without.body).code).toBe("csrf_token_mismatch");
+    const wrong = await api(B.url, "/key/generate", { body: { key_alias: "csrf-less" }, headers: { cookie, "x-csrf-token": `${csrf.slice(0, -1)}x` } });
+    expect(wrong.status).toBe(403);
+    expect((await cluster.pool.query("SELECT 1 FROM gh_keys WHERE key_alias = 'csrf-less'")).rowCount).toBe(0);
+    const withToken = await api(B.url, "/key/generate", { body: { key_alias: "csrf-ok" }, headers: { cookie, "x-csrf-token": csrf } });
+    expect(withToken.status).toBe(200);
+    // A virtual key in a cookie's place, or a made-up cookie, is no session.
+    expect((await api(A.url, "/key/list", { headers: { cookie: `gatehouse_session=${withToken.body.key}` } })).status).toBe(401);
+  });
+
+  it("logging out on one replica ends the session on the other at once", async () => {
+    const { cookie, csrf } = await login(A, cluster.masterKey);
+    expect((await api(B.url, "/key/list", { headers: { cookie } })).status).toBe(200);
+    const out = await api(B.url, "/ui/api/logout", { method: "POST", headers: { cookie, "x-csrf-token": csrf } });
+    expect(out.status).toBe(200);
+    expect(out.headers.get("set-cookie")).toMatch(/^gatehouse_session=;.*Max-Age=0/);
+    const after = await api(A.url, "/key/list", { headers: { cookie } });
+    expect(after.status).toBe(401);
+    expect(openAIError(after.body).code).toBe("session_expired");
+  });
+
+  it("a replica started with a new master key ends every session made with the old one, on every replica", async () => {
+    const { cookie } = await login(A, cluster.masterKey);
+    const newKey = `${cluster.masterKey}-rotated`;
+    const C = await cluster.addReplica("C", { GATEHOUSE_MASTER_KEY: newKey });
+    try {
+      expect((await api(C.url, "/key/list", { headers: { cookie } })).status).toBe(401);
+      // C removed the old key's sessions as it started: A (still on the old key, mid-rollout) refuses it too.
+      expect((await api(A.url, "/key/list", { headers: { cookie } })).status).toBe(401);
+      const fresh = await login(C, newKey);
+      expect((await api(C.url, "/key/list", { headers: { cookie: fresh.cookie } })).status).toBe(200);
+    } finally {
+      await C.stop();
+    }
+  });
+
+  it("the UI is served with every asset local and a strict Content-Security-Policy", async () => {
+    const page = await fetch(`${A.url}/ui/`);
+    expect(page.status).toBe(200);
+    const csp = page.headers.get("content-security-policy")!;
+    expect(csp).toContain("default-src 'self'");
+    expect(csp).toMatch(/script-src 'self' 'sha256-[\w+/=]+'/);
+    expect(csp).toContain("frame-ancestors 'none'");
+    const html = await page.text();
+    // No address outside this gateway anywhere in the page.
+    expect(html).not.toMatch(/https?:\/\//);
+    for (const asset of ["/ui/vendor/preact.mjs", "/ui/vendor/hooks.mjs", "/ui/vendor/htm.mjs", "/ui/app/app.js", "/ui/app/style.css"]) {
+      expect((await fetch(`${A.url}${asset}`)).status, asset).toBe(200);
+    }
+    expect((await fetch(`${A.url}/ui`, { redirect: "manual" })).headers.get("location")).toBe("/ui/");
+    expect((await fetch(`${A.url}/ui/vendor/../../package.json`)).status).not.toBe(200);
+  });
+});
+
+describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", () => {
+  let cluster: Cluster;
+  let A: Replica, B: Replica;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  /** The key generated in the UI (its one-time display), and the new one after the UI regenerated it. */
+  let first: string;
+  let second: string;
+
+  const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  const go = async (p: Page, section: string) => {
+    await p.getByRole("link", { name: section, exact: true }).click();
+    await p.getByRole("heading", { level: 1, name: section }).waitFor();
+  };
+  /** Every form control has a label a screen reader reads out (one, by a unique id), and every button a name. */
+  const expectLabelled = async (p: Page) => {
+    const unlabelled = await p.evaluate(() =>
+      [...document.querySelectorAll("input, select, button")]
+        .filter((el) => {
+          const e = el as HTMLInputElement;
+          if (e.type === "hidden") return false;
+          if (el.tagName === "BUTTON") return (el.textContent ?? "").trim() === "" && !el.getAttribute("aria-label");
+          return (e.labels?.length ?? 0) === 0 && !el.getAttribute("aria-label");
+        })
+        .map((el) => el.outerHTML.slice(0, 120)),
+    );
+    expect(unlabelled).toEqual([]);
+    // A label points at one id: two fields with the same id would leave one of them unnamed.
+    const ids = await p.evaluate(() => [...document.querySelectorAll("[id]")].map((el) => el.id));
+    expect(ids.filter((id, i) => ids.indexOf(id) !== i)).toEqual([]);
+  };
+
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    cluster = await startCluster({ size: 2, config });
+    [A, B] = cluster.replicas as [Replica, Replica];
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    page = await context.newPage();
+    page.on("pageerror", (err) => {
+      throw err;
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await cluster?.close();
+  });
+
+  it("logs in with the master key, by keyboard alone", async () => {
+    await page.goto(`${A.url}/ui/`);
+    const field = page.getByLabel("Master key");
+    await field.waitFor();
+    await expectLabelled(page);
+    await shot("login");
+    await field.fill("sk-not-the-master-key");
+    await field.press("Enter");
+    await expect.poll(() => page.getByRole("alert").textContent()).toContain("not the master key");
+    await field.fill(cluster.masterKey);
+    await field.press("Enter");
+    await page.getByRole("heading", { level: 1, name: "Keys" }).waitFor();
+    const [cookie] = await context.cookies();
+    expect(cookie).toMatchObject({ name: "gatehouse_session", httpOnly: true, sameSite: "Strict" });
+  });
+
+  it("generates a key, shows it once with a copy button, and the key works through the API", async () => {
+    await page.getByText("Generate a key").click();
+    await page.getByLabel("Alias").fill("ui-key");
+    await page.getByLabel("Models").fill("priced, mock-gpt");
+    await page.getByRole("button", { name: "Generate key" }).click();
+    const shown = page.locator("#one-time-key");
+    await shown.waitFor();
+    first = await shown.inputValue();
+    expect(first).toMatch(/^sk-/);
+    await expect.poll(() => page.getByRole("button", { name: "Copy" }).isVisible()).toBe(true);
+    await shot("keys-generated");
+    expect(await B.chat(first, "priced")).toBe(200);
+    await page.getByRole("button", { name: /hide the key/ }).click();
+    await expect.poll(() => page.content()).not.toContain(first);
+    await expect.poll(() => page.getByRole("button", { name: "ui-key" }).isVisible()).toBe(true);
+  });
+
+  it("regenerates with a grace: the timeline shows both tokens valid, and both authenticate on both replicas", async () => {
+    await page.getByRole("button", { name: "ui-key" }).click();
+    await page.getByRole("heading", { level: 2, name: "Key ui-key" }).waitFor();
+    await expect.poll(() => page.getByLabel("Grace period for the old token").inputValue()).toBe("1h");
+    await page.getByRole("button", { name: "Regenerate" }).click();
+    await expect.poll(() => page.locator("#one-time-key").count()).toBe(1);
+    second = await page.locator("#one-time-key").inputValue();
+    expect(second).toMatch(/^sk-/);
+    expect(second).not.toBe(first);
+    const lanes = page.locator(".timeline li");
+    await expect.poll(() => lanes.count()).toBe(2);
+    expect(await page.locator(".timeline li.old .lane-text").textContent()).toMatch(/^valid now, until .* \(in (59|60) min\)$/);
+    expect(await page.locator(".timeline li.current .lane-text").textContent()).toMatch(/^valid now/);
+    await page.getByRole("button", { name: /hide the key/ }).click();
+    await expectLabelled(page);
+    await shot("keys-rotation");
+    for (const r of [A, B]) {
+      expect(await r.chat(first, "priced"), `old token on ${r.name}`).toBe(200);
+      expect(await r.chat(second, "priced"), `new token on ${r.name}`).toBe(200);
+    }
+    // No plaintext key stays on the page once its one-time display is closed.
+    const content = await page.content();
+    expect(content).not.toContain(first);
+    expect(content).not.toContain(second);
+  });
+
+  it("ends the grace early: the old token is refused everywhere, the new one still works", async () => {
+    await page.getByRole("button", { name: "End grace now" }).click();
+    await expect.poll(() => page.locator(".timeline li").count()).toBe(1);
+    for (const r of [A, B]) {
+      expect(await r.chat(first, "priced"), `old token on ${r.name}`).toBe(401);
+      expect(await r.chat(second, "priced"), `new token on ${r.name}`).toBe(200);
+    }
+  });
+
+  it("blocks the key: refused on every replica; unblocks it: served again", async () => {
+    await page.getByRole("button", { name: "Block", exact: true }).click();
+    await expect.poll(() => page.locator(".detail .badge").first().textContent()).toBe("blocked");
+    for (const r of [A, B]) expect(await r.chat(second, "priced"), `blocked key on ${r.name}`).toBe(401);
+    await page.getByRole("button", { name: "Unblock" }).click();
+    await expect.poll(() => page.locator(".detail .badge").first().textContent()).toBe("active");
+    for (const r of [A, B]) expect(await r.chat(second, "priced"), `unblocked key on ${r.name}`).toBe(200);
+  });
+
+  it("edits the key's limits: the new budget holds on every replica", async () => {
+    await page.getByText("Edit limits").click();
+    await expectLabelled(page);
+    await page.locator("#f-edit-rpm_limit").fill("7");
+    await page.getByRole("button", { name: "Save limits" }).click();
+    await expect.poll(() => page.getByRole("status").filter({ hasText: "Limits saved." }).count()).toBe(1);
+    const info = await B.admin(`/key/info?key=${encodeURIComponent(second)}`);
+    expect(info.body.info.rpm_limit).toBe(7);
+  });
+
+  it("creates a team with a member, and a database model every replica serves", async () => {
+    await go(page, "Teams");
+    await page.getByText("Create a team").click();
+    await page.getByLabel("Team alias").fill("UI team");
+    await page.getByLabel("Team id").fill("ui-team");
+    await page.getByLabel("Max budget (USD)").fill("5");
+    await page.getByRole("button", { name: "Create team" }).click();
+    await page.getByRole("heading", { level: 2, name: "Team UI team" }).waitFor();
+    await page.getByLabel("User id").fill("ui-user");
+    await page.getByRole("button", { name: "Add member" }).click();
+    await expect.poll(() => page.getByRole("table", { name: "Members" }).textContent()).toContain("ui-user");
+    await expectLabelled(page);
+    await shot("teams");
+    const team = await B.admin("/team/info?team_id=ui-team");
+    expect(team.body.team_info).toMatchObject({ team_alias: "UI team", max_budget: 5 });
+    expect(team.body.team_info.members_with_roles).toEqual([expect.objectContaining({ user_id: "ui-user", role: "user" })]);
+
+    await go(page, "Models");
+    await page.getByText("Add a database model").click();
+    await page.getByLabel("Model name (what clients ask for)").fill("ui-model");
+    await page.getByLabel("Upstream model").fill("mock/ui-model");
+    await page.getByLabel("API key").fill("sk-upstream-secret-ui");
+    await page.getByRole("button", { name: "Add model" }).click();
+    await expect.poll(() => page.getByRole("table").textContent()).toContain("ui-model");
+    // The credential is write-only: never on the page.
+    expect(await page.content()).not.toContain("sk-upstream-secret-ui");
+    await expectLabelled(page);
+    await shot("models");
+    const key = await generateKey(A, {});
+    for (const r of [A, B]) await waitFor(async () => (await r.chat(key.key, "ui-model")) === 200, { what: `${r.name} to serve ui-model` });
+
+    await go(page, "Users");
+    await expectLabelled(page);
+    await shot("users");
+  });
+
+  it("the spend chart moves after requests", async () => {
+    await go(page, "Spend");
+    const total = page.getByTestId("spend-total");
+    await total.waitFor();
+    const before = await total.textContent();
+    for (let i = 0; i < 4; i++) expect(await A.chat(second, "priced")).toBe(200);
+    await waitFor(
+      async () => {
+        await page.getByRole("button", { name: "Refresh" }).click();
+        await page.waitForLoadState("networkidle");
+        return (await total.textContent()) !== before;
+      },
+      { timeoutMs: 10_000, what: "the spend total to change" },
+    );
+    expect(await page.getByRole("table", { name: "Spend per model" }).textContent()).toContain("priced");
+    expect(await page.locator(".chart rect").count()).toBeGreaterThan(0);
+    await expectLabelled(page);
+    await shot("spend");
+  });
+
+  it("the cluster page shows both replicas current, and the event a change made applied on each", async () => {
+    await go(page, "Cluster");
+    const summary = page.getByTestId("cluster-summary");
+    await expect.poll(() => summary.textContent(), { timeout: 10_000 }).toMatch(/2 of 2 live replicas are current/);
+    const key = await generateKey(A, {});
+    expect((await B.admin("/key/block", { key: key.key })).status).toBe(200);
+    const eventId = (await B.admin("/debug/coherence")).body.last_applied_event_id;
+    const table = page.getByRole("table", { name: "Replicas" });
+    for (const r of [A, B]) {
+      const row = table.getByRole("row").filter({ hasText: r.replicaId });
+      await expect.poll(() => row.textContent(), { timeout: 10_000 }).toContain(`#${eventId.toLocaleString("en-US")}`);
+      expect(await row.textContent()).toMatch(/current/);
+      expect(await row.textContent()).toMatch(/\d+(\.\d)? ms/); // the lag of that change on that replica
+    }
+    await expectLabelled(page);
+    await shot("cluster");
+  });
+
+  it("pages and searches through 100,000 keys", async () => {
+    await cluster.pool.query(`
+      INSERT INTO gh_keys (token, key_alias, key_name)
+      SELECT encode(sha256(('bulk-' || i)::bytea), 'hex'), 'bulk-' || lpad(i::text, 6, '0'), 'sk-...' || lpad(i::text, 4, '0')
+      FROM generate_series(1, 100000) i`);
+    await go(page, "Keys");
+    await expect.poll(() => page.getByRole("status").filter({ hasText: "keys" }).first().textContent()).toMatch(/^100,0\d\d keys\.$/);
+    const pages = Number((await page.getByText(/^Page 1 of /).textContent())!.replace(/^Page 1 of /, "").replace(/,/g, ""));
+    await page.getByLabel("Go to page").fill(String(pages));
+    await page.getByRole("button", { name: "Go", exact: true }).click();
+    await expect.poll(() => page.getByText(/^Page [\d,]+ of /).textContent()).toBe(`Page ${pages.toLocaleString("en-US")} of ${pages.toLocaleString("en-US")}`);
+    await page.getByLabel("Search keys").fill("bulk-09999");
+    await page.getByRole("button", { name: "Search", exact: true }).click();
+    await expect.poll(() => page.getByRole("status").filter({ hasText: "matching" }).textContent()).toBe("10 keys matching “bulk-09999”.");
+    await shot("keys");
+  });
+
+  it("is usable at a phone's width: nothing runs off the side", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.getByLabel("Search keys").fill("");
+    await page.getByRole("button", { name: "Search", exact: true }).click();
+    await page.getByRole("table", { name: "Keys" }).waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow).toBeLessThanOrEqual(0);
+    await page.screenshot({ path: path.join(SHOTS, "keys-phone.png") });
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it("logging out on one replica logs the other replica's page out", async () => {
+    const other = await context.newPage();
+    await other.goto(`${B.url}/ui/#/teams`);
+    await other.getByRole("heading", { level: 1, name: "Teams" }).waitFor(); // the same session, on B
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByLabel("Master key").waitFor();
+    await go(other, "Users").catch(() => {}); // its next call meets the ended session
+    await other.getByLabel("Master key").waitFor({ timeout: 5_000 });
+    expect(await other.getByRole("status").textContent()).toMatch(/logged out/);
+    await other.close();
+  });
+});
+

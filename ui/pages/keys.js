@@ -1,0 +1,216 @@
+// Keys: search and page through every key, generate one (shown once), and for one key: rotate with a grace
+// (the timeline shows both tokens' windows), end a grace, block, unblock, delete, edit limits, and its spend logs.
+import { useState } from "preact/hooks";
+import { get, post } from "../api.js";
+import { Field, formValues, html, LoadError, money, num, OneTimeKey, Outcome, Pager, Table, Timeline, useAction, useLoad, when } from "../components.js";
+
+const PAGE_SIZE = 25;
+const LIMIT_NUMBERS = ["max_budget", "rpm_limit", "tpm_limit", "max_parallel_requests"];
+
+function status(k) {
+  if (k.blocked) return html`<span class="badge bad">blocked</span>`;
+  if (k.expires && new Date(k.expires) <= new Date()) return html`<span class="badge bad">expired</span>`;
+  return html`<span class="badge good">active</span>`;
+}
+
+export function KeysPage() {
+  const [search, setSearch] = useState("");
+  const [page, setPage] = useState(1);
+  const [selected, setSelected] = useState(null);
+  const [created, setCreated] = useState(null);
+  const list = useLoad(() => get("/key/list", { page, size: PAGE_SIZE, search, return_full_object: "true" }), [page, search]);
+  const generate = useAction();
+
+  const onGenerate = async (e) => {
+    e.preventDefault();
+    const form = e.target;
+    const body = formValues(form, { numbers: LIMIT_NUMBERS, lists: ["models"] });
+    const key = await generate.run(() => post("/key/generate", body), "Key generated.");
+    if (key) {
+      form.reset();
+      setCreated(key);
+      list.reload();
+    }
+  };
+
+  return html`<section aria-labelledby="keys-title">
+    <h1 id="keys-title">Keys</h1>
+    ${
+      created
+        ? html`<${OneTimeKey} title=${`New key ${created.key_alias ?? created.key_name}`} plaintext=${created.key} onClose=${() => setCreated(null)} />`
+        : html`<details class="panel">
+            <summary>Generate a key</summary>
+            <form class="grid" onSubmit=${onGenerate} aria-label="Generate a key">
+              <${Field} label="Alias" name="key_alias" />
+              <${Field} label="Team id" name="team_id" />
+              <${Field} label="User id" name="user_id" />
+              <${Field} label="Models" name="models" hint="Comma-separated; empty allows every model." />
+              <${Field} label="Max budget (USD)" name="max_budget" type="number" step="any" min="0" />
+              <${Field} label="Requests per minute" name="rpm_limit" type="number" min="0" />
+              <${Field} label="Tokens per minute" name="tpm_limit" type="number" min="0" />
+              <${Field} label="Expires after" name="duration" hint="e.g. 30d, 12h; empty never expires." />
+              <div class="actions"><button type="submit" disabled=${generate.busy}>Generate key</button></div>
+            </form>
+            <${Outcome} action=${generate} />
+          </details>`
+    }
+    <form class="search" role="search" onSubmit=${(e) => {
+      e.preventDefault();
+      setPage(1);
+      setSearch(new FormData(e.target).get("search").trim());
+    }}>
+      <label for="key-search">Search keys</label>
+      <input id="key-search" name="search" type="search" placeholder="Alias prefix, key id, user id or team id" />
+      <button type="submit">Search</button>
+    </form>
+    <${LoadError} error=${list.error} />
+    ${
+      list.data &&
+      html`<p class="muted" role="status">${num(list.data.total_count)} keys${search ? ` matching “${search}”` : ""}.</p>
+        <${Table}
+          caption="Keys"
+          rowKey=${(k) => k.key_id}
+          rows=${list.data.keys}
+          columns=${[
+            { title: "Alias", cell: (k) => html`<button type="button" class="link" onClick=${() => setSelected(k.token)}>${k.key_alias ?? "(no alias)"}</button>` },
+            { title: "Key", cell: (k) => html`<code>${k.key_name}</code>` },
+            { title: "Team", cell: (k) => k.team_id ?? "—" },
+            { title: "User", cell: (k) => k.user_id ?? "—" },
+            { title: "Spend / budget", cell: (k) => `${money(k.spend)} / ${money(k.max_budget)}` },
+            { title: "Status", cell: status },
+            { title: "Created", cell: (k) => when(k.created_at) },
+          ]}
+        />
+        <${Pager} page=${page} totalPages=${list.data.total_pages} onPage=${setPage} label="Pages of keys" />`
+    }
+    ${selected && html`<${KeyDetail} token=${selected} onChanged=${list.reload} onRotated=${setSelected} onClose=${() => setSelected(null)} />`}
+  </section>`;
+}
+
+function KeyDetail({ token, onChanged, onRotated, onClose }) {
+  const info = useLoad(() => get("/key/info", { key: token }), [token]);
+  const action = useAction();
+  const [rotated, setRotated] = useState(null);
+  const k = info.data?.info;
+
+  const change = async (run, message) => {
+    const result = await action.run(run, message);
+    if (result !== undefined) {
+      info.reload();
+      onChanged();
+    }
+    return result;
+  };
+  const regenerate = async (e) => {
+    e.preventDefault();
+    const grace = new FormData(e.target).get("grace_period").trim();
+    const result = await change(() => post("/key/regenerate", { key: token, ...(grace ? { grace_period: grace } : {}) }), "Key regenerated.");
+    if (result) {
+      setRotated(result);
+      onRotated(result.token);
+    }
+  };
+  const remove = () => {
+    if (!window.confirm(`Delete key ${k.key_alias ?? k.key_name}? Every token of it stops working on every replica.`)) return;
+    action
+      .run(() => post("/key/delete", { keys: [token] }), "Key deleted.")
+      .then((r) => {
+        if (r) {
+          onChanged();
+          onClose();
+        }
+      });
+  };
+  const editLimits = (e) => {
+    e.preventDefault();
+    const values = formValues(e.target, { numbers: LIMIT_NUMBERS, lists: ["models"] });
+    change(() => post("/key/update", { key: token, ...values }), "Limits saved.");
+  };
+
+  const windows = k
+    ? [
+        ...(k.grace_tokens ?? []).map((g) => ({ label: g.key_name, kind: "old", from: g.created_at, to: g.revoke_at })),
+        // The current token took over at the latest rotation still in grace (or exists since the key was made).
+        { label: k.key_name, kind: "current", from: (k.grace_tokens ?? []).at(-1)?.created_at ?? k.created_at, to: k.expires },
+      ]
+    : [];
+
+  return html`<section class="panel detail" aria-labelledby="key-detail-title">
+    <div class="detail-head">
+      <h2 id="key-detail-title">Key ${k ? (k.key_alias ?? k.key_name) : ""}</h2>
+      <button type="button" class="secondary" onClick=${onClose}>Close</button>
+    </div>
+    <${LoadError} error=${info.error} />
+    ${rotated && html`<${OneTimeKey} title="The new token" plaintext=${rotated.key} onClose=${() => setRotated(null)} />`}
+    <${Outcome} action=${action} />
+    ${
+      k &&
+      html`<dl class="facts">
+          <dt>Key id</dt><dd><code>${k.key_id}</code></dd>
+          <dt>Current token</dt><dd><code>${k.key_name}</code></dd>
+          <dt>Status</dt><dd>${status(k)}</dd>
+          <dt>Team / user</dt><dd>${k.team_id ?? "—"} / ${k.user_id ?? "—"}</dd>
+          <dt>Spend</dt><dd>${money(k.spend)} of ${money(k.max_budget)}</dd>
+          <dt>Limits</dt><dd>rpm ${num(k.rpm_limit)}, tpm ${num(k.tpm_limit)}, parallel ${num(k.max_parallel_requests)}</dd>
+          <dt>Models</dt><dd>${k.models.length ? k.models.join(", ") : "all"}</dd>
+          <dt>Expires</dt><dd>${k.expires ? when(k.expires) : "never"}</dd>
+        </dl>
+        <${Timeline} windows=${windows} />
+        <div class="actions">
+          ${
+            k.blocked
+              ? html`<button type="button" onClick=${() => change(() => post("/key/unblock", { key: token }), "Key unblocked on every replica.")}>Unblock</button>`
+              : html`<button type="button" onClick=${() => change(() => post("/key/block", { key: token }), "Key blocked on every replica.")}>Block</button>`
+          }
+          ${
+            (k.grace_tokens ?? []).length > 0
+              ? html`<button type="button" onClick=${() => change(() => post("/key/end_grace", { key: token }), "Grace ended: only the current token works now.")}>End grace now</button>`
+              : null
+          }
+          <button type="button" class="danger" onClick=${remove}>Delete</button>
+        </div>
+        <form class="inline-form" onSubmit=${regenerate} aria-label="Regenerate this key">
+          <${Field} label="Grace period for the old token" name="grace_period" value="1h" hint="e.g. 30m, 1h, 2d; 0 or empty: the old token stops now." />
+          <button type="submit" disabled=${action.busy}>Regenerate</button>
+        </form>
+        <details class="panel">
+          <summary>Edit limits</summary>
+          <form class="grid" onSubmit=${editLimits} aria-label="Edit limits">
+            <${Field} scope="edit" label="Max budget (USD)" name="max_budget" type="number" step="any" min="0" placeholder=${k.max_budget ?? ""} />
+            <${Field} scope="edit" label="Requests per minute" name="rpm_limit" type="number" min="0" placeholder=${k.rpm_limit ?? ""} />
+            <${Field} scope="edit" label="Tokens per minute" name="tpm_limit" type="number" min="0" placeholder=${k.tpm_limit ?? ""} />
+            <${Field} scope="edit" label="Parallel requests" name="max_parallel_requests" type="number" min="0" placeholder=${k.max_parallel_requests ?? ""} />
+            <${Field} scope="edit" label="Models" name="models" hint="Comma-separated." placeholder=${k.models.join(", ")} />
+            <${Field} scope="edit" label="Budget period" name="budget_duration" hint="e.g. 30d" placeholder=${k.budget_duration ?? ""} />
+            <div class="actions"><button type="submit" disabled=${action.busy}>Save limits</button></div>
+          </form>
+        </details>
+        <${KeyLogs} keyId=${k.key_id} />`
+    }
+  </section>`;
+}
+
+function KeyLogs({ keyId }) {
+  const logs = useLoad(() => get("/spend/logs", { key_id: keyId, page_size: 20 }), [keyId]);
+  return html`<div>
+    <h3>Recent requests <button type="button" class="secondary small" onClick=${logs.reload}>Refresh</button></h3>
+    <${LoadError} error=${logs.error} />
+    ${
+      logs.data &&
+      html`<${Table}
+        caption="The key's last 20 requests (spend logs)"
+        rowKey=${(r) => r.request_id}
+        rows=${logs.data}
+        empty="No requests logged for this key yet."
+        columns=${[
+          { title: "Time", cell: (r) => when(r.startTime) },
+          { title: "Model", cell: (r) => r.model },
+          { title: "Tokens", cell: (r) => num(r.total_tokens) },
+          { title: "Spend", cell: (r) => money(r.spend) },
+          { title: "Status", cell: (r) => r.status },
+          { title: "Replica", cell: (r) => r.replica_id ?? "—" },
+        ]}
+      />`
+    }
+  </div>`;
+}

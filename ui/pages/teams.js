@@ -1,0 +1,138 @@
+// Teams: list, create, and for one team: its members (add, remove), budget and live spend, block, unblock, delete.
+import { useState } from "preact/hooks";
+import { get, post } from "../api.js";
+import { Field, formValues, html, LoadError, money, num, Outcome, Select, Table, useAction, useLoad, when } from "../components.js";
+
+export function TeamsPage() {
+  const [selected, setSelected] = useState(null);
+  const list = useLoad(() => get("/team/list", { size: 100 }), []);
+  const create = useAction();
+  const onCreate = async (e) => {
+    e.preventDefault();
+    const form = e.target;
+    const team = await create.run(
+      () => post("/team/new", formValues(form, { numbers: ["max_budget", "rpm_limit", "tpm_limit"], lists: ["models"] })),
+      (t) => `Team ${t.team_alias ?? t.team_id} created.`,
+    );
+    if (team) {
+      form.reset();
+      list.reload();
+      setSelected(team.team_id);
+    }
+  };
+  return html`<section aria-labelledby="teams-title">
+    <h1 id="teams-title">Teams</h1>
+    <details class="panel">
+      <summary>Create a team</summary>
+      <form class="grid" onSubmit=${onCreate} aria-label="Create a team">
+        <${Field} label="Team alias" name="team_alias" required />
+        <${Field} label="Team id" name="team_id" hint="Empty: one is made up." />
+        <${Field} label="Max budget (USD)" name="max_budget" type="number" step="any" min="0" />
+        <${Field} label="Budget period" name="budget_duration" hint="e.g. 30d" />
+        <${Field} label="Models" name="models" hint="Comma-separated; empty allows every model." />
+        <${Field} label="Requests per minute" name="rpm_limit" type="number" min="0" />
+        <div class="actions"><button type="submit" disabled=${create.busy}>Create team</button></div>
+      </form>
+    </details>
+    <${Outcome} action=${create} />
+    <${LoadError} error=${list.error} />
+    ${
+      list.data &&
+      html`<${Table}
+        caption="Teams (first 100)"
+        rowKey=${(t) => t.team_id}
+        rows=${list.data}
+        columns=${[
+          { title: "Team", cell: (t) => html`<button type="button" class="link" onClick=${() => setSelected(t.team_id)}>${t.team_alias ?? t.team_id}</button>` },
+          { title: "Id", cell: (t) => html`<code>${t.team_id}</code>` },
+          { title: "Members", cell: (t) => num(t.members_with_roles.length) },
+          { title: "Spend / budget", cell: (t) => `${money(t.spend)} / ${money(t.max_budget)}` },
+          { title: "Status", cell: (t) => (t.blocked ? html`<span class="badge bad">blocked</span>` : html`<span class="badge good">active</span>`) },
+        ]}
+      />`
+    }
+    ${selected && html`<${TeamDetail} teamId=${selected} onChanged=${list.reload} onClose=${() => setSelected(null)} />`}
+  </section>`;
+}
+
+function TeamDetail({ teamId, onChanged, onClose }) {
+  const info = useLoad(() => get("/team/info", { team_id: teamId }), [teamId]);
+  const action = useAction();
+  const change = async (run, message) => {
+    const result = await action.run(run, message);
+    if (result !== undefined) {
+      info.reload();
+      onChanged();
+    }
+    return result;
+  };
+  const t = info.data?.team_info;
+  const addMember = (e) => {
+    e.preventDefault();
+    const form = e.target;
+    const { user_id, role, max_budget_in_team } = formValues(form, { numbers: ["max_budget_in_team"] });
+    change(
+      () => post("/team/member_add", { team_id: teamId, member: { user_id, role }, ...(max_budget_in_team !== undefined ? { max_budget_in_team } : {}) }),
+      `${user_id} added.`,
+    ).then((r) => r && form.reset());
+  };
+  const remove = () => {
+    if (!window.confirm(`Delete team ${t.team_alias ?? teamId} and every key of it?`)) return;
+    action
+      .run(() => post("/team/delete", { team_ids: [teamId] }), "Team deleted.")
+      .then((r) => {
+        if (r) {
+          onChanged();
+          onClose();
+        }
+      });
+  };
+  return html`<section class="panel detail" aria-labelledby="team-detail-title">
+    <div class="detail-head">
+      <h2 id="team-detail-title">Team ${t ? (t.team_alias ?? teamId) : teamId}</h2>
+      <button type="button" class="secondary" onClick=${onClose}>Close</button>
+    </div>
+    <${LoadError} error=${info.error} />
+    <${Outcome} action=${action} />
+    ${
+      t &&
+      html`<dl class="facts">
+          <dt>Team id</dt><dd><code>${t.team_id}</code></dd>
+          <dt>Live spend</dt><dd>${money(t.spend)} of ${money(t.max_budget)}${t.budget_duration ? `, resets every ${t.budget_duration} (next ${when(t.budget_reset_at)})` : ""}</dd>
+          <dt>Models</dt><dd>${t.models.length ? t.models.join(", ") : "all"}</dd>
+          <dt>Keys</dt><dd>${num(info.data.key_count)}</dd>
+          <dt>Status</dt><dd>${t.blocked ? "blocked" : "active"}</dd>
+        </dl>
+        <div class="actions">
+          ${
+            t.blocked
+              ? html`<button type="button" onClick=${() => change(() => post("/team/unblock", { team_id: teamId }), "Team unblocked.")}>Unblock team</button>`
+              : html`<button type="button" onClick=${() => change(() => post("/team/block", { team_id: teamId }), "Team blocked: its keys are refused on every replica.")}>Block team</button>`
+          }
+          <button type="button" class="danger" onClick=${remove}>Delete team</button>
+        </div>
+        <${Table}
+          caption="Members"
+          rowKey=${(m) => m.user_id}
+          rows=${info.data.team_memberships.map((m) => ({ ...m, role: t.members_with_roles.find((r) => r.user_id === m.user_id)?.role }))}
+          empty="No members yet."
+          columns=${[
+            { title: "User", cell: (m) => m.user_id },
+            { title: "Role", cell: (m) => m.role ?? "—" },
+            { title: "Spend in team / budget", cell: (m) => `${money(m.spend)} / ${money(m.max_budget_in_team)}` },
+            {
+              title: "Remove",
+              cell: (m) =>
+                html`<button type="button" class="secondary small" aria-label=${`Remove ${m.user_id}`} onClick=${() => change(() => post("/team/member_delete", { team_id: teamId, user_id: m.user_id }), `${m.user_id} removed.`)}>Remove</button>`,
+            },
+          ]}
+        />
+        <form class="inline-form" onSubmit=${addMember} aria-label="Add a member">
+          <${Field} label="User id" name="user_id" required />
+          <${Select} label="Role" name="role" options=${[["user", "user"], ["admin", "admin"]]} />
+          <${Field} label="Budget in team (USD)" name="max_budget_in_team" type="number" step="any" min="0" />
+          <button type="submit" disabled=${action.busy}>Add member</button>
+        </form>`
+    }
+  </section>`;
+}
