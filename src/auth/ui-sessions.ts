@@ -35,6 +35,7 @@ export class UiSessions {
   async login(presented: unknown): Promise<{ token: string; session: UiSession }> {
     if (typeof presented !== "string" || presented.length === 0) throw new AuthenticationError("Enter the master key.", "missing_master_key");
     if (!this.masterKey.matches(presented)) throw new AuthenticationError("That is not the master key. Only the master key can log in.", "invalid_master_key");
+    await this.prune();
     const token = randomBytes(32).toString("base64url");
     const row = await this.db.query((q) =>
       insertUiSession(q, { sessionHash: sha256(token), csrfToken: randomBytes(24).toString("base64url"), masterKeyHash: this.masterKeyHash, ttlMs: this.ttlMs }),

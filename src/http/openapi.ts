@@ -52,7 +52,15 @@ const proxyBody = {
   additionalProperties: true,
 };
 
-type Operation = { summary: string; security: "master" | "virtual" | "metrics" | "none"; body?: object; query?: z.ZodObject; pathKey?: boolean; answers?: string };
+type Operation = {
+  summary: string;
+  security: "master" | "session" | "virtual" | "metrics" | "none";
+  body?: object;
+  query?: z.ZodObject;
+  pathKey?: boolean;
+  pathParam?: string;
+  answers?: string;
+};
 
 const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> = {
   "/v1/chat/completions": { post: { summary: "Chat completion (OpenAI); `stream: true` relays server-sent events", security: "virtual", body: proxyBody }, get: undefined },
@@ -141,9 +149,33 @@ const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> 
   "/health/readiness": { get: { summary: "200 healthy or degraded (with breaker and listener detail); 503 only while shutting down", security: "none" }, post: undefined },
   "/metrics": { get: { summary: "Prometheus metrics", security: "metrics", answers: "text/plain" }, post: undefined },
   "/openapi.json": { get: { summary: "This document", security: "none" }, post: undefined },
+  // The admin UI (admin_ui.mode: on), docs/admin-ui.md.
+  "/ui": { get: { summary: "The admin UI's page (its modules are under /ui/app/)", security: "none", answers: "text/html" }, post: undefined },
+  "/ui/vendor/{file}": {
+    get: { summary: "A browser module the UI imports (preact.mjs, hooks.mjs, htm.mjs), from this installation", security: "none", answers: "text/javascript", pathParam: "file" },
+    post: undefined,
+  },
+  "/ui/api/login": {
+    post: {
+      summary: "Exchange the master key for an admin UI session (an HttpOnly, SameSite=Strict cookie)",
+      security: "none",
+      body: jsonSchema(z.object({ master_key: z.string() })),
+    },
+    get: undefined,
+  },
+  "/ui/api/session": { get: { summary: "The session's CSRF token and end (401 when there is none)", security: "session" }, post: undefined },
+  "/ui/api/logout": { post: { summary: "End the session on every replica", security: "master" }, get: undefined },
+  "/ui/api/cluster": { get: { summary: "The replica registry: each replica's last applied event, listener, lags, breakers", security: "master" }, post: undefined },
 };
 
-const SECURITY = { master: [{ masterKey: [] }], virtual: [{ virtualKey: [] }], metrics: [{ metricsToken: [] }, { masterKey: [] }], none: [] };
+// An admin UI session stands in for the master key on every admin route (a change also needs X-CSRF-Token).
+const SECURITY = {
+  master: [{ masterKey: [] }, { uiSession: [] }],
+  session: [{ uiSession: [] }],
+  virtual: [{ virtualKey: [] }],
+  metrics: [{ metricsToken: [] }, { masterKey: [] }],
+  none: [],
+};
 
 export function buildOpenApiDocument(version: string): object {
   const paths: Record<string, Record<string, object>> = {};
@@ -153,6 +185,7 @@ export function buildOpenApiDocument(version: string): object {
       if (!op) continue;
       const parameters: object[] = [];
       if (op.pathKey) parameters.push({ name: "key", in: "path", required: true, schema: { type: "string" }, description: "the key, as plaintext or its sha256 hash" });
+      if (op.pathParam) parameters.push({ name: op.pathParam, in: "path", required: true, schema: { type: "string" } });
       if (op.query) {
         const schema = jsonSchema(op.query) as { properties?: Record<string, object>; required?: string[] };
         for (const [name, s] of Object.entries(schema.properties ?? {})) parameters.push({ name, in: "query", required: schema.required?.includes(name) ?? false, schema: s });
@@ -178,6 +211,7 @@ export function buildOpenApiDocument(version: string): object {
         masterKey: { type: "http", scheme: "bearer", description: "the master key" },
         virtualKey: { type: "http", scheme: "bearer", description: "a virtual key (sk-…)" },
         metricsToken: { type: "http", scheme: "bearer", description: "the metrics token" },
+        uiSession: { type: "apiKey", in: "cookie", name: "gatehouse_session", description: "an admin UI session; a change made with it also needs X-CSRF-Token" },
       },
     },
     paths,

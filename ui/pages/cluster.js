@@ -50,9 +50,8 @@ export function ClusterPage() {
             { title: "Listener", cell: (r) => r.listener },
             { title: "Breakers", cell: breakers },
             { title: "Heartbeat", cell: (r) => relative(Date.now() - r.heartbeat_age_ms) },
-            { title: "Up since", cell: (r) => when(r.started_at) },
-            { title: "Host / pid", cell: (r) => `${r.host} / ${r.pid}` },
-            { title: "Version", cell: (r) => r.version },
+            { title: "Started", cell: (r) => html`<span title=${when(r.started_at)}>${relative(r.started_at)}</span>` },
+            { title: "Host, pid, version", cell: (r) => `${r.host}, ${r.pid}, ${r.version}` },
           ]}
         />`
     }

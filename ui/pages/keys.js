@@ -66,7 +66,7 @@ export function KeysPage() {
     <${LoadError} error=${list.error} />
     ${
       list.data &&
-      html`<p class="muted" role="status">${num(list.data.total_count)} keys${search ? ` matching “${search}”` : ""}.</p>
+      html`<p class="muted" role="status">${num(list.data.total_count)} ${list.data.total_count === 1 ? "key" : "keys"}${search ? ` matching “${search}”` : ""}.</p>
         <${Table}
           caption="Keys"
           rowKey=${(k) => k.key_id}
