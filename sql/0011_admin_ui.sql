@@ -22,7 +22,7 @@ CREATE TABLE gh_replicas (
   version      text NOT NULL,
   started_at   timestamptz NOT NULL,
   heartbeat_at timestamptz NOT NULL,
-  -- The newest event id in the database when the heartbeat was written, for "behind by N" beside status.
+  -- The newest event id in the database just before the status was taken: "behind by N" is measured against it.
   latest_event_id bigint NOT NULL,
   status       jsonb NOT NULL
 );

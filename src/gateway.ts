@@ -436,7 +436,7 @@ async function listen(
     l2_trusted: redis ? caches.l2Guard.trusted : null,
     ...(worker ? { worker: { index: worker.index, pid: process.pid }, workers: worker.workers } : {}),
   });
-  const adminUi = settings.adminUi.mode === "on" ? startAdminUi(options, stores, caches, healthDetail) : null;
+  const adminUi = settings.adminUi.mode === "on" ? await startAdminUi(options, stores, caches, healthDetail) : null;
   const http = buildHttp({
     logger,
     authenticator: caches.authenticator,
@@ -524,10 +524,11 @@ async function listen(
 }
 
 /** The admin UI's sessions and this replica's heartbeat in the replica registry (docs/admin-ui.md). */
-function startAdminUi({ masterKey, logger }: StartOptions, { settings, db }: Stores, { coherence }: Caches, healthDetail: () => Record<string, unknown>) {
+async function startAdminUi({ masterKey, logger }: StartOptions, { settings, db }: Stores, { coherence }: Caches, healthDetail: () => Record<string, unknown>) {
   const sessions = new UiSessions(db, new MasterKey(masterKey), masterKey, settings.adminUi.sessionTtlMs);
-  // A master key rotated while the fleet was down ends the old sessions now, not only on this replica's reads.
-  sessions.prune().catch((err) => logger.debug({ err }, "could not prune UI sessions; they are refused anyway"));
+  // A rotated master key ends the old sessions before this replica serves: on the replicas still on the old key
+  // too (they read the same table). If Postgres cannot be asked now, this replica refuses them anyway.
+  await sessions.endOtherMasterKeysSessions().catch((err) => logger.warn({ err: (err as Error).message }, "could not end the UI sessions of another master key"));
   const heartbeat = new ReplicaHeartbeat({
     db,
     logger,

@@ -93,7 +93,16 @@ function App() {
   };
   const Page = PAGES.find((p) => p.path === path).page;
   return html`<div class="shell">
-    <a class="skip" href="#main">Skip to content</a>
+    <a
+      class="skip"
+      href="#main"
+      onClick=${(e) => {
+        // The hash names the page here: moving focus, not the hash, keeps the reader on this page.
+        e.preventDefault();
+        document.getElementById("main")?.focus();
+      }}
+      >Skip to content</a
+    >
     <header>
       <span class="brand">Gatehouse</span>
       <nav aria-label="Sections">

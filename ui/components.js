@@ -2,7 +2,7 @@
 // timeline and the bar chart. Plain Preact + htm: no build step, nothing fetched from outside the gateway.
 import htm from "htm";
 import { h } from "preact";
-import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useId, useRef, useState } from "preact/hooks";
 
 export const html = htm.bind(h);
 
@@ -103,6 +103,8 @@ export function Table({ caption, columns, rows, rowKey, empty = "Nothing here ye
 export function OneTimeKey({ title, plaintext, onClose, children }) {
   const [copied, setCopied] = useState("");
   const input = useRef(null);
+  // Two displays may show at once (a key generated, another regenerated): each its own ids.
+  const id = useId();
   useEffect(() => input.current?.focus(), []);
   const copy = async () => {
     try {
@@ -113,12 +115,12 @@ export function OneTimeKey({ title, plaintext, onClose, children }) {
       setCopied("Selected: press Ctrl+C (or ⌘C) to copy.");
     }
   };
-  return html`<section class="one-time" aria-labelledby="one-time-title">
-    <h3 id="one-time-title">${title}</h3>
+  return html`<section class="one-time" aria-labelledby=${`${id}-title`}>
+    <h3 id=${`${id}-title`}>${title}</h3>
     <p><strong>Copy it now: it is shown this once.</strong> The gateway stores only its hash and cannot show it again.</p>
     <div class="copy-row">
-      <label for="one-time-key" class="visually-hidden">The new key</label>
-      <input id="one-time-key" ref=${input} readonly value=${plaintext} onFocus=${(e) => e.target.select()} />
+      <label for=${`${id}-key`} class="visually-hidden">The new key</label>
+      <input id=${`${id}-key`} class="one-time-key" ref=${input} readonly value=${plaintext} onFocus=${(e) => e.target.select()} />
       <button type="button" onClick=${copy}>Copy</button>
     </div>
     <p role="status" class="muted">${copied}</p>

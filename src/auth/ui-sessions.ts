@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { AuthenticationError, PermissionError } from "../errors/errors.js";
 import type { Database } from "../store/database.js";
-import { deleteEndedUiSessions, deleteUiSession, findUiSession, insertUiSession } from "../store/ui-session-store.js";
+import { deleteExpiredUiSessions, deleteUiSession, deleteUiSessionsOfOtherMasterKeys, findUiSession, insertUiSession } from "../store/ui-session-store.js";
 import type { MasterKey } from "./master-key.js";
 
 export interface UiSession {
@@ -35,7 +35,7 @@ export class UiSessions {
   async login(presented: unknown): Promise<{ token: string; session: UiSession }> {
     if (typeof presented !== "string" || presented.length === 0) throw new AuthenticationError("Enter the master key.", "missing_master_key");
     if (!this.masterKey.matches(presented)) throw new AuthenticationError("That is not the master key. Only the master key can log in.", "invalid_master_key");
-    await this.prune();
+    await this.db.query(deleteExpiredUiSessions);
     const token = randomBytes(32).toString("base64url");
     const row = await this.db.query((q) =>
       insertUiSession(q, { sessionHash: sha256(token), csrfToken: randomBytes(24).toString("base64url"), masterKeyHash: this.masterKeyHash, ttlMs: this.ttlMs }),
@@ -62,8 +62,12 @@ export class UiSessions {
     await this.db.query((q) => deleteUiSession(q, sha256(token)));
   }
 
-  /** At start, and now and then: drops expired sessions and those of any other master key. */
-  async prune(): Promise<number> {
-    return this.db.query((q) => deleteEndedUiSessions(q, this.masterKeyHash));
+  /**
+   * At start: the sessions of any other master key end (a rotation ends every session, on every replica, once
+   * the first replica with the new key starts). Only at start: a login on a replica still on the old key, in the
+   * middle of a rolling rotation, must not end the sessions made with the new one.
+   */
+  async endOtherMasterKeysSessions(): Promise<number> {
+    return this.db.query((q) => deleteUiSessionsOfOtherMasterKeys(q, this.masterKeyHash));
   }
 }

@@ -18,11 +18,11 @@ export interface UiDeps {
 }
 
 /** The browser modules the UI imports by bare name, served from this installation's own packages (no CDN). */
-const VENDOR: Record<string, string> = {
-  "preact.mjs": fileURLToPath(import.meta.resolve("preact")),
-  "hooks.mjs": fileURLToPath(import.meta.resolve("preact/hooks")),
-  "htm.mjs": fileURLToPath(import.meta.resolve("htm")),
-};
+const VENDOR = new Map([
+  ["preact.mjs", fileURLToPath(import.meta.resolve("preact"))],
+  ["hooks.mjs", fileURLToPath(import.meta.resolve("preact/hooks"))],
+  ["htm.mjs", fileURLToPath(import.meta.resolve("htm"))],
+]);
 
 /**
  * The admin UI (docs/admin-ui.md): a page of Preact modules under /ui/, and its own small API under /ui/api/
@@ -46,7 +46,8 @@ export function uiRoutes(deps: UiDeps): Router {
     res.type("html").send(page.html);
   });
   router.get("/ui/vendor/:file", (req, res, next) => {
-    const file = VENDOR[req.params.file];
+    // A Map, not an object: "__proto__" or "constructor" must not name anything.
+    const file = VENDOR.get(req.params.file);
     if (!file) return next();
     res.sendFile(file, { headers: { "Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "no-cache" } });
   });

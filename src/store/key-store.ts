@@ -115,10 +115,12 @@ const DELETE_KEYS_BY_TOKEN = `
 WITH gone AS (DELETE FROM gh_keys WHERE token = ANY($1::text[]) RETURNING *)
 SELECT gone.*, nextval('gh_key_version_seq') AS tombstone_version FROM gone`;
 
-// $4/$5: a search box's text — an alias prefix ($4, a LIKE pattern), or exactly a key id, user id or team id ($5).
+// $4..$6: a search box's text — an alias prefix ($4, a LIKE pattern), exactly a user id or team id ($5), or exactly a
+// key id ($6, only when the text is a UUID). Each arm can use its own index (a bitmap OR), so a search stays an
+// index scan over any number of keys.
 const KEY_FILTER = `($1::text IS NULL OR key_alias = $1) AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR team_id = $3)
-  AND ($4::text IS NULL OR key_alias LIKE $4 OR key_id::text = $5 OR user_id = $5 OR team_id = $5)`;
-const LIST_KEYS = `SELECT * FROM gh_keys WHERE ${KEY_FILTER} ORDER BY created_at, token LIMIT $6 OFFSET $7`;
+  AND ($4::text IS NULL OR key_alias LIKE $4 OR user_id = $5 OR team_id = $5 OR key_id = $6::uuid)`;
+const LIST_KEYS = `SELECT * FROM gh_keys WHERE ${KEY_FILTER} ORDER BY created_at, token LIMIT $7 OFFSET $8`;
 const COUNT_KEYS = `SELECT count(*)::int8 AS total FROM gh_keys WHERE ${KEY_FILTER}`;
 
 export async function findKeyByToken(db: Queryable, token: string): Promise<KeyRow | null> {
@@ -273,9 +275,12 @@ export interface KeyListFilter {
   size: number;
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export async function listKeys(db: Queryable, filter: KeyListFilter): Promise<{ rows: KeyRow[]; total: number }> {
   const prefix = filter.search ? `${filter.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
-  const where = [filter.keyAlias, filter.userId, filter.teamId, prefix, filter.search ?? null];
+  const uuid = filter.search && UUID.test(filter.search) ? filter.search : null;
+  const where = [filter.keyAlias, filter.userId, filter.teamId, prefix, filter.search ?? null, uuid];
   const [page, count] = await Promise.all([db.query<KeyRow>(LIST_KEYS, [...where, filter.size, (filter.page - 1) * filter.size]), db.query<{ total: number }>(COUNT_KEYS, where)]);
   return { rows: page.rows, total: count.rows[0]!.total };
 }

@@ -1,4 +1,5 @@
 import type { Queryable } from "./db.js";
+import { latestEventId } from "./event-store.js";
 
 const COUNT_LISTENERS = `
 SELECT count(*)::int AS n FROM pg_stat_activity
@@ -21,6 +22,8 @@ export interface ReplicaHeartbeat {
   pid: number;
   version: string;
   startedAt: Date;
+  /** The newest event id in the database, read before `status` was taken. */
+  latestEventId: number;
   status: Record<string, unknown>;
 }
 
@@ -40,11 +43,11 @@ export interface ReplicaRow {
 export async function writeReplicaHeartbeat(db: Queryable, h: ReplicaHeartbeat): Promise<void> {
   await db.query(
     `INSERT INTO gh_replicas (replica_id, host, pid, version, started_at, heartbeat_at, latest_event_id, status)
-     VALUES ($1, $2, $3, $4, $5, now(), (SELECT coalesce(max(id), 0) FROM gh_key_events), $6)
+     VALUES ($1, $2, $3, $4, $5, now(), $7, $6)
      ON CONFLICT (replica_id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, version = EXCLUDED.version,
        started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, latest_event_id = EXCLUDED.latest_event_id,
        status = EXCLUDED.status`,
-    [h.replicaId, h.host, h.pid, h.version, h.startedAt, JSON.stringify(h.status)],
+    [h.replicaId, h.host, h.pid, h.version, h.startedAt, JSON.stringify(h.status), h.latestEventId],
   );
 }
 
@@ -61,7 +64,7 @@ export async function listReplicas(db: Queryable): Promise<{ replicas: ReplicaRo
       `SELECT *, (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 AS heartbeat_age_ms
        FROM gh_replicas ORDER BY started_at, replica_id`,
     ),
-    db.query<{ id: number }>("SELECT coalesce(max(id), 0) AS id FROM gh_key_events"),
+    latestEventId(db),
   ]);
-  return { replicas: replicas.rows, latestEventId: latest.rows[0]!.id };
+  return { replicas: replicas.rows, latestEventId: latest };
 }

@@ -31,7 +31,11 @@ export async function deleteUiSession(db: Queryable, sessionHash: string): Promi
   return ((await db.query("DELETE FROM gh_ui_sessions WHERE session_hash = $1", [sessionHash])).rowCount ?? 0) > 0;
 }
 
-/** Expired sessions, and every session made with another master key than this one (a rotation ends them). */
-export async function deleteEndedUiSessions(db: Queryable, masterKeyHash: string): Promise<number> {
-  return (await db.query("DELETE FROM gh_ui_sessions WHERE expires_at <= now() OR master_key_hash <> $1", [masterKeyHash])).rowCount ?? 0;
+export async function deleteExpiredUiSessions(db: Queryable): Promise<number> {
+  return (await db.query("DELETE FROM gh_ui_sessions WHERE expires_at <= now()")).rowCount ?? 0;
+}
+
+/** Every session made with another master key than this one: a replica started with a new master key ends them. */
+export async function deleteUiSessionsOfOtherMasterKeys(db: Queryable, masterKeyHash: string): Promise<number> {
+  return (await db.query("DELETE FROM gh_ui_sessions WHERE master_key_hash <> $1", [masterKeyHash])).rowCount ?? 0;
 }

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
+import { latestEventId } from "../store/event-store.js";
 import { listReplicas, removeReplica, writeReplicaHeartbeat } from "../store/replica-store.js";
 import { Periodic } from "./periodic.js";
 
@@ -45,7 +46,11 @@ export class ReplicaHeartbeat {
 
   async beat(): Promise<void> {
     const { replicaId, version } = this.o;
-    await this.o.db.query((q) => writeReplicaHeartbeat(q, { replicaId, host: hostname(), pid: process.pid, version, startedAt: this.startedAt, status: this.o.status() }));
+    // The newest id first, this replica's state second: whatever it reports applied was committed by then, so
+    // "behind" never counts an event committed after the status was taken.
+    const latest = await this.o.db.query(latestEventId);
+    const status = this.o.status();
+    await this.o.db.query((q) => writeReplicaHeartbeat(q, { replicaId, host: hostname(), pid: process.pid, version, startedAt: this.startedAt, latestEventId: latest, status }));
   }
 }
 
@@ -58,6 +63,7 @@ export async function readCluster(db: Database, heartbeatIntervalMs: number) {
     replicas: replicas.map((r) => {
       const applied = Number(r.status.last_applied_event_id ?? 0);
       return {
+        ...r.status,
         replica_id: r.replica_id,
         host: r.host,
         pid: r.pid,
@@ -69,7 +75,6 @@ export async function readCluster(db: Database, heartbeatIntervalMs: number) {
         // Behind what the database held when this heartbeat was written (not now: that would count events
         // committed since, which no replica could have applied yet).
         behind_events: Math.max(0, r.latest_event_id - applied),
-        ...r.status,
       };
     }),
   };

@@ -7,9 +7,12 @@ import { html, LoadError, num, relative, Table, useLoad, when } from "../compone
 
 const ms = (v) => (v === null || v === undefined ? "—" : `${v} ms`);
 
+/** Listening, or a single embedded replica, which has no other replica to hear from ("not used"). */
+const listenerOk = (r) => r.listener === "listening" || r.listener === "not used";
+
 function verdict(r) {
   if (!r.alive) return html`<span class="badge bad">no heartbeat</span>`;
-  if (r.listener !== "listening") return html`<span class="badge bad">listener ${r.listener}</span>`;
+  if (!listenerOk(r)) return html`<span class="badge bad">listener ${r.listener}</span>`;
   if (r.behind_events > 0) return html`<span class="badge warn">behind ${num(r.behind_events)}</span>`;
   return html`<span class="badge good">current</span>`;
 }
@@ -27,7 +30,7 @@ export function ClusterPage() {
   }, [cluster.reload]);
   const c = cluster.data;
   const alive = c ? c.replicas.filter((r) => r.alive) : [];
-  const current = alive.filter((r) => r.listener === "listening" && r.behind_events === 0);
+  const current = alive.filter((r) => listenerOk(r) && r.behind_events === 0);
   return html`<section aria-labelledby="cluster-title">
     <h1 id="cluster-title">Cluster</h1>
     <${LoadError} error=${cluster.error} />
@@ -44,8 +47,8 @@ export function ClusterPage() {
           columns=${[
             { title: "Replica", cell: (r) => html`<code>${r.replica_id}</code>` },
             { title: "State", cell: verdict },
-            { title: "Last applied event", cell: (r) => `#${num(r.last_applied_event_id)}` },
-            { title: "Last change took", cell: (r) => ms(r.last_event_lag_ms) },
+            { title: "Last applied event", cell: (r) => html`<span data-testid="applied">#${num(r.last_applied_event_id)}</span>` },
+            { title: "Last change took", cell: (r) => html`<span data-testid="last-lag">${ms(r.last_event_lag_ms)}</span>` },
             { title: "Lag p50 / p99 (recent)", cell: (r) => `${ms(r.recent_lags_ms?.p50)} / ${ms(r.recent_lags_ms?.p99)}` },
             { title: "Listener", cell: (r) => r.listener },
             { title: "Breakers", cell: breakers },

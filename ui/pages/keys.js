@@ -170,7 +170,7 @@ function KeyDetail({ token, onChanged, onRotated, onClose }) {
           <button type="button" class="danger" onClick=${remove}>Delete</button>
         </div>
         <form class="inline-form" onSubmit=${regenerate} aria-label="Regenerate this key">
-          <${Field} label="Grace period for the old token" name="grace_period" value="1h" hint="e.g. 30m, 1h, 2d; 0 or empty: the old token stops now." />
+          <${Field} label="Grace period for the old token" name="grace_period" defaultValue="1h" hint="e.g. 30m, 1h, 2d; 0: the old token stops now; empty: the gateway's default grace." />
           <button type="submit" disabled=${action.busy}>Regenerate</button>
         </form>
         <details class="panel">

@@ -96,7 +96,7 @@ function UserDetail({ userId, onChanged, onClose }) {
           <dt>Keys</dt><dd>${num(info.data.key_count)}</dd>
         </dl>
         <form class="inline-form" onSubmit=${setBudget} aria-label="Set the user's budget">
-          <${Field} label="Max budget (USD)" name="max_budget" type="number" step="any" min="0" required />
+          <${Field} scope="detail" label="Max budget (USD)" name="max_budget" type="number" step="any" min="0" required />
           <button type="submit">Save budget</button>
         </form>
         <div class="actions"><button type="button" class="danger" onClick=${remove}>Delete user</button></div>`
