@@ -39,6 +39,13 @@ function postgresCpuSeconds() {
   );
 }
 
+// CPU seconds of one process (the replica): its own share of the cost, beside Postgres's.
+const replicaCpu = { on: 0, off: 0 };
+function processCpuSeconds(pid) {
+  const fields = spawnSync("cat", [`/proc/${pid}/stat`], { encoding: "utf8" }).stdout.split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function replicaWith(extraEnv, databaseUrl) {
   const db = await createDatabase();
   const ns = redisNamespace();
@@ -96,8 +103,10 @@ try {
       ["off", off],
     ]) {
       const pgBefore = postgresCpuSeconds();
+      const replicaBefore = processCpuSeconds(t.replica.child.pid);
       const w = await wrk({ url: t.url, headers: t.headers, body, connections: CONNECTIONS, seconds: SECONDS });
       postgresCpu[name] += postgresCpuSeconds() - pgBefore;
+      replicaCpu[name] += processCpuSeconds(t.replica.child.pid) - replicaBefore;
       if (name === "on") completedOn += w.requests;
       else completedOff += w.requests;
       if (!best[name] || w.rps > best[name].rps) best[name] = w;
@@ -157,6 +166,8 @@ try {
     { what: "on / off", value: ratio.toFixed(3), target: "≥ 0.95" },
     { what: "Postgres CPU seconds per 1,000 requests, logs on", value: ((postgresCpu.on / completedOn) * 1000).toFixed(3), target: "" },
     { what: "Postgres CPU seconds per 1,000 requests, logs off", value: ((postgresCpu.off / completedOff) * 1000).toFixed(3), target: "" },
+    { what: "replica CPU seconds per 1,000 requests, logs on", value: ((replicaCpu.on / completedOn) * 1000).toFixed(3), target: "" },
+    { what: "replica CPU seconds per 1,000 requests, logs off", value: ((replicaCpu.off / completedOff) * 1000).toFixed(3), target: "" },
     { what: `requests wrk completed with logs on (${ROUNDS} runs of ${SECONDS} s)`, value: completedOn, target: "" },
     { what: `rows written (wrk leaves up to ${CONNECTIONS} requests a run in flight, uncounted)`, value: rowsOn, target: "" },
     { what: "requests sent by clients that wait for every answer (all 200)", value: `${EXACT} (${answered200})`, target: "" },

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConfigFile } from "../src/config/settings.js";
 import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
@@ -169,6 +170,19 @@ describe("spend logs on two replicas", () => {
     expect(await insertSpendLogs(cluster.pool, again)).toBe(0);
     const after = await cluster.pool.query("SELECT sum(requests)::int AS n, sum(spend) AS spend FROM gh_spend_daily");
     expect(after.rows[0]).toEqual(before.rows[0]);
+
+    // Written as a new batch (the writer's first try), a batch holding a row already there is refused whole: the
+    // new row beside it is not written either, and no total moves; written again skipping repeats, only it is.
+    const fresh = { ...again[0], request_id: randomUUID(), spend: 0.5 };
+    const refused = await insertSpendLogs(cluster.pool, [fresh, ...again], false).then(
+      () => null,
+      (err: { code?: string }) => err.code,
+    );
+    expect(refused).toBe("23505");
+    expect((await cluster.pool.query("SELECT count(*)::int AS n FROM gh_spend_logs WHERE request_id = $1", [fresh.request_id])).rows[0].n).toBe(0);
+    expect((await cluster.pool.query("SELECT sum(requests)::int AS n, sum(spend) AS spend FROM gh_spend_daily")).rows[0]).toEqual(before.rows[0]);
+    expect(await insertSpendLogs(cluster.pool, [fresh, ...again], true)).toBe(1);
+    expect((await cluster.pool.query("SELECT sum(requests)::int AS n FROM gh_spend_daily")).rows[0].n).toBe(before.rows[0].n + 1);
   });
 });
 

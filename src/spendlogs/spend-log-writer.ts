@@ -86,15 +86,20 @@ export class SpendLogWriter {
   }
 
   /**
-   * Writes a batch. A batch Postgres refuses for its data (SQLSTATE class 22: a value it cannot store) is written
-   * row by row instead, and a row refused on its own is dropped (counted, logged): one bad row must not hold back
-   * every row queued or journaled after it. Any other failure (Postgres unreachable) is thrown.
+   * Writes a batch. A batch from the queue is first written as new (the cheaper statement); if a row of it is
+   * already there — its earlier write's outcome was unknown, and it did commit — the batch is written again
+   * skipping the rows already in. A journaled batch may have been written before (a process that died after the
+   * insert, before it removed the file), so it always skips them.
+   * A batch Postgres refuses for its data (SQLSTATE class 22: a value it cannot store) is written row by row
+   * instead, and a row refused on its own is dropped (counted, logged): one bad row must not hold back every row
+   * queued or journaled after it. Any other failure (Postgres unreachable) is thrown.
    */
-  private async insert(batch: readonly SpendLogRow[]): Promise<void> {
+  private async insert(batch: readonly SpendLogRow[], mayRepeat = false): Promise<void> {
     try {
-      await this.o.db.query((q) => insertSpendLogs(q, batch));
+      await this.o.db.query((q) => insertSpendLogs(q, batch, mayRepeat));
       return;
     } catch (err) {
+      if (isUniqueViolation(err) && !mayRepeat) return this.insert(batch, true);
       if (!isDataError(err)) throw err;
     }
     for (const row of batch) {
@@ -127,7 +132,7 @@ export class SpendLogWriter {
       for (let i = 0; i < rows.length; i += this.o.batchRows) {
         const batch = rows.slice(i, i + this.o.batchRows);
         try {
-          await this.insert(batch);
+          await this.insert(batch, true);
         } catch (err) {
           // The file stays; the next successful flush tries again (rows already in are not inserted twice).
           this.o.logger.warn({ err: (err as Error).message, file }, "replaying the spend log journal failed; will retry");
@@ -140,6 +145,10 @@ export class SpendLogWriter {
     }
     this.journalToReplay = false;
   }
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: unknown }).code === "23505";
 }
 
 function isDataError(err: unknown): boolean {

@@ -1,0 +1,6 @@
+-- Most requests have no team or no user: their rows need no entry in those indexes (each entry is paid on every
+-- row written). Lookups by team or user (WHERE team_id = $1) use the partial indexes all the same.
+DROP INDEX gh_spend_logs_team_idx;
+DROP INDEX gh_spend_logs_user_idx;
+CREATE INDEX gh_spend_logs_team_idx ON gh_spend_logs (team_id, start_time) WHERE team_id IS NOT NULL;
+CREATE INDEX gh_spend_logs_user_idx ON gh_spend_logs (user_id, start_time) WHERE user_id IS NOT NULL;
