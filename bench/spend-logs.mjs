@@ -7,6 +7,7 @@
 //     refuses connections for 30 s while 8 clients keep the replica busy; afterwards rows == requests answered.
 import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import pg from "pg";
 
 const { createDatabase, printTable, redisNamespace, REDIS_URL, startReplica, startUpstreamProcess, writeBenchConfig, writeResult } = await import("./lib/harness.mjs");
@@ -42,7 +43,7 @@ function postgresCpuSeconds() {
 // CPU seconds of one process (the replica): its own share of the cost, beside Postgres's.
 const replicaCpu = { on: 0, off: 0 };
 function processCpuSeconds(pid) {
-  const fields = spawnSync("cat", [`/proc/${pid}/stat`], { encoding: "utf8" }).stdout.split(") ")[1]?.split(" ") ?? [];
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
