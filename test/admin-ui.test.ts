@@ -28,6 +28,12 @@ const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium && process.env.GATEHOUSE_REQUIRE_CHROMIUM) throw new Error(`Chromium is required here (GATEHOUSE_REQUIRE_CHROMIUM) but ${CHROMIUM} does not exist`);
 const SHOTS = process.env.UI_SCREENSHOTS_DIR ? path.resolve(process.env.UI_SCREENSHOTS_DIR) : path.join(tmpdir(), `gatehouse-ui-${process.pid}`);
 
+/**
+ * A condition on the page, polled until it holds, for up to 15 s: the browser, two replicas and Postgres share two
+ * cores with the rest of the suite. (vitest's own default is 1 s; Playwright's actions never give up by default.)
+ */
+const eventually = <T>(condition: () => Promise<T> | T) => expect.poll(condition, { timeout: 15_000, interval: 50 });
+
 /** A GET sent with its path exactly as given (fetch would resolve "..", and so never send it). */
 function rawGet(base: string, rawPath: string): Promise<{ status: number; body: string }> {
   const { hostname, port } = new URL(base);
@@ -213,6 +219,8 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
     [A, B] = cluster.replicas as [Replica, Replica];
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    // No action or wait may hang a test until its own timeout, which would hide what it waited for.
+    context.setDefaultTimeout(15_000);
     page = await context.newPage();
     context.on("weberror", (e) => pageErrors.push(String(e.error())));
   }, 60_000);
@@ -232,7 +240,7 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
     await shot("login");
     await field.fill("sk-not-the-master-key");
     await field.press("Enter");
-    await expect.poll(() => page.getByRole("alert").textContent()).toContain("not the master key");
+    await eventually(() => page.getByRole("alert").textContent()).toContain("not the master key");
     await field.fill(cluster.masterKey);
     await field.press("Enter");
     await page.getByRole("heading", { level: 1, name: "Keys" }).waitFor();
@@ -249,26 +257,26 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
     await shown.waitFor();
     first = await shown.inputValue();
     expect(first).toMatch(/^sk-/);
-    await expect.poll(() => page.getByRole("button", { name: "Copy" }).isVisible()).toBe(true);
+    await eventually(() => page.getByRole("button", { name: "Copy" }).isVisible()).toBe(true);
     await shot("keys-generated");
     expect(await B.chat(first, "priced")).toBe(200);
     await page.getByRole("button", { name: /hide the key/ }).click();
-    await expect.poll(() => shown.count()).toBe(0);
+    await eventually(() => shown.count()).toBe(0);
     expect(await onScreen(page)).not.toContain(first);
-    await expect.poll(() => page.getByRole("button", { name: "ui-key" }).isVisible()).toBe(true);
+    await eventually(() => page.getByRole("button", { name: "ui-key" }).isVisible()).toBe(true);
   });
 
   it("regenerates with a grace: the timeline shows both tokens valid, and both authenticate on both replicas", async () => {
     await page.getByRole("button", { name: "ui-key" }).click();
     await page.getByRole("heading", { level: 2, name: "Key ui-key" }).waitFor();
-    await expect.poll(() => page.getByLabel("Grace period for the old token").inputValue()).toBe("1h");
+    await eventually(() => page.getByLabel("Grace period for the old token").inputValue()).toBe("1h");
     await page.getByRole("button", { name: "Regenerate" }).click();
-    await expect.poll(() => page.locator(".one-time-key").count()).toBe(1);
+    await eventually(() => page.locator(".one-time-key").count()).toBe(1);
     second = await page.locator(".one-time-key").inputValue();
     expect(second).toMatch(/^sk-/);
     expect(second).not.toBe(first);
     const lanes = page.locator(".timeline li");
-    await expect.poll(() => lanes.count()).toBe(2);
+    await eventually(() => lanes.count()).toBe(2);
     expect(await page.locator(".timeline li.old .lane-text").textContent()).toMatch(/^valid now, until .* \(in (59|60) min\)$/);
     expect(await page.locator(".timeline li.current .lane-text").textContent()).toMatch(/^valid now/);
     await page.getByRole("button", { name: /hide the key/ }).click();
@@ -287,7 +295,7 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
 
   it("ends the grace early: the old token is refused everywhere, the new one still works", async () => {
     await page.getByRole("button", { name: "End grace now" }).click();
-    await expect.poll(() => page.locator(".timeline li").count()).toBe(1);
+    await eventually(() => page.locator(".timeline li").count()).toBe(1);
     for (const r of [A, B]) {
       expect(await r.chat(first, "priced"), `old token on ${r.name}`).toBe(401);
       expect(await r.chat(second, "priced"), `new token on ${r.name}`).toBe(200);
@@ -296,10 +304,10 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
 
   it("blocks the key: refused on every replica; unblocks it: served again", async () => {
     await page.getByRole("button", { name: "Block", exact: true }).click();
-    await expect.poll(() => page.locator(".detail .badge").first().textContent()).toBe("blocked");
+    await eventually(() => page.locator(".detail .badge").first().textContent()).toBe("blocked");
     for (const r of [A, B]) expect(await r.chat(second, "priced"), `blocked key on ${r.name}`).toBe(401);
     await page.getByRole("button", { name: "Unblock" }).click();
-    await expect.poll(() => page.locator(".detail .badge").first().textContent()).toBe("active");
+    await eventually(() => page.locator(".detail .badge").first().textContent()).toBe("active");
     for (const r of [A, B]) expect(await r.chat(second, "priced"), `unblocked key on ${r.name}`).toBe(200);
   });
 
@@ -308,7 +316,7 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
     await expectLabelled(page);
     await page.locator("#f-edit-rpm_limit").fill("7");
     await page.getByRole("button", { name: "Save limits" }).click();
-    await expect.poll(() => page.getByRole("status").filter({ hasText: "Limits saved." }).count()).toBe(1);
+    await eventually(() => page.getByRole("status").filter({ hasText: "Limits saved." }).count()).toBe(1);
     const info = await B.admin(`/key/info?key=${encodeURIComponent(second)}`);
     expect(info.body.info.rpm_limit).toBe(7);
   });
@@ -323,7 +331,7 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
     await page.getByRole("heading", { level: 2, name: "Team UI team" }).waitFor();
     await page.getByLabel("User id").fill("ui-user");
     await page.getByRole("button", { name: "Add member" }).click();
-    await expect.poll(() => page.getByRole("table", { name: "Members" }).textContent()).toContain("ui-user");
+    await eventually(() => page.getByRole("table", { name: "Members" }).textContent()).toContain("ui-user");
     await expectLabelled(page);
     await shot("teams");
     const team = await B.admin("/team/info?team_id=ui-team");
@@ -336,7 +344,7 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
     await page.getByLabel("Upstream model").fill("mock/ui-model");
     await page.getByLabel("API key").fill("sk-upstream-secret-ui");
     await page.getByRole("button", { name: "Add model" }).click();
-    await expect.poll(() => page.getByRole("table").textContent()).toContain("ui-model");
+    await eventually(() => page.getByRole("table").textContent()).toContain("ui-model");
     // The credential is write-only: never on the page once added (the form is cleared, the table says "set").
     expect(await onScreen(page)).not.toContain("sk-upstream-secret-ui");
     await expectLabelled(page);
@@ -373,14 +381,14 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
   it("the cluster page shows both replicas current, and the event a change made applied on each", async () => {
     await go(page, "Cluster");
     const summary = page.getByTestId("cluster-summary");
-    await expect.poll(() => summary.textContent(), { timeout: 10_000 }).toMatch(/2 of 2 live replicas are current/);
+    await eventually(() => summary.textContent()).toMatch(/2 of 2 live replicas are current/);
     const key = await generateKey(A, {});
     expect((await B.admin("/key/block", { key: key.key })).status).toBe(200);
     const eventId = (await cluster.pool.query("SELECT max(id)::int AS id FROM gh_key_events")).rows[0].id as number;
     const table = page.getByRole("table", { name: "Replicas" });
     for (const r of [A, B]) {
       const row = table.getByRole("row").filter({ hasText: r.replicaId });
-      await expect.poll(() => row.getByTestId("applied").textContent(), { timeout: 10_000 }).toBe(`#${eventId.toLocaleString("en-US")}`);
+      await eventually(() => row.getByTestId("applied").textContent()).toBe(`#${eventId.toLocaleString("en-US")}`);
       expect(await row.textContent()).toMatch(/current/);
       // How long that change took to reach this replica.
       expect(await row.getByTestId("last-lag").textContent()).toMatch(/^\d+(\.\d)? ms$/);
@@ -395,14 +403,14 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
       SELECT encode(sha256(('bulk-' || i)::bytea), 'hex'), 'bulk-' || lpad(i::text, 6, '0'), 'sk-...' || lpad(i::text, 4, '0')
       FROM generate_series(1, 100000) i`);
     await go(page, "Keys");
-    await expect.poll(() => page.getByRole("status").filter({ hasText: "keys" }).first().textContent()).toMatch(/^100,0\d\d keys\.$/);
+    await eventually(() => page.getByRole("status").filter({ hasText: "keys" }).first().textContent()).toMatch(/^100,0\d\d keys\.$/);
     const pages = Number((await page.getByText(/^Page 1 of /).textContent())!.replace(/^Page 1 of /, "").replace(/,/g, ""));
     await page.getByLabel("Go to page").fill(String(pages));
     await page.getByRole("button", { name: "Go", exact: true }).click();
-    await expect.poll(() => page.getByText(/^Page [\d,]+ of /).textContent()).toBe(`Page ${pages.toLocaleString("en-US")} of ${pages.toLocaleString("en-US")}`);
+    await eventually(() => page.getByText(/^Page [\d,]+ of /).textContent()).toBe(`Page ${pages.toLocaleString("en-US")} of ${pages.toLocaleString("en-US")}`);
     await page.getByLabel("Search keys").fill("bulk-09999");
     await page.getByRole("button", { name: "Search", exact: true }).click();
-    await expect.poll(() => page.getByRole("status").filter({ hasText: "matching" }).textContent()).toBe("10 keys matching “bulk-09999”.");
+    await eventually(() => page.getByRole("status").filter({ hasText: "matching" }).textContent()).toBe("10 keys matching “bulk-09999”.");
     await shot("keys");
   });
 
@@ -410,7 +418,7 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
     await page.setViewportSize({ width: 390, height: 844 });
     await page.getByLabel("Search keys").fill("");
     await page.getByRole("button", { name: "Search", exact: true }).click();
-    await expect.poll(() => page.getByRole("status").filter({ hasText: "keys" }).first().textContent()).toMatch(/^100,0\d\d keys\.$/);
+    await eventually(() => page.getByRole("status").filter({ hasText: "keys" }).first().textContent()).toMatch(/^100,0\d\d keys\.$/);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     expect(overflow).toBeLessThanOrEqual(0);
     await page.screenshot({ path: path.join(SHOTS, "keys-phone.png") });
@@ -418,14 +426,20 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
   });
 
   it("logging out on one replica logs the other replica's page out", async () => {
-    const other = await context.newPage();
+    // Another browser holding the same session (a copy of the cookie): the logout clears this browser's cookie, so
+    // only a page that still sends it shows that the session itself ended, on every replica.
+    const otherContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    otherContext.setDefaultTimeout(15_000);
+    await otherContext.addCookies(await context.cookies());
+    const other = await otherContext.newPage();
     await other.goto(`${B.url}/ui/#/teams`);
     await other.getByRole("heading", { level: 1, name: "Teams" }).waitFor(); // the same session, on B
     await page.getByRole("button", { name: "Log out" }).click();
     await page.getByLabel("Master key").waitFor();
-    await go(other, "Users").catch(() => {}); // its next call meets the ended session
-    await other.getByLabel("Master key").waitFor({ timeout: 5_000 });
-    expect(await other.getByRole("status").textContent()).toMatch(/logged out/);
-    await other.close();
+    // The other page's next call (its Users page loading) meets the ended session and returns to the login form.
+    await other.getByRole("link", { name: "Users", exact: true }).click();
+    await other.getByLabel("Master key").waitFor();
+    expect(await other.locator(".login .notice").textContent()).toMatch(/^You were logged out: Your session has ended/);
+    await otherContext.close();
   });
 });

@@ -48,6 +48,21 @@ async function costPerRequest(): Promise<number> {
   return costOf(res.body.usage);
 }
 
+/**
+ * How each replica admitted requests so far (Redis, prefetched, local fallback) and its Redis breaker: printed
+ * when a count of admitted requests is off, to tell a limiter fault from a test one.
+ */
+async function admissionPaths(): Promise<string> {
+  const lines = await Promise.all(
+    [A, B].map(async (r) => {
+      const text: string = (await r.admin("/metrics")).text;
+      const wanted = text.split("\n").filter((l) => /^gatehouse_(limit_admissions_total|breaker_state|limit_rejections_total)/.test(l));
+      return `${r.name}: ${wanted.join("; ")}`;
+    }),
+  );
+  return lines.join("\n");
+}
+
 /** Sends requests alternately through A and B until one is refused; returns the refusal and how many passed. */
 async function spendUntilRefused(keys: string[], limit = 50) {
   for (let i = 0; i < limit; i++) {
@@ -65,7 +80,7 @@ describe("limits at every level, across two replicas", () => {
     await cluster.settle();
 
     const { refusal, admitted } = await spendUntilRefused([k1.key, k2.key]);
-    expect(admitted).toBe(4);
+    expect(admitted, await admissionPaths()).toBe(4);
     expect(refusal.status).toBe(400);
     expect(openAIError(refusal.body)).toMatchObject({ type: "budget_exceeded", code: "budget_exceeded" });
     expect(refusal.body.error.message).toBe(`Budget has been exceeded! Team=${team.team_id} Current cost: ${4 * perRequest}, Max budget: ${4 * perRequest}`);
@@ -92,7 +107,7 @@ describe("limits at every level, across two replicas", () => {
     await cluster.settle();
 
     const { refusal, admitted } = await spendUntilRefused([k.key]);
-    expect(admitted).toBe(2);
+    expect(admitted, await admissionPaths()).toBe(2);
     expect(refusal.status).toBe(400);
     expect(refusal.body.error.message).toContain(`User=${user.user_id} `);
     expect((await B.admin(`/user/info?user_id=${user.user_id}`)).body.user_info.spend).toBe(2 * perRequest);
@@ -112,7 +127,7 @@ describe("limits at every level, across two replicas", () => {
     await cluster.settle();
 
     const { refusal, admitted } = await spendUntilRefused([aliceKey.key]);
-    expect(admitted).toBe(3);
+    expect(admitted, await admissionPaths()).toBe(3);
     expect(refusal.body.error.message).toContain(`TeamMember=${alice} (Team=${team.team_id})`);
     for (const r of [A, B]) expect((await chat(r, bobKey.key)).status).toBe(200);
 

@@ -65,7 +65,9 @@ function App() {
   const ended = (error) => {
     setSession(null);
     setSessionState(null);
-    setReason(error ? `You were logged out: ${error.message}` : null);
+    // session_expired: the session row is gone (a logout on any replica, its end, a new master key); otherwise
+    // this browser holds no session at all (its cookie was cleared).
+    setReason(error ? (error.code === "session_expired" ? `You were logged out: ${error.message}` : "You are not logged in.") : null);
   };
   const loggedIn = (s) => {
     setSession(s, ended);
