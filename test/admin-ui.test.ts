@@ -332,10 +332,14 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
     await page.getByLabel("User id").fill("ui-user");
     await page.getByRole("button", { name: "Add member" }).click();
     await eventually(() => page.getByRole("table", { name: "Members" }).textContent()).toContain("ui-user");
+    await page.locator("#f-team-max_budget").fill("6");
+    await page.getByRole("button", { name: "Save team limits" }).click();
+    await eventually(() => page.getByRole("status").filter({ hasText: "Team limits saved" }).count()).toBe(1);
+    expect((await B.admin("/team/info?team_id=ui-team")).body.team_info.max_budget).toBe(6);
     await expectLabelled(page);
     await shot("teams");
     const team = await B.admin("/team/info?team_id=ui-team");
-    expect(team.body.team_info).toMatchObject({ team_alias: "UI team", max_budget: 5 });
+    expect(team.body.team_info).toMatchObject({ team_alias: "UI team", max_budget: 6 });
     expect(team.body.team_info.members_with_roles).toEqual([expect.objectContaining({ user_id: "ui-user", role: "user" })]);
 
     await go(page, "Models");

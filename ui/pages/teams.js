@@ -76,6 +76,11 @@ function TeamDetail({ teamId, onChanged, onClose }) {
       `${user_id} added.`,
     ).then((r) => r && form.reset());
   };
+  const setBudget = (e) => {
+    e.preventDefault();
+    const values = formValues(e.target, { numbers: ["max_budget", "rpm_limit"] });
+    change(() => post("/team/update", { team_id: teamId, ...values }), "Team limits saved on every replica.");
+  };
   const remove = () => {
     if (!window.confirm(`Delete team ${t.team_alias ?? teamId} and every key of it?`)) return;
     action
@@ -111,6 +116,12 @@ function TeamDetail({ teamId, onChanged, onClose }) {
           }
           <button type="button" class="danger" onClick=${remove}>Delete team</button>
         </div>
+        <form class="inline-form" onSubmit=${setBudget} aria-label="Set the team's limits">
+          <${Field} scope="team" label="Max budget (USD)" name="max_budget" type="number" step="any" min="0" placeholder=${t.max_budget ?? ""} />
+          <${Field} scope="team" label="Budget period" name="budget_duration" placeholder=${t.budget_duration ?? "e.g. 30d"} />
+          <${Field} scope="team" label="Requests per minute" name="rpm_limit" type="number" min="0" placeholder=${t.rpm_limit ?? ""} />
+          <button type="submit" disabled=${action.busy}>Save team limits</button>
+        </form>
         <${Table}
           caption="Members"
           rowKey=${(m) => m.user_id}
