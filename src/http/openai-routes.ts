@@ -314,8 +314,9 @@ function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
   const fromClient = typeof clientId === "string" && clientId === x.requestId;
   return {
     request_id: fromClient ? randomUUID() : x.requestId,
-    start_time: new Date(x.startedWall).toISOString(),
-    end_time: new Date(x.startedWall + latencyMs).toISOString(),
+    // Epoch milliseconds: formatting two dates here cost more than the rest of the row.
+    start_time: x.startedWall,
+    end_time: x.startedWall + Math.round(latencyMs),
     client_request_id: fromClient ? clientId : null,
     key_hash: isMaster ? null : record.token,
     key_id: isMaster ? null : record.keyId,

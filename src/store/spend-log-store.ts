@@ -7,8 +7,12 @@ import type { Queryable } from "./db.js";
 
 export interface SpendLogRow {
   request_id: string;
-  start_time: string;
-  end_time: string;
+  /**
+   * Epoch milliseconds as built by the request path (formatting a date costs more than the rest of the row); ISO
+   * text in a journal written by an older version, or in a row read back from Postgres.
+   */
+  start_time: number | string;
+  end_time: number | string;
   client_request_id: string | null;
   key_hash: string | null;
   key_id: string | null;
@@ -78,6 +82,12 @@ const INSERT_NEW_BATCH = insertBatch("");
 // already there are skipped, the others inserted; the daily totals get only those.
 const INSERT_BATCH_ONCE = insertBatch("ON CONFLICT DO NOTHING");
 
+/** The fields a request shares with the others of its key, model and replica: sent once per batch. */
+const DIM_FIELDS = ["key_hash", "key_id", "key_name", "key_alias", "team_id", "user_id", "model", "model_id", "upstream_model", "replica_id"] as const;
+
+const sameDims = (a: SpendLogRow, b: SpendLogRow) => DIM_FIELDS.every((f) => a[f] === b[f]);
+const epochMs = (t: number | string) => (typeof t === "number" ? t : Date.parse(t));
+
 /**
  * The batch as sent (see insertBatch): the distinct (key, team, user, model, deployment, replica) of its rows, and
  * per row its own fields under short names, null and empty ones left out. total_tokens is prompt + completion.
@@ -85,17 +95,27 @@ const INSERT_BATCH_ONCE = insertBatch("ON CONFLICT DO NOTHING");
 function wireBatch(rows: readonly SpendLogRow[]): [string, string] {
   const dims: Array<Record<string, unknown>> = [];
   const dimIndex = new Map<string, number>();
-  const compact = rows.map((row) => {
+  const dimOf = (row: SpendLogRow): number => {
     // Exact by construction (a JSON array of the values): no two different tuples share a key, nulls included.
-    const dimKey = JSON.stringify([row.key_hash, row.key_id, row.key_name, row.key_alias, row.team_id, row.user_id, row.model, row.model_id, row.upstream_model, row.replica_id]);
+    const dimKey = JSON.stringify(DIM_FIELDS.map((f) => row[f]));
     let d = dimIndex.get(dimKey);
     if (d === undefined) {
       d = dims.length;
       dimIndex.set(dimKey, d);
-      const { key_hash, key_id, key_name, key_alias, team_id, user_id, model, model_id, upstream_model, replica_id } = row;
-      dims.push({ d, key_hash, key_id, key_name, key_alias, team_id, user_id, model, model_id, upstream_model, replica_id });
+      const dim: Record<string, unknown> = { d };
+      for (const f of DIM_FIELDS) dim[f] = row[f];
+      dims.push(dim);
     }
-    const out: Record<string, unknown> = { d, r: row.request_id, s: Date.parse(row.start_time), e: Date.parse(row.end_time), p: row.prompt_tokens, c: row.completion_tokens };
+    return d;
+  };
+  let previous: SpendLogRow | undefined;
+  let previousDim = -1;
+  const compact = rows.map((row) => {
+    // Rows of one busy key follow each other: most rows share the previous row's fields, no lookup needed.
+    const d = previous !== undefined && sameDims(row, previous) ? previousDim : dimOf(row);
+    previous = row;
+    previousDim = d;
+    const out: Record<string, unknown> = { d, r: row.request_id, s: epochMs(row.start_time), e: epochMs(row.end_time), p: row.prompt_tokens, c: row.completion_tokens };
     out.$ = row.spend;
     out.l = row.latency_ms;
     out.st = row.status;
