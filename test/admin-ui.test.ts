@@ -389,6 +389,11 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
       { timeoutMs: 10_000, what: "the spend total to change" },
     );
     expect(await page.getByRole("table", { name: "Spend per model" }).textContent()).toContain("priced");
+    // Per key, a key is named by its alias (the report groups by token hash; the page looks the hash up).
+    await page.getByLabel("Per", { exact: true }).selectOption("key");
+    await eventually(() => page.getByRole("table", { name: "Spend per key" }).textContent()).toContain("ui-key");
+    await page.getByLabel("Per", { exact: true }).selectOption("model");
+    await page.getByRole("table", { name: "Spend per model" }).waitFor();
     expect(await page.locator(".chart rect").count()).toBeGreaterThan(0);
     await expectLabelled(page);
     await shot("spend");

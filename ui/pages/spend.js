@@ -13,10 +13,39 @@ function daysOf(start, end) {
   return out;
 }
 
-function label(group, name) {
+function label(group, name, keyNames) {
   if (name === null) return group === "team" ? "(no team)" : group === "user" ? "(no user)" : "(master key)";
-  // Keys are grouped by the token's hash: a short, recognisable piece of it (never a key).
-  return group === "key" ? `key …${name.slice(-8)}` : name;
+  if (group !== "key") return name;
+  // Keys are grouped by the token's hash: the key's alias or name when it is still known, else a short piece of
+  // the hash (never a key).
+  return keyNames.get(name) ?? `key …${name.slice(-8)}`;
+}
+
+const KEYS_NAMED = 20;
+
+/** The report, and for a report per key the alias or name of its largest spenders' keys (a hash finds its key). */
+async function loadReport(query) {
+  const report = await get("/global/spend/report", query);
+  const keyNames = new Map();
+  // The data says which grouping it is: the selector may already show the next one while this is on screen.
+  const group = query.group_by;
+  if (group !== "key") return { group, report, keyNames };
+  const spend = new Map();
+  for (const d of report) for (const g of d.keys) if (g.name !== null) spend.set(g.name, (spend.get(g.name) ?? 0) + g.total_spend);
+  const largest = [...spend].sort((a, b) => b[1] - a[1]).slice(0, KEYS_NAMED);
+  await Promise.all(
+    largest.map(async ([hash]) => {
+      try {
+        const { info } = await get("/key/info", { key: hash });
+        // Aliases are unique; names (sk-...abcd) may repeat across keys, so those carry a piece of the hash.
+        const name = info.key_alias ?? `${info.key_name} (…${hash.slice(-6)})`;
+        keyNames.set(hash, info.deprecated ? `${name} (old token ${info.deprecated.key_name})` : name);
+      } catch {
+        // A deleted key: its hash is all that is left.
+      }
+    }),
+  );
+  return { group, report, keyNames };
 }
 
 export function SpendPage() {
@@ -24,15 +53,16 @@ export function SpendPage() {
   const [range, setRange] = useState("30");
   const end = day(new Date());
   const start = day(new Date(Date.now() - (Number(range) - 1) * 86_400_000));
-  const report = useLoad(() => get("/global/spend/report", { start_date: start, end_date: end, group_by: group }), [group, range]);
+  const report = useLoad(() => loadReport({ start_date: start, end_date: end, group_by: group }), [group, range]);
 
   let chart = null;
+  const shown = report.data?.group ?? group;
   if (report.data) {
     const totals = new Map();
     const perDay = new Map();
-    for (const d of report.data)
-      for (const g of d[FIELD[group]]) {
-        const name = label(group, g.name);
+    for (const d of report.data.report)
+      for (const g of d[FIELD[shown]]) {
+        const name = label(shown, g.name, report.data.keyNames);
         const t = totals.get(name) ?? { name, spend: 0, requests: 0, tokens: 0 };
         t.spend += g.total_spend;
         t.requests += g.total_requests;
@@ -74,14 +104,14 @@ export function SpendPage() {
     ${
       chart &&
       html`<p class="summary" data-testid="spend-total">${money(total)} over ${num(requests)} requests, ${start} to ${end}.</p>
-        <${BarChart} days=${daysOf(start, end)} series=${chart.series} label=${`Spend per day per ${group}, ${start} to ${end}: ${money(total)} in all`} />
+        <${BarChart} days=${daysOf(start, end)} series=${chart.series} label=${`Spend per day per ${shown}, ${start} to ${end}: ${money(total)} in all`} />
         <${Table}
-          caption=${`Spend per ${group}`}
+          caption=${`Spend per ${shown}`}
           rowKey=${(t) => t.name}
           rows=${chart.ranked}
           empty="No spend in this range."
           columns=${[
-            { title: group[0].toUpperCase() + group.slice(1), cell: (t) => t.name },
+            { title: shown[0].toUpperCase() + shown.slice(1), cell: (t) => t.name },
             { title: "Spend", cell: (t) => money(t.spend) },
             { title: "Requests", cell: (t) => num(t.requests) },
             { title: "Tokens", cell: (t) => num(t.tokens) },
