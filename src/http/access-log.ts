@@ -1,10 +1,10 @@
-import { randomUUID } from "node:crypto";
 import type { NextFunction, Request, Response } from "express";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AuthResult } from "../auth/authenticator.js";
 import type { Logger } from "../logger.js";
 import type { Metrics, RouteRecorder } from "../metrics/metrics.js";
 import { loggablePath, pathOf } from "./loggable-path.js";
+import { newRequestId } from "./request-id.js";
 
 /** What the request path learns about a request, for the one log line written when it ends. */
 export interface RequestRecord {
@@ -42,7 +42,7 @@ export class AccessLog {
   /** Assigns the request id (the client's `x-request-id` when it is sane) and echoes it. */
   begin(req: IncomingMessage, res: ServerResponse, record: RequestRecord): void {
     const given = req.headers["x-request-id"];
-    record.requestId = typeof given === "string" && given.length > 0 && given.length <= MAX_REQUEST_ID ? given : randomUUID();
+    record.requestId = typeof given === "string" && given.length > 0 && given.length <= MAX_REQUEST_ID ? given : newRequestId();
     record.startedAt = performance.now();
     res.setHeader("x-request-id", record.requestId);
   }

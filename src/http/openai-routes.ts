@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { callerAllowsModel } from "../auth/auth-record.js";
 import type { AuthResult } from "../auth/authenticator.js";
@@ -18,6 +17,7 @@ import { assertRequestShape, duplicateTopLevelKey } from "../proxy/request-shape
 import type { AccessLog, RequestRecord } from "./access-log.js";
 import type { CallerAuth } from "./auth-middleware.js";
 import { classifyError, isClientAbort, serializeError, writeError, writeJson } from "./error-mapping.js";
+import { newRequestId } from "./request-id.js";
 import { loggablePath, pathOf } from "./loggable-path.js";
 import { parseJsonBody, readJsonBody } from "./request-body.js";
 
@@ -313,7 +313,7 @@ function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
   const clientId = x.req.headers["x-request-id"];
   const fromClient = typeof clientId === "string" && clientId === x.requestId;
   return {
-    request_id: fromClient ? randomUUID() : x.requestId,
+    request_id: fromClient ? newRequestId() : x.requestId,
     // Epoch milliseconds: formatting two dates here cost more than the rest of the row.
     start_time: x.startedWall,
     end_time: x.startedWall + Math.round(latencyMs),
