@@ -1,4 +1,15 @@
 import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS } from "../src/faults/breaker.js";
+import { createLogger } from "../src/logger.js";
+import { SpendJournal } from "../src/spendlogs/spend-journal.js";
+import { SpendLogWriter } from "../src/spendlogs/spend-log-writer.js";
+import { Database } from "../src/store/database.js";
+import { createPool } from "../src/store/db.js";
+import { insertSpendLogs, type SpendLogRow } from "../src/store/spend-log-store.js";
+import { LogCapture } from "./helpers/gateway-fixture.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConfigFile } from "../src/config/settings.js";
 import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
@@ -165,7 +176,6 @@ describe("spend logs on two replicas", () => {
   it("a batch written twice (its answer lost, retried) adds no row and no total twice", async () => {
     const { rows } = await cluster.pool.query("SELECT * FROM gh_spend_logs ORDER BY start_time LIMIT 3");
     const before = await cluster.pool.query("SELECT sum(requests)::int AS n, sum(spend) AS spend FROM gh_spend_daily");
-    const { insertSpendLogs } = await import("../src/store/spend-log-store.js");
     const again = rows.map((r) => ({ ...r, start_time: r.start_time.toISOString(), end_time: r.end_time.toISOString() }));
     expect(await insertSpendLogs(cluster.pool, again)).toBe(0);
     const after = await cluster.pool.query("SELECT sum(requests)::int AS n, sum(spend) AS spend FROM gh_spend_daily");
@@ -183,6 +193,71 @@ describe("spend logs on two replicas", () => {
     expect((await cluster.pool.query("SELECT sum(requests)::int AS n, sum(spend) AS spend FROM gh_spend_daily")).rows[0]).toEqual(before.rows[0]);
     expect(await insertSpendLogs(cluster.pool, [fresh, ...again], true)).toBe(1);
     expect((await cluster.pool.query("SELECT sum(requests)::int AS n FROM gh_spend_daily")).rows[0].n).toBe(before.rows[0].n + 1);
+  });
+
+  it("the writer: a batch whose first write committed unseen is written again without repeats; a row with a bad time is set aside alone", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "gatehouse-writer-"));
+    const pool = createPool(cluster.db.url, { max: 2 });
+    const logger = createLogger({ destination: new LogCapture(), level: "warn" });
+    const journal = new SpendJournal(dir);
+    await journal.open();
+    const writer = new SpendLogWriter({
+      db: new Database(pool, new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS)),
+      journal,
+      logger,
+      batchRows: 100,
+      memoryMaxRows: 1_000,
+    });
+    const model = `writer-${randomUUID()}`;
+    const row = (start: number | string): SpendLogRow => ({
+      request_id: randomUUID(),
+      start_time: start,
+      end_time: typeof start === "number" ? start + 5 : start,
+      client_request_id: null,
+      key_hash: null,
+      key_id: null,
+      key_name: "master-key",
+      key_alias: null,
+      team_id: null,
+      user_id: null,
+      model,
+      model_id: null,
+      upstream_model: "x",
+      prompt_tokens: 1,
+      completion_tokens: 1,
+      total_tokens: 2,
+      spend: 0.25,
+      latency_ms: 5,
+      overhead_ms: 1,
+      status: 200,
+      error_code: null,
+      stream: false,
+      replica_id: "writer-test",
+      tags: [],
+      metadata: {},
+    });
+    const daily = async () => (await cluster.pool.query("SELECT coalesce(sum(requests), 0)::int AS n FROM gh_spend_daily WHERE model = $1", [model])).rows[0].n;
+    const logged = async () => (await cluster.pool.query("SELECT count(*)::int AS n FROM gh_spend_logs WHERE model = $1", [model])).rows[0].n;
+    try {
+      const rows = [row(Date.now()), row(Date.now()), row(Date.now())];
+      // The first of them was written once already: a write whose answer was lost.
+      expect(await insertSpendLogs(pool, [rows[0]!], false)).toBe(1);
+      for (const r of rows) writer.record(r);
+      await writer.flush();
+      expect(writer.counters).toMatchObject({ written: 3, flushFailures: 0, dropped: 0, journaled: 0 });
+      expect(await logged()).toBe(3);
+      expect(await daily()).toBe(3);
+
+      writer.record(row("not a time"));
+      writer.record(row(Date.now()));
+      await writer.flush();
+      expect(writer.counters).toMatchObject({ dropped: 1, flushFailures: 0, journaled: 0 });
+      expect(await logged()).toBe(4);
+      expect(await daily()).toBe(4);
+    } finally {
+      await pool.end();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -36,7 +36,7 @@ export class SpendJournal {
     if (rows.length === 0) return;
     const fd = openSync(path.join(this.dir, this.own), "a", 0o600);
     try {
-      writeSync(fd, `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);
+      writeSync(fd, `${rows.map((r) => JSON.stringify(journalForm(r))).join("\n")}\n`);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -133,4 +133,14 @@ function ownerOf(name: string): string {
 /** Host names hold no "-" here, so `<host>-<pid>-<start>` parses back. */
 function safe(s: string): string {
   return s.replace(/[^A-Za-z0-9_.]/g, "_");
+}
+
+/**
+ * A row as the journal keeps it: times as ISO text, as every version has written them, so a journal outlives a
+ * downgrade (an older version reading epoch numbers as timestamps would refuse every row). Only an outage writes
+ * here, so the cost of formatting dates does not matter.
+ */
+function journalForm(row: SpendLogRow): SpendLogRow {
+  const iso = (t: number | string) => (typeof t === "number" ? new Date(t).toISOString() : t);
+  return { ...row, start_time: iso(row.start_time), end_time: iso(row.end_time) };
 }

@@ -151,7 +151,8 @@ function isUniqueViolation(err: unknown): boolean {
   return (err as { code?: unknown }).code === "23505";
 }
 
+/** A value Postgres cannot store (class 22), or a required one missing (23502: a damaged journal line). */
 function isDataError(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
-  return typeof code === "string" && code.startsWith("22");
+  return typeof code === "string" && (code.startsWith("22") || code === "23502");
 }

@@ -13,15 +13,16 @@ export interface PoolOptions {
 }
 
 export function createPool(connectionString: string, options: PoolOptions = {}): pg.Pool {
+  const timeoutMs = options.statementTimeoutMs ?? 3_000;
   const pool = new pg.Pool({
     connectionString,
     max: options.max ?? 10,
     application_name: options.applicationName ?? "gatehouse",
-    statement_timeout: options.statementTimeoutMs ?? 3_000,
+    statement_timeout: timeoutMs,
     // Client-side bound as well: a server that stops answering (a blackholed connection) cannot enforce
     // its own statement_timeout. This is what ends a call to a hung Postgres (the breaker does not time
     // Postgres calls out, see faults/breaker.ts).
-    query_timeout: (options.statementTimeoutMs ?? 3_000) + 1_000,
+    query_timeout: timeoutMs + 1_000,
     // Waiting longer for a connection than a breaker allows for the whole call would be pointless.
     connectionTimeoutMillis: 2_000,
     idleTimeoutMillis: 30_000,

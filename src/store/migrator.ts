@@ -69,8 +69,12 @@ export async function migrate(pool: pg.Pool, dir = migrationsDir): Promise<strin
 }
 
 /** Migrates over a connection of its own to `directUrl` (not through a pooler), then closes it. */
+const MIGRATION_TIMEOUT_MS = 10 * 60_000;
+
 export async function migrateDirect(directUrl: string): Promise<string[]> {
-  const pool = createPool(directUrl, { max: 1, applicationName: "gatehouse-migrate" });
+  // A long bound, not the request path's 3 s: a migration may build an index over weeks of spend logs (it runs
+  // once, under a lock); still bounded, so a start never hangs for good behind a lock nobody releases.
+  const pool = createPool(directUrl, { max: 1, applicationName: "gatehouse-migrate", statementTimeoutMs: MIGRATION_TIMEOUT_MS });
   try {
     return await migrate(pool);
   } finally {

@@ -86,7 +86,12 @@ const INSERT_BATCH_ONCE = insertBatch("ON CONFLICT DO NOTHING");
 const DIM_FIELDS = ["key_hash", "key_id", "key_name", "key_alias", "team_id", "user_id", "model", "model_id", "upstream_model", "replica_id"] as const;
 
 const sameDims = (a: SpendLogRow, b: SpendLogRow) => DIM_FIELDS.every((f) => a[f] === b[f]);
-const epochMs = (t: number | string) => (typeof t === "number" ? t : Date.parse(t));
+/** A row's time in epoch ms; a time that is not one (a damaged journal line) is refused as Postgres would (22007). */
+function epochMs(t: number | string): number {
+  const ms = typeof t === "number" ? t : Date.parse(t);
+  if (!Number.isFinite(ms)) throw Object.assign(new Error(`a spend log row's time is not a time: ${String(t).slice(0, 40)}`), { code: "22007" });
+  return ms;
+}
 
 /**
  * The batch as sent (see insertBatch): the distinct (key, team, user, model, deployment, replica) of its rows, and
@@ -123,8 +128,8 @@ function wireBatch(rows: readonly SpendLogRow[]): [string, string] {
     if (row.client_request_id !== null) out.cr = row.client_request_id;
     if (row.error_code !== null) out.ec = row.error_code;
     if (row.stream) out.sm = true;
-    if (row.tags.length > 0) out.g = row.tags;
-    if (Object.keys(row.metadata).length > 0) out.m = row.metadata;
+    if (row.tags?.length > 0) out.g = row.tags;
+    if (row.metadata && Object.keys(row.metadata).length > 0) out.m = row.metadata;
     return out;
   });
   return [JSON.stringify(compact), JSON.stringify(dims)];
@@ -204,6 +209,9 @@ export interface SpendLogQuery {
 }
 
 /** Newest first. `requestId` matches Gatehouse's request id or the client's x-request-id. */
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const uuidOrNull = (v: string | undefined) => (v !== undefined && UUID_TEXT.test(v) ? v : null);
+
 export async function findSpendLogs(db: Queryable, q: SpendLogQuery): Promise<SpendLogRow[]> {
   // key_hash has no index of its own (every index is paid on every row written): a key still known is found by its
   // key_id, which has one; a deleted key's rows are found by their hash alone.
@@ -217,10 +225,11 @@ export async function findSpendLogs(db: Queryable, q: SpendLogQuery): Promise<Sp
   const { rows } = await db.query<SpendLogRow>(
     `SELECT * FROM gh_spend_logs
      WHERE ($1::text IS NULL OR key_hash = $1) AND ($9::uuid IS NULL OR key_id = $9) AND ($2::text IS NULL OR team_id = $2) AND ($3::text IS NULL OR user_id = $3)
-       AND ($4::text IS NULL OR request_id::text = $4 OR client_request_id = $4)
+       AND ($4::text IS NULL OR request_id = $10::uuid OR client_request_id = $4)
        AND ($5::timestamptz IS NULL OR start_time >= $5) AND ($6::timestamptz IS NULL OR start_time < $6)
      ORDER BY start_time DESC, request_id LIMIT $7 OFFSET $8`,
-    [q.keyHash ?? null, q.teamId ?? null, q.userId ?? null, q.requestId ?? null, q.start ?? null, q.end ?? null, q.limit, q.offset, keyId ?? null],
+    // $10: the request id as a uuid when it is one (then the request-id index finds it), else null.
+    [q.keyHash ?? null, q.teamId ?? null, q.userId ?? null, q.requestId ?? null, q.start ?? null, q.end ?? null, q.limit, q.offset, keyId ?? null, uuidOrNull(q.requestId)],
   );
   return rows;
 }

@@ -154,6 +154,15 @@ export class Model {
     return ids.length > 0;
   }
 
+  /** At t, is a change written but perhaps not yet committed, before which the model was (or was not) `served`? */
+  dbModelMayStillServeAsBefore(t: number, served: boolean): boolean {
+    return this.dbModel.some((c, i) => {
+      if (i === 0 || c.at > t || t >= c.atLatest) return false;
+      const servedBefore = this.dbModel[i - 1]!.ids.length > 0;
+      return servedBefore === served;
+    });
+  }
+
   teamChange(team: string, at: number, atLatest: number, patch: Partial<Pick<TeamChange, "blocked" | "models">>): void {
     const list = this.teams.get(team) ?? [{ at: Number.NEGATIVE_INFINITY, atLatest: Number.NEGATIVE_INFINITY, blocked: false, models: [] }];
     list.push({ ...list.at(-1)!, ...patch, at, atLatest });
@@ -598,17 +607,18 @@ function checkModelProbe(
     return;
   }
   const served = op.status === 200;
-  const points = model.dbModel.map((c) => c.at).filter(Number.isFinite);
+  // A change's event is written before its COMMIT, which may come as late as its answer (atLatest): until then a
+  // replica may rightly answer as before. (A replica whose Postgres answers slowly holds the event seconds before
+  // its COMMIT lands; measuring from the event's own time would blame the others for not seeing it yet.)
+  const possible = (t: number) => model.dbModelServedAt(t) === served || model.dbModelMayStillServeAsBefore(t, served);
+  const points = model.dbModel.flatMap((c) => [c.at, c.atLatest]).filter(Number.isFinite);
   let staleness = Number.POSITIVE_INFINITY;
-  if (
-    model.dbModelServedAt(op.invoke) === served ||
-    model.dbModelServedAt(op.complete) === served ||
-    points.some((p) => p > op.invoke && p <= op.complete && model.dbModelServedAt(p) === served)
-  ) {
+  if (possible(op.invoke) || possible(op.complete) || points.some((p) => p > op.invoke && p <= op.complete && (possible(p) || possible(p - 1e-3)))) {
     staleness = 0;
   } else {
-    for (const p of points.filter((p) => p <= op.invoke).reverse()) {
-      if (model.dbModelServedAt(p - 1e-3) === served) {
+    const before = points.filter((p) => p <= op.invoke).sort((a, b) => b - a);
+    for (const p of before) {
+      if (possible(p - 1e-3)) {
         staleness = op.invoke - p;
         break;
       }
