@@ -341,6 +341,10 @@ describe("a Postgres outage under load loses no spend log row", () => {
       what: "the journal of the stopped replica to be written by the new one",
     });
     expect(await rowCount(cluster, "key_id = $1", [key.key_id])).toBe(served.length + 1);
-    expect(again.output.join("\n")).toContain("spend log journal replayed into Postgres");
+    // The line is logged after the rows are in and the file is removed, and written asynchronously: wait for it.
+    await waitFor(() => again.output.some((line) => line.includes("spend log journal replayed into Postgres")), {
+      timeoutMs: 5_000,
+      what: "the new replica to say it replayed the journal",
+    });
   }, 90_000);
 });

@@ -157,7 +157,8 @@ export class Model {
   /** At t, is a change written but perhaps not yet committed, before which the model was (or was not) `served`? */
   dbModelMayStillServeAsBefore(t: number, served: boolean): boolean {
     return this.dbModel.some((c, i) => {
-      if (i === 0 || c.at > t || t >= c.atLatest) return false;
+      // A change whose answer never came has no known latest commit: it counts from its event alone.
+      if (i === 0 || c.at > t || !Number.isFinite(c.atLatest) || t >= c.atLatest) return false;
       const servedBefore = this.dbModel[i - 1]!.ids.length > 0;
       return servedBefore === served;
     });
@@ -188,6 +189,23 @@ export class Model {
     if (!key) return [];
     const changes: Array<{ at: number }> = key.team !== undefined ? (this.teams.get(key.team) ?? []) : key.user !== undefined ? (this.users.get(key.user) ?? []) : [];
     return changes.map((c) => c.at).filter(Number.isFinite);
+  }
+
+  /**
+   * The latest moment the change at `p` (a point of changePoints) may have committed: its answer, when it got one.
+   * Its event row is written before its COMMIT, so until then a replica may rightly answer as before.
+   */
+  latestOf(token: string, p: number): number {
+    const ts = this.tokens.get(token);
+    if (!ts) return p;
+    const latest = (l: number) => (Number.isFinite(l) ? Math.max(p, l) : p);
+    if (p === ts.until) return latest(ts.untilLatest);
+    const key = this.keys.get(ts.keyId)!;
+    const change = key.changes.find((c) => c.at === p);
+    if (change) return latest(change.atLatest);
+    const owner = key.team !== undefined ? this.teams.get(key.team) : key.user !== undefined ? this.users.get(key.user) : undefined;
+    const ownerChange = owner?.find((c) => c.at === p);
+    return ownerChange ? latest(ownerChange.atLatest) : p;
   }
 
   keyOf(token: string): KeyState | undefined {
@@ -651,8 +669,8 @@ function stalenessOf(model: Model, op: AuthOp, probeModel: string): number {
   // Walk back through the moments the answer could have changed.
   const points = model.changePoints(op.token, Number.NEGATIVE_INFINITY, op.invoke).sort((a, b) => b - a);
   for (const p of points) {
-    // Just before p the state was the one that p ended.
-    if (model.expected(op.token, p - 1e-3, probeModel) === status) return op.invoke - p;
+    // Just before p the state was the one that p ended, and it stayed a right answer until p's change committed.
+    if (model.expected(op.token, p - 1e-3, probeModel) === status) return Math.max(0, op.invoke - model.latestOf(op.token, p));
   }
   return Number.POSITIVE_INFINITY;
 }
