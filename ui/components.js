@@ -22,14 +22,18 @@ export function useLoad(load, deps) {
   return { ...state, reload };
 }
 
-/** Runs `action`, shows its outcome; a failure leaves the form as it was (the gateway applied nothing). */
-export function useAction() {
+/**
+ * Runs `action`, shows its outcome, and after a success calls `afterChange` (to reload what it changed). A failure
+ * leaves the form as it was (the gateway applied nothing) and resolves to undefined.
+ */
+export function useAction(afterChange) {
   const [state, setState] = useState({ busy: false, error: null, done: null });
   const run = async (action, doneMessage) => {
     setState({ busy: true, error: null, done: null });
     try {
       const result = await action();
       setState({ busy: false, error: null, done: typeof doneMessage === "function" ? doneMessage(result) : doneMessage });
+      afterChange?.();
       return result;
     } catch (error) {
       setState({ busy: false, error, done: null });

@@ -19,7 +19,7 @@ export function KeysPage() {
   const [selected, setSelected] = useState(null);
   const [created, setCreated] = useState(null);
   const list = useLoad(() => get("/key/list", { page, size: PAGE_SIZE, search, return_full_object: "true" }), [page, search]);
-  const generate = useAction();
+  const generate = useAction(list.reload);
 
   const onGenerate = async (e) => {
     e.preventDefault();
@@ -29,7 +29,6 @@ export function KeysPage() {
     if (key) {
       form.reset();
       setCreated(key);
-      list.reload();
     }
   };
 
@@ -89,18 +88,14 @@ export function KeysPage() {
 
 function KeyDetail({ token, onChanged, onRotated, onClose }) {
   const info = useLoad(() => get("/key/info", { key: token }), [token]);
-  const action = useAction();
+  const action = useAction(() => {
+    info.reload();
+    onChanged();
+  });
+  const change = action.run;
   const [rotated, setRotated] = useState(null);
   const k = info.data?.info;
 
-  const change = async (run, message) => {
-    const result = await action.run(run, message);
-    if (result !== undefined) {
-      info.reload();
-      onChanged();
-    }
-    return result;
-  };
   const regenerate = async (e) => {
     e.preventDefault();
     const grace = new FormData(e.target).get("grace_period").trim();
@@ -112,14 +107,7 @@ function KeyDetail({ token, onChanged, onRotated, onClose }) {
   };
   const remove = () => {
     if (!window.confirm(`Delete key ${k.key_alias ?? k.key_name}? Every token of it stops working on every replica.`)) return;
-    action
-      .run(() => post("/key/delete", { keys: [token] }), "Key deleted.")
-      .then((r) => {
-        if (r) {
-          onChanged();
-          onClose();
-        }
-      });
+    change(() => post("/key/delete", { keys: [token] }), "Key deleted.").then((r) => r && onClose());
   };
   const editLimits = (e) => {
     e.preventDefault();

@@ -13,13 +13,9 @@ function paramsOf(form) {
 
 export function ModelsPage() {
   const models = useLoad(() => get("/model/info"), []);
-  const action = useAction();
+  const action = useAction(models.reload);
+  const change = action.run;
   const [editing, setEditing] = useState(null);
-  const change = async (run, message) => {
-    const result = await action.run(run, message);
-    if (result !== undefined) models.reload();
-    return result;
-  };
   const onAdd = async (e) => {
     e.preventDefault();
     const form = e.target;

@@ -6,7 +6,7 @@ import { Field, formValues, html, LoadError, money, num, Outcome, Select, Table,
 export function TeamsPage() {
   const [selected, setSelected] = useState(null);
   const list = useLoad(() => get("/team/list", { size: 100 }), []);
-  const create = useAction();
+  const create = useAction(list.reload);
   const onCreate = async (e) => {
     e.preventDefault();
     const form = e.target;
@@ -16,7 +16,6 @@ export function TeamsPage() {
     );
     if (team) {
       form.reset();
-      list.reload();
       setSelected(team.team_id);
     }
   };
@@ -57,15 +56,11 @@ export function TeamsPage() {
 
 function TeamDetail({ teamId, onChanged, onClose }) {
   const info = useLoad(() => get("/team/info", { team_id: teamId }), [teamId]);
-  const action = useAction();
-  const change = async (run, message) => {
-    const result = await action.run(run, message);
-    if (result !== undefined) {
-      info.reload();
-      onChanged();
-    }
-    return result;
-  };
+  const action = useAction(() => {
+    info.reload();
+    onChanged();
+  });
+  const change = action.run;
   const t = info.data?.team_info;
   const addMember = (e) => {
     e.preventDefault();
@@ -83,14 +78,7 @@ function TeamDetail({ teamId, onChanged, onClose }) {
   };
   const remove = () => {
     if (!window.confirm(`Delete team ${t.team_alias ?? teamId} and every key of it?`)) return;
-    action
-      .run(() => post("/team/delete", { team_ids: [teamId] }), "Team deleted.")
-      .then((r) => {
-        if (r) {
-          onChanged();
-          onClose();
-        }
-      });
+    change(() => post("/team/delete", { team_ids: [teamId] }), "Team deleted.").then((r) => r && onClose());
   };
   return html`<section class="panel detail" aria-labelledby="team-detail-title">
     <div class="detail-head">

@@ -7,7 +7,7 @@ export function UsersPage() {
   const [page, setPage] = useState(1);
   const [selected, setSelected] = useState(null);
   const list = useLoad(() => get("/user/list", { page, page_size: 25 }), [page]);
-  const create = useAction();
+  const create = useAction(list.reload);
   const onCreate = async (e) => {
     e.preventDefault();
     const form = e.target;
@@ -18,7 +18,6 @@ export function UsersPage() {
     );
     if (user) {
       form.reset();
-      list.reload();
     }
   };
   return html`<section aria-labelledby="users-title">
@@ -56,30 +55,19 @@ export function UsersPage() {
 
 function UserDetail({ userId, onChanged, onClose }) {
   const info = useLoad(() => get("/user/info", { user_id: userId }), [userId]);
-  const action = useAction();
+  const action = useAction(() => {
+    info.reload();
+    onChanged();
+  });
   const u = info.data?.user_info;
   const remove = () => {
     if (!window.confirm(`Delete user ${userId} and every key of it?`)) return;
-    action
-      .run(() => post("/user/delete", { user_ids: [userId] }), "User deleted.")
-      .then((r) => {
-        if (r) {
-          onChanged();
-          onClose();
-        }
-      });
+    action.run(() => post("/user/delete", { user_ids: [userId] }), "User deleted.").then((r) => r && onClose());
   };
   const setBudget = (e) => {
     e.preventDefault();
     const values = formValues(e.target, { numbers: ["max_budget"] });
-    action
-      .run(() => post("/user/update", { user_id: userId, ...values }), "Budget saved.")
-      .then((r) => {
-        if (r) {
-          info.reload();
-          onChanged();
-        }
-      });
+    action.run(() => post("/user/update", { user_id: userId, ...values }), "Budget saved.");
   };
   return html`<section class="panel detail" aria-labelledby="user-detail-title">
     <div class="detail-head">
