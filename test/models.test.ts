@@ -66,6 +66,8 @@ describe("database models on 3 replicas", () => {
   it("an update reaches every replica (a new upstream key is used everywhere); a delete refuses the model everywhere", async () => {
     const key = await generateKey(A, {});
     const added = await A.admin("/model/new", { model_name: "db-rotating", litellm_params: { model: "openai/echo", api_base: `${upstream.url}/v1`, api_key: SECRET } });
+    // The replica that added it lists it at once (a listing waits for the read its own change started).
+    expect((await A.admin("/model/info")).body.data.map((m: any) => m.model_name)).toContain("db-rotating");
     await everywhere(key.key, "db-rotating", (res) => res.status === 200, "serve the model");
     const updated = await C.admin("/model/update", { model_id: added.body.model_id, litellm_params: { model: "openai/echo", api_base: `${upstream.url}/v1`, api_key: ROTATED } });
     expect(updated.status).toBe(200);
@@ -79,6 +81,7 @@ describe("database models on 3 replicas", () => {
     expect(openAIError(moved.body).code).toBe("api_key_required");
     const deleted = await B.admin("/model/delete", { id: added.body.model_id });
     expect(deleted.body).toMatchObject({ deleted: true, model_name: "db-rotating" });
+    expect((await B.admin("/model/info")).body.data.map((m: any) => m.model_name)).not.toContain("db-rotating");
     await everywhere(key.key, "db-rotating", (res) => res.status === 404 && openAIError(res.body).code === "model_not_found", "refuse the deleted model");
     expect((await B.admin("/model/delete", { id: added.body.model_id })).status).toBe(404);
     expect((await A.admin("/model/info")).body.data.map((m: any) => m.model_name)).not.toContain("db-rotating");

@@ -22,12 +22,12 @@ export function modelRoutes(models: ModelService): Router {
   router.post("/model/delete", async (req, res) => {
     res.json(await models.delete(parseBody(deleteModelSchema, req.body).id, changeLog(res)));
   });
-  router.get("/model/info", (_req, res) => {
-    res.json(models.info());
+  router.get("/model/info", async (_req, res) => {
+    res.json(await models.info());
   });
-  router.get("/v1/model/info", (_req, res) => {
+  router.get("/v1/model/info", async (_req, res) => {
     const auth = recordOf(res).auth!;
-    const all = models.info();
+    const all = await models.info();
     // The master key's identity has no models of its own: it sees everything, as on /model/info.
     res.json({ data: all.data.filter((m) => callerAllowsModel(auth.record, auth.team, m.model_name, auth.user ?? null)) });
   });

@@ -109,6 +109,17 @@ export class ModelRegistry {
     return this.knownNames;
   }
 
+  /**
+   * Waits for a read of the database models in progress (and any read that replaced it): a listing made after a
+   * model event then shows the models as read after it, not the empty list an invalidation leaves meanwhile.
+   */
+  async settled(): Promise<void> {
+    for (let reading = this.reading; reading !== undefined; reading = this.reading) {
+      await reading.catch(() => {});
+      if (reading === this.reading) break;
+    }
+  }
+
   /** Every deployment with where it comes from, for /model/info (never with its key). */
   describe(): Array<{ source: "config" | "db"; deployment: ModelDeployment; row?: ModelRow }> {
     return [...this.configDeployments.map((deployment) => ({ source: "config" as const, deployment })), ...this.dbDeployments.map((d) => ({ source: "db" as const, ...d }))];

@@ -76,7 +76,8 @@ export class ModelService {
   }
 
   /** Every deployment this replica serves, config and database, LiteLLM's /model/info shape; never a key. */
-  info() {
+  async info() {
+    await this.registry.settled();
     return {
       data: this.registry.describe().map((d) =>
         d.row
