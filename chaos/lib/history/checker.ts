@@ -191,23 +191,6 @@ export class Model {
     return changes.map((c) => c.at).filter(Number.isFinite);
   }
 
-  /**
-   * The latest moment the change at `p` (a point of changePoints) may have committed: its answer, when it got one.
-   * Its event row is written before its COMMIT, so until then a replica may rightly answer as before.
-   */
-  latestOf(token: string, p: number): number {
-    const ts = this.tokens.get(token);
-    if (!ts) return p;
-    const latest = (l: number) => (Number.isFinite(l) ? Math.max(p, l) : p);
-    if (p === ts.until) return latest(ts.untilLatest);
-    const key = this.keys.get(ts.keyId)!;
-    const change = key.changes.find((c) => c.at === p);
-    if (change) return latest(change.atLatest);
-    const owner = key.team !== undefined ? this.teams.get(key.team) : key.user !== undefined ? this.users.get(key.user) : undefined;
-    const ownerChange = owner?.find((c) => c.at === p);
-    return ownerChange ? latest(ownerChange.atLatest) : p;
-  }
-
   keyOf(token: string): KeyState | undefined {
     const t = this.tokens.get(token);
     return t ? this.keys.get(t.keyId) : undefined;
@@ -669,8 +652,8 @@ function stalenessOf(model: Model, op: AuthOp, probeModel: string): number {
   // Walk back through the moments the answer could have changed.
   const points = model.changePoints(op.token, Number.NEGATIVE_INFINITY, op.invoke).sort((a, b) => b - a);
   for (const p of points) {
-    // Just before p the state was the one that p ended, and it stayed a right answer until p's change committed.
-    if (model.expected(op.token, p - 1e-3, probeModel) === status) return Math.max(0, op.invoke - model.latestOf(op.token, p));
+    // Just before p the state was the one that p ended.
+    if (model.expected(op.token, p - 1e-3, probeModel) === status) return op.invoke - p;
   }
   return Number.POSITIVE_INFINITY;
 }
