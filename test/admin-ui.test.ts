@@ -5,6 +5,7 @@ import path from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ConfigFile } from "../src/config/settings.js";
+import { pruneSilentReplicas } from "../src/store/replica-store.js";
 import { generateKey, startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { api, openAIError } from "./helpers/http.js";
 import { pricedModel } from "./helpers/prices.js";
@@ -135,6 +136,21 @@ describe("admin UI sessions on two replicas", () => {
     } finally {
       await C.stop();
     }
+  });
+
+  it("the registry lists every live replica current; a silent one shows no heartbeat, and the sweeper forgets it after a day", async () => {
+    const current = (r: any) => r.alive && r.behind_events === 0 && r.listener === "listening";
+    await waitFor(async () => (await A.admin("/ui/api/cluster")).body.replicas.filter(current).length === 2, { what: "both replicas to beat, current" });
+    const insert = "INSERT INTO gh_replicas VALUES ($1, 'gone-host', 1, '0', now() - $2::interval, now() - $2::interval, 0, '{}')";
+    await cluster.pool.query(insert, ["silent-hour", "1 hour"]);
+    await cluster.pool.query(insert, ["silent-days", "2 days"]);
+    const listed = (await B.admin("/ui/api/cluster")).body.replicas;
+    expect(listed.find((r: any) => r.replica_id === "silent-hour")).toMatchObject({ alive: false });
+    for (const r of [A, B]) expect(listed.find((x: any) => x.replica_id === r.replicaId)).toMatchObject({ alive: true });
+    expect(await pruneSilentReplicas(cluster.pool)).toBe(1);
+    const left = (await B.admin("/ui/api/cluster")).body.replicas.map((r: any) => r.replica_id);
+    expect(left).toContain("silent-hour");
+    expect(left).not.toContain("silent-days");
   });
 
   it("the UI is served with every asset local and a strict Content-Security-Policy", async () => {

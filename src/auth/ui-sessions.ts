@@ -1,15 +1,14 @@
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { AuthenticationError, PermissionError } from "../errors/errors.js";
 import type { Database } from "../store/database.js";
 import { deleteExpiredUiSessions, deleteUiSession, deleteUiSessionsOfOtherMasterKeys, findUiSession, insertUiSession } from "../store/ui-session-store.js";
+import { hashKey as sha256 } from "./key-material.js";
 import type { MasterKey } from "./master-key.js";
 
 export interface UiSession {
   csrfToken: string;
   expiresAt: Date;
 }
-
-const sha256 = (value: string) => createHash("sha256").update(value).digest("hex");
 
 /**
  * Admin UI sessions (docs/admin-ui.md): the master key is exchanged once for a random session token, held by

@@ -5,7 +5,7 @@ import { litellmParamsSchema } from "../config/schema.js";
 import type { CredentialSeal } from "../models/credential-seal.js";
 import { deploymentOf, type ApiLitellmParams } from "../models/model-params.js";
 import { MODELS_CACHE_KEY } from "../models/model-registry.js";
-import type { Queryable } from "../store/db.js";
+import { isUuid, type Queryable } from "../store/db.js";
 import { appendEvent } from "../store/event-store.js";
 import { nextKeyVersion } from "../store/key-store.js";
 import { insertImportedKeys, insertImportedModel, insertImportedTeams, insertImportedUsers, readLiteLLM, readLiteLLMModels } from "../store/litellm-import-store.js";
@@ -120,7 +120,7 @@ function prepareModels(rows: Awaited<ReturnType<typeof readLiteLLMModels>>, o: M
       continue;
     }
     ready.push({
-      model_id: UUID.test(row.model_id) ? row.model_id : uuidFrom(row.model_id),
+      model_id: isUuid(row.model_id) ? row.model_id : uuidFrom(row.model_id),
       model_name: row.model_name,
       params,
       api_key_sealed: apiKey ? o.seal.seal(apiKey) : null,
@@ -132,8 +132,6 @@ function prepareModels(rows: Awaited<ReturnType<typeof readLiteLLMModels>>, o: M
 
 // The fields Gatehouse uses, checked as in the config file; anything else LiteLLM kept is dropped (and named).
 const importedParamsSchema = z.object(litellmParamsSchema.shape);
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A stable UUID for a LiteLLM model id that is not one. */
 function uuidFrom(id: string): string {

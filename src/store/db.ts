@@ -63,6 +63,13 @@ export async function ensureDatabaseExists(connectionString: string): Promise<bo
   return true;
 }
 
+/** Text Postgres reads as a uuid (any version): whether a lookup may compare it with a uuid column. */
+export function isUuid(text: string): boolean {
+  return UUID_TEXT.test(text);
+}
+
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** Readiness: does Postgres answer at all (outside the breaker: the probe must see the truth). */
 export async function pingDatabase(pool: pg.Pool): Promise<void> {
   await pool.query("SELECT 1");

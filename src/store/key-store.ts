@@ -1,4 +1,4 @@
-import type { Queryable } from "./db.js";
+import { isUuid, type Queryable } from "./db.js";
 
 /**
  * The only module that reads or writes `gh_keys`, except the spend columns charged and reset by
@@ -275,11 +275,9 @@ export interface KeyListFilter {
   size: number;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export async function listKeys(db: Queryable, filter: KeyListFilter): Promise<{ rows: KeyRow[]; total: number }> {
   const prefix = filter.search ? `${filter.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
-  const uuid = filter.search && UUID.test(filter.search) ? filter.search : null;
+  const uuid = filter.search && isUuid(filter.search) ? filter.search : null;
   const where = [filter.keyAlias, filter.userId, filter.teamId, prefix, filter.search ?? null, uuid];
   const [page, count] = await Promise.all([db.query<KeyRow>(LIST_KEYS, [...where, filter.size, (filter.page - 1) * filter.size]), db.query<{ total: number }>(COUNT_KEYS, where)]);
   return { rows: page.rows, total: count.rows[0]!.total };

@@ -51,14 +51,18 @@ export async function writeReplicaHeartbeat(db: Queryable, h: ReplicaHeartbeat):
   );
 }
 
+/** Replicas silent for a day (killed, never stopped): the sweeper forgets them. */
+export async function pruneSilentReplicas(db: Queryable): Promise<number> {
+  return (await db.query("DELETE FROM gh_replicas WHERE heartbeat_at < now() - interval '1 day'")).rowCount ?? 0;
+}
+
 /** A replica that stops (SIGTERM) says so at once rather than by a missing heartbeat. */
 export async function removeReplica(db: Queryable, replicaId: string): Promise<void> {
   await db.query("DELETE FROM gh_replicas WHERE replica_id = $1", [replicaId]);
 }
 
-/** Every registered replica, with the newest event id now; rows silent for a day are removed first. */
+/** Every registered replica, with the newest event id now. */
 export async function listReplicas(db: Queryable): Promise<{ replicas: ReplicaRow[]; latestEventId: number }> {
-  await db.query("DELETE FROM gh_replicas WHERE heartbeat_at < now() - interval '1 day'");
   const [replicas, latest] = await Promise.all([
     db.query<ReplicaRow>(
       `SELECT *, (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 AS heartbeat_age_ms

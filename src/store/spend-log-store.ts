@@ -1,4 +1,4 @@
-import type { Queryable } from "./db.js";
+import { isUuid, type Queryable } from "./db.js";
 
 /**
  * The only module that reads or writes `gh_spend_logs` and `gh_spend_daily` (sql/0010_spend_logs.sql).
@@ -209,8 +209,7 @@ export interface SpendLogQuery {
 }
 
 /** Newest first. `requestId` matches Gatehouse's request id or the client's x-request-id. */
-const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const uuidOrNull = (v: string | undefined) => (v !== undefined && UUID_TEXT.test(v) ? v : null);
+const uuidOrNull = (v: string | undefined) => (v !== undefined && isUuid(v) ? v : null);
 
 export async function findSpendLogs(db: Queryable, q: SpendLogQuery): Promise<SpendLogRow[]> {
   // key_hash has no index of its own (every index is paid on every row written): a key still known is found by its

@@ -3,6 +3,7 @@ import type { Logger } from "../logger.js";
 import { commitKeyChange, type CommittedEventSink } from "../keys/key-change.js";
 import { sweepExpiredDeprecatedKeys } from "../store/deprecated-key-store.js";
 import { pruneEvents } from "../store/event-store.js";
+import { pruneSilentReplicas } from "../store/replica-store.js";
 import { pruneStoredResults } from "../store/idempotency-store.js";
 import { findDueBudgets, pruneSpendBatches, resetBudgetPeriod } from "../store/spend-store.js";
 import { parseKeyDuration } from "../config/duration.js";
@@ -61,6 +62,7 @@ export class Sweeper {
     await this.o.db.query((q) => pruneStoredResults(q, this.o.idempotencyRetentionMs));
     await this.o.db.query((q) => pruneSpendBatches(q, this.o.idempotencyRetentionMs));
     await this.o.db.query((q) => pruneEvents(q, this.o.eventRetentionMs));
+    await this.o.db.query(pruneSilentReplicas);
     return { deprecatedRemoved, budgetsReset };
   }
 
