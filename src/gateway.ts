@@ -288,7 +288,7 @@ interface Services {
 /** What the routes call: models and providers, limits and spend, the /key operations. */
 async function buildServices(
   { masterKey, logger }: StartOptions,
-  { settings, db, redis, redisKeys, breakers }: Stores,
+  { settings, embedded, db, redis, redisKeys, breakers }: Stores,
   { coherence, invalidator, heartbeat }: Caches,
   started: StartedStack,
 ): Promise<Services> {
@@ -328,7 +328,7 @@ async function buildServices(
   if (settings.spendLogs.logging === "on") {
     const journal = new SpendJournal(settings.dataDir);
     await journal.open();
-    spendLogs = new SpendLogWriter({ db, journal, logger, batchRows: settings.spendLogs.batchRows, memoryMaxRows: settings.spendLogs.memoryMaxRows });
+    spendLogs = new SpendLogWriter({ db, journal, logger, batchRows: settings.spendLogs.batchRows, memoryMaxRows: settings.spendLogs.memoryMaxRows, copy: !embedded });
   }
   const spendReader = new SpendLogReader(db);
   return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers: { openai, mock: new MockProvider() }, spendLogs, spendReader };

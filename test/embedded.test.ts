@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { api, chatBody } from "./helpers/http.js";
-import { REDIS_URL } from "./helpers/services.js";
+import { REDIS_URL, waitFor } from "./helpers/services.js";
 import { spawnReplica, type ReplicaProcess } from "./support/replica-process.mjs";
 
 /**
@@ -36,6 +36,8 @@ describe("no DATABASE_URL: the embedded default", () => {
     expect((await api(r.url, "/v1/chat/completions", { key: k, body: chatBody("mock-gpt") })).status).toBe(200);
     expect((await api(r.url, "/v1/chat/completions", { key: k, body: chatBody("mock-gpt") })).status).toBe(200);
     expect((await api(r.url, "/v1/chat/completions", { key: k, body: chatBody("mock-gpt") })).status).toBe(429);
+    // Spend logs go in by INSERT here (PGlite takes no COPY over its socket): one row per request, the refused one too.
+    await waitFor(async () => (await admin(`/spend/logs?api_key=${k}`)).body.length === 3, { what: "three spend log rows" });
 
     rotatedOld = (await admin("/key/generate", {})).body.key;
     const regen = await admin(`/key/${rotatedOld}/regenerate`, { grace_period: "1h" });

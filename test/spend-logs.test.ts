@@ -2,13 +2,14 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import type pg from "pg";
 import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS } from "../src/faults/breaker.js";
 import { createLogger } from "../src/logger.js";
 import { SpendJournal } from "../src/spendlogs/spend-journal.js";
 import { SpendLogWriter } from "../src/spendlogs/spend-log-writer.js";
 import { Database } from "../src/store/database.js";
 import { createPool } from "../src/store/db.js";
-import { insertSpendLogs, type SpendLogRow } from "../src/store/spend-log-store.js";
+import { copySpendLogs, insertSpendLogs, type SpendLogRow } from "../src/store/spend-log-store.js";
 import { LogCapture } from "./helpers/gateway-fixture.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConfigFile } from "../src/config/settings.js";
@@ -28,6 +29,22 @@ const config: ConfigFile = {
   model_list: [pricedModel("priced"), { model_name: "free", litellm_params: { model: "mock/free" } }],
   gatehouse_settings: { spend_logs: { flush_interval_ms: 100 } },
 };
+
+/** `work` inside a transaction on one connection of the cluster's pool: committed if it resolves, rolled back if not. */
+async function inTransaction<T>(cluster: Cluster, work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+  const tx = await cluster.pool.connect();
+  try {
+    await tx.query("BEGIN");
+    const result = await work(tx);
+    await tx.query("COMMIT");
+    return result;
+  } catch (err) {
+    await tx.query("ROLLBACK");
+    throw err;
+  } finally {
+    tx.release();
+  }
+}
 
 async function rowCount(cluster: Cluster, where = "TRUE", params: unknown[] = []): Promise<number> {
   const { rows } = await cluster.pool.query(`SELECT count(*)::int AS n FROM gh_spend_logs WHERE ${where}`, params);
@@ -191,8 +208,124 @@ describe("spend logs on two replicas", () => {
     expect(refused).toBe("23505");
     expect((await cluster.pool.query("SELECT count(*)::int AS n FROM gh_spend_logs WHERE request_id = $1", [fresh.request_id])).rows[0].n).toBe(0);
     expect((await cluster.pool.query("SELECT sum(requests)::int AS n, sum(spend) AS spend FROM gh_spend_daily")).rows[0]).toEqual(before.rows[0]);
+    // So is a COPY of it (a new batch's way in on a Postgres server), and the connection stays usable.
+    const copied = await inTransaction(cluster, (tx) => copySpendLogs(tx, [{ ...fresh, request_id: randomUUID() }, ...again])).then(
+      () => null,
+      (err: { code?: string }) => err.code,
+    );
+    expect(copied).toBe("23505");
+    expect((await cluster.pool.query("SELECT sum(requests)::int AS n, sum(spend) AS spend FROM gh_spend_daily")).rows[0]).toEqual(before.rows[0]);
     expect(await insertSpendLogs(cluster.pool, [fresh, ...again], true)).toBe(1);
     expect((await cluster.pool.query("SELECT sum(requests)::int AS n FROM gh_spend_daily")).rows[0].n).toBe(before.rows[0].n + 1);
+  });
+
+  it("COPY stores every column as the JSON batch does, and adds the same daily totals", async () => {
+    const model = `copy-${randomUUID()}`;
+    const start = Date.UTC(2031, 4, 6, 23, 59, 59, 123); // the second row is on the next day
+    const rows: SpendLogRow[] = [
+      {
+        request_id: "",
+        start_time: start,
+        end_time: start + 1234,
+        client_request_id: 'client "id"\t\\ 1',
+        key_hash: "ab".repeat(32),
+        key_id: randomUUID(),
+        key_name: "sk-...wxyz",
+        key_alias: "alias é ✓",
+        team_id: "team\\1",
+        user_id: "user,1",
+        model,
+        model_id: "db-model-1",
+        upstream_model: "gpt-x",
+        prompt_tokens: 2_000_000_000,
+        completion_tokens: 7,
+        total_tokens: 2_000_000_007,
+        spend: 0.1 + 0.2,
+        latency_ms: 1234.567,
+        overhead_ms: null,
+        status: 502,
+        error_code: "upstream_error",
+        stream: true,
+        replica_id: "replica-é",
+        tags: ["a", "b c", "ü", "{x}", '"q"'],
+        metadata: { nested: { list: [1, "two", null], ok: true }, text: "ünï\ncode" },
+      },
+      {
+        request_id: "",
+        start_time: start + 1000,
+        end_time: start + 1001,
+        client_request_id: null,
+        key_hash: null,
+        key_id: null,
+        key_name: "master-key",
+        key_alias: null,
+        team_id: null,
+        user_id: null,
+        model,
+        model_id: null,
+        upstream_model: null,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        total_tokens: 0,
+        spend: 0,
+        latency_ms: 0.001,
+        overhead_ms: 0.5,
+        status: 200,
+        error_code: null,
+        stream: false,
+        replica_id: "r",
+        tags: [],
+        metadata: {},
+      },
+    ];
+    const copied = rows.map((r) => ({ ...r, request_id: randomUUID() }));
+    const inserted = rows.map((r) => ({ ...r, request_id: randomUUID(), model: `${model}-json` }));
+    expect(await inTransaction(cluster, (tx) => copySpendLogs(tx, copied))).toBe(2);
+    expect(await insertSpendLogs(cluster.pool, inserted, false)).toBe(2);
+    const read = async (m: string) =>
+      (await cluster.pool.query("SELECT * FROM gh_spend_logs WHERE model = $1 ORDER BY start_time", [m])).rows.map(({ request_id, model: _, ...rest }) => ({
+        request_id,
+        rest,
+      }));
+    const viaCopy = await read(model);
+    const viaJson = await read(`${model}-json`);
+    expect(viaCopy.map((r) => r.request_id)).toEqual(copied.map((r) => r.request_id));
+    expect(viaCopy.map((r) => r.rest)).toEqual(viaJson.map((r) => r.rest));
+    expect(viaCopy[0]!.rest).toMatchObject({
+      start_time: new Date(start),
+      end_time: new Date(start + 1234),
+      client_request_id: rows[0]!.client_request_id,
+      key_alias: "alias é ✓",
+      team_id: "team\\1",
+      prompt_tokens: 2_000_000_000,
+      total_tokens: 2_000_000_007,
+      spend: 0.1 + 0.2,
+      overhead_ms: null,
+      status: 502,
+      stream: true,
+      tags: rows[0]!.tags,
+      metadata: rows[0]!.metadata,
+    });
+    const daily = async (m: string) =>
+      (
+        await cluster.pool.query(
+          "SELECT to_char(day, 'YYYY-MM-DD') AS day, key_hash, team_id, user_id, requests::int, failed_requests::int, prompt_tokens::float8, completion_tokens::float8, spend FROM gh_spend_daily WHERE model = $1 ORDER BY day",
+          [m],
+        )
+      ).rows;
+    expect(await daily(model)).toEqual(await daily(`${model}-json`));
+    expect((await daily(model)).map((d) => [d.day, d.requests, d.failed_requests])).toEqual([
+      ["2031-05-06", 1, 1],
+      ["2031-05-07", 1, 0],
+    ]);
+    // A value that is not one is refused before anything is sent, as Postgres would refuse it (data errors, class 22).
+    for (const bad of [{ request_id: "not-a-uuid" }, { start_time: "not a time" }, { prompt_tokens: 1.5 }]) {
+      const refused = await inTransaction(cluster, (tx) => copySpendLogs(tx, [{ ...copied[1]!, request_id: randomUUID(), ...bad }])).then(
+        () => null,
+        (err: { code?: string }) => err.code,
+      );
+      expect(refused).toMatch(/^22/);
+    }
   });
 
   it("the writer: a batch whose first write committed unseen is written again without repeats; a row with a bad time is set aside alone", async () => {
@@ -207,6 +340,7 @@ describe("spend logs on two replicas", () => {
       logger,
       batchRows: 100,
       memoryMaxRows: 1_000,
+      copy: true,
     });
     const model = `writer-${randomUUID()}`;
     const row = (start: number | string): SpendLogRow => ({

@@ -1,14 +1,16 @@
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
-import { insertSpendLogs, type SpendLogRow } from "../store/spend-log-store.js";
+import { copySpendLogs, insertSpendLogs, type SpendLogRow } from "../store/spend-log-store.js";
 import type { SpendJournal } from "./spend-journal.js";
 
 export interface SpendLogWriterOptions {
   db: Database;
   journal: SpendJournal;
   logger: Logger;
-  /** Rows per INSERT statement. */
+  /** Rows per statement. */
   batchRows: number;
+  /** New batches go in by COPY (a Postgres server); false: by INSERT (the embedded database takes no COPY). */
+  copy: boolean;
   /** Rows held in memory while neither Postgres nor the journal takes them; past this, rows are dropped (counted). */
   memoryMaxRows: number;
 }
@@ -96,7 +98,8 @@ export class SpendLogWriter {
    */
   private async insert(batch: readonly SpendLogRow[], mayRepeat = false): Promise<void> {
     try {
-      await this.o.db.query((q) => insertSpendLogs(q, batch, mayRepeat));
+      if (!mayRepeat && this.o.copy) await this.o.db.transaction((tx) => copySpendLogs(tx, batch));
+      else await this.o.db.query((q) => insertSpendLogs(q, batch, mayRepeat));
       return;
     } catch (err) {
       if (isUniqueViolation(err) && !mayRepeat) return this.insert(batch, true);

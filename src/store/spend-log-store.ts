@@ -1,4 +1,7 @@
+import type pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
 import { isUuid, type Queryable } from "./db.js";
+import { COPY_SPEND_LOGS, epochMs, spendLogsCopyData } from "./spend-log-copy.js";
 
 /**
  * The only module that reads or writes `gh_spend_logs` and `gh_spend_daily` (sql/0010_spend_logs.sql).
@@ -37,7 +40,16 @@ export interface SpendLogRow {
   metadata: Record<string, unknown>;
 }
 
-// One statement: the rows are inserted, and the daily totals get exactly those rows (RETURNING), so the two agree.
+// The daily totals a batch adds to: per day, key, team, user and model (none is null: '' stands for none), in
+// one order (day, then the texts byte by byte), so that two replicas adding to the same totals lock them in the
+// same order rather than deadlock.
+const DAILY_INSERT = `INSERT INTO gh_spend_daily AS d (day, key_hash, team_id, user_id, model, requests, failed_requests, prompt_tokens, completion_tokens, spend)`;
+const DAILY_ADD = `ON CONFLICT (day, key_hash, team_id, user_id, model) DO UPDATE SET
+    requests = d.requests + EXCLUDED.requests, failed_requests = d.failed_requests + EXCLUDED.failed_requests,
+    prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens, completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens,
+    spend = d.spend + EXCLUDED.spend`;
+
+// The JSON batch: one statement, and the daily totals get exactly those rows (RETURNING), so the two agree.
 // Committed entirely or not at all.
 //
 // The batch travels compact (wireBatch below): what a request shares with many others — its key, team, user,
@@ -62,14 +74,12 @@ WITH dim AS (
   ${onConflict}
   RETURNING start_time, key_hash, team_id, user_id, model, status, prompt_tokens, completion_tokens, spend
 ), daily AS (
-  INSERT INTO gh_spend_daily AS d (day, key_hash, team_id, user_id, model, requests, failed_requests, prompt_tokens, completion_tokens, spend)
+  ${DAILY_INSERT}
   SELECT (start_time AT TIME ZONE 'UTC')::date, COALESCE(key_hash, ''), COALESCE(team_id, ''), COALESCE(user_id, ''), model,
     count(*), count(*) FILTER (WHERE status >= 400), sum(prompt_tokens), sum(completion_tokens), sum(spend)
-  FROM inserted GROUP BY 1, 2, 3, 4, 5
-  ON CONFLICT (day, key_hash, team_id, user_id, model) DO UPDATE SET
-    requests = d.requests + EXCLUDED.requests, failed_requests = d.failed_requests + EXCLUDED.failed_requests,
-    prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens, completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens,
-    spend = d.spend + EXCLUDED.spend
+  FROM inserted GROUP BY 1, 2, 3, 4, 5 
+  ORDER BY 1, COALESCE(key_hash, '') COLLATE "C", COALESCE(team_id, '') COLLATE "C", COALESCE(user_id, '') COLLATE "C", model COLLATE "C"
+  ${DAILY_ADD}
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM inserted)::int AS inserted`;
@@ -86,12 +96,6 @@ const INSERT_BATCH_ONCE = insertBatch("ON CONFLICT DO NOTHING");
 const DIM_FIELDS = ["key_hash", "key_id", "key_name", "key_alias", "team_id", "user_id", "model", "model_id", "upstream_model", "replica_id"] as const;
 
 const sameDims = (a: SpendLogRow, b: SpendLogRow) => DIM_FIELDS.every((f) => a[f] === b[f]);
-/** A row's time in epoch ms; a time that is not one (a damaged journal line) is refused as Postgres would (22007). */
-function epochMs(t: number | string): number {
-  const ms = typeof t === "number" ? t : Date.parse(t);
-  if (!Number.isFinite(ms)) throw Object.assign(new Error(`a spend log row's time is not a time: ${String(t).slice(0, 40)}`), { code: "22007" });
-  return ms;
-}
 
 /**
  * The batch as sent (see insertBatch): the distinct (key, team, user, model, deployment, replica) of its rows, and
@@ -144,6 +148,94 @@ export async function insertSpendLogs(db: Queryable, rows: readonly SpendLogRow[
   const { rows: out } = await db.query<{ inserted: number }>(mayRepeat ? INSERT_BATCH_ONCE : INSERT_NEW_BATCH, wireBatch(rows));
   return out[0]!.inserted;
 }
+
+/**
+ * Writes a batch never written before with a binary COPY (spend-log-copy.ts: the cheapest way in for Postgres)
+ * and adds it to the daily totals. `tx` must be inside a transaction, so that the two commit together. A row
+ * already there refuses the whole batch (SQLSTATE 23505), for the caller to send again through
+ * insertSpendLogs(…, mayRepeat). Not for the embedded database: PGlite takes no COPY over its socket.
+ */
+export async function copySpendLogs(tx: pg.ClientBase, rows: readonly SpendLogRow[]): Promise<number> {
+  const data = spendLogsCopyData(rows);
+  await new Promise<void>((resolve, reject) => {
+    const copy = tx.query(copyFrom(COPY_SPEND_LOGS));
+    copy.on("error", reject);
+    copy.on("finish", resolve);
+    copy.end(data);
+  });
+  await addToDailyTotals(tx, rows);
+  return rows.length;
+}
+
+const DAY_MS = 86_400_000;
+
+interface DailyTotal {
+  day: number;
+  key_hash: string;
+  team_id: string;
+  user_id: string;
+  model: string;
+  requests: number;
+  failed_requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  spend: number;
+}
+
+/** The rows' sums per day, key, team, user and model (as insertBatch's daily step makes them), added in one statement. */
+async function addToDailyTotals(tx: pg.ClientBase, rows: readonly SpendLogRow[]): Promise<void> {
+  const totals = new Map<string, DailyTotal>();
+  for (const r of rows) {
+    const day = Math.floor(epochMs(r.start_time) / DAY_MS);
+    // NUL never occurs in Postgres text: the parts cannot run into each other.
+    const id = `${day}\0${r.key_hash ?? ""}\0${r.team_id ?? ""}\0${r.user_id ?? ""}\0${r.model}`;
+    let t = totals.get(id);
+    if (t === undefined) {
+      t = {
+        day,
+        key_hash: r.key_hash ?? "",
+        team_id: r.team_id ?? "",
+        user_id: r.user_id ?? "",
+        model: r.model,
+        requests: 0,
+        failed_requests: 0,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        spend: 0,
+      };
+      totals.set(id, t);
+    }
+    t.requests++;
+    if (r.status >= 400) t.failed_requests++;
+    t.prompt_tokens += r.prompt_tokens;
+    t.completion_tokens += r.completion_tokens;
+    t.spend += r.spend;
+  }
+  const sorted = [...totals.values()].sort(
+    (a, b) => a.day - b.day || compare(a.key_hash, b.key_hash) || compare(a.team_id, b.team_id) || compare(a.user_id, b.user_id) || compare(a.model, b.model),
+  );
+  const column = <K extends keyof DailyTotal>(k: K) => sorted.map((t) => t[k]);
+  await tx.query(
+    `${DAILY_INSERT}
+     SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::float8[])
+     ${DAILY_ADD}`,
+    [
+      sorted.map((t) => new Date(t.day * DAY_MS).toISOString().slice(0, 10)),
+      column("key_hash"),
+      column("team_id"),
+      column("user_id"),
+      column("model"),
+      column("requests"),
+      column("failed_requests"),
+      column("prompt_tokens"),
+      column("completion_tokens"),
+      column("spend"),
+    ],
+  );
+}
+
+// Code unit order: byte order for the text Postgres holds (COLLATE "C" in the JSON batch's daily step).
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 const PARTITION_LOCK = 0x5e4d_1065; // any constant: serialises partition DDL across replicas
 
