@@ -382,12 +382,25 @@ describe("spend logs on two replicas", () => {
       expect(await logged()).toBe(3);
       expect(await daily()).toBe(3);
 
+      // A flush writes the rows queued when it began; rows that arrive meanwhile wait for the next one (a busy
+      // replica's flush would otherwise never end, writing ever smaller batches).
+      writer.record(row(Date.now()));
+      const flushing = writer.flush();
+      writer.record(row(Date.now()));
+      await flushing;
+      expect(writer.queued).toBe(1);
+      expect(await logged()).toBe(4);
+      await writer.flush();
+      expect(writer.queued).toBe(0);
+      expect(await logged()).toBe(5);
+      expect(await daily()).toBe(5);
+
       writer.record(row("not a time"));
       writer.record(row(Date.now()));
       await writer.flush();
       expect(writer.counters).toMatchObject({ dropped: 1, flushFailures: 0, journaled: 0 });
-      expect(await logged()).toBe(4);
-      expect(await daily()).toBe(4);
+      expect(await logged()).toBe(6);
+      expect(await daily()).toBe(6);
     } finally {
       await pool.end();
       rmSync(dir, { recursive: true, force: true });

@@ -17,14 +17,15 @@ export interface SpendLogWriterOptions {
 
 /**
  * Spend log rows, written off the request path (docs/spend-logs.md). A finished request's row is queued in memory
- * (record() costs a push); upkeep/spend-log-flush.ts calls flush() every `spend_logs.flush_interval_ms`, which
- * writes the queue in batches of `batch_rows` with one statement each (idempotent by request id).
+ * (record() costs a push); upkeep/spend-log-upkeep.ts calls flush() every `spend_logs.flush_interval_ms`, which
+ * writes the rows queued by then in batches of `batch_rows`, one transaction each (idempotent by request id).
  *
  * When Postgres cannot take a batch, the whole queue is appended to the local journal (fsynced) right away, so
- * an outage keeps nothing in memory for long: a SIGKILL loses at most the rows of one flush interval. When a flush
- * succeeds again, the journal is replayed into Postgres and removed. Only when the journal cannot be written
- * either (disk full) do rows stay in memory, up to `memory_max_rows`; beyond that they are dropped, counted in
- * `gatehouse_spend_log_rows_dropped_total` and logged. close() flushes once more and journals what is left.
+ * an outage keeps nothing in memory for long: a SIGKILL loses at most the rows queued since the last flush began
+ * (about one flush interval). When a flush succeeds again, the journal is replayed into Postgres and removed.
+ * Only when the journal cannot be written either (disk full) do rows stay in memory, up to `memory_max_rows`;
+ * beyond that they are dropped, counted in `gatehouse_spend_log_rows_dropped_total` and logged. close() flushes
+ * once more and journals what is left.
  */
 export class SpendLogWriter {
   private queue: SpendLogRow[] = [];
@@ -71,8 +72,13 @@ export class SpendLogWriter {
   }
 
   private async flushAll(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.queue.slice(0, this.o.batchRows);
+    // Only the rows queued when the flush began (all of them on shutdown). Rows that arrive while it writes wait
+    // for the next flush: chasing them turned a busy replica's flush into an endless run of small batches, one
+    // transaction each, and the fixed cost of each (a commit's fsync, a COPY's setup, a statement's planning)
+    // was most of what logging cost Postgres.
+    let due = this.queue.length;
+    while (this.queue.length > 0 && (due > 0 || this.closed)) {
+      const batch = this.queue.slice(0, this.closed ? this.o.batchRows : Math.min(this.o.batchRows, due));
       try {
         await this.insert(batch);
       } catch (err) {
@@ -83,6 +89,7 @@ export class SpendLogWriter {
       }
       this.queue.splice(0, batch.length);
       this.counters.written += batch.length;
+      due -= batch.length;
     }
     if (this.journalToReplay && !this.closed) await this.replay();
   }

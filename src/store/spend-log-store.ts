@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { isUuid, type Queryable } from "./db.js";
-import { COPY_SPEND_LOGS, epochMs, spendLogsCopyData } from "./spend-log-copy.js";
+import { COPY_SPEND_LOGS, epochMs, recycleCopyData, spendLogsCopyData } from "./spend-log-copy.js";
 
 /**
  * The only module that reads or writes `gh_spend_logs` and `gh_spend_daily` (sql/0010_spend_logs.sql).
@@ -163,6 +163,7 @@ export async function copySpendLogs(tx: pg.ClientBase, rows: readonly SpendLogRo
     copy.on("finish", resolve);
     copy.end(data);
   });
+  recycleCopyData(data);
   await addToDailyTotals(tx, rows);
   return rows.length;
 }
