@@ -149,6 +149,11 @@ describe("spend logs on two replicas", () => {
     expect((await B.admin(`/spend/logs?team_id=${team.team_id}&page_size=4`)).body).toHaveLength(4);
     expect((await B.admin(`/spend/logs?team_id=${team.team_id}&page_size=4&page=2`)).body).toHaveLength(2);
     expect((await B.admin(`/spend/logs?request_id=${clientId}`)).body.map((r: { model: string }) => r.model)).toEqual(["free"]);
+    // That row's own id (made by Gatehouse from the request's start, as every row's) finds it too; a request id that
+    // is no UUID finds nothing.
+    const namedRow = (await B.admin(`/spend/logs?request_id=${clientId}`)).body[0];
+    expect((await A.admin(`/spend/logs?request_id=${namedRow.request_id}`)).body.map((r: { model: string }) => r.model)).toEqual(["free"]);
+    expect((await A.admin("/spend/logs?request_id=not-a-request")).body).toEqual([]);
     const today = new Date().toISOString().slice(0, 10);
     expect((await B.admin(`/spend/logs?api_key=${teamKey.key}&start_date=${today}&end_date=${today}`)).body).toHaveLength(6);
     expect((await B.admin(`/spend/logs?api_key=${teamKey.key}&end_date=2020-01-01`)).body).toHaveLength(0);
@@ -314,6 +319,9 @@ describe("spend logs on two replicas", () => {
         )
       ).rows;
     expect(await daily(model)).toEqual(await daily(`${model}-json`));
+    // Random (version 4) request ids, as rows written before ids carried their time have: found by request id too.
+    for (const r of [copied[0]!, inserted[1]!])
+      expect((await A.admin(`/spend/logs?request_id=${r.request_id}`)).body.map((x: { request_id: string }) => x.request_id)).toEqual([r.request_id]);
     expect((await daily(model)).map((d) => [d.day, d.requests, d.failed_requests])).toEqual([
       ["2031-05-06", 1, 1],
       ["2031-05-07", 1, 0],

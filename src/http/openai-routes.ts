@@ -301,6 +301,8 @@ export class OpenAIRoutes {
 const MASTER_KEY_TOKEN = "master";
 const MAX_TAGS = 32;
 const MAX_METADATA_BYTES = 4_096;
+// Most requests send no metadata: their rows share one frozen pair instead of each allocating two empty objects.
+const NO_TAGS_OR_METADATA = Object.freeze({ tags: Object.freeze([]) as unknown as string[], metadata: Object.freeze({}) as Record<string, unknown> });
 
 /** The spend log row of a finished request (store/spend-log-store.ts, sql/0010). */
 function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
@@ -313,7 +315,8 @@ function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
   const clientId = x.req.headers["x-request-id"];
   const fromClient = typeof clientId === "string" && clientId === x.requestId;
   return {
-    request_id: fromClient ? newRequestId() : x.requestId,
+    // Made from the request's start: a lookup by request id finds the row by the time its id carries.
+    request_id: fromClient ? newRequestId(x.startedWall) : x.requestId,
     // Epoch milliseconds: formatting two dates here cost more than the rest of the row.
     start_time: x.startedWall,
     end_time: x.startedWall + Math.round(latencyMs),
@@ -347,7 +350,7 @@ function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
  * store (NUL, a lone surrogate) is left out: one such row would make its whole batch refused.
  */
 function tagsAndMetadata(value: unknown): { tags: string[]; metadata: Record<string, unknown> } {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) return { tags: [], metadata: {} };
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return NO_TAGS_OR_METADATA;
   const { tags: raw, ...rest } = value as Record<string, unknown>;
   const tags = Array.isArray(raw) ? raw.filter((t): t is string => typeof t === "string" && t.length > 0 && t.length <= 128 && !unstorableText(t)).slice(0, MAX_TAGS) : [];
   const json = JSON.stringify(rest);

@@ -233,9 +233,8 @@ export function epochMs(t: number | string): number {
 
 const sameShared = (a: SpendLogRow, b: SpendLogRow) => SHARED_COLUMNS.every((f) => a[f] === b[f]);
 
-// The memory a batch is encoded into, kept from one batch to the next. Allocating a third of a megabyte per
-// batch outside the JS heap made V8 collect garbage more often (it counts such memory towards starting a
-// collection): this was a third of what logging cost the replica.
+// The memory a batch is encoded into, kept from one batch to the next: a third of a megabyte allocated outside
+// the JS heap for every batch makes V8 start its garbage collections sooner (it counts such memory too).
 let spare: Buffer | null = null;
 
 /**

@@ -302,8 +302,6 @@ export interface SpendLogQuery {
 }
 
 /** Newest first. `requestId` matches Gatehouse's request id or the client's x-request-id. */
-const uuidOrNull = (v: string | undefined) => (v !== undefined && isUuid(v) ? v : null);
-
 export async function findSpendLogs(db: Queryable, q: SpendLogQuery): Promise<SpendLogRow[]> {
   // key_hash has no index of its own (every index is paid on every row written): a key still known is found by its
   // key_id, which has one; a deleted key's rows are found by their hash alone.
@@ -314,16 +312,36 @@ export async function findSpendLogs(db: Queryable, q: SpendLogQuery): Promise<Sp
     ]);
     keyId = known.rows[0]?.key_id;
   }
+  const params: unknown[] = [q.keyHash ?? null, q.teamId ?? null, q.userId ?? null, q.requestId ?? null, q.start ?? null, q.end ?? null, q.limit, q.offset, keyId ?? null];
   const { rows } = await db.query<SpendLogRow>(
     `SELECT * FROM gh_spend_logs
      WHERE ($1::text IS NULL OR key_hash = $1) AND ($9::uuid IS NULL OR key_id = $9) AND ($2::text IS NULL OR team_id = $2) AND ($3::text IS NULL OR user_id = $3)
-       AND ($4::text IS NULL OR request_id = $10::uuid OR client_request_id = $4)
+       AND ($4::text IS NULL OR client_request_id = $4 ${ownRequestId(q.requestId, params)})
        AND ($5::timestamptz IS NULL OR start_time >= $5) AND ($6::timestamptz IS NULL OR start_time < $6)
      ORDER BY start_time DESC, request_id LIMIT $7 OFFSET $8`,
-    // $10: the request id as a uuid when it is one (then the request-id index finds it), else null.
-    [q.keyHash ?? null, q.teamId ?? null, q.userId ?? null, q.requestId ?? null, q.start ?? null, q.end ?? null, q.limit, q.offset, keyId ?? null, uuidOrNull(q.requestId)],
+    params,
   );
   return rows;
+}
+
+/** How far a row's start may be from the time its request id carries (both are taken as the request begins). */
+const REQUEST_ID_TIME_WINDOW_MS = 10_000;
+/** The rows whose request id is random (older than UUIDv7): the only ones the request-id index holds (sql/0013). */
+const RANDOM_REQUEST_ID = "substr(request_id::text, 15, 1) <> '7'";
+
+/**
+ * The condition (appended to `params`) matching Gatehouse's own request id, beside the client's x-request-id: a
+ * UUIDv7 through the primary key (start_time, request_id), near the time its first 48 bits carry; an older, random
+ * one through the partial index only such ids enter; text that is no UUID matches no request id.
+ */
+function ownRequestId(requestId: string | undefined, params: unknown[]): string {
+  if (requestId === undefined || !isUuid(requestId)) return "";
+  params.push(requestId);
+  const id = `$${params.length}::uuid`;
+  if (requestId[14] !== "7") return `OR (request_id = ${id} AND ${RANDOM_REQUEST_ID})`;
+  const ms = Number.parseInt(requestId.slice(0, 8) + requestId.slice(9, 13), 16);
+  params.push(new Date(ms - REQUEST_ID_TIME_WINDOW_MS), new Date(ms + REQUEST_ID_TIME_WINDOW_MS));
+  return `OR (request_id = ${id} AND start_time BETWEEN $${params.length - 1} AND $${params.length})`;
 }
 
 export type SpendGroup = "team" | "key" | "user" | "model";
