@@ -9,6 +9,7 @@ const ORDER = [
   ["propagation", "Propagation and rotation (`bench/propagation.mjs`)"],
   ["scale-out", "Scale-out (`bench/scale-out.mjs`)"],
   ["limits", "Budgets and rate limits (`bench/limits.mjs`)"],
+  ["spend-logs", "Spend logs (`bench/spend-logs.mjs`)"],
   ["unknown-keys", "Floods of unknown keys (`bench/unknown-keys.mjs`)"],
   ["workers", "Workers on one host (`bench/workers.mjs`)"],
   ["teams", "A team of 100,000 keys (`bench/teams.mjs`)"],
@@ -33,6 +34,7 @@ for (const [name, title] of ORDER) {
     "",
     `Run at ${r.at}.`,
     "",
+    ...(r.note ? [r.note, ""] : []),
     r.markdown.replace(/^### .*\n\n/gm, (h) => `**${h.slice(4).trim()}**\n\n`),
   );
 }

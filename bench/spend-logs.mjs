@@ -11,7 +11,7 @@
 //     refuses connections for 30 s while 8 clients keep the replica busy; afterwards rows == requests answered.
 import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import pg from "pg";
 
 const { createDatabase, printTable, redisNamespace, REDIS_URL, startReplica, startUpstreamProcess, writeBenchConfig, writeResult } = await import("./lib/harness.mjs");
@@ -33,24 +33,30 @@ const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content
 const cleanups = [];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // CPU seconds of every Postgres process on this machine (the database shares the 2 cores): where the cost goes.
-// From /proc/<pid>/schedstat (nanoseconds on a CPU, as the scheduler counts them), not /proc/<pid>/stat's
-// utime + stime, which charge a whole clock tick to whichever process runs when it falls.
+// From /proc/<pid>/task/<tid>/schedstat (nanoseconds on a CPU, as the scheduler counts them), not /proc/<pid>/stat's
+// utime + stime, which charge a whole clock tick to whichever process runs when it falls. Counted per process
+// between two readings, so a backend that exits meanwhile does not take its earlier CPU out of the sum.
 const postgresCpu = { on: 0, off: 0 };
-function postgresCpuSeconds() {
-  const out = spawnSync("sh", ["-c", "for p in $(pgrep -x postgres); do cut -d' ' -f1 /proc/$p/schedstat 2>/dev/null; done"], { encoding: "utf8" }).stdout;
-  return (
-    out
-      .split("\n")
-      .filter(Boolean)
-      .reduce((a, b) => a + Number(b), 0) / 1e9
-  );
+function cpuNanosOf(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/task`).reduce((sum, tid) => sum + Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]), 0);
+  } catch {
+    return 0; // gone
+  }
+}
+function postgresCpuNow() {
+  const pids = spawnSync("pgrep", ["-x", "postgres"], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+  return new Map(pids.map((pid) => [pid, cpuNanosOf(pid)]));
+}
+function postgresCpuSince(before) {
+  let nanos = 0;
+  for (const [pid, now] of postgresCpuNow()) nanos += now - (before.get(pid) ?? 0);
+  return nanos / 1e9;
 }
 
-// CPU seconds of one process (the replica, all its threads): its own share of the cost, beside Postgres's.
+// CPU seconds of one process (the replica, every thread: its garbage collector's helpers too).
 const replicaCpu = { on: 0, off: 0 };
-function processCpuSeconds(pid) {
-  return Number(readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[0]) / 1e9;
-}
+const processCpuSeconds = (pid) => cpuNanosOf(pid) / 1e9;
 
 async function replicaWith(extraEnv, databaseUrl) {
   const db = await createDatabase();
@@ -108,10 +114,10 @@ try {
     const rps = {};
     for (const name of pair % 2 === 0 ? ["on", "off"] : ["off", "on"]) {
       const t = name === "on" ? on : off;
-      const pgBefore = postgresCpuSeconds();
+      const pgBefore = postgresCpuNow();
       const replicaBefore = processCpuSeconds(t.replica.child.pid);
       const w = await wrk({ url: t.url, headers: t.headers, body, connections: CONNECTIONS, seconds: SECONDS });
-      postgresCpu[name] += postgresCpuSeconds() - pgBefore;
+      postgresCpu[name] += postgresCpuSince(pgBefore);
       replicaCpu[name] += processCpuSeconds(t.replica.child.pid) - replicaBefore;
       if (name === "on") completedOn += w.requests;
       else completedOff += w.requests;
@@ -193,7 +199,14 @@ try {
     { what: "non-2xx answers during the outage run", value: w.non2xx, target: "" },
   ];
   const text = printTable(`Spend logs (wrk, ${CONNECTIONS} connections, ${PAIRS} pairs of on/off runs; load generator, upstream, Postgres and replicas share 2 cores)`, table);
+  const note = [
+    `Logging every request costs ${((1 - ratio) * 100).toFixed(1)} % of saturation here (95 % interval ${((1 - interval[1]) * 100).toFixed(1)}–${((1 - interval[0]) * 100).toFixed(1)} %; target ≤ 5 %),`,
+    "with Postgres on the same 2 cores as the replica, the upstream and wrk. The ratio is the geometric mean of",
+    `${PAIRS} interleaved pairs of ${SECONDS} s runs: this machine's speed wanders by ±10 % from one second to the next, so one`,
+    'pair says little. CPU is read from the scheduler (every thread of each process). docs/spend-logs.md, "Cost".',
+  ].join("\n");
   writeResult("spend-logs", {
+    note,
     rows: table,
     ratio,
     ratio_interval: interval,
