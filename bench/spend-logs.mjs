@@ -5,11 +5,14 @@
 //     Why pairs: this machine's own speed wanders by ±10 % from one second to the next (the same loop of
 //     arithmetic takes 430 to 650 ms), more than the 5 % being measured; a pair's two runs see nearly the same
 //     machine, and thirty pairs bring the interval down to a percent or two. A best-of-N ratio would be biased.
+//     And how much of that is the work being on the same cores, not in the replica? The replica with logs off,
+//     in pairs of runs with and without another process writing the same rows into the same Postgres at the
+//     same rate (bench/lib/spend-row-writer.mjs, stopped with SIGSTOP between its runs).
 //  2. Does a run of N requests yield exactly N rows? N requests from 16 clients that wait for every answer, the
 //     rows of their key counted once flushed (wrk leaves requests in flight when it stops, uncounted).
 //  3. Does a 30 s Postgres outage under load lose rows? The replica reaches Postgres through a TCP proxy that
 //     refuses connections for 30 s while 8 clients keep the replica busy; afterwards rows == requests answered.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import pg from "pg";
@@ -84,6 +87,14 @@ async function replicaWith(extraEnv, databaseUrl) {
   return { replica, pool, key, headers, url: `${replica.url}/v1/chat/completions` };
 }
 
+/** The geometric mean of ratios given as logarithms, with its 95 % interval (Student's t; 2.03 is its value near 35 degrees of freedom). */
+function geometricMean(logs) {
+  const m = logs.reduce((a, b) => a + b, 0) / logs.length;
+  const sd = Math.sqrt(logs.reduce((a, b) => a + (b - m) ** 2, 0) / (logs.length - 1));
+  const halfWidth = (2.03 * sd) / Math.sqrt(logs.length);
+  return { ratio: Math.exp(m), interval: [Math.exp(m - halfWidth), Math.exp(m + halfWidth)] };
+}
+
 async function rowsOf(target) {
   const { rows } = await target.pool.query("SELECT count(*)::int AS n FROM gh_spend_logs WHERE key_id = $1", [target.key.key_id]);
   return rows[0].n;
@@ -127,13 +138,36 @@ try {
     logRatios.push(Math.log(rps.on / rps.off));
   }
   const rowsOn = (await settledRows(on, warmupRows + completedOn)) - warmupRows;
-  const meanLog = logRatios.reduce((a, b) => a + b, 0) / PAIRS;
-  const sdLog = Math.sqrt(logRatios.reduce((a, b) => a + (b - meanLog) ** 2, 0) / (PAIRS - 1));
-  const halfWidth = (2.045 * sdLog) / Math.sqrt(PAIRS); // Student's t, 29 degrees of freedom (close enough for others)
-  const ratio = Math.exp(meanLog);
-  const interval = [Math.exp(meanLog - halfWidth), Math.exp(meanLog + halfWidth)];
+  const { ratio, interval } = geometricMean(logRatios);
   const medianRatio = Math.exp([...logRatios].sort((a, b) => a - b)[Math.floor(PAIRS / 2)]);
   const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  // 1b. The same writes from another process, beside the replica with logs off.
+  const writerDb = await createDatabase();
+  cleanups.push(() => writerDb.drop());
+  const writer = spawn(process.execPath, [new URL("./lib/spend-row-writer.mjs", import.meta.url).pathname, writerDb.url, String(Math.round(mean(throughput.on)))], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  cleanups.push(async () => {
+    writer.kill("SIGCONT");
+    writer.kill("SIGKILL");
+  });
+  await new Promise((resolve, reject) => {
+    writer.stdout.once("data", resolve);
+    writer.once("exit", (code) => reject(new Error(`the row writer exited (${code})`)));
+  });
+  const besideLogs = [];
+  for (let pair = 0; pair < PAIRS; pair++) {
+    const rps = {};
+    for (const name of pair % 2 === 0 ? ["busy", "quiet"] : ["quiet", "busy"]) {
+      writer.kill(name === "busy" ? "SIGCONT" : "SIGSTOP");
+      rps[name] = (await wrk({ url: off.url, headers: off.headers, body, connections: CONNECTIONS, seconds: SECONDS })).rps;
+    }
+    besideLogs.push(Math.log(rps.busy / rps.quiet));
+  }
+  writer.kill("SIGCONT");
+  writer.kill("SIGKILL");
+  const beside = geometricMean(besideLogs);
+
   // wrk stops with requests in flight (up to one per connection) that it does not count; for an exact count,
   // N requests from clients that wait for every answer, on a fresh key.
   const exact = await replicaWith({});
@@ -186,6 +220,11 @@ try {
     { what: "on / off (geometric mean of the pairs' ratios)", value: ratio.toFixed(3), target: "≥ 0.95" },
     { what: "95 % interval of that mean", value: `${interval[0].toFixed(3)} – ${interval[1].toFixed(3)}`, target: "" },
     { what: "on / off, median pair", value: medianRatio.toFixed(3), target: "" },
+    {
+      what: "logs off, beside another process writing the same rows (with / without it)",
+      value: `${beside.ratio.toFixed(3)} (${beside.interval[0].toFixed(3)} – ${beside.interval[1].toFixed(3)})`,
+      target: "",
+    },
     { what: "Postgres CPU seconds per 1,000 requests, logs on", value: ((postgresCpu.on / completedOn) * 1000).toFixed(3), target: "" },
     { what: "Postgres CPU seconds per 1,000 requests, logs off", value: ((postgresCpu.off / completedOff) * 1000).toFixed(3), target: "" },
     { what: "replica CPU seconds per 1,000 requests, logs on", value: ((replicaCpu.on / completedOn) * 1000).toFixed(3), target: "" },
@@ -199,11 +238,14 @@ try {
     { what: "non-2xx answers during the outage run", value: w.non2xx, target: "" },
   ];
   const text = printTable(`Spend logs (wrk, ${CONNECTIONS} connections, ${PAIRS} pairs of on/off runs; load generator, upstream, Postgres and replicas share 2 cores)`, table);
+  const pct = (r) => `${((1 - r) * 100).toFixed(1)} %`;
   const note = [
-    `Logging every request costs ${((1 - ratio) * 100).toFixed(1)} % of saturation here (95 % interval ${((1 - interval[1]) * 100).toFixed(1)}–${((1 - interval[0]) * 100).toFixed(1)} %; target ≤ 5 %),`,
+    `Logging every request costs ${pct(ratio)} of saturation here (95 % interval ${pct(interval[1])} to ${pct(interval[0])}; target ≤ 5 %),`,
     "with Postgres on the same 2 cores as the replica, the upstream and wrk. The ratio is the geometric mean of",
     `${PAIRS} interleaved pairs of ${SECONDS} s runs: this machine's speed wanders by ±10 % from one second to the next, so one`,
-    'pair says little. CPU is read from the scheduler (every thread of each process). docs/spend-logs.md, "Cost".',
+    `pair says little. The same rows written by another process, the replica logging nothing, cost it ${pct(beside.ratio)}`,
+    `(${pct(beside.interval[1])} to ${pct(beside.interval[0])}). CPU is read from the scheduler (every thread of each process).`,
+    'Runs differ by more than their intervals say: docs/spend-logs.md, "Cost".',
   ].join("\n");
   writeResult("spend-logs", {
     note,
@@ -211,6 +253,8 @@ try {
     ratio,
     ratio_interval: interval,
     ratio_median: medianRatio,
+    beside_writer_ratio: beside.ratio,
+    beside_writer_interval: beside.interval,
     pair_log_ratios: logRatios,
     completed_on: completedOn,
     rows_on: rowsOn,

@@ -327,7 +327,7 @@ describe("spend logs on two replicas", () => {
       ["2031-05-07", 1, 0],
     ]);
     // A value that is not one is refused before anything is sent, as Postgres would refuse it (data errors, class 22).
-    for (const bad of [{ request_id: "not-a-uuid" }, { start_time: "not a time" }, { prompt_tokens: 1.5 }]) {
+    for (const bad of [{ request_id: "not-a-uuid" }, { start_time: "not a time" }, { prompt_tokens: 1.5 }, { prompt_tokens: 2 ** 31 }, { spend: Number.NaN }]) {
       const refused = await inTransaction(cluster, (tx) => copySpendLogs(tx, [{ ...copied[1]!, request_id: randomUUID(), ...bad }])).then(
         () => null,
         (err: { code?: string }) => err.code,

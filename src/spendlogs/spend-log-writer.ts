@@ -111,6 +111,8 @@ export class SpendLogWriter {
     } catch (err) {
       if (isUniqueViolation(err) && !mayRepeat) return this.insert(batch, true);
       if (!isDataError(err)) throw err;
+      // Said, so that a batch way that keeps failing (a value the encoder should not have let through) shows.
+      this.o.logger.warn({ err: (err as Error).message, rows: batch.length }, "a spend log batch Postgres refused for its data is written row by row");
     }
     for (const row of batch) {
       try {

@@ -132,14 +132,14 @@ class FieldWriter {
 
   // A missing number is sent as NULL, so that Postgres refuses it for the NOT NULL column (23502) instead of it
   // being stored as 0 (a damaged journal line is then set aside, as the JSON batch does); a number of the wrong
-  // kind is refused here (22P02).
+  // kind, out of its column's range or not finite (a NaN would poison the day's total) is refused here (22003).
   private missing(v: unknown): void {
     if (v !== null && v !== undefined) badNumber(v);
     this.null();
   }
 
   int4(v: number | null): void {
-    if (!Number.isInteger(v)) {
+    if (!Number.isInteger(v) || v! < -2_147_483_648 || v! > 2_147_483_647) {
       this.missing(v);
       return;
     }
@@ -150,7 +150,7 @@ class FieldWriter {
   }
 
   int2(v: number | null): void {
-    if (!Number.isInteger(v)) {
+    if (!Number.isInteger(v) || v! < -32_768 || v! > 32_767) {
       this.missing(v);
       return;
     }
@@ -161,7 +161,7 @@ class FieldWriter {
   }
 
   float8(v: number | null): void {
-    if (typeof v !== "number") {
+    if (typeof v !== "number" || !Number.isFinite(v)) {
       this.missing(v);
       return;
     }
@@ -221,7 +221,7 @@ function dataError(code: string, message: string): Error {
 }
 
 function badNumber(v: unknown): never {
-  throw dataError("22P02", `not a number: ${String(v).slice(0, 40)}`);
+  throw dataError("22003", `not a number its column can hold: ${String(v).slice(0, 40)}`);
 }
 
 /** A row's time in epoch ms; a time that is not one (a damaged journal line) is refused as Postgres would (22007). */

@@ -235,8 +235,9 @@ async function addToDailyTotals(tx: pg.ClientBase, rows: readonly SpendLogRow[])
   );
 }
 
-// Code unit order: byte order for the text Postgres holds (COLLATE "C" in the JSON batch's daily step).
-const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+// The order of the texts' UTF-8 bytes, as COLLATE "C" orders them in the JSON batch's daily step (JavaScript's own
+// string order, by UTF-16 code units, differs for characters beyond U+FFFF). Only a batch's few totals are sorted.
+const compare = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
 const PARTITION_LOCK = 0x5e4d_1065; // any constant: serialises partition DDL across replicas
 
@@ -324,8 +325,12 @@ export async function findSpendLogs(db: Queryable, q: SpendLogQuery): Promise<Sp
   return rows;
 }
 
-/** How far a row's start may be from the time its request id carries (both are taken as the request begins). */
-const REQUEST_ID_TIME_WINDOW_MS = 10_000;
+/**
+ * How far a row's start may be from the time its request id carries: both are taken as the request begins, in the
+ * same step, so a second is plenty. (Rows written before request ids were made from the request's start could
+ * carry a later time when the client named its request: those are found by the client's x-request-id.)
+ */
+const REQUEST_ID_TIME_WINDOW_MS = 1_000;
 /** The rows whose request id is random (older than UUIDv7): the only ones the request-id index holds (sql/0013). */
 const RANDOM_REQUEST_ID = "substr(request_id::text, 15, 1) <> '7'";
 
