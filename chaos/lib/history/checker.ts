@@ -191,6 +191,12 @@ export class Model {
     return changes.map((c) => c.at).filter(Number.isFinite);
   }
 
+  /** When `token` stopped being its key's current token (a rotation) and stopped addressing it: finite ones only. */
+  tokenPoints(token: string): number[] {
+    const ts = this.tokens.get(token);
+    return ts ? [ts.currentUntil, ts.until].filter(Number.isFinite) : [];
+  }
+
   keyOf(token: string): KeyState | undefined {
     const t = this.tokens.get(token);
     return t ? this.keys.get(t.keyId) : undefined;
@@ -517,7 +523,8 @@ export function checkHistory(
   const lastAccepted = new Map<string, number>();
   // A key's record and its team's are held apart: a change of either may leave the replica without a copy it can
   // serve when Postgres cannot answer.
-  const changesOfKey = (token: string) => [...(model.keyOf(token)?.changes.map((c) => c.at) ?? []), ...model.ownerPoints(token)];
+  // A rotation changes the old token too: the event evicts it, and the replica must read its grace from Postgres.
+  const changesOfKey = (token: string) => [...(model.keyOf(token)?.changes.map((c) => c.at) ?? []), ...model.ownerPoints(token), ...model.tokenPoints(token)];
   for (const op of [...auth].sort((a, b) => a.complete - b.complete)) {
     if (op.status === 0) continue;
     result.answersChecked++;
