@@ -46,6 +46,38 @@ async function inTransaction<T>(cluster: Cluster, work: (tx: pg.PoolClient) => P
   }
 }
 
+/** A spend log row of the master key for `model`, starting at `start` (epoch ms, or ISO text as a journal holds it). */
+function spendLogRow(model: string, start: number | string, fields: Partial<SpendLogRow> = {}): SpendLogRow {
+  return {
+    request_id: randomUUID(),
+    start_time: start,
+    end_time: typeof start === "number" ? start + 5 : start,
+    client_request_id: null,
+    key_hash: null,
+    key_id: null,
+    key_name: "master-key",
+    key_alias: null,
+    team_id: null,
+    user_id: null,
+    model,
+    model_id: null,
+    upstream_model: "x",
+    prompt_tokens: 1,
+    completion_tokens: 1,
+    total_tokens: 2,
+    spend: 0.25,
+    latency_ms: 5,
+    overhead_ms: 1,
+    status: 200,
+    error_code: null,
+    stream: false,
+    replica_id: "writer-test",
+    tags: [],
+    metadata: {},
+    ...fields,
+  };
+}
+
 async function rowCount(cluster: Cluster, where = "TRUE", params: unknown[] = []): Promise<number> {
   const { rows } = await cluster.pool.query(`SELECT count(*)::int AS n FROM gh_spend_logs WHERE ${where}`, params);
   return rows[0].n;
@@ -255,19 +287,8 @@ describe("spend logs on two replicas", () => {
         tags: ["a", "b c", "ü", "{x}", '"q"'],
         metadata: { nested: { list: [1, "two", null], ok: true }, text: "ünï\ncode" },
       },
-      {
-        request_id: "",
-        start_time: start + 1000,
+      spendLogRow(model, start + 1000, {
         end_time: start + 1001,
-        client_request_id: null,
-        key_hash: null,
-        key_id: null,
-        key_name: "master-key",
-        key_alias: null,
-        team_id: null,
-        user_id: null,
-        model,
-        model_id: null,
         upstream_model: null,
         prompt_tokens: 0,
         completion_tokens: 0,
@@ -275,13 +296,8 @@ describe("spend logs on two replicas", () => {
         spend: 0,
         latency_ms: 0.001,
         overhead_ms: 0.5,
-        status: 200,
-        error_code: null,
-        stream: false,
         replica_id: "r",
-        tags: [],
-        metadata: {},
-      },
+      }),
     ];
     const copied = rows.map((r) => ({ ...r, request_id: randomUUID() }));
     const inserted = rows.map((r) => ({ ...r, request_id: randomUUID(), model: `${model}-json` }));
@@ -351,33 +367,7 @@ describe("spend logs on two replicas", () => {
       copy: true,
     });
     const model = `writer-${randomUUID()}`;
-    const row = (start: number | string): SpendLogRow => ({
-      request_id: randomUUID(),
-      start_time: start,
-      end_time: typeof start === "number" ? start + 5 : start,
-      client_request_id: null,
-      key_hash: null,
-      key_id: null,
-      key_name: "master-key",
-      key_alias: null,
-      team_id: null,
-      user_id: null,
-      model,
-      model_id: null,
-      upstream_model: "x",
-      prompt_tokens: 1,
-      completion_tokens: 1,
-      total_tokens: 2,
-      spend: 0.25,
-      latency_ms: 5,
-      overhead_ms: 1,
-      status: 200,
-      error_code: null,
-      stream: false,
-      replica_id: "writer-test",
-      tags: [],
-      metadata: {},
-    });
+    const row = (start: number | string) => spendLogRow(model, start);
     const daily = async () => (await cluster.pool.query("SELECT coalesce(sum(requests), 0)::int AS n FROM gh_spend_daily WHERE model = $1", [model])).rows[0].n;
     const logged = async () => (await cluster.pool.query("SELECT count(*)::int AS n FROM gh_spend_logs WHERE model = $1", [model])).rows[0].n;
     try {

@@ -170,18 +170,8 @@ export async function copySpendLogs(tx: pg.ClientBase, rows: readonly SpendLogRo
 
 const DAY_MS = 86_400_000;
 
-interface DailyTotal {
-  day: number;
-  key_hash: string;
-  team_id: string;
-  user_id: string;
-  model: string;
-  requests: number;
-  failed_requests: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  spend: number;
-}
+/** A batch's sums for one row of gh_spend_daily (its day as days since the epoch). */
+type DailyTotal = Omit<DailySpend, "day" | "group"> & { day: number; key_hash: string; team_id: string; user_id: string };
 
 /** The rows' sums per day, key, team, user and model (as insertBatch's daily step makes them), added in one statement. */
 async function addToDailyTotals(tx: pg.ClientBase, rows: readonly SpendLogRow[]): Promise<void> {
