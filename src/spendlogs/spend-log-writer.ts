@@ -7,7 +7,7 @@ export interface SpendLogWriterOptions {
   db: Database;
   journal: SpendJournal;
   logger: Logger;
-  /** Rows per statement. */
+  /** Rows per batch: one transaction each. */
   batchRows: number;
   /** New batches go in by COPY (a Postgres server); false: by INSERT (the embedded database takes no COPY). */
   copy: boolean;

@@ -13,8 +13,11 @@ import type { SpendLogRow } from "./spend-log-store.js";
  * would cost the replica more than the whole row costs here (~1 µs).
  */
 
-/** The columns, in the order each row carries them: first those a batch's rows share, encoded once per batch. */
-const SHARED_COLUMNS = ["key_hash", "key_id", "key_name", "key_alias", "team_id", "user_id", "model", "model_id", "upstream_model", "replica_id"] as const;
+/**
+ * The fields a request shares with the others of its key, model and replica: both ways in (this COPY and the
+ * store's JSON batch) encode them once per batch. First in each COPY row, in this order.
+ */
+export const SHARED_COLUMNS = ["key_hash", "key_id", "key_name", "key_alias", "team_id", "user_id", "model", "model_id", "upstream_model", "replica_id"] as const;
 const OWN_COLUMNS = [
   "request_id",
   "start_time",
@@ -139,25 +142,23 @@ class FieldWriter {
   }
 
   int4(v: number | null): void {
-    if (!Number.isInteger(v) || v! < -2_147_483_648 || v! > 2_147_483_647) {
-      this.missing(v);
-      return;
-    }
-    this.room(8);
-    this.buf.writeInt32BE(4, this.at);
-    this.buf.writeInt32BE(v!, this.at + 4);
-    this.at += 8;
+    this.integer(v, 4, 2_147_483_647);
   }
 
   int2(v: number | null): void {
-    if (!Number.isInteger(v) || v! < -32_768 || v! > 32_767) {
+    this.integer(v, 2, 32_767);
+  }
+
+  private integer(v: number | null, size: 2 | 4, max: number): void {
+    if (!Number.isInteger(v) || v! < -max - 1 || v! > max) {
       this.missing(v);
       return;
     }
-    this.room(6);
-    this.buf.writeInt32BE(2, this.at);
-    this.buf.writeInt16BE(v!, this.at + 4);
-    this.at += 6;
+    this.room(4 + size);
+    this.buf.writeInt32BE(size, this.at);
+    if (size === 4) this.buf.writeInt32BE(v!, this.at + 4);
+    else this.buf.writeInt16BE(v!, this.at + 4);
+    this.at += 4 + size;
   }
 
   float8(v: number | null): void {
@@ -233,6 +234,30 @@ export function epochMs(t: number | string): number {
 
 const sameShared = (a: SpendLogRow, b: SpendLogRow) => SHARED_COLUMNS.every((f) => a[f] === b[f]);
 
+/**
+ * A lookup of what `make` made once for each distinct set of shared fields in a batch. Rows of one busy key follow
+ * each other: most rows share the previous row's fields, and need no lookup at all.
+ */
+export function perSharedFields<T>(make: (row: SpendLogRow) => T): (row: SpendLogRow) => T {
+  const made = new Map<string, T>();
+  let previous: SpendLogRow | undefined;
+  let previousMade: T;
+  return (row) => {
+    if (previous === undefined || !sameShared(row, previous)) {
+      // Exact by construction (a JSON array of the values): no two different tuples share a key, nulls included.
+      const id = JSON.stringify(SHARED_COLUMNS.map((f) => row[f]));
+      let m = made.get(id);
+      if (m === undefined) {
+        m = make(row);
+        made.set(id, m);
+      }
+      previousMade = m;
+    }
+    previous = row;
+    return previousMade;
+  };
+}
+
 // The memory a batch is encoded into, kept from one batch to the next: a third of a megabyte allocated outside
 // the JS heap for every batch makes V8 start its garbage collections sooner (it counts such memory too).
 let spare: Buffer | null = null;
@@ -249,35 +274,23 @@ export function spendLogsCopyData(rows: readonly SpendLogRow[]): Buffer {
   out.int32(0); // flags
   out.int32(0); // header extension length
   // The shared fields of a (key, team, user, model, deployment, replica) are encoded once and copied per row.
-  const encoded = new Map<string, Buffer>();
-  let previous: SpendLogRow | undefined;
-  let previousShared: Buffer | undefined;
+  const sharedOf = perSharedFields((row) => {
+    const w = new FieldWriter(256);
+    w.text(row.key_hash);
+    w.uuid(row.key_id);
+    w.text(row.key_name);
+    w.text(row.key_alias);
+    w.text(row.team_id);
+    w.text(row.user_id);
+    w.text(row.model);
+    w.text(row.model_id);
+    w.text(row.upstream_model);
+    w.text(row.replica_id);
+    return Buffer.from(w.buf.subarray(0, w.at));
+  });
   for (const row of rows) {
-    let shared = previous !== undefined && sameShared(row, previous) ? previousShared : undefined;
-    if (shared === undefined) {
-      // Exact by construction (a JSON array of the values): no two different tuples share a key, nulls included.
-      const id = JSON.stringify(SHARED_COLUMNS.map((f) => row[f]));
-      shared = encoded.get(id);
-      if (shared === undefined) {
-        const w = new FieldWriter(256);
-        w.text(row.key_hash);
-        w.uuid(row.key_id);
-        w.text(row.key_name);
-        w.text(row.key_alias);
-        w.text(row.team_id);
-        w.text(row.user_id);
-        w.text(row.model);
-        w.text(row.model_id);
-        w.text(row.upstream_model);
-        w.text(row.replica_id);
-        shared = Buffer.from(w.buf.subarray(0, w.at));
-        encoded.set(id, shared);
-      }
-    }
-    previous = row;
-    previousShared = shared;
     out.int16(COLUMN_COUNT);
-    out.bytes(shared);
+    out.bytes(sharedOf(row));
     out.uuid(row.request_id);
     out.timestamp(epochMs(row.start_time));
     out.timestamp(epochMs(row.end_time));

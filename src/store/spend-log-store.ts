@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { isUuid, type Queryable } from "./db.js";
-import { COPY_SPEND_LOGS, epochMs, recycleCopyData, spendLogsCopyData } from "./spend-log-copy.js";
+import { COPY_SPEND_LOGS, epochMs, perSharedFields, recycleCopyData, SHARED_COLUMNS, spendLogsCopyData } from "./spend-log-copy.js";
 
 /**
  * The only module that reads or writes `gh_spend_logs` and `gh_spend_daily` (sql/0010_spend_logs.sql).
@@ -77,7 +77,7 @@ WITH dim AS (
   ${DAILY_INSERT}
   SELECT (start_time AT TIME ZONE 'UTC')::date, COALESCE(key_hash, ''), COALESCE(team_id, ''), COALESCE(user_id, ''), model,
     count(*), count(*) FILTER (WHERE status >= 400), sum(prompt_tokens), sum(completion_tokens), sum(spend)
-  FROM inserted GROUP BY 1, 2, 3, 4, 5 
+  FROM inserted GROUP BY 1, 2, 3, 4, 5
   ORDER BY 1, COALESCE(key_hash, '') COLLATE "C", COALESCE(team_id, '') COLLATE "C", COALESCE(user_id, '') COLLATE "C", model COLLATE "C"
   ${DAILY_ADD}
   RETURNING 1
@@ -92,38 +92,21 @@ const INSERT_NEW_BATCH = insertBatch("");
 // already there are skipped, the others inserted; the daily totals get only those.
 const INSERT_BATCH_ONCE = insertBatch("ON CONFLICT DO NOTHING");
 
-/** The fields a request shares with the others of its key, model and replica: sent once per batch. */
-const DIM_FIELDS = ["key_hash", "key_id", "key_name", "key_alias", "team_id", "user_id", "model", "model_id", "upstream_model", "replica_id"] as const;
-
-const sameDims = (a: SpendLogRow, b: SpendLogRow) => DIM_FIELDS.every((f) => a[f] === b[f]);
-
 /**
  * The batch as sent (see insertBatch): the distinct (key, team, user, model, deployment, replica) of its rows, and
  * per row its own fields under short names, null and empty ones left out. total_tokens is prompt + completion.
  */
 function wireBatch(rows: readonly SpendLogRow[]): [string, string] {
   const dims: Array<Record<string, unknown>> = [];
-  const dimIndex = new Map<string, number>();
-  const dimOf = (row: SpendLogRow): number => {
-    // Exact by construction (a JSON array of the values): no two different tuples share a key, nulls included.
-    const dimKey = JSON.stringify(DIM_FIELDS.map((f) => row[f]));
-    let d = dimIndex.get(dimKey);
-    if (d === undefined) {
-      d = dims.length;
-      dimIndex.set(dimKey, d);
-      const dim: Record<string, unknown> = { d };
-      for (const f of DIM_FIELDS) dim[f] = row[f];
-      dims.push(dim);
-    }
+  const dimOf = perSharedFields((row) => {
+    const d = dims.length;
+    const dim: Record<string, unknown> = { d };
+    for (const f of SHARED_COLUMNS) dim[f] = row[f];
+    dims.push(dim);
     return d;
-  };
-  let previous: SpendLogRow | undefined;
-  let previousDim = -1;
+  });
   const compact = rows.map((row) => {
-    // Rows of one busy key follow each other: most rows share the previous row's fields, no lookup needed.
-    const d = previous !== undefined && sameDims(row, previous) ? previousDim : dimOf(row);
-    previous = row;
-    previousDim = d;
+    const d = dimOf(row);
     const out: Record<string, unknown> = { d, r: row.request_id, s: epochMs(row.start_time), e: epochMs(row.end_time), p: row.prompt_tokens, c: row.completion_tokens };
     out.$ = row.spend;
     out.l = row.latency_ms;
