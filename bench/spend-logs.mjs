@@ -29,6 +29,8 @@ const CONNECTIONS = 32;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 30);
 const OUTAGE_SECONDS = Number(process.env.BENCH_OUTAGE_SECONDS ?? 30);
+// The young generation `npm start` gives the gateway (docs/performance.md): a replica runs here as it runs there.
+const { YOUNG_GENERATION_FLAG } = await import("../dist/workers.js");
 
 const upstream = await startUpstreamProcess();
 const configFile = writeBenchConfig(upstream.url);
@@ -73,7 +75,7 @@ async function replicaWith(extraEnv, databaseUrl) {
     GATEHOUSE_MASTER_KEY: masterKey,
     ...extraEnv,
   };
-  const replica = await startReplica(env, ["--config", configFile]);
+  const replica = await startReplica(env, ["--config", configFile], [YOUNG_GENERATION_FLAG]);
   const pool = new pg.Pool({ connectionString: db.url, max: 2 });
   cleanups.push(async () => {
     await replica.stop("SIGKILL");

@@ -1,6 +1,7 @@
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
-import { copySpendLogs, insertSpendLogs, type SpendLogRow } from "../store/spend-log-store.js";
+import { SpendLogBatch } from "../store/spend-log-copy.js";
+import { copySpendLogBatch, insertSpendLogs, type SpendLogRow } from "../store/spend-log-store.js";
 import type { SpendJournal } from "./spend-journal.js";
 
 export interface SpendLogWriterOptions {
@@ -16,9 +17,11 @@ export interface SpendLogWriterOptions {
 }
 
 /**
- * Spend log rows, written off the request path (docs/spend-logs.md). A finished request's row is queued in memory
- * (record() costs a push); upkeep/spend-log-upkeep.ts calls flush() every `spend_logs.flush_interval_ms`, which
- * writes the rows queued by then in batches of `batch_rows`, one transaction each (idempotent by request id).
+ * Spend log rows, written off the request path (docs/spend-logs.md). A finished request's row is encoded at once
+ * into the batch being filled (store/spend-log-copy.ts: a few hundred bytes outside the JavaScript heap, and its
+ * sums for the daily totals); upkeep/spend-log-upkeep.ts calls flush() every `spend_logs.flush_interval_ms`, which
+ * writes the batches filled by then, `batch_rows` rows at most each, one transaction each (idempotent by
+ * request id).
  *
  * When Postgres cannot take a batch, the whole queue is appended to the local journal (fsynced) right away, so
  * an outage keeps nothing in memory for long: a SIGKILL loses at most the rows queued since the last flush began
@@ -28,7 +31,10 @@ export interface SpendLogWriterOptions {
  * once more and journals what is left.
  */
 export class SpendLogWriter {
-  private queue: SpendLogRow[] = [];
+  /** Batches waiting, oldest first; rows are added to the last one until it is full or a flush takes it. */
+  private batches: SpendLogBatch[] = [];
+  private filling: SpendLogBatch | null = null;
+  private queuedRows = 0;
   private flushing: Promise<void> | null = null;
   /** Journal files of this or earlier processes may hold rows: look on the next successful flush. */
   private journalToReplay = true;
@@ -40,18 +46,31 @@ export class SpendLogWriter {
   /** Queues a finished request's row. Never throws, never waits. */
   record(row: SpendLogRow): void {
     this.counters.recorded++;
-    if (this.queue.length >= this.o.memoryMaxRows) {
+    if (this.queuedRows >= this.o.memoryMaxRows) {
       this.counters.dropped++;
       if (this.counters.dropped === 1 || this.counters.dropped % 10_000 === 0)
-        this.o.logger.error({ dropped: this.counters.dropped, queued: this.queue.length }, "spend log rows dropped: neither Postgres nor the journal takes them");
+        this.o.logger.error({ dropped: this.counters.dropped, queued: this.queuedRows }, "spend log rows dropped: neither Postgres nor the journal takes them");
       return;
     }
-    this.queue.push(row);
+    let batch = this.filling;
+    if (batch === null || batch.rows >= this.o.batchRows) {
+      batch = this.filling = new SpendLogBatch();
+      this.batches.push(batch);
+    }
+    try {
+      batch.add(row);
+    } catch (err) {
+      // A value no column can hold: the row could never be stored, and the batch is left as it was.
+      this.counters.dropped++;
+      this.o.logger.error({ err: (err as Error).message, request_id: row.request_id }, "a spend log row Postgres cannot store was dropped");
+      return;
+    }
+    this.queuedRows++;
   }
 
   /** Rows waiting in memory (metrics, tests). */
   get queued(): number {
-    return this.queue.length;
+    return this.queuedRows;
   }
 
   /** Writes what is queued (and the journal, once Postgres answers); resolves when done or failed. Never rejects. */
@@ -68,53 +87,79 @@ export class SpendLogWriter {
   async close(): Promise<void> {
     this.closed = true;
     await this.flush();
-    if (this.queue.length > 0) this.spill();
+    if (this.queuedRows > 0) this.spill();
   }
 
   private async flushAll(): Promise<void> {
-    // Only the rows queued when the flush began (all of them on shutdown). Rows that arrive while it writes wait
-    // for the next flush: chasing them turned a busy replica's flush into an endless run of small batches, one
-    // transaction each, and the fixed cost of each (a commit's fsync, a COPY's setup, a statement's planning)
-    // was most of what logging cost Postgres.
-    let due = this.queue.length;
-    while (this.queue.length > 0 && (due > 0 || this.closed)) {
-      const batch = this.queue.slice(0, this.closed ? this.o.batchRows : Math.min(this.o.batchRows, due));
+    // Only the batches queued when the flush began (all of them on shutdown): rows that arrive while it writes
+    // go to a new batch, for the next flush. Chasing them turned a busy replica's flush into an endless run of
+    // small batches, one transaction each, and the fixed cost of each (a commit's fsync, a COPY's setup, a
+    // statement's planning) was most of what logging cost Postgres.
+    let due = this.batches.length;
+    this.filling = null;
+    while (this.batches.length > 0 && (due > 0 || this.closed)) {
+      const batch = this.batches[0]!;
+      // Closing, the batch being filled goes too: rows recorded meanwhile start another.
+      if (batch === this.filling) this.filling = null;
       try {
-        await this.insert(batch);
+        await this.write(batch);
       } catch (err) {
         this.counters.flushFailures++;
-        this.o.logger.warn({ err: (err as Error).message, queued: this.queue.length }, "spend log flush failed; rows go to the local journal");
+        this.o.logger.warn({ err: (err as Error).message, queued: this.queuedRows }, "spend log flush failed; rows go to the local journal");
         this.spill();
         return;
       }
-      this.queue.splice(0, batch.length);
-      this.counters.written += batch.length;
-      due -= batch.length;
+      this.batches.shift();
+      this.queuedRows -= batch.rows;
+      this.counters.written += batch.rows;
+      due--;
     }
     if (this.journalToReplay && !this.closed) await this.replay();
   }
 
   /**
-   * Writes a batch. A batch from the queue is first written as new (the cheaper statement); if a row of it is
-   * already there — its earlier write's outcome was unknown, and it did commit — the batch is written again
-   * skipping the rows already in. A journaled batch may have been written before (a process that died after the
-   * insert, before it removed the file), so it always skips them.
-   * A batch Postgres refuses for its data (SQLSTATE class 22: a value it cannot store) is written row by row
+   * Writes a batch never written before: by COPY, its cheapest way in. If a row of it is already there — an
+   * earlier write's outcome was unknown, and it did commit — its rows are written again skipping those already in.
+   * Where COPY cannot be used (the embedded database), its rows go as one INSERT.
+   */
+  private async write(batch: SpendLogBatch): Promise<void> {
+    if (batch.rows === 0) return; // its only row was refused by the encoder
+    if (!this.o.copy) return this.insert(batch.rowsBack());
+    try {
+      await this.o.db.transaction((tx) => copySpendLogBatch(tx, batch));
+      batch.release();
+      return;
+    } catch (err) {
+      if (isUniqueViolation(err)) return this.insert(batch.rowsBack(), true);
+      if (!isDataError(err)) throw err;
+      // Said, so that a batch way that keeps failing (a value the encoder should not have let through) shows.
+      this.o.logger.warn({ err: (err as Error).message, rows: batch.rows }, "a spend log batch Postgres refused for its data is written row by row");
+    }
+    await this.insertRowByRow(batch.rowsBack());
+  }
+
+  /**
+   * Writes rows as one INSERT. `mayRepeat`: they may have been written before — a batch retried, or a journal
+   * (a process that died after the insert, before it removed the file) — and rows already there are skipped.
+   * Without it, a row already there refuses the whole statement, and the rows are sent again with it.
+   * Rows Postgres refuses for their data (SQLSTATE class 22: a value it cannot store) are written row by row
    * instead, and a row refused on its own is dropped (counted, logged): one bad row must not hold back every row
    * queued or journaled after it. Any other failure (Postgres unreachable) is thrown.
    */
-  private async insert(batch: readonly SpendLogRow[], mayRepeat = false): Promise<void> {
+  private async insert(rows: readonly SpendLogRow[], mayRepeat = false): Promise<void> {
     try {
-      if (!mayRepeat && this.o.copy) await this.o.db.transaction((tx) => copySpendLogs(tx, batch));
-      else await this.o.db.query((q) => insertSpendLogs(q, batch, mayRepeat));
+      await this.o.db.query((q) => insertSpendLogs(q, rows, mayRepeat));
       return;
     } catch (err) {
-      if (isUniqueViolation(err) && !mayRepeat) return this.insert(batch, true);
+      if (isUniqueViolation(err) && !mayRepeat) return this.insert(rows, true);
       if (!isDataError(err)) throw err;
-      // Said, so that a batch way that keeps failing (a value the encoder should not have let through) shows.
-      this.o.logger.warn({ err: (err as Error).message, rows: batch.length }, "a spend log batch Postgres refused for its data is written row by row");
+      this.o.logger.warn({ err: (err as Error).message, rows: rows.length }, "a spend log batch Postgres refused for its data is written row by row");
     }
-    for (const row of batch) {
+    await this.insertRowByRow(rows);
+  }
+
+  private async insertRowByRow(rows: readonly SpendLogRow[]): Promise<void> {
+    for (const row of rows) {
       try {
         await this.o.db.query((q) => insertSpendLogs(q, [row]));
       } catch (err) {
@@ -127,14 +172,16 @@ export class SpendLogWriter {
 
   /** Moves the queue to the journal; if the journal cannot be written, the rows stay queued (bounded by record()). */
   private spill(): void {
-    if (this.queue.length === 0) return;
+    if (this.queuedRows === 0) return;
     try {
-      this.o.journal.append(this.queue);
-      this.counters.journaled += this.queue.length;
-      this.queue = [];
+      this.o.journal.append(this.batches.flatMap((b) => b.rowsBack()));
+      this.counters.journaled += this.queuedRows;
+      this.batches = [];
+      this.filling = null;
+      this.queuedRows = 0;
       this.journalToReplay = true;
     } catch (err) {
-      this.o.logger.error({ err: (err as Error).message, queued: this.queue.length }, "the spend log journal cannot be written; rows stay in memory");
+      this.o.logger.error({ err: (err as Error).message, queued: this.queuedRows }, "the spend log journal cannot be written; rows stay in memory");
     }
   }
 

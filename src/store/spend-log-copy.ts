@@ -1,4 +1,4 @@
-import type { SpendLogRow } from "./spend-log-store.js";
+import type { DailySpend, SpendLogRow } from "./spend-log-store.js";
 
 /**
  * Spend log rows in Postgres's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html,
@@ -11,6 +11,12 @@ import type { SpendLogRow } from "./spend-log-store.js";
  *
  * Hand-written rather than a generic encoder library: the format is small and fixed, and per-field dispatch
  * would cost the replica more than the whole row costs here (~1 µs).
+ *
+ * A row is encoded the moment its request finishes (SpendLogBatch.add), not when its batch is written: a queued
+ * row is then a few hundred bytes outside the JavaScript heap, not an object of 25 fields that lives for up to a
+ * flush interval. Objects that live that long are allocated by V8 straight into its old generation, and every
+ * young string they point to is recorded for the next scavenge: that cost the request path more than all the
+ * rest of logging (docs/spend-logs.md, "Cost").
  */
 
 /**
@@ -55,7 +61,7 @@ class FieldWriter {
   at = 0;
 
   constructor(sizeOrBuffer: number | Buffer) {
-    // Never from Node's shared pool: the memory is handed on whole (recycleCopyData).
+    // Never from Node's shared pool: the memory is handed on whole (SpendLogBatch.release).
     this.buf = typeof sizeOrBuffer === "number" ? Buffer.allocUnsafeSlow(sizeOrBuffer) : sizeOrBuffer;
   }
 
@@ -232,20 +238,20 @@ export function epochMs(t: number | string): number {
   return ms;
 }
 
-const sameShared = (a: SpendLogRow, b: SpendLogRow) => SHARED_COLUMNS.every((f) => a[f] === b[f]);
-
 /**
- * A lookup of what `make` made once for each distinct set of shared fields in a batch. Rows of one busy key follow
- * each other: most rows share the previous row's fields, and need no lookup at all.
+ * A lookup of what `make` made once for each distinct set of shared fields among rows (the JSON batch's
+ * dimensions). Rows of one busy key follow each other: most rows share the previous row's fields, and need no
+ * lookup at all.
  */
 export function perSharedFields<T>(make: (row: SpendLogRow) => T): (row: SpendLogRow) => T {
   const made = new Map<string, T>();
-  let previous: SpendLogRow | undefined;
+  let previous: unknown[] | undefined;
   let previousMade: T;
   return (row) => {
     if (previous === undefined || !sameShared(row, previous)) {
+      previous = SHARED_COLUMNS.map((f) => row[f]);
       // Exact by construction (a JSON array of the values): no two different tuples share a key, nulls included.
-      const id = JSON.stringify(SHARED_COLUMNS.map((f) => row[f]));
+      const id = JSON.stringify(previous);
       let m = made.get(id);
       if (m === undefined) {
         m = make(row);
@@ -253,65 +259,316 @@ export function perSharedFields<T>(make: (row: SpendLogRow) => T): (row: SpendLo
       }
       previousMade = m;
     }
-    previous = row;
     return previousMade;
   };
 }
 
-// The memory a batch is encoded into, kept from one batch to the next: a third of a megabyte allocated outside
-// the JS heap for every batch makes V8 start its garbage collections sooner (it counts such memory too).
-let spare: Buffer | null = null;
+const DAY_MS = 86_400_000;
 
-/**
- * The COPY data for `rows`: signature, header, one tuple per row, trailer. Give it back with recycleCopyData()
- * once Postgres has taken it, for the next batch to be encoded into; not given back (a failed COPY, whose bytes
- * may still be queued on the socket), it is left to the garbage collector.
- */
-export function spendLogsCopyData(rows: readonly SpendLogRow[]): Buffer {
-  const out = new FieldWriter(spare !== null && spare.length >= rows.length * 320 ? spare : rows.length * 320 + 64);
-  spare = null;
-  out.bytes(SIGNATURE);
-  out.int32(0); // flags
-  out.int32(0); // header extension length
-  // The shared fields of a (key, team, user, model, deployment, replica) are encoded once and copied per row.
-  const sharedOf = perSharedFields((row) => {
-    const w = new FieldWriter(256);
-    w.text(row.key_hash);
-    w.uuid(row.key_id);
-    w.text(row.key_name);
-    w.text(row.key_alias);
-    w.text(row.team_id);
-    w.text(row.user_id);
-    w.text(row.model);
-    w.text(row.model_id);
-    w.text(row.upstream_model);
-    w.text(row.replica_id);
-    return Buffer.from(w.buf.subarray(0, w.at));
-  });
-  for (const row of rows) {
-    out.int16(COLUMN_COUNT);
-    out.bytes(sharedOf(row));
-    out.uuid(row.request_id);
-    out.timestamp(epochMs(row.start_time));
-    out.timestamp(epochMs(row.end_time));
-    out.text(row.client_request_id);
-    out.int4(row.prompt_tokens);
-    out.int4(row.completion_tokens);
-    out.int4(row.prompt_tokens + row.completion_tokens);
-    out.float8(row.spend);
-    out.float8(row.latency_ms);
-    out.float8(row.overhead_ms);
-    out.int2(row.status);
-    out.text(row.error_code);
-    out.bool(row.stream === true);
-    out.textArray(row.tags);
-    out.jsonb(row.metadata);
-  }
-  out.int16(-1);
-  return out.buf.subarray(0, out.at);
+/** A batch's sums for one row of gh_spend_daily (its day as days since the epoch; '' for no key, team or user). */
+export type DailyTotal = Omit<DailySpend, "day" | "group"> & { day: number; key_hash: string; team_id: string; user_id: string };
+
+/** What the rows of a batch sharing one set of shared fields have in common: their encoding, and their daily sums. */
+interface SharedFields {
+  bytes: Buffer;
+  /** The row's shared values, compared field by field with the next row's. */
+  values: readonly unknown[];
+  /** Per day (days since the epoch); most batches see one day, kept aside from the map. */
+  lastDay: number;
+  lastTotal: DailyTotal | undefined;
+  totals: Map<number, DailyTotal>;
 }
 
-/** `data` (from spendLogsCopyData) is no longer used: its memory may hold the next batch. */
-export function recycleCopyData(data: Buffer): void {
-  spare = Buffer.from(data.buffer);
+// The memory batches are encoded into, kept for the next batches: a third of a megabyte allocated outside the JS
+// heap for every batch makes V8 start its garbage collections sooner (it counts such memory too).
+const spares: Buffer[] = [];
+const MAX_SPARES = 8;
+const FIRST_SIZE = 64 * 1024;
+
+/**
+ * Spend log rows, encoded as they arrive into one COPY's data, with their sums for the daily totals. A batch is
+ * written whole (store/spend-log-store.ts copySpendLogBatch) or, where COPY cannot be used, read back with rows().
+ */
+export class SpendLogBatch {
+  private readonly out = new FieldWriter(spares.pop() ?? FIRST_SIZE);
+  private readonly shared = new Map<string, SharedFields>();
+  private previous: SharedFields | undefined;
+  private ended = false;
+  private released = false;
+  /** Rows in the batch. */
+  rows = 0;
+
+  constructor() {
+    this.out.bytes(SIGNATURE);
+    this.out.int32(0); // flags
+    this.out.int32(0); // header extension length
+  }
+
+  /** A batch of `rows` (tests, the bench's writer); throws as add() does. */
+  static of(rows: readonly SpendLogRow[]): SpendLogBatch {
+    const batch = new SpendLogBatch();
+    for (const row of rows) batch.add(row);
+    return batch;
+  }
+
+  /**
+   * Encodes a row into the batch. A value no column can hold (a time that is not one, a number out of its
+   * column's range) throws a data error (SQLSTATE class 22, as Postgres would say) and leaves the batch as it was.
+   */
+  add(row: SpendLogRow): void {
+    if (this.ended) throw new Error("a spend log batch takes no rows once ended");
+    const out = this.out;
+    const rowStart = out.at;
+    try {
+      const start = epochMs(row.start_time);
+      const shared = this.sharedFieldsOf(row);
+      out.int16(COLUMN_COUNT);
+      out.bytes(shared.bytes);
+      out.uuid(row.request_id);
+      out.timestamp(start);
+      out.timestamp(epochMs(row.end_time));
+      out.text(row.client_request_id);
+      out.int4(row.prompt_tokens);
+      out.int4(row.completion_tokens);
+      out.int4(row.prompt_tokens + row.completion_tokens);
+      out.float8(row.spend);
+      out.float8(row.latency_ms);
+      out.float8(row.overhead_ms);
+      out.int2(row.status);
+      out.text(row.error_code);
+      out.bool(row.stream === true);
+      out.textArray(row.tags);
+      out.jsonb(row.metadata);
+      addToTotal(dailyTotalOf(shared, Math.floor(start / DAY_MS)), row);
+    } catch (err) {
+      out.at = rowStart;
+      throw err;
+    }
+    this.rows++;
+  }
+
+  /** The COPY data: signature, header, one tuple per row, trailer. The batch takes no more rows. */
+  copyData(): Buffer {
+    if (!this.ended) {
+      this.out.int16(-1);
+      this.ended = true;
+    }
+    return this.out.buf.subarray(0, this.out.at);
+  }
+
+  /**
+   * The batch's sums per day, key, team, user and model (as the JSON batch's daily step makes them), in the order
+   * every writer adds them (day, then the texts byte by byte), so that two replicas adding to the same totals lock
+   * them in the same order rather than deadlock.
+   */
+  dailyTotals(): DailyTotal[] {
+    const merged = new Map<string, DailyTotal>();
+    for (const shared of this.shared.values()) {
+      for (const t of shared.totals.values()) {
+        // NUL never occurs in Postgres text: the parts cannot run into each other.
+        const id = `${t.day}\0${t.key_hash}\0${t.team_id}\0${t.user_id}\0${t.model}`;
+        const m = merged.get(id);
+        if (m === undefined) merged.set(id, { ...t });
+        else {
+          m.requests += t.requests;
+          m.failed_requests += t.failed_requests;
+          m.prompt_tokens += t.prompt_tokens;
+          m.completion_tokens += t.completion_tokens;
+          m.spend += t.spend;
+        }
+      }
+    }
+    return [...merged.values()].sort(
+      (a, b) => a.day - b.day || compare(a.key_hash, b.key_hash) || compare(a.team_id, b.team_id) || compare(a.user_id, b.user_id) || compare(a.model, b.model),
+    );
+  }
+
+  /** The rows back, as they were given (times as epoch milliseconds): for the ways in that take no COPY, and the journal. */
+  rowsBack(): SpendLogRow[] {
+    return decodeSpendLogs(this.copyData());
+  }
+
+  /**
+   * Postgres has taken the batch: its memory may hold a later one. Not called after a failed COPY, whose bytes
+   * may still be queued on the socket: that memory is left to the garbage collector.
+   */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    if (spares.length < MAX_SPARES) spares.push(this.out.buf);
+  }
+
+  /**
+   * The shared fields of a (key, team, user, model, deployment, replica), encoded once per batch and copied per
+   * row. Rows of one busy key follow each other: most rows share the previous row's, and need no lookup at all.
+   */
+  private sharedFieldsOf(row: SpendLogRow): SharedFields {
+    const previous = this.previous;
+    if (previous !== undefined && sameShared(row, previous.values)) return previous;
+    const values = SHARED_COLUMNS.map((f) => row[f]);
+    // Exact by construction (a JSON array of the values): no two different tuples share a key, nulls included.
+    const id = JSON.stringify(values);
+    let shared = this.shared.get(id);
+    if (shared === undefined) {
+      const w = new FieldWriter(256);
+      w.text(row.key_hash);
+      w.uuid(row.key_id);
+      w.text(row.key_name);
+      w.text(row.key_alias);
+      w.text(row.team_id);
+      w.text(row.user_id);
+      w.text(row.model);
+      w.text(row.model_id);
+      w.text(row.upstream_model);
+      w.text(row.replica_id);
+      shared = { bytes: Buffer.from(w.buf.subarray(0, w.at)), values, lastDay: Number.NaN, lastTotal: undefined, totals: new Map() };
+      this.shared.set(id, shared);
+    }
+    this.previous = shared;
+    return shared;
+  }
+}
+
+function sameShared(row: SpendLogRow, values: readonly unknown[]): boolean {
+  for (let i = 0; i < SHARED_COLUMNS.length; i++) if (row[SHARED_COLUMNS[i]!] !== values[i]) return false;
+  return true;
+}
+
+function dailyTotalOf(shared: SharedFields, day: number): DailyTotal {
+  if (shared.lastDay === day) return shared.lastTotal!;
+  let t = shared.totals.get(day);
+  if (t === undefined) {
+    const [key_hash, , , , team_id, user_id, model] = shared.values as Array<string | null>;
+    t = {
+      day,
+      key_hash: key_hash ?? "",
+      team_id: team_id ?? "",
+      user_id: user_id ?? "",
+      model: model!,
+      requests: 0,
+      failed_requests: 0,
+      prompt_tokens: 0,
+      completion_tokens: 0,
+      spend: 0,
+    };
+    shared.totals.set(day, t);
+  }
+  shared.lastDay = day;
+  shared.lastTotal = t;
+  return t;
+}
+
+function addToTotal(t: DailyTotal, row: SpendLogRow): void {
+  t.requests++;
+  if (row.status >= 400) t.failed_requests++;
+  t.prompt_tokens += row.prompt_tokens;
+  t.completion_tokens += row.completion_tokens;
+  t.spend += row.spend;
+}
+
+// The order of the texts' UTF-8 bytes, as COLLATE "C" orders them in the JSON batch's daily step (JavaScript's own
+// string order, by UTF-16 code units, differs for characters beyond U+FFFF). Only a batch's few totals are sorted.
+const compare = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+
+/**
+ * The rows of COPY data made by SpendLogBatch, read back field by field (the reverse of add(); the tests check
+ * that the two agree on every column).
+ */
+export function decodeSpendLogs(data: Buffer): SpendLogRow[] {
+  const rows: SpendLogRow[] = [];
+  let at = SIGNATURE.length + 8; // signature, flags, header extension (empty)
+  const field = (): Buffer | null => {
+    const n = data.readInt32BE(at);
+    at += 4;
+    if (n === -1) return null;
+    const b = data.subarray(at, at + n);
+    at += n;
+    return b;
+  };
+  const text = () => field()?.toString("utf8") ?? null;
+  const uuid = () => {
+    const b = field();
+    if (b === null) return null;
+    const hex = b.toString("hex");
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  };
+  const timestamp = () => {
+    const b = field()!;
+    return (b.readInt32BE(0) * 4_294_967_296 + b.readUInt32BE(4)) / 1000 + POSTGRES_EPOCH_MS;
+  };
+  const int = () => {
+    const b = field()!;
+    return b.length === 2 ? b.readInt16BE(0) : b.readInt32BE(0);
+  };
+  const float = () => field()?.readDoubleBE(0) ?? null;
+  const textArray = () => {
+    const b = field()!;
+    if (b.readInt32BE(0) === 0) return [];
+    const out: string[] = [];
+    let o = 20; // dimensions, nulls flag, element type, length, lower bound
+    for (let i = b.readInt32BE(12); i > 0; i--) {
+      const n = b.readInt32BE(o);
+      out.push(b.toString("utf8", o + 4, o + 4 + n));
+      o += 4 + n;
+    }
+    return out;
+  };
+  while (data.readInt16BE(at) !== -1) {
+    at += 2;
+    const [key_hash, key_id, key_name, key_alias, team_id, user_id, model, model_id, upstream_model, replica_id] = [
+      text(),
+      uuid(),
+      text(),
+      text(),
+      text(),
+      text(),
+      text(),
+      text(),
+      text(),
+      text(),
+    ];
+    const request_id = uuid()!;
+    const start_time = timestamp();
+    const end_time = timestamp();
+    const client_request_id = text();
+    const prompt_tokens = int();
+    const completion_tokens = int();
+    const total_tokens = int();
+    const spend = float()!;
+    const latency_ms = float()!;
+    const overhead_ms = float();
+    const status = int();
+    const error_code = text();
+    const stream = field()![0] === 1;
+    const tags = textArray();
+    const metadata = JSON.parse(field()!.toString("utf8", 1)) as Record<string, unknown>;
+    rows.push({
+      request_id,
+      start_time,
+      end_time,
+      client_request_id,
+      key_hash,
+      key_id,
+      key_name,
+      key_alias,
+      team_id,
+      user_id,
+      model: model!,
+      model_id,
+      upstream_model,
+      prompt_tokens,
+      completion_tokens,
+      total_tokens,
+      spend,
+      latency_ms,
+      overhead_ms,
+      status,
+      error_code,
+      stream,
+      replica_id: replica_id!,
+      tags,
+      metadata,
+    });
+  }
+  return rows;
 }

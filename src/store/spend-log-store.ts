@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { isUuid, type Queryable } from "./db.js";
-import { COPY_SPEND_LOGS, epochMs, perSharedFields, recycleCopyData, SHARED_COLUMNS, spendLogsCopyData } from "./spend-log-copy.js";
+import { COPY_SPEND_LOGS, type DailyTotal, epochMs, perSharedFields, SHARED_COLUMNS, SpendLogBatch } from "./spend-log-copy.js";
 
 /**
  * The only module that reads or writes `gh_spend_logs` and `gh_spend_daily` (sql/0010_spend_logs.sql).
@@ -135,59 +135,33 @@ export async function insertSpendLogs(db: Queryable, rows: readonly SpendLogRow[
 /**
  * Writes a batch never written before with a binary COPY (spend-log-copy.ts: the cheapest way in for Postgres)
  * and adds it to the daily totals. `tx` must be inside a transaction, so that the two commit together. A row
- * already there refuses the whole batch (SQLSTATE 23505), for the caller to send again through
+ * already there refuses the whole batch (SQLSTATE 23505), for the caller to send its rows again through
  * insertSpendLogs(…, mayRepeat). Not for the embedded database: PGlite takes no COPY over its socket.
  */
-export async function copySpendLogs(tx: pg.ClientBase, rows: readonly SpendLogRow[]): Promise<number> {
-  const data = spendLogsCopyData(rows);
+export async function copySpendLogBatch(tx: pg.ClientBase, batch: SpendLogBatch): Promise<number> {
+  const data = batch.copyData();
   await new Promise<void>((resolve, reject) => {
     const copy = tx.query(copyFrom(COPY_SPEND_LOGS));
     copy.on("error", reject);
     copy.on("finish", resolve);
     copy.end(data);
   });
-  recycleCopyData(data);
-  await addToDailyTotals(tx, rows);
-  return rows.length;
+  await addToDailyTotals(tx, batch.dailyTotals());
+  return batch.rows;
+}
+
+/** copySpendLogBatch for rows at hand (tests, the bench's writer); a value no column can hold throws a data error. */
+export async function copySpendLogs(tx: pg.ClientBase, rows: readonly SpendLogRow[]): Promise<number> {
+  const batch = SpendLogBatch.of(rows);
+  const n = await copySpendLogBatch(tx, batch);
+  batch.release();
+  return n;
 }
 
 const DAY_MS = 86_400_000;
 
-/** A batch's sums for one row of gh_spend_daily (its day as days since the epoch). */
-type DailyTotal = Omit<DailySpend, "day" | "group"> & { day: number; key_hash: string; team_id: string; user_id: string };
-
-/** The rows' sums per day, key, team, user and model (as insertBatch's daily step makes them), added in one statement. */
-async function addToDailyTotals(tx: pg.ClientBase, rows: readonly SpendLogRow[]): Promise<void> {
-  const totals = new Map<string, DailyTotal>();
-  for (const r of rows) {
-    const day = Math.floor(epochMs(r.start_time) / DAY_MS);
-    // NUL never occurs in Postgres text: the parts cannot run into each other.
-    const id = `${day}\0${r.key_hash ?? ""}\0${r.team_id ?? ""}\0${r.user_id ?? ""}\0${r.model}`;
-    let t = totals.get(id);
-    if (t === undefined) {
-      t = {
-        day,
-        key_hash: r.key_hash ?? "",
-        team_id: r.team_id ?? "",
-        user_id: r.user_id ?? "",
-        model: r.model,
-        requests: 0,
-        failed_requests: 0,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        spend: 0,
-      };
-      totals.set(id, t);
-    }
-    t.requests++;
-    if (r.status >= 400) t.failed_requests++;
-    t.prompt_tokens += r.prompt_tokens;
-    t.completion_tokens += r.completion_tokens;
-    t.spend += r.spend;
-  }
-  const sorted = [...totals.values()].sort(
-    (a, b) => a.day - b.day || compare(a.key_hash, b.key_hash) || compare(a.team_id, b.team_id) || compare(a.user_id, b.user_id) || compare(a.model, b.model),
-  );
+/** A batch's daily totals (already in lock order: SpendLogBatch.dailyTotals), added in one statement. */
+async function addToDailyTotals(tx: pg.ClientBase, sorted: readonly DailyTotal[]): Promise<void> {
   const column = <K extends keyof DailyTotal>(k: K) => sorted.map((t) => t[k]);
   await tx.query(
     `${DAILY_INSERT}
@@ -207,10 +181,6 @@ async function addToDailyTotals(tx: pg.ClientBase, rows: readonly SpendLogRow[])
     ],
   );
 }
-
-// The order of the texts' UTF-8 bytes, as COLLATE "C" orders them in the JSON batch's daily step (JavaScript's own
-// string order, by UTF-16 code units, differs for characters beyond U+FFFF). Only a batch's few totals are sorted.
-const compare = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
 const PARTITION_LOCK = 0x5e4d_1065; // any constant: serialises partition DDL across replicas
 
