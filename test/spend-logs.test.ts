@@ -404,6 +404,52 @@ describe("spend logs on two replicas", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("the writer: rows that neither Postgres nor the journal (disk full) takes stay in memory, and so do rows recorded after; all are written once Postgres returns", async () => {
+    const proxy = await startTcpProxy("127.0.0.1", 5432);
+    const pool = createPool(viaProxy(cluster.db.url, proxy), { max: 2 });
+    const logger = createLogger({ destination: new LogCapture(), level: "fatal" });
+    // A journal whose directory does not exist: every append fails, as on a full disk.
+    const journal = new SpendJournal(path.join(tmpdir(), `gatehouse-no-such-dir-${randomUUID()}`));
+    const writer = new SpendLogWriter({
+      db: new Database(pool, new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS)),
+      journal,
+      logger,
+      batchRows: 2,
+      memoryMaxRows: 1_000,
+      copy: true,
+    });
+    const model = `stuck-${randomUUID()}`;
+    const logged = async () => (await cluster.pool.query("SELECT count(*)::int AS n FROM gh_spend_logs WHERE model = $1", [model])).rows[0].n;
+    try {
+      proxy.setMode("reject");
+      proxy.cutAll();
+      for (let i = 0; i < 3; i++) writer.record(spendLogRow(model, Date.now()));
+      const flushing = writer.flush();
+      // Recorded while the flush waits on Postgres: a batch being filled when the flush fails.
+      writer.record(spendLogRow(model, Date.now()));
+      await flushing;
+      expect(writer.counters).toMatchObject({ flushFailures: 1, journaled: 0, dropped: 0 });
+      expect(writer.queued).toBe(4);
+      // That batch's rows were read back for the journal, which ended it: the next row starts another batch.
+      writer.record(spendLogRow(model, Date.now()));
+      expect(writer.counters.dropped).toBe(0);
+      expect(writer.queued).toBe(5);
+      proxy.setMode("pass");
+      await waitFor(
+        async () => {
+          await writer.flush();
+          return writer.queued === 0;
+        },
+        { timeoutMs: 15_000, intervalMs: 250, what: "the queued rows written once Postgres answers" },
+      );
+      expect(await logged()).toBe(5);
+      expect(writer.counters).toMatchObject({ written: 5, dropped: 0, journaled: 0 });
+    } finally {
+      await pool.end();
+      await proxy.close();
+    }
+  });
 });
 
 describe("a Postgres outage under load loses no spend log row", () => {

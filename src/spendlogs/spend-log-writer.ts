@@ -173,11 +173,12 @@ export class SpendLogWriter {
   /** Moves the queue to the journal; if the journal cannot be written, the rows stay queued (bounded by record()). */
   private spill(): void {
     if (this.queuedRows === 0) return;
+    // Reading a batch's rows back ends it: new rows start another batch, whether or not the journal takes these.
+    this.filling = null;
     try {
       this.o.journal.append(this.batches.flatMap((b) => b.rowsBack()));
       this.counters.journaled += this.queuedRows;
       this.batches = [];
-      this.filling = null;
       this.queuedRows = 0;
       this.journalToReplay = true;
     } catch (err) {

@@ -429,9 +429,20 @@ export class SpendLogBatch {
   }
 }
 
+/** Does `row` hold `values` (SHARED_COLUMNS' values, in that order)? Spelled out: a keyed loop over the names cost more. */
 function sameShared(row: SpendLogRow, values: readonly unknown[]): boolean {
-  for (let i = 0; i < SHARED_COLUMNS.length; i++) if (row[SHARED_COLUMNS[i]!] !== values[i]) return false;
-  return true;
+  return (
+    row.key_hash === values[0] &&
+    row.key_id === values[1] &&
+    row.key_name === values[2] &&
+    row.key_alias === values[3] &&
+    row.team_id === values[4] &&
+    row.user_id === values[5] &&
+    row.model === values[6] &&
+    row.model_id === values[7] &&
+    row.upstream_model === values[8] &&
+    row.replica_id === values[9]
+  );
 }
 
 function dailyTotalOf(shared: SharedFields, day: number): DailyTotal {
