@@ -1,13 +1,18 @@
 // Spend logs at volume (docs/spend-logs.md). Three questions, each on a replica process of its own:
-//  1. What does logging every request cost at saturation? wrk (32 connections, one thread) against a replica
-//     with spend_logs.logging on and one with it off, in many short pairs (which goes first alternates); the
-//     cost is the geometric mean of the pairs' on/off ratios, with its 95 % interval; target ≥ 0.95.
-//     Why pairs: this machine's own speed wanders by ±10 % from one second to the next (the same loop of
-//     arithmetic takes 430 to 650 ms), more than the 5 % being measured; a pair's two runs see nearly the same
-//     machine, and thirty pairs bring the interval down to a percent or two. A best-of-N ratio would be biased.
-//     And how much of that is the work being on the same cores, not in the replica? The replica with logs off,
-//     in pairs of runs with and without another process writing the same rows into the same Postgres at the
-//     same rate (bench/lib/spend-row-writer.mjs, stopped with SIGSTOP between its runs).
+//  1. What does logging every request cost at saturation? wrk (32 connections, one thread) against three arms,
+//     in many short rounds (which arm goes first rotates):
+//       on    a replica with spend_logs.logging on;
+//       off   a replica with it off;
+//       busy  the same replica with it off, while another process (bench/lib/spend-row-writer.mjs) writes as many
+//             rows into the same Postgres as the replica with logs on last wrote, the way its flush writes them.
+//     Postgres shares this machine's 2 cores with the replicas, the upstream and wrk (in production it has a host
+//     of its own), so on/off is what logging costs this whole machine: the gateway's work and the database's.
+//     busy/off is the database's part: Postgres's work on the shared cores, done for another process.
+//     on/busy is the gateway's own cost — Postgres does the same work in both arms — and the ≥ 0.95 target.
+//     Each ratio is the geometric mean of the rounds' ratios, with its 95 % interval. Why rounds of short runs:
+//     this machine's own speed wanders by ±10 % from one second to the next (the same loop of arithmetic takes
+//     430 to 650 ms), more than the 5 % being measured; a round's runs see nearly the same machine, and forty
+//     rounds bring the interval down to a few percent. A best-of-N ratio would be biased.
 //  2. Does a run of N requests yield exactly N rows? N requests from 16 clients that wait for every answer, the
 //     rows of their key counted once flushed (wrk leaves requests in flight when it stops, uncounted).
 //  3. Does a 30 s Postgres outage under load lose rows? The replica reaches Postgres through a TCP proxy that
@@ -27,7 +32,7 @@ if (!wrkPath()) {
 }
 const CONNECTIONS = 32;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
-const PAIRS = Number(process.env.BENCH_PAIRS ?? 30);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
 const OUTAGE_SECONDS = Number(process.env.BENCH_OUTAGE_SECONDS ?? 30);
 // The young generation `npm start` gives the gateway (docs/performance.md): a replica runs here as it runs there.
 const { YOUNG_GENERATION_FLAG } = await import("../dist/workers.js");
@@ -114,40 +119,20 @@ async function settledRows(target, expected, timeoutMs = 60_000) {
 }
 
 try {
-  // 1 and 2.
+  // 1.
   const on = await replicaWith({});
   const off = await replicaWith({ GATEHOUSE_SPEND_LOGS_LOGGING: "off" });
-  const throughput = { on: [], off: [] };
-  const logRatios = [];
-  let completedOn = 0;
-  let completedOff = 0;
-  for (const t of [on, off]) await wrk({ url: t.url, headers: t.headers, body, connections: CONNECTIONS, seconds: 2 });
+  const warmup = [];
+  for (const t of [on, off, on]) warmup.push((await wrk({ url: t.url, headers: t.headers, body, connections: CONNECTIONS, seconds: SECONDS })).rps);
+  let lastOnRate = warmup[2];
   const warmupRows = await settledRows(on, 1, 10_000);
-  for (let pair = 0; pair < PAIRS; pair++) {
-    const rps = {};
-    for (const name of pair % 2 === 0 ? ["on", "off"] : ["off", "on"]) {
-      const t = name === "on" ? on : off;
-      const pgBefore = postgresCpuNow();
-      const replicaBefore = processCpuSeconds(t.replica.child.pid);
-      const w = await wrk({ url: t.url, headers: t.headers, body, connections: CONNECTIONS, seconds: SECONDS });
-      postgresCpu[name] += postgresCpuSince(pgBefore);
-      replicaCpu[name] += processCpuSeconds(t.replica.child.pid) - replicaBefore;
-      if (name === "on") completedOn += w.requests;
-      else completedOff += w.requests;
-      throughput[name].push(w.rps);
-      rps[name] = w.rps;
-    }
-    logRatios.push(Math.log(rps.on / rps.off));
-  }
-  const rowsOn = (await settledRows(on, warmupRows + completedOn)) - warmupRows;
-  const { ratio, interval } = geometricMean(logRatios);
-  const medianRatio = Math.exp([...logRatios].sort((a, b) => a - b)[Math.floor(PAIRS / 2)]);
-  const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  // 1b. The same writes from another process, beside the replica with logs off.
   const writerDb = await createDatabase();
   cleanups.push(() => writerDb.drop());
-  const writer = spawn(process.execPath, [new URL("./lib/spend-row-writer.mjs", import.meta.url).pathname, writerDb.url, String(Math.round(mean(throughput.on)))], {
-    stdio: ["ignore", "pipe", "inherit"],
+  // Every row the writer will send is encoded before it starts (what it costs while it writes is only the sending),
+  // with room for the machine running twice as fast as in the warm-up.
+  const prepare = Math.round(Math.max(...warmup) * 2 * SECONDS * ROUNDS);
+  const writer = spawn(process.execPath, [new URL("./lib/spend-row-writer.mjs", import.meta.url).pathname, writerDb.url, String(Math.round(lastOnRate)), String(prepare)], {
+    stdio: ["pipe", "pipe", "inherit"],
   });
   cleanups.push(async () => {
     writer.kill("SIGCONT");
@@ -157,18 +142,63 @@ try {
     writer.stdout.once("data", resolve);
     writer.once("exit", (code) => reject(new Error(`the row writer exited (${code})`)));
   });
-  const besideLogs = [];
-  for (let pair = 0; pair < PAIRS; pair++) {
+  writer.kill("SIGSTOP");
+  const ARMS = ["on", "off", "busy"];
+  const throughput = { on: [], off: [], busy: [] };
+  const logRatios = { onOff: [], busyOff: [], onBusy: [] };
+  const writerCpu = { seconds: 0, rows: 0, requests: 0, replicaSeconds: 0 };
+  let completedOn = 0;
+  let completedOff = 0;
+  for (let round = 0; round < ROUNDS; round++) {
     const rps = {};
-    for (const name of pair % 2 === 0 ? ["busy", "quiet"] : ["quiet", "busy"]) {
-      writer.kill(name === "busy" ? "SIGCONT" : "SIGSTOP");
-      rps[name] = (await wrk({ url: off.url, headers: off.headers, body, connections: CONNECTIONS, seconds: SECONDS })).rps;
+    for (let i = 0; i < ARMS.length; i++) {
+      const name = ARMS[(round + i) % ARMS.length];
+      const t = name === "on" ? on : off;
+      if (name === "busy") {
+        // As many rows a second as the replica with logs on wrote in its last run.
+        writer.stdin.write(`${Math.round(lastOnRate)}\n`);
+        writer.kill("SIGCONT");
+      }
+      const pgBefore = postgresCpuNow();
+      const replicaBefore = processCpuSeconds(t.replica.child.pid);
+      const writerBefore = processCpuSeconds(writer.pid);
+      const w = await wrk({ url: t.url, headers: t.headers, body, connections: CONNECTIONS, seconds: SECONDS });
+      if (name === "busy") {
+        writer.kill("SIGSTOP");
+        writerCpu.seconds += processCpuSeconds(writer.pid) - writerBefore;
+        writerCpu.rows += lastOnRate * SECONDS;
+        writerCpu.requests += w.requests;
+        writerCpu.replicaSeconds += processCpuSeconds(t.replica.child.pid) - replicaBefore;
+      } else {
+        postgresCpu[name] += postgresCpuSince(pgBefore);
+        replicaCpu[name] += processCpuSeconds(t.replica.child.pid) - replicaBefore;
+      }
+      if (name === "on") {
+        completedOn += w.requests;
+        lastOnRate = w.rps;
+      }
+      if (name === "off") completedOff += w.requests;
+      throughput[name].push(w.rps);
+      rps[name] = w.rps;
     }
-    besideLogs.push(Math.log(rps.busy / rps.quiet));
+    logRatios.onOff.push(Math.log(rps.on / rps.off));
+    logRatios.busyOff.push(Math.log(rps.busy / rps.off));
+    logRatios.onBusy.push(Math.log(rps.on / rps.busy));
   }
   writer.kill("SIGCONT");
   writer.kill("SIGKILL");
-  const beside = geometricMean(besideLogs);
+  const rowsOn = (await settledRows(on, warmupRows + completedOn)) - warmupRows;
+  const whole = geometricMean(logRatios.onOff);
+  const database = geometricMean(logRatios.busyOff);
+  const beyondHandover = geometricMean(logRatios.onBusy);
+  // In the busy arm the other writer hands the rows to Postgres (its socket, the kernel, the client's round trips):
+  // the replica with logs on pays that itself. Its CPU per row, as a share of the replica's CPU per request in the
+  // same runs, is added to the cost on/busy shows: an upper bound of the gateway's cost (on/busy already counts a
+  // part of it, what the writer's CPU took from the replica).
+  const handover = writerCpu.seconds / Math.max(writerCpu.rows, 1) / (writerCpu.replicaSeconds / Math.max(writerCpu.requests, 1));
+  const gateway = { ratio: beyondHandover.ratio - handover, interval: beyondHandover.interval.map((r) => r - handover) };
+  const median = (logs) => Math.exp([...logs].sort((a, b) => a - b)[Math.floor(logs.length / 2)]);
+  const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
   // wrk stops with requests in flight (up to one per connection) that it does not count; for an exact count,
   // N requests from clients that wait for every answer, on a fresh key.
@@ -216,22 +246,27 @@ try {
   await load;
   const outageRows = (await settledRows(outage, before + w.requests)) - before;
 
+  const interval = (r) => `${r.ratio.toFixed(3)} (${r.interval[0].toFixed(3)} – ${r.interval[1].toFixed(3)})`;
   const table = [
-    { what: `saturation, spend logs on (req/s, mean of ${PAIRS} runs of ${SECONDS} s)`, value: Math.round(mean(throughput.on)), target: "" },
-    { what: `saturation, spend logs off (req/s, mean of ${PAIRS} runs of ${SECONDS} s)`, value: Math.round(mean(throughput.off)), target: "" },
-    { what: "on / off (geometric mean of the pairs' ratios)", value: ratio.toFixed(3), target: "≥ 0.95" },
-    { what: "95 % interval of that mean", value: `${interval[0].toFixed(3)} – ${interval[1].toFixed(3)}`, target: "" },
-    { what: "on / off, median pair", value: medianRatio.toFixed(3), target: "" },
-    {
-      what: "logs off, beside another process writing the same rows (with / without it)",
-      value: `${beside.ratio.toFixed(3)} (${beside.interval[0].toFixed(3)} – ${beside.interval[1].toFixed(3)})`,
-      target: "",
-    },
+    { what: `saturation, spend logs on (req/s, mean of ${ROUNDS} runs of ${SECONDS} s)`, value: Math.round(mean(throughput.on)), target: "" },
+    { what: `saturation, spend logs off (req/s, mean of ${ROUNDS} runs of ${SECONDS} s)`, value: Math.round(mean(throughput.off)), target: "" },
+    { what: "saturation, logs off while another process writes as many rows (req/s)", value: Math.round(mean(throughput.busy)), target: "" },
+    { what: "on / off beside the same rows (95 % interval)", value: interval(beyondHandover), target: "" },
+    { what: "on / off beside the same rows, median round", value: median(logRatios.onBusy).toFixed(3), target: "" },
+    { what: "handing the rows over: the other writer's CPU per row / the replica's per request", value: `${(handover * 100).toFixed(1)} %`, target: "" },
+    { what: "the gateway's own cost, counting all of the handing over (at most)", value: interval(gateway), target: "≥ 0.95" },
+    { what: "this whole machine: on / off (gateway and Postgres on 2 shared cores)", value: interval(whole), target: "" },
+    { what: "the database's part: off beside the rows / off", value: interval(database), target: "" },
     { what: "Postgres CPU seconds per 1,000 requests, logs on", value: ((postgresCpu.on / completedOn) * 1000).toFixed(3), target: "" },
     { what: "Postgres CPU seconds per 1,000 requests, logs off", value: ((postgresCpu.off / completedOff) * 1000).toFixed(3), target: "" },
     { what: "replica CPU seconds per 1,000 requests, logs on", value: ((replicaCpu.on / completedOn) * 1000).toFixed(3), target: "" },
     { what: "replica CPU seconds per 1,000 requests, logs off", value: ((replicaCpu.off / completedOff) * 1000).toFixed(3), target: "" },
-    { what: `requests wrk completed with logs on (${PAIRS} runs of ${SECONDS} s)`, value: completedOn, target: "" },
+    {
+      what: "the other writer's CPU seconds per 1,000 rows (sending only: every row encoded before)",
+      value: ((writerCpu.seconds / Math.max(writerCpu.rows, 1)) * 1000).toFixed(3),
+      target: "",
+    },
+    { what: `requests wrk completed with logs on (${ROUNDS} runs of ${SECONDS} s)`, value: completedOn, target: "" },
     { what: `rows written (wrk leaves up to ${CONNECTIONS} requests a run in flight, uncounted)`, value: rowsOn, target: "" },
     { what: "requests sent by clients that wait for every answer (all 200)", value: `${EXACT} (${answered200})`, target: "" },
     { what: "rows written for them", value: exactRows, target: "= requests" },
@@ -239,25 +274,35 @@ try {
     { what: "rows written for them once Postgres returned", value: outageRows, target: "= requests (0 lost)" },
     { what: "non-2xx answers during the outage run", value: w.non2xx, target: "" },
   ];
-  const text = printTable(`Spend logs (wrk, ${CONNECTIONS} connections, ${PAIRS} pairs of on/off runs; load generator, upstream, Postgres and replicas share 2 cores)`, table);
+  const text = printTable(
+    `Spend logs (wrk, ${CONNECTIONS} connections, ${ROUNDS} rounds of on, off and off-beside-the-rows runs; load generator, upstream, Postgres and replicas share 2 cores)`,
+    table,
+  );
   const pct = (r) => `${((1 - r) * 100).toFixed(1)} %`;
+  const range = (r) => `${pct(r.ratio)} (95 % interval ${pct(r.interval[1])} to ${pct(r.interval[0])})`;
   const note = [
-    `Logging every request costs ${pct(ratio)} of saturation here (95 % interval ${pct(interval[1])} to ${pct(interval[0])}; target ≤ 5 %),`,
-    "with Postgres on the same 2 cores as the replica, the upstream and wrk. The ratio is the geometric mean of",
-    `${PAIRS} interleaved pairs of ${SECONDS} s runs: this machine's speed wanders by ±10 % from one second to the next, so one`,
-    `pair says little. The same rows written by another process, the replica logging nothing, cost it ${pct(beside.ratio)}`,
-    `(${pct(beside.interval[1])} to ${pct(beside.interval[0])}). CPU is read from the scheduler (every thread of each process).`,
-    'Runs differ by more than their intervals say: docs/spend-logs.md, "Cost".',
+    `Logging every request costs the gateway ${range(gateway)} of its saturation throughput (target ≤ 5 %):`,
+    "the replica with logs on against the same replica with logs off while another process writes as many rows",
+    "into the same Postgres, so that the database does the same work in both, plus all that process spends",
+    `handing the rows over (${(handover * 100).toFixed(1)} % of the replica's CPU per request; the gateway pays it itself). On this machine Postgres shares the`,
+    `2 cores with the replicas, the upstream and wrk, and its work costs them too: logging costs the whole machine`,
+    `${range(whole)}, of which the database's work alone, done for another process, is ${range(database)}.`,
+    `Each figure is the geometric mean of ${ROUNDS} rounds of ${SECONDS} s runs (the machine's speed wanders by ±10 % from`,
+    "one second to the next). CPU is read from the scheduler (every thread of each process).",
   ].join("\n");
   writeResult("spend-logs", {
     note,
     rows: table,
-    ratio,
-    ratio_interval: interval,
-    ratio_median: medianRatio,
-    beside_writer_ratio: beside.ratio,
-    beside_writer_interval: beside.interval,
-    pair_log_ratios: logRatios,
+    gateway_ratio: gateway.ratio,
+    gateway_interval: gateway.interval,
+    beside_rows_ratio: beyondHandover.ratio,
+    beside_rows_interval: beyondHandover.interval,
+    handover_share: handover,
+    whole_machine_ratio: whole.ratio,
+    whole_machine_interval: whole.interval,
+    database_ratio: database.ratio,
+    database_interval: database.interval,
+    round_log_ratios: logRatios,
     completed_on: completedOn,
     rows_on: rowsOn,
     exact_requests: EXACT,

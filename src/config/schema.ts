@@ -172,7 +172,7 @@ const spend_logs = section({
   // How often each replica writes its queued rows: also the most a SIGKILL can lose.
   flush_interval_ms: int().min(50).max(60_000).default(1_000),
   // Rows per batch: one transaction each.
-  batch_rows: int().min(1).max(10_000).default(1_000),
+  batch_rows: int().min(1).max(10_000).default(5_000),
   // Rows kept in memory while neither Postgres nor the local journal takes them; past this they are dropped and counted.
   memory_max_rows: int().min(100).max(10_000_000).default(100_000),
   // Raw rows older than this are dropped a whole day (partition) at a time; the daily totals are kept.

@@ -279,10 +279,11 @@ interface SharedFields {
   totals: Map<number, DailyTotal>;
 }
 
-// The memory batches are encoded into, kept for the next batches: a third of a megabyte allocated outside the JS
-// heap for every batch makes V8 start its garbage collections sooner (it counts such memory too).
+// The memory batches are encoded into, kept for the next batches: a megabyte or more allocated outside the JS heap
+// for every batch makes V8 start its garbage collections sooner (it counts such memory too), and the kernel faults
+// in every page of it anew.
 const spares: Buffer[] = [];
-const MAX_SPARES = 8;
+const MAX_SPARES = 4;
 const FIRST_SIZE = 64 * 1024;
 
 /**
