@@ -281,12 +281,13 @@ try {
   const pct = (r) => `${((1 - r) * 100).toFixed(1)} %`;
   const range = (r) => `${pct(r.ratio)} (95 % interval ${pct(r.interval[1])} to ${pct(r.interval[0])})`;
   const note = [
-    `Logging every request costs the gateway ${range(gateway)} of its saturation throughput (target ≤ 5 %):`,
-    "the replica with logs on against the same replica with logs off while another process writes as many rows",
-    "into the same Postgres, so that the database does the same work in both, plus all that process spends",
-    `handing the rows over (${(handover * 100).toFixed(1)} % of the replica's CPU per request; the gateway pays it itself). On this machine Postgres shares the`,
-    `2 cores with the replicas, the upstream and wrk, and its work costs them too: logging costs the whole machine`,
-    `${range(whole)}, of which the database's work alone, done for another process, is ${range(database)}.`,
+    `Logging every request costs the gateway ${range(gateway)} of its saturation throughput`,
+    "(target ≤ 5 %): the replica with logs on against the same replica with logs off while another process writes",
+    "as many rows into the same Postgres, so that the database does the same work in both, plus all that process",
+    `spends handing the rows over (${(handover * 100).toFixed(1)} % of the replica's CPU per request), which the gateway pays itself.`,
+    "On this machine Postgres shares the 2 cores with the replicas, the upstream and wrk, and its work costs them",
+    `too: logging costs the whole machine ${range(whole)}, of which the database's work alone,`,
+    `done for another process, is ${range(database)}.`,
     `Each figure is the geometric mean of ${ROUNDS} rounds of ${SECONDS} s runs (the machine's speed wanders by ±10 % from`,
     "one second to the next). CPU is read from the scheduler (every thread of each process).",
   ].join("\n");
