@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { decodeSpendLogs, SpendLogBatch } from "../src/store/spend-log-copy.js";
 import type { SpendLogRow } from "../src/store/spend-log-store.js";
+import { AWKWARD_FIELDS } from "./helpers/spend-rows.js";
 
 /**
  * A spend log batch, without Postgres: rows encoded as they arrive read back exactly as given, and the batch's
@@ -45,26 +46,8 @@ describe("spend log batch", () => {
     const key = row();
     const rows = [
       key,
-      row({
-        key_id: key.key_id,
-        client_request_id: "client-1",
-        key_alias: "alias é ✓",
-        team_id: "team\\1",
-        user_id: "user,1",
-        model_id: "db-model-1",
-        upstream_model: null,
-        prompt_tokens: 2_000_000_000,
-        completion_tokens: 0,
-        total_tokens: 2_000_000_000,
-        spend: 0.1 + 0.2,
-        latency_ms: 1234.567,
-        overhead_ms: null,
-        status: 502,
-        error_code: "upstream_error",
-        stream: true,
-        tags: ["a", "b c", "ü", "😀"],
-        metadata: { nested: { list: [1, "two", null], ok: true }, text: "ünï\ncode" },
-      }),
+      // The same key, every other field set awkwardly (and no deployment).
+      row({ ...AWKWARD_FIELDS, key_hash: key.key_hash, key_id: key.key_id, upstream_model: null }),
       row({ key_hash: null, key_id: null, key_name: "master-key", start_time: Date.UTC(2000, 0, 1), end_time: Date.UTC(1999, 11, 31, 23, 59, 59, 999) }),
       { ...key, request_id: randomUUID() },
     ];

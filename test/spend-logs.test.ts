@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type pg from "pg";
 import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS } from "../src/faults/breaker.js";
-import { createLogger } from "../src/logger.js";
+import { createLogger, type Logger } from "../src/logger.js";
 import { SpendJournal } from "../src/spendlogs/spend-journal.js";
 import { SpendLogWriter } from "../src/spendlogs/spend-log-writer.js";
 import { Database } from "../src/store/database.js";
@@ -19,6 +19,7 @@ import { api, chatBody, openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
 import { INPUT_COST, OUTPUT_COST, pricedModel } from "./helpers/prices.js";
 import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js";
+import { AWKWARD_FIELDS, spendLogRow } from "./helpers/spend-rows.js";
 
 /**
  * Spend logs on real replica processes: one row per request (served or refused by a limit), written off the
@@ -46,41 +47,15 @@ async function inTransaction<T>(cluster: Cluster, work: (tx: pg.PoolClient) => P
   }
 }
 
-/** A spend log row of the master key for `model`, starting at `start` (epoch ms, or ISO text as a journal holds it). */
-function spendLogRow(model: string, start: number | string, fields: Partial<SpendLogRow> = {}): SpendLogRow {
-  return {
-    request_id: randomUUID(),
-    start_time: start,
-    end_time: typeof start === "number" ? start + 5 : start,
-    client_request_id: null,
-    key_hash: null,
-    key_id: null,
-    key_name: "master-key",
-    key_alias: null,
-    team_id: null,
-    user_id: null,
-    model,
-    model_id: null,
-    upstream_model: "x",
-    prompt_tokens: 1,
-    completion_tokens: 1,
-    total_tokens: 2,
-    spend: 0.25,
-    latency_ms: 5,
-    overhead_ms: 1,
-    status: 200,
-    error_code: null,
-    stream: false,
-    replica_id: "writer-test",
-    tags: [],
-    metadata: {},
-    ...fields,
-  };
-}
-
 async function rowCount(cluster: Cluster, where = "TRUE", params: unknown[] = []): Promise<number> {
   const { rows } = await cluster.pool.query(`SELECT count(*)::int AS n FROM gh_spend_logs WHERE ${where}`, params);
   return rows[0].n;
+}
+
+/** A writer (by COPY) on `pool`, as the gateway makes one, with batches of `batchRows`. */
+function writerOn(pool: pg.Pool, journal: SpendJournal, logger: Logger, batchRows: number): SpendLogWriter {
+  const db = new Database(pool, new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS));
+  return new SpendLogWriter({ db, journal, logger, batchRows, memoryMaxRows: 1_000, copy: true });
 }
 
 describe("spend logs on two replicas", () => {
@@ -260,33 +235,7 @@ describe("spend logs on two replicas", () => {
     const model = `copy-${randomUUID()}`;
     const start = Date.UTC(2031, 4, 6, 23, 59, 59, 123); // the second row is on the next day
     const rows: SpendLogRow[] = [
-      {
-        request_id: "",
-        start_time: start,
-        end_time: start + 1234,
-        client_request_id: 'client "id"\t\\ 1',
-        key_hash: "ab".repeat(32),
-        key_id: randomUUID(),
-        key_name: "sk-...wxyz",
-        key_alias: "alias é ✓",
-        team_id: "team\\1",
-        user_id: "user,1",
-        model,
-        model_id: "db-model-1",
-        upstream_model: "gpt-x",
-        prompt_tokens: 2_000_000_000,
-        completion_tokens: 7,
-        total_tokens: 2_000_000_007,
-        spend: 0.1 + 0.2,
-        latency_ms: 1234.567,
-        overhead_ms: null,
-        status: 502,
-        error_code: "upstream_error",
-        stream: true,
-        replica_id: "replica-é",
-        tags: ["a", "b c", "ü", "{x}", '"q"'],
-        metadata: { nested: { list: [1, "two", null], ok: true }, text: "ünï\ncode" },
-      },
+      spendLogRow(model, start, { ...AWKWARD_FIELDS, end_time: start + 1234, key_id: randomUUID() }),
       spendLogRow(model, start + 1000, {
         end_time: start + 1001,
         upstream_model: null,
@@ -358,14 +307,7 @@ describe("spend logs on two replicas", () => {
     const logger = createLogger({ destination: new LogCapture(), level: "warn" });
     const journal = new SpendJournal(dir);
     await journal.open();
-    const writer = new SpendLogWriter({
-      db: new Database(pool, new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS)),
-      journal,
-      logger,
-      batchRows: 100,
-      memoryMaxRows: 1_000,
-      copy: true,
-    });
+    const writer = writerOn(pool, journal, logger, 100);
     const model = `writer-${randomUUID()}`;
     const row = (start: number | string) => spendLogRow(model, start);
     const daily = async () => (await cluster.pool.query("SELECT coalesce(sum(requests), 0)::int AS n FROM gh_spend_daily WHERE model = $1", [model])).rows[0].n;
@@ -411,14 +353,7 @@ describe("spend logs on two replicas", () => {
     const logger = createLogger({ destination: new LogCapture(), level: "fatal" });
     // A journal whose directory does not exist: every append fails, as on a full disk.
     const journal = new SpendJournal(path.join(tmpdir(), `gatehouse-no-such-dir-${randomUUID()}`));
-    const writer = new SpendLogWriter({
-      db: new Database(pool, new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS)),
-      journal,
-      logger,
-      batchRows: 2,
-      memoryMaxRows: 1_000,
-      copy: true,
-    });
+    const writer = writerOn(pool, journal, logger, 2);
     const model = `stuck-${randomUUID()}`;
     const logged = async () => (await cluster.pool.query("SELECT count(*)::int AS n FROM gh_spend_logs WHERE model = $1", [model])).rows[0].n;
     try {
