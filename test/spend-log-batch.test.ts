@@ -97,7 +97,8 @@ describe("spend log batch", () => {
       { completion_tokens: 2 ** 31 },
       { status: 40_000 },
       { spend: Number.POSITIVE_INFINITY },
-      // A new key whose shared fields cannot be encoded.
+      // A new key whose shared fields cannot be encoded, twice: the second must not take the first good row's.
+      { key_hash: "another key", key_id: "not-a-uuid" },
       { key_hash: "another key", key_id: "not-a-uuid" },
     ]) {
       let code: string | undefined;

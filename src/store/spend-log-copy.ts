@@ -239,27 +239,27 @@ export function epochMs(t: number | string): number {
 }
 
 /**
- * A lookup of what `make` made once for each distinct set of shared fields among rows (the JSON batch's
- * dimensions). Rows of one busy key follow each other: most rows share the previous row's fields, and need no
- * lookup at all.
+ * A lookup of what `make` made once for each distinct set of shared fields among rows (the COPY's encoded prefix,
+ * the JSON batch's dimensions). Rows of one busy key follow each other: most rows share the previous row's
+ * fields, and need no lookup at all. A set `make` throws for is not remembered: the next row with it throws too.
  */
 export function perSharedFields<T>(make: (row: SpendLogRow) => T): (row: SpendLogRow) => T {
   const made = new Map<string, T>();
   let previous: unknown[] | undefined;
   let previousMade: T;
   return (row) => {
-    if (previous === undefined || !sameShared(row, previous)) {
-      previous = SHARED_COLUMNS.map((f) => row[f]);
-      // Exact by construction (a JSON array of the values): no two different tuples share a key, nulls included.
-      const id = JSON.stringify(previous);
-      let m = made.get(id);
-      if (m === undefined) {
-        m = make(row);
-        made.set(id, m);
-      }
-      previousMade = m;
+    if (previous !== undefined && sameShared(row, previous)) return previousMade;
+    const values = SHARED_COLUMNS.map((f) => row[f]);
+    // Exact by construction (a JSON array of the values): no two different tuples share a key, nulls included.
+    const id = JSON.stringify(values);
+    let m = made.get(id);
+    if (m === undefined) {
+      m = make(row);
+      made.set(id, m);
     }
-    return previousMade;
+    previous = values;
+    previousMade = m;
+    return m;
   };
 }
 
@@ -271,8 +271,11 @@ export type DailyTotal = Omit<DailySpend, "day" | "group"> & { day: number; key_
 /** What the rows of a batch sharing one set of shared fields have in common: their encoding, and their daily sums. */
 interface SharedFields {
   bytes: Buffer;
-  /** The row's shared values, compared field by field with the next row's. */
-  values: readonly unknown[];
+  /** What a daily total is kept by, besides its day ('' for none). */
+  key_hash: string;
+  team_id: string;
+  user_id: string;
+  model: string;
   /** Per day (days since the epoch); most batches see one day, kept aside from the map. */
   lastDay: number;
   lastTotal: DailyTotal | undefined;
@@ -288,12 +291,37 @@ const FIRST_SIZE = 64 * 1024;
 
 /**
  * Spend log rows, encoded as they arrive into one COPY's data, with their sums for the daily totals. A batch is
- * written whole (store/spend-log-store.ts copySpendLogBatch) or, where COPY cannot be used, read back with rows().
+ * written whole (store/spend-log-store.ts copySpendLogBatch) or, where COPY cannot be used, read back with rowsBack().
  */
 export class SpendLogBatch {
   private readonly out = new FieldWriter(spares.pop() ?? FIRST_SIZE);
-  private readonly shared = new Map<string, SharedFields>();
-  private previous: SharedFields | undefined;
+  private readonly shared: SharedFields[] = [];
+  /** The shared fields of a (key, team, user, model, deployment, replica), encoded once and copied per row. */
+  private readonly sharedFieldsOf = perSharedFields((row): SharedFields => {
+    const w = new FieldWriter(256);
+    w.text(row.key_hash);
+    w.uuid(row.key_id);
+    w.text(row.key_name);
+    w.text(row.key_alias);
+    w.text(row.team_id);
+    w.text(row.user_id);
+    w.text(row.model);
+    w.text(row.model_id);
+    w.text(row.upstream_model);
+    w.text(row.replica_id);
+    const shared: SharedFields = {
+      bytes: Buffer.from(w.buf.subarray(0, w.at)),
+      key_hash: row.key_hash ?? "",
+      team_id: row.team_id ?? "",
+      user_id: row.user_id ?? "",
+      model: row.model,
+      lastDay: Number.NaN,
+      lastTotal: undefined,
+      totals: new Map(),
+    };
+    this.shared.push(shared);
+    return shared;
+  });
   private ended = false;
   private released = false;
   /** Rows in the batch. */
@@ -364,7 +392,7 @@ export class SpendLogBatch {
    */
   dailyTotals(): DailyTotal[] {
     const merged = new Map<string, DailyTotal>();
-    for (const shared of this.shared.values()) {
+    for (const shared of this.shared) {
       for (const t of shared.totals.values()) {
         // NUL never occurs in Postgres text: the parts cannot run into each other.
         const id = `${t.day}\0${t.key_hash}\0${t.team_id}\0${t.user_id}\0${t.model}`;
@@ -398,36 +426,6 @@ export class SpendLogBatch {
     this.released = true;
     if (spares.length < MAX_SPARES) spares.push(this.out.buf);
   }
-
-  /**
-   * The shared fields of a (key, team, user, model, deployment, replica), encoded once per batch and copied per
-   * row. Rows of one busy key follow each other: most rows share the previous row's, and need no lookup at all.
-   */
-  private sharedFieldsOf(row: SpendLogRow): SharedFields {
-    const previous = this.previous;
-    if (previous !== undefined && sameShared(row, previous.values)) return previous;
-    const values = SHARED_COLUMNS.map((f) => row[f]);
-    // Exact by construction (a JSON array of the values): no two different tuples share a key, nulls included.
-    const id = JSON.stringify(values);
-    let shared = this.shared.get(id);
-    if (shared === undefined) {
-      const w = new FieldWriter(256);
-      w.text(row.key_hash);
-      w.uuid(row.key_id);
-      w.text(row.key_name);
-      w.text(row.key_alias);
-      w.text(row.team_id);
-      w.text(row.user_id);
-      w.text(row.model);
-      w.text(row.model_id);
-      w.text(row.upstream_model);
-      w.text(row.replica_id);
-      shared = { bytes: Buffer.from(w.buf.subarray(0, w.at)), values, lastDay: Number.NaN, lastTotal: undefined, totals: new Map() };
-      this.shared.set(id, shared);
-    }
-    this.previous = shared;
-    return shared;
-  }
 }
 
 /** Does `row` hold `values` (SHARED_COLUMNS' values, in that order)? Spelled out: a keyed loop over the names cost more. */
@@ -450,13 +448,12 @@ function dailyTotalOf(shared: SharedFields, day: number): DailyTotal {
   if (shared.lastDay === day) return shared.lastTotal!;
   let t = shared.totals.get(day);
   if (t === undefined) {
-    const [key_hash, , , , team_id, user_id, model] = shared.values as Array<string | null>;
     t = {
       day,
-      key_hash: key_hash ?? "",
-      team_id: team_id ?? "",
-      user_id: user_id ?? "",
-      model: model!,
+      key_hash: shared.key_hash,
+      team_id: shared.team_id,
+      user_id: shared.user_id,
+      model: shared.model,
       requests: 0,
       failed_requests: 0,
       prompt_tokens: 0,
