@@ -130,12 +130,13 @@ export class SpendLogWriter {
       batch.release();
       return;
     } catch (err) {
-      if (isUniqueViolation(err)) return this.insert(batch.rowsBack(), true);
-      if (!isDataError(err)) throw err;
-      // Said, so that a batch way that keeps failing (a value the encoder should not have let through) shows.
-      this.o.logger.warn({ err: (err as Error).message, rows: batch.rows }, "a spend log batch Postgres refused for its data is written row by row");
+      const repeated = isUniqueViolation(err);
+      if (!repeated && !isDataError(err)) throw err;
+      // Refused for its data (a value the encoder should not have let through): said, so that it shows, and the
+      // rows go the INSERT way, which sets aside a row Postgres cannot store.
+      if (!repeated) this.o.logger.warn({ err: (err as Error).message, rows: batch.rows }, "a spend log batch COPY refused for its data is written by INSERT");
+      return this.insert(batch.rowsBack(), repeated);
     }
-    await this.insertRowByRow(batch.rowsBack());
   }
 
   /**
@@ -155,10 +156,6 @@ export class SpendLogWriter {
       if (!isDataError(err)) throw err;
       this.o.logger.warn({ err: (err as Error).message, rows: rows.length }, "a spend log batch Postgres refused for its data is written row by row");
     }
-    await this.insertRowByRow(rows);
-  }
-
-  private async insertRowByRow(rows: readonly SpendLogRow[]): Promise<void> {
     for (const row of rows) {
       try {
         await this.o.db.query((q) => insertSpendLogs(q, [row]));
