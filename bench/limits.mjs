@@ -22,7 +22,7 @@ const { createLogger } = await import("../dist/logger.js");
 const { LimitEnforcer } = await import("../dist/limits/limit-enforcer.js");
 const { LocalLimiter } = await import("../dist/limits/local-limiter.js");
 const { RedisLimiter } = await import("../dist/limits/redis-limiter.js");
-const { RedisKeys } = await import("../dist/redis/key-names.js");
+const { RedisServerIdentity } = await import("../dist/redis/server-identity.js");
 const { createDatabase, percentile, printTable, redisNamespace, REDIS_URL, startReplica, writeResult } = await import("./lib/harness.mjs");
 
 const CALLS = Number(process.env.BENCH_LIMIT_CALLS ?? 20_000);
@@ -46,7 +46,14 @@ let replica;
 try {
   // 1. In process.
   const worst = { promptTokens: 20, completionTokens: 4_096, cost: 0.0001 };
-  const redisLimiter = new RedisLimiter(gateway.redis, new RedisKeys(ns.prefix), { read: async () => ({ spend: 0, generation: "0" }) }, 600_000, gateway.breakers.redis);
+  const redisLimiter = new RedisLimiter(
+    gateway.redis,
+    gateway.redisKeys,
+    { read: async () => ({ spend: 0, generation: "0" }) },
+    600_000,
+    gateway.breakers.redis,
+    new RedisServerIdentity(gateway.redis),
+  );
   // The enforcer as a replica has it with prefetching off: every admission is its own round trip.
   const ownRoundTrip = new LimitEnforcer({
     settings: { ...settings.limits, prefetch: 0 },

@@ -40,6 +40,7 @@ import { MockProvider } from "./proxy/providers/mock.js";
 import { OpenAICompatibleProvider } from "./proxy/providers/openai-compatible.js";
 import { createRedis, type GatehouseRedis } from "./redis/client.js";
 import { RedisKeys } from "./redis/key-names.js";
+import { RedisServerIdentity } from "./redis/server-identity.js";
 import { RotationLock } from "./redis/rotation-lock.js";
 import { Database } from "./store/database.js";
 import { createPool, ensureDatabaseExists, pingDatabase } from "./store/db.js";
@@ -62,6 +63,8 @@ export interface Gateway {
   db: Database;
   /** Null for the embedded single replica (no Redis). */
   redis: GatehouseRedis | null;
+  /** Names of this replica's Redis keys, in the namespace of the database history it follows. */
+  redisKeys: RedisKeys;
   l1: L1Cache;
   l2: L2Cache;
   tokenFilter: TokenFilterKeeper;
@@ -200,6 +203,7 @@ interface Caches {
   lag: LagObserver;
   invalidator: CacheInvalidator;
   heartbeat: { also: () => void };
+  lineageChanged: { after: () => void };
 }
 
 /** Receives invalidation lags; the metrics subscribe when they are made (after this phase). */
@@ -231,10 +235,21 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
   const lag = new LagObserver();
   // Work later phases add to every heartbeat (the model registry retries a failed read there).
   const heartbeat = { also: () => {} };
+  // What later phases keep of one database history (the limits' local state), told when it changes.
+  const lineageChanged = { after: () => {} };
   // The guard and coherence refer to each other (the guard replays from coherence's first event id; coherence
   // reports failed tombstones to the guard): the guard is told where coherence is once it exists.
   const firstEventId = { of: (): number => 0 };
-  const l2Guard = new L2Guard({ redis, keys: redisKeys, db, logger, tombstone: (tokens, version) => l2.invalidate(tokens, version), startEventId: () => firstEventId.of() });
+  const lineage = { of: (): string | null => null };
+  const l2Guard = new L2Guard({
+    redis,
+    keys: redisKeys,
+    db,
+    logger,
+    tombstone: (tokens, version) => l2.invalidate(tokens, version),
+    startEventId: () => firstEventId.of(),
+    lineage: () => lineage.of(),
+  });
   l2.trusted = () => l2Guard.trusted;
   const coherence = new Coherence({
     db,
@@ -252,8 +267,17 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
       heartbeat.also();
     },
     l2Status: () => l2Guard.status(),
+    onLineage: (current, previous) => {
+      // Before anything reads Redis: L2, its cursor and the ledgers are named by the history they belong to.
+      redisKeys.useLineage(current);
+      if (previous === null) return;
+      l2Guard.lineageChanged();
+      tokenFilter.forget();
+      lineageChanged.after();
+    },
   });
   firstEventId.of = () => coherence.firstEventId;
+  lineage.of = () => coherence.currentLineage;
   logger.info("catching up on key events");
   await coherence.start();
   started.push("coherence", () => coherence.stop());
@@ -264,7 +288,7 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
     now: () => clock.now(),
     tokenFilter: () => (settings.auth.tokenFilterRebuildMs > 0 ? tokenFilter.current : null),
   });
-  return { l1, l2, l2Guard, tokenFilter, coherence, authenticator, lag, invalidator, heartbeat };
+  return { l1, l2, l2Guard, tokenFilter, coherence, authenticator, lag, invalidator, heartbeat, lineageChanged };
 }
 
 // ── phase 3: services ───────────────────────────────────────────────────────────────────────────────────
@@ -289,7 +313,7 @@ interface Services {
 async function buildServices(
   { masterKey, logger }: StartOptions,
   { settings, embedded, db, redis, redisKeys, breakers }: Stores,
-  { coherence, invalidator, heartbeat }: Caches,
+  { coherence, invalidator, heartbeat, lineageChanged }: Caches,
   started: StartedStack,
 ): Promise<Services> {
   // Database models: read before the replica serves, dropped and read again on each model event.
@@ -310,7 +334,21 @@ async function buildServices(
   const spendLedger = new SpendLedger({ db, logger, replicaId: settings.replicaId, onResetSeen: (reset) => reset.forEach((r) => void resets.seen(r.ledger, r.generation)) });
   const limits = new LimitEnforcer({
     settings: settings.limits,
-    redis: redis && new RedisLimiter(redis, redisKeys, { read: (level) => db.query((q) => readDurableSpend(q, level)) }, settings.limits.reservationTtlMs, breakers.redis),
+    redis:
+      redis &&
+      new RedisLimiter(
+        redis,
+        redisKeys,
+        {
+          read: async (level) => {
+            const durable = await db.query((q) => readDurableSpend(q, level));
+            return { spend: durable.spend + spendLedger.unflushedSpend(level.ledger, durable.generation), generation: durable.generation };
+          },
+        },
+        settings.limits.reservationTtlMs,
+        breakers.redis,
+        new RedisServerIdentity(redis),
+      ),
     local: new LocalLimiter(settings.limits.reservationTtlMs),
     ledger: spendLedger,
     db,
@@ -318,6 +356,7 @@ async function buildServices(
     replicaCount: () => replicas.value,
   });
   resets.seen = (ledger, generation) => limits.afterReset(ledger, generation);
+  lineageChanged.after = () => limits.afterLineageChange();
   const keys = new KeyService(db, coherence, servedModels, vault, limits);
   const teams = new TeamService(db, coherence, servedModels, limits);
   const users = new UserService(db, coherence, servedModels, limits);
@@ -504,6 +543,7 @@ async function listen(
     pool,
     db: stores.db,
     redis,
+    redisKeys: stores.redisKeys,
     l1: caches.l1,
     l2: caches.l2,
     tokenFilter: caches.tokenFilter,

@@ -6,7 +6,7 @@ import { CacheInvalidator } from "../src/coherence/cache-invalidator.js";
 import { startTcpProxy } from "./support/tcp-proxy.mjs";
 import { authRecordFromRow } from "../src/auth/auth-record.js";
 import { findKeyByToken } from "../src/store/key-store.js";
-import { RedisKeys } from "../src/redis/key-names.js";
+import type { RedisKeys } from "../src/redis/key-names.js";
 import { createRedis, type GatehouseRedis } from "../src/redis/client.js";
 import { startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
 import { REDIS_URL } from "./helpers/services.js";
@@ -18,7 +18,7 @@ beforeAll(async () => {
   gw = await startTestGateway();
   redis = createRedis(REDIS_URL);
   await redis.connect();
-  keys = new RedisKeys(gw.redis.prefix);
+  keys = gw.gateway.redisKeys;
 });
 afterAll(async () => {
   redis?.disconnect();

@@ -7,7 +7,6 @@ import { DbClock } from "../src/coherence/db-clock.js";
 import { Coherence } from "../src/coherence/coherence.js";
 import { createLogger } from "../src/logger.js";
 import { createRedis, type GatehouseRedis } from "../src/redis/client.js";
-import { RedisKeys } from "../src/redis/key-names.js";
 import { createPool } from "../src/store/db.js";
 import { pruneEvents } from "../src/store/event-store.js";
 import { Sweeper } from "../src/upkeep/sweeper.js";
@@ -39,7 +38,7 @@ afterAll(async () => {
 /** A second replica's coherence machinery, in-process, with its database traffic through `proxy`. */
 function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterMs: number; listenThroughProxy: boolean; poolThroughProxy: boolean }) {
   const l1 = new L1Cache({ maxEntries: 1000, ttlMs: 600_000, negativeTtlMs: 2_000 });
-  const l2 = new L2Cache(redis, new RedisKeys(gw.redis.prefix), 3600, () => {}, undefined, l2MacKey(gw.masterKey));
+  const l2 = new L2Cache(redis, gw.gateway.redisKeys, 3600, () => {}, undefined, l2MacKey(gw.masterKey));
   const viaUrl = viaProxy(gw.db.url, proxy);
   const pool = createPool(options.poolThroughProxy ? viaUrl : gw.db.url, { max: 2, statementTimeoutMs: 500 });
   const db = new Database(pool, new DependencyBreaker("postgres", logger, POSTGRES_BREAKER_OPTIONS));

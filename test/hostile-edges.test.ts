@@ -255,8 +255,8 @@ describe("the shared cache cannot mint keys", () => {
     const redis = new Redis(REDIS_URL);
     try {
       // Without a MAC (the format before records were authenticated), and with a wrong one.
-      await redis.set(`${plain.redis.prefix}auth:${hashKey(forged)}`, `999999|${JSON.stringify(record(hashKey(forged)))}`);
-      await redis.set(`${plain.redis.prefix}auth:${hashKey(`${forged}-2`)}`, `999999|bm90LWEtbWFj|${JSON.stringify(record(hashKey(`${forged}-2`)))}`);
+      await redis.set(plain.gateway.redisKeys.authRecord(hashKey(forged)), `999999|${JSON.stringify(record(hashKey(forged)))}`);
+      await redis.set(plain.gateway.redisKeys.authRecord(hashKey(`${forged}-2`)), `999999|bm90LWEtbWFj|${JSON.stringify(record(hashKey(`${forged}-2`)))}`);
     } finally {
       redis.disconnect();
     }

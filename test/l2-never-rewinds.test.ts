@@ -60,7 +60,7 @@ async function keyInL2(s: Setup, on: Replica) {
   expect(res.status, res.text).toBe(200);
   await s.cluster.settle();
   expect(await on.chat(res.body.key)).toBe(200);
-  const redisKey = `${s.cluster.redis.prefix}auth:${res.body.token}`;
+  const redisKey = (await s.cluster.redisKeys()).authRecord(res.body.token);
   await waitFor(async () => (await s.redis.get(redisKey))?.includes("|{"), { what: "the record to be in L2" });
   return res.body as { key: string; token: string };
 }
@@ -96,7 +96,7 @@ describe("L2 after Redis comes back from an older snapshot", () => {
     expect(await C.chat(deleted.key)).toBe(401);
     // The guard repaired L2 from the event table: the stale record is gone from Redis too (a tombstone, or
     // the record as the block left it, read since).
-    const value = (await s.redis.get(`${s.cluster.redis.prefix}auth:${blocked.token}`))!;
+    const value = (await s.redis.get((await s.cluster.redisKeys()).authRecord(blocked.token)))!;
     const json = value.split("|").slice(2).join("|"); // <version>|<mac>|<json>, or <version>| for a tombstone
     if (json) expect(JSON.parse(json).blocked).toBe(true);
   }, 30_000);
@@ -111,7 +111,7 @@ describe("L2 after Redis comes back from an older snapshot", () => {
     s.proxy.setMode("pass");
     s.proxy.cutAll();
     // The old record is still in Redis (nothing restarted).
-    expect(await s.redis.get(`${s.cluster.redis.prefix}auth:${key.token}`)).toContain("|{");
+    expect(await s.redis.get((await s.cluster.redisKeys()).authRecord(key.token))).toContain("|{");
     const D = await s.cluster.addReplica("D");
     await reconnected(s);
     for (let i = 0; i < 20; i++) expect(await D.chat(key.key)).toBe(401);

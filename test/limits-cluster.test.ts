@@ -106,7 +106,7 @@ describe("limits hold across three replicas", () => {
   it("with admissions prefetched on every replica, rpm stays exact: a burst never gets more than the limit, and what was held ready comes back", async () => {
     const LIMIT = 200; // room for 64 more: every replica prefetches while the key is fresh
     const k = await newKey({ rpm_limit: LIMIT });
-    const rpmLog = `${cluster.redis.prefix}limits:{${k.key_id}}:rpm`;
+    const rpmLog = (await cluster.redisKeys()).limits(k.key_id).requests;
     const redis = new Redis(REDIS_URL);
     try {
       let served = 0;
@@ -187,7 +187,8 @@ describe("limits hold across three replicas", () => {
     void chat(doomed, k.key, chatBody("slow")).catch(() => undefined); // answers in 30 s: killed before
     const redis = new Redis(REDIS_URL);
     try {
-      const inflight = `${cluster.redis.prefix}limits:{${k.key_id}}:inflight`;
+      const names = (await cluster.redisKeys()).limits(k.key_id);
+      const inflight = names.inflight;
       await waitFor(async () => (await redis.zcard(inflight)) === 1, { what: "the reservation to be held" });
       const [held] = await redis.zrange(inflight, 0, 0);
       await doomed.stop("SIGKILL");
@@ -203,7 +204,7 @@ describe("limits hold across three replicas", () => {
       expect(Date.now() - killedAt).toBeLessThan(RESERVATION_TTL_MS + 3_000);
       // The dead replica's reservation is gone, and with it the cost it held.
       expect(await redis.zscore(inflight, held!)).toBeNull();
-      expect(await redis.hget(`${cluster.redis.prefix}limits:{${k.key_id}}:reserved`, held!)).toBeNull();
+      expect(await redis.hget(names.reserved, held!)).toBeNull();
     } finally {
       redis.disconnect();
     }

@@ -6,7 +6,7 @@ import { Redis } from "ioredis";
 import { chatBody, openAIError } from "./helpers/http.js";
 import { REDIS_URL, waitFor } from "./helpers/services.js";
 import { RedisLimiter } from "../src/limits/redis-limiter.js";
-import { RedisKeys } from "../src/redis/key-names.js";
+import { RedisServerIdentity } from "../src/redis/server-identity.js";
 import { randomUUID } from "node:crypto";
 
 /** Prices chosen so costs are exact in binary floating point: sums compare with toBe, not toBeCloseTo. */
@@ -93,7 +93,7 @@ describe("spend: usage × the model's price, live and durable", () => {
     const free = await gw.call("/v1/chat/completions", { key: k.key, body: chatBody("free-gpt") });
     expect(free.status).toBe(200);
     expect(await durableSpend(gw, k.token)).toBe(costOf(res.body.usage));
-    expect(await gw.gateway.redis!.exists(`${gw.redis.prefix}limits:{${k.key_id}}:ledger`)).toBe(0);
+    expect(await gw.gateway.redis!.exists(gw.gateway.redisKeys.limits(k.key_id).ledger)).toBe(0);
   });
 
   it("streams are charged from the final usage chunk, which a client that did not ask for it never sees", async () => {
@@ -171,8 +171,15 @@ describe("limits on one replica", () => {
   });
 
   it("rpm_limit above 1,000 is smoothed (two minutes, no per-request log in Redis) and still exact within a minute", async () => {
-    const keys = new RedisKeys(gw.redis.prefix);
-    const limiter = new RedisLimiter(gw.gateway.redis!, keys, { read: async () => ({ spend: 0, generation: "0" }) }, 60_000, gw.gateway.breakers.redis);
+    const keys = gw.gateway.redisKeys;
+    const limiter = new RedisLimiter(
+      gw.gateway.redis!,
+      keys,
+      { read: async () => ({ spend: 0, generation: "0" }) },
+      60_000,
+      gw.gateway.breakers.redis,
+      new RedisServerIdentity(gw.gateway.redis!),
+    );
     const keyId = randomUUID();
     const key = { level: "key" as const, id: keyId, ledger: keyId, maxBudget: null, rpmLimit: 1_200, tpmLimit: null, maxParallelRequests: null };
     const limits = { keyId, subjects: [key], owners: [key] };
@@ -228,7 +235,7 @@ describe("limits on one replica", () => {
 
 describe("prefetched admissions (docs/limits.md)", () => {
   const logsOf = (t: TestGateway, keyId: string) => {
-    const k = new RedisKeys(t.redis.prefix).limits(keyId);
+    const k = t.gateway.redisKeys.limits(keyId);
     const redis = t.gateway.redis!;
     return { requests: () => redis.zcard(k.requests), inflight: () => redis.zcard(k.inflight), reserved: () => redis.hget(k.reserved, "_total") };
   };
@@ -260,7 +267,7 @@ describe("prefetched admissions (docs/limits.md)", () => {
       try {
         await own.gateway.close();
         closed = true;
-        const keys = new RedisKeys(own.redis.prefix).limits(k.key_id);
+        const keys = own.gateway.redisKeys.limits(k.key_id);
         expect(await check.zcard(keys.requests)).toBe(10);
         expect(await check.zcard(keys.inflight)).toBe(0);
         expect(Number((await check.hget(keys.reserved, "_total")) ?? 0)).toBeCloseTo(0, 9);

@@ -1,7 +1,7 @@
 import type { Database } from "../store/database.js";
 import type { Logger } from "../logger.js";
 import type { CacheInvalidator } from "./cache-invalidator.js";
-import { EVENTS_CHANNEL, latestEventId, parseEventPayload, readEventsAfter, type KeyEvent } from "../store/event-store.js";
+import { EVENTS_CHANNEL, parseEventPayload, readEventsAfter, type EventPage, type KeyEvent } from "../store/event-store.js";
 import { type DbClock, monotonicMs } from "./db-clock.js";
 import { EventListener, type ListenerState } from "./event-listener.js";
 
@@ -30,6 +30,13 @@ export interface CoherenceOptions {
   onHeartbeat?: () => void;
   /** The L2 guard's state, shown beside this replica's coherence state (/debug/coherence). */
   l2Status?: () => object;
+  /**
+   * Told synchronously when this replica adopts a database lineage: at start (`previous` null), and whenever the
+   * database now answering is another history (a promoted standby, a restore). What keeps state of one lineage
+   * (the Redis key namespace of L2 and the ledgers, the L2 guard, the token filter, admissions held ahead) must
+   * start over from the new one before anything is served from it.
+   */
+  onLineage?: (lineage: string, previous: string | null) => void;
 }
 
 interface AppliedLag {
@@ -54,6 +61,8 @@ const LAG_HISTORY = 20_000;
  *   serve from L1 (it cannot know what it missed).
  */
 export class Coherence {
+  /** The database history the applied ids belong to (store/event-store.ts LINEAGE); null before start. */
+  private lineage: string | null = null;
   private lastAppliedId = 0;
   private startEventId = 0;
   /** Monotonic time (ms) at which the last complete catch-up started. */
@@ -65,7 +74,7 @@ export class Coherence {
   private stopped = false;
   private readonly lags: AppliedLag[] = [];
   private readonly seen = new Set<number>();
-  readonly counters = { notifications: 0, replayed: 0, l1Drops: 0, catchUpFailures: 0 };
+  readonly counters = { notifications: 0, replayed: 0, l1Drops: 0, catchUpFailures: 0, epochs: 0 };
   /** Ids applied from their notification ahead of a gap; the catch-up only steps over them. */
   private readonly appliedEarly = new Set<number>();
 
@@ -74,8 +83,13 @@ export class Coherence {
   async start(): Promise<void> {
     // A replica starts with an empty L1: nothing before the newest event can be stale in it.
     const startedAt = monotonicMs();
-    this.lastAppliedId = await this.o.db.query(latestEventId);
-    this.startEventId = this.lastAppliedId;
+    // Nothing after the newest id: only where ids stand now, and which history they belong to.
+    const page = await this.o.db.query((q) => readEventsAfter(q, Number.MAX_SAFE_INTEGER, 1));
+    this.o.clock.observe(page.dbNow, monotonicMs());
+    this.lineage = page.lineage;
+    this.lastAppliedId = page.latestId;
+    this.startEventId = page.latestId;
+    this.o.onLineage?.(page.lineage, null);
     this.syncedAt = startedAt;
     await this.catchUp(); // also the first reading of the database clock
     if (this.o.listenUrl === null) {
@@ -107,9 +121,17 @@ export class Coherence {
     return now - this.syncedAt <= this.o.staleAfterMs;
   }
 
-  /** The newest event id when this replica started: it applied every event after it, and none before. */
+  /**
+   * The newest event id when this replica started, or when its current epoch began: it applied every event
+   * after it, and none before.
+   */
   get firstEventId(): number {
     return this.startEventId;
+  }
+
+  /** The database history this replica serves (null before start). */
+  get currentLineage(): string | null {
+    return this.lineage;
   }
 
   /** The writer's own change, right after COMMIT: read-your-writes on this replica without a round trip. */
@@ -119,6 +141,12 @@ export class Coherence {
       await this.apply(event);
     } else if (event.id > this.lastAppliedId) {
       await this.applyEarly(event);
+    } else {
+      // Within one history a new commit's id is above every id committed before it, so this database has
+      // issued an id again: it is another history (a standby promoted after losing commits). Evict now, and
+      // let the catch-up start the new epoch at once rather than at the next heartbeat.
+      await this.apply(event);
+      this.requestCatchUp();
     }
   }
 
@@ -142,6 +170,7 @@ export class Coherence {
   status() {
     return {
       replica_id: this.o.replicaId,
+      lineage: this.lineage,
       last_applied_event_id: this.lastAppliedId,
       listener: this.listenerState,
       fresh: this.isFresh(),
@@ -218,6 +247,12 @@ export class Coherence {
         const after = this.lastAppliedId;
         const page = await this.o.db.query((q) => readEventsAfter(q, after, pageSize));
         this.o.clock.observe(page.dbNow, monotonicMs());
+        // Every id up to `after` was committed before this read began, so a database whose newest id is below
+        // it has lost them: like another lineage, a history this replica's state does not belong to.
+        if (page.lineage !== this.lineage || page.latestId < after) {
+          this.beginEpoch(page, after);
+          continue;
+        }
         if (page.prunedThrough > this.lastAppliedId) {
           // The events we would need are gone: anything in L1 may be stale.
           this.o.invalidator.dropL1();
@@ -244,6 +279,33 @@ export class Coherence {
       this.counters.catchUpFailures++;
       this.o.logger.warn({ err: (err as Error).message }, "key event catch-up failed; will retry");
     }
+  }
+
+  /**
+   * The database answering is another history than the one this replica applied (docs/coherence.md, "Engine
+   * failover"): ids, versions and cache records of the old one mean nothing in it. Everything derived from the
+   * old history is dropped before the next answer: L1 (fills in flight cancelled), and through onLineage the
+   * Redis namespace of L2 and the ledgers, the L2 guard's cursor and the token filter. The event cursor moves to
+   * the new database's newest id: nothing older can be stale in an empty L1. Synchronous, so no request is
+   * answered between the steps.
+   */
+  private beginEpoch(page: EventPage, appliedThrough: number): void {
+    const previous = this.lineage;
+    this.counters.epochs++;
+    this.o.logger.warn(
+      { previous_lineage: previous, lineage: page.lineage, applied_through: appliedThrough, newest_event_id: page.latestId },
+      page.lineage !== previous
+        ? "the database answering is another history (a promoted standby or a restore); caches of the old one dropped, following the new one"
+        : "the database has lost events this replica applied (restored to an earlier point); caches dropped, following what it holds now",
+    );
+    this.lineage = page.lineage;
+    this.lastAppliedId = page.latestId;
+    this.startEventId = page.latestId;
+    this.appliedEarly.clear();
+    this.seen.clear(); // ids are issued again in the new history; their lags are new measurements
+    this.o.onLineage?.(page.lineage, previous);
+    this.o.invalidator.dropL1();
+    this.counters.l1Drops++;
   }
 
   /** Evicts (synchronously, inside invalidate) and records the lag at that moment; then waits for L2. */

@@ -12,8 +12,10 @@ export interface L2GuardOptions {
   logger: Logger;
   /** Writes the tombstones of one event (the same call the event path uses); resolves true when written. */
   tombstone: (tokens: string[], version: number) => Promise<boolean>;
-  /** The newest event id when this replica started: it vouches for nothing before it. */
+  /** The newest event id when this replica started (or its epoch began): it vouches for nothing before it. */
   startEventId: () => number;
+  /** The database history this replica follows (null before it knows); L2 and its cursor are that history's. */
+  lineage: () => string | null;
 }
 
 // Events replayed per table read during a repair.
@@ -62,6 +64,16 @@ export class L2Guard {
     return this.trustedNow;
   }
 
+  /**
+   * A new database history (coherence's epoch): L2 moved to that history's namespace, whose cursor this replica
+   * has not checked, and failures it remembered were of ids the new history issues again.
+   */
+  lineageChanged(): void {
+    this.trustedNow = false;
+    this.highestFailedEventId = 0;
+    void this.check();
+  }
+
   /** The tombstones of event `eventId` may not be in L2: stop reading it until the cursor covers the event. */
   tombstoneFailed(eventId: number): void {
     this.highestFailedEventId = Math.max(this.highestFailedEventId, eventId);
@@ -100,8 +112,15 @@ export class L2Guard {
       this.trustedNow = false;
       return;
     }
+    const lineage = this.o.lineage();
+    if (lineage === null) {
+      this.trustedNow = false;
+      return;
+    }
     this.counters.checks++;
     const stateKey = this.o.keys.l2State();
+    // A check that spans an epoch change vouches for the old namespace only.
+    const sameLineage = () => this.o.lineage() === lineage;
     for (let round = 0; round < 3; round++) {
       const [runId, stateRunId, throughText] = await redis.l2StateRead(stateKey);
       if (this.knownRunId !== null && runId !== this.knownRunId) {
@@ -118,9 +137,9 @@ export class L2Guard {
       const through = throughText === null ? 0 : Number(throughText);
       const required = Math.max(this.o.startEventId(), this.highestFailedEventId);
       const failedBefore = this.highestFailedEventId;
-      const covered = await this.replayAfter(through);
+      const covered = await this.replayAfter(through, lineage);
       if (covered === through && stateRunId === runId) {
-        this.trustedNow = through >= required && this.highestFailedEventId === failedBefore;
+        this.trustedNow = through >= required && this.highestFailedEventId === failedBefore && sameLineage();
         return;
       }
       const moved = await redis.l2StateAdvance(stateKey, runId, stateRunId ?? "", throughText ?? "", String(covered));
@@ -136,7 +155,7 @@ export class L2Guard {
         }
         // Tombstones that failed while this ran leave the cursor's claim standing for others (another replica
         // or this replay wrote them), but this replica waits for the next round to be sure.
-        this.trustedNow = covered >= required && this.highestFailedEventId === failedBefore;
+        this.trustedNow = covered >= required && this.highestFailedEventId === failedBefore && sameLineage();
         return;
       }
       // -1: the server changed under us; 0: another replica moved the cursor. Read it again.
@@ -145,10 +164,12 @@ export class L2Guard {
   }
 
   /** Writes the tombstones of every event after `after` from the table; returns the id it covered through. */
-  private async replayAfter(after: number): Promise<number> {
+  private async replayAfter(after: number, lineage: string): Promise<number> {
     let cursor = after;
     for (;;) {
       const page = await this.o.db.query((q) => readEventsAfter(q, cursor, PAGE));
+      // Another history's events must not move this history's cursor; coherence starts the new epoch.
+      if (page.lineage !== lineage) throw new Error("the database answering is another history than the L2 namespace being repaired");
       // Events at or below the watermark are gone, and so is every record they invalidated (see above).
       cursor = Math.max(cursor, page.prunedThrough);
       const due = page.events.filter((e) => e.id > cursor);

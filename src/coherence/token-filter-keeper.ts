@@ -33,6 +33,8 @@ export class TokenFilterKeeper {
   private building: Promise<void> | null = null;
   private seenWhileBuilding: string[] | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** Moved by forget(): a build begun before it must not install its filter. */
+  private generation = 0;
   readonly counters = { builds: 0, buildFailures: 0 };
 
   constructor(private readonly o: TokenFilterKeeperOptions) {}
@@ -50,6 +52,7 @@ export class TokenFilterKeeper {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.timer = null;
     await this.building;
   }
 
@@ -57,6 +60,18 @@ export class TokenFilterKeeper {
   noteTokens(tokens: readonly string[]): void {
     if (this.filter) for (const t of tokens) this.filter.add(t);
     if (this.seenWhileBuilding) this.seenWhileBuilding.push(...tokens);
+  }
+
+  /**
+   * A new database history: the filter (and a build in flight) describe the old one, where a key of the new one
+   * may be missing. No filter is used until a build from the new database is done (unknown keys go there).
+   */
+  forget(): void {
+    this.filter = null;
+    this.generation++;
+    if (this.timer === null) return; // not started: no filter is in use
+    // A build in flight is of the old history and will not install; the next one reads the new database.
+    void (this.building ?? Promise.resolve()).then(() => this.rebuild());
   }
 
   /** Builds a new filter from the database and swaps it in; coalesces concurrent calls; never throws. */
@@ -76,6 +91,7 @@ export class TokenFilterKeeper {
   }
 
   private async build(): Promise<void> {
+    const generation = this.generation;
     const count = await this.o.db.query(countTokens);
     const next = new TokenFilter(Math.max(MIN_CAPACITY, count * HEADROOM), this.o.falsePositiveRate);
     for (const table of ["keys", "deprecated"] as const) {
@@ -88,6 +104,7 @@ export class TokenFilterKeeper {
       }
     }
     for (const t of this.seenWhileBuilding ?? []) next.add(t);
+    if (generation !== this.generation) return; // read (partly) from the history forget() left behind
     this.filter = next;
     this.counters.builds++;
   }

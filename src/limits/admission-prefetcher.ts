@@ -153,6 +153,17 @@ export class AdmissionPrefetcher {
     }
   }
 
+  /**
+   * Gives back every admission held ready (a new database history: they were admitted against the old one's
+   * ledgers). Fetches in flight still deliver theirs; those came from the ledgers of the namespace they named.
+   */
+  forgetAll(): void {
+    for (const [keyId, slot] of this.slots) {
+      for (const ready of slot.ready.splice(0)) this.cancel(ready);
+      this.forgetIfEmpty(keyId, slot);
+    }
+  }
+
   /** Gives back everything held ready and waits (bounded by Redis's command timeout) until Redis has it. */
   async close(): Promise<void> {
     this.closed = true;

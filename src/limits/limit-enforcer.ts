@@ -204,6 +204,16 @@ export class LimitEnforcer {
     }
   }
 
+  /**
+   * The database answering is another history (coherence's epoch): the Redis ledgers moved to its namespace and
+   * are seeded from it, so nothing learned from the old one's spend is used again.
+   */
+  afterLineageChange(): void {
+    this.lastKnownSpend.clear();
+    this.prefetch?.forgetAll();
+    this.o.local.forget();
+  }
+
   /** Per subject, where the local fallback's budget share starts: the last live spend seen, else Postgres's. */
   private knownSpend(limits: RequestLimits): Promise<number[]> {
     return Promise.all(

@@ -2,22 +2,27 @@ import { ServiceUnavailableError } from "../errors/errors.js";
 import type { DependencyBreaker } from "../faults/breaker.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
+import type { RedisServerIdentity } from "../redis/server-identity.js";
 import type { Admission, LevelAdmission, RequestLimits, Reservation, Settlement, SpendOwner } from "./admission.js";
 
 // The live ledger of a key unused this long is dropped; the next request seeds it again from Postgres.
 const LEDGER_TTL_MS = 24 * 3_600_000;
 
 export interface SeedSource {
-  /** The durable spend of a level's current period and its generation (spend 0 when Postgres has no row). */
+  /**
+   * A level's spend in its current period as this replica knows it without Redis — durable spend in Postgres
+   * plus what this replica charged and has not flushed yet — and its generation (spend 0 when Postgres has no row).
+   */
   read(owner: SpendOwner): Promise<{ spend: number; generation: string }>;
 }
 
 /**
  * The cluster-wide limiter: one Lua call admits a request on every level it belongs to (checks every limit
  * of every level, then reserves on all), one settles all of them (redis/lua/limits-*.lua). A level's ledger
- * is seeded from Postgres the first time it is needed (after a Redis restart, an eviction, or a reset), with
- * HSET-if-absent inside the script: every replica may try, the first one wins, nobody adds (re-seeding never
- * inflates spend).
+ * is seeded from Postgres the first time it is needed (after a Redis restart, an eviction, or a reset), and
+ * again when it came from another Redis server's history (a failover to a replica that lagged, a snapshot
+ * restored: redis/server-identity.ts): the first replica to seed stamps it with the server, later ones use it,
+ * and a seed never lowers a ledger of the same generation (re-seeding never inflates spend, nor rewinds it).
  */
 export class RedisLimiter {
   readonly counters = { seeds: 0 };
@@ -28,6 +33,7 @@ export class RedisLimiter {
     private readonly seeds: SeedSource,
     private readonly reservationTtlMs: number,
     private readonly breaker: DependencyBreaker,
+    private readonly server: RedisServerIdentity,
   ) {}
 
   /** Every Redis call goes through the Redis breaker; the Postgres seed read does not. */
@@ -90,9 +96,10 @@ export class RedisLimiter {
     return keys;
   }
 
-  private reserve(limits: RequestLimits, r: Reservation, seeds: Map<number, { spend: number; generation: string }> | null, holdMs: number): Promise<string[]> {
+  private async reserve(limits: RequestLimits, r: Reservation, seeds: Map<number, { spend: number; generation: string }> | null, holdMs: number): Promise<string[]> {
     const keys = this.levelKeys(limits);
-    const args: Array<string | number> = [r.requestId, r.cost, r.tokens, this.reservationTtlMs, LEDGER_TTL_MS, holdMs];
+    const runId = this.server.known ?? (await this.call(() => this.server.read()));
+    const args: Array<string | number> = [r.requestId, r.cost, r.tokens, this.reservationTtlMs, LEDGER_TTL_MS, holdMs, runId];
     limits.subjects.forEach((s, i) => {
       const seed = seeds?.get(i);
       args.push(opt(s.maxBudget), opt(s.rpmLimit), opt(s.tpmLimit), opt(s.maxParallelRequests), seed ? seed.spend : "", seed ? seed.generation : "");

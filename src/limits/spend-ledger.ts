@@ -44,6 +44,20 @@ export class SpendLedger {
     this.counters.charged += cost;
   }
 
+  /**
+   * What this replica charged on one level (by ledger name) in one spend generation and Postgres has not
+   * confirmed yet: added to durable spend when a Redis ledger is seeded again after Redis lost it.
+   */
+  unflushedSpend(ledger: string, generation: string): number {
+    let sum = 0;
+    const add = (item: SpendItem) => {
+      if (String(item.generation ?? "") === generation && ledgerOf(item.level, item.id, item.teamId) === ledger) sum += item.cost;
+    };
+    for (const item of this.queued.values()) add(item);
+    for (const batch of this.unflushed) for (const item of batch.items) add(item);
+    return sum;
+  }
+
   /** Spend charged here that Postgres has not confirmed yet (what /key/info adds for this replica). */
   get pendingBatches(): number {
     return this.unflushed.length + (this.queued.size > 0 ? 1 : 0);

@@ -1,13 +1,32 @@
+import { createHash } from "node:crypto";
+
 /**
  * Every Redis key Gatehouse uses is built here and nowhere else (as BullMQ does in its queue-keys).
  * The prefix namespaces one deployment (and one test file) from another on a shared Redis.
  */
 export class RedisKeys {
+  /**
+   * The database history (coherence/coherence.ts lineage) the keys below belong to, as a short tag. L2 records
+   * and tombstones carry versions, the L2 cursor carries event ids, and ledgers carry the spend of one database:
+   * none of them may be read or compared in another history (docs/coherence.md, "Engine failover"), so each
+   * lineage has its own names and the old ones expire unread. Set by coherence before anything is read.
+   */
+  private lineageTag = "unset";
+
   constructor(readonly prefix: string) {}
+
+  /** Moves every lineage-bound key to the namespace of `lineage` (its short hash). */
+  useLineage(lineage: string): void {
+    this.lineageTag = createHash("sha256").update(lineage).digest("base64url").slice(0, 10);
+  }
+
+  get lineage(): string {
+    return this.lineageTag;
+  }
 
   /** L2 auth record (or tombstone) for one token hash. Owner: auth/l2-cache. */
   authRecord(tokenHash: string): string {
-    return `${this.prefix}auth:${tokenHash}`;
+    return `${this.prefix}${this.lineageTag}:auth:${tokenHash}`;
   }
 
   /**
@@ -15,7 +34,7 @@ export class RedisKeys {
    * this Redis. Owner: coherence/l2-guard.
    */
   l2State(): string {
-    return `${this.prefix}l2:state`;
+    return `${this.prefix}${this.lineageTag}:l2:state`;
   }
 
   /** Redlock resource serialising rotations of one key across replicas. Owner: redis/rotation-lock. */
@@ -30,7 +49,7 @@ export class RedisKeys {
    * on one Redis (primary, with replicas or Sentinel), not on Redis Cluster. Owner: limits/redis-limiter.
    */
   limits(ledger: string): { ledger: string; inflight: string; reserved: string; requests: string; tokens: string } {
-    const base = `${this.prefix}limits:{${ledger}}:`;
+    const base = `${this.prefix}${this.lineageTag}:limits:{${ledger}}:`;
     return { ledger: `${base}ledger`, inflight: `${base}inflight`, reserved: `${base}reserved`, requests: `${base}rpm`, tokens: `${base}tpm` };
   }
 }

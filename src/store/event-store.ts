@@ -1,7 +1,7 @@
 import type { Queryable } from "./db.js";
 
 /**
- * The only module that writes `gh_key_events` and `gh_event_watermark`, and the only one that NOTIFYs.
+ * The only module that writes `gh_key_events`, `gh_event_watermark` and `gh_lineage`, and the only one that NOTIFYs.
  * An event names the token hashes whose cached records went stale and the version to tombstone them at.
  */
 
@@ -53,9 +53,23 @@ SELECT ins.*, pg_notify('${EVENTS_CHANNEL}',
     't', CASE WHEN cardinality(ins.tokens) <= ${MAX_TOKENS_IN_PAYLOAD} THEN to_json(ins.tokens) END)::text) AS notified
 FROM ins`;
 
+/**
+ * Which history of the database answers (docs/coherence.md, "Engine failover"): the server's system identifier
+ * (a new cluster, a dump restored elsewhere), its WAL timeline (every promotion of a standby starts a new one,
+ * whether or not it lost commits; `pg_walfile_name` names the timeline the server writes on now, where the last
+ * checkpoint's may still be the old one) and Gatehouse's own token (`gh_lineage`, renewed on demand). On a
+ * server in recovery `pg_current_wal_lsn()` fails: a read-only standby has no lineage to offer writes on.
+ */
+const LINEAGE = `(SELECT system_identifier::text FROM pg_control_system()) || ':' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || ':' || (SELECT token::text FROM gh_lineage)`;
+
 // db_now: the database clock, read by every catch-up for the replica's clock (coherence/db-clock.ts).
+// lineage and latest come from the same statement as the page (one snapshot, one server): a pool whose
+// connections straddle a failover cannot pair one server's events with another's lineage.
 const EVENTS_AFTER = `
-SELECT w.pruned_through, (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS db_now, e.id, e.kind, e.tokens, e.version, (extract(epoch FROM e.created_at) * 1000)::float8 AS at
+SELECT w.pruned_through, (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS db_now,
+  ${LINEAGE} AS lineage,
+  GREATEST((SELECT COALESCE(max(id), 0) FROM gh_key_events), w.pruned_through)::int8 AS latest,
+  e.id, e.kind, e.tokens, e.version, (extract(epoch FROM e.created_at) * 1000)::float8 AS at
 FROM gh_event_watermark w
 LEFT JOIN LATERAL (SELECT * FROM gh_key_events WHERE id > $1 ORDER BY id LIMIT $2) e ON true
 ORDER BY e.id`;
@@ -88,16 +102,35 @@ export interface EventPage {
   events: KeyEvent[];
   /** The database's clock when it answered (ms since the epoch). */
   dbNow: number;
+  /** The history this page belongs to: system identifier, timeline and lineage token (see LINEAGE). */
+  lineage: string;
+  /** The newest event id this database has issued (pruned ones included). */
+  latestId: number;
 }
 
 export async function readEventsAfter(db: Queryable, lastId: number, limit: number): Promise<EventPage> {
-  const { rows } = await db.query<{ pruned_through: number; db_now: number; id: number | null; kind: EventKind; tokens: string[]; version: number; at: number }>(EVENTS_AFTER, [
-    lastId,
-    limit,
-  ]);
-  const prunedThrough = rows[0]?.pruned_through ?? 0;
+  const { rows } = await db.query<{
+    pruned_through: number;
+    db_now: number;
+    lineage: string;
+    latest: number;
+    id: number | null;
+    kind: EventKind;
+    tokens: string[];
+    version: number;
+    at: number;
+  }>(EVENTS_AFTER, [lastId, limit]);
+  const first = rows[0];
+  if (!first) throw new Error("gh_event_watermark has no row: the database is not migrated");
   const events = rows.filter((r) => r.id !== null).map((r) => ({ id: r.id!, kind: r.kind, tokens: r.tokens, version: r.version, at: r.at }));
-  return { prunedThrough, events, dbNow: rows[0]?.db_now ?? Date.now() };
+  return { prunedThrough: first.pruned_through, events, dbNow: first.db_now, lineage: first.lineage, latestId: first.latest };
+}
+
+const RENEW_LINEAGE = "UPDATE gh_lineage SET token = gen_random_uuid(), renewed_at = now() RETURNING token::text AS token";
+
+/** Starts a new lineage token: every replica treats the database as a new history (a restored backup). */
+export async function renewLineage(db: Queryable): Promise<string> {
+  return (await db.query<{ token: string }>(RENEW_LINEAGE)).rows[0]!.token;
 }
 
 export async function latestEventId(db: Queryable): Promise<number> {

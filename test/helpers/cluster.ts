@@ -5,6 +5,7 @@ import path from "node:path";
 import { stringify } from "yaml";
 import pg from "pg";
 import type { ConfigFile } from "../../src/config/settings.js";
+import { RedisKeys } from "../../src/redis/key-names.js";
 import { DEFAULT_TEST_CONFIG } from "./gateway-fixture.js";
 import { api, chatBody, type ApiOptions } from "./http.js";
 import { spawnReplica, type ReplicaProcess } from "../support/replica-process.mjs";
@@ -35,6 +36,8 @@ export interface Cluster {
    * key's own "generate" event cannot evict the warmed record afterwards and make a test pass trivially.
    */
   settle(): Promise<void>;
+  /** The names of the cluster's Redis keys, in the namespace of the database history the first replica follows. */
+  redisKeys(): Promise<RedisKeys>;
   /** Starts one more replica (or restarts a stopped one under a new name). */
   addReplica(name: string, extraEnv?: Record<string, string>): Promise<Replica>;
   close(): Promise<void>;
@@ -104,6 +107,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     configFile,
     env,
     addReplica,
+    async redisKeys() {
+      const keys = new RedisKeys(redis.prefix);
+      keys.useLineage((await replicas[0]!.admin("/debug/coherence")).body.lineage);
+      return keys;
+    },
     async settle() {
       const { rows } = await pool.query("SELECT COALESCE(max(id), 0)::int AS id FROM gh_key_events");
       await Promise.all(

@@ -67,12 +67,18 @@ export async function startPgPair({ database = "gatehouse" } = {}) {
   const primaryPort = await freePort();
   const standbyPort = await freePort();
   await runAsPostgres("initdb", ["-D", primaryDir, "-U", "postgres", "-A", "trust", "--no-sync"], user);
-  appendFileSync(primaryDir + "/postgresql.conf", serverConf(primaryPort, root));
-  appendFileSync(primaryDir + "/pg_hba.conf", "host replication all 127.0.0.1/32 trust\n");
+  appendFileSync(`${primaryDir}/postgresql.conf`, serverConf(primaryPort, root));
+  appendFileSync(`${primaryDir}/pg_hba.conf`, "host replication all 127.0.0.1/32 trust\n");
 
   const servers = { primary: null, standby: null };
   const start = async (role, dir, port) => {
-    const child = spawn(path.join(BIN, "postgres"), ["-D", dir], { uid: user.uid, gid: user.gid, detached: true, stdio: ["ignore", "ignore", "pipe"], env: { PATH: process.env.PATH ?? "" } });
+    const child = spawn(path.join(BIN, "postgres"), ["-D", dir], {
+      uid: user.uid,
+      gid: user.gid,
+      detached: true,
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { PATH: process.env.PATH ?? "" },
+    });
     const log = [];
     child.stderr.on("data", (chunk) => log.push(chunk.toString("utf8")));
     live.add(child);
@@ -90,7 +96,7 @@ export async function startPgPair({ database = "gatehouse" } = {}) {
   const walProxy = await startTcpProxy("127.0.0.1", primaryPort);
   await runAsPostgres("pg_basebackup", ["-h", "127.0.0.1", "-p", String(walProxy.port), "-U", "postgres", "-D", standbyDir, "-R", "-c", "fast", "--no-sync"], user);
   // The copied configuration names the primary's port; the standby has its own.
-  appendFileSync(standbyDir + "/postgresql.conf", `port=${standbyPort}\n`);
+  appendFileSync(`${standbyDir}/postgresql.conf`, `port=${standbyPort}\n`);
   await start("standby", standbyDir, standbyPort);
 
   const url = (port) => `postgres://postgres@127.0.0.1:${port}/${database}`;
@@ -127,7 +133,11 @@ export async function startPgPair({ database = "gatehouse" } = {}) {
     /** Promotes the standby (a new timeline) and waits until it takes writes. */
     async promoteStandby() {
       await runAsPostgres("pg_ctl", ["-D", standbyDir, "promote", "-w", "-t", "30"], user);
-      await waitUntil(async () => (await query(standbyPort, "postgres", "SELECT NOT pg_is_in_recovery() AS writable"))?.[0]?.writable === true, 30_000, "the promoted standby to take writes");
+      await waitUntil(
+        async () => (await query(standbyPort, "postgres", "SELECT NOT pg_is_in_recovery() AS writable"))?.[0]?.writable === true,
+        30_000,
+        "the promoted standby to take writes",
+      );
     },
     /** Rows of one statement on the primary or the standby (null when it does not answer). */
     query: (which, sql, params) => query(which === "primary" ? primaryPort : standbyPort, database, sql, params),

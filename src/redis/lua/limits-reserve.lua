@@ -4,17 +4,22 @@
 -- #34732), and a request refused by its team holds nothing on its key. Time is Redis's clock.
 --
 -- KEYS, five per level, in the order of the levels:
---   ledger    HASH  spend (current budget period), gen (spend generation, see sql/0004)
+--   ledger    HASH  spend (current budget period), gen (spend generation, see sql/0004), run (the run_id of the
+--                   server it was seeded on: a ledger replicated from another server before a failover, or
+--                   restored from a snapshot, is of another history and is re-seeded before it admits)
 --   inflight  ZSET  request id -> expiry (ms); a dead replica's reservations expire
 --   reserved  HASH  request id -> "cost tokens bucket"; field _total = sum of reserved cost
 --   requests  ZSET  request id -> admission time (ms): the exact sliding minute for rpm ≤ 1000
 --   windows   HASH  b, c, p: current minute, its tokens, the previous minute's tokens (tpm);
 --                   rb, rc, rp: the same in requests, for rpm > 1000
--- ARGV[1..6]: request id, worst-case cost, worst-case tokens, reservation ttl ms, ledger ttl ms, hold ms
+-- ARGV[1..7]: request id, worst-case cost, worst-case tokens, reservation ttl ms, ledger ttl ms, hold ms
 --   (hold: for an admission prefetched ahead of its request (src/limits/admission-prefetcher.ts), how long it
 --   may wait for one; its rpm log entry is dated that much later, so the request it admits is counted for a
---   whole minute from whenever it is used; 0 for a request at hand)
+--   whole minute from whenever it is used; 0 for a request at hand), the run_id of this server as the caller
+--   read it on this connection (redis/server-identity.ts)
 -- then six per level: max_budget, rpm, tpm, max_parallel, seed spend, seed generation ("" = none).
+-- A seed is durable spend plus what the seeding replica charged and has not flushed; it never lowers a ledger
+-- of the same generation (another replica may have charged it since), it replaces one of another generation.
 --
 -- Returns {"ok", then per level: gen, spend, rpm remaining, rpm reset ms, tpm remaining, tpm reset ms,
 -- bucket, budget left, parallel slots left} (what is left after this admission; "" for a limit the level
@@ -32,6 +37,7 @@ local tokens = tonumber(ARGV[3])
 local reservation_ttl = tonumber(ARGV[4])
 local ledger_ttl = tonumber(ARGV[5])
 local hold = tonumber(ARGV[6]) or 0
+local run_id = ARGV[7]
 local levels = #KEYS / 5
 
 local bucket = math.floor(now / WINDOW)
@@ -64,7 +70,7 @@ end
 local function check(n)
   local k = (n - 1) * 5
   local ledger, inflight, reserved_hash, requests, windows = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
-  local a = 6 + (n - 1) * 6
+  local a = 7 + (n - 1) * 6
   local max_budget = tonumber(ARGV[a + 1])
   local rpm = tonumber(ARGV[a + 2])
   local tpm = tonumber(ARGV[a + 3])
@@ -90,14 +96,20 @@ local function check(n)
   if reserved < 1e-12 then reserved = 0 end
   s.reserved = reserved
 
-  local ledger_now = redis.call('HMGET', ledger, 'spend', 'gen')
-  if ledger_now[1] then
+  local ledger_now = redis.call('HMGET', ledger, 'spend', 'gen', 'run')
+  if ledger_now[1] and ledger_now[3] == run_id then
     s.spend = tonumber(ledger_now[1])
     s.gen = ledger_now[2] or ''
   elseif seed_spend then
-    redis.call('HSET', ledger, 'spend', ARGV[a + 5], 'gen', ARGV[a + 6])
-    s.spend = seed_spend
+    local spend = seed_spend
+    if ledger_now[1] and ledger_now[2] == ARGV[a + 6] then spend = math.max(spend, tonumber(ledger_now[1])) end
+    redis.call('HSET', ledger, 'spend', tostring(spend), 'gen', ARGV[a + 6], 'run', run_id)
+    s.spend = spend
     s.gen = ARGV[a + 6]
+  elseif ledger_now[1] and not max_budget then
+    -- No budget on this level: its spend is only reported, and settles keep adding to its generation.
+    s.spend = tonumber(ledger_now[1])
+    s.gen = ledger_now[2] or ''
   end
 
   if max_budget then
