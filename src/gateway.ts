@@ -38,7 +38,7 @@ import { MODELS_CACHE_KEY, ModelRegistry } from "./models/model-registry.js";
 import { ModelService } from "./models/model-service.js";
 import { MockProvider } from "./proxy/providers/mock.js";
 import { OpenAICompatibleProvider } from "./proxy/providers/openai-compatible.js";
-import { createRedis, type GatehouseRedis } from "./redis/client.js";
+import { connectRedis, createRedis, type GatehouseRedis } from "./redis/client.js";
 import { RedisKeys } from "./redis/key-names.js";
 import { RedisServerIdentity } from "./redis/server-identity.js";
 import { RotationLock } from "./redis/rotation-lock.js";
@@ -184,9 +184,10 @@ async function openStores({ settings: configured, logger }: StartOptions, starte
   });
   // Redis is an optimisation and a lock service with a fallback: a replica starts without it and
   // connects when it can (ioredis keeps retrying). The embedded single replica has none at all.
-  const redis = settings.redisUrl ? createRedis(settings.redisUrl) : null;
+  // REDIS_SENTINELS: the master the Sentinels name, followed across failovers (REDIS_URL gives its password and db).
+  const redis = settings.redisUrl ? createRedis(settings.redisUrl, settings.redisSentinel) : null;
   if (redis) started.push("redis", () => redis.disconnect());
-  await redis?.connect().catch((err: Error) => logger.warn({ err: err.message }, "Redis is unreachable at start; running without L2 until it answers"));
+  await (redis && connectRedis(redis))?.catch((err: Error) => logger.warn({ err: err.message }, "Redis is unreachable at start; running without L2 until it answers"));
   return { settings, embedded: embedded !== null, pool, db: new Database(pool, breakers.postgres), breakers, redis, redisKeys: new RedisKeys(settings.redisPrefix) };
 }
 

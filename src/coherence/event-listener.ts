@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import type { Options as PgListenOptions, Subscriber } from "pg-listen";
 import type { Logger } from "../logger.js";
+import { locatedConnection } from "../store/primary-locator.js";
 
 export type ListenerState = "connecting" | "listening" | "reconnecting" | "closed";
 
@@ -38,7 +39,8 @@ export class EventListener {
     const o = this.options;
     const subscriber = createSubscriber(
       {
-        connectionString: o.connectionString,
+        // With several hosts in the URL, each (re)connection goes to the one a fresh probe finds writable.
+        ...locatedConnection(o.connectionString),
         application_name: o.applicationName,
         // Bounds pg-listen's liveness check, so a blackholed connection is noticed instead of hanging.
         // Shorter than the check interval, so one check has failed before the next one starts.

@@ -77,6 +77,29 @@ function emptyMeansDefault<T extends z.ZodDefault>(schema: T) {
   return z.preprocess((value: string | undefined) => (value === "" ? undefined : value), schema);
 }
 
+/**
+ * Sentinel addresses: "h1:26379,h2:26379" (as the environment gives them) or a list; a port left out is
+ * Sentinel's 26379, an IPv6 address is written in brackets. Empty means unset.
+ */
+function sentinelList() {
+  return z.union([z.string(), z.array(z.string())]).transform((value, ctx) => {
+    const entries = (typeof value === "string" ? value.split(",") : value).map((e) => e.trim());
+    if (entries.length === 1 && entries[0] === "") return undefined;
+    if (entries.length === 0) return undefined;
+    const sentinels: Array<{ host: string; port: number }> = [];
+    for (const entry of entries) {
+      const m = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(entry) ?? /^([A-Za-z0-9._-]+)(?::(\d+))?$/.exec(entry);
+      const port = Number(m?.[2] ?? 26379);
+      if (!m || !Number.isInteger(port) || port < 1 || port > 65535) {
+        ctx.addIssue({ code: "custom", message: `${JSON.stringify(entry)} is not a Sentinel address: write host:port, e.g. "10.0.0.5:26379" (an IPv6 address in brackets)` });
+        return z.NEVER;
+      }
+      sentinels.push({ host: m[1]!, port });
+    }
+    return sentinels;
+  });
+}
+
 const auth = section({
   // 100k records of well under 1 KiB each: a bounded, small share of memory.
   l1_max_entries: int().positive().default(100_000),
@@ -226,6 +249,13 @@ export const gatehouseSettingsSchema = z
     database_listen_url: z.string().optional(),
     // Unset: the local default Redis with an external Postgres, none when embedded (settings.ts decides).
     redis_url: z.string().optional(),
+    // Unset: no Sentinel. "host:port,host:port" (a list in the file works too): Redis is the master these
+    // Sentinels name, followed across failovers; redis_url then gives only the password and database number.
+    redis_sentinels: sentinelList().optional(),
+    // The master's name in the Sentinels' `sentinel monitor <name> ...`; needed with redis_sentinels.
+    redis_sentinel_name: z.string().optional(),
+    // The Sentinels' own password, if they have one (`os.environ/VAR` works).
+    redis_sentinel_password: z.string().optional(),
     // Empty is allowed: one deployment alone on its Redis needs no prefix.
     redis_prefix: z
       .string()
@@ -287,12 +317,18 @@ export interface ModelDeployment {
   modelId?: string | undefined;
 }
 
+export interface RedisSentinel {
+  sentinels: Array<{ host: string; port: number }>;
+  name: string;
+  password: string | undefined;
+}
+
 /**
  * What the rest of the code receives: `gatehouse_settings` as parsed, plus what is worked out from several
  * settings at once (the database mode, secrets behind `os.environ/`, the models).
  */
 export type Settings = Flatten<
-  Omit<GatehouseSettings, "databaseUrl" | "databaseListenUrl" | "redisUrl" | "metrics"> & {
+  Omit<GatehouseSettings, "databaseUrl" | "databaseListenUrl" | "redisUrl" | "redisSentinels" | "redisSentinelName" | "redisSentinelPassword" | "metrics"> & {
     /**
      * True when no database is configured: one replica on an embedded Postgres (PGlite) in `dataDir`,
      * with in-process L2, locks and counters. `databaseUrl` is then filled in when it starts.
@@ -300,8 +336,10 @@ export type Settings = Flatten<
     embedded: boolean;
     databaseUrl: string;
     databaseListenUrl: string;
-    /** Undefined in embedded mode: no Redis at all. */
+    /** Undefined in embedded mode: no Redis at all. With `redisSentinel`, only its credentials and db are used. */
     redisUrl: string | undefined;
+    /** Redis through Sentinel (it wins over redisUrl's host); undefined when not configured, and when embedded. */
+    redisSentinel: RedisSentinel | undefined;
     masterKey: string | undefined;
     /** A bearer token that may read /metrics and nothing else; the master key may too. */
     metricsToken: string | undefined;

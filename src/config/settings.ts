@@ -3,7 +3,8 @@ import type { z } from "zod";
 import { ConfigError, formatPath, where, type SettingsContext } from "./context.js";
 import { applyEnvironment } from "./environment.js";
 import { readModels } from "./models.js";
-import { configFileSchema, type ConfigFile, type Settings } from "./schema.js";
+import { isMultiHost, parsePostgresUrl, PostgresUrlError } from "../store/primary-locator.js";
+import { configFileSchema, type ConfigFile, type RedisSentinel, type Settings } from "./schema.js";
 import { resolveSecret } from "./secrets.js";
 import { readConfigFile } from "./yaml-file.js";
 
@@ -18,7 +19,7 @@ import { readConfigFile } from "./yaml-file.js";
 
 export { ConfigError, type SettingsContext } from "./context.js";
 export { settingLeaves, settingVariables, type SettingLeaf } from "./environment.js";
-export type { ConfigFile, LimitSettings, ModelDeployment, ProviderName, Settings } from "./schema.js";
+export type { ConfigFile, LimitSettings, ModelDeployment, ProviderName, RedisSentinel, Settings } from "./schema.js";
 
 /** Used when no config file is given: a mock model, so `npm start` answers without any upstream. */
 export const BUILTIN_CONFIG: ConfigFile = {
@@ -76,12 +77,56 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
       `config ${ctx.source}: REDIS_URL (or redis_url) is set but no DATABASE_URL: the embedded database holds keys that other replicas sharing that Redis could not see. Set DATABASE_URL to a shared Postgres too, or unset REDIS_URL for a single embedded replica.`,
     );
   }
+  if (embedded && gs.redisSentinels) {
+    problems.push(
+      `config ${ctx.source}: REDIS_SENTINELS (or redis_sentinels) is set but no DATABASE_URL: the embedded database holds keys that other replicas sharing that Redis could not see. Set DATABASE_URL to a shared Postgres too, or unset REDIS_SENTINELS for a single embedded replica.`,
+    );
+  }
+  const named = (field: string) => {
+    const envName = fromEnv.get(`gatehouse_settings.${field}`);
+    return envName ? `environment variable ${envName}` : `${where(ctx, ["gatehouse_settings", field])}: gatehouse_settings.${field}`;
+  };
+  if (gs.redisSentinels && !gs.redisSentinelName) {
+    problems.push(`${named("redis_sentinels")}: Sentinels need the name of the master they monitor; set REDIS_SENTINEL_NAME (or redis_sentinel_name)`);
+  }
+  if (gs.redisSentinelName && !gs.redisSentinels) {
+    problems.push(`${named("redis_sentinel_name")}: a master name without Sentinels to ask; set REDIS_SENTINELS (or redis_sentinels) to their host:port list`);
+  }
+  if (gs.redisSentinels && gs.redisUrl && /^rediss:/i.test(gs.redisUrl)) {
+    problems.push(`${named("redis_url")}: TLS (rediss://) is not supported through Sentinel; use redis:// with REDIS_SENTINELS`);
+  }
+  // A URL naming several hosts is read here, so a mistake in it fails the start with the others.
+  for (const [field, url] of [
+    ["database_url", databaseUrl],
+    ["database_listen_url", gs.databaseListenUrl],
+  ] as const) {
+    if (!url || !isMultiHost(url)) continue;
+    try {
+      parsePostgresUrl(url);
+    } catch (err) {
+      if (!(err instanceof PostgresUrlError)) throw err;
+      const origin = field === "database_url" && !gs.databaseUrl ? `${where(ctx, ["general_settings", field])}: general_settings.${field}` : named(field);
+      problems.push(`${origin}: ${err.message}`);
+    }
+  }
   const secret = (value: string | undefined, path: string[], minLength: number) => readSecret(value, path, minLength, ctx, fromEnv, warnings, problems);
   const masterKey = secret(config.general_settings?.master_key, ["general_settings", "master_key"], 8);
   const metricsToken = secret(gs.metrics.token, ["gatehouse_settings", "metrics", "token"], 16);
+  const sentinelPassword = secret(gs.redisSentinelPassword, ["gatehouse_settings", "redis_sentinel_password"], 1);
   if (problems.length > 0) throw new ConfigError(problems.join("\n"));
 
-  const { databaseUrl: _databaseUrl, databaseListenUrl, redisUrl, metrics: _metrics, ...plain } = gs;
+  const {
+    databaseUrl: _databaseUrl,
+    databaseListenUrl,
+    redisUrl,
+    redisSentinels,
+    redisSentinelName,
+    redisSentinelPassword: _redisSentinelPassword,
+    metrics: _metrics,
+    ...plain
+  } = gs;
+  const redisSentinel: RedisSentinel | undefined =
+    !embedded && redisSentinels && redisSentinelName ? { sentinels: redisSentinels, name: redisSentinelName, password: sentinelPassword } : undefined;
   return {
     ...plain,
     port: ctx.portOverride ?? gs.port,
@@ -89,6 +134,7 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
     databaseUrl,
     databaseListenUrl: databaseListenUrl || databaseUrl,
     redisUrl: embedded ? undefined : redisUrl || LOCAL_REDIS_URL,
+    redisSentinel,
     masterKey,
     metricsToken,
     replicaId: ctx.env.GATEHOUSE_REPLICA_ID || `${hostname()}-${process.pid}`,

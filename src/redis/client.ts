@@ -26,7 +26,20 @@ const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
   { command: "limitsDropStale", file: "limits-drop-stale.lua", keys: 1 },
 ];
 
-export function createRedis(url: string): GatehouseRedis {
+/** Redis found through Sentinel: the master of `name` as the `sentinels` say, followed across failovers. */
+export interface RedisSentinelSettings {
+  sentinels: Array<{ host: string; port: number }>;
+  /** The master's name in the Sentinels' `sentinel monitor <name> …`. */
+  name: string;
+  /** The Sentinels' own password (`requirepass` in sentinel.conf), if they have one. */
+  password?: string | undefined;
+}
+
+/**
+ * A client of `url`, or, with `sentinel`, of the master the Sentinels name: `url` then gives only the Redis
+ * username, password and database number (its host and port are not used).
+ */
+export function createRedis(url: string, sentinel?: RedisSentinelSettings): GatehouseRedis {
   const redis = new Redis(url, {
     // Fail fast instead of queueing while disconnected: L2 is an optimisation and a request must
     // fall through to Postgres rather than wait for Redis to come back.
@@ -39,6 +52,7 @@ export function createRedis(url: string): GatehouseRedis {
     connectTimeout: 2_000,
     lazyConnect: true,
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
+    ...(sentinel ? sentinelOptions(sentinel) : {}),
   });
   for (const script of SCRIPTS) {
     redis.defineCommand(script.command, { numberOfKeys: script.keys < 0 ? undefined : script.keys, lua: readFileSync(path.join(luaDir, script.file), "utf8") });
@@ -46,4 +60,36 @@ export function createRedis(url: string): GatehouseRedis {
   // ioredis reports connection trouble as 'error' events; callers see failed commands instead.
   redis.on("error", () => {});
   return redis as GatehouseRedis;
+}
+
+/**
+ * ioredis's own Sentinel support: each (re)connection asks the Sentinels for the master's address and checks
+ * the server it reaches is a master (a demoted one is left for the next). The failover detector subscribes to
+ * the Sentinels' +switch-master and drops the connection at once on a promotion, so the client follows it
+ * even when the old master is still up (a manual failover, a partition) rather than on the next error.
+ */
+function sentinelOptions(sentinel: RedisSentinelSettings) {
+  return {
+    sentinels: sentinel.sentinels,
+    name: sentinel.name,
+    sentinelPassword: sentinel.password,
+    failoverDetector: true,
+    // All Sentinels unreachable: ask them again soon, forever (the replica runs without L2 meanwhile).
+    sentinelRetryStrategy: (attempt: number) => Math.min(100 * attempt, 1_000),
+    // A Sentinel of the failover detector that dropped: reconnect within seconds, not ioredis's minute.
+    sentinelReconnectStrategy: () => 2_000,
+    sentinelCommandTimeout: 1_000,
+  };
+}
+
+/**
+ * Connects, or stops waiting after `timeoutMs`: through Sentinels, ioredis's connect() waits as long as no
+ * Sentinel answers. ioredis goes on trying in the background either way.
+ */
+export function connectRedis(redis: GatehouseRedis, timeoutMs = 5_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([redis.connect(), gaveUp]).finally(() => clearTimeout(timer));
 }

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { locatedClientClass, locatedUrl, locatorFor } from "./primary-locator.js";
 
 // int8 columns (versions, limits) fit comfortably in a double; read them as numbers, not strings.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
@@ -12,10 +13,16 @@ export interface PoolOptions {
   statementTimeoutMs?: number;
 }
 
+/**
+ * A URL naming several hosts (`h1:5432,h2:5433/db?target_session_attrs=read-write`) gets a pool whose new
+ * connections go to the host the locator found writable (store/primary-locator.ts); one host is used as it is.
+ */
 export function createPool(connectionString: string, options: PoolOptions = {}): pg.Pool {
   const timeoutMs = options.statementTimeoutMs ?? 3_000;
+  const locator = locatorFor(connectionString);
   const pool = new pg.Pool({
-    connectionString,
+    connectionString: locator ? locator.target.urlFor(locator.target.hosts[0]!) : connectionString,
+    ...(locator ? { Client: locatedClientClass(locator) as unknown as new () => pg.ClientBase } : {}),
     max: options.max ?? 10,
     application_name: options.applicationName ?? "gatehouse",
     statement_timeout: timeoutMs,
@@ -36,8 +43,10 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
 /**
  * Creates the database named in `connectionString` when it does not exist yet, so a newcomer's
  * `npm start` works against a fresh server. Needs CREATEDB on the maintenance database `postgres`.
+ * With several hosts, on the one the locator finds writable now.
  */
-export async function ensureDatabaseExists(connectionString: string): Promise<boolean> {
+export async function ensureDatabaseExists(databaseUrl: string): Promise<boolean> {
+  const connectionString = await locatedUrl(databaseUrl);
   const probe = new pg.Client({ connectionString });
   try {
     await probe.connect();

@@ -1,4 +1,5 @@
 import { createPool } from "./db.js";
+import { locatedUrl } from "./primary-locator.js";
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -68,13 +69,16 @@ export async function migrate(pool: pg.Pool, dir = migrationsDir): Promise<strin
   }
 }
 
-/** Migrates over a connection of its own to `directUrl` (not through a pooler), then closes it. */
+/**
+ * Migrates over a connection of its own to `directUrl` (not through a pooler), then closes it. With several
+ * hosts, to the one found writable at start: the migration's session holds its lock on that server.
+ */
 const MIGRATION_TIMEOUT_MS = 10 * 60_000;
 
 export async function migrateDirect(directUrl: string): Promise<string[]> {
   // A long bound, not the request path's 3 s: a migration may build an index over weeks of spend logs (it runs
   // once, under a lock); still bounded, so a start never hangs for good behind a lock nobody releases.
-  const pool = createPool(directUrl, { max: 1, applicationName: "gatehouse-migrate", statementTimeoutMs: MIGRATION_TIMEOUT_MS });
+  const pool = createPool(await locatedUrl(directUrl), { max: 1, applicationName: "gatehouse-migrate", statementTimeoutMs: MIGRATION_TIMEOUT_MS });
   try {
     return await migrate(pool);
   } finally {
