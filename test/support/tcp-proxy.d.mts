@@ -11,6 +11,8 @@ export interface TcpProxy {
   /** Resolves when the trap was sprung. */
   cutOnce(pattern: string, options: { forward: boolean }): Promise<void>;
   cutAll(): void;
+  /** New connections go to host:port from now on; open ones are cut. */
+  retarget(host: string, port: number): void;
   close(): Promise<void>;
 }
 

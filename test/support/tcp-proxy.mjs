@@ -8,10 +8,14 @@
 //    "COMMIT", it leaves a transaction's outcome unknown to the client;
 //  - setLatency(ms, direction): delays every chunk by that much, both ways or only "toClient" (answers come
 //    back late: a query runs at once on the server and its result arrives slowly) or only "toServer";
-//  - cutAll(): destroys every open connection at once (new ones still pass).
+//  - cutAll(): destroys every open connection at once (new ones still pass);
+//  - retarget(host, port): new connections go to another server, open ones are cut (a virtual IP or a DNS name
+//    moved to a promoted standby or replica).
 import net from "node:net";
 
-export async function startTcpProxy(targetHost, targetPort) {
+export async function startTcpProxy(initialHost, initialPort) {
+  let targetHost = initialHost;
+  let targetPort = initialPort;
   const pairs = new Set();
   let mode = "pass";
   let latencyMs = 0;
@@ -78,6 +82,11 @@ export async function startTcpProxy(targetHost, targetPort) {
       return new Promise((resolve) => {
         trap = { pattern: Buffer.from(pattern), forward, sprung: resolve };
       });
+    },
+    retarget(host, port) {
+      targetHost = host;
+      targetPort = port;
+      this.cutAll();
     },
     cutAll() {
       for (const p of pairs) {

@@ -1,0 +1,263 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ConfigFile } from "../src/config/settings.js";
+import { startCluster, generateKey, type Cluster, type Replica } from "./helpers/cluster.js";
+import { DEFAULT_TEST_CONFIG } from "./helpers/gateway-fixture.js";
+import { api, chatBody } from "./helpers/http.js";
+import { costOf, pricedModel } from "./helpers/prices.js";
+import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
+import { waitFor } from "./helpers/services.js";
+import { startPgPair, type PgPair } from "./support/pg-cluster.mjs";
+import { freePort, waitForPort } from "./support/services.mjs";
+import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
+
+/**
+ * The surviving database is the truth, whatever failed over (docs/coherence.md, "Engine failover"). Three real
+ * replica processes reach Postgres through one TCP proxy, as through a virtual IP or a DNS name that an operator
+ * or Patroni moves to the promoted standby; Redis likewise.
+ */
+
+// The hard bound of a revocation when notifications are lost (docs/coherence.md #2).
+const HARD_BOUND_MS = 2_000;
+
+/** Every replica answers `expected` for `key` within the hard bound, counted from `since`. */
+async function allAnswer(replicas: Replica[], key: string, expected: number, since: number, what: string) {
+  await Promise.all(
+    replicas.map((r) =>
+      waitFor(async () => (await r.chat(key)) === expected, {
+        timeoutMs: Math.max(1, since + HARD_BOUND_MS - Date.now()),
+        intervalMs: 50,
+        what: `${r.name}: ${what} (${expected})`,
+      }),
+    ),
+  );
+}
+
+describe("a Postgres standby promoted after missing the last commits", () => {
+  let pair: PgPair;
+  let pgProxy: TcpProxy;
+  let cluster: Cluster;
+  let replicas: Replica[];
+
+  beforeAll(async () => {
+    pair = await startPgPair();
+    pgProxy = await startTcpProxy("127.0.0.1", pair.primary.port);
+    const url = viaProxy(pair.primary.url, pgProxy);
+    cluster = await startCluster({ databaseUrl: () => url, listenUrl: () => url });
+    replicas = cluster.replicas;
+  }, 90_000);
+  afterAll(async () => {
+    await cluster?.close();
+    await pgProxy?.close();
+    await pair?.stop();
+  });
+
+  it("every replica follows the surviving database within the hard bound: its changes hold, the lost history is never served", async () => {
+    const [A, B, C] = replicas as [Replica, Replica, Replica];
+    // Before the standby falls behind: keys both databases will have.
+    const k1 = await generateKey(A);
+    const k2 = await generateKey(A);
+    const k3 = await generateKey(A);
+    await pair.waitForStandbyCaughtUp();
+
+    // The standby stops receiving WAL: what commits now exists only on the primary.
+    pair.walProxy.setMode("blackhole");
+    expect((await A.admin("/key/block", { key: k2.key })).status).toBe(200);
+    const k4 = await generateKey(B); // a key of the lost history only
+    // Push event ids (and key versions) well past what the standby's sequences will hand out again.
+    for (let i = 0; i < 40; i++) await generateKey(C);
+    const lostEventsThrough = Number((await pair.query("primary", "SELECT max(id)::int8 AS id FROM gh_key_events"))![0]!.id);
+    await Promise.all(
+      replicas.map((r) =>
+        waitFor(async () => (await r.admin("/debug/coherence")).body.last_applied_event_id >= lostEventsThrough, { what: `${r.name} to apply the lost history` }),
+      ),
+    );
+    // Every replica holds each key of both histories in L1 and L2 as the lost history says.
+    for (const r of replicas) {
+      expect(await r.chat(k1.key)).toBe(200);
+      expect(await r.chat(k2.key)).toBe(401);
+      expect(await r.chat(k3.key)).toBe(200);
+      expect(await r.chat(k4.key)).toBe(200);
+    }
+
+    // The primary dies; the standby is promoted; the address moves to it.
+    await pair.killPrimary();
+    await pair.promoteStandby();
+    pgProxy.retarget("127.0.0.1", pair.standby.port);
+    const newest = Number((await pair.query("standby", "SELECT max(id)::int8 AS id FROM gh_key_events"))![0]!.id);
+    expect(newest).toBeLessThan(lostEventsThrough);
+
+    // A change made after the switch, on the survivor: answered 200 once a replica reaches the new primary.
+    let blockedAt = 0;
+    await waitFor(
+      async () => {
+        const res = await A.admin("/key/block", { key: k1.key });
+        blockedAt = Date.now();
+        return res.status === 200;
+      },
+      { timeoutMs: 15_000, intervalMs: 100, what: "a block on the promoted standby to answer 200" },
+    );
+    await allAnswer(replicas, k1.key, 401, blockedAt, "a key blocked after the failover is refused");
+    const rotated = await A.admin("/key/regenerate", { key: k3.key, grace_period: "0s" });
+    expect(rotated.status, rotated.text).toBe(200);
+    const rotatedAt = Date.now();
+    await allAnswer(replicas, k3.key, 401, rotatedAt, "the old token of a key rotated after the failover is refused");
+    await allAnswer(replicas, rotated.body.key, 200, rotatedAt, "its new token is accepted");
+    // The lost history: its key does not exist, its block never happened.
+    const sinceSwitch = Date.now();
+    await allAnswer(replicas, k4.key, 401, sinceSwitch, "a key of the lost history only is refused");
+    await allAnswer(replicas, k2.key, 200, sinceSwitch, "a key whose block was lost is accepted, as the survivor says");
+    expect((await B.admin("/key/delete", { keys: [k4.key] })).status).toBe(404);
+    for (const r of replicas) {
+      const status = (await r.admin("/debug/coherence")).body;
+      expect(status.epochs, r.name).toBeGreaterThanOrEqual(1);
+    }
+
+    // A replica started afterwards (empty L1, the same Redis) agrees.
+    await C.stop("SIGKILL");
+    const D = await cluster.addReplica("D");
+    expect(await D.chat(k1.key)).toBe(401);
+    expect(await D.chat(k2.key)).toBe(200);
+    expect(await D.chat(k3.key)).toBe(401);
+    expect(await D.chat(rotated.body.key)).toBe(200);
+    expect(await D.chat(k4.key)).toBe(401);
+  }, 120_000);
+});
+
+function budgetConfig(): ConfigFile {
+  return {
+    ...DEFAULT_TEST_CONFIG,
+    model_list: [...(DEFAULT_TEST_CONFIG.model_list ?? []), pricedModel("priced")],
+    // Flushed often, so "what the replicas charged in one flush interval" is small and visible. fail_closed: while
+    // the replicas reconnect, a limited key gets 503 rather than the local share of fail_open_local (a bound of its
+    // own, docs/limits.md), so any 200 past the budget here would come from a rewound ledger.
+    gatehouse_settings: { limits: { flush_interval_ms: 200, prefetch: 0, redis_unavailable: "fail_closed" } },
+  };
+}
+
+/** A Redis replica of `primary` that syncs through a proxy of its own (blackhole it to make the replica lag). */
+async function startLaggableReplica(primary: RedisServer) {
+  const replicationProxy = await startTcpProxy("127.0.0.1", primary.port);
+  const port = await freePort();
+  // A directory of its own: a replica writes the RDB its primary sends it, wherever it runs.
+  const dir = mkdtempSync(path.join(tmpdir(), "gh-redis-replica-"));
+  const child: ChildProcess = spawn(
+    "redis-server",
+    [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      dir,
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--replicaof",
+      "127.0.0.1",
+      String(replicationProxy.port),
+      "--repl-timeout",
+      "60",
+    ],
+    { stdio: "ignore", detached: true },
+  );
+  const kill = () => {
+    try {
+      process.kill(-child.pid!, "SIGKILL");
+    } catch {}
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once("exit", kill);
+  await waitForPort(port, { what: "the Redis replica" });
+  const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true });
+  await client.connect();
+  return {
+    port,
+    client,
+    replicationProxy,
+    async stop() {
+      client.disconnect();
+      kill();
+      await replicationProxy.close();
+    },
+  };
+}
+
+describe("a Redis failover to a replica that lagged", () => {
+  let primary: RedisServer;
+  let replica: Awaited<ReturnType<typeof startLaggableReplica>>;
+  let redisProxy: TcpProxy;
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    primary = await startRedisServer();
+    replica = await startLaggableReplica(primary);
+    redisProxy = await startTcpProxy("127.0.0.1", primary.port);
+    cluster = await startCluster({ config: budgetConfig(), env: { REDIS_URL: `redis://127.0.0.1:${redisProxy.port}` } });
+  }, 90_000);
+  afterAll(async () => {
+    await cluster?.close();
+    await redisProxy?.close();
+    await replica?.stop();
+    await primary?.stop();
+  });
+
+  it("a key never spends more than its budget plus what the replicas charged in one flush interval", async () => {
+    const [A, B, C] = cluster.replicas as [Replica, Replica, Replica];
+    const charge = async (r: Replica, key: string) => api(r.url, "/v1/chat/completions", { key, body: chatBody("priced", { max_tokens: 1 }) });
+    const probe = await charge(A, (await generateKey(A)).key);
+    expect(probe.status).toBe(200);
+    const perRequest = costOf(probe.body.usage);
+    const budget = 10 * perRequest;
+    const k = await generateKey(A, { max_budget: budget });
+    await cluster.settle();
+
+    // Half the budget, synced to the Redis replica.
+    for (let i = 0; i < 5; i++) expect((await charge([A, B, C][i % 3]!, k.key)).status).toBe(200);
+    await waitFor(async () => (await replica.client.info("replication")).includes("master_link_status:up"), { what: "the replica to be linked" });
+    const primaryClient = new Redis({ port: primary.port, host: "127.0.0.1" });
+    try {
+      const offset = Number(/master_repl_offset:(\d+)/.exec(await primaryClient.info("replication"))![1]);
+      await waitFor(async () => Number(/slave_repl_offset:(\d+)/.exec(await replica.client.info("replication"))?.[1] ?? -1) >= offset, {
+        what: "the replica to hold the first half of the spend",
+      });
+    } finally {
+      primaryClient.disconnect();
+    }
+
+    // Replication stops; the rest of the budget is spent on the primary only.
+    replica.replicationProxy.setMode("blackhole");
+    const after: number[] = [];
+    for (let i = 0; i < 6; i++) after.push((await charge([A, B, C][i % 3]!, k.key)).status);
+    expect(after).toEqual([200, 200, 200, 200, 200, 400]);
+    await waitFor(async () => Number((await cluster.pool.query("SELECT spend FROM gh_keys WHERE key_id = $1", [k.key_id])).rows[0].spend) >= budget - 1e-12, {
+      what: "the spend to be flushed to Postgres",
+    });
+
+    // The primary dies; the lagging replica is promoted; the address moves to it.
+    await primary.stop();
+    await replica.client.replicaof("NO", "ONE");
+    redisProxy.retarget("127.0.0.1", replica.port);
+
+    const statuses: number[] = [];
+    // Until every replica has reached the promoted replica (and after): ask each in turn for a while.
+    const until = Date.now() + 3_000;
+    for (let i = 0; Date.now() < until; i++) statuses.push((await charge([A, B, C][i % 3]!, k.key)).status);
+    expect(statuses.at(-1)).toBe(400);
+    // Redis may be unreachable for a moment (503): never a 200 past the budget.
+    // Nothing answered 200, so nothing is waiting to be flushed: Postgres has the whole spend.
+    const { rows } = await cluster.pool.query("SELECT spend FROM gh_keys WHERE key_id = $1", [k.key_id]);
+    const spent = Number(rows[0].spend);
+    const tally = new Map<number, number>();
+    for (const s of statuses) tally.set(s, (tally.get(s) ?? 0) + 1);
+    const counts = [...tally].map(([s, n]) => `${n} × ${s}`);
+    console.log(`budget ${budget}, spent after the failover ${spent} (${((spent / budget) * 100).toFixed(1)} %); answers after it: ${counts.join(", ")}`);
+    expect(statuses.filter((s) => s === 200)).toEqual([]);
+    expect(spent).toBeLessThanOrEqual(budget + 1e-12);
+  }, 90_000);
+});
