@@ -4,6 +4,7 @@ import type { CacheInvalidator } from "./cache-invalidator.js";
 import { EVENTS_CHANNEL, parseEventPayload, readEventsAfter, type EventPage, type KeyEvent } from "../store/event-store.js";
 import { type DbClock, monotonicMs } from "./db-clock.js";
 import { EventListener, type ListenerState } from "./event-listener.js";
+import { reinstated } from "../testing/reinstated-bugs.js";
 
 // Ids applied ahead of a gap that the catch-up has not reached yet; past this many, forget them (the
 // catch-up then applies them again, which is only an extra eviction).
@@ -249,7 +250,7 @@ export class Coherence {
         this.o.clock.observe(page.dbNow, monotonicMs());
         // Every id up to `after` was committed before this read began, so a database whose newest id is below
         // it has lost them: like another lineage, a history this replica's state does not belong to.
-        if (page.lineage !== this.lineage || page.latestId < after) {
+        if ((page.lineage !== this.lineage || page.latestId < after) && !reinstated("lineage-blind")) {
           this.beginEpoch(page, after);
           continue;
         }

@@ -3,7 +3,7 @@ import type { z } from "zod";
 import { ConfigError, formatPath, where, type SettingsContext } from "./context.js";
 import { applyEnvironment } from "./environment.js";
 import { readModels } from "./models.js";
-import { isMultiHost, parsePostgresUrl, PostgresUrlError } from "../store/primary-locator.js";
+import { isMultiHost, parsePostgresUrl, PostgresUrlError } from "./postgres-url.js";
 import { configFileSchema, type ConfigFile, type RedisSentinel, type Settings } from "./schema.js";
 import { resolveSecret } from "./secrets.js";
 import { readConfigFile } from "./yaml-file.js";

@@ -3,6 +3,7 @@ import type { DependencyBreaker } from "../faults/breaker.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
 import type { RedisServerIdentity } from "../redis/server-identity.js";
+import { reinstated } from "../testing/reinstated-bugs.js";
 import type { Admission, LevelAdmission, RequestLimits, Reservation, Settlement, SpendOwner } from "./admission.js";
 
 // The live ledger of a key unused this long is dropped; the next request seeds it again from Postgres.
@@ -98,7 +99,8 @@ export class RedisLimiter {
 
   private async reserve(limits: RequestLimits, r: Reservation, seeds: Map<number, { spend: number; generation: string }> | null, holdMs: number): Promise<string[]> {
     const keys = this.levelKeys(limits);
-    const runId = this.server.known ?? (await this.call(() => this.server.read()));
+    // A test build that reinstates ledger-rewind stamps every ledger alike, so none is ever re-seeded.
+    const runId = reinstated("ledger-rewind") ? "any-server" : (this.server.known ?? (await this.call(() => this.server.read())));
     const args: Array<string | number> = [r.requestId, r.cost, r.tokens, this.reservationTtlMs, LEDGER_TTL_MS, holdMs, runId];
     limits.subjects.forEach((s, i) => {
       const seed = seeds?.get(i);

@@ -15,8 +15,13 @@
  *   the team's keys follow the old team state until the record leaves the cache.
  * - `model-stale`: a model added, updated or deleted through the API commits its event, but replicas keep the
  *   database models they read at start (LiteLLM's instances keep serving a deleted model).
+ * - `lineage-blind`: replicas do not notice that the database answering is another history (a standby promoted
+ *   after missing the last commits): event ids it issues again are dropped as already applied, and L2 keeps the
+ *   lost history's records and cursor.
+ * - `ledger-rewind`: a limits ledger is trusted whatever Redis server it came from, so a failover to a replica
+ *   that lagged rewinds spend (the ledger is not re-seeded from Postgres).
  */
-export const REINSTATABLE_BUGS = ["delete-race", "grace-404", "l2-rewind", "joined-fill", "team-stale", "model-stale"] as const;
+export const REINSTATABLE_BUGS = ["delete-race", "grace-404", "l2-rewind", "joined-fill", "team-stale", "model-stale", "lineage-blind", "ledger-rewind"] as const;
 export type ReinstatedBug = (typeof REINSTATABLE_BUGS)[number];
 
 const requested = new Set(
