@@ -17,6 +17,7 @@ describe("failures are classified in one place", () => {
     [Object.assign(new Error("terminating connection due to administrator command"), { code: "57P01" }), "connection"],
     [Object.assign(new Error("the database system is shutting down"), { code: "57P03" }), "connection"],
     [Object.assign(new Error("connection failure"), { code: "08006" }), "connection"],
+    [Object.assign(new Error("cannot execute UPDATE in a read-only transaction"), { code: "25006" }), "connection"],
     [Object.assign(new Error("canceling statement due to statement timeout"), { code: "57014" }), "timeout"],
     [Object.assign(new Error("could not serialize access"), { code: "40001" }), "conflict"],
     [Object.assign(new Error("deadlock detected"), { code: "40P01" }), "conflict"],

@@ -22,7 +22,10 @@ const CONNECTION_MESSAGES = [
   /terminating connection/i,
 ];
 const TIMEOUT_MESSAGES = [/Query read timeout/i, /Command timed out/i, /canceling statement due to statement timeout/i, /Timed out/i];
-const CONNECTION_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ENOTCONN", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "57P01", "57P02", "57P03"]);
+// 25006 read_only_sql_transaction: the connection reached a server that no longer takes writes (a primary demoted
+// by a switchover, a standby behind a name that moved): like a lost link, another connection may reach the new
+// primary, and nothing was written.
+const CONNECTION_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ENOTCONN", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "57P01", "57P02", "57P03", "25006"]);
 const TIMEOUT_CODES = new Set(["ETIMEDOUT", "57014"]);
 const CONFLICT_CODES = new Set(["40001", "40P01"]);
 
