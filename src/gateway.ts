@@ -242,6 +242,7 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
   // reports failed tombstones to the guard): the guard is told where coherence is once it exists.
   const firstEventId = { of: (): number => 0 };
   const lineage = { of: (): string | null => null };
+  const moreStatus = { of: (): object => ({}) };
   const l2Guard = new L2Guard({
     redis,
     keys: redisKeys,
@@ -268,6 +269,7 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
       heartbeat.also();
     },
     l2Status: () => l2Guard.status(),
+    moreStatus: () => moreStatus.of(),
     onLineage: (current, previous) => {
       // Before anything reads Redis: L2, its cursor and the ledgers are named by the history they belong to.
       redisKeys.useLineage(current);
@@ -289,6 +291,7 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
     now: () => clock.now(),
     tokenFilter: () => (settings.auth.tokenFilterRebuildMs > 0 ? tokenFilter.current : null),
   });
+  moreStatus.of = () => ({ unknown_tokens: authenticator.unknownTokens.counters });
   return { l1, l2, l2Guard, tokenFilter, coherence, authenticator, lag, invalidator, heartbeat, lineageChanged };
 }
 

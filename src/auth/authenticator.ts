@@ -1,6 +1,6 @@
 import type { Database } from "../store/database.js";
 import { AuthenticationError, ServiceUnavailableError, DependencyUnavailableError } from "../errors/errors.js";
-import { findKeyForAuth } from "../store/key-store.js";
+import { findKeyForAuth, tokensThatExist } from "../store/key-store.js";
 import { findTeamForAuth } from "../store/team-store.js";
 import { findUserForAuth } from "../store/user-store.js";
 import type { Queryable } from "../store/db.js";
@@ -18,6 +18,7 @@ import {
 import { hashKey } from "./key-material.js";
 import type { FillTicket, L1Cache } from "./l1-cache.js";
 import type { TokenFilter } from "./token-filter.js";
+import { UnknownTokenCheck } from "./unknown-token-check.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 import type { L2Cache } from "./l2-cache.js";
 
@@ -53,33 +54,6 @@ export interface AuthenticatorOptions {
   tokenFilter?: () => TokenFilter | null;
 }
 
-// Unknown tokens looked up in Postgres anyway, per second and at once: enough for a new key's first use on a
-// replica that has not heard of it yet; too few for a flood of random keys to cost the database anything
-// (bench/unknown-keys.mjs: ≤ 10 transactions per 1,000 unknown keys).
-const FILTER_MISS_LOOKUPS_PER_SECOND = 2;
-const FILTER_MISS_LOOKUP_BURST = 2;
-
-/** A token bucket on the monotonic clock. */
-class TokenBucket {
-  private tokens: number;
-  private at = performance.now();
-  constructor(
-    private readonly perSecond: number,
-    private readonly burst: number,
-  ) {
-    this.tokens = burst;
-  }
-
-  take(): boolean {
-    const now = performance.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
-    this.at = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
-
 // A read an invalidation overtook is read again, a few times at most: a key changing faster than its record
 // can be read gets a 503 (retry) rather than an answer that is already stale.
 const MAX_FILL_ATTEMPTS = 4;
@@ -97,7 +71,8 @@ export class Authenticator {
   private readonly l2Pending: (hash: string) => boolean;
   private readonly now: () => number;
   private readonly tokenFilter: () => TokenFilter | null;
-  private readonly filterMissLookups = new TokenBucket(FILTER_MISS_LOOKUPS_PER_SECOND, FILTER_MISS_LOOKUP_BURST);
+  /** Tokens the filter refuses, asked of Postgres in batches all the same (a key generated elsewhere a moment ago). */
+  readonly unknownTokens: UnknownTokenCheck;
 
   constructor(
     private readonly l1: L1Cache,
@@ -109,6 +84,7 @@ export class Authenticator {
     this.l2Pending = options.l2Pending ?? (() => false);
     this.now = options.now ?? Date.now;
     this.tokenFilter = options.tokenFilter ?? (() => null);
+    this.unknownTokens = new UnknownTokenCheck({ lookup: (hashes) => db.query((q) => tokensThatExist(q, hashes)) });
   }
 
   /** Resolves a bearer to a usable key record or throws AuthenticationError (401) / ServiceUnavailableError (503). */
@@ -119,10 +95,10 @@ export class Authenticator {
     const trusted = this.l1Trusted();
     if (cached && trusted) {
       result = cached.record ? { record: cached.record, level: "l1", team: null } : null;
-    } else if (!cached && trusted && this.tokenFilter()?.mayContain(hash) === false && !this.filterMissLookups.take()) {
-      // A token no key ever had (as of every event this replica applied): no database round trip. A few such
-      // tokens a second are still looked up: a key generated on another replica a moment ago may not have
-      // reached this replica's filter yet, and a client that uses it at once should not be refused.
+    } else if (!cached && trusted && this.tokenFilter()?.mayContain(hash) === false && !(await this.unknownTokens.exists(hash))) {
+      // A token no key had as of every event this replica applied, and Postgres has none either (asked in a batch
+      // with every other such token: a flood costs one statement per hundred). A key generated on another replica
+      // a moment ago, whose event has not reached this one, is in Postgres: it goes on to the look-up below.
       this.counters.filtered++;
       throw new AuthenticationError("Invalid API key: no such key.");
     } else {

@@ -31,6 +31,8 @@ export interface CoherenceOptions {
   onHeartbeat?: () => void;
   /** The L2 guard's state, shown beside this replica's coherence state (/debug/coherence). */
   l2Status?: () => object;
+  /** More of this replica's auth state, shown beside it (the batched check of unknown tokens). */
+  moreStatus?: () => object;
   /**
    * Told synchronously when this replica adopts a database lineage: at start (`previous` null), and whenever the
    * database now answering is another history (a promoted standby, a restore). What keeps state of one lineage
@@ -180,6 +182,7 @@ export class Coherence {
       l2: this.o.l2Status?.() ?? null,
       recent_lags_ms: this.recentLags(),
       ...this.counters,
+      ...this.o.moreStatus?.(),
     };
   }
 
