@@ -217,7 +217,7 @@ describe("floods of unknown keys", () => {
     expect(after.filtered - before.filtered).toBeGreaterThanOrEqual(285);
     // A false positive of the filter (0.1 %) goes to the full look-up as before: a handful in all.
     expect(after.db + after.misses - before.db - before.misses).toBeLessThanOrEqual(15);
-    // The rest were asked of Postgres together: a statement per 100 waiting, or one of the two a second allowed.
+    // The rest were asked of Postgres together: a statement per 150 waiting, or one of the two a second allowed.
     expect(gw.gateway.authenticator.unknownTokens.counters.batches - batchesBefore).toBeLessThanOrEqual(10);
   });
 

@@ -28,9 +28,10 @@ interface Waiting {
   resolve: (exists: boolean) => void;
 }
 
-// 100: at most 10 statements per 1,000 unknown tokens under a flood. 2 a second: a lone unknown token waits
-// at most half a second. 4 batches in flight keep a slow Postgres from piling statements up.
-const DEFAULTS = { minBatch: 100, maxBatch: 2_000, perSecond: 2, maxWaiting: 20_000 };
+// 150: under a flood about 7 statements per 1,000 unknown tokens, with room under 10 for the two a second that
+// lone tokens may take. 2 a second: a lone unknown token waits at most half a second. 4 batches in flight keep a
+// slow Postgres from piling statements up.
+const DEFAULTS = { minBatch: 150, maxBatch: 2_000, perSecond: 2, maxWaiting: 20_000 };
 const MAX_IN_FLIGHT = 4;
 
 export class UnknownTokenCheck {
