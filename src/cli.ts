@@ -10,6 +10,7 @@ import { CredentialSeal } from "./models/credential-seal.js";
 import { resealCredentials } from "./models/model-service.js";
 import { importLiteLLM } from "./litellm/import-litellm.js";
 import { migrateDirect } from "./store/migrator.js";
+import { renewLineage } from "./store/event-store.js";
 import { packageVersion } from "./paths.js";
 import { parseWorkerCount, superviseWorkers, WorkerLink, workerIndex, YOUNG_GENERATION_FLAG } from "./workers.js";
 
@@ -25,15 +26,21 @@ const USAGE = `Usage:
                                                master key if it had none, opens the models' credentials
   gatehouse models reseal [--config FILE]      seal every stored model credential again with credentials.salt_key
                                                (after a rotation; the previous key must still be configured)
+  gatehouse lineage renew [--config FILE]      mark the database as a new history (after restoring a backup onto the
+                                               same server): every replica drops its caches and counters of the
+                                               old one within a heartbeat (docs/coherence.md, "Engine failover")
   gatehouse config check FILE [--env-optional] validate a config file without starting (every problem at once;
                                                --env-optional: unset os.environ/ variables are "set at start")
   gatehouse help | --help | -h                 this text
   gatehouse version | --version | -v           the version
 
 Environment:
-  DATABASE_URL            Postgres (unset: an embedded database in GATEHOUSE_DATA_DIR, one replica)
+  DATABASE_URL            Postgres (unset: an embedded database in GATEHOUSE_DATA_DIR, one replica); several
+                          hosts as libpq writes them: postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write
   DATABASE_LISTEN_URL     a direct connection for LISTEN and migrations (default: DATABASE_URL)
   REDIS_URL               Redis (unset with DATABASE_URL: redis://127.0.0.1:6379; embedded: none)
+  REDIS_SENTINELS         host:port,host:port of Redis Sentinels (with REDIS_SENTINEL_NAME, the master's name;
+                          REDIS_SENTINEL_PASSWORD if the Sentinels need one): takes precedence over REDIS_URL's host
   GATEHOUSE_MASTER_KEY    the admin key (unset: generated once into GATEHOUSE_DATA_DIR/master_key)
   GATEHOUSE_CONFIG        the config file (same as --config)
   GATEHOUSE_DATA_DIR      local state: the embedded database and the generated master key (./.gatehouse)
@@ -54,7 +61,7 @@ const OPTIONS = {
   version: { type: "boolean", short: "v" },
   "env-optional": { type: "boolean" },
 } as const;
-const COMMANDS = ["start", "migrate", "config", "models", "import-litellm", "help", "version"];
+const COMMANDS = ["start", "migrate", "config", "models", "lineage", "import-litellm", "help", "version"];
 
 /** The closest of `candidates` to `word`, if it is close enough to be a typo. */
 function didYouMean(word: string, candidates: readonly string[]): string | undefined {
@@ -172,6 +179,22 @@ async function main(argv: string[]): Promise<number> {
       try {
         const count = await resealCredentials(pool, new CredentialSeal(settings.credentials.saltKey ?? masterKey, settings.credentials.previousSaltKey));
         console.log(`resealed ${count} model credential(s) with the current salt key`);
+        return 0;
+      } finally {
+        await pool.end();
+      }
+    }
+    case "lineage": {
+      if (sub !== "renew") {
+        console.error("usage: gatehouse lineage renew [--config FILE]");
+        return 2;
+      }
+      const settings = loadSettings({ file: values.config });
+      if (settings.embedded) throw new ConfigError("gatehouse lineage renew needs DATABASE_URL (the embedded database is in use by the running gateway)");
+      const pool = createPool(settings.databaseListenUrl, { max: 1, applicationName: "gatehouse-lineage" });
+      try {
+        const token = await renewLineage(pool);
+        console.log(`the database is a new history (lineage token ${token}); every replica follows it within a heartbeat`);
         return 0;
       } finally {
         await pool.end();

@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConfigFile } from "../src/config/settings.js";
@@ -336,4 +337,41 @@ describe("a Redis failover to a replica that lagged", () => {
     expect(statuses.filter((s) => s === 200)).toEqual([]);
     expect(spent).toBeLessThanOrEqual(budget + 1e-12);
   }, 90_000);
+});
+
+describe("gatehouse lineage renew (a backup restored onto the same server)", () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster({ size: 2 });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.close();
+  });
+
+  it("every replica starts a new epoch within the hard bound; what the database holds keeps working", async () => {
+    const [A, B] = cluster.replicas as [Replica, Replica];
+    const k = await generateKey(A);
+    await cluster.settle();
+    for (const r of cluster.replicas) expect(await r.chat(k.key)).toBe(200);
+    const before = await Promise.all(cluster.replicas.map(async (r) => (await r.admin("/debug/coherence")).body));
+
+    const cli = path.resolve(import.meta.dirname, "../dist/cli.js");
+    const { stdout } = await promisify(execFile)(process.execPath, [cli, "lineage", "renew"], {
+      env: { PATH: process.env.PATH ?? "", DATABASE_URL: cluster.db.url, GATEHOUSE_MASTER_KEY: cluster.masterKey },
+    });
+    expect(stdout).toContain("new history");
+    const renewedAt = Date.now();
+    await Promise.all(
+      cluster.replicas.map((r, i) =>
+        waitFor(async () => (await r.admin("/debug/coherence")).body.lineage !== before[i]!.lineage, {
+          timeoutMs: HARD_BOUND_MS,
+          what: `${r.name} to follow the renewed lineage`,
+        }),
+      ),
+    );
+    expect(Date.now() - renewedAt).toBeLessThanOrEqual(HARD_BOUND_MS);
+    for (const r of cluster.replicas) expect(await r.chat(k.key)).toBe(200);
+    expect((await B.admin("/key/block", { key: k.key })).status).toBe(200);
+    await allAnswer(cluster.replicas, k.key, 401, Date.now(), "a key blocked after the renewal is refused");
+  }, 60_000);
 });
