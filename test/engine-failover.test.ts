@@ -48,7 +48,11 @@ describe("a Postgres standby promoted after missing the last commits", () => {
     pair = await startPgPair();
     pgProxy = await startTcpProxy("127.0.0.1", pair.primary.port);
     const url = viaProxy(pair.primary.url, pgProxy);
-    cluster = await startCluster({ databaseUrl: () => url, listenUrl: () => url });
+    cluster = await startCluster({ size: 2, databaseUrl: () => url, listenUrl: () => url });
+    // C names both servers itself, the standby first, as libpq writes it: it finds the writable one, before and
+    // after the promotion, with no address moved for it.
+    const multiHost = `postgres://postgres@127.0.0.1:${pair.standby.port},127.0.0.1:${pair.primary.port}/${pair.database}?target_session_attrs=read-write`;
+    await cluster.addReplica("C", { DATABASE_URL: multiHost, DATABASE_LISTEN_URL: multiHost });
     replicas = cluster.replicas;
   }, 90_000);
   afterAll(async () => {

@@ -270,10 +270,13 @@ export class Coherence {
             this.lastAppliedId = event.id;
             continue;
           }
-          // Claimed before the await (L1 is evicted synchronously inside apply), so a notification of
-          // the next id arriving meanwhile is applied in order instead of starting another round.
+          // Claimed at once (L1 is evicted synchronously inside apply), so a notification of the next id
+          // arriving meanwhile is applied in order instead of starting another round. The L2 tombstone is not
+          // waited for: until it lands, fills of those hashes skip L2 (CacheInvalidator.l2Pending) and a failure
+          // reaches the L2 guard, so freshness — what L1 may serve — does not hang on a slow or restarting Redis
+          // (a replay of many events after a Redis restart had kept a replica stale past the bound).
           this.lastAppliedId = event.id;
-          await this.apply(event);
+          this.apply(event).catch((err: Error) => this.o.logger.warn({ err: err.message, event_id: event.id }, "applying a replayed key event failed"));
           this.counters.replayed++;
         }
         if (page.events.length < pageSize) break;
