@@ -9,7 +9,8 @@ import { L2Cache, l2MacKey } from "./auth/l2-cache.js";
 import { MasterKey } from "./auth/master-key.js";
 import { CacheInvalidator } from "./coherence/cache-invalidator.js";
 import { Coherence } from "./coherence/coherence.js";
-import { DbClock } from "./coherence/db-clock.js";
+import { DbClock, monotonicMs } from "./coherence/db-clock.js";
+import { UnknownTokenCheck } from "./auth/unknown-token-check.js";
 import { L2Guard } from "./coherence/l2-guard.js";
 import { TokenFilterKeeper } from "./coherence/token-filter-keeper.js";
 import { reinstatedBugs } from "./testing/reinstated-bugs.js";
@@ -243,6 +244,9 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
   const firstEventId = { of: (): number => 0 };
   const lineage = { of: (): string | null => null };
   const moreStatus = { of: (): object => ({}) };
+  // The check of unknown tokens (made with the authenticator, after coherence) hears of catch-ups and new histories.
+  const caughtUp = { then: (_startedAt: number): void => {} };
+  const newHistory = { then: (): void => {} };
   const l2Guard = new L2Guard({
     redis,
     keys: redisKeys,
@@ -270,12 +274,14 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
     },
     l2Status: () => l2Guard.status(),
     moreStatus: () => moreStatus.of(),
+    onCaughtUp: (startedAt) => caughtUp.then(startedAt),
     onLineage: (current, previous) => {
       // Before anything reads Redis: L2, its cursor and the ledgers are named by the history they belong to.
       redisKeys.useLineage(current);
       if (previous === null) return;
       l2Guard.lineageChanged();
       tokenFilter.forget();
+      newHistory.then();
       lineageChanged.after();
     },
   });
@@ -285,13 +291,18 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
   await coherence.start();
   started.push("coherence", () => coherence.stop());
   void l2Guard.check(); // L2 is not read until it has passed; the replica does not wait for Redis to start
+  const unknownTokens = new UnknownTokenCheck({ requestCatchUp: () => coherence.requestCatchUp(), now: monotonicMs, maxWaitMs: settings.coherence.staleAfterMs });
+  tokenFilter.onNoted = (tokens) => unknownTokens.noted(tokens);
+  caughtUp.then = (startedAt) => unknownTokens.caughtUp(startedAt);
+  newHistory.then = () => unknownTokens.lookUpAll();
   const authenticator = new Authenticator(l1, l2, db, {
     l1Trusted: () => coherence.isFresh(),
     l2Pending: (hash) => invalidator.l2Pending(hash),
     now: () => clock.now(),
     tokenFilter: () => (settings.auth.tokenFilterRebuildMs > 0 ? tokenFilter.current : null),
+    unknownTokens,
   });
-  moreStatus.of = () => ({ unknown_tokens: authenticator.unknownTokens.counters });
+  moreStatus.of = () => ({ unknown_tokens: unknownTokens.counters });
   return { l1, l2, l2Guard, tokenFilter, coherence, authenticator, lag, invalidator, heartbeat, lineageChanged };
 }
 

@@ -1,6 +1,6 @@
 import type { Database } from "../store/database.js";
 import { AuthenticationError, ServiceUnavailableError, DependencyUnavailableError } from "../errors/errors.js";
-import { findKeyForAuth, tokensThatExist } from "../store/key-store.js";
+import { findKeyForAuth } from "../store/key-store.js";
 import { findTeamForAuth } from "../store/team-store.js";
 import { findUserForAuth } from "../store/user-store.js";
 import type { Queryable } from "../store/db.js";
@@ -18,7 +18,7 @@ import {
 import { hashKey } from "./key-material.js";
 import type { FillTicket, L1Cache } from "./l1-cache.js";
 import type { TokenFilter } from "./token-filter.js";
-import { UnknownTokenCheck } from "./unknown-token-check.js";
+import type { UnknownTokenCheck } from "./unknown-token-check.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 import type { L2Cache } from "./l2-cache.js";
 
@@ -52,6 +52,8 @@ export interface AuthenticatorOptions {
   now?: () => number;
   /** Every token that may authenticate (auth/token-filter.ts), or null while it is being built. */
   tokenFilter?: () => TokenFilter | null;
+  /** Holds a token the filter refuses until this replica has caught up (auth/unknown-token-check.ts); absent: refused at once. */
+  unknownTokens?: UnknownTokenCheck;
 }
 
 // A read an invalidation overtook is read again, a few times at most: a key changing faster than its record
@@ -71,8 +73,7 @@ export class Authenticator {
   private readonly l2Pending: (hash: string) => boolean;
   private readonly now: () => number;
   private readonly tokenFilter: () => TokenFilter | null;
-  /** Tokens the filter refuses, asked of Postgres in batches all the same (a key generated elsewhere a moment ago). */
-  readonly unknownTokens: UnknownTokenCheck;
+  private readonly unknownTokens: UnknownTokenCheck | undefined;
 
   constructor(
     private readonly l1: L1Cache,
@@ -84,7 +85,7 @@ export class Authenticator {
     this.l2Pending = options.l2Pending ?? (() => false);
     this.now = options.now ?? Date.now;
     this.tokenFilter = options.tokenFilter ?? (() => null);
-    this.unknownTokens = new UnknownTokenCheck({ lookup: (hashes) => db.query((q) => tokensThatExist(q, hashes)) });
+    this.unknownTokens = options.unknownTokens;
   }
 
   /** Resolves a bearer to a usable key record or throws AuthenticationError (401) / ServiceUnavailableError (503). */
@@ -95,10 +96,10 @@ export class Authenticator {
     const trusted = this.l1Trusted();
     if (cached && trusted) {
       result = cached.record ? { record: cached.record, level: "l1", team: null } : null;
-    } else if (!cached && trusted && this.tokenFilter()?.mayContain(hash) === false && !(await this.unknownTokens.exists(hash))) {
-      // A token no key had as of every event this replica applied, and Postgres has none either (asked in a batch
-      // with every other such token: a flood costs one statement per hundred). A key generated on another replica
-      // a moment ago, whose event has not reached this one, is in Postgres: it goes on to the look-up below.
+    } else if (!cached && trusted && this.tokenFilter()?.mayContain(hash) === false && !(await this.unknownTokens?.exists(hash))) {
+      // A token no key had as of every event this replica applied, and none had it once this replica caught up on
+      // every event committed before the token arrived (auth/unknown-token-check.ts: no statement of its own). A key
+      // generated on another replica a moment ago is noted by its event meanwhile and goes on to the look-up below.
       this.counters.filtered++;
       throw new AuthenticationError("Invalid API key: no such key.");
     } else {

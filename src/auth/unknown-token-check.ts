@@ -1,135 +1,160 @@
 /**
- * Tokens the token filter says no key ever had are still asked of Postgres — in batches, so a key generated on
- * another replica a moment ago, used here before its event arrived, is found rather than refused, however many
- * unknown tokens arrive at the same time (docs/security.md, "Order of work on a request").
+ * A token the token filter refuses is answered only once this replica has caught up on every key event committed
+ * before the token arrived — so a key generated on another replica a moment ago, used here before its event
+ * arrived, is found rather than refused, however many unknown tokens arrive at the same time (docs/security.md,
+ * "Order of work on a request").
  *
- * A batch is one statement for every token waiting. It is sent when enough tokens wait that the flood pays for
- * it (`minBatch`: at most 1,000 / minBatch statements per 1,000 unknown tokens), or when the small allowance of
- * statements a second (`perSecond`) has one left, so a lone token is not kept waiting for company. A token waits
- * at most until the allowance refills (1 / perSecond). Past `maxWaiting` tokens waiting (a flood while Postgres
- * is slow), a new one is refused at once: the filter already says no key had it, and memory stays bounded.
+ * The proof costs Postgres nothing of its own: a token waits for the events this replica applies anyway. Its key's
+ * event adds the token to the filter (`noted`): the token goes on to the full look-up. A catch-up that began after
+ * the token arrived completes without it (`caughtUp`): no key had it then, 401. With notifications flowing a new
+ * key's event arrives in milliseconds; without them, the heartbeat's catch-up comes within its interval. A flood
+ * does not wait a whole heartbeat: once `earlyCatchUpEvery` tokens wait, one catch-up is asked for them all (one
+ * statement per that many unknown tokens). Past `maxWaiting` tokens waiting (a flood while Postgres is slow), a new
+ * one is refused at once, as the filter says, and so is one still waiting after `maxWaitMs` (no catch-up could
+ * complete: this replica is about to stop trusting its caches anyway).
  */
 
 export interface UnknownTokenCheckOptions {
-  /** Which of these token hashes may authenticate now (one statement). */
-  lookup: (hashes: string[]) => Promise<Set<string>>;
-  /** Tokens that make a batch worth a statement of its own. */
-  minBatch?: number;
-  /** Tokens one statement asks about at most. */
-  maxBatch?: number;
-  /** Statements a second for batches smaller than minBatch. */
-  perSecond?: number;
+  /** Asks coherence for a catch-up soon (coalesced with one in flight); never throws. */
+  requestCatchUp: () => void;
+  /** The monotonic clock catch-ups are dated by. */
+  now: () => number;
+  /** Tokens waiting that are worth a catch-up of their own. */
+  earlyCatchUpEvery?: number;
   /** Tokens waiting at most; past it a new one is answered "no" at once. */
   maxWaiting?: number;
+  /** The longest a token waits (the freshness bound: past it this replica's caches are not trusted). */
+  maxWaitMs?: number;
 }
 
 interface Waiting {
   hash: string;
+  /** Monotonic time it arrived: a catch-up that began after it settles it. */
+  since: number;
   resolve: (exists: boolean) => void;
+  settled: boolean;
 }
 
-// 150: under a flood about 7 statements per 1,000 unknown tokens, with room under 10 for the two a second that
-// lone tokens may take. 2 a second: a lone unknown token waits at most half a second. 4 batches in flight keep a
-// slow Postgres from piling statements up.
-const DEFAULTS = { minBatch: 150, maxBatch: 2_000, perSecond: 2, maxWaiting: 20_000 };
-const MAX_IN_FLIGHT = 4;
+// 150: a flood costs about 7 statements per 1,000 unknown tokens (the target is 10). 20,000 waiting: a flood of
+// ~17,000 a second through one heartbeat, each a request object and a promise. 2 s: the freshness bound.
+const DEFAULTS = { earlyCatchUpEvery: 150, maxWaiting: 20_000, maxWaitMs: 2_000 };
 
 export class UnknownTokenCheck {
-  private waiting: Waiting[] = [];
-  private inFlight = 0;
-  private timer: NodeJS.Timeout | null = null;
-  private readonly bucket: TokenBucket;
+  /** In order of arrival (so of `since`): a catch-up settles a prefix of it. */
+  private queue: Waiting[] = [];
+  private head = 0;
+  private readonly byHash = new Map<string, Waiting[]>();
+  private count = 0;
+  private sinceLastRequest = 0;
   private readonly o: Required<UnknownTokenCheckOptions>;
-  readonly counters = { batches: 0, asked: 0, found: 0, refusedWaiting: 0, failures: 0 };
+  private sweep: NodeJS.Timeout | null = null;
+  readonly counters = { asked: 0, found: 0, refusedAfterCatchUp: 0, refusedWaiting: 0, timedOut: 0, catchUpsAsked: 0 };
 
   constructor(options: UnknownTokenCheckOptions) {
     this.o = { ...DEFAULTS, ...options };
-    this.bucket = new TokenBucket(this.o.perSecond, this.o.perSecond);
   }
 
-  /** Resolves true when Postgres has a key (or a key in grace) with this token hash; false when not, or unknown. */
+  /** Resolves true once an applied event names the hash; false once a catch-up begun after now completes without it. */
   exists(hash: string): Promise<boolean> {
-    if (this.waiting.length >= this.o.maxWaiting) {
+    this.counters.asked++;
+    if (this.count >= this.o.maxWaiting) {
       this.counters.refusedWaiting++;
       return Promise.resolve(false);
     }
     return new Promise((resolve) => {
-      this.waiting.push({ hash, resolve });
-      this.send();
+      const entry: Waiting = { hash, since: this.o.now(), resolve, settled: false };
+      this.queue.push(entry);
+      const list = this.byHash.get(hash);
+      if (list) list.push(entry);
+      else this.byHash.set(hash, [entry]);
+      this.count++;
+      if (++this.sinceLastRequest >= this.o.earlyCatchUpEvery) {
+        this.sinceLastRequest = 0;
+        this.counters.catchUpsAsked++;
+        this.o.requestCatchUp();
+      }
+      this.scheduleSweep();
     });
   }
 
-  private send(): void {
-    while (this.waiting.length > 0 && this.inFlight < MAX_IN_FLIGHT) {
-      if (this.waiting.length < this.o.minBatch && !this.bucket.take()) {
-        this.retryWhenAllowed();
-        return;
+  /** Tokens an applied event named (through the token filter's keeper): their waiters go on to the look-up. */
+  noted(tokens: readonly string[]): void {
+    if (this.count === 0) return;
+    for (const t of tokens) {
+      const list = this.byHash.get(t);
+      if (!list) continue;
+      this.byHash.delete(t);
+      for (const w of list) {
+        if (w.settled) continue;
+        w.settled = true;
+        this.count--;
+        this.counters.found++;
+        w.resolve(true);
       }
-      const batch = this.waiting.splice(0, this.o.maxBatch);
-      void this.ask(batch);
     }
   }
 
-  private retryWhenAllowed(): void {
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.send();
-    }, this.bucket.msUntilNext());
-    this.timer.unref();
+  /** A catch-up that began at monotonic `startedAt` completed: every token that arrived before it had no key. */
+  caughtUp(startedAt: number): void {
+    this.settleUpTo(startedAt, "refusedAfterCatchUp");
   }
 
-  private async ask(batch: Waiting[]): Promise<void> {
-    this.inFlight++;
-    this.counters.batches++;
-    this.counters.asked += batch.length;
-    try {
-      const found = await this.o.lookup([...new Set(batch.map((w) => w.hash))]);
-      this.counters.found += found.size;
-      for (const w of batch) w.resolve(found.has(w.hash));
-    } catch {
-      // Postgres could not be asked: the filter's answer stands (it has seen every event this replica applied).
-      this.counters.failures++;
-      for (const w of batch) w.resolve(false);
-    } finally {
-      this.inFlight--;
-      this.send();
+  /**
+   * The database is another history (coherence's epoch): its keys arrive as no event this replica applies, so every
+   * token waiting goes on to the full look-up instead.
+   */
+  lookUpAll(): void {
+    for (const w of this.queue.slice(this.head)) {
+      if (w.settled) continue;
+      w.settled = true;
+      w.resolve(true);
     }
+    this.queue = [];
+    this.head = 0;
+    this.count = 0;
+    this.sinceLastRequest = 0;
+    this.byHash.clear();
   }
 
   /** Tokens waiting right now (tests). */
   get pending(): number {
-    return this.waiting.length;
-  }
-}
-
-/** So many per second, at most `burst` at once. */
-class TokenBucket {
-  private tokens: number;
-  private at = performance.now();
-
-  constructor(
-    private readonly perSecond: number,
-    private readonly burst: number,
-  ) {
-    this.tokens = burst;
+    return this.count;
   }
 
-  take(): boolean {
-    this.refill();
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
+  /** Refuses, in order of arrival, every token that arrived at or before `upTo`. */
+  private settleUpTo(upTo: number, counter: "refusedAfterCatchUp" | "timedOut"): void {
+    while (this.head < this.queue.length && this.queue[this.head]!.since <= upTo) {
+      const w = this.queue[this.head++]!;
+      if (w.settled) continue;
+      w.settled = true;
+      this.count--;
+      this.counters[counter]++;
+      const list = this.byHash.get(w.hash);
+      if (list) {
+        const rest = list.filter((x) => x !== w);
+        if (rest.length === 0) this.byHash.delete(w.hash);
+        else this.byHash.set(w.hash, rest);
+      }
+      w.resolve(false);
+    }
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+      this.sinceLastRequest = 0;
+    } else if (this.head > 1_024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
   }
 
-  msUntilNext(): number {
-    this.refill();
-    return Math.max(1, Math.ceil(((1 - this.tokens) / this.perSecond) * 1000));
-  }
-
-  private refill(): void {
-    const now = performance.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
-    this.at = now;
+  /** Refuses tokens that waited past maxWaitMs (no catch-up completed: Postgres unreachable). */
+  private scheduleSweep(): void {
+    if (this.sweep) return;
+    this.sweep = setTimeout(() => {
+      this.sweep = null;
+      this.settleUpTo(this.o.now() - this.o.maxWaitMs, "timedOut");
+      if (this.count > 0) this.scheduleSweep();
+    }, this.o.maxWaitMs / 4);
+    this.sweep.unref();
   }
 }

@@ -31,8 +31,10 @@ export interface CoherenceOptions {
   onHeartbeat?: () => void;
   /** The L2 guard's state, shown beside this replica's coherence state (/debug/coherence). */
   l2Status?: () => object;
-  /** More of this replica's auth state, shown beside it (the batched check of unknown tokens). */
+  /** More of this replica's auth state, shown beside it (the check of unknown tokens). */
   moreStatus?: () => object;
+  /** Told (monotonic ms) when a catch-up that began then has applied every event committed before it began. */
+  onCaughtUp?: (startedAt: number) => void;
   /**
    * Told synchronously when this replica adopts a database lineage: at start (`previous` null), and whenever the
    * database now answering is another history (a promoted standby, a restore). What keeps state of one lineage
@@ -224,7 +226,8 @@ export class Coherence {
     }
   }
 
-  private requestCatchUp(): void {
+  /** Runs a catch-up soon: at once, or right after the one in flight (which may have begun before the caller's moment). */
+  requestCatchUp(): void {
     if (this.stopped) return;
     if (this.catchUpRunning) {
       this.catchUpAgain = true;
@@ -282,6 +285,7 @@ export class Coherence {
         if (page.events.length < pageSize) break;
       }
       this.syncedAt = startedAt;
+      this.o.onCaughtUp?.(startedAt);
     } catch (err) {
       this.counters.catchUpFailures++;
       this.o.logger.warn({ err: (err as Error).message }, "key event catch-up failed; will retry");

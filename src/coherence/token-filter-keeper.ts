@@ -56,8 +56,12 @@ export class TokenFilterKeeper {
     await this.building;
   }
 
+  /** Told of every token an applied event named, whatever the filter's state (tokens waiting on it). */
+  onNoted: (tokens: readonly string[]) => void = () => {};
+
   /** Tokens an applied event named: they may authenticate from now on. */
   noteTokens(tokens: readonly string[]): void {
+    this.onNoted(tokens);
     if (this.filter) for (const t of tokens) this.filter.add(t);
     if (this.seenWhileBuilding) this.seenWhileBuilding.push(...tokens);
   }

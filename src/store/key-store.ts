@@ -307,13 +307,3 @@ export async function tokensAfter(db: Queryable, table: keyof typeof TOKENS_AFTE
 export async function countTokens(db: Queryable): Promise<number> {
   return Number((await db.query<{ n: string }>(COUNT_TOKENS)).rows[0]!.n);
 }
-
-// For the unknown-token check (auth/unknown-token-check.ts): which of these tokens may authenticate now.
-const TOKENS_THAT_EXIST = `
-SELECT token FROM gh_keys WHERE token = ANY($1::text[])
-UNION
-SELECT token FROM gh_deprecated_keys WHERE token = ANY($1::text[]) AND revoke_at > now()`;
-
-export async function tokensThatExist(db: Queryable, tokens: string[]): Promise<Set<string>> {
-  return new Set((await db.query<{ token: string }>(TOKENS_THAT_EXIST, [tokens])).rows.map((r) => r.token));
-}
