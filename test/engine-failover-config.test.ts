@@ -222,12 +222,11 @@ interface Gateway {
   chat: (key: string) => Promise<number>;
 }
 
-async function startGateway(env: Record<string, string>): Promise<Gateway> {
+async function startGateway(env: Record<string, string>, masterKey = `sk-master-${randomBytes(12).toString("hex")}`): Promise<Gateway> {
   const dir = mkdtempSync(path.join(tmpdir(), "gh-failover-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const configFile = path.join(dir, "config.yaml");
   writeFileSync(configFile, stringify(CONFIG));
-  const masterKey = `sk-master-${randomBytes(12).toString("hex")}`;
   const replica = await spawnReplica({ GATEHOUSE_MASTER_KEY: masterKey, GATEHOUSE_DATA_DIR: dir, GATEHOUSE_REPLICA_ID: `failover-${randomBytes(3).toString("hex")}`, ...env }, [
     "--config",
     configFile,
@@ -306,12 +305,16 @@ describe("Redis through Sentinel: a running replica follows a promotion", () => 
     const db: TestDatabase = await createTestDatabase();
     cleanups.push(() => db.drop());
     const ns: RedisNamespace = createRedisNamespace();
-    const gw = await startGateway({
+    const sentinelEnv = {
       DATABASE_URL: db.url,
       REDIS_SENTINELS: sentinelPorts.map((p) => `127.0.0.1:${p}`).join(","),
       REDIS_SENTINEL_NAME: "mymaster",
       GATEHOUSE_REDIS_PREFIX: ns.prefix,
-    });
+    };
+    const masterKey = `sk-master-${randomBytes(12).toString("hex")}`;
+    // Two replicas of the gateway, both finding Redis through the Sentinels.
+    const gw = await startGateway(sentinelEnv, masterKey);
+    const gw2 = await startGateway(sentinelEnv, masterKey);
     const coherence = async () => (await gw.admin("/debug/coherence")).body as { l2: { trusted: boolean; redis: string; redis_run_id: string | null } };
 
     // It found the master through the Sentinels: its L2 guard verified that server, and its keys are there.
@@ -342,14 +345,21 @@ describe("Redis through Sentinel: a running replica follows a promotion", () => 
     );
     const followedAt = Date.now();
 
-    // A key blocked after the failover is refused; one generated after it works; the new master holds its keys.
+    // On both replicas, within the hard bound: a key blocked after the failover is refused; one generated after it
+    // works; the new master holds their records.
+    expect(await gw2.chat(before)).toBe(200);
     expect((await gw.admin("/key/block", { key: before })).status).toBe(200);
-    await waitFor(async () => (await gw.chat(before)) === 401, { timeoutMs: 3_000, what: "the blocked key to be refused" });
+    const blockedAt = Date.now();
+    for (const g of [gw, gw2])
+      await waitFor(async () => (await g.chat(before)) === 401, { timeoutMs: Math.max(1, blockedAt + 2_000 - Date.now()), what: "the blocked key to be refused" });
     const after = await generateKey(gw);
-    expect(await gw.chat(after)).toBe(200);
+    const generatedAt = Date.now();
+    for (const g of [gw, gw2])
+      await waitFor(async () => (await g.chat(after)) === 200, { timeoutMs: Math.max(1, generatedAt + 2_000 - Date.now()), what: "the new key to be accepted" });
     expect((await keysUnder(replicaPort!, ns.prefix)).length).toBeGreaterThan(0);
     console.log(`sentinel failover: promoted ${promotedAt - killedAt} ms after the kill; gateway on the new master ${followedAt - promotedAt} ms after the promotion`);
     await gw.replica.stop("SIGKILL");
+    await gw2.replica.stop("SIGKILL");
   }, 60_000);
 });
 
