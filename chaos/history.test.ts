@@ -2,13 +2,29 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { packageRoot } from "../src/paths.js";
-import { FAULTS, formatReport, formatViolation, onlyThese, PROFILES, runHistory, type Profile } from "./lib/history/run.js";
+import {
+  FAULTS,
+  formatReport,
+  formatViolation,
+  onlyThese,
+  PG_FAILOVER_LOSSY,
+  PG_SWITCHOVER,
+  PROFILES,
+  REDIS_FAILOVER,
+  type RunReport,
+  runHistory,
+  SENTINEL_FAILOVER,
+  sentinelSegment,
+  type Profile,
+} from "./lib/history/run.js";
+import { startSentinelRedis } from "./lib/history/sentinel.js";
 
 /**
  * The history checker (docs/coherence.md): random admin changes and authentications on three replicas while
  * faults fire, every answer checked against the sequential history of what committed. `npm test` runs the
- * short profile; `npm run chaos` the long one (CHAOS_PROFILE=long). Each run prints its table and writes
- * chaos/results/history-<profile>.json (not committed).
+ * short profile; `npm run chaos` the long one (CHAOS_PROFILE=long), each followed by its Sentinel segment (the
+ * replicas find Redis through Sentinels, which the per-replica Redis proxies of the main run rule out). Each run
+ * prints its table and writes chaos/results/history-<profile>.json (not committed).
  */
 const profile = PROFILES[process.env.CHAOS_PROFILE ?? "short"];
 if (!profile) throw new Error(`unknown CHAOS_PROFILE ${process.env.CHAOS_PROFILE}`);
@@ -24,27 +40,44 @@ function save(name: string, report: unknown, table: string) {
 }
 
 describe(`history checker (${profile.name} profile)`, () => {
+  const segment = sentinelSegment(profile);
   it(
     "every answer agrees with the sequential history of committed changes, within the documented bounds",
     async () => {
-      const report = await runHistory(profile, log);
-      const table = formatReport(report);
-      process.stdout.write(`\n${table}\n\n`);
-      for (const v of report.violations.slice(0, 10)) process.stdout.write(`${formatViolation(v)}\n\n`);
-      save(profile.name, report, table);
+      const reports: RunReport[] = [];
+      // Its Sentinels find each other while the main run goes on.
+      const sentinelRedis = startSentinelRedis();
+      sentinelRedis.catch(() => {}); // awaited by the segment; a failure is reported there
+      for (const p of [profile, segment]) {
+        const report = await runHistory(p, log, p === segment ? { sentinel: sentinelRedis } : {});
+        const table = formatReport(report);
+        process.stdout.write(`\n${table}\n\n`);
+        for (const v of report.violations.slice(0, 10)) process.stdout.write(`${formatViolation(v)}\n\n`);
+        save(p.name, report, table);
+        reports.push(report);
+      }
+      const [main, sentinel] = reports as [RunReport, RunReport];
 
-      expect(report.violations.map((v) => `${v.kind}: ${v.message}`)).toEqual([]);
-      // The run did what it claims: enough requests, every fault kind at least once.
-      expect(report.ops).toBeGreaterThanOrEqual(profile.name === "short" ? 3_000 : 100_000);
-      expect(Object.keys(report.faults_injected).sort()).toEqual(FAULTS.map((f) => f.name).sort());
+      expect([...main.violations, ...sentinel.violations].map((v) => `${v.kind}: ${v.message}`)).toEqual([]);
+      // The runs did what they claim: enough requests, every fault kind at least once.
+      expect(main.ops).toBeGreaterThanOrEqual(profile.name === "short" ? 3_000 : 100_000);
+      const injected = { ...main.faults_injected, ...sentinel.faults_injected };
+      expect(Object.keys(injected).sort()).toEqual(FAULTS.map((f) => f.name).sort());
+      if (profile.name === "long") {
+        // Failovers by the dozen: Postgres (half of them losing commits) and Redis.
+        expect((injected[PG_SWITCHOVER] ?? 0) + (injected[PG_FAILOVER_LOSSY] ?? 0)).toBeGreaterThanOrEqual(20);
+        expect(injected[PG_FAILOVER_LOSSY] ?? 0).toBeGreaterThanOrEqual(10);
+        expect((injected[REDIS_FAILOVER] ?? 0) + (injected[SENTINEL_FAILOVER] ?? 0)).toBeGreaterThanOrEqual(20);
+      }
     },
-    profile.durationMs + 120_000,
+    profile.durationMs + segment.durationMs + 180_000,
   );
 });
 
 /**
- * The checker checks itself: with each of four bugs found by an outside review switched back on in a test
- * build, a short run with the fault mix that exposes it must report a violation of the matching kind.
+ * The checker checks itself: with each known bug switched back on in a test build (four an outside review found,
+ * LiteLLM's stale team and model records, replicas blind to a database failover, ledgers trusted after a Redis
+ * failover), a short run with the fault mix that exposes it must report a violation of the matching kind.
  */
 const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }> = [
   {
@@ -113,6 +146,34 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
       mix: onlyThese({ model_new: 5, model_delete: 5 }),
     },
   },
+  {
+    bug: "lineage-blind",
+    expects: /accepted a key that was not valid|served a model the key may not use|rejected a valid key|refused a model/,
+    profile: {
+      // Changes commit on the primary while its WAL is withheld from the standby, then the standby is promoted:
+      // keys of the lost history must stop working, and changes the new primary commits under ids the replicas
+      // already applied must still be enforced.
+      faults: [PG_FAILOVER_LOSSY],
+      mix: { regenerate: 30, delete: 6, block: 10, unblock: 4, update: 6, generate: 8, race: 0, end_grace: 4, reset_spend: 0, invalid: 0, ...NO_MODEL_OR_USER_CHANGES },
+    },
+  },
+  {
+    bug: "ledger-rewind",
+    expects: /budget overspent/,
+    profile: {
+      // Budget keys spent continuously while the Redis replica lags; then it is promoted. A ledger it holds from
+      // before the lag must be re-seeded from Postgres, not trusted.
+      faults: [REDIS_FAILOVER],
+      adminWorkers: 1,
+      authWorkers: 2,
+      budgetKeys: 3,
+      budgetClients: 3,
+      // Keys that live through a failover, and a lag long enough that what it rewinds stands out from what the
+      // bound forgives (the last flush interval's charges).
+      budgetRequests: 100,
+      redisLagMs: 3_000,
+    },
+  },
 ];
 
 describe("the checker catches each reinstated bug (test-build switch)", () => {
@@ -124,6 +185,7 @@ describe("the checker catches each reinstated bug (test-build switch)", () => {
         durationMs: 25_000,
         keys: 6,
         maxOps: 1_000_000,
+        budgetKeys: 0,
         ...proof.profile,
         env: { ...proof.profile.env, GATEHOUSE_TEST_REINSTATE_BUGS: proof.bug },
       };

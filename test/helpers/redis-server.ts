@@ -31,11 +31,27 @@ export interface RedisServer {
   /** Freezes the server (SIGSTOP) for `ms`, then lets it go on (SIGCONT): connections stay open, nothing answers. */
   pause(ms: number): Promise<void>;
   stop(): Promise<void>;
+  /** A replica (started with `replicaOf`): `REPLICAOF NO ONE`, and later restarts start it as a primary. */
+  promote(): Promise<void>;
+  /** `INFO <section>` of the running server. */
+  info(section: string): Promise<string>;
+  /** SIGKILLs the server and leaves it down (a crash); relaunch() starts it again. */
+  crash(): Promise<void>;
+  /** Starts a crashed server again on the same port, empty (no persistence), as a primary unless still a replica. */
+  relaunch(): Promise<void>;
+}
+
+export interface RedisServerOptions {
+  /** Start as a replica of this server (`--replicaof`); a proxy in between lets a test make it lag. */
+  replicaOf?: { host: string; port: number };
+  /** More redis-server arguments, on every (re)start (e.g. `--repl-diskless-sync-delay 0`). */
+  extraArgs?: string[];
 }
 
 const DBFILENAME = "dump.rdb";
 
-export async function startRedisServer(): Promise<RedisServer> {
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
+  let replicaOf = options.replicaOf;
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), "gatehouse-chaos-redis-"));
   const dump = join(dir, DBFILENAME);
@@ -57,7 +73,11 @@ export async function startRedisServer(): Promise<RedisServer> {
     let output = "";
     const proc = spawn(
       "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--dbfilename", DBFILENAME, "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+      [
+        ...["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--dbfilename", DBFILENAME, "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+        ...(replicaOf ? ["--replicaof", replicaOf.host, String(replicaOf.port), "--repl-timeout", "60"] : []),
+        ...(options.extraArgs ?? []),
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     child = proc;
@@ -132,6 +152,16 @@ export async function startRedisServer(): Promise<RedisServer> {
       await kill();
       process.removeListener("exit", onExit);
       await rm(dir, { recursive: true, force: true });
+    },
+    async promote() {
+      await client((redis) => redis.replicaof("NO", "ONE"));
+      replicaOf = undefined;
+    },
+    info: (section: string) => client((redis) => redis.info(section)),
+    crash: () => kill(),
+    async relaunch() {
+      await rm(dump, { force: true });
+      await launch();
     },
   };
 }

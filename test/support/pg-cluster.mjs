@@ -4,7 +4,10 @@
 //    last commits from the standby, so a promotion after that loses them (an asynchronous replica that lagged);
 //  - killPrimary(): SIGKILL of the primary's postmaster and its backends (a crash, no shutdown checkpoint);
 //  - promoteStandby(): `pg_ctl promote` and wait until it accepts writes (a new timeline);
-//  - waitForStandbyCaughtUp(): the standby has replayed everything the primary has written so far.
+//  - waitForStandbyCaughtUp(): the standby has replayed everything the primary has written so far;
+//  - stopPrimary(): a clean shutdown (`pg_ctl stop -m fast`: the standby receives the shutdown checkpoint);
+//  - rebuildStandby(): after a promotion, the promoted server is the primary and a new standby is copied from it
+//    (pg_basebackup -R -c fast through `walProxy` again), so a run can fail over again and again.
 // Each server is a `postgres` process spawned in its own process group as the `postgres` user; stop() (and the
 // test process's exit) kills the groups, so nothing outlives the test.
 import { spawn, execFile, execFileSync } from "node:child_process";
@@ -53,6 +56,8 @@ function serverConf(port, socketDir) {
     "shared_buffers=32MB",
     "wal_receiver_timeout=5s",
     "wal_sender_timeout=5s",
+    // A standby whose primary went away retries (and notices a promotion) within half a second, not 5 s.
+    "wal_retrieve_retry_interval=500ms",
     "log_min_messages=warning",
     "",
   ].join("\n");
@@ -66,12 +71,16 @@ export async function startPgPair({ database = "gatehouse" } = {}) {
   const standbyDir = path.join(root, "standby");
   const primaryPort = await freePort();
   const standbyPort = await freePort();
+  // Which server plays which role: swapped by rebuildStandby() (a promotion alone leaves the names as they were).
+  const role = { primary: { dir: primaryDir, port: primaryPort }, standby: { dir: standbyDir, port: standbyPort } };
+  const dirs = [primaryDir, standbyDir];
+  let rebuilds = 0;
   await runAsPostgres("initdb", ["-D", primaryDir, "-U", "postgres", "-A", "trust", "--no-sync"], user);
   appendFileSync(`${primaryDir}/postgresql.conf`, serverConf(primaryPort, root));
   appendFileSync(`${primaryDir}/pg_hba.conf`, "host replication all 127.0.0.1/32 trust\n");
 
   const servers = { primary: null, standby: null };
-  const start = async (role, dir, port) => {
+  const start = async (which, dir, port) => {
     const child = spawn(path.join(BIN, "postgres"), ["-D", dir], {
       uid: user.uid,
       gid: user.gid,
@@ -84,9 +93,9 @@ export async function startPgPair({ database = "gatehouse" } = {}) {
     live.add(child);
     const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
     void exited.then(() => live.delete(child));
-    servers[role] = { child, exited, log, port, dir };
-    await waitForPort(port, { timeoutMs: 30_000, what: `postgres ${role}`, gaveUp: () => (child.exitCode !== null ? log.join("") : undefined) });
-    await waitUntil(async () => (await query(port, "postgres", "SELECT 1")) !== null, 30_000, `postgres ${role} accepting queries`);
+    servers[which] = { child, exited, log, port, dir };
+    await waitForPort(port, { timeoutMs: 30_000, what: `postgres ${which}`, gaveUp: () => (child.exitCode !== null ? log.join("") : undefined) });
+    await waitUntil(async () => (await query(port, "postgres", "SELECT 1")) !== null, 30_000, `postgres ${which} accepting queries`);
   };
 
   await start("primary", primaryDir, primaryPort);
@@ -104,15 +113,19 @@ export async function startPgPair({ database = "gatehouse" } = {}) {
   return {
     root,
     database,
-    primary: { port: primaryPort, url: url(primaryPort) },
-    standby: { port: standbyPort, url: url(standbyPort) },
+    get primary() {
+      return { port: role.primary.port, url: url(role.primary.port) };
+    },
+    get standby() {
+      return { port: role.standby.port, url: url(role.standby.port) };
+    },
     walProxy,
     /** Every byte the primary has written so far has been replayed by the standby. */
     async waitForStandbyCaughtUp(timeoutMs = 15_000) {
-      const lsn = (await query(primaryPort, "postgres", "SELECT pg_current_wal_lsn()::text AS lsn"))[0].lsn;
+      const lsn = (await query(role.primary.port, "postgres", "SELECT pg_current_wal_lsn()::text AS lsn"))[0].lsn;
       await waitUntil(
         async () => {
-          const rows = await query(standbyPort, "postgres", "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), $1::pg_lsn) >= 0 AS done", [lsn]);
+          const rows = await query(role.standby.port, "postgres", "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), $1::pg_lsn) >= 0 AS done", [lsn]);
           return rows?.[0]?.done === true;
         },
         timeoutMs,
@@ -127,20 +140,57 @@ export async function startPgPair({ database = "gatehouse" } = {}) {
       await server.exited;
       // The postmaster's backends notice their parent is gone and exit; make sure of it (they hold the port).
       try {
-        execFileSync("pkill", ["-KILL", "-f", `postgres -D ${primaryDir}`]);
+        execFileSync("pkill", ["-KILL", "-f", `postgres -D ${server.dir}$`]);
       } catch {}
+    },
+    /** A clean shutdown of the primary (`pg_ctl stop -m fast`): its last WAL, the shutdown checkpoint included, reaches a connected standby. */
+    async stopPrimary() {
+      const server = servers.primary;
+      if (!server || server.child.exitCode !== null || server.child.signalCode !== null) return;
+      await runAsPostgres("pg_ctl", ["-D", server.dir, "stop", "-m", "fast", "-w", "-t", "30"], user);
+      await server.exited;
     },
     /** Promotes the standby (a new timeline) and waits until it takes writes. */
     async promoteStandby() {
-      await runAsPostgres("pg_ctl", ["-D", standbyDir, "promote", "-w", "-t", "30"], user);
+      await runAsPostgres("pg_ctl", ["-D", role.standby.dir, "promote", "-w", "-t", "30"], user);
       await waitUntil(
-        async () => (await query(standbyPort, "postgres", "SELECT NOT pg_is_in_recovery() AS writable"))?.[0]?.writable === true,
+        async () => (await query(role.standby.port, "postgres", "SELECT NOT pg_is_in_recovery() AS writable"))?.[0]?.writable === true,
         30_000,
         "the promoted standby to take writes",
       );
     },
+    /**
+     * After promoteStandby(): the promoted server becomes `primary` (the old one is killed if it still runs, its
+     * directory removed), and a new `standby` is copied from it with pg_basebackup -R -c fast, on a port of its
+     * own. The copy is read straight from the primary (tens of megabytes crawl through a proxy in a busy process);
+     * the standby then streams WAL through `walProxy` (retargeted to the new primary, set to pass), as the first did.
+     */
+    async rebuildStandby() {
+      const old = servers.primary;
+      if (old && old.child.exitCode === null && old.child.signalCode === null) {
+        killGroup(old.child, "SIGKILL");
+        await old.exited;
+      }
+      try {
+        execFileSync("pkill", ["-KILL", "-f", `postgres -D ${role.primary.dir}$`]);
+      } catch {}
+      rmSync(role.primary.dir, { recursive: true, force: true });
+      servers.primary = servers.standby;
+      role.primary = role.standby;
+      const dir = path.join(root, `rebuilt-${++rebuilds}`);
+      const port = await freePort();
+      dirs.push(dir);
+      walProxy.setMode("pass");
+      walProxy.retarget("127.0.0.1", role.primary.port);
+      await runAsPostgres("pg_basebackup", ["-h", "127.0.0.1", "-p", String(role.primary.port), "-U", "postgres", "-D", dir, "-R", "-c", "fast", "--no-sync"], user);
+      appendFileSync(`${dir}/postgresql.conf`, `port=${port}\n`);
+      // -R wrote the primary's own port; the stream goes through the proxy (the later line wins).
+      appendFileSync(`${dir}/postgresql.auto.conf`, `primary_conninfo = 'host=127.0.0.1 port=${walProxy.port} user=postgres'\n`);
+      role.standby = { dir, port };
+      await start("standby", dir, port);
+    },
     /** Rows of one statement on the primary or the standby (null when it does not answer). */
-    query: (which, sql, params) => query(which === "primary" ? primaryPort : standbyPort, database, sql, params),
+    query: (which, sql, params) => query(which === "primary" ? role.primary.port : role.standby.port, database, sql, params),
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -150,9 +200,9 @@ export async function startPgPair({ database = "gatehouse" } = {}) {
         killGroup(server.child, "SIGKILL");
         await server.exited;
       }
-      for (const dir of [primaryDir, standbyDir]) {
+      for (const dir of dirs) {
         try {
-          execFileSync("pkill", ["-KILL", "-f", `postgres -D ${dir}`]);
+          execFileSync("pkill", ["-KILL", "-f", `postgres -D ${dir}$`]);
         } catch {}
       }
       rmSync(root, { recursive: true, force: true });

@@ -13,7 +13,12 @@ import { eventKindOf, type AdminOp, type AuthOp, type CommittedEvent, type Fault
  *   answered only for a token that addressed no key at some moment of the request;
  * - no change committed that no request explains (a double rotation, a delete nobody asked for);
  * - no 5xx except the documented 503s (a store unreachable, a key changing faster than it can be read);
+ * - a key's admitted priced requests cost no more than its budget plus the documented bound (docs/limits.md);
  * - at the end, the database holds exactly the keys the model says, with the model's tokens and fields.
+ *
+ * Changes are dated by the moment they committed (the checker's own LISTEN hears each NOTIFY, delivered only at
+ * COMMIT). After a Postgres failover that lost commits, the model continues from the surviving database's
+ * history: the lost changes held until the switch, and from the switch on the state is the survivor's.
  *
  * A violation comes with the window of history that shows it: the requests on that key around it.
  */
@@ -28,9 +33,45 @@ export interface CheckerOptions {
   clockSlackMs: number;
   /** The model requests are made for; a key limited to other models answers 403. */
   probeModel: string;
+  /**
+   * How much earlier than its NOTIFY's arrival a change may have committed (ms): Postgres sends a notification to
+   * a listener after the COMMIT, and the checker's process may read it a little after a replica's answer that
+   * already reflects the change. A change is dated max(its row's created_at, arrival − this).
+   */
+  notifySlackMs: number;
+  /** The priced model budget keys ask for: each admitted request is charged. */
+  pricedModel: string;
+  /** limits.flush_interval_ms of the run's replicas: the spend a re-seeded ledger may miss (docs/limits.md). */
+  flushIntervalMs: number;
+  /** Clients that may send one budget key requests at once: each may be admitted while budget was left. */
+  budgetClients: number;
 }
 
-export const DEFAULT_CHECKER_OPTIONS: CheckerOptions = { normalBoundMs: 1_000, hardBoundMs: 2_250, faultTailMs: 3_000, clockSlackMs: 50, probeModel: "mock-gpt" };
+export const DEFAULT_CHECKER_OPTIONS: CheckerOptions = {
+  normalBoundMs: 1_000,
+  hardBoundMs: 2_250,
+  faultTailMs: 3_000,
+  clockSlackMs: 50,
+  probeModel: "mock-gpt",
+  notifySlackMs: 100,
+  pricedModel: "priced",
+  flushIntervalMs: 250,
+  budgetClients: 3,
+};
+
+/**
+ * A change's commit time from what was seen of it: the event row's created_at (written before COMMIT) and the
+ * arrival of its NOTIFY at the checker (after COMMIT), when it was heard.
+ */
+export function commitTime(writtenAt: number, heardAt: number | undefined, options: CheckerOptions = DEFAULT_CHECKER_OPTIONS): number {
+  return heardAt === undefined ? writtenAt : Math.max(writtenAt, heardAt - options.notifySlackMs);
+}
+
+/** A Postgres failover: from `at` on, the primary of generation `gen` (a promoted standby) is the truth. */
+export interface Switch {
+  gen: number;
+  at: number;
+}
 
 export interface Violation {
   kind: string;
@@ -42,6 +83,10 @@ export interface Violation {
 
 export interface CheckResult {
   answersChecked: number;
+  /** Changes that committed on a primary a failover lost (not in the surviving database). */
+  lostChanges: number;
+  /** Budget keys and their admitted spend against the bound. */
+  budgets: Array<{ token: string; budget: number; spent: number; allowed: number }>;
   violations: Violation[];
   opsByKind: Record<string, number>;
   answersByStatus: Record<string, number>;
@@ -77,7 +122,7 @@ interface KeyChange {
   deleted: boolean;
 }
 
-interface KeyState {
+export interface KeyState {
   keyId: string;
   team: string | undefined;
   user: string | undefined;
@@ -86,7 +131,7 @@ interface KeyState {
   tokens: string[];
 }
 
-type Expected = 200 | 401 | 403 | 404;
+export type Expected = 200 | 401 | 403 | 404;
 
 /** A team's state from one change on (teams start unblocked, without models: every model). */
 interface TeamChange {
@@ -110,7 +155,9 @@ interface DbModelChange {
   ids: string[];
 }
 
-export class Model {
+export class Model implements ModelView {
+  /** One history: no switch from one to another. */
+  readonly boundaries: number[] = [];
   readonly tokens = new Map<string, TokenState>();
   readonly keys = new Map<string, KeyState>();
   /**
@@ -152,6 +199,10 @@ export class Model {
       else break;
     }
     return ids.length > 0;
+  }
+
+  dbModelPoints(): number[] {
+    return this.dbModel.flatMap((c) => [c.at, c.atLatest]).filter(Number.isFinite);
   }
 
   /** At t, is a change written but perhaps not yet committed, before which the model was (or was not) `served`? */
@@ -241,21 +292,29 @@ export class Model {
 
   /**
    * The answer for the key's state at `tKey` and its team's or user's at `tOwner` (a replica may hold each from
-   * another moment).
+   * another moment; `owner` is the model of the history in force at `tOwner`).
    */
-  expectedAt(token: string, tKey: number, tOwner: number, model: string): Expected {
+  expectedAt(token: string, tKey: number, tOwner: number, model: string, owner: Model = this): Expected {
     const ts = this.tokens.get(token);
     if (!ts || tKey < ts.from || tKey >= ts.until) return 401;
     const key = this.keys.get(ts.keyId)!;
     const s = this.stateAt(key, tKey);
     // The gateway checks the key, then its team, then the model (the key's and its user's lists).
-    const team = this.teamAt(key.team, tOwner);
+    const team = owner.teamAt(key.team, tOwner);
     if (s.deleted || s.blocked || team.blocked) return 401;
     if (s.models.length > 0 && !s.models.includes(model)) return 403;
     if (team.models.length > 0 && !team.models.includes(model)) return 403;
-    const userModels = this.userModelsAt(key.user, tOwner);
+    const userModels = owner.userModelsAt(key.user, tOwner);
     if (userModels.length > 0 && !userModels.includes(model)) return 403;
     return 200;
+  }
+
+  /** Every moment a predicate on `token` (addressing, being current) may change at. */
+  keyPoints(token: string): number[] {
+    const ts = this.tokens.get(token);
+    if (!ts) return [];
+    const key = this.keys.get(ts.keyId)!;
+    return [ts.from, ts.until, ts.untilLatest, ts.currentUntil, ts.currentUntilLatest, ...key.changes.flatMap((c) => [c.at, c.atLatest])];
   }
 
   /** Moments at which the expected answer for `token` may change, in [from, to]. */
@@ -292,6 +351,84 @@ export class Model {
   }
 }
 
+/** What the rules ask of the model: one Model, or a Timeline of them across lossy failovers. */
+export interface ModelView {
+  /** Moments at which one history gave way to another (a lossy failover's switch); none without one. */
+  readonly boundaries: number[];
+  keyOf(token: string): KeyState | undefined;
+  addresses(token: string, t: number): boolean;
+  isCurrent(token: string, t: number): boolean;
+  mayAddress(token: string, t: number): boolean;
+  mayBeCurrent(token: string, t: number): boolean;
+  expected(token: string, t: number, model: string): Expected;
+  expectedAt(token: string, tKey: number, tOwner: number, model: string): Expected;
+  changePoints(token: string, from: number, to: number): number[];
+  ownerPoints(token: string): number[];
+  tokenPoints(token: string): number[];
+  keyPoints(token: string): number[];
+  dbModelServedAt(t: number): boolean;
+  dbModelMayStillServeAsBefore(t: number, served: boolean): boolean;
+  dbModelPoints(): number[];
+}
+
+/**
+ * The model across lossy Postgres failovers: segment k's model holds every change of the surviving history and
+ * the lost changes of its own generations, and is the truth from its start (the switch to the promoted standby)
+ * until the next segment's. Each question is asked of the segment in force at the moment asked about.
+ */
+export class Timeline implements ModelView {
+  readonly boundaries: number[];
+  constructor(readonly segments: Array<{ from: number; model: Model }>) {
+    this.boundaries = segments.slice(1).map((s) => s.from);
+  }
+
+  get last(): Model {
+    return this.segments.at(-1)!.model;
+  }
+
+  private at(t: number): Model {
+    let m = this.segments[0]!.model;
+    for (const s of this.segments) {
+      if (s.from <= t) m = s.model;
+      else break;
+    }
+    return m;
+  }
+
+  /** Points of each segment's model that fall within that segment, and every boundary. */
+  private union(points: (m: Model) => number[], withBoundaries: boolean): number[] {
+    const out: number[] = withBoundaries ? [...this.boundaries] : [];
+    this.segments.forEach((s, i) => {
+      const to = this.segments[i + 1]?.from ?? Number.POSITIVE_INFINITY;
+      for (const p of points(s.model)) if (p >= s.from && p < to) out.push(p);
+    });
+    return out;
+  }
+
+  keyOf(token: string): KeyState | undefined {
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const key = this.segments[i]!.model.keyOf(token);
+      if (key) return key;
+    }
+    return undefined;
+  }
+  addresses = (token: string, t: number) => this.at(t).addresses(token, t);
+  isCurrent = (token: string, t: number) => this.at(t).isCurrent(token, t);
+  mayAddress = (token: string, t: number) => this.at(t).mayAddress(token, t);
+  mayBeCurrent = (token: string, t: number) => this.at(t).mayBeCurrent(token, t);
+  expected = (token: string, t: number, model: string) => this.at(t).expected(token, t, model);
+  expectedAt = (token: string, tKey: number, tOwner: number, model: string) => this.at(tKey).expectedAt(token, tKey, tOwner, model, this.at(tOwner));
+  changePoints(token: string, from: number, to: number): number[] {
+    return this.union((m) => m.changePoints(token, from, to), false).concat(this.boundaries.filter((b) => b > from && b <= to));
+  }
+  ownerPoints = (token: string) => this.union((m) => m.ownerPoints(token), false);
+  tokenPoints = (token: string) => this.union((m) => m.tokenPoints(token), false);
+  keyPoints = (token: string) => this.union((m) => m.keyPoints(token), true);
+  dbModelServedAt = (t: number) => this.at(t).dbModelServedAt(t);
+  dbModelMayStillServeAsBefore = (t: number, served: boolean) => this.at(t).dbModelMayStillServeAsBefore(t, served);
+  dbModelPoints = () => this.union((m) => m.dbModelPoints(), true);
+}
+
 /** Checks a recorded history against the events that committed; never throws on a bad history, it reports. */
 export function checkHistory(
   ops: Op[],
@@ -299,13 +436,17 @@ export function checkHistory(
   faults: FaultWindow[],
   options: CheckerOptions = DEFAULT_CHECKER_OPTIONS,
   replicaStarts: Array<{ replica: string; at: number }> = [],
-): { result: CheckResult; model: Model } {
+  switches: Switch[] = [],
+): { result: CheckResult; model: Model; view: ModelView } {
   const violations: Violation[] = [];
-  const model = new Model();
+  let model = new Model();
+  let view: ModelView = model;
   const admin = ops.filter((o): o is AdminOp => o.type === "admin");
   const auth = ops.filter((o): o is AuthOp => o.type === "auth");
   const result: CheckResult = {
     answersChecked: 0,
+    lostChanges: 0,
+    budgets: [],
     violations,
     opsByKind: {},
     answersByStatus: {},
@@ -314,30 +455,47 @@ export function checkHistory(
     unexplainedEvents: 0,
   };
   for (const o of ops) {
-    const k = o.type === "auth" ? "authenticate" : o.invalid ? `${o.kind} (invalid input)` : o.raced ? `${o.kind} (raced)` : o.kind;
+    const k =
+      o.type === "auth"
+        ? o.model === options.pricedModel
+          ? "priced request (budget key)"
+          : "authenticate"
+        : o.invalid
+          ? `${o.kind} (invalid input)`
+          : o.raced
+            ? `${o.kind} (raced)`
+            : o.kind;
     result.opsByKind[k] = (result.opsByKind[k] ?? 0) + 1;
     result.answersByStatus[String(o.status)] = (result.answersByStatus[String(o.status)] ?? 0) + 1;
   }
   const slack = options.clockSlackMs;
   // The window of history is what a reader needs for the first violations; past 100 it only costs time.
   const violate = (kind: string, message: string, at: number, tokens: string[], replica?: string) =>
-    violations.push({ kind, message, at, window: violations.length < 100 ? windowOf(ops, model, tokens, at, replica) : [] });
+    violations.push({ kind, message, at, window: violations.length < 100 ? windowOf(ops, view, tokens, at, replica) : [] });
 
-  // 1. Which request each committed change belongs to.
-  const eventById = new Map(events.map((e) => [e.id, e]));
-  const owner = new Map<number, AdminOp>();
+  // 1. Which request each committed change belongs to. Event ids are issued again after a failover: an event is
+  // its generation and its id, and an answer's id names the event of that id that committed during the request.
+  const gen = (e: CommittedEvent) => e.gen ?? 0;
+  const written = (e: CommittedEvent) => e.writtenAt ?? e.at;
+  const keyOfEvent = (e: CommittedEvent) => `${gen(e)}:${e.id}`;
+  const eventsById = new Map<number, CommittedEvent[]>();
+  for (const e of events) eventsById.set(e.id, [...(eventsById.get(e.id) ?? []), e]);
+  const owner = new Map<string, AdminOp>();
   const claim = (e: CommittedEvent, op: AdminOp) => {
-    if (!owner.has(e.id)) owner.set(e.id, op);
+    if (!owner.has(keyOfEvent(e))) owner.set(keyOfEvent(e), op);
   };
   const byNewToken = new Map<string, CommittedEvent>();
   for (const e of events) {
     if (e.kind === "regenerate") byNewToken.set(e.tokens[1]!, e);
     if (e.kind === "generate") byNewToken.set(e.tokens[0]!, e);
   }
+  /** How far a change's commit lies outside a request's span (0 inside). */
+  const distance = (e: CommittedEvent, op: AdminOp) => Math.max(0, op.invoke - e.at, written(e) - op.complete);
   for (const op of admin) {
     if (op.status < 200 || op.status >= 300) continue;
     for (const id of op.eventIds) {
-      const e = eventById.get(id);
+      const candidates = eventsById.get(id) ?? [];
+      const e = candidates.reduce<CommittedEvent | undefined>((best, c) => (!best || distance(c, op) < distance(best, op) ? c : best), undefined);
       if (e) claim(e, op);
     }
     if ((op.kind === "regenerate" || op.kind === "generate") && op.newToken) {
@@ -349,9 +507,14 @@ export function checkHistory(
   // 5xx) of the same kind, naming a token of the change, running when it committed.
   const unknownOutcome = admin.filter((o) => o.status === 0 || o.status >= 500);
   for (const e of events) {
-    if (owner.has(e.id) || e.kind === "expiry") continue;
+    if (e.lost) result.lostChanges++;
+    if (owner.has(keyOfEvent(e)) || e.kind === "expiry") continue;
     const candidate = unknownOutcome.find(
-      (o) => eventKindOf(o.kind) === e.kind && e.at >= o.invoke - slack && e.at <= o.complete + 250 && (o.addressed.some((t) => e.tokens.includes(t)) || o.kind === "generate"),
+      (o) =>
+        eventKindOf(o.kind) === e.kind &&
+        written(e) >= o.invoke - slack &&
+        written(e) <= o.complete + 250 &&
+        (o.addressed.some((t) => e.tokens.includes(t)) || o.kind === "generate"),
     );
     if (candidate) {
       claim(e, candidate);
@@ -360,75 +523,94 @@ export function checkHistory(
       continue;
     }
     result.unexplainedEvents++;
-    violate("unexplained change", `event ${e.id} (${e.kind}) committed at ${fmt(e.at)} but no request explains it`, e.at, e.tokens);
+    violate("unexplained change", `event ${e.id} (${e.kind}${e.lost ? ", lost in a failover" : ""}) committed at ${fmt(e.at)} but no request explains it`, e.at, e.tokens);
   }
 
-  // 2. The sequential history: each change, in commit order, with the meaning its request gave it.
-  const applied = [...owner.entries()].sort((a, b) => a[0] - b[0]);
-  for (const [eventId, op] of applied) {
-    const e = eventById.get(eventId)!;
+  // 2. The sequential history: each change, in commit order (generation, then id), with the meaning its request
+  // gave it. A lossy failover starts a segment: the changes its primary lost held until the switch, and from the
+  // switch on the model is the surviving history (every change that was not lost).
+  const eventByKey = new Map(events.map((e) => [keyOfEvent(e), e]));
+  const applied = [...owner.entries()].map(([k, op]) => [eventByKey.get(k)!, op] as const).sort(([a], [b]) => gen(a) - gen(b) || a.id - b.id);
+  const lossyGens = new Set(events.filter((e) => e.lost).map(gen));
+  const cuts = switches.filter((s) => lossyGens.has(s.gen - 1)).sort((a, b) => a.at - b.at);
+  const segments: Array<{ from: number; model: Model }> = [];
+  for (let k = 0; k <= cuts.length; k++) {
+    const firstGen = k === 0 ? Number.NEGATIVE_INFINITY : cuts[k - 1]!.gen;
+    const lastGen = k < cuts.length ? cuts[k]!.gen - 1 : Number.POSITIVE_INFINITY;
+    const own = (e: CommittedEvent) => gen(e) >= firstGen && gen(e) <= lastGen;
+    model = new Model();
+    view = model;
+    for (const [e, op] of applied) if (!e.lost || own(e)) applyChange(e, op, own(e));
+    segments.push({ from: k === 0 ? Number.NEGATIVE_INFINITY : cuts[k - 1]!.at, model });
+  }
+  view = segments.length === 1 ? model : new Timeline(segments);
+
+  /** One change applied to the model being built; its request's rules are checked (`report`) in its own segment. */
+  function applyChange(e: CommittedEvent, op: AdminOp, report: boolean): void {
     const at = e.at;
     // The answer came after the COMMIT; a request that never got one is bounded by the end of the run.
     const atLatest = op.status >= 200 && op.status < 300 ? Math.max(at, op.complete) : Number.POSITIVE_INFINITY;
     if (op.kind === "generate") {
       if (op.newToken && op.keyId) model.generate(op.newToken, op.keyId, at, op.models ?? [], op.team, op.user);
-      continue;
+      return;
     }
     // Teams start unblocked and users are created without models: creating one changes no key's answer.
-    if (op.kind === "team_new" || op.kind === "user_new") continue;
+    if (op.kind === "team_new" || op.kind === "user_new") return;
     // A user's delete deletes its keys, at the user event's time (replicas refuse them through the user's record).
     if (op.kind === "user_delete") {
       for (const key of model.keys.values()) if (key.user === op.user && !key.changes.at(-1)!.deleted) model.change(key, at, atLatest, { deleted: true });
-      continue;
+      return;
     }
     if (op.kind === "team_block" || op.kind === "team_unblock") {
       model.teamChange(op.team!, at, atLatest, { blocked: op.kind === "team_block" });
-      continue;
+      return;
     }
     if (op.kind === "team_models") {
       model.teamChange(op.team!, at, atLatest, { models: op.models ?? [] });
-      continue;
+      return;
     }
     // A team's delete deletes its keys, at the team event's time (replicas refuse them through the team's record).
     if (op.kind === "team_delete") {
       for (const key of model.keys.values()) if (key.team === op.team && !key.changes.at(-1)!.deleted) model.change(key, at, atLatest, { deleted: true });
-      continue;
+      return;
     }
     if (op.kind === "user_models") {
       model.userModels(op.user!, at, atLatest, op.models ?? []);
-      continue;
+      return;
     }
     // The database model: served while it has a deployment; an update changes no answer (it must still commit). A
-    // /model/new whose answer was lost still added a deployment: it is known by its event.
+    // /model/new whose answer was lost still added a deployment: it is known by its event. The state before the
+    // change stays a right answer until it surely committed: its NOTIFY's arrival, else its answer.
     if (op.kind === "model_new" || op.kind === "model_delete") {
-      const id = op.modelId ?? (op.kind === "model_new" ? `event:${eventId}` : undefined);
-      if (id !== undefined) model.dbModelChange(at, atLatest, op.kind === "model_new" ? { add: id } : { remove: id });
-      continue;
+      const id = op.modelId ?? (op.kind === "model_new" ? `event:${keyOfEvent(e)}` : undefined);
+      if (id !== undefined) model.dbModelChange(at, e.committedBy ?? atLatest, op.kind === "model_new" ? { add: id } : { remove: id });
+      return;
     }
-    if (op.kind === "model_update") continue;
+    if (op.kind === "model_update") return;
     const named = op.addressed.filter((t) => model.tokens.has(t));
     // A change acknowledged for a token that addressed no key at any moment of the request.
     for (const t of op.addressed) {
       // The request resolved the token somewhere between its start and its own commit.
       const addressed = someMoment(model, [t], op.invoke - slack, at + slack, (x) => model.mayAddress(t, x));
-      if (!addressed)
-        violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} committed (event ${eventId}) for ${short(t)}, which addressed no key then`, at, [t]);
+      if (!addressed && report)
+        violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} committed (event ${e.id}) for ${short(t)}, which addressed no key then`, at, [t]);
     }
     const keys = [...new Set(named.map((t) => model.keyOf(t)!))];
     if (op.kind === "regenerate") {
       const key = keys[0];
       const old = op.addressed[0]!;
-      if (!key || !op.newToken) continue;
-      if (!someMoment(model, [old], op.invoke - slack, at + slack, (x) => model.mayBeCurrent(old, x))) {
-        violate("double rotation", `regenerate on ${op.replica} committed (event ${eventId}) for ${short(old)}, which was not its key's current token`, at, [old]);
+      if (!key || !op.newToken) return;
+      if (report && !someMoment(model, [old], op.invoke - slack, at + slack, (x) => model.mayBeCurrent(old, x))) {
+        violate("double rotation", `regenerate on ${op.replica} committed (event ${e.id}) for ${short(old)}, which was not its key's current token`, at, [old]);
       }
       const graceMs = parseGrace(op.grace);
       const oldState = model.tokens.get(key.current)!;
       oldState.currentUntil = at;
       oldState.currentUntilLatest = atLatest;
-      // The grace starts at the commit: after the event row was written (`at`), before the answer (`complete`); a
+      // The grace starts at the commit: after the event row was written, before the answer (`complete`); a
       // replica whose Postgres answers late takes its "now" late in that span.
-      if (graceMs > 0 && op.revokeAt !== undefined && (op.revokeAt < at + graceMs - slack || op.revokeAt > Math.max(at + 1_000, op.complete) + graceMs)) {
+      const w = written(e);
+      if (report && graceMs > 0 && op.revokeAt !== undefined && (op.revokeAt < w + graceMs - slack || op.revokeAt > Math.max(w + 1_000, at + 1_000, op.complete) + graceMs)) {
         violate("grace not counted from the commit", `regenerate on ${op.replica}: revoke_at ${fmt(op.revokeAt)} is not commit ${fmt(at)} + ${op.grace}`, at, [old]);
       }
       if (graceMs === 0) model.endToken(key.current, at, atLatest);
@@ -451,6 +633,7 @@ export function checkHistory(
   }
 
   // 3. Admin answers.
+  const owners = new Set(owner.values());
   for (const op of admin) {
     result.answersChecked++;
     const ok = op.status >= 200 && op.status < 300;
@@ -459,16 +642,18 @@ export function checkHistory(
       continue;
     }
     if (ok) {
-      const hasEvent = [...owner.values()].includes(op);
+      const hasEvent = owners.has(op);
       const noEventNeeded =
         op.kind === "reset_spend" ||
         (op.kind === "end_grace" && (op.revoked?.length ?? 0) === 0) ||
         (op.kind === "regenerate" && op.eventIds.length === 0 && !!op.newToken && byNewToken.has(op.newToken));
-      if (!hasEvent && !noEventNeeded)
+      // A change acknowledged just before its primary was lost may have gone with it unheard: lost, not a violation.
+      const lostWithItsPrimary = faults.some((f) => f.lossFrom !== undefined && op.complete >= f.lossFrom - slack && op.invoke <= (f.lossTo ?? f.end) + slack);
+      if (!hasEvent && !noEventNeeded && !lostWithItsPrimary)
         violate("acknowledged change lost", `${op.kind} on ${op.replica} answered ${op.status} but no event committed for it`, op.complete, op.addressed);
       if (op.kind === "reset_spend" || (op.kind === "end_grace" && !hasEvent)) {
         for (const t of op.addressed) {
-          if (!someMoment(model, [t], op.invoke - slack, op.complete + slack, (x) => model.mayAddress(t, x)))
+          if (!someMoment(view, [t], op.invoke - slack, op.complete + slack, (x) => view.mayAddress(t, x)))
             violate("acted on a token that addressed nothing", `${op.kind} on ${op.replica} answered ${op.status} for ${short(t)}, which addressed no key`, op.complete, [t]);
         }
       }
@@ -477,7 +662,7 @@ export function checkHistory(
     if (op.status === 404) {
       // Every token that authenticates is addressable: "not found" only for a token that addressed nothing at
       // some moment of the request (delete: at least one of its tokens).
-      const notFoundSomewhere = op.addressed.some((t) => someMoment(model, [t], op.invoke - slack, op.complete + slack, (x) => !model.addresses(t, x)));
+      const notFoundSomewhere = op.addressed.some((t) => someMoment(view, [t], op.invoke - slack, op.complete + slack, (x) => !view.addresses(t, x)));
       if (!notFoundSomewhere)
         violate(
           "not found for a token that works",
@@ -496,7 +681,7 @@ export function checkHistory(
       }
       if (op.code === "key_already_rotated") {
         const t = op.addressed[0]!;
-        if (!someMoment(model, [t], op.invoke - slack, op.complete + slack, (x) => model.addresses(t, x) && !model.isCurrent(t, x))) {
+        if (!someMoment(view, [t], op.invoke - slack, op.complete + slack, (x) => view.addresses(t, x) && !view.isCurrent(t, x))) {
           violate(
             "refused as already rotated",
             `regenerate on ${op.replica} answered 409 key_already_rotated for ${short(t)}, which was its key's current token throughout`,
@@ -524,15 +709,42 @@ export function checkHistory(
   // A key's record and its team's are held apart: a change of either may leave the replica without a copy it can
   // serve when Postgres cannot answer.
   // A rotation changes the old token too: the event evicts it, and the replica must read its grace from Postgres.
-  const changesOfKey = (token: string) => [...(model.keyOf(token)?.changes.map((c) => c.at) ?? []), ...model.ownerPoints(token), ...model.tokenPoints(token)];
+  // A Postgres failover starts a new epoch on every replica (L1 dropped): it holds nothing from before.
+  const changesOfKey = (token: string) => [
+    ...(view.keyOf(token)?.changes.map((c) => c.at) ?? []),
+    ...view.ownerPoints(token),
+    ...view.tokenPoints(token),
+    ...view.boundaries,
+    ...switches.map((s) => s.at),
+  ];
+  const priced: AuthOp[] = [];
   for (const op of [...auth].sort((a, b) => a.complete - b.complete)) {
     if (op.status === 0) continue;
     result.answersChecked++;
-    if (op.model !== undefined) {
-      checkModelProbe(model, op, faults, options, violate, result);
+    if (op.model === options.pricedModel) {
+      // A budget key's request: a budget's refusal says the key authenticated; a 503 is right while a fault is in
+      // effect (limits fail closed while Redis is unreachable). Otherwise it is judged as an authentication (a
+      // budget key lost with its primary stops authenticating).
+      if (op.status === 200) priced.push(op);
+      if (op.status === 503 && duringFault(faults, op, options.faultTailMs, () => true)) continue;
+      const refused = (op.status === 400 && op.code === "budget_exceeded") || (op.status === 429 && op.code === "budget_reserved");
+      if (!refused && op.status !== 200 && op.status !== 401 && op.status !== 403) {
+        violate(
+          "unexpected answer",
+          `a priced request of budget key ${short(op.token)} on ${op.replica} answered ${op.status} ${op.code ?? ""}`,
+          op.complete,
+          [op.token],
+          op.replica,
+        );
+        continue;
+      }
+      judge(refused ? { ...op, status: 200 } : op, options.pricedModel);
       continue;
     }
-    const inFault = duringFault(faults, op, options.faultTailMs, () => true);
+    if (op.model !== undefined) {
+      checkModelProbe(view, op, faults, options, violate, result);
+      continue;
+    }
     const cacheKey = `${op.replica}|${op.token}`;
     if (op.status === 503) {
       // With Postgres unreachable a replica serves the keys it holds (fail static): a 503 is right only for a
@@ -544,7 +756,7 @@ export function checkHistory(
         op.invoke - acceptedAt < 60_000 &&
         !changesOfKey(op.token).some((c) => c >= acceptedAt - options.hardBoundMs && c <= op.complete) &&
         !replicaStarts.some((r) => r.replica === op.replica && r.at >= acceptedAt - options.hardBoundMs && r.at <= op.complete) &&
-        model.expected(op.token, op.invoke, options.probeModel) === 200;
+        view.expected(op.token, op.invoke, options.probeModel) === 200;
       if (held && op.code === "key_store_unavailable") {
         violate(
           "fail static broken",
@@ -564,11 +776,17 @@ export function checkHistory(
       continue;
     }
     if (op.status === 200) lastAccepted.set(cacheKey, op.invoke);
-    const staleness = stalenessOf(model, op, options.probeModel);
+    judge(op, options.probeModel);
+  }
+
+  /** An answer (200, 401 or 403) against the model, within the bound that applied. */
+  function judge(op: AuthOp, probeModel: string): void {
+    const inFault = duringFault(faults, op, options.faultTailMs, () => true);
+    const staleness = stalenessOf(view, op, probeModel);
     const bound = boundFor(op, faults, options);
     (inFault ? result.staleness.fault : result.staleness.normal).push(Number.isFinite(staleness) ? staleness : -1);
     if (staleness > bound) {
-      const now = model.expected(op.token, op.complete, options.probeModel);
+      const now = view.expected(op.token, op.complete, probeModel);
       const what =
         op.status === 200
           ? now === 403
@@ -586,9 +804,65 @@ export function checkHistory(
       );
     }
   }
+
+  // 5. Budgets: a key's admitted priced requests cost no more than its budget plus the documented bound.
+  checkBudgets(admin, priced, faults, options, violate, result);
   violations.sort((a, b) => a.at - b.at);
-  return { result, model };
+  return { result, model, view };
 }
+
+/**
+ * The spend admitted for each budget key (the cost of its 200 answers) against its budget plus the bound of
+ * docs/limits.md: one request's cost beyond the budget for each request admitted while budget was left (at most
+ * one per client sending it requests), and, whenever a live ledger is re-seeded from Postgres, the spend Postgres
+ * did not have then — what replicas charged in the last flush interval and had not flushed (a Redis restart, a
+ * restore or a failover; a replica killed before its flush), spend flushed to a primary a failover lost, and spend
+ * charged while Postgres could not take flushes (a failover, an outage shortly before).
+ */
+function checkBudgets(
+  admin: AdminOp[],
+  priced: AuthOp[],
+  faults: FaultWindow[],
+  options: CheckerOptions,
+  violate: (kind: string, message: string, at: number, tokens: string[], replica?: string) => void,
+  result: CheckResult,
+): void {
+  const budgets = new Map<string, number>();
+  for (const op of admin) if (op.kind === "generate" && op.status === 200 && op.newToken && op.maxBudget !== undefined) budgets.set(op.newToken, op.maxBudget);
+  if (budgets.size === 0) return;
+  const margin = 500;
+  // Spans whose charges a re-seeded ledger may miss, widened back over a Postgres outage that held flushes.
+  const spans = faults
+    .flatMap((f) => f.spendMayBeForgotten ?? [])
+    .map(({ from, to }) => {
+      let start = from - options.flushIntervalMs - margin;
+      for (const g of faults)
+        if (g.postgresImpaired && g.start <= to && g.end + options.faultTailMs + margin >= start) start = Math.min(start, g.start - options.flushIntervalMs - margin);
+      return { from: start, to: to + margin };
+    });
+  const byToken = new Map<string, AuthOp[]>();
+  for (const op of priced) byToken.set(op.token, [...(byToken.get(op.token) ?? []), op]);
+  for (const [token, budget] of budgets) {
+    const admitted = byToken.get(token) ?? [];
+    const cost = (op: AuthOp) => op.cost ?? 0;
+    const spent = admitted.reduce((a, op) => a + cost(op), 0);
+    const maxCost = admitted.reduce((a, op) => Math.max(a, cost(op)), 0);
+    const forgotten = spans.reduce((sum, s) => sum + admitted.filter((op) => op.complete >= s.from && op.invoke <= s.to).reduce((a, op) => a + cost(op), 0), 0);
+    const allowed = budget + maxCost * options.budgetClients + forgotten;
+    result.budgets.push({ token, budget, spent, allowed });
+    if (spent > allowed + 1e-9) {
+      const last = admitted.at(-1)!;
+      violate(
+        "budget overspent",
+        `budget key ${short(token)} (max_budget ${budget}) was admitted ${admitted.length} priced requests costing ${round(spent)} (${Math.round((spent / budget) * 100)} % of its budget); the bound allows ${round(allowed)} (${round(forgotten)} of it spend a re-seeded ledger may miss)`,
+        last.complete,
+        [token],
+      );
+    }
+  }
+}
+
+const round = (x: number) => Math.round(x * 1e6) / 1e6;
 
 /**
  * A request for the run's database model with a key that never changes: 200 while the model has a deployment,
@@ -597,7 +871,7 @@ export function checkHistory(
  * replica cannot vouch for its database models (Postgres or its notifications unreachable).
  */
 function checkModelProbe(
-  model: Model,
+  model: ModelView,
   op: AuthOp,
   faults: FaultWindow[],
   options: CheckerOptions,
@@ -619,7 +893,7 @@ function checkModelProbe(
   // replica may rightly answer as before. (A replica whose Postgres answers slowly holds the event seconds before
   // its COMMIT lands; measuring from the event's own time would blame the others for not seeing it yet.)
   const possible = (t: number) => model.dbModelServedAt(t) === served || model.dbModelMayStillServeAsBefore(t, served);
-  const points = model.dbModel.flatMap((c) => [c.at, c.atLatest]).filter(Number.isFinite);
+  const points = model.dbModelPoints();
   let staleness = Number.POSITIVE_INFINITY;
   if (possible(op.invoke) || possible(op.complete) || points.some((p) => p > op.invoke && p <= op.complete && (possible(p) || possible(p - 1e-3)))) {
     staleness = 0;
@@ -650,7 +924,7 @@ function checkModelProbe(
 const MODELS = "models:all";
 
 /** How long before `invoke` the model last agreed with the answer (0 when it agreed during the request). */
-function stalenessOf(model: Model, op: AuthOp, probeModel: string): number {
+function stalenessOf(model: ModelView, op: AuthOp, probeModel: string): number {
   const status = op.status as Expected;
   if (model.expected(op.token, op.complete, probeModel) === status || model.expected(op.token, op.invoke, probeModel) === status) return 0;
   for (const p of model.changePoints(op.token, op.invoke, op.complete)) if (model.expected(op.token, p, probeModel) === status) return 0;
@@ -671,7 +945,7 @@ function stalenessOf(model: Model, op: AuthOp, probeModel: string): number {
  * minimised over the moments either could have been read at (each change point, or just before it, up to the
  * request's end).
  */
-function pairStaleness(model: Model, op: AuthOp, probeModel: string, teamPoints: number[]): number {
+function pairStaleness(model: ModelView, op: AuthOp, probeModel: string, teamPoints: number[]): number {
   const status = op.status as Expected;
   const candidates = (points: number[]) => [op.complete, op.invoke, ...points.filter((p) => p <= op.complete).flatMap((p) => [p, p - 1e-3])];
   const keyTimes = candidates(model.changePoints(op.token, Number.NEGATIVE_INFINITY, op.complete).filter((p) => !teamPoints.includes(p)));
@@ -679,7 +953,8 @@ function pairStaleness(model: Model, op: AuthOp, probeModel: string, teamPoints:
   const horizon = op.invoke - 10_000;
   const recent = teamPoints.filter((p) => p >= horizon);
   const before = teamPoints.filter((p) => p < horizon).at(-1);
-  const teamTimes = candidates(before === undefined ? recent : [before, ...recent]);
+  // A switch to another history may change the team's state as well as the key's.
+  const teamTimes = candidates([...(before === undefined ? recent : [before, ...recent]), ...model.boundaries.filter((b) => b >= horizon)]);
   let best = Number.POSITIVE_INFINITY;
   for (const tk of keyTimes) {
     const keyAge = Math.max(0, op.invoke - tk);
@@ -695,7 +970,7 @@ function pairStaleness(model: Model, op: AuthOp, probeModel: string, teamPoints:
 function boundFor(op: Op, faults: FaultWindow[], o: CheckerOptions): number {
   let bound = o.normalBoundMs;
   for (const f of faults) {
-    if (op.invoke > f.end + o.faultTailMs || op.complete < f.start) continue;
+    if (op.invoke > f.end + (f.tailMs ?? o.faultTailMs) || op.complete < f.start) continue;
     // Slow or failing queries do not widen the bound: only lost notifications do (the heartbeat is then the floor).
     if (f.notificationsLost) bound = Math.max(bound, o.hardBoundMs);
     // Fail static: with Postgres and Redis both gone a replica serves what it holds, whatever changed since the
@@ -706,21 +981,17 @@ function boundFor(op: Op, faults: FaultWindow[], o: CheckerOptions): number {
 }
 
 function duringFault(faults: FaultWindow[], op: Op, tailMs: number, which: (f: FaultWindow) => boolean): boolean {
-  return faults.some((f) => which(f) && op.complete >= f.start && op.invoke <= f.end + tailMs);
+  return faults.some((f) => which(f) && op.complete >= f.start && op.invoke <= f.end + (f.tailMs ?? tailMs));
 }
 
 /**
  * Does `predicate` hold at some moment of [from, to]? The model only changes at its change points, so the
  * moments to try are the ends of the interval and, for each change point inside, just before and just after.
  */
-function someMoment(model: Model, tokens: string[], from: number, to: number, predicate: (t: number) => boolean): boolean {
+function someMoment(model: ModelView, tokens: string[], from: number, to: number, predicate: (t: number) => boolean): boolean {
   if (predicate(from) || predicate(to)) return true;
   for (const token of tokens) {
-    const ts = model.tokens.get(token);
-    if (!ts) continue;
-    const key = model.keys.get(ts.keyId)!;
-    const points = [ts.from, ts.until, ts.untilLatest, ts.currentUntil, ts.currentUntilLatest, ...key.changes.flatMap((c) => [c.at, c.atLatest])];
-    for (const p of points) {
+    for (const p of model.keyPoints(token)) {
       if (!Number.isFinite(p) || p < from || p > to) continue;
       if (predicate(p) || predicate(Math.max(from, p - 0.01)) || predicate(Math.min(to, p + 0.01))) return true;
     }
@@ -742,7 +1013,7 @@ const fmt = (t: number) => new Date(t).toISOString().slice(11, 23);
  * key, and the authentications of its tokens on the replica that answered wrongly (all replicas when none is
  * named). At most 30 lines.
  */
-function windowOf(ops: Op[], model: Model, tokens: string[], at: number, replica?: string): string[] {
+function windowOf(ops: Op[], model: ModelView, tokens: string[], at: number, replica?: string): string[] {
   const keyTokens = new Set<string>(tokens);
   for (const t of tokens) for (const kt of model.keyOf(t)?.tokens ?? []) keyTokens.add(kt);
   // A key's team changes are part of its history.

@@ -69,6 +69,8 @@ export interface AdminOp {
   raced?: boolean;
   /** A request with invalid input on purpose (it must be a 400 and change nothing). */
   invalid?: boolean;
+  /** generate: the key's max_budget (a budget key, sent priced requests until it is spent). */
+  maxBudget?: number;
 }
 
 export interface AuthOp {
@@ -80,19 +82,41 @@ export interface AuthOp {
   status: number;
   code?: string;
   token: string;
-  /** The model asked for, when it is not the run's probe model: a database model added and deleted during the run. */
+  /**
+   * The model asked for, when it is not the run's probe model: a database model added and deleted during the run,
+   * or the priced model a budget key is charged for.
+   */
   model?: string;
+  /** A 200 for the priced model: what it was charged (from its usage and the model's prices). */
+  cost?: number;
 }
 
 export type Op = AdminOp | AuthOp;
 
-/** A committed change, from the event table after the run. */
+/**
+ * A committed change: the surviving database's event table after the run, and the changes the checker heard
+ * commit on a primary that a failover then lost.
+ */
 export interface CommittedEvent {
   id: number;
+  /**
+   * The Postgres primary that committed it: 0 the first, one more at each promotion (a promoted standby issues
+   * event ids again). Absent: 0.
+   */
+  gen?: number;
   kind: string;
   tokens: string[];
-  /** Commit time (the event row's clock_timestamp(), taken right before COMMIT), on the checker's clock. */
+  /**
+   * Commit time on the checker's clock: when its NOTIFY reached the checker's own LISTEN connection, less a small
+   * slack (checker.ts commitTime), never before its row was written; the row's created_at when it was not heard.
+   */
   at: number;
+  /** The event row's created_at (taken before COMMIT, which may come seconds later). Absent: `at`. */
+  writtenAt?: number;
+  /** When its NOTIFY arrived (it had surely committed by then), when it was heard. */
+  committedBy?: number;
+  /** Committed on a primary a failover lost: not in the surviving database. */
+  lost?: boolean;
 }
 
 /** A fault as it was injected: [start, end] on the checker's clock. */
@@ -106,6 +130,16 @@ export interface FaultWindow {
   partition: boolean;
   /** Notifications may be lost: the hard bound applies instead of the normal one. */
   notificationsLost: boolean;
+  /** How long after its end it still counts as a fault period, when not the checker's default (a failover's recovery is longer). */
+  tailMs?: number;
+  /** A Postgres failover that may lose commits: changes committed in [lossFrom, lossTo] may be gone with the old primary. */
+  lossFrom?: number;
+  lossTo?: number;
+  /**
+   * Spans whose spend a live ledger re-seeded from Postgres may miss (Redis lost or rewound its ledgers, a replica
+   * died before flushing, a failover): each is widened by the flush interval before it (checker.ts checkBudgets).
+   */
+  spendMayBeForgotten?: Array<{ from: number; to: number }>;
 }
 
 export class History {

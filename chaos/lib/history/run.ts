@@ -1,18 +1,31 @@
 import { randomUUID } from "node:crypto";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import pg from "pg";
+import type { ConfigFile } from "../../../src/config/settings.js";
 import { startCluster, type Cluster, type Replica } from "../../../test/helpers/cluster.js";
+import { DEFAULT_TEST_CONFIG } from "../../../test/helpers/gateway-fixture.js";
 import { chatBody } from "../../../test/helpers/http.js";
+import { costOf, pricedModel } from "../../../test/helpers/prices.js";
 import { startRedisServer, type RedisServer } from "../../../test/helpers/redis-server.js";
+import { waitFor } from "../../../test/helpers/services.js";
+import { startPgPair, type PgPair } from "../../../test/support/pg-cluster.mjs";
 import { startTcpProxy, viaProxy, type TcpProxy } from "../../../test/support/tcp-proxy.mjs";
-import { checkHistory, DEFAULT_CHECKER_OPTIONS, type CheckResult, type Violation } from "./checker.js";
+import { checkHistory, commitTime, DEFAULT_CHECKER_OPTIONS, type CheckResult, type Switch, type Violation } from "./checker.js";
+import { CHECKER_APPLICATION_NAME, CommitClock } from "./commit-clock.js";
 import { checkerNow, History, type AdminKind, type AdminOp, type AuthOp, type CommittedEvent, type FaultWindow } from "./history.js";
+import { type SentinelRedis, startSentinelRedis } from "./sentinel.js";
 
 /**
  * One history-checker run: three real replica processes, each reaching Postgres through a fault-injecting TCP
  * proxy of its own (LISTEN connections through one more, Redis through another, Redis a server of the run's
  * own), concurrent clients issuing random admin changes and authenticating every token ever issued on every
  * replica, and faults injected one at a time while they run. Bounded in time and in count.
+ *
+ * With failovers among its faults, the run's Postgres is a primary with a streaming standby of its own
+ * (test/support/pg-cluster.mjs) and its Redis has a replica syncing through a proxy; each failover promotes the
+ * standby (replica), moves every proxy to it, and builds a new standby (replica) for the next one. A Sentinel
+ * segment (`redis: "sentinel"`) runs the replicas on a Sentinel-managed Redis instead, without Redis proxies.
  */
 export interface Profile {
   name: string;
@@ -35,6 +48,25 @@ export interface Profile {
   adminPauseMs?: number;
   /** Extra environment for the replicas (the test-build switch that reinstates a known bug). */
   env?: Record<string, string>;
+  /**
+   * Fault kinds fired after every other fault, in turn (the long profile's failovers: many more of them than one
+   * per cycle). Kinds listed here are left out of the cycle itself.
+   */
+  interleave?: string[];
+  /** Budget keys being spent at any moment (priced requests until each is spent; then another); 0 when absent. */
+  budgetKeys?: number;
+  /** Clients sending budget keys priced requests. */
+  budgetClients?: number;
+  /** Pause of each budget client between its requests (ms, at most; random below it). */
+  budgetPauseMs?: number;
+  /** A budget key's max_budget, in priced requests (30 when absent). */
+  budgetRequests?: number;
+  /** How long a Redis failover keeps the replica from syncing before the primary dies (ms; 1,500 when absent). */
+  redisLagMs?: number;
+  /** Postgres a primary with a standby of its own even without failovers among the faults (to compare costs). */
+  pgPair?: boolean;
+  /** "sentinel": Redis is a master, a replica and three Sentinels, found by the replicas through REDIS_SENTINELS. */
+  redis?: "proxied" | "sentinel";
 }
 
 /**
@@ -74,10 +106,42 @@ export function onlyThese(weights: Partial<Record<AdminChoice, number>>): Record
   return { ...(Object.fromEntries(Object.keys(DEFAULT_MIX).map((k) => [k, 0])) as Record<AdminChoice, number>), ...weights };
 }
 
+export const PG_SWITCHOVER = "postgres switchover (clean)";
+export const PG_FAILOVER_LOSSY = "postgres failover losing commits";
+export const REDIS_FAILOVER = "redis failover to a lagging replica";
+export const SENTINEL_FAILOVER = "sentinel failover";
+
 export const PROFILES: Record<string, Profile> = {
-  short: { name: "short", durationMs: 75_000, maxOps: 200_000, adminWorkers: 3, authWorkers: 6, keys: 8 },
-  long: { name: "long", durationMs: 660_000, maxOps: 150_000, adminWorkers: 4, authWorkers: 8, keys: 12 },
+  short: { name: "short", durationMs: 62_000, maxOps: 200_000, adminWorkers: 3, authWorkers: 6, keys: 8, budgetKeys: 2, budgetClients: 1 },
+  long: {
+    name: "long",
+    durationMs: 660_000,
+    maxOps: 150_000,
+    adminWorkers: 4,
+    authWorkers: 8,
+    keys: 12,
+    budgetKeys: 2,
+    budgetClients: 1,
+    // Two Postgres failovers (one losing commits) and two Redis failovers for every two other faults.
+    interleave: [PG_SWITCHOVER, REDIS_FAILOVER, PG_FAILOVER_LOSSY, REDIS_FAILOVER],
+  },
 };
+
+/**
+ * The Sentinel segment of a profile: the replicas find Redis through Sentinels, so the faults that act on the
+ * per-replica Redis proxies cannot run in it; its own faults are the Sentinels' failover and a few that need no
+ * Redis proxy. `npm test` and `npm run chaos` run it after the main run.
+ */
+export function sentinelSegment(profile: Profile): Profile {
+  return {
+    ...profile,
+    name: `${profile.name}-sentinel`,
+    durationMs: profile.name === "long" ? 60_000 : 8_000,
+    redis: "sentinel",
+    interleave: undefined,
+    faults: [SENTINEL_FAILOVER, "a replica SIGKILLed and restarted", "Postgres connections cut (proxy)"],
+  };
+}
 
 export interface RunReport {
   profile: string;
@@ -90,9 +154,15 @@ export interface RunReport {
   violations: Violation[];
   /** Requests recorded up to the first violation (how soon the checker saw it); null with none. */
   first_violation_after_ops: number | null;
+  /** Postgres promotions during the run. */
+  pg_generations: number;
 }
 
 const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+// A new Redis replica's first sync starts at once (Redis 7 waits 5 s for more replicas to share a diskless transfer).
+const FAST_REPLICATION = ["--repl-diskless-sync-delay", "0"];
+// The replicas' Postgres breaker stays open this long after failures (src/faults/breaker.ts resetTimeoutMs).
+const BREAKER_RESET_MS = 2_000;
 const GRACES = ["0s", "2s", "1h"] as const;
 // Teams every run creates first and never deletes; more are created and deleted as the run goes. A team changes
 // its keys' answers by being blocked and unblocked, by its model list (a key's own list must stay within it: an
@@ -125,11 +195,21 @@ interface Fault {
   postgresImpaired?: boolean;
   partition?: boolean;
   notificationsLost?: boolean;
-  run(ctx: FaultContext): Promise<void>;
+  /** Needs the run's Postgres to be a primary with a standby (a pair of its own, not the shared server). */
+  pgPair?: boolean;
+  /** Needs the run's Redis to have a replica that syncs through a proxy. */
+  redisReplica?: boolean;
+  /** Acts on the per-replica Redis proxies (impossible when the replicas find Redis through Sentinels). */
+  redisProxies?: boolean;
+  /** Runs only in the Sentinel segment. */
+  sentinel?: boolean;
+  /** May end its window itself (`window.end`) before it returns: what follows (a new standby built) is no fault. */
+  run(ctx: FaultContext, window: FaultWindow): Promise<void>;
 }
 
 interface FaultContext {
   cluster: Cluster;
+  /** A pool on the current Postgres primary, straight (no proxy); replaced at each failover. */
   admin: pg.Pool;
   poolProxies: Map<string, TcpProxy>;
   listenProxy: TcpProxy;
@@ -144,15 +224,30 @@ interface FaultContext {
   adminAvoid: Set<string>;
   /** Replicas the slowing fault may pick. */
   slowable: string[];
+  /** The window of the fault running now. */
+  window: FaultWindow | null;
   restartReplica(name: string, extraEnv?: Record<string, string>): Promise<void>;
+  /** The standby promoted, every Postgres proxy moved to it, a new standby built; `lossy`: WAL withheld first. */
+  pgFailover(lossy: boolean, window: FaultWindow): Promise<void>;
+  /** The Redis replica made to lag, the primary killed, the replica promoted, every Redis proxy moved to it. */
+  redisFailover(window: FaultWindow): Promise<void>;
+  sentinelFailover(window: FaultWindow): Promise<void>;
+}
+
+/** Charges a live ledger re-seeded from Postgres may miss from now on: those not flushed yet (checker.ts checkBudgets). */
+function spendMayBeForgotten(window: FaultWindow | null, from: number, to = from): void {
+  if (!window) return;
+  window.spendMayBeForgotten = [...(window.spendMayBeForgotten ?? []), { from, to }];
 }
 
 const hold = (ms: number) => sleep(ms);
 const allPgProxies = (ctx: FaultContext) => [...ctx.poolProxies.values(), ctx.listenProxy];
+// Never the checker's own LISTEN connection: it dates every change (commit-clock.ts).
 const terminate = (ctx: FaultContext, listenersOnly: boolean) =>
   ctx.admin.query(
     `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-     WHERE datname = current_database() AND pid <> pg_backend_pid() AND ($1::boolean IS FALSE OR application_name LIKE 'gatehouse-listen:%')`,
+     WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name <> '${CHECKER_APPLICATION_NAME}'
+       AND ($1::boolean IS FALSE OR application_name LIKE 'gatehouse-listen:%')`,
     [listenersOnly],
   );
 
@@ -187,6 +282,7 @@ export const FAULTS: Fault[] = [
     // reads that began before them are still on their way.
     name: "one replica: Postgres answers +3 s and Redis unreachable, 8 s",
     postgresImpaired: true,
+    redisProxies: true,
     run: async (ctx) => {
       const name = pick(ctx.slowable);
       const pool = ctx.poolProxies.get(name)!;
@@ -218,18 +314,32 @@ export const FAULTS: Fault[] = [
       await Promise.race([proxy.cutOnce("COMMIT", { forward: Math.random() < 0.5 }), hold(3_000)]);
     },
   },
-  { name: "Redis paused 3 s (SIGSTOP)", run: (ctx) => ctx.redisServer.pause(3_000) },
-  { name: "Redis restarted empty", run: (ctx) => ctx.redisServer.restart(300) },
+  { name: PG_SWITCHOVER, postgresImpaired: true, notificationsLost: true, pgPair: true, run: (ctx, w) => ctx.pgFailover(false, w) },
+  { name: PG_FAILOVER_LOSSY, postgresImpaired: true, notificationsLost: true, pgPair: true, run: (ctx, w) => ctx.pgFailover(true, w) },
+  { name: REDIS_FAILOVER, redisReplica: true, redisProxies: true, run: (ctx, w) => ctx.redisFailover(w) },
+  { name: SENTINEL_FAILOVER, sentinel: true, run: (ctx, w) => ctx.sentinelFailover(w) },
+  { name: "Redis paused 3 s (SIGSTOP)", redisProxies: true, run: (ctx) => ctx.redisServer.pause(3_000) },
+  {
+    name: "Redis restarted empty",
+    redisProxies: true,
+    run: (ctx, w) => {
+      spendMayBeForgotten(w, checkerNow());
+      return ctx.redisServer.restart(300);
+    },
+  },
   {
     name: "Redis restarted from an older snapshot",
-    run: async (ctx) => {
+    redisProxies: true,
+    run: async (ctx, w) => {
       if (!ctx.snapshot) return;
+      spendMayBeForgotten(w, checkerNow());
       await ctx.redisServer.restartFrom(ctx.snapshot.path, 300);
       ctx.snapshot = null;
     },
   },
   {
     name: "Redis connections cut (proxy)",
+    redisProxies: true,
     run: async (ctx) => {
       for (const p of ctx.redisProxies.values()) p.cutAll();
     },
@@ -251,6 +361,7 @@ export const FAULTS: Fault[] = [
   {
     name: "Postgres and Redis both blackholed 4 s (partition)",
     postgresImpaired: true,
+    redisProxies: true,
     partition: true,
     notificationsLost: true,
     run: async (ctx) => {
@@ -268,29 +379,118 @@ function alive(r: Replica): boolean {
   return r.child.exitCode === null && r.child.signalCode === null;
 }
 
-export async function runHistory(profile: Profile, log: (line: string) => void = () => {}): Promise<RunReport> {
+/** The run's gateway configuration: the mock models, and a priced one for budget keys (limits fail closed, so a 200 past a budget can only come from a ledger that forgot spend). */
+function runConfig(): ConfigFile {
+  return {
+    ...DEFAULT_TEST_CONFIG,
+    model_list: [...(DEFAULT_TEST_CONFIG.model_list ?? []), pricedModel(DEFAULT_CHECKER_OPTIONS.pricedModel)],
+    gatehouse_settings: { limits: { flush_interval_ms: DEFAULT_CHECKER_OPTIONS.flushIntervalMs, prefetch: 0, redis_unavailable: "fail_closed" } },
+  };
+}
+
+/** The faults a profile fires, in the order it fires them (the interleaved ones after every other fault). */
+export function faultSchedule(profile: Profile): Fault[] {
+  const sentinel = profile.redis === "sentinel";
+  const eligible = FAULTS.filter((f) => (sentinel ? !f.redisProxies : !f.sentinel));
+  const chosen = profile.faults ? eligible.filter((f) => profile.faults!.includes(f.name)) : eligible;
+  const interleave = (profile.interleave ?? []).map((n) => FAULTS.find((f) => f.name === n)!);
+  if (interleave.length === 0) return chosen;
+  const base = chosen.filter((f) => !interleave.includes(f));
+  return base.flatMap((f, i) => [f, interleave[i % interleave.length]!]);
+}
+
+export interface RunResources {
+  /** The Sentinel segment's Redis, started ahead (its Sentinels take seconds to find each other). */
+  sentinel?: Promise<SentinelRedis>;
+}
+
+export async function runHistory(profile: Profile, log: (line: string) => void = () => {}, resources: RunResources = {}): Promise<RunReport> {
+  const setupStarted = Date.now();
   const history = new History();
-  const redisServer = await startRedisServer();
-  const listenProxy = await startTcpProxy("127.0.0.1", 5432);
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const faults = faultSchedule(profile);
+  const sentinelMode = profile.redis === "sentinel";
+  // A Postgres of the run's own, primary and standby, when it fails over; else a database on the shared server.
+  const pair: PgPair | null = profile.pgPair || faults.some((f) => f.pgPair) ? await startPgPair() : null;
+  if (pair)
+    cleanups.push(async () => {
+      await standbyReady;
+      await pair.stop();
+    });
+  let redisServer: RedisServer | null = null;
+  let sentinel: SentinelRedis | null = null;
+  if (sentinelMode) {
+    sentinel = await (resources.sentinel ?? startSentinelRedis());
+    cleanups.push(() => sentinel!.stop());
+  } else {
+    redisServer = await startRedisServer({ extraArgs: FAST_REPLICATION });
+    cleanups.push(() => ctx.redisServer.stop());
+  }
+  // The replica a Redis failover promotes: it syncs through a proxy of its own, which the failover blackholes.
+  const replicationProxy = await startTcpProxy("127.0.0.1", redisServer?.port ?? 1);
+  cleanups.push(() => replicationProxy.close());
+  let redisReplica = faults.some((f) => f.redisReplica)
+    ? await startRedisServer({ replicaOf: { host: "127.0.0.1", port: replicationProxy.port }, extraArgs: FAST_REPLICATION })
+    : null;
+  cleanups.push(async () => {
+    await redisReplicaReady;
+    await redisReplica?.stop();
+  });
+  const pgPort = pair?.primary.port ?? 5432;
+  const listenProxy = await startTcpProxy("127.0.0.1", pgPort);
   const names = ["A", "B", "C"];
   const poolProxies = new Map<string, TcpProxy>();
   const redisProxies = new Map<string, TcpProxy>();
   for (const n of names) {
-    poolProxies.set(n, await startTcpProxy("127.0.0.1", 5432));
-    redisProxies.set(n, await startTcpProxy("127.0.0.1", redisServer.port));
+    poolProxies.set(n, await startTcpProxy("127.0.0.1", pgPort));
+    if (redisServer) redisProxies.set(n, await startTcpProxy("127.0.0.1", redisServer.port));
   }
-  const redisUrl = (name: string) => `redis://127.0.0.1:${redisProxies.get(name)!.port}`;
+  cleanups.push(async () => {
+    for (const p of [...poolProxies.values(), listenProxy, ...redisProxies.values()]) await p.close();
+  });
+  const redisEnv = (name: string): Record<string, string> =>
+    sentinel ? { REDIS_SENTINELS: sentinel.sentinels, REDIS_SENTINEL_NAME: sentinel.name } : { REDIS_URL: `redis://127.0.0.1:${redisProxies.get(name)!.port}` };
+  // Only the database name of this URL matters: every replica reaches Postgres through its proxies.
+  const pgUrl = (url: string) => pair?.primary.url ?? url;
   const cluster = await startCluster({
     size: 1,
-    databaseUrl: (url) => viaProxy(url, poolProxies.get("A")!),
-    listenUrl: (url) => viaProxy(url, listenProxy),
-    env: { REDIS_URL: redisUrl("A"), ...profile.env },
-    keepOutput: false,
+    config: runConfig(),
+    databaseUrl: (url) => viaProxy(pgUrl(url), poolProxies.get("A")!),
+    listenUrl: (url) => viaProxy(pgUrl(url), listenProxy),
+    env: { ...redisEnv("A"), ...profile.env },
+    // HISTORY_REPLICA_LOGS=<dir>: every replica's log lines are kept and written there at the end (a closer look).
+    keepOutput: !!process.env.HISTORY_REPLICA_LOGS,
   });
-  const replicaEnv = (name: string) => ({ DATABASE_URL: viaProxy(cluster.db.url, poolProxies.get(name)!), REDIS_URL: redisUrl(name) });
+  const replicaLogs: Array<{ name: string; output: string[] }> = [];
+  cleanups.unshift(async () => {
+    const dir = process.env.HISTORY_REPLICA_LOGS;
+    if (dir) {
+      mkdirSync(dir, { recursive: true });
+      for (const [i, r] of [...replicaLogs, ...cluster.replicas].entries()) writeFileSync(path.join(dir, `${profile.name}-${r.name}-${i}.log`), r.output.join("\n"));
+    }
+    await cluster.close();
+  });
+  const replicaEnv = (name: string) => ({ DATABASE_URL: viaProxy(pgUrl(cluster.db.url), poolProxies.get(name)!), ...redisEnv(name) });
   for (const n of names.slice(1)) await cluster.addReplica(n, replicaEnv(n));
-  const admin = new pg.Pool({ connectionString: cluster.db.url, max: 2 });
-  admin.on("error", () => {});
+  /** The Postgres primary now, straight (the checker's own connections never go through a fault proxy). */
+  let primaryUrl = pgUrl(cluster.db.url);
+  const newAdminPool = (url: string) => {
+    const pool = new pg.Pool({ connectionString: url, max: 2 });
+    pool.on("error", () => {});
+    return pool;
+  };
+  // Each change is dated by its NOTIFY's arrival on the checker's own LISTEN connection (commit-clock.ts).
+  const clock = new CommitClock();
+  await clock.follow(primaryUrl, 0);
+  cleanups.unshift(() => clock.close());
+  /** The Postgres generation now (one more at each promotion), the newest event id its database held when it began, and when the proxies moved to it. */
+  let gen = 0;
+  const forkIds: number[] = [0];
+  const switches: Switch[] = [];
+  let pgFailovers = 0;
+  // After a failover the next standby (Redis replica) is built while the run goes on; the next failover waits for it.
+  let standbyReady: Promise<void> = Promise.resolve();
+  let redisReplicaReady: Promise<void> = Promise.resolve();
 
   const known: KnownKey[] = [];
   const faultsInjected: Record<string, number> = {};
@@ -622,36 +822,196 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     history.record<AuthOp>({ type: "auth", replica: replica.name, invoke, complete, status: res.status, code: res.body?.error?.code ?? undefined, token });
   };
 
+  /**
+   * Budget keys being spent now: priced requests until the budget has refused them for 3 s (a ledger that forgot
+   * spend admits them again), then another.
+   */
+  const budgetKeys: Array<{ key: string; token: string; refusedSince: number | null }> = [];
+  let pricedCost = 0;
+  let generatingBudgetKey = false;
+  const budgetWorker = async () => {
+    while (running()) {
+      const live = liveReplicas();
+      if (budgetKeys.length < (profile.budgetKeys ?? 0) && !generatingBudgetKey && live.length > 0) {
+        generatingBudgetKey = true;
+        // A budget of a few dozen requests: spent within seconds, so that every Redis fault meets keys half-way through.
+        const maxBudget = (profile.budgetRequests ?? 30) * pricedCost;
+        const op = (await adminRequest("generate", pick(adminReplicas()), "/key/generate", { max_budget: maxBudget }, [], { models: [], maxBudget }).finally(() => {
+          generatingBudgetKey = false;
+        })) as AdminOp & { plaintext?: string };
+        if (op.status === 200 && op.plaintext) budgetKeys.push({ key: op.plaintext, token: op.newToken!, refusedSince: null });
+        continue;
+      }
+      if (budgetKeys.length === 0 || live.length === 0) {
+        await sleep(50);
+        continue;
+      }
+      const b = pick(budgetKeys);
+      const replica = pick(live);
+      const invoke = checkerNow();
+      const res = await call(replica, "/v1/chat/completions", b.key, chatBody(DEFAULT_CHECKER_OPTIONS.pricedModel, { max_tokens: 1 }));
+      const complete = checkerNow();
+      history.record<AuthOp>({
+        type: "auth",
+        replica: replica.name,
+        invoke,
+        complete,
+        status: res.status,
+        code: res.body?.error?.code ?? undefined,
+        token: b.token,
+        model: DEFAULT_CHECKER_OPTIONS.pricedModel,
+        ...(res.status === 200 && res.body?.usage ? { cost: costOf(res.body.usage) } : {}),
+      });
+      if (res.status === 400) b.refusedSince ??= complete;
+      if (res.status === 200) b.refusedSince = null;
+      if (b.refusedSince !== null && complete - b.refusedSince > 3_000 && budgetKeys.includes(b)) budgetKeys.splice(budgetKeys.indexOf(b), 1);
+      await sleep(Math.random() * (profile.budgetPauseMs ?? 60));
+    }
+  };
+
+  /** Every replica has applied every event committed so far (cluster.settle() asks the shared server). */
+  const settle = async () => {
+    const { rows } = await ctx.admin.query<{ id: number }>("SELECT COALESCE(max(id), 0)::int AS id FROM gh_key_events");
+    await Promise.all(
+      cluster.replicas.map((r) =>
+        waitFor(async () => (await r.admin("/debug/coherence")).body.last_applied_event_id >= rows[0]!.id, { timeoutMs: 5_000, what: `${r.name} to catch up` }),
+      ),
+    );
+  };
+  const allPg = () => [...poolProxies.values(), listenProxy];
   const ctx: FaultContext = {
     cluster,
-    admin,
+    admin: newAdminPool(primaryUrl),
     poolProxies,
     listenProxy,
     redisProxies,
-    redisServer,
+    redisServer: redisServer ?? sentinel!.master,
     snapshot: null,
     adminAvoid: new Set(),
     slowable: profile.slowable ?? names,
+    window: null,
     async restartReplica(name, extraEnv = {}) {
       const victim = cluster.replicas.find((r) => r.name === name && alive(r));
       if (victim) {
         victim.child.kill("SIGKILL");
         await victim.exited;
         cluster.replicas.splice(cluster.replicas.indexOf(victim), 1);
+        replicaLogs.push(victim);
+        // What it charged and had not flushed is gone from the durable ledger.
+        spendMayBeForgotten(ctx.window, checkerNow());
       }
       history.replicaStarts.push({ replica: name, at: checkerNow() });
       await cluster.addReplica(name, { ...replicaEnv(name), ...extraEnv });
     },
+    async pgFailover(lossy, window) {
+      if (!pair) return;
+      await standbyReady;
+      // Replicas reconnect through their breakers (open for up to 2 s after the outage), then start a new epoch.
+      window.tailMs = DEFAULT_CHECKER_OPTIONS.faultTailMs + BREAKER_RESET_MS;
+      if (lossy) {
+        // From a standby that has everything: what it misses is what commits from now on.
+        await pair.waitForStandbyCaughtUp(10_000).catch(() => {});
+        pair.walProxy.setMode("blackhole");
+        window.lossFrom = checkerNow();
+        await hold(1_500);
+      }
+      // The primary goes away as the replicas see it: their connections cut, new ones refused. A COMMIT already on
+      // its way lands or not; the checker's own LISTEN hears every one that landed before the crash.
+      for (const p of allPg()) {
+        p.setMode("reject");
+        p.cutAll();
+      }
+      await hold(300);
+      if (!lossy) await pair.waitForStandbyCaughtUp(10_000);
+      clock.detach();
+      // A clean switchover stops the primary (every other one with a shutdown checkpoint), a lossy one crashes it.
+      if (lossy || pgFailovers++ % 2 === 0) await pair.killPrimary();
+      else await pair.stopPrimary();
+      if (lossy) window.lossTo = checkerNow();
+      // The standby's stream from the dead primary: cut, so that the promotion does not wait for it to time out.
+      pair.walProxy.cutAll();
+      await pair.promoteStandby();
+      gen++;
+      primaryUrl = pair.standby.url;
+      // Before any replica can reach it: no commit of the new primary goes unheard.
+      await clock.follow(primaryUrl, gen);
+      const newest = await pair.query("standby", "SELECT COALESCE(max(id), 0)::int8 AS id FROM gh_key_events");
+      forkIds[gen] = Number(newest?.[0]?.id ?? 0);
+      const oldAdmin = ctx.admin;
+      ctx.admin = newAdminPool(primaryUrl);
+      void oldAdmin.end().catch(() => {});
+      for (const p of allPg()) {
+        p.retarget("127.0.0.1", pair.standby.port);
+        p.setMode("pass");
+      }
+      const at = checkerNow();
+      switches.push({ gen, at });
+      window.end = at;
+      // Flushes failed from the cut until now, and a lossy failover lost those its primary took.
+      spendMayBeForgotten(window, window.start, at);
+      log(`${new Date().toISOString()} postgres generation ${gen} (newest event id ${forkIds[gen]})`);
+      standbyReady = pair.rebuildStandby().catch((err: Error) => log(`rebuilding the standby failed: ${err.message}`));
+    },
+    async redisFailover(window) {
+      await redisReplicaReady;
+      const replica = redisReplica;
+      if (!replica) return;
+      // From a replica in sync: what it misses is what is written from now on.
+      const offset = (info: string, field: string) => Number(new RegExp(`${field}:(\\d+)`).exec(info)?.[1] ?? -1);
+      const written = offset(await ctx.redisServer.info("replication"), "master_repl_offset");
+      await waitFor(
+        async () => {
+          const info = await replica.info("replication");
+          return /master_link_status:up/.test(info) && offset(info, "slave_repl_offset") >= written;
+        },
+        { timeoutMs: 10_000, intervalMs: 50, what: "the Redis replica to be in sync" },
+      ).catch(() => {});
+      replicationProxy.setMode("blackhole");
+      await hold(profile.redisLagMs ?? 1_500);
+      const crashedAt = checkerNow();
+      const old = ctx.redisServer;
+      await old.stop();
+      await replica.promote();
+      replicationProxy.cutAll();
+      for (const p of redisProxies.values()) p.retarget("127.0.0.1", replica.port);
+      ctx.redisServer = replica;
+      ctx.snapshot = null;
+      window.end = checkerNow();
+      spendMayBeForgotten(window, crashedAt);
+      // The next failover's replica, syncing from the new primary through the same proxy.
+      replicationProxy.retarget("127.0.0.1", replica.port);
+      replicationProxy.setMode("pass");
+      redisReplica = null;
+      redisReplicaReady = startRedisServer({ replicaOf: { host: "127.0.0.1", port: replicationProxy.port }, extraArgs: FAST_REPLICATION }).then(
+        (r) => {
+          redisReplica = r;
+        },
+        (err: Error) => log(`starting a Redis replica failed: ${err.message}`),
+      );
+    },
+    async sentinelFailover(window) {
+      if (!sentinel) return;
+      await sentinel.ready(15_000);
+      await sentinel.failover(
+        () => spendMayBeForgotten(window, checkerNow()),
+        () => {
+          window.end = checkerNow();
+        },
+      );
+      ctx.redisServer = sentinel.master;
+    },
   };
-  const faults = profile.faults ? FAULTS.filter((f) => profile.faults!.includes(f.name)) : FAULTS;
+  cleanups.unshift(() => ctx.admin.end());
 
+  const snapshots = faults.some((f) => f.name === "Redis restarted from an older snapshot");
   const faultLoop = async () => {
     let i = 0;
+    log(`${profile.name}: set up in ${((started - setupStarted) / 1000).toFixed(1)} s`);
     await sleep(1_500);
     while (running() && faults.length > 0) {
       const fault = faults[i++ % faults.length]!;
       // A snapshot a few seconds old for the "older snapshot" fault: changes made since then will be missing.
-      if (!ctx.snapshot) ctx.snapshot = { path: await redisServer.snapshot(), at: Date.now() };
+      if (snapshots && !ctx.snapshot) ctx.snapshot = { path: await ctx.redisServer.snapshot(), at: Date.now() };
       log(`${new Date().toISOString()} fault: ${fault.name}`);
       faultsInjected[fault.name] = (faultsInjected[fault.name] ?? 0) + 1;
       const window: FaultWindow = {
@@ -663,12 +1023,14 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
         notificationsLost: !!fault.notificationsLost,
       };
       history.faults.push(window);
+      ctx.window = window;
       try {
-        await fault.run(ctx);
+        await fault.run(ctx, window);
       } catch (err) {
         log(`fault ${fault.name} failed: ${(err as Error).message}`);
       }
-      window.end = checkerNow();
+      if (window.end === Number.POSITIVE_INFINITY) window.end = checkerNow();
+      ctx.window = null;
       await sleep(1_500);
     }
   };
@@ -684,22 +1046,62 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     const probeOp = (await adminRequest("generate", cluster.replicas[0]!, "/key/generate", {}, [], { models: [] })) as AdminOp & { plaintext?: string };
     if (probeOp.status !== 200 || !probeOp.plaintext) throw new Error(`generating the probe key failed: ${probeOp.status}`);
     modelProbe = { key: probeOp.plaintext, token: probeOp.newToken! };
-    await cluster.settle();
-    await Promise.all([faultLoop(), ...Array.from({ length: profile.adminWorkers }, adminWorker), ...Array.from({ length: profile.authWorkers }, authWorker)]);
+    if ((profile.budgetKeys ?? 0) > 0) {
+      // What one priced request costs (not recorded: it changes nothing the checker follows).
+      const res = await call(cluster.replicas[0]!, "/v1/chat/completions", modelProbe.key, chatBody(DEFAULT_CHECKER_OPTIONS.pricedModel, { max_tokens: 1 }));
+      if (res.status !== 200) throw new Error(`a priced request answered ${res.status}`);
+      pricedCost = costOf(res.body.usage);
+    }
+    await settle();
+    await Promise.all([
+      faultLoop(),
+      ...Array.from({ length: profile.adminWorkers }, adminWorker),
+      ...Array.from({ length: profile.authWorkers }, authWorker),
+      ...Array.from({ length: (profile.budgetKeys ?? 0) > 0 ? (profile.budgetClients ?? 2) : 0 }, budgetWorker),
+    ]);
     stopping = true;
     await Promise.all(inFlight);
     for (const p of [...poolProxies.values(), listenProxy, ...redisProxies.values()]) {
       p.setMode("pass");
       p.setLatency(0);
     }
+    // Notifications of the last commits: on their way still.
+    await sleep(300);
 
+    // The surviving database's events, each filed under the generation that committed it (ids are issued again
+    // after a promotion: an id above the newest a promoted standby held was issued by it or a later primary).
+    const admin = ctx.admin;
     const { rows } = await admin.query<{ id: string; kind: string; tokens: string[]; at: number }>(
       "SELECT id, kind, tokens, (extract(epoch FROM created_at) * 1000)::float8 AS at FROM gh_key_events ORDER BY id",
     );
-    const events: CommittedEvent[] = rows.map((r) => ({ id: Number(r.id), kind: r.kind, tokens: r.tokens, at: r.at }));
-    const { result, model } = checkHistory(history.ops, events, history.faults, DEFAULT_CHECKER_OPTIONS, history.replicaStarts);
+    const genOf = (id: number) => {
+      let g = 0;
+      for (let i = 1; i < forkIds.length; i++) if (id > forkIds[i]!) g = i;
+      return g;
+    };
+    const events: CommittedEvent[] = rows.map((r) => {
+      const id = Number(r.id);
+      const g = genOf(id);
+      const heard = clock.heard.get(CommitClock.key(g, id));
+      return { id, gen: g, kind: r.kind, tokens: r.tokens, writtenAt: r.at, at: commitTime(r.at, heard?.at), ...(heard ? { committedBy: heard.at } : {}) };
+    });
+    // ...and the changes heard to commit on a primary, above the newest id the standby promoted after it held: lost.
+    for (const h of clock.heard.values()) {
+      if (h.gen >= gen || h.id <= forkIds[h.gen + 1]!) continue;
+      events.push({ id: h.id, gen: h.gen, kind: h.kind, tokens: h.tokens ?? [], writtenAt: h.writtenAt, at: commitTime(h.writtenAt, h.at), committedBy: h.at, lost: true });
+    }
+    const { result, model } = checkHistory(
+      history.ops,
+      events,
+      history.faults,
+      { ...DEFAULT_CHECKER_OPTIONS, budgetClients: profile.budgetClients ?? 2 },
+      history.replicaStarts,
+      switches,
+    );
     // For a closer look at a run: the whole history and the events, as JSON.
-    if (process.env.HISTORY_DUMP) writeFileSync(process.env.HISTORY_DUMP, JSON.stringify({ ops: history.ops, events, faults: history.faults }));
+    // The Sentinel segment writes next to it (<file>-sentinel.json).
+    const dump = process.env.HISTORY_DUMP && (sentinelMode ? process.env.HISTORY_DUMP.replace(/(\.json)?$/, "-sentinel.json") : process.env.HISTORY_DUMP);
+    if (dump) writeFileSync(dump, JSON.stringify({ ops: history.ops, events, faults: history.faults, switches }));
 
     // The database holds exactly the keys the model says, with the model's token, block and models.
     let finalMismatches = 0;
@@ -749,13 +1151,11 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       final_state_mismatches: finalMismatches,
       violations: result.violations,
       first_violation_after_ops: result.violations.length === 0 ? null : history.ops.filter((o) => o.invoke <= result.violations[0]!.at).length,
+      pg_generations: gen,
     };
   } finally {
     stopping = true;
-    await admin.end();
-    await cluster.close();
-    for (const p of [...poolProxies.values(), listenProxy, ...redisProxies.values()]) await p.close();
-    await redisServer.stop();
+    for (const cleanup of cleanups) await cleanup().catch((err: Error) => log(`cleanup: ${err.message}`));
   }
 }
 
@@ -785,6 +1185,16 @@ export function formatReport(r: RunReport): string {
         .join(", "),
     ],
     ["rotations refused as conflicting (409, retry)", c.rotationConflicts],
+    ["Postgres promotions; changes lost with a primary", `${r.pg_generations}; ${c.lostChanges}`],
+    [
+      "budget keys: most spent (of the budget; the bound allowed)",
+      c.budgets.length === 0
+        ? "none"
+        : (() => {
+            const worst = c.budgets.reduce((a, b) => (b.spent / b.budget > a.spent / a.budget ? b : a));
+            return `${c.budgets.length} keys; ${Math.round((worst.spent / worst.budget) * 100)} % (${Math.round((worst.allowed / worst.budget) * 100)} %)`;
+          })(),
+    ],
     ["staleness p50 / p99 / max, normal periods", stale(c.staleness.normal)],
     ["staleness p50 / p99 / max, fault periods", stale(c.staleness.fault)],
     ["final-state mismatches", r.final_state_mismatches],
