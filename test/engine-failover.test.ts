@@ -38,6 +38,40 @@ async function allAnswer(replicas: Replica[], key: string, expected: number, sin
   );
 }
 
+/**
+ * Blocks `key` through `on`, retrying until a replica reaches the new primary and answers 200 (503 meanwhile);
+ * returns when the 200 came.
+ */
+async function blockOnceAnswered(on: Replica, key: string): Promise<number> {
+  let answeredAt = 0;
+  await waitFor(
+    async () => {
+      const res = await on.admin("/key/block", { key });
+      answeredAt = Date.now();
+      return res.status === 200;
+    },
+    { timeoutMs: 15_000, intervalMs: 100, what: "a block on the promoted standby to answer 200" },
+  );
+  return answeredAt;
+}
+
+/** Authenticates `key` on every replica in turn until stopped; returns every status seen. */
+function keepAuthenticating(replicas: Replica[], key: string) {
+  const statuses: number[] = [];
+  let running = true;
+  const loops = replicas.map(async (r) => {
+    while (running) statuses.push(await r.chat(key).catch(() => 0));
+  });
+  return {
+    statuses,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      return statuses;
+    },
+  };
+}
+
 describe("a Postgres standby promoted after missing the last commits", () => {
   let pair: PgPair;
   let pgProxy: TcpProxy;
@@ -98,15 +132,7 @@ describe("a Postgres standby promoted after missing the last commits", () => {
     expect(newest).toBeLessThan(lostEventsThrough);
 
     // A change made after the switch, on the survivor: answered 200 once a replica reaches the new primary.
-    let blockedAt = 0;
-    await waitFor(
-      async () => {
-        const res = await A.admin("/key/block", { key: k1.key });
-        blockedAt = Date.now();
-        return res.status === 200;
-      },
-      { timeoutMs: 15_000, intervalMs: 100, what: "a block on the promoted standby to answer 200" },
-    );
+    const blockedAt = await blockOnceAnswered(A, k1.key);
     await allAnswer(replicas, k1.key, 401, blockedAt, "a key blocked after the failover is refused");
     // Until the block, k1 was valid in both histories: never refused before it (a 503 while nobody knows is allowed).
     const beforeBlock = await load.stop();
@@ -136,23 +162,6 @@ describe("a Postgres standby promoted after missing the last commits", () => {
     expect(await D.chat(k4.key)).toBe(401);
   }, 120_000);
 });
-
-/** Authenticates `key` on every replica in turn until stopped; returns every status seen. */
-function keepAuthenticating(replicas: Replica[], key: string) {
-  const statuses: number[] = [];
-  let running = true;
-  const loops = replicas.map(async (r) => {
-    while (running) statuses.push(await r.chat(key).catch(() => 0));
-  });
-  return {
-    statuses,
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-      return statuses;
-    },
-  };
-}
 
 describe("a clean Postgres switchover under load", () => {
   let pair: PgPair;
@@ -188,15 +197,7 @@ describe("a clean Postgres switchover under load", () => {
     await pair.promoteStandby();
     pgProxy.retarget("127.0.0.1", pair.standby.port);
 
-    let blockedAt = 0;
-    await waitFor(
-      async () => {
-        const res = await B.admin("/key/block", { key: toBlock.key });
-        blockedAt = Date.now();
-        return res.status === 200;
-      },
-      { timeoutMs: 15_000, intervalMs: 100, what: "a block on the promoted standby to answer 200" },
-    );
+    const blockedAt = await blockOnceAnswered(B, toBlock.key);
     await allAnswer(replicas, toBlock.key, 401, blockedAt, "a key blocked after the switchover is refused");
     const since = Date.now();
     await allAnswer(replicas, rotatedBefore.key, 200, since, "a key in the grace granted before the switchover is accepted");
