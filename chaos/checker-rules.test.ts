@@ -78,6 +78,15 @@ describe("history checker: a lossy Postgres failover", () => {
     expect(kinds(check([auth(9, "B", t0 + 9_000, "k1", 200)], [reissued], [block]))).toEqual(["accepted a key that was not valid"]);
   });
 
+  it("a change lost with its primary and made again on the new one by the same request is one of its attempts", () => {
+    // The block's COMMIT reached the old primary (heard, then lost); its connection died, and the replica, finding
+    // it absent from the survivor, made it again there (event 2 of generation 1), then answered 200.
+    const retried = admin({ id: 11, kind: "block", invoke: t0 + 4_600, complete: t0 + 5_300, eventIds: [2], addressed: ["k1"] });
+    const attempt: CommittedEvent = { id: 4, gen: 0, kind: "block", tokens: ["k1"], at: t0 + 4_650, lost: true };
+    const again: CommittedEvent = { id: 2, gen: 1, kind: "block", tokens: ["k1"], at: t0 + 5_250 };
+    expect(kinds(check([auth(12, "B", t0 + 9_000, "k1", 401)], [attempt, again], [retried]))).toEqual([]);
+  });
+
   it("an acknowledged change the failover lost unheard is not 'lost' by the gateway's fault", () => {
     const unheard = admin({ id: 10, kind: "block", invoke: t0 + 4_700, complete: t0 + 4_750, eventIds: [4], addressed: ["k1"] });
     expect(kinds(check([], [], [unheard]))).toEqual([]);

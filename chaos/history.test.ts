@@ -186,6 +186,7 @@ describe("the checker catches each reinstated bug (test-build switch)", () => {
         keys: 6,
         maxOps: 1_000_000,
         budgetKeys: 0,
+        authInFlight: 1,
         ...proof.profile,
         env: { ...proof.profile.env, GATEHOUSE_TEST_REINSTATE_BUGS: proof.bug },
       };

@@ -481,8 +481,12 @@ export function checkHistory(
   const eventsById = new Map<number, CommittedEvent[]>();
   for (const e of events) eventsById.set(e.id, [...(eventsById.get(e.id) ?? []), e]);
   const owner = new Map<string, AdminOp>();
+  /** The newest generation whose event each request claimed. */
+  const claimedGen = new Map<AdminOp, number>();
   const claim = (e: CommittedEvent, op: AdminOp) => {
-    if (!owner.has(keyOfEvent(e))) owner.set(keyOfEvent(e), op);
+    if (owner.has(keyOfEvent(e))) return;
+    owner.set(keyOfEvent(e), op);
+    claimedGen.set(op, Math.max(claimedGen.get(op) ?? 0, gen(e)));
   };
   const byNewToken = new Map<string, CommittedEvent>();
   for (const e of events) {
@@ -496,7 +500,8 @@ export function checkHistory(
     for (const id of op.eventIds) {
       const candidates = eventsById.get(id) ?? [];
       const e = candidates.reduce<CommittedEvent | undefined>((best, c) => (!best || distance(c, op) < distance(best, op) ? c : best), undefined);
-      if (e) claim(e, op);
+      // An id whose event of this request was lost unheard may name another primary's event, seconds away.
+      if (e && distance(e, op) <= 2_000) claim(e, op);
     }
     if ((op.kind === "regenerate" || op.kind === "generate") && op.newToken) {
       const e = byNewToken.get(op.newToken);
@@ -506,20 +511,31 @@ export function checkHistory(
   // Events no answered request explains: a request whose outcome the client never learnt (connection lost,
   // 5xx) of the same kind, naming a token of the change, running when it committed.
   const unknownOutcome = admin.filter((o) => o.status === 0 || o.status >= 500);
+  const answered = admin.filter((o) => o.status >= 200 && o.status < 300);
   for (const e of events) {
     if (e.lost) result.lostChanges++;
     if (owner.has(keyOfEvent(e)) || e.kind === "expiry") continue;
-    const candidate = unknownOutcome.find(
-      (o) =>
-        eventKindOf(o.kind) === e.kind &&
-        written(e) >= o.invoke - slack &&
-        written(e) <= o.complete + 250 &&
-        (o.addressed.some((t) => e.tokens.includes(t)) || o.kind === "generate"),
-    );
+    const explains = (o: AdminOp) =>
+      eventKindOf(o.kind) === e.kind &&
+      written(e) >= o.invoke - slack &&
+      written(e) <= o.complete + 250 &&
+      (o.addressed.some((t) => e.tokens.includes(t)) || o.kind === "generate");
+    const candidate = unknownOutcome.find(explains);
     if (candidate) {
       claim(e, candidate);
       if (candidate.kind === "regenerate") candidate.newToken = e.tokens[1];
       if (candidate.kind === "generate") candidate.newToken = e.tokens[0];
+      continue;
+    }
+    // A change its primary lost, of a request answered from the new primary: the connection died during COMMIT,
+    // the replica found the change absent from the survivor and made it again. The lost one was an attempt of that
+    // request, with its own new token (a rotation, a key) if it made one.
+    const retried = e.lost ? answered.find((o) => explains(o) && (claimedGen.get(o) ?? -1) > gen(e)) : undefined;
+    if (retried) {
+      const attempt: AdminOp = { ...retried, eventIds: [e.id] };
+      if (e.kind === "regenerate") attempt.newToken = e.tokens[1];
+      if (e.kind === "generate") Object.assign(attempt, { newToken: e.tokens[0], keyId: `lost:${keyOfEvent(e)}` });
+      claim(e, attempt);
       continue;
     }
     result.unexplainedEvents++;

@@ -44,6 +44,8 @@ export interface Profile {
   slowable?: string[];
   /** Send most authentications to a replica under a slowing fault while one is (the self-check of joined reads). */
   authFocusOnSlowed?: boolean;
+  /** Requests each authenticating client keeps in flight (1 when absent: it waits for each answer). */
+  authInFlight?: number;
   /** Pause of each admin client between its requests (ms, at most; random below it). */
   adminPauseMs?: number;
   /** Extra environment for the replicas (the test-build switch that reinstates a known bug). */
@@ -53,6 +55,8 @@ export interface Profile {
    * per cycle). Kinds listed here are left out of the cycle itself.
    */
   interleave?: string[];
+  /** An interleaved fault after every this many others (1 when absent). */
+  interleaveEvery?: number;
   /** Budget keys being spent at any moment (priced requests until each is spent; then another); 0 when absent. */
   budgetKeys?: number;
   /** Clients sending budget keys priced requests. */
@@ -112,18 +116,20 @@ export const REDIS_FAILOVER = "redis failover to a lagging replica";
 export const SENTINEL_FAILOVER = "sentinel failover";
 
 export const PROFILES: Record<string, Profile> = {
-  short: { name: "short", durationMs: 62_000, maxOps: 200_000, adminWorkers: 3, authWorkers: 6, keys: 8, budgetKeys: 2, budgetClients: 1 },
+  short: { name: "short", durationMs: 62_000, maxOps: 200_000, adminWorkers: 3, authWorkers: 6, authInFlight: 3, keys: 8, budgetKeys: 2, budgetClients: 1 },
   long: {
     name: "long",
-    durationMs: 660_000,
-    maxOps: 150_000,
+    durationMs: 600_000,
+    maxOps: 300_000,
+    authInFlight: 3,
     adminWorkers: 4,
     authWorkers: 8,
     keys: 12,
     budgetKeys: 2,
     budgetClients: 1,
-    // Two Postgres failovers (one losing commits) and two Redis failovers for every two other faults.
+    // A failover after every other fault of the cycle, in turn: Postgres clean, Redis, Postgres losing commits, Redis.
     interleave: [PG_SWITCHOVER, REDIS_FAILOVER, PG_FAILOVER_LOSSY, REDIS_FAILOVER],
+    interleaveEvery: 2,
   },
 };
 
@@ -396,7 +402,12 @@ export function faultSchedule(profile: Profile): Fault[] {
   const interleave = (profile.interleave ?? []).map((n) => FAULTS.find((f) => f.name === n)!);
   if (interleave.length === 0) return chosen;
   const base = chosen.filter((f) => !interleave.includes(f));
-  return base.flatMap((f, i) => [f, interleave[i % interleave.length]!]);
+  const every = profile.interleaveEvery ?? 1;
+  // Over as many cycles of the base faults as it takes to pair each position with each interleaved one.
+  const cycles = Math.max(1, interleave.length * every);
+  return Array.from({ length: cycles }, () => base)
+    .flat()
+    .flatMap((f, i) => ((i + 1) % every === 0 ? [f, interleave[Math.floor(i / every) % interleave.length]!] : [f]));
 }
 
 export interface RunResources {
@@ -772,6 +783,8 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
   };
 
   const authWorker = async () => {
+    /** This client's requests in flight (up to profile.authInFlight). */
+    const mine = new Set<Promise<void>>();
     while (running()) {
       const replicas = liveReplicas();
       if (replicas.length === 0 || known.length === 0) {
@@ -802,7 +815,15 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       const replica = slowed.length > 0 && Math.random() < 0.8 ? pick(slowed) : pick(replicas);
       const probe = authenticate(replica, t.token, t.key);
       if (slowed.length === 0) {
-        await probe;
+        // A token no replica knows waits up to a heartbeat for a catch-up (docs/coherence.md): a client that waited
+        // for each answer would spend most of its time on those. A few requests in flight keep it busy.
+        inFlight.add(probe);
+        mine.add(probe);
+        void probe.finally(() => {
+          inFlight.delete(probe);
+          mine.delete(probe);
+        });
+        if (mine.size >= (profile.authInFlight ?? 1)) await Promise.race(mine);
         await sleep(Math.random() * 8);
         continue;
       }
