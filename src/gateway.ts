@@ -245,8 +245,8 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
   const lineage = { of: (): string | null => null };
   const moreStatus = { of: (): object => ({}) };
   // The check of unknown tokens (made with the authenticator, after coherence) hears of catch-ups and new histories.
-  const caughtUp = { then: (_startedAt: number): void => {} };
-  const newHistory = { then: (): void => {} };
+  const caughtUp = { tell: (_startedAt: number): void => {} };
+  const newHistory = { tell: (): void => {} };
   const l2Guard = new L2Guard({
     redis,
     keys: redisKeys,
@@ -274,14 +274,14 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
     },
     l2Status: () => l2Guard.status(),
     moreStatus: () => moreStatus.of(),
-    onCaughtUp: (startedAt) => caughtUp.then(startedAt),
+    onCaughtUp: (startedAt) => caughtUp.tell(startedAt),
     onLineage: (current, previous) => {
       // Before anything reads Redis: L2, its cursor and the ledgers are named by the history they belong to.
       redisKeys.useLineage(current);
       if (previous === null) return;
       l2Guard.lineageChanged();
       tokenFilter.forget();
-      newHistory.then();
+      newHistory.tell();
       lineageChanged.after();
     },
   });
@@ -293,8 +293,8 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
   void l2Guard.check(); // L2 is not read until it has passed; the replica does not wait for Redis to start
   const unknownTokens = new UnknownTokenCheck({ requestCatchUp: () => coherence.requestCatchUp(), now: monotonicMs, maxWaitMs: settings.coherence.staleAfterMs });
   tokenFilter.onNoted = (tokens) => unknownTokens.noted(tokens);
-  caughtUp.then = (startedAt) => unknownTokens.caughtUp(startedAt);
-  newHistory.then = () => unknownTokens.lookUpAll();
+  caughtUp.tell = (startedAt) => unknownTokens.caughtUp(startedAt);
+  newHistory.tell = () => unknownTokens.lookUpAll();
   const authenticator = new Authenticator(l1, l2, db, {
     l1Trusted: () => coherence.isFresh(),
     l2Pending: (hash) => invalidator.l2Pending(hash),
