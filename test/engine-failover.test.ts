@@ -1,6 +1,4 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
@@ -13,7 +11,6 @@ import { costOf, pricedModel } from "./helpers/prices.js";
 import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { waitFor } from "./helpers/services.js";
 import { startPgPair, type PgPair } from "./support/pg-cluster.mjs";
-import { freePort, waitForPort } from "./support/services.mjs";
 import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
 
 /**
@@ -224,47 +221,14 @@ function budgetConfig(): ConfigFile {
 /** A Redis replica of `primary` that syncs through a proxy of its own (blackhole it to make the replica lag). */
 async function startLaggableReplica(primary: RedisServer) {
   const replicationProxy = await startTcpProxy("127.0.0.1", primary.port);
-  const port = await freePort();
-  // A directory of its own: a replica writes the RDB its primary sends it, wherever it runs.
-  const dir = mkdtempSync(path.join(tmpdir(), "gh-redis-replica-"));
-  const child: ChildProcess = spawn(
-    "redis-server",
-    [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--dir",
-      dir,
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--replicaof",
-      "127.0.0.1",
-      String(replicationProxy.port),
-      "--repl-timeout",
-      "60",
-    ],
-    { stdio: "ignore", detached: true },
-  );
-  const kill = () => {
-    try {
-      process.kill(-child.pid!, "SIGKILL");
-    } catch {}
-    rmSync(dir, { recursive: true, force: true });
-  };
-  process.once("exit", kill);
-  await waitForPort(port, { what: "the Redis replica" });
-  const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true });
-  await client.connect();
+  const server = await startRedisServer({ replicaOf: { host: "127.0.0.1", port: replicationProxy.port } });
   return {
-    port,
-    client,
+    port: server.port,
+    info: server.info,
+    promote: server.promote,
     replicationProxy,
     async stop() {
-      client.disconnect();
-      kill();
+      await server.stop();
       await replicationProxy.close();
     },
   };
@@ -301,11 +265,11 @@ describe("a Redis failover to a replica that lagged", () => {
 
     // Half the budget, synced to the Redis replica.
     for (let i = 0; i < 5; i++) expect((await charge([A, B, C][i % 3]!, k.key)).status).toBe(200);
-    await waitFor(async () => (await replica.client.info("replication")).includes("master_link_status:up"), { what: "the replica to be linked" });
+    await waitFor(async () => (await replica.info("replication")).includes("master_link_status:up"), { what: "the replica to be linked" });
     const primaryClient = new Redis({ port: primary.port, host: "127.0.0.1" });
     try {
       const offset = Number(/master_repl_offset:(\d+)/.exec(await primaryClient.info("replication"))![1]);
-      await waitFor(async () => Number(/slave_repl_offset:(\d+)/.exec(await replica.client.info("replication"))?.[1] ?? -1) >= offset, {
+      await waitFor(async () => Number(/slave_repl_offset:(\d+)/.exec(await replica.info("replication"))?.[1] ?? -1) >= offset, {
         what: "the replica to hold the first half of the spend",
       });
     } finally {
@@ -323,7 +287,7 @@ describe("a Redis failover to a replica that lagged", () => {
 
     // The primary dies; the lagging replica is promoted; the address moves to it.
     await primary.stop();
-    await replica.client.replicaof("NO", "ONE");
+    await replica.promote();
     redisProxy.retarget("127.0.0.1", replica.port);
 
     const statuses: number[] = [];
