@@ -519,7 +519,8 @@ export function checkHistory(
       eventKindOf(o.kind) === e.kind &&
       written(e) >= o.invoke - slack &&
       written(e) <= o.complete + 250 &&
-      (o.addressed.some((t) => e.tokens.includes(t)) || o.kind === "generate");
+      // An end_grace event names the tokens it revoked, not the one the request named.
+      (o.addressed.some((t) => e.tokens.includes(t)) || !!o.revoked?.some((t) => e.tokens.includes(t)) || o.kind === "generate");
     const candidate = unknownOutcome.find(explains);
     if (candidate) {
       claim(e, candidate);

@@ -119,7 +119,7 @@ export const PROFILES: Record<string, Profile> = {
   short: { name: "short", durationMs: 62_000, maxOps: 200_000, adminWorkers: 3, authWorkers: 6, authInFlight: 3, keys: 8, budgetKeys: 2, budgetClients: 1 },
   long: {
     name: "long",
-    durationMs: 600_000,
+    durationMs: 720_000,
     maxOps: 300_000,
     authInFlight: 3,
     adminWorkers: 4,
@@ -613,7 +613,9 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     const idem = randomUUID();
     const giveUpAt = Date.now() + 30_000;
     for (let attempt = 0; ; attempt++) {
-      const via = attempt === 0 ? replica : pick(adminReplicas());
+      const others = adminReplicas();
+      if (attempt > 0 && others.length === 0) return; // every replica is down (restarting): the outcome stays unknown
+      const via = attempt === 0 ? replica : pick(others);
       const op = (await adminRequest(
         "regenerate",
         via,
@@ -758,7 +760,9 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
         return;
       case "race": {
         // Two clients change the same key at once from two replicas, 0–5 ms apart.
-        const [r1, r2] = [pick(adminReplicas()), pick(adminReplicas())];
+        const candidates = adminReplicas();
+        if (candidates.length === 0) return;
+        const [r1, r2] = [pick(candidates), pick(candidates)];
         const kinds: AdminChoice[] = ["regenerate", "delete", "block", "update", "end_grace", "unblock"];
         const first = Math.random() < 0.6 ? "regenerate" : pick(kinds);
         const second = Math.random() < 0.5 ? "delete" : pick(kinds);
