@@ -49,7 +49,11 @@ describe(`history checker (${profile.name} profile)`, () => {
       const sentinelRedis = startSentinelRedis();
       sentinelRedis.catch(() => {}); // awaited by the segment; a failure is reported there
       for (const p of [profile, segment]) {
-        const report = await runHistory(p, log, p === segment ? { sentinel: sentinelRedis } : {});
+        // The segment stops its Sentinels when it ends; a main run that fails leaves them to this.
+        const report = await runHistory(p, log, p === segment ? { sentinel: sentinelRedis } : {}).catch(async (err: Error) => {
+          if (p === profile) await (await sentinelRedis.catch(() => null))?.stop();
+          throw err;
+        });
         const table = formatReport(report);
         process.stdout.write(`\n${table}\n\n`);
         for (const v of report.violations.slice(0, 10)) process.stdout.write(`${formatViolation(v)}\n\n`);
