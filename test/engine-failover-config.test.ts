@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import pg from "pg";
 import { stringify } from "yaml";
 import { afterAll, describe, expect, it } from "vitest";
@@ -11,6 +11,7 @@ import { ConfigError, settingsFromConfig } from "../src/config/settings.js";
 import { isMultiHost, parsePostgresUrl, PostgresUrlError } from "../src/config/postgres-url.js";
 import { locatorFor } from "../src/store/primary-locator.js";
 import { api, chatBody } from "./helpers/http.js";
+import { withRedisAt } from "./helpers/redis-server.js";
 import { createRedisNamespace, createTestDatabase, REDIS_URL, waitFor, type RedisNamespace, type TestDatabase } from "./helpers/services.js";
 import { startPgPair, type PgPair } from "./support/pg-cluster.mjs";
 import { spawnReplica, type ReplicaProcess } from "./support/replica-process.mjs";
@@ -201,16 +202,9 @@ function startProcess(command: string, args: string[]): { child: ChildProcess; o
   return { child, output: () => output, kill };
 }
 
-/** One command on a short-lived connection (no retries: a server that is down answers with an error at once). */
-async function redisAt<T>(port: number, use: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis({ host: "127.0.0.1", port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1_000 });
-  r.on("error", () => {});
-  try {
-    await r.connect();
-    return await use(r);
-  } finally {
-    r.disconnect();
-  }
+/** One command on a short-lived connection to 127.0.0.1:`port` (no retries: a server that is down answers at once). */
+function redisAt<T>(port: number, use: (r: Redis) => Promise<T>): Promise<T> {
+  return withRedisAt(`redis://127.0.0.1:${port}`, use);
 }
 
 const runId = (port: number) => redisAt(port, async (r) => /run_id:(\w+)/.exec(await r.info("server"))![1]!);
