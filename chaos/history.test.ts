@@ -17,7 +17,7 @@ import {
   sentinelSegment,
   type Profile,
 } from "./lib/history/run.js";
-import { startSentinelRedis } from "./lib/history/sentinel.js";
+import { startSentinelRedis } from "../test/helpers/redis-sentinel.js";
 
 /**
  * The history checker (docs/coherence.md): random admin changes and authentications on three replicas while

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,10 +11,10 @@ import { isMultiHost, parsePostgresUrl, PostgresUrlError } from "../src/config/p
 import { locatorFor } from "../src/store/primary-locator.js";
 import { api, chatBody } from "./helpers/http.js";
 import { withRedisAt } from "./helpers/redis-server.js";
+import { startSentinelRedis } from "./helpers/redis-sentinel.js";
 import { createRedisNamespace, createTestDatabase, REDIS_URL, waitFor, type RedisNamespace, type TestDatabase } from "./helpers/services.js";
 import { startPgPair, type PgPair } from "./support/pg-cluster.mjs";
 import { spawnReplica, type ReplicaProcess } from "./support/replica-process.mjs";
-import { freePort, waitForPort } from "./support/services.mjs";
 
 /**
  * Failover of the two shared stores, with real servers: Redis found through Sentinel, and a DATABASE_URL naming a
@@ -172,36 +171,6 @@ describe("Redis Sentinel settings", () => {
 
 // ── real servers ─────────────────────────────────────────────────────────────────────────────────────────
 
-/** A server process in its own process group, SIGKILLed (the group) by cleanup. */
-function startProcess(command: string, args: string[]): { child: ChildProcess; output: () => string; kill: () => Promise<void> } {
-  const child = spawn(command, args, { detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-4_000);
-  };
-  child.stdout!.on("data", keep);
-  child.stderr!.on("data", keep);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const kill = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    try {
-      process.kill(-child.pid!, "SIGKILL");
-    } catch {}
-    await exited;
-  };
-  const onExit = () => {
-    try {
-      process.kill(-child.pid!, "SIGKILL");
-    } catch {}
-  };
-  process.once("exit", onExit);
-  cleanups.push(async () => {
-    await kill();
-    process.removeListener("exit", onExit);
-  });
-  return { child, output: () => output, kill };
-}
-
 /** One command on a short-lived connection to 127.0.0.1:`port` (no retries: a server that is down answers at once). */
 function redisAt<T>(port: number, use: (r: Redis) => Promise<T>): Promise<T> {
   return withRedisAt(`redis://127.0.0.1:${port}`, use);
@@ -241,68 +210,18 @@ async function generateKey(gw: Gateway): Promise<string> {
 
 describe("Redis through Sentinel: a running replica follows a promotion", () => {
   it("kill -9 of the Redis master: the Sentinels promote the replica and the gateway uses it within seconds", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "gh-sentinel-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const [masterPort, replicaPort, ...sentinelPorts] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-    const serverArgs = (port: number) => [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--dir",
-      dir,
-      "--dbfilename",
-      `dump-${port}.rdb`,
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--protected-mode",
-      "no",
-    ];
-    const master = startProcess("redis-server", serverArgs(masterPort!));
-    startProcess("redis-server", [...serverArgs(replicaPort!), "--replicaof", "127.0.0.1", String(masterPort)]);
-    for (const port of [masterPort!, replicaPort!]) await waitForPort(port, { what: `redis-server ${port}` });
-    await waitFor(async () => /master_link_status:up/.test(await redisAt(replicaPort!, (r) => r.info("replication"))), { timeoutMs: 10_000, what: "the replica to sync" });
-    for (const port of sentinelPorts) {
-      const conf = path.join(dir, `sentinel-${port}.conf`);
-      writeFileSync(
-        conf,
-        [
-          `port ${port}`,
-          "bind 127.0.0.1",
-          "protected-mode no",
-          `dir ${dir}`,
-          `sentinel monitor mymaster 127.0.0.1 ${masterPort} 2`,
-          "sentinel down-after-milliseconds mymaster 1000",
-          "sentinel failover-timeout mymaster 3000",
-          "sentinel parallel-syncs mymaster 1",
-          "",
-        ].join("\n"),
-      );
-      startProcess("redis-sentinel", [conf]);
-    }
-    for (const port of sentinelPorts) await waitForPort(port, { what: `redis-sentinel ${port}` });
-    // A failover needs a quorum of Sentinels that know each other (hello messages, every 2 s) and the replica.
-    await waitFor(
-      async () => {
-        for (const port of sentinelPorts) {
-          const info = await redisAt(port, (r) => r.call("SENTINEL", "MASTER", "mymaster") as Promise<string[]>);
-          const field = (name: string) => Number(info[info.indexOf(name) + 1]);
-          if (field("num-other-sentinels") !== 2 || field("num-slaves") !== 1) return false;
-        }
-        return true;
-      },
-      { timeoutMs: 15_000, intervalMs: 200, what: "the Sentinels to know each other and the replica" },
-    );
+    const set = await startSentinelRedis("mymaster");
+    cleanups.push(() => set.stop());
+    const masterPort = set.master.port;
+    const replicaPort = set.replica.port;
 
     const db: TestDatabase = await createTestDatabase();
     cleanups.push(() => db.drop());
     const ns: RedisNamespace = createRedisNamespace();
     const sentinelEnv = {
       DATABASE_URL: db.url,
-      REDIS_SENTINELS: sentinelPorts.map((p) => `127.0.0.1:${p}`).join(","),
-      REDIS_SENTINEL_NAME: "mymaster",
+      REDIS_SENTINELS: set.sentinels,
+      REDIS_SENTINEL_NAME: set.name,
       GATEHOUSE_REDIS_PREFIX: ns.prefix,
     };
     const masterKey = `sk-master-${randomBytes(12).toString("hex")}`;
@@ -312,23 +231,19 @@ describe("Redis through Sentinel: a running replica follows a promotion", () => 
     const coherence = async () => (await gw.admin("/debug/coherence")).body as { l2: { trusted: boolean; redis: string; redis_run_id: string | null } };
 
     // It found the master through the Sentinels: its L2 guard verified that server, and its keys are there.
-    const masterRunId = await runId(masterPort!);
+    const masterRunId = await runId(masterPort);
     await waitFor(async () => (await coherence()).l2.redis_run_id === masterRunId && (await coherence()).l2.trusted, { timeoutMs: 10_000, what: "L2 verified on the master" });
     const before = await generateKey(gw);
     expect(await gw.chat(before)).toBe(200);
-    expect((await keysUnder(masterPort!, ns.prefix)).length).toBeGreaterThan(0);
+    expect((await keysUnder(masterPort, ns.prefix)).length).toBeGreaterThan(0);
 
-    await master.kill();
-    const killedAt = Date.now();
-    await waitFor(
-      async () => {
-        const addr = await redisAt(sentinelPorts[0]!, (r) => r.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster") as Promise<string[]>);
-        return addr[1] === String(replicaPort);
-      },
-      { timeoutMs: 20_000, intervalMs: 100, what: "the Sentinels to promote the replica" },
+    let killedAt = 0;
+    let promotedAt = 0;
+    await set.failover(
+      () => (killedAt = Date.now()),
+      () => (promotedAt = Date.now()),
     );
-    const promotedAt = Date.now();
-    const newRunId = await runId(replicaPort!);
+    const newRunId = await runId(replicaPort);
     // The gateway follows: connected to the new master and its L2 verified there (the cursor replayed onto it).
     await waitFor(
       async () => {
@@ -350,7 +265,7 @@ describe("Redis through Sentinel: a running replica follows a promotion", () => 
     const generatedAt = Date.now();
     for (const g of [gw, gw2])
       await waitFor(async () => (await g.chat(after)) === 200, { timeoutMs: Math.max(1, generatedAt + 2_000 - Date.now()), what: "the new key to be accepted" });
-    expect((await keysUnder(replicaPort!, ns.prefix)).length).toBeGreaterThan(0);
+    expect((await keysUnder(replicaPort, ns.prefix)).length).toBeGreaterThan(0);
     console.log(`sentinel failover: promoted ${promotedAt - killedAt} ms after the kill; gateway on the new master ${followedAt - promotedAt} ms after the promotion`);
     await gw.replica.stop("SIGKILL");
     await gw2.replica.stop("SIGKILL");

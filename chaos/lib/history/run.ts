@@ -14,7 +14,7 @@ import { startTcpProxy, viaProxy, type TcpProxy } from "../../../test/support/tc
 import { checkHistory, commitTime, DEFAULT_CHECKER_OPTIONS, type CheckResult, type Switch, type Violation } from "./checker.js";
 import { CHECKER_APPLICATION_NAME, CommitClock } from "./commit-clock.js";
 import { checkerNow, History, type AdminKind, type AdminOp, type AuthOp, type CommittedEvent, type FaultWindow } from "./history.js";
-import { type SentinelRedis, startSentinelRedis } from "./sentinel.js";
+import { type SentinelRedis, startSentinelRedis } from "../../../test/helpers/redis-sentinel.js";
 
 /**
  * One history-checker run: three real replica processes, each reaching Postgres through a fault-injecting TCP

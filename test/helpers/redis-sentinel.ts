@@ -2,15 +2,16 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { type RedisServer, startRedisServer, withRedisAt } from "../../../test/helpers/redis-server.js";
-import { waitFor } from "../../../test/helpers/services.js";
-import { freePort, waitForPort } from "../../../test/support/services.mjs";
+import { freePort, waitForPort } from "../support/services.mjs";
+import { type RedisServer, startRedisServer, withRedisAt } from "./redis-server.js";
+import { waitFor } from "./services.js";
 
 /**
- * A Redis master, its replica and three Sentinels watching them, for the history checker's Sentinel segment: the
- * replicas of the run find Redis through the Sentinels (REDIS_SENTINELS), and a failover is the master's crash and
- * the Sentinels' promotion of the replica. The crashed server comes back empty and the Sentinels make it the new
- * master's replica, ready for the next failover.
+ * A Redis master, its replica and three Sentinels watching them (the failover tests and the history checker's
+ * Sentinel segment): gateways find Redis through the Sentinels (REDIS_SENTINELS), and a failover is the master's
+ * crash and the Sentinels' promotion of the replica. The crashed server comes back empty and the Sentinels make it
+ * the new master's replica, ready for the next failover. Sentinels are `redis-server --sentinel` (what the
+ * redis-sentinel package's binary is), so nothing beyond redis-server is needed.
  */
 export interface SentinelRedis {
   /** REDIS_SENTINELS for the replicas: host:port,… */
@@ -20,14 +21,14 @@ export interface SentinelRedis {
   replica: RedisServer;
   /** Every Sentinel knows the other two and a linked replica: a failover can happen. */
   ready(timeoutMs?: number): Promise<void>;
+  /** The master's address as the Sentinels announce it now. */
+  masterPort(): Promise<number>;
   /** Crashes the master, waits for the Sentinels to promote the replica, relaunches the old master (empty). */
   failover(onCrash: () => void, onPromoted: () => void): Promise<void>;
   stop(): Promise<void>;
 }
 
-const NAME = "gatehouse-chaos";
-
-export async function startSentinelRedis(): Promise<SentinelRedis> {
+export async function startSentinelRedis(name = "gatehouse"): Promise<SentinelRedis> {
   // A new replica's first sync starts at once (Redis 7 waits 5 s for more replicas to share a diskless transfer).
   const extraArgs = ["--repl-diskless-sync-delay", "0"];
   let master = await startRedisServer({ extraArgs });
@@ -52,23 +53,24 @@ export async function startSentinelRedis(): Promise<SentinelRedis> {
         "bind 127.0.0.1",
         "protected-mode no",
         `dir ${dir}`,
-        `sentinel monitor ${NAME} 127.0.0.1 ${master.port} 2`,
-        "sentinel down-after-milliseconds gatehouse-chaos 1000",
-        "sentinel failover-timeout gatehouse-chaos 3000",
-        "sentinel parallel-syncs gatehouse-chaos 1",
+        `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`,
+        `sentinel down-after-milliseconds ${name} 1000`,
+        `sentinel failover-timeout ${name} 3000`,
+        `sentinel parallel-syncs ${name} 1`,
         "",
       ].join("\n"),
     );
-    children.push(spawn("redis-sentinel", [conf], { detached: true, stdio: "ignore" }));
+    children.push(spawn("redis-server", [conf, "--sentinel"], { detached: true, stdio: "ignore" }));
   }
   for (const port of ports) await waitForPort(port, { what: `redis-sentinel ${port}` });
 
   const sentinelCall = <T>(port: number, ...args: string[]) => withRedisAt(`redis://127.0.0.1:${port}`, (r) => r.call("SENTINEL", ...args) as Promise<T>);
-  const masterPort = async () => Number((await sentinelCall<string[]>(ports[0]!, "GET-MASTER-ADDR-BY-NAME", NAME))[1]);
+  const masterPort = async () => Number((await sentinelCall<string[]>(ports[0]!, "GET-MASTER-ADDR-BY-NAME", name))[1]);
 
   const s: SentinelRedis = {
     sentinels: ports.map((p) => `127.0.0.1:${p}`).join(","),
-    name: NAME,
+    name,
+    masterPort,
     get master() {
       return master;
     },
@@ -80,7 +82,7 @@ export async function startSentinelRedis(): Promise<SentinelRedis> {
         async () => {
           if (!/master_link_status:up/.test(await replica.info("replication").catch(() => ""))) return false;
           for (const port of ports) {
-            const info = await sentinelCall<string[]>(port, "MASTER", NAME).catch(() => [] as string[]);
+            const info = await sentinelCall<string[]>(port, "MASTER", name).catch(() => [] as string[]);
             const field = (name: string) => info[info.indexOf(name) + 1];
             if (Number(field("port")) !== master.port || Number(field("num-other-sentinels")) !== 2 || Number(field("num-slaves")) < 1) return false;
             if (!/^master$/.test(field("flags") ?? "")) return false;
