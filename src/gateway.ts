@@ -2,7 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type pg from "pg";
 import type { Settings } from "./config/settings.js";
-import type { Logger } from "./logger.js";
+import { repeatedWarning, type Logger } from "./logger.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { L1Cache } from "./auth/l1-cache.js";
 import { L2Cache, l2MacKey } from "./auth/l2-cache.js";
@@ -219,11 +219,12 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
   // An L2 record never outlives the events that could invalidate it: the L2 repair replays the event table,
   // which is complete only for records younger than the event retention (coherence/l2-guard.ts).
   const l2TtlSeconds = Math.min(settings.auth.l2TtlSeconds, Math.floor(settings.coherence.eventRetentionMs / 1000));
+  const l2Failure = repeatedWarning(logger);
   const l2 = new L2Cache(
     redis,
     redisKeys,
     l2TtlSeconds,
-    (op, err) => logger.warn({ op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"),
+    (op, err) => l2Failure(op, { op, err: (err as Error).message }, "L2 cache operation failed; continuing without it"),
     breakers.redis,
     l2MacKey(masterKey),
     () =>
@@ -252,7 +253,7 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
     keys: redisKeys,
     db,
     logger,
-    tombstone: (tokens, version) => l2.invalidate(tokens, version),
+    tombstones: (events) => l2.repair(events),
     startEventId: () => firstEventId.of(),
     lineage: () => lineage.of(),
   });

@@ -50,3 +50,22 @@ function isInstalled(name: string): boolean {
     return false;
   }
 }
+
+/**
+ * For a warning that every request repeats while one dependency is down (each L2 call while Redis restarts):
+ * the first of each kind is logged at once, then at most one line per `intervalMs` saying how many were left
+ * out. A thousand identical lines a second cost the CPU a recovering replica needs and hide everything else.
+ */
+export function repeatedWarning(logger: Logger, intervalMs = 10_000, now: () => number = Date.now): (kind: string, fields: object, msg: string) => void {
+  const kinds = new Map<string, { loggedAt: number; leftOut: number }>();
+  return (kind, fields, msg) => {
+    const t = now();
+    const seen = kinds.get(kind);
+    if (seen && t - seen.loggedAt < intervalMs) {
+      seen.leftOut++;
+      return;
+    }
+    logger.warn(seen && seen.leftOut > 0 ? { ...fields, similar_left_out: seen.leftOut } : fields, msg);
+    kinds.set(kind, { loggedAt: t, leftOut: 0 });
+  };
+}

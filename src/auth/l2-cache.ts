@@ -27,6 +27,9 @@ export function l2MacKey(masterKey: string): Buffer {
  * Redis trouble is never an auth failure: every method degrades to "not cached", and while the Redis
  * breaker is open, L2 is skipped without waiting.
  */
+// Keys per l2-repair call: a page of events in a few calls, none long enough to stall Redis.
+const REPAIR_KEYS_PER_CALL = 2_000;
+
 export class L2Cache {
   /** False while L2 may hold records older than an invalidation (coherence/l2-guard.ts): reads are misses. */
   trusted: () => boolean = () => true;
@@ -125,6 +128,25 @@ export class L2Cache {
     } catch (err) {
       this.failed("invalidate", err);
       return false;
+    }
+  }
+
+  /**
+   * The tombstones of many events, each hash at its event's version (a repair replaying the event table): a few
+   * round trips for a whole page instead of one per event. Throws when some may not have been written.
+   */
+  async repair(events: ReadonlyArray<{ tokens: readonly string[]; version: number }>): Promise<void> {
+    if (!this.redis) return;
+    const keys: string[] = [];
+    const versions: number[] = [];
+    for (const e of events)
+      for (const t of e.tokens) {
+        keys.push(this.keys.authRecord(t));
+        versions.push(e.version);
+      }
+    for (let i = 0; i < keys.length; i += REPAIR_KEYS_PER_CALL) {
+      const slice = keys.slice(i, i + REPAIR_KEYS_PER_CALL);
+      await this.call((redis) => redis.l2Repair(slice.length, ...slice, TOMBSTONE_TTL_SECONDS, ...versions.slice(i, i + REPAIR_KEYS_PER_CALL)));
     }
   }
 }

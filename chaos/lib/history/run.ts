@@ -11,6 +11,7 @@ import { startRedisServer, type RedisServer } from "../../../test/helpers/redis-
 import { waitFor } from "../../../test/helpers/services.js";
 import { startPgPair, type PgPair } from "../../../test/support/pg-cluster.mjs";
 import { startTcpProxy, viaProxy, type TcpProxy } from "../../../test/support/tcp-proxy.mjs";
+import { PathCanary } from "./path-canary.js";
 import { checkHistory, commitTime, DEFAULT_CHECKER_OPTIONS, type CheckResult, type Switch, type Violation } from "./checker.js";
 import { CHECKER_APPLICATION_NAME, CommitClock } from "./commit-clock.js";
 import { checkerNow, History, type AdminKind, type AdminOp, type AuthOp, type CommittedEvent, type FaultWindow } from "./history.js";
@@ -162,6 +163,8 @@ export interface RunReport {
   first_violation_after_ops: number | null;
   /** Postgres promotions during the run. */
   pg_generations: number;
+  /** Round trips through the checker's own Postgres proxies slower than the canary's threshold (path-canary.ts). */
+  slow_checker_proxy: { windows: number; totalMs: number; longestMs: number };
 }
 
 const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
@@ -503,6 +506,12 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
   let standbyReady: Promise<void> = Promise.resolve();
   let redisReplicaReady: Promise<void> = Promise.resolve();
 
+  // The checker's own proxies slowed by a busy machine count as an impaired path to Postgres (path-canary.ts).
+  const canary = new PathCanary(
+    names.map((n) => ({ name: n, url: () => viaProxy(pgUrl(cluster.db.url), poolProxies.get(n)!) })),
+    (window) => history.faults.push(window),
+  );
+  cleanups.push(() => canary.stop());
   const known: KnownKey[] = [];
   const faultsInjected: Record<string, number> = {};
   const started = Date.now();
@@ -1078,6 +1087,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       pricedCost = costOf(res.body.usage);
     }
     await settle();
+    canary.start();
     await Promise.all([
       faultLoop(),
       ...Array.from({ length: profile.adminWorkers }, adminWorker),
@@ -1086,6 +1096,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     ]);
     stopping = true;
     await Promise.all(inFlight);
+    await canary.stop();
     for (const p of [...poolProxies.values(), listenProxy, ...redisProxies.values()]) {
       p.setMode("pass");
       p.setLatency(0);
@@ -1177,6 +1188,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       violations: result.violations,
       first_violation_after_ops: result.violations.length === 0 ? null : history.ops.filter((o) => o.invoke <= result.violations[0]!.at).length,
       pg_generations: gen,
+      slow_checker_proxy: canary.summary(),
     };
   } finally {
     stopping = true;
@@ -1222,6 +1234,10 @@ export function formatReport(r: RunReport): string {
     ],
     ["staleness p50 / p99 / max, normal periods", stale(c.staleness.normal)],
     ["staleness p50 / p99 / max, fault periods", stale(c.staleness.fault)],
+    [
+      "checker's own Postgres proxy slow (> 400 ms): windows; total; longest",
+      `${r.slow_checker_proxy.windows}; ${(r.slow_checker_proxy.totalMs / 1000).toFixed(1)} s; ${r.slow_checker_proxy.longestMs} ms`,
+    ],
     ["final-state mismatches", r.final_state_mismatches],
     ["violations", r.violations.length],
   ];
