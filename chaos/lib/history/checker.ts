@@ -201,9 +201,15 @@ export class Model implements ModelView {
     return ids.length > 0;
   }
 
-  dbModelPoints(): number[] {
-    return this.dbModel.flatMap((c) => [c.at, c.atLatest]).filter(Number.isFinite);
+  /** Sorted; computed once per change (a long run asks it for every probe: recomputing it was most of its check). */
+  dbModelPoints(): readonly number[] {
+    if (this.dbPoints?.changes !== this.dbModel.length) {
+      const points = this.dbModel.flatMap((c) => [c.at, c.atLatest]).filter(Number.isFinite);
+      this.dbPoints = { changes: this.dbModel.length, points: points.sort((a, b) => a - b) };
+    }
+    return this.dbPoints.points;
   }
+  private dbPoints: { changes: number; points: number[] } | null = null;
 
   /** At t, is a change written but perhaps not yet committed, before which the model was (or was not) `served`? */
   dbModelMayStillServeAsBefore(t: number, served: boolean): boolean {
@@ -368,7 +374,8 @@ export interface ModelView {
   keyPoints(token: string): number[];
   dbModelServedAt(t: number): boolean;
   dbModelMayStillServeAsBefore(t: number, served: boolean): boolean;
-  dbModelPoints(): number[];
+  /** Sorted ascending; not to be modified. */
+  dbModelPoints(): readonly number[];
 }
 
 /**
@@ -426,7 +433,13 @@ export class Timeline implements ModelView {
   keyPoints = (token: string) => this.union((m) => m.keyPoints(token), true);
   dbModelServedAt = (t: number) => this.at(t).dbModelServedAt(t);
   dbModelMayStillServeAsBefore = (t: number, served: boolean) => this.at(t).dbModelMayStillServeAsBefore(t, served);
-  dbModelPoints = () => this.union((m) => m.dbModelPoints(), true);
+  /** Sorted; the union is made once per state of the segments' models (every probe asks for it). */
+  dbModelPoints(): readonly number[] {
+    const state = this.segments.map((s) => s.model.dbModel.length).join(",");
+    if (this.dbPoints?.state !== state) this.dbPoints = { state, points: this.union((m) => [...m.dbModelPoints()], true).sort((a, b) => a - b) };
+    return this.dbPoints.points;
+  }
+  private dbPoints: { state: string; points: number[] } | null = null;
 }
 
 /** Checks a recorded history against the events that committed; never throws on a bad history, it reports. */
@@ -910,15 +923,27 @@ function checkModelProbe(
   // replica may rightly answer as before. (A replica whose Postgres answers slowly holds the event seconds before
   // its COMMIT lands; measuring from the event's own time would blame the others for not seeing it yet.)
   const possible = (t: number) => model.dbModelServedAt(t) === served || model.dbModelMayStillServeAsBefore(t, served);
-  const points = model.dbModelPoints();
+  const points = model.dbModelPoints(); // sorted ascending
+  // The last point at or before the request's start (binary search: a long run has thousands of points).
+  let lo = 0;
+  let hi = points.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (points[mid]! <= op.invoke) lo = mid + 1;
+    else hi = mid;
+  }
+  const firstAfterInvoke = lo;
+  const duringRequest = () => {
+    for (let i = firstAfterInvoke; i < points.length && points[i]! <= op.complete; i++) if (possible(points[i]!) || possible(points[i]! - 1e-3)) return true;
+    return false;
+  };
   let staleness = Number.POSITIVE_INFINITY;
-  if (possible(op.invoke) || possible(op.complete) || points.some((p) => p > op.invoke && p <= op.complete && (possible(p) || possible(p - 1e-3)))) {
+  if (possible(op.invoke) || possible(op.complete) || duringRequest()) {
     staleness = 0;
   } else {
-    const before = points.filter((p) => p <= op.invoke).sort((a, b) => b - a);
-    for (const p of before) {
-      if (possible(p - 1e-3)) {
-        staleness = op.invoke - p;
+    for (let i = firstAfterInvoke - 1; i >= 0; i--) {
+      if (possible(points[i]! - 1e-3)) {
+        staleness = op.invoke - points[i]!;
         break;
       }
     }

@@ -31,9 +31,12 @@ export class PathCanary {
     await Promise.all(this.loops);
   }
 
-  /** Slow windows and the time they covered, for the report. */
-  summary(): { windows: number; totalMs: number; longestMs: number } {
-    const spans = this.windows.map((w) => w.end - w.start);
+  /**
+   * Slow windows outside the injected faults (and `tailMs` after each), and the time they covered, for the report:
+   * a canary stuck behind a blackholed proxy says nothing new, one slowed on a quiet path says the machine was busy.
+   */
+  summary(injected: readonly FaultWindow[], tailMs: number): { windows: number; totalMs: number; longestMs: number } {
+    const spans = this.windows.filter((w) => !injected.some((f) => !this.windows.includes(f) && w.end >= f.start && w.start <= f.end + tailMs)).map((w) => w.end - w.start);
     return { windows: spans.length, totalMs: Math.round(spans.reduce((a, b) => a + b, 0)), longestMs: Math.round(Math.max(0, ...spans)) };
   }
 

@@ -163,7 +163,7 @@ export interface RunReport {
   first_violation_after_ops: number | null;
   /** Postgres promotions during the run. */
   pg_generations: number;
-  /** Round trips through the checker's own Postgres proxies slower than the canary's threshold (path-canary.ts). */
+  /** Round trips through the checker's own Postgres proxies slower than the canary's threshold, outside injected faults (path-canary.ts). */
   slow_checker_proxy: { windows: number; totalMs: number; longestMs: number };
 }
 
@@ -1137,7 +1137,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     // For a closer look at a run: the whole history and the events, as JSON.
     // The Sentinel segment writes next to it (<file>-sentinel.json).
     const dump = process.env.HISTORY_DUMP && (sentinelMode ? process.env.HISTORY_DUMP.replace(/(\.json)?$/, "-sentinel.json") : process.env.HISTORY_DUMP);
-    if (dump) writeFileSync(dump, JSON.stringify({ ops: history.ops, events, faults: history.faults, switches }));
+    if (dump) writeFileSync(dump, JSON.stringify({ ops: history.ops, events, faults: history.faults, switches, replicaStarts: history.replicaStarts }));
 
     // The database holds exactly the keys the model says, with the model's token, block and models.
     let finalMismatches = 0;
@@ -1188,7 +1188,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       violations: result.violations,
       first_violation_after_ops: result.violations.length === 0 ? null : history.ops.filter((o) => o.invoke <= result.violations[0]!.at).length,
       pg_generations: gen,
-      slow_checker_proxy: canary.summary(),
+      slow_checker_proxy: canary.summary(history.faults, DEFAULT_CHECKER_OPTIONS.faultTailMs),
     };
   } finally {
     stopping = true;
@@ -1235,7 +1235,7 @@ export function formatReport(r: RunReport): string {
     ["staleness p50 / p99 / max, normal periods", stale(c.staleness.normal)],
     ["staleness p50 / p99 / max, fault periods", stale(c.staleness.fault)],
     [
-      "checker's own Postgres proxy slow (> 400 ms): windows; total; longest",
+      "checker's own Postgres proxy slow (> 400 ms) outside faults: windows; total; longest",
       `${r.slow_checker_proxy.windows}; ${(r.slow_checker_proxy.totalMs / 1000).toFixed(1)} s; ${r.slow_checker_proxy.longestMs} ms`,
     ],
     ["final-state mismatches", r.final_state_mismatches],
