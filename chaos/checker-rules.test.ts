@@ -154,3 +154,18 @@ describe("history checker: budgets", () => {
     expect(kinds(checkHistory([budgetKey, ...before, ...rewound], events, [restart]))).toEqual(["budget overspent"]);
   });
 });
+
+describe("history checker: a request with invalid input", () => {
+  const kill: FaultWindow = { name: "a replica SIGKILLed and restarted", start: t0 + 1_000, end: t0 + 2_000, postgresImpaired: false, partition: false, notificationsLost: false };
+  const invalid = (status: number, at: number) => admin({ id: 1, kind: "regenerate", invoke: at, complete: at + 5, status, invalid: true });
+  const checkWith = (op: AdminOp) => kinds(checkHistory([op], [], [kill]));
+
+  it("must be refused with a 400", () => {
+    expect(checkWith(invalid(400, t0))).toEqual([]);
+    expect(checkWith(invalid(500, t0 + 1_500))).toEqual(["invalid input not refused"]);
+  });
+  it("may go unanswered while a fault kills or cuts off its replica, not otherwise (that would be a crash)", () => {
+    expect(checkWith(invalid(0, t0 + 1_500))).toEqual([]);
+    expect(checkWith(invalid(0, t0 + 60_000))).toEqual(["invalid input not refused"]);
+  });
+});

@@ -668,7 +668,10 @@ export function checkHistory(
     result.answersChecked++;
     const ok = op.status >= 200 && op.status < 300;
     if (op.invalid) {
-      if (op.status !== 400) violate("invalid input not refused", `${op.kind} with invalid input on ${op.replica} answered ${op.status}`, op.complete, op.addressed);
+      // No answer at all (status 0) is the request's replica being killed or cut off by a fault, not an acceptance;
+      // outside a fault it would be a crash, and counts.
+      const unanswered = op.status === 0 && duringFault(faults, op, options.faultTailMs, () => true);
+      if (op.status !== 400 && !unanswered) violate("invalid input not refused", `${op.kind} with invalid input on ${op.replica} answered ${op.status}`, op.complete, op.addressed);
       continue;
     }
     if (ok) {
