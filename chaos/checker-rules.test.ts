@@ -87,6 +87,16 @@ describe("history checker: a lossy Postgres failover", () => {
     expect(kinds(check([auth(12, "B", t0 + 9_000, "k1", 401)], [attempt, again], [retried]))).toEqual([]);
   });
 
+  it("a change lost with its primary whose re-run on the new one was refused (4xx) is an attempt of that request", () => {
+    // An unblock of k2 (a key only the lost history had) committed on the old primary; its connection died during
+    // COMMIT, the replica re-ran it on the survivor, which has no k2: 404. The lost event is that request's.
+    const refused = admin({ id: 13, kind: "unblock", invoke: t0 + 4_600, complete: t0 + 5_300, status: 404, addressed: ["k2"] });
+    const attempt: CommittedEvent = { id: 4, gen: 0, kind: "unblock", tokens: ["k2"], at: t0 + 4_650, lost: true };
+    expect(kinds(check([], [attempt], [refused]))).toEqual([]);
+    // Without such a request the lost change is unexplained (a change no client asked for).
+    expect(kinds(check([], [attempt], []))).toEqual(["unexplained change"]);
+  });
+
   it("an acknowledged change the failover lost unheard is not 'lost' by the gateway's fault", () => {
     const unheard = admin({ id: 10, kind: "block", invoke: t0 + 4_700, complete: t0 + 4_750, eventIds: [4], addressed: ["k1"] });
     expect(kinds(check([], [], [unheard]))).toEqual([]);

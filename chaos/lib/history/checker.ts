@@ -544,9 +544,13 @@ export function checkHistory(
     // A change its primary lost, of a request answered from the new primary: the connection died during COMMIT,
     // the replica found the change absent from the survivor and made it again. The lost one was an attempt of that
     // request, with its own new token (a rotation, a key) if it made one.
-    const retried = e.lost ? answered.find((o) => explains(o) && (claimedGen.get(o) ?? -1) > gen(e)) : undefined;
+    // Or the re-run was refused there (4xx): the surviving history had the key in another state — deleted, never
+    // made, made by another lost change — and the request was answered as that history says.
+    const retried = e.lost
+      ? (answered.find((o) => explains(o) && (claimedGen.get(o) ?? -1) > gen(e)) ?? admin.find((o) => o.status >= 400 && o.status < 500 && !o.invalid && explains(o)))
+      : undefined;
     if (retried) {
-      const attempt: AdminOp = { ...retried, eventIds: [e.id] };
+      const attempt: AdminOp = { ...retried, status: 200, eventIds: [e.id] };
       if (e.kind === "regenerate") attempt.newToken = e.tokens[1];
       if (e.kind === "generate") Object.assign(attempt, { newToken: e.tokens[0], keyId: `lost:${keyOfEvent(e)}` });
       claim(e, attempt);
