@@ -261,7 +261,14 @@ const terminate = (ctx: FaultContext, listenersOnly: boolean) =>
   );
 
 export const FAULTS: Fault[] = [
-  { name: "pg_terminate_backend: every gateway connection", notificationsLost: true, run: async (ctx) => void (await terminate(ctx, false)) },
+  // Statements in flight die with their connections, like "Postgres connections cut": a change caught mid-way may get
+  // the documented 503 (its retries can meet the Postgres breaker, opened by the burst of failures), never a 500.
+  {
+    name: "pg_terminate_backend: every gateway connection",
+    postgresImpaired: true,
+    notificationsLost: true,
+    run: async (ctx) => void (await terminate(ctx, false)),
+  },
   { name: "LISTEN connections cut (pg_terminate_backend)", notificationsLost: true, run: async (ctx) => void (await terminate(ctx, true)) },
   {
     name: "LISTEN connections blackholed 3 s (notifications lost silently)",
