@@ -179,3 +179,21 @@ describe("history checker: a request with invalid input", () => {
     expect(checkWith(invalid(0, t0 + 60_000))).toEqual(["invalid input not refused"]);
   });
 });
+
+describe("history checker: a grace that ended before its rotation committed", () => {
+  // A regenerate with grace 2 s on a replica whose Postgres answers 3 s late: revoke_at is taken when the row is
+  // written (t0+1000 → t0+3000), the COMMIT lands at t0+7000. Until then the old token is simply current.
+  const ops = (status: number, at: number) => [
+    admin({ id: 1, kind: "generate", invoke: t0, complete: t0 + 10, eventIds: [1], newToken: "k1", keyId: "key-1", models: [] }),
+    admin({ id: 2, kind: "regenerate", invoke: t0 + 990, complete: t0 + 7_100, eventIds: [2], addressed: ["k1"], newToken: "k2", grace: "2s", revokeAt: t0 + 3_000 }),
+    auth(3, "C", at, "k1", status),
+  ];
+  const events: CommittedEvent[] = [
+    { id: 1, kind: "generate", tokens: ["k1"], at: t0 + 5 },
+    { id: 2, kind: "regenerate", tokens: ["k1", "k2"], writtenAt: t0 + 1_000, at: commitTime(t0 + 1_000, t0 + 7_000), committedBy: t0 + 7_000 },
+  ];
+  it("the old token accepted between revoke_at and the commit is right; after the commit it must go", () => {
+    expect(kinds(checkHistory(ops(200, t0 + 5_000), events, []))).toEqual([]);
+    expect(kinds(checkHistory(ops(200, t0 + 9_000), events, []))).toEqual(["accepted a key that was not valid"]);
+  });
+});

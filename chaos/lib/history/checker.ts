@@ -649,8 +649,10 @@ export function checkHistory(
       }
       if (graceMs === 0) model.endToken(key.current, at, atLatest);
       else {
+        // Until the rotation commits the old token is simply current: a grace whose end came before the commit (a
+        // replica whose Postgres answered seconds late took revoke_at from the row's time) ends at the commit.
         const revokeAt = op.revokeAt ?? at + graceMs;
-        model.endToken(key.current, revokeAt, revokeAt);
+        model.endToken(key.current, Math.max(revokeAt, at), Math.max(revokeAt, atLatest));
       }
       model.addToken(op.newToken, key.keyId, at);
       key.tokens.push(op.newToken);
