@@ -110,3 +110,28 @@ describe("logs never contain a secret", () => {
     expect(log).toMatch(/"key_name":"sk-\.\.\.[\w-]{4}"/);
   }, 30_000);
 });
+
+describe("a warning every request repeats during one outage", () => {
+  it("is logged once, then at most once per interval with the number left out", async () => {
+    const { createLogger, repeatedWarning } = await import("../src/logger.js");
+    const { Writable } = await import("node:stream");
+    const lines: Array<Record<string, unknown>> = [];
+    const destination = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(JSON.parse(chunk.toString()));
+        done();
+      },
+    });
+    let now = 0;
+    const warn = repeatedWarning(createLogger({ destination }), 10_000, () => now);
+    for (let i = 0; i < 1_000; i++) warn("get", { op: "get" }, "L2 cache operation failed");
+    warn("fill", { op: "fill" }, "L2 cache operation failed"); // another kind has its own count
+    now = 10_000;
+    warn("get", { op: "get" }, "L2 cache operation failed");
+    expect(lines.map((l) => [l.op, l.similar_left_out])).toEqual([
+      ["get", undefined],
+      ["fill", undefined],
+      ["get", 999],
+    ]);
+  });
+});

@@ -21,15 +21,15 @@ export function l2MacKey(masterKey: string): Buffer {
   return Buffer.from(hkdfSync("sha256", masterKey, "", "gatehouse l2 record mac v1", 32));
 }
 
+// Keys per l2-invalidate call of a repair: a page of events in a few calls, none long enough to stall Redis.
+const REPAIR_KEYS_PER_CALL = 2_000;
+
 /**
  * L2: auth records in Redis, shared by every replica. Writes are version-guarded by Lua scripts
  * (l2-fill, l2-invalidate) so a slow fill can never overwrite a newer record or a tombstone.
  * Redis trouble is never an auth failure: every method degrades to "not cached", and while the Redis
  * breaker is open, L2 is skipped without waiting.
  */
-// Keys per l2-repair call: a page of events in a few calls, none long enough to stall Redis.
-const REPAIR_KEYS_PER_CALL = 2_000;
-
 export class L2Cache {
   /** False while L2 may hold records older than an invalidation (coherence/l2-guard.ts): reads are misses. */
   trusted: () => boolean = () => true;
@@ -123,7 +123,7 @@ export class L2Cache {
   async invalidate(hashes: readonly string[], version: number): Promise<boolean> {
     if (hashes.length === 0 || !this.redis) return true;
     try {
-      await this.call((redis) => redis.l2Invalidate(hashes.length, ...hashes.map((h) => this.keys.authRecord(h)), version, TOMBSTONE_TTL_SECONDS));
+      await this.call((redis) => redis.l2Invalidate(hashes.length, ...hashes.map((h) => this.keys.authRecord(h)), TOMBSTONE_TTL_SECONDS, ...hashes.map(() => version)));
       return true;
     } catch (err) {
       this.failed("invalidate", err);
@@ -146,7 +146,7 @@ export class L2Cache {
       }
     for (let i = 0; i < keys.length; i += REPAIR_KEYS_PER_CALL) {
       const slice = keys.slice(i, i + REPAIR_KEYS_PER_CALL);
-      await this.call((redis) => redis.l2Repair(slice.length, ...slice, TOMBSTONE_TTL_SECONDS, ...versions.slice(i, i + REPAIR_KEYS_PER_CALL)));
+      await this.call((redis) => redis.l2Invalidate(slice.length, ...slice, TOMBSTONE_TTL_SECONDS, ...versions.slice(i, i + REPAIR_KEYS_PER_CALL)));
     }
   }
 }

@@ -6,10 +6,8 @@ import { luaDir } from "../paths.js";
 /** Scripts in src/redis/lua, registered as commands named after their file. */
 export interface GatehouseRedis extends Redis {
   l2Fill(key: string, version: number, json: string, ttlSeconds: number): Promise<number>;
-  /** numberOfKeys is given per call: the keys, then version and TTL. */
-  l2Invalidate(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<number>;
   /** numberOfKeys is given per call: the keys, then the TTL, then one version per key. */
-  l2Repair(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<number>;
+  l2Invalidate(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<number>;
   l2StateRead(stateKey: string): Promise<[string, string | null, string | null]>;
   l2StateAdvance(stateKey: string, runId: string, seenRunId: string, seenThrough: string, through: string): Promise<number>;
   /** numberOfKeys is given per call (five per level), then the keys, then the arguments. */
@@ -21,7 +19,6 @@ export interface GatehouseRedis extends Redis {
 const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
   { command: "l2Fill", file: "l2-fill.lua", keys: 1 },
   { command: "l2Invalidate", file: "l2-invalidate.lua", keys: -1 },
-  { command: "l2Repair", file: "l2-repair.lua", keys: -1 },
   { command: "l2StateRead", file: "l2-state-read.lua", keys: 1 },
   { command: "l2StateAdvance", file: "l2-state-advance.lua", keys: 1 },
   { command: "limitsReserve", file: "limits-reserve.lua", keys: -1 },
