@@ -113,18 +113,23 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
     bug: "joined-fill",
     expects: /accepted a key that was not valid|served a model the key may not use|rejected a valid key|refused a model/,
     profile: {
-      // The rarest interleaving (docs/coherence.md): the first violation has come after 4,500–7,700 operations,
-      // and a 45 s run on a loaded machine once saw none. 80 s leaves room for a slow machine.
-      durationMs: 80_000,
+      // The rarest interleaving (docs/coherence.md). A request that joins a slow read (3 s; 6 s when it takes two
+      // round trips) is only told apart if the last toggle during the read came more than the bound before the read
+      // ends: then a joiner from after the bound is answered the old state while the new one holds all through it.
+      // One key, toggled every 2.3–2.8 s: each read then holds at least one toggle (the reads follow one another),
+      // and its last one lands early enough more often than not. Random pauses of 0–3 s saw the toggles undo each
+      // other within a request in most fault windows, and in one whole run.
+      durationMs: 60_000,
       // No spend log rows: their flushes wait 3 s on the slowed replica's Postgres too, and hold the very pool
       // connections whose slow key reads this proof needs (a run with them on saw no violation).
       env: { GATEHOUSE_SPEND_LOGS_LOGGING: "off" },
-      keys: 2,
+      keys: 1,
       adminWorkers: 1,
-      authWorkers: 12,
+      authWorkers: 6,
       authFocusOnSlowed: true,
       slowable: ["B", "C"],
-      adminPauseMs: 3_000,
+      adminPauseMinMs: 2_300,
+      adminPauseMs: 2_800,
       faults: ["one replica: Postgres answers +3 s and Redis unreachable, 8 s"],
       mix: onlyThese({ toggle: 1 }),
     },

@@ -49,6 +49,8 @@ export interface Profile {
   authInFlight?: number;
   /** Pause of each admin client between its requests (ms, at most; random below it). */
   adminPauseMs?: number;
+  /** The least pause of each admin client between its requests (ms; 0 when absent). */
+  adminPauseMinMs?: number;
   /** Extra environment for the replicas (the test-build switch that reinstates a known bug). */
   env?: Record<string, string>;
   /**
@@ -172,6 +174,8 @@ const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 const FAST_REPLICATION = ["--repl-diskless-sync-delay", "0"];
 // The replicas' Postgres breaker stays open this long after failures (src/faults/breaker.ts resetTimeoutMs).
 const BREAKER_RESET_MS = 2_000;
+/** Requests the authenticating clients keep in flight while they focus on a slowed replica (open loop, below). */
+const SLOWED_IN_FLIGHT_CAP = 2_000;
 const GRACES = ["0s", "2s", "1h"] as const;
 // Teams every run creates first and never deletes; more are created and deleted as the run goes. A team changes
 // its keys' answers by being blocked and unblocked, by its model list (a key's own list must stay within it: an
@@ -798,7 +802,8 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       const live = known.filter((k) => !k.deleted);
       const choice = live.length < profile.keys / 2 ? "generate" : chooseAdmin();
       await adminAction(choice, pick(live), pick(replicas));
-      await sleep(Math.random() * (profile.adminPauseMs ?? 40));
+      const least = profile.adminPauseMinMs ?? 0;
+      await sleep(least + Math.random() * Math.max(0, (profile.adminPauseMs ?? 40) - least));
     }
   };
 
@@ -834,7 +839,9 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       const slowed = profile.authFocusOnSlowed ? replicas.filter((r) => ctx.adminAvoid.has(r.name)) : [];
       const replica = slowed.length > 0 && Math.random() < 0.8 ? pick(slowed) : pick(replicas);
       const probe = authenticate(replica, t.token, t.key);
-      if (slowed.length === 0) {
+      // Focused clients never wait for an answer: one that waited on a replica just slowed would sit out the first
+      // seconds of the fault, the ones in which reads from before a change are still on their way.
+      if (slowed.length === 0 && !profile.authFocusOnSlowed) {
         // A token no replica knows waits up to a heartbeat for a catch-up (docs/coherence.md): a client that waited
         // for each answer would spend most of its time on those. A few requests in flight keep it busy.
         inFlight.add(probe);
@@ -848,10 +855,12 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
         continue;
       }
       // A slowed replica answers in seconds: requests that waited for each other would all arrive together,
-      // right after a read ends. Arrivals spread over time (open loop) are what a busy replica sees.
+      // right after a read ends. Arrivals spread over time (open loop) are what a busy replica sees — over the whole
+      // of each 3 s read: a cap the arrivals reach early in the read would stall every client until it ends, and the
+      // requests that come after a change, the ones that must not join a read from before it, would never be sent.
       inFlight.add(probe);
       void probe.finally(() => inFlight.delete(probe));
-      if (inFlight.size > 400) await Promise.race(inFlight);
+      if (inFlight.size > SLOWED_IN_FLIGHT_CAP) await Promise.race(inFlight);
       await sleep(Math.random() * 40);
     }
   };
