@@ -36,7 +36,13 @@ afterAll(async () => {
 });
 
 /** A second replica's coherence machinery, in-process, with its database traffic through `proxy`. */
-function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterMs: number; listenThroughProxy: boolean; poolThroughProxy: boolean }) {
+function replicaThroughProxy(options: {
+  heartbeatIntervalMs: number;
+  staleAfterMs: number;
+  listenThroughProxy: boolean;
+  poolThroughProxy: boolean;
+  onHeartbeat?: () => void;
+}) {
   const l1 = new L1Cache({ maxEntries: 1000, ttlMs: 600_000, negativeTtlMs: 2_000 });
   const l2 = new L2Cache(redis, gw.gateway.redisKeys, 3600, () => {}, undefined, l2MacKey(gw.masterKey));
   const viaUrl = viaProxy(gw.db.url, proxy);
@@ -51,6 +57,7 @@ function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterM
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     staleAfterMs: options.staleAfterMs,
     clock: new DbClock(),
+    onHeartbeat: options.onHeartbeat,
   });
   // Look-ups go straight to Postgres, so we can see L1 being bypassed rather than failing.
   const authenticator = new Authenticator(l1, l2, gw.gateway.db, { l1Trusted: () => coherence.isFresh() });
@@ -127,6 +134,28 @@ describe("catch-up after a gap (docs/coherence.md #6)", () => {
       expect((await r.authenticator.authenticate(k.key)).level).toBe("l1");
     } finally {
       proxy.setMode("pass");
+      await r.close();
+    }
+  });
+});
+
+describe("the heartbeat", () => {
+  it("goes on catching up when a task it runs throws", async () => {
+    let beats = 0;
+    const onHeartbeat = () => {
+      beats++;
+      throw new Error("a heartbeat task's bug");
+    };
+    const r = replicaThroughProxy({ heartbeatIntervalMs: 100, staleAfterMs: 400, listenThroughProxy: false, poolThroughProxy: false, onHeartbeat });
+    try {
+      await r.coherence.start();
+      await waitFor(() => beats >= 3, { timeoutMs: 3_000, what: "three heartbeats" });
+      // Only the heartbeat catches up here (no notification comes): fresh well past the bound means it went on.
+      const until = performance.now() + 1_000;
+      await waitFor(() => performance.now() >= until || !r.coherence.isFresh(), { timeoutMs: 3_000, what: "a second to pass" });
+      expect(r.coherence.isFresh()).toBe(true);
+      expect(beats).toBeGreaterThanOrEqual(8);
+    } finally {
       await r.close();
     }
   });

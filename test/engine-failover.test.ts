@@ -144,9 +144,20 @@ describe("a Postgres standby promoted after missing the last commits", () => {
     await allAnswer(replicas, k4.key, 401, sinceSwitch, "a key of the lost history only is refused");
     await allAnswer(replicas, k2.key, 200, sinceSwitch, "a key whose block was lost is accepted, as the survivor says");
     expect((await B.admin("/key/delete", { keys: [k4.key] })).status).toBe(404);
+    // Each replica began a new epoch (the mechanism behind the answers above), by its next catch-up at the latest.
     for (const r of replicas) {
-      const status = (await r.admin("/debug/coherence")).body;
-      expect(status.epochs, r.name).toBeGreaterThanOrEqual(1);
+      let status: Record<string, unknown> = {};
+      await waitFor(
+        async () => {
+          status = (await r.admin("/debug/coherence")).body;
+          return (status.epochs as number) >= 1;
+        },
+        { timeoutMs: HARD_BOUND_MS, intervalMs: 50, what: `${r.name} to begin a new epoch` },
+      ).catch((err: Error) => {
+        // Its state and its warnings say which step it missed.
+        const warnings = r.output.filter((line) => /"level":(40|50)/.test(line)).slice(-15);
+        throw new Error(`${err.message}: ${JSON.stringify(status)}\n${warnings.join("\n")}`);
+      });
     }
 
     // A replica started afterwards (empty L1, the same Redis) agrees.

@@ -330,9 +330,15 @@ export class Coherence {
   private scheduleHeartbeat(): void {
     if (this.stopped) return;
     this.heartbeat = setTimeout(() => {
-      this.requestCatchUp();
-      this.o.onHeartbeat?.();
+      // The next beat is set before anything else runs: a throw from a heartbeat task must not end the catch-ups
+      // that keep this replica fresh (without them it would stop vouching for L1, for good).
       this.scheduleHeartbeat();
+      this.requestCatchUp();
+      try {
+        this.o.onHeartbeat?.();
+      } catch (err) {
+        this.o.logger.warn({ err: (err as Error).message }, "a heartbeat task failed");
+      }
     }, this.o.heartbeatIntervalMs);
     this.heartbeat.unref();
   }
