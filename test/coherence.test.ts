@@ -36,13 +36,7 @@ afterAll(async () => {
 });
 
 /** A second replica's coherence machinery, in-process, with its database traffic through `proxy`. */
-function replicaThroughProxy(options: {
-  heartbeatIntervalMs: number;
-  staleAfterMs: number;
-  listenThroughProxy: boolean;
-  poolThroughProxy: boolean;
-  onHeartbeat?: () => void;
-}) {
+function replicaThroughProxy(options: { heartbeatIntervalMs: number; staleAfterMs: number; listenThroughProxy: boolean; poolThroughProxy: boolean; onHeartbeat?: () => void }) {
   const l1 = new L1Cache({ maxEntries: 1000, ttlMs: 600_000, negativeTtlMs: 2_000 });
   const l2 = new L2Cache(redis, gw.gateway.redisKeys, 3600, () => {}, undefined, l2MacKey(gw.masterKey));
   const viaUrl = viaProxy(gw.db.url, proxy);
