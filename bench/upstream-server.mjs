@@ -1,4 +1,5 @@
-// A minimal OpenAI-compatible upstream for benchmarks: fixed JSON or a short SSE stream, optional delay.
+// A minimal upstream for benchmarks: OpenAI-compatible, and Anthropic's Messages API at /v1/messages, each a fixed
+// JSON answer or a short stream of the same text, with an optional delay.
 // Run alone: node bench/upstream-server.mjs [port] [delayMs]
 import http from "node:http";
 
@@ -15,6 +16,26 @@ const CHUNKS = ["Hello", " from", " the", " bench", " upstream."].map(
     `data: ${JSON.stringify({ id: "chatcmpl-bench", object: "chat.completion.chunk", created: 0, model: "bench", choices: [{ index: 0, delta: { content: c }, finish_reason: null }] })}\n\n`,
 );
 
+// The same five words as Anthropic streams them: message_start, a text block, message_delta, message_stop.
+const ANTHROPIC_MESSAGE = JSON.stringify({
+  id: "msg_bench",
+  type: "message",
+  role: "assistant",
+  model: "bench",
+  content: [{ type: "text", text: "Hello from the bench upstream." }],
+  stop_reason: "end_turn",
+  stop_sequence: null,
+  usage: { input_tokens: 10, output_tokens: 7 },
+});
+const ANTHROPIC_EVENTS = [
+  { type: "message_start", message: { id: "msg_bench", type: "message", role: "assistant", model: "bench", content: [], usage: { input_tokens: 10, output_tokens: 1 } } },
+  { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
+  ...["Hello", " from", " the", " bench", " upstream."].map((text) => ({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text } })),
+  { type: "content_block_stop", index: 0 },
+  { type: "message_delta", delta: { stop_reason: "end_turn", stop_sequence: null }, usage: { output_tokens: 7 } },
+  { type: "message_stop" },
+].map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+
 export function startUpstream({ port = 0, delayMs = 0 } = {}) {
   const server = http.createServer((req, res) => {
     let size = 0;
@@ -27,12 +48,18 @@ export function startUpstream({ port = 0, delayMs = 0 } = {}) {
     req.on("end", () => {
       stream = Buffer.concat(chunks).includes('"stream":true');
       const answer = () => {
+        const anthropic = req.url === "/v1/messages";
         if (!stream) {
-          res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(COMPLETION) });
-          res.end(COMPLETION);
+          const body = anthropic ? ANTHROPIC_MESSAGE : COMPLETION;
+          res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+          res.end(body);
           return;
         }
         res.writeHead(200, { "content-type": "text/event-stream" });
+        if (anthropic) {
+          for (const e of ANTHROPIC_EVENTS) res.write(e);
+          return void res.end();
+        }
         for (const c of CHUNKS) res.write(c);
         res.end("data: [DONE]\n\n");
       };

@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type pg from "pg";
-import type { Settings } from "./config/settings.js";
+import type { ProviderName, Settings } from "./config/settings.js";
 import { repeatedWarning, type Logger } from "./logger.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { L1Cache } from "./auth/l1-cache.js";
@@ -37,6 +37,10 @@ import { Metrics, type MetricSources } from "./metrics/metrics.js";
 import { CredentialSeal } from "./models/credential-seal.js";
 import { MODELS_CACHE_KEY, ModelRegistry } from "./models/model-registry.js";
 import { ModelService } from "./models/model-service.js";
+import type { Provider } from "./proxy/provider.js";
+import { AnthropicProvider } from "./proxy/providers/anthropic.js";
+import { AzureProvider } from "./proxy/providers/azure.js";
+import { HttpUpstream } from "./proxy/providers/http-upstream.js";
 import { MockProvider } from "./proxy/providers/mock.js";
 import { OpenAICompatibleProvider } from "./proxy/providers/openai-compatible.js";
 import { connectRedis, createRedis, type GatehouseRedis } from "./redis/client.js";
@@ -319,7 +323,7 @@ interface Services {
   teams: TeamService;
   users: UserService;
   rotation: RotationService;
-  providers: { openai: OpenAICompatibleProvider; mock: MockProvider };
+  providers: Record<ProviderName, Provider>;
   /** Null when spend_logs.logging is off. */
   spendLogs: SpendLogWriter | null;
   spendReader: SpendLogReader;
@@ -377,8 +381,14 @@ async function buildServices(
   const teams = new TeamService(db, coherence, servedModels, limits);
   const users = new UserService(db, coherence, servedModels, limits);
   const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
-  const openai = new OpenAICompatibleProvider(settings.upstream);
-  started.push("upstream connections", () => openai.close());
+  const http = new HttpUpstream(settings.upstream);
+  started.push("upstream connections", () => http.close());
+  const providers: Record<ProviderName, Provider> = {
+    openai: new OpenAICompatibleProvider(http),
+    azure: new AzureProvider(http),
+    anthropic: new AnthropicProvider(http, settings.limits.defaultMaxTokens),
+    mock: new MockProvider(),
+  };
   let spendLogs: SpendLogWriter | null = null;
   if (settings.spendLogs.logging === "on") {
     const journal = new SpendJournal(settings.dataDir);
@@ -386,7 +396,7 @@ async function buildServices(
     spendLogs = new SpendLogWriter({ db, journal, logger, batchRows: settings.spendLogs.batchRows, memoryMaxRows: settings.spendLogs.memoryMaxRows, copy: !embedded });
   }
   const spendReader = new SpendLogReader(db);
-  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers: { openai, mock: new MockProvider() }, spendLogs, spendReader };
+  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers, spendLogs, spendReader };
 }
 
 // ── phase 4: background work ────────────────────────────────────────────────────────────────────────────

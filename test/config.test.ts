@@ -187,8 +187,8 @@ litellm_settings:
   it.each([
     ["model_list:\n  - model_name: a\n    litellm_params: { model: 'gpt 4o' }", "model_list[0].litellm_params.model"],
     ["model_list: []", "model_list: no models"],
-    ["model_list:\n  - model_name: a\n    litellm_params: { model: anthropic/claude }", "model_list[0].litellm_params.model"],
-    ["model_list:\n  - model_name: a\n    litellm_params: { model: openai/x }", "model_list[0].litellm_params.api_base"],
+    ["model_list:\n  - model_name: a\n    litellm_params: { model: bedrock/claude }", "model_list[0].litellm_params.model"],
+    ["model_list:\n  - model_name: a\n    litellm_params: { model: azure/x }", "model_list[0].litellm_params.api_base"],
     ["model_list:\n  - model_name: a\n    litellm_params: { model: openai/x, api_base: 'http://h/v1', api_key: os.environ/NOT_SET_ANYWHERE }", "NOT_SET_ANYWHERE"],
     ["model_list:\n  - model_name: a\n    litellm_params: { model: mock/x, input_cost_per_token: -1 }", "model_list[0].litellm_params.input_cost_per_token"],
     ["gatehouse_settings: { max_request_body_bytes: lots }", "gatehouse_settings.max_request_body_bytes"],
@@ -244,7 +244,7 @@ describe("config problems an operator meets first", () => {
   it("every problem is reported at once, each naming its real source", () => {
     const config = {
       model_list: [
-        { model_name: "a", litellm_params: { model: "openai/x" } },
+        { model_name: "a", litellm_params: { model: "azure/x" } },
         { model_name: "b", litellm_params: { model: "mock/b", api_key: "os.environ/NOT_SET_ANYWHERE" } },
       ],
     };
@@ -275,7 +275,7 @@ describe("config problems an operator meets first", () => {
 
 describe("config messages name the line", () => {
   it("a problem in a file names the file and the line of the field", () => {
-    const file = writeConfig("model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n  - model_name: b\n    litellm_params:\n      model: weird/y\n");
+    const file = writeConfig("model_list:\n  - model_name: a\n    litellm_params:\n      model: azure/x\n  - model_name: b\n    litellm_params:\n      model: weird/y\n");
     let message = "";
     try {
       loadSettings({ file, env: {} });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OPENAI_ROUTES } from "../src/http/openai-routes.js";
+import { API_ROUTES } from "../src/http/api-routes.js";
 import { startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
 
 let gw: TestGateway;
@@ -34,7 +34,7 @@ describe("GET /openapi.json", () => {
     const doc = res.body;
     expect(doc.openapi).toBe("3.1.0");
     // The express app's routes and the OpenAI routes served in front of it.
-    const routes = [...appRoutes(gw.gateway.app), ...OPENAI_ROUTES];
+    const routes = [...appRoutes(gw.gateway.app), ...API_ROUTES];
     expect(routes.length).toBeGreaterThan(20);
     for (const { method, path } of routes) expect(doc.paths[path]?.[method], `${method.toUpperCase()} ${path}`).toBeDefined();
     // Nothing documented that the app does not serve.

@@ -138,7 +138,7 @@ describe("spend logs on two replicas", () => {
       key_alias: "logged",
       team_id: team.team_id,
       model: "priced",
-      upstream_model: "priced",
+      upstream_model: "mock/priced",
       status: "success",
       status_code: 200,
       stream: false,

@@ -30,7 +30,7 @@ describe("usage of a JSON answer", () => {
       choices: [{ message: { content: 'say "usage": {"prompt_tokens": 999}' } }],
       usage: { prompt_tokens: 5, completion_tokens: 6, prompt_tokens_details: { cached_tokens: 2 } },
     });
-    expect(meter([answer])).toEqual({ promptTokens: 5, completionTokens: 6 });
+    expect(meter([answer])).toEqual({ promptTokens: 5, completionTokens: 6, cacheReadTokens: 2 });
   });
 
   it("an answer without usage, or not JSON, has none", () => {

@@ -5,6 +5,11 @@ import { resolveSecret } from "./secrets.js";
 
 type ModelEntry = z.output<typeof modelEntrySchema>;
 
+/** OpenAI's own API: where `openai/<model>` and bare model names go when no api_base is given (as in LiteLLM). */
+export const OPENAI_API_BASE = "https://api.openai.com/v1";
+/** Anthropic's API, where `anthropic/<model>` goes when no api_base is given. */
+export const ANTHROPIC_API_BASE = "https://api.anthropic.com";
+
 // Read off the schema, so a field Gatehouse starts to read is no longer reported as ignored.
 const MODEL_ENTRY_FIELDS = Object.keys(modelEntrySchema.shape);
 const KNOWN_LITELLM_PARAMS = new Set(Object.keys(litellmParamsSchema.shape));
@@ -75,15 +80,23 @@ export function deploymentFromParams(modelName: string, params: z.infer<typeof l
       `provider "${provider}" is not supported; use one of ${PROVIDERS.join(", ")} (any OpenAI-compatible server works as "openai/" with api_base)`,
     );
   }
-  if (provider === "openai" && !params.api_base && !bare) throw new DeploymentProblem("api_base", 'required for "openai/" models (e.g. https://api.openai.com/v1)');
+  if (provider === "azure" && !params.api_base)
+    throw new DeploymentProblem("api_base", 'required for "azure/" models: the resource\'s endpoint (https://<resource>.openai.azure.com)');
+  // Without an api_base each provider's own API, as in LiteLLM.
+  const defaultBase = provider === "openai" ? OPENAI_API_BASE : provider === "anthropic" ? ANTHROPIC_API_BASE : undefined;
+  const input = params.input_cost_per_token ?? 0;
   return {
     modelName,
     provider: provider as ProviderName,
     upstreamModel: params.model.slice(slash + 1),
-    apiBase: (params.api_base ?? (bare ? "https://api.openai.com/v1" : undefined))?.replace(/\/+$/, ""),
+    apiBase: (params.api_base ?? defaultBase)?.replace(/\/+$/, ""),
     apiKey,
-    inputCostPerToken: params.input_cost_per_token ?? 0,
+    inputCostPerToken: input,
     outputCostPerToken: params.output_cost_per_token ?? 0,
+    cacheReadCostPerToken: params.cache_read_input_token_cost ?? input,
+    cacheCreationCostPerToken: params.cache_creation_input_token_cost ?? input,
+    apiVersion: params.api_version,
+    dropParams: params.drop_params,
     timeoutMs: params.timeout === undefined ? undefined : params.timeout * 1000,
   };
 }

@@ -8,7 +8,7 @@ import { parseDuration } from "./duration.js";
  * unknown fields are all derived from it.
  */
 
-export const PROVIDERS = ["openai", "mock"] as const;
+export const PROVIDERS = ["openai", "azure", "anthropic", "mock"] as const;
 export type ProviderName = (typeof PROVIDERS)[number];
 
 // ---- model_list: LiteLLM's format ----
@@ -18,12 +18,22 @@ const nonNegative = z.number().finite().nonnegative();
 // Loose: LiteLLM has many more fields; they are accepted, kept and reported once as ignored (models.ts).
 export const litellmParamsSchema = z
   .object({
-    // "openai/<model>", "mock/<name>", or a bare OpenAI model name ("gpt-4o"), as LiteLLM infers OpenAI for those.
-    model: z.string().regex(/^([a-z_]+\/.+|[A-Za-z0-9][\w.:-]*)$/, 'must look like "openai/<upstream model>", "mock/<name>" or an OpenAI model name such as "gpt-4o"'),
+    // "<provider>/<model>" ("openai/", "azure/", "anthropic/", "mock/"), or a bare OpenAI model name ("gpt-4o"), as
+    // LiteLLM infers OpenAI for those.
+    model: z
+      .string()
+      .regex(/^([a-z_]+\/.+|[A-Za-z0-9][\w.:-]*)$/, 'must look like "<provider>/<upstream model>" (openai, azure, anthropic, mock) or an OpenAI model name such as "gpt-4o"'),
     api_base: z.url().optional(),
     api_key: z.string().optional(),
+    // Azure's api-version, or Anthropic's anthropic-version header (each has a default).
+    api_version: z.string().min(1).max(64).optional(),
+    // Parameters a provider has no place for are dropped (and reported in a response header) instead of refused.
+    drop_params: z.boolean().optional(),
     input_cost_per_token: nonNegative.optional(),
     output_cost_per_token: nonNegative.optional(),
+    // Prompt tokens read from and written to the provider's prompt cache (LiteLLM's names); the input price when unset.
+    cache_read_input_token_cost: nonNegative.optional(),
+    cache_creation_input_token_cost: nonNegative.optional(),
     // Seconds, as in LiteLLM. There is no `stream_timeout`: one read timeout serves streams and answers alike,
     // so LiteLLM's is reported as ignored rather than silently accepted.
     timeout: z.number().positive().optional(),
@@ -311,6 +321,13 @@ export interface ModelDeployment {
   apiKey: string | undefined;
   inputCostPerToken: number;
   outputCostPerToken: number;
+  /** Prompt tokens read from the provider's cache, and written to it (the input price unless the config sets one). */
+  cacheReadCostPerToken: number;
+  cacheCreationCostPerToken: number;
+  /** Azure's api-version or Anthropic's anthropic-version (each provider has a default). */
+  apiVersion?: string | undefined;
+  /** Parameters the provider has no place for are dropped, and named in a response header, instead of refused. */
+  dropParams?: boolean | undefined;
   /** Overrides the upstream read timeout for this deployment, in ms. */
   timeoutMs: number | undefined;
   /** A database model's id (spend logs name the deployment that served a request); absent for config models. */

@@ -28,7 +28,7 @@ import { CallerAuth, requireMasterKey, requireVirtualKey } from "./auth-middlewa
 import { errorHandler, notFoundRoute } from "./error-handler.js";
 import { healthRoutes, type HealthDeps } from "./health-routes.js";
 import { AccessLog, expressAccessLog } from "./access-log.js";
-import { OpenAIRoutes } from "./openai-routes.js";
+import { ApiRoutes } from "./api-routes.js";
 import type { UiSessions } from "../auth/ui-sessions.js";
 import { uiRoutes } from "./ui-routes.js";
 
@@ -63,8 +63,8 @@ export interface AppDeps {
 }
 
 /**
- * The HTTP surface of one replica: a request listener for node:http. The OpenAI routes are served by
- * OpenAIRoutes at the node:http level; everything else — health, metrics, OpenAPI, the /key admin API
+ * The HTTP surface of one replica: a request listener for node:http. The model APIs (OpenAI's and Anthropic's)
+ * are served by ApiRoutes at the node:http level; everything else — health, metrics, OpenAPI, the /key admin API
  * (master key) — by the express app. Both share one CallerAuth, one AccessLog and one error mapping.
  */
 export interface Http {
@@ -77,7 +77,7 @@ export function buildHttp(deps: AppDeps): Http {
   const auth = new CallerAuth(deps.authenticator, deps.masterKey, deps.masterKeyOnProxy === "allow", deps.adminUi?.sessions ?? null);
   const accessLog = new AccessLog(deps.logger, deps.metrics);
   const app = buildApp(deps, auth, accessLog);
-  const openai = new OpenAIRoutes({
+  const modelApis = new ApiRoutes({
     auth,
     accessLog,
     logger: deps.logger,
@@ -98,7 +98,7 @@ export function buildHttp(deps: AppDeps): Http {
   return {
     app,
     listener: (req, res) => {
-      if (!openai.handle(req, res)) app(req, res);
+      if (!modelApis.handle(req, res)) app(req, res);
     },
   };
 }

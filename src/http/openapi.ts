@@ -69,6 +69,23 @@ const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> 
   "/completions": { post: { summary: "Alias of /v1/completions", security: "virtual", body: proxyBody }, get: undefined },
   "/v1/embeddings": { post: { summary: "Embeddings (OpenAI)", security: "virtual", body: proxyBody }, get: undefined },
   "/embeddings": { post: { summary: "Alias of /v1/embeddings", security: "virtual", body: proxyBody }, get: undefined },
+  "/v1/responses": {
+    post: { summary: "Responses (OpenAI); relayed to OpenAI's own API, translated through chat for every other deployment (not stored)", security: "virtual", body: proxyBody },
+    get: undefined,
+  },
+  "/responses": { post: { summary: "Alias of /v1/responses", security: "virtual", body: proxyBody }, get: undefined },
+  "/v1/messages": {
+    post: {
+      summary: "Messages (Anthropic; key in x-api-key or Authorization); relayed to Anthropic deployments, translated for every other; errors in Anthropic's shape",
+      security: "virtual",
+      body: proxyBody,
+    },
+    get: undefined,
+  },
+  "/v1/messages/count_tokens": {
+    post: { summary: "Token count (Anthropic); estimated where the deployment's provider has none (Gatehouse-Token-Count says so)", security: "virtual", body: proxyBody },
+    get: undefined,
+  },
   "/v1/models": { get: { summary: "The models this key may use", security: "virtual" }, post: undefined },
   "/models": { get: { summary: "Alias of /v1/models", security: "virtual" }, post: undefined },
   "/v1/models/{id}": { get: { summary: "One model, if this key may use it (OpenAI's models.retrieve)", security: "virtual" }, post: undefined },

@@ -1,4 +1,4 @@
-import { tokensFromUsage, type TokenCount } from "./pricing.js";
+import { tokensFromAnthropicUsage, tokensFromResponsesUsage, tokensFromUsage, type TokenCount } from "./pricing.js";
 
 // A JSON answer longer than this is relayed without its usage read (it is charged its reservation).
 const MAX_JSON_BYTES = 8 * 1024 * 1024;
@@ -21,7 +21,11 @@ export interface UsageMeter {
   readonly usage: TokenCount | undefined;
 }
 
-export function jsonUsageMeter(): UsageMeter {
+/** Reads one API shape's `usage` object. */
+export type UsageReader = (usage: unknown) => TokenCount | undefined;
+
+/** A JSON answer's meter: OpenAI's shapes by default; `tokensFromAnthropicUsage` or `tokensFromResponsesUsage` for theirs. */
+export function jsonUsageMeter(read: UsageReader = tokensFromUsage): UsageMeter {
   const parts: Array<Uint8Array | string> = [];
   let bytes = 0;
   let usage: TokenCount | undefined;
@@ -35,7 +39,7 @@ export function jsonUsageMeter(): UsageMeter {
       return chunk;
     },
     end() {
-      if (bytes <= MAX_JSON_BYTES) usage = usageFromTail(parts) ?? usageFromWhole(parts);
+      if (bytes <= MAX_JSON_BYTES) usage = usageFromTail(parts, read) ?? usageFromWhole(parts, read);
       return "";
     },
     get usage() {
@@ -49,7 +53,7 @@ export function jsonUsageMeter(): UsageMeter {
 const TAIL_BYTES = 4096;
 
 /** The `usage` object found in the answer's last bytes, or undefined when the tail does not hold a readable one. */
-export function usageFromTail(parts: ReadonlyArray<Uint8Array | string>): TokenCount | undefined {
+export function usageFromTail(parts: ReadonlyArray<Uint8Array | string>, read: UsageReader = tokensFromUsage): TokenCount | undefined {
   let tail = "";
   for (let i = parts.length - 1; i >= 0 && tail.length < TAIL_BYTES; i--) {
     const part = parts[i]!;
@@ -73,7 +77,7 @@ export function usageFromTail(parts: ReadonlyArray<Uint8Array | string>): TokenC
     if (c === "{") depth++;
     else if (c === "}" && --depth === 0) {
       try {
-        return tokensFromUsage(JSON.parse(tail.slice(i, j + 1)));
+        return read(JSON.parse(tail.slice(i, j + 1)));
       } catch {
         return undefined;
       }
@@ -82,24 +86,22 @@ export function usageFromTail(parts: ReadonlyArray<Uint8Array | string>): TokenC
   return undefined;
 }
 
-function usageFromWhole(parts: ReadonlyArray<Uint8Array | string>): TokenCount | undefined {
+function usageFromWhole(parts: ReadonlyArray<Uint8Array | string>, read: UsageReader): TokenCount | undefined {
   try {
     const text = parts.map((p) => (typeof p === "string" ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength).toString("utf8"))).join("");
-    return tokensFromUsage((JSON.parse(text) as { usage?: unknown }).usage);
+    return read((JSON.parse(text) as { usage?: unknown }).usage);
   } catch {
     return undefined;
   }
 }
 
+/**
+ * OpenAI's chat and completions streams. The usage chunk (empty `choices`) is dropped, and `usage` left out of a
+ * chunk that has choices, unless the client asked for it.
+ */
 export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
-  const decoder = new TextDecoder();
-  let pending = "";
-  let usage: TokenCount | undefined;
-
-  const FRAME_END = /\r\n\r\n|\n\n|\r\r/;
-  const frame = (text: string): string => {
-    if (!text.includes('"usage"')) return text;
-    const data = text.startsWith("data: ") ? text.slice(6) : text.startsWith("data:") ? text.slice(5) : undefined;
+  return frameMeter((text, found) => {
+    const data = dataOf(text);
     if (data === undefined) return text;
     let parsed: { usage?: unknown; choices?: unknown[] };
     try {
@@ -107,21 +109,83 @@ export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
     } catch {
       return text;
     }
-    const found = tokensFromUsage(parsed.usage);
-    if (found) usage = found;
+    const usage = tokensFromUsage(parsed.usage);
+    if (usage) found(usage);
     if (clientAskedForUsage || parsed.usage == null) return text;
     if (!Array.isArray(parsed.choices) || parsed.choices.length === 0) return ""; // the usage-only chunk
     delete parsed.usage;
     return `data: ${JSON.stringify(parsed)}`;
-  };
+  });
+}
 
+/**
+ * Anthropic's Messages stream, relayed unchanged: `message_start` reports the prompt (cache tokens apart), each
+ * `message_delta` the output so far (cumulative; newer API versions repeat the prompt counts there too).
+ */
+export function anthropicSseUsageMeter(): UsageMeter {
+  let reported: Record<string, unknown> = {};
+  return frameMeter((text, found) => {
+    const data = dataOf(text);
+    if (data === undefined) return text;
+    try {
+      const event = JSON.parse(data) as { type?: unknown; message?: { usage?: unknown }; usage?: unknown };
+      const usage = event.type === "message_start" ? event.message?.usage : event.type === "message_delta" ? event.usage : undefined;
+      if (usage && typeof usage === "object") {
+        for (const [k, v] of Object.entries(usage)) if (v !== null && v !== undefined) reported[k] = v;
+        const tokens = tokensFromAnthropicUsage(reported);
+        if (tokens) found(tokens);
+      }
+    } catch {
+      reported = { ...reported };
+    }
+    return text;
+  });
+}
+
+/** The Responses API's stream, relayed unchanged: the final event (`response.completed`, or incomplete/failed) carries `response.usage`. */
+export function responsesSseUsageMeter(): UsageMeter {
+  return frameMeter((text, found) => {
+    const data = dataOf(text);
+    if (data === undefined) return text;
+    try {
+      const tokens = tokensFromResponsesUsage((JSON.parse(data) as { response?: { usage?: unknown } }).response?.usage);
+      if (tokens) found(tokens);
+    } catch {}
+    return text;
+  });
+}
+
+const FRAME_END = /\r\n\r\n|\n\n|\r\r/;
+
+/** The data of a frame's (single) `data:` line, or undefined for a frame without one. */
+function dataOf(text: string): string | undefined {
+  const at = text.startsWith("data:") ? 0 : text.indexOf("\ndata:");
+  if (at === -1) return undefined;
+  const from = at === 0 ? 5 : at + 6;
+  const start = text[from] === " " ? from + 1 : from;
+  const end = text.indexOf("\n", start);
+  return text.slice(start, end === -1 ? undefined : end);
+}
+
+/**
+ * Splits a stream into frames (SSE allows \n, \r\n and \r as line endings: a frame ends at the first blank line,
+ * whichever is used) and lets `frame` read, keep, change or drop each one that mentions usage; the others pass as
+ * they are. Nothing is held back beyond the frame being completed.
+ */
+function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) => string): UsageMeter {
+  const decoder = new TextDecoder();
+  let pending = "";
+  let usage: TokenCount | undefined;
+  const found = (u: TokenCount) => {
+    usage = u;
+  };
+  const one = (text: string) => (text.includes('"usage"') ? frame(text, found) : text);
   return {
     pass(chunk) {
       pending += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
       let out = "";
-      // SSE allows \n, \r\n and \r as line endings: a frame ends at the first blank line, whichever is used.
       for (let m = FRAME_END.exec(pending); m !== null; m = FRAME_END.exec(pending)) {
-        const kept = frame(pending.slice(0, m.index).replace(/\r\n?/g, "\n"));
+        const kept = one(pending.slice(0, m.index).replace(/\r\n?/g, "\n"));
         if (kept) out += `${kept}\n\n`;
         pending = pending.slice(m.index + m[0].length);
       }
@@ -130,7 +194,7 @@ export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
     end() {
       const rest = pending + decoder.decode();
       pending = "";
-      return rest ? frame(rest) : "";
+      return rest ? one(rest.replace(/\r\n?/g, "\n")) : "";
     },
     get usage() {
       return usage;

@@ -16,7 +16,11 @@ export class ClientGone extends EventEmitter {
   }
 }
 
-export type Endpoint = "chat.completions" | "completions" | "embeddings";
+/**
+ * What a call asks of the upstream: OpenAI's chat, completions, embeddings and Responses API, Anthropic's Messages
+ * API and its token count. A provider takes the ones it `speaks`; the relay translates the others into chat.
+ */
+export type Endpoint = "chat.completions" | "completions" | "embeddings" | "responses" | "messages" | "messages.count_tokens";
 
 export interface UpstreamCall {
   endpoint: Endpoint;
@@ -28,6 +32,8 @@ export interface UpstreamCall {
   stream: boolean;
   /** Aborted when the client goes away, so the upstream call stops too. */
   signal: ClientGone;
+  /** The client's `anthropic-beta` header, passed on to Anthropic (features a client opts into). */
+  anthropicBeta?: string | undefined;
 }
 
 export interface UpstreamResponse {
@@ -37,8 +43,12 @@ export interface UpstreamResponse {
   retryAfter?: string | undefined;
   /** Bytes as they arrive; for streams, SSE frames relayed to the client one by one. */
   body: AsyncIterable<Uint8Array | string> | Iterable<string>;
+  /** Headers of the gateway's own for the client (the parameters a deployment dropped). */
+  headers?: Record<string, string> | undefined;
 }
 
 export interface Provider {
+  /** Does this provider take calls to `endpoint` for this deployment (natively, or translating them itself)? */
+  speaks(endpoint: Endpoint, deployment: ModelDeployment): boolean;
   forward(call: UpstreamCall): Promise<UpstreamResponse>;
 }

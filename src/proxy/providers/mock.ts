@@ -8,6 +8,10 @@ import type { Provider, UpstreamCall, UpstreamResponse } from "../provider.js";
 const DEFAULT_REPLY = "Hello from Gatehouse! This reply comes from the built-in mock model.";
 
 export class MockProvider implements Provider {
+  speaks(endpoint: UpstreamCall["endpoint"]): boolean {
+    return endpoint === "chat.completions" || endpoint === "completions" || endpoint === "embeddings";
+  }
+
   async forward(call: UpstreamCall): Promise<UpstreamResponse> {
     const { body } = call;
     const model = String(body.model);

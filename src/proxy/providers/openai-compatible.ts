@@ -1,93 +1,38 @@
-import { Agent, errors as undiciErrors } from "undici";
-import { UpstreamError } from "../../errors/errors.js";
+import { OPENAI_API_BASE } from "../../config/models.js";
 import type { Provider, UpstreamCall, UpstreamResponse } from "../provider.js";
+import type { HttpUpstream } from "./http-upstream.js";
 
-const PATHS = { "chat.completions": "/chat/completions", completions: "/completions", embeddings: "/embeddings" } as const;
-
-export interface UpstreamTimeouts {
-  connectTimeoutMs: number;
-  readTimeoutMs: number;
-  connectionsPerOrigin: number;
-}
+const PATHS: Partial<Record<UpstreamCall["endpoint"], string>> = {
+  "chat.completions": "/chat/completions",
+  completions: "/completions",
+  embeddings: "/embeddings",
+  responses: "/responses",
+};
 
 /**
- * Any OpenAI-compatible server (`openai/<model>` with an api_base). One undici Agent keeps a keep-alive
- * pool per origin for the life of the gateway; connect and read timeouts bound every call.
+ * OpenAI, and any OpenAI-compatible server (`openai/<model>` with an api_base). The Responses API is spoken natively
+ * by OpenAI's own API only: other servers that call themselves OpenAI-compatible mostly lack it, so requests to them
+ * are translated to chat completions (docs/providers.md).
  */
 export class OpenAICompatibleProvider implements Provider {
-  private readonly agent: Agent;
+  constructor(private readonly http: HttpUpstream) {}
 
-  constructor(private readonly timeouts: UpstreamTimeouts) {
-    this.agent = new Agent({
-      connections: timeouts.connectionsPerOrigin,
-      keepAliveTimeout: 30_000,
-      connect: { timeout: timeouts.connectTimeoutMs },
-      headersTimeout: timeouts.readTimeoutMs,
-      bodyTimeout: timeouts.readTimeoutMs,
-    });
+  speaks(endpoint: UpstreamCall["endpoint"], deployment: UpstreamCall["deployment"]): boolean {
+    if (endpoint === "responses") return (deployment.apiBase ?? OPENAI_API_BASE) === OPENAI_API_BASE;
+    return endpoint === "chat.completions" || endpoint === "completions" || endpoint === "embeddings";
   }
 
-  async forward(call: UpstreamCall): Promise<UpstreamResponse> {
+  forward(call: UpstreamCall): Promise<UpstreamResponse> {
     const { deployment } = call;
-    const readTimeout = deployment.timeoutMs ?? this.timeouts.readTimeoutMs;
     const headers: Record<string, string> = { "content-type": "application/json", accept: call.stream ? "text/event-stream" : "application/json" };
     if (deployment.apiKey) headers.authorization = `Bearer ${deployment.apiKey}`;
-    try {
-      const target = targetOf(deployment.apiBase);
-      const res = await this.agent.request({
-        origin: target.origin,
-        path: `${target.basePath}${PATHS[call.endpoint]}`,
-        method: "POST",
-        headers,
-        body: call.rawBody ?? JSON.stringify(call.body),
-        signal: call.signal,
-        headersTimeout: readTimeout,
-        bodyTimeout: readTimeout,
-      });
-      const contentType = String(res.headers["content-type"] ?? "application/json");
-      const retryAfter = res.headers["retry-after"];
-      return { status: res.statusCode, contentType, retryAfter: typeof retryAfter === "string" ? retryAfter : undefined, body: guardBody(res.body) };
-    } catch (err) {
-      throw toUpstreamError(err);
-    }
+    return this.http.post({
+      apiBase: deployment.apiBase ?? OPENAI_API_BASE,
+      path: PATHS[call.endpoint]!,
+      headers,
+      body: call.rawBody ?? JSON.stringify(call.body),
+      signal: call.signal,
+      readTimeoutMs: deployment.timeoutMs,
+    });
   }
-
-  close(): Promise<void> {
-    return this.agent.close();
-  }
-}
-
-// An api_base is parsed once, not on every request: the origin picks undici's connection pool, the path is
-// prefixed to the endpoint's.
-const targets = new Map<string, { origin: string; basePath: string }>();
-function targetOf(apiBase: string | undefined): { origin: string; basePath: string } {
-  const key = apiBase ?? "";
-  let target = targets.get(key);
-  if (!target) {
-    const url = new URL(key);
-    target = { origin: url.origin, basePath: url.pathname.replace(/\/$/, "") };
-    targets.set(key, target);
-  }
-  return target;
-}
-
-/** Re-throws body read failures (a read timeout mid-stream) as UpstreamError, so callers see one error kind. */
-async function* guardBody(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
-  try {
-    yield* body;
-  } catch (err) {
-    throw toUpstreamError(err);
-  }
-}
-
-export function toUpstreamError(err: unknown): unknown {
-  if (err instanceof UpstreamError) return err;
-  if (err instanceof undiciErrors.ConnectTimeoutError)
-    return new UpstreamError(504, "timed out connecting to the upstream model server", "upstream_connect_timeout", "timeout_error");
-  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
-    return new UpstreamError(504, "the upstream model server did not answer in time", "upstream_timeout", "timeout_error");
-  }
-  if ((err as Error).name === "AbortError" || err instanceof undiciErrors.RequestAbortedError) return err;
-  const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code;
-  return new UpstreamError(502, `could not reach the upstream model server${code ? ` (${code})` : ""}`, "upstream_unreachable");
 }

@@ -1,0 +1,424 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { callerAllowsModel } from "../auth/auth-record.js";
+import type { AuthResult } from "../auth/authenticator.js";
+import type { ModelDeployment, ProviderName } from "../config/settings.js";
+import { BadRequestError, GatewayError, internalErrorBody, NotFoundError, UpstreamError } from "../errors/errors.js";
+import type { LimitEnforcer } from "../limits/limit-enforcer.js";
+import type { TokenCount } from "../limits/pricing.js";
+import type { Logger } from "../logger.js";
+import type { RouteRecorder } from "../metrics/metrics.js";
+import type { ModelRegistry } from "../models/model-registry.js";
+import type { InboundApi } from "../proxy/inbound/inbound-api.js";
+import { MESSAGES, MESSAGES_COUNT_TOKENS } from "../proxy/inbound/messages.js";
+import { CHAT_COMPLETIONS, COMPLETIONS, EMBEDDINGS } from "../proxy/inbound/openai.js";
+import { RESPONSES } from "../proxy/inbound/responses.js";
+import type { ClientGone, Provider } from "../proxy/provider.js";
+import { type AnswerWriter, Relay, type RelayAnswer, type RelayRecord } from "../proxy/relay.js";
+import { duplicateTopLevelKey } from "../proxy/request-shape.js";
+import type { SpendLogRow } from "../store/spend-log-store.js";
+import type { AccessLog, RequestRecord } from "./access-log.js";
+import type { CallerAuth } from "./auth-middleware.js";
+import { classifyError, isClientAbort, serializeError, writeJson } from "./error-mapping.js";
+import { loggablePath, pathOf } from "./loggable-path.js";
+import { parseJsonBody, readJsonBody } from "./request-body.js";
+import { newRequestId } from "./request-id.js";
+
+/**
+ * The model APIs — OpenAI's chat completions, completions, embeddings, models and Responses API, Anthropic's
+ * Messages API and its token count — served at the node:http level in front of the express app: the hot path of a
+ * gateway, where a framework's per-request routing and middleware cost more than the gateway's own work
+ * (docs/performance.md). Everything else — admin API, health, metrics, OpenAPI — is the express app's.
+ *
+ * This module is HTTP only: it routes, authenticates (before reading the body), reads the body, writes the answer
+ * and the errors in the route's shape, and logs. What happens to a request in between is the relay's
+ * (proxy/relay.ts), the same for every API shape. The paths are exact, as the SDKs send them: `/v1/...` and the
+ * unprefixed forms LiteLLM also serves.
+ */
+export interface ApiRouteDeps {
+  auth: CallerAuth;
+  accessLog: AccessLog;
+  logger: Logger;
+  models: ModelRegistry;
+  providers: Record<ProviderName, Provider>;
+  limits: LimitEnforcer;
+  defaultMaxTokens: number;
+  maxRequestBodyBytes: number;
+  /** Upstream refused the gateway's own credentials: the operator must hear of it (the client gets a 502). */
+  onUpstreamAuthFailure: (deployment: ModelDeployment, status: number) => void;
+  /** Where each finished request's spend log row goes (null: spend_logs.logging off). */
+  spendLogs: { record(row: SpendLogRow): void } | null;
+  replicaId: string;
+}
+
+type RouteKind = "relay" | "list-models" | "get-model";
+
+interface Route {
+  /** The pattern logged and used as a metric label. */
+  readonly pattern: string;
+  readonly kind: RouteKind;
+  /** The API shape a relayed route speaks (list and get speak OpenAI's). */
+  readonly api: InboundApi;
+  readonly recorder: RouteRecorder | undefined;
+}
+
+const RELAYED: ReadonlyArray<[string, InboundApi]> = [
+  ["/v1/chat/completions", CHAT_COMPLETIONS],
+  ["/chat/completions", CHAT_COMPLETIONS],
+  ["/v1/completions", COMPLETIONS],
+  ["/completions", COMPLETIONS],
+  ["/v1/embeddings", EMBEDDINGS],
+  ["/embeddings", EMBEDDINGS],
+  ["/v1/responses", RESPONSES],
+  ["/responses", RESPONSES],
+  ["/v1/messages", MESSAGES],
+  ["/v1/messages/count_tokens", MESSAGES_COUNT_TOKENS],
+];
+
+/** Every method and path these routes serve (OpenAPI patterns), for the OpenAPI document's test. */
+export const API_ROUTES: ReadonlyArray<{ method: "get" | "post"; path: string }> = [
+  ...RELAYED.map(([path]) => ({ method: "post" as const, path })),
+  ...["/v1/models", "/models", "/v1/models/{id}", "/models/{id}"].map((path) => ({ method: "get" as const, path })),
+];
+
+export class ApiRoutes {
+  /** "METHOD /path" → route: one map look-up per request, no pattern matching. */
+  private readonly exact = new Map<string, Route>();
+  private readonly getModel: Route;
+  private readonly getModelUnprefixed: Route;
+  private readonly relayer: Relay;
+
+  constructor(private readonly deps: ApiRouteDeps) {
+    const route = (pattern: string, kind: RouteKind, api: InboundApi): Route => ({ pattern, kind, api, recorder: deps.accessLog.recorder(pattern) });
+    for (const [path, api] of RELAYED) this.exact.set(`POST ${path}`, route(path, "relay", api));
+    for (const path of ["/v1/models", "/models"]) this.exact.set(`GET ${path}`, route(path, "list-models", CHAT_COMPLETIONS));
+    this.getModel = route("/v1/models/:id", "get-model", CHAT_COMPLETIONS);
+    this.getModelUnprefixed = route("/models/:id", "get-model", CHAT_COMPLETIONS);
+    this.relayer = new Relay({
+      models: deps.models,
+      providers: deps.providers,
+      limits: deps.limits,
+      defaultMaxTokens: deps.defaultMaxTokens,
+      logsSpend: deps.spendLogs !== null,
+      onUpstreamAuthFailure: deps.onUpstreamAuthFailure,
+    });
+  }
+
+  /** Serves the request if it is one of these routes; false leaves it to the express app. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const path = pathOf(req.url);
+    let route = this.exact.get(`${req.method} ${path}`);
+    if (route === undefined && req.method === "GET") {
+      if (path.startsWith("/v1/models/") && path.length > 11 && path.indexOf("/", 11) === -1) route = this.getModel;
+      else if (path.startsWith("/models/") && path.length > 8 && path.indexOf("/", 8) === -1) route = this.getModelUnprefixed;
+    }
+    if (route === undefined) return false;
+    const exchange = new Exchange(this, req, res, route);
+    this.deps.accessLog.begin(req, res, exchange);
+    exchange.startedWall = Date.now();
+    (res as Tagged)[EXCHANGE] = exchange;
+    res.once("close", onResponseClose);
+    this.serve(exchange).catch(onServeFailure);
+    return true;
+  }
+
+  private async serve(x: Exchange): Promise<void> {
+    try {
+      x.auth = await this.deps.auth.virtualKey(x.req.headers);
+      if (x.route.kind === "relay") await this.relayAndLog(x);
+      else if (x.route.kind === "list-models") this.listModels(x);
+      else this.retrieveModel(x);
+    } catch (err) {
+      this.fail(x, err);
+    }
+  }
+
+  private listModels(x: Exchange): void {
+    const { record, team, user = null } = x.auth!;
+    const data = [];
+    for (const id of this.deps.models.modelNames()) if (callerAllowsModel(record, team, id, user)) data.push({ id, object: "model", created: 0, owned_by: "gatehouse" });
+    writeJson(x.res, 200, { object: "list", data });
+  }
+
+  // The OpenAI SDK's models.retrieve(id). A model the key may not use is "not found", as OpenAI answers.
+  private retrieveModel(x: Exchange): void {
+    const path = pathOf(x.req.url);
+    const id = decodeURIComponent(path.slice(path.lastIndexOf("/") + 1));
+    if (!this.deps.models.modelNames().has(id) || !callerAllowsModel(x.auth!.record, x.auth!.team, id, x.auth!.user))
+      throw new NotFoundError(`The model '${id}' does not exist or this key may not use it.`, "model", "model_not_found");
+    writeJson(x.res, 200, { id, object: "model", created: 0, owned_by: "gatehouse" });
+  }
+
+  /**
+   * A relayed request's spend log row is written once both have happened: the response closed, and the relay
+   * finished (a client that leaves mid-answer closes the response first; its charge is known only after).
+   */
+  private async relayAndLog(x: Exchange): Promise<void> {
+    x.relaying = true;
+    try {
+      // Authenticated: only now is the body read and parsed.
+      const raw = await readJsonBody(x.req, this.deps.maxRequestBodyBytes);
+      const body = parseJsonBody(raw);
+      if (body === null || typeof body !== "object" || Array.isArray(body)) throw new BadRequestError("request body must be a JSON object (Content-Type: application/json)");
+      const duplicate = duplicateTopLevelKey(raw);
+      if (duplicate !== null) throw new BadRequestError(`the field '${duplicate}' appears more than once in the request body`, duplicate, "duplicate_field");
+      const beta = x.req.headers["anthropic-beta"];
+      await this.relayer.relay(x, x.route.api, { raw, body: body as Record<string, unknown>, anthropicBeta: typeof beta === "string" ? beta : undefined }, x);
+    } finally {
+      x.relaying = false;
+      if (x.endedAt !== 0) this.logSpend(x);
+    }
+  }
+
+  private logSpend(x: Exchange): void {
+    // Every request of a key that named a model this gateway serves: served, refused by a limit, or failed
+    // upstream (docs/spend-logs.md).
+    if (this.deps.spendLogs !== null && x.auth !== undefined && x.model !== undefined) this.deps.spendLogs.record(spendLogRow(x, this.deps.replicaId));
+  }
+
+  /** Every failure of a request, told to the client once, in the route's shape. */
+  fail(x: Exchange, err: unknown): void {
+    const { res, req } = x;
+    if (isClientAbort(err) && (req.destroyed || res.destroyed || res.writableEnded)) {
+      this.deps.logger.debug({ path: loggablePath(pathOf(req.url)) }, "client went away before the answer");
+      res.destroy();
+      return;
+    }
+    const error = classifyError(err, this.deps.maxRequestBodyBytes);
+    x.errorCode = error?.code ?? "internal_error";
+    if (!error) this.deps.logger.error({ err: serializeError(err), path: loggablePath(pathOf(req.url)) }, "unhandled error");
+    if (res.headersSent) {
+      endBrokenStream(x, err);
+      return;
+    }
+    const told = error ?? new GatewayError(500, internalErrorBody().error.type, "internal_error", internalErrorBody().error.message);
+    for (const name in told.headers) res.setHeader(name, told.headers[name]!);
+    writeJson(res, told.status, x.route.api.errorBody(told) as object);
+  }
+
+  /** The request is over, answered or not. */
+  closed(x: Exchange): void {
+    if (x.abort !== undefined && !x.res.writableFinished) x.abort.abort();
+    this.deps.accessLog.end(x.req, x.res, x.route.pattern, x.route.recorder, x);
+    x.endedAt = performance.now();
+    if (x.route.kind === "relay" && !x.relaying) this.logSpend(x);
+  }
+}
+
+const MASTER_KEY_TOKEN = "master";
+const MAX_TAGS = 32;
+const MAX_METADATA_BYTES = 4_096;
+// Most requests send no metadata: their rows share one frozen pair instead of each allocating two empty objects.
+const NO_TAGS_OR_METADATA = Object.freeze({ tags: Object.freeze([]) as unknown as string[], metadata: Object.freeze({}) as Record<string, unknown> });
+
+/** The spend log row of a finished request (store/spend-log-store.ts, sql/0010). */
+function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
+  const latencyMs = x.endedAt - x.startedAt;
+  const record = x.auth!.record;
+  const isMaster = record.token === MASTER_KEY_TOKEN;
+  const usage = x.usage;
+  const { tags, metadata } = tagsAndMetadata(x.requestMetadata);
+  // The request id the answer carries, unless the client chose it (then it is kept beside ours: not unique).
+  const clientId = x.req.headers["x-request-id"];
+  const fromClient = typeof clientId === "string" && clientId === x.requestId;
+  return {
+    // Made from the request's start: a lookup by request id finds the row by the time its id carries.
+    request_id: fromClient ? newRequestId(x.startedWall) : x.requestId,
+    // Epoch milliseconds: formatting two dates here cost more than the rest of the row.
+    start_time: x.startedWall,
+    end_time: x.startedWall + Math.round(latencyMs),
+    client_request_id: fromClient ? clientId : null,
+    key_hash: isMaster ? null : record.token,
+    key_id: isMaster ? null : record.keyId,
+    key_name: record.keyName,
+    key_alias: record.keyAlias,
+    team_id: record.teamId,
+    user_id: record.userId,
+    model: x.model!,
+    model_id: x.deployment?.modelId ?? null,
+    // The deployment that served it, provider included, as LiteLLM names it ("anthropic/claude-sonnet-4-5").
+    upstream_model: x.deployment ? `${x.deployment.provider}/${x.deployment.upstreamModel}` : null,
+    prompt_tokens: usage?.promptTokens ?? 0,
+    completion_tokens: usage?.completionTokens ?? 0,
+    total_tokens: (usage?.promptTokens ?? 0) + (usage?.completionTokens ?? 0),
+    spend: x.cost,
+    latency_ms: Math.round(latencyMs * 1000) / 1000,
+    overhead_ms: x.upstreamSeconds === undefined ? null : Math.round((latencyMs - x.upstreamSeconds * 1000) * 1000) / 1000,
+    status: x.res.statusCode,
+    error_code: x.errorCode ?? (x.res.writableFinished ? null : "client_gone"),
+    stream: x.stream,
+    replica_id: replicaId,
+    tags,
+    metadata,
+  };
+}
+
+/**
+ * LiteLLM's request tags (`metadata.tags`) and the rest of the request's metadata, bounded. Text Postgres cannot
+ * store (NUL, a lone surrogate) is left out: one such row would make its whole batch refused.
+ */
+function tagsAndMetadata(value: unknown): { tags: string[]; metadata: Record<string, unknown> } {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return NO_TAGS_OR_METADATA;
+  const { tags: raw, ...rest } = value as Record<string, unknown>;
+  const tags = Array.isArray(raw) ? raw.filter((t): t is string => typeof t === "string" && t.length > 0 && t.length <= 128 && !unstorableText(t)).slice(0, MAX_TAGS) : [];
+  const json = JSON.stringify(rest);
+  if (json.length > MAX_METADATA_BYTES) return { tags, metadata: { truncated: true } };
+  // JSON.stringify writes NUL as \u0000 and a lone surrogate as \udXXX: either in the text means the metadata is not storable.
+  return { tags, metadata: UNSTORABLE_JSON.test(json) ? { unstorable: true } : rest };
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const unstorableText = (t: string) => t.includes("\u0000") || LONE_SURROGATE.test(t);
+const UNSTORABLE_JSON = /\\u0000|\\ud[89a-f][0-9a-f]{2}/i;
+
+/** One request on these routes: what the access log and the relay record, the answer's writer, the upstream call to abort. */
+class Exchange implements RequestRecord, RelayRecord, AnswerWriter {
+  requestId = "";
+  startedAt = 0;
+  auth: AuthResult | undefined = undefined;
+  model: string | undefined = undefined;
+  upstreamSeconds: number | undefined = undefined;
+  abort: ClientGone | undefined = undefined;
+  // For the spend log row.
+  startedWall = 0;
+  /** performance.now() when the response closed; 0 while it is open. */
+  endedAt = 0;
+  /** The relay (admission, upstream call, settle) has not finished yet. */
+  relaying = false;
+  deployment: ModelDeployment | undefined = undefined;
+  stream = false;
+  usage: TokenCount | undefined = undefined;
+  cost = 0;
+  errorCode: string | undefined = undefined;
+  requestMetadata: unknown = undefined;
+  /** Writes are being held for the rest of this loop turn (holdWrites). */
+  corked = false;
+
+  constructor(
+    readonly owner: ApiRoutes,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly route: Route,
+  ) {}
+
+  setHeader(name: string, value: string): void {
+    this.res.setHeader(name, value);
+  }
+
+  send(answer: RelayAnswer): Promise<void> {
+    return relayAnswer(this, answer);
+  }
+}
+
+const EXCHANGE = Symbol("exchange");
+type Tagged = { [EXCHANGE]?: Exchange };
+
+// A module function, not a closure per request: `this` is the response it listens on.
+function onResponseClose(this: ServerResponse): void {
+  const x = (this as Tagged)[EXCHANGE]!;
+  x.owner.closed(x);
+}
+
+// serve() catches everything; this only guards against a bug in the error path itself.
+function onServeFailure(err: unknown): void {
+  process.emitWarning(`unexpected failure on a model API route: ${(err as Error)?.message ?? String(err)}`);
+}
+
+// A JSON answer up to this size is sent in one write with its Content-Length: one system call instead of a chunked
+// write per upstream chunk plus the terminating chunk. Larger answers are relayed as they arrive.
+const ONE_WRITE_MAX_BYTES = 1024 * 1024;
+
+/** Writes an answer to the client: a JSON answer in one write, a stream's frames as they come (metered, translated). */
+async function relayAnswer(x: Exchange, answer: RelayAnswer): Promise<void> {
+  const { res } = x;
+  const signal = x.abort!;
+  const { stream, pass } = answer;
+  res.statusCode = answer.status;
+  res.setHeader("content-type", answer.contentType);
+  if (stream) {
+    res.setHeader("cache-control", "no-cache");
+    res.setHeader("x-accel-buffering", "no"); // nginx in front must not buffer the stream
+    holdWrites(x);
+    res.flushHeaders();
+  }
+  let held: Array<Uint8Array | string> | undefined = stream ? undefined : [];
+  let heldBytes = 0;
+  const write = async (out: Uint8Array | string) => {
+    if (held !== undefined) {
+      held.push(out);
+      heldBytes += typeof out === "string" ? Buffer.byteLength(out) : out.byteLength;
+      if (heldBytes <= ONE_WRITE_MAX_BYTES) return;
+      // Too large to hold: what is held goes out now, the rest as it comes.
+      for (const part of held) res.write(part);
+      held = undefined;
+      return;
+    }
+    holdWrites(x);
+    if (!res.write(out)) await waitForDrain(res, signal);
+  };
+  try {
+    for await (const chunk of answer.body) {
+      if (signal.aborted) return;
+      const out = pass ? pass(chunk) : chunk;
+      if (out.length !== 0) await write(out);
+    }
+    const last = answer.end?.() ?? "";
+    if (last.length !== 0) await write(last);
+    if (held === undefined) return void res.end();
+    if (held.length === 1) return void endWith(res, held[0]!, heldBytes);
+    return void endWith(res, Buffer.concat(held.map((p) => (typeof p === "string" ? Buffer.from(p) : p))), heldBytes);
+  } catch (err) {
+    if (signal.aborted) return;
+    if (!res.headersSent) throw err; // a JSON answer that failed before a byte was sent: told as an error answer
+    endBrokenStream(x, err);
+  }
+}
+
+/**
+ * Writes made in one turn of the event loop leave in one system call: the socket is corked at the first and
+ * uncorked on the next turn (setImmediate). A stream's headers go out with its first frames, and frames that
+ * arrive together from upstream leave together, delayed by one loop turn at most — what a system call per
+ * frame would cost in CPU is most of a streamed answer's cost otherwise.
+ */
+function holdWrites(x: Exchange): void {
+  if (x.corked) return;
+  x.corked = true;
+  x.res.cork();
+  setImmediate(releaseWrites, x);
+}
+
+function releaseWrites(x: Exchange): void {
+  x.corked = false;
+  x.res.uncork();
+}
+
+function endWith(res: ServerResponse, body: Uint8Array | string, bytes: number): void {
+  res.setHeader("content-length", bytes);
+  res.end(body);
+}
+
+function waitForDrain(res: ServerResponse, signal: ClientGone): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      signal.removeListener("abort", aborted);
+      resolve();
+    };
+    const aborted = () => {
+      res.removeListener("drain", done);
+      reject(Object.assign(new Error("the client went away"), { name: "AbortError" }));
+    };
+    res.once("drain", done);
+    signal.once("abort", aborted);
+  });
+}
+
+/** After the headers are out, an error can only be told in-band: the route's error event, then the end. */
+function endBrokenStream(x: Exchange, err: unknown): void {
+  const { res } = x;
+  const error = err instanceof GatewayError ? err : new UpstreamError(502, "the upstream stream failed", "upstream_stream_failed");
+  if (String(res.getHeader("content-type") ?? "").startsWith("text/event-stream")) {
+    x.errorCode = error.code;
+    res.end(x.route.api.streamError(error));
+  } else {
+    res.destroy();
+  }
+}

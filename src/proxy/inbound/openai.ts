@@ -1,0 +1,59 @@
+import type { ModelDeployment } from "../../config/settings.js";
+import type { GatewayError } from "../../errors/errors.js";
+import { jsonUsageMeter, sseUsageMeter } from "../../limits/usage-meter.js";
+import type { Endpoint } from "../provider.js";
+import { assertRequestShape } from "../request-shape.js";
+import { dataFrame } from "../sse.js";
+import { type InboundApi, openAIErrorBody } from "./inbound-api.js";
+
+/** Fields only Gatehouse understands; never sent to a real upstream. */
+const GATEWAY_ONLY_FIELDS = ["mock_response"] as const;
+
+/**
+ * OpenAI's chat completions, completions and embeddings: the shapes every provider meets in (the others are
+ * translated into chat). Most configs name a model as upstream does; then the client's bytes go upstream untouched.
+ */
+function openAIApi(endpoint: "chat.completions" | "completions" | "embeddings"): InboundApi {
+  const streams = (body: Record<string, unknown>) => endpoint !== "embeddings" && body.stream === true;
+  const clientAskedForUsage = (body: Record<string, unknown>) => streams(body) && (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+  return {
+    endpoint,
+    check: (body) => assertRequestShape(endpoint, body),
+    streams,
+    maxOutputTokens: (body) => positiveInt(body.max_completion_tokens) ?? positiveInt(body.max_tokens),
+    nativeBody(body: Record<string, unknown>, deployment: ModelDeployment, metered: boolean) {
+      // Streams report usage only when asked; Gatehouse asks whenever it has to charge the request.
+      const askForUsage = metered && streams(body) && !clientAskedForUsage(body);
+      const keepsGatewayFields = deployment.provider === "mock" || !hasGatewayOnlyField(body);
+      if (!askForUsage && deployment.upstreamModel === body.model && keepsGatewayFields) return null;
+      const upstream: Record<string, unknown> = { ...body, model: deployment.upstreamModel };
+      if (deployment.provider !== "mock") for (const field of GATEWAY_ONLY_FIELDS) delete upstream[field];
+      if (askForUsage) upstream.stream_options = { ...(body.stream_options as object | undefined), include_usage: true };
+      return upstream;
+    },
+    meter: (body, stream) => (stream ? sseUsageMeter(clientAskedForUsage(body)) : jsonUsageMeter()),
+    errorBody: openAIErrorBody,
+    streamError: (error: GatewayError) => dataFrame(error.toBody()),
+  };
+}
+
+export const CHAT_COMPLETIONS: InboundApi = openAIApi("chat.completions");
+export const COMPLETIONS: InboundApi = openAIApi("completions");
+export const EMBEDDINGS: InboundApi = openAIApi("embeddings");
+
+export const OPENAI_APIS: Readonly<Record<"chat.completions" | "completions" | "embeddings", InboundApi>> = {
+  "chat.completions": CHAT_COMPLETIONS,
+  completions: COMPLETIONS,
+  embeddings: EMBEDDINGS,
+};
+
+export type OpenAIEndpoint = Extract<Endpoint, "chat.completions" | "completions" | "embeddings">;
+
+function hasGatewayOnlyField(request: Record<string, unknown>): boolean {
+  for (const field of GATEWAY_ONLY_FIELDS) if (field in request) return true;
+  return false;
+}
+
+function positiveInt(v: unknown): number | undefined {
+  return typeof v === "number" && Number.isInteger(v) && v > 0 ? v : undefined;
+}

@@ -1,0 +1,111 @@
+import { Agent, errors as undiciErrors } from "undici";
+import { UpstreamError } from "../../errors/errors.js";
+import type { ClientGone, UpstreamResponse } from "../provider.js";
+
+export interface UpstreamTimeouts {
+  connectTimeoutMs: number;
+  readTimeoutMs: number;
+  connectionsPerOrigin: number;
+}
+
+export interface UpstreamPost {
+  /** The deployment's api_base (origin and path prefix). */
+  apiBase: string;
+  /** Appended to the api_base's path; may carry a query string. */
+  path: string;
+  headers: Record<string, string>;
+  body: string | Buffer;
+  signal: ClientGone;
+  /** The deployment's own read timeout (ms), if it sets one. */
+  readTimeoutMs: number | undefined;
+}
+
+/**
+ * The HTTP side every provider shares: one undici Agent, a keep-alive pool per origin for the life of the
+ * gateway, connect and read timeouts on every call, and one error kind (UpstreamError) for whatever goes wrong
+ * on the way — connecting, waiting for headers, or mid-body.
+ */
+export class HttpUpstream {
+  private readonly agent: Agent;
+
+  constructor(private readonly timeouts: UpstreamTimeouts) {
+    this.agent = new Agent({
+      connections: timeouts.connectionsPerOrigin,
+      keepAliveTimeout: 30_000,
+      connect: { timeout: timeouts.connectTimeoutMs },
+      headersTimeout: timeouts.readTimeoutMs,
+      bodyTimeout: timeouts.readTimeoutMs,
+    });
+  }
+
+  async post(p: UpstreamPost): Promise<UpstreamResponse> {
+    const readTimeout = p.readTimeoutMs ?? this.timeouts.readTimeoutMs;
+    try {
+      const target = targetOf(p.apiBase);
+      const res = await this.agent.request({
+        origin: target.origin,
+        path: `${target.basePath}${p.path}`,
+        method: "POST",
+        headers: p.headers,
+        body: p.body,
+        signal: p.signal,
+        headersTimeout: readTimeout,
+        bodyTimeout: readTimeout,
+      });
+      const contentType = String(res.headers["content-type"] ?? "application/json");
+      const retryAfter = res.headers["retry-after"];
+      return { status: res.statusCode, contentType, retryAfter: typeof retryAfter === "string" ? retryAfter : undefined, body: guardBody(res.body) };
+    } catch (err) {
+      throw toUpstreamError(err);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}
+
+// An api_base is parsed once, not on every request: the origin picks undici's connection pool, the path is
+// prefixed to the endpoint's.
+const targets = new Map<string, { origin: string; basePath: string }>();
+function targetOf(apiBase: string): { origin: string; basePath: string } {
+  let target = targets.get(apiBase);
+  if (!target) {
+    const url = new URL(apiBase);
+    target = { origin: url.origin, basePath: url.pathname.replace(/\/$/, "") };
+    targets.set(apiBase, target);
+  }
+  return target;
+}
+
+/** Re-throws body read failures (a read timeout mid-stream) as UpstreamError, so callers see one error kind. */
+async function* guardBody(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  try {
+    yield* body;
+  } catch (err) {
+    throw toUpstreamError(err);
+  }
+}
+
+export function toUpstreamError(err: unknown): unknown {
+  if (err instanceof UpstreamError) return err;
+  if (err instanceof undiciErrors.ConnectTimeoutError)
+    return new UpstreamError(504, "timed out connecting to the upstream model server", "upstream_connect_timeout", "timeout_error");
+  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
+    return new UpstreamError(504, "the upstream model server did not answer in time", "upstream_timeout", "timeout_error");
+  }
+  if ((err as Error).name === "AbortError" || err instanceof undiciErrors.RequestAbortedError) return err;
+  const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code;
+  return new UpstreamError(502, `could not reach the upstream model server${code ? ` (${code})` : ""}`, "upstream_unreachable");
+}
+
+/** The whole of a (short) upstream body as text: error answers, JSON answers to translate. */
+export async function readAll(body: UpstreamResponse["body"], maxChars = 16 * 1024 * 1024): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  for await (const chunk of body) {
+    text += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+    if (text.length > maxChars) throw new UpstreamError(502, "the upstream answer is too large to translate", "upstream_answer_too_large");
+  }
+  return text + decoder.decode();
+}

@@ -1,0 +1,268 @@
+import { callerAllowsModel } from "../auth/auth-record.js";
+import type { AuthResult } from "../auth/authenticator.js";
+import type { ModelDeployment, ProviderName } from "../config/settings.js";
+import { BadRequestError, type GatewayError, NotFoundError, PermissionError, UpstreamError } from "../errors/errors.js";
+import type { RequestLimits } from "../limits/admission.js";
+import type { Lease, LimitEnforcer } from "../limits/limit-enforcer.js";
+import { priceOf, type TokenCount, worstCaseCharge } from "../limits/pricing.js";
+import { requestLimitsOf } from "../limits/request-limits.js";
+import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-meter.js";
+import type { InboundApi } from "./inbound/inbound-api.js";
+import { ClientGone, type Endpoint, type Provider, type UpstreamResponse } from "./provider.js";
+import { SseReader, type SseFrame } from "./sse.js";
+import type { ChatChunk, ChatResponse } from "./translate/chat-types.js";
+
+/**
+ * One relayed request, from its parsed body to its settled charge (docs/providers.md, "The relay"): the model and
+ * its deployment, the caller's right to it, the choice between the shape the client spoke and a translation through
+ * chat completions, the reservation against every limit, the upstream call, the answer (metered, translated) and
+ * the settlement. Every API shape goes through here; the HTTP routes only read requests and write answers.
+ */
+export interface RelayDeps {
+  /** The deployment to serve a model name with (models/model-registry.ts), or undefined when none does. */
+  models: { pick(model: string): Promise<ModelDeployment | undefined> };
+  providers: Record<ProviderName, Provider>;
+  limits: LimitEnforcer;
+  defaultMaxTokens: number;
+  /** Usage is read from every answer when spend is logged (the row carries it), not only when it is charged. */
+  logsSpend: boolean;
+  /** Upstream refused the gateway's own credentials: the operator must hear of it (the client gets a 502). */
+  onUpstreamAuthFailure: (deployment: ModelDeployment, status: number) => void;
+}
+
+/** What the relay learns of a request, for its spend log row, its metrics and the upstream call to abort. */
+export interface RelayRecord {
+  auth: AuthResult | undefined;
+  model: string | undefined;
+  deployment: ModelDeployment | undefined;
+  stream: boolean;
+  requestMetadata: unknown;
+  usage: TokenCount | undefined;
+  cost: number;
+  upstreamSeconds: number | undefined;
+  abort: ClientGone | undefined;
+}
+
+export interface RelayRequest {
+  /** The body's bytes, forwarded as they are when nothing in them changes. */
+  raw: Buffer;
+  body: Record<string, unknown>;
+  /** The client's `anthropic-beta` header, for Anthropic deployments. */
+  anthropicBeta?: string | undefined;
+}
+
+/** The answer to write: upstream's body, and what each chunk becomes on its way to the client. */
+export interface RelayAnswer {
+  status: number;
+  contentType: string;
+  stream: boolean;
+  body: UpstreamResponse["body"];
+  /** What one upstream chunk becomes (metered, translated; possibly "" while a frame or a JSON answer completes); absent: as it is. */
+  pass?: ((chunk: Uint8Array | string) => Uint8Array | string) | undefined;
+  /** What is sent after the last chunk (held-back frames, a translated answer, the closing events). */
+  end?: (() => string) | undefined;
+}
+
+export interface AnswerWriter {
+  setHeader(name: string, value: string): void;
+  /** Writes the answer; resolves once it is all sent (or the client left). */
+  send(answer: RelayAnswer): Promise<void>;
+}
+
+/** Bytes of an upstream error body kept for the client's message. */
+const MAX_ERROR_BODY = 64 * 1024;
+
+export class Relay {
+  constructor(private readonly deps: RelayDeps) {}
+
+  async relay(x: RelayRecord, api: InboundApi, request: RelayRequest, out: AnswerWriter): Promise<void> {
+    const { deps } = this;
+    const { body, raw } = request;
+    const model = body.model;
+    if (typeof model !== "string" || model.length === 0) throw new BadRequestError("'model' is required and must be a string", "model", "missing_model");
+    if (body.stream !== undefined && typeof body.stream !== "boolean") throw new BadRequestError("'stream' must be a boolean", "stream");
+    api.check(body);
+    const deployment = await deps.models.pick(model);
+    if (!deployment) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, "model", "model_not_found");
+    // Only a model this gateway serves is logged and used as a metric label: the client's string could be
+    // anything, a key included, and unbounded label values would swamp Prometheus.
+    x.model = model;
+    const { record, team, user = null } = x.auth!;
+    if (!callerAllowsModel(record, team, model, user)) {
+      const who = !callerAllowsModel(record, null, model) ? "This key is" : team !== null && !callerAllowsModel(record, team, model) ? "This key's team is" : "This key's user is";
+      throw new PermissionError(`${who} not allowed to use the model '${model}'.`, "model_not_allowed", "model");
+    }
+    const provider = deps.providers[deployment.provider];
+    const native = provider.speaks(api.endpoint, deployment);
+    const stream = api.streams(body);
+    x.deployment = deployment;
+    x.stream = stream;
+    x.requestMetadata = body.metadata;
+    // A client that goes away aborts the upstream call: nobody is left to read the answer.
+    const abort = new ClientGone();
+    x.abort = abort;
+    if (!native && !(api.viaChat && provider.speaks("chat.completions", deployment))) {
+      if (api.estimate) {
+        const estimate = api.estimate(body);
+        for (const name in estimate.headers) out.setHeader(name, estimate.headers[name]!);
+        return out.send({ status: 200, contentType: "application/json", stream: false, body: [JSON.stringify(estimate.body)] });
+      }
+      throw new BadRequestError(`The model '${model}' (${deployment.provider}) does not serve ${api.endpoint}.`, "model", "endpoint_not_supported");
+    }
+
+    const limits = requestLimitsOf(record, team, user);
+    const metered = !api.free && needsMetering(limits, deployment);
+    let endpoint: Endpoint;
+    let upstreamBody: Record<string, unknown>;
+    let rawBody: Buffer | undefined;
+    let meter: UsageMeter | undefined;
+    let translate: Pick<RelayAnswer, "pass" | "end"> | undefined;
+    if (native) {
+      endpoint = api.endpoint;
+      const changed = api.nativeBody(body, deployment, metered);
+      upstreamBody = changed ?? body;
+      rawBody = changed === null ? raw : undefined;
+      // Usage is read from the answer when the request is charged, and for its spend log row (the tail of an
+      // answer costs little to read; a stream reports usage only if the client or the charge asked for it).
+      if ((metered || deps.logsSpend) && !api.free) meter = api.meter(body, stream);
+    } else {
+      // Translated: the answer must report usage whatever is charged (the client's shape carries it).
+      endpoint = "chat.completions";
+      upstreamBody = { ...api.viaChat!.toChat(body), model: deployment.upstreamModel };
+      if (stream) upstreamBody.stream_options = { include_usage: true };
+      meter = stream ? sseUsageMeter(true) : jsonUsageMeter();
+      translate = stream ? chatStreamTranslation(api, body, meter) : chatJsonTranslation(api, body, meter);
+    }
+
+    let lease: Lease | undefined;
+    if (metered) {
+      const output = endpoint === "embeddings" ? null : { maxTokens: api.maxOutputTokens(body), choices: body.n };
+      lease = await deps.limits.admit(limits, worstCaseCharge(deployment, raw.length, output, deps.defaultMaxTokens));
+      for (const name in lease.headers) out.setHeader(name, lease.headers[name]!);
+    }
+    let relayed = false;
+    // Time on the upstream, from sending the call until its answer is relayed or has failed: the request's
+    // latency minus this is the gateway's overhead (metrics).
+    const upstreamStarted = performance.now();
+    try {
+      const upstream = await provider.forward({ endpoint, deployment, body: upstreamBody, rawBody, stream, signal: abort, anthropicBeta: request.anthropicBeta });
+      if (upstream.status >= 300) throw await this.upstreamFailure(upstream, deployment);
+      relayed = true;
+      if (upstream.headers) for (const name in upstream.headers) out.setHeader(name, upstream.headers[name]!);
+      const answer: RelayAnswer = { status: upstream.status, contentType: upstream.contentType, stream, body: upstream.body };
+      if (translate) Object.assign(answer, translate, { contentType: stream ? "text/event-stream" : "application/json" });
+      else if (meter) Object.assign(answer, { pass: meter.pass, end: meter.end });
+      await out.send(answer);
+    } finally {
+      x.upstreamSeconds = (performance.now() - upstreamStarted) / 1000;
+      // Whatever way the request ended, its reservation is released: charged its usage when upstream
+      // reported it, its reservation (the worst case) when it was relayed without one, nothing when
+      // upstream failed before answering.
+      const usage = meter?.usage;
+      x.usage = usage;
+      if (lease) {
+        const charge = usage ? priceOf(deployment, usage) : relayed ? undefined : priceOf(deployment, { promptTokens: 0, completionTokens: 0 });
+        deps.limits.settle(lease, charge);
+        x.cost = (charge ?? lease.reserved).cost;
+      }
+    }
+  }
+
+  /**
+   * What the client is told when upstream refused (docs/security.md):
+   * - 400, 404, 409, 413, 422: about the client's request: relayed with upstream's status and message;
+   * - 429: relayed with its Retry-After;
+   * - 401, 403: upstream refused **this gateway's** credentials, not the client's: 502 `upstream_auth_failed`,
+   *   logged for the operator; upstream's message (which may quote part of the upstream key) is not relayed;
+   * - 3xx, 5xx and anything else: 502 with a short message of ours; an HTML error page is never echoed.
+   */
+  private async upstreamFailure(upstream: UpstreamResponse, deployment: ModelDeployment): Promise<GatewayError> {
+    let text = "";
+    for await (const chunk of upstream.body) {
+      if (text.length < MAX_ERROR_BODY) text += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+    }
+    const status = upstream.status;
+    if (status === 401 || status === 403) {
+      this.deps.onUpstreamAuthFailure(deployment, status);
+      return new UpstreamError(
+        502,
+        `the upstream provider refused this gateway's credentials for model '${deployment.modelName}'; the gateway's operator must fix its configuration`,
+        "upstream_auth_failed",
+      );
+    }
+    const relayed = status === 400 || status === 404 || status === 409 || status === 413 || status === 422 || status === 429;
+    if (!relayed) return new UpstreamError(502, `the upstream provider answered ${status} for model '${deployment.modelName}'`, "upstream_bad_response");
+    let parsed: { error?: { message?: unknown; type?: unknown; param?: unknown; code?: unknown } } | undefined;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    const e = parsed?.error;
+    const message = typeof e?.message === "string" ? e.message.slice(0, 2_000) : `the upstream provider answered ${status}`;
+    const type = typeof e?.type === "string" ? e.type : "upstream_error";
+    const code = typeof e?.code === "string" || typeof e?.code === "number" ? String(e.code) : `upstream_${status}`;
+    const retryAfter = upstream.retryAfter;
+    const error = new UpstreamError(status, message, code, type, status === 429 && retryAfter ? { "retry-after": retryAfter } : {});
+    return typeof e?.param === "string" ? Object.assign(error, { param: e.param }) : error;
+  }
+}
+
+/** Spend and limits apply when a level of the request has limits or the model has a price; otherwise nothing is metered. */
+function needsMetering(limits: RequestLimits, deployment: ModelDeployment): boolean {
+  return deployment.inputCostPerToken > 0 || deployment.outputCostPerToken > 0 || limits.subjects.length > 0;
+}
+
+/** A chat answer (JSON) in the client's shape: held until complete, then translated whole. */
+function chatJsonTranslation(api: InboundApi, body: Record<string, unknown>, meter: UsageMeter): Pick<RelayAnswer, "pass" | "end"> {
+  const parts: Array<Uint8Array | string> = [];
+  return {
+    pass(chunk) {
+      meter.pass(chunk);
+      parts.push(chunk);
+      return "";
+    },
+    end() {
+      meter.end();
+      const text = parts.map((p) => (typeof p === "string" ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength).toString("utf8"))).join("");
+      let answer: ChatResponse;
+      try {
+        answer = JSON.parse(text) as ChatResponse;
+      } catch {
+        throw new UpstreamError(502, "the upstream answer is not JSON", "upstream_bad_response");
+      }
+      return JSON.stringify(api.viaChat!.fromChatJson(answer, body));
+    },
+  };
+}
+
+/** A chat stream in the client's shape: the meter reads the usage chunk, then each chunk is translated. */
+export function chatStreamTranslation(api: InboundApi, body: Record<string, unknown>, meter: UsageMeter): Pick<RelayAnswer, "pass" | "end"> {
+  const reader = new SseReader();
+  const translator = api.viaChat!.fromChatStream(body);
+  const translateFrames = (frames: SseFrame[]): string => {
+    let out = "";
+    for (const frame of frames) {
+      if (frame.data === "" || frame.data === "[DONE]") continue;
+      let chunk: ChatChunk & { error?: { message?: unknown; code?: unknown } };
+      try {
+        chunk = JSON.parse(frame.data);
+      } catch {
+        throw new UpstreamError(502, "the upstream stream sent a chunk that is not JSON", "upstream_stream_invalid");
+      }
+      if (chunk.error) throw new UpstreamError(502, `the upstream stream failed: ${String(chunk.error.message ?? "unknown error")}`.slice(0, 2_000), "upstream_stream_failed");
+      out += translator.push(chunk);
+    }
+    return out;
+  };
+  return {
+    pass(chunk) {
+      const metered = meter.pass(chunk);
+      return metered === "" ? "" : translateFrames(reader.push(metered));
+    },
+    end() {
+      const rest = meter.end();
+      return translateFrames([...reader.push(rest), ...reader.end()]) + translator.end();
+    },
+  };
+}
