@@ -23,6 +23,7 @@ beforeAll(async () => {
       model_list: [
         { model_name: "mock-gpt", litellm_params: { model: "mock/mock-gpt" } },
         { model_name: "claude-tools", litellm_params: { model: "anthropic/claude-tools", api_base: mock.url, api_key: ANTHROPIC_KEY } },
+        { model_name: "claude-thinking", litellm_params: { model: "anthropic/claude-thinking", api_base: mock.url, api_key: ANTHROPIC_KEY } },
         { model_name: "azure-gpt", litellm_params: { model: "azure/gpt-az", api_base: mock.url, api_key: AZURE_KEY } },
       ],
     },
@@ -58,6 +59,13 @@ describe("the openai SDK's responses", () => {
     expect(call).toMatchObject({ name: "get_weather", arguments: '{"location": "San Francisco, CA"}' });
     expect(final.output_text).toBe("Let me look that up.");
     expect(final.usage).toMatchObject({ input_tokens: 160, output_tokens: 20, input_tokens_details: { cached_tokens: 50 } });
+  });
+
+  it("create: an Anthropic deployment, its thinking as a reasoning item", async () => {
+    const response = await openai.responses.create({ model: "claude-thinking", input: "Hi", max_output_tokens: 500 });
+    expect(response.output.map((o) => o.type)).toEqual(["reasoning", "message"]);
+    expect(response.output_text).toBe("Hello!");
+    expect(response.usage).toMatchObject({ input_tokens: 160, output_tokens: 20 });
   });
 
   it("stream: an Azure deployment", async () => {
