@@ -38,6 +38,7 @@ import { CredentialSeal } from "./models/credential-seal.js";
 import { MODELS_CACHE_KEY, ModelRegistry } from "./models/model-registry.js";
 import { ModelService } from "./models/model-service.js";
 import type { Provider } from "./proxy/provider.js";
+import { DeploymentHealth } from "./proxy/deployment-health.js";
 import { AnthropicProvider } from "./proxy/providers/anthropic.js";
 import { AzureProvider } from "./proxy/providers/azure.js";
 import { HttpUpstream } from "./proxy/providers/http-upstream.js";
@@ -324,6 +325,8 @@ interface Services {
   users: UserService;
   rotation: RotationService;
   providers: Record<ProviderName, Provider>;
+  /** Which deployments cool down, shared by the cluster (docs/routing.md). */
+  health: DeploymentHealth;
   /** Null when spend_logs.logging is off. */
   spendLogs: SpendLogWriter | null;
   spendReader: SpendLogReader;
@@ -381,8 +384,16 @@ async function buildServices(
   const teams = new TeamService(db, coherence, servedModels, limits);
   const users = new UserService(db, coherence, servedModels, limits);
   const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
-  const http = new HttpUpstream(settings.upstream);
+  // router_settings.timeout and stream_timeout, when set, stand in for the upstream read timeouts.
+  const http = new HttpUpstream({
+    ...settings.upstream,
+    readTimeoutMs: settings.router.timeoutMs ?? settings.upstream.readTimeoutMs,
+    streamReadTimeoutMs: settings.router.streamTimeoutMs,
+  });
   started.push("upstream connections", () => http.close());
+  const health = new DeploymentHealth({ redis, keys: redisKeys, logger, settings: settings.router });
+  await health.start();
+  started.push("deployment health", () => health.stop());
   const providers: Record<ProviderName, Provider> = {
     openai: new OpenAICompatibleProvider(http),
     azure: new AzureProvider(http),
@@ -396,7 +407,7 @@ async function buildServices(
     spendLogs = new SpendLogWriter({ db, journal, logger, batchRows: settings.spendLogs.batchRows, memoryMaxRows: settings.spendLogs.memoryMaxRows, copy: !embedded });
   }
   const spendReader = new SpendLogReader(db);
-  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers, spendLogs, spendReader };
+  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers, health, spendLogs, spendReader };
 }
 
 // ── phase 4: background work ────────────────────────────────────────────────────────────────────────────
@@ -514,6 +525,8 @@ async function listen(
     models: services.models,
     modelAdmin: services.modelAdmin,
     providers: services.providers,
+    routing: settings.router,
+    deploymentHealth: services.health,
     limits: services.limits,
     defaultMaxTokens: settings.limits.defaultMaxTokens,
     metrics,

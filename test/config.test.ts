@@ -286,3 +286,68 @@ describe("config messages name the line", () => {
     expect(message).toContain(`${file}:7: model_list[1].litellm_params.model`);
   });
 });
+
+describe("router_settings (LiteLLM's), honoured or refused by name", () => {
+  const base = { model_list: [{ model_name: "m", litellm_params: { model: "mock/m" } }] };
+
+  it("reads retries, cooldowns, fallbacks and timeouts in LiteLLM's names and units", () => {
+    const s = settingsFromConfig(
+      {
+        ...base,
+        router_settings: {
+          num_retries: 4,
+          retry_policy: { RateLimitErrorRetries: 1, BadRequestErrorRetries: 0 },
+          allowed_fails: 2,
+          cooldown_time: 30,
+          fallbacks: [{ m: ["n", "o"] }],
+          context_window_fallbacks: [{ m: ["big"] }],
+          default_fallbacks: ["n"],
+          timeout: 20,
+          stream_timeout: 5,
+        },
+      },
+      { source: "t", env: {} },
+    );
+    expect(s.router).toMatchObject({
+      numRetries: 4,
+      retryPolicy: { rate_limit: 1, bad_request: 0 },
+      allowedFails: 2,
+      cooldownMs: 30_000,
+      timeoutMs: 20_000,
+      streamTimeoutMs: 5_000,
+    });
+    expect([...s.router.fallbacks]).toEqual([["m", ["n", "o"]]]);
+    expect([...s.router.contextWindowFallbacks]).toEqual([["m", ["big"]]]);
+    // Fallbacks the file does not serve may be database models: told, not refused.
+    expect(s.warnings.join("\n")).toContain("n, o, big");
+    expect(settingsFromConfig(base, { source: "t", env: {} }).router).toMatchObject({ numRetries: 2, allowedFails: 3, cooldownMs: 5_000 });
+  });
+
+  it.each([
+    [{ routing_strategy: "least-busy" }, "router_settings.routing_strategy"],
+    [{ enable_pre_call_checks: true }, "enable_pre_call_checks"],
+    [{ retry_policy: { RateLimitErrorRetrys: 1 } }, "RateLimitErrorRetrys"],
+    [{ num_retries: -1 }, "router_settings.num_retries"],
+  ])("refuses what it does not honour, naming it (%#)", (router_settings, named) => {
+    expect(() => settingsFromConfig({ ...base, router_settings }, { source: "t", env: {} })).toThrowError(new RegExp(named.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+  });
+
+  it("gives each deployment an id every replica computes alike, and reads weight and order", () => {
+    const config = {
+      model_list: [
+        { model_name: "m", litellm_params: { model: "mock/a", weight: 3, order: 2 } },
+        { model_name: "m", litellm_params: { model: "mock/a" } },
+        { model_name: "m", litellm_params: { model: "mock/b" } },
+      ],
+    };
+    const one = settingsFromConfig(config, { source: "t", env: {} }).models;
+    const two = settingsFromConfig(config, { source: "t", env: {} }).models;
+    expect(one.map((d) => d.id)).toEqual(two.map((d) => d.id));
+    expect(new Set(one.map((d) => d.id)).size).toBe(3);
+    expect(one.map((d) => [d.weight, d.order])).toEqual([
+      [3, 2],
+      [1, 1],
+      [1, 1],
+    ]);
+  });
+});

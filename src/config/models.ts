@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { z } from "zod";
 import { ConfigError, where, type SettingsContext } from "./context.js";
 import { litellmParamsSchema, modelEntrySchema, PROVIDERS, type ModelDeployment, type ProviderName } from "./schema.js";
@@ -31,13 +32,27 @@ export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings
         `${where(ctx, ["model_list", i, unknownFields[0]!])}: model_list[${i}] (${entry.model_name}): unknown field(s) ${unknownFields.join(", ")} ignored (a typo? known: ${MODEL_ENTRY_FIELDS.join(", ")})`,
       );
     try {
-      models.push(toDeployment(entry, i, ctx, warnings));
+      const deployment = toDeployment(entry, i, ctx, warnings);
+      // Entries alike in name, model and api_base (two keys for one endpoint, say) get ids of their own.
+      const alike = models.filter((m) => m.id.startsWith(deployment.id)).length;
+      models.push(alike === 0 ? deployment : { ...deployment, id: `${deployment.id}-${alike}` });
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       problems.push(err.message);
     }
   });
   return models;
+}
+
+/**
+ * A config deployment's id: the same on every replica reading the same entry (replicas share routing state by it).
+ * Two entries alike in model, upstream and api_base are told apart by readModels (their place among the alike).
+ */
+function deploymentId(modelName: string, model: string, apiBase: string | undefined): string {
+  return createHash("sha256")
+    .update(`${modelName}\0${model}\0${apiBase ?? ""}`)
+    .digest("hex")
+    .slice(0, 16);
 }
 
 function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, warnings: string[]): ModelDeployment {
@@ -86,7 +101,10 @@ export function deploymentFromParams(modelName: string, params: z.infer<typeof l
   const defaultBase = provider === "openai" ? OPENAI_API_BASE : provider === "anthropic" ? ANTHROPIC_API_BASE : undefined;
   const input = params.input_cost_per_token ?? 0;
   return {
+    id: deploymentId(modelName, params.model, params.api_base),
     modelName,
+    weight: params.weight ?? 1,
+    order: params.order ?? 1,
     provider: provider as ProviderName,
     upstreamModel: params.model.slice(slash + 1),
     apiBase: (params.api_base ?? defaultBase)?.replace(/\/+$/, ""),

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { camelKeys } from "./camel-case.js";
 import { parseDuration } from "./duration.js";
+import { type RouterSettings, routerSettingsSchema } from "./router-settings.js";
 
 /**
  * The config file's shape, written once. Each setting's type, bounds and default are here; the typed
@@ -29,6 +30,10 @@ export const litellmParamsSchema = z
     api_version: z.string().min(1).max(64).optional(),
     // Parameters a provider has no place for are dropped (and reported in a response header) instead of refused.
     drop_params: z.boolean().optional(),
+    // Routing (docs/routing.md): a deployment's share among its model's (simple-shuffle), and its priority
+    // (deployments of the lowest order serve; the next order only while all of those cool down).
+    weight: z.number().positive().max(1_000_000).optional(),
+    order: z.number().int().min(1).max(1_000).optional(),
     input_cost_per_token: nonNegative.optional(),
     output_cost_per_token: nonNegative.optional(),
     // Prompt tokens read from and written to the provider's prompt cache (LiteLLM's names); the input price when unset.
@@ -295,9 +300,10 @@ export const configFileSchema = z.strictObject({
   model_list: z.array(modelEntrySchema).default([]),
   general_settings: z.looseObject({ master_key: z.string().optional(), database_url: z.string().optional() }).optional(),
   gatehouse_settings: gatehouseSettingsSchema.prefault({}),
+  // Honoured field by field; a field Gatehouse does not honour is refused by name (docs/routing.md).
+  router_settings: routerSettingsSchema.optional(),
   // LiteLLM's sections Gatehouse does not use: accepted and reported once as ignored.
   litellm_settings: z.unknown().optional(),
-  router_settings: z.unknown().optional(),
   environment_variables: z.unknown().optional(),
 });
 
@@ -312,8 +318,17 @@ type GatehouseSettings = z.output<typeof gatehouseSettingsSchema>;
 export type LimitSettings = GatehouseSettings["limits"];
 
 export interface ModelDeployment {
+  /**
+   * This deployment's name in the cluster's shared routing state (cooldowns, failures): the same on every replica
+   * for one config entry (a hash of what it is and where it is in the file), a database model's id for those.
+   */
+  id: string;
   /** The name clients ask for. Several deployments may share it; they are load-balanced. */
   modelName: string;
+  /** Its share of its model's traffic, against the others' (simple-shuffle's weight; 1 when unset). */
+  weight: number;
+  /** Its priority: the lowest order among a model's deployments serves; the others only while those cool down. */
+  order: number;
   provider: ProviderName;
   /** The model name sent upstream (the part after the provider prefix). */
   upstreamModel: string;
@@ -363,6 +378,8 @@ export type Settings = Flatten<
     /** Names this replica in LISTEN's application_name and in /debug/coherence. */
     replicaId: string;
     models: ModelDeployment[];
+    /** LiteLLM's router_settings, as honoured (docs/routing.md). */
+    router: RouterSettings;
     /** Things worth telling the operator once at start (unknown fields, ignored sections). */
     warnings: string[];
     source: string;

@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import type { z } from "zod";
+import { routerSettingsFrom, unknownFallbackModels } from "./router-settings.js";
 import { ConfigError, formatPath, where, type SettingsContext } from "./context.js";
 import { applyEnvironment } from "./environment.js";
 import { readModels } from "./models.js";
@@ -33,7 +34,7 @@ export const BUILTIN_CONFIG: ConfigFile = {
 const LOCAL_REDIS_URL = "redis://127.0.0.1:6379";
 
 /** LiteLLM's sections that Gatehouse has no use for: accepted, so a LiteLLM config works, and reported. */
-const IGNORED_SECTIONS = ["litellm_settings", "router_settings", "environment_variables"] as const;
+const IGNORED_SECTIONS = ["litellm_settings", "environment_variables"] as const;
 
 export interface LoadOptions {
   file?: string | undefined;
@@ -64,6 +65,10 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
     if (config[section] !== undefined) warnings.push(`config section "${section}" is not used by Gatehouse and was ignored`);
   }
   const models = readModels(config.model_list, ctx, warnings, problems);
+  const router = routerSettingsFrom(config.router_settings);
+  // A fallback may name a database model (added later through the API): a name the file does not serve is told, not refused.
+  const unserved = unknownFallbackModels(router, new Set(models.map((m) => m.modelName)));
+  if (unserved.length > 0) warnings.push(`router_settings: fallbacks name ${unserved.join(", ")}, which this file does not serve (a database model of that name will do)`);
   const logFormat = ctx.env.LOG_FORMAT;
   if (logFormat !== undefined && logFormat !== "" && logFormat !== "json" && logFormat !== "pretty")
     problems.push(`environment variable LOG_FORMAT: "${logFormat}" is not a log format; use json or pretty`);
@@ -139,6 +144,7 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
     metricsToken,
     replicaId: ctx.env.GATEHOUSE_REPLICA_ID || `${hostname()}-${process.pid}`,
     models,
+    router,
     warnings,
     source: ctx.source,
   };

@@ -8,6 +8,8 @@ import type { TokenCount } from "../limits/pricing.js";
 import type { Logger } from "../logger.js";
 import type { RouteRecorder } from "../metrics/metrics.js";
 import type { ModelRegistry } from "../models/model-registry.js";
+import type { RouterSettings } from "../config/router-settings.js";
+import type { DeploymentHealth } from "../proxy/deployment-health.js";
 import type { InboundApi } from "../proxy/inbound/inbound-api.js";
 import { MESSAGES, MESSAGES_COUNT_TOKENS } from "../proxy/inbound/messages.js";
 import { CHAT_COMPLETIONS, COMPLETIONS, EMBEDDINGS } from "../proxy/inbound/openai.js";
@@ -40,6 +42,8 @@ export interface ApiRouteDeps {
   logger: Logger;
   models: ModelRegistry;
   providers: Record<ProviderName, Provider>;
+  routing: RouterSettings;
+  deploymentHealth: DeploymentHealth;
   limits: LimitEnforcer;
   defaultMaxTokens: number;
   maxRequestBodyBytes: number;
@@ -96,6 +100,8 @@ export class ApiRoutes {
     this.relayer = new Relay({
       models: deps.models,
       providers: deps.providers,
+      routing: deps.routing,
+      health: deps.deploymentHealth,
       limits: deps.limits,
       defaultMaxTokens: deps.defaultMaxTokens,
       logsSpend: deps.spendLogs !== null,
@@ -216,7 +222,9 @@ function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
   const record = x.auth!.record;
   const isMaster = record.token === MASTER_KEY_TOKEN;
   const usage = x.usage;
-  const { tags, metadata } = tagsAndMetadata(x.requestMetadata);
+  const { tags, metadata: requestMetadata } = tagsAndMetadata(x.requestMetadata);
+  // The attempts that failed before the one that answered (retries, fallbacks), each deployment and its failure.
+  const metadata = x.attempts.length === 0 ? requestMetadata : { ...requestMetadata, gatehouse_attempts: x.attempts };
   // The request id the answer carries, unless the client chose it (then it is kept beside ours: not unique).
   const clientId = x.req.headers["x-request-id"];
   const fromClient = typeof clientId === "string" && clientId === x.requestId;
@@ -290,6 +298,8 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter {
   cost = 0;
   errorCode: string | undefined = undefined;
   requestMetadata: unknown = undefined;
+  answering = false;
+  attempts: RelayRecord["attempts"] = NO_ATTEMPTS;
   /** Writes are being held for the rest of this loop turn (holdWrites). */
   corked = false;
 
@@ -309,6 +319,7 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter {
   }
 }
 
+const NO_ATTEMPTS: RelayRecord["attempts"] = Object.freeze([]);
 const EXCHANGE = Symbol("exchange");
 type Tagged = { [EXCHANGE]?: Exchange };
 

@@ -28,7 +28,10 @@ import { CallerAuth, requireMasterKey, requireVirtualKey } from "./auth-middlewa
 import { errorHandler, notFoundRoute } from "./error-handler.js";
 import { healthRoutes, type HealthDeps } from "./health-routes.js";
 import { AccessLog, expressAccessLog } from "./access-log.js";
+import type { RouterSettings } from "../config/router-settings.js";
+import type { DeploymentHealth } from "../proxy/deployment-health.js";
 import { ApiRoutes } from "./api-routes.js";
+import { routingRoutes } from "./routing-routes.js";
 import type { UiSessions } from "../auth/ui-sessions.js";
 import { uiRoutes } from "./ui-routes.js";
 
@@ -44,6 +47,8 @@ export interface AppDeps {
   models: ModelRegistry;
   modelAdmin: ModelService;
   providers: Record<ProviderName, Provider>;
+  routing: RouterSettings;
+  deploymentHealth: DeploymentHealth;
   limits: LimitEnforcer;
   defaultMaxTokens: number;
   health: HealthDeps;
@@ -83,6 +88,8 @@ export function buildHttp(deps: AppDeps): Http {
     logger: deps.logger,
     models: deps.models,
     providers: deps.providers,
+    routing: deps.routing,
+    deploymentHealth: deps.deploymentHealth,
     limits: deps.limits,
     defaultMaxTokens: deps.defaultMaxTokens,
     maxRequestBodyBytes: deps.maxRequestBodyBytes,
@@ -122,6 +129,7 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(auth));
   app.use(["/key", "/team", "/user", "/model", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }));
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
+  app.use(routingRoutes(deps.models, deps.deploymentHealth));
   app.use(teamRoutes(deps.teams));
   app.use(userRoutes(deps.users));
   app.use(modelRoutes(deps.modelAdmin));

@@ -66,12 +66,12 @@ export class ModelRegistry {
   }
 
   /**
-   * The deployment for `model`; waits for a read in progress when the model is not in the config file. While this
+   * The deployments for `model`, first choice first (proxy/model-router.ts); waits for a read in progress when the model is not in the config file. While this
    * replica may have missed events (Postgres or its notifications unreachable past the freshness bound), only
    * config models are served: a database model deleted meanwhile must not be served from memory, credentials
    * included (docs/models.md).
    */
-  async pick(model: string): Promise<ModelDeployment | undefined> {
+  async pick(model: string): Promise<ModelDeployment[] | undefined> {
     if (!this.fresh()) {
       const fromConfig = this.configRouter.pick(model);
       if (fromConfig) return fromConfig;
@@ -93,6 +93,11 @@ export class ModelRegistry {
     }
     if (this.readFailed) throw new ServiceUnavailableError("the model list is being read again and the database cannot be reached; retry shortly", 1, "model_store_unavailable");
     return this.router.pick(model);
+  }
+
+  /** Every deployment served now: the config's and the database's as last read (routing state, /debug/routing). */
+  deployments(): ModelDeployment[] {
+    return [...this.configDeployments, ...this.dbDeployments.map((d) => d.deployment)];
   }
 
   /** Retries a failed read (called every heartbeat). */
@@ -131,7 +136,7 @@ export class ModelRegistry {
     for (const row of rows) {
       try {
         const apiKey = row.api_key_sealed ? this.seal.open(row.api_key_sealed) : undefined;
-        loaded.push({ row, deployment: { ...deploymentOf(row.model_name, row.params as ApiLitellmParams, apiKey), modelId: row.model_id } });
+        loaded.push({ row, deployment: { ...deploymentOf(row.model_name, row.params as ApiLitellmParams, apiKey), id: row.model_id, modelId: row.model_id } });
       } catch (err) {
         // One unreadable row (sealed with a key this replica lacks) must not take the others down.
         this.logger.error({ model_id: row.model_id, model_name: row.model_name, err: (err as Error).message }, "a database model cannot be served");

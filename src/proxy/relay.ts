@@ -7,6 +7,9 @@ import type { Lease, LimitEnforcer } from "../limits/limit-enforcer.js";
 import { priceOf, type TokenCount, worstCaseCharge } from "../limits/pricing.js";
 import { requestLimitsOf } from "../limits/request-limits.js";
 import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-meter.js";
+import type { RouterSettings } from "../config/router-settings.js";
+import { AttemptPlan, failureKindOf } from "./attempts.js";
+import type { DeploymentHealth } from "./deployment-health.js";
 import type { InboundApi } from "./inbound/inbound-api.js";
 import { ClientGone, type Endpoint, type Provider, type UpstreamResponse } from "./provider.js";
 import { SseReader, type SseFrame } from "./sse.js";
@@ -19,8 +22,11 @@ import type { ChatChunk, ChatResponse } from "./translate/chat-types.js";
  * the settlement. Every API shape goes through here; the HTTP routes only read requests and write answers.
  */
 export interface RelayDeps {
-  /** The deployment to serve a model name with (models/model-registry.ts), or undefined when none does. */
-  models: { pick(model: string): Promise<ModelDeployment | undefined> };
+  /** The deployments that serve a model name, first choice first (models/model-registry.ts); undefined when none does. */
+  models: { pick(model: string): Promise<ModelDeployment[] | undefined> };
+  /** Retries, fallbacks and cooldowns (docs/routing.md). */
+  routing: RouterSettings;
+  health: DeploymentHealth;
   providers: Record<ProviderName, Provider>;
   limits: LimitEnforcer;
   defaultMaxTokens: number;
@@ -33,6 +39,10 @@ export interface RelayDeps {
 /** What the relay learns of a request, for its spend log row, its metrics and the upstream call to abort. */
 export interface RelayRecord {
   auth: AuthResult | undefined;
+  /** The answer began: a failure now is told to the client, never retried. */
+  answering: boolean;
+  /** The attempts that failed before the one that answered (spend log, headers); empty for most requests. */
+  attempts: ReadonlyArray<{ deployment: string; failure: string }>;
   model: string | undefined;
   deployment: ModelDeployment | undefined;
   stream: boolean;
@@ -77,13 +87,13 @@ export class Relay {
 
   async relay(x: RelayRecord, api: InboundApi, request: RelayRequest, out: AnswerWriter): Promise<void> {
     const { deps } = this;
-    const { body, raw } = request;
+    const { body } = request;
     const model = body.model;
     if (typeof model !== "string" || model.length === 0) throw new BadRequestError("'model' is required and must be a string", "model", "missing_model");
     if (body.stream !== undefined && typeof body.stream !== "boolean") throw new BadRequestError("'stream' must be a boolean", "stream");
     api.check(body);
-    const deployment = await deps.models.pick(model);
-    if (!deployment) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, "model", "model_not_found");
+    const deployments = await deps.models.pick(model);
+    if (!deployments) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, "model", "model_not_found");
     // Only a model this gateway serves is logged and used as a metric label: the client's string could be
     // anything, a key included, and unbounded label values would swamp Prometheus.
     x.model = model;
@@ -92,22 +102,57 @@ export class Relay {
       const who = !callerAllowsModel(record, null, model) ? "This key is" : team !== null && !callerAllowsModel(record, team, model) ? "This key's team is" : "This key's user is";
       throw new PermissionError(`${who} not allowed to use the model '${model}'.`, "model_not_allowed", "model");
     }
-    const provider = deps.providers[deployment.provider];
-    const native = provider.speaks(api.endpoint, deployment);
-    const stream = api.streams(body);
-    x.deployment = deployment;
-    x.stream = stream;
+    x.stream = api.streams(body);
     x.requestMetadata = body.metadata;
     // A client that goes away aborts the upstream call: nobody is left to read the answer.
-    const abort = new ClientGone();
-    x.abort = abort;
+    x.abort = new ClientGone();
+    // Every attempt of the request, its retries and fallbacks, under one budget (proxy/attempts.ts).
+    const plan = new AttemptPlan(
+      model,
+      deployments,
+      deps.routing,
+      deps.health,
+      (m) => callerAllowsModel(record, team, m, user),
+      (m) => deps.models.pick(m),
+    );
+    for (;;) {
+      const deployment = await plan.next();
+      if (deployment === undefined) throw plan.exhausted();
+      x.deployment = deployment;
+      x.answering = false;
+      try {
+        await this.attempt(x, api, request, out, deployment, plan);
+        return;
+      } catch (err) {
+        // Once the answer began, or for a failure that is not the upstream's (a limit, the client leaving), the
+        // request ends here; an upstream failure before the first byte is tried again elsewhere if the plan allows.
+        const kind = x.answering ? null : failureKindOf(err);
+        if (kind === null) throw err;
+        // A model's only deployment never cools down (LiteLLM's rule): leaving it out would only turn its errors into 503s.
+        if (plan.hasAlternatives()) await deps.health.failed(deployment, kind);
+        plan.failed(deployment, kind, err);
+        x.attempts = plan.attempts;
+      }
+    }
+  }
+
+  /** One attempt on one deployment: admission priced at it, the call, the answer (the first byte ends retrying). */
+  private async attempt(x: RelayRecord, api: InboundApi, request: RelayRequest, out: AnswerWriter, deployment: ModelDeployment, plan: AttemptPlan): Promise<void> {
+    const { deps } = this;
+    const { body, raw } = request;
+    const { record, team, user = null } = x.auth!;
+    const stream = x.stream;
+    const abort = x.abort!;
+    const provider = deps.providers[deployment.provider];
+    const native = provider.speaks(api.endpoint, deployment);
     if (!native && !(api.viaChat && provider.speaks("chat.completions", deployment))) {
       if (api.estimate) {
         const estimate = api.estimate(body);
         for (const name in estimate.headers) out.setHeader(name, estimate.headers[name]!);
+        x.answering = true;
         return out.send({ status: 200, contentType: "application/json", stream: false, body: [JSON.stringify(estimate.body)] });
       }
-      throw new BadRequestError(`The model '${model}' (${deployment.provider}) does not serve ${api.endpoint}.`, "model", "endpoint_not_supported");
+      throw new BadRequestError(`The model '${deployment.modelName}' (${deployment.provider}) does not serve ${api.endpoint}.`, "model", "endpoint_not_supported");
     }
 
     const limits = requestLimitsOf(record, team, user);
@@ -149,6 +194,8 @@ export class Relay {
       if (upstream.status >= 300) throw await this.upstreamFailure(upstream, deployment);
       relayed = true;
       if (upstream.headers) for (const name in upstream.headers) out.setHeader(name, upstream.headers[name]!);
+      for (const [name, value] of plan.answerHeaders(deployment)) out.setHeader(name, value);
+      x.answering = true;
       const answer: RelayAnswer = { status: upstream.status, contentType: upstream.contentType, stream, body: upstream.body };
       if (translate) Object.assign(answer, translate, { contentType: stream ? "text/event-stream" : "application/json" });
       else if (meter) Object.assign(answer, { pass: meter.pass, end: meter.end });

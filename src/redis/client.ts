@@ -14,6 +14,16 @@ export interface GatehouseRedis extends Redis {
   limitsReserve(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<string[]>;
   limitsSettle(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<string[]>;
   limitsDropStale(ledger: string, generation: string): Promise<number>;
+  routerFail(
+    failuresKey: string,
+    cooldownsKey: string,
+    deploymentId: string,
+    allowedFails: number,
+    cooldownMs: number,
+    windowMs: number,
+    channel: string,
+  ): Promise<[number, number]>;
+  routerCooldowns(cooldownsKey: string): Promise<Array<string | number>>;
 }
 
 const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
@@ -24,6 +34,8 @@ const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
   { command: "limitsReserve", file: "limits-reserve.lua", keys: -1 },
   { command: "limitsSettle", file: "limits-settle.lua", keys: -1 },
   { command: "limitsDropStale", file: "limits-drop-stale.lua", keys: 1 },
+  { command: "routerFail", file: "router-fail.lua", keys: 2 },
+  { command: "routerCooldowns", file: "router-cooldowns.lua", keys: 1 },
 ];
 
 /** Redis found through Sentinel: the master of `name` as the `sentinels` say, followed across failovers. */

@@ -52,4 +52,21 @@ export class RedisKeys {
     const base = `${this.prefix}${this.lineageTag}:limits:{${ledger}}:`;
     return { ledger: `${base}ledger`, inflight: `${base}inflight`, reserved: `${base}reserved`, requests: `${base}rpm`, tokens: `${base}tpm` };
   }
+
+  /**
+   * The cluster's routing state (proxy/deployment-health.ts): a deployment's failures in the current window, the
+   * cooldowns of every deployment, and the channel that announces a cooldown. Not bound to a database history:
+   * it is about upstreams. Owner: proxy/deployment-health.
+   */
+  routerFailures(deploymentId: string): string {
+    return `${this.prefix}router:{${deploymentId}}:failures`;
+  }
+
+  routerCooldowns(): string {
+    return `${this.prefix}router:cooldowns`;
+  }
+
+  routerChannel(): string {
+    return `${this.prefix}router:cooldown-started`;
+  }
 }

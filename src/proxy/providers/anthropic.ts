@@ -60,6 +60,7 @@ export class AnthropicProvider implements Provider {
       body,
       signal: call.signal,
       readTimeoutMs: deployment.timeoutMs,
+      stream: call.stream,
     });
     if (upstream.status >= 300) return failure(upstream);
     const extra = dropped.length > 0 ? { "gatehouse-dropped-params": dropped.join(",") } : undefined;

@@ -35,6 +35,7 @@ export class AzureProvider implements Provider {
       body: call.rawBody ?? JSON.stringify(call.body),
       signal: call.signal,
       readTimeoutMs: deployment.timeoutMs,
+      stream: call.stream,
     });
   }
 }

@@ -5,6 +5,8 @@ import type { ClientGone, UpstreamResponse } from "../provider.js";
 export interface UpstreamTimeouts {
   connectTimeoutMs: number;
   readTimeoutMs: number;
+  /** The read timeout of streamed calls, when it differs (router_settings.stream_timeout). */
+  streamReadTimeoutMs?: number | undefined;
   connectionsPerOrigin: number;
 }
 
@@ -18,6 +20,7 @@ export interface UpstreamPost {
   signal: ClientGone;
   /** The deployment's own read timeout (ms), if it sets one. */
   readTimeoutMs: number | undefined;
+  stream?: boolean;
 }
 
 /**
@@ -39,7 +42,7 @@ export class HttpUpstream {
   }
 
   async post(p: UpstreamPost): Promise<UpstreamResponse> {
-    const readTimeout = p.readTimeoutMs ?? this.timeouts.readTimeoutMs;
+    const readTimeout = p.readTimeoutMs ?? (p.stream ? this.timeouts.streamReadTimeoutMs : undefined) ?? this.timeouts.readTimeoutMs;
     try {
       const target = targetOf(p.apiBase);
       const res = await this.agent.request({

@@ -33,6 +33,7 @@ export class OpenAICompatibleProvider implements Provider {
       body: call.rawBody ?? JSON.stringify(call.body),
       signal: call.signal,
       readTimeoutMs: deployment.timeoutMs,
+      stream: call.stream,
     });
   }
 }

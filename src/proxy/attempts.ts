@@ -1,0 +1,141 @@
+import type { FailureKind, RouterSettings } from "../config/router-settings.js";
+import type { ModelDeployment } from "../config/settings.js";
+import { type GatewayError, ServiceUnavailableError, UpstreamError } from "../errors/errors.js";
+import type { DeploymentHealth } from "./deployment-health.js";
+
+/**
+ * The attempts of one client request (docs/routing.md): its model's deployments first (the router's order,
+ * skipping those cooling down), retried within the model while retries are left for the kind of failure, then
+ * each fallback model in turn. One budget for the whole request: `num_retries` retries in all (or the retry
+ * policy's number for the failure's kind), plus one attempt for each fallback model — never multiplied by model
+ * or by deployment. Every attempt goes through the same admission as the first (relay.ts), priced at its own
+ * deployment.
+ */
+
+/** Failures worth another attempt unless the retry policy says otherwise (LiteLLM retries these). */
+const RETRIED: ReadonlySet<FailureKind> = new Set(["rate_limit", "timeout", "server_error", "connection"]);
+
+/** What kind of failure an upstream error is; null for anything else (a limit, the client leaving, a bug). */
+export function failureKindOf(err: unknown): FailureKind | null {
+  if (!(err instanceof UpstreamError)) return null;
+  const { status, code } = err;
+  if (code === "upstream_unreachable") return "connection";
+  if (code === "upstream_auth_failed") return "auth";
+  if (status === 504 || code === "upstream_timeout" || code === "upstream_connect_timeout") return "timeout";
+  if (status === 429) return "rate_limit";
+  if (code === "content_filter" || code === "content_policy_violation") return "content_policy";
+  if (code === "context_length_exceeded" || /context (length|window)|prompt is too long|maximum context/i.test(err.message)) return "context_window";
+  if (status >= 500) return "server_error";
+  return "bad_request";
+}
+
+export class AttemptPlan {
+  readonly attempts: Array<{ deployment: string; failure: string }> = [];
+  private readonly failedHere = new Set<string>();
+  private retriesUsed = 0;
+  private fallbacksUsed = 0;
+  private lastKind: FailureKind | null = null;
+  private lastError: unknown;
+  /** The model being tried now (the requested one, then fallbacks), and its deployments. */
+  private current: string;
+  private deployments: ModelDeployment[];
+  private fallbackChain: readonly string[] | null = null;
+
+  constructor(
+    model: string,
+    deployments: ModelDeployment[],
+    private readonly settings: RouterSettings,
+    private readonly health: DeploymentHealth,
+    /** May the caller use this model? A fallback the caller may not use is skipped. */
+    private readonly allowed: (model: string) => boolean,
+    private readonly deploymentsOf: (model: string) => Promise<ModelDeployment[] | undefined>,
+  ) {
+    this.current = model;
+    this.deployments = deployments;
+  }
+
+  /** The deployment to try next, or undefined when the budget or the candidates are spent. */
+  async next(): Promise<ModelDeployment | undefined> {
+    if (this.attempts.length > 0 && this.lastKind !== null) {
+      // A retry within the model, if this kind of failure is retried and retries are left.
+      const retries = this.settings.retryPolicy[this.lastKind] ?? (RETRIED.has(this.lastKind) ? this.settings.numRetries : 0);
+      if (this.retriesUsed < retries) {
+        const again = this.pickIn(this.deployments);
+        if (again) {
+          this.retriesUsed++;
+          if (this.settings.retryAfterMs > 0) await new Promise((r) => setTimeout(r, this.settings.retryAfterMs));
+          return again;
+        }
+      }
+      return this.nextFallback();
+    }
+    return this.pickIn(this.deployments) ?? this.nextFallback();
+  }
+
+  /** Has the model being tried more than one deployment? */
+  hasAlternatives(): boolean {
+    return this.deployments.length > 1;
+  }
+
+  failed(deployment: ModelDeployment, kind: FailureKind, err: unknown): void {
+    this.failedHere.add(deployment.id);
+    this.attempts.push({ deployment: deployment.id, failure: kind });
+    this.lastKind = kind;
+    this.lastError = err;
+  }
+
+  /** What the client is told when nothing answered: the last upstream failure, or that every deployment cools down. */
+  exhausted(): GatewayError | unknown {
+    if (this.lastError !== undefined) return this.lastError;
+    const wait = Math.max(1, Math.ceil(this.health.msUntilAny(this.deployments.map((d) => d.id)) / 1000));
+    return new ServiceUnavailableError(`every deployment of '${this.current}' is cooling down after repeated failures; retry shortly`, wait, "no_deployment_available");
+  }
+
+  /** Headers of the answer: the deployment that served it, and how many attempts it took (LiteLLM's names beside ours). */
+  answerHeaders(served: ModelDeployment): Array<[string, string]> {
+    return [
+      ["gatehouse-deployment", served.id],
+      ["gatehouse-attempts", String(this.attempts.length + 1)],
+      ["x-litellm-model-id", served.id],
+      ["x-litellm-attempted-retries", String(this.retriesUsed)],
+      ["x-litellm-attempted-fallbacks", String(this.fallbacksUsed)],
+    ];
+  }
+
+  /** The first of `list` not cooling down, untried in this request first; undefined when all cool down. */
+  private pickIn(list: readonly ModelDeployment[]): ModelDeployment | undefined {
+    let triedButUsable: ModelDeployment | undefined;
+    for (const d of list) {
+      if (this.health.isCooling(d.id)) continue;
+      if (!this.failedHere.has(d.id)) return d;
+      triedButUsable ??= d;
+    }
+    // Retrying the one that failed (a single deployment's transient 429) beats not retrying at all.
+    return this.attempts.length > 0 ? triedButUsable : undefined;
+  }
+
+  private async nextFallback(): Promise<ModelDeployment | undefined> {
+    this.fallbackChain ??= this.chainFor(this.lastKind);
+    while (this.fallbacksUsed < this.fallbackChain.length) {
+      const model = this.fallbackChain[this.fallbacksUsed++]!;
+      if (!this.allowed(model)) continue;
+      const deployments = await this.deploymentsOf(model);
+      if (!deployments) continue;
+      this.current = model;
+      this.deployments = deployments;
+      const first = deployments.find((d) => !this.health.isCooling(d.id));
+      if (first) return first;
+    }
+    return undefined;
+  }
+
+  /** The fallbacks for this kind of failure (LiteLLM's three lists; the general ones for everything else). */
+  private chainFor(kind: FailureKind | null): readonly string[] {
+    const s = this.settings;
+    const model = this.current;
+    if (kind === "context_window") return s.contextWindowFallbacks.get(model) ?? [];
+    if (kind === "content_policy") return s.contentPolicyFallbacks.get(model) ?? [];
+    if (kind === "bad_request" || kind === "auth") return [];
+    return s.fallbacks.get(model) ?? s.defaultFallbacks;
+  }
+}

@@ -1,0 +1,150 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Cluster, startCluster } from "./helpers/cluster.js";
+import { type FakeUpstream, startFakeUpstream } from "./helpers/fake-upstream.js";
+import { api } from "./helpers/http.js";
+import { waitFor } from "./helpers/services.js";
+import { INPUT_COST, OUTPUT_COST } from "./helpers/prices.js";
+
+/**
+ * Retries, fallbacks and cooldowns on three replica processes sharing one Redis (docs/routing.md), against a fake
+ * upstream whose deployments fail as told: "broken" answers 500, "rate-limited" 429; the mock provider serves.
+ */
+let upstream: FakeUpstream;
+let cluster: Cluster;
+
+const ALLOWED_FAILS = 1;
+const callsTo = (model: string) => upstream.requests.filter((r) => r.body?.model === model).length;
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+  const v1 = `${upstream.url}/v1`;
+  cluster = await startCluster({
+    size: 3,
+    config: {
+      model_list: [
+        // One model, a dead deployment and a live one.
+        { model_name: "flaky", litellm_params: { model: "openai/broken", api_base: v1, api_key: "k" } },
+        { model_name: "flaky", litellm_params: { model: "mock/flaky-ok" } },
+        // A model whose only deployment is rate limited, falling back to a dearer one.
+        {
+          model_name: "limited",
+          litellm_params: { model: "openai/rate-limited", api_base: v1, api_key: "k", input_cost_per_token: INPUT_COST, output_cost_per_token: OUTPUT_COST },
+        },
+        { model_name: "backup", litellm_params: { model: "mock/backup", input_cost_per_token: 4 * INPUT_COST, output_cost_per_token: 4 * OUTPUT_COST } },
+        // A model that only ever fails, with no fallback.
+        { model_name: "doomed", litellm_params: { model: "openai/broken", api_base: `${v1}/doomed`, api_key: "k" } },
+        // A model of two deployments that both fail.
+        { model_name: "twins", litellm_params: { model: "openai/broken", api_base: `${v1}/twin1`, api_key: "k" } },
+        { model_name: "twins", litellm_params: { model: "openai/broken", api_base: `${v1}/twin2`, api_key: "k" } },
+      ],
+      router_settings: { num_retries: 2, allowed_fails: ALLOWED_FAILS, cooldown_time: 60, fallbacks: [{ limited: ["backup"] }] },
+    },
+  });
+}, 90_000);
+afterAll(async () => {
+  await cluster?.close();
+  await upstream?.close();
+});
+
+async function newKey(fields: Record<string, unknown> = {}): Promise<string> {
+  const res = await cluster.replicas[0]!.admin("/key/generate", fields);
+  expect(res.status, res.text).toBe(200);
+  return res.body.key;
+}
+
+const chat = (replica: number, key: string, model: string, extra: Record<string, unknown> = {}) =>
+  api(cluster.replicas[replica]!.url, "/v1/chat/completions", { key, body: { model, messages: [{ role: "user", content: "Hi" }], ...extra } });
+
+describe("a dead deployment", () => {
+  it("is retried away from, and gets at most allowed_fails + 1 calls from the whole cluster before its cooldown holds everywhere", async () => {
+    const key = await newKey();
+    await cluster.settle();
+    const before = callsTo("broken");
+    // Sequential requests, round-robin over the replicas: each replica's router takes the dead one first now and then.
+    for (let i = 0; i < 30; i++) {
+      const res = await chat(i % 3, key, "flaky");
+      expect(res.status, res.text).toBe(200);
+      expect(res.headers.get("gatehouse-deployment")).toBeTruthy();
+    }
+    const calls = callsTo("broken") - before;
+    process.stdout.write(`dead deployment: ${calls} calls from 3 replicas over 30 requests (allowed_fails ${ALLOWED_FAILS})\n`);
+    expect(calls).toBeGreaterThanOrEqual(1);
+    expect(calls).toBeLessThanOrEqual(ALLOWED_FAILS + 1);
+  });
+
+  it("a model's only deployment is retried, and never cooled down (its errors stay its own)", async () => {
+    const key = await newKey();
+    for (const replica of [0, 1, 2]) {
+      const before = upstream.requests.filter((r) => r.path.includes("/doomed/")).length;
+      const res = await chat(replica, key, "doomed");
+      expect(res.status).toBe(502);
+      // 1 attempt and num_retries (2) retries, all on the one deployment.
+      expect(upstream.requests.filter((r) => r.path.includes("/doomed/")).length - before).toBe(3);
+    }
+  });
+
+  it("holds a cooldown on every replica, and with every deployment of a model cooling down answers 503 with a Retry-After", async () => {
+    // "flaky"'s dead deployment cooled down in the first test: every replica says so.
+    for (const r of cluster.replicas) {
+      const state = (await r.admin("/debug/routing")).body;
+      expect(state.shared).toBe(true);
+      const flaky = state.deployments.filter((d: { model: string }) => d.model === "flaky");
+      expect(flaky.map((d: { cooling_ms: number }) => d.cooling_ms > 0).sort()).toEqual([false, true]);
+    }
+    // Two dead deployments of one model: the first requests spend their attempts until both cool down.
+    const key = await newKey();
+    let res = await chat(0, key, "twins");
+    expect(res.status).toBe(502);
+    res = await chat(1, key, "twins");
+    await waitFor(
+      async () => {
+        res = await chat(2, key, "twins");
+        return res.status === 503;
+      },
+      { timeoutMs: 2_000, intervalMs: 20, what: "both deployments to cool down" },
+    );
+    expect(res.body.error.code).toBe("no_deployment_available");
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+});
+
+describe("fallbacks", () => {
+  it("a streaming request whose deployment answers 429 completes from the fallback, priced at the fallback", async () => {
+    const key = await newKey({ max_budget: 100 });
+    const res = await fetch(`${cluster.replicas[1]!.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "limited", messages: [{ role: "user", content: "Hi" }], stream: true, stream_options: { include_usage: true } }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-litellm-attempted-fallbacks")).toBe("1");
+    const text = await res.text();
+    expect(text).toContain("[DONE]");
+    const usage = text
+      .split("\n\n")
+      .map((f) => f.slice(6))
+      .filter((d) => d.includes('"usage"'))
+      .map((d) => JSON.parse(d).usage)
+      .at(-1);
+    const info = await cluster.replicas[1]!.admin(`/key/info?key=${key}`);
+    expect(info.body.info.spend).toBeCloseTo(usage.prompt_tokens * 4 * INPUT_COST + usage.completion_tokens * 4 * OUTPUT_COST, 12);
+  });
+
+  it("a fallback that costs more never takes a key past its budget by more than the request that spent it", async () => {
+    // A budget below one request at the fallback's price: the first is admitted (something is left) and spends it.
+    const key = await newKey({ max_budget: 0.001 });
+    const first = await chat(2, key, "limited");
+    expect(first.status, first.text).toBe(200);
+    for (const replica of [0, 1, 2]) {
+      const res = await chat(replica, key, "limited");
+      expect(res.status).toBe(400);
+      expect(res.body.error.type).toBe("budget_exceeded");
+    }
+  });
+
+  it("skips a fallback the key may not use", async () => {
+    const key = await newKey({ models: ["limited"] });
+    const res = await chat(0, key, "limited");
+    expect(res.status).toBe(429);
+  });
+});
