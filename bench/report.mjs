@@ -14,6 +14,8 @@ const ORDER = [
   ["workers", "Workers on one host (`bench/workers.mjs`)"],
   ["teams", "A team of 100,000 keys (`bench/teams.mjs`)"],
   ["models", "Models added and deleted through the API (`bench/models.mjs`)"],
+  ["translation", "Translation cost per event (`bench/translation.mjs`)"],
+  ["native-stream", "Native and translated streams through one replica (`bench/native-stream.mjs`)"],
 ];
 const m = machine();
 const parts = [

@@ -113,4 +113,4 @@ for (const p of paths) {
   rows.push({ ...r, "p99 < 300 µs": r.p99_us < 300 ? "yes" : "NO" });
 }
 const table = printTable(`Translation cost per event (${STREAMS} streams of ${DELTAS + 36} events each, in-process)`, rows);
-writeResult("translation", { streams: STREAMS, target_p99_us: 300, results, table });
+writeResult("translation", { streams: STREAMS, target_p99_us: 300, results, markdown: table });

@@ -11,10 +11,16 @@ const COMPLETION = JSON.stringify({
   choices: [{ index: 0, message: { role: "assistant", content: "Hello from the bench upstream." }, finish_reason: "stop" }],
   usage: { prompt_tokens: 10, completion_tokens: 7, total_tokens: 17 },
 });
-const CHUNKS = ["Hello", " from", " the", " bench", " upstream."].map(
-  (c) =>
-    `data: ${JSON.stringify({ id: "chatcmpl-bench", object: "chat.completion.chunk", created: 0, model: "bench", choices: [{ index: 0, delta: { content: c }, finish_reason: null }] })}\n\n`,
-);
+const chunk = (delta, finish = null) => ({
+  id: "chatcmpl-bench",
+  object: "chat.completion.chunk",
+  created: 0,
+  model: "bench",
+  choices: [{ index: 0, delta, finish_reason: finish }],
+});
+// As OpenAI streams: the words, a last chunk with the finish reason, and the usage chunk when asked for.
+const CHUNKS = [...["Hello", " from", " the", " bench", " upstream."].map((c) => chunk({ content: c })), chunk({}, "stop")].map((c) => `data: ${JSON.stringify(c)}\n\n`);
+const USAGE_CHUNK = `data: ${JSON.stringify({ ...chunk({}), choices: [], usage: { prompt_tokens: 10, completion_tokens: 7, total_tokens: 17 } })}\n\n`;
 
 // The same five words as Anthropic streams them: message_start, a text block, message_delta, message_stop.
 const ANTHROPIC_MESSAGE = JSON.stringify({
@@ -61,6 +67,7 @@ export function startUpstream({ port = 0, delayMs = 0 } = {}) {
           return void res.end();
         }
         for (const c of CHUNKS) res.write(c);
+        if (Buffer.concat(chunks).includes('"include_usage":true')) res.write(USAGE_CHUNK);
         res.end("data: [DONE]\n\n");
       };
       if (delayMs > 0) setTimeout(answer, delayMs);

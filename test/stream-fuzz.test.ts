@@ -263,9 +263,14 @@ describe(`stream translations, ${COUNT} random streams each, cut at random byte 
       const s = scenario(r);
       const bytes = anthropicBytes(s, r);
       const meter = anthropicSseUsageMeter();
-      let out = "";
-      for (const p of cuts(bytes, r)) out += meter.pass(p);
-      out += meter.end();
+      // Bytes, as the relay writes them: a chunk may end inside a character.
+      const sent: Buffer[] = [];
+      for (const p of cuts(bytes, r)) {
+        const out = meter.pass(p);
+        sent.push(typeof out === "string" ? Buffer.from(out) : Buffer.from(out));
+      }
+      sent.push(Buffer.from(meter.end()));
+      const out = Buffer.concat(sent).toString("utf8");
       try {
         checkMessages(
           framesOf(out).map((f) => JSON.parse(f.data)),

@@ -124,7 +124,7 @@ export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
  */
 export function anthropicSseUsageMeter(): UsageMeter {
   let reported: Record<string, unknown> = {};
-  return frameMeter((text, found) => {
+  return scanMeter((text, found) => {
     const data = dataOf(text);
     if (data === undefined) return text;
     try {
@@ -144,7 +144,7 @@ export function anthropicSseUsageMeter(): UsageMeter {
 
 /** The Responses API's stream, relayed unchanged: the final event (`response.completed`, or incomplete/failed) carries `response.usage`. */
 export function responsesSseUsageMeter(): UsageMeter {
-  return frameMeter((text, found) => {
+  return scanMeter((text, found) => {
     const data = dataOf(text);
     if (data === undefined) return text;
     try {
@@ -165,6 +165,44 @@ function dataOf(text: string): string | undefined {
   const start = text[from] === " " ? from + 1 : from;
   const end = text.indexOf("\n", start);
   return text.slice(start, end === -1 ? undefined : end);
+}
+
+/**
+ * For a stream relayed as it is: every chunk goes on untouched (no copy, no re-encoding) while its text is read for
+ * the frames that report usage. Only frames mentioning usage are looked at further.
+ */
+function scanMeter(frame: (text: string, found: (usage: TokenCount) => void) => string): UsageMeter {
+  const decoder = new TextDecoder();
+  let pending = "";
+  let usage: TokenCount | undefined;
+  const found = (u: TokenCount) => {
+    usage = u;
+  };
+  const one = (text: string) => {
+    if (text.includes('"usage"')) frame(text.replace(/\r\n?/g, "\n"), found);
+  };
+  return {
+    pass(chunk) {
+      pending += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+      let from = 0;
+      for (let m = FRAME_END.exec(pending); m !== null; m = FRAME_END.exec(pending.slice(from))) {
+        const end = from + m.index;
+        one(pending.slice(from, end));
+        from = end + m[0].length;
+      }
+      if (from > 0) pending = pending.slice(from);
+      return chunk;
+    },
+    end() {
+      const rest = pending + decoder.decode();
+      pending = "";
+      if (rest) one(rest);
+      return "";
+    },
+    get usage() {
+      return usage;
+    },
+  };
 }
 
 /**
