@@ -103,7 +103,15 @@ try {
   const openai = rows.find((r) => r.path.startsWith("chat → OpenAI"));
   const ratio = native["replica CPU µs/request (best round)"] / openai["replica CPU µs/request (best round)"];
   console.log(`native Anthropic passthrough costs ${ratio.toFixed(2)}× the CPU of an OpenAI-compatible stream per request`);
-  writeResult("native-stream", { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS, rows, native_over_openai_cpu: ratio, markdown: table, note: `Native Anthropic passthrough costs ${ratio.toFixed(2)}× the replica CPU of an OpenAI-compatible stream per request.` });
+  writeResult("native-stream", {
+    seconds: SECONDS,
+    rounds: ROUNDS,
+    connections: CONNECTIONS,
+    rows,
+    native_over_openai_cpu: ratio,
+    markdown: table,
+    note: `Native Anthropic passthrough costs ${ratio.toFixed(2)}× the replica CPU of an OpenAI-compatible stream per request.`,
+  });
 } finally {
   await stop();
 }

@@ -3,7 +3,19 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { root } from "./lib/harness.mjs";
 
-const SCRIPTS = ["auth-path.mjs", "proxy-overhead.mjs", "propagation.mjs", "scale-out.mjs", "limits.mjs", "unknown-keys.mjs", "workers.mjs", "teams.mjs", "models.mjs", "translation.mjs", "native-stream.mjs"];
+const SCRIPTS = [
+  "auth-path.mjs",
+  "proxy-overhead.mjs",
+  "propagation.mjs",
+  "scale-out.mjs",
+  "limits.mjs",
+  "unknown-keys.mjs",
+  "workers.mjs",
+  "teams.mjs",
+  "models.mjs",
+  "translation.mjs",
+  "native-stream.mjs",
+];
 let failed = 0;
 for (const script of SCRIPTS) {
   console.log(`\n=== bench/${script}`);
