@@ -232,6 +232,9 @@ describe("an Azure OpenAI deployment", () => {
     let text = "";
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
     expect(text).toBe("Hello from Azure.");
+    const completion = await openai.completions.create({ model: "azure-gpt", prompt: "Say done" });
+    expect(completion.choices[0]!.text).toBe("done");
+    expect(lastReceived().path).toBe("/openai/deployments/gpt-az/completions");
     const emb = await openai.embeddings.create({ model: "azure-embedding", input: "x" });
     expect(emb.data[0]!.embedding.map((v) => Math.round(v * 100) / 100)).toEqual([0.1, 0.2]);
     expect(lastReceived().path).toBe("/openai/deployments/text-embedding/embeddings");
