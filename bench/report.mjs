@@ -16,6 +16,7 @@ const ORDER = [
   ["models", "Models added and deleted through the API (`bench/models.mjs`)"],
   ["translation", "Translation cost per event (`bench/translation.mjs`)"],
   ["native-stream", "Native and translated streams through one replica (`bench/native-stream.mjs`)"],
+  ["routing", "Routing: cost on the request path, cooldown propagation (`bench/routing.mjs`)"],
 ];
 const m = machine();
 const parts = [

@@ -15,6 +15,7 @@ const SCRIPTS = [
   "models.mjs",
   "translation.mjs",
   "native-stream.mjs",
+  "routing.mjs",
 ];
 let failed = 0;
 for (const script of SCRIPTS) {
