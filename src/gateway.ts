@@ -460,8 +460,11 @@ async function startBackgroundWork(
   return { sweeper };
 }
 
-function metricSources({ breakers }: Stores, { authenticator, coherence, l2 }: Caches, { spendLedger, limits, spendLogs }: Services): MetricSources {
+function metricSources({ breakers }: Stores, { authenticator, coherence, l2 }: Caches, { spendLedger, limits, spendLogs, health }: Services): MetricSources {
   return {
+    deploymentFailures: () => health.failureCounts(),
+    deploymentsCooling: () => health.snapshot().map((c) => ({ deployment: c.id, secondsLeft: c.msLeft / 1000 })),
+    routingShared: () => health.shared,
     spendLogRows: (): Record<string, number> => {
       if (!spendLogs) return {};
       const c = spendLogs.counters;

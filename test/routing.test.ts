@@ -90,7 +90,22 @@ describe("a dead deployment", () => {
       expect(state.shared).toBe(true);
       const flaky = state.deployments.filter((d: { model: string }) => d.model === "flaky");
       expect(flaky.map((d: { cooling_ms: number }) => d.cooling_ms > 0).sort()).toEqual([false, true]);
+      // ...and its metrics: the cooldown, and that the state is the cluster's.
+      const dead = flaky.find((d: { cooling_ms: number }) => d.cooling_ms > 0).id;
+      const metrics = (await r.admin("/metrics")).text;
+      expect(metrics).toMatch(new RegExp(`gatehouse_deployment_cooldown_seconds\\{deployment="${dead}"\\} \\d`));
+      expect(metrics).toContain("gatehouse_routing_shared 1");
     }
+    // The failures were counted where they happened: 2 in all, on the replicas that saw them.
+    let failures = 0;
+    for (const r of cluster.replicas) {
+      for (const m of (await r.admin("/metrics")).text.matchAll(/gatehouse_deployment_failures_total\{deployment="([^"]+)",kind="server_error"\} (\d+)/g)) {
+        const id = m[1]!;
+        const state = (await r.admin("/debug/routing")).body.deployments.find((d: { id: string }) => d.id === id);
+        if (state?.model === "flaky") failures += Number(m[2]);
+      }
+    }
+    expect(failures).toBe(ALLOWED_FAILS + 1);
     // Two dead deployments of one model: the first requests spend their attempts until both cool down.
     const key = await newKey();
     let res = await chat(0, key, "twins");

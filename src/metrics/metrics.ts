@@ -22,6 +22,12 @@ export interface MetricSources {
   settleFailures: () => number;
   /** Spend log rows by outcome: recorded, written, journaled, replayed, dropped (spendlogs/spend-log-writer.ts). */
   spendLogRows: () => Record<string, number>;
+  /** Failed attempts by deployment id and kind of failure (proxy/deployment-health.ts). */
+  deploymentFailures: () => Array<{ deployment: string; kind: string; count: number }>;
+  /** Deployments cooling down now, by id, with the seconds left. */
+  deploymentsCooling: () => Array<{ deployment: string; secondsLeft: number }>;
+  /** Routing state is shared by the cluster (false: this replica counts failures alone, Redis unreachable). */
+  routingShared: () => boolean;
 }
 
 /** What a scrape reads before readFrom: nothing yet. */
@@ -40,6 +46,9 @@ const NO_SOURCES: MetricSources = {
   catchUpFailures: () => 0,
   settleFailures: () => 0,
   spendLogRows: () => ({}),
+  deploymentFailures: () => [],
+  deploymentsCooling: () => [],
+  routingShared: () => true,
 };
 
 const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
@@ -130,6 +139,31 @@ export class Metrics {
       ["path"],
       () => Object.entries(sources.limitAdmissions()).map(([path, n]) => [{ path }, n]),
     );
+    snapshotCounter(
+      registers,
+      "gatehouse_deployment_failures_total",
+      "Failed attempts on a deployment, by its id and the kind of failure (docs/routing.md)",
+      ["deployment", "kind"],
+      () => sources.deploymentFailures().map((f) => [{ deployment: f.deployment, kind: f.kind }, f.count]),
+    );
+    new Gauge({
+      name: "gatehouse_deployment_cooldown_seconds",
+      help: "Seconds left of each deployment's cooldown, as the cluster's routing state says (absent: not cooling)",
+      labelNames: ["deployment"],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of sources.deploymentsCooling()) this.set({ deployment: c.deployment }, c.secondsLeft);
+      },
+    });
+    new Gauge({
+      name: "gatehouse_routing_shared",
+      help: "1 while deployment failures and cooldowns are shared by the cluster through Redis; 0 while this replica keeps them alone",
+      registers,
+      collect() {
+        this.set(sources.routingShared() ? 1 : 0);
+      },
+    });
     new Gauge({
       name: "gatehouse_listener_up",
       help: "1 while the LISTEN connection for key events is up",

@@ -40,6 +40,8 @@ export class DeploymentHealth {
   private subscriber: Redis | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly now: () => number;
+  /** Failed attempts seen by this replica, by deployment and kind (metrics). */
+  private readonly failuresByDeployment = new Map<string, Map<FailureKind, number>>();
   /** False while the last exchange with Redis failed: cooldowns are this replica's own. */
   shared = true;
   readonly counters = { failures: 0, cooldownsStarted: 0, cooldownsHeard: 0, resyncs: 0, localOnly: 0 };
@@ -91,15 +93,28 @@ export class DeploymentHealth {
     return Number.isFinite(least) ? least : 0;
   }
 
+  /** This replica's failed attempts by deployment and kind (gatehouse_deployment_failures_total). */
+  failureCounts(): Array<{ deployment: string; kind: string; count: number }> {
+    const out: Array<{ deployment: string; kind: string; count: number }> = [];
+    for (const [deployment, byKind] of this.failuresByDeployment) for (const [kind, count] of byKind) out.push({ deployment, kind, count });
+    return out;
+  }
+
   /** Every deployment cooling down now, with the milliseconds left (the cluster page, /health). */
   snapshot(): Array<{ id: string; msLeft: number }> {
     const now = this.now();
     return [...this.cooling].filter(([, until]) => until > now).map(([id, until]) => ({ id, msLeft: Math.round(until - now) }));
   }
 
-  /** A failed attempt on `deployment`; resolves once it is counted (and a cooldown it started is held here). */
-  async failed(deployment: ModelDeployment, kind: FailureKind): Promise<void> {
-    if (!COUNTED.has(kind)) return;
+  /**
+   * A failed attempt on `deployment`; resolves once it is counted (and a cooldown it started is held here).
+   * `mayCoolDown` false (a model's only deployment): counted for the metrics only.
+   */
+  async failed(deployment: ModelDeployment, kind: FailureKind, mayCoolDown = true): Promise<void> {
+    const byKind = this.failuresByDeployment.get(deployment.id) ?? new Map<FailureKind, number>();
+    byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
+    this.failuresByDeployment.set(deployment.id, byKind);
+    if (!mayCoolDown || !COUNTED.has(kind)) return;
     this.counters.failures++;
     const { settings, redis, keys } = this.o;
     const allowed = settings.allowedFailsPolicy[kind] ?? settings.allowedFails;

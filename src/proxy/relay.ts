@@ -129,7 +129,7 @@ export class Relay {
         const kind = x.answering ? null : failureKindOf(err);
         if (kind === null) throw err;
         // A model's only deployment never cools down (LiteLLM's rule): leaving it out would only turn its errors into 503s.
-        if (plan.hasAlternatives()) await deps.health.failed(deployment, kind);
+        await deps.health.failed(deployment, kind, plan.hasAlternatives());
         plan.failed(deployment, kind, err);
         x.attempts = plan.attempts;
       }
