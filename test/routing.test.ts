@@ -163,3 +163,30 @@ describe("fallbacks", () => {
     expect(res.status).toBe(429);
   });
 });
+
+describe("request-level num_retries and fallbacks (LiteLLM's)", () => {
+  const doomedCalls = () => upstream.requests.filter((r) => r.path.includes("/doomed/")).length;
+
+  it("num_retries may lower the configured retries, never raise them, and is not sent upstream", async () => {
+    const key = await newKey();
+    let before = doomedCalls();
+    expect((await chat(0, key, "doomed", { num_retries: 0 })).status).toBe(502);
+    expect(doomedCalls() - before).toBe(1);
+    before = doomedCalls();
+    expect((await chat(1, key, "doomed", { num_retries: 50 })).status).toBe(502);
+    expect(doomedCalls() - before).toBe(3); // the config's 2 retries
+    expect(upstream.requests.at(-1)!.body).not.toHaveProperty("num_retries");
+    const bad = await chat(2, key, "doomed", { num_retries: "lots" });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.param).toBe("num_retries");
+  });
+
+  it("fallbacks name the models to go to next, within what the key may use", async () => {
+    const key = await newKey();
+    const res = await chat(0, key, "doomed", { fallbacks: ["backup"], num_retries: 0 });
+    expect(res.status, res.text).toBe(200);
+    expect(res.headers.get("x-litellm-attempted-fallbacks")).toBe("1");
+    const narrow = await newKey({ models: ["doomed"] });
+    expect((await chat(0, narrow, "doomed", { fallbacks: ["backup"], num_retries: 0 })).status).toBe(502);
+  });
+});

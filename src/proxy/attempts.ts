@@ -29,6 +29,12 @@ export function failureKindOf(err: unknown): FailureKind | null {
   return "bad_request";
 }
 
+/** What the client asked of this request's routing (LiteLLM's request-level fields), already checked. */
+export interface RequestRouting {
+  numRetries?: number | undefined;
+  fallbacks?: readonly string[] | undefined;
+}
+
 export class AttemptPlan {
   readonly attempts: Array<{ deployment: string; failure: string }> = [];
   private readonly failedHere = new Set<string>();
@@ -49,6 +55,7 @@ export class AttemptPlan {
     /** May the caller use this model? A fallback the caller may not use is skipped. */
     private readonly allowed: (model: string) => boolean,
     private readonly deploymentsOf: (model: string) => Promise<ModelDeployment[] | undefined>,
+    private readonly asked: RequestRouting = {},
   ) {
     this.current = model;
     this.deployments = deployments;
@@ -58,7 +65,9 @@ export class AttemptPlan {
   async next(): Promise<ModelDeployment | undefined> {
     if (this.attempts.length > 0 && this.lastKind !== null) {
       // A retry within the model, if this kind of failure is retried and retries are left.
-      const retries = this.settings.retryPolicy[this.lastKind] ?? (RETRIED.has(this.lastKind) ? this.settings.numRetries : 0);
+      const configured = this.settings.retryPolicy[this.lastKind] ?? (RETRIED.has(this.lastKind) ? this.settings.numRetries : 0);
+      // A client may ask for fewer retries, never more.
+      const retries = Math.min(configured, this.asked.numRetries ?? configured);
       if (this.retriesUsed < retries) {
         const again = this.pickIn(this.deployments);
         if (again) {
@@ -136,6 +145,6 @@ export class AttemptPlan {
     if (kind === "context_window") return s.contextWindowFallbacks.get(model) ?? [];
     if (kind === "content_policy") return s.contentPolicyFallbacks.get(model) ?? [];
     if (kind === "bad_request" || kind === "auth") return [];
-    return s.fallbacks.get(model) ?? s.defaultFallbacks;
+    return this.asked.fallbacks ?? s.fallbacks.get(model) ?? s.defaultFallbacks;
   }
 }

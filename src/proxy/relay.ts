@@ -8,7 +8,7 @@ import { priceOf, type TokenCount, worstCaseCharge } from "../limits/pricing.js"
 import { requestLimitsOf } from "../limits/request-limits.js";
 import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-meter.js";
 import type { RouterSettings } from "../config/router-settings.js";
-import { AttemptPlan, failureKindOf } from "./attempts.js";
+import { AttemptPlan, failureKindOf, type RequestRouting } from "./attempts.js";
 import type { DeploymentHealth } from "./deployment-health.js";
 import type { InboundApi } from "./inbound/inbound-api.js";
 import { ClientGone, type Endpoint, type Provider, type UpstreamResponse } from "./provider.js";
@@ -92,6 +92,8 @@ export class Relay {
     if (typeof model !== "string" || model.length === 0) throw new BadRequestError("'model' is required and must be a string", "model", "missing_model");
     if (body.stream !== undefined && typeof body.stream !== "boolean") throw new BadRequestError("'stream' must be a boolean", "stream");
     api.check(body);
+    const asked = requestRouting(request);
+    if (asked) request = asked.request;
     const deployments = await deps.models.pick(model);
     if (!deployments) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, "model", "model_not_found");
     // Only a model this gateway serves is logged and used as a metric label: the client's string could be
@@ -114,6 +116,7 @@ export class Relay {
       deps.health,
       (m) => callerAllowsModel(record, team, m, user),
       (m) => deps.models.pick(m),
+      asked?.routing,
     );
     for (;;) {
       const deployment = await plan.next();
@@ -253,6 +256,24 @@ export class Relay {
     const error = new UpstreamError(status, message, code, type, status === 429 && retryAfter ? { "retry-after": retryAfter } : {});
     return typeof e?.param === "string" ? Object.assign(error, { param: e.param }) : error;
   }
+}
+
+/**
+ * LiteLLM's request-level `num_retries` and `fallbacks` (docs/routing.md): read here and never sent upstream (the
+ * body is rewritten without them). A client may ask for fewer retries than the config gives, never more, and its
+ * fallbacks go through the same rule as the config's: only models its key, team and user may use.
+ */
+function requestRouting(request: RelayRequest): { request: RelayRequest; routing: RequestRouting } | undefined {
+  const { num_retries: retries, fallbacks, ...rest } = request.body;
+  if (retries === undefined && fallbacks === undefined) return undefined;
+  if (retries !== undefined && (typeof retries !== "number" || !Number.isInteger(retries) || retries < 0 || retries > 100))
+    throw new BadRequestError("'num_retries' must be an integer from 0 to 100", "num_retries", "invalid_value");
+  if (fallbacks !== undefined && (!Array.isArray(fallbacks) || fallbacks.length > 20 || !fallbacks.every((f) => typeof f === "string" && f.length > 0)))
+    throw new BadRequestError("'fallbacks' must be a list of at most 20 model names", "fallbacks", "invalid_value");
+  return {
+    request: { ...request, body: rest, raw: Buffer.from(JSON.stringify(rest)) },
+    routing: { numRetries: retries as number | undefined, fallbacks: fallbacks as string[] | undefined },
+  };
 }
 
 /** Spend and limits apply when a level of the request has limits or the model has a price; otherwise nothing is metered. */
