@@ -34,6 +34,9 @@ beforeAll(async () => {
         claude("claude-thinking", "claude-thinking"),
         claude("claude-stream-error", "claude-stream-error"),
         claude("claude-overloaded", "claude-overloaded"),
+        // One model, two deployments: the first answers 200 and then an overloaded error as its first event.
+        { ...claude("claude-pair", "claude-first-error"), litellm_params: { ...claude("", "claude-first-error").litellm_params, order: 1 } },
+        { ...claude("claude-pair", "claude-text"), litellm_params: { ...claude("", "claude-text").litellm_params, order: 2 } },
         { model_name: "azure-gpt", litellm_params: { model: "azure/gpt-az", api_base: mock.url, api_key: AZURE_KEY, api_version: "2024-10-21", ...AZURE_PRICES } },
         { model_name: "azure-filtered", litellm_params: { model: "azure/gpt-az-filtered", api_base: mock.url, api_key: AZURE_KEY } },
         { model_name: "azure-embedding", litellm_params: { model: "azure/text-embedding", api_base: mock.url, api_key: AZURE_KEY } },
@@ -215,6 +218,18 @@ describe("Anthropic's Messages API (the Anthropic SDK)", () => {
     const overloaded = await anthropic.messages.create({ model: "claude-overloaded", max_tokens: 10, messages: [{ role: "user", content: "Hi" }] }).catch((e) => e);
     expect(overloaded).toBeInstanceOf(Anthropic.APIError);
     expect(overloaded.status).toBe(503);
+  });
+});
+
+describe("an overloaded error as a stream's first event", () => {
+  it("is retried on the model's next deployment before the client has a byte, chat and Messages alike", async () => {
+    const stream = await openai.chat.completions.create({ model: "claude-pair", messages: [{ role: "user", content: "Hi" }], stream: true }).withResponse();
+    expect(stream.response.headers.get("gatehouse-attempts")).toBe("2");
+    let text = "";
+    for await (const chunk of stream.data) text += chunk.choices[0]?.delta.content ?? "";
+    expect(text).toBe("Hello from mock Claude.");
+    const message = await anthropic.messages.stream({ model: "claude-pair", max_tokens: 10, messages: [{ role: "user", content: "Hi" }] }).finalMessage();
+    expect(message.content).toEqual([{ type: "text", text: "Hello from mock Claude." }]);
   });
 });
 

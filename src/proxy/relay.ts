@@ -13,6 +13,7 @@ import type { DeploymentHealth } from "./deployment-health.js";
 import type { InboundApi } from "./inbound/inbound-api.js";
 import { ClientGone, type Endpoint, type Provider, type UpstreamResponse } from "./provider.js";
 import { SseReader, type SseFrame } from "./sse.js";
+import { upstreamStreamError } from "./translate/anthropic-from-chat.js";
 import type { ChatChunk, ChatResponse } from "./translate/chat-types.js";
 
 /**
@@ -195,11 +196,14 @@ export class Relay {
     try {
       const upstream = await provider.forward({ endpoint, deployment, body: upstreamBody, rawBody, stream, signal: abort, anthropicBeta: request.anthropicBeta });
       if (upstream.status >= 300) throw await this.upstreamFailure(upstream, deployment);
+      // A stream's first chunk is read before anything reaches the client: an error there (Anthropic's overloaded
+      // right after its 200) is still a failure to retry elsewhere, not a broken answer.
+      const body = stream ? await firstChunkChecked(upstream.body, native && deployment.provider === "anthropic") : upstream.body;
       relayed = true;
       if (upstream.headers) for (const name in upstream.headers) out.setHeader(name, upstream.headers[name]!);
       for (const [name, value] of plan.answerHeaders(deployment)) out.setHeader(name, value);
       x.answering = true;
-      const answer: RelayAnswer = { status: upstream.status, contentType: upstream.contentType, stream, body: upstream.body };
+      const answer: RelayAnswer = { status: upstream.status, contentType: upstream.contentType, stream, body };
       if (translate) Object.assign(answer, translate, { contentType: stream ? "text/event-stream" : "application/json" });
       else if (meter) Object.assign(answer, { pass: meter.pass, end: meter.end });
       await out.send(answer);
@@ -256,6 +260,43 @@ export class Relay {
     const error = new UpstreamError(status, message, code, type, status === 429 && retryAfter ? { "retry-after": retryAfter } : {});
     return typeof e?.param === "string" ? Object.assign(error, { param: e.param }) : error;
   }
+}
+
+type Chunk = Uint8Array | string;
+
+/**
+ * The stream with its first chunk already read (the same chunks, in order, at no cost per chunk after it). A stream
+ * whose first chunk is an error — a translation that threw on it, or Anthropic's own `event: error` when its events
+ * pass through — rejects here, before the client has a byte.
+ */
+async function firstChunkChecked(body: UpstreamResponse["body"], anthropicEvents: boolean): Promise<UpstreamResponse["body"]> {
+  const it: Iterator<Chunk> | AsyncIterator<Chunk> =
+    Symbol.asyncIterator in body ? (body as AsyncIterable<Chunk>)[Symbol.asyncIterator]() : (body as Iterable<Chunk>)[Symbol.iterator]();
+  const first = await it.next();
+  if (first.done) return [];
+  if (anthropicEvents) {
+    const text = typeof first.value === "string" ? first.value : Buffer.from(first.value.buffer, first.value.byteOffset, first.value.byteLength).toString("utf8");
+    if (/^\s*event:\s*error\b/.test(text)) {
+      const data = /^data:\s*(.*)$/m.exec(text)?.[1];
+      let error: unknown;
+      try {
+        error = data ? (JSON.parse(data) as { error?: unknown }).error : undefined;
+      } catch {}
+      await it.return?.();
+      throw upstreamStreamError(error);
+    }
+  }
+  let given = false;
+  return {
+    [Symbol.asyncIterator]: () => ({
+      next: () => {
+        if (given) return Promise.resolve(it.next());
+        given = true;
+        return Promise.resolve(first);
+      },
+      return: (value?: unknown) => Promise.resolve(it.return?.(value as never) ?? { done: true as const, value: undefined }),
+    }),
+  } as AsyncIterable<Chunk>;
 }
 
 /**

@@ -10,8 +10,9 @@ import type { AddressInfo } from "node:net";
  *  - "claude-text": text; usage with cache reads and writes (100 in, 50 read, 10 written, 20 out)
  *  - "claude-tools": a text block, then a tool_use whose input arrives as input_json_delta pieces
  *  - "claude-thinking": a thinking block (with its signature_delta), then text
- *  - "claude-stream-error": starts streaming, then an in-stream `error` event (overloaded_error)
+ *  - "claude-stream-error": starts streaming, then, 50 ms later, an in-stream `error` event (overloaded_error)
  *  - "claude-overloaded": 529, Anthropic's overloaded error
+ *  - "claude-first-error": 200, then at once an in-stream `error` event (overloaded_error), as Anthropic sends under load
  *  - count_tokens: `input_tokens` = the request body's length / 10 (a number the gateway cannot make up)
  * Azure, by the deployment in the path:
  *  - "gpt-az": chat (streamed or not), completions, embeddings, with usage
@@ -84,6 +85,8 @@ function anthropicEvents(model: string): Event[] {
         ...text(1, ["Hello!"]),
         ...end("end_turn"),
       ];
+    case "claude-first-error":
+      return [{ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }];
     case "claude-stream-error":
       return [start, ...text(0, ["Partial"]).slice(0, 2), { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }];
     default:
@@ -154,7 +157,13 @@ export async function startMockProviders(): Promise<MockProviders> {
       if (model === "claude-overloaded") return json(529, { type: "error", error: { type: "overloaded_error", message: "Overloaded" } });
       if (body.stream !== true) return json(200, anthropicMessage(model));
       res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" });
-      for (const e of anthropicEvents(model)) res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+      const events = anthropicEvents(model).map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+      // A mid-stream error comes after the start has been delivered (its own write, later), as under real load.
+      if (model === "claude-stream-error") {
+        res.write(events.slice(0, -1).join(""));
+        return void setTimeout(() => res.end(events.at(-1)), 50);
+      }
+      for (const e of events) res.write(e);
       return res.end();
     }
 
