@@ -122,7 +122,11 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
       durationMs: 60_000,
       // No spend log rows: their flushes wait 3 s on the slowed replica's Postgres too, and hold the very pool
       // connections whose slow key reads this proof needs (a run with them on saw no violation).
-      env: { GATEHOUSE_SPEND_LOGS_LOGGING: "off" },
+      // Timeouts past the fault's 3 s: on a loaded machine (CI, other test files beside it) the slowed replica's reads
+      // and new connections took longer than the defaults (4 s for a statement's answer, 2 s for a connection), failed,
+      // opened its Postgres breaker, and a replica that answers 503 joins no read (one CI run saw 5,299 of them and no
+      // violation). With the defaults' margin restored, the slow reads complete, as the proof needs.
+      env: { GATEHOUSE_SPEND_LOGS_LOGGING: "off", GATEHOUSE_POSTGRES_STATEMENT_TIMEOUT_MS: "10000", GATEHOUSE_POSTGRES_CONNECT_TIMEOUT_MS: "10000" },
       keys: 1,
       adminWorkers: 1,
       authWorkers: 6,

@@ -172,7 +172,11 @@ async function openStores({ settings: configured, logger }: StartOptions, starte
   const applied = await migrateDirect(settings.databaseListenUrl);
   if (applied.length > 0) logger.info({ migrations: applied }, "applied migrations");
   // PGlite is a single backend: one connection, used in turn.
-  const pool = createPool(settings.databaseUrl, { max: embedded ? 1 : 20 });
+  const pool = createPool(settings.databaseUrl, {
+    max: embedded ? 1 : 20,
+    statementTimeoutMs: settings.postgres.statementTimeoutMs,
+    connectTimeoutMs: settings.postgres.connectTimeoutMs,
+  });
   started.push("database pool", () => pool.end());
   if (embedded) {
     logger.info(

@@ -148,6 +148,14 @@ const coherence = section({
   event_retention_ms: int().min(60_000).default(3_600_000),
 });
 
+const postgres = section({
+  // How long a statement may run (Postgres's statement_timeout); the client gives up 1 s later (a server that stops
+  // answering cannot enforce its own). Failures past it count toward the Postgres breaker.
+  statement_timeout_ms: int().min(100).max(600_000).default(3_000),
+  // How long a new pool connection may take to open.
+  connect_timeout_ms: int().min(100).max(600_000).default(2_000),
+});
+
 const shutdown = section({
   // Behind a load balancer, set this to a little more than its health-check interval.
   delay_ms: int().nonnegative().default(0),
@@ -284,6 +292,7 @@ export const gatehouseSettingsSchema = z
     auth,
     rotation,
     coherence,
+    postgres,
     shutdown,
     upkeep,
     metrics,

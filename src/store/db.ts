@@ -11,6 +11,8 @@ export interface PoolOptions {
   applicationName?: string;
   /** Server-side cap on any one statement: a hung query must not hang a request. */
   statementTimeoutMs?: number;
+  /** How long opening a new connection may take (2 s when absent). */
+  connectTimeoutMs?: number;
 }
 
 /**
@@ -31,7 +33,7 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     // Postgres calls out, see faults/breaker.ts).
     query_timeout: timeoutMs + 1_000,
     // Waiting longer for a connection than a breaker allows for the whole call would be pointless.
-    connectionTimeoutMillis: 2_000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 2_000,
     idleTimeoutMillis: 30_000,
   });
   // An idle client that loses its connection emits 'error' on the pool; without a listener that
