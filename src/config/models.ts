@@ -44,6 +44,11 @@ export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings
   return models;
 }
 
+/** A deployment as `litellm_params.model` names it, provider first (`anthropic/claude-sonnet-4-5`): spend logs, /debug/routing. */
+export function litellmModelOf(d: Pick<ModelDeployment, "provider" | "upstreamModel">): string {
+  return `${d.provider}/${d.upstreamModel}`;
+}
+
 /**
  * A config deployment's id: the same on every replica reading the same entry (replicas share routing state by it).
  * Two entries alike in model, upstream and api_base are told apart by readModels (their place among the alike).

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { callerAllowsModel } from "../auth/auth-record.js";
 import type { AuthResult } from "../auth/authenticator.js";
+import { litellmModelOf } from "../config/models.js";
 import type { ModelDeployment, ProviderName } from "../config/settings.js";
 import { BadRequestError, GatewayError, internalErrorBody, NotFoundError, UpstreamError } from "../errors/errors.js";
 import type { LimitEnforcer } from "../limits/limit-enforcer.js";
@@ -244,7 +245,7 @@ function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
     model: x.model!,
     model_id: x.deployment?.modelId ?? null,
     // The deployment that served it, provider included, as LiteLLM names it ("anthropic/claude-sonnet-4-5").
-    upstream_model: x.deployment ? `${x.deployment.provider}/${x.deployment.upstreamModel}` : null,
+    upstream_model: x.deployment ? litellmModelOf(x.deployment) : null,
     prompt_tokens: usage?.promptTokens ?? 0,
     completion_tokens: usage?.completionTokens ?? 0,
     total_tokens: (usage?.promptTokens ?? 0) + (usage?.completionTokens ?? 0),

@@ -1,4 +1,5 @@
 import { Router } from "express";
+import { litellmModelOf } from "../config/models.js";
 import type { ModelRegistry } from "../models/model-registry.js";
 import type { DeploymentHealth } from "../proxy/deployment-health.js";
 
@@ -16,7 +17,7 @@ export function routingRoutes(models: ModelRegistry, health: DeploymentHealth): 
       deployments: models.deployments().map((d) => ({
         id: d.id,
         model: d.modelName,
-        deployment: `${d.provider}/${d.upstreamModel}`,
+        deployment: litellmModelOf(d),
         weight: d.weight,
         order: d.order,
         cooling_ms: cooling.get(d.id) ?? 0,

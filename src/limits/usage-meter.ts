@@ -123,8 +123,8 @@ export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
  * `message_delta` the output so far (cumulative; newer API versions repeat the prompt counts there too).
  */
 export function anthropicSseUsageMeter(): UsageMeter {
-  let reported: Record<string, unknown> = {};
-  return scanMeter((text, found) => {
+  const reported: Record<string, unknown> = {};
+  return frameMeter((text, found) => {
     const data = dataOf(text);
     if (data === undefined) return text;
     try {
@@ -136,15 +136,15 @@ export function anthropicSseUsageMeter(): UsageMeter {
         if (tokens) found(tokens);
       }
     } catch {
-      reported = { ...reported };
+      // A frame that is not JSON reports nothing.
     }
     return text;
-  });
+  }, true);
 }
 
 /** The Responses API's stream, relayed unchanged: the final event (`response.completed`, or incomplete/failed) carries `response.usage`. */
 export function responsesSseUsageMeter(): UsageMeter {
-  return scanMeter((text, found) => {
+  return frameMeter((text, found) => {
     const data = dataOf(text);
     if (data === undefined) return text;
     try {
@@ -152,10 +152,10 @@ export function responsesSseUsageMeter(): UsageMeter {
       if (tokens) found(tokens);
     } catch {}
     return text;
-  });
+  }, true);
 }
 
-const FRAME_END = /\r\n\r\n|\n\n|\r\r/;
+const toLf = (text: string) => text.replace(/\r\n?/g, "\n");
 
 /** The data of a frame's (single) `data:` line, or undefined for a frame without one. */
 function dataOf(text: string): string | undefined {
@@ -168,71 +168,48 @@ function dataOf(text: string): string | undefined {
 }
 
 /**
- * For a stream relayed as it is: every chunk goes on untouched (no copy, no re-encoding) while its text is read for
- * the frames that report usage. Only frames mentioning usage are looked at further.
+ * Splits a stream into frames and hands each one that mentions usage to `frame`, its line endings made "\n".
+ * `asIs`: the stream is relayed untouched (no copy, no re-encoding; `frame`'s answer is not used) and only read.
+ * Otherwise the frames are what is relayed: `frame` may keep, change or drop its frame ("" drops it), and the
+ * others pass as they are. Nothing is held back beyond the frame being completed.
  */
-function scanMeter(frame: (text: string, found: (usage: TokenCount) => void) => string): UsageMeter {
+function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) => string, asIs = false): UsageMeter {
   const decoder = new TextDecoder();
+  // SSE allows \n, \r\n and \r as line endings: a frame ends at the first blank line, whichever is used. One
+  // expression per stream: its lastIndex is this stream's place.
+  const frameEnd = /\r\n\r\n|\n\n|\r\r/g;
   let pending = "";
   let usage: TokenCount | undefined;
   const found = (u: TokenCount) => {
     usage = u;
   };
-  const one = (text: string) => {
-    if (text.includes('"usage"')) frame(text.replace(/\r\n?/g, "\n"), found);
-  };
-  return {
-    pass(chunk) {
-      pending += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
-      let from = 0;
-      for (let m = FRAME_END.exec(pending); m !== null; m = FRAME_END.exec(pending.slice(from))) {
-        const end = from + m.index;
-        one(pending.slice(from, end));
-        from = end + m[0].length;
-      }
-      if (from > 0) pending = pending.slice(from);
-      return chunk;
-    },
-    end() {
-      const rest = pending + decoder.decode();
-      pending = "";
-      if (rest) one(rest);
+  /** One whole frame: what goes on in its place ("" for none). */
+  const one = (raw: string): string => {
+    if (asIs) {
+      if (raw.includes('"usage"')) frame(toLf(raw), found);
       return "";
-    },
-    get usage() {
-      return usage;
-    },
+    }
+    const text = toLf(raw);
+    return text.includes('"usage"') ? frame(text, found) : text;
   };
-}
-
-/**
- * Splits a stream into frames (SSE allows \n, \r\n and \r as line endings: a frame ends at the first blank line,
- * whichever is used) and lets `frame` read, keep, change or drop each one that mentions usage; the others pass as
- * they are. Nothing is held back beyond the frame being completed.
- */
-function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) => string): UsageMeter {
-  const decoder = new TextDecoder();
-  let pending = "";
-  let usage: TokenCount | undefined;
-  const found = (u: TokenCount) => {
-    usage = u;
-  };
-  const one = (text: string) => (text.includes('"usage"') ? frame(text, found) : text);
   return {
     pass(chunk) {
       pending += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
       let out = "";
-      for (let m = FRAME_END.exec(pending); m !== null; m = FRAME_END.exec(pending)) {
-        const kept = one(pending.slice(0, m.index).replace(/\r\n?/g, "\n"));
+      let from = 0;
+      frameEnd.lastIndex = 0;
+      for (let m = frameEnd.exec(pending); m !== null; m = frameEnd.exec(pending)) {
+        const kept = one(pending.slice(from, m.index));
         if (kept) out += `${kept}\n\n`;
-        pending = pending.slice(m.index + m[0].length);
+        from = frameEnd.lastIndex;
       }
-      return out;
+      if (from > 0) pending = pending.slice(from);
+      return asIs ? chunk : out;
     },
     end() {
       const rest = pending + decoder.decode();
       pending = "";
-      return rest ? one(rest.replace(/\r\n?/g, "\n")) : "";
+      return rest ? one(rest) : "";
     },
     get usage() {
       return usage;

@@ -37,7 +37,8 @@ export interface RequestRouting {
 
 export class AttemptPlan {
   readonly attempts: Array<{ deployment: string; failure: string }> = [];
-  private readonly failedHere = new Set<string>();
+  /** Deployments that failed in this request; made on the first failure (most requests have none). */
+  private failedHere: Set<string> | undefined;
   private retriesUsed = 0;
   private fallbacksUsed = 0;
   private lastKind: FailureKind | null = null;
@@ -87,6 +88,7 @@ export class AttemptPlan {
   }
 
   failed(deployment: ModelDeployment, kind: FailureKind, err: unknown): void {
+    this.failedHere ??= new Set();
     this.failedHere.add(deployment.id);
     this.attempts.push({ deployment: deployment.id, failure: kind });
     this.lastKind = kind;
@@ -116,7 +118,7 @@ export class AttemptPlan {
     let triedButUsable: ModelDeployment | undefined;
     for (const d of list) {
       if (this.health.isCooling(d.id)) continue;
-      if (!this.failedHere.has(d.id)) return d;
+      if (!this.failedHere?.has(d.id)) return d;
       triedButUsable ??= d;
     }
     // Retrying the one that failed (a single deployment's transient 429) beats not retrying at all.

@@ -59,11 +59,15 @@ export class DeploymentHealth {
     const subscriber = redis.duplicate();
     subscriber.on("error", () => {});
     subscriber.on("message", (_channel: string, message: string) => this.heard(message));
-    // Every (re)connection resubscribes (ioredis does) and resynchronises: announcements made meanwhile were lost.
-    subscriber.on("ready", () => void this.resync());
+    // Every (re)connection subscribes and resynchronises: announcements made meanwhile were lost. (Subscribing
+    // here, not once after connect: with Redis down at start the first subscribe fails, and ioredis only
+    // resubscribes channels a subscription succeeded for.)
+    subscriber.on("ready", () => {
+      subscriber.subscribe(keys.routerChannel()).catch(() => {});
+      void this.resync();
+    });
     this.subscriber = subscriber;
     await subscriber.connect().catch(() => {});
-    await subscriber.subscribe(keys.routerChannel()).catch(() => {});
     await this.resync();
     this.timer = setInterval(() => void this.resync(), this.o.resyncIntervalMs ?? 1_000);
     this.timer.unref();
