@@ -374,6 +374,7 @@ async function relayAnswer(x: Exchange, answer: RelayAnswer): Promise<void> {
       if (out.length !== 0) await write(out);
     }
     const last = answer.end?.() ?? "";
+    if (answer.beforeEnd) await answer.beforeEnd();
     if (last.length !== 0) await write(last);
     if (held === undefined) return void res.end();
     if (held.length === 1) return void endWith(res, held[0]!, heldBytes);

@@ -146,21 +146,25 @@ export class LimitEnforcer {
     return lease;
   }
 
-  /** Charges what the request cost (its reservation when upstream reported no usage) on every level, and releases it. */
-  settle(lease: Lease, actual: Charge | undefined): void {
+  /**
+   * Charges what the request cost (its reservation when upstream reported no usage) on every level, and releases it.
+   * Resolves once the live ledger has it (or settling there failed: logged and counted); never rejects.
+   */
+  settle(lease: Lease, actual: Charge | undefined): Promise<void> {
     const charge = actual ?? lease.reserved;
     const { subjects, owners } = lease.limits;
     for (const owner of owners) {
       const i = subjects.length === 0 ? -1 : subjects.findIndex((s) => s.ledger === owner.ledger);
       this.o.ledger.charge(owner, i === -1 ? "" : (lease.generations[i] ?? ""), charge.cost);
     }
-    if (lease.admittedBy === "none") return;
+    if (lease.admittedBy === "none") return SETTLED;
     const settlement = { requestId: lease.requestId, generations: lease.generations, cost: charge.cost, tokens: charge.promptTokens + charge.completionTokens };
     if (lease.admittedBy === "local") {
       this.o.local.settle(lease.limits, settlement, lease.reserved.promptTokens + lease.reserved.completionTokens);
-      return;
+      return SETTLED;
     }
-    this.o.redis?.settle(lease.limits, settlement).then(
+    if (!this.o.redis) return SETTLED;
+    return this.o.redis.settle(lease.limits, settlement).then(
       (spends) => {
         spends.forEach((spend, i) => {
           if (spend !== null && subjects[i]) this.lastKnownSpend.set(subjects[i].ledger, spend);
@@ -261,6 +265,8 @@ function refusalError(refusal: Refusal, subject: LimitSubject): Error {
       );
   }
 }
+
+const SETTLED: Promise<void> = Promise.resolve();
 
 const REFUSED_LEVEL: LevelAdmission = { generation: "", spend: null, requests: null, tokens: null, budgetLeft: null, parallelLeft: null };
 

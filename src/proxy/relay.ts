@@ -72,6 +72,11 @@ export interface RelayAnswer {
   pass?: ((chunk: Uint8Array | string) => Uint8Array | string) | undefined;
   /** What is sent after the last chunk (held-back frames, a translated answer, the closing events). */
   end?: (() => string) | undefined;
+  /**
+   * Awaited after the last chunk was read (and `end` made), before the answer is ended: the request's charge is
+   * settled in the live ledger by then, so the client's next request is admitted against it.
+   */
+  beforeEnd?: (() => Promise<void>) | undefined;
 }
 
 export interface AnswerWriter {
@@ -190,6 +195,19 @@ export class Relay {
       for (const name in lease.headers) out.setHeader(name, lease.headers[name]!);
     }
     let relayed = false;
+    // Whatever way the request ended, its reservation is released: charged its usage when upstream reported it, its
+    // reservation (the worst case) when it was relayed without one, nothing when upstream failed before answering.
+    // An answer relayed to its end is settled before its end reaches the client (RelayAnswer.beforeEnd).
+    let settled: Promise<void> | undefined;
+    const settle = (): Promise<void> => {
+      if (settled) return settled;
+      const usage = meter?.usage;
+      x.usage = usage;
+      if (!lease) return (settled = Promise.resolve());
+      const charge = usage ? priceOf(deployment, usage) : relayed ? undefined : priceOf(deployment, { promptTokens: 0, completionTokens: 0 });
+      x.cost = (charge ?? lease.reserved).cost;
+      return (settled = deps.limits.settle(lease, charge));
+    };
     // Time on the upstream, from sending the call until its answer is relayed or has failed: the request's
     // latency minus this is the gateway's overhead (metrics).
     const upstreamStarted = performance.now();
@@ -206,19 +224,11 @@ export class Relay {
       const answer: RelayAnswer = { status: upstream.status, contentType: upstream.contentType, stream, body };
       if (translate) Object.assign(answer, translate, { contentType: stream ? "text/event-stream" : "application/json" });
       else if (meter) Object.assign(answer, { pass: meter.pass, end: meter.end });
+      if (lease && lease.admittedBy !== "none") answer.beforeEnd = settle;
       await out.send(answer);
     } finally {
       x.upstreamSeconds = (performance.now() - upstreamStarted) / 1000;
-      // Whatever way the request ended, its reservation is released: charged its usage when upstream
-      // reported it, its reservation (the worst case) when it was relayed without one, nothing when
-      // upstream failed before answering.
-      const usage = meter?.usage;
-      x.usage = usage;
-      if (lease) {
-        const charge = usage ? priceOf(deployment, usage) : relayed ? undefined : priceOf(deployment, { promptTokens: 0, completionTokens: 0 });
-        deps.limits.settle(lease, charge);
-        x.cost = (charge ?? lease.reserved).cost;
-      }
+      void settle();
     }
   }
 
