@@ -203,10 +203,14 @@ export class Relay {
       if (settled) return settled;
       const usage = meter?.usage;
       x.usage = usage;
-      if (!lease) return (settled = Promise.resolve());
+      if (!lease) {
+        settled = Promise.resolve();
+        return settled;
+      }
       const charge = usage ? priceOf(deployment, usage) : relayed ? undefined : priceOf(deployment, { promptTokens: 0, completionTokens: 0 });
       x.cost = (charge ?? lease.reserved).cost;
-      return (settled = deps.limits.settle(lease, charge));
+      settled = deps.limits.settle(lease, charge);
+      return settled;
     };
     // Time on the upstream, from sending the call until its answer is relayed or has failed: the request's
     // latency minus this is the gateway's overhead (metrics).
