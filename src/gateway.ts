@@ -38,6 +38,8 @@ import { CredentialSeal } from "./models/credential-seal.js";
 import { MODELS_CACHE_KEY, ModelRegistry } from "./models/model-registry.js";
 import { ModelService } from "./models/model-service.js";
 import type { Provider } from "./proxy/provider.js";
+import { DeploymentLoad } from "./proxy/deployment-load.js";
+import { routingStrategy, type RoutingStrategy } from "./proxy/routing-strategy.js";
 import { DeploymentHealth } from "./proxy/deployment-health.js";
 import { AnthropicProvider } from "./proxy/providers/anthropic.js";
 import { AzureProvider } from "./proxy/providers/azure.js";
@@ -331,6 +333,9 @@ interface Services {
   providers: Record<ProviderName, Provider>;
   /** Which deployments cool down, shared by the cluster (docs/routing.md). */
   health: DeploymentHealth;
+  /** Deployments' load and latency, and the routing strategy that reads them. */
+  load: DeploymentLoad;
+  strategy: RoutingStrategy;
   /** Null when spend_logs.logging is off. */
   spendLogs: SpendLogWriter | null;
   spendReader: SpendLogReader;
@@ -398,6 +403,10 @@ async function buildServices(
   const health = new DeploymentHealth({ redis, keys: redisKeys, logger, settings: settings.router });
   await health.start();
   started.push("deployment health", () => health.stop());
+  const load = new DeploymentLoad({ redis, keys: redisKeys, logger });
+  load.start();
+  started.push("deployment load", () => load.stop());
+  const strategy = routingStrategy(settings.router, load);
   const providers: Record<ProviderName, Provider> = {
     openai: new OpenAICompatibleProvider(http),
     azure: new AzureProvider(http),
@@ -411,7 +420,7 @@ async function buildServices(
     spendLogs = new SpendLogWriter({ db, journal, logger, batchRows: settings.spendLogs.batchRows, memoryMaxRows: settings.spendLogs.memoryMaxRows, copy: !embedded });
   }
   const spendReader = new SpendLogReader(db);
-  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers, health, spendLogs, spendReader };
+  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers, health, load, strategy, spendLogs, spendReader };
 }
 
 // ── phase 4: background work ────────────────────────────────────────────────────────────────────────────
@@ -534,6 +543,8 @@ async function listen(
     providers: services.providers,
     routing: settings.router,
     deploymentHealth: services.health,
+    deploymentLoad: services.load,
+    routingStrategy: services.strategy,
     limits: services.limits,
     defaultMaxTokens: settings.limits.defaultMaxTokens,
     metrics,

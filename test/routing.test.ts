@@ -13,6 +13,8 @@ let upstream: FakeUpstream;
 let cluster: Cluster;
 
 const ALLOWED_FAILS = 1;
+const CAPPED_RPM = 30;
+const SOLO_RPM = 5;
 const callsTo = (model: string) => upstream.requests.filter((r) => r.body?.model === model).length;
 
 beforeAll(async () => {
@@ -36,6 +38,11 @@ beforeAll(async () => {
         // A model of two deployments that both fail.
         { model_name: "twins", litellm_params: { model: "openai/broken", api_base: `${v1}/twin1`, api_key: "k" } },
         { model_name: "twins", litellm_params: { model: "openai/broken", api_base: `${v1}/twin2`, api_key: "k" } },
+        // A deployment with its own rpm, and one without limits beside it that takes the overflow.
+        { model_name: "capped", litellm_params: { model: "openai/echo", api_base: `${v1}/capped`, api_key: "k", rpm: CAPPED_RPM } },
+        { model_name: "capped", litellm_params: { model: "mock/capped-overflow" } },
+        // A model whose only deployment has an rpm.
+        { model_name: "solo-capped", litellm_params: { model: "openai/echo", api_base: `${v1}/solo-capped`, api_key: "k", rpm: SOLO_RPM } },
       ],
       router_settings: { num_retries: 2, allowed_fails: ALLOWED_FAILS, cooldown_time: 60, fallbacks: [{ limited: ["backup"] }] },
     },
@@ -188,5 +195,48 @@ describe("request-level num_retries and fallbacks (LiteLLM's)", () => {
     expect(res.headers.get("x-litellm-attempted-fallbacks")).toBe("1");
     const narrow = await newKey({ models: ["doomed"] });
     expect((await chat(0, narrow, "doomed", { fallbacks: ["backup"], num_retries: 0 })).status).toBe(502);
+  });
+});
+
+describe("a deployment's own limits (litellm_params rpm), held for the whole cluster", () => {
+  const callsUnder = (path: string) => upstream.requests.filter((r) => r.path.startsWith(`/v1/${path}/`)).length;
+
+  it(`a deployment with rpm: ${CAPPED_RPM} gets exactly ${CAPPED_RPM} calls in its minute under concurrent load from every replica; the rest go to the model's other deployment`, async () => {
+    const key = await newKey();
+    await cluster.settle();
+    const before = callsUnder("capped");
+    // 120 requests, 40 from each replica, 8 at a time per replica: far more than the deployment's minute allows.
+    const served = new Map<string, number>();
+    await Promise.all(
+      [0, 1, 2].map(async (replica) => {
+        for (let round = 0; round < 5; round++) {
+          const answers = await Promise.all(Array.from({ length: 8 }, () => chat(replica, key, "capped")));
+          for (const res of answers) {
+            expect(res.status, res.text).toBe(200);
+            const d = res.headers.get("gatehouse-deployment")!;
+            served.set(d, (served.get(d) ?? 0) + 1);
+          }
+        }
+      }),
+    );
+    const calls = callsUnder("capped") - before;
+    process.stdout.write(`rpm ${CAPPED_RPM}: ${calls} calls to the capped deployment out of 120 requests from 3 replicas; served by ${JSON.stringify([...served.values()])}\n`);
+    expect(calls).toBe(CAPPED_RPM);
+    expect([...served.values()].reduce((a, b) => a + b, 0)).toBe(120);
+  });
+
+  it("a model whose every deployment is at its limit answers 429 with a Retry-After, on every replica", async () => {
+    const key = await newKey();
+    await cluster.settle();
+    const before = callsUnder("solo-capped");
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => chat(i % 3, key, "solo-capped")));
+    expect(answers.filter((r) => r.status === 200)).toHaveLength(SOLO_RPM);
+    const refused = answers.filter((r) => r.status !== 200);
+    for (const res of refused) {
+      expect(res.status).toBe(429);
+      expect(res.body.error.code).toBe("no_deployment_available");
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+    }
+    expect(callsUnder("solo-capped") - before).toBe(SOLO_RPM);
   });
 });

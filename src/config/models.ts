@@ -121,5 +121,8 @@ export function deploymentFromParams(modelName: string, params: z.infer<typeof l
     apiVersion: params.api_version,
     dropParams: params.drop_params,
     timeoutMs: params.timeout === undefined ? undefined : params.timeout * 1000,
+    rpm: params.rpm,
+    tpm: params.tpm,
+    maxParallelRequests: params.max_parallel_requests,
   };
 }

@@ -20,6 +20,10 @@ const POLICY_FIELDS: Record<string, FailureKind> = {
   InternalServerError: "server_error",
 };
 
+/** LiteLLM's routing strategies, every one honoured (proxy/routing-strategy.ts). */
+export const ROUTING_STRATEGIES = ["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2", "usage-based-routing", "cost-based-routing"] as const;
+export type RoutingStrategyName = (typeof ROUTING_STRATEGIES)[number];
+
 const count = z.number().int().min(0).max(100);
 const seconds = z.number().positive().max(86_400);
 /** `[{"gpt-4o": ["claude-sonnet", "gpt-4o-mini"]}]`: each entry one model's fallbacks, in order. */
@@ -30,8 +34,9 @@ function policy(suffix: "Retries" | "AllowedFails") {
 }
 
 export const routerSettingsSchema = z.strictObject({
-  // The others (least-busy, latency-, usage- and cost-based) are refused until their shared state exists.
-  routing_strategy: z.enum(["simple-shuffle"], { error: 'only "simple-shuffle" (with per-deployment weights) is honoured so far' }).optional(),
+  routing_strategy: z.enum(ROUTING_STRATEGIES, { error: `one of ${ROUTING_STRATEGIES.join(", ")} (LiteLLM's names)` }).optional(),
+  // latency-based-routing: deployments within this fraction of the fastest share its traffic (LiteLLM's default 0).
+  routing_strategy_args: z.strictObject({ lowest_latency_buffer: z.number().min(0).max(10).optional() }).optional(),
   num_retries: count.optional(),
   retry_after: z.number().min(0).max(60).optional(),
   retry_policy: policy("Retries").optional(),
@@ -47,6 +52,10 @@ export const routerSettingsSchema = z.strictObject({
 });
 
 export interface RouterSettings {
+  /** How a model's deployments are chosen among (LiteLLM's `routing_strategy`; `usage-based-routing` is v2). */
+  strategy: RoutingStrategyName;
+  /** latency-based-routing: deployments whose latency is within this fraction of the fastest share its traffic. */
+  lowestLatencyBuffer: number;
   /** Retries within a model's deployments after the first attempt (LiteLLM's default: 2). */
   numRetries: number;
   /** The least wait before a retry (ms). */
@@ -69,6 +78,8 @@ export interface RouterSettings {
 }
 
 export const DEFAULT_ROUTER_SETTINGS: RouterSettings = {
+  strategy: "simple-shuffle",
+  lowestLatencyBuffer: 0,
   numRetries: 2,
   retryAfterMs: 0,
   retryPolicy: {},
@@ -103,6 +114,8 @@ function fallbackMap(list: RouterInput["fallbacks"]): Map<string, string[]> {
 export function routerSettingsFrom(input: RouterInput | undefined): RouterSettings {
   if (!input) return DEFAULT_ROUTER_SETTINGS;
   return {
+    strategy: input.routing_strategy === "usage-based-routing" ? "usage-based-routing-v2" : (input.routing_strategy ?? "simple-shuffle"),
+    lowestLatencyBuffer: input.routing_strategy_args?.lowest_latency_buffer ?? 0,
     numRetries: input.num_retries ?? DEFAULT_ROUTER_SETTINGS.numRetries,
     retryAfterMs: (input.retry_after ?? 0) * 1000,
     retryPolicy: policyOf(input.retry_policy, "Retries"),

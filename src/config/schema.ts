@@ -34,6 +34,11 @@ export const litellmParamsSchema = z
     // (deployments of the lowest order serve; the next order only while all of those cool down).
     weight: z.number().positive().max(1_000_000).optional(),
     order: z.number().int().min(1).max(1_000).optional(),
+    // The deployment's own limits, held for the whole cluster (docs/routing.md, "Deployment limits"): requests and
+    // tokens a minute, and calls in flight at once.
+    rpm: z.number().int().positive().max(1_000_000_000).optional(),
+    tpm: z.number().int().positive().max(1_000_000_000_000).optional(),
+    max_parallel_requests: z.number().int().positive().max(1_000_000).optional(),
     input_cost_per_token: nonNegative.optional(),
     output_cost_per_token: nonNegative.optional(),
     // Prompt tokens read from and written to the provider's prompt cache (LiteLLM's names); the input price when unset.
@@ -354,6 +359,10 @@ export interface ModelDeployment {
   dropParams?: boolean | undefined;
   /** Overrides the upstream read timeout for this deployment, in ms. */
   timeoutMs: number | undefined;
+  /** Its limits across the whole cluster (litellm_params rpm, tpm, max_parallel_requests); undefined: none. */
+  rpm?: number | undefined;
+  tpm?: number | undefined;
+  maxParallelRequests?: number | undefined;
   /** A database model's id (spend logs name the deployment that served a request); absent for config models. */
   modelId?: string | undefined;
 }

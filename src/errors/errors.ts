@@ -66,6 +66,24 @@ export class RateLimitError extends GatewayError {
 }
 
 /**
+ * A deployment at one of its own limits (rpm, tpm, calls in flight) for the whole cluster: the request goes to the
+ * model's next deployment (proxy/attempts.ts). Told to the client, as a 429, only when no deployment had room.
+ */
+export class DeploymentAtCapacityError extends RateLimitError {
+  constructor(
+    readonly deploymentId: string,
+    readonly limit: "rpm" | "tpm" | "parallel",
+    readonly retryAfterMs: number,
+  ) {
+    super(
+      `Deployment ${deploymentId} is at its ${limit === "parallel" ? "max_parallel_requests" : limit} limit.`,
+      Math.max(1, Math.ceil(retryAfterMs / 1000)),
+      "deployment_at_capacity",
+    );
+  }
+}
+
+/**
  * LiteLLM's shape for a level over its budget: 400, type "budget_exceeded", its message wording, naming the
  * level that refused (`who`: `Key=…`, `TeamMember=…`, `User=…`, `Team=…`).
  */

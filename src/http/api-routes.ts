@@ -16,6 +16,8 @@ import { MESSAGES, MESSAGES_COUNT_TOKENS } from "../proxy/inbound/messages.js";
 import { CHAT_COMPLETIONS, COMPLETIONS, EMBEDDINGS } from "../proxy/inbound/openai.js";
 import { RESPONSES } from "../proxy/inbound/responses.js";
 import type { ClientGone, Provider } from "../proxy/provider.js";
+import type { DeploymentLoad } from "../proxy/deployment-load.js";
+import type { RoutingStrategy } from "../proxy/routing-strategy.js";
 import { type AnswerWriter, Relay, type RelayAnswer, type RelayRecord } from "../proxy/relay.js";
 import { duplicateTopLevelKey } from "../proxy/request-shape.js";
 import type { SpendLogRow } from "../store/spend-log-store.js";
@@ -45,6 +47,8 @@ export interface ApiRouteDeps {
   providers: Record<ProviderName, Provider>;
   routing: RouterSettings;
   deploymentHealth: DeploymentHealth;
+  deploymentLoad: DeploymentLoad;
+  routingStrategy: RoutingStrategy;
   limits: LimitEnforcer;
   defaultMaxTokens: number;
   maxRequestBodyBytes: number;
@@ -103,6 +107,8 @@ export class ApiRoutes {
       providers: deps.providers,
       routing: deps.routing,
       health: deps.deploymentHealth,
+      load: deps.deploymentLoad,
+      strategy: deps.routingStrategy,
       limits: deps.limits,
       defaultMaxTokens: deps.defaultMaxTokens,
       logsSpend: deps.spendLogs !== null,

@@ -32,6 +32,8 @@ import type { RouterSettings } from "../config/router-settings.js";
 import type { DeploymentHealth } from "../proxy/deployment-health.js";
 import { ApiRoutes } from "./api-routes.js";
 import { routingRoutes } from "./routing-routes.js";
+import type { DeploymentLoad } from "../proxy/deployment-load.js";
+import type { RoutingStrategy } from "../proxy/routing-strategy.js";
 import type { UiSessions } from "../auth/ui-sessions.js";
 import { uiRoutes } from "./ui-routes.js";
 
@@ -49,6 +51,8 @@ export interface AppDeps {
   providers: Record<ProviderName, Provider>;
   routing: RouterSettings;
   deploymentHealth: DeploymentHealth;
+  deploymentLoad: DeploymentLoad;
+  routingStrategy: RoutingStrategy;
   limits: LimitEnforcer;
   defaultMaxTokens: number;
   health: HealthDeps;
@@ -90,6 +94,8 @@ export function buildHttp(deps: AppDeps): Http {
     providers: deps.providers,
     routing: deps.routing,
     deploymentHealth: deps.deploymentHealth,
+    deploymentLoad: deps.deploymentLoad,
+    routingStrategy: deps.routingStrategy,
     limits: deps.limits,
     defaultMaxTokens: deps.defaultMaxTokens,
     maxRequestBodyBytes: deps.maxRequestBodyBytes,
@@ -129,7 +135,7 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(auth));
   app.use(["/key", "/team", "/user", "/model", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }));
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
-  app.use(routingRoutes(deps.models, deps.deploymentHealth));
+  app.use(routingRoutes(deps.models, deps.deploymentHealth, deps.deploymentLoad, deps.routingStrategy));
   app.use(teamRoutes(deps.teams));
   app.use(userRoutes(deps.users));
   app.use(modelRoutes(deps.modelAdmin));

@@ -75,7 +75,7 @@ export class AdmissionPrefetcher {
 
   /** A ready admission this request may use, or undefined (then it is admitted by its own round trip). */
   take(limits: RequestLimits, worst: Charge): PrefetchedAdmission | undefined {
-    const slot = this.slots.get(limits.keyId);
+    const slot = this.slots.get(limits.heldAs);
     if (!slot || slot.ready.length === 0) return undefined;
     const now = performance.now();
     for (let i = 0; i < slot.ready.length; i++) {
@@ -89,11 +89,11 @@ export class AdmissionPrefetcher {
       if (fits(worst, candidate.reserved)) {
         slot.ready.splice(i, 1);
         this.counters.used++;
-        this.forgetIfEmpty(limits.keyId, slot);
+        this.forgetIfEmpty(limits.heldAs, slot);
         return candidate;
       }
     }
-    this.forgetIfEmpty(limits.keyId, slot);
+    this.forgetIfEmpty(limits.heldAs, slot);
     return undefined;
   }
 
@@ -105,10 +105,10 @@ export class AdmissionPrefetcher {
     if (this.o.depth === 0 || this.closed) return;
     const size: Charge = { promptTokens: worst.promptTokens * 2, completionTokens: worst.completionTokens, cost: worst.cost * 2 };
     if (!hasRoom(limits, size, after)) return;
-    let slot = this.slots.get(limits.keyId);
+    let slot = this.slots.get(limits.heldAs);
     if (!slot) {
       slot = { ready: [], fetching: 0 };
-      this.slots.set(limits.keyId, slot);
+      this.slots.set(limits.heldAs, slot);
     }
     if (slot.ready.length + slot.fetching >= this.o.depth) return;
     slot.fetching++;
@@ -123,7 +123,7 @@ export class AdmissionPrefetcher {
         (admission) => {
           slot.fetching--;
           if (admission.kind !== "ok") {
-            this.forgetIfEmpty(limits.keyId, slot);
+            this.forgetIfEmpty(limits.heldAs, slot);
             return;
           }
           this.counters.fetched++;
@@ -134,7 +134,7 @@ export class AdmissionPrefetcher {
         (err: unknown) => {
           slot.fetching--;
           this.counters.failed++;
-          this.forgetIfEmpty(limits.keyId, slot);
+          this.forgetIfEmpty(limits.heldAs, slot);
           this.o.onError(err);
         },
       );

@@ -2,14 +2,18 @@
  * The vocabulary shared by the two limiters (Redis, cluster-wide; local, the fallback) and the enforcer.
  *
  * A request belongs to up to four levels — its key, the key's team member (the key's user inside the key's
- * team), the key's user, the key's team — and is admitted only if every level that sets a limit has room.
+ * team), the key's user, the key's team — and is admitted only if every level that sets a limit has room. Each
+ * attempt is admitted on one more level when its deployment has limits of its own (rpm, tpm, parallel calls) or
+ * the routing strategy reads its load: the deployment, which is never charged spend (it owns no budget).
  */
 
-export type LimitLevel = "key" | "team_member" | "user" | "team";
+/** The levels spend is charged to (durably, in Postgres). */
+export type SpendOwnerLevel = "key" | "team_member" | "user" | "team";
+export type LimitLevel = SpendOwnerLevel | "deployment";
 
 /** One level a request's spend is charged to: its key, team member, user or team. */
 export interface SpendOwner {
-  level: LimitLevel;
+  level: SpendOwnerLevel;
   /** key_id, team_id or user_id; for a team member, its user_id (`teamId` says which team). */
   id: string;
   /** For a team member only: the team it is a member of. */
@@ -21,8 +25,9 @@ export interface SpendOwner {
   ledger: string;
 }
 
-/** One level's limits. Null means "no limit". */
-export interface LimitSubject extends SpendOwner {
+/** One level's limits. Null means "no limit". Only a level that owns spend (not a deployment) has a budget. */
+export interface LimitSubject extends Omit<SpendOwner, "level"> {
+  level: LimitLevel;
   maxBudget: number | null;
   rpmLimit: number | null;
   tpmLimit: number | null;
@@ -31,9 +36,14 @@ export interface LimitSubject extends SpendOwner {
 
 /** Everything one request is admitted against and charged to. */
 export interface RequestLimits {
-  /** The key's id: admissions held ready (prefetched) are held per key. */
+  /** The key's id. */
   keyId: string;
-  /** The levels that set a limit, in the order a refusal is looked for: key, team member, user, team. */
+  /**
+   * Where admissions held ready (prefetched) for these limits are kept: the key's id, and the deployment's when the
+   * attempt's deployment is one of the levels (request-limits.ts withDeployment).
+   */
+  heldAs: string;
+  /** The levels that set a limit, in the order a refusal is looked for: key, team member, user, team, deployment. */
   subjects: LimitSubject[];
   /** Every level the request's spend is recorded for (durably), limits or not; the key's first. */
   owners: SpendOwner[];
@@ -101,7 +111,7 @@ export function ledgerOf(level: LimitLevel, id: string, teamId?: string): string
 }
 
 /** How errors and logs name a level: `Key=…`, `TeamMember=<user> (team <team>)`, `User=…`, `Team=…`. */
-export function describeOwner(owner: SpendOwner): string {
+export function describeOwner(owner: Pick<LimitSubject, "level" | "id" | "teamId">): string {
   switch (owner.level) {
     case "key":
       return `Key=${owner.id}`;
@@ -111,10 +121,18 @@ export function describeOwner(owner: SpendOwner): string {
       return `User=${owner.id}`;
     case "team":
       return `Team=${owner.id}`;
+    case "deployment":
+      return `Deployment=${owner.id}`;
   }
 }
 
 /** "key", "team member", "user", "team": for sentences such as "this team allows 10 requests per minute". */
 export function levelNoun(level: LimitLevel): string {
   return level === "team_member" ? "team member" : level;
+}
+
+/** A level that may carry a budget: one that owns spend (every level but a deployment). */
+export function budgetOwner(subject: LimitSubject): SpendOwner {
+  if (subject.level === "deployment") throw new Error("a deployment owns no spend");
+  return subject as SpendOwner;
 }

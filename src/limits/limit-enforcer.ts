@@ -3,11 +3,11 @@ import { LRUCache } from "lru-cache";
 import type { LimitSettings } from "../config/settings.js";
 import { DependencyUnavailableError } from "../errors/errors.js";
 import { countsAgainstHealth } from "../faults/classify.js";
-import { BudgetExceededError, RateLimitError, ServiceUnavailableError } from "../errors/errors.js";
+import { BudgetExceededError, DeploymentAtCapacityError, RateLimitError, ServiceUnavailableError } from "../errors/errors.js";
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { readDurableSpend } from "../store/spend-store.js";
-import { describeOwner, levelNoun, type Admission, type LevelAdmission, type LimitSubject, type Refusal, type RequestLimits, type WindowState } from "./admission.js";
+import { budgetOwner, describeOwner, levelNoun, type Admission, type LevelAdmission, type LimitSubject, type Refusal, type RequestLimits, type WindowState } from "./admission.js";
 import { AdmissionPrefetcher } from "./admission-prefetcher.js";
 import type { LocalLimiter } from "./local-limiter.js";
 import type { Charge } from "./pricing.js";
@@ -131,7 +131,10 @@ export class LimitEnforcer {
       this.counters.refused++;
       const reason = `${admission.kind} ${subjects[admission.subject]!.level}`;
       this.rejections[reason] = (this.rejections[reason] ?? 0) + 1;
-      throw refusalError(admission, subjects[admission.subject]!);
+      const subject = subjects[admission.subject]!;
+      // A deployment's own limit is the router's business: the request goes to another deployment.
+      if (subject.level === "deployment") throw capacityError(admission, subject);
+      throw refusalError(admission, subject);
     }
     if (lease.admittedBy === "redis") this.counters.admittedRedis++;
     else this.counters.admittedLocal++;
@@ -225,7 +228,7 @@ export class LimitEnforcer {
         if (s.maxBudget === null) return 0;
         const known = this.lastKnownSpend.get(s.ledger);
         if (known !== undefined) return known;
-        return (await this.o.db.query((q) => readDurableSpend(q, s))).spend;
+        return (await this.o.db.query((q) => readDurableSpend(q, budgetOwner(s)))).spend;
       }),
     );
   }
@@ -233,6 +236,17 @@ export class LimitEnforcer {
 
 function isRedisOutage(err: unknown): boolean {
   return err instanceof DependencyUnavailableError || countsAgainstHealth(err);
+}
+
+function capacityError(refusal: Refusal, subject: LimitSubject): DeploymentAtCapacityError {
+  switch (refusal.kind) {
+    case "rpm":
+    case "tpm":
+      return new DeploymentAtCapacityError(subject.id, refusal.kind, refusal.retryAfterMs);
+    default:
+      // Calls in flight end on their own time: come back in a second.
+      return new DeploymentAtCapacityError(subject.id, "parallel", 1_000);
+  }
 }
 
 function refusalError(refusal: Refusal, subject: LimitSubject): Error {
@@ -281,7 +295,8 @@ function rateHeaders(subjects: LimitSubject[], levels: LevelAdmission[]): Record
   for (let i = 0; i < subjects.length; i++) {
     const s = subjects[i]!;
     const l = levels[i];
-    if (!l) continue;
+    // A deployment's limits are the cluster's own capacity, not the caller's allowance.
+    if (!l || s.level === "deployment") continue;
     if (l.requests && s.rpmLimit !== null && (!requests || l.requests.remaining < requests.state.remaining)) requests = { limit: s.rpmLimit, state: l.requests };
     if (l.tokens && s.tpmLimit !== null && (!tokens || l.tokens.remaining < tokens.state.remaining)) tokens = { limit: s.tpmLimit, state: l.tokens };
   }

@@ -4,7 +4,7 @@ import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
 import type { RedisServerIdentity } from "../redis/server-identity.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
-import type { Admission, LevelAdmission, RequestLimits, Reservation, Settlement, SpendOwner } from "./admission.js";
+import { type Admission, budgetOwner, type LevelAdmission, type RequestLimits, type Reservation, type Settlement, type SpendOwner } from "./admission.js";
 
 // The live ledger of a key unused this long is dropped; the next request seeds it again from Postgres.
 const LEDGER_TTL_MS = 24 * 3_600_000;
@@ -52,7 +52,7 @@ export class RedisLimiter {
     for (let attempt = 0; reply[0] === "seed" && attempt < 3; attempt++) {
       this.counters.seeds++;
       const unseeded = reply.slice(1).map((n) => Number(n) - 1);
-      const seeds = new Map(await Promise.all(unseeded.map(async (i) => [i, await this.seeds.read(limits.subjects[i]!)] as const)));
+      const seeds = new Map(await Promise.all(unseeded.map(async (i) => [i, await this.seeds.read(budgetOwner(limits.subjects[i]!))] as const)));
       reply = await this.reserve(limits, r, seeds, holdMs);
     }
     if (reply[0] === "seed") throw new ServiceUnavailableError("the spend ledger kept being reset while this request was admitted; retry shortly", 1, "limits_busy");

@@ -1,4 +1,5 @@
 import { memberBudget, type AuthRecord, type TeamRecord, type UserRecord } from "../auth/auth-record.js";
+import type { ModelDeployment } from "../config/schema.js";
 import { hasLimits, ledgerOf, type LimitSubject, type RequestLimits, type SpendOwner } from "./admission.js";
 
 /**
@@ -41,5 +42,42 @@ function build(key: AuthRecord, team: TeamRecord | null, user: UserRecord | null
   }
   if (user) add({ level: "user", id: user.userId, ledger: ledgerOf("user", user.userId) }, user);
   if (team) add({ level: "team", id: team.teamId, ledger: ledgerOf("team", team.teamId) }, team);
-  return { keyId: key.keyId, subjects, owners };
+  return { keyId: key.keyId, heldAs: key.keyId, subjects, owners };
 }
+
+/**
+ * Counted on a deployment level without being limited: the routing strategy reads its tokens a minute
+ * (usage-based routing) though the deployment sets no tpm. Never reached, so never refuses.
+ */
+export const COUNTED_NOT_LIMITED = 1e15;
+
+/**
+ * One attempt's limits: the request's, plus its deployment as a level when the deployment has limits of its own
+ * (rpm, tpm, max_parallel_requests, held for the whole cluster by the same admission as a key's) or the routing
+ * strategy reads its load (`tracked`: its calls in flight, its tokens this minute). Remembered per request limits
+ * and deployment, like requestLimitsOf.
+ */
+export function withDeployment(limits: RequestLimits, d: ModelDeployment, tracked: boolean): RequestLimits {
+  if (!tracked && d.rpm === undefined && d.tpm === undefined && d.maxParallelRequests === undefined) return limits;
+  let byDeployment = withDeployments.get(limits);
+  if (!byDeployment) {
+    byDeployment = new WeakMap();
+    withDeployments.set(limits, byDeployment);
+  }
+  const remembered = byDeployment.get(d);
+  if (remembered) return remembered;
+  const subject: LimitSubject = {
+    level: "deployment",
+    id: d.id,
+    ledger: ledgerOf("deployment", d.id),
+    maxBudget: null,
+    rpmLimit: d.rpm ?? null,
+    tpmLimit: d.tpm ?? (tracked ? COUNTED_NOT_LIMITED : null),
+    maxParallelRequests: d.maxParallelRequests ?? null,
+  };
+  const made: RequestLimits = { keyId: limits.keyId, heldAs: `${limits.keyId}@${d.id}`, subjects: [...limits.subjects, subject], owners: limits.owners };
+  byDeployment.set(d, made);
+  return made;
+}
+
+const withDeployments = new WeakMap<RequestLimits, WeakMap<ModelDeployment, RequestLimits>>();

@@ -1,6 +1,6 @@
 import type { FailureKind, RouterSettings } from "../config/router-settings.js";
 import type { ModelDeployment } from "../config/settings.js";
-import { type GatewayError, ServiceUnavailableError, UpstreamError } from "../errors/errors.js";
+import { type DeploymentAtCapacityError, type GatewayError, RateLimitError, ServiceUnavailableError, UpstreamError } from "../errors/errors.js";
 import type { DeploymentHealth } from "./deployment-health.js";
 
 /**
@@ -43,6 +43,10 @@ export class AttemptPlan {
   private fallbacksUsed = 0;
   private lastKind: FailureKind | null = null;
   private lastError: unknown;
+  /** Deployments found at one of their own limits in this request (id → ms until room); made on the first. */
+  private full: Map<string, number> | undefined;
+  /** The last attempt was refused by its deployment's limits: the next goes elsewhere without using a retry. */
+  private lastWasFull = false;
   /** The model being tried now (the requested one, then fallbacks), and its deployments. */
   private current: string;
   private deployments: ModelDeployment[];
@@ -64,6 +68,14 @@ export class AttemptPlan {
 
   /** The deployment to try next, or undefined when the budget or the candidates are spent. */
   async next(): Promise<ModelDeployment | undefined> {
+    if (this.lastWasFull) {
+      // A deployment at its rpm, tpm or parallel limit was never called: another of the model's, untried, takes the
+      // request as a first choice would; with none left, the model's fallbacks (as for a 429), then nothing.
+      this.lastWasFull = false;
+      const other = this.deployments.find((d) => this.usable(d) && !this.failedHere?.has(d.id));
+      if (other) return other;
+      if (this.lastKind === null) return this.nextFallback();
+    }
     if (this.attempts.length > 0 && this.lastKind !== null) {
       // A retry within the model, if this kind of failure is retried and retries are left.
       const configured = this.settings.retryPolicy[this.lastKind] ?? (RETRIED.has(this.lastKind) ? this.settings.numRetries : 0);
@@ -87,6 +99,13 @@ export class AttemptPlan {
     return this.deployments.length > 1;
   }
 
+  /** The deployment's own limits refused the attempt (it was not called): it is not tried again in this request. */
+  atCapacity(deployment: ModelDeployment, err: DeploymentAtCapacityError): void {
+    this.full ??= new Map();
+    this.full.set(deployment.id, err.retryAfterMs);
+    this.lastWasFull = true;
+  }
+
   failed(deployment: ModelDeployment, kind: FailureKind, err: unknown): void {
     this.failedHere ??= new Set();
     this.failedHere.add(deployment.id);
@@ -98,6 +117,10 @@ export class AttemptPlan {
   /** What the client is told when nothing answered: the last upstream failure, or that every deployment cools down. */
   exhausted(): GatewayError | unknown {
     if (this.lastError !== undefined) return this.lastError;
+    if (this.full) {
+      const wait = Math.max(1, Math.ceil(Math.min(...this.full.values()) / 1000));
+      return new RateLimitError(`every deployment of '${this.current}' is at its rpm, tpm or max_parallel_requests limit; retry shortly`, wait, "no_deployment_available");
+    }
     const wait = Math.max(1, Math.ceil(this.health.msUntilAny(this.deployments.map((d) => d.id)) / 1000));
     return new ServiceUnavailableError(`every deployment of '${this.current}' is cooling down after repeated failures; retry shortly`, wait, "no_deployment_available");
   }
@@ -117,7 +140,7 @@ export class AttemptPlan {
   private pickIn(list: readonly ModelDeployment[]): ModelDeployment | undefined {
     let triedButUsable: ModelDeployment | undefined;
     for (const d of list) {
-      if (this.health.isCooling(d.id)) continue;
+      if (!this.usable(d)) continue;
       if (!this.failedHere?.has(d.id)) return d;
       triedButUsable ??= d;
     }
@@ -134,10 +157,15 @@ export class AttemptPlan {
       if (!deployments) continue;
       this.current = model;
       this.deployments = deployments;
-      const first = deployments.find((d) => !this.health.isCooling(d.id));
+      const first = deployments.find((d) => this.usable(d));
       if (first) return first;
     }
     return undefined;
+  }
+
+  /** Neither cooling down (cluster-wide) nor found at its limits in this request. */
+  private usable(d: ModelDeployment): boolean {
+    return !this.health.isCooling(d.id) && !this.full?.has(d.id);
   }
 
   /** The fallbacks for this kind of failure (LiteLLM's three lists; the general ones for everything else). */

@@ -1,14 +1,16 @@
 import { callerAllowsModel } from "../auth/auth-record.js";
 import type { AuthResult } from "../auth/authenticator.js";
 import type { ModelDeployment, ProviderName } from "../config/settings.js";
-import { BadRequestError, type GatewayError, NotFoundError, PermissionError, UpstreamError } from "../errors/errors.js";
+import { BadRequestError, DeploymentAtCapacityError, type GatewayError, NotFoundError, PermissionError, UpstreamError } from "../errors/errors.js";
 import type { RequestLimits } from "../limits/admission.js";
 import type { Lease, LimitEnforcer } from "../limits/limit-enforcer.js";
 import { priceOf, type TokenCount, worstCaseCharge } from "../limits/pricing.js";
-import { requestLimitsOf } from "../limits/request-limits.js";
+import { requestLimitsOf, withDeployment } from "../limits/request-limits.js";
 import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-meter.js";
 import type { RouterSettings } from "../config/router-settings.js";
 import { AttemptPlan, failureKindOf, type RequestRouting } from "./attempts.js";
+import type { DeploymentLoad } from "./deployment-load.js";
+import type { RoutingStrategy } from "./routing-strategy.js";
 import type { DeploymentHealth } from "./deployment-health.js";
 import type { InboundApi } from "./inbound/inbound-api.js";
 import { ClientGone, type Endpoint, type Provider, type UpstreamResponse } from "./provider.js";
@@ -28,6 +30,9 @@ export interface RelayDeps {
   /** Retries, fallbacks and cooldowns (docs/routing.md). */
   routing: RouterSettings;
   health: DeploymentHealth;
+  /** Deployments' load and latency, and the strategy that orders a model's deployments by them. */
+  load: DeploymentLoad;
+  strategy: RoutingStrategy;
   providers: Record<ProviderName, Provider>;
   limits: LimitEnforcer;
   defaultMaxTokens: number;
@@ -100,7 +105,7 @@ export class Relay {
     api.check(body);
     const asked = requestRouting(request);
     if (asked) request = asked.request;
-    const deployments = await deps.models.pick(model);
+    const deployments = await this.route(model);
     if (!deployments) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, "model", "model_not_found");
     // Only a model this gateway serves is logged and used as a metric label: the client's string could be
     // anything, a key included, and unbounded label values would swamp Prometheus.
@@ -121,7 +126,7 @@ export class Relay {
       deps.routing,
       deps.health,
       (m) => callerAllowsModel(record, team, m, user),
-      (m) => deps.models.pick(m),
+      (m) => this.route(m),
       asked?.routing,
     );
     for (;;) {
@@ -133,6 +138,10 @@ export class Relay {
         await this.attempt(x, api, request, out, deployment, plan);
         return;
       } catch (err) {
+        if (err instanceof DeploymentAtCapacityError && !x.answering) {
+          plan.atCapacity(deployment, err);
+          continue;
+        }
         // Once the answer began, or for a failure that is not the upstream's (a limit, the client leaving), the
         // request ends here; an upstream failure before the first byte is tried again elsewhere if the plan allows.
         const kind = x.answering ? null : failureKindOf(err);
@@ -143,6 +152,12 @@ export class Relay {
         x.attempts = plan.attempts;
       }
     }
+  }
+
+  /** A model's deployments, first choice first: the router's rotation, ordered by the routing strategy. */
+  private async route(model: string): Promise<ModelDeployment[] | undefined> {
+    const listed = await this.deps.models.pick(model);
+    return listed && this.deps.strategy.order(listed);
   }
 
   /** One attempt on one deployment: admission priced at it, the call, the answer (the first byte ends retrying). */
@@ -164,7 +179,7 @@ export class Relay {
       throw new BadRequestError(`The model '${deployment.modelName}' (${deployment.provider}) does not serve ${api.endpoint}.`, "model", "endpoint_not_supported");
     }
 
-    const limits = requestLimitsOf(record, team, user);
+    const limits = withDeployment(requestLimitsOf(record, team, user), deployment, deps.strategy.tracksLoad);
     const metered = !api.free && needsMetering(limits, deployment);
     let endpoint: Endpoint;
     let upstreamBody: Record<string, unknown>;
@@ -215,6 +230,7 @@ export class Relay {
     // Time on the upstream, from sending the call until its answer is relayed or has failed: the request's
     // latency minus this is the gateway's overhead (metrics).
     const upstreamStarted = performance.now();
+    deps.load.began(deployment.id);
     try {
       const upstream = await provider.forward({ endpoint, deployment, body: upstreamBody, rawBody, stream, signal: abort, anthropicBeta: request.anthropicBeta });
       if (upstream.status >= 300) throw await this.upstreamFailure(upstream, deployment);
@@ -222,6 +238,7 @@ export class Relay {
       // right after its 200) is still a failure to retry elsewhere, not a broken answer.
       const body = stream ? await firstChunkChecked(upstream.body, native && deployment.provider === "anthropic") : upstream.body;
       relayed = true;
+      deps.load.answeredIn(deployment.id, performance.now() - upstreamStarted);
       if (upstream.headers) for (const name in upstream.headers) out.setHeader(name, upstream.headers[name]!);
       for (const [name, value] of plan.answerHeaders(deployment)) out.setHeader(name, value);
       x.answering = true;
@@ -232,6 +249,7 @@ export class Relay {
       await out.send(answer);
     } finally {
       x.upstreamSeconds = (performance.now() - upstreamStarted) / 1000;
+      deps.load.ended(deployment.id);
       void settle();
     }
   }

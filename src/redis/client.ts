@@ -24,6 +24,9 @@ export interface GatehouseRedis extends Redis {
     channel: string,
   ): Promise<[number, number]>;
   routerCooldowns(cooldownsKey: string): Promise<Array<string | number>>;
+  /** numberOfKeys is given per call (two per deployment). */
+  routerLoad(numberOfKeys: number, ...keys: string[]): Promise<Array<string | number>>;
+  routerLatency(latencyKey: string, alpha: number, ttlMs: number, ...idThenMs: Array<string | number>): Promise<string[]>;
 }
 
 const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
@@ -36,6 +39,8 @@ const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
   { command: "limitsDropStale", file: "limits-drop-stale.lua", keys: 1 },
   { command: "routerFail", file: "router-fail.lua", keys: 2 },
   { command: "routerCooldowns", file: "router-cooldowns.lua", keys: 1 },
+  { command: "routerLoad", file: "router-load.lua", keys: -1 },
+  { command: "routerLatency", file: "router-latency.lua", keys: 1 },
 ];
 
 /** Redis found through Sentinel: the master of `name` as the `sentinels` say, followed across failovers. */

@@ -69,4 +69,19 @@ export class RedisKeys {
   routerChannel(): string {
     return `${this.prefix}router:cooldown-started`;
   }
+
+  /** Every deployment's latency as the cluster measured it (latency-based routing). Owner: proxy/deployment-load. */
+  routerLatency(): string {
+    return `${this.prefix}router:latency`;
+  }
+
+  /** The round of background health checks a replica has claimed (one replica per round). Owner: proxy/health-prober. */
+  healthRound(round: number): string {
+    return `${this.prefix}router:health-round:${round}`;
+  }
+
+  /** The last health check of every deployment, as the replica that ran it wrote it. Owner: proxy/health-prober. */
+  healthResults(): string {
+    return `${this.prefix}router:health`;
+  }
 }
