@@ -75,6 +75,7 @@ export class AdmissionPrefetcher {
 
   /** A ready admission this request may use, or undefined (then it is admitted by its own round trip). */
   take(limits: RequestLimits, worst: Charge): PrefetchedAdmission | undefined {
+    if (limits.heldAs === null) return undefined;
     const slot = this.slots.get(limits.heldAs);
     if (!slot || slot.ready.length === 0) return undefined;
     const now = performance.now();
@@ -102,13 +103,14 @@ export class AdmissionPrefetcher {
    * limit, reserve the next admission now, sized for a request like this one with margin.
    */
   replenish(limits: RequestLimits, worst: Charge, after: Extract<Admission, { kind: "ok" }>): void {
-    if (this.o.depth === 0 || this.closed) return;
+    const heldAs = limits.heldAs;
+    if (this.o.depth === 0 || this.closed || heldAs === null) return;
     const size: Charge = { promptTokens: worst.promptTokens * 2, completionTokens: worst.completionTokens, cost: worst.cost * 2 };
     if (!hasRoom(limits, size, after)) return;
-    let slot = this.slots.get(limits.heldAs);
+    let slot = this.slots.get(heldAs);
     if (!slot) {
       slot = { ready: [], fetching: 0 };
-      this.slots.set(limits.heldAs, slot);
+      this.slots.set(heldAs, slot);
     }
     if (slot.ready.length + slot.fetching >= this.o.depth) return;
     slot.fetching++;
@@ -123,7 +125,7 @@ export class AdmissionPrefetcher {
         (admission) => {
           slot.fetching--;
           if (admission.kind !== "ok") {
-            this.forgetIfEmpty(limits.heldAs, slot);
+            this.forgetIfEmpty(heldAs, slot);
             return;
           }
           this.counters.fetched++;
@@ -134,7 +136,7 @@ export class AdmissionPrefetcher {
         (err: unknown) => {
           slot.fetching--;
           this.counters.failed++;
-          this.forgetIfEmpty(limits.heldAs, slot);
+          this.forgetIfEmpty(heldAs, slot);
           this.o.onError(err);
         },
       );

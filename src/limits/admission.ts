@@ -39,10 +39,11 @@ export interface RequestLimits {
   /** The key's id. */
   keyId: string;
   /**
-   * Where admissions held ready (prefetched) for these limits are kept: the key's id, and the deployment's when the
-   * attempt's deployment is one of the levels (request-limits.ts withDeployment).
+   * Where admissions held ready (prefetched) for these limits are kept: the key's id. Null when none is ever held:
+   * for an attempt admitted on its deployment's level too (request-limits.ts withDeployment), an admission held
+   * ready would count as a call in flight on that deployment and hold part of its rpm for a request to come.
    */
-  heldAs: string;
+  heldAs: string | null;
   /** The levels that set a limit, in the order a refusal is looked for: key, team member, user, team, deployment. */
   subjects: LimitSubject[];
   /** Every level the request's spend is recorded for (durably), limits or not; the key's first. */

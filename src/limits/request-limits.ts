@@ -75,7 +75,7 @@ export function withDeployment(limits: RequestLimits, d: ModelDeployment, tracke
     tpmLimit: d.tpm ?? (tracked ? COUNTED_NOT_LIMITED : null),
     maxParallelRequests: d.maxParallelRequests ?? null,
   };
-  const made: RequestLimits = { keyId: limits.keyId, heldAs: `${limits.keyId}@${d.id}`, subjects: [...limits.subjects, subject], owners: limits.owners };
+  const made: RequestLimits = { keyId: limits.keyId, heldAs: null, subjects: [...limits.subjects, subject], owners: limits.owners };
   byDeployment.set(d, made);
   return made;
 }
