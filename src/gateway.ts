@@ -39,6 +39,7 @@ import { MODELS_CACHE_KEY, ModelRegistry } from "./models/model-registry.js";
 import { ModelService } from "./models/model-service.js";
 import type { Provider } from "./proxy/provider.js";
 import { DeploymentLoad } from "./proxy/deployment-load.js";
+import { HealthProber } from "./proxy/health-prober.js";
 import { routingStrategy, type RoutingStrategy } from "./proxy/routing-strategy.js";
 import { DeploymentHealth } from "./proxy/deployment-health.js";
 import { AnthropicProvider } from "./proxy/providers/anthropic.js";
@@ -336,6 +337,7 @@ interface Services {
   /** Deployments' load and latency, and the routing strategy that reads them. */
   load: DeploymentLoad;
   strategy: RoutingStrategy;
+  prober: HealthProber;
   /** Null when spend_logs.logging is off. */
   spendLogs: SpendLogWriter | null;
   spendReader: SpendLogReader;
@@ -413,6 +415,19 @@ async function buildServices(
     anthropic: new AnthropicProvider(http, settings.limits.defaultMaxTokens),
     mock: new MockProvider(),
   };
+  const prober = new HealthProber({
+    redis,
+    keys: redisKeys,
+    logger,
+    replicaId: settings.replicaId,
+    background: settings.router.healthChecks.enabled,
+    intervalMs: settings.router.healthChecks.intervalMs,
+    deployments: () => models.deployments(),
+    providers,
+    health,
+  });
+  prober.start();
+  started.push("health checks", () => prober.stop());
   let spendLogs: SpendLogWriter | null = null;
   if (settings.spendLogs.logging === "on") {
     const journal = new SpendJournal(settings.dataDir);
@@ -420,7 +435,7 @@ async function buildServices(
     spendLogs = new SpendLogWriter({ db, journal, logger, batchRows: settings.spendLogs.batchRows, memoryMaxRows: settings.spendLogs.memoryMaxRows, copy: !embedded });
   }
   const spendReader = new SpendLogReader(db);
-  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers, health, load, strategy, spendLogs, spendReader };
+  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers, health, load, strategy, prober, spendLogs, spendReader };
 }
 
 // ── phase 4: background work ────────────────────────────────────────────────────────────────────────────
@@ -545,6 +560,7 @@ async function listen(
     deploymentHealth: services.health,
     deploymentLoad: services.load,
     routingStrategy: services.strategy,
+    healthProber: services.prober,
     limits: services.limits,
     defaultMaxTokens: settings.limits.defaultMaxTokens,
     metrics,

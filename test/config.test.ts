@@ -44,8 +44,9 @@ litellm_settings:
       apiKey: "sk-upstream",
       inputCostPerToken: 0.0000025,
       outputCostPerToken: 0.00001,
+      rpm: 100,
     });
-    expect(s.warnings.join("\n")).toContain("rpm");
+    expect(s.warnings.join("\n")).not.toContain("rpm");
     expect(s.warnings.join("\n")).toContain("litellm_settings");
   });
 
@@ -324,12 +325,28 @@ describe("router_settings (LiteLLM's), honoured or refused by name", () => {
   });
 
   it.each([
-    [{ routing_strategy: "least-busy" }, "router_settings.routing_strategy"],
+    [{ routing_strategy: "fastest-please" }, "router_settings.routing_strategy"],
+    [{ routing_strategy_args: { ttl: 60 } }, "ttl"],
     [{ enable_pre_call_checks: true }, "enable_pre_call_checks"],
     [{ retry_policy: { RateLimitErrorRetrys: 1 } }, "RateLimitErrorRetrys"],
     [{ num_retries: -1 }, "router_settings.num_retries"],
   ])("refuses what it does not honour, naming it (%#)", (router_settings, named) => {
     expect(() => settingsFromConfig({ ...base, router_settings }, { source: "t", env: {} })).toThrowError(new RegExp(named.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+  });
+
+  it("reads every routing strategy by LiteLLM's name, and the background health checks of general_settings", () => {
+    for (const strategy of ["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2", "cost-based-routing"])
+      expect(settingsFromConfig({ ...base, router_settings: { routing_strategy: strategy } }, { source: "t", env: {} }).router.strategy).toBe(strategy);
+    const s = settingsFromConfig(
+      {
+        ...base,
+        router_settings: { routing_strategy: "latency-based-routing", routing_strategy_args: { lowest_latency_buffer: 0.5 } },
+        general_settings: { background_health_checks: true, health_check_interval: 60 },
+      },
+      { source: "t", env: {} },
+    );
+    expect(s.router).toMatchObject({ lowestLatencyBuffer: 0.5, healthChecks: { enabled: true, intervalMs: 60_000 } });
+    expect(settingsFromConfig(base, { source: "t", env: {} }).router.healthChecks).toEqual({ enabled: false, intervalMs: 300_000 });
   });
 
   it("gives each deployment an id every replica computes alike, and reads weight and order", () => {

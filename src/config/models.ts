@@ -67,7 +67,7 @@ function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, wa
   if (unknown.length > 0) warnings.push(`${field} (${entry.model_name}): fields ${unknown.join(", ")} are not used by Gatehouse and were ignored`);
   try {
     const apiKey = params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx, warnings);
-    return deploymentFromParams(entry.model_name, params, apiKey);
+    return deploymentFromParams(entry.model_name, params, apiKey, entry.model_info);
   } catch (err) {
     if (!(err instanceof DeploymentProblem)) throw err;
     const path = err.field === "model" ? ["model_list", index, "litellm_params", "model"] : ["model_list", index, "litellm_params"];
@@ -89,7 +89,12 @@ export class DeploymentProblem extends Error {
  * The deployment one model's litellm_params describe, whether from the config file or from the API
  * (models/model-params.ts): one set of provider rules for both.
  */
-export function deploymentFromParams(modelName: string, params: z.infer<typeof litellmParamsSchema>, apiKey: string | undefined): ModelDeployment {
+export function deploymentFromParams(
+  modelName: string,
+  params: z.infer<typeof litellmParamsSchema>,
+  apiKey: string | undefined,
+  modelInfo?: Record<string, unknown> | null,
+): ModelDeployment {
   // A bare model name is an OpenAI model, on OpenAI's API unless api_base says otherwise (as in LiteLLM).
   const bare = !params.model.includes("/");
   const slash = bare ? -1 : params.model.indexOf("/");
@@ -121,6 +126,7 @@ export function deploymentFromParams(modelName: string, params: z.infer<typeof l
     apiVersion: params.api_version,
     dropParams: params.drop_params,
     timeoutMs: params.timeout === undefined ? undefined : params.timeout * 1000,
+    healthCheck: modelInfo?.disable_background_health_check === true ? "off" : modelInfo?.mode === "embedding" ? "embedding" : "chat",
     rpm: params.rpm,
     tpm: params.tpm,
     maxParallelRequests: params.max_parallel_requests,

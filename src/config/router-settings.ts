@@ -75,6 +75,8 @@ export interface RouterSettings {
   /** The upstream read timeout of every deployment that sets none (ms). */
   timeoutMs: number | undefined;
   streamTimeoutMs: number | undefined;
+  /** LiteLLM's general_settings.background_health_checks and health_check_interval (default 300 s). */
+  healthChecks: { enabled: boolean; intervalMs: number };
 }
 
 export const DEFAULT_ROUTER_SETTINGS: RouterSettings = {
@@ -92,6 +94,7 @@ export const DEFAULT_ROUTER_SETTINGS: RouterSettings = {
   defaultFallbacks: [],
   timeoutMs: undefined,
   streamTimeoutMs: undefined,
+  healthChecks: { enabled: false, intervalMs: 300_000 },
 };
 
 type RouterInput = z.output<typeof routerSettingsSchema>;
@@ -111,9 +114,20 @@ function fallbackMap(list: RouterInput["fallbacks"]): Map<string, string[]> {
   return map;
 }
 
-export function routerSettingsFrom(input: RouterInput | undefined): RouterSettings {
-  if (!input) return DEFAULT_ROUTER_SETTINGS;
+/** `general_settings` fields the router reads (LiteLLM keeps its health checks there). */
+export interface GeneralHealthSettings {
+  background_health_checks?: boolean | undefined;
+  health_check_interval?: number | undefined;
+}
+
+export function routerSettingsFrom(input: RouterInput | undefined, general?: GeneralHealthSettings): RouterSettings {
+  const healthChecks = {
+    enabled: general?.background_health_checks ?? false,
+    intervalMs: (general?.health_check_interval ?? DEFAULT_ROUTER_SETTINGS.healthChecks.intervalMs / 1000) * 1000,
+  };
+  if (!input) return { ...DEFAULT_ROUTER_SETTINGS, healthChecks };
   return {
+    healthChecks,
     strategy: input.routing_strategy === "usage-based-routing" ? "usage-based-routing-v2" : (input.routing_strategy ?? "simple-shuffle"),
     lowestLatencyBuffer: input.routing_strategy_args?.lowest_latency_buffer ?? 0,
     numRetries: input.num_retries ?? DEFAULT_ROUTER_SETTINGS.numRetries,

@@ -312,7 +312,15 @@ export const gatehouseSettingsSchema = z
 
 export const configFileSchema = z.strictObject({
   model_list: z.array(modelEntrySchema).default([]),
-  general_settings: z.looseObject({ master_key: z.string().optional(), database_url: z.string().optional() }).optional(),
+  general_settings: z
+    .looseObject({
+      master_key: z.string().optional(),
+      database_url: z.string().optional(),
+      // LiteLLM's background health checks (docs/routing.md, "Health checks"): run by one replica for the cluster.
+      background_health_checks: z.boolean().optional(),
+      health_check_interval: z.number().positive().max(86_400).optional(),
+    })
+    .optional(),
   gatehouse_settings: gatehouseSettingsSchema.prefault({}),
   // Honoured field by field; a field Gatehouse does not honour is refused by name (docs/routing.md).
   router_settings: routerSettingsSchema.optional(),
@@ -359,6 +367,11 @@ export interface ModelDeployment {
   dropParams?: boolean | undefined;
   /** Overrides the upstream read timeout for this deployment, in ms. */
   timeoutMs: number | undefined;
+  /**
+   * What a background health check of it calls (model_info.mode "embedding": an embedding; otherwise a one-token
+   * chat), or "off" (model_info.disable_background_health_check).
+   */
+  healthCheck?: "chat" | "embedding" | "off" | undefined;
   /** Its limits across the whole cluster (litellm_params rpm, tpm, max_parallel_requests); undefined: none. */
   rpm?: number | undefined;
   tpm?: number | undefined;

@@ -65,7 +65,7 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
     if (config[section] !== undefined) warnings.push(`config section "${section}" is not used by Gatehouse and was ignored`);
   }
   const models = readModels(config.model_list, ctx, warnings, problems);
-  const router = routerSettingsFrom(config.router_settings);
+  const router = routerSettingsFrom(config.router_settings, config.general_settings);
   // A fallback may name a database model (added later through the API): a name the file does not serve is told, not refused.
   const unserved = unknownFallbackModels(router, new Set(models.map((m) => m.modelName)));
   if (unserved.length > 0) warnings.push(`router_settings: fallbacks name ${unserved.join(", ")}, which this file does not serve (a database model of that name will do)`);

@@ -31,7 +31,8 @@ import { AccessLog, expressAccessLog } from "./access-log.js";
 import type { RouterSettings } from "../config/router-settings.js";
 import type { DeploymentHealth } from "../proxy/deployment-health.js";
 import { ApiRoutes } from "./api-routes.js";
-import { routingRoutes } from "./routing-routes.js";
+import { modelHealthRoute, routingRoutes } from "./routing-routes.js";
+import type { HealthProber } from "../proxy/health-prober.js";
 import type { DeploymentLoad } from "../proxy/deployment-load.js";
 import type { RoutingStrategy } from "../proxy/routing-strategy.js";
 import type { UiSessions } from "../auth/ui-sessions.js";
@@ -53,6 +54,7 @@ export interface AppDeps {
   deploymentHealth: DeploymentHealth;
   deploymentLoad: DeploymentLoad;
   routingStrategy: RoutingStrategy;
+  healthProber: HealthProber;
   limits: LimitEnforcer;
   defaultMaxTokens: number;
   health: HealthDeps;
@@ -135,7 +137,8 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(auth));
   app.use(["/key", "/team", "/user", "/model", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }));
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
-  app.use(routingRoutes(deps.models, deps.deploymentHealth, deps.deploymentLoad, deps.routingStrategy));
+  app.use(routingRoutes(deps.models, deps.deploymentHealth, deps.deploymentLoad, deps.routingStrategy, deps.healthProber));
+  app.get("/health", requireMasterKey(auth), modelHealthRoute(deps.models, deps.healthProber));
   app.use(teamRoutes(deps.teams));
   app.use(userRoutes(deps.users));
   app.use(modelRoutes(deps.modelAdmin));

@@ -163,6 +163,13 @@ const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> 
   },
   "/debug/coherence": { get: { summary: "This replica's coherence state and recent propagation lags", security: "master" }, post: undefined },
   "/debug/routing": { get: { summary: "Every deployment this replica serves and its cooldown, from the cluster's shared routing state", security: "master" }, post: undefined },
+  "/health": {
+    get: {
+      summary: "Every deployment (or ?model='s) healthy or not, LiteLLM's shape: the cluster's last background checks, or checks run now",
+      security: "master",
+    },
+    post: undefined,
+  },
   "/health/liveliness": { get: { summary: "The process answers", security: "none" }, post: undefined },
   "/health/readiness": { get: { summary: "200 healthy or degraded (with breaker and listener detail); 503 only while shutting down", security: "none" }, post: undefined },
   "/metrics": { get: { summary: "Prometheus metrics", security: "metrics", answers: "text/plain" }, post: undefined },

@@ -15,11 +15,11 @@ export const apiLitellmParamsSchema = litellmParamsSchema.strict();
 export type ApiLitellmParams = z.infer<typeof litellmParamsSchema>;
 
 /** The deployment served for a model row: its params (no key) and its opened key, by the config file's rules. */
-export function deploymentOf(modelName: string, params: ApiLitellmParams, apiKey: string | undefined): ModelDeployment {
+export function deploymentOf(modelName: string, params: ApiLitellmParams, apiKey: string | undefined, modelInfo?: Record<string, unknown> | null): ModelDeployment {
   if (apiKey?.startsWith("os.environ/"))
     throw new BadRequestError("api_key must be the key itself here (os.environ/ references belong in the config file)", "litellm_params.api_key", "invalid_api_key_reference");
   try {
-    return deploymentFromParams(modelName, params, apiKey);
+    return deploymentFromParams(modelName, params, apiKey, modelInfo);
   } catch (err) {
     if (!(err instanceof DeploymentProblem)) throw err;
     throw new BadRequestError(`${err.field}: ${err.message}`, `litellm_params.${err.field}`, err.field === "model" ? "unsupported_provider" : "missing_api_base");

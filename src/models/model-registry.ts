@@ -136,7 +136,14 @@ export class ModelRegistry {
     for (const row of rows) {
       try {
         const apiKey = row.api_key_sealed ? this.seal.open(row.api_key_sealed) : undefined;
-        loaded.push({ row, deployment: { ...deploymentOf(row.model_name, row.params as ApiLitellmParams, apiKey), id: row.model_id, modelId: row.model_id } });
+        loaded.push({
+          row,
+          deployment: {
+            ...deploymentOf(row.model_name, row.params as ApiLitellmParams, apiKey, row.model_info as Record<string, unknown> | null),
+            id: row.model_id,
+            modelId: row.model_id,
+          },
+        });
       } catch (err) {
         // One unreadable row (sealed with a key this replica lacks) must not take the others down.
         this.logger.error({ model_id: row.model_id, model_name: row.model_name, err: (err as Error).message }, "a database model cannot be served");

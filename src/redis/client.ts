@@ -26,6 +26,7 @@ export interface GatehouseRedis extends Redis {
   routerCooldowns(cooldownsKey: string): Promise<Array<string | number>>;
   /** numberOfKeys is given per call (two per deployment). */
   routerLoad(numberOfKeys: number, ...keys: string[]): Promise<Array<string | number>>;
+  routerHealthClaim(roundPrefix: string, intervalMs: number, replicaId: string): Promise<number>;
   routerLatency(latencyKey: string, alpha: number, ttlMs: number, ...idThenMs: Array<string | number>): Promise<string[]>;
 }
 
@@ -41,6 +42,7 @@ const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
   { command: "routerCooldowns", file: "router-cooldowns.lua", keys: 1 },
   { command: "routerLoad", file: "router-load.lua", keys: -1 },
   { command: "routerLatency", file: "router-latency.lua", keys: 1 },
+  { command: "routerHealthClaim", file: "router-health-claim.lua", keys: 1 },
 ];
 
 /** Redis found through Sentinel: the master of `name` as the `sentinels` say, followed across failovers. */

@@ -75,9 +75,9 @@ export class RedisKeys {
     return `${this.prefix}router:latency`;
   }
 
-  /** The round of background health checks a replica has claimed (one replica per round). Owner: proxy/health-prober. */
-  healthRound(round: number): string {
-    return `${this.prefix}router:health-round:${round}`;
+  /** Prefix of the rounds of background health checks replicas claim (one replica per round). Owner: proxy/health-prober. */
+  healthRounds(): string {
+    return `${this.prefix}router:health-round:`;
   }
 
   /** The last health check of every deployment, as the replica that ran it wrote it. Owner: proxy/health-prober. */
