@@ -488,11 +488,14 @@ async function startBackgroundWork(
   return { sweeper };
 }
 
-function metricSources({ breakers }: Stores, { authenticator, coherence, l2 }: Caches, { spendLedger, limits, spendLogs, health }: Services): MetricSources {
+function metricSources({ breakers }: Stores, { authenticator, coherence, l2 }: Caches, { spendLedger, limits, spendLogs, health, load }: Services): MetricSources {
   return {
     deploymentFailures: () => health.failureCounts(),
     deploymentsCooling: () => health.snapshot().map((c) => ({ deployment: c.id, secondsLeft: c.msLeft / 1000 })),
-    routingShared: () => health.shared,
+    routingShared: () => health.shared && load.shared,
+    deploymentAttempts: () => load.attemptCounts(),
+    deploymentLatency: () => load.latencies().map((l) => ({ deployment: l.id, seconds: l.ms / 1000 })),
+    deploymentsInFlight: () => [...load.inFlightOnThisReplica()].map(([deployment, count]) => ({ deployment, count })),
     spendLogRows: (): Record<string, number> => {
       if (!spendLogs) return {};
       const c = spendLogs.counters;

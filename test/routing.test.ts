@@ -223,6 +223,26 @@ describe("a deployment's own limits (litellm_params rpm), held for the whole clu
     process.stdout.write(`rpm ${CAPPED_RPM}: ${calls} calls to the capped deployment out of 120 requests from 3 replicas; served by ${JSON.stringify([...served.values()])}\n`);
     expect(calls).toBe(CAPPED_RPM);
     expect([...served.values()].reduce((a, b) => a + b, 0)).toBe(120);
+    // The metrics agree: the capped deployment answered 30 times across the replicas, and was found full the rest.
+    const capped = (await cluster.replicas[0]!.admin("/debug/routing")).body.deployments.find(
+      (d: { deployment: string; model: string }) => d.model === "capped" && d.deployment === "openai/echo",
+    );
+    expect(capped).toMatchObject({ rpm: CAPPED_RPM });
+    let answered = 0;
+    let full = 0;
+    for (const r of cluster.replicas) {
+      const text = (await r.admin("/metrics")).text;
+      answered += Number(text.match(new RegExp(`gatehouse_deployment_attempts_total\\{deployment="${capped.id}",outcome="answered"\\} (\\d+)`))?.[1] ?? 0);
+      full += Number(text.match(new RegExp(`gatehouse_deployment_attempts_total\\{deployment="${capped.id}",outcome="at_capacity"\\} (\\d+)`))?.[1] ?? 0);
+    }
+    // Latency is merged across the cluster every second: each replica then reports the capped deployment's.
+    for (const r of cluster.replicas) {
+      await waitFor(async () => new RegExp(`gatehouse_deployment_latency_seconds\\{deployment="${capped.id}"\\} [0-9.e-]+`).test((await r.admin("/metrics")).text), {
+        what: `${r.name} to report the deployment's latency`,
+      });
+    }
+    expect(answered).toBe(CAPPED_RPM);
+    expect(full).toBeGreaterThan(0);
   });
 
   it("a model whose every deployment is at its limit answers 429 with a Retry-After, on every replica", async () => {

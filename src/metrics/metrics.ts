@@ -28,6 +28,11 @@ export interface MetricSources {
   deploymentsCooling: () => Array<{ deployment: string; secondsLeft: number }>;
   /** Routing state is shared by the cluster (false: this replica counts failures alone, Redis unreachable). */
   routingShared: () => boolean;
+  /** Attempts this replica made, by deployment id and outcome: answered, a kind of failure, or at_capacity. */
+  deploymentAttempts: () => Array<{ deployment: string; outcome: string; count: number }>;
+  /** Each deployment's latency to the first byte as the cluster measured it (seconds), and its calls in flight here. */
+  deploymentLatency: () => Array<{ deployment: string; seconds: number }>;
+  deploymentsInFlight: () => Array<{ deployment: string; count: number }>;
 }
 
 /** What a scrape reads before readFrom: nothing yet. */
@@ -49,6 +54,9 @@ const NO_SOURCES: MetricSources = {
   deploymentFailures: () => [],
   deploymentsCooling: () => [],
   routingShared: () => true,
+  deploymentAttempts: () => [],
+  deploymentLatency: () => [],
+  deploymentsInFlight: () => [],
 };
 
 const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
@@ -154,6 +162,33 @@ export class Metrics {
       collect() {
         this.reset();
         for (const c of sources.deploymentsCooling()) this.set({ deployment: c.deployment }, c.secondsLeft);
+      },
+    });
+    snapshotCounter(
+      registers,
+      "gatehouse_deployment_attempts_total",
+      "Attempts on a deployment made by this replica, by its id and outcome: answered, the kind of failure, or at_capacity (its own rpm, tpm or parallel limit; not called)",
+      ["deployment", "outcome"],
+      () => sources.deploymentAttempts().map((a) => [{ deployment: a.deployment, outcome: a.outcome }, a.count]),
+    );
+    new Gauge({
+      name: "gatehouse_deployment_latency_seconds",
+      help: "Each deployment's time to the first byte of an answer, averaged over the cluster's recent attempts (latency-based routing reads it)",
+      labelNames: ["deployment"],
+      registers,
+      collect() {
+        this.reset();
+        for (const l of sources.deploymentLatency()) this.set({ deployment: l.deployment }, l.seconds);
+      },
+    });
+    new Gauge({
+      name: "gatehouse_deployment_in_flight",
+      help: "Calls in flight on each deployment from this replica",
+      labelNames: ["deployment"],
+      registers,
+      collect() {
+        this.reset();
+        for (const f of sources.deploymentsInFlight()) this.set({ deployment: f.deployment }, f.count);
       },
     });
     new Gauge({

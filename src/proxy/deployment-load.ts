@@ -39,8 +39,10 @@ export class DeploymentLoad {
   /** Latencies seen here since the last sync, per deployment: their sum and count. */
   private pending = new Map<string, { sum: number; count: number }>();
   /** The cluster's latency per deployment as last merged (or this replica's own without Redis), ms. */
-  private latencies = new Map<string, number>();
+  private clusterLatency = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
+  /** Attempts by deployment and outcome, on this replica (metrics). */
+  private readonly outcomes = new Map<string, Map<string, number>>();
   /** False while the last exchange with Redis failed: loads and latencies are this replica's own. */
   shared = true;
   readonly counters = { loadReads: 0, loadReadFailures: 0, latencySyncs: 0 };
@@ -81,12 +83,12 @@ export class DeploymentLoad {
       this.pending.set(id, { sum: ms, count: 1 });
     }
     // Without Redis the replica's own average is the figure routing reads.
-    if (!this.o.redis) this.latencies.set(id, blend(this.latencies.get(id), ms));
+    if (!this.o.redis) this.clusterLatency.set(id, blend(this.clusterLatency.get(id), ms));
   }
 
   /** The deployment's latency (ms) as the cluster measured it; undefined before anything was measured. */
   latencyMs(id: string): number | undefined {
-    return this.latencies.get(id);
+    return this.clusterLatency.get(id);
   }
 
   /** Each deployment's load across the cluster (Redis), or this replica's own when Redis does not answer. */
@@ -111,6 +113,27 @@ export class DeploymentLoad {
     return deployments.map((d) => ({ inFlight: this.inFlightHere.get(d.id) ?? 0, tokens: 0 }));
   }
 
+  /** An attempt on `id` ended so: answered, a kind of failure, or at_capacity (metrics). */
+  outcome(id: string, outcome: string): void {
+    let byOutcome = this.outcomes.get(id);
+    if (!byOutcome) {
+      byOutcome = new Map();
+      this.outcomes.set(id, byOutcome);
+    }
+    byOutcome.set(outcome, (byOutcome.get(outcome) ?? 0) + 1);
+  }
+
+  attemptCounts(): Array<{ deployment: string; outcome: string; count: number }> {
+    const out: Array<{ deployment: string; outcome: string; count: number }> = [];
+    for (const [deployment, byOutcome] of this.outcomes) for (const [outcome, count] of byOutcome) out.push({ deployment, outcome, count });
+    return out;
+  }
+
+  /** Every deployment's latency as last merged (metrics). */
+  latencies(): Array<{ id: string; ms: number }> {
+    return [...this.clusterLatency].map(([id, ms]) => ({ id, ms }));
+  }
+
   /** This replica's calls in flight per deployment (/debug/routing). */
   inFlightOnThisReplica(): ReadonlyMap<string, number> {
     return this.inFlightHere;
@@ -128,12 +151,12 @@ export class DeploymentLoad {
       const flat = await redis.routerLatency(keys.routerLatency(), LATENCY_WEIGHT, LATENCY_TTL_MS, ...args);
       const merged = new Map<string, number>();
       for (let i = 0; i + 1 < flat.length; i += 2) merged.set(flat[i]!, Number(flat[i + 1]));
-      this.latencies = merged;
+      this.clusterLatency = merged;
       this.counters.latencySyncs++;
       this.shared = true;
     } catch {
       // What was not sent is blended into this replica's own figures, so routing keeps learning meanwhile.
-      for (const [id, p] of seen) this.latencies.set(id, blend(this.latencies.get(id), p.sum / p.count));
+      for (const [id, p] of seen) this.clusterLatency.set(id, blend(this.clusterLatency.get(id), p.sum / p.count));
       this.shared = false;
     }
   }

@@ -139,6 +139,7 @@ export class Relay {
         return;
       } catch (err) {
         if (err instanceof DeploymentAtCapacityError && !x.answering) {
+          deps.load.outcome(deployment.id, "at_capacity");
           plan.atCapacity(deployment, err);
           continue;
         }
@@ -146,6 +147,7 @@ export class Relay {
         // request ends here; an upstream failure before the first byte is tried again elsewhere if the plan allows.
         const kind = x.answering ? null : failureKindOf(err);
         if (kind === null) throw err;
+        deps.load.outcome(deployment.id, kind);
         // A model's only deployment never cools down (LiteLLM's rule): leaving it out would only turn its errors into 503s.
         await deps.health.failed(deployment, kind, plan.hasAlternatives());
         plan.failed(deployment, kind, err);
@@ -239,6 +241,7 @@ export class Relay {
       const body = stream ? await firstChunkChecked(upstream.body, native && deployment.provider === "anthropic") : upstream.body;
       relayed = true;
       deps.load.answeredIn(deployment.id, performance.now() - upstreamStarted);
+      deps.load.outcome(deployment.id, "answered");
       if (upstream.headers) for (const name in upstream.headers) out.setHeader(name, upstream.headers[name]!);
       for (const [name, value] of plan.answerHeaders(deployment)) out.setHeader(name, value);
       x.answering = true;
