@@ -544,6 +544,8 @@ async function listen(
     listener: caches.coherence.listenerState,
     caches_fresh: caches.coherence.isFresh(),
     l2_trusted: redis ? caches.l2Guard.trusted : null,
+    // Cooldowns, failures, deployment load and limits: the cluster's (Redis), or this replica's own while Redis is unreachable.
+    routing: redis === null ? "this replica (no Redis)" : services.health.shared && services.load.shared ? "shared" : "this replica (Redis unreachable)",
     ...(worker ? { worker: { index: worker.index, pid: process.pid }, workers: worker.workers } : {}),
   });
   const adminUi = settings.adminUi.mode === "on" ? await startAdminUi(options, stores, caches, healthDetail) : null;
