@@ -172,6 +172,17 @@ const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }>
     },
   },
   {
+    bug: "router-local",
+    expects: /routed to a cooled-down deployment/,
+    profile: {
+      // Routed requests while a deployment flaps dead and alive: a replica counting failures alone keeps calling it
+      // after the cluster's count started its cooldown. No faults: nothing excuses a replica from the shared state.
+      faults: [],
+      routingClients: 3,
+      mix: { regenerate: 10, block: 4, unblock: 4, update: 4, generate: 4, race: 0, end_grace: 2, reset_spend: 0, invalid: 0, delete: 1, ...NO_MODEL_OR_USER_CHANGES },
+    },
+  },
+  {
     bug: "ledger-rewind",
     expects: /budget overspent/,
     profile: {
@@ -201,6 +212,8 @@ describe("the checker catches each reinstated bug (test-build switch)", () => {
         maxOps: 1_000_000,
         budgetKeys: 0,
         authInFlight: 1,
+        // The routing part only where a proof is about routing: its traffic would thin out the others'.
+        routingClients: 0,
         ...proof.profile,
         env: { ...proof.profile.env, GATEHOUSE_TEST_REINSTATE_BUGS: proof.bug },
       };

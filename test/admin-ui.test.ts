@@ -20,7 +20,22 @@ import { waitFor } from "./helpers/services.js";
  * or to a temporary directory.
  */
 const config: ConfigFile = {
-  model_list: [pricedModel("priced"), { model_name: "mock-gpt", litellm_params: { model: "mock/mock-gpt" } }],
+  model_list: [
+    pricedModel("priced"),
+    { model_name: "mock-gpt", litellm_params: { model: "mock/mock-gpt" } },
+    // A model of two deployments: the first tried (order 1) is one nothing listens for, so a request's first attempt
+    // fails and, with allowed_fails 0, starts its cooldown; the other serves. Not health-checked: only the request
+    // may start that cooldown.
+    {
+      model_name: "pair",
+      litellm_params: { model: "openai/unreachable", api_base: "http://127.0.0.1:9/v1", api_key: "k", order: 1 },
+      model_info: { disable_background_health_check: true },
+    },
+    { model_name: "pair", litellm_params: { model: "mock/pair-ok", order: 2 } },
+  ],
+  router_settings: { allowed_fails: 0, cooldown_time: 60 },
+  // One round of checks as the cluster starts (the next comes long after the tests end): the routing table's health.
+  general_settings: { background_health_checks: true, health_check_interval: 300 },
   gatehouse_settings: { spend_logs: { flush_interval_ms: 100 }, admin_ui: { heartbeat_interval_ms: 300 } },
 };
 
@@ -366,7 +381,7 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
     await page.getByLabel("Upstream model").fill("mock/ui-model");
     await page.getByLabel("API key").fill("sk-upstream-secret-ui");
     await page.getByRole("button", { name: "Add model" }).click();
-    await eventually(() => page.getByRole("table").textContent()).toContain("ui-model");
+    await eventually(() => page.getByRole("table", { name: "Models served by every replica" }).textContent()).toContain("ui-model");
     // The credential is write-only: never on the page once added (the form is cleared, the table says "set").
     expect(await onScreen(page)).not.toContain("sk-upstream-secret-ui");
     await expectLabelled(page);
@@ -389,6 +404,36 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
     expect((await B.admin("/user/info?user_id=ui-person")).body.user_info).toMatchObject({ user_email: "person@example.com", max_budget: 4 });
     await expectLabelled(page);
     await shot("users");
+  });
+
+  it("the models page shows every deployment as the cluster routes it: health, and a cooldown started on another replica", async () => {
+    await go(page, "Models");
+    const summary = page.getByTestId("routing-summary");
+    await eventually(() => summary.textContent()).toMatch(/Strategy simple-shuffle\. Routing state \(health, cooldowns, load\) is shared by every replica\./);
+    const table = page.getByRole("table", { name: "Routing: every deployment, as the cluster sees it" });
+    // Every deployment configured, and the database model added above.
+    const shown = async () => (await table.getByTestId("deployment").allTextContents()).sort();
+    await eventually(shown).toEqual(["mock/mock-gpt", "mock/pair-ok", "mock/priced", "mock/ui-model", "openai/unreachable"]);
+    const deployments = (await A.admin("/debug/routing")).body.deployments as Array<{ id: string; deployment: string }>;
+    const row = (deployment: string) => table.locator(`tr:has(code[title="id ${deployments.find((d) => d.deployment === deployment)!.id}"])`);
+    // The checks run as the cluster started: the mock deployments passed; the unreachable one is never checked.
+    const checked = ["mock/mock-gpt", "mock/pair-ok", "mock/priced"];
+    await eventually(() => Promise.all(checked.map((d) => row(d).getByTestId("health").textContent()))).toEqual(checked.map(() => "healthy"));
+    expect(await row("openai/unreachable").getByTestId("health").textContent()).toBe("not checked");
+    expect(await row("mock/ui-model").getByTestId("health").textContent()).toBe("not checked");
+    for (const d of deployments) expect(await row(d.deployment).getByTestId("limits").textContent()).toBe("none");
+    // No request has tried the unreachable deployment yet: nothing cools down.
+    expect(await row("openai/unreachable").getByTestId("cooldown").textContent()).toBe("—");
+
+    // A request through B: its first attempt fails there, the cluster cools the deployment down, the retry serves.
+    const key = await generateKey(A, {});
+    expect(await B.chat(key.key, "pair")).toBe(200);
+    // The page, served by A, shows the cooldown B started; the others stay in routing.
+    await eventually(() => row("openai/unreachable").getByTestId("cooldown").textContent()).toMatch(/^cooling (59|60) s$/);
+    for (const d of ["mock/mock-gpt", "mock/pair-ok", "mock/priced", "mock/ui-model"]) expect(await row(d).getByTestId("cooldown").textContent()).toBe("—");
+    await eventually(() => summary.textContent()).toContain("5 deployments, 1 cooling down.");
+    await expectLabelled(page);
+    await shot("models-routing");
   });
 
   it("the spend chart moves after requests", async () => {
@@ -431,6 +476,8 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
       expect(await row.textContent()).toMatch(/current/);
       // How long that change took to reach this replica.
       expect(await row.getByTestId("last-lag").textContent()).toMatch(/^\d+(\.\d)? ms$/);
+      // Its cooldowns, failures and load are the cluster's (Redis), not its own.
+      await eventually(() => row.getByTestId("routing").textContent()).toBe("shared");
     }
     await expectLabelled(page);
     await shot("cluster");

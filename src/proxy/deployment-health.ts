@@ -4,6 +4,7 @@ import type { ModelDeployment } from "../config/settings.js";
 import type { Logger } from "../logger.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
+import { reinstated } from "../testing/reinstated-bugs.js";
 
 /**
  * Which deployments are cooling down, one truth for the whole cluster (docs/routing.md, "Shared state").
@@ -52,7 +53,7 @@ export class DeploymentHealth {
 
   async start(): Promise<void> {
     const { redis, keys } = this.o;
-    if (!redis) {
+    if (!redis || reinstated("router-local")) {
       this.shared = false;
       return;
     }
@@ -122,7 +123,7 @@ export class DeploymentHealth {
     this.counters.failures++;
     const { settings, redis, keys } = this.o;
     const allowed = settings.allowedFailsPolicy[kind] ?? settings.allowedFails;
-    if (redis) {
+    if (redis && !reinstated("router-local")) {
       try {
         const [, cooldownMs] = await redis.routerFail(
           keys.routerFailures(deployment.id),

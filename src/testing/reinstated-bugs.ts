@@ -20,8 +20,10 @@
  *   lost history's records and cursor.
  * - `ledger-rewind`: a limits ledger is trusted whatever Redis server it came from, so a failover to a replica
  *   that lagged rewinds spend (the ledger is not re-seeded from Postgres).
+ * - `router-local`: each replica counts a deployment's failures and keeps its cooldowns alone (LiteLLM's per-pod
+ *   router state): a dead deployment keeps being called by the replicas that have not seen enough failures yet.
  */
-export const REINSTATABLE_BUGS = ["delete-race", "grace-404", "l2-rewind", "joined-fill", "team-stale", "model-stale", "lineage-blind", "ledger-rewind"] as const;
+export const REINSTATABLE_BUGS = ["delete-race", "grace-404", "l2-rewind", "joined-fill", "team-stale", "model-stale", "lineage-blind", "ledger-rewind", "router-local"] as const;
 export type ReinstatedBug = (typeof REINSTATABLE_BUGS)[number];
 
 const requested = new Set(

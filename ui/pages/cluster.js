@@ -1,6 +1,6 @@
 // The cluster: every replica from the registry (each writes a heartbeat), the last event it applied, its
-// listener, how long changes took to reach it, and its breakers — so an operator sees at a glance that every
-// replica is current. Refreshed every two seconds.
+// listener, how long changes took to reach it, its breakers, and whether its routing state is the cluster's — so
+// an operator sees at a glance that every replica is current and routes alike. Refreshed every two seconds.
 import { useEffect } from "preact/hooks";
 import { get } from "../api.js";
 import { html, LoadError, num, relative, Table, useLoad, when } from "../components.js";
@@ -20,6 +20,16 @@ function verdict(r) {
 function breakers(r) {
   const b = r.breakers ?? {};
   return Object.entries(b).map(([name, state]) => html`<span class=${`badge ${state === "closed" ? "good" : "bad"}`}>${name} ${state}</span> `);
+}
+
+/**
+ * "shared": cooldowns, failures and load are the cluster's (Redis). Anything else means this replica routes on its
+ * own view (no Redis, or Redis out of reach) and may send traffic where the others would not. A replica of a
+ * version that does not report it says nothing.
+ */
+function routing(r) {
+  if (!r.routing) return html`<span class="badge muted" data-testid="routing">not reported</span>`;
+  return html`<span class=${`badge ${r.routing === "shared" ? "good" : "bad"}`} data-testid="routing">${r.routing}</span>`;
 }
 
 export function ClusterPage() {
@@ -52,6 +62,7 @@ export function ClusterPage() {
             { title: "Lag p50 / p99 (recent)", cell: (r) => `${ms(r.recent_lags_ms?.p50)} / ${ms(r.recent_lags_ms?.p99)}` },
             { title: "Listener", cell: (r) => r.listener },
             { title: "Breakers", cell: breakers },
+            { title: "Routing", cell: routing },
             { title: "Heartbeat", cell: (r) => relative(Date.now() - r.heartbeat_age_ms) },
             { title: "Started", cell: (r) => html`<span title=${when(r.started_at)}>${relative(r.started_at)}</span>` },
             { title: "Host, pid, version", cell: (r) => `${r.host}, ${r.pid}, ${r.version}` },

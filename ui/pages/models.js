@@ -1,14 +1,84 @@
 // Models: what every replica serves — the config file's models (read-only here) and the database's (add,
 // update, delete). Upstream credentials are write-only: the gateway never sends one back, only "[hidden]".
-import { useState } from "preact/hooks";
+// Below them, every deployment as routing sees it (GET /debug/routing): health, cooldown and load are the
+// cluster's shared state, so this table reads the same on whichever replica serves the page.
+import { useEffect, useState } from "preact/hooks";
 import { get, post } from "../api.js";
-import { Field, formValues, html, LoadError, Outcome, Table, useAction, useLoad } from "../components.js";
+import { Field, formValues, html, LoadError, num, Outcome, relative, Table, useAction, useLoad, when } from "../components.js";
 
 function paramsOf(form) {
   const v = formValues(form);
   const litellm_params = {};
   for (const f of ["model", "api_base", "api_key"]) if (v[f] !== undefined) litellm_params[f] = v[f];
   return { model_name: v.model_name, litellm_params };
+}
+
+/** The last health check: never run (checks off, or not yet), passed, or failed and why. */
+function health(d) {
+  const h = d.health;
+  if (!h) return html`<span class="badge muted" data-testid="health">not checked</span>`;
+  const at = html` <small class="muted" title=${`${when(h.checkedAt)}, by ${h.by}`}>${relative(h.checkedAt)}</small>`;
+  if (h.healthy) return html`<span class="badge good" data-testid="health">healthy</span>${at}`;
+  return html`<span class="badge bad" data-testid="health">unhealthy</span>${at}<br /><small data-testid="health-error">${h.error ?? "no reason given"}</small>`;
+}
+
+/** Left out of routing on every replica until its cooldown ends; whole seconds, rounded up, so never "0 s" while it holds. */
+function cooldown(d) {
+  if (d.cooling_ms > 0) return html`<span class="badge warn" data-testid="cooldown">cooling ${Math.ceil(d.cooling_ms / 1000)} s</span>`;
+  return html`<span data-testid="cooldown">—</span>`;
+}
+
+/** The deployment's own limits, held for the whole cluster; "none" when it has none. */
+function limits(d) {
+  if (d.rpm === null && d.tpm === null && d.max_parallel_requests === null) return html`<span class="muted" data-testid="limits">none</span>`;
+  return html`<span data-testid="limits">rpm ${num(d.rpm)} / tpm ${num(d.tpm)} / parallel ${num(d.max_parallel_requests)}</span>`;
+}
+
+/** A mock or a local upstream answers in well under a millisecond: one decimal there, so it never reads "0 ms". */
+const latency = (ms) => (ms === null || ms === undefined ? "—" : `${ms < 10 ? ms.toFixed(1) : num(Math.round(ms))} ms`);
+
+/** Whether what the table shows is the cluster's (Redis answers) or only this replica's (it does not). */
+function routingSummary(r) {
+  const cooling = r.deployments.filter((d) => d.cooling_ms > 0).length;
+  const state = r.shared
+    ? "Routing state (health, cooldowns, load) is shared by every replica."
+    : "Routing state is this replica's own: Redis is out of reach, so other replicas may see it otherwise.";
+  return html`<p class="summary" role="status" data-testid="routing-summary">
+    ${r.shared ? "✓ " : "! "}Strategy ${r.strategy}. ${state} ${num(r.deployments.length)} ${r.deployments.length === 1 ? "deployment" : "deployments"}, ${num(cooling)} cooling down.
+  </p>`;
+}
+
+/** Every deployment as the cluster routes it, refreshed every two seconds (a cooldown lasts seconds). */
+function RoutingTable() {
+  const routing = useLoad(() => get("/debug/routing"), []);
+  useEffect(() => {
+    const timer = setInterval(routing.reload, 2_000);
+    return () => clearInterval(timer);
+  }, [routing.reload]);
+  const r = routing.data;
+  return html`<div class="routing">
+    <${LoadError} error=${routing.error} />
+    ${
+      r &&
+      html`${routingSummary(r)}
+        <${Table}
+          caption="Routing: every deployment, as the cluster sees it"
+          rowKey=${(d) => d.id}
+          rows=${r.deployments}
+          columns=${[
+            { title: "Model name", cell: (d) => d.model },
+            { title: "Deployment", cell: (d) => html`<code title=${`id ${d.id}`} data-testid="deployment">${d.deployment}</code>` },
+            { title: "Order / weight", cell: (d) => `${d.order} / ${d.weight}` },
+            { title: "Health", cell: health },
+            { title: "Cooldown", cell: cooldown },
+            { title: "In flight (cluster)", cell: (d) => html`<span title=${`${num(d.in_flight_here)} on this replica`} data-testid="in-flight">${num(d.in_flight)}</span>` },
+            { title: "Tokens this minute", cell: (d) => html`<span data-testid="tokens">${num(d.tokens_this_minute)}</span>` },
+            { title: "Limits", cell: limits },
+            { title: "Latency", cell: (d) => html`<span data-testid="latency">${latency(d.latency_ms)}</span>` },
+          ]}
+        />`
+    }
+  </div>`;
 }
 
 export function ModelsPage() {
@@ -81,5 +151,6 @@ export function ModelsPage() {
         ]}
       />`
     }
+    <${RoutingTable} />
   </section>`;
 }

@@ -130,6 +130,8 @@ export interface FaultWindow {
   partition: boolean;
   /** Notifications may be lost: the hard bound applies instead of the normal one. */
   notificationsLost: boolean;
+  /** Redis unreachable, lost or rewound for some replica: routing state is each replica's own meanwhile (routing.ts). */
+  redisImpaired?: boolean;
   /** How long after its end it still counts as a fault period, when not the checker's default (a failover's recovery is longer). */
   tailMs?: number;
   /** A Postgres failover that may lose commits: changes committed in [lossFrom, lossTo] may be gone with the old primary. */

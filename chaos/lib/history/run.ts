@@ -12,6 +12,7 @@ import { waitFor } from "../../../test/helpers/services.js";
 import { startPgPair, type PgPair } from "../../../test/support/pg-cluster.mjs";
 import { startTcpProxy, viaProxy, type TcpProxy } from "../../../test/support/tcp-proxy.mjs";
 import { PathCanary } from "./path-canary.js";
+import { checkRouting, ROUTING, type RoutedOp, RoutingUpstream, type RoutingSummary, routingConfig } from "./routing.js";
 import { checkHistory, commitTime, DEFAULT_CHECKER_OPTIONS, type CheckResult, type Switch, type Violation } from "./checker.js";
 import { CHECKER_APPLICATION_NAME, CommitClock } from "./commit-clock.js";
 import { checkerNow, History, type AdminKind, type AdminOp, type AuthOp, type CommittedEvent, type FaultWindow } from "./history.js";
@@ -74,6 +75,8 @@ export interface Profile {
   pgPair?: boolean;
   /** "sentinel": Redis is a master, a replica and three Sentinels, found by the replicas through REDIS_SENTINELS. */
   redis?: "proxied" | "sentinel";
+  /** Clients sending requests to the routed models while their deployments fail on command (routing.ts); 0 when absent. */
+  routingClients?: number;
 }
 
 /**
@@ -119,7 +122,7 @@ export const REDIS_FAILOVER = "redis failover to a lagging replica";
 export const SENTINEL_FAILOVER = "sentinel failover";
 
 export const PROFILES: Record<string, Profile> = {
-  short: { name: "short", durationMs: 62_000, maxOps: 200_000, adminWorkers: 3, authWorkers: 6, authInFlight: 3, keys: 8, budgetKeys: 2, budgetClients: 1 },
+  short: { name: "short", durationMs: 62_000, maxOps: 200_000, adminWorkers: 3, authWorkers: 6, authInFlight: 3, keys: 8, budgetKeys: 2, budgetClients: 1, routingClients: 3 },
   long: {
     name: "long",
     durationMs: 720_000,
@@ -167,6 +170,8 @@ export interface RunReport {
   pg_generations: number;
   /** Round trips through the checker's own Postgres proxies slower than the canary's threshold, outside injected faults (path-canary.ts). */
   slow_checker_proxy: { windows: number; totalMs: number; longestMs: number };
+  /** The routing part (routing.ts); null when the profile sends no routed requests. */
+  routing: RoutingSummary | null;
 }
 
 const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
@@ -400,10 +405,13 @@ function alive(r: Replica): boolean {
 }
 
 /** The run's gateway configuration: the mock models, and a priced one for budget keys (limits fail closed, so a 200 past a budget can only come from a ledger that forgot spend). */
-function runConfig(): ConfigFile {
+function runConfig(routing: RoutingUpstream | null): ConfigFile {
+  const priced = pricedModel(DEFAULT_CHECKER_OPTIONS.pricedModel);
+  const routed = routing ? routingConfig(routing.url, priced) : null;
   return {
     ...DEFAULT_TEST_CONFIG,
-    model_list: [...(DEFAULT_TEST_CONFIG.model_list ?? []), pricedModel(DEFAULT_CHECKER_OPTIONS.pricedModel)],
+    model_list: [...(DEFAULT_TEST_CONFIG.model_list ?? []), priced, ...(routed?.model_list ?? [])],
+    ...(routed ? { router_settings: routed.router_settings } : {}),
     gatehouse_settings: { limits: { flush_interval_ms: DEFAULT_CHECKER_OPTIONS.flushIntervalMs, prefetch: 0, redis_unavailable: "fail_closed" } },
   };
 }
@@ -461,6 +469,13 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     await redisReplicaReady;
     await redisReplica?.stop();
   });
+  // The routing part's upstream, its flapping deployments dead or alive as it says.
+  const routingUpstream = (profile.routingClients ?? 0) > 0 ? new RoutingUpstream() : null;
+  if (routingUpstream) {
+    await routingUpstream.start();
+    cleanups.push(() => routingUpstream.close());
+  }
+  const routedOps: RoutedOp[] = [];
   const pgPort = pair?.primary.port ?? 5432;
   const listenProxy = await startTcpProxy("127.0.0.1", pgPort);
   const names = ["A", "B", "C"];
@@ -479,7 +494,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
   const pgUrl = (url: string) => pair?.primary.url ?? url;
   const cluster = await startCluster({
     size: 1,
-    config: runConfig(),
+    config: runConfig(routingUpstream),
     databaseUrl: (url) => viaProxy(pgUrl(url), poolProxies.get("A")!),
     listenUrl: (url) => viaProxy(pgUrl(url), listenProxy),
     env: { ...redisEnv("A"), ...profile.env },
@@ -919,6 +934,42 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     }
   };
 
+  /**
+   * Requests for the routed models on random replicas, with the probe key (never changed): what served each and in
+   * how many attempts (routing.ts). Paced, so that a replica counting failures alone takes seconds to see enough.
+   */
+  const routingWorker = async () => {
+    while (running()) {
+      const live = liveReplicas();
+      if (!modelProbe || live.length === 0) {
+        await sleep(50);
+        continue;
+      }
+      const replica = pick(live);
+      const model = Math.random() < 0.7 ? ROUTING.model : ROUTING.cappedModel;
+      const invoke = checkerNow();
+      let op: RoutedOp;
+      try {
+        const res = await fetch(`${replica.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${modelProbe.key}`, "content-type": "application/json" },
+          body: JSON.stringify(chatBody(model, { max_tokens: 1 })),
+          signal: AbortSignal.timeout(15_000),
+        });
+        await res.arrayBuffer();
+        op = { replica: replica.name, invoke, complete: checkerNow(), status: res.status, model };
+        if (res.status === 200) {
+          op.deployment = res.headers.get("gatehouse-deployment") ?? undefined;
+          op.attempts = Number(res.headers.get("gatehouse-attempts") ?? 0);
+        }
+      } catch {
+        op = { replica: replica.name, invoke, complete: checkerNow(), status: 0, model };
+      }
+      routedOps.push(op);
+      await sleep(300 + Math.random() * 300);
+    }
+  };
+
   /** Every replica has applied every event committed so far (cluster.settle() asks the shared server). */
   const settle = async () => {
     const { rows } = await ctx.admin.query<{ id: number }>("SELECT COALESCE(max(id), 0)::int AS id FROM gh_key_events");
@@ -1071,6 +1122,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
         postgresImpaired: !!fault.postgresImpaired,
         partition: !!fault.partition,
         notificationsLost: !!fault.notificationsLost,
+        redisImpaired: !!(fault.redisProxies || fault.redisReplica || fault.sentinel),
       };
       history.faults.push(window);
       ctx.window = window;
@@ -1103,12 +1155,18 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       pricedCost = costOf(res.body.usage);
     }
     await settle();
+    // The flapping deployment's id, as answers name it.
+    const flappyId = routingUpstream
+      ? ((await cluster.replicas[0]!.admin("/debug/routing")).body.deployments as Array<{ id: string; deployment: string }>).find((d) => d.deployment === "openai/flappy")!.id
+      : "";
+    routingUpstream?.flap();
     canary.start();
     await Promise.all([
       faultLoop(),
       ...Array.from({ length: profile.adminWorkers }, adminWorker),
       ...Array.from({ length: profile.authWorkers }, authWorker),
       ...Array.from({ length: (profile.budgetKeys ?? 0) > 0 ? (profile.budgetClients ?? 2) : 0 }, budgetWorker),
+      ...Array.from({ length: profile.routingClients ?? 0 }, routingWorker),
     ]);
     stopping = true;
     await Promise.all(inFlight);
@@ -1150,6 +1208,10 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       history.replicaStarts,
       switches,
     );
+    const routingCheck = routingUpstream
+      ? checkRouting({ ops: routedOps, calls: routingUpstream.calls, faults: history.faults, flappyId, tailMs: DEFAULT_CHECKER_OPTIONS.faultTailMs })
+      : null;
+    if (routingCheck) result.violations.push(...routingCheck.violations);
     // For a closer look at a run: the whole history and the events, as JSON.
     // The Sentinel segment writes next to it (<file>-sentinel.json).
     const dump = process.env.HISTORY_DUMP && (sentinelMode ? process.env.HISTORY_DUMP.replace(/(\.json)?$/, "-sentinel.json") : process.env.HISTORY_DUMP);
@@ -1205,6 +1267,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
       first_violation_after_ops: result.violations.length === 0 ? null : history.ops.filter((o) => o.invoke <= result.violations[0]!.at).length,
       pg_generations: gen,
       slow_checker_proxy: canary.summary(history.faults, DEFAULT_CHECKER_OPTIONS.faultTailMs),
+      routing: routingCheck?.summary ?? null,
     };
   } finally {
     stopping = true;
@@ -1253,6 +1316,12 @@ export function formatReport(r: RunReport): string {
     [
       "checker's own Postgres proxy slow (> 400 ms) outside faults: windows; total; longest",
       `${r.slow_checker_proxy.windows}; ${(r.slow_checker_proxy.totalMs / 1000).toFixed(1)} s; ${r.slow_checker_proxy.longestMs} ms`,
+    ],
+    [
+      "routing: requests; dead-deployment calls; cooldowns (answers checked against them); capped deployment's busiest minute (bound); most attempts",
+      r.routing
+        ? `${r.routing.requests}; ${r.routing.deadCalls}; ${r.routing.cooldowns} (${r.routing.checkedAgainstCooldowns}); ${r.routing.cappedMostInAMinute} (${r.routing.cappedAllowed}); ${r.routing.mostAttempts}`
+        : "none",
     ],
     ["final-state mismatches", r.final_state_mismatches],
     ["violations", r.violations.length],
