@@ -65,7 +65,7 @@ describe("bad input gets a clear 4xx, never a 500, and the gateway keeps serving
       const e = await expect4xx(await gw.admin("/key/generate", { duration }), 400);
       expect(e.param).toBe("duration");
     }
-    await expect4xx(await gw.admin("/key/generate", { budget_duration: "monthly" }), 400);
+    await expect4xx(await gw.admin("/key/generate", { budget_duration: "fortnightly" }), 400);
     const e = await expect4xx(await gw.admin("/key/generate", { max_budget: -1 }), 400);
     expect(e.param).toBe("max_budget");
     const { rows } = await gw.gateway.pool.query("SELECT count(*)::int AS n FROM gh_keys");

@@ -24,6 +24,23 @@ export interface AuthRecord {
   version: number;
   /** For a deprecated key: when it stops working (ms since the epoch). Null for the active key. */
   revokeAt: number | null;
+  // LiteLLM's per-key fields, absent when unset (most keys: the record stays small; records cached before they existed
+  // read the same).
+  /** Model names this key's clients may ask for → the served model each stands for. */
+  aliases?: Record<string, string>;
+  /** Request parameters every request of this key must carry (dotted paths: `metadata.project`). */
+  enforcedParams?: string[];
+  /** Per served model: its budget (and period) and rate limits for this key. */
+  modelLimits?: Record<string, ModelLimit>;
+}
+
+/** A key's limits on one model (model_max_budget, model_rpm_limit, model_tpm_limit). */
+export interface ModelLimit {
+  maxBudget: number | null;
+  /** The budget's period (`30d`, `1mo`), null for a budget that never resets. */
+  budgetPeriod: string | null;
+  rpmLimit: number | null;
+  tpmLimit: number | null;
 }
 
 /**
@@ -48,7 +65,28 @@ export function authRecordFromRow(row: AuthColumns | AuthRow): AuthRecord {
     maxParallelRequests: row.max_parallel_requests,
     version: row.version,
     revokeAt: deprecated ? deprecated.revoke_at!.getTime() : null,
+    ...litellmFields(row),
   };
+}
+
+function litellmFields(row: AuthColumns): Pick<AuthRecord, "aliases" | "enforcedParams" | "modelLimits"> {
+  const out: Pick<AuthRecord, "aliases" | "enforcedParams" | "modelLimits"> = {};
+  if (row.aliases && Object.keys(row.aliases).length > 0) out.aliases = row.aliases;
+  if (row.enforced_params && row.enforced_params.length > 0) out.enforcedParams = row.enforced_params;
+  const models = new Set([...Object.keys(row.model_max_budget ?? {}), ...Object.keys(row.model_rpm_limit ?? {}), ...Object.keys(row.model_tpm_limit ?? {})]);
+  if (models.size > 0) {
+    out.modelLimits = {};
+    for (const m of models) {
+      const budget = row.model_max_budget?.[m];
+      out.modelLimits[m] = {
+        maxBudget: budget?.budget_limit ?? null,
+        budgetPeriod: budget?.time_period ?? null,
+        rpmLimit: row.model_rpm_limit?.[m] ?? null,
+        tpmLimit: row.model_tpm_limit?.[m] ?? null,
+      };
+    }
+  }
+  return out;
 }
 
 /** LiteLLM's marker for "every model the proxy serves". */

@@ -37,3 +37,37 @@ export function parseKeyDuration(input: unknown, allowed: readonly DurationUnit[
   if (ms > MAX_KEY_DURATION_MS) throw new DurationError(`"${input}" is longer than the maximum of ${MAX_KEY_DURATION_DAYS}d (100 years)`);
   return ms;
 }
+
+/** A budget period: a fixed length, or whole calendar months (LiteLLM's `mo`). */
+export type BudgetPeriod = { ms: number; months?: undefined } | { months: number; ms?: undefined };
+
+// LiteLLM's words for budget periods, read as it reads them.
+const PERIOD_WORDS: Record<string, string> = { hourly: "1h", daily: "24h", weekly: "7d", monthly: "30d" };
+const MONTHS = /^(\d{1,4})mo$/;
+/** The most months a budget period may span (100 years, like MAX_KEY_DURATION_DAYS). */
+const MAX_PERIOD_MONTHS = 1_200;
+
+/**
+ * A `budget_duration` (or a per-model budget's `time_period`) as LiteLLM writes it: `30s`, `15m`, `24h`, `30d`, `2w`,
+ * `1mo` (calendar months: a period that starts on the 31st ends on the last day of a shorter month, as Postgres adds
+ * months), or `hourly`, `daily`, `weekly`, `monthly` (LiteLLM's words: 1h, 24h, 7d, 30d). Throws DurationError.
+ */
+export function parseBudgetDuration(input: unknown): BudgetPeriod {
+  if (typeof input !== "string") throw new DurationError(`expected a duration string like "30d" or "1mo", got ${typeof input}`);
+  const text = PERIOD_WORDS[input.trim().toLowerCase()] ?? input.trim();
+  const months = MONTHS.exec(text);
+  if (months) {
+    const n = Number(months[1]);
+    if (n <= 0) throw new DurationError(`"${input}" is zero; a budget period must be at least 1mo`);
+    if (n > MAX_PERIOD_MONTHS) throw new DurationError(`"${input}" is longer than the maximum of ${MAX_PERIOD_MONTHS}mo (100 years)`);
+    return { months: n };
+  }
+  if (!DURATION.test(text))
+    throw new DurationError(`"${input}" is not a budget period; use a whole number and a unit (30s, 15m, 24h, 30d, 2w, 1mo) or hourly, daily, weekly, monthly`);
+  return { ms: parseKeyDuration(text) };
+}
+
+/** A budget period as Postgres adds it to a timestamp (calendar months stay months). */
+export function budgetInterval(period: BudgetPeriod): string {
+  return period.months !== undefined ? `${period.months} months` : `${period.ms} milliseconds`;
+}

@@ -1,39 +1,83 @@
 import { z } from "zod";
-import { DurationError, parseKeyDuration, type DurationUnit } from "../config/duration.js";
+import { DurationError, parseBudgetDuration, parseKeyDuration, type DurationUnit } from "../config/duration.js";
 import { BadRequestError } from "../errors/errors.js";
 import { CUSTOM_KEY_PATTERN, CUSTOM_KEY_RULE } from "../auth/key-material.js";
 
 /**
- * Request bodies of the /key admin routes, LiteLLM's field names. Unknown fields are refused with a 400
- * that names them (a typo must not silently do nothing), except LiteLLM fields Gatehouse does not use,
- * which are accepted and ignored so existing scripts keep working (the README's API section lists them).
+ * Request bodies of the /key admin routes, LiteLLM's field names. Every field is either honoured or refused with a
+ * 400 that names it: an unknown field (a typo must not silently do nothing), and a LiteLLM field Gatehouse does not
+ * support (`notSupported`: a script that sets it must not believe it took effect). docs/litellm-migration.md has
+ * the table of every LiteLLM field.
  *
  * Text that Postgres cannot store (a NUL character) and metadata nested deeper than `MAX_METADATA_DEPTH` are
  * refused here, with a 400 naming the field, before anything is written (docs/security.md).
  */
 
-const IGNORED_LITELLM_FIELDS = [
-  "aliases",
+/** LiteLLM key fields Gatehouse does not support: refused unless they ask for nothing. */
+const UNSUPPORTED_KEY_FIELDS = [
   "config",
   "permissions",
   "send_invite_email",
-  "tags",
   "key_type",
   "allowed_cache_controls",
   "guardrails",
-  "soft_budget",
-  "model_max_budget",
-  "model_rpm_limit",
-  "model_tpm_limit",
-  "enforced_params",
   "organization_id",
+  "allowed_routes",
+  "allowed_passthrough_routes",
+  "object_permission",
+  "budget_id",
+  "budget_limits",
+  "budget_fallbacks",
+  "rpm_limit_type",
+  "tpm_limit_type",
+  "prompts",
+  "agent_id",
+  "temp_budget_increase",
+  "temp_budget_expiry",
+  "new_master_key",
+  "auto_rotate",
+  "rotation_interval",
+  "access_group_ids",
 ] as const;
+
+/**
+ * LiteLLM fields Gatehouse does not support, as schema fields: a value that asks for nothing — absent, null, false,
+ * "", [], {}, or LiteLLM's own default ("default" for key_type) — is accepted, since clients send those
+ * unprompted; anything else is a 400 naming the field, never accepted and ignored.
+ */
+export function notSupported(names: readonly string[]): Record<string, z.ZodType> {
+  const field = (name: string) =>
+    z.unknown().superRefine((value, ctx) => {
+      if (asksForNothing(value)) return;
+      ctx.addIssue({ code: "custom", message: `is a LiteLLM field Gatehouse does not support (docs/litellm-migration.md); leave it out` });
+      void name;
+    });
+  return Object.fromEntries(names.map((name) => [name, field(name).optional()]));
+}
+
+function asksForNothing(value: unknown): boolean {
+  if (value === null || value === undefined || value === false || value === "" || value === "default") return true;
+  if (Array.isArray(value)) return value.length === 0;
+  return typeof value === "object" && Object.keys(value).length === 0;
+}
 
 /** A key duration: above zero and at most 100 years (parseKeyDuration); any other value is a 400 naming the field. */
 export function durationField(units: readonly DurationUnit[]) {
   return z.string().superRefine((value, ctx) => {
     try {
       parseKeyDuration(value, units);
+    } catch (err) {
+      if (!(err instanceof DurationError)) throw err;
+      ctx.addIssue({ code: "custom", message: err.message });
+    }
+  });
+}
+
+/** A budget period: LiteLLM's spellings (parseBudgetDuration), any other value a 400 naming the field. */
+export function budgetDurationField() {
+  return z.string().superRefine((value, ctx) => {
+    try {
+      parseBudgetDuration(value);
     } catch (err) {
       if (!(err instanceof DurationError)) throw err;
       ctx.addIssue({ code: "custom", message: err.message });
@@ -87,7 +131,7 @@ export const metadata = z.record(z.string(), z.unknown()).superRefine((value, ct
 export const limitFields = {
   models: z.array(text()).max(1_000).optional(),
   max_budget: z.number().finite().nonnegative().nullable().optional(),
-  budget_duration: durationField(["s", "m", "h", "d"]).nullable().optional(),
+  budget_duration: budgetDurationField().nullable().optional(),
   tpm_limit: LIMIT.nullable().optional(),
   rpm_limit: LIMIT.nullable().optional(),
   max_parallel_requests: LIMIT.max(2_147_483_647).nullable().optional(),
@@ -101,7 +145,21 @@ const keyFields = {
   team_id: ID.nullable().optional(),
   duration: durationField(["s", "m", "h", "d"]).nullable().optional(),
   blocked: z.boolean().optional(),
-  ...Object.fromEntries(IGNORED_LITELLM_FIELDS.map((f) => [f, z.unknown().optional()])),
+  // Honoured (docs/keys.md, "LiteLLM's per-key fields").
+  tags: z.array(text(128)).max(64).nullable().optional(),
+  aliases: z.record(text(), text()).nullable().optional(),
+  enforced_params: z.array(text(128)).max(64).nullable().optional(),
+  soft_budget: z.number().finite().nonnegative().nullable().optional(),
+  model_max_budget: z
+    .record(
+      text(),
+      z.union([z.number().finite().nonnegative(), z.strictObject({ budget_limit: z.number().finite().nonnegative(), time_period: budgetDurationField().nullable().optional() })]),
+    )
+    .nullable()
+    .optional(),
+  model_rpm_limit: z.record(text(), LIMIT).nullable().optional(),
+  model_tpm_limit: z.record(text(), LIMIT).nullable().optional(),
+  ...notSupported(UNSUPPORTED_KEY_FIELDS),
 };
 
 export const generateKeySchema = z

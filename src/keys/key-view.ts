@@ -24,5 +24,12 @@ export function keyView(row: KeyRow) {
     created_at: row.created_at,
     updated_at: row.updated_at,
     version: row.version,
+    tags: row.tags,
+    aliases: row.aliases,
+    enforced_params: row.enforced_params,
+    soft_budget: row.soft_budget,
+    model_max_budget: row.model_max_budget,
+    model_rpm_limit: row.model_rpm_limit,
+    model_tpm_limit: row.model_tpm_limit,
   };
 }

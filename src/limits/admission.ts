@@ -8,7 +8,7 @@
  */
 
 /** The levels spend is charged to (durably, in Postgres). */
-export type SpendOwnerLevel = "key" | "team_member" | "user" | "team";
+export type SpendOwnerLevel = "key" | "team_member" | "user" | "team" | "key_model";
 export type LimitLevel = SpendOwnerLevel | "deployment";
 
 /** One level a request's spend is charged to: its key, team member, user or team. */
@@ -18,6 +18,9 @@ export interface SpendOwner {
   id: string;
   /** For a team member only: the team it is a member of. */
   teamId?: string;
+  /** For a key's model only (model_max_budget): the served model, and its budget's period as a Postgres interval. */
+  model?: string;
+  budgetInterval?: string | null;
   /**
    * Where the level's live ledger and counters are kept (Redis, the local fallback): the key_id for a key (as
    * before levels existed, so an upgrade keeps every key's live ledger), `<level>:<id>` otherwise.
@@ -100,19 +103,21 @@ export function hasLimits(s: Omit<LimitSubject, keyof SpendOwner>): boolean {
 }
 
 /** The ledger name of a level (see SpendOwner.ledger). A member's team id is length-prefixed: ids may hold ':'. */
-export function ledgerOf(level: LimitLevel, id: string, teamId?: string): string {
+export function ledgerOf(level: LimitLevel, id: string, teamId?: string, model?: string): string {
   switch (level) {
     case "key":
       return id;
     case "team_member":
       return `team_member:${teamId!.length}:${teamId}:${id}`;
+    case "key_model":
+      return `key_model:${model!.length}:${model}:${id}`;
     default:
       return `${level}:${id}`;
   }
 }
 
 /** How errors and logs name a level: `Key=…`, `TeamMember=<user> (team <team>)`, `User=…`, `Team=…`. */
-export function describeOwner(owner: Pick<LimitSubject, "level" | "id" | "teamId">): string {
+export function describeOwner(owner: Pick<LimitSubject, "level" | "id" | "teamId" | "model">): string {
   switch (owner.level) {
     case "key":
       return `Key=${owner.id}`;
@@ -124,12 +129,14 @@ export function describeOwner(owner: Pick<LimitSubject, "level" | "id" | "teamId
       return `Team=${owner.id}`;
     case "deployment":
       return `Deployment=${owner.id}`;
+    case "key_model":
+      return `Key=${owner.id} Model=${owner.model}`;
   }
 }
 
 /** "key", "team member", "user", "team": for sentences such as "this team allows 10 requests per minute". */
 export function levelNoun(level: LimitLevel): string {
-  return level === "team_member" ? "team member" : level;
+  return level === "team_member" ? "team member" : level === "key_model" ? "key's model" : level;
 }
 
 /** A level that may carry a budget: one that owns spend (every level but a deployment). */

@@ -1,5 +1,6 @@
 import { memberBudget, type AuthRecord, type TeamRecord, type UserRecord } from "../auth/auth-record.js";
 import type { ModelDeployment } from "../config/schema.js";
+import { budgetInterval, parseBudgetDuration } from "../config/duration.js";
 import { hasLimits, ledgerOf, type LimitSubject, type RequestLimits, type SpendOwner } from "./admission.js";
 
 /**
@@ -81,3 +82,45 @@ export function withDeployment(limits: RequestLimits, d: ModelDeployment, tracke
 }
 
 const withDeployments = new WeakMap<RequestLimits, WeakMap<ModelDeployment, RequestLimits>>();
+
+/**
+ * One attempt's limits on the key's own limits for the model it is served by (model_max_budget, model_rpm_limit,
+ * model_tpm_limit): one more level, the key's model, held for the whole cluster like every other; its spend is
+ * recorded durably (per key and model, in its own budget period) when the model has a budget. Remembered per request
+ * limits and model.
+ */
+export function withModelLimits(limits: RequestLimits, key: AuthRecord, model: string): RequestLimits {
+  const own = key.modelLimits?.[model];
+  if (!own) return limits;
+  let byModel = withModels.get(limits);
+  if (!byModel) {
+    byModel = new Map();
+    withModels.set(limits, byModel);
+  }
+  const remembered = byModel.get(model);
+  if (remembered) return remembered;
+  const owner: SpendOwner = {
+    level: "key_model",
+    id: key.keyId,
+    model,
+    ledger: ledgerOf("key_model", key.keyId, undefined, model),
+    budgetInterval: own.budgetPeriod === null ? null : budgetInterval(parseBudgetDuration(own.budgetPeriod)),
+  };
+  const subject: LimitSubject = { ...owner, maxBudget: own.maxBudget, rpmLimit: own.rpmLimit, tpmLimit: own.tpmLimit, maxParallelRequests: null };
+  // The key's model comes right after the key: its refusal names the narrower limit first.
+  const made: RequestLimits = {
+    keyId: limits.keyId,
+    // Admissions held ready are per key: one held for another model would not fit this one.
+    heldAs: null,
+    subjects: [...limits.subjects.slice(0, keySubjects(limits)), subject, ...limits.subjects.slice(keySubjects(limits))],
+    owners: own.maxBudget === null ? limits.owners : [...limits.owners, owner],
+  };
+  byModel.set(model, made);
+  return made;
+}
+
+const withModels = new WeakMap<RequestLimits, Map<string, RequestLimits>>();
+
+function keySubjects(limits: RequestLimits): number {
+  return limits.subjects.length > 0 && limits.subjects[0]!.level === "key" ? 1 : 0;
+}

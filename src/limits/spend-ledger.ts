@@ -38,7 +38,15 @@ export class SpendLedger {
     const slot = `${owner.ledger}|${gen ?? ""}`;
     const item = this.queued.get(slot);
     if (item) item.cost += cost;
-    else this.queued.set(slot, { level: owner.level, id: owner.id, ...(owner.teamId !== undefined && { teamId: owner.teamId }), generation: gen, cost });
+    else
+      this.queued.set(slot, {
+        level: owner.level,
+        id: owner.id,
+        ...(owner.teamId !== undefined && { teamId: owner.teamId }),
+        ...(owner.model !== undefined && { model: owner.model, budgetInterval: owner.budgetInterval ?? null }),
+        generation: gen,
+        cost,
+      });
     if (owner.level !== "key") return;
     this.queuedRequests++;
     this.counters.charged += cost;
@@ -51,7 +59,7 @@ export class SpendLedger {
   unflushedSpend(ledger: string, generation: string): number {
     let sum = 0;
     const add = (item: SpendItem) => {
-      if (String(item.generation ?? "") === generation && ledgerOf(item.level, item.id, item.teamId) === ledger) sum += item.cost;
+      if (String(item.generation ?? "") === generation && ledgerOf(item.level, item.id, item.teamId, item.model) === ledger) sum += item.cost;
     };
     for (const item of this.queued.values()) add(item);
     for (const batch of this.unflushed) for (const item of batch.items) add(item);
@@ -88,7 +96,7 @@ export class SpendLedger {
         const outcome = await this.o.db.query((q) => flushSpendBatch(q, batch));
         this.unflushed.shift();
         this.counters.batchesFlushed++;
-        if (outcome.resetSince.length > 0) this.o.onResetSeen(outcome.resetSince.map((r) => ({ ledger: ledgerOf(r.level, r.id), generation: r.generation })));
+        if (outcome.resetSince.length > 0) this.o.onResetSeen(outcome.resetSince.map((r) => ({ ledger: ledgerOf(r.level, r.id, undefined, r.model), generation: r.generation })));
       } catch (err) {
         this.counters.flushFailures++;
         this.o.logger.warn({ err: (err as Error).message, batches: this.unflushed.length }, "spend flush failed; will retry the same batch");

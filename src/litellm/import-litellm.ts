@@ -102,8 +102,19 @@ function prepareModels(rows: Awaited<ReturnType<typeof readLiteLLMModels>>, o: M
       skipped.push({ model_name: row.model_name, reason: `${unopened} does not open with the salt key given` });
       continue;
     }
-    // LiteLLM stores numbers sealed as strings: the prices and the timeout are numbers again.
-    for (const field of ["input_cost_per_token", "output_cost_per_token", "timeout"]) {
+    // LiteLLM stores numbers sealed as strings: the prices, the timeout and the deployment's limits are numbers again.
+    for (const field of [
+      "input_cost_per_token",
+      "output_cost_per_token",
+      "cache_read_input_token_cost",
+      "cache_creation_input_token_cost",
+      "timeout",
+      "rpm",
+      "tpm",
+      "max_parallel_requests",
+      "weight",
+      "order",
+    ]) {
       if (typeof opened[field] === "string" && opened[field] !== "" && Number.isFinite(Number(opened[field]))) opened[field] = Number(opened[field]);
     }
     const parsed = importedParamsSchema.safeParse(opened);

@@ -5,7 +5,7 @@ import { BadRequestError, DeploymentAtCapacityError, type GatewayError, NotFound
 import type { RequestLimits } from "../limits/admission.js";
 import type { Lease, LimitEnforcer } from "../limits/limit-enforcer.js";
 import { priceOf, type TokenCount, worstCaseCharge } from "../limits/pricing.js";
-import { requestLimitsOf, withDeployment } from "../limits/request-limits.js";
+import { requestLimitsOf, withDeployment, withModelLimits } from "../limits/request-limits.js";
 import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-meter.js";
 import type { RouterSettings } from "../config/router-settings.js";
 import { AttemptPlan, failureKindOf, type RequestRouting } from "./attempts.js";
@@ -99,10 +99,14 @@ export class Relay {
   async relay(x: RelayRecord, api: InboundApi, request: RelayRequest, out: AnswerWriter): Promise<void> {
     const { deps } = this;
     const { body } = request;
-    const model = body.model;
-    if (typeof model !== "string" || model.length === 0) throw new BadRequestError("'model' is required and must be a string", "model", "missing_model");
+    const named = body.model;
+    if (typeof named !== "string" || named.length === 0) throw new BadRequestError("'model' is required and must be a string", "model", "missing_model");
     if (body.stream !== undefined && typeof body.stream !== "boolean") throw new BadRequestError("'stream' must be a boolean", "stream");
     api.check(body);
+    const { record, team, user = null } = x.auth!;
+    if (record.enforcedParams) requireEnforcedParams(record.enforcedParams, body);
+    // A key's alias names the served model it stands for: access, limits and routing are the served model's.
+    const model = record.aliases?.[named] ?? named;
     const asked = requestRouting(request);
     if (asked) request = asked.request;
     const deployments = await this.route(model);
@@ -110,7 +114,6 @@ export class Relay {
     // Only a model this gateway serves is logged and used as a metric label: the client's string could be
     // anything, a key included, and unbounded label values would swamp Prometheus.
     x.model = model;
-    const { record, team, user = null } = x.auth!;
     if (!callerAllowsModel(record, team, model, user)) {
       const who = !callerAllowsModel(record, null, model) ? "This key is" : team !== null && !callerAllowsModel(record, team, model) ? "This key's team is" : "This key's user is";
       throw new PermissionError(`${who} not allowed to use the model '${model}'.`, "model_not_allowed", "model");
@@ -181,7 +184,7 @@ export class Relay {
       throw new BadRequestError(`The model '${deployment.modelName}' (${deployment.provider}) does not serve ${api.endpoint}.`, "model", "endpoint_not_supported");
     }
 
-    const limits = withDeployment(requestLimitsOf(record, team, user), deployment, deps.strategy.tracksLoad);
+    const limits = withDeployment(withModelLimits(requestLimitsOf(record, team, user), record, deployment.modelName), deployment, deps.strategy.tracksLoad);
     const metered = !api.free && needsMetering(limits, deployment);
     let endpoint: Endpoint;
     let upstreamBody: Record<string, unknown>;
@@ -409,4 +412,21 @@ export function chatStreamTranslation(api: InboundApi, body: Record<string, unkn
       return translateFrames([...reader.push(rest), ...reader.end()]) + translator.end();
     },
   };
+}
+
+/**
+ * A key's `enforced_params` (LiteLLM's): each names a request parameter that must be present — a top-level field
+ * (`user`) or a dotted path into an object (`metadata.project`). Missing ones are a 400 naming all of them.
+ */
+function requireEnforcedParams(required: readonly string[], body: Record<string, unknown>): void {
+  const missing = required.filter((path) => {
+    let at: unknown = body;
+    for (const part of path.split(".")) {
+      if (at === null || typeof at !== "object" || !(part in at)) return true;
+      at = (at as Record<string, unknown>)[part];
+    }
+    return at === undefined || at === null;
+  });
+  if (missing.length > 0)
+    throw new BadRequestError(`This key requires these request parameters, which this request lacks: ${missing.join(", ")}.`, missing[0]!, "missing_enforced_params");
 }

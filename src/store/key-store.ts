@@ -28,16 +28,26 @@ export interface KeyRow {
   created_at: Date;
   updated_at: Date;
   version: number;
+  tags: string[];
+  aliases: Record<string, string>;
+  enforced_params: string[];
+  soft_budget: number | null;
+  model_max_budget: ModelBudgets;
+  model_rpm_limit: Record<string, number>;
+  model_tpm_limit: Record<string, number>;
 }
 
-/** Fields a caller may set. `expires_in_ms` and `budget_duration_ms` are turned into timestamps by the database clock. */
+/** A key's per-model budgets, as stored: LiteLLM's shape (`budget_limit`, `time_period` null for no period). */
+export type ModelBudgets = Record<string, { budget_limit: number; time_period: string | null }>;
+
+/** Fields a caller may set. `expires_in_ms` and `budget_interval` are turned into timestamps by the database clock. */
 export interface KeyPatch {
   key_alias?: string | null;
   models?: string[];
   max_budget?: number | null;
   spend?: number;
   budget_duration?: string | null;
-  budget_duration_ms?: number | null;
+  budget_interval?: string | null;
   tpm_limit?: number | null;
   rpm_limit?: number | null;
   max_parallel_requests?: number | null;
@@ -46,6 +56,13 @@ export interface KeyPatch {
   team_id?: string | null;
   expires_in_ms?: number | null;
   blocked?: boolean;
+  tags?: string[];
+  aliases?: Record<string, string>;
+  enforced_params?: string[];
+  soft_budget?: number | null;
+  model_max_budget?: ModelBudgets;
+  model_rpm_limit?: Record<string, number>;
+  model_tpm_limit?: Record<string, number>;
 }
 
 export interface NewKey extends KeyPatch {
@@ -60,12 +77,15 @@ const SELECT_BY_TOKENS = "SELECT * FROM gh_keys WHERE token = ANY($1::text[])";
 // Time comes from the database clock, like Kong's cluster events: replicas' clocks may drift.
 const INSERT_KEY = `
 INSERT INTO gh_keys (token, key_name, key_alias, models, max_budget, budget_duration, budget_reset_at,
-  tpm_limit, rpm_limit, max_parallel_requests, metadata, user_id, team_id, expires, blocked)
+  tpm_limit, rpm_limit, max_parallel_requests, metadata, user_id, team_id, expires, blocked,
+  tags, aliases, enforced_params, soft_budget, model_max_budget, model_rpm_limit, model_tpm_limit)
 VALUES ($1, $2, $3, COALESCE($4::text[], '{}'), $5, $6,
-  CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() + $7::bigint * interval '1 millisecond' END,
+  now() + $7::interval,
   $8, $9, $10, COALESCE($11::jsonb, '{}'::jsonb), $12, $13,
   CASE WHEN $14::bigint IS NULL THEN NULL ELSE now() + $14::bigint * interval '1 millisecond' END,
-  COALESCE($15::boolean, false))
+  COALESCE($15::boolean, false),
+  COALESCE($16::text[], '{}'), COALESCE($17::jsonb, '{}'::jsonb), COALESCE($18::text[], '{}'), $19,
+  COALESCE($20::jsonb, '{}'::jsonb), COALESCE($21::jsonb, '{}'::jsonb), COALESCE($22::jsonb, '{}'::jsonb))
 RETURNING *`;
 
 // $1: the key_id (stable across rotations: a change addressed by any token of a key lands on its row).
@@ -82,9 +102,7 @@ UPDATE gh_keys SET
   -- Setting spend starts a new ledger generation, like /key/{key}/reset_spend (sql/0004).
   spend_generation = CASE WHEN $2::jsonb ? 'spend' THEN spend_generation + 1 ELSE spend_generation END,
   budget_duration = CASE WHEN $2::jsonb ? 'budget_duration' THEN $2->>'budget_duration' ELSE budget_duration END,
-  budget_reset_at = CASE WHEN $2::jsonb ? 'budget_duration_ms' THEN
-      CASE WHEN $2->>'budget_duration_ms' IS NULL THEN NULL ELSE now() + ($2->>'budget_duration_ms')::bigint * interval '1 millisecond' END
-    ELSE budget_reset_at END,
+  budget_reset_at = CASE WHEN $2::jsonb ? 'budget_interval' THEN now() + ($2->>'budget_interval')::interval ELSE budget_reset_at END,
   tpm_limit = CASE WHEN $2::jsonb ? 'tpm_limit' THEN ($2->>'tpm_limit')::bigint ELSE tpm_limit END,
   rpm_limit = CASE WHEN $2::jsonb ? 'rpm_limit' THEN ($2->>'rpm_limit')::bigint ELSE rpm_limit END,
   max_parallel_requests = CASE WHEN $2::jsonb ? 'max_parallel_requests' THEN ($2->>'max_parallel_requests')::integer ELSE max_parallel_requests END,
@@ -95,6 +113,13 @@ UPDATE gh_keys SET
       CASE WHEN $2->>'expires_in_ms' IS NULL THEN NULL ELSE now() + ($2->>'expires_in_ms')::bigint * interval '1 millisecond' END
     ELSE expires END,
   blocked = CASE WHEN $2::jsonb ? 'blocked' THEN ($2->>'blocked')::boolean ELSE blocked END,
+  tags = CASE WHEN $2::jsonb ? 'tags' THEN ARRAY(SELECT jsonb_array_elements_text($2->'tags')) ELSE tags END,
+  aliases = CASE WHEN $2::jsonb ? 'aliases' THEN $2->'aliases' ELSE aliases END,
+  enforced_params = CASE WHEN $2::jsonb ? 'enforced_params' THEN ARRAY(SELECT jsonb_array_elements_text($2->'enforced_params')) ELSE enforced_params END,
+  soft_budget = CASE WHEN $2::jsonb ? 'soft_budget' THEN ($2->>'soft_budget')::float8 ELSE soft_budget END,
+  model_max_budget = CASE WHEN $2::jsonb ? 'model_max_budget' THEN $2->'model_max_budget' ELSE model_max_budget END,
+  model_rpm_limit = CASE WHEN $2::jsonb ? 'model_rpm_limit' THEN $2->'model_rpm_limit' ELSE model_rpm_limit END,
+  model_tpm_limit = CASE WHEN $2::jsonb ? 'model_tpm_limit' THEN $2->'model_tpm_limit' ELSE model_tpm_limit END,
   version = nextval('gh_key_version_seq'),
   updated_at = clock_timestamp()
 WHERE key_id = $1::uuid AND ($5::bigint IS NULL OR version = $5)
@@ -144,7 +169,7 @@ export async function insertKey(db: Queryable, key: NewKey): Promise<KeyRow> {
     key.models ?? null,
     key.max_budget ?? null,
     key.budget_duration ?? null,
-    key.budget_duration_ms ?? null,
+    key.budget_interval ?? null,
     key.tpm_limit ?? null,
     key.rpm_limit ?? null,
     key.max_parallel_requests ?? null,
@@ -153,6 +178,13 @@ export async function insertKey(db: Queryable, key: NewKey): Promise<KeyRow> {
     key.team_id ?? null,
     key.expires_in_ms ?? null,
     key.blocked ?? null,
+    key.tags ?? null,
+    key.aliases === undefined ? null : JSON.stringify(key.aliases),
+    key.enforced_params ?? null,
+    key.soft_budget ?? null,
+    key.model_max_budget === undefined ? null : JSON.stringify(key.model_max_budget),
+    key.model_rpm_limit === undefined ? null : JSON.stringify(key.model_rpm_limit),
+    key.model_tpm_limit === undefined ? null : JSON.stringify(key.model_tpm_limit),
   ]);
   return rows[0]!;
 }
@@ -218,7 +250,8 @@ export async function findKeyByKeyId(db: Queryable, keyId: string): Promise<KeyR
 }
 
 /** The columns an auth record is built from (auth/auth-record.ts): no metadata, spend or timestamps to ship. */
-const AUTH_COLUMNS = "token, key_id, key_name, key_alias, models, user_id, team_id, expires, blocked, max_budget, tpm_limit, rpm_limit, max_parallel_requests, version";
+const AUTH_COLUMNS =
+  "token, key_id, key_name, key_alias, models, user_id, team_id, expires, blocked, max_budget, tpm_limit, rpm_limit, max_parallel_requests, version, aliases, enforced_params, model_max_budget, model_rpm_limit, model_tpm_limit";
 const SELECT_ACTIVE_FOR_AUTH = `SELECT ${AUTH_COLUMNS} FROM gh_keys WHERE token = $1`;
 
 export type AuthColumns = Pick<
@@ -237,6 +270,11 @@ export type AuthColumns = Pick<
   | "rpm_limit"
   | "max_parallel_requests"
   | "version"
+  | "aliases"
+  | "enforced_params"
+  | "model_max_budget"
+  | "model_rpm_limit"
+  | "model_tpm_limit"
 >;
 
 export interface AuthRow extends AuthColumns {

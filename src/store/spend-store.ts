@@ -1,14 +1,19 @@
+import type { BudgetPeriod } from "../config/duration.js";
 import type { Queryable } from "./db.js";
 
 /** The durable spend ledger (sql/0004_spend_ledger.sql). Owner: limits/spend-ledger and the sweeper. */
 
 /** A level of a request, as the durable ledger knows it (limits/admission.ts has the same shape). */
 export interface SpendLevel {
-  level: "key" | "team_member" | "user" | "team";
-  /** key_id, team_id or user_id; a team member's user_id. */
+  level: "key" | "team_member" | "user" | "team" | "key_model";
+  /** key_id, team_id or user_id; a team member's user_id; a key's model's key_id. */
   id: string;
   /** A team member's team. */
   teamId?: string;
+  /** A key's model (level key_model). */
+  model?: string;
+  /** A key's model: its budget's period as a Postgres interval, which a first charge starts; null for none. */
+  budgetInterval?: string | null;
 }
 
 export interface SpendItem extends SpendLevel {
@@ -50,7 +55,7 @@ WITH batch AS (
   WHERE k.key_id = due.key_id AND k.spend_generation = due.seen_generation
   RETURNING k.key_id
 ), level_item AS (
-  SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::bigint[], $11::float8[]) AS i(level, id, team_id, generation, cost)
+  SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::bigint[], $11::float8[], $12::text[]) AS i(level, id, team_id, generation, cost, budget_interval)
   WHERE EXISTS (SELECT 1 FROM batch)
 ), team_due AS (
   SELECT t.team_id, t.spend_generation AS seen_generation, sum(i.cost) AS cost
@@ -70,6 +75,17 @@ WITH batch AS (
   UPDATE gh_users u SET spend = u.spend + d.cost FROM user_due d
   WHERE u.user_id = d.user_id AND u.spend_generation = d.seen_generation
   RETURNING u.user_id
+), key_model_charged AS (
+  -- A key's spend on one model (its model_max_budget): the first charge makes the row and starts its period; a later
+  -- one adds within the generation it was made in (a reset since started a new period this charge is not part of).
+  INSERT INTO gh_key_model_spend AS m (key_id, model, spend, spend_generation, budget_reset_at)
+  SELECT k.key_id, i.team_id, sum(i.cost), COALESCE(max(i.generation), 0), now() + max(i.budget_interval)::interval
+  FROM level_item i JOIN gh_keys k ON k.key_id::text = i.id
+  WHERE i.level = 'key_model'
+  GROUP BY k.key_id, i.team_id
+  ON CONFLICT (key_id, model) DO UPDATE SET spend = m.spend + EXCLUDED.spend
+    WHERE m.spend_generation = EXCLUDED.spend_generation
+  RETURNING m.key_id
 ), member_due AS (
   -- Only members of the team have a membership to charge (a key may name a user outside its team).
   SELECT i.team_id, i.id AS user_id, sum(i.cost) AS cost
@@ -92,12 +108,15 @@ SELECT EXISTS (SELECT 1 FROM batch) AS applied,
     UNION ALL
     SELECT 'user', u.user_id, u.spend_generation FROM level_item i JOIN gh_users u ON u.user_id = i.id
       WHERE i.level = 'user' AND i.generation IS NOT NULL AND i.generation < u.spend_generation
+    UNION ALL
+    SELECT 'key_model', m.key_id::text || ' ' || m.model, m.spend_generation FROM level_item i JOIN gh_key_model_spend m ON m.key_id::text = i.id AND m.model = i.team_id
+      WHERE i.level = 'key_model' AND i.generation IS NOT NULL AND i.generation < m.spend_generation
   ) r) AS reset_since`;
 
 export interface FlushOutcome {
   applied: boolean;
   /** Levels reset since some of this batch was charged, with their current generation. */
-  resetSince: Array<{ level: SpendLevel["level"]; id: string; generation: string }>;
+  resetSince: Array<{ level: SpendLevel["level"]; id: string; model?: string; generation: string }>;
 }
 
 export async function flushSpendBatch(db: Queryable, batch: SpendBatch): Promise<FlushOutcome> {
@@ -112,16 +131,27 @@ export async function flushSpendBatch(db: Queryable, batch: SpendBatch): Promise
     keys.map((i) => i.cost),
     levels.map((i) => i.level),
     levels.map((i) => i.id),
-    levels.map((i) => i.teamId ?? null),
+    // The scope of a level: a team member's team, a key's model.
+    levels.map((i) => i.teamId ?? i.model ?? null),
     levels.map((i) => i.generation),
     levels.map((i) => i.cost),
+    levels.map((i) => i.budgetInterval ?? null),
   ]);
   const row = rows[0]!;
-  return { applied: row.applied, resetSince: row.reset_since.map(([level, id, generation]) => ({ level, id, generation })) };
+  return {
+    applied: row.applied,
+    // A key's model comes back as "<key_id> <model>" (a model name may hold any character but the key_id none).
+    resetSince: row.reset_since.map(([level, id, generation]) => {
+      if (level !== "key_model") return { level, id, generation };
+      const space = id.indexOf(" ");
+      return { level, id: id.slice(0, space), model: id.slice(space + 1), generation };
+    }),
+  };
 }
 
 const DURABLE_SPEND: Record<SpendLevel["level"], string> = {
   key: "SELECT spend, spend_generation FROM gh_keys WHERE key_id = $1::uuid",
+  key_model: "SELECT spend, spend_generation FROM gh_key_model_spend WHERE key_id = $1::uuid AND model = $2",
   team: "SELECT spend, spend_generation FROM gh_teams WHERE team_id = $1",
   user: "SELECT spend, spend_generation FROM gh_users WHERE user_id = $1",
   team_member: "SELECT spend, spend_generation FROM gh_team_member_spend WHERE user_id = $1 AND team_id = $2",
@@ -129,15 +159,17 @@ const DURABLE_SPEND: Record<SpendLevel["level"], string> = {
 
 /** A level's durable spend of the current period and its generation; 0 (generation 0) when it has no row. */
 export async function readDurableSpend(db: Queryable, level: SpendLevel): Promise<{ spend: number; generation: string }> {
-  const params = level.level === "team_member" ? [level.id, level.teamId] : [level.id];
+  const params = level.level === "team_member" ? [level.id, level.teamId] : level.level === "key_model" ? [level.id, level.model] : [level.id];
   const { rows } = await db.query<{ spend: number; spend_generation: number }>(DURABLE_SPEND[level.level], params);
   return rows[0] ? { spend: rows[0].spend, generation: String(rows[0].spend_generation) } : { spend: 0, generation: "0" };
 }
 
-/** A level whose budget period ended: a key, a team or a user (team members have no period). */
+/** A level whose budget period ended: a key, a team, a user, or a key's model (team members have no period). */
 export interface DueBudget {
-  level: "key" | "team" | "user";
+  level: "key" | "team" | "user" | "key_model";
   id: string;
+  /** A key's model: the model. */
+  model?: string;
   budgetDuration: string;
   budgetResetAt: Date;
 }
@@ -147,6 +179,7 @@ const BUDGET_TABLES = {
   key: { table: "gh_keys", match: "key_id = $1::uuid" },
   team: { table: "gh_teams", match: "team_id = $1" },
   user: { table: "gh_users", match: "user_id = $1" },
+  key_model: { table: "gh_key_model_spend", match: "key_id = $1::uuid AND model = $3" },
 } as const;
 
 export async function findDueBudgets(db: Queryable, limit: number): Promise<DueBudget[]> {
@@ -160,27 +193,41 @@ export async function findDueBudgets(db: Queryable, limit: number): Promise<DueB
        UNION ALL
        (SELECT 'user', user_id, budget_duration, budget_reset_at FROM gh_users
           WHERE budget_reset_at <= now() AND budget_duration IS NOT NULL AND deleted_at IS NULL ORDER BY budget_reset_at LIMIT $1)
+       UNION ALL
+       -- A key's model: its period as the key says now (a budget whose period was removed since stops resetting).
+       (SELECT 'key_model', m.key_id::text || ' ' || m.model, k.model_max_budget->m.model->>'time_period', m.budget_reset_at
+          FROM gh_key_model_spend m JOIN gh_keys k ON k.key_id = m.key_id
+          WHERE m.budget_reset_at <= now() AND k.model_max_budget->m.model->>'time_period' IS NOT NULL ORDER BY m.budget_reset_at LIMIT $1)
      ) due ORDER BY budget_reset_at LIMIT $1`,
     [limit],
   );
-  return rows.map((r) => ({ level: r.level, id: r.id, budgetDuration: r.budget_duration, budgetResetAt: r.budget_reset_at }));
+  return rows.map((r) => {
+    if (r.level !== "key_model") return { level: r.level, id: r.id, budgetDuration: r.budget_duration, budgetResetAt: r.budget_reset_at };
+    const space = r.id.indexOf(" ");
+    return { level: r.level, id: r.id.slice(0, space), model: r.id.slice(space + 1), budgetDuration: r.budget_duration, budgetResetAt: r.budget_reset_at };
+  });
 }
 
 /**
- * Starts a new budget period for one key, team or user: the next reset is the first multiple of the duration
- * after now, counted from the last reset time, so a sweeper that ran late does not shift later periods.
- * Spend goes to 0 in a new generation. Guarded by "the period has ended" re-checked on the locked row, so two
- * replicas' sweepers reset a period once. Returns the new generation, or null when another replica did it
- * first (or when `durationMs` is not above zero: nothing to divide by).
+ * Starts a new budget period for one key, team or user: the next reset is the first whole period after now,
+ * counted from the last reset time, so a sweeper that ran late does not shift later periods (calendar months are
+ * counted as months: a period from the 31st ends on the last day of a shorter month). Spend goes to 0 in a new
+ * generation. Guarded by "the period has ended" re-checked on the locked row, so two replicas' sweepers reset a
+ * period once. Returns the new generation, or null when another replica did it first (or when the period is not
+ * above zero: nothing to count in).
  */
-export async function resetBudgetPeriod(db: Queryable, level: DueBudget["level"], id: string, durationMs: number): Promise<string | null> {
+export async function resetBudgetPeriod(db: Queryable, level: DueBudget["level"], id: string, period: BudgetPeriod, model?: string): Promise<string | null> {
   const { table, match } = BUDGET_TABLES[level];
+  const next =
+    period.months !== undefined
+      ? // Whole months elapsed since the reset time, plus one: the first month boundary after now.
+        `budget_reset_at + ((extract(year FROM age(now(), budget_reset_at)) * 12 + extract(month FROM age(now(), budget_reset_at)))::int / $2::int + 1) * $2::int * interval '1 month'`
+      : `budget_reset_at + (floor(extract(epoch FROM (now() - budget_reset_at)) * 1000 / $2::float8) + 1) * $2::float8 * interval '1 millisecond'`;
   const { rows } = await db.query<{ spend_generation: number }>(
-    `UPDATE ${table} SET spend = 0, spend_generation = spend_generation + 1,
-       budget_reset_at = budget_reset_at + (floor(extract(epoch FROM (now() - budget_reset_at)) * 1000 / $2::float8) + 1) * $2::float8 * interval '1 millisecond'
-     WHERE ${match} AND budget_reset_at <= now() AND $2::float8 > 0
+    `UPDATE ${table} SET spend = 0, spend_generation = spend_generation + 1, budget_reset_at = ${next}
+     WHERE ${match} AND budget_reset_at <= now() AND $2::${period.months !== undefined ? "int" : "float8"} > 0
      RETURNING spend_generation`,
-    [id, durationMs],
+    level === "key_model" ? [id, period.months ?? period.ms, model] : [id, period.months ?? period.ms],
   );
   return rows[0] ? String(rows[0].spend_generation) : null;
 }

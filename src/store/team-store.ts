@@ -45,7 +45,7 @@ export interface TeamPatch {
   models?: string[];
   max_budget?: number | null;
   budget_duration?: string | null;
-  budget_duration_ms?: number | null;
+  budget_interval?: string | null;
   tpm_limit?: number | null;
   rpm_limit?: number | null;
   max_parallel_requests?: number | null;
@@ -58,7 +58,7 @@ const INSERT_TEAM = `
 INSERT INTO gh_teams (team_id, team_alias, models, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit,
   max_parallel_requests, blocked, metadata, members_with_roles)
 VALUES ($1, $2, COALESCE($3::text[], '{}'), $4, $5,
-  CASE WHEN $6::bigint IS NULL THEN NULL ELSE now() + $6::bigint * interval '1 millisecond' END,
+  now() + $6::interval,
   $7, $8, $9, COALESCE($10::boolean, false), COALESCE($11::jsonb, '{}'::jsonb), COALESCE($12::jsonb, '[]'::jsonb))
 ON CONFLICT (team_id) DO NOTHING
 RETURNING *`;
@@ -69,9 +69,7 @@ UPDATE gh_teams SET
   models = CASE WHEN $2::jsonb ? 'models' THEN ARRAY(SELECT jsonb_array_elements_text($2->'models')) ELSE models END,
   max_budget = CASE WHEN $2::jsonb ? 'max_budget' THEN ($2->>'max_budget')::float8 ELSE max_budget END,
   budget_duration = CASE WHEN $2::jsonb ? 'budget_duration' THEN $2->>'budget_duration' ELSE budget_duration END,
-  budget_reset_at = CASE WHEN $2::jsonb ? 'budget_duration_ms' THEN
-      CASE WHEN $2->>'budget_duration_ms' IS NULL THEN NULL ELSE now() + ($2->>'budget_duration_ms')::bigint * interval '1 millisecond' END
-    ELSE budget_reset_at END,
+  budget_reset_at = CASE WHEN $2::jsonb ? 'budget_interval' THEN now() + ($2->>'budget_interval')::interval ELSE budget_reset_at END,
   tpm_limit = CASE WHEN $2::jsonb ? 'tpm_limit' THEN ($2->>'tpm_limit')::bigint ELSE tpm_limit END,
   rpm_limit = CASE WHEN $2::jsonb ? 'rpm_limit' THEN ($2->>'rpm_limit')::bigint ELSE rpm_limit END,
   max_parallel_requests = CASE WHEN $2::jsonb ? 'max_parallel_requests' THEN ($2->>'max_parallel_requests')::integer ELSE max_parallel_requests END,
@@ -112,7 +110,7 @@ export async function insertTeam(db: Queryable, t: NewTeam): Promise<TeamRow | n
     t.models ?? null,
     t.max_budget ?? null,
     t.budget_duration ?? null,
-    t.budget_duration_ms ?? null,
+    t.budget_interval ?? null,
     t.tpm_limit ?? null,
     t.rpm_limit ?? null,
     t.max_parallel_requests ?? null,

@@ -32,7 +32,7 @@ export interface UserPatch {
   models?: string[];
   max_budget?: number | null;
   budget_duration?: string | null;
-  budget_duration_ms?: number | null;
+  budget_interval?: string | null;
   tpm_limit?: number | null;
   rpm_limit?: number | null;
   max_parallel_requests?: number | null;
@@ -43,7 +43,7 @@ const INSERT_USER = `
 INSERT INTO gh_users (user_id, user_email, user_alias, user_role, models, max_budget, budget_duration, budget_reset_at, tpm_limit,
   rpm_limit, max_parallel_requests, metadata)
 VALUES ($1, $2, $3, COALESCE($4, 'internal_user'), COALESCE($5::text[], '{}'), $6, $7,
-  CASE WHEN $8::bigint IS NULL THEN NULL ELSE now() + $8::bigint * interval '1 millisecond' END,
+  now() + $8::interval,
   $9, $10, $11, COALESCE($12::jsonb, '{}'::jsonb))
 ON CONFLICT DO NOTHING
 RETURNING *`;
@@ -56,9 +56,7 @@ UPDATE gh_users SET
   models = CASE WHEN $2::jsonb ? 'models' THEN ARRAY(SELECT jsonb_array_elements_text($2->'models')) ELSE models END,
   max_budget = CASE WHEN $2::jsonb ? 'max_budget' THEN ($2->>'max_budget')::float8 ELSE max_budget END,
   budget_duration = CASE WHEN $2::jsonb ? 'budget_duration' THEN $2->>'budget_duration' ELSE budget_duration END,
-  budget_reset_at = CASE WHEN $2::jsonb ? 'budget_duration_ms' THEN
-      CASE WHEN $2->>'budget_duration_ms' IS NULL THEN NULL ELSE now() + ($2->>'budget_duration_ms')::bigint * interval '1 millisecond' END
-    ELSE budget_reset_at END,
+  budget_reset_at = CASE WHEN $2::jsonb ? 'budget_interval' THEN now() + ($2->>'budget_interval')::interval ELSE budget_reset_at END,
   tpm_limit = CASE WHEN $2::jsonb ? 'tpm_limit' THEN ($2->>'tpm_limit')::bigint ELSE tpm_limit END,
   rpm_limit = CASE WHEN $2::jsonb ? 'rpm_limit' THEN ($2->>'rpm_limit')::bigint ELSE rpm_limit END,
   max_parallel_requests = CASE WHEN $2::jsonb ? 'max_parallel_requests' THEN ($2->>'max_parallel_requests')::integer ELSE max_parallel_requests END,
@@ -93,7 +91,7 @@ export async function insertUser(db: Queryable, user_id: string, u: UserPatch): 
     u.models ?? null,
     u.max_budget ?? null,
     u.budget_duration ?? null,
-    u.budget_duration_ms ?? null,
+    u.budget_interval ?? null,
     u.tpm_limit ?? null,
     u.rpm_limit ?? null,
     u.max_parallel_requests ?? null,

@@ -1,11 +1,18 @@
 import { z } from "zod";
-import { ID, limitFields, text } from "../keys/key-schemas.js";
+import { ID, limitFields, notSupported, text } from "../keys/key-schemas.js";
 
 /**
- * Request bodies of the /team admin routes, LiteLLM's field names. Unknown fields are refused with a 400 that
- * names them, except LiteLLM team fields Gatehouse does not use, accepted and ignored (docs/teams.md).
+ * Request bodies of the /team admin routes, LiteLLM's field names. Unknown fields, and LiteLLM team fields Gatehouse
+ * does not support unless they ask for nothing, are refused with a 400 that names them (docs/teams.md).
  */
-const IGNORED_LITELLM_TEAM_FIELDS = [
+const UNSUPPORTED_TEAM_FIELDS = [
+  "soft_budget",
+  "team_member_budget",
+  "team_member_rpm_limit",
+  "team_member_tpm_limit",
+  "budget_id",
+  "prompts",
+  "metadata_tags",
   "organization_id",
   "tags",
   "model_aliases",
@@ -33,7 +40,7 @@ const teamFields = {
   ...limitFields,
   blocked: z.boolean().optional(),
   members_with_roles: z.array(member).max(10_000).optional(),
-  ...Object.fromEntries(IGNORED_LITELLM_TEAM_FIELDS.map((f) => [f, z.unknown().optional()])),
+  ...notSupported(UNSUPPORTED_TEAM_FIELDS),
 };
 
 export const newTeamSchema = z.object({ ...teamFields, team_id: ID.optional() }).strict();

@@ -6,7 +6,7 @@ import { pruneEvents } from "../store/event-store.js";
 import { pruneSilentReplicas } from "../store/replica-store.js";
 import { pruneStoredResults } from "../store/idempotency-store.js";
 import { findDueBudgets, pruneSpendBatches, resetBudgetPeriod } from "../store/spend-store.js";
-import { parseKeyDuration } from "../config/duration.js";
+import { type BudgetPeriod, parseBudgetDuration } from "../config/duration.js";
 import { nextKeyVersion } from "../store/key-store.js";
 import { ledgerOf } from "../limits/admission.js";
 import { Periodic } from "./periodic.js";
@@ -75,19 +75,19 @@ export class Sweeper {
     let reset = 0;
     for (const due of await this.o.db.query((q) => findDueBudgets(q, SWEEP_BATCH))) {
       const who = { [`${due.level}_id`]: due.id };
-      let durationMs: number;
+      let period: BudgetPeriod;
       try {
-        durationMs = parseKeyDuration(due.budgetDuration);
+        period = parseBudgetDuration(due.budgetDuration);
       } catch (err) {
         // Validated on write; a row edited by hand must not stop the sweep.
         this.o.logger.warn({ ...who, budget_duration: due.budgetDuration, err: (err as Error).message }, "skipped a budget reset: its budget_duration is invalid");
         continue;
       }
       try {
-        const generation = await this.o.db.query((q) => resetBudgetPeriod(q, due.level, due.id, durationMs));
+        const generation = await this.o.db.query((q) => resetBudgetPeriod(q, due.level, due.id, period, due.model));
         if (generation === null) continue; // another replica reset it first
         reset++;
-        await this.o.onBudgetReset(ledgerOf(due.level, due.id), generation);
+        await this.o.onBudgetReset(ledgerOf(due.level, due.id, undefined, due.model), generation);
       } catch (err) {
         this.o.logger.warn({ ...who, err: (err as Error).message }, "a budget reset failed; skipped it and went on with the others");
       }

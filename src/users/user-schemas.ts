@@ -1,8 +1,16 @@
 import { z } from "zod";
-import { ID, limitFields, text } from "../keys/key-schemas.js";
+import { ID, limitFields, notSupported, text } from "../keys/key-schemas.js";
 
-/** Request bodies of the /user admin routes, LiteLLM's field names (docs/users.md). */
-const IGNORED_LITELLM_USER_FIELDS = [
+/**
+ * Request bodies of the /user admin routes, LiteLLM's field names (docs/users.md). LiteLLM user fields Gatehouse does
+ * not support are refused with a 400 naming them unless they ask for nothing.
+ */
+const UNSUPPORTED_USER_FIELDS = [
+  "model_max_budget",
+  "model_rpm_limit",
+  "model_tpm_limit",
+  "soft_budget",
+  "budget_id",
   "teams",
   "send_invite_email",
   "organization_id",
@@ -24,7 +32,7 @@ const userFields = {
   user_alias: text().nullable().optional(),
   user_role: z.enum(["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"]).optional(),
   ...limitFields,
-  ...Object.fromEntries(IGNORED_LITELLM_USER_FIELDS.map((f) => [f, z.unknown().optional()])),
+  ...notSupported(UNSUPPORTED_USER_FIELDS),
 };
 
 export const newUserSchema = z.object({ ...userFields, user_id: ID.optional(), auto_create_key: z.boolean().default(true) }).strict();

@@ -543,7 +543,10 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
   const started = Date.now();
   const deadline = started + profile.durationMs;
   let stopping = false;
-  const running = () => !stopping && Date.now() < deadline && history.ops.length < profile.maxOps;
+  // At least the profile's duration, and until every kind of fault in the schedule fired once (a loaded machine makes faults
+  // slower; a run that never reached some of them would prove nothing about them), up to twice the duration.
+  let scheduleDone = faults.length === 0;
+  const running = () => !stopping && history.ops.length < profile.maxOps && (Date.now() < deadline || (!scheduleDone && Date.now() < deadline + profile.durationMs));
   const mix = { ...DEFAULT_MIX, ...profile.mix };
   const mixTotal = Object.values(mix).reduce((a, b) => a + b, 0);
   // Requests for the database model only when the run changes it (a proof about keys needs every request on keys).
@@ -1111,6 +1114,7 @@ export async function runHistory(profile: Profile, log: (line: string) => void =
     await sleep(1_500);
     while (running() && faults.length > 0) {
       const fault = faults[i++ % faults.length]!;
+      if (!scheduleDone && faults.every((f) => faultsInjected[f.name] !== undefined || f === fault)) scheduleDone = true;
       // A snapshot a few seconds old for the "older snapshot" fault: changes made since then will be missing.
       if (snapshots && !ctx.snapshot) ctx.snapshot = { path: await ctx.redisServer.snapshot(), at: Date.now() };
       log(`${new Date().toISOString()} fault: ${fault.name}`);
