@@ -25,6 +25,7 @@ import { LimitEnforcer } from "./limits/limit-enforcer.js";
 import { LocalLimiter } from "./limits/local-limiter.js";
 import { RedisLimiter } from "./limits/redis-limiter.js";
 import { ReplicaCount } from "./limits/replica-count.js";
+import { SoftBudgetAlerts } from "./limits/soft-budget-alerts.js";
 import { SpendLedger } from "./limits/spend-ledger.js";
 import { readDurableSpend } from "./store/spend-store.js";
 import { SpendJournal } from "./spendlogs/spend-journal.js";
@@ -326,6 +327,7 @@ interface Services {
   modelAdmin: ModelService;
   replicas: ReplicaCount;
   spendLedger: SpendLedger;
+  softBudgetAlerts: SoftBudgetAlerts;
   limits: LimitEnforcer;
   keys: KeyService;
   teams: TeamService;
@@ -365,7 +367,21 @@ async function buildServices(
   const replicas = new ReplicaCount(settings.limits.replicaCount);
   // The ledger learns of budget resets from Postgres; the enforcer (made next) must forget its counters then.
   const resets = { seen: (_ledger: string, _generation: string): unknown => undefined };
-  const spendLedger = new SpendLedger({ db, logger, replicaId: settings.replicaId, onResetSeen: (reset) => reset.forEach((r) => void resets.seen(r.ledger, r.generation)) });
+  const softBudgetAlerts = new SoftBudgetAlerts({
+    logger,
+    webhookUrl: settings.alerting.webhookUrl,
+    webhookSecret: settings.webhookSecret,
+    attempts: settings.alerting.webhookAttempts,
+  });
+  // Closed after the last spend flush (which may cross a soft budget): the stack closes in reverse.
+  started.push("soft budget alerts", () => softBudgetAlerts.close());
+  const spendLedger = new SpendLedger({
+    db,
+    logger,
+    replicaId: settings.replicaId,
+    onResetSeen: (reset) => reset.forEach((r) => void resets.seen(r.ledger, r.generation)),
+    onSoftBudgetCrossed: (crossings) => softBudgetAlerts.crossed(crossings),
+  });
   const limits = new LimitEnforcer({
     settings: settings.limits,
     redis:
@@ -435,7 +451,7 @@ async function buildServices(
     spendLogs = new SpendLogWriter({ db, journal, logger, batchRows: settings.spendLogs.batchRows, memoryMaxRows: settings.spendLogs.memoryMaxRows, copy: !embedded });
   }
   const spendReader = new SpendLogReader(db);
-  return { models, replicas, spendLedger, limits, keys, teams, users, modelAdmin, rotation, providers, health, load, strategy, prober, spendLogs, spendReader };
+  return { models, replicas, spendLedger, softBudgetAlerts, limits, keys, teams, users, modelAdmin, rotation, providers, health, load, strategy, prober, spendLogs, spendReader };
 }
 
 // ── phase 4: background work ────────────────────────────────────────────────────────────────────────────
@@ -488,8 +504,13 @@ async function startBackgroundWork(
   return { sweeper };
 }
 
-function metricSources({ breakers }: Stores, { authenticator, coherence, l2 }: Caches, { spendLedger, limits, spendLogs, health, load }: Services): MetricSources {
+function metricSources(
+  { breakers }: Stores,
+  { authenticator, coherence, l2 }: Caches,
+  { spendLedger, softBudgetAlerts, limits, spendLogs, health, load }: Services,
+): MetricSources {
   return {
+    softBudgetAlerts: () => softBudgetAlerts.counters.alerts,
     deploymentFailures: () => health.failureCounts(),
     deploymentsCooling: () => health.snapshot().map((c) => ({ deployment: c.id, secondsLeft: c.msLeft / 1000 })),
     routingShared: () => health.shared && load.shared,

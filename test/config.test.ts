@@ -93,6 +93,8 @@ litellm_settings:
     "limits.replica_count",
     "credentials.salt_key",
     "credentials.previous_salt_key",
+    "alerting.webhook_url",
+    "alerting.webhook_secret",
   ];
 
   it("every setting in the schema has a default (the one documented) and a variable named by the rule", () => {

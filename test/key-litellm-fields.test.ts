@@ -1,3 +1,6 @@
+import { createHmac } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConfigFile } from "../src/config/settings.js";
 import { type Cluster, type Replica, startCluster } from "./helpers/cluster.js";
@@ -10,20 +13,43 @@ import { waitFor } from "./helpers/services.js";
  * enforced — per-model budgets with their own period, per-model rate limits, aliases, enforced parameters, tags,
  * soft budgets, LiteLLM's budget periods — or refused with a 400 that names it. None is accepted and dropped.
  */
-const config: ConfigFile = {
-  model_list: [pricedModel("priced"), { model_name: "free", litellm_params: { model: "mock/free" } }],
-  gatehouse_settings: { limits: { flush_interval_ms: 100 }, upkeep: { sweep_interval_ms: 200 } },
-};
+const WEBHOOK_SECRET = "whsec-test-0123456789abcdef";
 
 let cluster: Cluster;
 let A: Replica, B: Replica;
+/** Alerts the webhook receiver got: body, and whether its signature checked out. */
+const alerts: Array<{ body: any; signed: boolean }> = [];
+let receiver: http.Server;
 
 beforeAll(async () => {
+  receiver = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const text = Buffer.concat(chunks).toString("utf8");
+      const [t, v1] = String(req.headers["gatehouse-signature"])
+        .split(",")
+        .map((p) => p.slice(p.indexOf("=") + 1));
+      const signed = createHmac("sha256", WEBHOOK_SECRET).update(`${t}.${text}`).digest("hex") === v1 && Math.abs(Date.now() / 1000 - Number(t)) < 300;
+      alerts.push({ body: JSON.parse(text), signed });
+      res.end("ok");
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+  const config: ConfigFile = {
+    model_list: [pricedModel("priced"), { model_name: "free", litellm_params: { model: "mock/free" } }],
+    gatehouse_settings: {
+      limits: { flush_interval_ms: 100 },
+      upkeep: { sweep_interval_ms: 200 },
+      alerting: { webhook_url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/gatehouse`, webhook_secret: WEBHOOK_SECRET },
+    },
+  };
   cluster = await startCluster({ size: 2, config });
   [A, B] = cluster.replicas as [Replica, Replica];
 }, 60_000);
 afterAll(async () => {
   await cluster?.close();
+  await new Promise((resolve) => receiver?.close(resolve));
 });
 
 async function generate(body: Record<string, unknown>) {
@@ -179,6 +205,40 @@ describe("LiteLLM key fields Gatehouse enforces", () => {
     const bad = await A.admin("/key/generate", { aliases: { x: "no-such-model" } });
     expect(bad.status).toBe(400);
     expect(bad.body.error.param).toBe("aliases");
+  });
+
+  it("tags: the key's are copied into its spend logs, before the request's own", async () => {
+    const k = await generate({ tags: ["team-a", "prod"] });
+    await cluster.settle();
+    expect((await chat(B, k.key, "free", { metadata: { tags: ["req", "prod"] } })).status).toBe(200);
+    await waitFor(async () => (await A.admin(`/spend/logs?key_id=${k.key_id}`)).body.length === 1, { what: "the spend log row" });
+    expect((await A.admin(`/spend/logs?key_id=${k.key_id}`)).body[0].request_tags).toEqual(["team-a", "prod", "req"]);
+  });
+
+  it("soft_budget: crossing it is told once per budget period — a log line, a metric, a signed webhook — and refuses nothing", async () => {
+    const probe = await generate({});
+    const cost = costOf((await chat(A, probe.key, "priced")).body.usage);
+    const k = await generate({ soft_budget: 1.5 * cost, max_budget: 10 * cost });
+    await cluster.settle();
+    // Two requests cross it (on either replica); a third and a fourth go on being served.
+    for (let i = 0; i < 4; i++) expect((await chat([A, B][i % 2]!, k.key, "priced")).status).toBe(200);
+    await waitFor(() => alerts.some((a) => a.body.key_id === k.key_id), { what: "the soft budget webhook" });
+    // Every charge durable (so every flush that could have crossed it again is done): still one alert.
+    await waitFor(async () => (await cluster.pool.query("SELECT spend FROM gh_keys WHERE key_id = $1", [k.key_id])).rows[0].spend === 4 * cost, {
+      what: "every charge to be flushed",
+    });
+    const mine = alerts.filter((a) => a.body.key_id === k.key_id);
+    expect(mine).toHaveLength(1);
+    expect(mine[0]!.signed).toBe(true);
+    expect(mine[0]!.body).toMatchObject({ type: "soft_budget_crossed", key_id: k.key_id, soft_budget: 1.5 * cost, max_budget: 10 * cost });
+    expect(mine[0]!.body.spend).toBeGreaterThanOrEqual(1.5 * cost);
+    let counted = 0;
+    for (const r of [A, B]) counted += Number((await r.admin("/metrics")).text.match(/^gatehouse_soft_budget_alerts_total (\d+)/m)?.[1] ?? 0);
+    expect(counted).toBeGreaterThanOrEqual(1);
+    // A new budget period (the spend reset) may cross it again: told again.
+    expect((await A.admin(`/key/${encodeURIComponent(k.key)}/reset_spend`, { reset_to: 0 })).status).toBe(200);
+    for (let i = 0; i < 2; i++) expect((await chat(B, k.key, "priced")).status).toBe(200);
+    await waitFor(() => alerts.filter((a) => a.body.key_id === k.key_id).length === 2, { what: "the second period's alert" });
   });
 
   it("enforced_params: a request lacking one is refused with a 400 naming every one it lacks", async () => {

@@ -32,6 +32,8 @@ export interface AuthRecord {
   enforcedParams?: string[];
   /** Per served model: its budget (and period) and rate limits for this key. */
   modelLimits?: Record<string, ModelLimit>;
+  /** The key's tags, copied into the spend log row of each of its requests. */
+  tags?: string[];
 }
 
 /** A key's limits on one model (model_max_budget, model_rpm_limit, model_tpm_limit). */
@@ -69,8 +71,9 @@ export function authRecordFromRow(row: AuthColumns | AuthRow): AuthRecord {
   };
 }
 
-function litellmFields(row: AuthColumns): Pick<AuthRecord, "aliases" | "enforcedParams" | "modelLimits"> {
-  const out: Pick<AuthRecord, "aliases" | "enforcedParams" | "modelLimits"> = {};
+function litellmFields(row: AuthColumns): Pick<AuthRecord, "aliases" | "enforcedParams" | "modelLimits" | "tags"> {
+  const out: Pick<AuthRecord, "aliases" | "enforcedParams" | "modelLimits" | "tags"> = {};
+  if (row.tags && row.tags.length > 0) out.tags = row.tags;
   if (row.aliases && Object.keys(row.aliases).length > 0) out.aliases = row.aliases;
   if (row.enforced_params && row.enforced_params.length > 0) out.enforcedParams = row.enforced_params;
   const models = new Set([...Object.keys(row.model_max_budget ?? {}), ...Object.keys(row.model_rpm_limit ?? {}), ...Object.keys(row.model_tpm_limit ?? {})]);

@@ -192,6 +192,16 @@ const metrics = section({
   token: z.string().min(16, "must be at least 16 characters").optional(),
 });
 
+/** Alerts: a key's soft budget crossed (docs/keys.md, "Soft budgets"). */
+const alerting = section({
+  // Where alerts are POSTed (JSON, signed); unset: alerts are a log line and a metric only.
+  webhook_url: z.url().optional(),
+  // The HMAC-SHA256 key of the Gatehouse-Signature header (at least 16 characters; os.environ/ references work).
+  webhook_secret: z.string().optional(),
+  // Attempts per alert before it is given up (logged): 1 s, 2 s, 4 s… apart.
+  webhook_attempts: int().min(1).max(10).default(5),
+});
+
 /** Budgets, spend and rate limits (docs/limits.md). */
 const limits = section({
   // What a request of a key with limits meets while Redis (the live ledger) is unreachable: `fail_open_local`
@@ -304,6 +314,7 @@ export const gatehouseSettingsSchema = z
     credentials,
     limits,
     spend_logs,
+    alerting,
     admin_ui,
     server,
     upstream,
@@ -406,6 +417,8 @@ export type Settings = Flatten<
     masterKey: string | undefined;
     /** A bearer token that may read /metrics and nothing else; the master key may too. */
     metricsToken: string | undefined;
+    /** alerting.webhook_secret, resolved. */
+    webhookSecret: string | undefined;
     /** Names this replica in LISTEN's application_name and in /debug/coherence. */
     replicaId: string;
     models: ModelDeployment[];

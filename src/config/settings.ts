@@ -117,6 +117,9 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
   const secret = (value: string | undefined, path: string[], minLength: number) => readSecret(value, path, minLength, ctx, fromEnv, warnings, problems);
   const masterKey = secret(config.general_settings?.master_key, ["general_settings", "master_key"], 8);
   const metricsToken = secret(gs.metrics.token, ["gatehouse_settings", "metrics", "token"], 16);
+  const webhookSecret = secret(gs.alerting.webhookSecret, ["gatehouse_settings", "alerting", "webhook_secret"], 16);
+  if (gs.alerting.webhookUrl && !webhookSecret)
+    problems.push(`${named("alerting")}: alerting.webhook_url needs alerting.webhook_secret (at least 16 characters), so receivers can tell alerts are ours`);
   const sentinelPassword = secret(gs.redisSentinelPassword, ["gatehouse_settings", "redis_sentinel_password"], 1);
   if (problems.length > 0) throw new ConfigError(problems.join("\n"));
 
@@ -142,6 +145,7 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
     redisSentinel,
     masterKey,
     metricsToken,
+    webhookSecret,
     replicaId: ctx.env.GATEHOUSE_REPLICA_ID || `${hostname()}-${process.pid}`,
     models,
     router,

@@ -229,7 +229,9 @@ function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
   const record = x.auth!.record;
   const isMaster = record.token === MASTER_KEY_TOKEN;
   const usage = x.usage;
-  const { tags, metadata: requestMetadata } = tagsAndMetadata(x.requestMetadata);
+  const { tags: requestTags, metadata: requestMetadata } = tagsAndMetadata(x.requestMetadata);
+  // The key's tags first (LiteLLM adds a key's tags to each request's), then the request's own.
+  const tags = record.tags ? [...record.tags, ...requestTags.filter((t) => !record.tags!.includes(t))] : requestTags;
   // The attempts that failed before the one that answered (retries, fallbacks), each deployment and its failure.
   const metadata = x.attempts.length === 0 ? requestMetadata : { ...requestMetadata, gatehouse_attempts: x.attempts };
   // The request id the answer carries, unless the client chose it (then it is kept beside ours: not unique).

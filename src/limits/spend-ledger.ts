@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "../logger.js";
 import { ledgerOf, type SpendOwner } from "./admission.js";
 import type { Database } from "../store/database.js";
-import { flushSpendBatch, type SpendBatch, type SpendItem } from "../store/spend-store.js";
+import { flushSpendBatch, type SoftBudgetCrossing, type SpendBatch, type SpendItem } from "../store/spend-store.js";
 
 export interface SpendLedgerOptions {
   db: Database;
@@ -10,6 +10,8 @@ export interface SpendLedgerOptions {
   replicaId: string;
   /** Told about levels (by ledger name) whose live ledger is of a generation Postgres has reset since. */
   onResetSeen: (levels: Array<{ ledger: string; generation: string }>) => void;
+  /** Told about keys a flush took across their soft budget (once per crossing, cluster-wide). */
+  onSoftBudgetCrossed?: (crossings: SoftBudgetCrossing[]) => void;
 }
 
 /**
@@ -96,6 +98,7 @@ export class SpendLedger {
         const outcome = await this.o.db.query((q) => flushSpendBatch(q, batch));
         this.unflushed.shift();
         this.counters.batchesFlushed++;
+        if (outcome.softBudgetCrossed.length > 0) this.o.onSoftBudgetCrossed?.(outcome.softBudgetCrossed);
         if (outcome.resetSince.length > 0) this.o.onResetSeen(outcome.resetSince.map((r) => ({ ledger: ledgerOf(r.level, r.id, undefined, r.model), generation: r.generation })));
       } catch (err) {
         this.counters.flushFailures++;

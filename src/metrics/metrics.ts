@@ -33,6 +33,8 @@ export interface MetricSources {
   /** Each deployment's latency to the first byte as the cluster measured it (seconds), and its calls in flight here. */
   deploymentLatency: () => Array<{ deployment: string; seconds: number }>;
   deploymentsInFlight: () => Array<{ deployment: string; count: number }>;
+  /** Soft budgets this replica's spend flushes took keys across (each crossing is told by one replica). */
+  softBudgetAlerts: () => number;
 }
 
 /** What a scrape reads before readFrom: nothing yet. */
@@ -57,6 +59,7 @@ const NO_SOURCES: MetricSources = {
   deploymentAttempts: () => [],
   deploymentLatency: () => [],
   deploymentsInFlight: () => [],
+  softBudgetAlerts: () => 0,
 };
 
 const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
@@ -164,6 +167,13 @@ export class Metrics {
         for (const c of sources.deploymentsCooling()) this.set({ deployment: c.deployment }, c.secondsLeft);
       },
     });
+    snapshotCounter(
+      registers,
+      "gatehouse_soft_budget_alerts_total",
+      "Keys this replica's spend flushes took across their soft budget (each crossing is counted by one replica, once per budget period)",
+      [],
+      () => [[{}, sources.softBudgetAlerts()]],
+    );
     snapshotCounter(
       registers,
       "gatehouse_deployment_attempts_total",

@@ -251,7 +251,7 @@ export async function findKeyByKeyId(db: Queryable, keyId: string): Promise<KeyR
 
 /** The columns an auth record is built from (auth/auth-record.ts): no metadata, spend or timestamps to ship. */
 const AUTH_COLUMNS =
-  "token, key_id, key_name, key_alias, models, user_id, team_id, expires, blocked, max_budget, tpm_limit, rpm_limit, max_parallel_requests, version, aliases, enforced_params, model_max_budget, model_rpm_limit, model_tpm_limit";
+  "token, key_id, key_name, key_alias, models, user_id, team_id, expires, blocked, max_budget, tpm_limit, rpm_limit, max_parallel_requests, version, aliases, enforced_params, model_max_budget, model_rpm_limit, model_tpm_limit, tags";
 const SELECT_ACTIVE_FOR_AUTH = `SELECT ${AUTH_COLUMNS} FROM gh_keys WHERE token = $1`;
 
 export type AuthColumns = Pick<
@@ -275,6 +275,7 @@ export type AuthColumns = Pick<
   | "model_max_budget"
   | "model_rpm_limit"
   | "model_tpm_limit"
+  | "tags"
 >;
 
 export interface AuthRow extends AuthColumns {

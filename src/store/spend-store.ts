@@ -53,7 +53,7 @@ WITH batch AS (
   -- old period's charge is then not added to the new one.
   UPDATE gh_keys k SET spend = k.spend + due.cost FROM due
   WHERE k.key_id = due.key_id AND k.spend_generation = due.seen_generation
-  RETURNING k.key_id
+  RETURNING k.key_id, k.key_alias, k.spend, k.soft_budget, k.max_budget, due.cost
 ), level_item AS (
   SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::bigint[], $11::float8[], $12::text[]) AS i(level, id, team_id, generation, cost, budget_interval)
   WHERE EXISTS (SELECT 1 FROM batch)
@@ -99,6 +99,10 @@ WITH batch AS (
 )
 SELECT EXISTS (SELECT 1 FROM batch) AS applied,
   (SELECT count(*) FROM charged)::int AS keys_charged,
+  -- Keys this batch took across their soft budget: the row lock orders replicas' flushes, so exactly one charge
+  -- crosses it, once per budget period (a reset starts spend at 0 again).
+  (SELECT COALESCE(jsonb_agg(jsonb_build_object('key_id', key_id, 'key_alias', key_alias, 'spend', spend, 'soft_budget', soft_budget, 'max_budget', max_budget)), '[]'::jsonb)
+     FROM charged WHERE soft_budget IS NOT NULL AND spend >= soft_budget AND spend - cost < soft_budget) AS soft_budget_crossed,
   (SELECT COALESCE(jsonb_agg(DISTINCT jsonb_build_array(r.level, r.id, r.generation::text)), '[]'::jsonb) FROM (
     SELECT 'key' AS level, i.key_id::text AS id, k.spend_generation AS generation FROM item i JOIN gh_keys k ON k.key_id = i.key_id
       WHERE i.generation IS NOT NULL AND i.generation < k.spend_generation
@@ -113,8 +117,18 @@ SELECT EXISTS (SELECT 1 FROM batch) AS applied,
       WHERE i.level = 'key_model' AND i.generation IS NOT NULL AND i.generation < m.spend_generation
   ) r) AS reset_since`;
 
+/** A key's spend crossed its soft budget in a flush. */
+export interface SoftBudgetCrossing {
+  key_id: string;
+  key_alias: string | null;
+  spend: number;
+  soft_budget: number;
+  max_budget: number | null;
+}
+
 export interface FlushOutcome {
   applied: boolean;
+  softBudgetCrossed: SoftBudgetCrossing[];
   /** Levels reset since some of this batch was charged, with their current generation. */
   resetSince: Array<{ level: SpendLevel["level"]; id: string; model?: string; generation: string }>;
 }
@@ -122,7 +136,7 @@ export interface FlushOutcome {
 export async function flushSpendBatch(db: Queryable, batch: SpendBatch): Promise<FlushOutcome> {
   const keys = batch.items.filter((i) => i.level === "key");
   const levels = batch.items.filter((i) => i.level !== "key");
-  const { rows } = await db.query<{ applied: boolean; reset_since: Array<[SpendLevel["level"], string, string]> }>(FLUSH_BATCH, [
+  const { rows } = await db.query<{ applied: boolean; reset_since: Array<[SpendLevel["level"], string, string]>; soft_budget_crossed: SoftBudgetCrossing[] }>(FLUSH_BATCH, [
     batch.batchId,
     batch.replicaId,
     batch.requests,
@@ -140,6 +154,7 @@ export async function flushSpendBatch(db: Queryable, batch: SpendBatch): Promise
   const row = rows[0]!;
   return {
     applied: row.applied,
+    softBudgetCrossed: row.soft_budget_crossed,
     // A key's model comes back as "<key_id> <model>" (a model name may hold any character but the key_id none).
     resetSince: row.reset_since.map(([level, id, generation]) => {
       if (level !== "key_model") return { level, id, generation };
