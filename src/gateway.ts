@@ -30,6 +30,7 @@ import { SpendLedger } from "./limits/spend-ledger.js";
 import { readDurableSpend } from "./store/spend-store.js";
 import { SpendJournal } from "./spendlogs/spend-journal.js";
 import { SpendLogReader } from "./spendlogs/spend-log-reader.js";
+import { SpendTotals } from "./spendlogs/spend-totals.js";
 import { SpendLogWriter } from "./spendlogs/spend-log-writer.js";
 import { SpendLogUpkeep } from "./upkeep/spend-log-upkeep.js";
 import { ReplicaHeartbeat, readCluster } from "./upkeep/replica-heartbeat.js";
@@ -343,6 +344,7 @@ interface Services {
   /** Null when spend_logs.logging is off. */
   spendLogs: SpendLogWriter | null;
   spendReader: SpendLogReader;
+  spendTotals: SpendTotals;
 }
 
 /** What the routes call: models and providers, limits and spend, the /key operations. */
@@ -451,7 +453,27 @@ async function buildServices(
     spendLogs = new SpendLogWriter({ db, journal, logger, batchRows: settings.spendLogs.batchRows, memoryMaxRows: settings.spendLogs.memoryMaxRows, copy: !embedded });
   }
   const spendReader = new SpendLogReader(db);
-  return { models, replicas, spendLedger, softBudgetAlerts, limits, keys, teams, users, modelAdmin, rotation, providers, health, load, strategy, prober, spendLogs, spendReader };
+  const spendTotals = new SpendTotals(db);
+  return {
+    models,
+    replicas,
+    spendLedger,
+    softBudgetAlerts,
+    limits,
+    keys,
+    teams,
+    users,
+    modelAdmin,
+    rotation,
+    providers,
+    health,
+    load,
+    strategy,
+    prober,
+    spendLogs,
+    spendReader,
+    spendTotals,
+  };
 }
 
 // ── phase 4: background work ────────────────────────────────────────────────────────────────────────────
@@ -602,6 +624,7 @@ async function listen(
     version: packageVersion,
     spendLogs: services.spendLogs,
     spendReader: services.spendReader,
+    spendTotals: services.spendTotals,
     replicaId: settings.replicaId,
     adminUi: adminUi && { sessions: adminUi.sessions, sessionTtlMs: settings.adminUi.sessionTtlMs, cluster: adminUi.cluster },
   });

@@ -9,6 +9,7 @@ import type { Coherence } from "../coherence/coherence.js";
 import type { ModelRegistry } from "../models/model-registry.js";
 import type { ModelService } from "../models/model-service.js";
 import { modelRoutes } from "./model-routes.js";
+import type { SpendTotals } from "../spendlogs/spend-totals.js";
 import { spendRoutes } from "./spend-routes.js";
 import type { SpendLogReader } from "../spendlogs/spend-log-reader.js";
 import type { SpendLogWriter } from "../spendlogs/spend-log-writer.js";
@@ -68,6 +69,7 @@ export interface AppDeps {
   /** Spend logs: the writer (null when spend_logs.logging is off) and the reader behind /spend routes. */
   spendLogs: SpendLogWriter | null;
   spendReader: SpendLogReader;
+  spendTotals: SpendTotals;
   replicaId: string;
   /** The admin UI (null when admin_ui.mode is off): its sessions, and the cluster page's data. */
   adminUi: { sessions: UiSessions; sessionTtlMs: number; cluster: () => Promise<unknown> } | null;
@@ -142,7 +144,7 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   app.use(teamRoutes(deps.teams));
   app.use(userRoutes(deps.users));
   app.use(modelRoutes(deps.modelAdmin));
-  app.use(spendRoutes(deps.spendReader));
+  app.use(spendRoutes(deps.spendReader, deps.spendTotals));
   if (deps.adminUi) app.use(uiRoutes({ ...deps.adminUi, auth, replicaId: deps.replicaId }));
   app.use(notFoundRoute);
   app.use(errorHandler(deps.logger, deps.maxRequestBodyBytes));

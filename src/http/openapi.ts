@@ -1,3 +1,4 @@
+import { spendKeysQuerySchema, spendUsersQuerySchema } from "../spendlogs/spend-totals.js";
 import { z } from "zod";
 import { spendLogsQuerySchema, spendReportQuerySchema } from "../spendlogs/spend-log-reader.js";
 import {
@@ -117,6 +118,13 @@ const OPERATIONS: Record<string, Record<"get" | "post", Operation | undefined>> 
     get: { summary: "Daily spend by team, key, user or model, from the daily totals", security: "master", query: spendReportQuerySchema },
     post: undefined,
   },
+  "/global/spend/keys": {
+    get: { summary: "The keys that spent most (their durable spend), LiteLLM's shape", security: "master", query: spendKeysQuerySchema },
+    post: undefined,
+  },
+  "/global/spend/teams": { get: { summary: "Each team's spend per day over the last 30 days, LiteLLM's shape", security: "master" }, post: undefined },
+  "/spend/keys": { get: { summary: "Keys as /key/info shows them, most spent first", security: "master", query: spendKeysQuerySchema }, post: undefined },
+  "/spend/users": { get: { summary: "Users as /user/info shows them, most spent first", security: "master", query: spendUsersQuerySchema }, post: undefined },
   "/user/info": { get: { summary: "A user, their first 100 keys and their key count", security: "master", query: userInfoQuerySchema }, post: undefined },
   "/user/list": { get: { summary: "Users, paged", security: "master", query: listUsersQuerySchema }, post: undefined },
   "/model/new": { post: { summary: "Add a model deployment (its api_key sealed at rest, never returned)", security: "master", body: jsonSchema(newModelSchema) }, get: undefined },
