@@ -2,6 +2,7 @@ import { z } from "zod";
 import { DurationError, parseBudgetDuration, parseKeyDuration, type DurationUnit } from "../config/duration.js";
 import { BadRequestError } from "../errors/errors.js";
 import { CUSTOM_KEY_PATTERN, CUSTOM_KEY_RULE } from "../auth/key-material.js";
+import { KEY_FIELDS, refusedNames } from "../litellm/litellm-fields.js";
 
 /**
  * Request bodies of the /key admin routes, LiteLLM's field names. Every field is either honoured or refused with a
@@ -13,46 +14,17 @@ import { CUSTOM_KEY_PATTERN, CUSTOM_KEY_RULE } from "../auth/key-material.js";
  * refused here, with a 400 naming the field, before anything is written (docs/security.md).
  */
 
-/** LiteLLM key fields Gatehouse does not support: refused unless they ask for nothing. */
-const UNSUPPORTED_KEY_FIELDS = [
-  "config",
-  "permissions",
-  "send_invite_email",
-  "key_type",
-  "allowed_cache_controls",
-  "guardrails",
-  "organization_id",
-  "allowed_routes",
-  "allowed_passthrough_routes",
-  "object_permission",
-  "budget_id",
-  "budget_limits",
-  "budget_fallbacks",
-  "rpm_limit_type",
-  "tpm_limit_type",
-  "prompts",
-  "agent_id",
-  "temp_budget_increase",
-  "temp_budget_expiry",
-  "new_master_key",
-  "auto_rotate",
-  "rotation_interval",
-  "access_group_ids",
-] as const;
-
 /**
  * LiteLLM fields Gatehouse does not support, as schema fields: a value that asks for nothing — absent, null, false,
  * "", [], {}, or LiteLLM's own default ("default" for key_type) — is accepted, since clients send those
  * unprompted; anything else is a 400 naming the field, never accepted and ignored.
  */
 export function notSupported(names: readonly string[]): Record<string, z.ZodType> {
-  const field = (name: string) =>
-    z.unknown().superRefine((value, ctx) => {
-      if (asksForNothing(value)) return;
-      ctx.addIssue({ code: "custom", message: `is a LiteLLM field Gatehouse does not support (docs/litellm-migration.md); leave it out` });
-      void name;
-    });
-  return Object.fromEntries(names.map((name) => [name, field(name).optional()]));
+  const field = z.unknown().superRefine((value, ctx) => {
+    if (asksForNothing(value)) return;
+    ctx.addIssue({ code: "custom", message: "is a LiteLLM field Gatehouse does not support (docs/litellm-migration.md); leave it out" });
+  });
+  return Object.fromEntries(names.map((name) => [name, field.optional()]));
 }
 
 function asksForNothing(value: unknown): boolean {
@@ -159,7 +131,7 @@ const keyFields = {
     .optional(),
   model_rpm_limit: z.record(text(), LIMIT).nullable().optional(),
   model_tpm_limit: z.record(text(), LIMIT).nullable().optional(),
-  ...notSupported(UNSUPPORTED_KEY_FIELDS),
+  ...notSupported(refusedNames(KEY_FIELDS)),
 };
 
 export const generateKeySchema = z

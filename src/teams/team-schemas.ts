@@ -1,27 +1,11 @@
 import { z } from "zod";
 import { ID, limitFields, notSupported, text } from "../keys/key-schemas.js";
+import { TEAM_FIELDS, refusedNames } from "../litellm/litellm-fields.js";
 
 /**
  * Request bodies of the /team admin routes, LiteLLM's field names. Unknown fields, and LiteLLM team fields Gatehouse
  * does not support unless they ask for nothing, are refused with a 400 that names them (docs/teams.md).
  */
-const UNSUPPORTED_TEAM_FIELDS = [
-  "soft_budget",
-  "team_member_budget",
-  "team_member_rpm_limit",
-  "team_member_tpm_limit",
-  "budget_id",
-  "prompts",
-  "metadata_tags",
-  "organization_id",
-  "tags",
-  "model_aliases",
-  "guardrails",
-  "object_permission",
-  "team_member_permissions",
-  "model_rpm_limit",
-  "model_tpm_limit",
-] as const;
 
 const MEMBER_BUDGET = z.number().finite().nonnegative().nullable();
 
@@ -40,7 +24,7 @@ const teamFields = {
   ...limitFields,
   blocked: z.boolean().optional(),
   members_with_roles: z.array(member).max(10_000).optional(),
-  ...notSupported(UNSUPPORTED_TEAM_FIELDS),
+  ...notSupported(refusedNames(TEAM_FIELDS)),
 };
 
 export const newTeamSchema = z.object({ ...teamFields, team_id: ID.optional() }).strict();

@@ -1,38 +1,18 @@
 import { z } from "zod";
 import { ID, limitFields, notSupported, text } from "../keys/key-schemas.js";
+import { USER_FIELDS, refusedNames } from "../litellm/litellm-fields.js";
 
 /**
  * Request bodies of the /user admin routes, LiteLLM's field names (docs/users.md). LiteLLM user fields Gatehouse does
  * not support are refused with a 400 naming them unless they ask for nothing.
  */
-const UNSUPPORTED_USER_FIELDS = [
-  "model_max_budget",
-  "model_rpm_limit",
-  "model_tpm_limit",
-  "soft_budget",
-  "budget_id",
-  "teams",
-  "send_invite_email",
-  "organization_id",
-  "sso_user_id",
-  "object_permission",
-  "prompts",
-  "key_alias",
-  "duration",
-  "aliases",
-  "config",
-  "permissions",
-  "allowed_cache_controls",
-  "guardrails",
-  "tags",
-] as const;
 
 const userFields = {
   user_email: text().nullable().optional(),
   user_alias: text().nullable().optional(),
   user_role: z.enum(["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"]).optional(),
   ...limitFields,
-  ...notSupported(UNSUPPORTED_USER_FIELDS),
+  ...notSupported(refusedNames(USER_FIELDS)),
 };
 
 export const newUserSchema = z.object({ ...userFields, user_id: ID.optional(), auto_create_key: z.boolean().default(true) }).strict();
