@@ -274,6 +274,37 @@ describe("config problems an operator meets first", () => {
   });
 });
 
+describe("an upstream key goes in api_key, never in api_base", () => {
+  it.each([
+    ["https://user:hunter2-in-url@example.com/v1", "user:password@"],
+    ["https://hunter2-in-url@example.com/v1", "user:password@"],
+    ["https://example.com/v1?key=hunter2-in-url", "query string"],
+    ["https://example.com/openai?api-key=hunter2-in-url&api-version=2024-06-01", "query string"],
+    ["https://example.com/v1#hunter2-in-url", "fragment"],
+  ])("%s is a config error naming the field and api_key, without quoting the URL", (apiBase, what) => {
+    const file = writeConfig(`model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n      api_base: "${apiBase}"\n`);
+    let message = "";
+    try {
+      loadSettings({ file, env: {} });
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    expect(message).toContain(`${file}:5: model_list[0].litellm_params.api_base: must not`);
+    expect(message).toContain(what);
+    expect(message).toContain("api_key");
+    expect(message).not.toContain("hunter2");
+  });
+
+  it("an api_base of origin and path is read as it was", () => {
+    const s = settingsFromConfig(
+      { model_list: [{ model_name: "m", litellm_params: { model: "openai/m", api_base: "https://example.com:8443/openai/v1/" } }] },
+      { source: "t", env: {} },
+    );
+    expect(s.models[0]!.apiBase).toBe("https://example.com:8443/openai/v1");
+  });
+});
+
 describe("config messages name the line", () => {
   it("a problem in a file names the file and the line of the field", () => {
     const file = writeConfig("model_list:\n  - model_name: a\n    litellm_params:\n      model: azure/x\n  - model_name: b\n    litellm_params:\n      model: weird/y\n");

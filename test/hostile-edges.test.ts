@@ -354,6 +354,64 @@ describe("upstream answers", () => {
   });
 });
 
+describe("an upstream key goes in api_key, never in api_base (docs/models.md)", () => {
+  const IN_URL = "hunter2-in-url";
+
+  it("/model/new and /model/update refuse credentials in api_base with a 400 naming it, and write nothing", async () => {
+    const added = await gw.admin("/model/new", { model_name: "clean-base", litellm_params: { model: "openai/echo", api_base: upstream.url } });
+    expect(added.status, added.text).toBe(200);
+    const before = await gw.gateway.pool.query("SELECT count(*)::int AS n, max(version) AS v FROM gh_models");
+    for (const apiBase of [
+      `http://user:${IN_URL}@127.0.0.1:9/v1`,
+      `http://${IN_URL}@127.0.0.1:9/v1`,
+      `http://127.0.0.1:9/v1?key=${IN_URL}`,
+      `http://127.0.0.1:9/openai?api-key=${IN_URL}`,
+    ]) {
+      const created = await gw.admin("/model/new", { model_name: "creds-in-url", litellm_params: { model: "openai/echo", api_base: apiBase } });
+      const updated = await gw.admin("/model/update", { model_id: added.body.model_id, litellm_params: { api_base: apiBase, api_key: "sk-upstream-new-0123456789" } });
+      for (const res of [created, updated]) {
+        expect(res.status, `${apiBase}: ${res.text}`).toBe(400);
+        const e = openAIError(res.body);
+        expect(e.param).toBe("litellm_params.api_base");
+        expect(e.message).toContain("api_key");
+        expect(res.text).not.toContain(IN_URL);
+      }
+    }
+    const after = await gw.gateway.pool.query("SELECT count(*)::int AS n, max(version) AS v FROM gh_models");
+    expect(after.rows[0]).toEqual(before.rows[0]);
+  });
+
+  it("a model stored before that rule is shown, listed and logged without them (and never sent them upstream)", async () => {
+    const secret = "sk-upstream-db-secret-0123456789";
+    const added = await gw.admin("/model/new", { model_name: "old-creds", litellm_params: { model: "openai/unauthorized", api_base: upstream.url, api_key: secret } });
+    expect(added.status, added.text).toBe(200);
+    const port = new URL(upstream.url).port;
+    await gw.gateway.pool.query("UPDATE gh_models SET params = jsonb_set(params, '{api_base}', to_jsonb($2::text)) WHERE model_id = $1", [
+      added.body.model_id,
+      `http://user:${IN_URL}@127.0.0.1:${port}/v1?key=${IN_URL}#${IN_URL}`,
+    ]);
+    // Any model change makes every replica read the database models again.
+    expect((await gw.admin("/model/new", { model_name: "reload-trigger", litellm_params: { model: "mock/x" } })).status).toBe(200);
+    const served = await gw.call("/v1/chat/completions", { key, body: chatBody("old-creds") });
+    expect(served.status).toBe(502);
+    expect(openAIError(served.body).code).toBe("upstream_auth_failed");
+    const sent = upstream.requests.at(-1)!;
+    expect(sent.path).toBe("/v1/chat/completions");
+    expect(sent.headers.authorization).toBe(`Bearer ${secret}`);
+    await waitFor(() => gw.logs.entries().some((e) => e.msg?.includes("refused this gateway's credentials") && e.model === "old-creds"), { what: "the operator's log line" });
+    const logged = gw.logs.entries().find((e) => e.msg?.includes("refused this gateway's credentials") && e.model === "old-creds")!;
+    expect(logged.api_base).toBe(`http://127.0.0.1:${port}/v1`);
+    for (const path of ["/model/info", "/v1/model/info", "/health"]) {
+      const res = await gw.admin(path);
+      expect(res.status, `${path}: ${res.text}`).toBe(200);
+      expect(res.text, path).not.toContain(IN_URL);
+    }
+    const info = (await gw.admin("/model/info")).body.data.find((m: any) => m.model_name === "old-creds");
+    expect(info.litellm_params.api_base).toBe(`http://127.0.0.1:${port}/v1`);
+    expect(gw.logs.lines.filter((l) => l.includes(IN_URL) || l.includes(secret))).toEqual([]);
+  });
+});
+
 describe("small ones", () => {
   it("x-api-key authenticates, as LiteLLM accepts", async () => {
     const res = await gw.call("/v1/chat/completions", { body: chatBody("mock-gpt"), headers: { "x-api-key": key } });

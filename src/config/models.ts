@@ -117,7 +117,7 @@ export function deploymentFromParams(
     order: params.order ?? 1,
     provider: provider as ProviderName,
     upstreamModel: params.model.slice(slash + 1),
-    apiBase: (params.api_base ?? defaultBase)?.replace(/\/+$/, ""),
+    apiBase: shownApiBase(params.api_base ?? defaultBase)?.replace(/\/+$/, ""),
     apiKey,
     inputCostPerToken: input,
     outputCostPerToken: params.output_cost_per_token ?? 0,
@@ -131,4 +131,24 @@ export function deploymentFromParams(
     tpm: params.tpm,
     maxParallelRequests: params.max_parallel_requests,
   };
+}
+
+/**
+ * An api_base without anything that may be a credential (userinfo, query string, fragment), as it may be shown or
+ * logged. The schema refuses those (schema.ts, apiBaseProblem); a model stored before it did may still hold them, and
+ * they are never sent upstream either (http-upstream.ts uses the origin and path), so dropping them changes nothing
+ * that is served.
+ */
+export function shownApiBase(apiBase: string | undefined): string | undefined {
+  if (apiBase === undefined || !/[@?#]/.test(apiBase)) return apiBase;
+  try {
+    const url = new URL(apiBase);
+    url.username = "";
+    url.password = "";
+    url.search = "";
+    url.hash = "";
+    return url.href;
+  } catch {
+    return "[api_base not a URL]";
+  }
 }
