@@ -412,6 +412,39 @@ describe("an upstream key goes in api_key, never in api_base (docs/models.md)", 
   });
 });
 
+describe("answers that hold a plaintext key are never cached", () => {
+  it("key generation, rotation (both routes), a user's first key and an Idempotency-Key replay say no-store", async () => {
+    const idempotent = { headers: { "idempotency-key": `no-store-${Date.now()}` } };
+    const generated = await gw.admin("/key/generate", { key_alias: `no-store-${Date.now()}` }, idempotent);
+    const replayed = await gw.admin("/key/generate", { key_alias: generated.body.key_alias }, idempotent);
+    expect(replayed.body.key).toBe(generated.body.key);
+    const rotatedByBody = await gw.admin("/key/regenerate", { key: generated.body.key });
+    const rotatedByPath = await gw.admin(`/key/${rotatedByBody.body.key}/regenerate`, {});
+    const user = await gw.admin("/user/new", {});
+    const answers = { generated, replayed, rotatedByBody, rotatedByPath, user };
+    for (const [what, res] of Object.entries(answers)) {
+      expect(res.status, `${what}: ${res.text}`).toBe(200);
+      expect(res.body.key, what).toMatch(/^sk-/);
+      expect(res.headers.get("cache-control"), what).toBe("no-store");
+      expect(res.headers.get("pragma"), what).toBe("no-cache");
+    }
+  });
+
+  it("so does every other admin answer, refusals included", async () => {
+    const answers: Array<[number, Awaited<ReturnType<typeof gw.admin>>]> = [
+      [200, await gw.admin("/key/list")],
+      [400, await gw.admin("/key/generate", { max_budgett: 1 })],
+      [401, await gw.call("/key/generate", { body: {} })],
+      [200, await gw.admin("/team/list")],
+      [200, await gw.admin("/model/info")],
+    ];
+    for (const [status, res] of answers) {
+      expect(res.status, res.text).toBe(status);
+      expect(res.headers.get("cache-control"), res.text).toBe("no-store");
+    }
+  });
+});
+
 describe("small ones", () => {
   it("x-api-key authenticates, as LiteLLM accepts", async () => {
     const res = await gw.call("/v1/chat/completions", { body: chatBody("mock-gpt"), headers: { "x-api-key": key } });
