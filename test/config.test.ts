@@ -194,6 +194,7 @@ litellm_settings:
     ["model_list:\n  - model_name: a\n    litellm_params: { model: mock/x, input_cost_per_token: -1 }", "model_list[0].litellm_params.input_cost_per_token"],
     ["gatehouse_settings: { max_request_body_bytes: lots }", "gatehouse_settings.max_request_body_bytes"],
     ["model_lst: []", "model_lst"],
+    ['model_list:\n  - model_name: "x\\ud800"\n    litellm_params: { model: mock/x }', "model_list[0].model_name: must not contain an unpaired UTF-16 surrogate"],
     ["model_list: [", "not valid YAML"],
   ])("a bad config fails with a message naming the field (%#)", (text, field) => {
     const file = writeConfig(text);

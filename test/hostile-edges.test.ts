@@ -139,6 +139,44 @@ describe("malformed input: a 4xx naming the field, never a 500, nothing written"
     expect(after.rows[0]).toEqual(before.rows[0]);
   });
 
+  it("an unpaired UTF-16 surrogate in any id, name or metadata is a 400 naming the field, and nothing is created", async () => {
+    // Written as JSON escapes, as the bytes on the wire must be: UTF-8 cannot carry a lone surrogate otherwise.
+    const cases: Array<[string, string, string | null]> = [
+      ["/team/new", '{"team_id": "x\\ud800"}', "team_id"],
+      ["/team/new", '{"team_id": "x\\udc00"}', "team_id"],
+      ["/team/new", '{"team_alias": "\\ude00\\ud83d"}', "team_alias"],
+      ["/user/new", '{"user_id": "u\\udbff"}', "user_id"],
+      ["/key/generate", '{"key_alias": "k\\ud800"}', "key_alias"],
+      ["/key/generate", '{"models": ["mock-gpt", "m\\udfff"]}', "models.1"],
+      ["/key/generate", '{"metadata": {"deep": [{"note": "\\ud800"}]}}', "metadata.deep.0.note"],
+      ["/key/generate", '{"metadata": {"n\\ud800": 1}}', "metadata"],
+      ["/key/generate", '{"x\\ud800": 1}', null],
+      ["/model/new", '{"model_name": "m\\ud800", "litellm_params": {"model": "mock/m"}}', "model_name"],
+    ];
+    const count = async () =>
+      (
+        await gw.gateway.pool.query(
+          "SELECT (SELECT count(*) FROM gh_teams) + (SELECT count(*) FROM gh_users) + (SELECT count(*) FROM gh_keys) + (SELECT count(*) FROM gh_models) AS n",
+        )
+      ).rows[0].n;
+    const before = await count();
+    for (const [path, rawBody, param] of cases) {
+      const res = await gw.admin(path, undefined, { rawBody });
+      expect(res.status, `${path} ${rawBody}: ${res.text}`).toBe(400);
+      const e = openAIError(res.body);
+      expect(e).toMatchObject({ param, code: "unpaired_surrogate" });
+      expect(e.message).toContain("unpaired UTF-16 surrogate");
+    }
+    expect(await count()).toBe(before);
+    // A surrogate pair is a character like any other (an emoji, escaped).
+    const paired = await gw.admin("/team/new", undefined, { rawBody: `{"team_id": "paired-${Date.now()}-\\ud83d\\ude00"}` });
+    expect(paired.status, paired.text).toBe(200);
+    expect(paired.body.team_id).toMatch(/-😀$/);
+    // Paths and query strings are percent-encoded UTF-8, which cannot encode a lone surrogate (ED A0 80 is not UTF-8).
+    expect(openAIError((await gw.admin("/key/x%ED%A0%80/regenerate", {})).body).code).toBe("invalid_path");
+    expect((await gw.admin("/team/info?team_id=x%ED%A0%80")).status).toBe(404);
+  });
+
   it("metadata nested 5,000 levels deep is a 400 (depth limit), not a stack overflow", async () => {
     const deep = `${'{"a":'.repeat(5_000)}1${"}".repeat(5_000)}`;
     const res = await gw.call("/key/generate", { key: gw.masterKey, rawBody: `{"metadata":${deep}}` });

@@ -79,7 +79,11 @@ export function apiBaseProblem(value: string): string | null {
 // Loose, so an unknown field (a typo such as "modle_info") is reported by name rather than refused.
 export const modelEntrySchema = z
   .object({
-    model_name: z.string().min(1),
+    // A name with an unpaired surrogate (YAML's "\ud800") would be stored in spend logs as U+FFFD, as would another such name.
+    model_name: z
+      .string()
+      .min(1)
+      .refine((name) => !/\p{Cs}/u.test(name), "must not contain an unpaired UTF-16 surrogate (a \\ud800-\\udfff escape without its pair)"),
     litellm_params: litellmParamsSchema,
     model_info: z.record(z.string(), z.unknown()).optional(),
   })

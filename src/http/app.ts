@@ -37,6 +37,7 @@ import type { DeploymentLoad } from "../proxy/deployment-load.js";
 import type { RoutingStrategy } from "../proxy/routing-strategy.js";
 import type { UiSessions } from "../auth/ui-sessions.js";
 import { uiRoutes } from "./ui-routes.js";
+import { refuseUnpairedSurrogates } from "./request-body.js";
 
 export interface AppDeps {
   logger: Logger;
@@ -150,7 +151,7 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   // The OpenAI routes themselves never reach the express app; any other path under these prefixes still
   // needs a virtual key before it learns that there is no such route.
   app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(auth));
-  app.use(["/key", "/team", "/user", "/model", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }));
+  app.use(["/key", "/team", "/user", "/model", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }), refuseUnpairedSurrogates);
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
   app.use(routingRoutes(deps.models, deps.deploymentHealth, deps.deploymentLoad, deps.routingStrategy, deps.healthProber));
   app.get("/health", requireMasterKey(auth), modelHealthRoute(deps.models, deps.healthProber));
