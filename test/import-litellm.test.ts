@@ -86,14 +86,15 @@ describe("gatehouse import-litellm", () => {
     expect(first.stdout).toContain("imported 1 of 1 teams, 1 of 1 users, 2 of 4 keys");
     expect(first.stdout).toContain("1 of 2 models");
     expect(first.stdout).toMatch(/model lt-bedrock not imported: .*model/);
-    expect(first.stdout).toContain("litellm_params fields Gatehouse does not use, not imported: aws_region_name, rpm");
+    expect(first.stdout).toContain("litellm_params fields Gatehouse does not use, not imported: aws_region_name\n");
     // The upstream key was opened with LiteLLM's salt key and sealed again with Gatehouse's: never printed or stored in clear.
     expect(first.stdout + first.stderr).not.toContain(UPSTREAM_KEY);
     const stored = await cluster.pool.query("SELECT model_id, params, api_key_sealed FROM gh_models WHERE model_name = 'lt-echo'");
     expect(stored.rows).toHaveLength(1);
     expect(stored.rows[0].model_id).toBe(MODEL_ID);
     expect(JSON.stringify(stored.rows[0])).not.toContain(UPSTREAM_KEY);
-    expect(stored.rows[0].params).toEqual({ model: "openai/echo", api_base: `${upstream.url}/v1`, input_cost_per_token: 0.000001 });
+    // Numbers LiteLLM sealed as strings are numbers again: the price, and the deployment's rpm (honoured by routing).
+    expect(stored.rows[0].params).toEqual({ model: "openai/echo", api_base: `${upstream.url}/v1`, input_cost_per_token: 0.000001, rpm: 100 });
 
     for (const r of cluster.replicas) {
       await waitFor(async () => (await api(r.url, "/v1/chat/completions", { key: TEAM_KEY, body: chatBody("mock-gpt") })).status === 200, {

@@ -102,8 +102,8 @@ function prepareModels(rows: Awaited<ReturnType<typeof readLiteLLMModels>>, o: M
       skipped.push({ model_name: row.model_name, reason: `${unopened} does not open with the salt key given` });
       continue;
     }
-    // LiteLLM stores numbers sealed as strings: the prices and the timeout are numbers again.
-    for (const field of ["input_cost_per_token", "output_cost_per_token", "timeout"]) {
+    // LiteLLM stores numbers sealed as strings: every numeric field (prices, timeout, rpm, tpm, weight…) is a number again.
+    for (const field of NUMERIC_PARAMS) {
       if (typeof opened[field] === "string" && opened[field] !== "" && Number.isFinite(Number(opened[field]))) opened[field] = Number(opened[field]);
     }
     const parsed = importedParamsSchema.safeParse(opened);
@@ -132,6 +132,11 @@ function prepareModels(rows: Awaited<ReturnType<typeof readLiteLLMModels>>, o: M
 
 // The fields Gatehouse uses, checked as in the config file; anything else LiteLLM kept is dropped (and named).
 const importedParamsSchema = z.object(litellmParamsSchema.shape);
+// Read off the schema, so a numeric field Gatehouse starts to read (rpm, tpm, weight, order came with routing) is not
+// refused as "expected number, received string".
+const NUMERIC_PARAMS = Object.entries(litellmParamsSchema.shape)
+  .filter(([, schema]) => schema instanceof z.ZodOptional && schema.unwrap() instanceof z.ZodNumber)
+  .map(([field]) => field);
 
 /** A stable UUID for a LiteLLM model id that is not one. */
 function uuidFrom(id: string): string {
