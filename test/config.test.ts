@@ -306,6 +306,42 @@ describe("an upstream key goes in api_key, never in api_base", () => {
   });
 });
 
+describe("a price Gatehouse does not read is an error, never a free model", () => {
+  function problem(entry: string): string {
+    const file = writeConfig(`model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n${entry}`);
+    try {
+      loadSettings({ file, env: {} });
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return (err as Error).message.replaceAll(file, "FILE");
+    }
+    throw new Error("the config was accepted");
+  }
+
+  it("a misspelt price names the field, its line and the price it meant", () => {
+    const message = problem("      input_cost_per_tokn: 0.000001\n      output_cost_per_token: 0.000002\n");
+    expect(message).toContain("FILE:5: model_list[0].litellm_params.input_cost_per_tokn: not a price Gatehouse reads, so the model would be served free");
+    expect(message).toContain("did you mean litellm_params.input_cost_per_token?");
+  });
+
+  it("every unread price of an entry is named at once: LiteLLM's other kinds, and prices put in model_info", () => {
+    const message = problem("      input_cost_per_second: 0.0004\n      OutputPrice: 1\n    model_info:\n      output_cost_per_token: 0.000002\n");
+    expect(message).toContain("FILE:5: model_list[0].litellm_params.input_cost_per_second: not a price Gatehouse reads");
+    expect(message).toContain("(Gatehouse prices by input_cost_per_token, output_cost_per_token, cache_read_input_token_cost, cache_creation_input_token_cost)");
+    expect(message).toContain("FILE:6: model_list[0].litellm_params.OutputPrice: not a price Gatehouse reads");
+    expect(message).toContain(
+      "FILE:8: model_list[0].model_info.output_cost_per_token: prices are read from litellm_params, not model_info: move it to litellm_params.output_cost_per_token",
+    );
+  });
+
+  it("other unknown fields are still only reported, and a price field left empty is no price", () => {
+    const file = writeConfig("model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n      stream_timeout: 5\n      input_cost_per_second:\n");
+    const s = loadSettings({ file, env: {} });
+    expect(s.models[0]!.inputCostPerToken).toBe(0);
+    expect(s.warnings.join("\n")).toContain("stream_timeout, input_cost_per_second are not used by Gatehouse and were ignored");
+  });
+});
+
 describe("config messages name the line", () => {
   it("a problem in a file names the file and the line of the field", () => {
     const file = writeConfig("model_list:\n  - model_name: a\n    litellm_params:\n      model: azure/x\n  - model_name: b\n    litellm_params:\n      model: weird/y\n");

@@ -450,6 +450,50 @@ describe("an upstream key goes in api_key, never in api_base (docs/models.md)", 
   });
 });
 
+describe("a price Gatehouse does not read is refused, never a free model (docs/configuration.md)", () => {
+  it("/model/new and /model/update name the field and the price it meant, and write nothing", async () => {
+    const added = await gw.admin("/model/new", { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: 0.000001 } });
+    expect(added.status, added.text).toBe(200);
+    const before = await gw.gateway.pool.query("SELECT count(*)::int AS n, max(version) AS v FROM gh_models");
+    const cases: Array<[string, Record<string, unknown>, string, string]> = [
+      [
+        "/model/new",
+        { model_name: "typo", litellm_params: { model: "mock/typo", input_cost_per_tokn: 0.000001 } },
+        "litellm_params.input_cost_per_tokn",
+        "did you mean litellm_params.input_cost_per_token?",
+      ],
+      [
+        "/model/new",
+        { model_name: "per-second", litellm_params: { model: "mock/s", input_cost_per_second: 0.0004 } },
+        "litellm_params.input_cost_per_second",
+        "Gatehouse prices by input_cost_per_token",
+      ],
+      [
+        "/model/new",
+        { model_name: "in-info", litellm_params: { model: "mock/i" }, model_info: { output_cost_per_token: 1 } },
+        "model_info.output_cost_per_token",
+        "move it to litellm_params.output_cost_per_token",
+      ],
+      [
+        "/model/update",
+        { model_id: added.body.model_id, litellm_params: { output_cost_per_tokens: 0.000002 } },
+        "litellm_params.output_cost_per_tokens",
+        "did you mean litellm_params.output_cost_per_token?",
+      ],
+    ];
+    for (const [path, body, param, hint] of cases) {
+      const res = await gw.admin(path, body);
+      expect(res.status, `${path} ${JSON.stringify(body)}: ${res.text}`).toBe(400);
+      const e = openAIError(res.body);
+      expect(e).toMatchObject({ param, code: "unread_price" });
+      expect(e.message).toContain("the model would be served free");
+      expect(e.message).toContain(hint);
+    }
+    const after = await gw.gateway.pool.query("SELECT count(*)::int AS n, max(version) AS v FROM gh_models");
+    expect(after.rows[0]).toEqual(before.rows[0]);
+  });
+});
+
 describe("answers that hold a plaintext key are never cached", () => {
   it("key generation, rotation (both routes), a user's first key and an Idempotency-Key replay say no-store", async () => {
     const idempotent = { headers: { "idempotency-key": `no-store-${Date.now()}` } };

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { z } from "zod";
 import { ConfigError, where, type SettingsContext } from "./context.js";
+import { didYouMean } from "./did-you-mean.js";
 import { litellmParamsSchema, modelEntrySchema, PROVIDERS, type ModelDeployment, type ProviderName } from "./schema.js";
 import { resolveSecret } from "./secrets.js";
 
@@ -14,6 +15,43 @@ export const ANTHROPIC_API_BASE = "https://api.anthropic.com";
 // Read off the schema, so a field Gatehouse starts to read is no longer reported as ignored.
 const MODEL_ENTRY_FIELDS = Object.keys(modelEntrySchema.shape);
 const KNOWN_LITELLM_PARAMS = new Set(Object.keys(litellmParamsSchema.shape));
+/** The prices Gatehouse reads: every field of litellm_params that looks like one. */
+const PRICE_FIELDS = [...KNOWN_LITELLM_PARAMS].filter(looksLikePrice);
+
+function looksLikePrice(field: string): boolean {
+  return /cost|price/i.test(field);
+}
+
+/**
+ * Fields of a model that look like prices but are not read as prices: a typo (`input_cost_per_tokn`), a LiteLLM price
+ * of another kind (`input_cost_per_second`), a price in `model_info` (where LiteLLM takes them too). Each would leave
+ * the model served free, with nothing to say so but a warning at start, so each is refused — by the config file,
+ * `/model/new`, `/model/update` and the LiteLLM import alike — naming the field (`litellm_params.…`, `model_info.…`)
+ * and the price it may have meant (docs/configuration.md, "model_list").
+ */
+export function unreadPrices(litellmParams: unknown, modelInfo: unknown): Array<{ field: string; message: string }> {
+  const found: Array<{ field: string; message: string }> = [];
+  for (const [section, fields] of [
+    ["litellm_params", litellmParams],
+    ["model_info", modelInfo],
+  ] as const) {
+    if (fields === null || typeof fields !== "object" || Array.isArray(fields)) continue;
+    for (const [name, value] of Object.entries(fields)) {
+      // A field without a value (LiteLLM writes null for prices it was not given) is not a price either way.
+      if (value === null || value === undefined || value === "") continue;
+      if (!looksLikePrice(name) || (section === "litellm_params" && KNOWN_LITELLM_PARAMS.has(name))) continue;
+      found.push({ field: `${section}.${name}`, message: unreadPriceMessage(section, name) });
+    }
+  }
+  return found;
+}
+
+function unreadPriceMessage(section: "litellm_params" | "model_info", name: string): string {
+  if (section === "model_info" && PRICE_FIELDS.includes(name))
+    return `prices are read from litellm_params, not model_info: move it to litellm_params.${name} (as it is, the model would be served free)`;
+  const near = didYouMean(name, PRICE_FIELDS);
+  return `not a price Gatehouse reads, so the model would be served free${near ? `; did you mean litellm_params.${near}?` : ""} (Gatehouse prices by ${PRICE_FIELDS.join(", ")})`;
+}
 
 /**
  * `model_list` as deployments. Problems are collected rather than thrown, so every bad entry is reported
@@ -63,6 +101,9 @@ function deploymentId(modelName: string, model: string, apiBase: string | undefi
 function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, warnings: string[]): ModelDeployment {
   const field = `model_list[${index}].litellm_params`;
   const params = entry.litellm_params;
+  const unread = unreadPrices(params, entry.model_info);
+  if (unread.length > 0)
+    throw new ConfigError(unread.map((u) => `${where(ctx, ["model_list", index, ...u.field.split(".")])}: model_list[${index}].${u.field}: ${u.message}`).join("\n"));
   const unknown = Object.keys(params).filter((k) => !KNOWN_LITELLM_PARAMS.has(k));
   if (unknown.length > 0) warnings.push(`${field} (${entry.model_name}): fields ${unknown.join(", ")} are not used by Gatehouse and were ignored`);
   try {

@@ -16,7 +16,8 @@ export type ProviderName = (typeof PROVIDERS)[number];
 
 const nonNegative = z.number().finite().nonnegative();
 
-// Loose: LiteLLM has many more fields; they are accepted, kept and reported once as ignored (models.ts).
+// Loose: LiteLLM has many more fields; they are accepted, kept and reported once as ignored (models.ts), but for
+// those that look like prices, which are refused (models.ts, unreadPrices): ignored, they would make a model free.
 export const litellmParamsSchema = z
   .object({
     // "<provider>/<model>" ("openai/", "azure/", "anthropic/", "mock/"), or a bare OpenAI model name ("gpt-4o"), as

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { teamCacheKey, userCacheKey } from "../auth/auth-record.js";
 import { z } from "zod";
+import { unreadPrices } from "../config/models.js";
 import { litellmParamsSchema } from "../config/schema.js";
 import type { CredentialSeal } from "../models/credential-seal.js";
 import { deploymentOf, type ApiLitellmParams } from "../models/model-params.js";
@@ -105,6 +106,12 @@ function prepareModels(rows: Awaited<ReturnType<typeof readLiteLLMModels>>, o: M
     // LiteLLM stores numbers sealed as strings: every numeric field (prices, timeout, rpm, tpm, weight…) is a number again.
     for (const field of NUMERIC_PARAMS) {
       if (typeof opened[field] === "string" && opened[field] !== "" && Number.isFinite(Number(opened[field]))) opened[field] = Number(opened[field]);
+    }
+    // A price Gatehouse would not read (LiteLLM's per-second prices, prices in model_info) would leave it served free.
+    const unread = unreadPrices(opened, parseJsonObject(row.model_info));
+    if (unread.length > 0) {
+      skipped.push({ model_name: row.model_name, reason: unread.map((u) => `${u.field}: ${u.message}`).join("; ") });
+      continue;
     }
     const parsed = importedParamsSchema.safeParse(opened);
     if (!parsed.success) {
