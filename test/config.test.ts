@@ -211,6 +211,49 @@ litellm_settings:
     expect(failed.code).toBe(78);
     expect(failed.stderr).toContain("model_list[0].litellm_params.model");
   });
+
+  describe("`gatehouse config check` on a file whose os.environ/ variables are not set here", () => {
+    // Only PATH: none of the file's variables is set, as on the machine where a config is written.
+    const env = { PATH: process.env.PATH ?? "" };
+    const example = path.join(packageRoot, "docs", "config.example.yaml");
+    const twoKeys = writeConfig(
+      "model_list:\n  - model_name: a\n    litellm_params: { model: openai/a, api_key: os.environ/GH_TEST_KEY_A }\n" +
+        "  - model_name: b\n    litellm_params: { model: openai/b, api_key: os.environ/GH_TEST_KEY_A }\n" +
+        "general_settings: { master_key: os.environ/GH_TEST_MASTER }\n",
+    );
+
+    it("as the README shows it: ok, exit 0, each unset variable listed once with the fields that read it", async () => {
+      const ok = await run(process.execPath, [cli, "config", "check", example], { env });
+      expect(ok.stdout).toContain("ok (3 model deployments)");
+      expect(ok.stdout).toMatch(/set before starting[^\n]*\n {2}OPENAI_API_KEY +model_list\[1\]\.litellm_params\.api_key\n/);
+      expect(ok.stderr).not.toContain("OPENAI_API_KEY");
+      const listed = await run(process.execPath, [cli, "config", "check", twoKeys], { env });
+      expect(listed.stdout).toContain("GH_TEST_KEY_A   model_list[0].litellm_params.api_key, model_list[1].litellm_params.api_key\n");
+      expect(listed.stdout).toContain("GH_TEST_MASTER  general_settings.master_key\n");
+      // Set, they are not listed.
+      const set = await run(process.execPath, [cli, "config", "check", twoKeys], { env: { ...env, GH_TEST_KEY_A: "sk-a", GH_TEST_MASTER: "sk-master-123" } });
+      expect(set.stdout).not.toContain("set before starting");
+    });
+
+    it("--strict refuses them as the start does (exit 78, for CI); --env-optional, what the default now does, still works", async () => {
+      const strict = await run(process.execPath, [cli, "config", "check", example, "--strict"], { env }).catch((e) => e);
+      expect(strict.code).toBe(78);
+      expect(strict.stderr).toContain("model_list[1].litellm_params.api_key: environment variable OPENAI_API_KEY is not set");
+      const strictSet = await run(process.execPath, [cli, "config", "check", twoKeys, "--strict"], { env: { ...env, GH_TEST_KEY_A: "sk-a", GH_TEST_MASTER: "sk-master-123" } });
+      expect(strictSet.stdout).toContain("ok (2 model deployments)");
+      const legacy = await run(process.execPath, [cli, "config", "check", example, "--env-optional"], { env });
+      expect(legacy.stdout).toContain("ok (3 model deployments)");
+      const both = await run(process.execPath, [cli, "config", "check", example, "--strict", "--env-optional"], { env }).catch((e) => e);
+      expect(both.code).toBe(2);
+    });
+
+    it("any other problem still fails the check (exit 78), naming it", async () => {
+      const bad = writeConfig("model_list:\n  - model_name: a\n    litellm_params: { model: openai/a, api_key: os.environ/GH_TEST_KEY_A, input_cost_per_tokn: 1 }\n");
+      const failed = await run(process.execPath, [cli, "config", "check", bad], { env }).catch((e) => e);
+      expect(failed.code).toBe(78);
+      expect(failed.stderr).toContain("model_list[0].litellm_params.input_cost_per_tokn");
+    });
+  });
 });
 
 describe("npm start", () => {
@@ -268,10 +311,11 @@ describe("config problems an operator meets first", () => {
     expect(s.warnings.join("\n")).toContain("unknown field(s) modle_info");
   });
 
-  it("the repository's own example passes `config check --env-optional` as shipped", () => {
+  it("the repository's own example passes `config check` as shipped, its unset variables listed apart", () => {
     const s = loadSettings({ file: path.join(packageRoot, "docs", "config.example.yaml"), env: {}, envOptional: true });
     expect(s.models.length).toBeGreaterThan(0);
-    expect(s.warnings.join("\n")).toContain("OPENAI_API_KEY is not set here; it must be set where the gateway starts");
+    expect(s.unsetVariables).toContainEqual({ variable: "OPENAI_API_KEY", field: "model_list[1].litellm_params.api_key" });
+    expect(s.warnings.join("\n")).not.toContain("OPENAI_API_KEY");
   });
 });
 

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { z } from "zod";
-import { ConfigError, where, type SettingsContext } from "./context.js";
+import { ConfigError, where, type SettingsContext, type UnsetVariable } from "./context.js";
 import { didYouMean } from "./did-you-mean.js";
 import { litellmParamsSchema, modelEntrySchema, PROVIDERS, type ModelDeployment, type ProviderName } from "./schema.js";
 import { resolveSecret } from "./secrets.js";
@@ -57,7 +57,7 @@ function unreadPriceMessage(section: "litellm_params" | "model_info", name: stri
  * `model_list` as deployments. Problems are collected rather than thrown, so every bad entry is reported
  * at once; unknown fields are warnings, since LiteLLM configs carry many Gatehouse does not need.
  */
-export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings: string[], problems: string[]): ModelDeployment[] {
+export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings: string[], problems: string[], unset: UnsetVariable[]): ModelDeployment[] {
   if (entries.length === 0)
     problems.push(
       `${where(ctx, ["model_list"])}: model_list: no models; add at least one (e.g. { model_name: gpt-4o, litellm_params: { model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY } })`,
@@ -70,7 +70,7 @@ export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings
         `${where(ctx, ["model_list", i, unknownFields[0]!])}: model_list[${i}] (${entry.model_name}): unknown field(s) ${unknownFields.join(", ")} ignored (a typo? known: ${MODEL_ENTRY_FIELDS.join(", ")})`,
       );
     try {
-      const deployment = toDeployment(entry, i, ctx, warnings);
+      const deployment = toDeployment(entry, i, ctx, warnings, unset);
       // Entries alike in name, model and api_base (two keys for one endpoint, say) get ids of their own.
       const alike = models.filter((m) => m.id.startsWith(deployment.id)).length;
       models.push(alike === 0 ? deployment : { ...deployment, id: `${deployment.id}-${alike}` });
@@ -98,7 +98,7 @@ function deploymentId(modelName: string, model: string, apiBase: string | undefi
     .slice(0, 16);
 }
 
-function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, warnings: string[]): ModelDeployment {
+function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, warnings: string[], unset: UnsetVariable[]): ModelDeployment {
   const field = `model_list[${index}].litellm_params`;
   const params = entry.litellm_params;
   const unread = unreadPrices(params, entry.model_info);
@@ -107,7 +107,7 @@ function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, wa
   const unknown = Object.keys(params).filter((k) => !KNOWN_LITELLM_PARAMS.has(k));
   if (unknown.length > 0) warnings.push(`${field} (${entry.model_name}): fields ${unknown.join(", ")} are not used by Gatehouse and were ignored`);
   try {
-    const apiKey = params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx, warnings);
+    const apiKey = params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx, unset);
     return deploymentFromParams(entry.model_name, params, apiKey, entry.model_info);
   } catch (err) {
     if (!(err instanceof DeploymentProblem)) throw err;

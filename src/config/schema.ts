@@ -445,6 +445,8 @@ export type Settings = Flatten<
     router: RouterSettings;
     /** Things worth telling the operator once at start (unknown fields, ignored sections). */
     warnings: string[];
+    /** `config check` only: `os.environ/` references whose variable is not set here (empty at start, which refuses them). */
+    unsetVariables: Array<{ variable: string; field: string }>;
     source: string;
   }
 >;
