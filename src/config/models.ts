@@ -55,7 +55,8 @@ function unreadPriceMessage(section: "litellm_params" | "model_info", name: stri
 
 /**
  * `model_list` as deployments. Problems are collected rather than thrown, so every bad entry is reported
- * at once; unknown fields are warnings, since LiteLLM configs carry many Gatehouse does not need.
+ * at once; unknown fields are warnings, since LiteLLM configs carry many Gatehouse does not need, except those
+ * that look like prices (unreadPrices). An `os.environ/` reference not set here goes to `unset` under config check.
  */
 export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings: string[], problems: string[], unset: UnsetVariable[]): ModelDeployment[] {
   if (entries.length === 0)

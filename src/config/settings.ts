@@ -18,7 +18,7 @@ import { readConfigFile } from "./yaml-file.js";
  * yaml-file.ts reads a file with its line numbers, models.ts reads model_list; this module puts them together.
  */
 
-export { ConfigError, type SettingsContext, type UnsetVariable } from "./context.js";
+export { ConfigError, type SettingsContext } from "./context.js";
 export { settingLeaves, settingVariables, type SettingLeaf } from "./environment.js";
 export type { ConfigFile, LimitSettings, ModelDeployment, ProviderName, RedisSentinel, Settings } from "./schema.js";
 
