@@ -2,6 +2,7 @@
 import cluster from "node:cluster";
 import { parseArgs } from "node:util";
 import { ConfigError, loadSettings, type Settings } from "./config/settings.js";
+import { didYouMean } from "./config/did-you-mean.js";
 import { loadOrCreateMasterKey } from "./config/master-key-file.js";
 import { createLogger, type Logger } from "./logger.js";
 import { startGateway } from "./gateway.js";
@@ -29,8 +30,9 @@ const USAGE = `Usage:
   gatehouse lineage renew [--config FILE]      mark the database as a new history (after restoring a backup onto the
                                                same server): every replica drops its caches and counters of the
                                                old one within a heartbeat (docs/coherence.md, "Engine failover")
-  gatehouse config check FILE [--env-optional] validate a config file without starting (every problem at once;
-                                               --env-optional: unset os.environ/ variables are "set at start")
+  gatehouse config check FILE [--strict]       validate a config file without starting (every problem at once);
+                                               os.environ/ variables not set here are listed, to set before
+                                               starting; --strict: refuse them (exit 78) as the start does, for CI
   gatehouse help | --help | -h                 this text
   gatehouse version | --version | -v           the version
 
@@ -59,22 +61,11 @@ const OPTIONS = {
   "litellm-salt-key": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
+  strict: { type: "boolean" },
+  // What config check does without --strict now; still accepted, so scripts written for it keep working.
   "env-optional": { type: "boolean" },
 } as const;
 const COMMANDS = ["start", "migrate", "config", "models", "lineage", "import-litellm", "help", "version"];
-
-/** The closest of `candidates` to `word`, if it is close enough to be a typo. */
-function didYouMean(word: string, candidates: readonly string[]): string | undefined {
-  const distance = (a: string, b: string) => {
-    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-    for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-    for (let i = 1; i <= a.length; i++)
-      for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    return d[a.length]![b.length]!;
-  };
-  const best = candidates.map((c) => ({ c, d: distance(word, c) })).sort((x, y) => x.d - y.d)[0];
-  return best && best.d <= (best.c.length >= 4 ? 2 : 1) ? best.c : undefined;
-}
 
 function parse(argv: string[]) {
   try {
@@ -203,12 +194,20 @@ async function main(argv: string[]): Promise<number> {
     case "config": {
       const file = fileArg ?? values.config;
       if (sub !== "check" || !file) {
-        console.error("usage: gatehouse config check FILE");
+        console.error("usage: gatehouse config check FILE [--strict]");
         return 2;
       }
-      const settings = loadSettings({ file, envOptional: values["env-optional"] === true });
+      if (values.strict && values["env-optional"]) throw new UsageError("config check: --strict refuses unset os.environ/ variables, --env-optional allows them; give one");
+      // A file under edit is checked where its secrets are not set: those are listed, not refused, unless --strict.
+      const settings = loadSettings({ file, envOptional: values.strict !== true });
       for (const warning of settings.warnings) console.warn(`warning: ${warning}`);
       console.log(`${settings.source}: ok (${settings.models.length} model deployments)`);
+      const unset = unsetByVariable(settings.unsetVariables);
+      if (unset.length > 0) {
+        console.log("set before starting (not set here; without them the start fails, as does config check --strict):");
+        const width = Math.max(...unset.map((u) => u.variable.length));
+        for (const u of unset) console.log(`  ${u.variable.padEnd(width)}  ${u.fields.join(", ")}`);
+      }
       return 0;
     }
     default: {
@@ -217,6 +216,13 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
   }
+}
+
+/** Each unset variable once, with every field that reads it, in the file's order. */
+function unsetByVariable(unset: Settings["unsetVariables"]): Array<{ variable: string; fields: string[] }> {
+  const byVariable = new Map<string, string[]>();
+  for (const { variable, field } of unset) byVariable.set(variable, [...(byVariable.get(variable) ?? []), field]);
+  return [...byVariable].map(([variable, fields]) => ({ variable, fields }));
 }
 
 function parseWorkers(value: string | number): number {

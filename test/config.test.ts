@@ -196,6 +196,7 @@ litellm_settings:
     ["model_list:\n  - model_name: a\n    litellm_params: { model: mock/x, input_cost_per_token: -1 }", "model_list[0].litellm_params.input_cost_per_token"],
     ["gatehouse_settings: { max_request_body_bytes: lots }", "gatehouse_settings.max_request_body_bytes"],
     ["model_lst: []", "model_lst"],
+    ['model_list:\n  - model_name: "x\\ud800"\n    litellm_params: { model: mock/x }', "model_list[0].model_name: must not contain an unpaired UTF-16 surrogate"],
     ["model_list: [", "not valid YAML"],
   ])("a bad config fails with a message naming the field (%#)", (text, field) => {
     const file = writeConfig(text);
@@ -211,6 +212,49 @@ litellm_settings:
     const failed = await run(process.execPath, [cli, "config", "check", bad]).catch((e) => e);
     expect(failed.code).toBe(78);
     expect(failed.stderr).toContain("model_list[0].litellm_params.model");
+  });
+
+  describe("`gatehouse config check` on a file whose os.environ/ variables are not set here", () => {
+    // Only PATH: none of the file's variables is set, as on the machine where a config is written.
+    const env = { PATH: process.env.PATH ?? "" };
+    const example = path.join(packageRoot, "docs", "config.example.yaml");
+    const twoKeys = writeConfig(
+      "model_list:\n  - model_name: a\n    litellm_params: { model: openai/a, api_key: os.environ/GH_TEST_KEY_A }\n" +
+        "  - model_name: b\n    litellm_params: { model: openai/b, api_key: os.environ/GH_TEST_KEY_A }\n" +
+        "general_settings: { master_key: os.environ/GH_TEST_MASTER }\n",
+    );
+
+    it("as the README shows it: ok, exit 0, each unset variable listed once with the fields that read it", async () => {
+      const ok = await run(process.execPath, [cli, "config", "check", example], { env });
+      expect(ok.stdout).toContain("ok (3 model deployments)");
+      expect(ok.stdout).toMatch(/set before starting[^\n]*\n {2}OPENAI_API_KEY +model_list\[1\]\.litellm_params\.api_key\n/);
+      expect(ok.stderr).not.toContain("OPENAI_API_KEY");
+      const listed = await run(process.execPath, [cli, "config", "check", twoKeys], { env });
+      expect(listed.stdout).toContain("GH_TEST_KEY_A   model_list[0].litellm_params.api_key, model_list[1].litellm_params.api_key\n");
+      expect(listed.stdout).toContain("GH_TEST_MASTER  general_settings.master_key\n");
+      // Set, they are not listed.
+      const set = await run(process.execPath, [cli, "config", "check", twoKeys], { env: { ...env, GH_TEST_KEY_A: "sk-a", GH_TEST_MASTER: "sk-master-123" } });
+      expect(set.stdout).not.toContain("set before starting");
+    });
+
+    it("--strict refuses them as the start does (exit 78, for CI); --env-optional, what the default now does, still works", async () => {
+      const strict = await run(process.execPath, [cli, "config", "check", example, "--strict"], { env }).catch((e) => e);
+      expect(strict.code).toBe(78);
+      expect(strict.stderr).toContain("model_list[1].litellm_params.api_key: environment variable OPENAI_API_KEY is not set");
+      const strictSet = await run(process.execPath, [cli, "config", "check", twoKeys, "--strict"], { env: { ...env, GH_TEST_KEY_A: "sk-a", GH_TEST_MASTER: "sk-master-123" } });
+      expect(strictSet.stdout).toContain("ok (2 model deployments)");
+      const legacy = await run(process.execPath, [cli, "config", "check", example, "--env-optional"], { env });
+      expect(legacy.stdout).toContain("ok (3 model deployments)");
+      const both = await run(process.execPath, [cli, "config", "check", example, "--strict", "--env-optional"], { env }).catch((e) => e);
+      expect(both.code).toBe(2);
+    });
+
+    it("any other problem still fails the check (exit 78), naming it", async () => {
+      const bad = writeConfig("model_list:\n  - model_name: a\n    litellm_params: { model: openai/a, api_key: os.environ/GH_TEST_KEY_A, input_cost_per_tokn: 1 }\n");
+      const failed = await run(process.execPath, [cli, "config", "check", bad], { env }).catch((e) => e);
+      expect(failed.code).toBe(78);
+      expect(failed.stderr).toContain("model_list[0].litellm_params.input_cost_per_tokn");
+    });
   });
 });
 
@@ -269,10 +313,78 @@ describe("config problems an operator meets first", () => {
     expect(s.warnings.join("\n")).toContain("unknown field(s) modle_info");
   });
 
-  it("the repository's own example passes `config check --env-optional` as shipped", () => {
+  it("the repository's own example passes `config check` as shipped, its unset variables listed apart", () => {
     const s = loadSettings({ file: path.join(packageRoot, "docs", "config.example.yaml"), env: {}, envOptional: true });
     expect(s.models.length).toBeGreaterThan(0);
-    expect(s.warnings.join("\n")).toContain("OPENAI_API_KEY is not set here; it must be set where the gateway starts");
+    expect(s.unsetVariables).toContainEqual({ variable: "OPENAI_API_KEY", field: "model_list[1].litellm_params.api_key" });
+    expect(s.warnings.join("\n")).not.toContain("OPENAI_API_KEY");
+  });
+});
+
+describe("an upstream key goes in api_key, never in api_base", () => {
+  it.each([
+    ["https://user:hunter2-in-url@example.com/v1", "user:password@"],
+    ["https://hunter2-in-url@example.com/v1", "user:password@"],
+    ["https://example.com/v1?key=hunter2-in-url", "query string"],
+    ["https://example.com/openai?api-key=hunter2-in-url&api-version=2024-06-01", "query string"],
+    ["https://example.com/v1#hunter2-in-url", "fragment"],
+  ])("%s is a config error naming the field and api_key, without quoting the URL", (apiBase, what) => {
+    const file = writeConfig(`model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n      api_base: "${apiBase}"\n`);
+    let message = "";
+    try {
+      loadSettings({ file, env: {} });
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    expect(message).toContain(`${file}:5: model_list[0].litellm_params.api_base: must not`);
+    expect(message).toContain(what);
+    expect(message).toContain("api_key");
+    expect(message).not.toContain("hunter2");
+  });
+
+  it("an api_base of origin and path is read as it was", () => {
+    const s = settingsFromConfig(
+      { model_list: [{ model_name: "m", litellm_params: { model: "openai/m", api_base: "https://example.com:8443/openai/v1/" } }] },
+      { source: "t", env: {} },
+    );
+    expect(s.models[0]!.apiBase).toBe("https://example.com:8443/openai/v1");
+  });
+});
+
+describe("a price Gatehouse does not read is an error, never a free model", () => {
+  function problem(entry: string): string {
+    const file = writeConfig(`model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n${entry}`);
+    try {
+      loadSettings({ file, env: {} });
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return (err as Error).message.replaceAll(file, "FILE");
+    }
+    throw new Error("the config was accepted");
+  }
+
+  it("a misspelt price names the field, its line and the price it meant", () => {
+    const message = problem("      input_cost_per_tokn: 0.000001\n      output_cost_per_token: 0.000002\n");
+    expect(message).toContain("FILE:5: model_list[0].litellm_params.input_cost_per_tokn: not a price Gatehouse reads, so the model would be served free");
+    expect(message).toContain("did you mean litellm_params.input_cost_per_token?");
+  });
+
+  it("every unread price of an entry is named at once: LiteLLM's other kinds, and prices put in model_info", () => {
+    const message = problem("      input_cost_per_second: 0.0004\n      OutputPrice: 1\n    model_info:\n      output_cost_per_token: 0.000002\n");
+    expect(message).toContain("FILE:5: model_list[0].litellm_params.input_cost_per_second: not a price Gatehouse reads");
+    expect(message).toContain("(Gatehouse prices by input_cost_per_token, output_cost_per_token, cache_read_input_token_cost, cache_creation_input_token_cost)");
+    expect(message).toContain("FILE:6: model_list[0].litellm_params.OutputPrice: not a price Gatehouse reads");
+    expect(message).toContain(
+      "FILE:8: model_list[0].model_info.output_cost_per_token: prices are read from litellm_params, not model_info: move it to litellm_params.output_cost_per_token",
+    );
+  });
+
+  it("other unknown fields are still only reported, and a price field left empty is no price", () => {
+    const file = writeConfig("model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n      stream_timeout: 5\n      input_cost_per_second:\n");
+    const s = loadSettings({ file, env: {} });
+    expect(s.models[0]!.inputCostPerToken).toBe(0);
+    expect(s.warnings.join("\n")).toContain("stream_timeout, input_cost_per_second are not used by Gatehouse and were ignored");
   });
 });
 

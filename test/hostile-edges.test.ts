@@ -139,6 +139,44 @@ describe("malformed input: a 4xx naming the field, never a 500, nothing written"
     expect(after.rows[0]).toEqual(before.rows[0]);
   });
 
+  it("an unpaired UTF-16 surrogate in any id, name or metadata is a 400 naming the field, and nothing is created", async () => {
+    // Written as JSON escapes, as the bytes on the wire must be: UTF-8 cannot carry a lone surrogate otherwise.
+    const cases: Array<[string, string, string | null]> = [
+      ["/team/new", '{"team_id": "x\\ud800"}', "team_id"],
+      ["/team/new", '{"team_id": "x\\udc00"}', "team_id"],
+      ["/team/new", '{"team_alias": "\\ude00\\ud83d"}', "team_alias"],
+      ["/user/new", '{"user_id": "u\\udbff"}', "user_id"],
+      ["/key/generate", '{"key_alias": "k\\ud800"}', "key_alias"],
+      ["/key/generate", '{"models": ["mock-gpt", "m\\udfff"]}', "models.1"],
+      ["/key/generate", '{"metadata": {"deep": [{"note": "\\ud800"}]}}', "metadata.deep.0.note"],
+      ["/key/generate", '{"metadata": {"n\\ud800": 1}}', "metadata"],
+      ["/key/generate", '{"x\\ud800": 1}', null],
+      ["/model/new", '{"model_name": "m\\ud800", "litellm_params": {"model": "mock/m"}}', "model_name"],
+    ];
+    const count = async () =>
+      (
+        await gw.gateway.pool.query(
+          "SELECT (SELECT count(*) FROM gh_teams) + (SELECT count(*) FROM gh_users) + (SELECT count(*) FROM gh_keys) + (SELECT count(*) FROM gh_models) AS n",
+        )
+      ).rows[0].n;
+    const before = await count();
+    for (const [path, rawBody, param] of cases) {
+      const res = await gw.admin(path, undefined, { rawBody });
+      expect(res.status, `${path} ${rawBody}: ${res.text}`).toBe(400);
+      const e = openAIError(res.body);
+      expect(e).toMatchObject({ param, code: "unpaired_surrogate" });
+      expect(e.message).toContain("unpaired UTF-16 surrogate");
+    }
+    expect(await count()).toBe(before);
+    // A surrogate pair is a character like any other (an emoji, escaped).
+    const paired = await gw.admin("/team/new", undefined, { rawBody: `{"team_id": "paired-${Date.now()}-\\ud83d\\ude00"}` });
+    expect(paired.status, paired.text).toBe(200);
+    expect(paired.body.team_id).toMatch(/-😀$/);
+    // Paths and query strings are percent-encoded UTF-8, which cannot encode a lone surrogate (ED A0 80 is not UTF-8).
+    expect(openAIError((await gw.admin("/key/x%ED%A0%80/regenerate", {})).body).code).toBe("invalid_path");
+    expect((await gw.admin("/team/info?team_id=x%ED%A0%80")).status).toBe(404);
+  });
+
   it("metadata nested 5,000 levels deep is a 400 (depth limit), not a stack overflow", async () => {
     const deep = `${'{"a":'.repeat(5_000)}1${"}".repeat(5_000)}`;
     const res = await gw.call("/key/generate", { key: gw.masterKey, rawBody: `{"metadata":${deep}}` });
@@ -351,6 +389,141 @@ describe("upstream answers", () => {
         .slice(logged)
         .filter((e) => e.level >= 40),
     ).toEqual([]);
+  });
+});
+
+describe("an upstream key goes in api_key, never in api_base (docs/models.md)", () => {
+  const IN_URL = "hunter2-in-url";
+
+  it("/model/new and /model/update refuse credentials in api_base with a 400 naming it, and write nothing", async () => {
+    const added = await gw.admin("/model/new", { model_name: "clean-base", litellm_params: { model: "openai/echo", api_base: upstream.url } });
+    expect(added.status, added.text).toBe(200);
+    const before = await gw.gateway.pool.query("SELECT count(*)::int AS n, max(version) AS v FROM gh_models");
+    for (const apiBase of [
+      `http://user:${IN_URL}@127.0.0.1:9/v1`,
+      `http://${IN_URL}@127.0.0.1:9/v1`,
+      `http://127.0.0.1:9/v1?key=${IN_URL}`,
+      `http://127.0.0.1:9/openai?api-key=${IN_URL}`,
+    ]) {
+      const created = await gw.admin("/model/new", { model_name: "creds-in-url", litellm_params: { model: "openai/echo", api_base: apiBase } });
+      const updated = await gw.admin("/model/update", { model_id: added.body.model_id, litellm_params: { api_base: apiBase, api_key: "sk-upstream-new-0123456789" } });
+      for (const res of [created, updated]) {
+        expect(res.status, `${apiBase}: ${res.text}`).toBe(400);
+        const e = openAIError(res.body);
+        expect(e.param).toBe("litellm_params.api_base");
+        expect(e.message).toContain("api_key");
+        expect(res.text).not.toContain(IN_URL);
+      }
+    }
+    const after = await gw.gateway.pool.query("SELECT count(*)::int AS n, max(version) AS v FROM gh_models");
+    expect(after.rows[0]).toEqual(before.rows[0]);
+  });
+
+  it("a model stored before that rule is shown, listed and logged without them (and never sent them upstream)", async () => {
+    const secret = "sk-upstream-db-secret-0123456789";
+    const added = await gw.admin("/model/new", { model_name: "old-creds", litellm_params: { model: "openai/unauthorized", api_base: upstream.url, api_key: secret } });
+    expect(added.status, added.text).toBe(200);
+    const port = new URL(upstream.url).port;
+    await gw.gateway.pool.query("UPDATE gh_models SET params = jsonb_set(params, '{api_base}', to_jsonb($2::text)) WHERE model_id = $1", [
+      added.body.model_id,
+      `http://user:${IN_URL}@127.0.0.1:${port}/v1?key=${IN_URL}#${IN_URL}`,
+    ]);
+    // Any model change makes every replica read the database models again.
+    expect((await gw.admin("/model/new", { model_name: "reload-trigger", litellm_params: { model: "mock/x" } })).status).toBe(200);
+    const served = await gw.call("/v1/chat/completions", { key, body: chatBody("old-creds") });
+    expect(served.status).toBe(502);
+    expect(openAIError(served.body).code).toBe("upstream_auth_failed");
+    const sent = upstream.requests.at(-1)!;
+    expect(sent.path).toBe("/v1/chat/completions");
+    expect(sent.headers.authorization).toBe(`Bearer ${secret}`);
+    await waitFor(() => gw.logs.entries().some((e) => e.msg?.includes("refused this gateway's credentials") && e.model === "old-creds"), { what: "the operator's log line" });
+    const logged = gw.logs.entries().find((e) => e.msg?.includes("refused this gateway's credentials") && e.model === "old-creds")!;
+    expect(logged.api_base).toBe(`http://127.0.0.1:${port}/v1`);
+    for (const path of ["/model/info", "/v1/model/info", "/health"]) {
+      const res = await gw.admin(path);
+      expect(res.status, `${path}: ${res.text}`).toBe(200);
+      expect(res.text, path).not.toContain(IN_URL);
+    }
+    const info = (await gw.admin("/model/info")).body.data.find((m: any) => m.model_name === "old-creds");
+    expect(info.litellm_params.api_base).toBe(`http://127.0.0.1:${port}/v1`);
+    expect(gw.logs.lines.filter((l) => l.includes(IN_URL) || l.includes(secret))).toEqual([]);
+  });
+});
+
+describe("a price Gatehouse does not read is refused, never a free model (docs/configuration.md)", () => {
+  it("/model/new and /model/update name the field and the price it meant, and write nothing", async () => {
+    const added = await gw.admin("/model/new", { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: 0.000001 } });
+    expect(added.status, added.text).toBe(200);
+    const before = await gw.gateway.pool.query("SELECT count(*)::int AS n, max(version) AS v FROM gh_models");
+    const cases: Array<[string, Record<string, unknown>, string, string]> = [
+      [
+        "/model/new",
+        { model_name: "typo", litellm_params: { model: "mock/typo", input_cost_per_tokn: 0.000001 } },
+        "litellm_params.input_cost_per_tokn",
+        "did you mean litellm_params.input_cost_per_token?",
+      ],
+      [
+        "/model/new",
+        { model_name: "per-second", litellm_params: { model: "mock/s", input_cost_per_second: 0.0004 } },
+        "litellm_params.input_cost_per_second",
+        "Gatehouse prices by input_cost_per_token",
+      ],
+      [
+        "/model/new",
+        { model_name: "in-info", litellm_params: { model: "mock/i" }, model_info: { output_cost_per_token: 1 } },
+        "model_info.output_cost_per_token",
+        "move it to litellm_params.output_cost_per_token",
+      ],
+      [
+        "/model/update",
+        { model_id: added.body.model_id, litellm_params: { output_cost_per_tokens: 0.000002 } },
+        "litellm_params.output_cost_per_tokens",
+        "did you mean litellm_params.output_cost_per_token?",
+      ],
+    ];
+    for (const [path, body, param, hint] of cases) {
+      const res = await gw.admin(path, body);
+      expect(res.status, `${path} ${JSON.stringify(body)}: ${res.text}`).toBe(400);
+      const e = openAIError(res.body);
+      expect(e).toMatchObject({ param, code: "unread_price" });
+      expect(e.message).toContain("the model would be served free");
+      expect(e.message).toContain(hint);
+    }
+    const after = await gw.gateway.pool.query("SELECT count(*)::int AS n, max(version) AS v FROM gh_models");
+    expect(after.rows[0]).toEqual(before.rows[0]);
+  });
+});
+
+describe("answers that hold a plaintext key are never cached", () => {
+  it("key generation, rotation (both routes), a user's first key and an Idempotency-Key replay say no-store", async () => {
+    const idempotent = { headers: { "idempotency-key": `no-store-${Date.now()}` } };
+    const generated = await gw.admin("/key/generate", { key_alias: `no-store-${Date.now()}` }, idempotent);
+    const replayed = await gw.admin("/key/generate", { key_alias: generated.body.key_alias }, idempotent);
+    expect(replayed.body.key).toBe(generated.body.key);
+    const rotatedByBody = await gw.admin("/key/regenerate", { key: generated.body.key });
+    const rotatedByPath = await gw.admin(`/key/${rotatedByBody.body.key}/regenerate`, {});
+    const user = await gw.admin("/user/new", {});
+    const answers = { generated, replayed, rotatedByBody, rotatedByPath, user };
+    for (const [what, res] of Object.entries(answers)) {
+      expect(res.status, `${what}: ${res.text}`).toBe(200);
+      expect(res.body.key, what).toMatch(/^sk-/);
+      expect(res.headers.get("cache-control"), what).toBe("no-store");
+      expect(res.headers.get("pragma"), what).toBe("no-cache");
+    }
+  });
+
+  it("so does every other admin answer, refusals included", async () => {
+    const answers: Array<[number, Awaited<ReturnType<typeof gw.admin>>]> = [
+      [200, await gw.admin("/key/list")],
+      [400, await gw.admin("/key/generate", { max_budgett: 1 })],
+      [401, await gw.call("/key/generate", { body: {} })],
+      [200, await gw.admin("/team/list")],
+      [200, await gw.admin("/model/info")],
+    ];
+    for (const [status, res] of answers) {
+      expect(res.status, res.text).toBe(status);
+      expect(res.headers.get("cache-control"), res.text).toBe("no-store");
+    }
   });
 });
 

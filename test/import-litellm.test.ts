@@ -53,12 +53,18 @@ beforeAll(async () => {
   `);
   // As LiteLLM writes them: every string value of litellm_params sealed, numbers too (as strings).
   const sealed = (params: Record<string, string>) => Object.fromEntries(Object.entries(params).map(([k, v]) => [k, sealLiteLLMSecret(v, LITELLM_SALT)]));
-  await db.query(`INSERT INTO "LiteLLM_ProxyModelTable" (model_id, model_name, litellm_params, model_info) VALUES ($1, 'lt-echo', $2, $3), ('model-2', 'lt-bedrock', $4, NULL)`, [
-    MODEL_ID,
-    JSON.stringify(sealed({ model: "openai/echo", api_base: `${upstream.url}/v1`, api_key: UPSTREAM_KEY, input_cost_per_token: "0.000001", rpm: "100" })),
-    JSON.stringify({ id: MODEL_ID, db_model: true }),
-    JSON.stringify(sealed({ model: "bedrock/anthropic.claude-v2", aws_region_name: "us-east-1" })),
-  ]);
+  await db.query(
+    `INSERT INTO "LiteLLM_ProxyModelTable" (model_id, model_name, litellm_params, model_info) VALUES ($1, 'lt-echo', $2, $3), ('model-2', 'lt-bedrock', $4, NULL),
+      ('model-3', 'lt-per-second', $5, NULL)`,
+    [
+      MODEL_ID,
+      JSON.stringify(sealed({ model: "openai/echo", api_base: `${upstream.url}/v1`, api_key: UPSTREAM_KEY, input_cost_per_token: "0.000001", rpm: "100" })),
+      JSON.stringify({ id: MODEL_ID, db_model: true }),
+      JSON.stringify(sealed({ model: "bedrock/anthropic.claude-v2", aws_region_name: "us-east-1" })),
+      // A price LiteLLM charged and Gatehouse would not read: served here, it would be free.
+      JSON.stringify(sealed({ model: "openai/echo", api_base: `${upstream.url}/v1`, input_cost_per_second: "0.0004" })),
+    ],
+  );
   await db.query(
     `INSERT INTO "LiteLLM_VerificationToken" (token, key_name, key_alias, team_id, user_id, blocked, spend) VALUES
       ($1, 'sk-...0001', 'team key', 'lt-team', NULL, NULL, 2.5),
@@ -84,7 +90,8 @@ describe("gatehouse import-litellm", () => {
     const args = [cli, "import-litellm", "--from", source.url, "--litellm-salt-key", LITELLM_SALT, "--config", cluster.configFile];
     const first = await run(process.execPath, args, { env });
     expect(first.stdout).toContain("imported 1 of 1 teams, 1 of 1 users, 2 of 4 keys");
-    expect(first.stdout).toContain("1 of 2 models");
+    expect(first.stdout).toContain("1 of 3 models");
+    expect(first.stdout).toContain("model lt-per-second not imported: litellm_params.input_cost_per_second: not a price Gatehouse reads, so the model would be served free");
     expect(first.stdout).toMatch(/model lt-bedrock not imported: .*model/);
     // rpm (a number LiteLLM stored as a string) is the deployment's own limit now: imported.
     expect(first.stdout).toContain("litellm_params fields Gatehouse does not use, not imported: aws_region_name\n");
@@ -94,6 +101,7 @@ describe("gatehouse import-litellm", () => {
     expect(stored.rows).toHaveLength(1);
     expect(stored.rows[0].model_id).toBe(MODEL_ID);
     expect(JSON.stringify(stored.rows[0])).not.toContain(UPSTREAM_KEY);
+    // Numbers LiteLLM sealed as strings are numbers again: the price, and the deployment's rpm (honoured by routing).
     expect(stored.rows[0].params).toEqual({ model: "openai/echo", api_base: `${upstream.url}/v1`, input_cost_per_token: 0.000001, rpm: 100 });
 
     for (const r of cluster.replicas) {
@@ -128,7 +136,7 @@ describe("gatehouse import-litellm", () => {
 
     const again = await run(process.execPath, args, { env });
     expect(again.stdout).toContain("imported 0 of 1 teams, 0 of 1 users, 0 of 4 keys");
-    expect(again.stdout).toContain("0 of 2 models");
+    expect(again.stdout).toContain("0 of 3 models");
 
     // Without LiteLLM's salt key the models cannot be opened: skipped, and said so.
     const withoutKey = await run(process.execPath, [cli, "import-litellm", "--from", source.url, "--config", cluster.configFile], { env });

@@ -96,19 +96,72 @@ describe("logs never contain a secret", () => {
     expect((await api(replica.url, "/v1/models", { key: custom })).status).toBe(401);
     expect((await admin("/key/delete", { keys: [custom] })).status).toBe(200);
     expect((await api(replica.url, `/no/such/route/${key}`, { key })).status).toBe(404);
+    // Keys in paths written the ways a router still reads them: routes match in any case, segments are
+    // percent-decoded. The route below matches (the key is rotated), so the path was read as a key route.
+    const spelled = await admin("/key/generate", {});
+    secrets.push(spelled.body.key);
+    const respelled = await admin(`/KEY/${percentS(spelled.body.key)}/Regenerate`, {});
+    expect(respelled.status).toBe(200);
+    secrets.push(respelled.body.key);
+    expect((await admin(`/Key/${percentAll(respelled.body.key)}/reset_spend`, { reset_to: 0 })).status).toBe(200);
+    expect((await admin(`/key/${doubly(respelled.body.key)}/end_grace`, {})).status).toBe(404);
+    expect((await api(replica.url, `/v1/models/${percentS(key)}`, { key })).status).toBe(404);
+    expect((await api(replica.url, `/V1/MODELS/${percentAll(key)}`, { key })).status).toBe(404);
+    expect((await api(replica.url, `/models/${percentS(key).toUpperCase()}`, { key })).status).toBe(404);
 
     // Let the asynchronous log destination flush: a clean stop writes everything out.
     expect(await replica.stop("SIGTERM")).toBe(0);
     const log = replica.output.join("\n");
     expect(replica.output.length).toBeGreaterThan(20);
     expect(log).toContain('"msg":"request"');
-    for (const secret of secrets) {
+    // What makes each a secret is what follows "sk-": a line holding that, however the prefix was written, leaks it.
+    for (const secret of secrets.map((s) => s.slice("sk-".length))) {
       const leak = replica.output.find((line) => line.includes(secret));
       expect(leak?.replaceAll(secret, "<SECRET>"), "a secret is in this log line").toBeUndefined();
     }
     // Only display names (sk-...abcd) of keys are logged.
     expect(log).toMatch(/"key_name":"sk-\.\.\.[\w-]{4}"/);
   }, 30_000);
+});
+
+/** `sk-…` with its "s" percent-encoded: `%73k-…`. */
+function percentS(key: string): string {
+  return key.replace(/^s/i, "%73");
+}
+
+/** `%2573k-…`: percent-encoded twice (one decode leaves `%73k-…`). */
+function doubly(key: string): string {
+  return percentS(key).replace("%", "%25");
+}
+
+/** Every character percent-encoded. */
+function percentAll(key: string): string {
+  return [...Buffer.from(key)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("");
+}
+
+describe("a path as it is logged", () => {
+  const key = "sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z";
+  const body = key.slice(3);
+  it.each([
+    ["/key/sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z/regenerate", "/key/[redacted]/regenerate"],
+    [`/KEY/${percentS(key)}/regenerate`, "/KEY/[redacted]/regenerate"],
+    [`/Key/${percentAll(key)}/RESET_SPEND`, "/Key/[redacted]/RESET_SPEND"],
+    [`/key/${doubly(key)}/end_grace`, "/key/[redacted]/end_grace"],
+    [`/%6Bey/${body}/regenerate`, "/%6Bey/[redacted]/regenerate"],
+    [`/v1/models/${percentS(key)}`, "/v1/models/[redacted]"],
+    [`/V1/MODELS/${percentAll(key)}`, "/V1/MODELS/[redacted]"],
+    [`/v1/models/${key.toUpperCase()}`, "/v1/models/[redacted]"],
+    // A custom key may hold "/": everything after its start goes, but the operation that ends the route.
+    [`/key/sk-abc/${body}/regenerate`, "/key/[redacted]/[redacted]/regenerate"],
+    [`/no/such/${key}/${body}`, "/no/such/[redacted]/[redacted]"],
+    ["/key/generate", "/key/generate"],
+    ["/v1/chat/completions", "/v1/chat/completions"],
+    ["/v1/models/gpt-4o%2Dmini", "/v1/models/gpt-4o%2Dmini"],
+    ["/key/sk-%ZZ/regenerate", "[path not validly percent-encoded]"],
+  ])("%s is logged as %s", async (path, logged) => {
+    const { loggablePath } = await import("../src/http/loggable-path.js");
+    expect(loggablePath(path)).toBe(logged);
+  });
 });
 
 describe("a warning every request repeats during one outage", () => {

@@ -9,7 +9,10 @@ export interface SettingsContext {
   source: string;
   env: NodeJS.ProcessEnv;
   portOverride?: number | undefined;
-  /** `config check --env-optional`: an unset `os.environ/VAR` is reported as "set at start", not refused. */
+  /**
+   * `config check` (unless `--strict`): an unset `os.environ/VAR` is listed in `Settings.unsetVariables`, to be set
+   * where the gateway starts, not refused. The start, and `config check --strict`, refuse it.
+   */
   envOptional?: boolean;
   /** The line of the config file a field (path) is on, when the config came from a file. */
   locate?: ((path: Array<string | number>) => number | undefined) | undefined;
@@ -25,4 +28,10 @@ export function where(ctx: SettingsContext, path: Array<string | number>): strin
 export function formatPath(p: readonly PropertyKey[]): string {
   if (p.length === 0) return "(top level)";
   return p.map((s, i) => (typeof s === "number" ? `[${s}]` : i === 0 ? String(s) : `.${String(s)}`)).join("");
+}
+
+/** An `os.environ/VAR` reference whose variable is not set here, and the field that makes it (config check). */
+export interface UnsetVariable {
+  variable: string;
+  field: string;
 }

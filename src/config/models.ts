@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { z } from "zod";
-import { ConfigError, where, type SettingsContext } from "./context.js";
+import { ConfigError, where, type SettingsContext, type UnsetVariable } from "./context.js";
+import { didYouMean } from "./did-you-mean.js";
 import { litellmParamsSchema, modelEntrySchema, PROVIDERS, type ModelDeployment, type ProviderName } from "./schema.js";
 import { resolveSecret } from "./secrets.js";
 
@@ -14,12 +15,50 @@ export const ANTHROPIC_API_BASE = "https://api.anthropic.com";
 // Read off the schema, so a field Gatehouse starts to read is no longer reported as ignored.
 const MODEL_ENTRY_FIELDS = Object.keys(modelEntrySchema.shape);
 const KNOWN_LITELLM_PARAMS = new Set(Object.keys(litellmParamsSchema.shape));
+/** The prices Gatehouse reads: every field of litellm_params that looks like one. */
+const PRICE_FIELDS = [...KNOWN_LITELLM_PARAMS].filter(looksLikePrice);
+
+function looksLikePrice(field: string): boolean {
+  return /cost|price/i.test(field);
+}
+
+/**
+ * Fields of a model that look like prices but are not read as prices: a typo (`input_cost_per_tokn`), a LiteLLM price
+ * of another kind (`input_cost_per_second`), a price in `model_info` (where LiteLLM takes them too). Each would leave
+ * the model served free, with nothing to say so but a warning at start, so each is refused — by the config file,
+ * `/model/new`, `/model/update` and the LiteLLM import alike — naming the field (`litellm_params.…`, `model_info.…`)
+ * and the price it may have meant (docs/configuration.md, "model_list").
+ */
+export function unreadPrices(litellmParams: unknown, modelInfo: unknown): Array<{ field: string; message: string }> {
+  const found: Array<{ field: string; message: string }> = [];
+  for (const [section, fields] of [
+    ["litellm_params", litellmParams],
+    ["model_info", modelInfo],
+  ] as const) {
+    if (fields === null || typeof fields !== "object" || Array.isArray(fields)) continue;
+    for (const [name, value] of Object.entries(fields)) {
+      // A field without a value (LiteLLM writes null for prices it was not given) is not a price either way.
+      if (value === null || value === undefined || value === "") continue;
+      if (!looksLikePrice(name) || (section === "litellm_params" && KNOWN_LITELLM_PARAMS.has(name))) continue;
+      found.push({ field: `${section}.${name}`, message: unreadPriceMessage(section, name) });
+    }
+  }
+  return found;
+}
+
+function unreadPriceMessage(section: "litellm_params" | "model_info", name: string): string {
+  if (section === "model_info" && PRICE_FIELDS.includes(name))
+    return `prices are read from litellm_params, not model_info: move it to litellm_params.${name} (as it is, the model would be served free)`;
+  const near = didYouMean(name, PRICE_FIELDS);
+  return `not a price Gatehouse reads, so the model would be served free${near ? `; did you mean litellm_params.${near}?` : ""} (Gatehouse prices by ${PRICE_FIELDS.join(", ")})`;
+}
 
 /**
  * `model_list` as deployments. Problems are collected rather than thrown, so every bad entry is reported
- * at once; unknown fields are warnings, since LiteLLM configs carry many Gatehouse does not need.
+ * at once; unknown fields are warnings, since LiteLLM configs carry many Gatehouse does not need, except those
+ * that look like prices (unreadPrices). An `os.environ/` reference not set here goes to `unset` under config check.
  */
-export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings: string[], problems: string[]): ModelDeployment[] {
+export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings: string[], problems: string[], unset: UnsetVariable[]): ModelDeployment[] {
   if (entries.length === 0)
     problems.push(
       `${where(ctx, ["model_list"])}: model_list: no models; add at least one (e.g. { model_name: gpt-4o, litellm_params: { model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY } })`,
@@ -32,7 +71,7 @@ export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings
         `${where(ctx, ["model_list", i, unknownFields[0]!])}: model_list[${i}] (${entry.model_name}): unknown field(s) ${unknownFields.join(", ")} ignored (a typo? known: ${MODEL_ENTRY_FIELDS.join(", ")})`,
       );
     try {
-      const deployment = toDeployment(entry, i, ctx, warnings);
+      const deployment = toDeployment(entry, i, ctx, warnings, unset);
       // Entries alike in name, model and api_base (two keys for one endpoint, say) get ids of their own.
       const alike = models.filter((m) => m.id.startsWith(deployment.id)).length;
       models.push(alike === 0 ? deployment : { ...deployment, id: `${deployment.id}-${alike}` });
@@ -60,13 +99,16 @@ function deploymentId(modelName: string, model: string, apiBase: string | undefi
     .slice(0, 16);
 }
 
-function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, warnings: string[]): ModelDeployment {
+function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, warnings: string[], unset: UnsetVariable[]): ModelDeployment {
   const field = `model_list[${index}].litellm_params`;
   const params = entry.litellm_params;
+  const unread = unreadPrices(params, entry.model_info);
+  if (unread.length > 0)
+    throw new ConfigError(unread.map((u) => `${where(ctx, ["model_list", index, ...u.field.split(".")])}: model_list[${index}].${u.field}: ${u.message}`).join("\n"));
   const unknown = Object.keys(params).filter((k) => !KNOWN_LITELLM_PARAMS.has(k));
   if (unknown.length > 0) warnings.push(`${field} (${entry.model_name}): fields ${unknown.join(", ")} are not used by Gatehouse and were ignored`);
   try {
-    const apiKey = params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx, warnings);
+    const apiKey = params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx, unset);
     return deploymentFromParams(entry.model_name, params, apiKey, entry.model_info);
   } catch (err) {
     if (!(err instanceof DeploymentProblem)) throw err;
@@ -117,7 +159,7 @@ export function deploymentFromParams(
     order: params.order ?? 1,
     provider: provider as ProviderName,
     upstreamModel: params.model.slice(slash + 1),
-    apiBase: (params.api_base ?? defaultBase)?.replace(/\/+$/, ""),
+    apiBase: shownApiBase(params.api_base ?? defaultBase)?.replace(/\/+$/, ""),
     apiKey,
     inputCostPerToken: input,
     outputCostPerToken: params.output_cost_per_token ?? 0,
@@ -131,4 +173,24 @@ export function deploymentFromParams(
     tpm: params.tpm,
     maxParallelRequests: params.max_parallel_requests,
   };
+}
+
+/**
+ * An api_base without anything that may be a credential (userinfo, query string, fragment), as it may be shown or
+ * logged. The schema refuses those (schema.ts, apiBaseProblem); a model stored before it did may still hold them, and
+ * they are never sent upstream either (http-upstream.ts uses the origin and path), so dropping them changes nothing
+ * that is served.
+ */
+export function shownApiBase(apiBase: string | undefined): string | undefined {
+  if (apiBase === undefined || !/[@?#]/.test(apiBase)) return apiBase;
+  try {
+    const url = new URL(apiBase);
+    url.username = "";
+    url.password = "";
+    url.search = "";
+    url.hash = "";
+    return url.href;
+  } catch {
+    return "[api_base not a URL]";
+  }
 }

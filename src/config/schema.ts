@@ -16,7 +16,8 @@ export type ProviderName = (typeof PROVIDERS)[number];
 
 const nonNegative = z.number().finite().nonnegative();
 
-// Loose: LiteLLM has many more fields; they are accepted, kept and reported once as ignored (models.ts).
+// Loose: LiteLLM has many more fields; they are accepted, kept and reported once as ignored (models.ts), but for
+// those that look like prices, which are refused (models.ts, unreadPrices): ignored, they would make a model free.
 export const litellmParamsSchema = z
   .object({
     // "<provider>/<model>" ("openai/", "azure/", "anthropic/", "mock/"), or a bare OpenAI model name ("gpt-4o"), as
@@ -24,7 +25,15 @@ export const litellmParamsSchema = z
     model: z
       .string()
       .regex(/^([a-z_]+\/.+|[A-Za-z0-9][\w.:-]*)$/, 'must look like "<provider>/<upstream model>" (openai, azure, anthropic, mock) or an OpenAI model name such as "gpt-4o"'),
-    api_base: z.url().optional(),
+    // Origin and path only (docs/models.md, "Where the upstream key goes"): a key goes in api_key, sealed and never
+    // shown, not in the URL, which /model/info shows and the upstream's refusals log.
+    api_base: z
+      .url()
+      .superRefine((value, ctx) => {
+        const problem = apiBaseProblem(value);
+        if (problem) ctx.addIssue({ code: "custom", message: problem });
+      })
+      .optional(),
     api_key: z.string().optional(),
     // Azure's api-version, or Anthropic's anthropic-version header (each has a default).
     api_version: z.string().min(1).max(64).optional(),
@@ -50,10 +59,32 @@ export const litellmParamsSchema = z
   })
   .loose();
 
+/**
+ * Why an api_base is refused, or null. Credentials in it (`https://user:pass@host`, `?key=…`, `?api-key=…`) would be
+ * stored and shown as written; and Gatehouse sends requests to the api_base's origin and path only, so they would
+ * never have reached the upstream anyway. The message never quotes the value: it is printed and logged.
+ */
+export function apiBaseProblem(value: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return null; // z.url() says what is wrong with it
+  }
+  if (url.username !== "" || url.password !== "") return "must not hold credentials (user:password@): put the upstream key in api_key, which is sealed and never shown";
+  if (url.search !== "" || url.hash !== "")
+    return 'must not have a query string or fragment ("?key=…"): requests go to its origin and path only; put the upstream key in api_key (and Azure\'s api-version in api_version)';
+  return null;
+}
+
 // Loose, so an unknown field (a typo such as "modle_info") is reported by name rather than refused.
 export const modelEntrySchema = z
   .object({
-    model_name: z.string().min(1),
+    // A name with an unpaired surrogate (YAML's "\ud800") would be stored in spend logs as U+FFFD, as would another such name.
+    model_name: z
+      .string()
+      .min(1)
+      .refine((name) => !/\p{Cs}/u.test(name), "must not contain an unpaired UTF-16 surrogate (a \\ud800-\\udfff escape without its pair)"),
     litellm_params: litellmParamsSchema,
     model_info: z.record(z.string(), z.unknown()).optional(),
   })
@@ -365,6 +396,7 @@ export interface ModelDeployment {
   provider: ProviderName;
   /** The model name sent upstream (the part after the provider prefix). */
   upstreamModel: string;
+  /** Origin and path only, never a credential (config/models.ts, shownApiBase): it is shown and logged. */
   apiBase: string | undefined;
   apiKey: string | undefined;
   inputCostPerToken: number;
@@ -426,6 +458,8 @@ export type Settings = Flatten<
     router: RouterSettings;
     /** Things worth telling the operator once at start (unknown fields, ignored sections). */
     warnings: string[];
+    /** `config check` only: `os.environ/` references whose variable is not set here (empty at start, which refuses them). */
+    unsetVariables: Array<{ variable: string; field: string }>;
     source: string;
   }
 >;

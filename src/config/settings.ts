@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import type { z } from "zod";
 import { routerSettingsFrom, unknownFallbackModels } from "./router-settings.js";
-import { ConfigError, formatPath, where, type SettingsContext } from "./context.js";
+import { ConfigError, formatPath, where, type SettingsContext, type UnsetVariable } from "./context.js";
 import { applyEnvironment } from "./environment.js";
 import { readModels } from "./models.js";
 import { isMultiHost, parsePostgresUrl, PostgresUrlError } from "./postgres-url.js";
@@ -61,10 +61,11 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
   const gs = config.gatehouse_settings;
   const warnings: string[] = [];
   const problems: string[] = [];
+  const unsetVariables: UnsetVariable[] = [];
   for (const section of IGNORED_SECTIONS) {
     if (config[section] !== undefined) warnings.push(`config section "${section}" is not used by Gatehouse and was ignored`);
   }
-  const models = readModels(config.model_list, ctx, warnings, problems);
+  const models = readModels(config.model_list, ctx, warnings, problems, unsetVariables);
   const router = routerSettingsFrom(config.router_settings, config.general_settings);
   // A fallback may name a database model (added later through the API): a name the file does not serve is told, not refused.
   const unserved = unknownFallbackModels(router, new Set(models.map((m) => m.modelName)));
@@ -114,7 +115,7 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
       problems.push(`${origin}: ${err.message}`);
     }
   }
-  const secret = (value: string | undefined, path: string[], minLength: number) => readSecret(value, path, minLength, ctx, fromEnv, warnings, problems);
+  const secret = (value: string | undefined, path: string[], minLength: number) => readSecret(value, path, minLength, ctx, fromEnv, unsetVariables, problems);
   const masterKey = secret(config.general_settings?.master_key, ["general_settings", "master_key"], 8);
   const metricsToken = secret(gs.metrics.token, ["gatehouse_settings", "metrics", "token"], 16);
   const webhookSecret = secret(gs.alerting.webhookSecret, ["gatehouse_settings", "alerting", "webhook_secret"], 16);
@@ -150,6 +151,7 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
     models,
     router,
     warnings,
+    unsetVariables,
     source: ctx.source,
   };
 }
@@ -165,7 +167,7 @@ function describeIssue(issue: z.core.$ZodIssue, ctx: SettingsContext, fromEnv: M
 
 /**
  * A secret that may be an `os.environ/VAR` reference, so its length can only be checked once resolved.
- * "" (a reference not set here, under `config check --env-optional`) reads as unset.
+ * "" (a reference not set here, under `config check`) reads as unset.
  */
 function readSecret(
   value: string | undefined,
@@ -173,14 +175,14 @@ function readSecret(
   minLength: number,
   ctx: SettingsContext,
   fromEnv: Map<string, string>,
-  warnings: string[],
+  unset: UnsetVariable[],
   problems: string[],
 ): string | undefined {
   if (value === undefined) return undefined;
   const field = path.join(".");
   let resolved: string;
   try {
-    resolved = resolveSecret(value, field, ctx, warnings);
+    resolved = resolveSecret(value, field, ctx, unset);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     problems.push(err.message);

@@ -38,6 +38,7 @@ import type { DeploymentLoad } from "../proxy/deployment-load.js";
 import type { RoutingStrategy } from "../proxy/routing-strategy.js";
 import type { UiSessions } from "../auth/ui-sessions.js";
 import { uiRoutes } from "./ui-routes.js";
+import { refuseUnpairedSurrogates } from "./request-body.js";
 
 export interface AppDeps {
   logger: Logger;
@@ -120,6 +121,21 @@ export function buildHttp(deps: AppDeps): Http {
   };
 }
 
+/** The admin API: the master key's (or an admin UI session's) routes. */
+const ADMIN_PREFIXES = ["/key", "/team", "/user", "/model", "/debug", "/spend", "/global"];
+
+/**
+ * No cache between here and the caller (a proxy, the browser's back-forward cache) may keep an admin answer: some
+ * hold a plaintext key (/key/generate, /key/regenerate, /key/{key}/regenerate, /user/new, and their Idempotency-Key
+ * replays), the rest keys' records and spend. Set for the whole admin API, before anything can answer, so a route
+ * added later is covered without anyone remembering it (docs/security.md).
+ */
+function noStore(_req: IncomingMessage, res: ServerResponse, next: () => void): void {
+  res.setHeader("Cache-Control", "no-store");
+  res.setHeader("Pragma", "no-cache");
+  next();
+}
+
 function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Express {
   const app = express();
   app.disable("x-powered-by");
@@ -133,11 +149,11 @@ function buildApp(deps: AppDeps, auth: CallerAuth, accessLog: AccessLog): Expres
   app.use(metricsRoutes(deps.metrics, deps.masterKey, deps.metricsToken ? new Token(deps.metricsToken) : undefined, deps.hostMetrics));
   // Authenticate first, from the headers alone; only then read and parse the body (docs/security.md): an
   // unauthenticated client cannot make a replica buffer or decode megabytes.
-  app.use(["/key", "/team", "/user", "/model", "/debug", "/spend", "/global"], requireMasterKey(auth));
+  app.use(ADMIN_PREFIXES, noStore, requireMasterKey(auth));
   // The OpenAI routes themselves never reach the express app; any other path under these prefixes still
   // needs a virtual key before it learns that there is no such route.
   app.use(["/v1", "/chat", "/completions", "/embeddings", "/models"], requireVirtualKey(auth));
-  app.use(["/key", "/team", "/user", "/model", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }));
+  app.use(["/key", "/team", "/user", "/model", "/debug"], express.json({ limit: deps.maxRequestBodyBytes }), refuseUnpairedSurrogates);
   app.use(adminRoutes(deps.keys, deps.rotation, deps.coherence));
   app.use(routingRoutes(deps.models, deps.deploymentHealth, deps.deploymentLoad, deps.routingStrategy, deps.healthProber));
   app.get("/health", requireMasterKey(auth), modelHealthRoute(deps.models, deps.healthProber));

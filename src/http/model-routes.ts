@@ -1,7 +1,7 @@
 import { Router } from "express";
 import { callerAllowsModel } from "../auth/auth-record.js";
 import { parseBody } from "../keys/key-schemas.js";
-import { deleteModelSchema, newModelSchema, updateModelSchema } from "../models/model-schemas.js";
+import { deleteModelSchema, newModelSchema, parseModelBody, updateModelSchema } from "../models/model-schemas.js";
 import type { ModelService } from "../models/model-service.js";
 import { recordOf } from "./access-log.js";
 import { changeLog, collectChangeLog } from "./change-log.js";
@@ -14,10 +14,10 @@ export function modelRoutes(models: ModelService): Router {
   const router = Router();
   router.use("/model", collectChangeLog);
   router.post("/model/new", async (req, res) => {
-    res.json(await models.create(parseBody(newModelSchema, req.body), changeLog(res)));
+    res.json(await models.create(parseModelBody(newModelSchema, req.body), changeLog(res)));
   });
   router.post("/model/update", async (req, res) => {
-    res.json(await models.update(parseBody(updateModelSchema, req.body), changeLog(res)));
+    res.json(await models.update(parseModelBody(updateModelSchema, req.body), changeLog(res)));
   });
   router.post("/model/delete", async (req, res) => {
     res.json(await models.delete(parseBody(deleteModelSchema, req.body).id, changeLog(res)));

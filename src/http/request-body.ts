@@ -62,6 +62,51 @@ export function parseJsonBody(raw: Buffer): unknown {
   }
 }
 
+/**
+ * A UTF-16 surrogate without its pair. In a UTF-8 body it can only come from a `\ud800` escape, which JSON.parse
+ * keeps; Postgres's UTF-8 has no way to store it, and node-postgres turns it into U+FFFD, so `x\ud800` and
+ * `x\udc00` would be stored as one id. (With the u flag a valid pair is one code point, not a surrogate.)
+ */
+const UNPAIRED_SURROGATE = /\p{Cs}/u;
+
+/**
+ * Where in a parsed body a string, or a field name, holds an unpaired surrogate: the field's path as the schemas'
+ * 400s name it (`metadata.note`, `models.0`; the object's own path for a field name; "" for the body itself), or
+ * null when there is none. Iterative, so no body's depth can exhaust the stack.
+ */
+export function unpairedSurrogateAt(body: unknown): string | null {
+  const stack: Array<{ value: unknown; path: string }> = [{ value: body, path: "" }];
+  while (stack.length > 0) {
+    const { value, path } = stack.pop()!;
+    if (typeof value === "string") {
+      if (UNPAIRED_SURROGATE.test(value)) return path;
+      continue;
+    }
+    if (value === null || typeof value !== "object") continue;
+    for (const [name, child] of Object.entries(value)) {
+      if (UNPAIRED_SURROGATE.test(name)) return path;
+      stack.push({ value: child, path: path === "" ? name : `${path}.${name}` });
+    }
+  }
+  return null;
+}
+
+/**
+ * The admin API refuses text with an unpaired surrogate anywhere in a body, with a 400 naming the field, before any
+ * route reads it: ids, aliases, model names and metadata are all stored, and none may collide with another. Paths
+ * and query strings need no such check: they arrive percent-encoded UTF-8, which cannot encode a lone surrogate (the
+ * router refuses a path that does not decode; a query string's bad bytes decode to U+FFFD).
+ */
+export function refuseUnpairedSurrogates(req: { body?: unknown }, _res: unknown, next: (err?: unknown) => void): void {
+  const at = unpairedSurrogateAt(req.body);
+  if (at === null) {
+    next();
+    return;
+  }
+  const message = `${at === "" ? "a field name" : at}: must not contain an unpaired UTF-16 surrogate (a \\ud800-\\udfff escape without its pair): it cannot be stored as text`;
+  next(new BadRequestError(message, at === "" ? null : at, "unpaired_surrogate"));
+}
+
 const READER = Symbol("bodyReader");
 interface BodyReader {
   chunks: Buffer[];

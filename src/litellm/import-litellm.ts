@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { teamCacheKey, userCacheKey } from "../auth/auth-record.js";
 import { z } from "zod";
+import { unreadPrices } from "../config/models.js";
 import { litellmParamsSchema } from "../config/schema.js";
 import type { CredentialSeal } from "../models/credential-seal.js";
 import { deploymentOf, type ApiLitellmParams } from "../models/model-params.js";
@@ -102,20 +103,15 @@ function prepareModels(rows: Awaited<ReturnType<typeof readLiteLLMModels>>, o: M
       skipped.push({ model_name: row.model_name, reason: `${unopened} does not open with the salt key given` });
       continue;
     }
-    // LiteLLM stores numbers sealed as strings: the prices, the timeout and the deployment's limits are numbers again.
-    for (const field of [
-      "input_cost_per_token",
-      "output_cost_per_token",
-      "cache_read_input_token_cost",
-      "cache_creation_input_token_cost",
-      "timeout",
-      "rpm",
-      "tpm",
-      "max_parallel_requests",
-      "weight",
-      "order",
-    ]) {
+    // LiteLLM stores numbers sealed as strings: every numeric field (prices, timeout, rpm, tpm, weight…) is a number again.
+    for (const field of NUMERIC_PARAMS) {
       if (typeof opened[field] === "string" && opened[field] !== "" && Number.isFinite(Number(opened[field]))) opened[field] = Number(opened[field]);
+    }
+    // A price Gatehouse would not read (LiteLLM's per-second prices, prices in model_info) would leave it served free.
+    const unread = unreadPrices(opened, parseJsonObject(row.model_info));
+    if (unread.length > 0) {
+      skipped.push({ model_name: row.model_name, reason: unread.map((u) => `${u.field}: ${u.message}`).join("; ") });
+      continue;
     }
     const parsed = importedParamsSchema.safeParse(opened);
     if (!parsed.success) {
@@ -143,6 +139,11 @@ function prepareModels(rows: Awaited<ReturnType<typeof readLiteLLMModels>>, o: M
 
 // The fields Gatehouse uses, checked as in the config file; anything else LiteLLM kept is dropped (and named).
 const importedParamsSchema = z.object(litellmParamsSchema.shape);
+// Read off the schema, so a numeric field Gatehouse starts to read (rpm, tpm, weight, order came with routing) is not
+// refused as "expected number, received string".
+const NUMERIC_PARAMS = Object.entries(litellmParamsSchema.shape)
+  .filter(([, schema]) => schema instanceof z.ZodOptional && schema.unwrap() instanceof z.ZodNumber)
+  .map(([field]) => field);
 
 /** A stable UUID for a LiteLLM model id that is not one. */
 function uuidFrom(id: string): string {

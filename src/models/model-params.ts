@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { DeploymentProblem, deploymentFromParams } from "../config/models.js";
+import { DeploymentProblem, deploymentFromParams, shownApiBase } from "../config/models.js";
 import { litellmParamsSchema, type ModelDeployment } from "../config/schema.js";
 import { BadRequestError } from "../errors/errors.js";
 
@@ -26,8 +26,9 @@ export function deploymentOf(modelName: string, params: ApiLitellmParams, apiKey
   }
 }
 
-/** litellm_params as shown to anyone: never the key, only whether there is one. */
+/** litellm_params as shown to anyone: never the key, only whether there is one; an api_base without credentials. */
 export function maskedParams(params: Record<string, unknown>, hasKey: boolean): Record<string, unknown> {
   const { api_key: _never, ...rest } = params;
+  if (typeof rest.api_base === "string") rest.api_base = shownApiBase(rest.api_base);
   return hasKey ? { ...rest, api_key: "[hidden]" } : rest;
 }
