@@ -66,11 +66,13 @@ beforeAll(async () => {
     ],
   );
   await db.query(
-    `INSERT INTO "LiteLLM_VerificationToken" (token, key_name, key_alias, team_id, user_id, blocked, spend) VALUES
-      ($1, 'sk-...0001', 'team key', 'lt-team', NULL, NULL, 2.5),
-      ($2, 'sk-...0002', 'user key', NULL, 'lt-user', true, 0),
-      ($3, 'sk-...0003', 'orphan', 'no-such-team', NULL, false, 0),
-      ('not-a-sha256-hash', 'sk-...xxxx', 'bad', NULL, NULL, false, 0)`,
+    // LiteLLM keeps a key's tags, enforced_params and per-model rate limits in its metadata.
+    `INSERT INTO "LiteLLM_VerificationToken" (token, key_name, key_alias, team_id, user_id, blocked, spend, metadata) VALUES
+      ($1, 'sk-...0001', 'team key', 'lt-team', NULL, NULL, 2.5,
+        '{"tags": ["imported"], "model_rpm_limit": {"mock-gpt": 70}}'),
+      ($2, 'sk-...0002', 'user key', NULL, 'lt-user', true, 0, '{"enforced_params": ["user"]}'),
+      ($3, 'sk-...0003', 'orphan', 'no-such-team', NULL, false, 0, '{}'),
+      ('not-a-sha256-hash', 'sk-...xxxx', 'bad', NULL, NULL, false, 0, '{}')`,
     [sha(TEAM_KEY), sha(USER_KEY), sha(ORPHAN_KEY)],
   );
   await db.end();
@@ -82,6 +84,23 @@ afterAll(async () => {
 });
 
 describe("gatehouse import-litellm", () => {
+  it("refuses, in one line, a database that is not a LiteLLM proxy's", async () => {
+    const notLiteLLM = await createTestDatabase();
+    try {
+      const env = { PATH: process.env.PATH ?? "", ...cluster.env };
+      const res = await run(process.execPath, [cli, "import-litellm", "--from", notLiteLLM.url, "--config", cluster.configFile], { env }).then(
+        () => ({ code: 0, stderr: "" }),
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(res.code).toBe(1);
+      expect(res.stderr.trim().split("\n")).toEqual([
+        `gatehouse: --from is not a LiteLLM proxy's database: it has no "LiteLLM_VerificationToken", "LiteLLM_TeamTable", "LiteLLM_UserTable" tables (give the DATABASE_URL LiteLLM's proxy ran with)`,
+      ]);
+    } finally {
+      await notLiteLLM.drop();
+    }
+  });
+
   it("moves teams, users and keys by hash; running replicas serve them at once; a second run changes nothing", async () => {
     // Tried before the import: every replica caches the miss.
     for (const r of cluster.replicas) expect((await api(r.url, "/v1/chat/completions", { key: TEAM_KEY, body: chatBody("mock-gpt") })).status).toBe(401);
@@ -115,6 +134,9 @@ describe("gatehouse import-litellm", () => {
       expect(openAIError((await api(r.url, "/v1/chat/completions", { key: USER_KEY, body: chatBody("mock-gpt") })).body).code).toBe("key_blocked");
       expect((await api(r.url, "/v1/chat/completions", { key: ORPHAN_KEY, body: chatBody("mock-gpt") })).status).toBe(401);
     }
+    // LiteLLM's per-key fields came with the keys (from its metadata, where LiteLLM keeps them).
+    expect((await cluster.replicas[0]!.admin(`/key/info?key=${TEAM_KEY}`)).body.info).toMatchObject({ tags: ["imported"], model_rpm_limit: { "mock-gpt": 70 } });
+    expect((await cluster.replicas[1]!.admin(`/key/info?key=${USER_KEY}`)).body.info.enforced_params).toEqual(["user"]);
     const team = await cluster.replicas[0]!.admin("/team/info?team_id=lt-team");
     expect(team.body).toMatchObject({ team_info: { team_alias: "imported team", max_budget: 50, spend: 1.5, budget_duration: "30d" }, key_count: 1 });
     // The team's budget period goes on from where LiteLLM had it.

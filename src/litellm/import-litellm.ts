@@ -9,7 +9,16 @@ import { MODELS_CACHE_KEY } from "../models/model-registry.js";
 import { isUuid, type Queryable } from "../store/db.js";
 import { appendEvent } from "../store/event-store.js";
 import { nextKeyVersion } from "../store/key-store.js";
-import { insertImportedKeys, insertImportedModel, insertImportedTeams, insertImportedUsers, readLiteLLM, readLiteLLMModels } from "../store/litellm-import-store.js";
+import {
+  insertImportedKeys,
+  insertImportedModel,
+  insertImportedTeams,
+  insertImportedUsers,
+  missingLiteLLMTables,
+  readLiteLLM,
+  readLiteLLMModels,
+} from "../store/litellm-import-store.js";
+import { DurationError, parseBudgetDuration } from "../config/duration.js";
 import { openLiteLLMSecret } from "./litellm-secrets.js";
 
 export interface ImportReport {
@@ -40,7 +49,13 @@ const NAMES_PER_EVENT = 1_000;
  * (docs/litellm-migration.md).
  */
 export async function importLiteLLM(source: Queryable, target: { transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> }, models: ModelImport): Promise<ImportReport> {
+  const missing = await missingLiteLLMTables(source);
+  if (missing.length > 0)
+    throw new NotALiteLLMDatabase(
+      `--from is not a LiteLLM proxy's database: it has no ${missing.map((t) => `"${t}"`).join(", ")} table${missing.length > 1 ? "s" : ""} (give the DATABASE_URL LiteLLM's proxy ran with)`,
+    );
   const data = await readLiteLLM(source);
+  data.keys = data.keys.map(withLiteLLMKeyFields);
   const modelRows = await readLiteLLMModels(source);
   const prepared = prepareModels(modelRows, models);
   return target.transaction(async (tx) => {
@@ -162,4 +177,53 @@ function safeJson(text: string): unknown {
   } catch {
     return null;
   }
+}
+
+/** The source database is not a LiteLLM proxy's: said in one line, nothing read or written. */
+export class NotALiteLLMDatabase extends Error {}
+
+/**
+ * LiteLLM's per-key fields as Gatehouse keeps them (docs/keys.md): `aliases` and `model_max_budget` are columns of
+ * LiteLLM's key table; `tags`, `enforced_params`, `model_rpm_limit` and `model_tpm_limit` it keeps in the key's
+ * metadata. Entries of the wrong shape (a budget with a period Gatehouse cannot read) are left out.
+ */
+function withLiteLLMKeyFields(row: Record<string, unknown>): Record<string, unknown> {
+  const metadata = objectOf(row.metadata);
+  const strings = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string" && x.length > 0) : []);
+  const numbers = (v: unknown) => Object.fromEntries(Object.entries(objectOf(v)).filter(([, n]) => typeof n === "number" && Number.isInteger(n) && n >= 0));
+  const budgets: Record<string, { budget_limit: number; time_period: string | null }> = {};
+  for (const [model, b] of Object.entries(objectOf(row.model_max_budget))) {
+    const limit = typeof b === "number" ? b : Number(objectOf(b).budget_limit ?? objectOf(b).max_budget);
+    const period = typeof b === "object" && b !== null ? (objectOf(b).time_period ?? objectOf(b).budget_duration ?? null) : null;
+    if (!Number.isFinite(limit) || limit < 0) continue;
+    if (period !== null) {
+      try {
+        parseBudgetDuration(period);
+      } catch (err) {
+        if (err instanceof DurationError) continue;
+        throw err;
+      }
+    }
+    budgets[model] = { budget_limit: limit, time_period: period === null ? null : String(period) };
+  }
+  return {
+    ...row,
+    tags: strings(metadata.tags),
+    aliases: Object.fromEntries(Object.entries(objectOf(row.aliases)).filter(([, to]) => typeof to === "string")),
+    enforced_params: strings(metadata.enforced_params),
+    model_max_budget: budgets,
+    model_rpm_limit: numbers(metadata.model_rpm_limit),
+    model_tpm_limit: numbers(metadata.model_tpm_limit),
+  };
+}
+
+function objectOf(v: unknown): Record<string, unknown> {
+  if (typeof v === "string") {
+    try {
+      return objectOf(JSON.parse(v));
+    } catch {
+      return {};
+    }
+  }
+  return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 }

@@ -15,11 +15,23 @@ const READ_USERS = `
 SELECT user_id, user_alias, user_email, user_role, COALESCE(models, '{}') AS models, max_budget, spend, tpm_limit, rpm_limit,
   max_parallel_requests, budget_duration, budget_reset_at AT TIME ZONE 'UTC' AS budget_reset_at, metadata
 FROM "LiteLLM_UserTable" ORDER BY user_id`;
+// aliases and model_max_budget are columns of newer LiteLLM versions only: read through to_jsonb, null where absent.
 const READ_KEYS = `
 SELECT token, key_name, key_alias, spend, expires AT TIME ZONE 'UTC' AS expires, COALESCE(models, '{}') AS models, user_id, team_id,
   max_parallel_requests, metadata, COALESCE(blocked, false) AS blocked, tpm_limit, rpm_limit, max_budget, budget_duration,
-  budget_reset_at AT TIME ZONE 'UTC' AS budget_reset_at
-FROM "LiteLLM_VerificationToken" ORDER BY token`;
+  budget_reset_at AT TIME ZONE 'UTC' AS budget_reset_at, to_jsonb(t)->'aliases' AS aliases, to_jsonb(t)->'model_max_budget' AS model_max_budget
+FROM "LiteLLM_VerificationToken" t ORDER BY token`;
+
+/** The tables a LiteLLM proxy's database has (its Prisma schema's names). */
+const LITELLM_TABLES = ["LiteLLM_VerificationToken", "LiteLLM_TeamTable", "LiteLLM_UserTable"] as const;
+
+/** Those of LiteLLM's tables the source database lacks: all of them means it is not a LiteLLM proxy's database. */
+export async function missingLiteLLMTables(source: Queryable): Promise<string[]> {
+  const { rows } = await source.query<{ name: string; present: boolean }>("SELECT name, to_regclass(quote_ident(name)) IS NOT NULL AS present FROM unnest($1::text[]) AS name", [
+    LITELLM_TABLES,
+  ]);
+  return rows.filter((r) => !r.present).map((r) => r.name);
+}
 
 export interface LiteLLMData {
   teams: Array<Record<string, unknown>>;
@@ -67,16 +79,20 @@ RETURNING user_id`;
 // counted instead. Tokens that are not a sha256 hex are not LiteLLM hashes: skipped too.
 const INSERT_KEYS = `
 INSERT INTO gh_keys (token, key_name, key_alias, spend, expires, models, user_id, team_id, max_parallel_requests, metadata, blocked,
-  tpm_limit, rpm_limit, max_budget, budget_duration, budget_reset_at)
+  tpm_limit, rpm_limit, max_budget, budget_duration, budget_reset_at, tags, aliases, enforced_params, model_max_budget, model_rpm_limit,
+  model_tpm_limit)
 SELECT r.token, COALESCE(r.key_name, 'sk-...' || right(r.token, 4)), r.key_alias, COALESCE(r.spend, 0), r.expires,
   -- LiteLLM's "all-team-models" is what an empty list means here (the team's models).
   array_remove(r.models, 'all-team-models'), r.user_id, r.team_id, r.max_parallel_requests, COALESCE(r.metadata, '{}'::jsonb),
   COALESCE(r.blocked, false), r.tpm_limit, r.rpm_limit, r.max_budget, r.budget_duration,
   -- A budget period must have an end, or its spend would never reset (the sweeper looks for ends).
-  CASE WHEN r.budget_duration IS NULL THEN NULL ELSE COALESCE(r.budget_reset_at, now()) END
+  CASE WHEN r.budget_duration IS NULL THEN NULL ELSE COALESCE(r.budget_reset_at, now()) END,
+  COALESCE(r.tags, '{}'), COALESCE(r.aliases, '{}'::jsonb), COALESCE(r.enforced_params, '{}'), COALESCE(r.model_max_budget, '{}'::jsonb),
+  COALESCE(r.model_rpm_limit, '{}'::jsonb), COALESCE(r.model_tpm_limit, '{}'::jsonb)
 FROM jsonb_to_recordset($1::jsonb) AS r(token text, key_name text, key_alias text, spend float8, expires timestamptz, models text[],
   user_id text, team_id text, max_parallel_requests integer, metadata jsonb, blocked boolean, tpm_limit bigint, rpm_limit bigint,
-  max_budget float8, budget_duration text, budget_reset_at timestamptz)
+  max_budget float8, budget_duration text, budget_reset_at timestamptz, tags text[], aliases jsonb, enforced_params text[],
+  model_max_budget jsonb, model_rpm_limit jsonb, model_tpm_limit jsonb)
 WHERE r.token ~ '^[0-9a-f]{64}$'
   AND (r.team_id IS NULL OR EXISTS (SELECT 1 FROM gh_teams t WHERE t.team_id = r.team_id AND t.deleted_at IS NULL))
 ON CONFLICT DO NOTHING
