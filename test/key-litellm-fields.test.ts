@@ -230,7 +230,7 @@ describe("LiteLLM key fields Gatehouse enforces", () => {
     const mine = alerts.filter((a) => a.body.key_id === k.key_id);
     expect(mine).toHaveLength(1);
     expect(mine[0]!.signed).toBe(true);
-    expect(mine[0]!.body).toMatchObject({ type: "soft_budget_crossed", key_id: k.key_id, soft_budget: 1.5 * cost, max_budget: 10 * cost });
+    expect(mine[0]!.body).toMatchObject({ type: "soft_budget_crossed", level: "key", key_id: k.key_id, soft_budget: 1.5 * cost, max_budget: 10 * cost });
     expect(mine[0]!.body.spend).toBeGreaterThanOrEqual(1.5 * cost);
     let counted = 0;
     for (const r of [A, B]) counted += Number((await r.admin("/metrics")).text.match(/^gatehouse_soft_budget_alerts_total (\d+)/m)?.[1] ?? 0);
@@ -239,6 +239,22 @@ describe("LiteLLM key fields Gatehouse enforces", () => {
     expect((await A.admin(`/key/${encodeURIComponent(k.key)}/reset_spend`, { reset_to: 0 })).status).toBe(200);
     for (let i = 0; i < 2; i++) expect((await chat(B, k.key, "priced")).status).toBe(200);
     await waitFor(() => alerts.filter((a) => a.body.key_id === k.key_id).length === 2, { what: "the second period's alert" });
+  });
+
+  it("a team's soft_budget is told the same way, once, naming the team", async () => {
+    const probe = await generate({});
+    const cost = costOf((await chat(A, probe.key, "priced")).body.usage);
+    const team = (await A.admin("/team/new", { soft_budget: 1.5 * cost })).body;
+    expect(team.soft_budget).toBe(1.5 * cost);
+    const [k1, k2] = [await generate({ team_id: team.team_id }), await generate({ team_id: team.team_id })];
+    await cluster.settle();
+    for (let i = 0; i < 4; i++) expect((await chat([A, B][i % 2]!, [k1, k2][i % 2]!.key, "priced")).status).toBe(200);
+    await waitFor(async () => (await A.admin(`/team/info?team_id=${team.team_id}`)).body.team_info.durable_spend === 4 * cost, { what: "the team's spend to be flushed" });
+    await waitFor(() => alerts.some((a) => a.body.team_id === team.team_id), { what: "the team's alert" });
+    const mine = alerts.filter((a) => a.body.team_id === team.team_id);
+    expect(mine).toHaveLength(1);
+    expect(mine[0]!.body).toMatchObject({ type: "soft_budget_crossed", level: "team", team_id: team.team_id, soft_budget: 1.5 * cost });
+    expect(mine[0]!.signed).toBe(true);
   });
 
   it("enforced_params: a request lacking one is refused with a 400 naming every one it lacks", async () => {

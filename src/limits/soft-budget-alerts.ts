@@ -3,7 +3,7 @@ import type { Logger } from "../logger.js";
 import type { SoftBudgetCrossing } from "../store/spend-store.js";
 
 /**
- * A key's soft budget crossed (docs/keys.md, "Soft budgets"): told once per budget period, by the replica whose spend
+ * A key's or a team's soft budget crossed (docs/keys.md, "Soft budgets"): told once per budget period, by the replica whose spend
  * flush crossed it (store/spend-store.ts: the row lock orders the replicas' flushes, so exactly one does) — a log
  * line, a metric, and, when `alerting.webhook_url` is set, a signed POST. Never on the request path: flushes run in
  * the background, and a webhook is sent, and retried with backoff, by its own timers.
@@ -31,7 +31,8 @@ export class SoftBudgetAlerts {
   crossed(crossings: SoftBudgetCrossing[]): void {
     for (const c of crossings) {
       this.counters.alerts++;
-      this.o.logger.warn({ key_id: c.key_id, key_alias: c.key_alias, spend: c.spend, soft_budget: c.soft_budget, max_budget: c.max_budget }, "a key crossed its soft budget");
+      const who = c.level === "key" ? { key_id: c.key_id, key_alias: c.key_alias } : { team_id: c.team_id, team_alias: c.team_alias };
+      this.o.logger.warn({ ...who, spend: c.spend, soft_budget: c.soft_budget, max_budget: c.max_budget }, `a ${c.level} crossed its soft budget`);
       if (this.o.webhookUrl && !this.closed) {
         const body = JSON.stringify({ type: "soft_budget_crossed", at: new Date().toISOString(), ...c });
         const sent = this.deliver(body).finally(() => this.pending.delete(sent));

@@ -79,7 +79,7 @@ export const TEAM_FIELDS: LiteLLMField[] = [
   enforced("team_alias", "shown"),
   enforced("blocked", "the team's keys are refused on every replica at once"),
   enforced("members_with_roles", "members, their roles and `max_budget_in_team` (docs/teams.md)"),
-  refused("soft_budget", "a key's soft budget is told (docs/keys.md); a team's is not yet"),
+  enforced("soft_budget", "crossing it is told once per period: log, metric, signed webhook (docs/keys.md)"),
   refused("model_aliases"),
   refused("tags"),
   refused("guardrails", "Gatehouse runs no guardrails"),

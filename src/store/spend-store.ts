@@ -65,7 +65,7 @@ WITH batch AS (
 ), team_charged AS (
   UPDATE gh_teams t SET spend = t.spend + d.cost FROM team_due d
   WHERE t.team_id = d.team_id AND t.spend_generation = d.seen_generation
-  RETURNING t.team_id
+  RETURNING t.team_id, t.team_alias, t.spend, t.soft_budget, t.max_budget, d.cost
 ), user_due AS (
   SELECT u.user_id, u.spend_generation AS seen_generation, sum(i.cost) AS cost
   FROM level_item i JOIN gh_users u ON u.user_id = i.id
@@ -101,8 +101,13 @@ SELECT EXISTS (SELECT 1 FROM batch) AS applied,
   (SELECT count(*) FROM charged)::int AS keys_charged,
   -- Keys this batch took across their soft budget: the row lock orders replicas' flushes, so exactly one charge
   -- crosses it, once per budget period (a reset starts spend at 0 again).
-  (SELECT COALESCE(jsonb_agg(jsonb_build_object('key_id', key_id, 'key_alias', key_alias, 'spend', spend, 'soft_budget', soft_budget, 'max_budget', max_budget)), '[]'::jsonb)
-     FROM charged WHERE soft_budget IS NOT NULL AND spend >= soft_budget AND spend - cost < soft_budget) AS soft_budget_crossed,
+  (SELECT COALESCE(jsonb_agg(c), '[]'::jsonb) FROM (
+     SELECT jsonb_build_object('level', 'key', 'key_id', key_id, 'key_alias', key_alias, 'spend', spend, 'soft_budget', soft_budget, 'max_budget', max_budget) AS c
+       FROM charged WHERE soft_budget IS NOT NULL AND spend >= soft_budget AND spend - cost < soft_budget
+     UNION ALL
+     SELECT jsonb_build_object('level', 'team', 'team_id', team_id, 'team_alias', team_alias, 'spend', spend, 'soft_budget', soft_budget, 'max_budget', max_budget)
+       FROM team_charged WHERE soft_budget IS NOT NULL AND spend >= soft_budget AND spend - cost < soft_budget
+   ) crossed) AS soft_budget_crossed,
   (SELECT COALESCE(jsonb_agg(DISTINCT jsonb_build_array(r.level, r.id, r.generation::text)), '[]'::jsonb) FROM (
     SELECT 'key' AS level, i.key_id::text AS id, k.spend_generation AS generation FROM item i JOIN gh_keys k ON k.key_id = i.key_id
       WHERE i.generation IS NOT NULL AND i.generation < k.spend_generation
@@ -117,14 +122,12 @@ SELECT EXISTS (SELECT 1 FROM batch) AS applied,
       WHERE i.level = 'key_model' AND i.generation IS NOT NULL AND i.generation < m.spend_generation
   ) r) AS reset_since`;
 
-/** A key's spend crossed its soft budget in a flush. */
-export interface SoftBudgetCrossing {
-  key_id: string;
-  key_alias: string | null;
+/** A key's (or a team's) spend crossed its soft budget in a flush. */
+export type SoftBudgetCrossing = ({ level: "key"; key_id: string; key_alias: string | null } | { level: "team"; team_id: string; team_alias: string | null }) & {
   spend: number;
   soft_budget: number;
   max_budget: number | null;
-}
+};
 
 export interface FlushOutcome {
   applied: boolean;

@@ -31,6 +31,7 @@ export interface TeamRow {
   created_at: Date;
   updated_at: Date;
   version: number;
+  soft_budget: number | null;
 }
 
 /** The columns a team's cached record is built from (no metadata or spend; of the members, only their budgets). */
@@ -52,14 +53,15 @@ export interface TeamPatch {
   blocked?: boolean;
   metadata?: Record<string, unknown>;
   members_with_roles?: TeamMember[];
+  soft_budget?: number | null;
 }
 
 const INSERT_TEAM = `
 INSERT INTO gh_teams (team_id, team_alias, models, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit,
-  max_parallel_requests, blocked, metadata, members_with_roles)
+  max_parallel_requests, blocked, metadata, members_with_roles, soft_budget)
 VALUES ($1, $2, COALESCE($3::text[], '{}'), $4, $5,
   now() + $6::interval,
-  $7, $8, $9, COALESCE($10::boolean, false), COALESCE($11::jsonb, '{}'::jsonb), COALESCE($12::jsonb, '[]'::jsonb))
+  $7, $8, $9, COALESCE($10::boolean, false), COALESCE($11::jsonb, '{}'::jsonb), COALESCE($12::jsonb, '[]'::jsonb), $13)
 ON CONFLICT (team_id) DO NOTHING
 RETURNING *`;
 
@@ -76,6 +78,7 @@ UPDATE gh_teams SET
   blocked = CASE WHEN $2::jsonb ? 'blocked' THEN ($2->>'blocked')::boolean ELSE blocked END,
   metadata = CASE WHEN $2::jsonb ? 'metadata' THEN $2->'metadata' ELSE metadata END,
   members_with_roles = CASE WHEN $2::jsonb ? 'members_with_roles' THEN $2->'members_with_roles' ELSE members_with_roles END,
+  soft_budget = CASE WHEN $2::jsonb ? 'soft_budget' THEN ($2->>'soft_budget')::float8 ELSE soft_budget END,
   version = nextval('gh_key_version_seq'),
   updated_at = clock_timestamp()
 WHERE team_id = $1 AND deleted_at IS NULL
@@ -117,6 +120,7 @@ export async function insertTeam(db: Queryable, t: NewTeam): Promise<TeamRow | n
     t.blocked ?? null,
     t.metadata === undefined ? null : JSON.stringify(t.metadata),
     t.members_with_roles === undefined ? null : JSON.stringify(t.members_with_roles),
+    t.soft_budget ?? null,
   ]);
   return rows[0] ?? null;
 }

@@ -24,6 +24,7 @@ const teamFields = {
   ...limitFields,
   blocked: z.boolean().optional(),
   members_with_roles: z.array(member).max(10_000).optional(),
+  soft_budget: z.number().finite().nonnegative().nullable().optional(),
   ...notSupported(refusedNames(TEAM_FIELDS)),
 };
 

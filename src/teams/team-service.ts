@@ -226,6 +226,7 @@ export class TeamService {
     const patch: TeamPatch = toLimitPatch(req, this.servedModels());
     if (req.team_alias !== undefined) patch.team_alias = req.team_alias;
     if (req.blocked !== undefined) patch.blocked = req.blocked;
+    if (req.soft_budget !== undefined) patch.soft_budget = req.soft_budget;
     if (req.members_with_roles !== undefined)
       patch.members_with_roles = req.members_with_roles.map((m) => ({
         user_id: m.user_id ?? m.user_email!,
@@ -260,6 +261,7 @@ export function teamView(row: TeamRow) {
     rpm_limit: row.rpm_limit,
     max_parallel_requests: row.max_parallel_requests,
     blocked: row.blocked,
+    soft_budget: row.soft_budget,
     metadata: row.metadata,
     members_with_roles: row.members_with_roles,
     created_at: row.created_at,
