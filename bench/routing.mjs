@@ -23,7 +23,16 @@ const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 200_000);
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 300);
 const REPLICAS = 3;
 
-const deployment = (id, weight = 1, price = 0) => ({ id, modelName: "m", weight, order: 1, provider: "mock", upstreamModel: id, inputCostPerToken: price, outputCostPerToken: price });
+const deployment = (id, weight = 1, price = 0) => ({
+  id,
+  modelName: "m",
+  weight,
+  order: 1,
+  provider: "mock",
+  upstreamModel: id,
+  inputCostPerToken: price,
+  outputCostPerToken: price,
+});
 const logger = createLogger({ level: "silent" });
 const ns = redisNamespace();
 const keys = new RedisKeys(ns.prefix);
@@ -38,7 +47,14 @@ async function requestPath(strategy, requests) {
   for (let i = 0; i < requests; i++) {
     const t0 = performance.now();
     const list = await strategy.order(router.pick("m"));
-    const plan = new AttemptPlan("m", list, DEFAULT_ROUTER_SETTINGS, idle, () => true, async () => undefined);
+    const plan = new AttemptPlan(
+      "m",
+      list,
+      DEFAULT_ROUTER_SETTINGS,
+      idle,
+      () => true,
+      async () => undefined,
+    );
     const chosen = await plan.next();
     headers.push(plan.answerHeaders(chosen).length);
     if (headers.length > 1000) headers.length = 0;
@@ -49,7 +65,8 @@ async function requestPath(strategy, requests) {
 const inMemory = new DeploymentLoad({ redis: null, keys, logger });
 for (const id of ["a", "b", "c"]) inMemory.answeredIn(id, 100 + Math.random() * 50);
 const strategies = {};
-for (const name of ["cost-based-routing", "latency-based-routing"]) strategies[name] = await requestPath(routingStrategy({ ...DEFAULT_ROUTER_SETTINGS, strategy: name }, inMemory), REQUESTS);
+for (const name of ["cost-based-routing", "latency-based-routing"])
+  strategies[name] = await requestPath(routingStrategy({ ...DEFAULT_ROUTER_SETTINGS, strategy: name }, inMemory), REQUESTS);
 const loadRedis = createRedis(REDIS_URL);
 await connectRedis(loadRedis);
 const shared = new DeploymentLoad({ redis: loadRedis, keys, logger });
