@@ -18,6 +18,7 @@ import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS, REDIS_BREAKER_OPTIONS } fr
 import { buildHttp } from "./http/app.js";
 import { IdempotencyVault } from "./keys/idempotency-vault.js";
 import { KeyService } from "./keys/key-service.js";
+import { KeyStandings } from "./keys/key-standing.js";
 import { RotationService } from "./keys/rotation-service.js";
 import { TeamService } from "./teams/team-service.js";
 import { UserService } from "./users/user-service.js";
@@ -347,7 +348,7 @@ interface Services {
 async function buildServices(
   { masterKey, logger }: StartOptions,
   { settings, embedded, db, redis, redisKeys, breakers }: Stores,
-  { coherence, invalidator, heartbeat, lineageChanged }: Caches,
+  { coherence, invalidator, heartbeat, lineageChanged, authenticator }: Caches,
   started: StartedStack,
 ): Promise<Services> {
   // Database models: read before the replica serves, dropped and read again on each model event.
@@ -391,7 +392,7 @@ async function buildServices(
   });
   resets.seen = (ledger, generation) => limits.afterReset(ledger, generation);
   lineageChanged.after = () => limits.afterLineageChange();
-  const keys = new KeyService(db, coherence, servedModels, vault, limits);
+  const keys = new KeyService(db, coherence, servedModels, vault, limits, new KeyStandings(authenticator, db, limits));
   const teams = new TeamService(db, coherence, servedModels, limits);
   const users = new UserService(db, coherence, servedModels, limits);
   const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
