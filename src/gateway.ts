@@ -541,7 +541,8 @@ async function listen(
   worker?.shareMetrics(metrics.registry);
   let shuttingDown = false;
   const healthDetail = () => ({
-    breakers: { postgres: breakers.postgres.state, redis: breakers.redis.state },
+    // No Redis (the embedded single replica): no Redis breaker to report, rather than one forever "closed".
+    breakers: redis ? { postgres: breakers.postgres.state, redis: breakers.redis.state } : { postgres: breakers.postgres.state },
     listener: caches.coherence.listenerState,
     caches_fresh: caches.coherence.isFresh(),
     l2_trusted: redis ? caches.l2Guard.trusted : null,

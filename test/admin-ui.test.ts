@@ -153,19 +153,23 @@ describe("admin UI sessions on two replicas", () => {
     }
   });
 
-  it("the registry lists every live replica current; a silent one shows no heartbeat, and the sweeper forgets it after a day", async () => {
+  it("the registry lists every live replica current; a silent one is not alive, and is forgotten 10 minutes after its last heartbeat", async () => {
     const current = (r: any) => r.alive && r.behind_events === 0 && r.listener === "listening";
     await waitFor(async () => (await A.admin("/ui/api/cluster")).body.replicas.filter(current).length === 2, { what: "both replicas to beat, current" });
     const insert = "INSERT INTO gh_replicas VALUES ($1, 'gone-host', 1, '0', now() - $2::interval, now() - $2::interval, 0, '{}')";
-    await cluster.pool.query(insert, ["silent-hour", "1 hour"]);
-    await cluster.pool.query(insert, ["silent-days", "2 days"]);
-    const listed = (await B.admin("/ui/api/cluster")).body.replicas;
-    expect(listed.find((r: any) => r.replica_id === "silent-hour")).toMatchObject({ alive: false });
+    await cluster.pool.query(insert, ["silent-minutes", "9 minutes"]);
+    await cluster.pool.query(insert, ["silent-eleven", "11 minutes"]);
+    const answer = (await B.admin("/ui/api/cluster")).body;
+    expect(answer.forget_after_ms).toBe(600_000);
+    const listed = answer.replicas;
+    expect(listed.find((r: any) => r.replica_id === "silent-minutes")).toMatchObject({ alive: false });
     for (const r of [A, B]) expect(listed.find((x: any) => x.replica_id === r.replicaId)).toMatchObject({ alive: true });
+    // Past 10 minutes, no longer listed, whether or not the sweeper has run; and the sweeper deletes the row.
+    expect(listed.map((r: any) => r.replica_id)).not.toContain("silent-eleven");
     expect(await pruneSilentReplicas(cluster.pool)).toBe(1);
-    const left = (await B.admin("/ui/api/cluster")).body.replicas.map((r: any) => r.replica_id);
-    expect(left).toContain("silent-hour");
-    expect(left).not.toContain("silent-days");
+    const { rows } = await cluster.pool.query("SELECT replica_id FROM gh_replicas WHERE replica_id LIKE 'silent-%'");
+    expect(rows.map((r) => r.replica_id)).toEqual(["silent-minutes"]);
+    await cluster.pool.query("DELETE FROM gh_replicas WHERE replica_id = 'silent-minutes'");
   });
 
   it("the UI is served with every asset local and a strict Content-Security-Policy", async () => {
