@@ -34,6 +34,8 @@ import { SpendLogWriter } from "./spendlogs/spend-log-writer.js";
 import { SpendLogUpkeep } from "./upkeep/spend-log-upkeep.js";
 import { ReplicaHeartbeat, readCluster } from "./upkeep/replica-heartbeat.js";
 import { UiSessions } from "./auth/ui-sessions.js";
+import { LoginThrottle } from "./auth/login-throttle.js";
+import { ClientAddress } from "./http/client-address.js";
 import { Metrics, type MetricSources } from "./metrics/metrics.js";
 import { CredentialSeal } from "./models/credential-seal.js";
 import { MODELS_CACHE_KEY, ModelRegistry } from "./models/model-registry.js";
@@ -584,7 +586,13 @@ async function listen(
     spendLogs: services.spendLogs,
     spendReader: services.spendReader,
     replicaId: settings.replicaId,
-    adminUi: adminUi && { sessions: adminUi.sessions, sessionTtlMs: settings.adminUi.sessionTtlMs, cluster: adminUi.cluster },
+    adminUi: adminUi && {
+      sessions: adminUi.sessions,
+      sessionTtlMs: settings.adminUi.sessionTtlMs,
+      cluster: adminUi.cluster,
+      loginThrottle: adminUi.loginThrottle,
+      clientAddress: adminUi.clientAddress,
+    },
   });
 
   // Slow-loris defences (docs/security.md): headers and the whole request must arrive in time; a response,
@@ -644,7 +652,12 @@ async function listen(
 }
 
 /** The admin UI's sessions and this replica's heartbeat in the replica registry (docs/admin-ui.md). */
-async function startAdminUi({ masterKey, logger }: StartOptions, { settings, db }: Stores, { coherence }: Caches, healthDetail: () => Record<string, unknown>) {
+async function startAdminUi(
+  { masterKey, logger }: StartOptions,
+  { settings, db, redis, redisKeys, breakers }: Stores,
+  { coherence }: Caches,
+  healthDetail: () => Record<string, unknown>,
+) {
   const sessions = new UiSessions(db, new MasterKey(masterKey), masterKey, settings.adminUi.sessionTtlMs);
   // A rotated master key ends the old sessions before this replica serves: on the replicas still on the old key
   // too (they read the same table). If Postgres cannot be asked now, this replica refuses them anyway.
@@ -661,7 +674,16 @@ async function startAdminUi({ masterKey, logger }: StartOptions, { settings, db 
       return { ...status, ...healthDetail(), last_event_lag_ms: last && last.id === status.last_applied_event_id ? Math.round(last.lagMs * 10) / 10 : null };
     },
   });
-  return { sessions, heartbeat, cluster: () => readCluster(db, settings.adminUi.heartbeatIntervalMs) };
+  const loginThrottle = new LoginThrottle({
+    redis,
+    keys: redisKeys,
+    breaker: breakers.redis,
+    logger,
+    maxFailures: settings.adminUi.loginMaxFailures,
+    windowMs: settings.adminUi.loginFailureWindowMs,
+  });
+  const clientAddress = new ClientAddress(settings.adminUi.trustedProxies ?? []);
+  return { sessions, heartbeat, loginThrottle, clientAddress, cluster: () => readCluster(db, settings.adminUi.heartbeatIntervalMs) };
 }
 
 /** Stops accepting, lets in-flight requests finish (idle keep-alive connections are closed as they go idle). */

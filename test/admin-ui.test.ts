@@ -1,10 +1,11 @@
 import { existsSync, mkdirSync } from "node:fs";
-import { request } from "node:http";
+import { type IncomingMessage, request } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ConfigFile } from "../src/config/settings.js";
+import { ClientAddress } from "../src/http/client-address.js";
 import { pruneSilentReplicas } from "../src/store/replica-store.js";
 import { generateKey, startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { api, openAIError } from "./helpers/http.js";
@@ -65,6 +66,40 @@ function rawGet(base: string, rawPath: string): Promise<{ status: number; body: 
   });
 }
 
+/**
+ * The sessions' cluster: its replicas count wrong logins per client with a 3 s window (the tests wait one out), and
+ * trust one proxy, 127.0.0.2 (a loopback address the tests connect from to play it), to name the client.
+ */
+const PROXY = "127.0.0.2";
+const LOGIN_WINDOW_MS = 3_000;
+const sessionsConfig: ConfigFile = {
+  ...config,
+  gatehouse_settings: {
+    ...config.gatehouse_settings,
+    admin_ui: { ...config.gatehouse_settings!.admin_ui, login_failure_window_ms: LOGIN_WINDOW_MS, trusted_proxies: [PROXY] },
+  },
+};
+
+/**
+ * POST /ui/api/login with `masterKey`, sent from the local address `from` (127.0.0.1 unless given) with an
+ * X-Forwarded-For header when given: a client behind the trusted proxy, or a client claiming to be someone else.
+ */
+function loginFrom(on: Replica, masterKey: string, { from, forwardedFor }: { from?: string; forwardedFor?: string } = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: any }> {
+  const body = JSON.stringify({ master_key: masterKey });
+  const headers: Record<string, string> = { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) };
+  if (forwardedFor !== undefined) headers["x-forwarded-for"] = forwardedFor;
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port: on.port, path: "/ui/api/login", method: "POST", headers, ...(from ? { localAddress: from } : {}) }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (c) => (text += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
 /** Logs in with the master key through the API, as a browser would; the cookie and the CSRF token. */
 async function login(on: Replica, masterKey: string): Promise<{ cookie: string; csrf: string }> {
   const res = await api(on.url, "/ui/api/login", { body: { master_key: masterKey } });
@@ -77,7 +112,7 @@ describe("admin UI sessions on two replicas", () => {
   let cluster: Cluster;
   let A: Replica, B: Replica;
   beforeAll(async () => {
-    cluster = await startCluster({ size: 2, config });
+    cluster = await startCluster({ size: 2, config: sessionsConfig });
     [A, B] = cluster.replicas as [Replica, Replica];
   }, 60_000);
   afterAll(async () => {
@@ -209,6 +244,97 @@ describe("admin UI sessions on two replicas", () => {
     expect(await search(x.key_id)).toEqual([x.key_id]);
     expect(await search("search-user")).toEqual([owned.key_id]);
     expect(await search("nothing-like-this")).toEqual([]);
+  });
+
+  it("wrong master keys from one client are refused on every replica past 10 a window: 429 with Retry-After, the right key too, until the window ends", async () => {
+    // A client behind the trusted proxy: X-Forwarded-For names it.
+    const client = { from: PROXY, forwardedFor: "198.51.100.20, 203.0.113.7" };
+    // The window starts at the first guess counted, after this.
+    const firstGuessAt = Date.now();
+    for (let i = 0; i < 10; i++) {
+      const res = await loginFrom(i % 2 === 0 ? A : B, "sk-wrong-guess", client);
+      expect(res.status, `guess ${i + 1}`).toBe(401);
+      expect(openAIError(res.body).code).toBe("invalid_master_key");
+    }
+    for (const r of [A, B]) {
+      const refused = await loginFrom(r, "sk-wrong-guess", client);
+      expect(refused.status, `11th guess on ${r.name}`).toBe(429);
+      const error = openAIError(refused.body);
+      expect(error).toMatchObject({ type: "rate_limit_error", code: "too_many_login_attempts", param: null });
+      // It names the address it counts (what an operator needs to see a proxy missing from trusted_proxies).
+      expect(error.message).toContain("203.0.113.7");
+      const retryAfter = Number(refused.headers["retry-after"]);
+      expect(retryAfter).toBeGreaterThanOrEqual(1);
+      expect(retryAfter).toBeLessThanOrEqual(LOGIN_WINDOW_MS / 1000);
+    }
+    // The right key too: a 200 among 429s would give a right guess away.
+    const right = await loginFrom(A, cluster.masterKey, client);
+    expect(right.status).toBe(429);
+    expect(right.headers["set-cookie"]).toBeUndefined();
+    // Another client behind the same proxy is not held back by it.
+    expect((await loginFrom(B, cluster.masterKey, { from: PROXY, forwardedFor: "203.0.113.8" })).status).toBe(200);
+    // The right key logs in once the window ends, not before (and the refused attempts did not extend it).
+    const loggedInAt = await waitFor(async () => ((await loginFrom(B, cluster.masterKey, client)).status === 200 ? Date.now() : false), {
+      timeoutMs: LOGIN_WINDOW_MS + 5_000,
+      intervalMs: 100,
+      what: "the window to end",
+    });
+    expect(loggedInAt - firstGuessAt).toBeGreaterThanOrEqual(LOGIN_WINDOW_MS);
+  });
+
+  it("guesses sent at once are counted before they are checked: of 25 at once, 10 are answered 401 and the rest 429", async () => {
+    const client = { from: PROXY, forwardedFor: "203.0.113.9" };
+    const statuses = await Promise.all(Array.from({ length: 25 }, (_, i) => loginFrom(i % 2 === 0 ? A : B, "sk-wrong-guess", client).then((r) => r.status)));
+    expect(statuses.filter((s) => s === 401)).toHaveLength(10);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(15);
+  });
+
+  it("with Redis out of reach a replica counts on its own, with the same limit", async () => {
+    const C = await cluster.addReplica("C", { REDIS_URL: "redis://127.0.0.1:1" });
+    try {
+      const client = { from: PROXY, forwardedFor: "203.0.113.10" };
+      for (let i = 0; i < 10; i++) expect((await loginFrom(C, "sk-wrong-guess", client)).status, `guess ${i + 1} on C`).toBe(401);
+      expect((await loginFrom(C, "sk-wrong-guess", client)).status).toBe(429);
+      // C's count was its own: the replicas that reach Redis never saw those guesses.
+      expect((await loginFrom(A, cluster.masterKey, client)).status).toBe(200);
+    } finally {
+      await C.stop();
+    }
+  });
+
+  it("X-Forwarded-For from a client that is not a trusted proxy is ignored: its guesses count against its own address", async () => {
+    // From 127.0.0.1, not a trusted proxy: each guess claims another address, and all of them count as 127.0.0.1's.
+    for (let i = 0; i < 10; i++) expect((await loginFrom(A, "sk-wrong-guess", { forwardedFor: `192.0.2.${i}` })).status).toBe(401);
+    const refused = await loginFrom(B, "sk-wrong-guess", { forwardedFor: "192.0.2.200" });
+    expect(refused.status).toBe(429);
+    expect(openAIError(refused.body).message).toContain("127.0.0.1");
+    // The proxy itself, connecting with no header, is a client like any other: its own count, not 127.0.0.1's.
+    expect((await loginFrom(A, cluster.masterKey, { from: PROXY })).status).toBe(200);
+    // Leaves 127.0.0.1 able to log in again for whatever runs next.
+    await waitFor(async () => (await loginFrom(A, cluster.masterKey)).status === 200, { timeoutMs: LOGIN_WINDOW_MS + 5_000, intervalMs: 100, what: "127.0.0.1's window to end" });
+  });
+});
+
+describe("the client a UI login counts against", () => {
+  const req = (remoteAddress: string, forwardedFor?: string) =>
+    ({ socket: { remoteAddress }, headers: forwardedFor === undefined ? {} : { "x-forwarded-for": forwardedFor } }) as unknown as IncomingMessage;
+
+  it("is the connection's address unless a trusted proxy names another; an IPv6 client counts by its /64", () => {
+    const noProxies = new ClientAddress([]);
+    expect(noProxies.of(req("203.0.113.5", "198.51.100.1"))).toBe("203.0.113.5");
+    expect(noProxies.of(req("::ffff:203.0.113.5"))).toBe("203.0.113.5");
+    expect(noProxies.of(req("2001:db8:1:2:3:4:5:6"))).toBe("2001:db8:1:2::/64");
+    expect(noProxies.of(req("2001:0db8::1"))).toBe("2001:db8:0:0::/64");
+    const proxies = new ClientAddress(["10.0.0.0/8", "192.0.2.1"]);
+    // Back through two trusted proxies to the first address that is not one.
+    expect(proxies.of(req("10.1.2.3", "198.51.100.7, 192.0.2.1"))).toBe("198.51.100.7");
+    // What the client itself wrote in the header (the left entry) is never reached past an untrusted address.
+    expect(proxies.of(req("10.1.2.3", "192.0.2.1, 198.51.100.7"))).toBe("198.51.100.7");
+    expect(proxies.of(req("10.1.2.3", "unknown"))).toBe("10.1.2.3");
+    expect(proxies.of(req("10.1.2.3"))).toBe("10.1.2.3");
+    expect(proxies.of(req("10.1.2.3", "[2001:db8:aa:bb::1]:443"))).toBe("2001:db8:aa:bb::/64");
+    // Not a proxy: its header is ignored.
+    expect(proxies.of(req("198.51.100.9", "198.51.100.1"))).toBe("198.51.100.9");
   });
 });
 

@@ -36,6 +36,8 @@ import type { HealthProber } from "../proxy/health-prober.js";
 import type { DeploymentLoad } from "../proxy/deployment-load.js";
 import type { RoutingStrategy } from "../proxy/routing-strategy.js";
 import type { UiSessions } from "../auth/ui-sessions.js";
+import type { LoginThrottle } from "../auth/login-throttle.js";
+import type { ClientAddress } from "./client-address.js";
 import { uiRoutes } from "./ui-routes.js";
 
 export interface AppDeps {
@@ -69,8 +71,8 @@ export interface AppDeps {
   spendLogs: SpendLogWriter | null;
   spendReader: SpendLogReader;
   replicaId: string;
-  /** The admin UI (null when admin_ui.mode is off): its sessions, and the cluster page's data. */
-  adminUi: { sessions: UiSessions; sessionTtlMs: number; cluster: () => Promise<unknown> } | null;
+  /** The admin UI (null when admin_ui.mode is off): its sessions, its login's throttle, and the cluster page's data. */
+  adminUi: { sessions: UiSessions; sessionTtlMs: number; cluster: () => Promise<unknown>; loginThrottle: LoginThrottle; clientAddress: ClientAddress } | null;
 }
 
 /**
