@@ -119,12 +119,13 @@ export function OneTimeKey({ title, plaintext, onClose, children }) {
       setCopied("Selected: press Ctrl+C (or ⌘C) to copy.");
     }
   };
+  // A text area, not an input: the whole key wraps into view at any width (an input would scroll part of it away).
   return html`<section class="one-time" aria-labelledby=${`${id}-title`}>
     <h3 id=${`${id}-title`}>${title}</h3>
     <p><strong>Copy it now: it is shown this once.</strong> The gateway stores only its hash and cannot show it again.</p>
     <div class="copy-row">
       <label for=${`${id}-key`} class="visually-hidden">The new key</label>
-      <input id=${`${id}-key`} class="one-time-key" ref=${input} readonly value=${plaintext} onFocus=${(e) => e.target.select()} />
+      <textarea id=${`${id}-key`} class="one-time-key" ref=${input} readonly rows="2" spellcheck="false" autocomplete="off" value=${plaintext} onFocus=${(e) => e.target.select()}></textarea>
       <button type="button" onClick=${copy}>Copy</button>
     </div>
     <p role="status" class="muted">${copied}</p>
@@ -186,18 +187,34 @@ export function Timeline({ windows, now = Date.now() }) {
 
 const PALETTE = ["#1d4ed8", "#b45309", "#047857", "#9d174d", "#6d28d9", "#525252"];
 
-/** Stacked bars per day, one colour per series; the same numbers are in the table under the chart. */
+/** Day labels on the x axis are "MM-DD": this many pixels each, with room between them. */
+const DAY_LABEL_PX = 48;
+
+/**
+ * Stacked bars per day, one colour per series; the same numbers are in the table under the chart. Drawn at the
+ * width it is given (one unit of the drawing is one pixel), so its labels keep their size on a phone instead of
+ * shrinking with the whole picture, and only as many day labels as fit are written.
+ */
 export function BarChart({ days, series, label }) {
-  const width = 720;
+  const box = useRef(null);
+  const [width, setWidth] = useState(720);
+  useEffect(() => {
+    const observer = new ResizeObserver(([entry]) => setWidth(Math.max(240, Math.round(entry.contentRect.width))));
+    observer.observe(box.current);
+    return () => observer.disconnect();
+  }, []);
   const height = 220;
-  const pad = { left: 56, bottom: 28, top: 8 };
   const totals = days.map((d) => series.reduce((sum, s) => sum + (s.values[d] ?? 0), 0));
   const max = Math.max(...totals, 1e-9);
-  const band = (width - pad.left) / Math.max(days.length, 1);
-  return html`<figure class="chart">
-    <svg viewBox=${`0 0 ${width} ${height}`} role="img" aria-label=${label}>
-      <line x1=${pad.left} y1=${height - pad.bottom} x2=${width} y2=${height - pad.bottom} class="axis" />
-      <text x=${pad.left - 6} y=${pad.top + 10} text-anchor="end" class="tick">${money(max)}</text>
+  // Room on the left for the largest amount, written at 12 px (about 7 px a character); on the right for half of
+  // the last day's label.
+  const pad = { left: Math.max(40, 12 + money(max).length * 7), right: DAY_LABEL_PX / 2, bottom: 28, top: 12 };
+  const band = (width - pad.left - pad.right) / Math.max(days.length, 1);
+  const labelEvery = Math.max(1, Math.ceil(DAY_LABEL_PX / band));
+  return html`<figure class="chart" ref=${box}>
+    <svg viewBox=${`0 0 ${width} ${height}`} width=${width} height=${height} role="img" aria-label=${label}>
+      <line x1=${pad.left} y1=${height - pad.bottom} x2=${width - pad.right} y2=${height - pad.bottom} class="axis" />
+      <text x=${pad.left - 6} y=${pad.top + 4} text-anchor="end" class="tick">${money(max)}</text>
       <text x=${pad.left - 6} y=${height - pad.bottom} text-anchor="end" class="tick">$0</text>
       ${days.map((d, i) => {
         let y = height - pad.bottom;
@@ -210,7 +227,7 @@ export function BarChart({ days, series, label }) {
               ? html`<rect x=${pad.left + i * band + band * 0.15} y=${y} width=${band * 0.7} height=${hgt} fill=${PALETTE[si % PALETTE.length]}><title>${`${d} · ${s.name}: ${money(v)}`}</title></rect>`
               : null;
           })}
-          ${i % Math.ceil(days.length / 8) === 0 ? html`<text x=${pad.left + i * band + band / 2} y=${height - 8} text-anchor="middle" class="tick">${d.slice(5)}</text>` : null}
+          ${(days.length - 1 - i) % labelEvery === 0 ? html`<text x=${pad.left + i * band + band / 2} y=${height - 8} text-anchor="middle" class="tick day">${d.slice(5)}</text>` : null}
         </g>`;
       })}
     </svg>
