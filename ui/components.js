@@ -2,7 +2,7 @@
 // timeline and the bar chart. Plain Preact + htm: no build step, nothing fetched from outside the gateway.
 import htm from "htm";
 import { h } from "preact";
-import { useCallback, useEffect, useId, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useId, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 export const html = htm.bind(h);
 
@@ -197,12 +197,16 @@ const DAY_LABEL_PX = 48;
  */
 export function BarChart({ days, series, label }) {
   const box = useRef(null);
-  const [width, setWidth] = useState(720);
-  useEffect(() => {
-    const observer = new ResizeObserver(([entry]) => setWidth(Math.max(240, Math.round(entry.contentRect.width))));
+  // Unknown until the box is laid out (before the first paint): nothing is drawn at a width it does not have.
+  const [width, setWidth] = useState(null);
+  useLayoutEffect(() => {
+    const measure = (w) => setWidth(Math.max(240, Math.round(w)));
+    measure(box.current.clientWidth);
+    const observer = new ResizeObserver(([entry]) => measure(entry.contentRect.width));
     observer.observe(box.current);
     return () => observer.disconnect();
   }, []);
+  if (width === null) return html`<figure class="chart" ref=${box}></figure>`;
   const height = 220;
   const totals = days.map((d) => series.reduce((sum, s) => sum + (s.values[d] ?? 0), 0));
   const max = Math.max(...totals, 1e-9);
