@@ -6,20 +6,30 @@ import { useCallback, useEffect, useId, useLayoutEffect, useRef, useState } from
 
 export const html = htm.bind(h);
 
-/** Runs `load` now and whenever `deps` change; `reload()` runs it again. */
+/**
+ * Runs `load` now and whenever `deps` change; `reload()` runs it again. `fresh` is false while what `data` holds
+ * was loaded for other `deps` (another page, another search) or nothing is loaded yet: the page shows it is
+ * loading then. A reload of the same list (a refresh, the cluster page's timer) keeps showing the data it has.
+ */
 export function useLoad(load, deps) {
-  const [state, setState] = useState({ data: null, error: null, loading: true });
+  const [state, setState] = useState({ data: null, error: null, loading: true, fresh: false });
   const generation = useRef(0);
-  const reload = useCallback(() => {
+  const run = useCallback((fresh) => {
     const mine = ++generation.current;
-    setState((s) => ({ ...s, loading: true }));
+    setState((s) => ({ ...s, loading: true, fresh: fresh && s.data !== null }));
     load().then(
-      (data) => mine === generation.current && setState({ data, error: null, loading: false }),
-      (error) => mine === generation.current && setState({ data: null, error, loading: false }),
+      (data) => mine === generation.current && setState({ data, error: null, loading: false, fresh: true }),
+      (error) => mine === generation.current && setState({ data: null, error, loading: false, fresh: true }),
     );
   }, deps);
-  useEffect(reload, [reload]);
+  useEffect(() => run(false), [run]);
+  const reload = useCallback(() => run(true), [run]);
   return { ...state, reload };
+}
+
+/** "Loading keys…" while a list loads for the first time or for new criteria; announced to screen readers. */
+export function Loading({ load, what }) {
+  return load.loading && !load.fresh ? html`<p class="loading-note" role="status" aria-live="polite" data-testid="loading">Loading ${what}…</p>` : null;
 }
 
 /**
@@ -91,13 +101,47 @@ export function formValues(form, { numbers = [], lists = [] } = {}) {
   return out;
 }
 
-export function Table({ caption, columns, rows, rowKey, empty = "Nothing here yet." }) {
-  return html`<div class="table-wrap" tabindex="0" role="region" aria-label=${caption}>
-    <table>
+/**
+ * The fields of an edit form that differ from the values it was filled with (`current`): an emptied field is null
+ * (an empty list for a list): that limit removed. Untouched fields are left out, so saving one limit never sends
+ * (and applies again) the others.
+ */
+export function changedValues(form, current, { numbers = [], lists = [] } = {}) {
+  const out = {};
+  for (const [name, raw] of new FormData(form)) {
+    const text = String(raw).trim();
+    const before = current[name] ?? null;
+    if (lists.includes(name)) {
+      const value = text
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean);
+      if (value.join("\0") !== (before ?? []).join("\0")) out[name] = value;
+      continue;
+    }
+    const value = text === "" ? null : numbers.includes(name) ? Number(text) : text;
+    if (value !== before) out[name] = value;
+  }
+  return out;
+}
+
+/** A value for a form field to start from: "" for none, a list joined with commas. */
+export const fieldValue = (v) => (v === null || v === undefined ? "" : Array.isArray(v) ? v.join(", ") : String(v));
+
+/** A level's spend has reached its budget: the gateway refuses its requests (the limiter's rule, spend ≥ budget). */
+export const overBudget = (spend, maxBudget) => maxBudget !== null && maxBudget !== undefined && spend >= maxBudget;
+
+/**
+ * A table; `busy`: what it shows is being replaced (dimmed, and aria-busy for screen readers); `rowClass`: a class
+ * for a row that reads differently (a gone replica's, greyed).
+ */
+export function Table({ caption, columns, rows, rowKey, rowClass = () => undefined, empty = "Nothing here yet.", busy = false }) {
+  return html`<div class=${`table-wrap${busy ? " busy" : ""}`} tabindex="0" role="region" aria-label=${caption}>
+    <table aria-busy=${busy ? "true" : undefined}>
       <caption>${caption}</caption>
       <thead><tr>${columns.map((c) => html`<th scope="col">${c.title}</th>`)}</tr></thead>
       <tbody>
-        ${rows.length === 0 ? html`<tr><td colspan=${columns.length}>${empty}</td></tr>` : rows.map((r) => html`<tr key=${rowKey(r)}>${columns.map((c) => html`<td data-label=${c.title}>${c.cell(r)}</td>`)}</tr>`)}
+        ${rows.length === 0 ? html`<tr><td colspan=${columns.length}>${empty}</td></tr>` : rows.map((r) => html`<tr key=${rowKey(r)} class=${rowClass(r)}>${columns.map((c) => html`<td data-label=${c.title}>${c.cell(r)}</td>`)}</tr>`)}
       </tbody>
     </table>
   </div>`;
@@ -154,10 +198,33 @@ export function relative(t, now = Date.now()) {
   return ms >= 0 ? `in ${text}` : `${text} ago`;
 }
 
+/** A refusal's code in a few words: the key's status badge and the timeline say why a token does not work. */
+const REFUSED = {
+  key_blocked: "blocked",
+  key_expired: "expired",
+  key_revoked: "grace ended",
+  budget_exceeded: "over budget",
+  team_blocked: "team blocked",
+  team_deleted: "team deleted",
+  user_deleted: "user deleted",
+};
+export const refusedAs = (refusal) => REFUSED[refusal.code] ?? refusal.code;
+
+/**
+ * A key's standing as the gateway decides it (the API's `usable` and `refusal`, by the request path's own rules:
+ * blocked, expired, team blocked or deleted, user deleted, a budget spent): "active", or why it is refused.
+ */
+export function KeyStatus({ k }) {
+  if (k.usable) return html`<span class="badge good">active</span>`;
+  return html`<span class="badge bad" title=${k.refusal.message}>${refusedAs(k.refusal)}</span>`;
+}
+
 /**
  * The validity windows of a key's tokens on one time axis: each old token from its rotation until its revoke_at,
- * the current token from its last rotation on (open-ended unless the key expires). Text beside each bar says the
- * same, for screen readers and for anyone who does not read charts.
+ * the current token from its last rotation on (open-ended unless the key expires). Whether a token is valid now
+ * is the gateway's word for it (`usable`), never worked out here from the window alone: a blocked key, a spent
+ * budget or a blocked team refuses a token inside its window. Text beside each bar says the same, for screen
+ * readers and for anyone who does not read charts.
  */
 export function Timeline({ windows, now = Date.now() }) {
   if (windows.length === 0) return null;
@@ -171,14 +238,14 @@ export function Timeline({ windows, now = Date.now() }) {
       ${windows.map((w) => {
         const from = new Date(w.from).getTime();
         const to = w.to ? new Date(w.to).getTime() : end;
-        const valid = from <= now && (w.to === null || to > now);
-        return html`<li class=${`lane ${w.kind}`} data-token=${w.label}>
+        const window = w.to ? `until ${when(w.to)} (${relative(w.to, now)})` : "with no end set";
+        return html`<li class=${`lane ${w.kind}${w.usable ? "" : " refused"}`} data-token=${w.label}>
           <span class="lane-label">${w.label} <em>${w.kind === "current" ? "current token" : "old token, in grace"}</em></span>
           <span class="lane-track" aria-hidden="true">
             <span class="bar" style=${`left:${pct(from)};width:calc(${pct(to)} - ${pct(from)})`}></span>
             <span class="now" style=${`left:${pct(now)}`}></span>
           </span>
-          <span class="lane-text">${valid ? "valid now" : "not valid"}, ${w.to ? `until ${when(w.to)} (${relative(w.to, now)})` : "with no end set"}</span>
+          <span class="lane-text" title=${w.refusal?.message}>${w.usable ? `valid now, ${window}` : `not valid now (${refusedAs(w.refusal)}); its window runs ${window}`}</span>
         </li>`;
       })}
     </ol>
