@@ -47,6 +47,8 @@ function Login({ reason, onLoggedIn }) {
       setBusy(false);
     }
   };
+  // The "where is the master key" paragraphs are one line each: htm drops the white space of a line break next to
+  // an element, which would run words into the names beside them.
   return html`<main class="login" id="main">
     <h1>Gatehouse admin</h1>
     ${reason ? html`<p class="notice" role="status">${reason}</p>` : null}
@@ -58,16 +60,8 @@ function Login({ reason, onLoggedIn }) {
       </div>
       <details class="where-key">
         <summary>Where is the master key?</summary>
-        <p>
-          It is the key the gateway was started with: <code>GATEHOUSE_MASTER_KEY</code> in its environment, or
-          <code>general_settings.master_key</code> in its config file.
-        </p>
-        <p>
-          With neither set, the gateway generated one at its first start and keeps it in the file
-          <code>master_key</code> in its data directory (<code>GATEHOUSE_DATA_DIR</code>, or
-          <code>gatehouse_settings.data_dir</code>; by default <code>.gatehouse</code> in the directory it was started
-          from, so <code>.gatehouse/master_key</code>). Its start-up log names the file, never the key.
-        </p>
+        <p>It is the key the gateway was started with: <code>GATEHOUSE_MASTER_KEY</code> in its environment, or <code>general_settings.master_key</code> in its config file.</p>
+        <p>With neither set, the gateway generated one at its first start and keeps it in the file <code>master_key</code> in its data directory (<code>GATEHOUSE_DATA_DIR</code>, or <code>gatehouse_settings.data_dir</code>; by default <code>.gatehouse</code> in the directory it was started from, so <code>.gatehouse/master_key</code>). Its start-up log names the file, never the key.</p>
       </details>
       ${error ? html`<p class="notice error" role="alert">${error}</p>` : null}
       <button type="submit" disabled=${busy}>${busy ? "Logging in…" : "Log in"}</button>
