@@ -18,6 +18,7 @@ import { DependencyBreaker, POSTGRES_BREAKER_OPTIONS, REDIS_BREAKER_OPTIONS } fr
 import { buildHttp } from "./http/app.js";
 import { IdempotencyVault } from "./keys/idempotency-vault.js";
 import { KeyService } from "./keys/key-service.js";
+import { KeyStandings } from "./keys/key-standing.js";
 import { RotationService } from "./keys/rotation-service.js";
 import { TeamService } from "./teams/team-service.js";
 import { UserService } from "./users/user-service.js";
@@ -35,6 +36,8 @@ import { SpendLogWriter } from "./spendlogs/spend-log-writer.js";
 import { SpendLogUpkeep } from "./upkeep/spend-log-upkeep.js";
 import { ReplicaHeartbeat, readCluster } from "./upkeep/replica-heartbeat.js";
 import { UiSessions } from "./auth/ui-sessions.js";
+import { LoginThrottle } from "./auth/login-throttle.js";
+import { ClientAddress } from "./http/client-address.js";
 import { Metrics, type MetricSources } from "./metrics/metrics.js";
 import { CredentialSeal } from "./models/credential-seal.js";
 import { MODELS_CACHE_KEY, ModelRegistry } from "./models/model-registry.js";
@@ -351,7 +354,7 @@ interface Services {
 async function buildServices(
   { masterKey, logger }: StartOptions,
   { settings, embedded, db, redis, redisKeys, breakers }: Stores,
-  { coherence, invalidator, heartbeat, lineageChanged }: Caches,
+  { coherence, invalidator, heartbeat, lineageChanged, authenticator }: Caches,
   started: StartedStack,
 ): Promise<Services> {
   // Database models: read before the replica serves, dropped and read again on each model event.
@@ -409,7 +412,7 @@ async function buildServices(
   });
   resets.seen = (ledger, generation) => limits.afterReset(ledger, generation);
   lineageChanged.after = () => limits.afterLineageChange();
-  const keys = new KeyService(db, coherence, servedModels, vault, limits);
+  const keys = new KeyService(db, coherence, servedModels, vault, limits, new KeyStandings(authenticator, db, limits));
   const teams = new TeamService(db, coherence, servedModels, limits);
   const users = new UserService(db, coherence, servedModels, limits);
   const rotation = new RotationService(db, coherence, new RotationLock(redis, redisKeys, logger, breakers.redis), vault, servedModels, settings.rotation);
@@ -583,7 +586,8 @@ async function listen(
   worker?.shareMetrics(metrics.registry);
   let shuttingDown = false;
   const healthDetail = () => ({
-    breakers: { postgres: breakers.postgres.state, redis: breakers.redis.state },
+    // No Redis (the embedded single replica): no Redis breaker to report, rather than one forever "closed".
+    breakers: redis ? { postgres: breakers.postgres.state, redis: breakers.redis.state } : { postgres: breakers.postgres.state },
     listener: caches.coherence.listenerState,
     caches_fresh: caches.coherence.isFresh(),
     l2_trusted: redis ? caches.l2Guard.trusted : null,
@@ -626,7 +630,13 @@ async function listen(
     spendReader: services.spendReader,
     spendTotals: services.spendTotals,
     replicaId: settings.replicaId,
-    adminUi: adminUi && { sessions: adminUi.sessions, sessionTtlMs: settings.adminUi.sessionTtlMs, cluster: adminUi.cluster },
+    adminUi: adminUi && {
+      sessions: adminUi.sessions,
+      sessionTtlMs: settings.adminUi.sessionTtlMs,
+      cluster: adminUi.cluster,
+      loginThrottle: adminUi.loginThrottle,
+      clientAddress: adminUi.clientAddress,
+    },
   });
 
   // Slow-loris defences (docs/security.md): headers and the whole request must arrive in time; a response,
@@ -686,7 +696,12 @@ async function listen(
 }
 
 /** The admin UI's sessions and this replica's heartbeat in the replica registry (docs/admin-ui.md). */
-async function startAdminUi({ masterKey, logger }: StartOptions, { settings, db }: Stores, { coherence }: Caches, healthDetail: () => Record<string, unknown>) {
+async function startAdminUi(
+  { masterKey, logger }: StartOptions,
+  { settings, db, redis, redisKeys, breakers }: Stores,
+  { coherence }: Caches,
+  healthDetail: () => Record<string, unknown>,
+) {
   const sessions = new UiSessions(db, new MasterKey(masterKey), masterKey, settings.adminUi.sessionTtlMs);
   // A rotated master key ends the old sessions before this replica serves: on the replicas still on the old key
   // too (they read the same table). If Postgres cannot be asked now, this replica refuses them anyway.
@@ -703,7 +718,16 @@ async function startAdminUi({ masterKey, logger }: StartOptions, { settings, db 
       return { ...status, ...healthDetail(), last_event_lag_ms: last && last.id === status.last_applied_event_id ? Math.round(last.lagMs * 10) / 10 : null };
     },
   });
-  return { sessions, heartbeat, cluster: () => readCluster(db, settings.adminUi.heartbeatIntervalMs) };
+  const loginThrottle = new LoginThrottle({
+    redis,
+    keys: redisKeys,
+    breaker: breakers.redis,
+    logger,
+    maxFailures: settings.adminUi.loginMaxFailures,
+    windowMs: settings.adminUi.loginFailureWindowMs,
+  });
+  const clientAddress = new ClientAddress(settings.adminUi.trustedProxies ?? []);
+  return { sessions, heartbeat, loginThrottle, clientAddress, cluster: () => readCluster(db, settings.adminUi.heartbeatIntervalMs) };
 }
 
 /** Stops accepting, lets in-flight requests finish (idle keep-alive connections are closed as they go idle). */

@@ -95,6 +95,7 @@ litellm_settings:
     "credentials.previous_salt_key",
     "alerting.webhook_url",
     "alerting.webhook_secret",
+    "admin_ui.trusted_proxies",
   ];
 
   it("every setting in the schema has a default (the one documented) and a variable named by the rule", () => {
@@ -115,7 +116,7 @@ litellm_settings:
 
   it("every variable, older names included, is read into its setting and checked by the same schema", () => {
     const INVALID: Record<string, string> = { number: "not-a-number", enum: "not-an-option", duration: "soon" };
-    const INVALID_TEXT: Record<string, string> = { redis_prefix: "no spaces", "metrics.token": "too-short" };
+    const INVALID_TEXT: Record<string, string> = { redis_prefix: "no spaces", "metrics.token": "too-short", "admin_ui.trusted_proxies": "10.0.0.0/33" };
     for (const leaf of settingLeaves()) {
       const name = leaf.path.join(".");
       for (const variable of [...leaf.aliases, leaf.env]) {

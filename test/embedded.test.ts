@@ -31,6 +31,16 @@ describe("no DATABASE_URL: the embedded default", () => {
     masterKey = readFileSync(path.join(dataDir, "master_key"), "utf8").trim();
     const admin = (p: string, body?: unknown) => api(r.url, p, { key: masterKey, body });
     expect((await api(r.url, "/health/readiness")).body).toMatchObject({ status: "healthy", listener: "not used" });
+    // The cluster page's replica: its Postgres breaker, and no Redis breaker, there being no Redis to break.
+    const replicas = await waitFor(
+      async () => {
+        const listed = (await admin("/ui/api/cluster")).body.replicas;
+        return listed.length === 1 && listed;
+      },
+      { what: "the replica's first heartbeat" },
+    );
+    expect(replicas[0].breakers).toEqual({ postgres: "closed" });
+    expect((await api(r.url, "/health/readiness")).body.breakers).toEqual({ postgres: "closed" });
 
     const k = (await admin("/key/generate", { rpm_limit: 2 })).body.key as string;
     expect((await api(r.url, "/v1/chat/completions", { key: k, body: chatBody("mock-gpt") })).status).toBe(200);

@@ -63,24 +63,25 @@ describe("spend log batch", () => {
     expect([back!.start_time, back!.end_time]).toEqual([at, at + 9]);
   });
 
-  it("sums its rows per day, key, team, user and model, in byte order of the texts", () => {
+  it("sums its rows per day, key, team, user and model, in byte order of the texts, each with its token's key", () => {
     const day = Date.UTC(2031, 4, 6);
+    const [smiley, last] = [randomUUID(), randomUUID()];
     const rows = [
-      row({ start_time: day + 1, key_hash: "\u{1F600}", status: 500, spend: 1 }),
+      row({ start_time: day + 1, key_hash: "\u{1F600}", key_id: smiley, status: 500, spend: 1 }),
       // Another deployment of the same model, by the same key: another shared prefix, the same daily row.
-      row({ start_time: day + 2, key_hash: "\u{1F600}", upstream_model: "other", spend: 2 }),
-      row({ start_time: day + 3, key_hash: "\uFFFF", team_id: "t", user_id: "u", spend: 4 }),
-      row({ start_time: day + DAY_MS, key_hash: "\uFFFF", team_id: "t", user_id: "u", spend: 8, prompt_tokens: 10 }),
-      row({ start_time: day - 1, key_hash: null, model: "z", spend: 16 }),
+      row({ start_time: day + 2, key_hash: "\u{1F600}", key_id: smiley, upstream_model: "other", spend: 2 }),
+      row({ start_time: day + 3, key_hash: "\uFFFF", key_id: last, team_id: "t", user_id: "u", spend: 4 }),
+      row({ start_time: day + DAY_MS, key_hash: "\uFFFF", key_id: last, team_id: "t", user_id: "u", spend: 8, prompt_tokens: 10 }),
+      row({ start_time: day - 1, key_hash: null, key_id: null, model: "z", spend: 16 }),
     ];
     const totals = SpendLogBatch.of(rows).dailyTotals();
     const d = day / DAY_MS;
     // "\uFFFF" is EF BF BF in UTF-8, before the emoji's F0 9F 98 80 (though after it in UTF-16: JavaScript's order).
     expect(totals).toEqual([
-      { day: d - 1, key_hash: "", team_id: "", user_id: "", model: "z", requests: 1, failed_requests: 0, prompt_tokens: 3, completion_tokens: 4, spend: 16 },
-      { day: d, key_hash: "\uFFFF", team_id: "t", user_id: "u", model: "m", requests: 1, failed_requests: 0, prompt_tokens: 3, completion_tokens: 4, spend: 4 },
-      { day: d, key_hash: "\u{1F600}", team_id: "", user_id: "", model: "m", requests: 2, failed_requests: 1, prompt_tokens: 6, completion_tokens: 8, spend: 3 },
-      { day: d + 1, key_hash: "\uFFFF", team_id: "t", user_id: "u", model: "m", requests: 1, failed_requests: 0, prompt_tokens: 10, completion_tokens: 4, spend: 8 },
+      { day: d - 1, key_hash: "", key_id: null, team_id: "", user_id: "", model: "z", requests: 1, failed_requests: 0, prompt_tokens: 3, completion_tokens: 4, spend: 16 },
+      { day: d, key_hash: "\uFFFF", key_id: last, team_id: "t", user_id: "u", model: "m", requests: 1, failed_requests: 0, prompt_tokens: 3, completion_tokens: 4, spend: 4 },
+      { day: d, key_hash: "\u{1F600}", key_id: smiley, team_id: "", user_id: "", model: "m", requests: 2, failed_requests: 1, prompt_tokens: 6, completion_tokens: 8, spend: 3 },
+      { day: d + 1, key_hash: "\uFFFF", key_id: last, team_id: "t", user_id: "u", model: "m", requests: 1, failed_requests: 0, prompt_tokens: 10, completion_tokens: 4, spend: 8 },
     ]);
   });
 

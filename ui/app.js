@@ -20,9 +20,14 @@ const PAGES = [
   { path: "cluster", title: "Cluster", page: ClusterPage },
 ];
 
-function currentPath() {
-  const path = location.hash.replace(/^#\/?/, "");
-  return PAGES.some((p) => p.path === path) ? path : "keys";
+/**
+ * The page and what it shows, from the address: `#/keys`, or `#/keys/<key_id>` for one key (so a reload, a
+ * bookmark or a link opens that key). An unknown page is the keys page.
+ */
+function currentRoute() {
+  const [path = "", ...rest] = location.hash.replace(/^#\/?/, "").split("/");
+  if (!PAGES.some((p) => p.path === path)) return { path: "keys", param: null };
+  return { path, param: rest.length > 0 && rest[0] !== "" ? decodeURIComponent(rest.join("/")) : null };
 }
 
 function Login({ reason, onLoggedIn }) {
@@ -42,15 +47,22 @@ function Login({ reason, onLoggedIn }) {
       setBusy(false);
     }
   };
+  // The "where is the master key" paragraphs are one line each: htm drops the white space of a line break next to
+  // an element, which would run words into the names beside them.
   return html`<main class="login" id="main">
     <h1>Gatehouse admin</h1>
     ${reason ? html`<p class="notice" role="status">${reason}</p>` : null}
     <form onSubmit=${submit}>
       <div class="field">
         <label for="master-key">Master key</label>
-        <input id="master-key" name="master_key" type="password" autocomplete="current-password" required autofocus />
-        <small>Only the master key logs in; a virtual key cannot.</small>
+        <input id="master-key" name="master_key" type="password" autocomplete="current-password" aria-describedby="master-key-hint" required autofocus />
+        <small id="master-key-hint">Only the master key logs in; a virtual key cannot.</small>
       </div>
+      <details class="where-key">
+        <summary>Where is the master key?</summary>
+        <p>It is the key the gateway was started with: <code>GATEHOUSE_MASTER_KEY</code> in its environment, or <code>general_settings.master_key</code> in its config file.</p>
+        <p>With neither set, the gateway generated one at its first start and keeps it in the file <code>master_key</code> in its data directory (<code>GATEHOUSE_DATA_DIR</code>, or <code>gatehouse_settings.data_dir</code>; by default <code>.gatehouse</code> in the directory it was started from, so <code>.gatehouse/master_key</code>). Its start-up log names the file, never the key.</p>
+      </details>
       ${error ? html`<p class="notice error" role="alert">${error}</p>` : null}
       <button type="submit" disabled=${busy}>${busy ? "Logging in…" : "Log in"}</button>
     </form>
@@ -60,7 +72,7 @@ function Login({ reason, onLoggedIn }) {
 function App() {
   const [session, setSessionState] = useState(undefined); // undefined: not known yet
   const [reason, setReason] = useState(null);
-  const [path, setPath] = useState(currentPath());
+  const [route, setRoute] = useState(currentRoute());
 
   const ended = (error) => {
     setSession(null);
@@ -77,7 +89,7 @@ function App() {
 
   useEffect(() => {
     get("/ui/api/session").then(loggedIn, () => setSessionState(null));
-    const onHash = () => setPath(currentPath());
+    const onHash = () => setRoute(currentRoute());
     window.addEventListener("hashchange", onHash);
     return () => window.removeEventListener("hashchange", onHash);
   }, []);
@@ -93,6 +105,7 @@ function App() {
       setReason("You have logged out, on every replica.");
     }
   };
+  const { path, param } = route;
   const Page = PAGES.find((p) => p.path === path).page;
   return html`<div class="shell">
     <a
@@ -115,7 +128,7 @@ function App() {
       <span class="replica" title="The replica that served this page">replica ${session.replica_id}</span>
       <button type="button" class="secondary" onClick=${logout}>Log out</button>
     </header>
-    <main id="main" tabindex="-1"><${Page} key=${path} /></main>
+    <main id="main" tabindex="-1"><${Page} key=${path} param=${param} /></main>
   </div>`;
 }
 

@@ -125,6 +125,22 @@ export class Authenticator {
   }
 
   /**
+   * What authenticate() would decide for a token of this record now, without a bearer: the refusal it would throw
+   * (null: it would pass), and the team and user records it would check, read the same way (caches, then Postgres).
+   * For the admin API's view of a key (keys/key-standing.ts): the UI says "valid" only where a request would be.
+   */
+  async standing(record: AuthRecord): Promise<{ refusal: AuthenticationError | null; team: TeamRecord | null; user: UserRecord | null }> {
+    const refusal = keyRefusal(record, this.now());
+    if (refusal) return { refusal, team: null, user: null };
+    const { teamId, userId } = record;
+    const team = teamId === null ? null : await this.owner(teamCacheKey(teamId), readTeam);
+    const teamRefused = teamId === null ? null : teamRefusal(team, teamId);
+    if (teamRefused) return { refusal: teamRefused, team, user: null };
+    const user = userId === null ? null : await this.owner(userCacheKey(userId), readUser);
+    return { refusal: userId === null ? null : userRefusal(user, userId), team, user };
+  }
+
+  /**
    * A team's or a user's record, through the same caches and with the same rules as a key's (an invalidation
    * overtaking a read, fail static); null when there is none.
    */
@@ -233,24 +249,45 @@ const readUser: RecordReader<UserRecord> = async (q, cacheKey) => {
   return row ? userRecordFromRow(row) : null;
 };
 
-/** A key of a deleted user is refused, naming the user; a user_id with no row is an implicit user (no rules). */
-export function assertUserUsable(user: UserRecord | null, userId: string): void {
-  if (user?.deleted) throw new AuthenticationError(`This key's user '${userId}' was deleted.`, "user_deleted");
+/**
+ * Why a key of a deleted user is refused, naming the user, or null; a user_id with no row is an implicit user (no
+ * rules). The refusal functions below are the rules themselves: authenticate() throws what they return, and the
+ * admin API's view of a key (keys/key-standing.ts) reports it, so the two cannot disagree.
+ */
+export function userRefusal(user: UserRecord | null, userId: string): AuthenticationError | null {
+  return user?.deleted ? new AuthenticationError(`This key's user '${userId}' was deleted.`, "user_deleted") : null;
 }
 
 /**
  * A key in a team is refused when its team is blocked or deleted (or missing), naming the team: one event on the
  * team refuses every key in it, on every replica, with no per-key work.
  */
-export function assertTeamUsable(team: TeamRecord | null, teamId: string): asserts team is TeamRecord {
+export function teamRefusal(team: TeamRecord | null, teamId: string): AuthenticationError | null {
   const name = team?.teamAlias ? `'${team.teamAlias}' (${teamId})` : `'${teamId}'`;
-  if (team === null || team.deleted) throw new AuthenticationError(`This key's team ${name} was deleted.`, "team_deleted");
-  if (team.blocked) throw new AuthenticationError(`This key's team ${name} is blocked.`, "team_blocked");
+  if (team === null || team.deleted) return new AuthenticationError(`This key's team ${name} was deleted.`, "team_deleted");
+  if (team.blocked) return new AuthenticationError(`This key's team ${name} is blocked.`, "team_blocked");
+  return null;
 }
 
 /** Blocked and expired keys are refused here, at request time, never by letting a cache entry lapse. */
+export function keyRefusal(record: Pick<AuthRecord, "blocked" | "expiresAt" | "revokeAt">, now: number): AuthenticationError | null {
+  if (record.blocked) return new AuthenticationError("This key is blocked.", "key_blocked");
+  if (record.expiresAt !== null && record.expiresAt <= now) return new AuthenticationError("This key has expired.", "key_expired");
+  if (record.revokeAt !== null && record.revokeAt <= now) return new AuthenticationError("This key was rotated and its grace period has ended.", "key_revoked");
+  return null;
+}
+
+export function assertUserUsable(user: UserRecord | null, userId: string): void {
+  const refused = userRefusal(user, userId);
+  if (refused) throw refused;
+}
+
+export function assertTeamUsable(team: TeamRecord | null, teamId: string): asserts team is TeamRecord {
+  const refused = teamRefusal(team, teamId);
+  if (refused) throw refused;
+}
+
 export function assertUsable(record: AuthRecord, now: number): void {
-  if (record.blocked) throw new AuthenticationError("This key is blocked.", "key_blocked");
-  if (record.expiresAt !== null && record.expiresAt <= now) throw new AuthenticationError("This key has expired.", "key_expired");
-  if (record.revokeAt !== null && record.revokeAt <= now) throw new AuthenticationError("This key was rotated and its grace period has ended.", "key_revoked");
+  const refused = keyRefusal(record, now);
+  if (refused) throw refused;
 }

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 import { camelKeys } from "./camel-case.js";
 import { parseDuration } from "./duration.js";
@@ -151,6 +152,24 @@ function sentinelList() {
   });
 }
 
+/** Addresses and CIDR ranges ("10.0.0.5", "10.0.0.0/8", "fd00::/8"), as a list or one comma-separated string. */
+function addressList() {
+  return z.union([z.string(), z.array(z.string())]).transform((value, ctx) => {
+    const entries = (typeof value === "string" ? value.split(",") : value).map((e) => e.trim()).filter((e) => e !== "");
+    for (const entry of entries) {
+      const [address, bits, extra] = entry.split("/");
+      const family = isIP(address ?? "");
+      const prefix = Number(bits);
+      const ok = family !== 0 && extra === undefined && (bits === undefined || (/^\d+$/.test(bits) && prefix <= (family === 4 ? 32 : 128)));
+      if (!ok) {
+        ctx.addIssue({ code: "custom", message: `${JSON.stringify(entry)} is not an IP address or CIDR range, e.g. "10.0.0.5" or "10.0.0.0/8"` });
+        return z.NEVER;
+      }
+    }
+    return entries;
+  });
+}
+
 const auth = section({
   // 100k records of well under 1 KiB each: a bounded, small share of memory.
   l1_max_entries: int().positive().default(100_000),
@@ -282,6 +301,14 @@ const admin_ui = section({
     .default(12 * 3_600_000),
   // How often each replica writes its row in the registry; the cluster page is this fresh.
   heartbeat_interval_ms: int().min(200).max(60_000).default(2_000),
+  // Wrong master keys allowed per client address and window on the UI's login, for the whole cluster; past them the
+  // address gets 429 until its window ends (docs/admin-ui.md, "Login attempts"). Ten a minute stops guessing and
+  // leaves room for typos.
+  login_max_failures: int().min(1).max(100_000).default(10),
+  login_failure_window_ms: int().min(1_000).max(86_400_000).default(60_000),
+  // The reverse proxies in front of the gateway (addresses or CIDR ranges, a list or comma-separated): a login that
+  // arrives through one counts against the client X-Forwarded-For names. Unset: the connection's own address.
+  trusted_proxies: addressList().optional(),
 });
 
 /** A response (a stream included) is never cut by these; they bound what a client may hold open. */

@@ -37,6 +37,8 @@ import type { HealthProber } from "../proxy/health-prober.js";
 import type { DeploymentLoad } from "../proxy/deployment-load.js";
 import type { RoutingStrategy } from "../proxy/routing-strategy.js";
 import type { UiSessions } from "../auth/ui-sessions.js";
+import type { LoginThrottle } from "../auth/login-throttle.js";
+import type { ClientAddress } from "./client-address.js";
 import { uiRoutes } from "./ui-routes.js";
 import { refuseUnpairedSurrogates } from "./request-body.js";
 
@@ -72,8 +74,8 @@ export interface AppDeps {
   spendReader: SpendLogReader;
   spendTotals: SpendTotals;
   replicaId: string;
-  /** The admin UI (null when admin_ui.mode is off): its sessions, and the cluster page's data. */
-  adminUi: { sessions: UiSessions; sessionTtlMs: number; cluster: () => Promise<unknown> } | null;
+  /** The admin UI (null when admin_ui.mode is off): its sessions, its login's throttle, and the cluster page's data. */
+  adminUi: { sessions: UiSessions; sessionTtlMs: number; cluster: () => Promise<unknown>; loginThrottle: LoginThrottle; clientAddress: ClientAddress } | null;
 }
 
 /**

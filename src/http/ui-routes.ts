@@ -2,10 +2,12 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import express, { type Request, Router } from "express";
+import type { LoginAttempt, LoginThrottle } from "../auth/login-throttle.js";
 import type { UiSessions } from "../auth/ui-sessions.js";
 import { AuthenticationError } from "../errors/errors.js";
 import { uiDir } from "../paths.js";
 import { type CallerAuth, requireMasterKey } from "./auth-middleware.js";
+import type { ClientAddress } from "./client-address.js";
 import { sessionClearCookie, sessionSetCookie, sessionTokenOf } from "./session-cookie.js";
 
 export interface UiDeps {
@@ -15,6 +17,10 @@ export interface UiDeps {
   replicaId: string;
   /** The cluster page's data (upkeep/replica-heartbeat.ts). */
   cluster: () => Promise<unknown>;
+  /** Wrong master keys per client address, for the whole cluster. */
+  loginThrottle: LoginThrottle;
+  /** Which client a request comes from (the connection, or X-Forwarded-For from a trusted proxy). */
+  clientAddress: ClientAddress;
 }
 
 /** The browser modules the UI imports by bare name, served from this installation's own packages (no CDN). */
@@ -57,10 +63,24 @@ export function uiRoutes(deps: UiDeps): Router {
     res.setHeader("Cache-Control", "no-store");
     next();
   });
+  // Counted before the body is read: a client past its limit costs no parsing and gets its 429 whatever it sends.
+  router.post("/ui/api/login", async (req, res, next) => {
+    res.locals.loginAttempt = await deps.loginThrottle.attempt(deps.clientAddress.of(req));
+    next();
+  });
   router.post("/ui/api/login", express.json({ limit: 16_384 }), async (req, res) => {
-    const { token, session } = await deps.sessions.login((req.body as { master_key?: unknown } | undefined)?.master_key);
-    res.setHeader("Set-Cookie", sessionSetCookie(token, Math.floor(deps.sessionTtlMs / 1000), isTls(req)));
-    res.json({ csrf_token: session.csrfToken, expires_at: session.expiresAt, replica_id: deps.replicaId });
+    const attempt = res.locals.loginAttempt as LoginAttempt;
+    let login: Awaited<ReturnType<UiSessions["login"]>>;
+    try {
+      login = await deps.sessions.login((req.body as { master_key?: unknown } | undefined)?.master_key);
+    } catch (err) {
+      // Only a wrong (or missing) key stays counted: a failure of the gateway's own is no guess.
+      if (!(err instanceof AuthenticationError)) await attempt.forgive();
+      throw err;
+    }
+    await attempt.forgive();
+    res.setHeader("Set-Cookie", sessionSetCookie(login.token, Math.floor(deps.sessionTtlMs / 1000), isTls(req)));
+    res.json({ csrf_token: login.session.csrfToken, expires_at: login.session.expiresAt, replica_id: deps.replicaId });
   });
   router.get("/ui/api/session", async (req, res) => {
     const token = sessionTokenOf(req.headers);

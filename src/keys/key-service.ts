@@ -1,3 +1,4 @@
+import { authRecordFromRow } from "../auth/auth-record.js";
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
 import { ConflictError, NotFoundError } from "../errors/errors.js";
 import { endGraceOf, findDeprecatedKey, findGraceTokens } from "../store/deprecated-key-store.js";
@@ -26,6 +27,7 @@ import { IdempotencyFlow } from "./idempotency-flow.js";
 import type { IdempotencyVault } from "./idempotency-vault.js";
 import { toKeyPatch } from "./key-patch.js";
 import type { GenerateKeyRequest, UpdateKeyRequest } from "./key-schemas.js";
+import type { KeyStandings } from "./key-standing.js";
 import { keyView } from "./key-view.js";
 
 /**
@@ -42,6 +44,7 @@ export class KeyService {
     private readonly servedModels: () => ReadonlySet<string>,
     vault: IdempotencyVault,
     private readonly spend: LiveSpend,
+    private readonly standings: KeyStandings,
   ) {
     this.idempotency = new IdempotencyFlow(db, vault);
   }
@@ -132,9 +135,12 @@ export class KeyService {
     const [addressed] = await this.db.query((q) => resolveTokens(q, [token]));
     const row = addressed && (await this.db.query((q) => findKeyByKeyId(q, addressed.key_id)));
     if (!addressed || !row) throw new NotFoundError("key not found", "key", "key_not_found");
-    // The older tokens still in their grace: the UI's rotation timeline (their windows, never their hashes).
-    const graceTokens = await this.db.query((q) => findGraceTokens(q, row.key_id));
-    const info = { ...(await this.withLiveSpend(keyView(row))), grace_tokens: graceTokens };
+    // The older tokens still in their grace: the UI's rotation timeline (their windows, never their hashes), each
+    // with its standing: a grace token is refused whenever the key is, and once its grace ends.
+    const record = authRecordFromRow(row);
+    const [graceTokens, standing] = await Promise.all([this.db.query((q) => findGraceTokens(q, row.key_id)), this.standings.of(record)]);
+    const grace = await Promise.all(graceTokens.map(async (g) => ({ ...g, ...(await this.standings.of({ ...record, revokeAt: g.revoke_at.getTime() })) })));
+    const info = { ...(await this.withLiveSpend(keyView(row))), ...standing, grace_tokens: grace };
     if (addressed.addressed_as === "current") return { key: token, info };
     const deprecated = await this.db.query((q) => findDeprecatedKey(q, token));
     if (!deprecated) throw new NotFoundError("key not found", "key", "key_not_found");
@@ -160,7 +166,7 @@ export class KeyService {
     };
     const { rows, total } = await this.db.query((q) => listKeys(q, filter));
     return {
-      keys: query.return_full_object === "true" ? rows.map(keyView) : rows.map((r) => r.token),
+      keys: query.return_full_object === "true" ? await Promise.all(rows.map((r) => this.fullView(r))) : rows.map((r) => r.token),
       total_count: total,
       current_page: query.page,
       total_pages: Math.ceil(total / query.size),
@@ -213,6 +219,12 @@ export class KeyService {
       },
       log,
     );
+  }
+
+  /** A key as the list shows it in full: its live spend, and whether its current token is refused now. */
+  private async fullView(row: KeyRow) {
+    const [view, standing] = await Promise.all([this.withLiveSpend(keyView(row)), this.standings.of(authRecordFromRow(row))]);
+    return { ...view, ...standing };
   }
 
   /** `spend` as the live ledger has it (settled requests not yet flushed to Postgres included). */

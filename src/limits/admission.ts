@@ -116,6 +116,14 @@ export function ledgerOf(level: LimitLevel, id: string, teamId?: string, model?:
   }
 }
 
+/**
+ * A level whose spend has reached its budget refuses every request (400 budget_exceeded) until the budget is
+ * raised or its period resets. The Redis limiter applies the same rule in limits-reserve.lua.
+ */
+export function budgetSpent(spend: number, maxBudget: number | null): boolean {
+  return maxBudget !== null && spend >= maxBudget;
+}
+
 /** How errors and logs name a level: `Key=…`, `TeamMember=<user> (team <team>)`, `User=…`, `Team=…`. */
 export function describeOwner(owner: Pick<LimitSubject, "level" | "id" | "teamId" | "model">): string {
   switch (owner.level) {

@@ -1,5 +1,5 @@
 import { LRUCache } from "lru-cache";
-import type { Admission, LevelAdmission, RequestLimits, Reservation, Settlement } from "./admission.js";
+import { budgetSpent, type Admission, type LevelAdmission, type RequestLimits, type Reservation, type Settlement } from "./admission.js";
 
 const WINDOW_MS = 60_000;
 // As in limits-reserve.lua: an exact log of admission times up to this rpm, two smoothed minutes above.
@@ -63,7 +63,7 @@ export class LocalLimiter {
       }
       const spend = state.baseSpend + state.localSpend;
       if (subject.maxBudget !== null) {
-        if (spend >= subject.maxBudget) return { kind: "budget", spend, subject: i };
+        if (budgetSpent(spend, subject.maxBudget)) return { kind: "budget", spend, subject: i };
         const allowance = (subject.maxBudget - state.baseSpend) / replicas;
         if (state.localSpend + state.reserved >= allowance) return { kind: "budget_reserved", spend, subject: i };
       }

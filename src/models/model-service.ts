@@ -89,7 +89,15 @@ export class ModelService {
           : {
               model_name: d.deployment.modelName,
               litellm_params: maskedParams(
-                { model: `${d.deployment.provider}/${d.deployment.upstreamModel}`, ...(d.deployment.apiBase ? { api_base: d.deployment.apiBase } : {}) },
+                {
+                  model: `${d.deployment.provider}/${d.deployment.upstreamModel}`,
+                  ...(d.deployment.apiBase ? { api_base: d.deployment.apiBase } : {}),
+                  // What a request on it is charged (0 where the config sets no price), as a database model shows its own.
+                  input_cost_per_token: d.deployment.inputCostPerToken,
+                  output_cost_per_token: d.deployment.outputCostPerToken,
+                  cache_read_input_token_cost: d.deployment.cacheReadCostPerToken,
+                  cache_creation_input_token_cost: d.deployment.cacheCreationCostPerToken,
+                },
                 d.deployment.apiKey !== undefined,
               ),
               model_info: { id: null, db_model: false },

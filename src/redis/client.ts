@@ -28,6 +28,8 @@ export interface GatehouseRedis extends Redis {
   routerLoad(numberOfKeys: number, ...keys: string[]): Promise<Array<string | number>>;
   routerHealthClaim(roundPrefix: string, intervalMs: number, replicaId: string): Promise<number>;
   routerLatency(latencyKey: string, alpha: number, ttlMs: number, ...idThenMs: Array<string | number>): Promise<string[]>;
+  uiLoginAttempt(counterKey: string, limit: number, windowMs: number): Promise<[number, number, number]>;
+  uiLoginForgive(counterKey: string): Promise<number>;
 }
 
 const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
@@ -43,6 +45,8 @@ const SCRIPTS: Array<{ command: string; file: string; keys: number }> = [
   { command: "routerLoad", file: "router-load.lua", keys: -1 },
   { command: "routerLatency", file: "router-latency.lua", keys: 1 },
   { command: "routerHealthClaim", file: "router-health-claim.lua", keys: 1 },
+  { command: "uiLoginAttempt", file: "ui-login-attempt.lua", keys: 1 },
+  { command: "uiLoginForgive", file: "ui-login-forgive.lua", keys: 1 },
 ];
 
 /** Redis found through Sentinel: the master of `name` as the `sentinels` say, followed across failovers. */

@@ -84,4 +84,12 @@ export class RedisKeys {
   healthResults(): string {
     return `${this.prefix}router:health`;
   }
+
+  /**
+   * Admin UI login attempts from one client address (an IPv4 address, or an IPv6 /64) in the current window. Not
+   * bound to a database history: it is about who knocks. Owner: auth/login-throttle.
+   */
+  uiLoginAttempts(client: string): string {
+    return `${this.prefix}ui-login:${client}`;
+  }
 }

@@ -75,8 +75,11 @@ export class SpendLogReader {
             ? { column: "user" as const, value: q.user_id }
             : null;
     const rows = await this.db.query((db) => dailySpend(db, group, q.start_date, q.end_date, filter));
-    // LiteLLM's shape: one entry per day, each with its groups, each with its spend per model.
-    const byDay = new Map<string, Map<string, { name: string | null; total_spend: number; total_requests: number; total_tokens: number; metadata: unknown[] }>>();
+    // LiteLLM's shape: one entry per day, each with its groups, each with its spend per model. Per key, a group is
+    // a token (LiteLLM's api_key) and also names its key (`key_id`): a key rotated has one group per token, which a
+    // reader sums by key_id.
+    type Group = { name: string | null; key_id?: string | null; total_spend: number; total_requests: number; total_tokens: number; metadata: unknown[] };
+    const byDay = new Map<string, Map<string, Group>>();
     for (const r of rows) {
       let groups = byDay.get(r.day);
       if (!groups) {
@@ -85,7 +88,7 @@ export class SpendLogReader {
       }
       let g = groups.get(r.group);
       if (!g) {
-        g = { name: r.group === "" ? null : r.group, total_spend: 0, total_requests: 0, total_tokens: 0, metadata: [] };
+        g = { name: r.group === "" ? null : r.group, ...(group === "key" && { key_id: r.key_id }), total_spend: 0, total_requests: 0, total_tokens: 0, metadata: [] };
         groups.set(r.group, g);
       }
       const tokens = r.prompt_tokens + r.completion_tokens;

@@ -145,7 +145,9 @@ SELECT gone.*, nextval('gh_key_version_seq') AS tombstone_version FROM gone`;
 // index scan over any number of keys.
 const KEY_FILTER = `($1::text IS NULL OR key_alias = $1) AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR team_id = $3)
   AND ($4::text IS NULL OR key_alias LIKE $4 OR user_id = $5 OR team_id = $5 OR key_id = $6::uuid)`;
-const LIST_KEYS = `SELECT * FROM gh_keys WHERE ${KEY_FILTER} ORDER BY created_at, token LIMIT $7 OFFSET $8`;
+// Newest first (as LiteLLM lists them): a key just made is on the first page, not the last. gh_keys_created_at_idx
+// is read backwards.
+const LIST_KEYS = `SELECT * FROM gh_keys WHERE ${KEY_FILTER} ORDER BY created_at DESC, token DESC LIMIT $7 OFFSET $8`;
 const COUNT_KEYS = `SELECT count(*)::int8 AS total FROM gh_keys WHERE ${KEY_FILTER}`;
 
 export async function findKeyByToken(db: Queryable, token: string): Promise<KeyRow | null> {

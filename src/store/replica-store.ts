@@ -51,9 +51,16 @@ export async function writeReplicaHeartbeat(db: Queryable, h: ReplicaHeartbeat):
   );
 }
 
-/** Replicas silent for a day (killed, never stopped): the sweeper forgets them. */
+/**
+ * How long a replica that stopped beating (killed, never stopped; or cut off from Postgres) stays in the registry:
+ * long enough for an operator to see on the cluster page that it died, and which one; short enough that the pods
+ * of a few rolling restarts do not pile up there. One that comes back writes its row again.
+ */
+export const SILENT_REPLICA_FORGOTTEN_MS = 10 * 60_000;
+
+/** Replicas silent for SILENT_REPLICA_FORGOTTEN_MS: the sweeper forgets them. */
 export async function pruneSilentReplicas(db: Queryable): Promise<number> {
-  return (await db.query("DELETE FROM gh_replicas WHERE heartbeat_at < now() - interval '1 day'")).rowCount ?? 0;
+  return (await db.query("DELETE FROM gh_replicas WHERE heartbeat_at < now() - $1::bigint * interval '1 millisecond'", [SILENT_REPLICA_FORGOTTEN_MS])).rowCount ?? 0;
 }
 
 /** A replica that stops (SIGTERM) says so at once rather than by a missing heartbeat. */
@@ -61,12 +68,16 @@ export async function removeReplica(db: Queryable, replicaId: string): Promise<v
   await db.query("DELETE FROM gh_replicas WHERE replica_id = $1", [replicaId]);
 }
 
-/** Every registered replica, with the newest event id now. */
+/**
+ * Every registered replica, with the newest event id now. A row the sweeper has not pruned yet but would (it runs
+ * on its own interval) is left out: a replica is forgotten on time, whichever replica serves the page.
+ */
 export async function listReplicas(db: Queryable): Promise<{ replicas: ReplicaRow[]; latestEventId: number }> {
   const [replicas, latest] = await Promise.all([
     db.query<ReplicaRow>(
       `SELECT *, (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 AS heartbeat_age_ms
-       FROM gh_replicas ORDER BY started_at, replica_id`,
+       FROM gh_replicas WHERE heartbeat_at >= now() - $1::bigint * interval '1 millisecond' ORDER BY started_at, replica_id`,
+      [SILENT_REPLICA_FORGOTTEN_MS],
     ),
     latestEventId(db),
   ]);

@@ -265,14 +265,19 @@ export function perSharedFields<T>(make: (row: SpendLogRow) => T): (row: SpendLo
 
 const DAY_MS = 86_400_000;
 
-/** A batch's sums for one row of gh_spend_daily (its day as days since the epoch; '' for no key, team or user). */
-export type DailyTotal = Omit<DailySpend, "day" | "group"> & { day: number; key_hash: string; team_id: string; user_id: string };
+/**
+ * A batch's sums for one row of gh_spend_daily (its day as days since the epoch; '' for no key, team or user), and
+ * the key its token belongs to (null for none).
+ */
+export type DailyTotal = Omit<DailySpend, "day" | "group" | "key_id"> & { day: number; key_hash: string; key_id: string | null; team_id: string; user_id: string };
 
 /** What the rows of a batch sharing one set of shared fields have in common: their encoding, and their daily sums. */
 interface SharedFields {
   bytes: Buffer;
   /** What a daily total is kept by, besides its day ('' for none). */
   key_hash: string;
+  /** The key of that token (a token belongs to one key), kept beside the total. */
+  key_id: string | null;
   team_id: string;
   user_id: string;
   model: string;
@@ -312,6 +317,7 @@ export class SpendLogBatch {
     const shared: SharedFields = {
       bytes: Buffer.from(w.buf.subarray(0, w.at)),
       key_hash: row.key_hash ?? "",
+      key_id: row.key_id ?? null,
       team_id: row.team_id ?? "",
       user_id: row.user_id ?? "",
       model: row.model,
@@ -399,6 +405,7 @@ export class SpendLogBatch {
         const m = merged.get(id);
         if (m === undefined) merged.set(id, { ...t });
         else {
+          m.key_id ??= t.key_id;
           m.requests += t.requests;
           m.failed_requests += t.failed_requests;
           m.prompt_tokens += t.prompt_tokens;
@@ -451,6 +458,7 @@ function dailyTotalOf(shared: SharedFields, day: number): DailyTotal {
     t = {
       day,
       key_hash: shared.key_hash,
+      key_id: shared.key_id,
       team_id: shared.team_id,
       user_id: shared.user_id,
       model: shared.model,

@@ -42,12 +42,13 @@ export interface SpendLogRow {
 
 // The daily totals a batch adds to: per day, key, team, user and model (none is null: '' stands for none), in
 // one order (day, then the texts byte by byte), so that two replicas adding to the same totals lock them in the
-// same order rather than deadlock.
-const DAILY_INSERT = `INSERT INTO gh_spend_daily AS d (day, key_hash, team_id, user_id, model, requests, failed_requests, prompt_tokens, completion_tokens, spend)`;
+// same order rather than deadlock. Each also keeps the key its token belongs to (sql/0016), so a key's spend is
+// one group across its rotations.
+const DAILY_INSERT = `INSERT INTO gh_spend_daily AS d (day, key_hash, team_id, user_id, model, requests, failed_requests, prompt_tokens, completion_tokens, spend, key_id)`;
 const DAILY_ADD = `ON CONFLICT (day, key_hash, team_id, user_id, model) DO UPDATE SET
     requests = d.requests + EXCLUDED.requests, failed_requests = d.failed_requests + EXCLUDED.failed_requests,
     prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens, completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens,
-    spend = d.spend + EXCLUDED.spend`;
+    spend = d.spend + EXCLUDED.spend, key_id = COALESCE(d.key_id, EXCLUDED.key_id)`;
 
 // The JSON batch: one statement, and the daily totals get exactly those rows (RETURNING), so the two agree.
 // Committed entirely or not at all.
@@ -72,11 +73,11 @@ WITH dim AS (
     dim.replica_id, COALESCE(b.g, '{}'), COALESCE(b.m, '{}'::jsonb)
   FROM batch b JOIN dim USING (d)
   ${onConflict}
-  RETURNING start_time, key_hash, team_id, user_id, model, status, prompt_tokens, completion_tokens, spend
+  RETURNING start_time, key_hash, key_id, team_id, user_id, model, status, prompt_tokens, completion_tokens, spend
 ), daily AS (
   ${DAILY_INSERT}
   SELECT (start_time AT TIME ZONE 'UTC')::date, COALESCE(key_hash, ''), COALESCE(team_id, ''), COALESCE(user_id, ''), model,
-    count(*), count(*) FILTER (WHERE status >= 400), sum(prompt_tokens), sum(completion_tokens), sum(spend)
+    count(*), count(*) FILTER (WHERE status >= 400), sum(prompt_tokens), sum(completion_tokens), sum(spend), min(key_id::text)::uuid
   FROM inserted GROUP BY 1, 2, 3, 4, 5
   ORDER BY 1, COALESCE(key_hash, '') COLLATE "C", COALESCE(team_id, '') COLLATE "C", COALESCE(user_id, '') COLLATE "C", model COLLATE "C"
   ${DAILY_ADD}
@@ -165,7 +166,7 @@ async function addToDailyTotals(tx: pg.ClientBase, sorted: readonly DailyTotal[]
   const column = <K extends keyof DailyTotal>(k: K) => sorted.map((t) => t[k]);
   await tx.query(
     `${DAILY_INSERT}
-     SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::float8[])
+     SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::float8[], $11::uuid[])
      ${DAILY_ADD}`,
     [
       sorted.map((t) => new Date(t.day * DAY_MS).toISOString().slice(0, 10)),
@@ -178,6 +179,7 @@ async function addToDailyTotals(tx: pg.ClientBase, sorted: readonly DailyTotal[]
       column("prompt_tokens"),
       column("completion_tokens"),
       column("spend"),
+      column("key_id"),
     ],
   );
 }
@@ -299,6 +301,8 @@ const GROUP_COLUMN: Record<SpendGroup, string> = { team: "team_id", key: "key_ha
 export interface DailySpend {
   day: string;
   group: string;
+  /** By key: the key the group's token belongs to (null when not known: the master key, or a row from before sql/0016 of a token no key lists any more). */
+  key_id: string | null;
   model: string;
   requests: number;
   failed_requests: number;
@@ -312,7 +316,7 @@ export async function dailySpend(db: Queryable, group: SpendGroup, start: string
   const column = GROUP_COLUMN[group];
   const where = filter ? `AND ${GROUP_COLUMN[filter.column]} = $3` : "";
   const { rows } = await db.query<DailySpend>(
-    `SELECT to_char(day, 'YYYY-MM-DD') AS day, ${column} AS "group", model, sum(requests)::float8 AS requests,
+    `SELECT to_char(day, 'YYYY-MM-DD') AS day, ${column} AS "group", ${group === "key" ? "min(key_id::text)" : "NULL"} AS key_id, model, sum(requests)::float8 AS requests,
        sum(failed_requests)::float8 AS failed_requests, sum(prompt_tokens)::float8 AS prompt_tokens,
        sum(completion_tokens)::float8 AS completion_tokens, sum(spend) AS spend
      FROM gh_spend_daily WHERE day BETWEEN $1::date AND $2::date ${where}

@@ -172,7 +172,8 @@ export class TeamService {
 
   async list(page: { page: number; size: number }) {
     const { rows } = await this.db.query((q) => listTeams(q, { limit: page.size, offset: (page.page - 1) * page.size }));
-    return rows.map(teamView);
+    // Live spend, as /team/info shows it: a team over its budget is listed as such (the admin UI's status).
+    return Promise.all(rows.map((row) => withLiveSpend(teamView(row), ledgerOf("team", row.team_id), this.spend)));
   }
 
   private async change(teamId: string, patch: TeamPatch, kind: "team_update" | "team_block" | "team_unblock", log?: ChangeLog) {

@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { latestEventId } from "../store/event-store.js";
-import { listReplicas, removeReplica, writeReplicaHeartbeat } from "../store/replica-store.js";
+import { listReplicas, removeReplica, SILENT_REPLICA_FORGOTTEN_MS, writeReplicaHeartbeat } from "../store/replica-store.js";
 import { Periodic } from "./periodic.js";
 
 /**
@@ -60,6 +60,8 @@ export async function readCluster(db: Database, heartbeatIntervalMs: number) {
   return {
     latest_event_id: latestEventId,
     heartbeat_interval_ms: heartbeatIntervalMs,
+    // A replica silent this long is no longer listed (and the sweeper deletes its row).
+    forget_after_ms: SILENT_REPLICA_FORGOTTEN_MS,
     replicas: replicas.map((r) => {
       const applied = Number(r.status.last_applied_event_id ?? 0);
       return {
@@ -70,7 +72,8 @@ export async function readCluster(db: Database, heartbeatIntervalMs: number) {
         version: r.version,
         started_at: r.started_at,
         heartbeat_age_ms: Math.round(r.heartbeat_age_ms),
-        // Three missed heartbeats: the replica is gone or cut off from Postgres.
+        // Three missed heartbeats: the replica is gone or cut off from Postgres. What it reported before (listener,
+        // breakers) is its last word, not its state now.
         alive: r.heartbeat_age_ms < heartbeatIntervalMs * 3,
         // Behind what the database held when this heartbeat was written (not now: that would count events
         // committed since, which no replica could have applied yet).

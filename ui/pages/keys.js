@@ -1,25 +1,40 @@
-// Keys: search and page through every key, generate one (shown once), and for one key: rotate with a grace
-// (the timeline shows both tokens' windows), end a grace, block, unblock, delete, edit limits, and its spend logs.
-import { useState } from "preact/hooks";
+// Keys: search and page through every key (newest first), generate one (shown once), and for one key — at its own
+// address, #/keys/<key_id> — rotate with a grace (the timeline shows both tokens' windows and whether each works
+// now), end a grace, block, unblock, delete, edit limits, and its spend logs.
+import { useEffect, useRef, useState } from "preact/hooks";
 import { get, post } from "../api.js";
-import { Field, formValues, html, LoadError, money, num, OneTimeKey, Outcome, Pager, Table, Timeline, useAction, useLoad, when } from "../components.js";
+import {
+  changedValues,
+  Field,
+  fieldValue,
+  formValues,
+  html,
+  KeyStatus,
+  LoadError,
+  Loading,
+  money,
+  num,
+  OneTimeKey,
+  Outcome,
+  Pager,
+  Table,
+  Timeline,
+  useAction,
+  useLoad,
+  when,
+} from "../components.js";
 
 const PAGE_SIZE = 25;
 const LIMIT_NUMBERS = ["max_budget", "rpm_limit", "tpm_limit", "max_parallel_requests"];
+const keyHref = (keyId) => `#/keys/${encodeURIComponent(keyId)}`;
 
-function status(k) {
-  if (k.blocked) return html`<span class="badge bad">blocked</span>`;
-  if (k.expires && new Date(k.expires) <= new Date()) return html`<span class="badge bad">expired</span>`;
-  return html`<span class="badge good">active</span>`;
-}
-
-export function KeysPage() {
+export function KeysPage({ param }) {
   const [search, setSearch] = useState("");
   const [page, setPage] = useState(1);
-  const [selected, setSelected] = useState(null);
   const [created, setCreated] = useState(null);
   const list = useLoad(() => get("/key/list", { page, size: PAGE_SIZE, search, return_full_object: "true" }), [page, search]);
-  const generate = useAction(list.reload);
+  // A new key is listed first (newest first): back to the first page to show it.
+  const generate = useAction(() => (page === 1 ? list.reload() : setPage(1)));
 
   const onGenerate = async (e) => {
     e.preventDefault();
@@ -36,7 +51,9 @@ export function KeysPage() {
     <h1 id="keys-title">Keys</h1>
     ${
       created
-        ? html`<${OneTimeKey} title=${`New key ${created.key_alias ?? created.key_name}`} plaintext=${created.key} onClose=${() => setCreated(null)} />`
+        ? html`<${OneTimeKey} title=${`New key ${created.key_alias ?? created.key_name}`} plaintext=${created.key} onClose=${() => setCreated(null)}>
+            <p><a href=${keyHref(created.key_id)}>Open the new key's page</a></p>
+          </${OneTimeKey}>`
         : html`<details class="panel">
             <summary>Generate a key</summary>
             <form class="grid" onSubmit=${onGenerate} aria-label="Generate a key">
@@ -63,47 +80,63 @@ export function KeysPage() {
       <button type="submit">Search</button>
     </form>
     <${LoadError} error=${list.error} />
+    <${Loading} load=${list} what="keys" />
     ${
       list.data &&
       html`<p class="muted" role="status">${num(list.data.total_count)} ${list.data.total_count === 1 ? "key" : "keys"}${search ? ` matching “${search}”` : ""}.</p>
         <${Table}
-          caption="Keys"
+          caption="Keys, newest first"
+          busy=${list.loading && !list.fresh}
           rowKey=${(k) => k.key_id}
           rows=${list.data.keys}
           columns=${[
-            { title: "Alias", cell: (k) => html`<button type="button" class="link" onClick=${() => setSelected(k.token)}>${k.key_alias ?? "(no alias)"}</button>` },
+            { title: "Alias", cell: (k) => html`<a href=${keyHref(k.key_id)} aria-current=${k.key_id === param ? "page" : undefined}>${k.key_alias ?? "(no alias)"}</a>` },
             { title: "Key", cell: (k) => html`<code>${k.key_name}</code>` },
             { title: "Team", cell: (k) => k.team_id ?? "—" },
             { title: "User", cell: (k) => k.user_id ?? "—" },
             { title: "Spend / budget", cell: (k) => `${money(k.spend)} / ${money(k.max_budget)}` },
-            { title: "Status", cell: status },
+            { title: "Status", cell: (k) => html`<${KeyStatus} k=${k} />` },
             { title: "Created", cell: (k) => when(k.created_at) },
           ]}
         />
         <${Pager} page=${page} totalPages=${list.data.total_pages} onPage=${setPage} label="Pages of keys" />`
     }
-    ${selected && html`<${KeyDetail} token=${selected} onChanged=${list.reload} onRotated=${setSelected} onClose=${() => setSelected(null)} />`}
+    ${param && html`<${KeyDetail} key=${param} keyId=${param} onChanged=${list.reload} onClose=${() => (location.hash = "#/keys")} />`}
   </section>`;
 }
 
-function KeyDetail({ token, onChanged, onRotated, onClose }) {
-  const info = useLoad(() => get("/key/info", { key: token }), [token]);
+/** A key by its id: found by the list's search (a key id matches exactly), then read in full by its token. */
+async function loadKey(keyId) {
+  const { keys } = await get("/key/list", { search: keyId, size: 100, return_full_object: "true" });
+  const found = keys.find((k) => k.key_id === keyId);
+  if (!found) throw new Error(`There is no key with id ${keyId} (it may have been deleted).`);
+  return get("/key/info", { key: found.token });
+}
+
+function KeyDetail({ keyId, onChanged, onClose }) {
+  const info = useLoad(() => loadKey(keyId), [keyId]);
   const action = useAction(() => {
     info.reload();
     onChanged();
   });
   const change = action.run;
   const [rotated, setRotated] = useState(null);
+  const heading = useRef(null);
   const k = info.data?.info;
+  // The current token's hash: every change addresses the key by it (a rotation keeps the key id, and the page).
+  const token = k?.token;
+
+  // Opened from the list or by its address: the reader is taken to it.
+  useEffect(() => {
+    heading.current?.focus();
+    heading.current?.scrollIntoView({ block: "nearest" });
+  }, [keyId]);
 
   const regenerate = async (e) => {
     e.preventDefault();
     const grace = new FormData(e.target).get("grace_period").trim();
     const result = await change(() => post("/key/regenerate", { key: token, ...(grace ? { grace_period: grace } : {}) }), "Key regenerated.");
-    if (result) {
-      setRotated(result);
-      onRotated(result.token);
-    }
+    if (result) setRotated(result);
   };
   const remove = () => {
     if (!window.confirm(`Delete key ${k.key_alias ?? k.key_name}? Every token of it stops working on every replica.`)) return;
@@ -111,24 +144,27 @@ function KeyDetail({ token, onChanged, onRotated, onClose }) {
   };
   const editLimits = (e) => {
     e.preventDefault();
-    const values = formValues(e.target, { numbers: LIMIT_NUMBERS, lists: ["models"] });
-    change(() => post("/key/update", { key: token, ...values }), "Limits saved.");
+    const values = changedValues(e.target, k, { numbers: LIMIT_NUMBERS, lists: ["models"] });
+    // Nothing sent when nothing changed: an update is an event every replica applies.
+    if (Object.keys(values).length === 0) change(async () => null, "Nothing changed.");
+    else change(() => post("/key/update", { key: token, ...values }), "Limits saved.");
   };
 
   const windows = k
     ? [
-        ...(k.grace_tokens ?? []).map((g) => ({ label: g.key_name, kind: "old", from: g.created_at, to: g.revoke_at })),
+        ...(k.grace_tokens ?? []).map((g) => ({ label: g.key_name, kind: "old", from: g.created_at, to: g.revoke_at, usable: g.usable, refusal: g.refusal })),
         // The current token took over at the latest rotation still in grace (or exists since the key was made).
-        { label: k.key_name, kind: "current", from: (k.grace_tokens ?? []).at(-1)?.created_at ?? k.created_at, to: k.expires },
+        { label: k.key_name, kind: "current", from: (k.grace_tokens ?? []).at(-1)?.created_at ?? k.created_at, to: k.expires, usable: k.usable, refusal: k.refusal },
       ]
     : [];
 
   return html`<section class="panel detail" aria-labelledby="key-detail-title">
     <div class="detail-head">
-      <h2 id="key-detail-title">Key ${k ? (k.key_alias ?? k.key_name) : ""}</h2>
+      <h2 id="key-detail-title" tabindex="-1" ref=${heading}>Key ${k ? (k.key_alias ?? k.key_name) : ""}</h2>
       <button type="button" class="secondary" onClick=${onClose}>Close</button>
     </div>
     <${LoadError} error=${info.error} />
+    <${Loading} load=${info} what="the key" />
     ${rotated && html`<${OneTimeKey} title="The new token" plaintext=${rotated.key} onClose=${() => setRotated(null)} />`}
     <${Outcome} action=${action} />
     ${
@@ -136,9 +172,9 @@ function KeyDetail({ token, onChanged, onRotated, onClose }) {
       html`<dl class="facts">
           <dt>Key id</dt><dd><code>${k.key_id}</code></dd>
           <dt>Current token</dt><dd><code>${k.key_name}</code></dd>
-          <dt>Status</dt><dd>${status(k)}</dd>
+          <dt>Status</dt><dd><${KeyStatus} k=${k} />${k.refusal ? html` <span class="muted" data-testid="refusal">${k.refusal.message}</span>` : null}</dd>
           <dt>Team / user</dt><dd>${k.team_id ?? "—"} / ${k.user_id ?? "—"}</dd>
-          <dt>Spend</dt><dd>${money(k.spend)} of ${money(k.max_budget)}</dd>
+          <dt>Spend</dt><dd>${money(k.spend)} of ${money(k.max_budget)}${k.budget_duration ? `, resets every ${k.budget_duration}` : ""}</dd>
           <dt>Limits</dt><dd>rpm ${num(k.rpm_limit)}, tpm ${num(k.tpm_limit)}, parallel ${num(k.max_parallel_requests)}</dd>
           <dt>Models</dt><dd>${k.models.length ? k.models.join(", ") : "all"}</dd>
           <dt>Expires</dt><dd>${k.expires ? when(k.expires) : "never"}</dd>
@@ -163,13 +199,13 @@ function KeyDetail({ token, onChanged, onRotated, onClose }) {
         </form>
         <details class="panel">
           <summary>Edit limits</summary>
-          <form class="grid" onSubmit=${editLimits} aria-label="Edit limits">
-            <${Field} scope="edit" label="Max budget (USD)" name="max_budget" type="number" step="any" min="0" placeholder=${k.max_budget ?? ""} />
-            <${Field} scope="edit" label="Requests per minute" name="rpm_limit" type="number" min="0" placeholder=${k.rpm_limit ?? ""} />
-            <${Field} scope="edit" label="Tokens per minute" name="tpm_limit" type="number" min="0" placeholder=${k.tpm_limit ?? ""} />
-            <${Field} scope="edit" label="Parallel requests" name="max_parallel_requests" type="number" min="0" placeholder=${k.max_parallel_requests ?? ""} />
-            <${Field} scope="edit" label="Models" name="models" hint="Comma-separated." placeholder=${k.models.join(", ")} />
-            <${Field} scope="edit" label="Budget period" name="budget_duration" hint="e.g. 30d" placeholder=${k.budget_duration ?? ""} />
+          <form key=${k.version} class="grid" onSubmit=${editLimits} aria-label="Edit limits">
+            <${Field} scope="edit" label="Max budget (USD)" name="max_budget" type="number" step="any" min="0" defaultValue=${fieldValue(k.max_budget)} />
+            <${Field} scope="edit" label="Requests per minute" name="rpm_limit" type="number" min="0" defaultValue=${fieldValue(k.rpm_limit)} />
+            <${Field} scope="edit" label="Tokens per minute" name="tpm_limit" type="number" min="0" defaultValue=${fieldValue(k.tpm_limit)} />
+            <${Field} scope="edit" label="Parallel requests" name="max_parallel_requests" type="number" min="0" defaultValue=${fieldValue(k.max_parallel_requests)} />
+            <${Field} scope="edit" label="Models" name="models" hint="Comma-separated; empty allows every model." defaultValue=${fieldValue(k.models)} />
+            <${Field} scope="edit" label="Budget period" name="budget_duration" hint="e.g. 30d; empty: the budget never resets." defaultValue=${fieldValue(k.budget_duration)} />
             <div class="actions"><button type="submit" disabled=${action.busy}>Save limits</button></div>
           </form>
         </details>
@@ -183,10 +219,12 @@ function KeyLogs({ keyId }) {
   return html`<div>
     <h3>Recent requests <button type="button" class="secondary small" onClick=${logs.reload}>Refresh</button></h3>
     <${LoadError} error=${logs.error} />
+    <${Loading} load=${logs} what="the key's requests" />
     ${
       logs.data &&
       html`<${Table}
         caption="The key's last 20 requests (spend logs)"
+        busy=${logs.loading && !logs.fresh}
         rowKey=${(r) => r.request_id}
         rows=${logs.data}
         empty="No requests logged for this key yet."

@@ -4,13 +4,42 @@
 // cluster's shared state, so this table reads the same on whichever replica serves the page.
 import { useEffect, useState } from "preact/hooks";
 import { get, post } from "../api.js";
-import { Field, formValues, html, LoadError, num, Outcome, relative, Table, useAction, useLoad, when } from "../components.js";
+import { Field, fieldValue, formValues, html, LoadError, Loading, money, num, Outcome, relative, Table, useAction, useLoad, when } from "../components.js";
 
-function paramsOf(form) {
-  const v = formValues(form);
+/** LiteLLM's price fields, in USD per token: what a request on the model is charged (none set: it costs nothing). */
+const PRICES = [
+  ["input_cost_per_token", "Input cost per token (USD)", "e.g. 0.00000015 ($0.15 per million tokens)"],
+  ["output_cost_per_token", "Output cost per token (USD)", "e.g. 0.0000006 ($0.60 per million tokens)"],
+  ["cache_read_input_token_cost", "Cache read cost per token (USD)", "Prompt tokens read from the provider's cache; empty: the input cost."],
+  ["cache_creation_input_token_cost", "Cache write cost per token (USD)", "Prompt tokens written to the provider's cache; empty: the input cost."],
+];
+const PRICE_FIELDS = PRICES.map(([name]) => name);
+
+/**
+ * The form's litellm_params; for an update (`current`: the stored ones), only what differs from them (LiteLLM's
+ * update merges what it is given over what is stored, so an empty field keeps the stored value).
+ */
+function paramsOf(form, current = null) {
+  const v = formValues(form, { numbers: PRICE_FIELDS });
   const litellm_params = {};
-  for (const f of ["model", "api_base", "api_key"]) if (v[f] !== undefined) litellm_params[f] = v[f];
+  for (const f of ["model", "api_base", "api_key", ...PRICE_FIELDS]) if (v[f] !== undefined && (current === null || v[f] !== current[f])) litellm_params[f] = v[f];
   return { model_name: v.model_name, litellm_params };
+}
+
+function PriceFields({ scope, current }) {
+  return PRICES.map(
+    ([name, label, hint]) =>
+      html`<${Field} scope=${scope} label=${label} name=${name} type="number" step="any" min="0" hint=${current ? "Empty keeps the current price." : hint} defaultValue=${fieldValue(current?.[name])} />`,
+  );
+}
+
+/** The model's price per million tokens, input / output, as operators compare them; "free" when it charges nothing. */
+function price(p) {
+  const input = p.input_cost_per_token ?? 0;
+  const output = p.output_cost_per_token ?? 0;
+  if (input === 0 && output === 0) return html`<span class="muted" data-testid="price">free (no price set)</span>`;
+  const perMillion = (v) => money(v * 1_000_000);
+  return html`<span data-testid="price">${perMillion(input)} / ${perMillion(output)}</span>`;
 }
 
 /** The last health check: never run (checks off, or not yet), passed, or failed and why. */
@@ -58,6 +87,7 @@ function RoutingTable() {
   const r = routing.data;
   return html`<div class="routing">
     <${LoadError} error=${routing.error} />
+    <${Loading} load=${routing} what="the routing table" />
     ${
       r &&
       html`${routingSummary(r)}
@@ -94,7 +124,7 @@ export function ModelsPage() {
   };
   const onUpdate = async (e) => {
     e.preventDefault();
-    const { litellm_params } = paramsOf(e.target);
+    const { litellm_params } = paramsOf(e.target, editing.litellm_params);
     if (await change(() => post("/model/update", { model_id: editing.model_info.id, litellm_params }), `Model ${editing.model_name} updated.`)) setEditing(null);
   };
   const remove = (m) => {
@@ -110,18 +140,21 @@ export function ModelsPage() {
         <${Field} label="Upstream model" name="model" required hint="provider/model, e.g. openai/gpt-4o-mini" />
         <${Field} label="API base" name="api_base" type="url" hint="Empty: the provider's default." />
         <${Field} label="API key" name="api_key" type="password" autocomplete="off" hint="Write-only: stored sealed, never shown again." />
+        <${PriceFields} scope="new" />
         <div class="actions"><button type="submit" disabled=${action.busy}>Add model</button></div>
       </form>
     </details>
     <${Outcome} action=${action} />
     <${LoadError} error=${models.error} />
+    <${Loading} load=${models} what="models" />
     ${
       editing &&
-      html`<form class="panel grid" onSubmit=${onUpdate} aria-label=${`Update model ${editing.model_name}`}>
+      html`<form key=${editing.model_info.id} class="panel grid" onSubmit=${onUpdate} aria-label=${`Update model ${editing.model_name}`}>
         <h2>Update ${editing.model_name}</h2>
         <${Field} scope="update" label="Upstream model" name="model" placeholder=${editing.litellm_params.model} />
         <${Field} scope="update" label="API base" name="api_base" type="url" placeholder=${editing.litellm_params.api_base ?? ""} />
         <${Field} scope="update" label="New API key" name="api_key" type="password" autocomplete="off" hint="Empty keeps the stored key." />
+        <${PriceFields} scope="update" current=${editing.litellm_params} />
         <div class="actions">
           <button type="submit" disabled=${action.busy}>Save</button>
           <button type="button" class="secondary" onClick=${() => setEditing(null)}>Cancel</button>
@@ -132,6 +165,7 @@ export function ModelsPage() {
       models.data &&
       html`<${Table}
         caption="Models served by every replica"
+        busy=${models.loading && !models.fresh}
         rowKey=${(m) => m.model_info.id ?? `config:${m.model_name}:${m.litellm_params.model}`}
         rows=${models.data.data}
         columns=${[
@@ -139,6 +173,7 @@ export function ModelsPage() {
           { title: "Upstream", cell: (m) => html`<code>${m.litellm_params.model}</code>` },
           { title: "API base", cell: (m) => m.litellm_params.api_base ?? "default" },
           { title: "API key", cell: (m) => (m.litellm_params.api_key ? "set (hidden)" : "none") },
+          { title: "Price per 1M tokens (in / out)", cell: (m) => price(m.litellm_params) },
           { title: "Source", cell: (m) => (m.model_info.db_model ? html`<span class="badge">database</span>` : html`<span class="badge muted">config file</span>`) },
           {
             title: "Actions",

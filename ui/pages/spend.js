@@ -1,7 +1,7 @@
 // Spend over time per key, team, user or model, from the daily totals (never a scan of raw rows).
 import { useState } from "preact/hooks";
 import { get } from "../api.js";
-import { BarChart, html, LoadError, money, num, Select, Table, useLoad } from "../components.js";
+import { BarChart, html, LoadError, Loading, money, num, Select, Table, useLoad } from "../components.js";
 
 const FIELD = { team: "teams", key: "keys", user: "users", model: "models" };
 const day = (d) => d.toISOString().slice(0, 10);
@@ -13,39 +13,46 @@ function daysOf(start, end) {
   return out;
 }
 
-function label(group, name, keyNames) {
-  if (name === null) return group === "team" ? "(no team)" : group === "user" ? "(no user)" : "(master key)";
-  if (group !== "key") return name;
-  // Keys are grouped by the token's hash: the key's alias or name when it is still known, else a short piece of
-  // the hash (never a key).
-  return keyNames.get(name) ?? `key …${name.slice(-8)}`;
+/**
+ * What a group is: per key, the key (its key_id: a key rotated spent through several tokens, one row of the report
+ * each, and is one row here), or, for a token whose key is not known, the token's hash; otherwise its name.
+ */
+function identity(group, g) {
+  if (group !== "key") return g.name ?? "";
+  return g.key_id ?? (g.name === null ? "" : `token:${g.name}`);
+}
+
+function label(group, id, { keyNames, deleted }) {
+  if (id === "") return group === "team" ? "(no team)" : group === "user" ? "(no user)" : group === "key" ? "(master key)" : "(none)";
+  if (group !== "key") return id;
+  // A key by its alias or name while it exists; else a short piece of its id or of the token's hash (never a key).
+  if (id.startsWith("token:")) return `key …${id.slice(-8)}`;
+  return keyNames.get(id) ?? `key ${id.slice(0, 8)}…${deleted.has(id) ? " (deleted)" : ""}`;
 }
 
 const KEYS_NAMED = 20;
 
-/** The report, and for a report per key the alias or name of its largest spenders' keys (a hash finds its key). */
+/** The report, and for a report per key the alias or name of its largest spenders' keys (found by key id). */
 async function loadReport(query) {
   const report = await get("/global/spend/report", query);
   const keyNames = new Map();
+  const deleted = new Set();
   // The data says which grouping it is: the selector may already show the next one while this is on screen.
   const group = query.group_by;
-  if (group !== "key") return { group, report, keyNames };
+  if (group !== "key") return { group, report, keyNames, deleted };
   const spend = new Map();
-  for (const d of report) for (const g of d.keys) if (g.name !== null) spend.set(g.name, (spend.get(g.name) ?? 0) + g.total_spend);
+  for (const d of report) for (const g of d.keys) if (g.key_id) spend.set(g.key_id, (spend.get(g.key_id) ?? 0) + g.total_spend);
   const largest = [...spend].sort((a, b) => b[1] - a[1]).slice(0, KEYS_NAMED);
   await Promise.all(
-    largest.map(async ([hash]) => {
-      try {
-        const { info } = await get("/key/info", { key: hash });
-        // Aliases are unique; names (sk-...abcd) may repeat across keys, so those carry a piece of the hash.
-        const name = info.key_alias ?? `${info.key_name} (…${hash.slice(-6)})`;
-        keyNames.set(hash, info.deprecated ? `${name} (old token ${info.deprecated.key_name})` : name);
-      } catch {
-        // A deleted key: its hash is all that is left.
-      }
+    largest.map(async ([keyId]) => {
+      const { keys } = await get("/key/list", { search: keyId, size: 100, return_full_object: "true" });
+      const key = keys.find((k) => k.key_id === keyId);
+      // Aliases are unique; names (sk-...abcd) may repeat across keys, so those carry a piece of the id.
+      if (key) keyNames.set(keyId, key.key_alias ?? `${key.key_name} (${keyId.slice(0, 8)}…)`);
+      else deleted.add(keyId);
     }),
   );
-  return { group, report, keyNames };
+  return { group, report, keyNames, deleted };
 }
 
 export function SpendPage() {
@@ -62,21 +69,21 @@ export function SpendPage() {
     const perDay = new Map();
     for (const d of report.data.report)
       for (const g of d[FIELD[shown]]) {
-        const name = label(shown, g.name, report.data.keyNames);
-        const t = totals.get(name) ?? { name, spend: 0, requests: 0, tokens: 0 };
+        const id = identity(shown, g);
+        const t = totals.get(id) ?? { id, name: label(shown, id, report.data), spend: 0, requests: 0, tokens: 0 };
         t.spend += g.total_spend;
         t.requests += g.total_requests;
         t.tokens += g.total_tokens;
-        totals.set(name, t);
-        perDay.set(`${d.group_by_day}\0${name}`, (perDay.get(`${d.group_by_day}\0${name}`) ?? 0) + g.total_spend);
+        totals.set(id, t);
+        perDay.set(`${d.group_by_day}\0${id}`, (perDay.get(`${d.group_by_day}\0${id}`) ?? 0) + g.total_spend);
       }
     const ranked = [...totals.values()].sort((a, b) => b.spend - a.spend || b.requests - a.requests);
     // Five series and "other": a chart of fifty colours says nothing.
-    const top = ranked.slice(0, 5).map((t) => t.name);
-    const series = [...top.map((name) => ({ name, values: {} })), { name: "other", values: {} }];
+    const top = ranked.slice(0, 5).map((t) => t.id);
+    const series = [...ranked.slice(0, 5).map((t) => ({ name: t.name, values: {} })), { name: "other", values: {} }];
     for (const [k, v] of perDay) {
-      const [d, name] = k.split("\0");
-      const s = series[top.includes(name) ? top.indexOf(name) : 5];
+      const [d, id] = k.split("\0");
+      const s = series[top.includes(id) ? top.indexOf(id) : 5];
       s.values[d] = (s.values[d] ?? 0) + v;
     }
     chart = { ranked, series: series.filter((s) => Object.keys(s.values).length > 0) };
@@ -101,23 +108,29 @@ export function SpendPage() {
       <button type="button" class="secondary" onClick=${report.reload}>Refresh</button>
     </form>
     <${LoadError} error=${report.error} />
+    <${Loading} load=${report} what="spend" />
     ${
       chart &&
       html`<p class="summary" data-testid="spend-total">${money(total)} over ${num(requests)} requests, ${start} to ${end}.</p>
         <${BarChart} days=${daysOf(start, end)} series=${chart.series} label=${`Spend per day per ${shown}, ${start} to ${end}: ${money(total)} in all`} />
         <${Table}
           caption=${`Spend per ${shown}`}
-          rowKey=${(t) => t.name}
+          busy=${report.loading && !report.fresh}
+          rowKey=${(t) => t.id}
           rows=${chart.ranked}
           empty="No spend in this range."
           columns=${[
-            { title: shown[0].toUpperCase() + shown.slice(1), cell: (t) => t.name },
+            {
+              title: shown[0].toUpperCase() + shown.slice(1),
+              // A key that still exists links to its page (its requests, its limits).
+              cell: (t) => (shown === "key" && report.data.keyNames.has(t.id) ? html`<a href=${`#/keys/${encodeURIComponent(t.id)}`}>${t.name}</a>` : t.name),
+            },
             { title: "Spend", cell: (t) => money(t.spend) },
             { title: "Requests", cell: (t) => num(t.requests) },
             { title: "Tokens", cell: (t) => num(t.tokens) },
           ]}
         />`
     }
-    <p class="muted">The raw requests of one key are on its page under Keys.</p>
+    <p class="muted">The raw requests of one key are on its page under Keys. Per key, a key rotated is one row: its tokens' spend summed.</p>
   </section>`;
 }

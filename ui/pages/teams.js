@@ -1,7 +1,16 @@
 // Teams: list, create, and for one team: its members (add, remove), budget and live spend, block, unblock, delete.
 import { useState } from "preact/hooks";
 import { get, post } from "../api.js";
-import { Field, formValues, html, LoadError, money, num, Outcome, Select, Table, useAction, useLoad, when } from "../components.js";
+import { changedValues, Field, fieldValue, formValues, html, LoadError, Loading, money, num, Outcome, overBudget, Select, Table, useAction, useLoad, when } from "../components.js";
+
+const LIMIT_NUMBERS = ["max_budget", "rpm_limit", "tpm_limit", "max_parallel_requests"];
+
+/** Blocked, over its budget (its keys are refused: 400 budget_exceeded, live spend ≥ budget), or active. */
+function teamStatus(t) {
+  if (t.blocked) return html`<span class="badge bad" data-testid="team-status">blocked</span>`;
+  if (overBudget(t.spend, t.max_budget)) return html`<span class="badge bad" data-testid="team-status">over budget</span>`;
+  return html`<span class="badge good" data-testid="team-status">active</span>`;
+}
 
 export function TeamsPage() {
   const [selected, setSelected] = useState(null);
@@ -11,7 +20,7 @@ export function TeamsPage() {
     e.preventDefault();
     const form = e.target;
     const team = await create.run(
-      () => post("/team/new", formValues(form, { numbers: ["max_budget", "rpm_limit", "tpm_limit"], lists: ["models"] })),
+      () => post("/team/new", formValues(form, { numbers: LIMIT_NUMBERS, lists: ["models"] })),
       (t) => `Team ${t.team_alias ?? t.team_id} created.`,
     );
     if (team) {
@@ -35,10 +44,12 @@ export function TeamsPage() {
     </details>
     <${Outcome} action=${create} />
     <${LoadError} error=${list.error} />
+    <${Loading} load=${list} what="teams" />
     ${
       list.data &&
       html`<${Table}
         caption="Teams (first 100)"
+        busy=${list.loading && !list.fresh}
         rowKey=${(t) => t.team_id}
         rows=${list.data}
         columns=${[
@@ -46,7 +57,7 @@ export function TeamsPage() {
           { title: "Id", cell: (t) => html`<code>${t.team_id}</code>` },
           { title: "Members", cell: (t) => num(t.members_with_roles.length) },
           { title: "Spend / budget", cell: (t) => `${money(t.spend)} / ${money(t.max_budget)}` },
-          { title: "Status", cell: (t) => (t.blocked ? html`<span class="badge bad">blocked</span>` : html`<span class="badge good">active</span>`) },
+          { title: "Status", cell: teamStatus },
         ]}
       />`
     }
@@ -71,10 +82,12 @@ function TeamDetail({ teamId, onChanged, onClose }) {
       `${user_id} added.`,
     ).then((r) => r && form.reset());
   };
-  const setBudget = (e) => {
+  const setLimits = (e) => {
     e.preventDefault();
-    const values = formValues(e.target, { numbers: ["max_budget", "rpm_limit"] });
-    change(() => post("/team/update", { team_id: teamId, ...values }), "Team limits saved on every replica.");
+    const values = changedValues(e.target, t, { numbers: LIMIT_NUMBERS, lists: ["models"] });
+    // Nothing sent when nothing changed: an update is an event every replica applies.
+    if (Object.keys(values).length === 0) change(async () => null, "Nothing changed.");
+    else change(() => post("/team/update", { team_id: teamId, ...values }), "Team limits saved on every replica.");
   };
   const remove = () => {
     if (!window.confirm(`Delete team ${t.team_alias ?? teamId} and every key of it?`)) return;
@@ -86,15 +99,17 @@ function TeamDetail({ teamId, onChanged, onClose }) {
       <button type="button" class="secondary" onClick=${onClose}>Close</button>
     </div>
     <${LoadError} error=${info.error} />
+    <${Loading} load=${info} what="the team" />
     <${Outcome} action=${action} />
     ${
       t &&
       html`<dl class="facts">
           <dt>Team id</dt><dd><code>${t.team_id}</code></dd>
+          <dt>Status</dt><dd>${teamStatus(t)}</dd>
           <dt>Live spend</dt><dd>${money(t.spend)} of ${money(t.max_budget)}${t.budget_duration ? `, resets every ${t.budget_duration} (next ${when(t.budget_reset_at)})` : ""}</dd>
+          <dt>Limits</dt><dd data-testid="team-limits">budget ${money(t.max_budget)}, rpm ${num(t.rpm_limit)}, tpm ${num(t.tpm_limit)}, parallel ${num(t.max_parallel_requests)}</dd>
           <dt>Models</dt><dd>${t.models.length ? t.models.join(", ") : "all"}</dd>
           <dt>Keys</dt><dd>${num(info.data.key_count)}</dd>
-          <dt>Status</dt><dd>${t.blocked ? "blocked" : "active"}</dd>
         </dl>
         <div class="actions">
           ${
@@ -104,10 +119,13 @@ function TeamDetail({ teamId, onChanged, onClose }) {
           }
           <button type="button" class="danger" onClick=${remove}>Delete team</button>
         </div>
-        <form class="inline-form" onSubmit=${setBudget} aria-label="Set the team's limits">
-          <${Field} scope="team" label="Max budget (USD)" name="max_budget" type="number" step="any" min="0" placeholder=${t.max_budget ?? ""} />
-          <${Field} scope="team" label="Budget period" name="budget_duration" placeholder=${t.budget_duration ?? "e.g. 30d"} />
-          <${Field} scope="team" label="Requests per minute" name="rpm_limit" type="number" min="0" placeholder=${t.rpm_limit ?? ""} />
+        <form key=${t.version} class="inline-form" onSubmit=${setLimits} aria-label="Set the team's limits">
+          <${Field} scope="team" label="Max budget (USD)" name="max_budget" type="number" step="any" min="0" defaultValue=${fieldValue(t.max_budget)} />
+          <${Field} scope="team" label="Budget period" name="budget_duration" hint="e.g. 30d" defaultValue=${fieldValue(t.budget_duration)} />
+          <${Field} scope="team" label="Requests per minute" name="rpm_limit" type="number" min="0" defaultValue=${fieldValue(t.rpm_limit)} />
+          <${Field} scope="team" label="Tokens per minute" name="tpm_limit" type="number" min="0" defaultValue=${fieldValue(t.tpm_limit)} />
+          <${Field} scope="team" label="Parallel requests" name="max_parallel_requests" type="number" min="0" defaultValue=${fieldValue(t.max_parallel_requests)} />
+          <${Field} scope="team" label="Models" name="models" hint="Comma-separated; empty allows every model." defaultValue=${fieldValue(t.models)} />
           <button type="submit" disabled=${action.busy}>Save team limits</button>
         </form>
         <${Table}

@@ -1,7 +1,7 @@
 // Users: list, create, and for one user: budget, live spend, keys; delete.
 import { useState } from "preact/hooks";
 import { get, post } from "../api.js";
-import { Field, formValues, html, LoadError, money, num, Outcome, Pager, Table, useAction, useLoad } from "../components.js";
+import { Field, formValues, html, LoadError, Loading, money, num, Outcome, Pager, Table, useAction, useLoad } from "../components.js";
 
 export function UsersPage() {
   const [page, setPage] = useState(1);
@@ -34,10 +34,12 @@ export function UsersPage() {
     </details>
     <${Outcome} action=${create} />
     <${LoadError} error=${list.error} />
+    <${Loading} load=${list} what="users" />
     ${
       list.data &&
       html`<${Table}
           caption="Users"
+          busy=${list.loading && !list.fresh}
           rowKey=${(u) => u.user_id}
           rows=${list.data.users}
           columns=${[
@@ -75,6 +77,7 @@ function UserDetail({ userId, onChanged, onClose }) {
       <button type="button" class="secondary" onClick=${onClose}>Close</button>
     </div>
     <${LoadError} error=${info.error} />
+    <${Loading} load=${info} what="the user" />
     <${Outcome} action=${action} />
     ${
       u &&
