@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKeySchema, regenerateKeySchema, updateKeySchema } from "../src/keys/key-schemas.js";
-import { KEY_FIELDS, type LiteLLMField, MODEL_FIELDS, TEAM_FIELDS, USER_FIELDS } from "../src/litellm/litellm-fields.js";
+import { KEY_FIELDS, type LiteLLMField, MODEL_FIELDS, TEAM_FIELDS, USER_FIELDS } from "../src/config/litellm-fields.js";
 import { litellmParamsSchema } from "../src/config/schema.js";
 import { packageRoot } from "../src/paths.js";
 import { newTeamSchema, updateTeamSchema } from "../src/teams/team-schemas.js";

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { DurationError, parseBudgetDuration, parseKeyDuration, type DurationUnit } from "../config/duration.js";
 import { BadRequestError } from "../errors/errors.js";
 import { CUSTOM_KEY_PATTERN, CUSTOM_KEY_RULE } from "../auth/key-material.js";
-import { KEY_FIELDS, refusedNames } from "../litellm/litellm-fields.js";
+import { KEY_FIELDS, refusedNames } from "../config/litellm-fields.js";
 
 /**
  * Request bodies of the /key admin routes, LiteLLM's field names. Every field is either honoured or refused with a

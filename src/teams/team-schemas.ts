@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ID, limitFields, notSupported, text } from "../keys/key-schemas.js";
-import { TEAM_FIELDS, refusedNames } from "../litellm/litellm-fields.js";
+import { TEAM_FIELDS, refusedNames } from "../config/litellm-fields.js";
 
 /**
  * Request bodies of the /team admin routes, LiteLLM's field names. Unknown fields, and LiteLLM team fields Gatehouse

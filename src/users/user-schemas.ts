@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ID, limitFields, notSupported, text } from "../keys/key-schemas.js";
-import { USER_FIELDS, refusedNames } from "../litellm/litellm-fields.js";
+import { USER_FIELDS, refusedNames } from "../config/litellm-fields.js";
 
 /**
  * Request bodies of the /user admin routes, LiteLLM's field names (docs/users.md). LiteLLM user fields Gatehouse does
