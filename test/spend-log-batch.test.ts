@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { decodeSpendLogs, SpendLogBatch } from "../src/store/spend-log-copy.js";
-import type { SpendLogRow } from "../src/store/spend-log-store.js";
+import type { SpendLogRow } from "../src/store/spend-log-row.js";
 import { AWKWARD_FIELDS } from "./helpers/spend-rows.js";
 
 /**

@@ -20,7 +20,7 @@ import type { DeploymentLoad } from "../proxy/deployment-load.js";
 import type { RoutingStrategy } from "../proxy/routing-strategy.js";
 import { type AnswerWriter, Relay, type RelayAnswer, type RelayRecord } from "../proxy/relay.js";
 import { duplicateTopLevelKey } from "../proxy/request-shape.js";
-import type { SpendLogRow } from "../store/spend-log-store.js";
+import type { SpendLogRow } from "../store/spend-log-row.js";
 import type { AccessLog, RequestRecord } from "./access-log.js";
 import type { CallerAuth } from "./auth-middleware.js";
 import { classifyError, isClientAbort, serializeError, writeJson } from "./error-mapping.js";

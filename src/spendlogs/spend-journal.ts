@@ -2,7 +2,7 @@ import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
 import { hostname } from "node:os";
 import path from "node:path";
-import type { SpendLogRow } from "../store/spend-log-store.js";
+import type { SpendLogRow } from "../store/spend-log-row.js";
 
 /**
  * The local, append-only journal of spend log rows Postgres could not take (src/spendlogs/spend-log-writer.ts):

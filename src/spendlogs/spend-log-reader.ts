@@ -2,7 +2,8 @@ import { z } from "zod";
 import { hashKey } from "../auth/key-material.js";
 import { BadRequestError } from "../errors/errors.js";
 import type { Database } from "../store/database.js";
-import { dailySpend, findSpendLogs, type SpendGroup, type SpendLogRow } from "../store/spend-log-store.js";
+import type { SpendLogRow } from "../store/spend-log-row.js";
+import { dailySpend, findSpendLogs, type SpendGroup } from "../store/spend-log-store.js";
 
 const DAY = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date as YYYY-MM-DD");
 

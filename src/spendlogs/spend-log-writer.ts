@@ -1,7 +1,8 @@
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { SpendLogBatch } from "../store/spend-log-copy.js";
-import { copySpendLogBatch, insertSpendLogs, type SpendLogRow } from "../store/spend-log-store.js";
+import type { SpendLogRow } from "../store/spend-log-row.js";
+import { copySpendLogBatch, insertSpendLogs } from "../store/spend-log-store.js";
 import type { SpendJournal } from "./spend-journal.js";
 
 export interface SpendLogWriterOptions {

@@ -1,4 +1,4 @@
-import type { DailySpend, SpendLogRow } from "./spend-log-store.js";
+import type { SpendLogRow } from "./spend-log-row.js";
 
 /**
  * Spend log rows in Postgres's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html,
@@ -269,7 +269,19 @@ const DAY_MS = 86_400_000;
  * A batch's sums for one row of gh_spend_daily (its day as days since the epoch; '' for no key, team or user), and
  * the key its token belongs to (null for none).
  */
-export type DailyTotal = Omit<DailySpend, "day" | "group" | "key_id"> & { day: number; key_hash: string; key_id: string | null; team_id: string; user_id: string };
+export interface DailyTotal {
+  day: number;
+  key_hash: string;
+  key_id: string | null;
+  team_id: string;
+  user_id: string;
+  model: string;
+  requests: number;
+  failed_requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  spend: number;
+}
 
 /** What the rows of a batch sharing one set of shared fields have in common: their encoding, and their daily sums. */
 interface SharedFields {

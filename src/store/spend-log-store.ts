@@ -2,43 +2,12 @@ import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { isUuid, type Queryable } from "./db.js";
 import { COPY_SPEND_LOGS, type DailyTotal, epochMs, perSharedFields, SHARED_COLUMNS, SpendLogBatch } from "./spend-log-copy.js";
+import type { SpendLogRow } from "./spend-log-row.js";
 
 /**
  * The only module that reads or writes `gh_spend_logs` and `gh_spend_daily` (sql/0010_spend_logs.sql).
  * Owners: spendlogs/spend-log-writer.ts (writes), upkeep (partitions, retention), the /spend routes (reads).
  */
-
-export interface SpendLogRow {
-  request_id: string;
-  /**
-   * Epoch milliseconds as built by the request path (formatting a date costs more than the rest of the row); ISO
-   * text in a journal written by an older version, or in a row read back from Postgres.
-   */
-  start_time: number | string;
-  end_time: number | string;
-  client_request_id: string | null;
-  key_hash: string | null;
-  key_id: string | null;
-  key_name: string | null;
-  key_alias: string | null;
-  team_id: string | null;
-  user_id: string | null;
-  model: string;
-  model_id: string | null;
-  upstream_model: string | null;
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-  spend: number;
-  latency_ms: number;
-  overhead_ms: number | null;
-  status: number;
-  error_code: string | null;
-  stream: boolean;
-  replica_id: string;
-  tags: string[];
-  metadata: Record<string, unknown>;
-}
 
 // The daily totals a batch adds to: per day, key, team, user and model (none is null: '' stands for none), in
 // one order (day, then the texts byte by byte), so that two replicas adding to the same totals lock them in the

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { SpendLogRow } from "../../src/store/spend-log-store.js";
+import type { SpendLogRow } from "../../src/store/spend-log-row.js";
 
 /** A spend log row of the master key for `model`, starting at `start` (epoch ms, or ISO text as a journal holds it). */
 export function spendLogRow(model: string, start: number | string, fields: Partial<SpendLogRow> = {}): SpendLogRow {
