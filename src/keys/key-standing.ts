@@ -5,7 +5,7 @@ import { budgetOwner, budgetSpent, describeOwner } from "../limits/admission.js"
 import { requestLimitsOf } from "../limits/request-limits.js";
 import type { Database } from "../store/database.js";
 import { readDurableSpend } from "../store/spend-store.js";
-import type { LiveSpend } from "./key-service.js";
+import type { LiveSpend } from "./live-spend.js";
 
 /**
  * Whether a request made with a token would get past the key's own rules right now: `refusal` is what it would be

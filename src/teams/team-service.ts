@@ -3,7 +3,7 @@ import { teamCacheKey } from "../auth/auth-record.js";
 import { ConflictError, NotFoundError } from "../errors/errors.js";
 import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "../keys/key-change.js";
 import { toLimitPatch } from "../keys/key-patch.js";
-import { withLiveSpend, type LiveSpend } from "../keys/key-service.js";
+import { withLiveSpend, type LiveSpend } from "../keys/live-spend.js";
 import { keyView } from "../keys/key-view.js";
 import { ledgerOf } from "../limits/admission.js";
 import type { Database } from "../store/database.js";

@@ -4,7 +4,7 @@ import { generateVirtualKey, hashKey, keyDisplayName } from "../auth/key-materia
 import { ConflictError, NotFoundError } from "../errors/errors.js";
 import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "../keys/key-change.js";
 import { toLimitPatch } from "../keys/key-patch.js";
-import { withLiveSpend, type LiveSpend } from "../keys/key-service.js";
+import { withLiveSpend, type LiveSpend } from "../keys/live-spend.js";
 import { keyView } from "../keys/key-view.js";
 import { ledgerOf } from "../limits/admission.js";
 import type { Database } from "../store/database.js";
