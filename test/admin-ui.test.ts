@@ -559,7 +559,7 @@ describe.skipIf(!haveChromium)("admin UI in a real browser, on two replicas", ()
       // Its own address, opened as a link from elsewhere would.
       await page.goto(`${A.url}/ui/#/keys/${key.key_id}`);
       await page.getByRole("heading", { level: 2, name: `Key ${alias}` }).waitFor();
-      await eventually(() => page.locator(".detail .badge").first().textContent(), status).toBe(status);
+      await eventually(() => page.locator(".detail .badge").first().textContent()).toBe(status);
       const error = openAIError(answer.body);
       // The reason the page gives is the API's own, word for word (a budget's message carries the spend as read).
       const reason = await page.getByTestId("refusal").textContent();

@@ -16,7 +16,7 @@ beforeAll(async () => {
   gw = await startTestGateway({
     config: {
       ...DEFAULT_TEST_CONFIG,
-      model_list: [...DEFAULT_TEST_CONFIG.model_list!, { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: 0.5, output_cost_per_token: 0.5 } }],
+      model_list: [...DEFAULT_TEST_CONFIG.model_list, { model_name: "priced", litellm_params: { model: "mock/priced", input_cost_per_token: 0.5, output_cost_per_token: 0.5 } }],
       gatehouse_settings: { upkeep: { sweep_interval_ms: 3_600_000 } },
     },
   });
@@ -113,7 +113,8 @@ describe("the budget sweep survives one bad row", () => {
     const k = await gw.newKey({ max_budget: 10, budget_duration: "1d" });
     await gw.gateway.pool.query("UPDATE gh_keys SET budget_reset_at = now() - interval '1 hour', spend = 2 WHERE token = $1", [k.token]);
     const before = await keyRow(k.token);
-    await expect(resetBudgetPeriod(gw.gateway.pool, "key", before.key_id, 0)).resolves.toBeNull();
+    await expect(resetBudgetPeriod(gw.gateway.pool, "key", before.key_id, { ms: 0 })).resolves.toBeNull();
+    await expect(resetBudgetPeriod(gw.gateway.pool, "key", before.key_id, { months: 0 })).resolves.toBeNull();
     expect(await keyRow(k.token)).toEqual(before);
   });
 });

@@ -163,7 +163,17 @@ describe("the sweeper", () => {
     const eventsBefore = (await gw.gateway.pool.query("SELECT count(*)::int AS n FROM gh_key_events WHERE kind = 'expiry'")).rows[0].n;
     const sweepers = Array.from(
       { length: 4 },
-      () => new Sweeper({ db: gw.gateway.db, events: gw.gateway.coherence, logger, intervalMs: 60_000, idempotencyRetentionMs: 86_400_000, eventRetentionMs: 3_600_000 }),
+      () =>
+        new Sweeper({
+          db: gw.gateway.db,
+          events: gw.gateway.coherence,
+          logger,
+          intervalMs: 60_000,
+          idempotencyRetentionMs: 86_400_000,
+          eventRetentionMs: 3_600_000,
+          // As a replica wires it: a budget period this sweep resets has its live ledger rebuilt.
+          onBudgetReset: (ledger, generation) => gw.gateway.limits.afterReset(ledger, generation),
+        }),
     );
     const results = await Promise.all(sweepers.map((s) => s.sweepOnce()));
     expect(results.reduce((n, r) => n + r.deprecatedRemoved, 0)).toBe(5);

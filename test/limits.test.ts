@@ -5,6 +5,7 @@ import { startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js
 import { Redis } from "ioredis";
 import { chatBody, openAIError } from "./helpers/http.js";
 import { REDIS_URL, waitFor } from "./helpers/services.js";
+import type { RequestLimits } from "../src/limits/admission.js";
 import { RedisLimiter } from "../src/limits/redis-limiter.js";
 import { RedisServerIdentity } from "../src/redis/server-identity.js";
 import { randomUUID } from "node:crypto";
@@ -182,7 +183,8 @@ describe("limits on one replica", () => {
     );
     const keyId = randomUUID();
     const key = { level: "key" as const, id: keyId, ledger: keyId, maxBudget: null, rpmLimit: 1_200, tpmLimit: null, maxParallelRequests: null };
-    const limits = { keyId, subjects: [key], owners: [key] };
+    // A key's own limits, as request-limits.ts builds them (admissions held ready under the key's id).
+    const limits: RequestLimits = { keyId, heldAs: keyId, subjects: [key], owners: [key] };
     // Stay inside one minute: across a boundary the previous minute's count decays by design.
     const intoMinute = Date.now() % 60_000;
     if (intoMinute > 55_000) await new Promise((r) => setTimeout(r, 60_100 - intoMinute));

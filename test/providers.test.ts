@@ -2,6 +2,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
+import { api } from "./helpers/http.js";
 import { checkAnthropicEvents } from "./helpers/stream-validators.js";
 import { ANTHROPIC_KEY, ANTHROPIC_USAGE, AZURE_KEY, AZURE_USAGE, type MockProviders, startMockProviders } from "./support/mock-providers.js";
 
@@ -196,14 +197,13 @@ describe("Anthropic's Messages API (the Anthropic SDK)", () => {
     const counted = await anthropic.messages.countTokens({ model: "claude", messages: [{ role: "user", content: "Hello there" }] });
     expect(lastReceived().path).toBe("/v1/messages/count_tokens");
     expect(counted.input_tokens).toBe(Math.round(JSON.stringify(lastReceived().body).length / 10));
-    const res = await fetch(`${gw.url}/v1/messages/count_tokens`, {
-      method: "POST",
-      headers: { "x-api-key": key, "content-type": "application/json" },
-      body: JSON.stringify({ model: "mock-gpt", messages: [{ role: "user", content: "Hello there" }] }),
+    const res = await api<Anthropic.MessageTokensCount>(gw.url, "/v1/messages/count_tokens", {
+      headers: { "x-api-key": key },
+      body: { model: "mock-gpt", messages: [{ role: "user", content: "Hello there" }] },
     });
     expect(res.status).toBe(200);
     expect(res.headers.get("gatehouse-token-count")).toMatch(/^estimated/);
-    expect((await res.json()).input_tokens).toBeGreaterThan(0);
+    expect(res.body.input_tokens).toBeGreaterThan(0);
   });
 
   it("answers errors in Anthropic's shape, which its SDK reads", async () => {
