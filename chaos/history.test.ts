@@ -80,9 +80,10 @@ describe(`history checker (${profile.name} profile)`, () => {
 });
 
 /**
- * The checker checks itself: with each known bug switched back on in a test build (four an outside review found,
- * LiteLLM's stale team and model records, replicas blind to a database failover, ledgers trusted after a Redis
- * failover), a short run with the fault mix that exposes it must report a violation of the matching kind.
+ * The checker checks itself: with each known bug switched back on in a test build (a delete racing a rotation, a token
+ * in grace not addressable, L2 trusted after Redis lost data, reads joined across an invalidation, stale team and model
+ * records, replicas blind to a database failover, ledgers trusted after a Redis failover, cooldowns kept per replica),
+ * a short run with the fault mix that exposes it must report a violation of the matching kind.
  */
 const proofs: Array<{ bug: string; expects: RegExp; profile: Partial<Profile> }> = [
   {

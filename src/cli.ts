@@ -6,7 +6,7 @@ import { didYouMean } from "./config/did-you-mean.js";
 import { loadOrCreateMasterKey } from "./config/master-key-file.js";
 import { createLogger, type Logger } from "./logger.js";
 import { startGateway } from "./gateway.js";
-import { createPool, ensureDatabaseExists } from "./store/db.js";
+import { createPool, ensureDatabaseExists, inTransaction } from "./store/db.js";
 import { CredentialSeal } from "./models/credential-seal.js";
 import { resealCredentials } from "./models/model-service.js";
 import { importLiteLLM } from "./litellm/import-litellm.js";
@@ -127,26 +127,7 @@ async function main(argv: string[]): Promise<number> {
       const source = createPool(values.from, { max: 1, applicationName: "gatehouse-import-source" });
       const target = createPool(settings.databaseUrl, { max: 1, applicationName: "gatehouse-import" });
       try {
-        const report = await importLiteLLM(
-          source,
-          {
-            transaction: async (work) => {
-              const client = await target.connect();
-              try {
-                await client.query("BEGIN");
-                const result = await work(client);
-                await client.query("COMMIT");
-                return result;
-              } catch (err) {
-                await client.query("ROLLBACK").catch(() => {});
-                throw err;
-              } finally {
-                client.release();
-              }
-            },
-          },
-          { litellmSaltKey, seal },
-        );
+        const report = await importLiteLLM(source, { transaction: (work) => inTransaction(target, work) }, { litellmSaltKey, seal });
         console.log(
           `imported ${report.teams.imported} of ${report.teams.read} teams, ${report.users.imported} of ${report.users.read} users, ${report.keys.imported} of ${report.keys.read} keys (${report.keys.skipped} not imported: already here, of a team that is not, or not a sha256 hash), ${report.models.imported} of ${report.models.read} models; ${report.events} event(s) told the running replicas`,
         );

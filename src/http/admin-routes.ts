@@ -2,19 +2,10 @@ import { Router, type Request } from "express";
 import type { Coherence } from "../coherence/coherence.js";
 import type { KeyService } from "../keys/key-service.js";
 import type { RotationService } from "../keys/rotation-service.js";
-import {
-  deleteKeysSchema,
-  generateKeySchema,
-  keyRefSchema,
-  listKeysQuerySchema,
-  parseBody,
-  parseInput,
-  regenerateKeySchema,
-  resetSpendSchema,
-  updateKeySchema,
-} from "../keys/key-schemas.js";
+import { deleteKeysSchema, generateKeySchema, keyRefSchema, listKeysQuerySchema, regenerateKeySchema, resetSpendSchema, updateKeySchema } from "../keys/key-schemas.js";
 import { changeLog, collectChangeLog } from "./change-log.js";
 import { BadRequestError } from "../errors/errors.js";
+import { parseBody, parseInput } from "../errors/parse-input.js";
 
 /** The LiteLLM-compatible /key routes. Authorization (master key) is applied by the caller. */
 export function adminRoutes(keys: KeyService, rotation: RotationService, coherence: Coherence): Router {

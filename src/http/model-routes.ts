@@ -1,6 +1,6 @@
 import { Router } from "express";
 import { callerAllowsModel } from "../auth/auth-record.js";
-import { parseBody } from "../keys/key-schemas.js";
+import { parseBody } from "../errors/parse-input.js";
 import { deleteModelSchema, newModelSchema, parseModelBody, updateModelSchema } from "../models/model-schemas.js";
 import type { ModelService } from "../models/model-service.js";
 import { recordOf } from "./access-log.js";

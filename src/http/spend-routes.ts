@@ -1,6 +1,6 @@
 import { Router } from "express";
 import { z } from "zod";
-import { parseInput } from "../keys/key-schemas.js";
+import { parseInput } from "../errors/parse-input.js";
 import { spendLogsQuerySchema, spendReportQuerySchema, type SpendLogReader } from "../spendlogs/spend-log-reader.js";
 import { spendKeysQuerySchema, type SpendTotals, spendUsersQuerySchema } from "../spendlogs/spend-totals.js";
 

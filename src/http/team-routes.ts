@@ -1,5 +1,5 @@
 import { Router } from "express";
-import { parseBody, parseInput } from "../keys/key-schemas.js";
+import { parseBody, parseInput } from "../errors/parse-input.js";
 import type { TeamService } from "../teams/team-service.js";
 import {
   deleteTeamsSchema,

@@ -1,5 +1,5 @@
 import { Router } from "express";
-import { parseBody, parseInput } from "../keys/key-schemas.js";
+import { parseBody, parseInput } from "../errors/parse-input.js";
 import { deleteUsersSchema, listUsersQuerySchema, newUserSchema, updateUserSchema, userInfoQuerySchema } from "../users/user-schemas.js";
 import type { UserService } from "../users/user-service.js";
 import { changeLog, collectChangeLog } from "./change-log.js";

@@ -1,7 +1,7 @@
 import type { Database } from "../store/database.js";
 import type { Queryable } from "../store/db.js";
 import { findStoredResult, lockIdempotencyKey, storeResult, type StoredResult } from "../store/idempotency-store.js";
-import { isUniqueViolation } from "../store/key-store.js";
+import { isUniqueViolation } from "../store/db.js";
 import type { IdempotencyVault } from "./idempotency-vault.js";
 
 /**

@@ -1,6 +1,5 @@
 import { z } from "zod";
 import { DurationError, parseBudgetDuration, parseKeyDuration, type DurationUnit } from "../config/duration.js";
-import { BadRequestError } from "../errors/errors.js";
 import { CUSTOM_KEY_PATTERN, CUSTOM_KEY_RULE } from "../auth/key-material.js";
 import { KEY_FIELDS, refusedNames } from "../config/litellm-fields.js";
 
@@ -186,21 +185,3 @@ export type RegenerateKeyRequest = z.infer<typeof regenerateKeySchema>;
 /** The fields every write route shares (generate, update, regenerate). */
 export type KeyFields = Omit<GenerateKeyRequest, "key">;
 export type UpdateKeyRequest = z.infer<typeof updateKeySchema>;
-
-/** Validates `input` against `schema`, turning the first problem into a 400 that names the field. */
-export function parseBody<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
-  if (input === undefined || input === null || typeof input !== "object" || Array.isArray(input)) {
-    throw new BadRequestError("request body must be a JSON object");
-  }
-  return parseInput(schema, input);
-}
-
-export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const param = issue.path.length > 0 ? issue.path.map(String).join(".") : null;
-  const unknownKeys = issue.code === "unrecognized_keys" ? issue.keys : undefined;
-  if (unknownKeys) throw new BadRequestError(`unknown field(s): ${unknownKeys.join(", ")}`, unknownKeys[0] ?? null);
-  throw new BadRequestError(param ? `${param}: ${issue.message}` : issue.message, param);
-}

@@ -1,3 +1,4 @@
+import { isUniqueViolation } from "../store/db.js";
 import { withLiveSpend, type LiveSpend } from "./live-spend.js";
 import { authRecordFromRow } from "../auth/auth-record.js";
 import { generateVirtualKey, hashKey, keyDisplayName, toTokenHash } from "../auth/key-material.js";
@@ -8,7 +9,6 @@ import {
   findKeyByKeyId,
   findKeysByAliases,
   insertKey,
-  isUniqueViolation,
   listKeys,
   lockKeys,
   nextKeyVersion,

@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { unreadPrices } from "../config/models.js";
 import { BadRequestError } from "../errors/errors.js";
-import { metadata, parseBody, text } from "../keys/key-schemas.js";
+import { parseBody } from "../errors/parse-input.js";
+import { metadata, text } from "../keys/key-schemas.js";
 import { apiLitellmParamsSchema } from "./model-params.js";
 
 /** Request bodies of the /model admin routes, LiteLLM's shapes (docs/models.md). */

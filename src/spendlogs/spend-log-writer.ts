@@ -1,3 +1,4 @@
+import { isUniqueViolation } from "../store/db.js";
 import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { SpendLogBatch } from "../store/spend-log-copy.js";
@@ -203,10 +204,6 @@ export class SpendLogWriter {
     }
     this.journalToReplay = false;
   }
-}
-
-function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: unknown }).code === "23505";
 }
 
 /** A value Postgres cannot store (class 22), or a required one missing (23502: a damaged journal line). */

@@ -85,3 +85,28 @@ const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 export async function pingDatabase(pool: pg.Pool): Promise<void> {
   await pool.query("SELECT 1");
 }
+
+/** Postgres refused a row for a unique constraint (23505): `constraint` names which, when it matters. */
+export function isUniqueViolation(err: unknown, constraint?: string): boolean {
+  const e = err as { code?: string; constraint?: string };
+  return e.code === "23505" && (constraint === undefined || e.constraint === constraint);
+}
+
+/**
+ * One transaction on a connection of `pool`, for the command-line tools (the replicas use Database.transaction, with
+ * its retries and its COMMIT resolution): committed when `work` resolves, rolled back when it throws.
+ */
+export async function inTransaction<T>(pool: pg.Pool, work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const result = await work(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

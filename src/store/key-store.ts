@@ -329,11 +329,6 @@ export async function nextKeyVersion(db: Queryable): Promise<number> {
   return (await db.query<{ v: number }>("SELECT nextval('gh_key_version_seq') AS v")).rows[0]!.v;
 }
 
-export function isUniqueViolation(err: unknown, constraint?: string): boolean {
-  const e = err as { code?: string; constraint?: string };
-  return e.code === "23505" && (constraint === undefined || e.constraint === constraint);
-}
-
 // For the token filter (coherence/token-filter-keeper.ts): every token that may authenticate, in pages.
 const TOKENS_AFTER = {
   keys: "SELECT token FROM gh_keys WHERE token > $1 ORDER BY token LIMIT $2",

@@ -7,7 +7,8 @@ import { withLiveSpend, type LiveSpend } from "../keys/live-spend.js";
 import { keyView } from "../keys/key-view.js";
 import { ledgerOf } from "../limits/admission.js";
 import type { Database } from "../store/database.js";
-import { isUniqueViolation, listKeys } from "../store/key-store.js";
+import { isUniqueViolation } from "../store/db.js";
+import { listKeys } from "../store/key-store.js";
 import {
   deleteTeams,
   dropMemberSpend,

@@ -1,6 +1,7 @@
 /**
- * Test builds only: switches that bring back known coherence bugs (four an outside review found, and the
- * multi-instance bug LiteLLM's users report for teams), so the
+ * Test builds only: switches that bring back known bugs — a delete racing a rotation, a token in grace not addressable,
+ * L2 trusted after Redis lost data, reads joined across an invalidation, stale team and model records, blindness to a
+ * database failover, ledgers trusted after a Redis failover, per-replica router state — so the
  * history checker in chaos/ can prove that it catches each of them (docs/coherence.md, "The checker checks
  * itself"). Read once, from GATEHOUSE_TEST_REINSTATE_BUGS (comma-separated names); nothing sets it outside
  * the test harness, and a replica started with it logs a warning naming every bug it brought back.
