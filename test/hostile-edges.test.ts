@@ -364,6 +364,7 @@ describe("upstream answers", () => {
   it("a client that goes away before upstream answers is not an error in the log", async () => {
     upstream.slowMs = 1_000;
     const logged = gw.logs.lines.length;
+    const sent = upstream.requests.length;
     const abort = new AbortController();
     const pending = fetch(`${gw.url}/v1/chat/completions`, {
       method: "POST",
@@ -371,7 +372,8 @@ describe("upstream answers", () => {
       body: JSON.stringify(chatBody("slow")),
       signal: abort.signal,
     }).catch(() => null);
-    await new Promise((r) => setTimeout(r, 200));
+    // The client leaves once the gateway's upstream call is under way (upstream answers only after a second).
+    await waitFor(() => upstream.requests.length > sent, { what: "the upstream call to begin" });
     abort.abort();
     await pending;
     await waitFor(() => upstream.abortedRequests > 0, { what: "the upstream call to be aborted" });

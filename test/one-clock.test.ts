@@ -85,6 +85,10 @@ describe("a grace period starts when the rotation commits", () => {
       await holder.query("BEGIN");
       await holder.query("SELECT pg_advisory_xact_lock(7326431905118244)");
       const regen = A.admin(`/key/${gen.body.key}/regenerate`, { grace_period: "5s" });
+      // The rotation is seen waiting for the lock; then it is held on for 1.5 s more, the wait this test is about.
+      await waitFor(async () => (await cluster.pool.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rows.length > 0, {
+        what: "the rotation to wait for the event-order lock",
+      });
       await new Promise((r) => setTimeout(r, 1_500));
       await holder.query("COMMIT");
       const res = await regen;
