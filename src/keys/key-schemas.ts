@@ -15,19 +15,22 @@ import { KEY_FIELDS, refusedNames } from "../config/litellm-fields.js";
 
 /**
  * LiteLLM fields Gatehouse does not support, as schema fields: a value that asks for nothing — absent, null, false,
- * "", [], {}, or LiteLLM's own default ("default" for key_type) — is accepted, since clients send those
+ * "", [], {}, or LiteLLM's own default for key_type ("default") — is accepted, since clients send those
  * unprompted; anything else is a 400 naming the field, never accepted and ignored.
  */
 export function notSupported(names: readonly string[]): Record<string, z.ZodType> {
-  const field = z.unknown().superRefine((value, ctx) => {
-    if (asksForNothing(value)) return;
-    ctx.addIssue({ code: "custom", message: "is a LiteLLM field Gatehouse does not support (docs/litellm-migration.md); leave it out" });
-  });
-  return Object.fromEntries(names.map((name) => [name, field.optional()]));
+  const field = (name: string) =>
+    z.unknown().superRefine((value, ctx) => {
+      if (asksForNothing(name, value)) return;
+      ctx.addIssue({ code: "custom", message: "is a LiteLLM field Gatehouse does not support (docs/litellm-migration.md); leave it out" });
+    });
+  return Object.fromEntries(names.map((name) => [name, field(name).optional()]));
 }
 
-function asksForNothing(value: unknown): boolean {
-  if (value === null || value === undefined || value === false || value === "" || value === "default") return true;
+function asksForNothing(name: string, value: unknown): boolean {
+  if (value === null || value === undefined || value === false || value === "") return true;
+  // LiteLLM's clients send its default key_type unprompted.
+  if (name === "key_type" && value === "default") return true;
   if (Array.isArray(value)) return value.length === 0;
   return typeof value === "object" && Object.keys(value).length === 0;
 }

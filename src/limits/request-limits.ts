@@ -1,4 +1,4 @@
-import { memberBudget, type AuthRecord, type TeamRecord, type UserRecord } from "../auth/auth-record.js";
+import { memberBudget, type AuthRecord, type ModelLimit, type TeamRecord, type UserRecord } from "../auth/auth-record.js";
 import type { ModelDeployment } from "../config/schema.js";
 import { budgetInterval, parseBudgetDuration } from "../config/duration.js";
 import { hasLimits, ledgerOf, type LimitSubject, type RequestLimits, type SpendOwner } from "./admission.js";
@@ -60,13 +60,16 @@ export const COUNTED_NOT_LIMITED = 1e15;
  */
 export function withDeployment(limits: RequestLimits, d: ModelDeployment, tracked: boolean): RequestLimits {
   if (!tracked && d.rpm === undefined && d.tpm === undefined && d.maxParallelRequests === undefined) return limits;
-  let byDeployment = withDeployments.get(limits);
-  if (!byDeployment) {
-    byDeployment = new WeakMap();
-    withDeployments.set(limits, byDeployment);
-  }
-  const remembered = byDeployment.get(d);
-  if (remembered) return remembered;
+  return rememberedFor(
+    withDeployments,
+    limits,
+    d,
+    () => deploymentLimits(limits, d, tracked),
+    () => new WeakMap(),
+  );
+}
+
+function deploymentLimits(limits: RequestLimits, d: ModelDeployment, tracked: boolean): RequestLimits {
   const subject: LimitSubject = {
     level: "deployment",
     id: d.id,
@@ -76,9 +79,7 @@ export function withDeployment(limits: RequestLimits, d: ModelDeployment, tracke
     tpmLimit: d.tpm ?? (tracked ? COUNTED_NOT_LIMITED : null),
     maxParallelRequests: d.maxParallelRequests ?? null,
   };
-  const made: RequestLimits = { keyId: limits.keyId, heldAs: null, subjects: [...limits.subjects, subject], owners: limits.owners };
-  byDeployment.set(d, made);
-  return made;
+  return { keyId: limits.keyId, heldAs: null, subjects: [...limits.subjects, subject], owners: limits.owners };
 }
 
 const withDeployments = new WeakMap<RequestLimits, WeakMap<ModelDeployment, RequestLimits>>();
@@ -92,13 +93,16 @@ const withDeployments = new WeakMap<RequestLimits, WeakMap<ModelDeployment, Requ
 export function withModelLimits(limits: RequestLimits, key: AuthRecord, model: string): RequestLimits {
   const own = key.modelLimits?.[model];
   if (!own) return limits;
-  let byModel = withModels.get(limits);
-  if (!byModel) {
-    byModel = new Map();
-    withModels.set(limits, byModel);
-  }
-  const remembered = byModel.get(model);
-  if (remembered) return remembered;
+  return rememberedFor(
+    withModels,
+    limits,
+    model,
+    () => modelLimits(limits, key, model, own),
+    () => new Map(),
+  );
+}
+
+function modelLimits(limits: RequestLimits, key: AuthRecord, model: string, own: ModelLimit): RequestLimits {
   const owner: SpendOwner = {
     level: "key_model",
     id: key.keyId,
@@ -108,19 +112,38 @@ export function withModelLimits(limits: RequestLimits, key: AuthRecord, model: s
   };
   const subject: LimitSubject = { ...owner, maxBudget: own.maxBudget, rpmLimit: own.rpmLimit, tpmLimit: own.tpmLimit, maxParallelRequests: null };
   // The key's model comes right after the key: its refusal names the narrower limit first.
-  const made: RequestLimits = {
+  const afterKey = limits.subjects.length > 0 && limits.subjects[0]!.level === "key" ? 1 : 0;
+  return {
     keyId: limits.keyId,
     // Admissions held ready are per key: one held for another model would not fit this one.
     heldAs: null,
-    subjects: [...limits.subjects.slice(0, keySubjects(limits)), subject, ...limits.subjects.slice(keySubjects(limits))],
+    subjects: [...limits.subjects.slice(0, afterKey), subject, ...limits.subjects.slice(afterKey)],
     owners: own.maxBudget === null ? limits.owners : [...limits.owners, owner],
   };
-  byModel.set(model, made);
-  return made;
 }
 
 const withModels = new WeakMap<RequestLimits, Map<string, RequestLimits>>();
 
-function keySubjects(limits: RequestLimits): number {
-  return limits.subjects.length > 0 && limits.subjects[0]!.level === "key" ? 1 : 0;
+/**
+ * The limits made from `limits` for `key` (a deployment, a model), made once: records are immutable and replaced on
+ * every change, so a request on a warm key allocates nothing here.
+ */
+function rememberedFor<K, M extends { get(k: K): RequestLimits | undefined; set(k: K, v: RequestLimits): unknown }>(
+  memo: WeakMap<RequestLimits, M>,
+  limits: RequestLimits,
+  key: K,
+  make: () => RequestLimits,
+  newMap: () => M,
+): RequestLimits {
+  let byKey = memo.get(limits);
+  if (!byKey) {
+    byKey = newMap();
+    memo.set(limits, byKey);
+  }
+  let made = byKey.get(key);
+  if (!made) {
+    made = make();
+    byKey.set(key, made);
+  }
+  return made;
 }

@@ -1,4 +1,4 @@
-import type { SpendLogRow } from "./spend-log-row.js";
+import type { DailySums, SpendLogRow } from "./spend-log-row.js";
 
 /**
  * Spend log rows in Postgres's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html,
@@ -269,18 +269,13 @@ const DAY_MS = 86_400_000;
  * A batch's sums for one row of gh_spend_daily (its day as days since the epoch; '' for no key, team or user), and
  * the key its token belongs to (null for none).
  */
-export interface DailyTotal {
+export interface DailyTotal extends DailySums {
   day: number;
   key_hash: string;
   key_id: string | null;
   team_id: string;
   user_id: string;
   model: string;
-  requests: number;
-  failed_requests: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  spend: number;
 }
 
 /** What the rows of a batch sharing one set of shared fields have in common: their encoding, and their daily sums. */

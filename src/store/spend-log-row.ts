@@ -35,3 +35,12 @@ export interface SpendLogRow {
   tags: string[];
   metadata: Record<string, unknown>;
 }
+
+/** What a daily total of `gh_spend_daily` sums: the batch's (spend-log-copy.ts) and a report's (spend-log-store.ts). */
+export interface DailySums {
+  requests: number;
+  failed_requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  spend: number;
+}

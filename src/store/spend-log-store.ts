@@ -2,7 +2,7 @@ import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { isUuid, type Queryable } from "./db.js";
 import { COPY_SPEND_LOGS, type DailyTotal, epochMs, perSharedFields, SHARED_COLUMNS, SpendLogBatch } from "./spend-log-copy.js";
-import type { SpendLogRow } from "./spend-log-row.js";
+import type { DailySums, SpendLogRow } from "./spend-log-row.js";
 
 /**
  * The only module that reads or writes `gh_spend_logs` and `gh_spend_daily` (sql/0010_spend_logs.sql).
@@ -267,17 +267,12 @@ export type SpendGroup = "team" | "key" | "user" | "model";
 
 const GROUP_COLUMN: Record<SpendGroup, string> = { team: "team_id", key: "key_hash", user: "user_id", model: "model" };
 
-export interface DailySpend {
+export interface DailySpend extends DailySums {
   day: string;
   group: string;
   /** By key: the key the group's token belongs to (null when not known: the master key, or a row from before sql/0016 of a token no key lists any more). */
   key_id: string | null;
   model: string;
-  requests: number;
-  failed_requests: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  spend: number;
 }
 
 /** Daily totals over [start, end] (days, inclusive), by `group` and model, from the daily aggregates. */
