@@ -70,6 +70,10 @@ describe("GET /metrics", () => {
     // Refused before a route matched (the auth middleware): labelled by the prefix, not the URL.
     expect(series(text, "gatehouse_requests_total", { route: "/v1/*", status: "401" })).toBe(1);
     expect(series(text, "gatehouse_overhead_duration_seconds_count", { route: "/v1/chat/completions" })).toBe(2);
+    // The gateway's own time is a part of each answered request's latency, never more than it.
+    const own = series(text, "gatehouse_overhead_duration_seconds_sum", { route: "/v1/chat/completions" }) ?? 0;
+    expect(own).toBeGreaterThan(0);
+    expect(own).toBeLessThan(series(text, "gatehouse_request_duration_seconds_sum", { route: "/v1/chat/completions" }) ?? 0);
     expect(series(text, "gatehouse_auth_cache_total", { level: "l1" })).toBeGreaterThanOrEqual(1);
     // The unknown key: refused by the token filter (or, while it is being built, by a database miss).
     expect((series(text, "gatehouse_auth_cache_total", { level: "miss" }) ?? 0) + (series(text, "gatehouse_auth_cache_total", { level: "filtered" }) ?? 0)).toBeGreaterThanOrEqual(

@@ -89,8 +89,7 @@ export class Authenticator {
   }
 
   /** Resolves a bearer to a usable key record or throws AuthenticationError (401) / ServiceUnavailableError (503). */
-  async authenticate(bearer: string): Promise<AuthResult> {
-    const hash = hashKey(bearer);
+  async authenticate(bearer: string, hash = hashKey(bearer)): Promise<AuthResult> {
     const cached = this.l1.get(hash) as KeyEntry | undefined;
     let result: AuthResult | null;
     const trusted = this.l1Trusted();

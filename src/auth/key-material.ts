@@ -10,6 +10,20 @@ export function hashKey(plaintext: string): string {
   return createHash("sha256").update(plaintext).digest("hex");
 }
 
+/**
+ * A presented bearer's sha256, made once per request (or once per connection: http/bearer.ts) and used twice: its
+ * bytes against the master key's, its hex as the key's hash.
+ */
+export class BearerDigest {
+  readonly bytes: Buffer;
+  readonly hex: string;
+
+  constructor(readonly bearer: string) {
+    this.bytes = createHash("sha256").update(bearer).digest();
+    this.hex = this.bytes.toString("hex");
+  }
+}
+
 /** LiteLLM's display name: `sk-...` and the last four characters. */
 export function keyDisplayName(plaintext: string): string {
   return `sk-...${plaintext.slice(-4)}`;

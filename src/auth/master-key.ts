@@ -11,6 +11,11 @@ export class MasterKey {
     this.digest = createHash("sha256").update(masterKey).digest();
   }
 
+  /** The same comparison for a bearer already hashed. */
+  matchesDigest(presented: Buffer): boolean {
+    return timingSafeEqual(this.digest, presented);
+  }
+
   matches(presented: string | undefined): boolean {
     if (!presented) return false;
     return timingSafeEqual(this.digest, createHash("sha256").update(presented).digest());

@@ -22,7 +22,7 @@ import { type AnswerWriter, Relay, type RelayAnswer, type RelayRecord } from "..
 import { duplicateTopLevelKey } from "../proxy/request-shape.js";
 import type { SpendLogRow } from "../store/spend-log-row.js";
 import type { AccessLog, RequestRecord } from "./access-log.js";
-import type { CallerAuth } from "./auth-middleware.js";
+import type { CallerAuth, DigestHolder } from "./auth-middleware.js";
 import { classifyError, isClientAbort, serializeError, writeJson } from "./error-mapping.js";
 import { loggablePath, pathOf } from "./loggable-path.js";
 import { parseJsonBody, readJsonBody } from "./request-body.js";
@@ -136,7 +136,7 @@ export class ApiRoutes {
 
   private async serve(x: Exchange): Promise<void> {
     try {
-      x.auth = await this.deps.auth.virtualKey(x.req.headers);
+      x.auth = await this.deps.auth.virtualKey(x.req.headers, x.req.socket as DigestHolder);
       if (x.route.kind === "relay") await this.relayAndLog(x);
       else if (x.route.kind === "list-models") this.listModels(x);
       else this.retrieveModel(x);
@@ -211,6 +211,7 @@ export class ApiRoutes {
   /** The request is over, answered or not. */
   closed(x: Exchange): void {
     if (x.abort !== undefined && !x.res.writableFinished) x.abort.abort();
+    if (x.answeredAt !== 0 && x.upstreamStartedAt !== 0) x.ownSeconds = (x.upstreamStartedAt - x.startedAt + x.answeredAt - x.upstreamEndedAt) / 1000;
     this.deps.accessLog.end(x.req, x.res, x.route.pattern, x.route.recorder, x);
     x.endedAt = performance.now();
     if (x.route.kind === "relay" && !x.relaying) this.logSpend(x);
@@ -259,7 +260,7 @@ function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
     total_tokens: (usage?.promptTokens ?? 0) + (usage?.completionTokens ?? 0),
     spend: x.cost,
     latency_ms: Math.round(latencyMs * 1000) / 1000,
-    overhead_ms: x.upstreamSeconds === undefined ? null : Math.round((latencyMs - x.upstreamSeconds * 1000) * 1000) / 1000,
+    overhead_ms: x.ownSeconds === undefined ? null : Math.round(x.ownSeconds * 1_000_000) / 1000,
     status: x.res.statusCode,
     error_code: x.errorCode ?? (x.res.writableFinished ? null : "client_gone"),
     stream: x.stream,
@@ -293,7 +294,12 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter {
   startedAt = 0;
   auth: AuthResult | undefined = undefined;
   model: string | undefined = undefined;
-  upstreamSeconds: number | undefined = undefined;
+  /** performance.now() when the first upstream call was made (0: none was). */
+  upstreamStartedAt = 0;
+  /** performance.now() when the answer's last upstream byte was read, and when its last byte was handed to the socket. */
+  upstreamEndedAt = 0;
+  answeredAt = 0;
+  ownSeconds: number | undefined = undefined;
   abort: ClientGone | undefined = undefined;
   // For the spend log row.
   startedWall = 0;
@@ -381,12 +387,14 @@ async function relayAnswer(x: Exchange, answer: RelayAnswer): Promise<void> {
       const out = pass ? pass(chunk) : chunk;
       if (out.length !== 0) await write(out);
     }
+    x.upstreamEndedAt = performance.now();
     const last = answer.end?.() ?? "";
     if (answer.beforeEnd) await answer.beforeEnd();
     if (last.length !== 0) await write(last);
-    if (held === undefined) return void res.end();
-    if (held.length === 1) return void endWith(res, held[0]!, heldBytes);
-    return void endWith(res, Buffer.concat(held.map((p) => (typeof p === "string" ? Buffer.from(p) : p))), heldBytes);
+    if (held === undefined) res.end();
+    else if (held.length === 1) endWith(res, held[0]!, heldBytes);
+    else endWith(res, Buffer.concat(held.map((p) => (typeof p === "string" ? Buffer.from(p) : p))), heldBytes);
+    x.answeredAt = performance.now();
   } catch (err) {
     if (signal.aborted) return;
     if (!res.headersSent) throw err; // a JSON answer that failed before a byte was sent: told as an error answer

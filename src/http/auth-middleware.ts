@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { NextFunction, Request, Response } from "express";
 import type { AuthResult, Authenticator } from "../auth/authenticator.js";
+import { BearerDigest } from "../auth/key-material.js";
 import type { MasterKey } from "../auth/master-key.js";
 import { AuthenticationError, PermissionError } from "../errors/errors.js";
 import type { UiSessions } from "../auth/ui-sessions.js";
@@ -37,6 +38,10 @@ export const MASTER_IDENTITY: AuthResult = Object.freeze({
   }),
 }) as AuthResult;
 
+const BEARER_DIGEST = Symbol("bearer digest");
+/** An object that lives as long as a client's connection (its socket), holding the digest of its last bearer. */
+export type DigestHolder = { [BEARER_DIGEST]?: BearerDigest };
+
 /**
  * Who is calling, from the request's headers alone (docs/security.md: authentication happens before the body is
  * read, so an unauthenticated request costs no body parsing). One implementation for the OpenAI routes and for
@@ -52,18 +57,27 @@ export class CallerAuth {
     private readonly sessions: UiSessions | null = null,
   ) {}
 
-  /** Proxy routes: a usable virtual key (or the master key, unless `server.master_key_on_proxy` forbids it). */
-  virtualKey(headers: IncomingHttpHeaders): Promise<AuthResult> {
+  /**
+   * Proxy routes: a usable virtual key (or the master key, unless `server.master_key_on_proxy` forbids it).
+   * `connection` is where the bearer's digest is kept between the requests of one keep-alive connection (a client
+   * sends the same key on every request of it): only the hash is reused, the key is authenticated every time.
+   */
+  virtualKey(headers: IncomingHttpHeaders, connection?: DigestHolder): Promise<AuthResult> {
     const bearer = bearerToken(headers);
     if (!bearer) return Promise.reject(new AuthenticationError("Missing API key: send it as 'Authorization: Bearer sk-...'.", "missing_api_key"));
-    if (this.masterKey.matches(bearer)) {
+    let digest = connection?.[BEARER_DIGEST];
+    if (digest === undefined || digest.bearer !== bearer) {
+      digest = new BearerDigest(bearer);
+      if (connection !== undefined) connection[BEARER_DIGEST] = digest;
+    }
+    if (this.masterKey.matchesDigest(digest.bytes)) {
       if (!this.masterKeyOnProxy)
         return Promise.reject(
           new PermissionError("The master key may not call models on this gateway (server.master_key_on_proxy: forbid); use a virtual key.", "master_key_not_allowed"),
         );
       return Promise.resolve(MASTER_IDENTITY);
     }
-    return this.authenticator.authenticate(bearer);
+    return this.authenticator.authenticate(bearer, digest.hex);
   }
 
   /**

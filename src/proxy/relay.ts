@@ -55,7 +55,8 @@ export interface RelayRecord {
   requestMetadata: unknown;
   usage: TokenCount | undefined;
   cost: number;
-  upstreamSeconds: number | undefined;
+  /** performance.now() when the request's first upstream call was made (0 until then). */
+  upstreamStartedAt: number;
   abort: ClientGone | undefined;
 }
 
@@ -232,9 +233,10 @@ export class Relay {
       settled = deps.limits.settle(lease, charge);
       return settled;
     };
-    // Time on the upstream, from sending the call until its answer is relayed or has failed: the request's
-    // latency minus this is the gateway's overhead (metrics).
+    // The first call's start ends the gateway's own time before the upstream (docs/performance.md); each call's
+    // time to its answer is the deployment's latency (latency-based routing).
     const upstreamStarted = performance.now();
+    if (x.upstreamStartedAt === 0) x.upstreamStartedAt = upstreamStarted;
     deps.load.began(deployment.id);
     try {
       const upstream = await provider.forward({ endpoint, deployment, body: upstreamBody, rawBody, stream, signal: abort, anthropicBeta: request.anthropicBeta });
@@ -254,7 +256,6 @@ export class Relay {
       if (lease && lease.admittedBy !== "none") answer.beforeEnd = settle;
       await out.send(answer);
     } finally {
-      x.upstreamSeconds = (performance.now() - upstreamStarted) / 1000;
       deps.load.ended(deployment.id);
       void settle();
     }

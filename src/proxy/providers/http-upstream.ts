@@ -1,6 +1,7 @@
 import { Agent, errors as undiciErrors } from "undici";
 import { UpstreamError } from "../../errors/errors.js";
 import type { ClientGone, UpstreamResponse } from "../provider.js";
+import { UpstreamCall, type UpstreamHead } from "./upstream-call.js";
 
 export interface UpstreamTimeouts {
   connectTimeoutMs: number;
@@ -26,7 +27,8 @@ export interface UpstreamPost {
 /**
  * The HTTP side every provider shares: one undici Agent, a keep-alive pool per origin for the life of the
  * gateway, connect and read timeouts on every call, and one error kind (UpstreamError) for whatever goes wrong
- * on the way — connecting, waiting for headers, or mid-body.
+ * on the way — connecting, waiting for headers, or mid-body. Calls go through undici's dispatch API
+ * (providers/upstream-call.ts), the cheapest it has.
  */
 export class HttpUpstream {
   private readonly agent: Agent;
@@ -43,24 +45,34 @@ export class HttpUpstream {
 
   async post(p: UpstreamPost): Promise<UpstreamResponse> {
     const readTimeout = p.readTimeoutMs ?? (p.stream ? this.timeouts.streamReadTimeoutMs : undefined) ?? this.timeouts.readTimeoutMs;
-    try {
-      const target = targetOf(p.apiBase);
-      const res = await this.agent.request({
+    const target = targetOf(p.apiBase);
+    const call = new UpstreamCall(p.signal, toUpstreamError);
+    this.agent.dispatch(
+      {
         origin: target.origin,
         path: `${target.basePath}${p.path}`,
         method: "POST",
         headers: p.headers,
         body: p.body,
-        signal: p.signal,
         headersTimeout: readTimeout,
         bodyTimeout: readTimeout,
-      });
-      const contentType = String(res.headers["content-type"] ?? "application/json");
-      const retryAfter = res.headers["retry-after"];
-      return { status: res.statusCode, contentType, retryAfter: typeof retryAfter === "string" ? retryAfter : undefined, body: guardBody(res.body) };
+      },
+      call,
+    );
+    let head: UpstreamHead;
+    try {
+      head = await call.response;
     } catch (err) {
       throw toUpstreamError(err);
     }
+    const contentType = head.headers["content-type"];
+    const retryAfter = head.headers["retry-after"];
+    return {
+      status: head.status,
+      contentType: typeof contentType === "string" ? contentType : "application/json",
+      retryAfter: typeof retryAfter === "string" ? retryAfter : undefined,
+      body: call,
+    };
   }
 
   close(): Promise<void> {
@@ -79,15 +91,6 @@ function targetOf(apiBase: string): { origin: string; basePath: string } {
     targets.set(apiBase, target);
   }
   return target;
-}
-
-/** Re-throws body read failures (a read timeout mid-stream) as UpstreamError, so callers see one error kind. */
-async function* guardBody(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
-  try {
-    yield* body;
-  } catch (err) {
-    throw toUpstreamError(err);
-  }
 }
 
 export function toUpstreamError(err: unknown): unknown {

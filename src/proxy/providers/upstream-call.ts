@@ -1,0 +1,137 @@
+import type { Dispatcher } from "undici";
+import type { ClientGone } from "../provider.js";
+
+// A stream's reader slower than its upstream holds at most this much before the upstream socket is paused.
+const HIGH_WATER_BYTES = 256 * 1024;
+
+type Settle = { resolve: (r: IteratorResult<Uint8Array>) => void; reject: (err: unknown) => void };
+
+/**
+ * One upstream call as undici's dispatch handler (its lowest-level API): the answer's head resolves `head`, its
+ * body arrives as a queue of the parser's own buffers read by one async iterator. Against undici's `request()`,
+ * there is no Readable stream, no AbortSignal wiring and no header object per call beyond the one the parser
+ * makes: on the gateway's hot path that was a third of a relay's CPU (docs/performance.md).
+ *
+ * Backpressure: past HIGH_WATER_BYTES unread the upstream socket is paused, and resumed once the reader caught up.
+ * A reader that stops early (a client gone, a failed write) aborts the call, as destroying undici's body does.
+ */
+export class UpstreamCall implements Dispatcher.DispatchHandler, AsyncIterator<Uint8Array>, AsyncIterable<Uint8Array> {
+  /** performance.now() when the answer's last byte arrived (0 until then): where the gateway's own time resumes. */
+  endedAt = 0;
+  private controller: Dispatcher.DispatchController | null = null;
+  private readonly queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private ended = false;
+  private failure: unknown = null;
+  private waiting: Settle | null = null;
+  private head: { resolve: (h: UpstreamHead) => void; reject: (err: unknown) => void } | null = null;
+  readonly response: Promise<UpstreamHead>;
+
+  constructor(
+    private readonly signal: ClientGone,
+    private readonly toError: (err: unknown) => unknown,
+  ) {
+    this.response = new Promise((resolve, reject) => {
+      this.head = { resolve, reject };
+    });
+    if (signal.aborted) this.onClientGone();
+    else signal.once("abort", this.onClientGone);
+  }
+
+  // --- undici's side ---
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.signal.aborted) controller.abort(clientGoneError());
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return; // 1xx: the answer's head is still to come
+    const head = this.head;
+    this.head = null;
+    head?.resolve({ status: statusCode, headers });
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const waiting = this.waiting;
+    if (waiting !== null) {
+      this.waiting = null;
+      waiting.resolve({ value: chunk, done: false });
+      return;
+    }
+    this.queue.push(chunk);
+    this.queuedBytes += chunk.length;
+    if (this.queuedBytes > HIGH_WATER_BYTES && !controller.paused) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    this.endedAt = performance.now();
+    this.finish(null);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
+    this.finish(this.toError(err));
+  }
+
+  // --- the reader's side ---
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Uint8Array>> {
+    const chunk = this.queue.shift();
+    if (chunk !== undefined) {
+      this.queuedBytes -= chunk.length;
+      if (this.controller?.paused && this.queuedBytes <= HIGH_WATER_BYTES / 2) this.controller.resume();
+      return Promise.resolve({ value: chunk, done: false });
+    }
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.ended) return Promise.resolve(DONE);
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject };
+    });
+  }
+
+  /** The reader stopped before the end: nobody will read the rest, so the call is aborted. */
+  return(): Promise<IteratorResult<Uint8Array>> {
+    if (!this.ended) this.controller?.abort(clientGoneError());
+    this.queue.length = 0;
+    return Promise.resolve(DONE);
+  }
+
+  private readonly onClientGone = (): void => {
+    const err = clientGoneError();
+    this.controller?.abort(err);
+    this.finish(err);
+  };
+
+  private finish(failure: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.failure = failure;
+    this.signal.removeListener("abort", this.onClientGone);
+    const head = this.head;
+    this.head = null;
+    if (head !== null) {
+      head.reject(failure ?? new Error("the upstream call ended without an answer"));
+      return;
+    }
+    const waiting = this.waiting;
+    this.waiting = null;
+    if (waiting === null) return;
+    if (failure !== null) waiting.reject(failure);
+    else waiting.resolve(DONE);
+  }
+}
+
+export interface UpstreamHead {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+const DONE: IteratorResult<Uint8Array> = Object.freeze({ value: undefined, done: true });
+
+function clientGoneError(): Error {
+  return Object.assign(new Error("the client went away"), { name: "AbortError" });
+}
