@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { jsonUsageMeter } from "../src/limits/usage-meter.js";
+import { jsonUsageMeter, sseUsageMeter } from "../src/limits/usage-meter.js";
 
 function meter(chunks: Array<string | Uint8Array>) {
   const m = jsonUsageMeter();
@@ -36,5 +36,43 @@ describe("usage of a JSON answer", () => {
   it("an answer without usage, or not JSON, has none", () => {
     expect(meter([JSON.stringify({ id: "x" })])).toBeUndefined();
     expect(meter(["<html>not json</html>"])).toBeUndefined();
+  });
+});
+
+describe("a chat stream's meter", () => {
+  const frame = (content: string) => `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content } }] })}\n\n`;
+  const usageFrame = `data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 5, completion_tokens: 2 } })}\n\n`;
+
+  it("passes whole frames that do not mention usage as the very bytes they came in", () => {
+    const m = sseUsageMeter(false);
+    const chunk = Buffer.from(frame("Hello") + frame(" world"));
+    expect(m.pass(chunk)).toBe(chunk);
+    expect(m.pass(Buffer.from(usageFrame))).toBe(""); // the usage chunk the client did not ask for
+    expect(m.end()).toBe("");
+    expect(m.usage).toEqual({ promptTokens: 5, completionTokens: 2 });
+  });
+
+  it("keeps a character cut between chunks whole, even when the cut follows a frame's end", () => {
+    const m = sseUsageMeter(false);
+    const text = frame("a") + frame("é€😀") + usageFrame;
+    const bytes = Buffer.from(text);
+    let out = "";
+    // Every cut point: right after a frame's blank line and inside a multi-byte character among them.
+    for (let cut = 1; cut < bytes.length; cut++) {
+      const again = sseUsageMeter(false);
+      const relayed = [again.pass(bytes.subarray(0, cut)), again.pass(bytes.subarray(cut)), again.end()]
+        .map((p) => (typeof p === "string" ? p : Buffer.from(p).toString("utf8")))
+        .join("");
+      expect(relayed).toBe(frame("a") + frame("é€😀"));
+      expect(again.usage).toEqual({ promptTokens: 5, completionTokens: 2 });
+    }
+    out = [m.pass(bytes), m.end()].map((p) => (typeof p === "string" ? p : Buffer.from(p).toString("utf8"))).join("");
+    expect(out).toBe(frame("a") + frame("é€😀"));
+  });
+
+  it("turns frames with \\r\\n line endings into \\n ones", () => {
+    const m = sseUsageMeter(false);
+    const out = m.pass(Buffer.from(frame("x").replace(/\n/g, "\r\n")));
+    expect(out).toBe(frame("x"));
   });
 });

@@ -155,6 +155,16 @@ export function responsesSseUsageMeter(): UsageMeter {
   }, true);
 }
 
+const USAGE_BYTES = Buffer.from('"usage"');
+const CR = 0x0d;
+const LF = 0x0a;
+const endsWithBlankLine = (chunk: Uint8Array) => chunk.length >= 2 && chunk[chunk.length - 1] === LF && chunk[chunk.length - 2] === LF;
+
+function wholeFramesWithoutUsage(chunk: Uint8Array): boolean {
+  const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  return bytes.indexOf(USAGE_BYTES) === -1 && bytes.indexOf(CR) === -1;
+}
+
 const toLf = (text: string) => text.replace(/\r\n?/g, "\n");
 
 /** The data of a frame's (single) `data:` line, or undefined for a frame without one. */
@@ -192,8 +202,14 @@ function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) =>
     const text = toLf(raw);
     return text.includes('"usage"') ? frame(text, found) : text;
   };
+  // True while everything passed so far ended with a blank line: no partial frame, no partial character held.
+  let atFrameEdge = true;
   return {
     pass(chunk) {
+      // Most upstream chunks are whole frames (a chunk per token), and only the last mentions usage: those pass as
+      // the bytes they are, unread and not decoded. Frames with "\r" line endings take the path below (made "\n").
+      if (atFrameEdge && typeof chunk !== "string" && endsWithBlankLine(chunk) && wholeFramesWithoutUsage(chunk)) return chunk;
+      atFrameEdge = false;
       pending += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
       let out = "";
       let from = 0;
@@ -204,6 +220,7 @@ function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) =>
         from = frameEnd.lastIndex;
       }
       if (from > 0) pending = pending.slice(from);
+      atFrameEdge = pending === "" && (typeof chunk === "string" ? chunk.endsWith("\n\n") : endsWithBlankLine(chunk));
       return asIs ? chunk : out;
     },
     end() {

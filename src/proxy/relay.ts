@@ -194,9 +194,9 @@ export class Relay {
     let translate: Pick<RelayAnswer, "pass" | "end"> | undefined;
     if (native) {
       endpoint = api.endpoint;
-      const changed = api.nativeBody(body, deployment, metered);
-      upstreamBody = changed ?? body;
-      rawBody = changed === null ? raw : undefined;
+      const changed = api.nativeBody(body, deployment, metered, raw);
+      upstreamBody = changed?.body ?? body;
+      rawBody = changed === null ? raw : changed.raw;
       // Usage is read from the answer when the request is charged, and for its spend log row (the tail of an
       // answer costs little to read; a stream reports usage only if the client or the charge asked for it).
       if ((metered || deps.logsSpend) && !api.free) meter = api.meter(body, stream);

@@ -24,9 +24,10 @@ export interface InboundApi {
   maxOutputTokens(body: Record<string, unknown>): number | undefined;
   /**
    * The body for a deployment that speaks this shape, or null when the client's bytes can go as they are. `metered`:
-   * the answer must report usage (a stream is asked to).
+   * the answer must report usage (a stream is asked to). `raw`, when given, is the new body's bytes, made from the
+   * client's without serializing the whole body again.
    */
-  nativeBody(body: Record<string, unknown>, deployment: ModelDeployment, metered: boolean): Record<string, unknown> | null;
+  nativeBody(body: Record<string, unknown>, deployment: ModelDeployment, metered: boolean, raw: Buffer): { body: Record<string, unknown>; raw?: Buffer } | null;
   /** Reads usage from a native answer (and, for chat, drops the usage chunk the client did not ask for). */
   meter(body: Record<string, unknown>, stream: boolean): UsageMeter;
   /** Translation through chat completions; absent: only deployments that speak this shape serve it. */

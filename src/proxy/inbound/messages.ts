@@ -67,8 +67,8 @@ function checkMessages(body: Record<string, unknown>, needsMaxTokens = true): vo
   }
 }
 
-function renamed(body: Record<string, unknown>, deployment: ModelDeployment): Record<string, unknown> | null {
-  return deployment.upstreamModel === body.model ? null : { ...body, model: deployment.upstreamModel };
+function renamed(body: Record<string, unknown>, deployment: ModelDeployment): { body: Record<string, unknown> } | null {
+  return deployment.upstreamModel === body.model ? null : { body: { ...body, model: deployment.upstreamModel } };
 }
 
 // Anthropic's error types by status (its API reference); 529 is its own "overloaded".

@@ -21,15 +21,19 @@ function openAIApi(endpoint: "chat.completions" | "completions" | "embeddings"):
     check: (body) => assertRequestShape(endpoint, body),
     streams,
     maxOutputTokens: (body) => positiveInt(body.max_completion_tokens) ?? positiveInt(body.max_tokens),
-    nativeBody(body: Record<string, unknown>, deployment: ModelDeployment, metered: boolean) {
+    nativeBody(body: Record<string, unknown>, deployment: ModelDeployment, metered: boolean, raw: Buffer) {
       // Streams report usage only when asked; Gatehouse asks whenever it has to charge the request.
       const askForUsage = metered && streams(body) && !clientAskedForUsage(body);
       const keepsGatewayFields = deployment.provider === "mock" || !hasGatewayOnlyField(body);
-      if (!askForUsage && deployment.upstreamModel === body.model && keepsGatewayFields) return null;
+      const sameModel = deployment.upstreamModel === body.model;
+      if (!askForUsage && sameModel && keepsGatewayFields) return null;
       const upstream: Record<string, unknown> = { ...body, model: deployment.upstreamModel };
       if (deployment.provider !== "mock") for (const field of GATEWAY_ONLY_FIELDS) delete upstream[field];
       if (askForUsage) upstream.stream_options = { ...(body.stream_options as object | undefined), include_usage: true };
-      return upstream;
+      // Asking a stream for its usage is the only change: the field goes in front of the client's own bytes (the
+      // body has no stream_options, and no key twice: duplicates are refused), instead of serializing it all again.
+      if (askForUsage && sameModel && keepsGatewayFields && body.stream_options === undefined) return { body: upstream, raw: withUsageAsked(raw) };
+      return { body: upstream };
     },
     meter: (body, stream) => (stream ? sseUsageMeter(clientAskedForUsage(body)) : jsonUsageMeter()),
     errorBody: openAIErrorBody,
@@ -48,6 +52,14 @@ export const OPENAI_APIS: Readonly<Record<"chat.completions" | "completions" | "
 };
 
 export type OpenAIEndpoint = Extract<Endpoint, "chat.completions" | "completions" | "embeddings">;
+
+const ASK_FOR_USAGE = Buffer.from('"stream_options":{"include_usage":true},');
+
+/** `{"stream_options":{"include_usage":true}, …the client's fields}`: the raw body is a JSON object with fields. */
+function withUsageAsked(raw: Buffer): Buffer {
+  const open = raw.indexOf(0x7b /* { */);
+  return Buffer.concat([raw.subarray(0, open + 1), ASK_FOR_USAGE, raw.subarray(open + 1)]);
+}
 
 function hasGatewayOnlyField(request: Record<string, unknown>): boolean {
   for (const field of GATEWAY_ONLY_FIELDS) if (field in request) return true;

@@ -22,7 +22,7 @@ export const RESPONSES: InboundApi = {
   },
   streams: (body) => body.stream === true,
   maxOutputTokens: (body) => (typeof body.max_output_tokens === "number" ? body.max_output_tokens : undefined),
-  nativeBody: (body, deployment) => (deployment.upstreamModel === body.model ? null : { ...body, model: deployment.upstreamModel }),
+  nativeBody: (body, deployment) => (deployment.upstreamModel === body.model ? null : { body: { ...body, model: deployment.upstreamModel } }),
   meter: (_body, stream) => (stream ? responsesSseUsageMeter() : jsonUsageMeter(tokensFromResponsesUsage)),
   viaChat: {
     toChat: responsesToChatRequest,
