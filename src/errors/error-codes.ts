@@ -186,7 +186,7 @@ export const ERROR_CODES = {
     meaning: "One deployment is at its own limit; the request moves to the next (a client sees `no_deployment_available` instead).",
   },
   too_many_login_attempts: { status: 429, type: "rate_limit_error", meaning: "Too many failed admin UI logins from this client address." },
-  upstream_rate_limited: { status: 429, type: "rate_limit_error", meaning: "An Anthropic model reported a rate limit in the middle of its stream." },
+  upstream_rate_limited: { status: 429, type: "rate_limit_error", meaning: "An Anthropic model reported a rate limit in its stream." },
 
   // 500: a bug in the gateway; its log has the details.
   internal_error: { status: 500, type: "internal_error", meaning: "An error the gateway did not expect (a bug): its log has the stack, the client only this code." },
@@ -252,6 +252,7 @@ export function isRelayedStatus(status: number): status is RelayedStatus {
   return (RELAYED_STATUSES as readonly number[]).includes(status);
 }
 
+/** A kind of answer passed on from upstream; its fields are markdown, shown as they are in docs/errors.md. */
 export interface RelayedCodeRow {
   status: string;
   type: string;
@@ -265,19 +266,19 @@ export interface RelayedCodeRow {
 export const RELAYED_CODES = {
   "<upstream's code>": {
     status: "upstream's: 400, 404, 409, 413, 422 or 429",
-    type: "upstream's, or `upstream_error` when it gives none",
+    type: "upstream's `type`, or `upstream_error` when it gives none",
     meaning:
       "The upstream refused the request itself, and its status, message, `type`, `param` and `code` are relayed (e.g. `context_length_exceeded`, Azure's `content_filter`; an Anthropic model's code is its error type). A 429 keeps its Retry-After.",
   },
-  upstream_400: { status: "400", type: "upstream's, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 400 answer gives no code of its own." },
-  upstream_404: { status: "404", type: "upstream's, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 404 answer gives no code of its own." },
-  upstream_409: { status: "409", type: "upstream's, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 409 answer gives no code of its own." },
-  upstream_413: { status: "413", type: "upstream's, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 413 answer gives no code of its own." },
-  upstream_422: { status: "422", type: "upstream's, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 422 answer gives no code of its own." },
-  upstream_429: { status: "429", type: "upstream's, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 429 answer gives no code of its own." },
+  upstream_400: { status: "400", type: "upstream's `type`, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 400 answer gives no code of its own." },
+  upstream_404: { status: "404", type: "upstream's `type`, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 404 answer gives no code of its own." },
+  upstream_409: { status: "409", type: "upstream's `type`, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 409 answer gives no code of its own." },
+  upstream_413: { status: "413", type: "upstream's `type`, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 413 answer gives no code of its own." },
+  upstream_422: { status: "422", type: "upstream's `type`, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 422 answer gives no code of its own." },
+  upstream_429: { status: "429", type: "upstream's `type`, or `upstream_error` when it gives none", meaning: "As above, when the upstream's 429 answer gives no code of its own." },
   "upstream_<Anthropic error type>": {
     status: "502",
-    type: "upstream_error",
+    type: "`upstream_error`",
     meaning:
       "An Anthropic model reported an error in its stream, other than overloaded or rate limited: Anthropic's type after `upstream_` (`upstream_api_error` when it gives none).",
   },
