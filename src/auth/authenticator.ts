@@ -168,11 +168,10 @@ export class Authenticator {
       const held = cached !== undefined && (cached.record !== null || read !== (readKey as RecordReader<CachedRecord>));
       if (!held || (await this.l2.changedSince(cacheKey, cached.record?.version ?? 0))) {
         this.counters.unavailable++;
-        throw new ServiceUnavailableError(
-          "Cannot verify this key right now: the key store is unavailable. Retry shortly.",
-          Number(err.headers["retry-after"] ?? 1),
-          "key_store_unavailable",
-        );
+        throw new ServiceUnavailableError("Cannot verify this key right now: the key store is unavailable. Retry shortly.", {
+          code: "key_store_unavailable",
+          retryAfterSeconds: Number(err.headers["retry-after"] ?? 1),
+        });
       }
       return cached.record === null ? null : { record: cached.record, level: "l1-static" };
     }
@@ -213,7 +212,7 @@ export class Authenticator {
       const miss = read === (readKey as RecordReader<CachedRecord>) ? "brief" : "like-a-record";
       if (this.l1.completeFill(ticket, result?.record ?? null, miss) || reinstated("joined-fill")) return result;
       this.counters.refills++;
-      if (attempt >= MAX_FILL_ATTEMPTS) throw new ServiceUnavailableError("This key is being changed right now. Retry shortly.", 1, "key_changing");
+      if (attempt >= MAX_FILL_ATTEMPTS) throw new ServiceUnavailableError("This key is being changed right now. Retry shortly.", { code: "key_changing" });
     }
   }
 
@@ -254,7 +253,7 @@ const readUser: RecordReader<UserRecord> = async (q, cacheKey) => {
  * admin API's view of a key (keys/key-standing.ts) reports it, so the two cannot disagree.
  */
 export function userRefusal(user: UserRecord | null, userId: string): AuthenticationError | null {
-  return user?.deleted ? new AuthenticationError(`This key's user '${userId}' was deleted.`, "user_deleted") : null;
+  return user?.deleted ? new AuthenticationError(`This key's user '${userId}' was deleted.`, { code: "user_deleted" }) : null;
 }
 
 /**
@@ -263,16 +262,16 @@ export function userRefusal(user: UserRecord | null, userId: string): Authentica
  */
 export function teamRefusal(team: TeamRecord | null, teamId: string): AuthenticationError | null {
   const name = team?.teamAlias ? `'${team.teamAlias}' (${teamId})` : `'${teamId}'`;
-  if (team === null || team.deleted) return new AuthenticationError(`This key's team ${name} was deleted.`, "team_deleted");
-  if (team.blocked) return new AuthenticationError(`This key's team ${name} is blocked.`, "team_blocked");
+  if (team === null || team.deleted) return new AuthenticationError(`This key's team ${name} was deleted.`, { code: "team_deleted" });
+  if (team.blocked) return new AuthenticationError(`This key's team ${name} is blocked.`, { code: "team_blocked" });
   return null;
 }
 
 /** Blocked and expired keys are refused here, at request time, never by letting a cache entry lapse. */
 export function keyRefusal(record: Pick<AuthRecord, "blocked" | "expiresAt" | "revokeAt">, now: number): AuthenticationError | null {
-  if (record.blocked) return new AuthenticationError("This key is blocked.", "key_blocked");
-  if (record.expiresAt !== null && record.expiresAt <= now) return new AuthenticationError("This key has expired.", "key_expired");
-  if (record.revokeAt !== null && record.revokeAt <= now) return new AuthenticationError("This key was rotated and its grace period has ended.", "key_revoked");
+  if (record.blocked) return new AuthenticationError("This key is blocked.", { code: "key_blocked" });
+  if (record.expiresAt !== null && record.expiresAt <= now) return new AuthenticationError("This key has expired.", { code: "key_expired" });
+  if (record.revokeAt !== null && record.revokeAt <= now) return new AuthenticationError("This key was rotated and its grace period has ended.", { code: "key_revoked" });
   return null;
 }
 

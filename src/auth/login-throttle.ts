@@ -50,11 +50,10 @@ export class LoginThrottle {
     if (!outcome.counted) {
       this.counters.refused++;
       const seconds = Math.max(1, Math.ceil(outcome.leftMs / 1000));
-      throw new RateLimitError(
-        `Too many failed logins from ${client}: ${this.o.maxFailures} in ${Math.round(this.o.windowMs / 1000)} s. Try again in ${seconds} s.`,
-        seconds,
-        "too_many_login_attempts",
-      );
+      throw new RateLimitError(`Too many failed logins from ${client}: ${this.o.maxFailures} in ${Math.round(this.o.windowMs / 1000)} s. Try again in ${seconds} s.`, {
+        code: "too_many_login_attempts",
+        retryAfterSeconds: seconds,
+      });
     }
     // Once per window and client: the attempt that reaches the limit.
     if (outcome.count === this.o.maxFailures) this.o.logger.warn({ client, window_ms: this.o.windowMs }, "admin UI logins from this client reached the limit of failed attempts");

@@ -32,8 +32,8 @@ export class UiSessions {
 
   /** The master key for a new session token (returned once, for the cookie). A virtual key cannot log in. */
   async login(presented: unknown): Promise<{ token: string; session: UiSession }> {
-    if (typeof presented !== "string" || presented.length === 0) throw new AuthenticationError("Enter the master key.", "missing_master_key");
-    if (!this.masterKey.matches(presented)) throw new AuthenticationError("That is not the master key. Only the master key can log in.", "invalid_master_key");
+    if (typeof presented !== "string" || presented.length === 0) throw new AuthenticationError("Enter the master key.", { code: "missing_master_key" });
+    if (!this.masterKey.matches(presented)) throw new AuthenticationError("That is not the master key. Only the master key can log in.", { code: "invalid_master_key" });
     await this.db.query(deleteExpiredUiSessions);
     const token = randomBytes(32).toString("base64url");
     const row = await this.db.query((q) =>
@@ -45,7 +45,7 @@ export class UiSessions {
   /** The live session behind a cookie's token; 401 when there is none (expired, logged out, master key rotated). */
   async check(token: string): Promise<UiSession> {
     const row = await this.db.query((q) => findUiSession(q, sha256(token), this.masterKeyHash));
-    if (!row) throw new AuthenticationError("Your session has ended; log in again.", "session_expired");
+    if (!row) throw new AuthenticationError("Your session has ended; log in again.", { code: "session_expired" });
     return { csrfToken: row.csrf_token, expiresAt: row.expires_at };
   }
 
@@ -54,7 +54,7 @@ export class UiSessions {
     const expected = Buffer.from(session.csrfToken);
     const given = Buffer.from(presented ?? "");
     if (given.length !== expected.length || !timingSafeEqual(given, expected))
-      throw new PermissionError("Missing or wrong X-CSRF-Token header for a change made with a session.", "csrf_token_mismatch");
+      throw new PermissionError("Missing or wrong X-CSRF-Token header for a change made with a session.", { code: "csrf_token_mismatch" });
   }
 
   async logout(token: string): Promise<void> {

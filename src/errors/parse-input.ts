@@ -20,6 +20,6 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.in
   const issue = result.error.issues[0]!;
   const param = issue.path.length > 0 ? issue.path.map(String).join(".") : null;
   const unknownKeys = issue.code === "unrecognized_keys" ? issue.keys : undefined;
-  if (unknownKeys) throw new BadRequestError(`unknown field(s): ${unknownKeys.join(", ")}`, unknownKeys[0] ?? null);
-  throw new BadRequestError(param ? `${param}: ${issue.message}` : issue.message, param);
+  if (unknownKeys) throw new BadRequestError(`unknown field(s): ${unknownKeys.join(", ")}`, { param: unknownKeys[0] ?? null });
+  throw new BadRequestError(param ? `${param}: ${issue.message}` : issue.message, { param });
 }

@@ -1,6 +1,6 @@
 import CircuitBreaker from "opossum";
 import type { Logger } from "../logger.js";
-import { DependencyUnavailableError } from "../errors/errors.js";
+import { type Dependency, DependencyUnavailableError } from "../errors/errors.js";
 import { countsAgainstHealth } from "./classify.js";
 
 /**
@@ -41,7 +41,7 @@ export class DependencyBreaker {
   readonly counters = { opened: 0, rejected: 0 };
 
   constructor(
-    readonly name: string,
+    readonly name: Dependency,
     logger: Logger,
     private readonly options: BreakerOptions,
   ) {

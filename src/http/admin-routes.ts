@@ -20,7 +20,7 @@ export function adminRoutes(keys: KeyService, rotation: RotationService, coheren
   router.post("/key/regenerate", async (req, res) => {
     const idempotencyKey = idempotencyKeyOf(req);
     const body = parseBody(regenerateKeySchema, req.body);
-    if (!body.key) throw new BadRequestError("'key' is required: the key to regenerate, as plaintext or hash", "key");
+    if (!body.key) throw new BadRequestError("'key' is required: the key to regenerate, as plaintext or hash", { param: "key" });
     res.json(await rotation.regenerate(body.key, body, idempotencyKey, changeLog(res)));
   });
 
@@ -51,7 +51,7 @@ export function adminRoutes(keys: KeyService, rotation: RotationService, coheren
 
   router.get("/key/info", async (req, res) => {
     const key = req.query.key;
-    if (typeof key !== "string" || key.length === 0) throw new BadRequestError("query parameter 'key' is required", "key");
+    if (typeof key !== "string" || key.length === 0) throw new BadRequestError("query parameter 'key' is required", { param: "key" });
     res.json(await keys.info(key));
   });
 
@@ -87,7 +87,7 @@ function idempotencyKeyOf(req: Request): string | undefined {
   const value = req.headers["idempotency-key"];
   if (value === undefined) return undefined;
   if (typeof value !== "string" || !IDEMPOTENCY_KEY.test(value)) {
-    throw new BadRequestError("Idempotency-Key must be 1 to 255 visible ASCII characters", "Idempotency-Key", "invalid_idempotency_key");
+    throw new BadRequestError("Idempotency-Key must be 1 to 255 visible ASCII characters", { code: "invalid_idempotency_key", param: "Idempotency-Key" });
   }
   return value;
 }

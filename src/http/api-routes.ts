@@ -3,7 +3,7 @@ import { callerAllowsModel } from "../auth/auth-record.js";
 import type { AuthResult } from "../auth/authenticator.js";
 import { litellmModelOf } from "../config/models.js";
 import type { ModelDeployment, ProviderName } from "../config/settings.js";
-import { BadRequestError, GatewayError, internalErrorBody, NotFoundError, UpstreamError } from "../errors/errors.js";
+import { BadRequestError, GatewayError, InternalError, NotFoundError, UpstreamError } from "../errors/errors.js";
 import type { LimitEnforcer } from "../limits/limit-enforcer.js";
 import type { TokenCount } from "../limits/pricing.js";
 import type { Logger } from "../logger.js";
@@ -157,7 +157,7 @@ export class ApiRoutes {
     const path = pathOf(x.req.url);
     const id = decodeURIComponent(path.slice(path.lastIndexOf("/") + 1));
     if (!this.deps.models.modelNames().has(id) || !callerAllowsModel(x.auth!.record, x.auth!.team, id, x.auth!.user))
-      throw new NotFoundError(`The model '${id}' does not exist or this key may not use it.`, "model", "model_not_found");
+      throw new NotFoundError(`The model '${id}' does not exist or this key may not use it.`, { code: "model_not_found", param: "model" });
     writeJson(x.res, 200, { id, object: "model", created: 0, owned_by: "gatehouse" });
   }
 
@@ -173,7 +173,7 @@ export class ApiRoutes {
       const body = parseJsonBody(raw);
       if (body === null || typeof body !== "object" || Array.isArray(body)) throw new BadRequestError("request body must be a JSON object (Content-Type: application/json)");
       const duplicate = duplicateTopLevelKey(raw);
-      if (duplicate !== null) throw new BadRequestError(`the field '${duplicate}' appears more than once in the request body`, duplicate, "duplicate_field");
+      if (duplicate !== null) throw new BadRequestError(`the field '${duplicate}' appears more than once in the request body`, { code: "duplicate_field", param: duplicate });
       const beta = x.req.headers["anthropic-beta"];
       await this.relayer.relay(x, x.route.api, { raw, body: body as Record<string, unknown>, anthropicBeta: typeof beta === "string" ? beta : undefined }, x);
     } finally {
@@ -203,7 +203,7 @@ export class ApiRoutes {
       endBrokenStream(x, err);
       return;
     }
-    const told = error ?? new GatewayError(500, internalErrorBody().error.type, "internal_error", internalErrorBody().error.message);
+    const told = error ?? new InternalError();
     for (const name in told.headers) res.setHeader(name, told.headers[name]!);
     writeJson(res, told.status, x.route.api.errorBody(told) as object);
   }
@@ -443,7 +443,7 @@ function waitForDrain(res: ServerResponse, signal: ClientGone): Promise<void> {
 /** After the headers are out, an error can only be told in-band: the route's error event, then the end. */
 function endBrokenStream(x: Exchange, err: unknown): void {
   const { res } = x;
-  const error = err instanceof GatewayError ? err : new UpstreamError(502, "the upstream stream failed", "upstream_stream_failed");
+  const error = err instanceof GatewayError ? err : new UpstreamError("the upstream stream failed", { code: "upstream_stream_failed" });
   if (String(res.getHeader("content-type") ?? "").startsWith("text/event-stream")) {
     x.errorCode = error.code;
     res.end(x.route.api.streamError(error));

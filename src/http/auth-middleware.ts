@@ -64,7 +64,7 @@ export class CallerAuth {
    */
   virtualKey(headers: IncomingHttpHeaders, connection?: DigestHolder): Promise<AuthResult> {
     const bearer = bearerToken(headers);
-    if (!bearer) return Promise.reject(new AuthenticationError("Missing API key: send it as 'Authorization: Bearer sk-...'.", "missing_api_key"));
+    if (!bearer) return Promise.reject(new AuthenticationError("Missing API key: send it as 'Authorization: Bearer sk-...'.", { code: "missing_api_key" }));
     let digest = connection?.[BEARER_DIGEST];
     if (digest === undefined || digest.bearer !== bearer) {
       digest = new BearerDigest(bearer);
@@ -73,7 +73,7 @@ export class CallerAuth {
     if (this.masterKey.matchesDigest(digest.bytes)) {
       if (!this.masterKeyOnProxy)
         return Promise.reject(
-          new PermissionError("The master key may not call models on this gateway (server.master_key_on_proxy: forbid); use a virtual key.", "master_key_not_allowed"),
+          new PermissionError("The master key may not call models on this gateway (server.master_key_on_proxy: forbid); use a virtual key.", { code: "master_key_not_allowed" }),
         );
       return Promise.resolve(MASTER_IDENTITY);
     }
@@ -96,13 +96,13 @@ export class CallerAuth {
       }
       return;
     }
-    if (!bearer) throw new AuthenticationError("Missing master key: send it as 'Authorization: Bearer <master key>'.", "missing_api_key");
+    if (!bearer) throw new AuthenticationError("Missing master key: send it as 'Authorization: Bearer <master key>'.", { code: "missing_api_key" });
     const isVirtualKey = await this.authenticator.authenticate(bearer).then(
       () => true,
       () => false,
     );
-    if (isVirtualKey) throw new PermissionError("This route needs the master key; a virtual key is not an admin.", "not_admin");
-    throw new AuthenticationError("Invalid master key.", "invalid_master_key");
+    if (isVirtualKey) throw new PermissionError("This route needs the master key; a virtual key is not an admin.", { code: "not_admin" });
+    throw new AuthenticationError("Invalid master key.", { code: "invalid_master_key" });
   }
 }
 

@@ -24,5 +24,5 @@ export function errorHandler(logger: Logger, maxBodyBytes: number) {
 }
 
 export function notFoundRoute(req: Request): never {
-  throw new NotFoundError(`no route for ${req.method} ${req.path}`, null, "route_not_found");
+  throw new NotFoundError(`no route for ${req.method} ${req.path}`, { code: "route_not_found" });
 }

@@ -14,7 +14,7 @@ export function metricsRoutes(metrics: Metrics, masterKey: MasterKey, metricsTok
   router.get("/metrics", async (req, res) => {
     const bearer = bearerToken(req.headers);
     if (!masterKey.matches(bearer) && !metricsToken?.matches(bearer)) {
-      throw new AuthenticationError("/metrics needs the metrics token or the master key: 'Authorization: Bearer <token>'.", "invalid_metrics_token");
+      throw new AuthenticationError("/metrics needs the metrics token or the master key: 'Authorization: Bearer <token>'.", { code: "invalid_metrics_token" });
     }
     res.setHeader("content-type", metrics.contentType);
     // Under --workers, a scrape sees the whole host (every worker's series merged: counters and histograms

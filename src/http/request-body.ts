@@ -104,7 +104,7 @@ export function refuseUnpairedSurrogates(req: { body?: unknown }, _res: unknown,
     return;
   }
   const message = `${at === "" ? "a field name" : at}: must not contain an unpaired UTF-16 surrogate (a \\ud800-\\udfff escape without its pair): it cannot be stored as text`;
-  next(new BadRequestError(message, at === "" ? null : at, "unpaired_surrogate"));
+  next(new BadRequestError(message, { code: "unpaired_surrogate", param: at === "" ? null : at }));
 }
 
 const READER = Symbol("bodyReader");

@@ -59,7 +59,8 @@ export function modelHealthRoute(models: ModelRegistry, prober: HealthProber): R
     const asked = typeof req.query.model === "string" ? req.query.model : undefined;
     const all = models.deployments();
     const deployments = asked === undefined ? all : all.filter((d) => d.modelName === asked);
-    if (asked !== undefined && deployments.length === 0) throw new NotFoundError(`The model '${asked}' does not exist on this gateway.`, "model", "model_not_found");
+    if (asked !== undefined && deployments.length === 0)
+      throw new NotFoundError(`The model '${asked}' does not exist on this gateway.`, { code: "model_not_found", param: "model" });
     const results = prober.background ? await prober.results() : await prober.checkNow(deployments);
     const healthy: object[] = [];
     const unhealthy: object[] = [];

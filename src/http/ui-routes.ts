@@ -84,7 +84,7 @@ export function uiRoutes(deps: UiDeps): Router {
   });
   router.get("/ui/api/session", async (req, res) => {
     const token = sessionTokenOf(req.headers);
-    if (!token) throw new AuthenticationError("Not logged in.", "no_session");
+    if (!token) throw new AuthenticationError("Not logged in.", { code: "no_session" });
     const session = await deps.sessions.check(token);
     res.json({ csrf_token: session.csrfToken, expires_at: session.expiresAt, replica_id: deps.replicaId });
   });

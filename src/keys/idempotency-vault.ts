@@ -25,7 +25,7 @@ export class IdempotencyVault {
   /** The first response, if `fingerprint` matches the stored one; 409 if the key was used for another request. */
   open<T>(idemKey: string, stored: { fingerprint: string; response: Buffer }, fingerprint: string): T {
     if (stored.fingerprint !== fingerprint) {
-      throw new ConflictError("this Idempotency-Key was already used for a different request", "idempotency_key_reused", "Idempotency-Key");
+      throw new ConflictError("this Idempotency-Key was already used for a different request", { code: "idempotency_key_reused", param: "Idempotency-Key" });
     }
     try {
       const iv = stored.response.subarray(0, 12);
@@ -34,7 +34,10 @@ export class IdempotencyVault {
       decipher.setAuthTag(tag);
       return JSON.parse(Buffer.concat([decipher.update(stored.response.subarray(28)), decipher.final()]).toString("utf8")) as T;
     } catch {
-      throw new ConflictError("the stored result of this Idempotency-Key cannot be read (was the master key changed?)", "idempotency_result_unreadable", "Idempotency-Key");
+      throw new ConflictError("the stored result of this Idempotency-Key cannot be read (was the master key changed?)", {
+        code: "idempotency_result_unreadable",
+        param: "Idempotency-Key",
+      });
     }
   }
 

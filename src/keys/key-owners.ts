@@ -14,11 +14,14 @@ import { findUserForShare } from "../store/user-store.js";
  */
 export async function assertTeamAccepts(tx: Queryable, teamId: string, keyModels: readonly string[]): Promise<void> {
   const team = await findLiveTeamForShare(tx, teamId);
-  if (!team) throw new BadRequestError(`team '${teamId}' does not exist (or was deleted)`, "team_id", "team_not_found");
+  if (!team) throw new BadRequestError(`team '${teamId}' does not exist (or was deleted)`, { code: "team_not_found", param: "team_id" });
   if (team.models.length === 0 || team.models.includes(ALL_PROXY_MODELS)) return;
   const outside = keyModels.filter((m) => m !== ALL_PROXY_MODELS && !team.models.includes(m));
   if (outside.length > 0 || keyModels.includes(ALL_PROXY_MODELS)) {
-    throw new BadRequestError(`the team '${teamId}' does not allow model(s): ${(outside.length > 0 ? outside : [ALL_PROXY_MODELS]).join(", ")}`, "models", "model_not_in_team");
+    throw new BadRequestError(`the team '${teamId}' does not allow model(s): ${(outside.length > 0 ? outside : [ALL_PROXY_MODELS]).join(", ")}`, {
+      code: "model_not_in_team",
+      param: "models",
+    });
   }
 }
 
@@ -29,14 +32,13 @@ export async function assertTeamAccepts(tx: Queryable, teamId: string, keyModels
 export async function assertUserAccepts(tx: Queryable, userId: string, keyModels: readonly string[]): Promise<void> {
   const user = await findUserForShare(tx, userId);
   if (!user) return;
-  if (user.deleted_at) throw new BadRequestError(`user '${userId}' was deleted`, "user_id", "user_deleted");
+  if (user.deleted_at) throw new BadRequestError(`user '${userId}' was deleted`, { code: "user_deleted", param: "user_id" });
   if (user.models.length === 0 || user.models.includes(ALL_PROXY_MODELS)) return;
   const outside = keyModels.filter((m) => m !== ALL_PROXY_MODELS && !user.models.includes(m));
   if (outside.length > 0 || keyModels.includes(ALL_PROXY_MODELS)) {
-    throw new BadRequestError(
-      `the user '${userId}' may not use model(s): ${(outside.length > 0 ? outside : [ALL_PROXY_MODELS]).join(", ")}`,
-      "models",
-      "model_not_allowed_for_user",
-    );
+    throw new BadRequestError(`the user '${userId}' may not use model(s): ${(outside.length > 0 ? outside : [ALL_PROXY_MODELS]).join(", ")}`, {
+      code: "model_not_allowed_for_user",
+      param: "models",
+    });
   }
 }

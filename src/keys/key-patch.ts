@@ -34,7 +34,10 @@ export function toLimitPatch(req: LimitFields, servedModels: ReadonlySet<string>
   if (req.models !== undefined) {
     const unknown = req.models.filter((m) => m !== ALL_PROXY_MODELS && !servedModels.has(m));
     if (unknown.length > 0) {
-      throw new BadRequestError(`unknown model(s): ${unknown.join(", ")}; this gateway serves ${[...servedModels].join(", ") || "no models"}`, "models", "model_not_found");
+      throw new BadRequestError(`unknown model(s): ${unknown.join(", ")}; this gateway serves ${[...servedModels].join(", ") || "no models"}`, {
+        code: "model_not_found",
+        param: "models",
+      });
     }
     patch.models = req.models;
   }
@@ -72,7 +75,10 @@ export function toKeyPatch(req: KeyFields, servedModels: ReadonlySet<string>): K
 function checkedAliases(aliases: Record<string, string>, servedModels: ReadonlySet<string>): Record<string, string> {
   const unknown = Object.entries(aliases).filter(([, to]) => !servedModels.has(to));
   if (unknown.length > 0)
-    throw new BadRequestError(`aliases: ${unknown.map(([from, to]) => `${from} → ${to}`).join(", ")}: no such model on this gateway`, "aliases", "model_not_found");
+    throw new BadRequestError(`aliases: ${unknown.map(([from, to]) => `${from} → ${to}`).join(", ")}: no such model on this gateway`, {
+      code: "model_not_found",
+      param: "aliases",
+    });
   return aliases;
 }
 

@@ -62,7 +62,7 @@ export class KeyService {
           async (tx) => {
             const replayed = await attempt.replayed(tx);
             if (replayed) return { result: replayed, stale: null };
-            if (await findDeprecatedKey(tx, token)) throw new ConflictError("this key already exists", "key_exists", "key");
+            if (await findDeprecatedKey(tx, token)) throw new ConflictError("this key already exists", { code: "key_exists", param: "key" });
             if (patch.team_id) await assertTeamAccepts(tx, patch.team_id, patch.models ?? []);
             if (patch.user_id) await assertUserAccepts(tx, patch.user_id, patch.models ?? []);
             const row = await insertKey(tx, { ...patch, token, key_name: keyDisplayName(plaintext) });
@@ -98,7 +98,7 @@ export class KeyService {
     const token = toTokenHash(key);
     const reset = await this.db.transaction(async (tx) => {
       const target = await lockKeyByToken(tx, token);
-      if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+      if (!target) throw new NotFoundError("key not found", { code: "key_not_found", param: "key" });
       return resetSpend(tx, target.row.key_id, to);
     });
     await this.spend.afterReset(reset.keyId, reset.generation);
@@ -119,7 +119,7 @@ export class KeyService {
       this.events,
       async (tx) => {
         const target = await lockKeyByToken(tx, toTokenHash(key));
-        if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+        if (!target) throw new NotFoundError("key not found", { code: "key_not_found", param: "key" });
         const ended = await endGraceOf(tx, target.row.key_id);
         const result = { key_id: target.row.key_id, key_name: target.row.key_name, revoked: ended.map((d) => ({ token: d.token, key_name: d.key_name })) };
         if (ended.length === 0) return { result, stale: null };
@@ -135,7 +135,7 @@ export class KeyService {
     const token = toTokenHash(key);
     const [addressed] = await this.db.query((q) => resolveTokens(q, [token]));
     const row = addressed && (await this.db.query((q) => findKeyByKeyId(q, addressed.key_id)));
-    if (!addressed || !row) throw new NotFoundError("key not found", "key", "key_not_found");
+    if (!addressed || !row) throw new NotFoundError("key not found", { code: "key_not_found", param: "key" });
     // The older tokens still in their grace: the UI's rotation timeline (their windows, never their hashes), each
     // with its standing: a grace token is refused whenever the key is, and once its grace ends.
     const record = authRecordFromRow(row);
@@ -144,7 +144,7 @@ export class KeyService {
     const info = { ...(await this.withLiveSpend(keyView(row))), ...standing, grace_tokens: grace };
     if (addressed.addressed_as === "current") return { key: token, info };
     const deprecated = await this.db.query((q) => findDeprecatedKey(q, token));
-    if (!deprecated) throw new NotFoundError("key not found", "key", "key_not_found");
+    if (!deprecated) throw new NotFoundError("key not found", { code: "key_not_found", param: "key" });
     return { key: token, info: { ...info, deprecated: { key_name: deprecated.key_name, revoke_at: deprecated.revoke_at, active_token: row.token } } };
   }
 
@@ -191,7 +191,7 @@ export class KeyService {
           const { locked, missing } = await lockKeysByTokens(tx, tokens);
           if (missing.length > 0) {
             const names = req.keys.filter((k) => missing.includes(toTokenHash(k))).map((k) => (k.startsWith("sk-") ? keyDisplayName(k) : k));
-            throw new NotFoundError(`keys not found: ${names.join(", ")}; nothing was deleted`, "keys", "key_not_found");
+            throw new NotFoundError(`keys not found: ${names.join(", ")}; nothing was deleted`, { code: "key_not_found", param: "keys" });
           }
           rows = [...new Map(locked.map((l) => [l.row.key_id, l.row])).values()];
         } else {
@@ -206,7 +206,7 @@ export class KeyService {
           if (rows.length !== aliases.length) {
             const found = new Set(rows.map((r) => r.key_alias));
             const missing = aliases.filter((a) => !found.has(a));
-            throw new NotFoundError(`key aliases not found: ${missing.join(", ")}; nothing was deleted`, "key_aliases", "key_not_found");
+            throw new NotFoundError(`key aliases not found: ${missing.join(", ")}; nothing was deleted`, { code: "key_not_found", param: "key_aliases" });
           }
         }
         // Deprecated keys go with their key (ON DELETE CASCADE); their cached records must go too.
@@ -241,7 +241,7 @@ export class KeyService {
         this.events,
         async (tx) => {
           const target = await lockKeyByToken(tx, token);
-          if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+          if (!target) throw new NotFoundError("key not found", { code: "key_not_found", param: "key" });
           const teamId = patch.team_id !== undefined ? patch.team_id : target.row.team_id;
           if (teamId && (patch.team_id !== undefined || patch.models !== undefined)) await assertTeamAccepts(tx, teamId, patch.models ?? target.row.models);
           const userId = patch.user_id !== undefined ? patch.user_id : target.row.user_id;
@@ -267,7 +267,7 @@ export function generatedView(plaintext: string, row: KeyRow) {
 }
 
 export function mapConflict(err: unknown): unknown {
-  if (isUniqueViolation(err, "gh_keys_key_alias_idx")) return new ConflictError("a key with this key_alias already exists", "key_alias_exists", "key_alias");
-  if (isUniqueViolation(err, "gh_keys_pkey")) return new ConflictError("this key already exists", "key_exists", "key");
+  if (isUniqueViolation(err, "gh_keys_key_alias_idx")) return new ConflictError("a key with this key_alias already exists", { code: "key_alias_exists", param: "key_alias" });
+  if (isUniqueViolation(err, "gh_keys_pkey")) return new ConflictError("this key already exists", { code: "key_exists", param: "key" });
   return err;
 }

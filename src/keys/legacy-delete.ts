@@ -22,7 +22,7 @@ export function legacyDeleteByTokens(db: Database, events: CommittedEventSink, k
       if (rows.length !== tokens.length) {
         const found = new Set(rows.map((r) => r.token));
         const missing = keys.filter((k) => !found.has(toTokenHash(k))).map((k) => (k.startsWith("sk-") ? keyDisplayName(k) : k));
-        throw new NotFoundError(`keys not found: ${missing.join(", ")}; nothing was deleted`, "keys", "key_not_found");
+        throw new NotFoundError(`keys not found: ${missing.join(", ")}; nothing was deleted`, { code: "key_not_found", param: "keys" });
       }
       const deprecated = await deprecatedTokensOfKeys(
         tx,

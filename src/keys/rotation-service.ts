@@ -48,7 +48,7 @@ export class RotationService {
   }
 
   async regenerate(keyRef: string, req: RegenerateKeyRequest, idempotencyKey?: string, log?: ChangeLog): Promise<RegenerateResponse> {
-    if (req.key !== undefined && toTokenHash(req.key) !== toTokenHash(keyRef)) throw new BadRequestError("the key in the path and the key in the body differ", "key");
+    if (req.key !== undefined && toTokenHash(req.key) !== toTokenHash(keyRef)) throw new BadRequestError("the key in the path and the key in the body differ", { param: "key" });
     const graceMs = this.parseGrace(req.grace_period);
     const { key: _key, grace_period: _grace, new_key: newKey, ...fields } = req;
     const patch = toKeyPatch(fields, this.servedModels());
@@ -57,7 +57,7 @@ export class RotationService {
       return await this.idempotency.run<RegenerateResponse>("regenerate", idempotencyKey, { oldToken, req }, (attempt) => {
         const newPlaintext = newKey ?? generateVirtualKey();
         const newToken = hashKey(newPlaintext);
-        if (newToken === oldToken) throw new BadRequestError("new_key must differ from the key being regenerated", "new_key");
+        if (newToken === oldToken) throw new BadRequestError("new_key must differ from the key being regenerated", { param: "new_key" });
         return this.lock.run(oldToken, (mode) =>
           commitKeyChange<RegenerateResponse>(
             this.db,
@@ -68,7 +68,7 @@ export class RotationService {
               const replayed = await attempt.replayed(tx);
               if (replayed) return { result: replayed, stale: null };
               const target = await lockKeyByToken(tx, oldToken);
-              if (!target) throw new NotFoundError("key not found", "key", "key_not_found");
+              if (!target) throw new NotFoundError("key not found", { code: "key_not_found", param: "key" });
               const current = target.row;
               const teamId = patch.team_id !== undefined ? patch.team_id : current.team_id;
               if (teamId && (patch.team_id !== undefined || patch.models !== undefined)) await assertTeamAccepts(tx, teamId, patch.models ?? current.models);
@@ -79,21 +79,20 @@ export class RotationService {
               // the key once more, and concurrent regenerations must give exactly one new key (docs/coherence.md #4).
               // The answer is a refusal that names the key, never "not found".
               if (target.addressedAs === "deprecated") {
-                throw new ConflictError(
-                  `this key was already regenerated (key_id ${current.key_id}, now ${current.key_name}); regenerate the active key instead`,
-                  "key_already_rotated",
-                  "key",
-                );
+                throw new ConflictError(`this key was already regenerated (key_id ${current.key_id}, now ${current.key_name}); regenerate the active key instead`, {
+                  code: "key_already_rotated",
+                  param: "key",
+                });
               }
               // Fencing: the key changed after the token was read (a concurrent rotation won, or a lock was lost
               // to a pause): this request must not rotate it a second time.
               if (current.version !== target.versionSeen) {
-                throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
+                throw new ConflictError("the key changed while it was being regenerated; retry", { code: "rotation_conflict", param: "key" });
               }
               // A generated key cannot collide; a caller's new_key may be an old key still in its grace.
-              if (newKey !== undefined && (await findDeprecatedKey(tx, newToken))) throw new ConflictError("new_key is already in use", "key_exists", "new_key");
+              if (newKey !== undefined && (await findDeprecatedKey(tx, newToken))) throw new ConflictError("new_key is already in use", { code: "key_exists", param: "new_key" });
               const rotated = await rotateKeyToken(tx, { keyId: current.key_id, expectedVersion: current.version, newToken, newKeyName: keyDisplayName(newPlaintext), patch });
-              if (!rotated) throw new ConflictError("the key changed while it was being regenerated; retry", "rotation_conflict", "key");
+              if (!rotated) throw new ConflictError("the key changed while it was being regenerated; retry", { code: "rotation_conflict", param: "key" });
               const olderKeys = await repointDeprecatedKeys(tx, rotated.key_id, newToken);
               if (graceMs > 0) await insertDeprecatedKey(tx, { token: current.token, keyId: rotated.key_id, activeToken: newToken, keyName: current.key_name, graceMs });
               return {
@@ -125,11 +124,14 @@ export class RotationService {
     try {
       ms = parseDuration(value);
     } catch (err) {
-      if (err instanceof DurationError) throw new BadRequestError(`grace_period: ${err.message}`, "grace_period", "invalid_grace_period");
+      if (err instanceof DurationError) throw new BadRequestError(`grace_period: ${err.message}`, { code: "invalid_grace_period", param: "grace_period" });
       throw err;
     }
     if (ms > this.settings.maxGraceMs) {
-      throw new BadRequestError(`grace_period: ${value} is longer than the maximum of ${this.settings.maxGraceMs / 86_400_000}d`, "grace_period", "invalid_grace_period");
+      throw new BadRequestError(`grace_period: ${value} is longer than the maximum of ${this.settings.maxGraceMs / 86_400_000}d`, {
+        code: "invalid_grace_period",
+        param: "grace_period",
+      });
     }
     return ms;
   }

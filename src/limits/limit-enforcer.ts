@@ -113,7 +113,9 @@ export class LimitEnforcer {
       if (!isRedisOutage(err)) throw err;
       if (this.o.settings.redisUnavailable === "fail_closed") {
         this.rejections["unavailable "] = (this.rejections["unavailable "] ?? 0) + 1;
-        throw new ServiceUnavailableError("budgets and rate limits cannot be checked while Redis is unreachable (policy fail_closed); retry shortly", 1, "limits_unavailable");
+        throw new ServiceUnavailableError("budgets and rate limits cannot be checked while Redis is unreachable (policy fail_closed); retry shortly", {
+          code: "limits_unavailable",
+        });
       }
       if (!this.degraded) {
         this.degraded = true;
@@ -256,27 +258,27 @@ function refusalError(refusal: Refusal, subject: LimitSubject): Error {
     case "budget":
       return new BudgetExceededError(refusal.spend, subject.maxBudget!, who);
     case "budget_reserved":
-      return new RateLimitError(`The rest of this ${noun}'s budget is reserved by requests in flight; retry when they finish. ${who}`, 1, "budget_reserved");
+      return new RateLimitError(`The rest of this ${noun}'s budget is reserved by requests in flight; retry when they finish. ${who}`, {
+        code: "budget_reserved",
+        retryAfterSeconds: 1,
+      });
     case "parallel":
-      return new RateLimitError(
-        `This ${noun} has ${refusal.inFlight} requests in flight, its max_parallel_requests is ${subject.maxParallelRequests}. ${who}`,
-        1,
-        "parallel_request_limit_exceeded",
-      );
+      return new RateLimitError(`This ${noun} has ${refusal.inFlight} requests in flight, its max_parallel_requests is ${subject.maxParallelRequests}. ${who}`, {
+        code: "parallel_request_limit_exceeded",
+        retryAfterSeconds: 1,
+      });
     case "rpm":
-      return new RateLimitError(
-        `Rate limit reached: this ${noun} allows ${subject.rpmLimit} requests per minute. ${who}`,
-        Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)),
-        "rate_limit_exceeded",
-        rateHeaders([subject], [{ ...REFUSED_LEVEL, requests: { remaining: 0, resetMs: refusal.retryAfterMs } }]),
-      );
+      return new RateLimitError(`Rate limit reached: this ${noun} allows ${subject.rpmLimit} requests per minute. ${who}`, {
+        code: "rate_limit_exceeded",
+        retryAfterSeconds: Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)),
+        headers: rateHeaders([subject], [{ ...REFUSED_LEVEL, requests: { remaining: 0, resetMs: refusal.retryAfterMs } }]),
+      });
     case "tpm":
-      return new RateLimitError(
-        `Rate limit reached: this ${noun} allows ${subject.tpmLimit} tokens per minute. ${who}`,
-        Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)),
-        "tokens_rate_limit_exceeded",
-        rateHeaders([subject], [{ ...REFUSED_LEVEL, tokens: { remaining: 0, resetMs: refusal.retryAfterMs } }]),
-      );
+      return new RateLimitError(`Rate limit reached: this ${noun} allows ${subject.tpmLimit} tokens per minute. ${who}`, {
+        code: "tokens_rate_limit_exceeded",
+        retryAfterSeconds: Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)),
+        headers: rateHeaders([subject], [{ ...REFUSED_LEVEL, tokens: { remaining: 0, resetMs: refusal.retryAfterMs } }]),
+      });
   }
 }
 

@@ -55,7 +55,7 @@ export class RedisLimiter {
       const seeds = new Map(await Promise.all(unseeded.map(async (i) => [i, await this.seeds.read(budgetOwner(limits.subjects[i]!))] as const)));
       reply = await this.reserve(limits, r, seeds, holdMs);
     }
-    if (reply[0] === "seed") throw new ServiceUnavailableError("the spend ledger kept being reset while this request was admitted; retry shortly", 1, "limits_busy");
+    if (reply[0] === "seed") throw new ServiceUnavailableError("the spend ledger kept being reset while this request was admitted; retry shortly", { code: "limits_busy" });
     return toAdmission(reply, limits.subjects.length);
   }
 

@@ -17,12 +17,15 @@ export type ApiLitellmParams = z.infer<typeof litellmParamsSchema>;
 /** The deployment served for a model row: its params (no key) and its opened key, by the config file's rules. */
 export function deploymentOf(modelName: string, params: ApiLitellmParams, apiKey: string | undefined, modelInfo?: Record<string, unknown> | null): ModelDeployment {
   if (apiKey?.startsWith("os.environ/"))
-    throw new BadRequestError("api_key must be the key itself here (os.environ/ references belong in the config file)", "litellm_params.api_key", "invalid_api_key_reference");
+    throw new BadRequestError("api_key must be the key itself here (os.environ/ references belong in the config file)", {
+      code: "invalid_api_key_reference",
+      param: "litellm_params.api_key",
+    });
   try {
     return deploymentFromParams(modelName, params, apiKey, modelInfo);
   } catch (err) {
     if (!(err instanceof DeploymentProblem)) throw err;
-    throw new BadRequestError(`${err.field}: ${err.message}`, `litellm_params.${err.field}`, err.field === "model" ? "unsupported_provider" : "missing_api_base");
+    throw new BadRequestError(`${err.field}: ${err.message}`, { code: err.field === "model" ? "unsupported_provider" : "missing_api_base", param: `litellm_params.${err.field}` });
   }
 }
 

@@ -78,11 +78,9 @@ export class ModelRegistry {
       // Not a config model: it may have been added, or deleted, since this replica last heard. Neither "served" nor
       // "not found" can be vouched for, so neither is answered (the history checker caught a 404 for a model added
       // seconds before, on a replica whose Postgres answered late).
-      throw new ServiceUnavailableError(
-        "this model is not in the config file, and the database models cannot be vouched for while the database is unreachable; retry shortly",
-        1,
-        "model_store_unavailable",
-      );
+      throw new ServiceUnavailableError("this model is not in the config file, and the database models cannot be vouched for while the database is unreachable; retry shortly", {
+        code: "model_store_unavailable",
+      });
     }
     const now = this.router.pick(model);
     if (now || this.reading === undefined) return now;
@@ -91,7 +89,8 @@ export class ModelRegistry {
       await reading;
       if (reading === this.reading) break;
     }
-    if (this.readFailed) throw new ServiceUnavailableError("the model list is being read again and the database cannot be reached; retry shortly", 1, "model_store_unavailable");
+    if (this.readFailed)
+      throw new ServiceUnavailableError("the model list is being read again and the database cannot be reached; retry shortly", { code: "model_store_unavailable" });
     return this.router.pick(model);
   }
 

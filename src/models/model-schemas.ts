@@ -25,7 +25,7 @@ export function parseModelBody<S extends z.ZodType>(schema: S, body: unknown): z
   if (body !== null && typeof body === "object") {
     const { litellm_params: params, model_info: info } = body as Record<string, unknown>;
     const [first] = unreadPrices(params, info);
-    if (first) throw new BadRequestError(`${first.field}: ${first.message}`, first.field, "unread_price");
+    if (first) throw new BadRequestError(`${first.field}: ${first.message}`, { code: "unread_price", param: first.field });
   }
   return parseBody(schema, body);
 }

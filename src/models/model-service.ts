@@ -38,19 +38,19 @@ export class ModelService {
   /** Replaces the fields given; `litellm_params` given without `api_key` keeps the stored key. */
   async update(req: UpdateModelRequest, log?: ChangeLog) {
     const id = req.model_id ?? (req.model_info?.id as string | undefined);
-    if (!id) throw new BadRequestError("give the model's id as model_id (or model_info.id)", "model_id", "missing_model_id");
+    if (!id) throw new BadRequestError("give the model's id as model_id (or model_info.id)", { code: "missing_model_id", param: "model_id" });
     return commitKeyChange(
       this.db,
       this.events,
       async (tx) => {
         const current = await lockModel(tx, id);
-        if (!current) throw new NotFoundError(`model '${id}' not found`, "model_id", "model_not_found");
+        if (!current) throw new NotFoundError(`model '${id}' not found`, { code: "model_not_found", param: "model_id" });
         const name = req.model_name ?? current.model_name;
         const { api_key: newKey, ...given } = req.litellm_params ?? {};
         const params = { ...(current.params as ApiLitellmParams), ...given } as ApiLitellmParams;
         // A stored key goes only where it went before: a new api_base needs the key given again.
         if (given.api_base !== undefined && given.api_base !== (current.params as ApiLitellmParams).api_base && newKey === undefined && current.api_key_sealed !== null) {
-          throw new BadRequestError("changing api_base needs api_key too: the stored key is not sent to a new host", "litellm_params.api_key", "api_key_required");
+          throw new BadRequestError("changing api_base needs api_key too: the stored key is not sent to a new host", { code: "api_key_required", param: "litellm_params.api_key" });
         }
         const sealed = newKey !== undefined ? this.seal.seal(newKey) : current.api_key_sealed;
         deploymentOf(name, params, newKey);
@@ -68,7 +68,7 @@ export class ModelService {
       this.events,
       async (tx) => {
         const gone = await deleteModel(tx, id);
-        if (!gone) throw new NotFoundError(`model '${id}' not found (models from the config file cannot be deleted here)`, "id", "model_not_found");
+        if (!gone) throw new NotFoundError(`model '${id}' not found (models from the config file cannot be deleted here)`, { code: "model_not_found", param: "id" });
         return { result: { id, model_name: gone.model_name, deleted: true }, stale: { kind: "model_change", tokens: [MODELS_CACHE_KEY], version: gone.tombstone_version } };
       },
       log,

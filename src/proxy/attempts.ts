@@ -119,10 +119,16 @@ export class AttemptPlan {
     if (this.lastError !== undefined) return this.lastError;
     if (this.full) {
       const wait = Math.max(1, Math.ceil(Math.min(...this.full.values()) / 1000));
-      return new RateLimitError(`every deployment of '${this.current}' is at its rpm, tpm or max_parallel_requests limit; retry shortly`, wait, "no_deployment_available");
+      return new RateLimitError(`every deployment of '${this.current}' is at its rpm, tpm or max_parallel_requests limit; retry shortly`, {
+        code: "no_deployment_available",
+        retryAfterSeconds: wait,
+      });
     }
     const wait = Math.max(1, Math.ceil(this.health.msUntilAny(this.deployments.map((d) => d.id)) / 1000));
-    return new ServiceUnavailableError(`every deployment of '${this.current}' is cooling down after repeated failures; retry shortly`, wait, "no_deployment_available");
+    return new ServiceUnavailableError(`every deployment of '${this.current}' is cooling down after repeated failures; retry shortly`, {
+      code: "no_deployment_available",
+      retryAfterSeconds: wait,
+    });
   }
 
   /** Headers of the answer: the deployment that served it, and how many attempts it took (LiteLLM's names beside ours). */

@@ -1,6 +1,7 @@
 import { callerAllowsModel } from "../auth/auth-record.js";
 import type { AuthResult } from "../auth/authenticator.js";
 import type { ModelDeployment, ProviderName } from "../config/settings.js";
+import { isRelayedStatus, type RelayedStatusCode } from "../errors/error-codes.js";
 import { BadRequestError, DeploymentAtCapacityError, type GatewayError, NotFoundError, PermissionError, UpstreamError } from "../errors/errors.js";
 import type { RequestLimits } from "../limits/admission.js";
 import type { Lease, LimitEnforcer } from "../limits/limit-enforcer.js";
@@ -101,8 +102,8 @@ export class Relay {
     const { deps } = this;
     const { body } = request;
     const named = body.model;
-    if (typeof named !== "string" || named.length === 0) throw new BadRequestError("'model' is required and must be a string", "model", "missing_model");
-    if (body.stream !== undefined && typeof body.stream !== "boolean") throw new BadRequestError("'stream' must be a boolean", "stream");
+    if (typeof named !== "string" || named.length === 0) throw new BadRequestError("'model' is required and must be a string", { code: "missing_model", param: "model" });
+    if (body.stream !== undefined && typeof body.stream !== "boolean") throw new BadRequestError("'stream' must be a boolean", { param: "stream" });
     api.check(body);
     const { record, team, user = null } = x.auth!;
     if (record.enforcedParams) requireEnforcedParams(record.enforcedParams, body);
@@ -111,13 +112,13 @@ export class Relay {
     const asked = requestRouting(request);
     if (asked) request = asked.request;
     const deployments = await this.route(model);
-    if (!deployments) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, "model", "model_not_found");
+    if (!deployments) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, { code: "model_not_found", param: "model" });
     // Only a model this gateway serves is logged and used as a metric label: the client's string could be
     // anything, a key included, and unbounded label values would swamp Prometheus.
     x.model = model;
     if (!callerAllowsModel(record, team, model, user)) {
       const who = !callerAllowsModel(record, null, model) ? "This key is" : team !== null && !callerAllowsModel(record, team, model) ? "This key's team is" : "This key's user is";
-      throw new PermissionError(`${who} not allowed to use the model '${model}'.`, "model_not_allowed", "model");
+      throw new PermissionError(`${who} not allowed to use the model '${model}'.`, { code: "model_not_allowed", param: "model" });
     }
     x.stream = api.streams(body);
     x.requestMetadata = body.metadata;
@@ -182,7 +183,7 @@ export class Relay {
         x.answering = true;
         return out.send({ status: 200, contentType: "application/json", stream: false, body: [JSON.stringify(estimate.body)] });
       }
-      throw new BadRequestError(`The model '${deployment.modelName}' (${deployment.provider}) does not serve ${api.endpoint}.`, "model", "endpoint_not_supported");
+      throw new BadRequestError(`The model '${deployment.modelName}' (${deployment.provider}) does not serve ${api.endpoint}.`, { code: "endpoint_not_supported", param: "model" });
     }
 
     const limits = withDeployment(withModelLimits(requestLimitsOf(record, team, user), record, deployment.modelName), deployment, deps.strategy.tracksLoad);
@@ -277,14 +278,11 @@ export class Relay {
     const status = upstream.status;
     if (status === 401 || status === 403) {
       this.deps.onUpstreamAuthFailure(deployment, status);
-      return new UpstreamError(
-        502,
-        `the upstream provider refused this gateway's credentials for model '${deployment.modelName}'; the gateway's operator must fix its configuration`,
-        "upstream_auth_failed",
-      );
+      return new UpstreamError(`the upstream provider refused this gateway's credentials for model '${deployment.modelName}'; the gateway's operator must fix its configuration`, {
+        code: "upstream_auth_failed",
+      });
     }
-    const relayed = status === 400 || status === 404 || status === 409 || status === 413 || status === 422 || status === 429;
-    if (!relayed) return new UpstreamError(502, `the upstream provider answered ${status} for model '${deployment.modelName}'`, "upstream_bad_response");
+    if (!isRelayedStatus(status)) return new UpstreamError(`the upstream provider answered ${status} for model '${deployment.modelName}'`, { code: "upstream_bad_response" });
     let parsed: { error?: { message?: unknown; type?: unknown; param?: unknown; code?: unknown } } | undefined;
     try {
       parsed = JSON.parse(text);
@@ -294,10 +292,14 @@ export class Relay {
     const e = parsed?.error;
     const message = typeof e?.message === "string" ? e.message.slice(0, 2_000) : `the upstream provider answered ${status}`;
     const type = typeof e?.type === "string" ? e.type : "upstream_error";
-    const code = typeof e?.code === "string" || typeof e?.code === "number" ? String(e.code) : `upstream_${status}`;
     const retryAfter = upstream.retryAfter;
-    const error = new UpstreamError(status, message, code, type, status === 429 && retryAfter ? { "retry-after": retryAfter } : {});
-    return typeof e?.param === "string" ? Object.assign(error, { param: e.param }) : error;
+    const headers: Record<string, string> = status === 429 && retryAfter ? { "retry-after": retryAfter } : {};
+    const param = typeof e?.param === "string" ? e.param : null;
+    if (typeof e?.code === "string" || typeof e?.code === "number") {
+      return new UpstreamError(message, { relayed: "<upstream's code>", status, type, code: String(e.code), param, headers });
+    }
+    const ownCode: RelayedStatusCode = `upstream_${status}`;
+    return new UpstreamError(message, { relayed: ownCode, status, type, code: ownCode, param, headers });
   }
 }
 
@@ -347,9 +349,9 @@ function requestRouting(request: RelayRequest): { request: RelayRequest; routing
   const { num_retries: retries, fallbacks, ...rest } = request.body;
   if (retries === undefined && fallbacks === undefined) return undefined;
   if (retries !== undefined && (typeof retries !== "number" || !Number.isInteger(retries) || retries < 0 || retries > 100))
-    throw new BadRequestError("'num_retries' must be an integer from 0 to 100", "num_retries", "invalid_value");
+    throw new BadRequestError("'num_retries' must be an integer from 0 to 100", { code: "invalid_value", param: "num_retries" });
   if (fallbacks !== undefined && (!Array.isArray(fallbacks) || fallbacks.length > 20 || !fallbacks.every((f) => typeof f === "string" && f.length > 0)))
-    throw new BadRequestError("'fallbacks' must be a list of at most 20 model names", "fallbacks", "invalid_value");
+    throw new BadRequestError("'fallbacks' must be a list of at most 20 model names", { code: "invalid_value", param: "fallbacks" });
   return {
     request: { ...request, body: rest, raw: Buffer.from(JSON.stringify(rest)) },
     routing: { numRetries: retries as number | undefined, fallbacks: fallbacks as string[] | undefined },
@@ -377,7 +379,7 @@ function chatJsonTranslation(api: InboundApi, body: Record<string, unknown>, met
       try {
         answer = JSON.parse(text) as ChatResponse;
       } catch {
-        throw new UpstreamError(502, "the upstream answer is not JSON", "upstream_bad_response");
+        throw new UpstreamError("the upstream answer is not JSON", { code: "upstream_bad_response" });
       }
       return JSON.stringify(api.viaChat!.fromChatJson(answer, body));
     },
@@ -396,9 +398,9 @@ export function chatStreamTranslation(api: InboundApi, body: Record<string, unkn
       try {
         chunk = JSON.parse(frame.data);
       } catch {
-        throw new UpstreamError(502, "the upstream stream sent a chunk that is not JSON", "upstream_stream_invalid");
+        throw new UpstreamError("the upstream stream sent a chunk that is not JSON", { code: "upstream_stream_invalid" });
       }
-      if (chunk.error) throw new UpstreamError(502, `the upstream stream failed: ${String(chunk.error.message ?? "unknown error")}`.slice(0, 2_000), "upstream_stream_failed");
+      if (chunk.error) throw new UpstreamError(`the upstream stream failed: ${String(chunk.error.message ?? "unknown error")}`.slice(0, 2_000), { code: "upstream_stream_failed" });
       out += translator.push(chunk);
     }
     return out;
@@ -429,5 +431,8 @@ function requireEnforcedParams(required: readonly string[], body: Record<string,
     return at === undefined || at === null;
   });
   if (missing.length > 0)
-    throw new BadRequestError(`This key requires these request parameters, which this request lacks: ${missing.join(", ")}.`, missing[0]!, "missing_enforced_params");
+    throw new BadRequestError(`This key requires these request parameters, which this request lacks: ${missing.join(", ")}.`, {
+      code: "missing_enforced_params",
+      param: missing[0]!,
+    });
 }

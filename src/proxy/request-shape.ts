@@ -9,33 +9,36 @@ import type { Endpoint } from "./provider.js";
 export function assertRequestShape(endpoint: Endpoint, request: Record<string, unknown>): void {
   if (endpoint === "chat.completions") {
     const messages = request.messages;
-    if (!Array.isArray(messages)) throw new BadRequestError("'messages' is required and must be an array of messages", "messages", "invalid_type");
-    if (messages.length === 0) throw new BadRequestError("'messages' must contain at least one message", "messages", "empty_array");
+    if (!Array.isArray(messages)) throw new BadRequestError("'messages' is required and must be an array of messages", { code: "invalid_type", param: "messages" });
+    if (messages.length === 0) throw new BadRequestError("'messages' must contain at least one message", { code: "empty_array", param: "messages" });
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i] as { role?: unknown; content?: unknown } | null;
-      if (m === null || typeof m !== "object" || Array.isArray(m)) throw new BadRequestError(`messages[${i}] must be an object`, `messages[${i}]`, "invalid_type");
+      if (m === null || typeof m !== "object" || Array.isArray(m)) throw new BadRequestError(`messages[${i}] must be an object`, { code: "invalid_type", param: `messages[${i}]` });
       if (typeof m.role !== "string" || m.role.length === 0)
-        throw new BadRequestError(`messages[${i}].role is required and must be a string`, `messages[${i}].role`, "invalid_type");
+        throw new BadRequestError(`messages[${i}].role is required and must be a string`, { code: "invalid_type", param: `messages[${i}].role` });
       if (m.content !== undefined && m.content !== null && typeof m.content !== "string" && !Array.isArray(m.content)) {
-        throw new BadRequestError(`messages[${i}].content must be a string, an array of content parts, or null`, `messages[${i}].content`, "invalid_type");
+        throw new BadRequestError(`messages[${i}].content must be a string, an array of content parts, or null`, { code: "invalid_type", param: `messages[${i}].content` });
       }
     }
   } else if (endpoint === "completions") {
     const prompt = request.prompt;
-    if (typeof prompt !== "string" && !Array.isArray(prompt)) throw new BadRequestError("'prompt' is required and must be a string or an array", "prompt", "invalid_type");
+    if (typeof prompt !== "string" && !Array.isArray(prompt))
+      throw new BadRequestError("'prompt' is required and must be a string or an array", { code: "invalid_type", param: "prompt" });
   } else {
     const input = request.input;
-    if (typeof input !== "string" && !Array.isArray(input)) throw new BadRequestError("'input' is required and must be a string or an array", "input", "invalid_type");
-    if ((typeof input === "string" || Array.isArray(input)) && input.length === 0) throw new BadRequestError("'input' must not be empty", "input", "empty_input");
+    if (typeof input !== "string" && !Array.isArray(input))
+      throw new BadRequestError("'input' is required and must be a string or an array", { code: "invalid_type", param: "input" });
+    if ((typeof input === "string" || Array.isArray(input)) && input.length === 0) throw new BadRequestError("'input' must not be empty", { code: "empty_input", param: "input" });
   }
   for (const field of ["max_tokens", "max_completion_tokens", "n"] as const) {
     const v = request[field];
     if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isInteger(v) || v < 1))
-      throw new BadRequestError(`'${field}' must be a positive integer`, field, "invalid_type");
+      throw new BadRequestError(`'${field}' must be a positive integer`, { code: "invalid_type", param: field });
   }
   for (const field of ["temperature", "top_p"] as const) {
     const v = request[field];
-    if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isFinite(v))) throw new BadRequestError(`'${field}' must be a number`, field, "invalid_type");
+    if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isFinite(v)))
+      throw new BadRequestError(`'${field}' must be a number`, { code: "invalid_type", param: field });
   }
 }
 

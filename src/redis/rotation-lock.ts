@@ -40,7 +40,7 @@ export class RotationLock {
     try {
       lock = await this.breaker.run(() => redlock.acquire([this.keys.rotationLock(tokenHash)], LOCK_TTL_MS));
     } catch (err) {
-      if (await isContention(err)) throw new ConflictError("another regeneration of this key is in progress; retry", "rotation_in_progress");
+      if (await isContention(err)) throw new ConflictError("another regeneration of this key is in progress; retry", { code: "rotation_in_progress" });
       this.logger.warn({ err: (err as Error).message }, "Redis lock unavailable; using a Postgres advisory lock");
       return work("advisory");
     }

@@ -65,8 +65,8 @@ export class SpendLogReader {
   async report(q: z.infer<typeof spendReportQuerySchema>) {
     const group: SpendGroup = q.group_by === "api_key" ? "key" : q.group_by === "customer" ? "user" : q.group_by;
     const days = (Date.parse(q.end_date) - Date.parse(q.start_date)) / 86_400_000;
-    if (!(days >= 0)) throw new BadRequestError("end_date must not be before start_date", "end_date", "invalid_date_range");
-    if (days > MAX_REPORT_DAYS) throw new BadRequestError(`a report covers at most ${MAX_REPORT_DAYS} days`, "end_date", "invalid_date_range");
+    if (!(days >= 0)) throw new BadRequestError("end_date must not be before start_date", { code: "invalid_date_range", param: "end_date" });
+    if (days > MAX_REPORT_DAYS) throw new BadRequestError(`a report covers at most ${MAX_REPORT_DAYS} days`, { code: "invalid_date_range", param: "end_date" });
     const filter =
       q.api_key !== undefined
         ? { column: "key" as const, value: tokenHashOf(q.api_key) }

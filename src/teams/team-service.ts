@@ -48,7 +48,7 @@ export class TeamService {
         this.events,
         async (tx) => {
           const row = await insertTeam(tx, { ...patch, team_id: teamId });
-          if (!row) throw new ConflictError(`the team_id '${teamId}' is taken (by a team, or by a deleted one: ids are never reused)`, "team_exists", "team_id");
+          if (!row) throw new ConflictError(`the team_id '${teamId}' is taken (by a team, or by a deleted one: ids are never reused)`, { code: "team_exists", param: "team_id" });
           return { result: teamView(row), stale: { kind: "team_new", tokens: [teamCacheKey(teamId)], version: row.version } };
         },
         log,
@@ -88,7 +88,7 @@ export class TeamService {
       async (tx) => {
         const locked = await lockTeams(tx, teamIds);
         const missing = teamIds.filter((id) => !locked.some((t) => t.team_id === id));
-        if (missing.length > 0) throw new NotFoundError(`team(s) not found: ${missing.join(", ")}`, "team_ids", "team_not_found");
+        if (missing.length > 0) throw new NotFoundError(`team(s) not found: ${missing.join(", ")}`, { code: "team_not_found", param: "team_ids" });
         const { teams, keyTokens } = await deleteTeams(tx, teamIds);
         const version = Math.max(...teams.map((t) => t.version));
         return { result: { deleted_teams: teamIds, deleted_keys: keyTokens.length }, stale: { kind: "team_delete", tokens: teams.map((t) => teamCacheKey(t.team_id)), version } };
@@ -122,7 +122,7 @@ export class TeamService {
       req.team_id,
       (current) => {
         const at = current.findIndex((c) => isMember(c, req));
-        if (at === -1) throw new NotFoundError("no such member in this team", req.user_id !== undefined ? "user_id" : "user_email", "member_not_found");
+        if (at === -1) throw new NotFoundError("no such member in this team", { code: "member_not_found", param: req.user_id !== undefined ? "user_id" : "user_email" });
         const next = [...current];
         const entry: TeamMember = { ...current[at]!, ...(req.role !== undefined && { role: req.role }) };
         if (req.max_budget_in_team === null) delete entry.max_budget_in_team;
@@ -139,7 +139,8 @@ export class TeamService {
       teamId,
       (current) => {
         const next = current.filter((c) => !isMember(c, who));
-        if (next.length === current.length) throw new NotFoundError("no such member in this team", who.user_id !== undefined ? "user_id" : "user_email", "member_not_found");
+        if (next.length === current.length)
+          throw new NotFoundError("no such member in this team", { code: "member_not_found", param: who.user_id !== undefined ? "user_id" : "user_email" });
         return next;
       },
       log,
@@ -148,7 +149,7 @@ export class TeamService {
 
   async info(teamId: string) {
     const row = await this.db.query((q) => findTeam(q, teamId));
-    if (!row || row.deleted_at) throw new NotFoundError(`team '${teamId}' not found`, "team_id", "team_not_found");
+    if (!row || row.deleted_at) throw new NotFoundError(`team '${teamId}' not found`, { code: "team_not_found", param: "team_id" });
     // The first 100 keys and the count: a team may have many thousands (GET /key/list?team_id= pages through them).
     const [keys, spends] = await Promise.all([
       this.db.query((q) => listKeys(q, { keyAlias: null, userId: null, teamId, page: 1, size: 100 })),
@@ -184,7 +185,7 @@ export class TeamService {
         this.events,
         async (tx) => {
           const [locked] = await lockTeams(tx, [teamId]);
-          if (!locked) throw new NotFoundError(`team '${teamId}' not found`, "team_id", "team_not_found");
+          if (!locked) throw new NotFoundError(`team '${teamId}' not found`, { code: "team_not_found", param: "team_id" });
           const row = (await updateTeam(tx, teamId, patch))!;
           return { result: teamView(row), stale: { kind, tokens: [teamCacheKey(teamId)], version: row.version } };
         },
@@ -206,7 +207,7 @@ export class TeamService {
       this.events,
       async (tx) => {
         const [locked] = await lockTeams(tx, [teamId]);
-        if (!locked) throw new NotFoundError(`team '${teamId}' not found`, "team_id", "team_not_found");
+        if (!locked) throw new NotFoundError(`team '${teamId}' not found`, { code: "team_not_found", param: "team_id" });
         const before = locked.members_with_roles;
         const after = edit(before);
         const gone = before.filter((b) => !after.some((a) => a.user_id === b.user_id)).map((b) => b.user_id);
@@ -245,7 +246,7 @@ function isMember(m: TeamMember, who: { user_id?: string | undefined; user_email
 }
 
 function mapTeamConflict(err: unknown): unknown {
-  if (isUniqueViolation(err, "gh_teams_team_alias_key")) return new ConflictError("a team with this team_alias already exists", "team_alias_exists", "team_alias");
+  if (isUniqueViolation(err, "gh_teams_team_alias_key")) return new ConflictError("a team with this team_alias already exists", { code: "team_alias_exists", param: "team_alias" });
   return err;
 }
 

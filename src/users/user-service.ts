@@ -35,7 +35,7 @@ export class UserService {
       this.events,
       async (tx) => {
         const row = await insertUser(tx, userId, patch);
-        if (!row) throw new ConflictError(`the user_id '${userId}' is taken (by a user, or by a deleted one: ids are never reused)`, "user_exists", "user_id");
+        if (!row) throw new ConflictError(`the user_id '${userId}' is taken (by a user, or by a deleted one: ids are never reused)`, { code: "user_exists", param: "user_id" });
         const stale = [userCacheKey(userId)];
         let key: ({ key: string } & ReturnType<typeof keyView>) | undefined;
         if (withKey) {
@@ -62,7 +62,7 @@ export class UserService {
       this.events,
       async (tx) => {
         const [locked] = await lockUsers(tx, [userId]);
-        if (!locked) throw new NotFoundError(`user '${userId}' not found`, "user_id", "user_not_found");
+        if (!locked) throw new NotFoundError(`user '${userId}' not found`, { code: "user_not_found", param: "user_id" });
         const row = (await updateUser(tx, userId, patch))!;
         return { result: userView(row), stale: { kind: "user_update", tokens: [userCacheKey(userId)], version: row.version } };
       },
@@ -81,7 +81,7 @@ export class UserService {
       async (tx) => {
         const locked = await lockUsers(tx, userIds);
         const missing = userIds.filter((id) => !locked.some((u) => u.user_id === id));
-        if (missing.length > 0) throw new NotFoundError(`user(s) not found: ${missing.join(", ")}`, "user_ids", "user_not_found");
+        if (missing.length > 0) throw new NotFoundError(`user(s) not found: ${missing.join(", ")}`, { code: "user_not_found", param: "user_ids" });
         const { users, keyTokens } = await deleteUsers(tx, userIds);
         const version = Math.max(...users.map((u) => u.version));
         return { result: { deleted_users: userIds, deleted_keys: keyTokens.length }, stale: { kind: "user_delete", tokens: users.map((u) => userCacheKey(u.user_id)), version } };
@@ -92,7 +92,7 @@ export class UserService {
 
   async info(userId: string) {
     const row = await this.db.query((q) => findUser(q, userId));
-    if (!row || row.deleted_at) throw new NotFoundError(`user '${userId}' not found`, "user_id", "user_not_found");
+    if (!row || row.deleted_at) throw new NotFoundError(`user '${userId}' not found`, { code: "user_not_found", param: "user_id" });
     const keys = await this.db.query((q) => listKeys(q, { keyAlias: null, userId, teamId: null, page: 1, size: 100 }));
     return {
       user_id: row.user_id,

@@ -53,17 +53,19 @@ export const MESSAGES_COUNT_TOKENS: InboundApi = {
 
 function checkMessages(body: Record<string, unknown>, needsMaxTokens = true): void {
   const messages = body.messages;
-  if (!Array.isArray(messages) || messages.length === 0) throw new BadRequestError("'messages' is required and must be a non-empty array", "messages", "invalid_type");
+  if (!Array.isArray(messages) || messages.length === 0)
+    throw new BadRequestError("'messages' is required and must be a non-empty array", { code: "invalid_type", param: "messages" });
   messages.forEach((m: { role?: unknown; content?: unknown } | null, i) => {
-    if (m === null || typeof m !== "object" || Array.isArray(m)) throw new BadRequestError(`messages[${i}] must be an object`, `messages[${i}]`, "invalid_type");
-    if (m.role !== "user" && m.role !== "assistant") throw new BadRequestError(`messages[${i}].role must be "user" or "assistant"`, `messages[${i}].role`, "invalid_value");
+    if (m === null || typeof m !== "object" || Array.isArray(m)) throw new BadRequestError(`messages[${i}] must be an object`, { code: "invalid_type", param: `messages[${i}]` });
+    if (m.role !== "user" && m.role !== "assistant")
+      throw new BadRequestError(`messages[${i}].role must be "user" or "assistant"`, { code: "invalid_value", param: `messages[${i}].role` });
     if (typeof m.content !== "string" && !Array.isArray(m.content))
-      throw new BadRequestError(`messages[${i}].content must be a string or an array of blocks`, `messages[${i}].content`, "invalid_type");
+      throw new BadRequestError(`messages[${i}].content must be a string or an array of blocks`, { code: "invalid_type", param: `messages[${i}].content` });
   });
   if (needsMaxTokens) {
     const max = body.max_tokens;
     if (typeof max !== "number" || !Number.isInteger(max) || max < 1)
-      throw new BadRequestError("'max_tokens' is required and must be a positive integer", "max_tokens", "invalid_type");
+      throw new BadRequestError("'max_tokens' is required and must be a positive integer", { code: "invalid_type", param: "max_tokens" });
   }
 }
 

@@ -15,10 +15,11 @@ export const RESPONSES: InboundApi = {
   endpoint: "responses",
   check(body) {
     const input = body.input;
-    if (typeof input !== "string" && !Array.isArray(input)) throw new BadRequestError("'input' is required and must be a string or an array of items", "input", "invalid_type");
+    if (typeof input !== "string" && !Array.isArray(input))
+      throw new BadRequestError("'input' is required and must be a string or an array of items", { code: "invalid_type", param: "input" });
     const max = body.max_output_tokens;
     if (max !== undefined && max !== null && (typeof max !== "number" || !Number.isInteger(max) || max < 1))
-      throw new BadRequestError("'max_output_tokens' must be a positive integer", "max_output_tokens", "invalid_type");
+      throw new BadRequestError("'max_output_tokens' must be a positive integer", { code: "invalid_type", param: "max_output_tokens" });
   },
   streams: (body) => body.stream === true,
   maxOutputTokens: (body) => (typeof body.max_output_tokens === "number" ? body.max_output_tokens : undefined),

@@ -88,7 +88,7 @@ export async function* chatStreamOf(body: UpstreamResponse["body"], state: Messa
       try {
         event = JSON.parse(frame.data);
       } catch {
-        throw new UpstreamError(502, "the upstream stream sent an event that is not JSON", "upstream_stream_invalid");
+        throw new UpstreamError("the upstream stream sent an event that is not JSON", { code: "upstream_stream_invalid" });
       }
       for (const chunk of state.push(event)) out += dataFrame(chunk);
     }

@@ -95,14 +95,13 @@ function targetOf(apiBase: string): { origin: string; basePath: string } {
 
 export function toUpstreamError(err: unknown): unknown {
   if (err instanceof UpstreamError) return err;
-  if (err instanceof undiciErrors.ConnectTimeoutError)
-    return new UpstreamError(504, "timed out connecting to the upstream model server", "upstream_connect_timeout", "timeout_error");
+  if (err instanceof undiciErrors.ConnectTimeoutError) return new UpstreamError("timed out connecting to the upstream model server", { code: "upstream_connect_timeout" });
   if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
-    return new UpstreamError(504, "the upstream model server did not answer in time", "upstream_timeout", "timeout_error");
+    return new UpstreamError("the upstream model server did not answer in time", { code: "upstream_timeout" });
   }
   if ((err as Error).name === "AbortError" || err instanceof undiciErrors.RequestAbortedError) return err;
   const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code;
-  return new UpstreamError(502, `could not reach the upstream model server${code ? ` (${code})` : ""}`, "upstream_unreachable");
+  return new UpstreamError(`could not reach the upstream model server${code ? ` (${code})` : ""}`, { code: "upstream_unreachable" });
 }
 
 /** The whole of a (short) upstream body as text: error answers, JSON answers to translate. */
@@ -111,7 +110,7 @@ export async function readAll(body: UpstreamResponse["body"], maxChars = 16 * 10
   let text = "";
   for await (const chunk of body) {
     text += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
-    if (text.length > maxChars) throw new UpstreamError(502, "the upstream answer is too large to translate", "upstream_answer_too_large");
+    if (text.length > maxChars) throw new UpstreamError("the upstream answer is too large to translate", { code: "upstream_answer_too_large" });
   }
   return text + decoder.decode();
 }

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
+import { BadRequestError } from "../../errors/errors.js";
 import type { Provider, UpstreamCall, UpstreamResponse } from "../provider.js";
 
 /**
@@ -21,17 +22,11 @@ export class MockProvider implements Provider {
       // What a mock produces is bounded by what it is asked, never multiplied into megabytes (a 3 KB request
       // once made 88 MB): OpenAI's own limit on inputs, and a cap on the numbers returned.
       if (inputs > MAX_EMBEDDING_INPUTS || inputs * dims > MAX_EMBEDDING_VALUES) {
-        return json(
-          {
-            error: {
-              message: `the mock model returns at most ${MAX_EMBEDDING_INPUTS} embeddings and ${MAX_EMBEDDING_VALUES} numbers per request`,
-              type: "invalid_request_error",
-              param: "input",
-              code: "mock_limit",
-            },
-          },
-          400,
-        );
+        const refusal = new BadRequestError(`the mock model returns at most ${MAX_EMBEDDING_INPUTS} embeddings and ${MAX_EMBEDDING_VALUES} numbers per request`, {
+          code: "mock_limit",
+          param: "input",
+        });
+        return json(refusal.toBody(), refusal.status);
       }
       return json(embeddings(model, body.input, dims, body.encoding_format === "base64"));
     }

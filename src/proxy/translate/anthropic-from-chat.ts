@@ -54,11 +54,10 @@ export function chatToMessagesRequest(chat: Record<string, unknown>, o: ChatToMe
   const dropped: string[] = [];
   const unsupported = (param: string, why: string) => {
     if (o.dropParams) return void dropped.push(param);
-    throw new BadRequestError(
-      `'${param}' is not supported by this model's provider (Anthropic): ${why}. Remove it, or set drop_params on the deployment to have it dropped.`,
+    throw new BadRequestError(`'${param}' is not supported by this model's provider (Anthropic): ${why}. Remove it, or set drop_params on the deployment to have it dropped.`, {
+      code: "unsupported_parameter",
       param,
-      "unsupported_parameter",
-    );
+    });
   };
   for (const key of Object.keys(chat)) {
     if (HANDLED.has(key)) continue;
@@ -87,7 +86,8 @@ export function chatToMessagesRequest(chat: Record<string, unknown>, o: ChatToMe
   if (chat.thinking !== undefined && chat.thinking !== null) body.thinking = chat.thinking;
   else if (typeof chat.reasoning_effort === "string") {
     const budget = THINKING_BUDGET[chat.reasoning_effort];
-    if (budget === undefined) throw new BadRequestError(`'reasoning_effort' must be one of ${Object.keys(THINKING_BUDGET).join(", ")}`, "reasoning_effort", "invalid_value");
+    if (budget === undefined)
+      throw new BadRequestError(`'reasoning_effort' must be one of ${Object.keys(THINKING_BUDGET).join(", ")}`, { code: "invalid_value", param: "reasoning_effort" });
     body.thinking = { type: "enabled", budget_tokens: budget };
   }
   return { body, dropped };
@@ -129,7 +129,7 @@ function translateMessages(list: unknown[]): { system: Block[]; messages: Anthro
           m.tool_calls.forEach((call: { id?: unknown; function?: { name?: unknown; arguments?: unknown } }, j) => {
             const where = `${at}.tool_calls[${j}]`;
             if (typeof call?.id !== "string" || typeof call.function?.name !== "string")
-              throw new BadRequestError(`${where} needs an id and a function name`, where, "invalid_type");
+              throw new BadRequestError(`${where} needs an id and a function name`, { code: "invalid_type", param: where });
             blocks.push({ type: "tool_use", id: call.id, name: call.function.name, input: parseArguments(call.function.arguments, `${where}.function.arguments`) });
           });
         }
@@ -138,16 +138,18 @@ function translateMessages(list: unknown[]): { system: Block[]; messages: Anthro
       }
       case "tool":
       case "function": {
-        if (typeof m.tool_call_id !== "string") throw new BadRequestError(`${at}.tool_call_id is required for a tool message`, `${at}.tool_call_id`, "invalid_type");
+        if (typeof m.tool_call_id !== "string")
+          throw new BadRequestError(`${at}.tool_call_id is required for a tool message`, { code: "invalid_type", param: `${at}.tool_call_id` });
         const content = typeof m.content === "string" ? m.content : textBlocks(m.content, at);
         push("user", [{ type: "tool_result", tool_use_id: m.tool_call_id, content }]);
         return;
       }
       default:
-        throw new BadRequestError(`${at}.role '${m.role}' is not one of system, developer, user, assistant, tool`, `${at}.role`, "invalid_value");
+        throw new BadRequestError(`${at}.role '${m.role}' is not one of system, developer, user, assistant, tool`, { code: "invalid_value", param: `${at}.role` });
     }
   });
-  if (messages.length === 0) throw new BadRequestError("Anthropic needs at least one user or assistant message besides the system prompt", "messages", "invalid_value");
+  if (messages.length === 0)
+    throw new BadRequestError("Anthropic needs at least one user or assistant message besides the system prompt", { code: "invalid_value", param: "messages" });
   return { system, messages };
 }
 
@@ -155,42 +157,46 @@ function textBlocks(content: unknown, at: string): Block[] {
   if (typeof content === "string") return content === "" ? [] : [{ type: "text", text: content }];
   if (!Array.isArray(content)) return [];
   return content.map((part: { type?: unknown; text?: unknown }, j) => {
-    if (part?.type !== "text" || typeof part.text !== "string") throw new BadRequestError(`${at}.content[${j}] must be a text part here`, `${at}.content[${j}]`, "invalid_type");
+    if (part?.type !== "text" || typeof part.text !== "string")
+      throw new BadRequestError(`${at}.content[${j}] must be a text part here`, { code: "invalid_type", param: `${at}.content[${j}]` });
     return { type: "text", text: part.text };
   });
 }
 
 function contentBlocks(content: unknown, at: string): Block[] {
   if (typeof content === "string") return [{ type: "text", text: content }];
-  if (!Array.isArray(content)) throw new BadRequestError(`${at}.content must be a string or an array of content parts`, `${at}.content`, "invalid_type");
+  if (!Array.isArray(content)) throw new BadRequestError(`${at}.content must be a string or an array of content parts`, { code: "invalid_type", param: `${at}.content` });
   return content.map((part: { type?: unknown; text?: unknown; image_url?: unknown }, j): Block => {
     const where = `${at}.content[${j}]`;
     if (part?.type === "text" && typeof part.text === "string") return { type: "text", text: part.text };
     if (part?.type === "image_url") {
       const url = typeof part.image_url === "string" ? part.image_url : (part.image_url as { url?: unknown } | undefined)?.url;
-      if (typeof url !== "string") throw new BadRequestError(`${where}.image_url.url must be a string`, `${where}.image_url`, "invalid_type");
+      if (typeof url !== "string") throw new BadRequestError(`${where}.image_url.url must be a string`, { code: "invalid_type", param: `${where}.image_url` });
       const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
       if (data) return { type: "image", source: { type: "base64", media_type: data[1], data: data[2] } };
       if (/^https?:\/\//.test(url)) return { type: "image", source: { type: "url", url } };
-      throw new BadRequestError(`${where}.image_url.url must be an https URL or a base64 data URL`, `${where}.image_url`, "invalid_value");
+      throw new BadRequestError(`${where}.image_url.url must be an https URL or a base64 data URL`, { code: "invalid_value", param: `${where}.image_url` });
     }
-    throw new BadRequestError(`${where} has type '${String(part?.type)}', which Anthropic does not take (text and image_url are translated)`, where, "unsupported_content");
+    throw new BadRequestError(`${where} has type '${String(part?.type)}', which Anthropic does not take (text and image_url are translated)`, {
+      code: "unsupported_content",
+      param: where,
+    });
   });
 }
 
 function parseArguments(args: unknown, at: string): unknown {
   if (args === undefined || args === null || args === "") return {};
-  if (typeof args !== "string") throw new BadRequestError(`${at} must be a JSON string`, at, "invalid_type");
+  if (typeof args !== "string") throw new BadRequestError(`${at} must be a JSON string`, { code: "invalid_type", param: at });
   try {
     return JSON.parse(args);
   } catch {
-    throw new BadRequestError(`${at} is not valid JSON`, at, "invalid_json");
+    throw new BadRequestError(`${at} is not valid JSON`, { code: "invalid_json", param: at });
   }
 }
 
 function toolOf(tool: { type?: unknown; function?: { name?: unknown; description?: unknown; parameters?: unknown } }, i: number): Block {
   if (tool?.type !== "function" || typeof tool.function?.name !== "string")
-    throw new BadRequestError(`tools[${i}] must be a function tool with a name`, `tools[${i}]`, "invalid_type");
+    throw new BadRequestError(`tools[${i}] must be a function tool with a name`, { code: "invalid_type", param: `tools[${i}]` });
   const out: Block = { name: tool.function.name, input_schema: tool.function.parameters ?? { type: "object", properties: {} } };
   if (typeof tool.function.description === "string") out.description = tool.function.description;
   return out;
@@ -203,9 +209,10 @@ function toolChoiceOf(choice: unknown, parallel: unknown): Block | undefined {
   else if (choice === "none") out = { type: "none" };
   else if (choice && typeof choice === "object") {
     const name = (choice as { function?: { name?: unknown } }).function?.name;
-    if (typeof name !== "string") throw new BadRequestError("tool_choice must be auto, required, none or a function by name", "tool_choice", "invalid_value");
+    if (typeof name !== "string") throw new BadRequestError("tool_choice must be auto, required, none or a function by name", { code: "invalid_value", param: "tool_choice" });
     out = { type: "tool", name };
-  } else if (choice !== undefined && choice !== null) throw new BadRequestError("tool_choice must be auto, required, none or a function by name", "tool_choice", "invalid_value");
+  } else if (choice !== undefined && choice !== null)
+    throw new BadRequestError("tool_choice must be auto, required, none or a function by name", { code: "invalid_value", param: "tool_choice" });
   if (parallel === false) out = { ...(out ?? { type: "auto" }), disable_parallel_tool_use: true };
   return out;
 }
@@ -390,7 +397,7 @@ function definedOnly<T extends object>(o: T): Partial<T> {
   return out;
 }
 
-const broken = (what: string) => new UpstreamError(502, `the upstream stream broke its protocol: ${what}`, "upstream_stream_invalid");
+const broken = (what: string) => new UpstreamError(`the upstream stream broke its protocol: ${what}`, { code: "upstream_stream_invalid" });
 
 /**
  * An error Anthropic reports in-band (or as a status): overloaded (529) is told as a retryable 503, a rate limit as
@@ -400,8 +407,12 @@ export function upstreamStreamError(error: unknown): UpstreamError {
   const e = (error ?? {}) as { type?: unknown; message?: unknown };
   const type = typeof e.type === "string" ? e.type : "api_error";
   const message = typeof e.message === "string" ? e.message.slice(0, 2_000) : "the upstream provider reported an error";
-  if (type === "overloaded_error")
-    return new UpstreamError(503, `the upstream provider is overloaded: ${message}`, "upstream_overloaded", "upstream_error", { "retry-after": "1" });
-  if (type === "rate_limit_error") return new UpstreamError(429, message, "upstream_rate_limited", "rate_limit_error");
-  return new UpstreamError(502, `the upstream provider reported ${type}: ${message}`, `upstream_${type}`);
+  if (type === "overloaded_error") return new UpstreamError(`the upstream provider is overloaded: ${message}`, { code: "upstream_overloaded", headers: { "retry-after": "1" } });
+  if (type === "rate_limit_error") return new UpstreamError(message, { code: "upstream_rate_limited" });
+  return new UpstreamError(`the upstream provider reported ${type}: ${message}`, {
+    relayed: "upstream_<Anthropic error type>",
+    status: 502,
+    type: "upstream_error",
+    code: `upstream_${type}`,
+  });
 }

@@ -22,7 +22,7 @@ export function messagesToChatRequest(body: Record<string, unknown>): Record<str
     const at = `messages[${i}]`;
     if (m.role === "user") messages.push(...userTurn(m.content, at));
     else if (m.role === "assistant") messages.push(assistantTurn(m.content, at));
-    else throw new BadRequestError(`${at}.role must be "user" or "assistant"`, `${at}.role`, "invalid_value");
+    else throw new BadRequestError(`${at}.role must be "user" or "assistant"`, { code: "invalid_value", param: `${at}.role` });
   });
   const chat: Record<string, unknown> = { model: body.model, messages, max_tokens: body.max_tokens };
   if (Array.isArray(body.stop_sequences) && body.stop_sequences.length > 0) chat.stop = body.stop_sequences;
@@ -35,7 +35,7 @@ export function messagesToChatRequest(body: Record<string, unknown>): Record<str
     else if (choice.type === "any") chat.tool_choice = "required";
     else if (choice.type === "none") chat.tool_choice = "none";
     else if (choice.type === "tool" && typeof choice.name === "string") chat.tool_choice = { type: "function", function: { name: choice.name } };
-    else throw new BadRequestError("tool_choice.type must be auto, any, tool (with a name) or none", "tool_choice", "invalid_value");
+    else throw new BadRequestError("tool_choice.type must be auto, any, tool (with a name) or none", { code: "invalid_value", param: "tool_choice" });
     if (choice.disable_parallel_tool_use === true) chat.parallel_tool_calls = false;
   }
   const user = (body.metadata as { user_id?: unknown } | undefined)?.user_id;
@@ -52,10 +52,10 @@ export function messagesToChatRequest(body: Record<string, unknown>): Record<str
 function systemText(system: unknown): string {
   if (system === undefined || system === null) return "";
   if (typeof system === "string") return system;
-  if (!Array.isArray(system)) throw new BadRequestError("'system' must be a string or an array of text blocks", "system", "invalid_type");
+  if (!Array.isArray(system)) throw new BadRequestError("'system' must be a string or an array of text blocks", { code: "invalid_type", param: "system" });
   return system
     .map((b: Block, i) => {
-      if (b?.type !== "text" || typeof b.text !== "string") throw new BadRequestError(`system[${i}] must be a text block`, `system[${i}]`, "invalid_type");
+      if (b?.type !== "text" || typeof b.text !== "string") throw new BadRequestError(`system[${i}] must be a text block`, { code: "invalid_type", param: `system[${i}]` });
       return b.text;
     })
     .join("\n\n");
@@ -64,7 +64,7 @@ function systemText(system: unknown): string {
 /** A user turn: its tool results become tool messages (which must follow the assistant's calls), the rest one user message. */
 function userTurn(content: unknown, at: string): Array<Record<string, unknown>> {
   if (typeof content === "string") return [{ role: "user", content }];
-  if (!Array.isArray(content)) throw new BadRequestError(`${at}.content must be a string or an array of blocks`, `${at}.content`, "invalid_type");
+  if (!Array.isArray(content)) throw new BadRequestError(`${at}.content must be a string or an array of blocks`, { code: "invalid_type", param: `${at}.content` });
   const out: Array<Record<string, unknown>> = [];
   const parts: Array<Record<string, unknown>> = [];
   content.forEach((b: Block, j) => {
@@ -72,11 +72,11 @@ function userTurn(content: unknown, at: string): Array<Record<string, unknown>> 
     if (b?.type === "text" && typeof b.text === "string") parts.push({ type: "text", text: b.text });
     else if (b?.type === "image") parts.push({ type: "image_url", image_url: { url: imageUrlOf(b.source, where) } });
     else if (b?.type === "tool_result") {
-      if (typeof b.tool_use_id !== "string") throw new BadRequestError(`${where}.tool_use_id is required`, `${where}.tool_use_id`, "invalid_type");
+      if (typeof b.tool_use_id !== "string") throw new BadRequestError(`${where}.tool_use_id is required`, { code: "invalid_type", param: `${where}.tool_use_id` });
       const text =
         typeof b.content === "string" ? b.content : Array.isArray(b.content) ? b.content.map((c: Block) => (c?.type === "text" ? String(c.text ?? "") : "")).join("") : "";
       out.push({ role: "tool", tool_call_id: b.tool_use_id, content: b.is_error === true ? `Error: ${text}` : text });
-    } else throw new BadRequestError(`${where} has type '${String(b?.type)}', which a non-Anthropic model cannot take`, where, "unsupported_content");
+    } else throw new BadRequestError(`${where} has type '${String(b?.type)}', which a non-Anthropic model cannot take`, { code: "unsupported_content", param: where });
   });
   if (parts.length > 0) out.push({ role: "user", content: parts.length === 1 && parts[0]!.type === "text" ? parts[0]!.text : parts });
   return out;
@@ -86,23 +86,23 @@ function imageUrlOf(source: unknown, where: string): string {
   const s = (source ?? {}) as { type?: unknown; media_type?: unknown; data?: unknown; url?: unknown };
   if (s.type === "base64" && typeof s.media_type === "string" && typeof s.data === "string") return `data:${s.media_type};base64,${s.data}`;
   if (s.type === "url" && typeof s.url === "string") return s.url;
-  throw new BadRequestError(`${where}.source must be a base64 or url image source`, `${where}.source`, "invalid_value");
+  throw new BadRequestError(`${where}.source must be a base64 or url image source`, { code: "invalid_value", param: `${where}.source` });
 }
 
 function assistantTurn(content: unknown, at: string): Record<string, unknown> {
   if (typeof content === "string") return { role: "assistant", content };
-  if (!Array.isArray(content)) throw new BadRequestError(`${at}.content must be a string or an array of blocks`, `${at}.content`, "invalid_type");
+  if (!Array.isArray(content)) throw new BadRequestError(`${at}.content must be a string or an array of blocks`, { code: "invalid_type", param: `${at}.content` });
   let text = "";
   const toolCalls: Array<Record<string, unknown>> = [];
   content.forEach((b: Block, j) => {
     const where = `${at}.content[${j}]`;
     if (b?.type === "text") text += String(b.text ?? "");
     else if (b?.type === "tool_use") {
-      if (typeof b.id !== "string" || typeof b.name !== "string") throw new BadRequestError(`${where} needs an id and a name`, where, "invalid_type");
+      if (typeof b.id !== "string" || typeof b.name !== "string") throw new BadRequestError(`${where} needs an id and a name`, { code: "invalid_type", param: where });
       toolCalls.push({ id: b.id, type: "function", function: { name: b.name, arguments: JSON.stringify(b.input ?? {}) } });
     } else if (b?.type === "thinking" || b?.type === "redacted_thinking") {
       // Another provider's model cannot read them (docs/providers.md).
-    } else throw new BadRequestError(`${where} has type '${String(b?.type)}', which a non-Anthropic model cannot take`, where, "unsupported_content");
+    } else throw new BadRequestError(`${where} has type '${String(b?.type)}', which a non-Anthropic model cannot take`, { code: "unsupported_content", param: where });
   });
   const turn: Record<string, unknown> = { role: "assistant", content: text === "" && toolCalls.length > 0 ? null : text };
   if (toolCalls.length > 0) turn.tool_calls = toolCalls;
@@ -112,8 +112,8 @@ function assistantTurn(content: unknown, at: string): Record<string, unknown> {
 function chatToolOf(tool: Block, i: number): Record<string, unknown> {
   // Anthropic's server tools (web search, code execution, …) carry a versioned type: only Anthropic runs them.
   if (tool?.type !== undefined && tool.type !== "custom")
-    throw new BadRequestError(`tools[${i}] is a server tool ('${String(tool.type)}'), which only Anthropic runs`, `tools[${i}]`, "unsupported_tool");
-  if (typeof tool?.name !== "string") throw new BadRequestError(`tools[${i}].name is required`, `tools[${i}].name`, "invalid_type");
+    throw new BadRequestError(`tools[${i}] is a server tool ('${String(tool.type)}'), which only Anthropic runs`, { code: "unsupported_tool", param: `tools[${i}]` });
+  if (typeof tool?.name !== "string") throw new BadRequestError(`tools[${i}].name is required`, { code: "invalid_type", param: `tools[${i}].name` });
   const fn: Record<string, unknown> = { name: tool.name, parameters: tool.input_schema ?? { type: "object", properties: {} } };
   if (typeof tool.description === "string") fn.description = tool.description;
   return { type: "function", function: fn };
@@ -138,7 +138,7 @@ export function anthropicUsageOf(u: ChatUsage | null | undefined): Record<string
 
 export function chatToMessagesResponse(answer: ChatResponse, model: string): Record<string, unknown> {
   const choice = answer.choices?.[0];
-  if (!choice) throw new UpstreamError(502, "the upstream answer has no choices", "upstream_bad_response");
+  if (!choice) throw new UpstreamError("the upstream answer has no choices", { code: "upstream_bad_response" });
   const message = choice.message ?? { role: "assistant", content: null };
   const content: Block[] = [];
   if (typeof message.reasoning_content === "string" && message.reasoning_content !== "") content.push({ type: "thinking", thinking: message.reasoning_content, signature: "" });
@@ -162,7 +162,7 @@ function parseToolInput(args: string): unknown {
     const input = JSON.parse(args);
     if (input !== null && typeof input === "object" && !Array.isArray(input)) return input;
   } catch {}
-  throw new UpstreamError(502, "the model's tool call arguments are not a JSON object", "upstream_bad_tool_call");
+  throw new UpstreamError("the model's tool call arguments are not a JSON object", { code: "upstream_bad_tool_call" });
 }
 
 const messageIdOf = (id: unknown) => `msg_${String(id ?? "").replace(/^chatcmpl-?/, "") || Date.now().toString(36)}`;
@@ -257,4 +257,4 @@ export class ChatToMessagesStream {
   }
 }
 
-const broken = (what: string) => new UpstreamError(502, `the upstream stream broke its protocol: ${what}`, "upstream_stream_invalid");
+const broken = (what: string) => new UpstreamError(`the upstream stream broke its protocol: ${what}`, { code: "upstream_stream_invalid" });

@@ -19,8 +19,7 @@ export function responsesToChatRequest(body: Record<string, unknown>): Record<st
   if (body.previous_response_id !== undefined && body.previous_response_id !== null) {
     throw new BadRequestError(
       "'previous_response_id' needs a stored response, and this model's answers are not stored (its provider does not speak the Responses API): send the conversation in 'input' instead",
-      "previous_response_id",
-      "unsupported_parameter",
+      { code: "unsupported_parameter", param: "previous_response_id" },
     );
   }
   const messages: Array<Record<string, unknown>> = [];
@@ -42,7 +41,7 @@ export function responsesToChatRequest(body: Record<string, unknown>): Record<st
   else if (choice && typeof choice === "object") {
     const c = choice as { type?: unknown; name?: unknown };
     if (c.type !== "function" || typeof c.name !== "string")
-      throw new BadRequestError("tool_choice must be auto, none, required or a function by name", "tool_choice", "invalid_value");
+      throw new BadRequestError("tool_choice must be auto, none, required or a function by name", { code: "invalid_value", param: "tool_choice" });
     chat.tool_choice = { type: "function", function: { name: c.name } };
   }
   const format = (body.text as { format?: { type?: unknown; name?: unknown; schema?: unknown; strict?: unknown; description?: unknown } } | undefined)?.format;
@@ -58,17 +57,17 @@ export function responsesToChatRequest(body: Record<string, unknown>): Record<st
 }
 
 function addItem(messages: Array<Record<string, unknown>>, item: Item, at: string): void {
-  if (item === null || typeof item !== "object") throw new BadRequestError(`${at} must be an object`, at, "invalid_type");
+  if (item === null || typeof item !== "object") throw new BadRequestError(`${at} must be an object`, { code: "invalid_type", param: at });
   const type = item.type ?? (item.role !== undefined ? "message" : undefined);
   if (type === "message") {
     const role = item.role;
     if (role !== "user" && role !== "assistant" && role !== "system" && role !== "developer")
-      throw new BadRequestError(`${at}.role must be user, assistant, system or developer`, `${at}.role`, "invalid_value");
+      throw new BadRequestError(`${at}.role must be user, assistant, system or developer`, { code: "invalid_value", param: `${at}.role` });
     messages.push({ role: role === "developer" ? "system" : role, content: contentOf(item.content, at, role === "assistant") });
     return;
   }
   if (type === "function_call") {
-    if (typeof item.call_id !== "string" || typeof item.name !== "string") throw new BadRequestError(`${at} needs a call_id and a name`, at, "invalid_type");
+    if (typeof item.call_id !== "string" || typeof item.name !== "string") throw new BadRequestError(`${at} needs a call_id and a name`, { code: "invalid_type", param: at });
     const call = { id: item.call_id, type: "function", function: { name: item.name, arguments: typeof item.arguments === "string" ? item.arguments : "{}" } };
     const last = messages.at(-1);
     // Consecutive calls are one assistant turn in chat.
@@ -77,24 +76,27 @@ function addItem(messages: Array<Record<string, unknown>>, item: Item, at: strin
     return;
   }
   if (type === "function_call_output") {
-    if (typeof item.call_id !== "string") throw new BadRequestError(`${at}.call_id is required`, `${at}.call_id`, "invalid_type");
+    if (typeof item.call_id !== "string") throw new BadRequestError(`${at}.call_id is required`, { code: "invalid_type", param: `${at}.call_id` });
     messages.push({ role: "tool", tool_call_id: item.call_id, content: typeof item.output === "string" ? item.output : JSON.stringify(item.output ?? "") });
     return;
   }
   // Reasoning items of earlier turns: a chat model takes none (docs/providers.md).
   if (type === "reasoning") return;
-  throw new BadRequestError(`${at} has type '${String(type)}', which this model's provider cannot take (it does not speak the Responses API)`, at, "unsupported_input");
+  throw new BadRequestError(`${at} has type '${String(type)}', which this model's provider cannot take (it does not speak the Responses API)`, {
+    code: "unsupported_input",
+    param: at,
+  });
 }
 
 function contentOf(content: unknown, at: string, assistant: boolean): unknown {
   if (typeof content === "string") return content;
-  if (!Array.isArray(content)) throw new BadRequestError(`${at}.content must be a string or an array of parts`, `${at}.content`, "invalid_type");
+  if (!Array.isArray(content)) throw new BadRequestError(`${at}.content must be a string or an array of parts`, { code: "invalid_type", param: `${at}.content` });
   const parts = content.map((p: Item, j) => {
     const where = `${at}.content[${j}]`;
     if ((p?.type === "input_text" || p?.type === "output_text" || p?.type === "text") && typeof p.text === "string") return { type: "text", text: p.text };
     if (p?.type === "refusal" && typeof p.refusal === "string") return { type: "text", text: p.refusal };
     if (p?.type === "input_image" && typeof p.image_url === "string") return { type: "image_url", image_url: { url: p.image_url, detail: p.detail ?? "auto" } };
-    throw new BadRequestError(`${where} has type '${String(p?.type)}', which this model's provider cannot take`, where, "unsupported_content");
+    throw new BadRequestError(`${where} has type '${String(p?.type)}', which this model's provider cannot take`, { code: "unsupported_content", param: where });
   });
   // An assistant turn's content is text in chat.
   if (assistant) return parts.map((p) => (p.type === "text" ? p.text : "")).join("");
@@ -103,8 +105,8 @@ function contentOf(content: unknown, at: string, assistant: boolean): unknown {
 
 function chatToolOf(tool: Item, i: number): Record<string, unknown> {
   if (tool?.type !== "function")
-    throw new BadRequestError(`tools[${i}] is a built-in tool ('${String(tool?.type)}'), which only OpenAI's own API runs`, `tools[${i}]`, "unsupported_tool");
-  if (typeof tool.name !== "string") throw new BadRequestError(`tools[${i}].name is required`, `tools[${i}].name`, "invalid_type");
+    throw new BadRequestError(`tools[${i}] is a built-in tool ('${String(tool?.type)}'), which only OpenAI's own API runs`, { code: "unsupported_tool", param: `tools[${i}]` });
+  if (typeof tool.name !== "string") throw new BadRequestError(`tools[${i}].name is required`, { code: "invalid_type", param: `tools[${i}].name` });
   const fn: Record<string, unknown> = { name: tool.name, parameters: tool.parameters ?? { type: "object", properties: {} } };
   if (typeof tool.description === "string") fn.description = tool.description;
   if (typeof tool.strict === "boolean") fn.strict = tool.strict;
@@ -154,7 +156,7 @@ function envelope(body: Record<string, unknown>, id: string, createdAt: number, 
 
 export function chatToResponsesResponse(answer: ChatResponse, body: Record<string, unknown>, createdAt = Math.floor(Date.now() / 1000)): Record<string, unknown> {
   const choice = answer.choices?.[0];
-  if (!choice) throw new UpstreamError(502, "the upstream answer has no choices", "upstream_bad_response");
+  if (!choice) throw new UpstreamError("the upstream answer has no choices", { code: "upstream_bad_response" });
   const message = choice.message ?? { role: "assistant", content: null };
   const output: Array<Record<string, unknown>> = [];
   if (typeof message.reasoning_content === "string" && message.reasoning_content !== "") {
@@ -312,4 +314,4 @@ export class ChatToResponsesStream {
   }
 }
 
-const broken = (what: string) => new UpstreamError(502, `the upstream stream broke its protocol: ${what}`, "upstream_stream_invalid");
+const broken = (what: string) => new UpstreamError(`the upstream stream broke its protocol: ${what}`, { code: "upstream_stream_invalid" });
