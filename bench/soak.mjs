@@ -36,6 +36,17 @@ const env = { DATABASE_URL: db.url, REDIS_URL: redisUrl, GATEHOUSE_MASTER_KEY: m
 const replicas = [];
 for (let i = 0; i < REPLICAS; i++) replicas.push(await startReplica(env, ["--config", config], ["--max-semi-space-size=32"]));
 const pools = replicas.map((r) => new Pool(r.url, { connections: 16, keepAliveTimeout: 30_000 }));
+// Stopped early (Ctrl-C): the processes it started go with it.
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.once(signal, () => {
+    for (const r of replicas) void r.stop("SIGKILL");
+    upstream.child.kill("SIGKILL");
+    try {
+      process.kill(-redis.pid, "SIGKILL");
+    } catch {}
+    process.exit(130);
+  });
+}
 
 const errors = { requests: 0, byStatus: {}, changes: 0, changeFailures: [] };
 let sent = 0;
@@ -91,22 +102,33 @@ async function oneRequest(n) {
   }
 }
 
-/** A key change every 100 ms, on each replica in turn: updates of the keys under load, and short-lived keys made, blocked and deleted. */
+/**
+ * A key change every 100 ms, on each replica in turn: every other one updates a key under load; the others walk
+ * short-lived keys through their life (generated, blocked, deleted), one step at a time for each key, so no two
+ * changes of one key race (the soak measures the gateway, not what the last of two racing changes leaves).
+ */
+const lifecycles = Array.from({ length: 4 }, () => ({ key: null, step: 0, busy: false }));
 async function oneChange(n) {
   const replica = n % REPLICAS;
+  const life = n % 2 === 0 ? undefined : lifecycles.find((l) => !l.busy);
+  if (n % 2 === 1 && life === undefined) return; // every short-lived key has a change in flight: skip this tick
   try {
-    const step = n % 4;
-    if (step === 0) await admin("/key/update", { key: keys[n % LOAD_KEYS], metadata: { soak_change: n } }, replica);
-    else if (step === 1) throwaway.push((await admin("/key/generate", { metadata: { soak: true } }, replica)).key);
-    else if (step === 2 && throwaway.length > 0) await admin("/key/block", { key: throwaway[throwaway.length - 1] }, replica);
-    else if (throwaway.length > 0) await admin("/key/delete", { keys: [throwaway.shift()] }, replica);
+    if (life === undefined) await admin("/key/update", { key: keys[n % LOAD_KEYS], metadata: { soak_change: n } }, replica);
+    else {
+      life.busy = true;
+      if (life.step === 0) life.key = (await admin("/key/generate", { metadata: { soak: true } }, replica)).key;
+      else if (life.step === 1) await admin("/key/block", { key: life.key }, replica);
+      else await admin("/key/delete", { keys: [life.key] }, replica);
+      life.step = (life.step + 1) % 3;
+    }
     changes++;
   } catch (err) {
     errors.changes++;
     if (errors.changeFailures.length < 10) errors.changeFailures.push(String(err.message ?? err).slice(0, 200));
+  } finally {
+    if (life) life.busy = false;
   }
 }
-const throwaway = [];
 
 /** What one replica looks like now: from /proc (RSS, sockets, connections to Postgres) and from its /metrics. */
 async function sample(replica, index) {
