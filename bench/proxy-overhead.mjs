@@ -1,8 +1,10 @@
 // Proxy overhead: one Gatehouse process with an L1-hit key on a priced model (spend metered), against the same
-// canned upstream called directly, nginx proxy_pass (the plain reverse proxy) and a bare node:http + undici
-// proxy (the Node.js floor). Saturation with wrk (a C load generator that leaves the CPU to the system under
-// test) and, beside it, autocannon; latency at fixed request rates (open loop, µs timing); minor GCs per 1,000
-// requests; and `--workers 2` on the same cores.
+// canned upstream called directly, nginx proxy_pass (the plain reverse proxy), a bare node:http + undici request()
+// relay (the Node.js floor the targets are set against) and a bare relay on undici's dispatch API (what a Node.js
+// relay reaches at all). Saturation with wrk (a C load generator that leaves the CPU to the system under test)
+// and, beside it, autocannon; latency at fixed request rates (open loop, µs timing) from outside and the gateway's
+// own time from inside (its /metrics histogram); bytes allocated per request (V8's --trace-gc) and minor GCs per
+// 1,000 requests; and `--workers 2` on the same cores.
 //
 // BENCH_BASELINE=<a checkout of an earlier commit, built> adds that build as "gatehouse before", measured in the
 // same run: the old and new figures side by side.
@@ -14,6 +16,9 @@ import { createDatabase, printTable, redisNamespace, REDIS_URL, root, startRepli
 import { openLoop } from "./lib/load.mjs";
 import { startNginx } from "./lib/nginx.mjs";
 import { wrk, wrkPath } from "./lib/wrk.mjs";
+import { allocationRate } from "./lib/gc-trace.mjs";
+import { histogramDelta, quantile, readHistogram, shareAtMost } from "./lib/prom-histogram.mjs";
+import { spawnReplica } from "../test/support/replica-process.mjs";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const RATES = (process.env.BENCH_RATES ?? "1000").split(",").map(Number);
@@ -46,12 +51,21 @@ const env = { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: ns.prefix
 const gatehouse = await startReplica(env, ["--config", config], YOUNG_GENERATION);
 const before = BASELINE ? await startReplica(env, ["--config", config], [], path.join(BASELINE, "dist", "cli.js")) : null;
 const nginx = await startNginx([new URL(upstream.url).host]);
-const bare = await new Promise((resolve, reject) => {
-  const child = spawn(process.execPath, [path.join(root, "bench", "bare-proxy.mjs"), upstream.url], { stdio: ["ignore", "pipe", "inherit"] });
-  child.stdout.once("data", (d) => resolve({ child, url: JSON.parse(d.toString()).listening }));
-  child.once("exit", (c) => reject(new Error(`bare proxy exited ${c}`)));
-});
+const relay = (file) =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(root, "bench", file), upstream.url], { stdio: ["ignore", "pipe", "inherit"] });
+    child.stdout.once("data", (d) => resolve({ child, url: JSON.parse(d.toString()).listening }));
+    child.once("exit", (c) => reject(new Error(`${file} exited ${c}`)));
+  });
+const bare = await relay("bare-proxy.mjs");
+const bareDispatch = await relay("bare-dispatch-proxy.mjs");
 let workers;
+
+/** The gateway's own-time histogram (its overhead metric) for the chat route, as it stands now. */
+async function ownTime(url) {
+  const text = await (await fetch(`${url}/metrics?scope=worker`, { headers: { authorization: `Bearer ${master}` } })).text();
+  return readHistogram(text, "gatehouse_overhead_duration_seconds", { route: "/v1/chat/completions" });
+}
 
 /** Minor GCs and their total seconds so far, read from a gateway's own metrics. */
 async function minorGcs(url) {
@@ -74,11 +88,21 @@ try {
   const headers = { "content-type": "application/json", authorization: `Bearer ${created.key}` };
   const NGINX = "nginx proxy_pass (1 worker)";
   const BARE = "bare Node proxy (node:http + undici)";
+  const DISPATCH = "bare Node relay, undici dispatch, one write";
   const GH = "gatehouse, 1 process";
   const BEFORE = "gatehouse before (same run)";
-  const targets = [["upstream direct", upstream.url], ...(nginx ? [[NGINX, nginx.url]] : []), [BARE, bare.url], ...(before ? [[BEFORE, before.url]] : []), [GH, gatehouse.url]];
+  const targets = [
+    ["upstream direct", upstream.url],
+    ...(nginx ? [[NGINX, nginx.url]] : []),
+    [BARE, bare.url],
+    [DISPATCH, bareDispatch.url],
+    ...(before ? [[BEFORE, before.url]] : []),
+    [GH, gatehouse.url],
+  ];
   const saturation = [];
   const fixed = [];
+  const inside = [];
+  const percent = (share) => (Number.isNaN(share) ? "" : `${(share * 100).toFixed(1)} %`);
   const gc = [];
   const summary = {};
   for (const stream of [false, true]) {
@@ -139,8 +163,10 @@ try {
     summary[kind] = { vsNginx: ratio(GH, NGINX), vsBare: ratio(GH, BARE), bareVsNginx: ratio(BARE, NGINX), beforeVsNginx: ratio(BEFORE, NGINX), beforeVsBare: ratio(BEFORE, BARE) };
     const row = (target, value, note) =>
       saturation.push({ kind, tool: "wrk", target, "req/s": Number.isNaN(value) ? "" : value.toFixed(2), "p50 ms": "", "p99 ms": "", errors: note });
-    if (nginx) row("ratio gatehouse / nginx", summary[kind].vsNginx, "target ≥ 0.35");
-    row("ratio gatehouse / bare Node proxy", summary[kind].vsBare, "target ≥ 0.65");
+    summary[kind].vsDispatch = ratio(GH, DISPATCH);
+    if (nginx) row("ratio gatehouse / nginx", summary[kind].vsNginx, "target ≥ 0.40");
+    row("ratio gatehouse / bare Node proxy", summary[kind].vsBare, "target ≥ 0.85");
+    row("ratio gatehouse / bare dispatch relay", summary[kind].vsDispatch, "");
     if (before && nginx) row("ratio gatehouse before / nginx", summary[kind].beforeVsNginx, "");
     if (before) row("ratio gatehouse before / bare Node proxy", summary[kind].beforeVsBare, "");
     if (nginx) row("ratio bare Node proxy / nginx", summary[kind].bareVsNginx, "the Node.js ceiling");
@@ -148,7 +174,26 @@ try {
     for (const rate of RATES) {
       const results = {};
       for (const [name, url] of targets) {
+        const isGatehouse = name === GH || name === BEFORE;
+        const own0 = isGatehouse ? await ownTime(url) : null;
         results[name] = await openLoop({ url, path: "/v1/chat/completions", headers, body, rate, durationMs: SECONDS * 1000 });
+        if (own0) {
+          // Inside: the gateway's own time of each request of this run (warm-up included), from its histogram.
+          const own = histogramDelta(own0, await ownTime(url));
+          inside.push({
+            kind,
+            rate,
+            target: name,
+            requests: own.at(-1)?.[1] ?? 0,
+            "p50 µs": Math.round(quantile(own, 0.5) * 1e6),
+            "p99 µs": Math.round(quantile(own, 0.99) * 1e6),
+            "≤ 50 µs": percent(shareAtMost(own, 0.00005)),
+            "≤ 1 ms": percent(shareAtMost(own, 0.001)),
+            target_: name === GH && rate === 1000 ? "p50 ≤ 50 µs (≥ 50 % ≤ 50 µs), p99 ≤ 1 ms (≥ 99 % ≤ 1 ms)" : "",
+          });
+          if (name === GH && rate === 1000)
+            summary[kind].inside = { p50Us: quantile(own, 0.5) * 1e6, p99Us: quantile(own, 0.99) * 1e6, atMost50Us: shareAtMost(own, 0.00005), atMost1Ms: shareAtMost(own, 0.001) };
+        }
         const r = results[name];
         fixed.push({ kind, rate, target: name, "p50 µs": Math.round(r.p50Us), "p99 µs": Math.round(r.p99Us), "max µs": Math.round(r.maxUs), errors: r.errors + r.non2xx });
       }
@@ -166,6 +211,34 @@ try {
         });
       }
       if (rate === 1000) summary[kind].p99OverheadUs = results[GH].p99Us - d.p99Us;
+    }
+  }
+
+  // Allocation: each build again, alone, with V8's --trace-gc (what it allocates per second at saturation, divided
+  // by the requests it served per second). Its own processes: tracing costs a little, and the log lines must be kept.
+  const allocation = [];
+  for (const [name, cli] of [[GH, undefined], ...(BASELINE ? [[BEFORE, path.join(BASELINE, "dist", "cli.js")]] : [])]) {
+    const traced = await spawnReplica({ LOG_LEVEL: "info", ...env }, ["--config", config], { keepOutput: true, nodeArgs: [...YOUNG_GENERATION, "--trace-gc"], cli });
+    try {
+      for (const stream of [false, true]) {
+        const body = JSON.stringify({ model: "bench", stream, messages: [{ role: "user", content: "Say hello" }] });
+        await wrk({ url: `${traced.url}/v1/chat/completions`, headers, body, connections: CONNECTIONS, seconds: 2 });
+        const from = traced.output.length;
+        const w = await wrk({ url: `${traced.url}/v1/chat/completions`, headers, body, connections: CONNECTIONS, seconds: SECONDS });
+        const gcLines = traced.output.slice(from).filter((l) => l.includes(" ms: "));
+        const rate = allocationRate(gcLines);
+        allocation.push({
+          kind: stream ? "stream" : "plain",
+          target: name,
+          "req/s": Math.round(w.rps),
+          "KiB per request": (rate.bytesPerSecond / w.rps / 1024).toFixed(1),
+          "minor GCs per 1,000 requests": ((rate.collections.minor * 1000) / w.requests).toFixed(2),
+          "major GCs": rate.collections.major,
+        });
+        traced.output.length = 0;
+      }
+    } finally {
+      await traced.stop();
     }
   }
 
@@ -195,6 +268,11 @@ try {
     saturation,
   );
   const t2 = printTable(`Latency at fixed rates (open loop, ${SECONDS} s each, latency from the scheduled send time)`, fixed);
+  const t2b = printTable(
+    "The gateway's own time per request at the same fixed rates, measured inside the process (arrival to upstream call, plus upstream's last byte to the client's), from its /metrics histogram",
+    inside.map(({ target_, ...r }) => ({ ...r, target: r.target, goal: target_ })),
+  );
+  const t3b = printTable(`Allocation at saturation (${SECONDS} s of wrk, V8 --trace-gc, each build alone)`, allocation);
   const t3 = printTable("Minor GCs during the saturation rounds (young generation: --max-semi-space-size=32 now, Node's default before)", gc);
   const t4 = printTable("Every core: --workers 2 on this 2-core machine (wrk and the upstream run on the same 2 cores, so this is what is left for the workers)", workerRows);
   writeResult("proxy-overhead", {
@@ -203,10 +281,12 @@ try {
     baseline: BASELINE ? path.basename(BASELINE) : null,
     saturation,
     fixed,
+    inside,
+    allocation,
     gc,
     workers: workerRows,
     summary,
-    markdown: `${t1}\n\n${t2}\n\n${t3}\n\n${t4}`,
+    markdown: `${t1}\n\n${t2}\n\n${t2b}\n\n${t3}\n\n${t3b}\n\n${t4}`,
   });
 } finally {
   await gatehouse.stop();
@@ -214,6 +294,7 @@ try {
   await workers?.stop();
   await nginx?.stop();
   bare.child.kill();
+  bareDispatch.child.kill();
   upstream.child.kill();
   await db.drop();
   await ns.cleanup();
