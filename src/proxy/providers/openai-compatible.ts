@@ -24,16 +24,33 @@ export class OpenAICompatibleProvider implements Provider {
 
   forward(call: UpstreamCall): Promise<UpstreamResponse> {
     const { deployment } = call;
-    const headers: Record<string, string> = { "content-type": "application/json", accept: call.stream ? "text/event-stream" : "application/json" };
-    if (deployment.apiKey) headers.authorization = `Bearer ${deployment.apiKey}`;
     return this.http.post({
       apiBase: deployment.apiBase ?? OPENAI_API_BASE,
       path: PATHS[call.endpoint]!,
-      headers,
+      headers: headersOf(deployment, call.stream),
       body: call.rawBody ?? JSON.stringify(call.body),
       signal: call.signal,
       readTimeoutMs: deployment.timeoutMs,
       stream: call.stream,
     });
   }
+}
+
+/**
+ * A deployment's request headers, made once for each of its plain and streamed calls and sent as they are (undici
+ * only reads them). Keyed by the deployment object: a model changed or reloaded is a new object, with new headers.
+ */
+const headersByDeployment = new WeakMap<UpstreamCall["deployment"], [plain: Record<string, string>, stream: Record<string, string>]>();
+function headersOf(deployment: UpstreamCall["deployment"], stream: boolean): Record<string, string> {
+  let pair = headersByDeployment.get(deployment);
+  if (pair === undefined) {
+    const make = (accept: string) => {
+      const headers: Record<string, string> = { "content-type": "application/json", accept };
+      if (deployment.apiKey) headers.authorization = `Bearer ${deployment.apiKey}`;
+      return Object.freeze(headers);
+    };
+    pair = [make("application/json"), make("text/event-stream")];
+    headersByDeployment.set(deployment, pair);
+  }
+  return pair[stream ? 1 : 0];
 }
