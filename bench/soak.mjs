@@ -107,7 +107,7 @@ async function oneRequest(n) {
  * short-lived keys through their life (generated, blocked, deleted), one step at a time for each key, so no two
  * changes of one key race (the soak measures the gateway, not what the last of two racing changes leaves).
  */
-const lifecycles = Array.from({ length: 4 }, () => ({ key: null, step: 0, busy: false }));
+const lifecycles = Array.from({ length: 16 }, () => ({ key: null, step: 0, busy: false }));
 async function oneChange(n) {
   const replica = n % REPLICAS;
   const life = n % 2 === 0 ? undefined : lifecycles.find((l) => !l.busy);
