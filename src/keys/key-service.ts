@@ -22,7 +22,7 @@ import { resetSpend } from "../store/spend-store.js";
 import { legacyDeleteByTokens } from "./legacy-delete.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 import { allTokensOf, lockKeyByToken, lockKeysByTokens } from "./key-addressing.js";
-import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-change.js";
+import { commitChangeWithEvent, type ChangeLog, type CommittedEventSink } from "../coherence/change-commit.js";
 import { assertTeamAccepts, assertUserAccepts } from "./key-owners.js";
 import { IdempotencyFlow } from "./idempotency-flow.js";
 import type { IdempotencyVault } from "./idempotency-vault.js";
@@ -56,7 +56,7 @@ export class KeyService {
       return await this.idempotency.run<GeneratedKey>("generate", idempotencyKey, req, (attempt) => {
         const plaintext = req.key ?? generateVirtualKey();
         const token = hashKey(plaintext);
-        return commitKeyChange(
+        return commitChangeWithEvent(
           this.db,
           this.events,
           async (tx) => {
@@ -114,7 +114,7 @@ export class KeyService {
    * alone. Addressed by any token of the key, the deprecated ones included. Answers which tokens stopped.
    */
   async endGrace(key: string, log?: ChangeLog) {
-    return commitKeyChange(
+    return commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {
@@ -181,7 +181,7 @@ export class KeyService {
    */
   async delete(req: { keys?: string[] | undefined; key_aliases?: string[] | undefined }, log?: ChangeLog) {
     if (req.keys && reinstated("delete-race")) return legacyDeleteByTokens(this.db, this.events, req.keys, log);
-    return commitKeyChange(
+    return commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {
@@ -236,7 +236,7 @@ export class KeyService {
   /** Applies a patch to the key any token of it names; the answer names the key by the token given. */
   private async applyPatch(token: string, patch: KeyPatch, kind: "update" | "block" | "unblock", log?: ChangeLog) {
     try {
-      return await commitKeyChange(
+      return await commitChangeWithEvent(
         this.db,
         this.events,
         async (tx) => {

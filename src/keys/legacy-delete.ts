@@ -3,7 +3,7 @@ import { NotFoundError } from "../errors/errors.js";
 import type { Database } from "../store/database.js";
 import { deprecatedTokensOfKeys } from "../store/deprecated-key-store.js";
 import { deleteKeysByTokens, findKeysByTokens } from "../store/key-store.js";
-import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-change.js";
+import { commitChangeWithEvent, type ChangeLog, type CommittedEventSink } from "../coherence/change-commit.js";
 
 /**
  * The delete as it was before keys were locked by key_id: rows are read by token without a lock and deleted
@@ -13,7 +13,7 @@ import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-
  * `delete-race` (testing/reinstated-bugs.ts), so the history checker can show it catches this.
  */
 export function legacyDeleteByTokens(db: Database, events: CommittedEventSink, keys: string[], log?: ChangeLog) {
-  return commitKeyChange(
+  return commitChangeWithEvent(
     db,
     events,
     async (tx) => {
