@@ -13,6 +13,7 @@ const LAYER: Record<string, number> = {
   config: 0,
   "logger.ts": 0,
   "paths.ts": 0,
+  "listeners.ts": 0,
   testing: 0,
   store: 1,
   redis: 1,

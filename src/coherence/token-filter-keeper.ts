@@ -1,3 +1,4 @@
+import { Listeners } from "../listeners.js";
 import type { Logger } from "../logger.js";
 import { TokenFilter } from "../auth/token-filter.js";
 import type { Database } from "../store/database.js";
@@ -37,7 +38,12 @@ export class TokenFilterKeeper {
   private generation = 0;
   readonly counters = { builds: 0, buildFailures: 0 };
 
-  constructor(private readonly o: TokenFilterKeeperOptions) {}
+  /** Told of every token an applied event named, whatever the filter's state (tokens waiting on it). */
+  readonly noted: Listeners<[tokens: readonly string[]]>;
+
+  constructor(private readonly o: TokenFilterKeeperOptions) {
+    this.noted = new Listeners("the token filter's noted tokens", o.logger);
+  }
 
   /** The filter, once built; null before (then every unknown key goes to the database as before). */
   get current(): TokenFilter | null {
@@ -56,12 +62,9 @@ export class TokenFilterKeeper {
     await this.building;
   }
 
-  /** Told of every token an applied event named, whatever the filter's state (tokens waiting on it). */
-  onNoted: (tokens: readonly string[]) => void = () => {};
-
   /** Tokens an applied event named: they may authenticate from now on. */
   noteTokens(tokens: readonly string[]): void {
-    this.onNoted(tokens);
+    this.noted.emit(tokens);
     if (this.filter) for (const t of tokens) this.filter.add(t);
     if (this.seenWhileBuilding) this.seenWhileBuilding.push(...tokens);
   }
