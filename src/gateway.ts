@@ -724,6 +724,8 @@ async function startAdminUi(
 async function drain(server: Server, timeoutMs: number, logger: Logger): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
+  // Not a background loop (those run on timers/periodic.ts): a sweep that lives only while this shutdown drains,
+  // closing each keep-alive connection as soon as its last request ends, cleared below either way.
   const sweep = setInterval(() => server.closeIdleConnections(), 50);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<boolean>((resolve) => {

@@ -18,6 +18,7 @@ const LAYER: Record<string, number> = {
   store: 1,
   redis: 1,
   faults: 1,
+  timers: 1,
   auth: 2,
   keys: 2,
   teams: 2,

@@ -9,7 +9,7 @@ import { findDueBudgets, pruneSpendBatches, resetBudgetPeriod } from "../store/s
 import { type BudgetPeriod, parseBudgetDuration } from "../config/duration.js";
 import { nextKeyVersion } from "../store/key-store.js";
 import { ledgerOf } from "../limits/admission.js";
-import { Periodic } from "./periodic.js";
+import { Periodic } from "../timers/periodic.js";
 
 export interface SweeperOptions {
   db: Database;
