@@ -30,6 +30,7 @@ const LAYER: Record<string, number> = {
   coherence: 2,
   proxy: 2,
   upkeep: 2,
+  "reinstated-bugs": 2,
   metrics: 2,
   http: 3,
   "gateway.ts": 4,

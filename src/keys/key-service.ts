@@ -19,7 +19,7 @@ import {
 } from "../store/key-store.js";
 import type { Database } from "../store/database.js";
 import { resetSpend } from "../store/spend-store.js";
-import { legacyDeleteByTokens } from "./legacy-delete.js";
+import { deleteByTokensUnlocked } from "../reinstated-bugs/delete-race.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 import { allTokensOf, lockKeyByToken, lockKeysByTokens } from "./key-addressing.js";
 import { commitChangeWithEvent, type ChangeLog, type CommittedEventSink } from "../coherence/change-commit.js";
@@ -180,7 +180,7 @@ export class KeyService {
    * before it (and the key is deleted under its new token) or waits and then finds nothing to rotate.
    */
   async delete(req: { keys?: string[] | undefined; key_aliases?: string[] | undefined }, log?: ChangeLog) {
-    if (req.keys && reinstated("delete-race")) return legacyDeleteByTokens(this.db, this.events, req.keys, log);
+    if (req.keys && reinstated("delete-race")) return deleteByTokensUnlocked(this.db, this.events, req.keys, log);
     return commitChangeWithEvent(
       this.db,
       this.events,
