@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import type pg from "pg";
 import type { ProviderName, Settings } from "./config/settings.js";
 import { repeatedWarning, type Logger } from "./logger.js";
+import { Listeners, type Subscribable } from "./listeners.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { L1Cache } from "./auth/l1-cache.js";
 import { L2Cache, l2MacKey } from "./auth/l2-cache.js";
@@ -218,16 +219,13 @@ interface Caches {
   tokenFilter: TokenFilterKeeper;
   coherence: Coherence;
   authenticator: Authenticator;
-  /** Invalidation lag observations, reported to the metrics once they exist. */
-  lag: LagObserver;
+  /** Invalidation lags (ms), each as an event is applied; the metrics subscribe when they are made (after this phase). */
+  lag: Subscribable<[ms: number]>;
   invalidator: CacheInvalidator;
-  heartbeat: { also: () => void };
-  lineageChanged: { after: () => void };
-}
-
-/** Receives invalidation lags; the metrics subscribe when they are made (after this phase). */
-class LagObserver {
-  observe: (ms: number) => void = () => {};
+  /** Every coherence heartbeat: work later phases add to it (the model registry retries a failed read there). */
+  heartbeat: Subscribable<[]>;
+  /** The database is another history: later phases drop what they keep of the old one (the limits' local state). */
+  lineageChanged: Subscribable<[]>;
 }
 
 /** The auth caches and what keeps them coherent: caught up on the event table before the replica serves. */
@@ -237,7 +235,7 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
   // which is complete only for records younger than the event retention (coherence/l2-guard.ts).
   const l2TtlSeconds = Math.min(settings.auth.l2TtlSeconds, Math.floor(settings.coherence.eventRetentionMs / 1000));
   const l2Failure = repeatedWarning(logger);
-  const l2 = new L2Cache(
+  const l2: L2Cache = new L2Cache(
     redis,
     redisKeys,
     l2TtlSeconds,
@@ -248,34 +246,31 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
       logger.warn(
         "an L2 record failed its authentication check and was ignored: something other than this gateway (or a gateway with another master key) writes to this Redis prefix; counted in gatehouse_l2_forged_records_total",
       ),
+    // The guard (made below, before anything reads L2) decides whether L2 may be read.
+    (): boolean => l2Guard.trusted,
   );
   const tokenFilter = new TokenFilterKeeper({ db, logger, rebuildIntervalMs: settings.auth.tokenFilterRebuildMs, falsePositiveRate: 0.001 });
-  const invalidator = new CacheInvalidator(l1, l2, tokenFilter);
+  const invalidator = new CacheInvalidator(l1, l2, tokenFilter, logger);
   const clock = new DbClock();
-  const lag = new LagObserver();
-  // Work later phases add to every heartbeat (the model registry retries a failed read there).
-  const heartbeat = { also: () => {} };
-  // What later phases keep of one database history (the limits' local state), told when it changes.
-  const lineageChanged = { after: () => {} };
+  const lag = new Listeners<[ms: number]>("invalidation lag", logger);
+  const heartbeat = new Listeners<[]>("the coherence heartbeat", logger);
+  const lineageChanged = new Listeners<[]>("a new database history", logger);
+  // The check of unknown tokens hears of applied tokens, catch-ups and new histories; it asks coherence for a
+  // catch-up only when a token waits, which the authenticator (made after coherence) is the first to make.
+  const unknownTokens = new UnknownTokenCheck({ requestCatchUp: () => coherence.requestCatchUp(), now: monotonicMs, maxWaitMs: settings.coherence.staleAfterMs });
+  tokenFilter.noted.subscribe((tokens) => unknownTokens.noted(tokens));
   // The guard and coherence refer to each other (the guard replays from coherence's first event id; coherence
-  // reports failed tombstones to the guard): the guard is told where coherence is once it exists.
-  const firstEventId = { of: (): number => 0 };
-  const lineage = { of: (): string | null => null };
-  const moreStatus = { of: (): object => ({}) };
-  // The check of unknown tokens (made with the authenticator, after coherence) hears of catch-ups and new histories.
-  const caughtUp = { tell: (_startedAt: number): void => {} };
-  const newHistory = { tell: (): void => {} };
-  const l2Guard = new L2Guard({
+  // reports failed tombstones to the guard): the guard reads coherence through closures, called once it exists.
+  const l2Guard: L2Guard = new L2Guard({
     redis,
     keys: redisKeys,
     db,
     logger,
     tombstones: (events) => l2.repair(events),
-    startEventId: () => firstEventId.of(),
-    lineage: () => lineage.of(),
+    startEventId: (): number => coherence.firstEventId,
+    lineage: (): string | null => coherence.currentLineage,
   });
-  l2.trusted = () => l2Guard.trusted;
-  const coherence = new Coherence({
+  const coherence: Coherence = new Coherence({
     db,
     listenUrl: embedded ? null : settings.databaseListenUrl,
     invalidator,
@@ -283,36 +278,30 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
     replicaId: settings.replicaId,
     heartbeatIntervalMs: settings.coherence.heartbeatIntervalMs,
     staleAfterMs: settings.coherence.staleAfterMs,
-    onLag: (ms: number) => lag.observe(ms),
+    onLag: (ms: number) => lag.emit(ms),
     clock,
     onTombstoneFailed: (eventId) => l2Guard.tombstoneFailed(eventId),
     onHeartbeat: () => {
       void l2Guard.check();
-      heartbeat.also();
+      heartbeat.emit();
     },
     l2Status: () => l2Guard.status(),
-    moreStatus: () => moreStatus.of(),
-    onCaughtUp: (startedAt) => caughtUp.tell(startedAt),
+    moreStatus: () => ({ unknown_tokens: unknownTokens.counters }),
+    onCaughtUp: (startedAt) => unknownTokens.caughtUp(startedAt),
     onLineage: (current, previous) => {
       // Before anything reads Redis: L2, its cursor and the ledgers are named by the history they belong to.
       redisKeys.useLineage(current);
       if (previous === null) return;
       l2Guard.lineageChanged();
       tokenFilter.forget();
-      newHistory.tell();
-      lineageChanged.after();
+      unknownTokens.lookUpAll();
+      lineageChanged.emit();
     },
   });
-  firstEventId.of = () => coherence.firstEventId;
-  lineage.of = () => coherence.currentLineage;
   logger.info("catching up on key events");
   await coherence.start();
   started.push("coherence", () => coherence.stop());
   void l2Guard.check(); // L2 is not read until it has passed; the replica does not wait for Redis to start
-  const unknownTokens = new UnknownTokenCheck({ requestCatchUp: () => coherence.requestCatchUp(), now: monotonicMs, maxWaitMs: settings.coherence.staleAfterMs });
-  tokenFilter.onNoted = (tokens) => unknownTokens.noted(tokens);
-  caughtUp.tell = (startedAt) => unknownTokens.caughtUp(startedAt);
-  newHistory.tell = () => unknownTokens.lookUpAll();
   const authenticator = new Authenticator(l1, l2, db, {
     l1Trusted: () => coherence.isFresh(),
     l2Pending: (hash) => invalidator.l2Pending(hash),
@@ -320,7 +309,6 @@ async function startCoherence({ logger, masterKey }: StartOptions, { settings, d
     tokenFilter: () => (settings.auth.tokenFilterRebuildMs > 0 ? tokenFilter.current : null),
     unknownTokens,
   });
-  moreStatus.of = () => ({ unknown_tokens: unknownTokens.counters });
   return { l1, l2, l2Guard, tokenFilter, coherence, authenticator, lag, invalidator, heartbeat, lineageChanged };
 }
 
@@ -361,17 +349,17 @@ async function buildServices(
   const seal = new CredentialSeal(settings.credentials.saltKey ?? masterKey, settings.credentials.previousSaltKey);
   const models = new ModelRegistry(settings.models, db, seal, logger, () => coherence.isFresh());
   // Listening first, reading second: a model event applied while the first read runs makes it read again.
-  invalidator.onChanged = (changed) => {
+  invalidator.changed.subscribe((changed) => {
     if (changed === "all" || changed.includes(MODELS_CACHE_KEY)) models.invalidate();
-  };
-  heartbeat.also = () => models.retry();
+  });
+  heartbeat.subscribe(() => models.retry());
   await models.load();
   const modelAdmin = new ModelService(db, coherence, models, seal);
   const servedModels = () => models.modelNames();
   const vault = new IdempotencyVault(masterKey);
   const replicas = new ReplicaCount(settings.limits.replicaCount);
   // The ledger learns of budget resets from Postgres; the enforcer (made next) must forget its counters then.
-  const resets = { seen: (_ledger: string, _generation: string): unknown => undefined };
+  const resets = new Listeners<[ledger: string, generation: string]>("budget resets", logger);
   const softBudgetAlerts = new SoftBudgetAlerts({
     logger,
     webhookUrl: settings.alerting.webhookUrl,
@@ -384,7 +372,9 @@ async function buildServices(
     db,
     logger,
     replicaId: settings.replicaId,
-    onResetSeen: (reset) => reset.forEach((r) => void resets.seen(r.ledger, r.generation)),
+    onResetSeen: (reset) => {
+      for (const r of reset) resets.emit(r.ledger, r.generation);
+    },
     onSoftBudgetCrossed: (crossings) => softBudgetAlerts.crossed(crossings),
   });
   const limits = new LimitEnforcer({
@@ -410,8 +400,8 @@ async function buildServices(
     logger,
     replicaCount: () => replicas.value,
   });
-  resets.seen = (ledger, generation) => limits.afterReset(ledger, generation);
-  lineageChanged.after = () => limits.afterLineageChange();
+  resets.subscribe((ledger, generation) => limits.afterReset(ledger, generation));
+  lineageChanged.subscribe(() => limits.afterLineageChange());
   const keys = new KeyService(db, coherence, servedModels, vault, limits, new KeyStandings(authenticator, db, limits));
   const teams = new TeamService(db, coherence, servedModels, limits);
   const users = new UserService(db, coherence, servedModels, limits);
@@ -582,7 +572,7 @@ async function listen(
 ): Promise<Gateway> {
   const { logger, masterKey, host = "0.0.0.0", worker } = options;
   const { settings, pool, redis, breakers } = stores;
-  caches.lag.observe = (ms) => metrics.invalidationLag(ms);
+  caches.lag.subscribe((ms) => metrics.invalidationLag(ms));
   worker?.shareMetrics(metrics.registry);
   let shuttingDown = false;
   const healthDetail = () => ({
@@ -734,6 +724,8 @@ async function startAdminUi(
 async function drain(server: Server, timeoutMs: number, logger: Logger): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
+  // Not a background loop (those run on timers/periodic.ts): a sweep that lives only while this shutdown drains,
+  // closing each keep-alive connection as soon as its last request ends, cleared below either way.
   const sweep = setInterval(() => server.closeIdleConnections(), 50);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<boolean>((resolve) => {

@@ -40,7 +40,8 @@ async function rowsOfKey(keyId: string) {
   return keys.rowCount! + deprecated.rowCount!;
 }
 
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The scenario's offset between two racing requests (0–5 ms, both orders), not a wait for something. */
+const stagger = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("a delete racing a regenerate of the same key on another replica", () => {
   it("deletes the key, whichever commits first: never 200 with the key alive, never a 5xx", async () => {
@@ -50,7 +51,7 @@ describe("a delete racing a regenerate of the same key on another replica", () =
       const other = i % 2 === 0 ? await generate(A) : null;
       const keys = other ? [k.key, other.key] : [k.key];
       const delay = i % 6; // 0–5 ms apart, both orders
-      const [regen, del] = await Promise.all([A.admin(`/key/${k.key}/regenerate`, { grace_period: "1h" }), pause(delay).then(() => B.admin("/key/delete", { keys }))]);
+      const [regen, del] = await Promise.all([A.admin(`/key/${k.key}/regenerate`, { grace_period: "1h" }), stagger(delay).then(() => B.admin("/key/delete", { keys }))]);
       outcomes.push(`${regen.status}/${del.status}`);
       expect(regen.status, regen.text).toBeLessThan(500);
       expect(del.status, del.text).toBe(200);

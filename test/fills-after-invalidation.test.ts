@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hashKey } from "../src/auth/key-material.js";
 import { startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/services.js";
 import { startTcpProxy, viaProxy, type TcpProxy } from "./support/tcp-proxy.mjs";
@@ -26,8 +27,11 @@ async function blockDuringSlowRead(cluster: Cluster, proxy: TcpProxy, A: Replica
   await cluster.settle();
   // Answers come back late: the read runs in Postgres at once, before the block, and arrives a second later.
   proxy.setLatency(1_000, "toClient");
+  let readRan = false;
+  void proxy.answered(hashKey(gen.body.key)).then(() => (readRan = true));
   const first = A.chat(gen.body.key);
-  await new Promise((r) => setTimeout(r, 200)); // the first read is on its way
+  // The first read is on its way: Postgres has answered A's look-up of the key (by its hash), and the answer is held back.
+  await waitFor(() => readRan, { what: "A's look-up of the key to run in Postgres" });
   const blocked = await B.admin("/key/block", { key: gen.body.key });
   expect(blocked.status).toBe(200);
   const { rows } = await cluster.pool.query("SELECT max(id)::int AS id FROM gh_key_events");

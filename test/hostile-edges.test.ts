@@ -35,8 +35,15 @@ afterAll(async () => {
   await upstream?.close();
 });
 
-/** Sends raw bytes and resolves with what the server answered before it closed (or `waitMs` passed). */
-function rawExchange(write: (socket: net.Socket) => void, waitMs: number): Promise<{ text: string; closed: boolean; ms: number }> {
+/**
+ * Sends raw bytes and resolves with what the server answered once it closed the connection, or once what it
+ * answered satisfies `until`; `deadlineMs` is only how long to wait for either before giving up (closed: false).
+ */
+function rawExchange(
+  write: (socket: net.Socket) => void,
+  deadlineMs: number,
+  until: (text: string) => boolean = () => false,
+): Promise<{ text: string; closed: boolean; ms: number }> {
   const port = new URL(gw.url).port;
   return new Promise((resolve) => {
     const started = Date.now();
@@ -46,13 +53,17 @@ function rawExchange(write: (socket: net.Socket) => void, waitMs: number): Promi
     const finish = (closed: boolean) => {
       if (done) return;
       done = true;
+      clearTimeout(deadline);
       socket.destroy();
       resolve({ text, closed, ms: Date.now() - started });
     };
-    socket.on("data", (d) => (text += d.toString("utf8")));
+    socket.on("data", (d) => {
+      text += d.toString("utf8");
+      if (until(text)) finish(false);
+    });
     socket.on("close", () => finish(true));
     socket.on("error", () => finish(true));
-    setTimeout(() => finish(false), waitMs);
+    const deadline = setTimeout(() => finish(false), deadlineMs);
   });
 }
 
@@ -65,10 +76,14 @@ describe("authenticate first, then read the body", () => {
   });
 
   it("an unauthenticated 9 MB upload is answered 401 before its body arrives", async () => {
-    const { text } = await rawExchange((s) => {
-      s.write("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 9437184\r\n\r\n");
-      s.write(Buffer.alloc(1024, 0x20)); // a kilobyte of the 9 MB, then nothing
-    }, 3_000);
+    const { text } = await rawExchange(
+      (s) => {
+        s.write("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 9437184\r\n\r\n");
+        s.write(Buffer.alloc(1024, 0x20)); // a kilobyte of the 9 MB, then nothing
+      },
+      3_000,
+      (answered) => answered.includes("\r\n\r\n"), // the status line and headers are in
+    );
     expect(text).toMatch(/^HTTP\/1\.1 401/);
   });
 
@@ -353,8 +368,9 @@ describe("upstream answers", () => {
     expect(res.status).toBe(200);
     const reader = res.body!.getReader();
     const first = await reader.read();
-    // The first frame arrives on its own, before the upstream's 50 ms pause ends the stream.
+    // The first frame arrives on its own: upstream sends the rest only once it is released, after this read.
     expect(new TextDecoder().decode(first.value)).toContain("hello");
+    upstream.releaseNext();
     let rest = "";
     for (let r = await reader.read(); !r.done; r = await reader.read()) rest += new TextDecoder().decode(r.value);
     expect(rest).toContain("world");

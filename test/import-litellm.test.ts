@@ -4,10 +4,10 @@ import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sealLiteLLMSecret } from "../src/litellm/litellm-secrets.js";
 import { startCluster, type Cluster } from "./helpers/cluster.js";
 import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js";
 import { api, chatBody, openAIError } from "./helpers/http.js";
+import { sealLiteLLMSecret } from "./helpers/litellm-seal.js";
 import { createTestDatabase, waitFor, type TestDatabase } from "./helpers/services.js";
 
 /**

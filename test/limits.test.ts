@@ -185,9 +185,9 @@ describe("limits on one replica", () => {
     const key = { level: "key" as const, id: keyId, ledger: keyId, maxBudget: null, rpmLimit: 1_200, tpmLimit: null, maxParallelRequests: null };
     // A key's own limits, as request-limits.ts builds them (admissions held ready under the key's id).
     const limits: RequestLimits = { keyId, heldAs: keyId, subjects: [key], owners: [key] };
-    // Stay inside one minute: across a boundary the previous minute's count decays by design.
-    const intoMinute = Date.now() % 60_000;
-    if (intoMinute > 55_000) await new Promise((r) => setTimeout(r, 60_100 - intoMinute));
+    // Stay inside one minute: across a boundary the previous minute's count decays by design. Within 5 s of one,
+    // start once the next minute has begun.
+    await waitFor(() => Date.now() % 60_000 <= 55_000, { timeoutMs: 6_000, intervalMs: 50, what: "a minute with 5 s left in it" });
     const kinds: string[] = [];
     for (let i = 0; i < 1_201; i++) {
       const a = await limiter.admit(limits, { requestId: randomUUID(), cost: 0, tokens: 1 });

@@ -74,6 +74,8 @@ describe("a grace period starts when the rotation commits", () => {
   });
 
   it("a rotation that waited 1.5 s for the event-order lock still gives the old key its whole grace from the commit", async () => {
+    /** The scenario's duration, not a wait for something: how long the lock stays held once the rotation waits for it. */
+    const LOCK_HELD_MS = 1_500;
     const A = cluster.replicas[0]!;
     const gen = await A.admin("/key/generate", {});
     expect(gen.status).toBe(200);
@@ -85,11 +87,11 @@ describe("a grace period starts when the rotation commits", () => {
       await holder.query("BEGIN");
       await holder.query("SELECT pg_advisory_xact_lock(7326431905118244)");
       const regen = A.admin(`/key/${gen.body.key}/regenerate`, { grace_period: "5s" });
-      // The rotation is seen waiting for the lock; then it is held on for 1.5 s more, the wait this test is about.
+      // The rotation is seen waiting for the lock; then it is held on for LOCK_HELD_MS more, the wait this test is about.
       await waitFor(async () => (await cluster.pool.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rows.length > 0, {
         what: "the rotation to wait for the event-order lock",
       });
-      await new Promise((r) => setTimeout(r, 1_500));
+      await new Promise((r) => setTimeout(r, LOCK_HELD_MS));
       await holder.query("COMMIT");
       const res = await regen;
       expect(res.status, res.text).toBe(200);

@@ -400,6 +400,9 @@ describe("a Postgres outage under load loses no spend log row", () => {
     await proxy?.close();
   });
 
+  /** The load's pace: a pause between one answer and the next request (the scenario's traffic, not a wait). */
+  const PACE_MS = 5;
+
   /** Sends requests one after another until `stop()`; returns the request ids of the answers that were 200. */
   function load(replica: () => Replica, key: string) {
     const served: string[] = [];
@@ -408,7 +411,7 @@ describe("a Postgres outage under load loses no spend log row", () => {
       while (running) {
         const res = await api(replica().url, "/v1/chat/completions", { key, body: chatBody("free") }).catch(() => null);
         if (res?.status === 200) served.push(res.headers.get("x-request-id")!);
-        await new Promise((r) => setTimeout(r, 5));
+        await new Promise((r) => setTimeout(r, PACE_MS));
       }
     })();
     return {
@@ -430,7 +433,12 @@ describe("a Postgres outage under load loses no spend log row", () => {
     proxy.cutAll();
     const atOutage = traffic.served.length;
     await waitFor(async () => traffic.served.length >= atOutage + 100, { timeoutMs: 15_000, what: "requests served during the outage" });
-    await new Promise((r) => setTimeout(r, 3_000)); // the outage lasts a few seconds under load
+    // The outage lasts until a flush has failed and its rows went to the journal (then replayed once Postgres is back).
+    await waitFor(async () => /gatehouse_spend_log_rows_total\{outcome="journaled"\} [1-9]/.test((await A.admin("/metrics")).body as string), {
+      timeoutMs: 15_000,
+      intervalMs: 100,
+      what: "rows journaled while Postgres is unreachable",
+    });
     proxy.setMode("pass");
     await waitFor(async () => traffic.served.length >= atOutage + 200, { timeoutMs: 15_000, what: "traffic after the outage" });
     await traffic.stop();

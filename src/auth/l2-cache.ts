@@ -31,8 +31,6 @@ const REPAIR_KEYS_PER_CALL = 2_000;
  * breaker is open, L2 is skipped without waiting.
  */
 export class L2Cache {
-  /** False while L2 may hold records older than an invalidation (coherence/l2-guard.ts): reads are misses. */
-  trusted: () => boolean = () => true;
   readonly counters = { forged: 0 };
   private forgedLogged = false;
 
@@ -46,6 +44,8 @@ export class L2Cache {
     private readonly macKey: Buffer,
     /** Told once when a record fails its check (someone wrote to Redis by hand, or another master key did). */
     private readonly onForged: (hash: string) => void = () => {},
+    /** False while L2 may hold records older than an invalidation (coherence/l2-guard.ts): reads are misses. */
+    private readonly trusted: () => boolean = () => true,
   ) {}
 
   private mac(hash: string, version: number | string, json: string): string {

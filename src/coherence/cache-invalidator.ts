@@ -1,5 +1,7 @@
 import type { L1Cache } from "../auth/l1-cache.js";
 import type { L2Cache } from "../auth/l2-cache.js";
+import { Listeners } from "../listeners.js";
+import type { Logger } from "../logger.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 
 /**
@@ -17,20 +19,24 @@ export class CacheInvalidator {
    * Told of every cache key an applied event names, or "all" when events were missed: for what is kept outside
    * L1/L2 (the database models, models/model-registry.ts).
    */
-  onChanged: (changed: readonly string[] | "all") => void = () => {};
+  readonly changed: Listeners<[changed: readonly string[] | "all"]>;
 
   constructor(
     private readonly l1: L1Cache,
     private readonly l2: L2Cache,
     /** The token filter's keeper: told of every token an event names, and to rebuild when events were lost. */
     private readonly tokens?: { noteTokens(tokens: readonly string[]): void; rebuild(): Promise<void> },
-  ) {}
+    /** Where a subscriber of `changed` that fails is logged. */
+    logger?: Logger,
+  ) {
+    this.changed = new Listeners("the cache invalidator's changes", logger);
+  }
 
   /** Evicts L1 synchronously, then tombstones L2; resolves when both are done, true if the tombstones were written. */
   invalidate(changed: readonly string[], version: number): Promise<boolean> {
     let tokens = reinstated("team-stale") ? changed.filter((t) => !t.startsWith("team:")) : changed;
     if (reinstated("model-stale")) tokens = tokens.filter((t) => !t.startsWith("models:"));
-    this.onChanged(tokens);
+    this.changed.emit(tokens);
     this.tokens?.noteTokens(tokens);
     for (const t of tokens) {
       this.pendingTombstones.set(t, (this.pendingTombstones.get(t) ?? 0) + 1);
@@ -53,7 +59,7 @@ export class CacheInvalidator {
   /** When events may have been missed and cannot be replayed: forget every L1 entry. */
   dropL1(): void {
     this.l1.clear();
-    this.onChanged("all");
+    this.changed.emit("all");
     void this.tokens?.rebuild();
   }
 }

@@ -4,6 +4,7 @@ import type { CacheInvalidator } from "./cache-invalidator.js";
 import { EVENTS_CHANNEL, parseEventPayload, readEventsAfter, type EventPage, type KeyEvent } from "../store/event-store.js";
 import { type DbClock, monotonicMs } from "./db-clock.js";
 import { EventListener, type ListenerState } from "./event-listener.js";
+import { Periodic } from "../timers/periodic.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 
 // Ids applied ahead of a gap that the catch-up has not reached yet; past this many, forget them (the
@@ -73,7 +74,7 @@ export class Coherence {
   /** Monotonic time (ms) at which the last complete catch-up started. */
   private syncedAt = 0;
   private listener: EventListener | null = null;
-  private heartbeat: NodeJS.Timeout | null = null;
+  private heartbeat: Periodic | null = null;
   private catchUpRunning: Promise<void> | null = null;
   private catchUpAgain = false;
   private stopped = false;
@@ -98,7 +99,7 @@ export class Coherence {
     this.syncedAt = startedAt;
     await this.catchUp(); // also the first reading of the database clock
     if (this.o.listenUrl === null) {
-      this.scheduleHeartbeat();
+      this.startHeartbeat();
       return;
     }
     this.listener = new EventListener({
@@ -111,12 +112,12 @@ export class Coherence {
       onConnected: () => this.requestCatchUp(),
     });
     await this.listener.start();
-    this.scheduleHeartbeat();
+    this.startHeartbeat();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.heartbeat) clearTimeout(this.heartbeat);
+    await this.heartbeat?.stop();
     await this.listener?.close();
     await this.catchUpRunning?.catch(() => {});
   }
@@ -327,20 +328,21 @@ export class Coherence {
     if (!(await done)) this.o.onTombstoneFailed?.(event.id);
   }
 
-  private scheduleHeartbeat(): void {
+  private startHeartbeat(): void {
     if (this.stopped) return;
-    this.heartbeat = setTimeout(() => {
-      // The next beat is set before anything else runs: a throw from a heartbeat task must not end the catch-ups
-      // that keep this replica fresh (without them it would stop vouching for L1, for good).
-      this.scheduleHeartbeat();
-      this.requestCatchUp();
-      try {
+    // A throw from a heartbeat task ends only that beat (Periodic logs it and sets the next one): the catch-ups
+    // that keep this replica fresh must go on (without them it would stop vouching for L1, for good). A beat is
+    // synchronous (the catch-up it asks for runs on its own), so beats come every interval.
+    this.heartbeat = new Periodic({
+      logger: this.o.logger,
+      intervalMs: this.o.heartbeatIntervalMs,
+      pass: () => {
+        this.requestCatchUp();
         this.o.onHeartbeat?.();
-      } catch (err) {
-        this.o.logger.warn({ err: (err as Error).message }, "a heartbeat task failed");
-      }
-    }, this.o.heartbeatIntervalMs);
-    this.heartbeat.unref();
+      },
+      failureMessage: "a heartbeat task failed",
+    });
+    this.heartbeat.start();
   }
 
   private recordLag(event: Pick<KeyEvent, "id" | "at">, applyUs = 0): void {

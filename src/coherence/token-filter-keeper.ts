@@ -1,7 +1,9 @@
+import { Listeners } from "../listeners.js";
 import type { Logger } from "../logger.js";
 import { TokenFilter } from "../auth/token-filter.js";
 import type { Database } from "../store/database.js";
 import { countTokens, tokensAfter } from "../store/key-store.js";
+import { Periodic } from "../timers/periodic.js";
 
 export interface TokenFilterKeeperOptions {
   db: Database;
@@ -32,36 +34,46 @@ export class TokenFilterKeeper {
   private filter: TokenFilter | null = null;
   private building: Promise<void> | null = null;
   private seenWhileBuilding: string[] | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  /** The rebuild every `rebuildIntervalMs`; null until started. */
+  private loop: Periodic | null = null;
   /** Moved by forget(): a build begun before it must not install its filter. */
   private generation = 0;
   readonly counters = { builds: 0, buildFailures: 0 };
 
-  constructor(private readonly o: TokenFilterKeeperOptions) {}
+  /** Told of every token an applied event named, whatever the filter's state (tokens waiting on it). */
+  readonly noted: Listeners<[tokens: readonly string[]]>;
+
+  constructor(private readonly o: TokenFilterKeeperOptions) {
+    this.noted = new Listeners("the token filter's noted tokens", o.logger);
+  }
 
   /** The filter, once built; null before (then every unknown key goes to the database as before). */
   get current(): TokenFilter | null {
     return this.filter;
   }
 
+  /** Builds the filter now, and again every `rebuildIntervalMs` after each build ends. */
   start(): void {
-    void this.rebuild();
-    this.timer = setInterval(() => void this.rebuild(), this.o.rebuildIntervalMs);
-    this.timer.unref();
+    if (this.loop) return;
+    this.loop = new Periodic({
+      logger: this.o.logger,
+      intervalMs: this.o.rebuildIntervalMs,
+      pass: () => this.rebuild(),
+      failureMessage: "rebuilding the token filter failed; retrying at the next interval",
+    });
+    this.loop.start({ now: true });
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.building;
+    const loop = this.loop;
+    this.loop = null; // a forget() from now on starts no build
+    await loop?.stop();
+    await this.building; // one a forget() started
   }
-
-  /** Told of every token an applied event named, whatever the filter's state (tokens waiting on it). */
-  onNoted: (tokens: readonly string[]) => void = () => {};
 
   /** Tokens an applied event named: they may authenticate from now on. */
   noteTokens(tokens: readonly string[]): void {
-    this.onNoted(tokens);
+    this.noted.emit(tokens);
     if (this.filter) for (const t of tokens) this.filter.add(t);
     if (this.seenWhileBuilding) this.seenWhileBuilding.push(...tokens);
   }
@@ -73,7 +85,7 @@ export class TokenFilterKeeper {
   forget(): void {
     this.filter = null;
     this.generation++;
-    if (this.timer === null) return; // not started: no filter is in use
+    if (this.loop === null) return; // not started: no filter is in use
     // A build in flight is of the old history and will not install; the next one reads the new database.
     void (this.building ?? Promise.resolve()).then(() => this.rebuild());
   }

@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { callerAllowsModel } from "../auth/auth-record.js";
 import type { AuthResult } from "../auth/authenticator.js";
-import { litellmModelOf } from "../config/models.js";
 import type { ModelDeployment, ProviderName } from "../config/settings.js";
 import { BadRequestError, GatewayError, InternalError, NotFoundError, UpstreamError } from "../errors/errors.js";
 import type { LimitEnforcer } from "../limits/limit-enforcer.js";
@@ -21,6 +20,7 @@ import type { RoutingStrategy } from "../proxy/routing-strategy.js";
 import { type AnswerWriter, Relay, type RelayAnswer, type RelayRecord } from "../proxy/relay.js";
 import { duplicateTopLevelKey } from "../proxy/request-shape.js";
 import type { SpendLogRow } from "../store/spend-log-row.js";
+import { type FinishedRequest, spendLogRow } from "../spendlogs/request-row.js";
 import type { AccessLog, RequestRecord } from "./access-log.js";
 import type { CallerAuth, DigestHolder } from "./auth-middleware.js";
 import { classifyError, isClientAbort, serializeError, writeJson } from "./error-mapping.js";
@@ -185,7 +185,7 @@ export class ApiRoutes {
   private logSpend(x: Exchange): void {
     // Every request of a key that named a model this gateway serves: served, refused by a limit, or failed
     // upstream (docs/spend-logs.md).
-    if (this.deps.spendLogs !== null && x.auth !== undefined && x.model !== undefined) this.deps.spendLogs.record(spendLogRow(x, this.deps.replicaId));
+    if (this.deps.spendLogs !== null && x.auth !== undefined && x.model !== undefined) this.deps.spendLogs.record(spendLogRow(x, this.deps.replicaId, newRequestId));
   }
 
   /** Every failure of a request, told to the client once, in the route's shape. */
@@ -218,78 +218,8 @@ export class ApiRoutes {
   }
 }
 
-const MASTER_KEY_TOKEN = "master";
-const MAX_TAGS = 32;
-const MAX_METADATA_BYTES = 4_096;
-// Most requests send no metadata: their rows share one frozen pair instead of each allocating two empty objects.
-const NO_TAGS_OR_METADATA = Object.freeze({ tags: Object.freeze([]) as unknown as string[], metadata: Object.freeze({}) as Record<string, unknown> });
-
-/** The spend log row of a finished request (store/spend-log-store.ts, sql/0010). */
-function spendLogRow(x: Exchange, replicaId: string): SpendLogRow {
-  const latencyMs = x.endedAt - x.startedAt;
-  const record = x.auth!.record;
-  const isMaster = record.token === MASTER_KEY_TOKEN;
-  const usage = x.usage;
-  const { tags: requestTags, metadata: requestMetadata } = tagsAndMetadata(x.requestMetadata);
-  // The key's tags first (LiteLLM adds a key's tags to each request's), then the request's own.
-  const tags = record.tags ? [...record.tags, ...requestTags.filter((t) => !record.tags!.includes(t))] : requestTags;
-  // The attempts that failed before the one that answered (retries, fallbacks), each deployment and its failure.
-  const metadata = x.attempts.length === 0 ? requestMetadata : { ...requestMetadata, gatehouse_attempts: x.attempts };
-  // The request id the answer carries, unless the client chose it (then it is kept beside ours: not unique).
-  const clientId = x.req.headers["x-request-id"];
-  const fromClient = typeof clientId === "string" && clientId === x.requestId;
-  return {
-    // Made from the request's start: a lookup by request id finds the row by the time its id carries.
-    request_id: fromClient ? newRequestId(x.startedWall) : x.requestId,
-    // Epoch milliseconds: formatting two dates here cost more than the rest of the row.
-    start_time: x.startedWall,
-    end_time: x.startedWall + Math.round(latencyMs),
-    client_request_id: fromClient ? clientId : null,
-    key_hash: isMaster ? null : record.token,
-    key_id: isMaster ? null : record.keyId,
-    key_name: record.keyName,
-    key_alias: record.keyAlias,
-    team_id: record.teamId,
-    user_id: record.userId,
-    model: x.model!,
-    model_id: x.deployment?.modelId ?? null,
-    // The deployment that served it, provider included, as LiteLLM names it ("anthropic/claude-sonnet-4-5").
-    upstream_model: x.deployment ? litellmModelOf(x.deployment) : null,
-    prompt_tokens: usage?.promptTokens ?? 0,
-    completion_tokens: usage?.completionTokens ?? 0,
-    total_tokens: (usage?.promptTokens ?? 0) + (usage?.completionTokens ?? 0),
-    spend: x.cost,
-    latency_ms: Math.round(latencyMs * 1000) / 1000,
-    overhead_ms: x.ownSeconds === undefined ? null : Math.round(x.ownSeconds * 1_000_000) / 1000,
-    status: x.res.statusCode,
-    error_code: x.errorCode ?? (x.res.writableFinished ? null : "client_gone"),
-    stream: x.stream,
-    replica_id: replicaId,
-    tags,
-    metadata,
-  };
-}
-
-/**
- * LiteLLM's request tags (`metadata.tags`) and the rest of the request's metadata, bounded. Text Postgres cannot
- * store (NUL, a lone surrogate) is left out: one such row would make its whole batch refused.
- */
-function tagsAndMetadata(value: unknown): { tags: string[]; metadata: Record<string, unknown> } {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) return NO_TAGS_OR_METADATA;
-  const { tags: raw, ...rest } = value as Record<string, unknown>;
-  const tags = Array.isArray(raw) ? raw.filter((t): t is string => typeof t === "string" && t.length > 0 && t.length <= 128 && !unstorableText(t)).slice(0, MAX_TAGS) : [];
-  const json = JSON.stringify(rest);
-  if (json.length > MAX_METADATA_BYTES) return { tags, metadata: { truncated: true } };
-  // JSON.stringify writes NUL as \u0000 and a lone surrogate as \udXXX: either in the text means the metadata is not storable.
-  return { tags, metadata: UNSTORABLE_JSON.test(json) ? { unstorable: true } : rest };
-}
-
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-const unstorableText = (t: string) => t.includes("\u0000") || LONE_SURROGATE.test(t);
-const UNSTORABLE_JSON = /\\u0000|\\ud[89a-f][0-9a-f]{2}/i;
-
 /** One request on these routes: what the access log and the relay record, the answer's writer, the upstream call to abort. */
-class Exchange implements RequestRecord, RelayRecord, AnswerWriter {
+class Exchange implements RequestRecord, RelayRecord, AnswerWriter, FinishedRequest {
   requestId = "";
   startedAt = 0;
   auth: AuthResult | undefined = undefined;
@@ -331,6 +261,19 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter {
 
   send(answer: RelayAnswer): Promise<void> {
     return relayAnswer(this, answer);
+  }
+
+  // For the spend log row (spendlogs/request-row.ts).
+  get clientRequestId(): string | string[] | undefined {
+    return this.req.headers["x-request-id"];
+  }
+
+  get status(): number {
+    return this.res.statusCode;
+  }
+
+  get answered(): boolean {
+    return this.res.writableFinished;
   }
 }
 

@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from "express";
-import type { ChangeLog } from "../keys/key-change.js";
+import type { ChangeLog } from "../coherence/change-commit.js";
 
 /**
  * Every admin write names the events it committed (`Gatehouse-Event-Id`, comma-separated, in commit order): a

@@ -19,10 +19,10 @@ import {
 } from "../store/key-store.js";
 import type { Database } from "../store/database.js";
 import { resetSpend } from "../store/spend-store.js";
-import { legacyDeleteByTokens } from "./legacy-delete.js";
+import { deleteByTokensUnlocked } from "../reinstated-bugs/delete-race.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 import { allTokensOf, lockKeyByToken, lockKeysByTokens } from "./key-addressing.js";
-import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-change.js";
+import { commitChangeWithEvent, type ChangeLog, type CommittedEventSink } from "../coherence/change-commit.js";
 import { assertTeamAccepts, assertUserAccepts } from "./key-owners.js";
 import { IdempotencyFlow } from "./idempotency-flow.js";
 import type { IdempotencyVault } from "./idempotency-vault.js";
@@ -56,7 +56,7 @@ export class KeyService {
       return await this.idempotency.run<GeneratedKey>("generate", idempotencyKey, req, (attempt) => {
         const plaintext = req.key ?? generateVirtualKey();
         const token = hashKey(plaintext);
-        return commitKeyChange(
+        return commitChangeWithEvent(
           this.db,
           this.events,
           async (tx) => {
@@ -114,7 +114,7 @@ export class KeyService {
    * alone. Addressed by any token of the key, the deprecated ones included. Answers which tokens stopped.
    */
   async endGrace(key: string, log?: ChangeLog) {
-    return commitKeyChange(
+    return commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {
@@ -180,8 +180,8 @@ export class KeyService {
    * before it (and the key is deleted under its new token) or waits and then finds nothing to rotate.
    */
   async delete(req: { keys?: string[] | undefined; key_aliases?: string[] | undefined }, log?: ChangeLog) {
-    if (req.keys && reinstated("delete-race")) return legacyDeleteByTokens(this.db, this.events, req.keys, log);
-    return commitKeyChange(
+    if (req.keys && reinstated("delete-race")) return deleteByTokensUnlocked(this.db, this.events, req.keys, log);
+    return commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {
@@ -236,7 +236,7 @@ export class KeyService {
   /** Applies a patch to the key any token of it names; the answer names the key by the token given. */
   private async applyPatch(token: string, patch: KeyPatch, kind: "update" | "block" | "unblock", log?: ChangeLog) {
     try {
-      return await commitKeyChange(
+      return await commitChangeWithEvent(
         this.db,
         this.events,
         async (tx) => {

@@ -7,7 +7,7 @@ import { rotateKeyToken } from "../store/key-store.js";
 import { lockRotationAdvisory } from "../store/rotation-advisory-lock.js";
 import type { Database } from "../store/database.js";
 import { lockKeyByToken } from "./key-addressing.js";
-import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "./key-change.js";
+import { commitChangeWithEvent, type ChangeLog, type CommittedEventSink } from "../coherence/change-commit.js";
 import { assertTeamAccepts, assertUserAccepts } from "./key-owners.js";
 import { IdempotencyFlow } from "./idempotency-flow.js";
 import type { IdempotencyVault } from "./idempotency-vault.js";
@@ -59,7 +59,7 @@ export class RotationService {
         const newToken = hashKey(newPlaintext);
         if (newToken === oldToken) throw new BadRequestError("new_key must differ from the key being regenerated", { param: "new_key" });
         return this.lock.run(oldToken, (mode) =>
-          commitKeyChange<RegenerateResponse>(
+          commitChangeWithEvent<RegenerateResponse>(
             this.db,
             this.events,
             async (tx) => {

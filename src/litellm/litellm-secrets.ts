@@ -17,11 +17,3 @@ export function openLiteLLMSecret(value: string, saltKey: string): string | null
   const opened = nacl.secretbox.open(new Uint8Array(box), new Uint8Array(nonce), new Uint8Array(key));
   return opened ? Buffer.from(opened).toString("utf8") : null;
 }
-
-/** The inverse, as LiteLLM does it: for tests that build a LiteLLM database. */
-export function sealLiteLLMSecret(value: string, saltKey: string): string {
-  const key = createHash("sha256").update(saltKey, "utf8").digest();
-  const nonce = nacl.randomBytes(nacl.secretbox.nonceLength);
-  const box = nacl.secretbox(new Uint8Array(Buffer.from(value, "utf8")), nonce, new Uint8Array(key));
-  return Buffer.concat([nonce, box]).toString("base64");
-}

@@ -1,5 +1,5 @@
 import { BadRequestError, NotFoundError } from "../errors/errors.js";
-import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "../keys/key-change.js";
+import { commitChangeWithEvent, type ChangeLog, type CommittedEventSink } from "../coherence/change-commit.js";
 import type { Database } from "../store/database.js";
 import type { Queryable } from "../store/db.js";
 import { allModels, deleteModel, insertModel, lockModel, resealModel, updateModel, type ModelRow } from "../store/model-store.js";
@@ -24,7 +24,7 @@ export class ModelService {
   async create(req: NewModelRequest, log?: ChangeLog) {
     const { api_key: apiKey, ...params } = req.litellm_params;
     deploymentOf(req.model_name, req.litellm_params as ApiLitellmParams, apiKey); // refuses what could not be served
-    return commitKeyChange(
+    return commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {
@@ -39,7 +39,7 @@ export class ModelService {
   async update(req: UpdateModelRequest, log?: ChangeLog) {
     const id = req.model_id ?? (req.model_info?.id as string | undefined);
     if (!id) throw new BadRequestError("give the model's id as model_id (or model_info.id)", { code: "missing_model_id", param: "model_id" });
-    return commitKeyChange(
+    return commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {
@@ -63,7 +63,7 @@ export class ModelService {
   }
 
   async delete(id: string, log?: ChangeLog) {
-    return commitKeyChange(
+    return commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {

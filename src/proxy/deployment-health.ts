@@ -4,6 +4,7 @@ import type { ModelDeployment } from "../config/settings.js";
 import type { Logger } from "../logger.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
+import { Periodic } from "../timers/periodic.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
 
 /**
@@ -39,7 +40,8 @@ export class DeploymentHealth {
   /** Failures counted here while Redis is unreachable: id → the window's start and count. */
   private readonly localFailures = new Map<string, { since: number; count: number }>();
   private subscriber: Redis | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  /** The resynchronisation every `resyncIntervalMs` (with Redis only). */
+  private loop: Periodic | null = null;
   private readonly now: () => number;
   /** Failed attempts seen by this replica, by deployment and kind (metrics). */
   private readonly failuresByDeployment = new Map<string, Map<FailureKind, number>>();
@@ -70,13 +72,18 @@ export class DeploymentHealth {
     this.subscriber = subscriber;
     await subscriber.connect().catch(() => {});
     await this.resync();
-    this.timer = setInterval(() => void this.resync(), this.o.resyncIntervalMs ?? 1_000);
-    this.timer.unref();
+    this.loop = new Periodic({
+      logger: this.o.logger,
+      intervalMs: this.o.resyncIntervalMs ?? 1_000,
+      pass: () => this.resync(),
+      failureMessage: "resynchronising deployment cooldowns failed; retrying at the next interval",
+    });
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    await this.loop?.stop();
+    this.loop = null;
     this.subscriber?.disconnect();
     this.subscriber = null;
   }

@@ -3,6 +3,7 @@ import type { Logger } from "../logger.js";
 import { ledgerOf } from "../limits/admission.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
+import { Periodic } from "../timers/periodic.js";
 
 /**
  * How loaded and how fast each deployment is, for the routing strategies that choose by it (routing-strategy.ts;
@@ -40,7 +41,8 @@ export class DeploymentLoad {
   private pending = new Map<string, { sum: number; count: number }>();
   /** The cluster's latency per deployment as last merged (or this replica's own without Redis), ms. */
   private clusterLatency = new Map<string, number>();
-  private timer: NodeJS.Timeout | null = null;
+  /** The latency sync every `syncIntervalMs` (with Redis only). */
+  private loop: Periodic | null = null;
   /** Attempts by deployment and outcome, on this replica (metrics). */
   private readonly outcomes = new Map<string, Map<string, number>>();
   /** False while the last exchange with Redis failed: loads and latencies are this replica's own. */
@@ -52,14 +54,19 @@ export class DeploymentLoad {
   }
 
   start(): void {
-    if (!this.o.redis) return;
-    this.timer = setInterval(() => void this.sync(), this.o.syncIntervalMs ?? 1_000);
-    this.timer.unref();
+    if (!this.o.redis || this.loop) return;
+    this.loop = new Periodic({
+      logger: this.o.logger,
+      intervalMs: this.o.syncIntervalMs ?? 1_000,
+      pass: () => this.sync(),
+      failureMessage: "syncing deployment latencies failed; retrying at the next interval",
+    });
+    this.loop.start();
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  async stop(): Promise<void> {
+    await this.loop?.stop();
+    this.loop = null;
   }
 
   /** An attempt on `id` began / ended on this replica. */

@@ -4,6 +4,7 @@ import { litellmModelOf } from "../config/models.js";
 import type { Logger } from "../logger.js";
 import type { GatehouseRedis } from "../redis/client.js";
 import type { RedisKeys } from "../redis/key-names.js";
+import { Periodic } from "../timers/periodic.js";
 import { ClientGone, type Provider } from "./provider.js";
 import type { DeploymentHealth } from "./deployment-health.js";
 
@@ -50,8 +51,8 @@ const MAX_ERROR_TEXT = 2_048;
 const CHECK_TIMEOUT_MS = 30_000;
 
 export class HealthProber {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  /** Asks for the current round every tick (background checks only). */
+  private loop: Periodic | null = null;
   /** Results this replica holds: the last it read from Redis, or its own without Redis. */
   private local = new Map<string, HealthResult>();
   readonly counters = { roundsRun: 0, checks: 0, unhealthy: 0 };
@@ -67,17 +68,23 @@ export class HealthProber {
   }
 
   start(): void {
-    if (!this.o.background) return;
-    // Asking four times an interval (at most every second) finds each round soon after it opens.
+    if (!this.o.background || this.loop) return;
+    // Asking four times an interval (at most every second) finds each round soon after it opens. A round this
+    // replica runs holds the next ask until its checks are done (they take at most an interval): the round after
+    // it is asked for within a tick of its end, as rounds are numbered by Redis's clock, not by these ticks.
     const tick = Math.max(50, Math.min(1_000, Math.floor(this.o.intervalMs / 4)));
-    this.timer = setInterval(() => void this.tick(), tick);
-    this.timer.unref();
+    this.loop = new Periodic({
+      logger: this.o.logger,
+      intervalMs: tick,
+      pass: () => this.claimAndRun(),
+      failureMessage: "a round of health checks failed; the next round goes on",
+    });
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.running;
+    await this.loop?.stop();
+    this.loop = null;
   }
 
   /** Every deployment's last check, as the cluster shares them (this replica's own without Redis). */
@@ -100,14 +107,6 @@ export class HealthProber {
     const checked = await Promise.all(deployments.map(async (d) => [d.id, await this.check(d)] as const));
     await this.share(checked);
     return new Map(checked);
-  }
-
-  private async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = this.claimAndRun().finally(() => {
-      this.running = null;
-    });
-    await this.running;
   }
 
   private async claimAndRun(): Promise<void> {

@@ -72,7 +72,6 @@ export interface NewKey extends KeyPatch {
 
 const SELECT_BY_TOKEN = "SELECT * FROM gh_keys WHERE token = $1";
 const SELECT_BY_ALIASES = "SELECT * FROM gh_keys WHERE key_alias = ANY($1::text[])";
-const SELECT_BY_TOKENS = "SELECT * FROM gh_keys WHERE token = ANY($1::text[])";
 
 // Time comes from the database clock, like Kong's cluster events: replicas' clocks may drift.
 const INSERT_KEY = `
@@ -135,10 +134,6 @@ WHERE d.token = $1 AND d.revoke_at > now()`;
 const DELETE_KEYS = `
 WITH gone AS (DELETE FROM gh_keys WHERE key_id = ANY($1::uuid[]) RETURNING *)
 SELECT gone.*, nextval('gh_key_version_seq') AS tombstone_version FROM gone`;
-// By token, without the key_id lock: only the reinstated legacy delete (keys/legacy-delete.ts) runs it.
-const DELETE_KEYS_BY_TOKEN = `
-WITH gone AS (DELETE FROM gh_keys WHERE token = ANY($1::text[]) RETURNING *)
-SELECT gone.*, nextval('gh_key_version_seq') AS tombstone_version FROM gone`;
 
 // $4..$6: a search box's text — an alias prefix ($4, a LIKE pattern), exactly a user id or team id ($5), or exactly a
 // key id ($6, only when the text is a UUID). Each arm can use its own index (a bitmap OR), so a search stays an
@@ -153,10 +148,6 @@ const COUNT_KEYS = `SELECT count(*)::int8 AS total FROM gh_keys WHERE ${KEY_FILT
 export async function findKeyByToken(db: Queryable, token: string): Promise<KeyRow | null> {
   const { rows } = await db.query<KeyRow>(SELECT_BY_TOKEN, [token]);
   return rows[0] ?? null;
-}
-
-export async function findKeysByTokens(db: Queryable, tokens: string[]): Promise<KeyRow[]> {
-  return (await db.query<KeyRow>(SELECT_BY_TOKENS, [tokens])).rows;
 }
 
 export async function findKeysByAliases(db: Queryable, aliases: string[]): Promise<KeyRow[]> {
@@ -299,11 +290,6 @@ export async function findKeyForAuth(db: Queryable, token: string): Promise<Auth
 
 export async function deleteKeys(db: Queryable, keyIds: string[]): Promise<Array<KeyRow & { tombstone_version: number }>> {
   return (await db.query<KeyRow & { tombstone_version: number }>(DELETE_KEYS, [keyIds])).rows;
-}
-
-/** The delete as it was before keys were locked by key_id (keys/legacy-delete.ts); every other delete is deleteKeys. */
-export async function deleteKeysByTokens(db: Queryable, tokens: string[]): Promise<Array<KeyRow & { tombstone_version: number }>> {
-  return (await db.query<KeyRow & { tombstone_version: number }>(DELETE_KEYS_BY_TOKEN, [tokens])).rows;
 }
 
 export interface KeyListFilter {

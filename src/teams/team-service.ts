@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { teamCacheKey } from "../auth/auth-record.js";
 import { ConflictError, NotFoundError } from "../errors/errors.js";
-import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "../keys/key-change.js";
+import { commitChangeWithEvent, type ChangeLog, type CommittedEventSink } from "../coherence/change-commit.js";
 import { toLimitPatch } from "../keys/key-patch.js";
 import { withLiveSpend, type LiveSpend } from "../keys/live-spend.js";
 import { keyView } from "../keys/key-view.js";
@@ -43,7 +43,7 @@ export class TeamService {
     const teamId = req.team_id ?? randomUUID();
     try {
       // An event, like every change: a replica may hold "no such team" for this id (a key that named it before).
-      return await commitKeyChange(
+      return await commitChangeWithEvent(
         this.db,
         this.events,
         async (tx) => {
@@ -82,7 +82,7 @@ export class TeamService {
    * (`team_deleted`), so no replica needs to hear of each key.
    */
   async delete(teamIds: string[], log?: ChangeLog) {
-    return commitKeyChange(
+    return commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {
@@ -180,7 +180,7 @@ export class TeamService {
 
   private async change(teamId: string, patch: TeamPatch, kind: "team_update" | "team_block" | "team_unblock", log?: ChangeLog) {
     try {
-      return await commitKeyChange(
+      return await commitChangeWithEvent(
         this.db,
         this.events,
         async (tx) => {
@@ -202,7 +202,7 @@ export class TeamService {
    * Postgres (nothing kept it up to date while it had no budget).
    */
   private async editMembers(teamId: string, edit: (current: TeamMember[]) => TeamMember[], log?: ChangeLog, alsoPatch: TeamPatch = {}) {
-    const { view, budgetChanged } = await commitKeyChange(
+    const { view, budgetChanged } = await commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {

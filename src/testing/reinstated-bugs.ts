@@ -6,6 +6,11 @@
  * itself"). Read once, from GATEHOUSE_TEST_REINSTATE_BUGS (comma-separated names); nothing sets it outside
  * the test harness, and a replica started with it logs a warning naming every bug it brought back.
  *
+ * This module is the one seam: production code asks `reinstated(name)` where the old behaviour would differ (grep
+ * for it), and nothing else reads the switch. A bug that is a condition lives at that one call; a bug with code of
+ * its own keeps it, with its SQL, in src/reinstated-bugs/ (`delete-race`: reinstated-bugs/delete-race.ts), which
+ * only the call that asks for it imports.
+ *
  * - `delete-race`: /key/delete matches rows by token without locking them, so a delete racing a
  *   regenerate of the same key answers 200 and deletes nothing.
  * - `grace-404`: admin operations address only a key's current token; a token in grace is "not found".

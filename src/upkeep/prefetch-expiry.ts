@@ -1,6 +1,6 @@
 import type { Logger } from "../logger.js";
 import type { AdmissionPrefetcher } from "../limits/admission-prefetcher.js";
-import { Periodic } from "./periodic.js";
+import { Periodic } from "../timers/periodic.js";
 
 /**
  * Gives back prefetched admissions (limits/admission-prefetcher.ts) that no request took within their

@@ -2,7 +2,7 @@ import type { Logger } from "../logger.js";
 import type { ReplicaCount } from "../limits/replica-count.js";
 import type { Database } from "../store/database.js";
 import { countLiveReplicas } from "../store/replica-store.js";
-import { Periodic } from "./periodic.js";
+import { Periodic } from "../timers/periodic.js";
 
 /**
  * Counts the live replicas (store/replica-store.ts) every `refreshMs` for limits/replica-count.ts, unless

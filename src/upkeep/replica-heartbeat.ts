@@ -3,7 +3,7 @@ import type { Logger } from "../logger.js";
 import type { Database } from "../store/database.js";
 import { latestEventId } from "../store/event-store.js";
 import { listReplicas, removeReplica, SILENT_REPLICA_FORGOTTEN_MS, writeReplicaHeartbeat } from "../store/replica-store.js";
-import { Periodic } from "./periodic.js";
+import { Periodic } from "../timers/periodic.js";
 
 /**
  * Every replica registers itself and writes a heartbeat every `intervalMs` (gh_replicas): what it last applied,

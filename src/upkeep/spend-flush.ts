@@ -1,6 +1,6 @@
 import type { Logger } from "../logger.js";
 import type { SpendLedger } from "../limits/spend-ledger.js";
-import { Periodic } from "./periodic.js";
+import { Periodic } from "../timers/periodic.js";
 
 /**
  * Writes the spend this replica charged (limits/spend-ledger.ts) to Postgres every `flushIntervalMs`, and

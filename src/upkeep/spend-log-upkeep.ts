@@ -2,7 +2,7 @@ import type { Logger } from "../logger.js";
 import type { SpendLogWriter } from "../spendlogs/spend-log-writer.js";
 import type { Database } from "../store/database.js";
 import { dropSpendLogsBefore, ensureDailyPartitions } from "../store/spend-log-store.js";
-import { Periodic } from "./periodic.js";
+import { Periodic } from "../timers/periodic.js";
 
 const DAY_MS = 86_400_000;
 // Partitions exist this many days ahead, so a day's rows never wait for its partition (or land in the default).

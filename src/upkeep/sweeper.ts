@@ -1,6 +1,6 @@
 import type { Database } from "../store/database.js";
 import type { Logger } from "../logger.js";
-import { commitKeyChange, type CommittedEventSink } from "../keys/key-change.js";
+import { commitChangeWithEvent, type CommittedEventSink } from "../coherence/change-commit.js";
 import { sweepExpiredDeprecatedKeys } from "../store/deprecated-key-store.js";
 import { pruneEvents } from "../store/event-store.js";
 import { pruneSilentReplicas } from "../store/replica-store.js";
@@ -9,7 +9,7 @@ import { findDueBudgets, pruneSpendBatches, resetBudgetPeriod } from "../store/s
 import { type BudgetPeriod, parseBudgetDuration } from "../config/duration.js";
 import { nextKeyVersion } from "../store/key-store.js";
 import { ledgerOf } from "../limits/admission.js";
-import { Periodic } from "./periodic.js";
+import { Periodic } from "../timers/periodic.js";
 
 export interface SweeperOptions {
   db: Database;
@@ -50,7 +50,7 @@ export class Sweeper {
   async sweepOnce(): Promise<{ deprecatedRemoved: number; budgetsReset: number }> {
     let deprecatedRemoved = 0;
     for (;;) {
-      const removed = await commitKeyChange(this.o.db, this.o.events, async (tx) => {
+      const removed = await commitChangeWithEvent(this.o.db, this.o.events, async (tx) => {
         const tokens = await sweepExpiredDeprecatedKeys(tx, SWEEP_BATCH);
         if (tokens.length === 0) return { result: 0, stale: null };
         return { result: tokens.length, stale: { kind: "expiry" as const, tokens, version: await nextKeyVersion(tx) } };

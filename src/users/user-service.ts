@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { userCacheKey } from "../auth/auth-record.js";
 import { generateVirtualKey, hashKey, keyDisplayName } from "../auth/key-material.js";
 import { ConflictError, NotFoundError } from "../errors/errors.js";
-import { commitKeyChange, type ChangeLog, type CommittedEventSink } from "../keys/key-change.js";
+import { commitChangeWithEvent, type ChangeLog, type CommittedEventSink } from "../coherence/change-commit.js";
 import { toLimitPatch } from "../keys/key-patch.js";
 import { withLiveSpend, type LiveSpend } from "../keys/live-spend.js";
 import { keyView } from "../keys/key-view.js";
@@ -30,7 +30,7 @@ export class UserService {
     const { user_id: given, auto_create_key: withKey, ...fields } = req;
     const userId = given ?? randomUUID();
     const patch = this.toPatch(fields);
-    return commitKeyChange(
+    return commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {
@@ -57,7 +57,7 @@ export class UserService {
   async update(req: UpdateUserRequest, log?: ChangeLog) {
     const { user_id: userId, ...fields } = req;
     const patch = this.toPatch(fields);
-    const result = await commitKeyChange(
+    const result = await commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {
@@ -75,7 +75,7 @@ export class UserService {
 
   /** Deletes users and their keys; each user's id is never reused. One event per user, none per key. */
   async delete(userIds: string[], log?: ChangeLog) {
-    return commitKeyChange(
+    return commitChangeWithEvent(
       this.db,
       this.events,
       async (tx) => {

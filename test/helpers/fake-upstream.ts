@@ -11,7 +11,8 @@ import type { AddressInfo } from "node:net";
  *  - "unauthorized": 401, OpenAI's "Incorrect API key" message quoting part of the upstream key
  *  - "redirect": 302 to somewhere else
  *  - "bad-request": 400 with an OpenAI error body about the request
- *  - "stream-crlf": SSE framed with \r\n\r\n, a usage chunk at the end
+ *  - "stream-crlf": SSE framed with \r\n\r\n, a usage chunk at the end; to a request for a stream, the first frame,
+ *    then the rest only when `releaseNext()` is called (the gateway's health check, not streamed, gets it all at once)
  *  - "slow": sends headers only after `slowMs`
  *  - "stream-gated": SSE, one chunk, then the next only when `releaseNext()` is called
  *  - "delay-<ms>": the "echo" answer (usage 1 + 1 tokens) after <ms>, so requests overlap in flight
@@ -88,7 +89,8 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         res.writeHead(200, { "content-type": "text/event-stream" });
         const chunk = (o: object) => `data: ${JSON.stringify(o)}\r\n\r\n`;
         res.write(chunk({ id: "crlf", object: "chat.completion.chunk", choices: [{ index: 0, delta: { content: "hello " }, finish_reason: null }] }));
-        await new Promise((r) => setTimeout(r, 50));
+        if (body.stream === true) await waitGate();
+        if (res.destroyed) return;
         res.write(chunk({ id: "crlf", object: "chat.completion.chunk", choices: [{ index: 0, delta: { content: "world" }, finish_reason: "stop" }] }));
         res.write(chunk({ id: "crlf", object: "chat.completion.chunk", choices: [], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } }));
         res.end("data: [DONE]\r\n\r\n");

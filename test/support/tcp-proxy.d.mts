@@ -8,6 +8,11 @@ export interface TcpProxy {
   setMode(mode: ProxyMode): void;
   /** Delays chunks both ways, or only answers ("toClient") or only requests ("toServer"). */
   setLatency(ms: number, direction?: "both" | "toClient" | "toServer"): void;
+  /**
+   * Resolves once the server answered bytes a client sent containing `pattern` (the answer reached the proxy; a
+   * latency may still hold it back from the client): the query they carried has run.
+   */
+  answered(pattern: string): Promise<void>;
   /** Resolves when the trap was sprung. */
   cutOnce(pattern: string, options: { forward: boolean }): Promise<void>;
   cutAll(): void;

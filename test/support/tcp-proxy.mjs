@@ -8,6 +8,8 @@
 //    "COMMIT", it leaves a transaction's outcome unknown to the client;
 //  - setLatency(ms, direction): delays every chunk by that much, both ways or only "toClient" (answers come
 //    back late: a query runs at once on the server and its result arrives slowly) or only "toServer";
+//  - answered(pattern): resolves once the server has answered bytes a client sent containing `pattern` (its first
+//    bytes back on that connection reached the proxy, however long a latency then holds them): a query has run;
 //  - cutAll(): destroys every open connection at once (new ones still pass);
 //  - retarget(host, port): new connections go to another server, open ones are cut (a virtual IP or a DNS name
 //    moved to a promoted standby or replica).
@@ -21,6 +23,8 @@ export async function startTcpProxy(initialHost, initialPort) {
   let latencyMs = 0;
   let latencyDirection = "both";
   let trap = null;
+  /** answered() calls still waiting for a client to send their pattern. */
+  let watches = [];
 
   const server = net.createServer((client) => {
     if (mode === "reject") {
@@ -28,9 +32,17 @@ export async function startTcpProxy(initialHost, initialPort) {
       return;
     }
     const upstream = net.connect(targetPort, targetHost);
-    const pair = { client, upstream };
+    // Watches whose pattern this client sent, resolved by the server's next bytes on this connection.
+    const pair = { client, upstream, awaitingAnswer: [] };
     pairs.add(pair);
     client.on("data", (chunk) => {
+      if (watches.length > 0) {
+        const sent = watches.filter((w) => chunk.includes(w.pattern));
+        if (sent.length > 0) {
+          watches = watches.filter((w) => !sent.includes(w));
+          pair.awaitingAnswer.push(...sent);
+        }
+      }
       if (trap && chunk.includes(trap.pattern)) {
         const { forward } = trap;
         trap.sprung();
@@ -49,6 +61,7 @@ export async function startTcpProxy(initialHost, initialPort) {
     });
     upstream.on("data", (chunk) => {
       if (mode !== "pass") return;
+      if (pair.awaitingAnswer.length > 0) for (const w of pair.awaitingAnswer.splice(0)) w.answered();
       if (latencyMs > 0 && latencyDirection !== "toServer") setTimeout(() => client.writable && client.write(chunk), latencyMs);
       else client.write(chunk);
     });
@@ -77,6 +90,11 @@ export async function startTcpProxy(initialHost, initialPort) {
     setLatency(ms, direction = "both") {
       latencyMs = ms;
       latencyDirection = direction;
+    },
+    answered(pattern) {
+      return new Promise((resolve) => {
+        watches.push({ pattern: Buffer.from(pattern), answered: resolve });
+      });
     },
     cutOnce(pattern, { forward }) {
       return new Promise((resolve) => {

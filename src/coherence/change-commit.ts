@@ -32,12 +32,16 @@ export type FinalizeChange<T> =
   (tx: pg.PoolClient) => Promise<T>;
 
 /**
+ * The write side of coherence: every change the admin API or the sweeper makes to a key, team, user or model
+ * commits through here, so each commits with its event (the read side, applying events, is coherence.ts and
+ * cache-invalidator.ts).
+ *
  * Runs `work` and appends its invalidation event in one transaction (docs/coherence.md #3, #6): the change and
  * the event commit together or not at all, and the NOTIFY goes out only on commit. The event carries a
  * change id chosen here, so a COMMIT cut off mid-way is resolved by looking for it (Database.transaction).
  * Then this replica's caches are updated before the caller answers.
  */
-export async function commitKeyChange<T>(db: Database, sink: CommittedEventSink, work: (tx: pg.PoolClient) => Promise<ChangeOutcome<T>>, log?: ChangeLog): Promise<T> {
+export async function commitChangeWithEvent<T>(db: Database, sink: CommittedEventSink, work: (tx: pg.PoolClient) => Promise<ChangeOutcome<T>>, log?: ChangeLog): Promise<T> {
   const changeId = randomUUID();
   const { result, event } = await db.transaction(
     async (tx) => {

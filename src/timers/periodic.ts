@@ -15,7 +15,8 @@ export interface PeriodicOptions {
 }
 
 /**
- * One background loop of a replica; every loop in upkeep/ runs on this one, so they all behave alike. Passes
+ * One background loop of a replica; every loop runs on this one (upkeep/'s, the coherence heartbeat, the token
+ * filter's rebuild, routing's resynchronisations and health checks), so they all behave alike. Passes
  * never overlap (the next is scheduled when one ends); a failed pass never escapes: it is logged, counted
  * in `counters.failures`, and the next one is scheduled as usual; the timer never keeps the process alive;
  * stop() waits for a pass in flight, so nothing runs after it against a closed pool.
