@@ -39,7 +39,7 @@ export const SENTINEL_FAILOVER = "sentinel failover";
 const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 const hold = (ms: number) => sleep(ms);
-export const allPgProxies = (ctx: RunContext) => [...ctx.proxies.pool.values(), ctx.proxies.listen];
+const allPgProxies = (ctx: RunContext) => [...ctx.proxies.pool.values(), ctx.proxies.listen];
 // Never the checker's own LISTEN connection: it dates every change (commit-clock.ts).
 const terminate = (ctx: RunContext, listenersOnly: boolean) =>
   ctx.postgres.admin.query(
