@@ -2,21 +2,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { packageRoot } from "../src/paths.js";
-import {
-  FAULTS,
-  formatReport,
-  formatViolation,
-  onlyThese,
-  PG_FAILOVER_LOSSY,
-  PG_SWITCHOVER,
-  PROFILES,
-  REDIS_FAILOVER,
-  type RunReport,
-  runHistory,
-  SENTINEL_FAILOVER,
-  sentinelSegment,
-  type Profile,
-} from "./lib/history/run.js";
+import { FAULTS, PG_FAILOVER_LOSSY, PG_SWITCHOVER, REDIS_FAILOVER, SENTINEL_FAILOVER } from "./lib/history/faults.js";
+import { onlyThese, PROFILES, type Profile, sentinelSegment } from "./lib/history/profiles.js";
+import { formatReport, formatViolation, type RunReport, runHistory } from "./lib/history/run.js";
 import { startSentinelRedis } from "../test/helpers/redis-sentinel.js";
 
 /**

@@ -20,7 +20,9 @@ import { checkerNow, type FaultWindow } from "./history.js";
  *
  * (Budgets through retries are the budget property's: the priced model has a flapping deployment too, so budget keys
  * are retried through the admission.) Periods where Redis was impaired for any replica, and the bound after them, are
- * left out of the cooldown property: routing state is then each replica's own by design, and Redis may have lost it.
+ * left out of the cooldown property: routing state is then each replica's own by design, and Redis may have lost it. *
+ * Each property is a function in ROUTING_RULES (below), the shape of the checker's RULES (checker.ts); they stay a
+ * list of their own, since they judge the routed requests and the upstream's calls, not the history of keys.
  */
 export const ROUTING = {
   /** A model of two deployments: "flappy" (dead or alive as the run says) and "steady". */
@@ -173,13 +175,45 @@ export interface RoutingInput {
   tailMs: number;
 }
 
-export function checkRouting({ ops, calls, faults, flappyId, tailMs }: RoutingInput): { violations: Violation[]; summary: RoutingSummary } {
-  const violations: Violation[] = [];
-  const redisFaults = faults.filter((f) => f.redisImpaired).map((f) => ({ from: f.start - ROUTING.boundMs, to: (Number.isFinite(f.end) ? f.end : checkerNow()) + tailMs }));
-  const nearRedisFault = (from: number, to: number) => redisFaults.some((w) => w.from <= to && w.to >= from);
-  const duringFault = (t: number) => faults.some((f) => f.start <= t && (Number.isFinite(f.end) ? f.end : checkerNow()) + tailMs >= t);
+/** What the routing rules read, and where they report. */
+interface RoutingContext extends RoutingInput {
+  violations: Violation[];
+  /** Filled in by the rules as they go. */
+  summary: RoutingSummary;
+  /** Spans around each fault where Redis was impaired for some replica: from the bound before it to its tail after. */
+  redisFaults: Array<{ from: number; to: number }>;
+  nearRedisFault(from: number, to: number): boolean;
+  /** Was `t` within a fault or its tail? */
+  duringFault(t: number): boolean;
+}
 
-  // 1. Cooldowns, replayed from the failures the dead deployment answered, by the cluster's rule.
+/** A routing rule: one property of the list above, judged on the whole run. */
+type RoutingRule = (ctx: RoutingContext) => void;
+
+/** The routing rules, in the order they run; a new one is a function and an entry here. */
+export const ROUTING_RULES: RoutingRule[] = [cooldownsHoldEverywhere, deploymentRpmIsTheClusters, attemptBudgetHolds];
+
+export function checkRouting(input: RoutingInput): { violations: Violation[]; summary: RoutingSummary } {
+  const { ops, faults, tailMs } = input;
+  const redisFaults = faults.filter((f) => f.redisImpaired).map((f) => ({ from: f.start - ROUTING.boundMs, to: (Number.isFinite(f.end) ? f.end : checkerNow()) + tailMs }));
+  const ctx: RoutingContext = {
+    ...input,
+    violations: [],
+    summary: { requests: ops.length, deadCalls: 0, cooldowns: 0, checkedAgainstCooldowns: 0, cappedMostInAMinute: 0, cappedAllowed: ROUTING.cappedRpm, mostAttempts: 0 },
+    redisFaults,
+    nearRedisFault: (from, to) => redisFaults.some((w) => w.from <= to && w.to >= from),
+    duringFault: (t) => faults.some((f) => f.start <= t && (Number.isFinite(f.end) ? f.end : checkerNow()) + tailMs >= t),
+  };
+  for (const rule of ROUTING_RULES) rule(ctx);
+  return { violations: ctx.violations, summary: ctx.summary };
+}
+
+/**
+ * Cooldowns hold everywhere: the dead deployment's failures, as the upstream answered them, replayed through the
+ * cluster's counting rule (router-fail.lua) give when each cooldown started; a request that began more than the
+ * bound after that and before the cooldown ended must not have been tried on it.
+ */
+function cooldownsHoldEverywhere({ ops, calls, flappyId, violations, summary, nearRedisFault, duringFault }: RoutingContext): void {
   const failures = calls.filter((c) => c.deployment === "flappy" && c.failed).sort((a, b) => a.answeredAt - b.answeredAt);
   const cooldowns: Array<{ start: number; end: number }> = [];
   let count = 0;
@@ -230,8 +264,16 @@ export function checkRouting({ ops, calls, faults, flappyId, tailMs }: RoutingIn
       }
     }
   }
+  summary.deadCalls = failures.length;
+  summary.cooldowns = cooldowns.length;
+  summary.checkedAgainstCooldowns = checked;
+}
 
-  // 2. The capped deployment's calls in any minute (less a little: admission is dated by Redis, arrival a moment later).
+/**
+ * A deployment's rpm is the cluster's: the capped deployment's calls in any minute (less a little: admission is
+ * dated by Redis, arrival a moment later) are at most its rpm, plus one minute's rpm for each Redis fault in it.
+ */
+function deploymentRpmIsTheClusters({ calls, violations, summary, redisFaults }: RoutingContext): void {
   const capped = calls
     .filter((c) => c.deployment === "capped")
     .map((c) => c.arrivedAt)
@@ -256,8 +298,12 @@ export function checkRouting({ ops, calls, faults, flappyId, tailMs }: RoutingIn
       break;
     }
   }
+  summary.cappedMostInAMinute = most;
+  summary.cappedAllowed = mostAllowed;
+}
 
-  // 3. The attempt budget.
+/** The attempt budget holds: no answer took more attempts than one plus num_retries. */
+function attemptBudgetHolds({ ops, violations, summary }: RoutingContext): void {
   let mostAttempts = 0;
   for (const op of ops) {
     mostAttempts = Math.max(mostAttempts, op.attempts ?? 0);
@@ -269,19 +315,7 @@ export function checkRouting({ ops, calls, faults, flappyId, tailMs }: RoutingIn
         window: [],
       });
   }
-
-  return {
-    violations,
-    summary: {
-      requests: ops.length,
-      deadCalls: failures.length,
-      cooldowns: cooldowns.length,
-      checkedAgainstCooldowns: checked,
-      cappedMostInAMinute: most,
-      cappedAllowed: mostAllowed,
-      mostAttempts,
-    },
-  };
+  summary.mostAttempts = mostAttempts;
 }
 
 const iso = (t: number) => new Date(t).toISOString().slice(11, 23);
