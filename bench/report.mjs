@@ -1,4 +1,5 @@
-// Regenerates bench/RESULTS.md from the JSON every bench script wrote to bench/results/.
+// Regenerates bench/RESULTS.md from the JSON every bench script wrote to bench/results/. A script not run this time
+// keeps its section as it stands in RESULTS.md (results are not committed; the last published run of each is).
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { machine, root } from "./lib/harness.mjs";
@@ -17,7 +18,20 @@ const ORDER = [
   ["translation", "Translation cost per event (`bench/translation.mjs`)"],
   ["native-stream", "Native and translated streams through one replica (`bench/native-stream.mjs`)"],
   ["routing", "Routing: cost on the request path, cooldown propagation (`bench/routing.mjs`)"],
+  ["profile-hot-path-plain", "Where the time goes, plain (`bench/profile-hot-path.mjs`)"],
+  ["profile-hot-path-stream", "Where the time goes, streamed (`PROFILE_STREAM=1 bench/profile-hot-path.mjs`)"],
+  ["soak", "Soak: three replicas for 30 minutes (`npm run soak`)"],
 ];
+const resultsFile = path.join(root, "bench", "RESULTS.md");
+/** The sections of the RESULTS.md there is now, by title. */
+const published = new Map();
+if (existsSync(resultsFile)) {
+  const text = readFileSync(resultsFile, "utf8");
+  for (const section of text.split(/^## /m).slice(1)) {
+    const nl = section.indexOf("\n");
+    published.set(section.slice(0, nl).trim(), section.slice(nl + 1).trim());
+  }
+}
 const m = machine();
 const parts = [
   "# Benchmark results",
@@ -29,7 +43,10 @@ const parts = [
 ];
 for (const [name, title] of ORDER) {
   const file = path.join(root, "bench", "results", `${name}.json`);
-  if (!existsSync(file)) continue;
+  if (!existsSync(file)) {
+    if (published.has(title)) parts.push("", `## ${title}`, "", published.get(title));
+    continue;
+  }
   const r = JSON.parse(readFileSync(file, "utf8"));
   parts.push(
     "",
@@ -41,5 +58,5 @@ for (const [name, title] of ORDER) {
     r.markdown.replace(/^### .*\n\n/gm, (h) => `**${h.slice(4).trim()}**\n\n`),
   );
 }
-writeFileSync(path.join(root, "bench", "RESULTS.md"), `${parts.join("\n")}\n`);
+writeFileSync(resultsFile, `${parts.join("\n")}\n`);
 console.log("wrote bench/RESULTS.md");

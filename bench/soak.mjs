@@ -285,7 +285,7 @@ writeResult(process.env.SOAK_RESULT ?? "soak", {
   redisDownMs,
   replicas: perReplica,
   samples,
-  tables: [t1, t2],
+  markdown: `${t1}\n\n${t2}`,
 });
 
 for (const pool of pools) await pool.close();
