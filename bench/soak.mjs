@@ -25,6 +25,8 @@ const durationMs = MINUTES * 60_000;
 // Growth is measured from here (the JIT, pools and caches have settled) to the end.
 const SETTLED_MS = Math.min(5 * 60_000, durationMs / 6);
 
+// The build under test: read now, since the checkout may move on during a long run.
+const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
 const master = "sk-soak-master-key";
 const db = await createDatabase();
 const redisPort = await freePort();
@@ -275,7 +277,7 @@ const t1 = printTable(
 const t2 = printTable(`Each replica from minute ${(SETTLED_MS / 60_000).toFixed(1)} to the end (samples every ${SAMPLE_MS / 1000} s)`, rows);
 if (errors.changeFailures.length > 0) console.log("first change failures:", errors.changeFailures);
 writeResult(process.env.SOAK_RESULT ?? "soak", {
-  commit: execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim(),
+  commit,
   minutes: MINUTES,
   rate: RATE,
   sent,
