@@ -18,6 +18,8 @@ const server = http.createServer((req, res) => {
     agent.dispatch(
       { origin: upstream.origin, path: req.url, method: "POST", headers: { "content-type": "application/json" }, body: Buffer.concat(chunks) },
       {
+        // The presence of onRequestStart tells undici this handler speaks its current API.
+        onRequestStart() {},
         onResponseStart(_controller, statusCode, headers) {
           status = statusCode;
           contentType = headers["content-type"] ?? contentType;
