@@ -157,13 +157,9 @@ export function responsesSseUsageMeter(): UsageMeter {
 
 const USAGE_BYTES = Buffer.from('"usage"');
 const CR = 0x0d;
+const BLANK_LINE = Buffer.from("\n\n");
 const LF = 0x0a;
 const endsWithBlankLine = (chunk: Uint8Array) => chunk.length >= 2 && chunk[chunk.length - 1] === LF && chunk[chunk.length - 2] === LF;
-
-function wholeFramesWithoutUsage(chunk: Uint8Array): boolean {
-  const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  return bytes.indexOf(USAGE_BYTES) === -1 && bytes.indexOf(CR) === -1;
-}
 
 const toLf = (text: string) => text.replace(/\r\n?/g, "\n");
 
@@ -204,23 +200,42 @@ function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) =>
   };
   // True while everything passed so far ended with a blank line: no partial frame, no partial character held.
   let atFrameEdge = true;
+  /** Reads `chunk` frame by frame, as text: what goes on in its place (the frames kept, each changed or not). */
+  const readFrames = (chunk: Uint8Array | string): string => {
+    pending += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+    let out = "";
+    let from = 0;
+    frameEnd.lastIndex = 0;
+    for (let m = frameEnd.exec(pending); m !== null; m = frameEnd.exec(pending)) {
+      const kept = one(pending.slice(from, m.index));
+      if (kept) out += `${kept}\n\n`;
+      from = frameEnd.lastIndex;
+    }
+    if (from > 0) pending = pending.slice(from);
+    atFrameEdge = pending === "" && (typeof chunk === "string" ? chunk.endsWith("\n\n") : endsWithBlankLine(chunk));
+    return out;
+  };
   return {
     pass(chunk) {
-      // Most upstream chunks are whole frames (a chunk per token), and only the last mentions usage: those pass as
-      // the bytes they are, unread and not decoded. Frames with "\r" line endings take the path below (made "\n").
-      if (atFrameEdge && typeof chunk !== "string" && endsWithBlankLine(chunk) && wholeFramesWithoutUsage(chunk)) return chunk;
-      atFrameEdge = false;
-      pending += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
-      let out = "";
-      let from = 0;
-      frameEnd.lastIndex = 0;
-      for (let m = frameEnd.exec(pending); m !== null; m = frameEnd.exec(pending)) {
-        const kept = one(pending.slice(from, m.index));
-        if (kept) out += `${kept}\n\n`;
-        from = frameEnd.lastIndex;
+      // Most upstream chunks are whole frames (a chunk per token), and only the last frame mentions usage: frames
+      // before it pass as the bytes they are, unread and not decoded; only it and what follows are read as text.
+      // Frames with "\r" line endings are all read (made "\n").
+      if (atFrameEdge && typeof chunk !== "string" && endsWithBlankLine(chunk)) {
+        const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+        if (bytes.indexOf(CR) === -1) {
+          const usageAt = bytes.indexOf(USAGE_BYTES);
+          if (usageAt === -1) return chunk;
+          const blank = bytes.lastIndexOf(BLANK_LINE, usageAt);
+          if (blank !== -1) {
+            const head = bytes.subarray(0, blank + 2);
+            const rest = readFrames(bytes.subarray(blank + 2));
+            if (asIs) return chunk;
+            return rest === "" ? head : Buffer.concat([head, Buffer.from(rest)]);
+          }
+        }
       }
-      if (from > 0) pending = pending.slice(from);
-      atFrameEdge = pending === "" && (typeof chunk === "string" ? chunk.endsWith("\n\n") : endsWithBlankLine(chunk));
+      atFrameEdge = false;
+      const out = readFrames(chunk);
       return asIs ? chunk : out;
     },
     end() {
