@@ -16,11 +16,15 @@ const SCRIPTS = [
   "translation.mjs",
   "native-stream.mjs",
   "routing.mjs",
+  "profile-hot-path.mjs",
+  ["profile-hot-path.mjs", { PROFILE_STREAM: "1" }],
 ];
 let failed = 0;
-for (const script of SCRIPTS) {
-  console.log(`\n=== bench/${script}`);
-  const r = spawnSync(process.execPath, [path.join(root, "bench", script)], { stdio: "inherit" });
+for (const entry of SCRIPTS) {
+  const [script, env] = Array.isArray(entry) ? entry : [entry, {}];
+  const settings = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  console.log(`\n=== bench/${script} ${settings.join(" ")}`);
+  const r = spawnSync(process.execPath, [path.join(root, "bench", script)], { stdio: "inherit", env: { ...process.env, ...env } });
   if (r.status !== 0) failed++;
 }
 spawnSync(process.execPath, [path.join(root, "bench", "report.mjs")], { stdio: "inherit" });
