@@ -155,11 +155,16 @@ async function sample(replica, index) {
   const res = await pools[index].request({ path: "/metrics", method: "GET", headers: { authorization: `Bearer ${master}` } });
   const text = await res.body.text();
   const metric = (name) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+  const space = (kind, name) => Number(new RegExp(`^gatehouse_nodejs_heap_space_size_${kind}_bytes\\{space="${name}"\\} (\\S+)$`, "m").exec(text)?.[1] ?? NaN) / 2 ** 20;
   return {
     replica: index,
     atMs: Date.now() - started,
     rssMb,
     heapMb: metric("gatehouse_nodejs_heap_size_used_bytes") / 2 ** 20,
+    // What survives collections (a leak grows it), and the young generation's reserved size, which V8 grows in
+    // steps up to --max-semi-space-size under load (RSS takes each step with it).
+    oldSpaceMb: space("used", "old"),
+    newSpaceMb: space("total", "new"),
     loopDelayP99Ms: metric("gatehouse_nodejs_eventloop_lag_p99_seconds") * 1000,
     sockets: inodes.size,
     postgres,
@@ -240,6 +245,8 @@ for (let i = 0; i < REPLICAS; i++) {
   for (const [key, label, unit] of [
     ["rssMb", "RSS", "MiB"],
     ["heapMb", "heap used", "MiB"],
+    ["oldSpaceMb", "old space used", "MiB"],
+    ["newSpaceMb", "young generation reserved", "MiB"],
     ["loopDelayP99Ms", "event-loop delay p99", "ms"],
     ["sockets", "open sockets", ""],
     ["postgres", "Postgres connections", ""],
@@ -255,7 +262,7 @@ for (let i = 0; i < REPLICAS; i++) {
       "at the end": last.toFixed(1),
       "slope / min": line(settled, key).toFixed(3),
       growth: `${growth >= 0 ? "+" : ""}${growth.toFixed(1)} %`,
-      target: key === "rssMb" ? "< 5 %" : key === "loopDelayP99Ms" ? "" : "flat",
+      target: key === "rssMb" ? "< 5 %" : key === "loopDelayP99Ms" || key === "newSpaceMb" ? "" : "flat",
     });
   }
   perReplica.push(result);
