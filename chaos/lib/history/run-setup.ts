@@ -161,75 +161,100 @@ function runConfig(routing: RoutingUpstream | null): ConfigFile {
 export async function setUpRun(profile: Profile, schedule: Fault[], log: (line: string) => void, resources: RunResources): Promise<RunContext> {
   const setUpStarted = Date.now();
   const history = new History();
-  // A Postgres of the run's own, primary and standby, when it fails over; else a database on the shared server.
-  const pair: PgPair | null = profile.pgPair || schedule.some((f) => f.pgPair) ? await startPgPair() : null;
-  let redisServer: RedisServer | null = null;
-  let sentinel: SentinelRedis | null = null;
-  if (profile.redis === "sentinel") sentinel = await (resources.sentinel ?? startSentinelRedis());
-  else redisServer = await startRedisServer({ extraArgs: FAST_REPLICATION });
-  // The replica a Redis failover promotes: it syncs through a proxy of its own, which the failover blackholes.
-  const replication = await startTcpProxy("127.0.0.1", redisServer?.port ?? 1);
-  const redisReplica = schedule.some((f) => f.redisReplica)
-    ? await startRedisServer({ replicaOf: { host: "127.0.0.1", port: replication.port }, extraArgs: FAST_REPLICATION })
-    : null;
-  // The routing part's upstream, its flapping deployments dead or alive as it says.
-  const routingUpstream = (profile.routingClients ?? 0) > 0 ? new RoutingUpstream() : null;
-  if (routingUpstream) await routingUpstream.start();
-  const pgPort = pair?.primary.port ?? 5432;
-  const listen = await startTcpProxy("127.0.0.1", pgPort);
-  const names = ["A", "B", "C"];
-  const pool = new Map<string, TcpProxy>();
-  const redis = new Map<string, TcpProxy>();
-  for (const n of names) {
-    pool.set(n, await startTcpProxy("127.0.0.1", pgPort));
-    if (redisServer) redis.set(n, await startTcpProxy("127.0.0.1", redisServer.port));
-  }
-  const redisEnv = (name: string): Record<string, string> =>
-    sentinel ? { REDIS_SENTINELS: sentinel.sentinels, REDIS_SENTINEL_NAME: sentinel.name } : { REDIS_URL: `redis://127.0.0.1:${redis.get(name)!.port}` };
-  // Only the database name of this URL matters: every replica reaches Postgres through its proxies.
-  const pgUrl = (url: string) => pair?.primary.url ?? url;
-  const cluster = await startCluster({
-    size: 1,
-    config: runConfig(routingUpstream),
-    databaseUrl: (url) => viaProxy(pgUrl(url), pool.get("A")!),
-    listenUrl: (url) => viaProxy(pgUrl(url), listen),
-    env: { ...redisEnv("A"), ...profile.env },
-    // HISTORY_REPLICA_LOGS=<dir>: every replica's log lines are kept and written there at the end (a closer look).
-    keepOutput: !!process.env.HISTORY_REPLICA_LOGS,
-  });
-  const replicaEnv = (name: string) => ({ DATABASE_URL: viaProxy(pgUrl(cluster.db.url), pool.get(name)!), ...redisEnv(name) });
-  for (const n of names.slice(1)) await cluster.addReplica(n, replicaEnv(n));
-  const primaryUrl = pgUrl(cluster.db.url);
-  // Each change is dated by its NOTIFY's arrival on the checker's own LISTEN connection (commit-clock.ts).
-  const clock = new CommitClock();
-  await clock.follow(primaryUrl, 0);
-  // The checker's own proxies slowed by a busy machine count as an impaired path to Postgres (path-canary.ts).
-  const canary = new PathCanary(
-    names.map((n) => ({ name: n, url: () => viaProxy(pgUrl(cluster.db.url), pool.get(n)!) })),
-    (window) => history.faults.push(window),
-  );
-  return {
-    profile,
-    log,
-    history,
-    schedule,
-    control: new RunControl(profile, history, setUpStarted, schedule.length),
-    cluster,
-    replicaEnv,
-    killedReplicas: [],
-    postgres: { pair, primaryUrl, admin: newAdminPool(primaryUrl), gen: 0, forkIds: [0], switches: [], failovers: 0, standbyReady: Promise.resolve() },
-    redis: { server: redisServer ?? sentinel!.master, replica: redisReplica, replicaReady: Promise.resolve(), sentinel, snapshot: null },
-    proxies: { pool, listen, redis, replication },
-    clock,
-    canary,
-    routingUpstream,
-    adminAvoid: new Set(),
-    slowable: profile.slowable ?? names,
-    window: null,
-    faultsInjected: {},
+  // What has started so far, stopped in reverse if a later step fails: a failed set-up leaves no process behind.
+  const started: Array<() => unknown> = [];
+  const startedAs = <T>(value: T, stop: (v: T) => unknown): T => {
+    started.push(() => stop(value));
+    return value;
   };
+  try {
+    // A Postgres of the run's own, primary and standby, when it fails over; else a database on the shared server.
+    const pair: PgPair | null = profile.pgPair || schedule.some((f) => f.pgPair) ? startedAs(await startPgPair(), (p) => p.stop()) : null;
+    let redisServer: RedisServer | null = null;
+    let sentinel: SentinelRedis | null = null;
+    if (profile.redis === "sentinel") sentinel = startedAs(await (resources.sentinel ?? startSentinelRedis()), (s) => s.stop());
+    else redisServer = startedAs(await startRedisServer({ extraArgs: FAST_REPLICATION }), (r) => r.stop());
+    // The replica a Redis failover promotes: it syncs through a proxy of its own, which the failover blackholes.
+    const replication = startedAs(await startTcpProxy("127.0.0.1", redisServer?.port ?? 1), (p) => p.close());
+    const redisReplica = schedule.some((f) => f.redisReplica)
+      ? startedAs(await startRedisServer({ replicaOf: { host: "127.0.0.1", port: replication.port }, extraArgs: FAST_REPLICATION }), (r) => r.stop())
+      : null;
+    // The routing part's upstream, its flapping deployments dead or alive as it says.
+    const routingUpstream = (profile.routingClients ?? 0) > 0 ? new RoutingUpstream() : null;
+    if (routingUpstream) {
+      await routingUpstream.start();
+      startedAs(routingUpstream, (u) => u.close());
+    }
+    const pgPort = pair?.primary.port ?? 5432;
+    const listen = startedAs(await startTcpProxy("127.0.0.1", pgPort), (p) => p.close());
+    const names = ["A", "B", "C"];
+    const pool = new Map<string, TcpProxy>();
+    const redis = new Map<string, TcpProxy>();
+    for (const n of names) {
+      pool.set(
+        n,
+        startedAs(await startTcpProxy("127.0.0.1", pgPort), (p) => p.close()),
+      );
+      if (redisServer)
+        redis.set(
+          n,
+          startedAs(await startTcpProxy("127.0.0.1", redisServer.port), (p) => p.close()),
+        );
+    }
+    const redisEnv = (name: string): Record<string, string> =>
+      sentinel ? { REDIS_SENTINELS: sentinel.sentinels, REDIS_SENTINEL_NAME: sentinel.name } : { REDIS_URL: `redis://127.0.0.1:${redis.get(name)!.port}` };
+    // Only the database name of this URL matters: every replica reaches Postgres through its proxies.
+    const pgUrl = (url: string) => pair?.primary.url ?? url;
+    const cluster = await startCluster({
+      size: 1,
+      config: runConfig(routingUpstream),
+      databaseUrl: (url) => viaProxy(pgUrl(url), pool.get("A")!),
+      listenUrl: (url) => viaProxy(pgUrl(url), listen),
+      env: { ...redisEnv("A"), ...profile.env },
+      // HISTORY_REPLICA_LOGS=<dir>: every replica's log lines are kept and written there at the end (a closer look).
+      keepOutput: !!process.env.HISTORY_REPLICA_LOGS,
+    });
+    startedAs(cluster, (c) => c.close());
+    const replicaEnv = (name: string) => ({ DATABASE_URL: viaProxy(pgUrl(cluster.db.url), pool.get(name)!), ...redisEnv(name) });
+    for (const n of names.slice(1)) await cluster.addReplica(n, replicaEnv(n));
+    const primaryUrl = pgUrl(cluster.db.url);
+    // Each change is dated by its NOTIFY's arrival on the checker's own LISTEN connection (commit-clock.ts).
+    const clock = new CommitClock();
+    startedAs(clock, (c) => c.close());
+    await clock.follow(primaryUrl, 0);
+    // The checker's own proxies slowed by a busy machine count as an impaired path to Postgres (path-canary.ts).
+    const canary = new PathCanary(
+      names.map((n) => ({ name: n, url: () => viaProxy(pgUrl(cluster.db.url), pool.get(n)!) })),
+      (window) => history.faults.push(window),
+    );
+    return {
+      profile,
+      log,
+      history,
+      schedule,
+      control: new RunControl(profile, history, setUpStarted, schedule.length),
+      cluster,
+      replicaEnv,
+      killedReplicas: [],
+      postgres: { pair, primaryUrl, admin: newAdminPool(primaryUrl), gen: 0, forkIds: [0], switches: [], failovers: 0, standbyReady: Promise.resolve() },
+      redis: { server: redisServer ?? sentinel!.master, replica: redisReplica, replicaReady: Promise.resolve(), sentinel, snapshot: null },
+      proxies: { pool, listen, redis, replication },
+      clock,
+      canary,
+      routingUpstream,
+      adminAvoid: new Set(),
+      slowable: profile.slowable ?? names,
+      window: null,
+      faultsInjected: {},
+    };
+  } catch (err) {
+    for (const stop of started.reverse())
+      await Promise.resolve()
+        .then(stop)
+        .catch(() => {});
+    throw err;
+  }
 }
-
 /** Every replica has applied every event committed so far (cluster.settle() asks the shared server). */
 export async function settle(ctx: RunContext): Promise<void> {
   const { rows } = await ctx.postgres.admin.query<{ id: number }>("SELECT COALESCE(max(id), 0)::int AS id FROM gh_key_events");
