@@ -1,11 +1,11 @@
-// A CPU profile (and, with PROFILE_HEAP=1, a sampling heap profile) of one replica's L1-hit path at saturation:
-// the profile docs/performance.md's cost breakdown is read from. Writes .cpuprofile / .heapprofile files into
+// A CPU profile of one replica's L1-hit path at saturation: the profile docs/performance.md's cost breakdown is
+// read from (allocation is measured by proxy-overhead.mjs, from --trace-gc). Writes the .cpuprofile into
 // PROFILE_DIR (default /tmp/gatehouse-profile), prints the time per request of each part of the path (parse, auth,
 // admission, upstream call, metering, spend-log row, access log, metrics, Node's HTTP server) and the top functions.
 //   node bench/profile-hot-path.mjs            (plain)    PROFILE_STREAM=1 for streaming
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
-import { createDatabase, printTable, redisNamespace, REDIS_URL, root, startReplica, startUpstreamProcess, writeBenchConfig, writeResult } from "./lib/harness.mjs";
+import { benchGround, printTable, root, startReplica, writeResult } from "./lib/harness.mjs";
 import { wrk } from "./lib/wrk.mjs";
 
 const DIR = process.env.PROFILE_DIR ?? "/tmp/gatehouse-profile";
@@ -14,14 +14,9 @@ const STREAM = process.env.PROFILE_STREAM === "1";
 rmSync(DIR, { recursive: true, force: true });
 mkdirSync(DIR, { recursive: true });
 
-const db = await createDatabase();
-const ns = redisNamespace();
-const upstream = await startUpstreamProcess();
-const config = writeBenchConfig(upstream.url);
-const master = "sk-bench-master-key";
-const env = { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: ns.prefix, GATEHOUSE_MASTER_KEY: master };
+const ground = await benchGround();
+const { config, master, env } = ground;
 const nodeArgs = ["--max-semi-space-size=32", "--cpu-prof", `--cpu-prof-dir=${DIR}`];
-if (process.env.PROFILE_HEAP === "1") nodeArgs.push("--heap-prof", `--heap-prof-dir=${DIR}`, "--heap-prof-interval=4096");
 let measured;
 let runStartedNs = 0n;
 let runEndedNs = 0n;
@@ -39,9 +34,7 @@ try {
   console.log(`${Math.round(measured.rps)} req/s, p50 ${measured.p50Ms} ms, p99 ${measured.p99Ms} ms, errors ${measured.errors + measured.non2xx}`);
 } finally {
   await gatehouse.stop();
-  upstream.child.kill();
-  await ns.cleanup?.();
-  await db.drop?.();
+  await ground.cleanup();
 }
 
 const file = readdirSync(DIR).find((f) => f.endsWith(".cpuprofile"));

@@ -12,7 +12,7 @@ import autocannon from "autocannon";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { createDatabase, printTable, redisNamespace, REDIS_URL, root, startReplica, startUpstreamProcess, writeBenchConfig, writeResult } from "./lib/harness.mjs";
+import { benchGround, printTable, root, startReplica, writeResult } from "./lib/harness.mjs";
 import { openLoop } from "./lib/load.mjs";
 import { startNginx } from "./lib/nginx.mjs";
 import { wrk, wrkPath } from "./lib/wrk.mjs";
@@ -42,12 +42,8 @@ const autocannonRun = (url, headers, body) =>
     autocannon({ url, method: "POST", headers, body, connections: CONNECTIONS, duration: SECONDS }, (err, r) => (err ? reject(err) : resolve(r)));
   });
 
-const db = await createDatabase();
-const ns = redisNamespace();
-const upstream = await startUpstreamProcess();
-const config = writeBenchConfig(upstream.url);
-const master = "sk-bench-master-key";
-const env = { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: ns.prefix, GATEHOUSE_MASTER_KEY: master };
+const ground = await benchGround();
+const { upstream, config, master, env } = ground;
 const gatehouse = await startReplica(env, ["--config", config], YOUNG_GENERATION);
 const before = BASELINE ? await startReplica(env, ["--config", config], [], path.join(BASELINE, "dist", "cli.js")) : null;
 const nginx = await startNginx([new URL(upstream.url).host]);
@@ -295,7 +291,5 @@ try {
   await nginx?.stop();
   bare.child.kill();
   bareDispatch.child.kill();
-  upstream.child.kill();
-  await db.drop();
-  await ns.cleanup();
+  await ground.cleanup();
 }

@@ -3,18 +3,14 @@
 import autocannon from "autocannon";
 import pg from "pg";
 import { Redis } from "ioredis";
-import { createDatabase, printTable, redisNamespace, REDIS_URL, startReplica, startUpstreamProcess, writeBenchConfig, writeResult } from "./lib/harness.mjs";
+import { benchGround, printTable, REDIS_URL, startReplica, writeResult } from "./lib/harness.mjs";
 import { startNginx } from "./lib/nginx.mjs";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 
-const db = await createDatabase();
-const ns = redisNamespace();
-const upstream = await startUpstreamProcess();
-const config = writeBenchConfig(upstream.url);
-const master = "sk-bench-master-key";
-const env = { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: ns.prefix, GATEHOUSE_MASTER_KEY: master };
+const ground = await benchGround();
+const { db, config, master, env } = ground;
 const replicas = [];
 const pgStats = new pg.Client({ connectionString: db.url });
 await pgStats.connect();
@@ -64,7 +60,5 @@ try {
   await Promise.all(replicas.map((r) => r.stop()));
   await pgStats.end();
   redisStats.disconnect();
-  upstream.child.kill();
-  await db.drop();
-  await ns.cleanup();
+  await ground.cleanup();
 }

@@ -26,7 +26,13 @@ const durationMs = MINUTES * 60_000;
 const SETTLED_MS = Math.min(5 * 60_000, durationMs / 6);
 
 // The build under test: read now, since the checkout may move on during a long run.
-const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+const commit = (() => {
+  try {
+    return execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "unknown (not a git checkout)";
+  }
+})();
 const master = "sk-soak-master-key";
 const db = await createDatabase();
 const redisPort = await freePort();

@@ -1,3 +1,4 @@
+import { Client } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
 import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js";
@@ -49,6 +50,33 @@ describe("the proxy relays to an OpenAI-compatible upstream", () => {
     expect(res.body.echo.body).toEqual({ model: "echo", messages: [{ role: "user", content: "Say hello" }], temperature: 0.2 });
     expect(JSON.stringify(gw.logs.lines)).not.toContain("upstream-secret-123");
     expect(JSON.stringify(gw.logs.lines)).not.toContain(key);
+  });
+
+  it("authenticates each request of one keep-alive connection by its own bearer, whatever the one before sent", async () => {
+    // One connection (an undici Client holds one): the bearer's digest is kept on it between requests.
+    const client = new Client(gw.url, { pipelining: 1 });
+    const other = (await gw.newKey({ models: ["mock-gpt"] })).key;
+    const post = async (bearer: string, model: string) => {
+      const res = await client.request({
+        path: "/v1/chat/completions",
+        method: "POST",
+        headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+        body: JSON.stringify(chatBody(model)),
+      });
+      await res.body.dump();
+      return res.statusCode;
+    };
+    try {
+      expect(await post(key, "echo")).toBe(200);
+      expect(await post("sk-not-a-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "echo")).toBe(401);
+      expect(await post(other, "echo")).toBe(403); // the other key may use mock-gpt only
+      expect(await post(other, "mock-gpt")).toBe(200);
+      expect(await post(key, "echo")).toBe(200);
+      await gw.admin("/key/block", { key: other });
+      expect(await post(other, "mock-gpt")).toBe(401);
+    } finally {
+      await client.close();
+    }
   });
 
   it("serves /chat/completions, /v1/completions and /v1/embeddings too", async () => {

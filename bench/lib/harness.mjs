@@ -34,6 +34,34 @@ export function writeBenchConfig(upstreamUrl) {
   return file;
 }
 
+export const BENCH_MASTER_KEY = "sk-bench-master-key";
+
+/**
+ * What a single-gateway bench stands on: a throwaway database and Redis namespace, the bench upstream in its own
+ * process, a config with its priced model, and the environment a replica starts with. `cleanup()` removes them all.
+ */
+export async function benchGround() {
+  const db = await createDatabase();
+  const ns = redisNamespace();
+  const upstream = await startUpstreamProcess();
+  const config = writeBenchConfig(upstream.url);
+  const master = BENCH_MASTER_KEY;
+  const env = { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: ns.prefix, GATEHOUSE_MASTER_KEY: master };
+  return {
+    db,
+    ns,
+    upstream,
+    config,
+    master,
+    env,
+    async cleanup() {
+      upstream.child.kill();
+      await db.drop();
+      await ns.cleanup();
+    },
+  };
+}
+
 /** A replica process (the same helper the tests use), its request log drained but not kept. */
 export function startReplica(env, args = [], nodeArgs = [], cli = undefined) {
   return spawnReplica({ LOG_LEVEL: "info", ...env }, args, { keepOutput: Boolean(process.env.BENCH_DEBUG), nodeArgs, cli });

@@ -234,7 +234,6 @@ function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) =>
           }
         }
       }
-      atFrameEdge = false;
       const out = readFrames(chunk);
       return asIs ? chunk : out;
     },
