@@ -1,7 +1,7 @@
 import { Agent, errors as undiciErrors } from "undici";
 import { UpstreamError } from "../../errors/errors.js";
 import type { ClientGone, UpstreamResponse } from "../provider.js";
-import { UpstreamCall, type UpstreamHead } from "./upstream-call.js";
+import { UpstreamCall } from "./upstream-call.js";
 
 export interface UpstreamTimeouts {
   connectTimeoutMs: number;
@@ -47,24 +47,25 @@ export class HttpUpstream {
     const readTimeout = p.readTimeoutMs ?? (p.stream ? this.timeouts.streamReadTimeoutMs : undefined) ?? this.timeouts.readTimeoutMs;
     const target = targetOf(p.apiBase);
     const call = new UpstreamCall(p.signal, toUpstreamError);
-    this.agent.dispatch(
-      {
-        origin: target.origin,
-        path: `${target.basePath}${p.path}`,
-        method: "POST",
-        headers: p.headers,
-        body: p.body,
-        headersTimeout: readTimeout,
-        bodyTimeout: readTimeout,
-      },
-      call,
-    );
-    let head: UpstreamHead;
     try {
-      head = await call.response;
+      this.agent.dispatch(
+        {
+          origin: target.origin,
+          path: `${target.basePath}${p.path}`,
+          method: "POST",
+          headers: p.headers,
+          body: p.body,
+          headersTimeout: readTimeout,
+          bodyTimeout: readTimeout,
+        },
+        call,
+      );
     } catch (err) {
-      throw toUpstreamError(err);
+      // Refused before it was sent (a header value undici will not send): ended like any failed call.
+      call.onResponseError(null, err as Error);
     }
+    // Every failure arrives already told as UpstreamError (or as the client's abort): the call converts them.
+    const head = await call.response;
     const contentType = head.headers["content-type"];
     const retryAfter = head.headers["retry-after"];
     return {

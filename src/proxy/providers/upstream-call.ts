@@ -114,7 +114,7 @@ export class UpstreamCall implements Dispatcher.DispatchHandler, AsyncIterator<U
     const head = this.head;
     this.head = null;
     if (head !== null) {
-      head.reject(failure ?? new Error("the upstream call ended without an answer"));
+      head.reject(failure ?? this.toError(new Error("the upstream call ended without an answer")));
       return;
     }
     const waiting = this.waiting;
