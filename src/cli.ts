@@ -51,6 +51,8 @@ Environment:
   PORT                    listen port (same as --port; default 4000)
   LOG_LEVEL               debug, info, warn, error (info)
   LOG_FORMAT              json or pretty (json)
+  OPENAI_API_BASE         where openai/ models without an api_base go (https://api.openai.com/v1)
+  ANTHROPIC_API_BASE      where anthropic/ models without an api_base go (https://api.anthropic.com)
   Every other setting: GATEHOUSE_<SECTION>_<FIELD>, e.g. GATEHOUSE_SERVER_REQUEST_TIMEOUT_MS (docs/configuration.md).`;
 
 const OPTIONS = {

@@ -3,6 +3,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
 import { api } from "./helpers/http.js";
+import { waitFor } from "./helpers/services.js";
 import { checkAnthropicEvents } from "./helpers/stream-validators.js";
 import { ANTHROPIC_KEY, ANTHROPIC_USAGE, AZURE_KEY, AZURE_USAGE, type MockProviders, startMockProviders } from "./support/mock-providers.js";
 
@@ -35,6 +36,7 @@ beforeAll(async () => {
         claude("claude-thinking", "claude-thinking"),
         claude("claude-stream-error", "claude-stream-error"),
         claude("claude-overloaded", "claude-overloaded"),
+        claude("claude-hang", "claude-hang"),
         // One model, two deployments: the first answers 200 and then an overloaded error as its first event.
         { ...claude("claude-pair", "claude-first-error"), litellm_params: { ...claude("", "claude-first-error").litellm_params, order: 1 } },
         { ...claude("claude-pair", "claude-text"), litellm_params: { ...claude("", "claude-text").litellm_params, order: 2 } },
@@ -231,6 +233,32 @@ describe("an overloaded error as a stream's first event", () => {
     const message = await anthropic.messages.stream({ model: "claude-pair", max_tokens: 10, messages: [{ role: "user", content: "Hi" }] }).finalMessage();
     expect(message.content).toEqual([{ type: "text", text: "Hello from mock Claude." }]);
   });
+});
+
+describe("a client that leaves mid-stream", () => {
+  // The upstream sends its first events and then nothing: only the gateway ending the call ends it.
+  const shapes = [
+    { shape: "chat completions (translated)", route: "/v1/chat/completions", body: { messages: [{ role: "user", content: "Hi" }] } },
+    { shape: "Messages (native)", route: "/v1/messages", body: { max_tokens: 10, messages: [{ role: "user", content: "Hi" }] } },
+    { shape: "Responses (translated)", route: "/v1/responses", body: { input: "Hi" } },
+  ];
+  for (const s of shapes) {
+    it(`ends the upstream call: ${s.shape}`, async () => {
+      const before = mock.aborted;
+      const leave = new AbortController();
+      const res = await fetch(`${gw.url}${s.route}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "claude-hang", stream: true, ...s.body }),
+        signal: leave.signal,
+      });
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      await reader.read(); // the first bytes are here: the stream is under way
+      leave.abort();
+      await waitFor(() => mock.aborted > before, { what: `the upstream call of a ${s.shape} stream to be ended` });
+    });
+  }
 });
 
 describe("an Azure OpenAI deployment", () => {

@@ -12,6 +12,19 @@ export const OPENAI_API_BASE = "https://api.openai.com/v1";
 /** Anthropic's API, where `anthropic/<model>` goes when no api_base is given. */
 export const ANTHROPIC_API_BASE = "https://api.anthropic.com";
 
+/**
+ * Where a provider's models go when their entry names no api_base: the provider's own API, or the base URL the
+ * environment names for it under LiteLLM's names, `OPENAI_API_BASE` and `ANTHROPIC_API_BASE`, so a deployment that
+ * sends every call through a company proxy keeps working when it moves to Gatehouse. Not `OPENAI_BASE_URL` or
+ * `ANTHROPIC_BASE_URL`, which LiteLLM also reads: those are what the SDKs and Claude Code read, and a shell set up
+ * to point its clients at Gatehouse would point Gatehouse at itself.
+ */
+export function defaultApiBase(provider: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (provider === "openai") return env.OPENAI_API_BASE || OPENAI_API_BASE;
+  if (provider === "anthropic") return env.ANTHROPIC_API_BASE || ANTHROPIC_API_BASE;
+  return undefined;
+}
+
 // Read off the schema, so a field Gatehouse starts to read is no longer reported as ignored.
 const MODEL_ENTRY_FIELDS = Object.keys(modelEntrySchema.shape);
 const KNOWN_LITELLM_PARAMS = new Set(Object.keys(litellmParamsSchema.shape));
@@ -149,8 +162,8 @@ export function deploymentFromParams(
   }
   if (provider === "azure" && !params.api_base)
     throw new DeploymentProblem("api_base", 'required for "azure/" models: the resource\'s endpoint (https://<resource>.openai.azure.com)');
-  // Without an api_base each provider's own API, as in LiteLLM.
-  const defaultBase = provider === "openai" ? OPENAI_API_BASE : provider === "anthropic" ? ANTHROPIC_API_BASE : undefined;
+  // Without an api_base each provider's own API (or the one the environment names for it), as in LiteLLM.
+  const apiBase = shownApiBase(params.api_base ?? defaultApiBase(provider))?.replace(/\/+$/, "");
   const input = params.input_cost_per_token ?? 0;
   return {
     id: deploymentId(modelName, params.model, params.api_base),
@@ -159,7 +172,10 @@ export function deploymentFromParams(
     order: params.order ?? 1,
     provider: provider as ProviderName,
     upstreamModel: params.model.slice(slash + 1),
-    apiBase: shownApiBase(params.api_base ?? defaultBase)?.replace(/\/+$/, ""),
+    apiBase,
+    // OpenAI's own API speaks the Responses API; a server that calls itself OpenAI-compatible mostly does not. A
+    // deployment without an api_base is taken to be OpenAI's API, even when the environment routes it elsewhere.
+    speaksResponses: provider === "openai" && (params.api_base === undefined || apiBase === OPENAI_API_BASE),
     apiKey,
     inputCostPerToken: input,
     outputCostPerToken: params.output_cost_per_token ?? 0,

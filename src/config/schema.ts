@@ -425,6 +425,8 @@ export interface ModelDeployment {
   upstreamModel: string;
   /** Origin and path only, never a credential (config/models.ts, shownApiBase): it is shown and logged. */
   apiBase: string | undefined;
+  /** It is OpenAI's own API, which takes the Responses API as it came (others get it translated into chat). */
+  speaksResponses?: boolean | undefined;
   apiKey: string | undefined;
   inputCostPerToken: number;
   outputCostPerToken: number;

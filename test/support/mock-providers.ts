@@ -13,10 +13,14 @@ import type { AddressInfo } from "node:net";
  *  - "claude-stream-error": starts streaming, then, 50 ms later, an in-stream `error` event (overloaded_error)
  *  - "claude-overloaded": 529, Anthropic's overloaded error
  *  - "claude-first-error": 200, then at once an in-stream `error` event (overloaded_error), as Anthropic sends under load
+ *  - "claude-hang": streams its start and a first text delta, then nothing (a client that leaves must end the call)
  *  - count_tokens: `input_tokens` = the request body's length / 10 (a number the gateway cannot make up)
  * Azure, by the deployment in the path:
  *  - "gpt-az": chat (streamed or not), completions, embeddings, with usage
  *  - "gpt-az-filtered": 400, Azure's content-filter refusal
+ * OpenAI's own API, `POST /v1/responses` (the Responses API, which only OpenAI itself speaks):
+ *  - a text answer, or its event stream (`response.created` … `response.completed`), with OPENAI_RESPONSES_USAGE
+ * `aborted` counts the calls whose caller went away before the answer ended.
  */
 export interface ReceivedRequest {
   path: string;
@@ -28,6 +32,8 @@ export interface ReceivedRequest {
 export interface MockProviders {
   url: string;
   received: ReceivedRequest[];
+  /** Calls whose connection closed before their answer was complete (the gateway ended them). */
+  readonly aborted: number;
   close(): Promise<void>;
 }
 
@@ -36,6 +42,14 @@ export const AZURE_KEY = "azure-upstream-test";
 /** The usage every Anthropic answer reports (cache reads and writes apart, as Anthropic counts them). */
 export const ANTHROPIC_USAGE = { input_tokens: 100, cache_read_input_tokens: 50, cache_creation_input_tokens: 10, output_tokens: 20 };
 export const AZURE_USAGE = { prompt_tokens: 30, completion_tokens: 5, total_tokens: 35 };
+export const OPENAI_KEY = "sk-openai-upstream-test";
+export const OPENAI_RESPONSES_USAGE = {
+  input_tokens: 40,
+  input_tokens_details: { cached_tokens: 8 },
+  output_tokens: 6,
+  output_tokens_details: { reasoning_tokens: 0 },
+  total_tokens: 46,
+};
 
 type Event = Record<string, unknown> & { type: string };
 
@@ -131,9 +145,55 @@ function azureChat(deployment: string, body: any): Record<string, unknown> {
   };
 }
 
+/** OpenAI's Responses API answer, and the events its stream is made of (OpenAI's API reference). */
+function openaiResponse(model: string, status: "in_progress" | "completed"): Record<string, unknown> {
+  const done = status === "completed";
+  return {
+    id: "resp_mock_1",
+    object: "response",
+    created_at: 1_700_000_000,
+    status,
+    model,
+    output: done
+      ? [
+          {
+            type: "message",
+            id: "msg_mock_1",
+            status: "completed",
+            role: "assistant",
+            content: [{ type: "output_text", text: "Hello from OpenAI's Responses API.", annotations: [] }],
+          },
+        ]
+      : [],
+    usage: done ? OPENAI_RESPONSES_USAGE : null,
+    store: true,
+  };
+}
+
+function openaiResponseEvents(model: string): Event[] {
+  const item = { type: "message", id: "msg_mock_1", status: "in_progress", role: "assistant", content: [] };
+  const part = { type: "output_text", text: "", annotations: [] };
+  const events: Array<Record<string, unknown> & { type: string }> = [
+    { type: "response.created", response: openaiResponse(model, "in_progress") },
+    { type: "response.in_progress", response: openaiResponse(model, "in_progress") },
+    { type: "response.output_item.added", output_index: 0, item },
+    { type: "response.content_part.added", item_id: "msg_mock_1", output_index: 0, content_index: 0, part },
+    ...["Hello from ", "OpenAI's Responses API."].map((delta) => ({ type: "response.output_text.delta", item_id: "msg_mock_1", output_index: 0, content_index: 0, delta })),
+    { type: "response.output_text.done", item_id: "msg_mock_1", output_index: 0, content_index: 0, text: "Hello from OpenAI's Responses API." },
+    { type: "response.content_part.done", item_id: "msg_mock_1", output_index: 0, content_index: 0, part: { ...part, text: "Hello from OpenAI's Responses API." } },
+    { type: "response.output_item.done", output_index: 0, item: (openaiResponse(model, "completed").output as object[])[0] },
+    { type: "response.completed", response: openaiResponse(model, "completed") },
+  ];
+  return events.map((e, i) => ({ ...e, sequence_number: i }));
+}
+
 export async function startMockProviders(): Promise<MockProviders> {
   const received: ReceivedRequest[] = [];
+  let aborted = 0;
   const server = http.createServer(async (req, res) => {
+    res.on("close", () => {
+      if (!res.writableFinished) aborted++;
+    });
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const text = Buffer.concat(chunks).toString("utf8");
@@ -163,7 +223,18 @@ export async function startMockProviders(): Promise<MockProviders> {
         res.write(events.slice(0, -1).join(""));
         return void setTimeout(() => res.end(events.at(-1)), 50);
       }
+      if (model === "claude-hang") return void res.write(events.slice(0, 4).join(""));
       for (const e of events) res.write(e);
+      return res.end();
+    }
+
+    if (url.pathname === "/v1/responses") {
+      if (req.headers.authorization !== `Bearer ${OPENAI_KEY}`)
+        return json(401, { error: { message: "Incorrect API key provided", type: "invalid_request_error", code: "invalid_api_key" } });
+      const model = String(body?.model);
+      if (body?.stream !== true) return json(200, openaiResponse(model, "completed"));
+      res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8" });
+      for (const e of openaiResponseEvents(model)) res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
       return res.end();
     }
 
@@ -224,6 +295,9 @@ export async function startMockProviders(): Promise<MockProviders> {
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     received,
+    get aborted() {
+      return aborted;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -11,14 +11,14 @@ const PATHS: Partial<Record<UpstreamCall["endpoint"], string>> = {
 
 /**
  * OpenAI, and any OpenAI-compatible server (`openai/<model>` with an api_base). The Responses API is spoken natively
- * by OpenAI's own API only: other servers that call themselves OpenAI-compatible mostly lack it, so requests to them
- * are translated to chat completions (docs/providers.md).
+ * by OpenAI's own API only (a deployment without an api_base, config/models.ts): other servers that call themselves
+ * OpenAI-compatible mostly lack it, so requests to them are translated to chat completions (docs/providers.md).
  */
 export class OpenAICompatibleProvider implements Provider {
   constructor(private readonly http: HttpUpstream) {}
 
   speaks(endpoint: UpstreamCall["endpoint"], deployment: UpstreamCall["deployment"]): boolean {
-    if (endpoint === "responses") return (deployment.apiBase ?? OPENAI_API_BASE) === OPENAI_API_BASE;
+    if (endpoint === "responses") return deployment.speaksResponses === true;
     return endpoint === "chat.completions" || endpoint === "completions" || endpoint === "embeddings";
   }
 
