@@ -30,6 +30,7 @@ beforeAll(async () => {
   });
   gw = await startTestGateway({
     config: {
+      gatehouse_settings: { spend_logs: { flush_interval_ms: 100 } },
       model_list: [
         claude("claude", "claude-text"),
         claude("claude-tools", "claude-tools"),
@@ -232,6 +233,65 @@ describe("an overloaded error as a stream's first event", () => {
     expect(text).toBe("Hello from mock Claude.");
     const message = await anthropic.messages.stream({ model: "claude-pair", max_tokens: 10, messages: [{ role: "user", content: "Hi" }] }).finalMessage();
     expect(message.content).toEqual([{ type: "text", text: "Hello from mock Claude." }]);
+  });
+});
+
+describe("every guard of a request holds on Anthropic's and the Responses API's routes", () => {
+  const routes = [
+    { route: "/v1/messages", body: { model: "claude", max_tokens: 10, messages: [{ role: "user", content: "Hi" }] }, anthropic: true },
+    { route: "/v1/responses", body: { model: "claude", input: "Hi" }, anthropic: false },
+  ];
+
+  for (const r of routes) {
+    it(`${r.route}: the key is checked before the body is read, in the route's error shape`, async () => {
+      const res = await fetch(`${gw.url}${r.route}`, {
+        method: "POST",
+        headers: { "x-api-key": "sk-not-a-key-0000000000", "content-type": "application/json" },
+        body: "{not json",
+      });
+      expect(res.status).toBe(401);
+      const body = await res.json();
+      if (r.anthropic) expect(body).toMatchObject({ type: "error", error: { type: "authentication_error" } });
+      else expect(body.error).toMatchObject({ type: "authentication_error" });
+    });
+
+    it(`${r.route}: a key's model list, its rpm limit and the duplicate-field check apply`, async () => {
+      const { key: narrow } = await gw.newKey({ models: ["azure-gpt"], rpm_limit: 1 });
+      const refused = await gw.call(r.route, { key: narrow, body: r.body });
+      expect(refused.status).toBe(403);
+      expect(refused.body.error.message).toMatch(/not allowed to use the model 'claude'/);
+      const allowed = { ...r.body, model: "azure-gpt" };
+      expect((await gw.call(r.route, { key: narrow, body: allowed })).status).toBe(200);
+      const limited = await gw.call(r.route, { key: narrow, body: allowed });
+      expect(limited.status).toBe(429);
+      expect(limited.headers.get("retry-after")).toMatch(/^\d+$/);
+
+      // Authorised as one model, served as another: refused.
+      const twice = await fetch(`${gw.url}${r.route}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: `{"model":"claude",${JSON.stringify({ ...r.body, model: "azure-gpt" }).slice(1)}`,
+      });
+      expect(twice.status).toBe(400);
+      expect((await twice.json()).error.message).toMatch(/model/);
+    });
+  }
+
+  it("spend logs name the deployment that served each shape, provider included; metrics count each route", async () => {
+    const { key: logged, key_id } = await gw.newKey();
+    for (const r of routes) expect((await gw.call(r.route, { key: logged, body: r.body })).status).toBe(200);
+    expect((await gw.call("/v1/messages", { key: logged, body: { ...routes[0]!.body, model: "azure-gpt" } })).status).toBe(200);
+    const rows = await waitFor(
+      async () => {
+        const page = (await gw.admin(`/spend/logs?key_id=${key_id}`)).body as Array<Record<string, unknown>>;
+        return page.length === 3 ? page : undefined;
+      },
+      { what: "three spend-log rows" },
+    );
+    expect(rows.map((row) => row.upstream_model).sort()).toEqual(["anthropic/claude-text", "anthropic/claude-text", "azure/gpt-az"]);
+    expect(rows.every((row) => row.status_code === 200 && Number(row.spend) > 0)).toBe(true);
+    const metrics = (await gw.call("/metrics", { key: gw.masterKey })).text;
+    for (const route of ["/v1/messages", "/v1/responses"]) expect(metrics).toMatch(new RegExp(`gatehouse_requests_total\\{[^}]*route="${route}"[^}]*status="200"`));
   });
 });
 
