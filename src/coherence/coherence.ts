@@ -6,6 +6,7 @@ import { type DbClock, monotonicMs } from "./db-clock.js";
 import { EventListener, type ListenerState } from "./event-listener.js";
 import { Periodic } from "../timers/periodic.js";
 import { reinstated } from "../testing/reinstated-bugs.js";
+import { type AppliedLag, LagHistory } from "./lag-history.js";
 
 // Ids applied ahead of a gap that the catch-up has not reached yet; past this many, forget them (the
 // catch-up then applies them again, which is only an extra eviction).
@@ -45,14 +46,6 @@ export interface CoherenceOptions {
   onLineage?: (lineage: string, previous: string | null) => void;
 }
 
-interface AppliedLag {
-  id: number;
-  lagMs: number;
-  appliedAt: number;
-  /** CPU time of applying it on this replica (evictions; the L2 tombstone is a round trip, not counted), µs. */
-  applyUs: number;
-}
-
 // Recent per-event propagation lags kept for /debug/coherence and the benchmarks.
 const LAG_HISTORY = 20_000;
 
@@ -78,8 +71,7 @@ export class Coherence {
   private catchUpRunning: Promise<void> | null = null;
   private catchUpAgain = false;
   private stopped = false;
-  private readonly lags: AppliedLag[] = [];
-  private readonly seen = new Set<number>();
+  private readonly lags = new LagHistory(LAG_HISTORY);
   readonly counters = { notifications: 0, replayed: 0, l1Drops: 0, catchUpFailures: 0, epochs: 0 };
   /** Ids applied from their notification ahead of a gap; the catch-up only steps over them. */
   private readonly appliedEarly = new Set<number>();
@@ -191,17 +183,14 @@ export class Coherence {
 
   /** Commit → applied lags of the last 1,000 events applied here: count, p50, p99, max (ms). */
   private recentLags() {
-    const lags = this.lags
-      .slice(-1_000)
-      .map((l) => l.lagMs)
-      .sort((a, b) => a - b);
+    const lags = this.lags.lastLags(1_000).sort((a, b) => a - b);
     const at = (p: number) => (lags.length === 0 ? null : Math.round(lags[Math.min(lags.length - 1, Math.floor((p / 100) * lags.length))]! * 10) / 10);
     return { count: lags.length, p50: at(50), p99: at(99), max: lags.length === 0 ? null : Math.round(lags.at(-1)! * 10) / 10 };
   }
 
   /** Lags (commit → applied here) of events applied since `afterId`. */
   appliedSince(afterId: number): AppliedLag[] {
-    return this.lags.filter((l) => l.id > afterId);
+    return this.lags.since(afterId);
   }
 
   private async onNotification(payload: unknown): Promise<void> {
@@ -314,7 +303,7 @@ export class Coherence {
     this.lastAppliedId = page.latestId;
     this.startEventId = page.latestId;
     this.appliedEarly.clear();
-    this.seen.clear(); // ids are issued again in the new history; their lags are new measurements
+    this.lags.clear(); // ids are issued again in the new history; their lags are new measurements
     this.o.onLineage?.(page.lineage, previous);
     this.o.invalidator.dropL1();
     this.counters.l1Drops++;
@@ -346,12 +335,8 @@ export class Coherence {
   }
 
   private recordLag(event: Pick<KeyEvent, "id" | "at">, applyUs = 0): void {
-    if (this.seen.has(event.id)) return;
     // Commit time is the database's clock; so is "now" (coherence/db-clock.ts).
     const now = this.o.clock.now();
-    this.seen.add(event.id);
-    this.lags.push({ id: event.id, lagMs: now - event.at, appliedAt: now, applyUs });
-    this.o.onLag?.(now - event.at);
-    if (this.lags.length > LAG_HISTORY) this.seen.delete(this.lags.shift()!.id);
+    if (this.lags.record(event.id, now - event.at, now, applyUs)) this.o.onLag?.(now - event.at);
   }
 }
