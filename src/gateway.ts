@@ -347,7 +347,7 @@ async function buildServices(
 ): Promise<Services> {
   // Database models: read before the replica serves, dropped and read again on each model event.
   const seal = new CredentialSeal(settings.credentials.saltKey ?? masterKey, settings.credentials.previousSaltKey);
-  const models = new ModelRegistry(settings.models, db, seal, logger, () => coherence.isFresh());
+  const models = new ModelRegistry(settings.models, db, seal, logger, settings.providerBases, () => coherence.isFresh());
   // Listening first, reading second: a model event applied while the first read runs makes it read again.
   invalidator.changed.subscribe((changed) => {
     if (changed === "all" || changed.includes(MODELS_CACHE_KEY)) models.invalidate();

@@ -289,6 +289,51 @@ describe("config problems an operator meets first", () => {
     expect(s.models[0]).toMatchObject({ provider: "openai", upstreamModel: "gpt-4o", apiBase: "https://api.openai.com/v1" });
   });
 
+  it("a model without api_base goes where OPENAI_API_BASE or ANTHROPIC_API_BASE point, as LiteLLM reads them; only OpenAI's API speaks the Responses API", () => {
+    const models = [
+      { model_name: "bare", litellm_params: { model: "gpt-4o", api_key: "sk-x" } },
+      { model_name: "openai-own", litellm_params: { model: "openai/gpt-4o", api_base: "https://api.openai.com/v1/", api_key: "sk-x" } },
+      { model_name: "compatible", litellm_params: { model: "openai/llama", api_base: "http://vllm.internal:8000/v1" } },
+      { model_name: "claude", litellm_params: { model: "anthropic/claude-sonnet-4-5", api_key: "sk-ant-x" } },
+    ];
+    const plain = settingsFromConfig({ model_list: models }, { source: "t", env: {} }).models;
+    expect(plain.map((m) => [m.apiBase, m.speaksResponses])).toEqual([
+      ["https://api.openai.com/v1", true],
+      ["https://api.openai.com/v1", true],
+      ["http://vllm.internal:8000/v1", false],
+      ["https://api.anthropic.com", false],
+    ]);
+    const env = { OPENAI_API_BASE: "https://openai-proxy.corp.example/v1", ANTHROPIC_API_BASE: "https://anthropic-proxy.corp.example" };
+    const routed = settingsFromConfig({ model_list: models }, { source: "t", env });
+    expect(routed.models.map((m) => [m.apiBase, m.speaksResponses])).toEqual([
+      ["https://openai-proxy.corp.example/v1", true],
+      ["https://api.openai.com/v1", true],
+      ["http://vllm.internal:8000/v1", false],
+      ["https://anthropic-proxy.corp.example", false],
+    ]);
+    expect(routed.providerBases).toEqual({ openai: env.OPENAI_API_BASE, anthropic: env.ANTHROPIC_API_BASE });
+    // The clients' own variables are not read: they may point at Gatehouse itself.
+    expect(settingsFromConfig({ model_list: models }, { source: "t", env: { OPENAI_BASE_URL: "http://127.0.0.1:4000/v1" } }).models[0]!.apiBase).toBe("https://api.openai.com/v1");
+  });
+
+  it("OPENAI_API_BASE and ANTHROPIC_API_BASE are checked as an api_base is, and may not name this gateway", () => {
+    const config = { model_list: [{ model_name: "m", litellm_params: { model: "mock/m" } }] };
+    const problems = (env: Record<string, string>) => {
+      try {
+        settingsFromConfig(config, { source: "t", env: { PORT: "4100", ...env } });
+        return "";
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    expect(problems({ OPENAI_API_BASE: "api.openai.com/v1" })).toMatch(/environment variable OPENAI_API_BASE: not a URL/);
+    expect(problems({ OPENAI_API_BASE: "https://user:secret@proxy.example/v1" })).toMatch(/OPENAI_API_BASE: must not hold credentials/);
+    expect(problems({ OPENAI_API_BASE: "https://user:secret@proxy.example/v1" })).not.toContain("secret");
+    expect(problems({ ANTHROPIC_API_BASE: "ftp://proxy.example" })).toMatch(/ANTHROPIC_API_BASE: must be an http/);
+    expect(problems({ OPENAI_API_BASE: "http://127.0.0.1:4100/v1" })).toMatch(/OPENAI_API_BASE: names this gateway itself \(port 4100\)/);
+    expect(problems({ OPENAI_API_BASE: "http://127.0.0.1:4101/v1" })).toBe("");
+  });
+
   it("every problem is reported at once, each naming its real source", () => {
     const config = {
       model_list: [

@@ -20,10 +20,19 @@ describe("the propagation lag history", () => {
     expect(history.record(8, 2, 0, 0)).toBe(true);
     expect(history.record(7, 3, 0, 0)).toBe(false);
     expect(history.lastLags(10)).toEqual([1, 2]);
+
     history.clear();
     expect(history.since(0)).toEqual([]);
     // A new database history issues the same ids again: they are new measurements.
     expect(history.record(7, 4, 0, 0)).toBe(true);
     expect(history.lastLags(10)).toEqual([4]);
+  });
+
+  it("knows an id applied again thousands of events later (the catch-up re-applying what was applied ahead of a gap)", () => {
+    const history = new LagHistory(4_000);
+    history.record(7, 1, 0, 0);
+    for (let id = 8; id < 7_000; id++) history.record(id, 0, 0, 0);
+    expect(history.record(7, 2, 0, 0)).toBe(false);
+    expect(history.since(6_998).map((l) => l.id)).toEqual([6_999]);
   });
 });

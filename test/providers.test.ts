@@ -250,9 +250,12 @@ describe("every guard of a request holds on Anthropic's and the Responses API's 
         body: "{not json",
       });
       expect(res.status).toBe(401);
-      const body = await res.json();
+      const body = (await res.json()) as Record<string, unknown>;
       if (r.anthropic) expect(body).toMatchObject({ type: "error", error: { type: "authentication_error" } });
-      else expect(body.error).toMatchObject({ type: "authentication_error" });
+      else {
+        expect(Object.keys(body)).toEqual(["error"]); // OpenAI's shape, not Anthropic's
+        expect(body.error).toMatchObject({ type: "authentication_error" });
+      }
     });
 
     it(`${r.route}: a key's model list, its rpm limit and the duplicate-field check apply`, async () => {
@@ -273,11 +276,19 @@ describe("every guard of a request holds on Anthropic's and the Responses API's 
         body: `{"model":"claude",${JSON.stringify({ ...r.body, model: "azure-gpt" }).slice(1)}`,
       });
       expect(twice.status).toBe(400);
-      expect((await twice.json()).error.message).toMatch(/model/);
+      expect(((await twice.json()) as { error: { message: string } }).error.message).toMatch(/'model' appears more than once/);
     });
   }
 
   it("spend logs name the deployment that served each shape, provider included; metrics count each route", async () => {
+    const served = async (route: string) => {
+      const text = (await gw.call("/metrics", { key: gw.masterKey })).text;
+      const line = text
+        .split("\n")
+        .find((l) => l.startsWith("gatehouse_requests_total{") && l.includes(`route="${route}"`) && l.includes('model="claude"') && l.includes('status="200"'));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
+    };
+    const before = { messages: await served("/v1/messages"), responses: await served("/v1/responses") };
     const { key: logged, key_id } = await gw.newKey();
     for (const r of routes) expect((await gw.call(r.route, { key: logged, body: r.body })).status).toBe(200);
     expect((await gw.call("/v1/messages", { key: logged, body: { ...routes[0]!.body, model: "azure-gpt" } })).status).toBe(200);
@@ -290,8 +301,8 @@ describe("every guard of a request holds on Anthropic's and the Responses API's 
     );
     expect(rows.map((row) => row.upstream_model).sort()).toEqual(["anthropic/claude-text", "anthropic/claude-text", "azure/gpt-az"]);
     expect(rows.every((row) => row.status_code === 200 && Number(row.spend) > 0)).toBe(true);
-    const metrics = (await gw.call("/metrics", { key: gw.masterKey })).text;
-    for (const route of ["/v1/messages", "/v1/responses"]) expect(metrics).toMatch(new RegExp(`gatehouse_requests_total\\{[^}]*route="${route}"[^}]*status="200"`));
+    expect(await served("/v1/messages")).toBe(before.messages + 1);
+    expect(await served("/v1/responses")).toBe(before.responses + 1);
   });
 });
 
@@ -304,7 +315,7 @@ describe("a client that leaves mid-stream", () => {
   ];
   for (const s of shapes) {
     it(`ends the upstream call: ${s.shape}`, async () => {
-      const before = mock.aborted;
+      const before = mock.aborted("claude-hang");
       const leave = new AbortController();
       const res = await fetch(`${gw.url}${s.route}`, {
         method: "POST",
@@ -316,7 +327,7 @@ describe("a client that leaves mid-stream", () => {
       const reader = res.body!.getReader();
       await reader.read(); // the first bytes are here: the stream is under way
       leave.abort();
-      await waitFor(() => mock.aborted > before, { what: `the upstream call of a ${s.shape} stream to be ended` });
+      await waitFor(() => mock.aborted("claude-hang") > before, { what: `the upstream call of a ${s.shape} stream to be ended` });
     });
   }
 });

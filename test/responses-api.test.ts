@@ -17,13 +17,12 @@ let gw: TestGateway;
 let key: string;
 let openai: OpenAI;
 const OPENAI_PRICES = { input_cost_per_token: 0.000001, cache_read_input_token_cost: 0.0000001, output_cost_per_token: 0.000002 };
-const savedApiBase = process.env.OPENAI_API_BASE;
 
 beforeAll(async () => {
   mock = await startMockProviders();
-  // A deployment without api_base goes to OpenAI's API, or to the base URL the environment names for it.
-  process.env.OPENAI_API_BASE = `${mock.url}/v1`;
   gw = await startTestGateway({
+    // A deployment without api_base goes to OpenAI's API, or to the base URL the environment names for it.
+    env: { OPENAI_API_BASE: `${mock.url}/v1` },
     config: {
       model_list: [
         { model_name: "mock-gpt", litellm_params: { model: "mock/mock-gpt" } },
@@ -31,6 +30,8 @@ beforeAll(async () => {
         { model_name: "claude-thinking", litellm_params: { model: "anthropic/claude-thinking", api_base: mock.url, api_key: ANTHROPIC_KEY } },
         { model_name: "azure-gpt", litellm_params: { model: "azure/gpt-az", api_base: mock.url, api_key: AZURE_KEY } },
         { model_name: "gpt-4.1", litellm_params: { model: "openai/gpt-4.1-2025-04-14", api_key: OPENAI_KEY, ...OPENAI_PRICES } },
+        // The same server named as an api_base: an OpenAI-compatible server, which gets the Responses API translated.
+        { model_name: "compat-gpt", litellm_params: { model: "openai/compat-gpt", api_base: `${mock.url}/v1`, api_key: OPENAI_KEY } },
       ],
     },
   });
@@ -38,8 +39,6 @@ beforeAll(async () => {
   openai = new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
 });
 afterAll(async () => {
-  if (savedApiBase === undefined) delete process.env.OPENAI_API_BASE;
-  else process.env.OPENAI_API_BASE = savedApiBase;
   await gw?.close();
   await mock?.close();
 });
@@ -109,6 +108,11 @@ describe("the openai SDK's responses", () => {
       expect(response).toMatchObject({ id: "resp_mock_1", store: true, usage: OPENAI_RESPONSES_USAGE });
       expect(response.output_text).toBe("Hello from OpenAI's Responses API.");
       expect((await gw.admin(`/key/info?key=${priced}`)).body.info.spend).toBeCloseTo(cost, 12);
+    });
+
+    it("an openai/ deployment with another api_base is a compatible server: translated to chat completions", async () => {
+      await openai.responses.create({ model: "compat-gpt", input: "Hi" }).catch(() => undefined); // the mock has no chat route for it
+      expect(mock.received.at(-1)).toMatchObject({ path: "/v1/chat/completions", body: { model: "compat-gpt", messages: [{ role: "user", content: "Hi" }] } });
     });
 
     it("stream: OpenAI's events passed through unchanged, the usage read on the way", async () => {

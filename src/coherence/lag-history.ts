@@ -1,4 +1,4 @@
-/** One event's propagation as this replica saw it (docs/coherence.md, "Measuring propagation"). */
+/** One event's propagation as this replica saw it (`/debug/coherence`, docs/api.md). */
 export interface AppliedLag {
   id: number;
   /** Commit → evicted here, ms (both on the database's clock). */
@@ -7,10 +7,6 @@ export interface AppliedLag {
   /** CPU time of applying it on this replica (evictions; the L2 tombstone is a round trip, not counted), µs. */
   applyUs: number;
 }
-
-// How far back a repeated id is looked for. An event is applied once by construction (its id is claimed before
-// it is applied); this only keeps a measurement from being counted twice if a replay ever met it again soon after.
-const REPEAT_WINDOW = 256;
 
 /**
  * The last `capacity` applied events' lags, in the order they were applied, in memory allocated once: a replica
@@ -22,6 +18,12 @@ export class LagHistory {
   private readonly lagMs: Float64Array;
   private readonly appliedAt: Float64Array;
   private readonly applyUs: Float64Array;
+  /**
+   * The ids recorded, each at `id % seenSlots`: an event applied a second time (an id applied ahead of a gap whose
+   * memory was given up under overload is applied again by the catch-up, thousands of events later) is measured
+   * once. Ids are issued in sequence, so no two of the last `seenSlots` share a slot.
+   */
+  private readonly seen: Float64Array;
   /** Where the next entry goes. */
   private next = 0;
   private count = 0;
@@ -31,12 +33,14 @@ export class LagHistory {
     this.lagMs = new Float64Array(capacity);
     this.appliedAt = new Float64Array(capacity);
     this.applyUs = new Float64Array(capacity);
+    this.seen = new Float64Array(capacity * 2);
   }
 
-  /** Records an event's lag; false (and nothing recorded) when the same id was recorded among the last entries. */
+  /** Records an event's lag; false (and nothing recorded) when the same id was recorded before. */
   record(id: number, lagMs: number, appliedAt: number, applyUs: number): boolean {
-    const look = Math.min(this.count, REPEAT_WINDOW);
-    for (let back = 1; back <= look; back++) if (this.ids[this.slot(back)] === id) return false;
+    const seenSlot = id % this.seen.length;
+    if (this.seen[seenSlot] === id) return false;
+    this.seen[seenSlot] = id;
     const at = this.next;
     this.ids[at] = id;
     this.lagMs[at] = lagMs;
@@ -67,6 +71,7 @@ export class LagHistory {
   clear(): void {
     this.next = 0;
     this.count = 0;
+    this.seen.fill(0);
   }
 
   /** The slot of the entry recorded `back` entries ago (1: the newest). */

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { z } from "zod";
 import { ConfigError, where, type SettingsContext, type UnsetVariable } from "./context.js";
 import { didYouMean } from "./did-you-mean.js";
-import { litellmParamsSchema, modelEntrySchema, PROVIDERS, type ModelDeployment, type ProviderName } from "./schema.js";
+import { apiBaseProblem, litellmParamsSchema, modelEntrySchema, PROVIDERS, type ModelDeployment, type ProviderName } from "./schema.js";
 import { resolveSecret } from "./secrets.js";
 
 type ModelEntry = z.output<typeof modelEntrySchema>;
@@ -12,17 +12,45 @@ export const OPENAI_API_BASE = "https://api.openai.com/v1";
 /** Anthropic's API, where `anthropic/<model>` goes when no api_base is given. */
 export const ANTHROPIC_API_BASE = "https://api.anthropic.com";
 
+/** Where each provider's models go when their entry names no api_base. */
+export interface ProviderBases {
+  openai: string;
+  anthropic: string;
+}
+
+/** The providers' own APIs. */
+export const PUBLIC_API_BASES: ProviderBases = { openai: OPENAI_API_BASE, anthropic: ANTHROPIC_API_BASE };
+
+const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]", "0.0.0.0", "[::]"]);
+
 /**
- * Where a provider's models go when their entry names no api_base: the provider's own API, or the base URL the
- * environment names for it under LiteLLM's names, `OPENAI_API_BASE` and `ANTHROPIC_API_BASE`, so a deployment that
- * sends every call through a company proxy keeps working when it moves to Gatehouse. Not `OPENAI_BASE_URL` or
- * `ANTHROPIC_BASE_URL`, which LiteLLM also reads: those are what the SDKs and Claude Code read, and a shell set up
- * to point its clients at Gatehouse would point Gatehouse at itself.
+ * The providers' own APIs, or the base URLs the environment names for them under LiteLLM's names, `OPENAI_API_BASE`
+ * and `ANTHROPIC_API_BASE`, so a deployment that sends every call through a company proxy keeps working when it
+ * moves to Gatehouse. Not `OPENAI_BASE_URL` or `ANTHROPIC_BASE_URL`, which LiteLLM also reads: those are what the
+ * SDKs and Claude Code read, and a shell set up to point its clients at Gatehouse would point Gatehouse at itself.
+ * A value is checked as an api_base is (a URL without credentials), and one naming this gateway's own port on this
+ * machine is refused: every call would come back to it.
  */
-export function defaultApiBase(provider: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (provider === "openai") return env.OPENAI_API_BASE || OPENAI_API_BASE;
-  if (provider === "anthropic") return env.ANTHROPIC_API_BASE || ANTHROPIC_API_BASE;
-  return undefined;
+export function providerBasesFrom(env: NodeJS.ProcessEnv, ownPort: number, problems: string[]): ProviderBases {
+  const read = (variable: string, fallback: string): string => {
+    const value = env[variable];
+    if (value === undefined || value === "") return fallback;
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      problems.push(`environment variable ${variable}: not a URL; give the base URL of the API, e.g. ${fallback}`);
+      return fallback;
+    }
+    const problem = url.protocol === "http:" || url.protocol === "https:" ? apiBaseProblem(value) : "must be an http:// or https:// URL";
+    if (problem) problems.push(`environment variable ${variable}: ${problem}`);
+    else if (LOOPBACK_HOSTS.has(url.hostname) && Number(url.port || (url.protocol === "https:" ? 443 : 80)) === ownPort)
+      problems.push(
+        `environment variable ${variable}: names this gateway itself (port ${ownPort}); every call would come back to it. It is where Gatehouse sends model calls, not where clients find Gatehouse`,
+      );
+    return value;
+  };
+  return { openai: read("OPENAI_API_BASE", OPENAI_API_BASE), anthropic: read("ANTHROPIC_API_BASE", ANTHROPIC_API_BASE) };
 }
 
 // Read off the schema, so a field Gatehouse starts to read is no longer reported as ignored.
@@ -71,7 +99,7 @@ function unreadPriceMessage(section: "litellm_params" | "model_info", name: stri
  * at once; unknown fields are warnings, since LiteLLM configs carry many Gatehouse does not need, except those
  * that look like prices (unreadPrices). An `os.environ/` reference not set here goes to `unset` under config check.
  */
-export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings: string[], problems: string[], unset: UnsetVariable[]): ModelDeployment[] {
+export function readModels(entries: ModelEntry[], ctx: SettingsContext, bases: ProviderBases, warnings: string[], problems: string[], unset: UnsetVariable[]): ModelDeployment[] {
   if (entries.length === 0)
     problems.push(
       `${where(ctx, ["model_list"])}: model_list: no models; add at least one (e.g. { model_name: gpt-4o, litellm_params: { model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY } })`,
@@ -84,7 +112,7 @@ export function readModels(entries: ModelEntry[], ctx: SettingsContext, warnings
         `${where(ctx, ["model_list", i, unknownFields[0]!])}: model_list[${i}] (${entry.model_name}): unknown field(s) ${unknownFields.join(", ")} ignored (a typo? known: ${MODEL_ENTRY_FIELDS.join(", ")})`,
       );
     try {
-      const deployment = toDeployment(entry, i, ctx, warnings, unset);
+      const deployment = toDeployment(entry, i, ctx, bases, warnings, unset);
       // Entries alike in name, model and api_base (two keys for one endpoint, say) get ids of their own.
       const alike = models.filter((m) => m.id.startsWith(deployment.id)).length;
       models.push(alike === 0 ? deployment : { ...deployment, id: `${deployment.id}-${alike}` });
@@ -112,7 +140,7 @@ function deploymentId(modelName: string, model: string, apiBase: string | undefi
     .slice(0, 16);
 }
 
-function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, warnings: string[], unset: UnsetVariable[]): ModelDeployment {
+function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, bases: ProviderBases, warnings: string[], unset: UnsetVariable[]): ModelDeployment {
   const field = `model_list[${index}].litellm_params`;
   const params = entry.litellm_params;
   const unread = unreadPrices(params, entry.model_info);
@@ -122,7 +150,7 @@ function toDeployment(entry: ModelEntry, index: number, ctx: SettingsContext, wa
   if (unknown.length > 0) warnings.push(`${field} (${entry.model_name}): fields ${unknown.join(", ")} are not used by Gatehouse and were ignored`);
   try {
     const apiKey = params.api_key === undefined ? undefined : resolveSecret(params.api_key, `${field}.api_key`, ctx, unset);
-    return deploymentFromParams(entry.model_name, params, apiKey, entry.model_info);
+    return deploymentFromParams(entry.model_name, params, apiKey, bases, entry.model_info);
   } catch (err) {
     if (!(err instanceof DeploymentProblem)) throw err;
     const path = err.field === "model" ? ["model_list", index, "litellm_params", "model"] : ["model_list", index, "litellm_params"];
@@ -142,12 +170,13 @@ export class DeploymentProblem extends Error {
 
 /**
  * The deployment one model's litellm_params describe, whether from the config file or from the API
- * (models/model-params.ts): one set of provider rules for both.
+ * (models/model-params.ts): one set of provider rules for both. `bases`: where a model without an api_base goes.
  */
 export function deploymentFromParams(
   modelName: string,
   params: z.infer<typeof litellmParamsSchema>,
   apiKey: string | undefined,
+  bases: ProviderBases,
   modelInfo?: Record<string, unknown> | null,
 ): ModelDeployment {
   // A bare model name is an OpenAI model, on OpenAI's API unless api_base says otherwise (as in LiteLLM).
@@ -163,7 +192,7 @@ export function deploymentFromParams(
   if (provider === "azure" && !params.api_base)
     throw new DeploymentProblem("api_base", 'required for "azure/" models: the resource\'s endpoint (https://<resource>.openai.azure.com)');
   // Without an api_base each provider's own API (or the one the environment names for it), as in LiteLLM.
-  const apiBase = shownApiBase(params.api_base ?? defaultApiBase(provider))?.replace(/\/+$/, "");
+  const apiBase = shownApiBase(params.api_base ?? (provider === "openai" ? bases.openai : provider === "anthropic" ? bases.anthropic : undefined))?.replace(/\/+$/, "");
   const input = params.input_cost_per_token ?? 0;
   return {
     id: deploymentId(modelName, params.model, params.api_base),

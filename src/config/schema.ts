@@ -483,6 +483,8 @@ export type Settings = Flatten<
     /** Names this replica in LISTEN's application_name and in /debug/coherence. */
     replicaId: string;
     models: ModelDeployment[];
+    /** Where models without an api_base go, database models too (OPENAI_API_BASE, ANTHROPIC_API_BASE; config/models.ts). */
+    providerBases: { openai: string; anthropic: string };
     /** LiteLLM's router_settings, as honoured (docs/routing.md). */
     router: RouterSettings;
     /** Things worth telling the operator once at start (unknown fields, ignored sections). */

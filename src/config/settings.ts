@@ -3,7 +3,7 @@ import type { z } from "zod";
 import { routerSettingsFrom, unknownFallbackModels } from "./router-settings.js";
 import { ConfigError, formatPath, where, type SettingsContext, type UnsetVariable } from "./context.js";
 import { applyEnvironment } from "./environment.js";
-import { readModels } from "./models.js";
+import { providerBasesFrom, readModels } from "./models.js";
 import { isMultiHost, parsePostgresUrl, PostgresUrlError } from "./postgres-url.js";
 import { configFileSchema, type ConfigFile, type RedisSentinel, type Settings } from "./schema.js";
 import { resolveSecret } from "./secrets.js";
@@ -65,7 +65,9 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
   for (const section of IGNORED_SECTIONS) {
     if (config[section] !== undefined) warnings.push(`config section "${section}" is not used by Gatehouse and was ignored`);
   }
-  const models = readModels(config.model_list, ctx, warnings, problems, unsetVariables);
+  const port = ctx.portOverride ?? gs.port;
+  const providerBases = providerBasesFrom(ctx.env, port, problems);
+  const models = readModels(config.model_list, ctx, providerBases, warnings, problems, unsetVariables);
   const router = routerSettingsFrom(config.router_settings, config.general_settings);
   // A fallback may name a database model (added later through the API): a name the file does not serve is told, not refused.
   const unserved = unknownFallbackModels(router, new Set(models.map((m) => m.modelName)));
@@ -138,7 +140,7 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
     !embedded && redisSentinels && redisSentinelName ? { sentinels: redisSentinels, name: redisSentinelName, password: sentinelPassword } : undefined;
   return {
     ...plain,
-    port: ctx.portOverride ?? gs.port,
+    port,
     embedded,
     databaseUrl,
     databaseListenUrl: databaseListenUrl || databaseUrl,
@@ -149,6 +151,7 @@ export function settingsFromConfig(input: unknown, ctx: SettingsContext): Settin
     webhookSecret,
     replicaId: ctx.env.GATEHOUSE_REPLICA_ID || `${hostname()}-${process.pid}`,
     models,
+    providerBases,
     router,
     warnings,
     unsetVariables,

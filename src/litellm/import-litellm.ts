@@ -4,6 +4,7 @@ import { z } from "zod";
 import { unreadPrices } from "../config/models.js";
 import { litellmParamsSchema } from "../config/schema.js";
 import type { CredentialSeal } from "../models/credential-seal.js";
+import { PUBLIC_API_BASES } from "../config/models.js";
 import { deploymentOf, type ApiLitellmParams } from "../models/model-params.js";
 import { MODELS_CACHE_KEY } from "../models/model-registry.js";
 import { isUuid, type Queryable } from "../store/db.js";
@@ -136,7 +137,7 @@ function prepareModels(rows: Awaited<ReturnType<typeof readLiteLLMModels>>, o: M
     for (const field of Object.keys(opened)) if (!(field in parsed.data)) dropped.add(field);
     const { api_key: apiKey, ...params } = parsed.data as ApiLitellmParams & { api_key?: string };
     try {
-      deploymentOf(row.model_name, parsed.data as ApiLitellmParams, apiKey);
+      deploymentOf(row.model_name, parsed.data as ApiLitellmParams, apiKey, PUBLIC_API_BASES); // only checks it can be served
     } catch (err) {
       skipped.push({ model_name: row.model_name, reason: (err as Error).message });
       continue;

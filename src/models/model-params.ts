@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { DeploymentProblem, deploymentFromParams, shownApiBase } from "../config/models.js";
+import { DeploymentProblem, deploymentFromParams, type ProviderBases, shownApiBase } from "../config/models.js";
 import { litellmParamsSchema, type ModelDeployment } from "../config/schema.js";
 import { BadRequestError } from "../errors/errors.js";
 
@@ -14,15 +14,24 @@ export const apiLitellmParamsSchema = litellmParamsSchema.strict();
 
 export type ApiLitellmParams = z.infer<typeof litellmParamsSchema>;
 
-/** The deployment served for a model row: its params (no key) and its opened key, by the config file's rules. */
-export function deploymentOf(modelName: string, params: ApiLitellmParams, apiKey: string | undefined, modelInfo?: Record<string, unknown> | null): ModelDeployment {
+/**
+ * The deployment served for a model row: its params (no key) and its opened key, by the config file's rules.
+ * `bases`: where a model without an api_base goes (the settings' providerBases).
+ */
+export function deploymentOf(
+  modelName: string,
+  params: ApiLitellmParams,
+  apiKey: string | undefined,
+  bases: ProviderBases,
+  modelInfo?: Record<string, unknown> | null,
+): ModelDeployment {
   if (apiKey?.startsWith("os.environ/"))
     throw new BadRequestError("api_key must be the key itself here (os.environ/ references belong in the config file)", {
       code: "invalid_api_key_reference",
       param: "litellm_params.api_key",
     });
   try {
-    return deploymentFromParams(modelName, params, apiKey, modelInfo);
+    return deploymentFromParams(modelName, params, apiKey, bases, modelInfo);
   } catch (err) {
     if (!(err instanceof DeploymentProblem)) throw err;
     throw new BadRequestError(`${err.field}: ${err.message}`, { code: err.field === "model" ? "unsupported_provider" : "missing_api_base", param: `litellm_params.${err.field}` });

@@ -5,6 +5,7 @@ import { ModelRouter } from "../proxy/model-router.js";
 import type { Database } from "../store/database.js";
 import { allModels, type ModelRow } from "../store/model-store.js";
 import type { CredentialSeal } from "./credential-seal.js";
+import type { ProviderBases } from "../config/models.js";
 import { deploymentOf, type ApiLitellmParams } from "./model-params.js";
 
 /** The cache key a model change's event names: one for all database models (there are few of them). */
@@ -35,6 +36,8 @@ export class ModelRegistry {
     private readonly db: Database,
     private readonly seal: CredentialSeal,
     private readonly logger: Logger,
+    /** Where a database model without an api_base goes (the settings' providerBases). */
+    private readonly bases: ProviderBases,
     /** False while this replica may have missed events (coherence): then database models are not served. */
     private readonly fresh: () => boolean = () => true,
   ) {
@@ -138,7 +141,7 @@ export class ModelRegistry {
         loaded.push({
           row,
           deployment: {
-            ...deploymentOf(row.model_name, row.params as ApiLitellmParams, apiKey, row.model_info as Record<string, unknown> | null),
+            ...deploymentOf(row.model_name, row.params as ApiLitellmParams, apiKey, this.bases, row.model_info as Record<string, unknown> | null),
             id: row.model_id,
             modelId: row.model_id,
           },

@@ -4,6 +4,7 @@ import type { Database } from "../store/database.js";
 import type { Queryable } from "../store/db.js";
 import { allModels, deleteModel, insertModel, lockModel, resealModel, updateModel, type ModelRow } from "../store/model-store.js";
 import type { CredentialSeal } from "./credential-seal.js";
+import { PUBLIC_API_BASES } from "../config/models.js";
 import { deploymentOf, maskedParams, type ApiLitellmParams } from "./model-params.js";
 import { MODELS_CACHE_KEY, type ModelRegistry } from "./model-registry.js";
 import type { NewModelRequest, UpdateModelRequest } from "./model-schemas.js";
@@ -23,7 +24,8 @@ export class ModelService {
 
   async create(req: NewModelRequest, log?: ChangeLog) {
     const { api_key: apiKey, ...params } = req.litellm_params;
-    deploymentOf(req.model_name, req.litellm_params as ApiLitellmParams, apiKey); // refuses what could not be served
+    // Refuses what could not be served (where a model without an api_base goes does not change that).
+    deploymentOf(req.model_name, req.litellm_params as ApiLitellmParams, apiKey, PUBLIC_API_BASES);
     return commitChangeWithEvent(
       this.db,
       this.events,
@@ -53,7 +55,7 @@ export class ModelService {
           throw new BadRequestError("changing api_base needs api_key too: the stored key is not sent to a new host", { code: "api_key_required", param: "litellm_params.api_key" });
         }
         const sealed = newKey !== undefined ? this.seal.seal(newKey) : current.api_key_sealed;
-        deploymentOf(name, params, newKey);
+        deploymentOf(name, params, newKey, PUBLIC_API_BASES);
         const { id: _id, ...info } = req.model_info ?? current.model_info;
         const row = (await updateModel(tx, id, { model_name: name, params, api_key_sealed: sealed, model_info: info }))!;
         return { result: modelView(row), stale: { kind: "model_change", tokens: [MODELS_CACHE_KEY], version: row.version } };

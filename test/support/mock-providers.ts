@@ -20,7 +20,7 @@ import type { AddressInfo } from "node:net";
  *  - "gpt-az-filtered": 400, Azure's content-filter refusal
  * OpenAI's own API, `POST /v1/responses` (the Responses API, which only OpenAI itself speaks):
  *  - a text answer, or its event stream (`response.created` … `response.completed`), with OPENAI_RESPONSES_USAGE
- * `aborted` counts the calls whose caller went away before the answer ended.
+ * `aborted(model)` counts the calls for a model whose caller went away before the answer ended.
  */
 export interface ReceivedRequest {
   path: string;
@@ -32,8 +32,8 @@ export interface ReceivedRequest {
 export interface MockProviders {
   url: string;
   received: ReceivedRequest[];
-  /** Calls whose connection closed before their answer was complete (the gateway ended them). */
-  readonly aborted: number;
+  /** Calls for `model` whose connection closed before their answer was complete (the gateway ended them). */
+  aborted(model: string): number;
   close(): Promise<void>;
 }
 
@@ -189,10 +189,11 @@ function openaiResponseEvents(model: string): Event[] {
 
 export async function startMockProviders(): Promise<MockProviders> {
   const received: ReceivedRequest[] = [];
-  let aborted = 0;
+  const aborted = new Map<string, number>();
   const server = http.createServer(async (req, res) => {
+    let calledModel = "";
     res.on("close", () => {
-      if (!res.writableFinished) aborted++;
+      if (!res.writableFinished) aborted.set(calledModel, (aborted.get(calledModel) ?? 0) + 1);
     });
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -203,6 +204,7 @@ export async function startMockProviders(): Promise<MockProviders> {
     } catch {}
     const url = new URL(req.url ?? "/", "http://mock");
     received.push({ path: url.pathname, query: url.searchParams, headers: req.headers, body });
+    calledModel = String(body?.model ?? "");
     const json = (status: number, payload: unknown) => {
       res.writeHead(status, { "content-type": "application/json" });
       res.end(JSON.stringify(payload));
@@ -295,9 +297,7 @@ export async function startMockProviders(): Promise<MockProviders> {
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     received,
-    get aborted() {
-      return aborted;
-    },
+    aborted: (model) => aborted.get(model) ?? 0,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
