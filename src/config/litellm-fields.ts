@@ -128,7 +128,7 @@ export const USER_FIELDS: LiteLLMField[] = [
 /** A model's `litellm_params` (config file `model_list` and /model/new, /model/update). */
 export const MODEL_FIELDS: LiteLLMField[] = [
   enforced("model", "`<provider>/<model>` for openai, azure, anthropic, mock (docs/providers.md)"),
-  enforced("api_base", "the provider's default when unset; credentials in it are refused (docs/models.md)"),
+  enforced("api_base", "the provider's default when unset (or `OPENAI_API_BASE` / `ANTHROPIC_API_BASE`, as LiteLLM reads them); credentials in it are refused (docs/models.md)"),
   enforced("api_key", "sealed at rest when added through the API, never shown"),
   enforced("api_version", "Azure's api-version, Anthropic's anthropic-version"),
   enforced("drop_params", "parameters the provider has no place for are dropped and named in a header"),
