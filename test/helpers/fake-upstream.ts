@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
  *  - "rate-limited": 429 with an OpenAI error body and Retry-After: 7
  *  - "broken": 500 with a non-JSON body
  *  - "html-error": 503 with an HTML page
+ *  - "not-json": 200 that says it is JSON and is not
  *  - "unauthorized": 401, OpenAI's "Incorrect API key" message quoting part of the upstream key
  *  - "redirect": 302 to somewhere else
  *  - "bad-request": 400 with an OpenAI error body about the request
@@ -70,6 +71,10 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       case "html-error":
         res.writeHead(503, { "content-type": "text/html" });
         res.end("<html><body><h1>503 Service Temporarily Unavailable</h1><script>track()</script></body></html>");
+        return;
+      case "not-json":
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end("this is not JSON");
         return;
       case "unauthorized":
         res.writeHead(401, { "content-type": "application/json" });
