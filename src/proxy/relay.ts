@@ -75,6 +75,11 @@ export interface RelayAnswer {
   contentType: string;
   stream: boolean;
   body: UpstreamResponse["body"];
+  /**
+   * Where the answer came from (attempts.ts answerHeaders): headers as a flat list of names and values, sent after
+   * those given to `setHeader` and before the content type. Also on an error told instead of this answer.
+   */
+  routing?: readonly string[] | undefined;
   /** What one upstream chunk becomes (metered, translated; possibly "" while a frame or a JSON answer completes); absent: as it is. */
   pass?: ((chunk: Uint8Array | string) => Uint8Array | string) | undefined;
   /** What is sent after the last chunk (held-back frames, a translated answer, the closing events). */
@@ -87,6 +92,7 @@ export interface RelayAnswer {
 }
 
 export interface AnswerWriter {
+  /** A header of the answer, or of the error told instead: set now, so an invalid value fails here. */
   setHeader(name: string, value: string): void;
   /** Writes the answer; resolves once it is all sent (or the client left). */
   send(answer: RelayAnswer): Promise<void>;
@@ -249,9 +255,8 @@ export class Relay {
       deps.load.answeredIn(deployment.id, performance.now() - upstreamStarted);
       deps.load.outcome(deployment.id, "answered");
       if (upstream.headers) for (const name in upstream.headers) out.setHeader(name, upstream.headers[name]!);
-      for (const [name, value] of plan.answerHeaders(deployment)) out.setHeader(name, value);
       x.answering = true;
-      const answer: RelayAnswer = { status: upstream.status, contentType: upstream.contentType, stream, body };
+      const answer: RelayAnswer = { status: upstream.status, contentType: upstream.contentType, stream, body, routing: plan.answerHeaders(deployment) };
       if (translate) Object.assign(answer, translate, { contentType: stream ? "text/event-stream" : "application/json" });
       else if (meter) Object.assign(answer, { pass: meter.pass, end: meter.end });
       if (lease && lease.admittedBy !== "none") answer.beforeEnd = settle;
