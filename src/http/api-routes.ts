@@ -130,7 +130,7 @@ export class ApiRoutes {
     this.deps.accessLog.identify(req, exchange);
     exchange.startedWall = Date.now();
     (res as Tagged)[EXCHANGE] = exchange;
-    res.once("close", onResponseClose);
+    res.on("close", onResponseClose); // a response closes once: `once` would only add a wrapper per request
     this.serve(exchange).catch(onServeFailure);
     return true;
   }

@@ -140,8 +140,10 @@ export class Relay {
       (m) => this.route(m),
       asked?.routing,
     );
+    let first = plan.firstChoice();
     for (;;) {
-      const deployment = await plan.next();
+      const deployment = first ?? (await plan.next());
+      first = undefined;
       if (deployment === undefined) throw plan.exhausted();
       x.deployment = deployment;
       x.answering = false;
@@ -351,8 +353,9 @@ async function firstChunkChecked(body: UpstreamResponse["body"], anthropicEvents
  * fallbacks go through the same rule as the config's: only models its key, team and user may use.
  */
 function requestRouting(request: RelayRequest): { request: RelayRequest; routing: RequestRouting } | undefined {
+  // Looked up before the body is copied without them: most requests have neither.
+  if (request.body.num_retries === undefined && request.body.fallbacks === undefined) return undefined;
   const { num_retries: retries, fallbacks, ...rest } = request.body;
-  if (retries === undefined && fallbacks === undefined) return undefined;
   if (retries !== undefined && (typeof retries !== "number" || !Number.isInteger(retries) || retries < 0 || retries > 100))
     throw new BadRequestError("'num_retries' must be an integer from 0 to 100", { code: "invalid_value", param: "num_retries" });
   if (fallbacks !== undefined && (!Array.isArray(fallbacks) || fallbacks.length > 20 || !fallbacks.every((f) => typeof f === "string" && f.length > 0)))

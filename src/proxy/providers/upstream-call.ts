@@ -39,7 +39,8 @@ export class UpstreamCall implements Dispatcher.DispatchHandler, AsyncIterator<U
       this.head = { resolve, reject };
     });
     if (signal.aborted) this.onClientGone();
-    else signal.once("abort", this.onClientGone);
+    // `on`, not `once`: the signal fires once, and finish() removes the listener (once would wrap it per call).
+    else signal.on("abort", this.onClientGone);
   }
 
   // --- undici's side ---
