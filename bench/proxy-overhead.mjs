@@ -7,7 +7,9 @@
 // 1,000 requests; and `--workers 2` on the same cores.
 //
 // BENCH_BASELINE=<a checkout of an earlier commit, built> adds that build as "gatehouse before", measured in the
-// same run: the old and new figures side by side.
+// same run: the old and new figures side by side. It runs with Node's default young generation, as builds before
+// --max-semi-space-size=32 were shipped; BENCH_BASELINE_YOUNG=same gives it the current build's (the fair
+// comparison for a baseline that already ships with it).
 import autocannon from "autocannon";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -27,6 +29,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const BASELINE = process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE) : undefined;
 // What `npm start` and every --workers worker run with (docs/performance.md).
 const YOUNG_GENERATION = ["--max-semi-space-size=32"];
+const BASELINE_YOUNG_GENERATION = process.env.BENCH_BASELINE_YOUNG === "same" ? YOUNG_GENERATION : [];
 
 if (!wrkPath()) {
   console.error("bench/proxy-overhead.mjs needs wrk (apt-get install wrk)");
@@ -45,7 +48,7 @@ const autocannonRun = (url, headers, body) =>
 const ground = await benchGround();
 const { upstream, config, master, env } = ground;
 const gatehouse = await startReplica(env, ["--config", config], YOUNG_GENERATION);
-const before = BASELINE ? await startReplica(env, ["--config", config], [], path.join(BASELINE, "dist", "cli.js")) : null;
+const before = BASELINE ? await startReplica(env, ["--config", config], BASELINE_YOUNG_GENERATION, path.join(BASELINE, "dist", "cli.js")) : null;
 const nginx = await startNginx([new URL(upstream.url).host]);
 const relay = (file) =>
   new Promise((resolve, reject) => {
@@ -269,7 +272,8 @@ try {
     inside.map(({ target_, ...r }) => ({ ...r, target: r.target, goal: target_ })),
   );
   const t3b = printTable(`Allocation at saturation (${SECONDS} s of wrk, V8 --trace-gc, each build alone)`, allocation);
-  const t3 = printTable("Minor GCs during the saturation rounds (young generation: --max-semi-space-size=32 now, Node's default before)", gc);
+  const youngBefore = BASELINE_YOUNG_GENERATION.length > 0 ? "the same before" : "Node's default before";
+  const t3 = printTable(`Minor GCs during the saturation rounds (young generation: --max-semi-space-size=32 now, ${youngBefore})`, gc);
   const t4 = printTable("Every core: --workers 2 on this 2-core machine (wrk and the upstream run on the same 2 cores, so this is what is left for the workers)", workerRows);
   writeResult("proxy-overhead", {
     seconds: SECONDS,

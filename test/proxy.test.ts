@@ -1,7 +1,7 @@
 import { Client } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
-import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js";
+import { jsonAnswerOf, startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js";
 import { chatBody, openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
 
@@ -26,6 +26,9 @@ beforeAll(async () => {
         openai("broken", "broken"),
         openai("slow", "slow", upstream.url, { timeout: 0.3 }),
         openai("stream-gated", "stream-gated"),
+        openai("json-200k", "json-200000"),
+        openai("json-3m", "json-3000000"),
+        openai("json-gated", "json-gated"),
         openai("balanced", "echo", upstream.url),
         openai("balanced", "echo", second.url),
         { model_name: "refused", litellm_params: { model: "openai/echo", api_base: "http://127.0.0.1:1/v1" } },
@@ -115,6 +118,49 @@ describe("the proxy relays to an OpenAI-compatible upstream", () => {
     const refused = await gw.call("/v1/chat/completions", { key, body: chatBody("refused") });
     expect(refused.status).toBe(502);
     expect(openAIError(refused.body).code).toBe("upstream_unreachable");
+  });
+});
+
+describe("JSON answers", () => {
+  // Up to 1 MiB an answer is sent in one write with its length (read whole from upstream); past it, as it comes.
+  it("an answer in many upstream chunks is sent whole, with its length, byte for byte", async () => {
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify(chatBody("json-200k")),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-length")).toBe("200000");
+    expect(await res.text()).toBe(jsonAnswerOf(200_000));
+  });
+
+  it("an answer past 1 MiB is relayed as it comes, byte for byte", async () => {
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify(chatBody("json-3m")),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-length")).toBeNull();
+    expect(res.headers.get("gatehouse-attempts")).toBe("1");
+    expect(await res.text()).toBe(jsonAnswerOf(3_000_000));
+  });
+
+  it("a client that leaves while the answer is read aborts the upstream call", async () => {
+    const aborted = upstream.abortedRequests;
+    const controller = new AbortController();
+    const answer = fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify(chatBody("json-gated")),
+      signal: controller.signal,
+    }).catch(() => "left");
+    await waitFor(() => upstream.requests.at(-1)?.body.model === "json-gated", { what: "the upstream call" });
+    controller.abort();
+    expect(await answer).toBe("left");
+    await waitFor(() => upstream.abortedRequests > aborted, { what: "the upstream request to be aborted" });
+    upstream.releaseNext(); // the upstream's gate, so that the tests after this one get their own releases
+    expect((await gw.call("/v1/chat/completions", { key, body: chatBody("mock-gpt") })).status).toBe(200);
   });
 });
 

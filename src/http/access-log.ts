@@ -49,10 +49,18 @@ export class AccessLog {
 
   /** Assigns the request id (the client's `x-request-id` when it is sane) and echoes it. */
   begin(req: IncomingMessage, res: ServerResponse, record: RequestRecord): void {
+    this.identify(req, record);
+    res.setHeader("x-request-id", record.requestId);
+  }
+
+  /**
+   * Assigns the request id and starts the clock, without echoing the id: for a caller that puts `x-request-id` in
+   * every answer's head itself (api-routes.ts writes an answer's head in one `writeHead`).
+   */
+  identify(req: IncomingMessage, record: RequestRecord): void {
     const given = req.headers["x-request-id"];
     record.requestId = typeof given === "string" && given.length > 0 && given.length <= MAX_REQUEST_ID ? given : newRequestId();
     record.startedAt = performance.now();
-    res.setHeader("x-request-id", record.requestId);
   }
 
   /** The request is over (answered, failed or abandoned by the client). */

@@ -14,7 +14,7 @@ import type { InboundApi } from "../proxy/inbound/inbound-api.js";
 import { MESSAGES, MESSAGES_COUNT_TOKENS } from "../proxy/inbound/messages.js";
 import { CHAT_COMPLETIONS, COMPLETIONS, EMBEDDINGS } from "../proxy/inbound/openai.js";
 import { RESPONSES } from "../proxy/inbound/responses.js";
-import type { ClientGone, Provider } from "../proxy/provider.js";
+import { type ClientGone, type Provider, readsWhole } from "../proxy/provider.js";
 import type { DeploymentLoad } from "../proxy/deployment-load.js";
 import type { RoutingStrategy } from "../proxy/routing-strategy.js";
 import { type AnswerWriter, Relay, type RelayAnswer, type RelayRecord } from "../proxy/relay.js";
@@ -126,10 +126,11 @@ export class ApiRoutes {
     }
     if (route === undefined) return false;
     const exchange = new Exchange(this, req, res, route);
-    this.deps.accessLog.begin(req, res, exchange);
+    // x-request-id goes into each answer's head as it is written (Exchange.echoRequestId, relayAnswer).
+    this.deps.accessLog.identify(req, exchange);
     exchange.startedWall = Date.now();
     (res as Tagged)[EXCHANGE] = exchange;
-    res.once("close", onResponseClose);
+    res.on("close", onResponseClose); // a response closes once: `once` would only add a wrapper per request
     this.serve(exchange).catch(onServeFailure);
     return true;
   }
@@ -149,6 +150,7 @@ export class ApiRoutes {
     const { record, team, user = null } = x.auth!;
     const data = [];
     for (const id of this.deps.models.modelNames()) if (callerAllowsModel(record, team, id, user)) data.push({ id, object: "model", created: 0, owned_by: "gatehouse" });
+    x.echoRequestId();
     writeJson(x.res, 200, { object: "list", data });
   }
 
@@ -158,6 +160,7 @@ export class ApiRoutes {
     const id = decodeURIComponent(path.slice(path.lastIndexOf("/") + 1));
     if (!this.deps.models.modelNames().has(id) || !callerAllowsModel(x.auth!.record, x.auth!.team, id, x.auth!.user))
       throw new NotFoundError(`The model '${id}' does not exist or this key may not use it.`, { code: "model_not_found", param: "model" });
+    x.echoRequestId();
     writeJson(x.res, 200, { id, object: "model", created: 0, owned_by: "gatehouse" });
   }
 
@@ -204,6 +207,7 @@ export class ApiRoutes {
       return;
     }
     const told = error ?? new InternalError();
+    x.restoreHead();
     for (const name in told.headers) res.setHeader(name, told.headers[name]!);
     writeJson(res, told.status, x.route.api.errorBody(told) as object);
   }
@@ -247,6 +251,14 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter, FinishedRequ
   attempts: RelayRecord["attempts"] = NO_ATTEMPTS;
   /** Writes are being held for the rest of this loop turn (holdWrites). */
   corked = false;
+  /**
+   * Headers were set on the response one by one (the relay's, through setHeader): the answer's head is then written
+   * the same way, after them. Otherwise, the usual case, it is written whole by one `writeHead` (writeAnswerHead).
+   */
+  headed = false;
+  /** The answer's content type and routing headers, from when its writing began (an error told instead keeps them). */
+  contentType = "";
+  routing: readonly string[] = NO_HEADERS;
 
   constructor(
     readonly owner: ApiRoutes,
@@ -256,7 +268,27 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter, FinishedRequ
   ) {}
 
   setHeader(name: string, value: string): void {
+    if (!this.headed) this.echoRequestId();
     this.res.setHeader(name, value);
+  }
+
+  /** x-request-id, set on the response first of its headers: every answer and every error carries it. */
+  echoRequestId(): void {
+    this.headed = true;
+    this.res.setHeader("x-request-id", this.requestId);
+  }
+
+  /**
+   * Before an error is told instead of the answer (its head not written): the headers the answer had so far, as they
+   * would have been set — the request id, and the routing headers and content type once the answer's writing began.
+   * Setting a header again keeps its place, so this is the same whether they were set before or not.
+   */
+  restoreHead(): void {
+    if (!this.headed) this.echoRequestId();
+    if (this.contentType === "") return;
+    const { res, routing } = this;
+    for (let i = 0; i < routing.length; i += 2) res.setHeader(routing[i]!, routing[i + 1]!);
+    res.setHeader("content-type", this.contentType);
   }
 
   send(answer: RelayAnswer): Promise<void> {
@@ -278,6 +310,7 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter, FinishedRequ
 }
 
 const NO_ATTEMPTS: RelayRecord["attempts"] = Object.freeze([]);
+const NO_HEADERS: readonly string[] = Object.freeze([]);
 const EXCHANGE = Symbol("exchange");
 type Tagged = { [EXCHANGE]?: Exchange };
 
@@ -297,52 +330,151 @@ function onServeFailure(err: unknown): void {
 const ONE_WRITE_MAX_BYTES = 1024 * 1024;
 
 /** Writes an answer to the client: a JSON answer in one write, a stream's frames as they come (metered, translated). */
-async function relayAnswer(x: Exchange, answer: RelayAnswer): Promise<void> {
+function relayAnswer(x: Exchange, answer: RelayAnswer): Promise<void> {
+  x.res.statusCode = answer.status;
+  x.contentType = answer.contentType;
+  x.routing = answer.routing ?? NO_HEADERS;
+  return answer.stream ? relayStream(x, answer) : relayJson(x, answer);
+}
+
+const STREAM_HEAD: readonly string[] = ["cache-control", "no-cache", "x-accel-buffering", "no"]; // nginx in front must not buffer the stream
+
+async function relayStream(x: Exchange, answer: RelayAnswer): Promise<void> {
   const { res } = x;
   const signal = x.abort!;
-  const { stream, pass } = answer;
-  res.statusCode = answer.status;
-  res.setHeader("content-type", answer.contentType);
-  if (stream) {
-    res.setHeader("cache-control", "no-cache");
-    res.setHeader("x-accel-buffering", "no"); // nginx in front must not buffer the stream
-    holdWrites(x);
-    res.flushHeaders();
-  }
-  let held: Array<Uint8Array | string> | undefined = stream ? undefined : [];
-  let heldBytes = 0;
-  const write = async (out: Uint8Array | string) => {
-    if (held !== undefined) {
-      held.push(out);
-      heldBytes += typeof out === "string" ? Buffer.byteLength(out) : out.byteLength;
-      if (heldBytes <= ONE_WRITE_MAX_BYTES) return;
-      // Too large to hold: what is held goes out now, the rest as it comes.
-      for (const part of held) res.write(part);
-      held = undefined;
-      return;
-    }
-    holdWrites(x);
-    if (!res.write(out)) await waitForDrain(res, signal);
-  };
+  const { pass } = answer;
+  writeAnswerHead(x, answer.status, STREAM_HEAD);
+  holdWrites(x);
+  res.flushHeaders();
   try {
     for await (const chunk of answer.body) {
       if (signal.aborted) return;
       const out = pass ? pass(chunk) : chunk;
-      if (out.length !== 0) await write(out);
+      if (out.length !== 0) {
+        const full = writeFrames(x, out);
+        if (full) await full;
+      }
     }
     x.upstreamEndedAt = performance.now();
     const last = answer.end?.() ?? "";
     if (answer.beforeEnd) await answer.beforeEnd();
-    if (last.length !== 0) await write(last);
-    if (held === undefined) res.end();
-    else if (held.length === 1) endWith(res, held[0]!, heldBytes);
-    else endWith(res, Buffer.concat(held.map((p) => (typeof p === "string" ? Buffer.from(p) : p))), heldBytes);
+    if (last.length !== 0) {
+      const full = writeFrames(x, last);
+      if (full) await full;
+    }
+    res.end();
     x.answeredAt = performance.now();
   } catch (err) {
-    if (signal.aborted) return;
-    if (!res.headersSent) throw err; // a JSON answer that failed before a byte was sent: told as an error answer
-    endBrokenStream(x, err);
+    answerFailed(x, err);
   }
+}
+
+/** Hands bytes to the socket; a promise only when it is full (then wait for it: `await` on nothing still costs a turn). */
+function writeFrames(x: Exchange, out: Uint8Array | string): Promise<void> | undefined {
+  holdWrites(x);
+  return x.res.write(out) ? undefined : waitForDrain(x.res, x.abort!);
+}
+
+async function relayJson(x: Exchange, answer: RelayAnswer): Promise<void> {
+  const signal = x.abort!;
+  const { pass, body } = answer;
+  const out = new JsonOut(x, answer.status);
+  try {
+    // A short upstream answer is taken whole, in one promise, rather than awaited chunk by chunk.
+    const whole = readsWhole(body) ? await body.whole(ONE_WRITE_MAX_BYTES) : null;
+    if (whole !== null) {
+      if (signal.aborted) return;
+      for (const chunk of whole) {
+        const bytes = pass ? pass(chunk) : chunk;
+        const full = bytes.length !== 0 ? out.write(bytes) : undefined;
+        if (full) await full;
+      }
+    } else {
+      for await (const chunk of body) {
+        if (signal.aborted) return;
+        const bytes = pass ? pass(chunk) : chunk;
+        const full = bytes.length !== 0 ? out.write(bytes) : undefined;
+        if (full) await full;
+      }
+    }
+    x.upstreamEndedAt = performance.now();
+    const last = answer.end?.() ?? "";
+    if (answer.beforeEnd) await answer.beforeEnd();
+    const full = last.length !== 0 ? out.write(last) : undefined;
+    if (full) await full;
+    out.end();
+    x.answeredAt = performance.now();
+  } catch (err) {
+    answerFailed(x, err);
+  }
+}
+
+/** An answer that failed: quietly when the client left, as an error answer when nothing was sent, in-band otherwise. */
+function answerFailed(x: Exchange, err: unknown): void {
+  if (x.abort!.aborted) return;
+  if (!x.res.headersSent) throw err; // a JSON answer that failed before a byte was sent: told as an error answer
+  endBrokenStream(x, err);
+}
+
+/**
+ * A JSON answer's bytes: held, to be sent in one write with its Content-Length; past ONE_WRITE_MAX_BYTES, what is
+ * held goes out and the rest is relayed as it comes (waiting for the socket to drain).
+ */
+class JsonOut {
+  private held: Array<Uint8Array | string> | undefined = [];
+  private heldBytes = 0;
+
+  constructor(
+    private readonly x: Exchange,
+    private readonly status: number,
+  ) {}
+
+  /** Takes the next bytes; a promise only when the socket is full (wait for it before the next write). */
+  write(out: Uint8Array | string): Promise<void> | undefined {
+    const { held, x } = this;
+    if (held === undefined) return writeFrames(x, out);
+    held.push(out);
+    this.heldBytes += typeof out === "string" ? Buffer.byteLength(out) : out.byteLength;
+    if (this.heldBytes <= ONE_WRITE_MAX_BYTES) return undefined;
+    // Too large to hold: what is held goes out now, the rest as it comes.
+    writeAnswerHead(x, this.status, NO_HEADERS);
+    for (const part of held) x.res.write(part);
+    this.held = undefined;
+    return undefined;
+  }
+
+  end(): void {
+    const { held, x } = this;
+    if (held === undefined) {
+      x.res.end();
+      return;
+    }
+    const body = held.length === 1 ? held[0]! : Buffer.concat(held.map((p) => (typeof p === "string" ? Buffer.from(p) : p)));
+    writeAnswerHead(x, this.status, ["content-length", String(this.heldBytes)]);
+    x.res.end(body);
+  }
+}
+
+/**
+ * The answer's head: x-request-id, the routing headers, the content type, then `more`. Written by one `writeHead`
+ * with a flat list when nothing was set on the response before — Node then builds the head from the list, without
+ * its per-header table (a lower-cased name and an entry per header, a `for in` over them) — and through setHeader,
+ * after the headers already set, otherwise. The bytes sent are the same either way (test/answer-heads.test.ts).
+ */
+function writeAnswerHead(x: Exchange, status: number, more: readonly string[]): void {
+  const { res, routing } = x;
+  if (x.headed) {
+    for (let i = 0; i < routing.length; i += 2) res.setHeader(routing[i]!, routing[i + 1]!);
+    res.setHeader("content-type", x.contentType);
+    for (let i = 0; i < more.length; i += 2) res.setHeader(more[i]!, more[i + 1]!);
+    res.statusCode = status;
+    return;
+  }
+  const head: string[] = ["x-request-id", x.requestId];
+  for (let i = 0; i < routing.length; i++) head.push(routing[i]!);
+  head.push("content-type", x.contentType);
+  for (let i = 0; i < more.length; i++) head.push(more[i]!);
+  res.writeHead(status, head);
 }
 
 /**
@@ -361,11 +493,6 @@ function holdWrites(x: Exchange): void {
 function releaseWrites(x: Exchange): void {
   x.corked = false;
   x.res.uncork();
-}
-
-function endWith(res: ServerResponse, body: Uint8Array | string, bytes: number): void {
-  res.setHeader("content-length", bytes);
-  res.end(body);
 }
 
 function waitForDrain(res: ServerResponse, signal: ClientGone): Promise<void> {
@@ -387,7 +514,7 @@ function waitForDrain(res: ServerResponse, signal: ClientGone): Promise<void> {
 function endBrokenStream(x: Exchange, err: unknown): void {
   const { res } = x;
   const error = err instanceof GatewayError ? err : new UpstreamError("the upstream stream failed", { code: "upstream_stream_failed" });
-  if (String(res.getHeader("content-type") ?? "").startsWith("text/event-stream")) {
+  if (x.contentType.startsWith("text/event-stream")) {
     x.errorCode = error.code;
     res.end(x.route.api.streamError(error));
   } else {

@@ -94,6 +94,14 @@ export class AttemptPlan {
     return this.pickIn(this.deployments) ?? this.nextFallback();
   }
 
+  /**
+   * The first deployment to try, when it is there to be had without waiting: what the first `next()` gives, without
+   * its promise. Undefined otherwise (then `next()` looks further: the fallbacks).
+   */
+  firstChoice(): ModelDeployment | undefined {
+    return this.attempts.length === 0 && !this.lastWasFull ? this.pickIn(this.deployments) : undefined;
+  }
+
   /** Has the model being tried more than one deployment? */
   hasAlternatives(): boolean {
     return this.deployments.length > 1;
@@ -131,15 +139,13 @@ export class AttemptPlan {
     });
   }
 
-  /** Headers of the answer: the deployment that served it, and how many attempts it took (LiteLLM's names beside ours). */
-  answerHeaders(served: ModelDeployment): Array<[string, string]> {
-    return [
-      ["gatehouse-deployment", served.id],
-      ["gatehouse-attempts", String(this.attempts.length + 1)],
-      ["x-litellm-model-id", served.id],
-      ["x-litellm-attempted-retries", String(this.retriesUsed)],
-      ["x-litellm-attempted-fallbacks", String(this.fallbacksUsed)],
-    ];
+  /**
+   * Headers of the answer, as a flat list of names and values (what `writeHead` takes): the deployment that served
+   * it, and how many attempts it took (LiteLLM's names beside ours).
+   */
+  answerHeaders(served: ModelDeployment): readonly string[] {
+    if (this.attempts.length === 0 && this.retriesUsed === 0 && this.fallbacksUsed === 0) return firstTryHeaders(served);
+    return routingHeaders(served.id, this.attempts.length + 1, this.retriesUsed, this.fallbacksUsed);
   }
 
   /** The first of `list` not cooling down, untried in this request first; undefined when all cool down. */
@@ -183,4 +189,33 @@ export class AttemptPlan {
     if (kind === "bad_request" || kind === "auth") return [];
     return this.asked.fallbacks ?? s.fallbacks.get(model) ?? s.defaultFallbacks;
   }
+}
+
+function routingHeaders(deployment: string, attempts: number, retries: number, fallbacks: number): readonly string[] {
+  return [
+    "gatehouse-deployment",
+    deployment,
+    "gatehouse-attempts",
+    String(attempts),
+    "x-litellm-model-id",
+    deployment,
+    "x-litellm-attempted-retries",
+    String(retries),
+    "x-litellm-attempted-fallbacks",
+    String(fallbacks),
+  ];
+}
+
+/**
+ * Most answers come from the first deployment tried: their routing headers are the same for every answer of that
+ * deployment, so they are made once for it. Keyed by the deployment object: a model changed or reloaded is a new one.
+ */
+const firstTry = new WeakMap<ModelDeployment, readonly string[]>();
+function firstTryHeaders(served: ModelDeployment): readonly string[] {
+  let headers = firstTry.get(served);
+  if (headers === undefined) {
+    headers = Object.freeze(routingHeaders(served.id, 1, 0, 0));
+    firstTry.set(served, headers);
+  }
+  return headers;
 }

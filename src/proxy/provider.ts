@@ -47,6 +47,19 @@ export interface UpstreamResponse {
   headers?: Record<string, string> | undefined;
 }
 
+/**
+ * An upstream body that can hand over a short answer whole (providers/upstream-call.ts): one promise, resolved at
+ * the answer's end, instead of one per chunk and one for the end. Null when the answer is longer than `maxBytes`:
+ * nothing is lost, the body is then read by iterating.
+ */
+export interface WholeBody {
+  whole(maxBytes: number): Promise<Uint8Array[] | null>;
+}
+
+export function readsWhole(body: UpstreamResponse["body"]): body is UpstreamResponse["body"] & WholeBody {
+  return typeof (body as Partial<WholeBody>).whole === "function";
+}
+
 export interface Provider {
   /** Does this provider take calls to `endpoint` for this deployment (natively, or translating them itself)? */
   speaks(endpoint: Endpoint, deployment: ModelDeployment): boolean;

@@ -75,6 +75,11 @@ export interface RelayAnswer {
   contentType: string;
   stream: boolean;
   body: UpstreamResponse["body"];
+  /**
+   * Where the answer came from (attempts.ts answerHeaders): headers as a flat list of names and values, sent after
+   * those given to `setHeader` and before the content type. Also on an error told instead of this answer.
+   */
+  routing?: readonly string[] | undefined;
   /** What one upstream chunk becomes (metered, translated; possibly "" while a frame or a JSON answer completes); absent: as it is. */
   pass?: ((chunk: Uint8Array | string) => Uint8Array | string) | undefined;
   /** What is sent after the last chunk (held-back frames, a translated answer, the closing events). */
@@ -87,6 +92,7 @@ export interface RelayAnswer {
 }
 
 export interface AnswerWriter {
+  /** A header of the answer, or of the error told instead: set now, so an invalid value fails here. */
   setHeader(name: string, value: string): void;
   /** Writes the answer; resolves once it is all sent (or the client left). */
   send(answer: RelayAnswer): Promise<void>;
@@ -134,8 +140,10 @@ export class Relay {
       (m) => this.route(m),
       asked?.routing,
     );
+    let first = plan.firstChoice();
     for (;;) {
-      const deployment = await plan.next();
+      const deployment = first ?? (await plan.next());
+      first = undefined;
       if (deployment === undefined) throw plan.exhausted();
       x.deployment = deployment;
       x.answering = false;
@@ -249,9 +257,8 @@ export class Relay {
       deps.load.answeredIn(deployment.id, performance.now() - upstreamStarted);
       deps.load.outcome(deployment.id, "answered");
       if (upstream.headers) for (const name in upstream.headers) out.setHeader(name, upstream.headers[name]!);
-      for (const [name, value] of plan.answerHeaders(deployment)) out.setHeader(name, value);
       x.answering = true;
-      const answer: RelayAnswer = { status: upstream.status, contentType: upstream.contentType, stream, body };
+      const answer: RelayAnswer = { status: upstream.status, contentType: upstream.contentType, stream, body, routing: plan.answerHeaders(deployment) };
       if (translate) Object.assign(answer, translate, { contentType: stream ? "text/event-stream" : "application/json" });
       else if (meter) Object.assign(answer, { pass: meter.pass, end: meter.end });
       if (lease && lease.admittedBy !== "none") answer.beforeEnd = settle;
@@ -346,8 +353,9 @@ async function firstChunkChecked(body: UpstreamResponse["body"], anthropicEvents
  * fallbacks go through the same rule as the config's: only models its key, team and user may use.
  */
 function requestRouting(request: RelayRequest): { request: RelayRequest; routing: RequestRouting } | undefined {
+  // Looked up before the body is copied without them: most requests have neither.
+  if (request.body.num_retries === undefined && request.body.fallbacks === undefined) return undefined;
   const { num_retries: retries, fallbacks, ...rest } = request.body;
-  if (retries === undefined && fallbacks === undefined) return undefined;
   if (retries !== undefined && (typeof retries !== "number" || !Number.isInteger(retries) || retries < 0 || retries > 100))
     throw new BadRequestError("'num_retries' must be an integer from 0 to 100", { code: "invalid_value", param: "num_retries" });
   if (fallbacks !== undefined && (!Array.isArray(fallbacks) || fallbacks.length > 20 || !fallbacks.every((f) => typeof f === "string" && f.length > 0)))

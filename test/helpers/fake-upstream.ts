@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
  *  - "rate-limited": 429 with an OpenAI error body and Retry-After: 7
  *  - "broken": 500 with a non-JSON body
  *  - "html-error": 503 with an HTML page
+ *  - "not-json": 200 that says it is JSON and is not
  *  - "unauthorized": 401, OpenAI's "Incorrect API key" message quoting part of the upstream key
  *  - "redirect": 302 to somewhere else
  *  - "bad-request": 400 with an OpenAI error body about the request
@@ -16,6 +17,8 @@ import type { AddressInfo } from "node:net";
  *  - "slow": sends headers only after `slowMs`
  *  - "stream-gated": SSE, one chunk, then the next only when `releaseNext()` is called
  *  - "delay-<ms>": the "echo" answer (usage 1 + 1 tokens) after <ms>, so requests overlap in flight
+ *  - "json-<bytes>": a chat answer of about <bytes> (jsonAnswerOf), written 16 KiB at a time, one write a loop turn
+ *  - "json-gated": the first half of a chat answer, then the rest only when `releaseNext()` is called
  */
 export interface FakeUpstream {
   url: string;
@@ -25,6 +28,18 @@ export interface FakeUpstream {
   releaseNext(): void;
   slowMs: number;
   close(): Promise<void>;
+}
+
+/** A chat answer of `bytes` bytes (its content padded to the length), usage last as OpenAI writes it. */
+export function jsonAnswerOf(bytes: number): string {
+  const shell = (content: string) =>
+    JSON.stringify({
+      id: "chatcmpl-long",
+      object: "chat.completion",
+      choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
+      usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 },
+    });
+  return shell("x".repeat(Math.max(0, bytes - shell("").length)));
 }
 
 export async function startFakeUpstream(): Promise<FakeUpstream> {
@@ -71,6 +86,10 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         res.writeHead(503, { "content-type": "text/html" });
         res.end("<html><body><h1>503 Service Temporarily Unavailable</h1><script>track()</script></body></html>");
         return;
+      case "not-json":
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end("this is not JSON");
+        return;
       case "unauthorized":
         res.writeHead(401, { "content-type": "application/json" });
         res.end(
@@ -112,7 +131,26 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         res.end("data: [DONE]\n\n");
         return;
       }
+      case "json-gated": {
+        const answer = jsonAnswerOf(64 * 1024);
+        res.writeHead(200, { "content-type": "application/json", "content-length": answer.length });
+        res.write(answer.slice(0, answer.length / 2));
+        await waitGate();
+        if (res.destroyed) return;
+        res.end(answer.slice(answer.length / 2));
+        return;
+      }
       default:
+        if (typeof body.model === "string" && body.model.startsWith("json-")) {
+          const answer = jsonAnswerOf(Number(body.model.slice(5)));
+          res.writeHead(200, { "content-type": "application/json" });
+          for (let at = 0; at < answer.length && !res.destroyed; at += 16 * 1024) {
+            res.write(answer.slice(at, at + 16 * 1024));
+            await new Promise((r) => setImmediate(r));
+          }
+          res.end();
+          return;
+        }
         if (typeof body.model === "string" && body.model.startsWith("delay-")) await new Promise((r) => setTimeout(r, Number(body.model.slice(6))));
         if (res.destroyed) return;
         res.writeHead(200, { "content-type": "application/json" });

@@ -1,10 +1,11 @@
 import type { Dispatcher } from "undici";
-import type { ClientGone } from "../provider.js";
+import type { ClientGone, WholeBody } from "../provider.js";
 
 // A stream's reader slower than its upstream holds at most this much before the upstream socket is paused.
 const HIGH_WATER_BYTES = 256 * 1024;
 
 type Settle = { resolve: (r: IteratorResult<Uint8Array>) => void; reject: (err: unknown) => void };
+type Collect = { resolve: (chunks: Buffer[] | null) => void; reject: (err: unknown) => void; maxBytes: number };
 
 /**
  * One upstream call as undici's dispatch handler (its lowest-level API): the answer's head resolves `head`, its
@@ -14,16 +15,19 @@ type Settle = { resolve: (r: IteratorResult<Uint8Array>) => void; reject: (err: 
  *
  * Backpressure: past HIGH_WATER_BYTES unread the upstream socket is paused, and resumed once the reader caught up.
  * A reader that stops early (a client gone, a failed write) aborts the call, as destroying undici's body does.
+ * A short answer can also be taken whole (`whole`): one promise for the body, however many chunks it came in.
  */
-export class UpstreamCall implements Dispatcher.DispatchHandler, AsyncIterator<Uint8Array>, AsyncIterable<Uint8Array> {
+export class UpstreamCall implements Dispatcher.DispatchHandler, AsyncIterator<Uint8Array>, AsyncIterable<Uint8Array>, WholeBody {
   /** performance.now() when the answer's last byte arrived (0 until then): where the gateway's own time resumes. */
   endedAt = 0;
   private controller: Dispatcher.DispatchController | null = null;
-  private readonly queue: Buffer[] = [];
+  private queue: Buffer[] = [];
   private queuedBytes = 0;
   private ended = false;
   private failure: unknown = null;
   private waiting: Settle | null = null;
+  /** A reader waiting for the whole answer (`whole`); the queue is not paused below its limit meanwhile. */
+  private collecting: Collect | null = null;
   private head: { resolve: (h: UpstreamHead) => void; reject: (err: unknown) => void } | null = null;
   readonly response: Promise<UpstreamHead>;
 
@@ -35,7 +39,8 @@ export class UpstreamCall implements Dispatcher.DispatchHandler, AsyncIterator<U
       this.head = { resolve, reject };
     });
     if (signal.aborted) this.onClientGone();
-    else signal.once("abort", this.onClientGone);
+    // `on`, not `once`: the signal fires once, and finish() removes the listener (once would wrap it per call).
+    else signal.on("abort", this.onClientGone);
   }
 
   // --- undici's side ---
@@ -61,6 +66,13 @@ export class UpstreamCall implements Dispatcher.DispatchHandler, AsyncIterator<U
     }
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
+    const collecting = this.collecting;
+    if (collecting !== null) {
+      if (this.queuedBytes <= collecting.maxBytes) return;
+      // Too long to take whole: the reader iterates instead, from what is queued, and backpressure applies again.
+      this.collecting = null;
+      collecting.resolve(null);
+    }
     if (this.queuedBytes > HIGH_WATER_BYTES && !controller.paused) controller.pause();
   }
 
@@ -93,6 +105,23 @@ export class UpstreamCall implements Dispatcher.DispatchHandler, AsyncIterator<U
     });
   }
 
+  whole(maxBytes: number): Promise<Buffer[] | null> {
+    if (this.queuedBytes > maxBytes) return Promise.resolve(null);
+    if (this.ended) return this.failure !== null ? Promise.reject(this.failure) : Promise.resolve(this.takeQueue());
+    // The socket may have been paused before the reader came; the whole answer is awaited now, so it must flow.
+    if (this.controller?.paused) this.controller.resume();
+    return new Promise((resolve, reject) => {
+      this.collecting = { resolve, reject, maxBytes };
+    });
+  }
+
+  private takeQueue(): Buffer[] {
+    const chunks = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    return chunks;
+  }
+
   /** The reader stopped before the end: nobody will read the rest, so the call is aborted. */
   return(): Promise<IteratorResult<Uint8Array>> {
     if (!this.ended) this.controller?.abort(clientGoneError());
@@ -115,6 +144,13 @@ export class UpstreamCall implements Dispatcher.DispatchHandler, AsyncIterator<U
     this.head = null;
     if (head !== null) {
       head.reject(failure ?? this.toError(new Error("the upstream call ended without an answer")));
+      return;
+    }
+    const collecting = this.collecting;
+    if (collecting !== null) {
+      this.collecting = null;
+      if (failure !== null) collecting.reject(failure);
+      else collecting.resolve(this.takeQueue());
       return;
     }
     const waiting = this.waiting;
