@@ -55,9 +55,12 @@ describe("LiteLLM's spend routes", () => {
     expect(users).toHaveLength(1);
     await waitFor(async () => (await A.admin(`/spend/users?user_id=${user.user_id}`)).body[0].spend === cost, { what: "the user's spend to be flushed" });
 
-    await waitFor(async () => (await A.admin("/global/spend/teams")).body.total_spend_per_team.some((t: { team_id: string }) => t.team_id === team.team_id), {
-      what: "the team's daily totals",
-    });
+    // The team's totals are summed from spend logs, which each replica flushes on its own interval: the rows of
+    // requests served by A and by B arrive apart, so wait for all four.
+    await waitFor(
+      async () => (await A.admin("/global/spend/teams")).body.total_spend_per_team.find((t: { team_id: string }) => t.team_id === team.team_id)?.total_spend === 4 * cost,
+      { what: "the team's daily totals to hold all four requests" },
+    );
     const teams = (await A.admin("/global/spend/teams")).body;
     expect(teams.teams).toContain(team.team_id);
     expect(teams.total_spend_per_team.find((t: { team_id: string }) => t.team_id === team.team_id)).toEqual({
