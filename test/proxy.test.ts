@@ -124,26 +124,18 @@ describe("the proxy relays to an OpenAI-compatible upstream", () => {
 describe("JSON answers", () => {
   // Up to 1 MiB an answer is sent in one write with its length (read whole from upstream); past it, as it comes.
   it("an answer in many upstream chunks is sent whole, with its length, byte for byte", async () => {
-    const res = await fetch(`${gw.url}/v1/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-      body: JSON.stringify(chatBody("json-200k")),
-    });
+    const res = await gw.call("/v1/chat/completions", { key, body: chatBody("json-200k") });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-length")).toBe("200000");
-    expect(await res.text()).toBe(jsonAnswerOf(200_000));
+    expect(res.text).toBe(jsonAnswerOf(200_000));
   });
 
   it("an answer past 1 MiB is relayed as it comes, byte for byte", async () => {
-    const res = await fetch(`${gw.url}/v1/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-      body: JSON.stringify(chatBody("json-3m")),
-    });
+    const res = await gw.call("/v1/chat/completions", { key, body: chatBody("json-3m") });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-length")).toBeNull();
     expect(res.headers.get("gatehouse-attempts")).toBe("1");
-    expect(await res.text()).toBe(jsonAnswerOf(3_000_000));
+    expect(res.text).toBe(jsonAnswerOf(3_000_000));
   });
 
   it("a client that leaves while the answer is read aborts the upstream call", async () => {

@@ -285,10 +285,15 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter, FinishedRequ
    */
   restoreHead(): void {
     if (!this.headed) this.echoRequestId();
-    if (this.contentType === "") return;
+    if (this.contentType !== "") this.setAnswerHeaders(NO_HEADERS);
+  }
+
+  /** The answer's own headers one by one, after those already set: the routing headers, the content type, `more`. */
+  setAnswerHeaders(more: readonly string[]): void {
     const { res, routing } = this;
     for (let i = 0; i < routing.length; i += 2) res.setHeader(routing[i]!, routing[i + 1]!);
     res.setHeader("content-type", this.contentType);
+    for (let i = 0; i < more.length; i += 2) res.setHeader(more[i]!, more[i + 1]!);
   }
 
   send(answer: RelayAnswer): Promise<void> {
@@ -342,31 +347,43 @@ const STREAM_HEAD: readonly string[] = ["cache-control", "no-cache", "x-accel-bu
 async function relayStream(x: Exchange, answer: RelayAnswer): Promise<void> {
   const { res } = x;
   const signal = x.abort!;
-  const { pass } = answer;
+  const sink: Sink = (bytes) => writeFrames(x, bytes);
   writeAnswerHead(x, answer.status, STREAM_HEAD);
   holdWrites(x);
   res.flushHeaders();
   try {
     for await (const chunk of answer.body) {
       if (signal.aborted) return;
-      const out = pass ? pass(chunk) : chunk;
-      if (out.length !== 0) {
-        const full = writeFrames(x, out);
-        if (full) await full;
-      }
-    }
-    x.upstreamEndedAt = performance.now();
-    const last = answer.end?.() ?? "";
-    if (answer.beforeEnd) await answer.beforeEnd();
-    if (last.length !== 0) {
-      const full = writeFrames(x, last);
+      const full = passOn(answer, chunk, sink);
       if (full) await full;
     }
-    res.end();
-    x.answeredAt = performance.now();
+    await closeAnswer(x, answer, sink, () => res.end());
   } catch (err) {
     answerFailed(x, err);
   }
+}
+
+/** Where an answer's bytes go: a promise only when the socket is full (wait for it before the next bytes). */
+type Sink = (bytes: Uint8Array | string) => Promise<void> | undefined;
+
+/** One upstream chunk, as the answer's `pass` makes it, to the sink (nothing when it makes nothing yet). */
+function passOn(answer: RelayAnswer, chunk: Uint8Array | string, sink: Sink): Promise<void> | undefined {
+  const bytes = answer.pass ? answer.pass(chunk) : chunk;
+  return bytes.length !== 0 ? sink(bytes) : undefined;
+}
+
+/**
+ * After the upstream's last byte: the answer's closing bytes, the charge settled (before the end reaches the client,
+ * so its next request is admitted against it: docs/limits.md, "Settle"), then the end.
+ */
+async function closeAnswer(x: Exchange, answer: RelayAnswer, sink: Sink, end: () => void): Promise<void> {
+  x.upstreamEndedAt = performance.now();
+  const last = answer.end?.() ?? "";
+  if (answer.beforeEnd) await answer.beforeEnd();
+  const full = last.length !== 0 ? sink(last) : undefined;
+  if (full) await full;
+  end();
+  x.answeredAt = performance.now();
 }
 
 /** Hands bytes to the socket; a promise only when it is full (then wait for it: `await` on nothing still costs a turn). */
@@ -377,33 +394,27 @@ function writeFrames(x: Exchange, out: Uint8Array | string): Promise<void> | und
 
 async function relayJson(x: Exchange, answer: RelayAnswer): Promise<void> {
   const signal = x.abort!;
-  const { pass, body } = answer;
+  const { body } = answer;
   const out = new JsonOut(x, answer.status);
+  const sink: Sink = (bytes) => out.write(bytes);
   try {
-    // A short upstream answer is taken whole, in one promise, rather than awaited chunk by chunk.
+    // A short upstream answer is taken whole, in one promise, rather than awaited chunk by chunk (a `for await`
+    // over the array would await each chunk again).
     const whole = readsWhole(body) ? await body.whole(ONE_WRITE_MAX_BYTES) : null;
+    if (signal.aborted) return;
     if (whole !== null) {
-      if (signal.aborted) return;
       for (const chunk of whole) {
-        const bytes = pass ? pass(chunk) : chunk;
-        const full = bytes.length !== 0 ? out.write(bytes) : undefined;
+        const full = passOn(answer, chunk, sink);
         if (full) await full;
       }
     } else {
       for await (const chunk of body) {
         if (signal.aborted) return;
-        const bytes = pass ? pass(chunk) : chunk;
-        const full = bytes.length !== 0 ? out.write(bytes) : undefined;
+        const full = passOn(answer, chunk, sink);
         if (full) await full;
       }
     }
-    x.upstreamEndedAt = performance.now();
-    const last = answer.end?.() ?? "";
-    if (answer.beforeEnd) await answer.beforeEnd();
-    const full = last.length !== 0 ? out.write(last) : undefined;
-    if (full) await full;
-    out.end();
-    x.answeredAt = performance.now();
+    await closeAnswer(x, answer, sink, () => out.end());
   } catch (err) {
     answerFailed(x, err);
   }
@@ -429,7 +440,7 @@ class JsonOut {
     private readonly status: number,
   ) {}
 
-  /** Takes the next bytes; a promise only when the socket is full (wait for it before the next write). */
+  /** Takes the next bytes (a Sink). */
   write(out: Uint8Array | string): Promise<void> | undefined {
     const { held, x } = this;
     if (held === undefined) return writeFrames(x, out);
@@ -464,9 +475,7 @@ class JsonOut {
 function writeAnswerHead(x: Exchange, status: number, more: readonly string[]): void {
   const { res, routing } = x;
   if (x.headed) {
-    for (let i = 0; i < routing.length; i += 2) res.setHeader(routing[i]!, routing[i + 1]!);
-    res.setHeader("content-type", x.contentType);
-    for (let i = 0; i < more.length; i += 2) res.setHeader(more[i]!, more[i + 1]!);
+    x.setAnswerHeaders(more);
     res.statusCode = status;
     return;
   }

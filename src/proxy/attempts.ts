@@ -94,14 +94,6 @@ export class AttemptPlan {
     return this.pickIn(this.deployments) ?? this.nextFallback();
   }
 
-  /**
-   * The first deployment to try, when it is there to be had without waiting: what the first `next()` gives, without
-   * its promise. Undefined otherwise (then `next()` looks further: the fallbacks).
-   */
-  firstChoice(): ModelDeployment | undefined {
-    return this.attempts.length === 0 && !this.lastWasFull ? this.pickIn(this.deployments) : undefined;
-  }
-
   /** Has the model being tried more than one deployment? */
   hasAlternatives(): boolean {
     return this.deployments.length > 1;

@@ -140,10 +140,8 @@ export class Relay {
       (m) => this.route(m),
       asked?.routing,
     );
-    let first = plan.firstChoice();
     for (;;) {
-      const deployment = first ?? (await plan.next());
-      first = undefined;
+      const deployment = await plan.next();
       if (deployment === undefined) throw plan.exhausted();
       x.deployment = deployment;
       x.answering = false;
