@@ -1,7 +1,8 @@
 // Proxy overhead: one Gatehouse process with an L1-hit key on a priced model (spend metered), against the same
 // canned upstream called directly, nginx proxy_pass (the plain reverse proxy), a bare node:http + undici request()
-// relay (the Node.js floor the targets are set against) and a bare relay on undici's dispatch API (what a Node.js
-// relay reaches at all). Saturation with wrk (a C load generator that leaves the CPU to the system under test)
+// relay and a node:http relay with a keep-alive agent (the bare relays the targets are set against), a bare relay on
+// undici's dispatch API (what a Node.js relay reaches at all), and that relay with Gatehouse's default per-request
+// features written straight into it (bench/feature-floor-proxy.mjs: what those features cost at least). Saturation with wrk (a C load generator that leaves the CPU to the system under test)
 // and, beside it, autocannon; latency at fixed request rates (open loop, µs timing) from outside and the gateway's
 // own time from inside (its /metrics histogram); bytes allocated per request (V8's --trace-gc) and minor GCs per
 // 1,000 requests; and `--workers 2` on the same cores.
@@ -50,15 +51,20 @@ const { upstream, config, master, env } = ground;
 const gatehouse = await startReplica(env, ["--config", config], YOUNG_GENERATION);
 const before = BASELINE ? await startReplica(env, ["--config", config], BASELINE_YOUNG_GENERATION, path.join(BASELINE, "dist", "cli.js")) : null;
 const nginx = await startNginx([new URL(upstream.url).host]);
-const relay = (file) =>
+const relay = (file, ...args) =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, "bench", file), upstream.url], { stdio: ["ignore", "pipe", "inherit"] });
-    child.stdout.once("data", (d) => resolve({ child, url: JSON.parse(d.toString()).listening }));
+    const child = spawn(process.execPath, [path.join(root, "bench", file), upstream.url, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    child.stdout.once("data", (d) => {
+      resolve({ child, url: JSON.parse(d.toString()).listening });
+      child.stdout.resume(); // drained, as a replica's log is
+    });
     child.once("exit", (c) => reject(new Error(`${file} exited ${c}`)));
   });
 const bare = await relay("bare-proxy.mjs");
 const bareDispatch = await relay("bare-dispatch-proxy.mjs");
+const bareHttp = await relay("bare-http-proxy.mjs");
 let workers;
+let floor;
 
 /** The gateway's own-time histogram (its overhead metric) for the chat route, as it stands now. */
 async function ownTime(url) {
@@ -85,16 +91,22 @@ try {
     await fetch(`${gatehouse.url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${master}`, "content-type": "application/json" }, body: "{}" })
   ).json();
   const headers = { "content-type": "application/json", authorization: `Bearer ${created.key}` };
+  // Given the same key: it authenticates wrk's requests by the key's hash, as Gatehouse does.
+  floor = await relay("feature-floor-proxy.mjs", created.key);
   const NGINX = "nginx proxy_pass (1 worker)";
   const BARE = "bare Node proxy (node:http + undici)";
+  const HTTP_AGENT = "bare Node relay, node:http keep-alive agent";
   const DISPATCH = "bare Node relay, undici dispatch, one write";
+  const FLOOR = "feature floor: the dispatch relay with Gatehouse's default features, written straight";
   const GH = "gatehouse, 1 process";
   const BEFORE = "gatehouse before (same run)";
   const targets = [
     ["upstream direct", upstream.url],
     ...(nginx ? [[NGINX, nginx.url]] : []),
     [BARE, bare.url],
+    [HTTP_AGENT, bareHttp.url],
     [DISPATCH, bareDispatch.url],
+    [FLOOR, floor.url],
     ...(before ? [[BEFORE, before.url]] : []),
     [GH, gatehouse.url],
   ];
@@ -159,13 +171,25 @@ try {
       });
     }
     const ratio = (a, b) => (rps[a] && rps[b] ? rps[a] / rps[b] : NaN);
-    summary[kind] = { vsNginx: ratio(GH, NGINX), vsBare: ratio(GH, BARE), bareVsNginx: ratio(BARE, NGINX), beforeVsNginx: ratio(BEFORE, NGINX), beforeVsBare: ratio(BEFORE, BARE) };
+    summary[kind] = {
+      vsNginx: ratio(GH, NGINX),
+      vsBare: ratio(GH, BARE),
+      vsHttpAgent: ratio(GH, HTTP_AGENT),
+      floorVsBare: ratio(FLOOR, BARE),
+      vsFloor: ratio(GH, FLOOR),
+      bareVsNginx: ratio(BARE, NGINX),
+      beforeVsNginx: ratio(BEFORE, NGINX),
+      beforeVsBare: ratio(BEFORE, BARE),
+    };
     const row = (target, value, note) =>
       saturation.push({ kind, tool: "wrk", target, "req/s": Number.isNaN(value) ? "" : value.toFixed(2), "p50 ms": "", "p99 ms": "", errors: note });
     summary[kind].vsDispatch = ratio(GH, DISPATCH);
     if (nginx) row("ratio gatehouse / nginx", summary[kind].vsNginx, "target ≥ 0.40");
     row("ratio gatehouse / bare Node proxy", summary[kind].vsBare, "target ≥ 0.85");
+    row("ratio gatehouse / bare node:http keep-alive relay", summary[kind].vsHttpAgent, "target ≥ 0.85");
     row("ratio gatehouse / bare dispatch relay", summary[kind].vsDispatch, "");
+    row("ratio gatehouse / feature floor", summary[kind].vsFloor, "");
+    row("ratio feature floor / bare Node proxy", summary[kind].floorVsBare, "the features, written straight");
     if (before && nginx) row("ratio gatehouse before / nginx", summary[kind].beforeVsNginx, "");
     if (before) row("ratio gatehouse before / bare Node proxy", summary[kind].beforeVsBare, "");
     if (nginx) row("ratio bare Node proxy / nginx", summary[kind].bareVsNginx, "the Node.js ceiling");
@@ -173,8 +197,8 @@ try {
     for (const rate of RATES) {
       const results = {};
       for (const [name, url] of targets) {
-        const isGatehouse = name === GH || name === BEFORE;
-        const own0 = isGatehouse ? await ownTime(url) : null;
+        // The feature floor keeps the same histogram: what a straight implementation's own time is.
+        const own0 = name === GH || name === BEFORE || name === FLOOR ? await ownTime(url) : null;
         results[name] = await openLoop({ url, path: "/v1/chat/completions", headers, body, rate, durationMs: SECONDS * 1000 });
         if (own0) {
           // Inside: the gateway's own time of each request of this run (warm-up included), from its histogram.
@@ -190,6 +214,8 @@ try {
             "≤ 1 ms": percent(shareAtMost(own, 0.001)),
             target_: name === GH && rate === 1000 ? "p50 ≤ 50 µs (≥ 50 % ≤ 50 µs), p99 ≤ 1 ms (≥ 99 % ≤ 1 ms)" : "",
           });
+          if (name === FLOOR && rate === 1000)
+            summary[kind].floorInside = { p50Us: quantile(own, 0.5) * 1e6, p99Us: quantile(own, 0.99) * 1e6, atMost50Us: shareAtMost(own, 0.00005) };
           if (name === GH && rate === 1000)
             summary[kind].inside = { p50Us: quantile(own, 0.5) * 1e6, p99Us: quantile(own, 0.99) * 1e6, atMost50Us: shareAtMost(own, 0.00005), atMost1Ms: shareAtMost(own, 0.001) };
         }
@@ -295,5 +321,7 @@ try {
   await nginx?.stop();
   bare.child.kill();
   bareDispatch.child.kill();
+  bareHttp.child.kill();
+  floor?.child.kill();
   await ground.cleanup();
 }

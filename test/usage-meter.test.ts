@@ -37,6 +37,33 @@ describe("usage of a JSON answer", () => {
     expect(meter([JSON.stringify({ id: "x" })])).toBeUndefined();
     expect(meter(["<html>not json</html>"])).toBeUndefined();
   });
+
+  it("reads an answer's bytes as it reads the same text: in one chunk, or with a last chunk long enough to be the tail", () => {
+    const answers = [
+      JSON.stringify({ id: "x", choices: [], usage: { prompt_tokens: 10, completion_tokens: 7, total_tokens: 17 } }),
+      JSON.stringify(
+        {
+          choices: [{ message: { content: 'say "usage": {"prompt_tokens": 999}' } }],
+          usage: { prompt_tokens: 5, completion_tokens: 6, prompt_tokens_details: { cached_tokens: 2 } },
+        },
+        null,
+        2,
+      ),
+      JSON.stringify({ usage: { prompt_tokens: 3, completion_tokens: 4 }, id: "x", choices: [{ message: { content: "a".repeat(10_000) } }] }),
+      JSON.stringify({ choices: [{ message: { content: "é".repeat(3000) } }], usage: { prompt_tokens: 1, completion_tokens: 2 } }),
+      JSON.stringify({ id: "x", usage: "none" }),
+      '{"usage" : {"prompt_tokens": 4, "completion_tokens": 1',
+      "<html>not json</html>",
+    ];
+    for (const answer of answers) {
+      const bytes = Buffer.from(answer);
+      const asText = meter([answer]);
+      expect(meter([bytes]), answer.slice(0, 60)).toEqual(asText);
+      expect(meter([new Uint8Array(bytes)]), answer.slice(0, 60)).toEqual(asText);
+      if (bytes.length > 4096 + 10) expect(meter([bytes.subarray(0, 10), bytes.subarray(10)]), answer.slice(0, 60)).toEqual(asText);
+    }
+    expect(meter([Buffer.from(answers[0]!)])).toEqual({ promptTokens: 10, completionTokens: 7 });
+  });
 });
 
 describe("a chat stream's meter", () => {

@@ -54,6 +54,10 @@ const TAIL_BYTES = 4096;
 
 /** The `usage` object found in the answer's last bytes, or undefined when the tail does not hold a readable one. */
 export function usageFromTail(parts: ReadonlyArray<Uint8Array | string>, read: UsageReader = tokensFromUsage): TokenCount | undefined {
+  const last = parts[parts.length - 1];
+  // The usual answer: its last chunk alone is the tail (the only chunk, or one at least TAIL_BYTES long). Its bytes
+  // are searched where they are, with no string made of them but the usage object's.
+  if (last !== undefined && typeof last !== "string" && (parts.length === 1 || last.byteLength >= TAIL_BYTES)) return usageFromBytes(last, read);
   let tail = "";
   for (let i = parts.length - 1; i >= 0 && tail.length < TAIL_BYTES; i--) {
     const part = parts[i]!;
@@ -85,6 +89,40 @@ export function usageFromTail(parts: ReadonlyArray<Uint8Array | string>, read: U
   }
   return undefined;
 }
+
+/** usageFromTail's search in one chunk's bytes: the same rules, byte for byte. */
+function usageFromBytes(chunk: Uint8Array, read: UsageReader): TokenCount | undefined {
+  const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  const at = bytes.lastIndexOf(USAGE_BYTES);
+  if (at === -1) return undefined;
+  let i = skipSpace(bytes, at + 7);
+  if (bytes[i] !== COLON) return undefined;
+  i = skipSpace(bytes, i + 1);
+  if (bytes[i] !== OPEN_BRACE) return undefined;
+  let depth = 0;
+  for (let j = i; j < bytes.length; j++) {
+    const c = bytes[j];
+    if (c === OPEN_BRACE) depth++;
+    else if (c === CLOSE_BRACE && --depth === 0) {
+      try {
+        return read(JSON.parse(bytes.toString("latin1", i, j + 1)));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+function skipSpace(bytes: Buffer, from: number): number {
+  let i = from;
+  while (i < bytes.length && (bytes[i] === 0x20 || bytes[i] === LF || bytes[i] === CR || bytes[i] === 0x09)) i++;
+  return i;
+}
+
+const COLON = 0x3a;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
 
 function usageFromWhole(parts: ReadonlyArray<Uint8Array | string>, read: UsageReader): TokenCount | undefined {
   try {
