@@ -3,6 +3,7 @@
 // PROFILE_DIR (default /tmp/gatehouse-profile), prints the time per request of each part of the path (parse, auth,
 // admission, upstream call, metering, spend-log row, access log, metrics, Node's HTTP server) and the top functions.
 //   node bench/profile-hot-path.mjs            (plain)    PROFILE_STREAM=1 for streaming
+import { spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { benchGround, printTable, root, startReplica, writeResult } from "./lib/harness.mjs";
@@ -11,6 +12,9 @@ import { wrk } from "./lib/wrk.mjs";
 const DIR = process.env.PROFILE_DIR ?? "/tmp/gatehouse-profile";
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const STREAM = process.env.PROFILE_STREAM === "1";
+// PROFILE_FLOOR=1 profiles the feature floor instead (bench/feature-floor-proxy.mjs: the bare dispatch relay with
+// Gatehouse's default per-request features written straight), its time split the same way.
+const FLOOR = process.env.PROFILE_FLOOR === "1";
 rmSync(DIR, { recursive: true, force: true });
 mkdirSync(DIR, { recursive: true });
 
@@ -20,21 +24,41 @@ const nodeArgs = ["--max-semi-space-size=32", "--cpu-prof", `--cpu-prof-dir=${DI
 let measured;
 let runStartedNs = 0n;
 let runEndedNs = 0n;
-const gatehouse = await startReplica(env, ["--config", config], nodeArgs);
+const gatehouse = await startReplica(env, ["--config", config], FLOOR ? [] : nodeArgs);
+let floor;
 try {
   const created = await (
     await fetch(`${gatehouse.url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${master}`, "content-type": "application/json" }, body: "{}" })
   ).json();
+  if (FLOOR) floor = await startFloor(nodeArgs, created.key);
+  const url = FLOOR ? floor.url : gatehouse.url;
   const headers = { "content-type": "application/json", authorization: `Bearer ${created.key}` };
   const body = JSON.stringify({ model: "bench", stream: STREAM, messages: [{ role: "user", content: "Say hello" }] });
-  await wrk({ url: `${gatehouse.url}/v1/chat/completions`, headers, body, connections: 32, seconds: 2 });
+  await wrk({ url: `${url}/v1/chat/completions`, headers, body, connections: 32, seconds: 2 });
   runStartedNs = process.hrtime.bigint();
-  measured = await wrk({ url: `${gatehouse.url}/v1/chat/completions`, headers, body, connections: 32, seconds: SECONDS });
+  measured = await wrk({ url: `${url}/v1/chat/completions`, headers, body, connections: 32, seconds: SECONDS });
   runEndedNs = process.hrtime.bigint();
   console.log(`${Math.round(measured.rps)} req/s, p50 ${measured.p50Ms} ms, p99 ${measured.p99Ms} ms, errors ${measured.errors + measured.non2xx}`);
 } finally {
+  if (floor) {
+    floor.child.kill("SIGTERM"); // it exits on SIGTERM, writing its profile
+    await floor.exited;
+  }
   await gatehouse.stop();
   await ground.cleanup();
+}
+
+/** The feature floor (bench/feature-floor-proxy.mjs) in a process of its own, profiled, knowing the key wrk sends. */
+function startFloor(args, key) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...args, path.join(root, "bench", "feature-floor-proxy.mjs"), ground.upstream.url, key], { stdio: ["ignore", "pipe", "inherit"] });
+    const exited = new Promise((done) => child.once("exit", done));
+    child.stdout.once("data", (d) => {
+      resolve({ child, exited, url: JSON.parse(d.toString()).listening });
+      child.stdout.resume();
+    });
+    child.once("exit", (c) => reject(new Error(`feature-floor-proxy.mjs exited ${c}`)));
+  });
 }
 
 const file = readdirSync(DIR).find((f) => f.endsWith(".cpuprofile"));
@@ -75,6 +99,7 @@ const PARTS = [
   ["metrics", /dist\/metrics\/|node_modules\/prom-client/],
   ["answer writing and request bookkeeping", /dist\/http\/(api-routes|error-mapping|request-id)/],
   ["other Gatehouse code", /dist\//],
+  ["the feature floor's own code (every feature)", /bench\/feature-floor-proxy/],
   ["other packages", /node_modules\//],
 ];
 const SOCKET_WRITES = new Set(["writev", "writeString", "writeBuffer", "writeUtf8String", "writeLatin1String", "writeAsciiString"]);
@@ -117,10 +142,10 @@ const rows = [...byPart]
   .sort((a, b) => b[1] - a[1])
   .map(([part, us]) => ({ part, "share of the process's time": `${((100 * us) / windowTotal).toFixed(1)} %`, "µs per request": (us / requests).toFixed(2) }));
 const table = printTable(
-  `Where one replica's time goes at saturation (${STREAM ? "stream" : "plain"}, ${Math.round(measured.rps)} req/s, CPU profile of ${((windowEnd - windowStart) / 1e6).toFixed(1)} s)`,
+  `Where ${FLOOR ? "the feature floor's" : "one replica's"} time goes at saturation (${STREAM ? "stream" : "plain"}, ${Math.round(measured.rps)} req/s, CPU profile of ${((windowEnd - windowStart) / 1e6).toFixed(1)} s)`,
   rows,
 );
-writeResult(`profile-hot-path-${STREAM ? "stream" : "plain"}`, { rps: measured.rps, rows, markdown: table });
+writeResult(`profile-hot-path-${FLOOR ? "floor-" : ""}${STREAM ? "stream" : "plain"}`, { rps: measured.rps, rows, markdown: table });
 
 // The top functions by self time, for reading the profile further.
 const self = new Map();

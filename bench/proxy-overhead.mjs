@@ -197,8 +197,9 @@ try {
     for (const rate of RATES) {
       const results = {};
       for (const [name, url] of targets) {
-        // The feature floor keeps the same histogram: what a straight implementation's own time is.
-        const own0 = name === GH || name === BEFORE || name === FLOOR ? await ownTime(url) : null;
+        // The dispatch relay and the feature floor keep the same histogram: the own time of a relay that does
+        // nothing else, and of the same features written straight.
+        const own0 = name === GH || name === BEFORE || name === FLOOR || name === DISPATCH ? await ownTime(url) : null;
         results[name] = await openLoop({ url, path: "/v1/chat/completions", headers, body, rate, durationMs: SECONDS * 1000 });
         if (own0) {
           // Inside: the gateway's own time of each request of this run (warm-up included), from its histogram.
@@ -214,8 +215,9 @@ try {
             "≤ 1 ms": percent(shareAtMost(own, 0.001)),
             target_: name === GH && rate === 1000 ? "p50 ≤ 50 µs (≥ 50 % ≤ 50 µs), p99 ≤ 1 ms (≥ 99 % ≤ 1 ms)" : "",
           });
-          if (name === FLOOR && rate === 1000)
-            summary[kind].floorInside = { p50Us: quantile(own, 0.5) * 1e6, p99Us: quantile(own, 0.99) * 1e6, atMost50Us: shareAtMost(own, 0.00005) };
+          const atRate = { p50Us: quantile(own, 0.5) * 1e6, p99Us: quantile(own, 0.99) * 1e6, atMost50Us: shareAtMost(own, 0.00005) };
+          if (name === FLOOR && rate === 1000) summary[kind].floorInside = atRate;
+          if (name === DISPATCH && rate === 1000) summary[kind].dispatchInside = atRate;
           if (name === GH && rate === 1000)
             summary[kind].inside = { p50Us: quantile(own, 0.5) * 1e6, p99Us: quantile(own, 0.99) * 1e6, atMost50Us: shareAtMost(own, 0.00005), atMost1Ms: shareAtMost(own, 0.001) };
         }
