@@ -2,15 +2,17 @@
 // canned upstream called directly, nginx proxy_pass (the plain reverse proxy), a bare node:http + undici request()
 // relay and a node:http relay with a keep-alive agent (the bare relays the targets are set against), a bare relay on
 // undici's dispatch API (what a Node.js relay reaches at all), and that relay with Gatehouse's default per-request
-// features written straight into it (bench/feature-floor-proxy.mjs: what those features cost at least). Saturation with wrk (a C load generator that leaves the CPU to the system under test)
-// and, beside it, autocannon; latency at fixed request rates (open loop, µs timing) from outside and the gateway's
-// own time from inside (its /metrics histogram); bytes allocated per request (V8's --trace-gc) and minor GCs per
-// 1,000 requests; and `--workers 2` on the same cores.
+// features written straight into it (bench/feature-floor-proxy.mjs: what those features cost at least). Saturation
+// with wrk (a C load generator that leaves the CPU to the system under test) and, beside it, autocannon; latency at
+// fixed request rates (open loop, µs timing) from outside and the gateway's own time from inside (its /metrics
+// histogram); bytes allocated per request (V8's --trace-gc) and minor GCs per 1,000 requests; and `--workers 2` on
+// the same cores.
 //
-// BENCH_BASELINE=<a checkout of an earlier commit, built> adds that build as "gatehouse before", measured in the
-// same run: the old and new figures side by side. It runs with Node's default young generation, as builds before
-// --max-semi-space-size=32 were shipped; BENCH_BASELINE_YOUNG=same gives it the current build's (the fair
-// comparison for a baseline that already ships with it).
+// "gatehouse before" is an earlier build measured in the same run: the old and new figures side by side. By default
+// it is the build before the hot-path work, made once from git (bench/lib/baseline.mjs); BENCH_BASELINE=<a checkout
+// of another commit, built> measures that one instead, BENCH_BASELINE=none none. It runs with Node's default young
+// generation, as builds before --max-semi-space-size=32 were shipped; BENCH_BASELINE_YOUNG=same gives it the current
+// build's (the fair comparison for a baseline that already ships with it).
 import autocannon from "autocannon";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -19,6 +21,7 @@ import { benchGround, printTable, root, startReplica, writeResult } from "./lib/
 import { openLoop } from "./lib/load.mjs";
 import { startNginx } from "./lib/nginx.mjs";
 import { wrk, wrkPath } from "./lib/wrk.mjs";
+import { baselineBuild } from "./lib/baseline.mjs";
 import { allocationRate } from "./lib/gc-trace.mjs";
 import { histogramDelta, quantile, readHistogram, shareAtMost } from "./lib/prom-histogram.mjs";
 import { spawnReplica } from "../test/support/replica-process.mjs";
@@ -27,7 +30,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const RATES = (process.env.BENCH_RATES ?? "1000").split(",").map(Number);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
-const BASELINE = process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE) : undefined;
+const BASELINE = baselineBuild();
 // What `npm start` and every --workers worker run with (docs/performance.md).
 const YOUNG_GENERATION = ["--max-semi-space-size=32"];
 const BASELINE_YOUNG_GENERATION = process.env.BENCH_BASELINE_YOUNG === "same" ? YOUNG_GENERATION : [];
