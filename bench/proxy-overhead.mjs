@@ -23,7 +23,7 @@ import { startNginx } from "./lib/nginx.mjs";
 import { wrk, wrkPath } from "./lib/wrk.mjs";
 import { baselineBuild } from "./lib/baseline.mjs";
 import { allocationRate } from "./lib/gc-trace.mjs";
-import { histogramDelta, quantile, readHistogram, shareAtMost } from "./lib/prom-histogram.mjs";
+import { histogramDelta, quantile, quantileMicros, readHistogram, shareAtMost } from "./lib/prom-histogram.mjs";
 import { spawnReplica } from "../test/support/replica-process.mjs";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
@@ -212,8 +212,8 @@ try {
             rate,
             target: name,
             requests: own.at(-1)?.[1] ?? 0,
-            "p50 µs": Math.round(quantile(own, 0.5) * 1e6),
-            "p99 µs": Math.round(quantile(own, 0.99) * 1e6),
+            "p50 µs": quantileMicros(own, 0.5),
+            "p99 µs": quantileMicros(own, 0.99),
             "≤ 50 µs": percent(shareAtMost(own, 0.00005)),
             "≤ 1 ms": percent(shareAtMost(own, 0.001)),
             target_: name === GH && rate === 1000 ? "p50 ≤ 50 µs (≥ 50 % ≤ 50 µs), p99 ≤ 1 ms (≥ 99 % ≤ 1 ms)" : "",

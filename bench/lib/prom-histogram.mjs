@@ -39,6 +39,18 @@ export function quantile(buckets, q) {
   return lower;
 }
 
+/**
+ * The q-quantile in µs as a table shows it: a number, or "< N" when it falls in a first bucket too wide to say more
+ * (an older build's own-time histogram started at 500 µs: interpolating inside it gives that bucket's middle, whatever
+ * the times were).
+ */
+export function quantileMicros(buckets, q) {
+  const value = quantile(buckets, q);
+  const first = buckets[0]?.[0];
+  if (first !== undefined && first >= 0.0001 && value <= first) return `< ${Math.round(first * 1e6)}`;
+  return Math.round(value * 1e6);
+}
+
 /** The share of observations at or under `bound` (a bucket boundary), exact. */
 export function shareAtMost(buckets, bound) {
   const total = buckets.at(-1)?.[1] ?? 0;
