@@ -2,19 +2,20 @@
 // per answer (Content-Length, not chunked). Gatehouse's relay calls upstream the same way
 // (src/proxy/providers/upstream-call.ts); bench/proxy-overhead.mjs runs this beside it to show what a Node.js
 // relay can reach at all on this machine.
-// Its own time per request is kept as Gatehouse keeps its own (two clock reads and one histogram observation, a
-// fraction of a microsecond): the bench reads it at a fixed rate beside Gatehouse's, at GET /metrics.
+// Its own time per request is kept as Gatehouse keeps its own, in the same buckets (two clock reads and one histogram
+// observation, a fraction of a microsecond): the bench reads it at a fixed rate beside Gatehouse's, at GET /metrics.
 // Run alone: node bench/bare-dispatch-proxy.mjs <upstream url>   (prints {"listening": url})
 import http from "node:http";
 import { Histogram, Registry } from "prom-client";
 import { Agent } from "undici";
+import { OWN_TIME_BUCKETS } from "../dist/metrics/metrics.js";
 
 const registry = new Registry();
 const ownTime = new Histogram({
   name: "gatehouse_overhead_duration_seconds",
   help: "own time: arrival to the upstream call, plus the upstream's last byte to the answer handed to the socket",
   labelNames: ["route"],
-  buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  buckets: OWN_TIME_BUCKETS,
   registers: [registry],
 }).labels("/v1/chat/completions");
 

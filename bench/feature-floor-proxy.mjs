@@ -11,14 +11,14 @@
 //   - one access-log line (the fields Gatehouse writes) to stdout through pino's asynchronous destination;
 //   - one spend-log row encoded for COPY and queued (the flush to Postgres is left out: it would only add the
 //     database's CPU, which this floor does not count);
-//   - the metrics Gatehouse records per request (a counter and two histograms, label children bound once).
+//   - the metrics Gatehouse records per request, through its own Metrics (src/metrics/metrics.ts).
 // bench/proxy-overhead.mjs runs it beside Gatehouse: whatever Gatehouse does beyond this is its own structure.
 // Run alone: node bench/feature-floor-proxy.mjs <upstream url> [key]   (prints {"listening": url})
 import { createHash, randomUUID } from "node:crypto";
 import http from "node:http";
 import { pino } from "pino";
-import { Counter, Histogram, Registry } from "prom-client";
 import { Agent } from "undici";
+import { Metrics } from "../dist/metrics/metrics.js";
 
 const upstream = new URL(process.argv[2]);
 const agent = new Agent({ connections: 256, keepAliveTimeout: 30_000 });
@@ -26,25 +26,10 @@ const agent = new Agent({ connections: 256, keepAliveTimeout: 30_000 });
 const KEY = process.argv[3] ?? "sk-floor-0000000000000000000000000000";
 const keys = new Map([[createHash("sha256").update(KEY).digest("hex"), { keyName: `sk-...${KEY.slice(-4)}`, blocked: false, expires: Infinity }]]);
 const deployments = new Map([["bench", { id: "bench-0", upstreamKey: "sk-upstream", inputCost: 1e-6, outputCost: 2e-6 }]]);
-const registry = new Registry();
-// Gatehouse's three per-request series, under its names and buckets: the bench reads this relay's own time the way it
-// reads Gatehouse's (GET /metrics).
-const requests = new Counter({ name: "gatehouse_requests_total", help: "requests", labelNames: ["route", "model", "status"], registers: [registry] });
-const latency = new Histogram({
-  name: "gatehouse_request_duration_seconds",
-  help: "latency",
-  labelNames: ["route"],
-  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
-  registers: [registry],
-}).labels("/v1/chat/completions");
-const overhead = new Histogram({
-  name: "gatehouse_overhead_duration_seconds",
-  help: "own time",
-  labelNames: ["route"],
-  buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-  registers: [registry],
-}).labels("/v1/chat/completions");
-const counted = requests.labels("/v1/chat/completions", "bench", "200");
+// Gatehouse's own metrics, recorded as it records them (a counter and two histograms per request); the bench reads
+// this relay's own time the way it reads Gatehouse's (GET /metrics).
+const metrics = new Metrics();
+const recorder = metrics.route("/v1/chat/completions");
 const log = pino.destination({ dest: 1, sync: false }); // stdout, as Gatehouse writes its access log
 const spendRows = [];
 setInterval(() => (spendRows.length = 0), 1000).unref();
@@ -54,7 +39,7 @@ const fail = (res, status) =>
 
 const server = http.createServer((req, res) => {
   if (req.method === "GET" && req.url.startsWith("/metrics")) {
-    registry.metrics().then((text) => res.writeHead(200, { "content-type": registry.contentType }).end(text));
+    metrics.registry.metrics().then((text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text));
     return;
   }
   const startedAt = performance.now();
@@ -108,9 +93,7 @@ const server = http.createServer((req, res) => {
           res.end(answer);
           const answeredAt = performance.now();
           const seconds = (answeredAt - startedAt) / 1000;
-          counted.inc();
-          latency.observe(seconds);
-          overhead.observe((upstreamStartedAt - startedAt + answeredAt - upstreamEndedAt) / 1000);
+          recorder.finished(body.model, status, seconds, (upstreamStartedAt - startedAt + answeredAt - upstreamEndedAt) / 1000);
           log.write(
             `{"level":30,"time":${Date.now()},"request_id":"${requestId}","method":"POST","route":"/v1/chat/completions","path":${JSON.stringify(req.url)},"status":${status},"latency_ms":${Math.round(seconds * 100_000) / 100},"key_name":"${key.keyName}","model":"${body.model}","msg":"request"}\n`,
           );

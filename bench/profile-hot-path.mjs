@@ -3,10 +3,9 @@
 // PROFILE_DIR (default /tmp/gatehouse-profile), prints the time per request of each part of the path (parse, auth,
 // admission, upstream call, metering, spend-log row, access log, metrics, Node's HTTP server) and the top functions.
 //   node bench/profile-hot-path.mjs            (plain)    PROFILE_STREAM=1 for streaming
-import { spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
-import { benchGround, printTable, root, startReplica, writeResult } from "./lib/harness.mjs";
+import { benchGround, printTable, root, startBenchScript, startReplica, writeResult } from "./lib/harness.mjs";
 import { wrk } from "./lib/wrk.mjs";
 
 const DIR = process.env.PROFILE_DIR ?? "/tmp/gatehouse-profile";
@@ -30,7 +29,7 @@ try {
   const created = await (
     await fetch(`${gatehouse.url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${master}`, "content-type": "application/json" }, body: "{}" })
   ).json();
-  if (FLOOR) floor = await startFloor(nodeArgs, created.key);
+  if (FLOOR) floor = await startBenchScript("feature-floor-proxy.mjs", [ground.upstream.url, created.key], nodeArgs);
   const url = FLOOR ? floor.url : gatehouse.url;
   const headers = { "content-type": "application/json", authorization: `Bearer ${created.key}` };
   const body = JSON.stringify({ model: "bench", stream: STREAM, messages: [{ role: "user", content: "Say hello" }] });
@@ -46,19 +45,6 @@ try {
   }
   await gatehouse.stop();
   await ground.cleanup();
-}
-
-/** The feature floor (bench/feature-floor-proxy.mjs) in a process of its own, profiled, knowing the key wrk sends. */
-function startFloor(args, key) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...args, path.join(root, "bench", "feature-floor-proxy.mjs"), ground.upstream.url, key], { stdio: ["ignore", "pipe", "inherit"] });
-    const exited = new Promise((done) => child.once("exit", done));
-    child.stdout.once("data", (d) => {
-      resolve({ child, exited, url: JSON.parse(d.toString()).listening });
-      child.stdout.resume();
-    });
-    child.once("exit", (c) => reject(new Error(`feature-floor-proxy.mjs exited ${c}`)));
-  });
 }
 
 const file = readdirSync(DIR).find((f) => f.endsWith(".cpuprofile"));

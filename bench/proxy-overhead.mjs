@@ -14,10 +14,9 @@
 // generation, as builds before --max-semi-space-size=32 were shipped; BENCH_BASELINE_YOUNG=same gives it the current
 // build's (the fair comparison for a baseline that already ships with it).
 import autocannon from "autocannon";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { benchGround, printTable, root, startReplica, writeResult } from "./lib/harness.mjs";
+import { benchGround, printTable, startBenchScript, startReplica, writeResult } from "./lib/harness.mjs";
 import { openLoop } from "./lib/load.mjs";
 import { startNginx } from "./lib/nginx.mjs";
 import { wrk, wrkPath } from "./lib/wrk.mjs";
@@ -54,15 +53,7 @@ const { upstream, config, master, env } = ground;
 const gatehouse = await startReplica(env, ["--config", config], YOUNG_GENERATION);
 const before = BASELINE ? await startReplica(env, ["--config", config], BASELINE_YOUNG_GENERATION, path.join(BASELINE, "dist", "cli.js")) : null;
 const nginx = await startNginx([new URL(upstream.url).host]);
-const relay = (file, ...args) =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, "bench", file), upstream.url, ...args], { stdio: ["ignore", "pipe", "inherit"] });
-    child.stdout.once("data", (d) => {
-      resolve({ child, url: JSON.parse(d.toString()).listening });
-      child.stdout.resume(); // drained, as a replica's log is
-    });
-    child.once("exit", (c) => reject(new Error(`${file} exited ${c}`)));
-  });
+const relay = (file, ...args) => startBenchScript(file, [upstream.url, ...args]);
 const bare = await relay("bare-proxy.mjs");
 const bareDispatch = await relay("bare-dispatch-proxy.mjs");
 const bareHttp = await relay("bare-http-proxy.mjs");

@@ -15,14 +15,25 @@ export const createDatabase = () => createTestDatabase("gh_bench");
 /** A Redis key prefix for one bench run. */
 export const redisNamespace = () => createRedisNamespace("ghb");
 
-/** The bench upstream (bench/upstream-server.mjs) in a process of its own, so it does not share the load generator's event loop. */
-export function startUpstreamProcess() {
+/**
+ * A bench script (bench/<file>) in a process of its own, started with `args` after the script (and `nodeArgs` before
+ * it); resolves once it printed its `{"listening": url}` line. Its stdout is drained from then on (a relay's access
+ * log must not fill the pipe). `exited` resolves with its exit code.
+ */
+export function startBenchScript(file, args = [], nodeArgs = []) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, "bench", "upstream-server.mjs"), "0"], { stdio: ["ignore", "pipe", "inherit"] });
-    child.stdout.once("data", (d) => resolve({ child, url: JSON.parse(d.toString()).listening }));
-    child.once("exit", (c) => reject(new Error(`upstream exited ${c}`)));
+    const child = spawn(process.execPath, [...nodeArgs, path.join(root, "bench", file), ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    const exited = new Promise((done) => child.once("exit", done));
+    child.stdout.once("data", (d) => {
+      resolve({ child, exited, url: JSON.parse(d.toString()).listening });
+      child.stdout.resume();
+    });
+    child.once("exit", (c) => reject(new Error(`${file} exited ${c}`)));
   });
 }
+
+/** The bench upstream (bench/upstream-server.mjs) in a process of its own, so it does not share the load generator's event loop. */
+export const startUpstreamProcess = () => startBenchScript("upstream-server.mjs", ["0"]);
 
 /** A config file with one priced model, "bench" (spend is metered, as in production), served by the bench upstream at `upstreamUrl`. */
 export function writeBenchConfig(upstreamUrl) {

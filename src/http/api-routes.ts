@@ -352,11 +352,7 @@ async function relayStream(x: Exchange, answer: RelayAnswer): Promise<void> {
   holdWrites(x);
   res.flushHeaders();
   try {
-    for await (const chunk of answer.body) {
-      if (signal.aborted) return;
-      const full = passOn(answer, chunk, sink);
-      if (full) await full;
-    }
+    if (!(await passEach(answer.body, answer, sink, signal))) return;
     await closeAnswer(x, answer, sink, () => res.end());
   } catch (err) {
     answerFailed(x, err);
@@ -370,6 +366,16 @@ type Sink = (bytes: Uint8Array | string) => Promise<void> | undefined;
 function passOn(answer: RelayAnswer, chunk: Uint8Array | string, sink: Sink): Promise<void> | undefined {
   const bytes = answer.pass ? answer.pass(chunk) : chunk;
   return bytes.length !== 0 ? sink(bytes) : undefined;
+}
+
+/** Each chunk of an upstream body as it comes, through `passOn`; false when the client left before the end. */
+async function passEach(body: RelayAnswer["body"], answer: RelayAnswer, sink: Sink, signal: ClientGone): Promise<boolean> {
+  for await (const chunk of body) {
+    if (signal.aborted) return false;
+    const full = passOn(answer, chunk, sink);
+    if (full) await full;
+  }
+  return true;
 }
 
 /**
@@ -407,13 +413,7 @@ async function relayJson(x: Exchange, answer: RelayAnswer): Promise<void> {
         const full = passOn(answer, chunk, sink);
         if (full) await full;
       }
-    } else {
-      for await (const chunk of body) {
-        if (signal.aborted) return;
-        const full = passOn(answer, chunk, sink);
-        if (full) await full;
-      }
-    }
+    } else if (!(await passEach(body, answer, sink, signal))) return;
     await closeAnswer(x, answer, sink, () => out.end());
   } catch (err) {
     answerFailed(x, err);

@@ -55,50 +55,34 @@ const TAIL_BYTES = 4096;
 /** The `usage` object found in the answer's last bytes, or undefined when the tail does not hold a readable one. */
 export function usageFromTail(parts: ReadonlyArray<Uint8Array | string>, read: UsageReader = tokensFromUsage): TokenCount | undefined {
   const last = parts[parts.length - 1];
-  // The usual answer: its last chunk alone is the tail (the only chunk, or one at least TAIL_BYTES long). Its bytes
-  // are searched where they are, with no string made of them but the usage object's.
-  if (last !== undefined && typeof last !== "string" && (parts.length === 1 || last.byteLength >= TAIL_BYTES)) return usageFromBytes(last, read);
-  let tail = "";
-  for (let i = parts.length - 1; i >= 0 && tail.length < TAIL_BYTES; i--) {
-    const part = parts[i]!;
-    // latin1 maps byte for byte: a multi-byte character cut at the edge cannot shift what follows, and the
-    // usage object itself is ASCII.
-    tail = (typeof part === "string" ? part : Buffer.from(part.buffer, part.byteOffset, part.byteLength).toString("latin1")) + tail;
+  if (last === undefined) return undefined;
+  // The usual answer: its last chunk alone is the tail (the only chunk, or one at least TAIL_BYTES long), searched
+  // where it is. Otherwise the last chunks that make up TAIL_BYTES are joined first.
+  const lastBytes = bytesOf(last);
+  if (parts.length === 1 || lastBytes.length >= TAIL_BYTES) return usageFromBytes(lastBytes, read);
+  const tail = [lastBytes];
+  let size = lastBytes.length;
+  for (let i = parts.length - 2; i >= 0 && size < TAIL_BYTES; i--) {
+    const part = bytesOf(parts[i]!);
+    tail.push(part);
+    size += part.length;
   }
-  const at = tail.lastIndexOf('"usage"');
-  if (at === -1) return undefined;
-  let i = at + 7;
-  while (i < tail.length && (tail[i] === " " || tail[i] === "\n" || tail[i] === "\r" || tail[i] === "\t")) i++;
-  if (tail[i] !== ":") return undefined;
-  i++;
-  while (i < tail.length && (tail[i] === " " || tail[i] === "\n" || tail[i] === "\r" || tail[i] === "\t")) i++;
-  if (tail[i] !== "{") return undefined;
-  // The usage object holds numbers and nested objects of numbers (its keys are plain names): its braces can be
-  // counted without parsing strings.
-  let depth = 0;
-  for (let j = i; j < tail.length; j++) {
-    const c = tail[j];
-    if (c === "{") depth++;
-    else if (c === "}" && --depth === 0) {
-      try {
-        return read(JSON.parse(tail.slice(i, j + 1)));
-      } catch {
-        return undefined;
-      }
-    }
-  }
-  return undefined;
+  return usageFromBytes(Buffer.concat(tail.reverse(), size), read);
 }
 
-/** usageFromTail's search in one chunk's bytes: the same rules, byte for byte. */
-function usageFromBytes(chunk: Uint8Array, read: UsageReader): TokenCount | undefined {
-  const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+/**
+ * The last `usage` object in `bytes`. Searched as bytes: a multi-byte character cut at a chunk's edge cannot shift
+ * what follows (the usage object itself is ASCII, and no byte of a multi-byte UTF-8 character is a brace).
+ */
+function usageFromBytes(bytes: Buffer, read: UsageReader): TokenCount | undefined {
   const at = bytes.lastIndexOf(USAGE_BYTES);
   if (at === -1) return undefined;
-  let i = skipSpace(bytes, at + 7);
+  let i = skipSpace(bytes, at + USAGE_BYTES.length);
   if (bytes[i] !== COLON) return undefined;
   i = skipSpace(bytes, i + 1);
   if (bytes[i] !== OPEN_BRACE) return undefined;
+  // The usage object holds numbers and nested objects of numbers (its keys are plain names): its braces can be
+  // counted without parsing strings.
   let depth = 0;
   for (let j = i; j < bytes.length; j++) {
     const c = bytes[j];
@@ -113,6 +97,9 @@ function usageFromBytes(chunk: Uint8Array, read: UsageReader): TokenCount | unde
   }
   return undefined;
 }
+
+const bytesOf = (part: Uint8Array | string): Buffer =>
+  typeof part === "string" ? Buffer.from(part) : Buffer.isBuffer(part) ? part : Buffer.from(part.buffer, part.byteOffset, part.byteLength);
 
 function skipSpace(bytes: Buffer, from: number): number {
   let i = from;

@@ -67,7 +67,7 @@ const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 // The gateway's own time per request: tens of microseconds when all is well, so the buckets start at 10 µs. 50 µs and
 // 1 ms are boundaries, so "p50 ≤ 50 µs" and "p99 ≤ 1 ms" are read exactly from the counts (bench/proxy-overhead.mjs).
-const OWN_TIME_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+export const OWN_TIME_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 const LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5];
 
 /**
