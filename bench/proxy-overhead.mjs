@@ -51,6 +51,9 @@ const autocannonRun = (url, headers, body) =>
 const ground = await benchGround();
 const { upstream, config, master, env } = ground;
 const gatehouse = await startReplica(env, ["--config", config], YOUNG_GENERATION);
+// The same build with every request sent the general way (server.straight_path off): what the straight path buys.
+// BENCH_GENERAL=none leaves it out.
+const general = process.env.BENCH_GENERAL === "none" ? null : await startReplica({ ...env, GATEHOUSE_SERVER_STRAIGHT_PATH: "off" }, ["--config", config], YOUNG_GENERATION);
 const before = BASELINE ? await startReplica(env, ["--config", config], BASELINE_YOUNG_GENERATION, path.join(BASELINE, "dist", "cli.js")) : null;
 const nginx = await startNginx([new URL(upstream.url).host]);
 const relay = (file, ...args) => startBenchScript(file, [upstream.url, ...args]);
@@ -94,6 +97,7 @@ try {
   const FLOOR = "feature floor: the dispatch relay with Gatehouse's default features, written straight";
   const GH = "gatehouse, 1 process";
   const BEFORE = "gatehouse before (same run)";
+  const GENERAL = "gatehouse, general path only (straight_path off)";
   const targets = [
     ["upstream direct", upstream.url],
     ...(nginx ? [[NGINX, nginx.url]] : []),
@@ -102,6 +106,7 @@ try {
     [DISPATCH, bareDispatch.url],
     [FLOOR, floor.url],
     ...(before ? [[BEFORE, before.url]] : []),
+    ...(general ? [[GENERAL, general.url]] : []),
     [GH, gatehouse.url],
   ];
   const saturation = [];
@@ -120,7 +125,7 @@ try {
     // each target's best round is reported (a Node.js process reaches its steady state at different times).
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, url] of targets) {
-        const isGatehouse = name === GH || name === BEFORE;
+        const isGatehouse = name === GH || name === BEFORE || name === GENERAL;
         // Warm the JIT (and the key's L1 entry) first: a cold start is not what a gateway spends its life in.
         if (round === 0 && name !== "upstream direct") await wrk({ url: `${url}/v1/chat/completions`, headers, body, connections: CONNECTIONS, seconds: 2 });
         const gc0 = isGatehouse ? await minorGcs(url) : null;
@@ -174,6 +179,7 @@ try {
       bareVsNginx: ratio(BARE, NGINX),
       beforeVsNginx: ratio(BEFORE, NGINX),
       beforeVsBare: ratio(BEFORE, BARE),
+      generalVsBare: ratio(GENERAL, BARE),
     };
     const row = (target, value, note) =>
       saturation.push({ kind, tool: "wrk", target, "req/s": Number.isNaN(value) ? "" : value.toFixed(2), "p50 ms": "", "p99 ms": "", errors: note });
@@ -186,6 +192,7 @@ try {
     row("ratio feature floor / bare Node proxy", summary[kind].floorVsBare, "the features, written straight");
     if (before && nginx) row("ratio gatehouse before / nginx", summary[kind].beforeVsNginx, "");
     if (before) row("ratio gatehouse before / bare Node proxy", summary[kind].beforeVsBare, "");
+    if (general) row("ratio gatehouse general path / bare Node proxy", summary[kind].generalVsBare, "straight_path off");
     if (nginx) row("ratio bare Node proxy / nginx", summary[kind].bareVsNginx, "the Node.js ceiling");
 
     for (const rate of RATES) {
@@ -193,7 +200,7 @@ try {
       for (const [name, url] of targets) {
         // The dispatch relay and the feature floor keep the same histogram: the own time of a relay that does
         // nothing else, and of the same features written straight.
-        const own0 = name === GH || name === BEFORE || name === FLOOR || name === DISPATCH ? await ownTime(url) : null;
+        const own0 = name === GH || name === BEFORE || name === GENERAL || name === FLOOR || name === DISPATCH ? await ownTime(url) : null;
         results[name] = await openLoop({ url, path: "/v1/chat/completions", headers, body, rate, durationMs: SECONDS * 1000 });
         if (own0) {
           // Inside: the gateway's own time of each request of this run (warm-up included), from its histogram.
@@ -219,7 +226,7 @@ try {
         fixed.push({ kind, rate, target: name, "p50 µs": Math.round(r.p50Us), "p99 µs": Math.round(r.p99Us), "max µs": Math.round(r.maxUs), errors: r.errors + r.non2xx });
       }
       const d = results["upstream direct"];
-      for (const name of [BARE, ...(before ? [BEFORE] : []), GH]) {
+      for (const name of [BARE, ...(before ? [BEFORE] : []), ...(general ? [GENERAL] : []), GH]) {
         const r = results[name];
         fixed.push({
           kind,
@@ -238,8 +245,13 @@ try {
   // Allocation: each build again, alone, with V8's --trace-gc (what it allocates per second at saturation, divided
   // by the requests it served per second). Its own processes: tracing costs a little, and the log lines must be kept.
   const allocation = [];
-  for (const [name, cli] of [[GH, undefined], ...(BASELINE ? [[BEFORE, path.join(BASELINE, "dist", "cli.js")]] : [])]) {
-    const traced = await spawnReplica({ LOG_LEVEL: "info", ...env }, ["--config", config], { keepOutput: true, nodeArgs: [...YOUNG_GENERATION, "--trace-gc"], cli });
+  const traces = [
+    [GH, undefined, {}],
+    ...(general ? [[GENERAL, undefined, { GATEHOUSE_SERVER_STRAIGHT_PATH: "off" }]] : []),
+    ...(BASELINE ? [[BEFORE, path.join(BASELINE, "dist", "cli.js"), {}]] : []),
+  ];
+  for (const [name, cli, settings] of traces) {
+    const traced = await spawnReplica({ LOG_LEVEL: "info", ...env, ...settings }, ["--config", config], { keepOutput: true, nodeArgs: [...YOUNG_GENERATION, "--trace-gc"], cli });
     try {
       for (const stream of [false, true]) {
         const body = JSON.stringify({ model: "bench", stream, messages: [{ role: "user", content: "Say hello" }] });
@@ -265,6 +277,7 @@ try {
 
   // Every core: two workers on one port. The load generator and the upstream share the same two cores.
   await gatehouse.stop();
+  await general?.stop();
   workers = await startReplica({ ...env, GATEHOUSE_SERVER_WORKERS: "2" }, ["--config", config]);
   const workerRows = [];
   for (const stream of [false, true]) {
@@ -313,6 +326,7 @@ try {
 } finally {
   await gatehouse.stop();
   await before?.stop();
+  await general?.stop();
   await workers?.stop();
   await nginx?.stop();
   bare.child.kill();

@@ -615,6 +615,7 @@ async function listen(
     },
     maxRequestBodyBytes: settings.maxRequestBodyBytes,
     masterKeyOnProxy: settings.server.masterKeyOnProxy,
+    straightPath: settings.server.straightPath,
     version: packageVersion,
     spendLogs: services.spendLogs,
     spendReader: services.spendReader,

@@ -322,6 +322,10 @@ const server = section({
   keep_alive_timeout_ms: int().min(1_000).default(65_000),
   // Whether the master key may call the OpenAI routes. LiteLLM lets it; Gatehouse does too unless told not to.
   master_key_on_proxy: z.enum(["allow", "forbid"]).default("allow"),
+  // A request no level limits, to a deployment that speaks its route as it is, is relayed straight from the upstream
+  // call's callbacks (docs/performance.md, "The straight path"); `off` sends every request the general way. Both
+  // answer alike: the switch is there to compare them, and as a way back should the straight path misbehave.
+  straight_path: z.enum(["on", "off"]).default("on"),
   // Worker processes on one port (`--workers` overrides): one per core with `auto`. Each is a full replica.
   // Written as text in the environment ("2", "auto"), as a number or "auto" in the file.
   workers: z

@@ -17,7 +17,7 @@ import { RESPONSES } from "../proxy/inbound/responses.js";
 import { type ClientGone, type Provider, readsWhole } from "../proxy/provider.js";
 import type { DeploymentLoad } from "../proxy/deployment-load.js";
 import type { RoutingStrategy } from "../proxy/routing-strategy.js";
-import { type AnswerWriter, Relay, type RelayAnswer, type RelayRecord } from "../proxy/relay.js";
+import { type AnswerWriter, type DirectWriter, Relay, type RelayAnswer, type RelayRecord } from "../proxy/relay.js";
 import { duplicateTopLevelKey } from "../proxy/request-shape.js";
 import type { SpendLogRow } from "../store/spend-log-row.js";
 import { type FinishedRequest, spendLogRow } from "../spendlogs/request-row.js";
@@ -57,6 +57,10 @@ export interface ApiRouteDeps {
   /** Where each finished request's spend log row goes (null: spend_logs.logging off). */
   spendLogs: { record(row: SpendLogRow): void } | null;
   replicaId: string;
+  /** `server.straight_path`: may a request that qualifies be relayed straight (docs/performance.md)? */
+  straightPath: boolean;
+  /** Counts each upstream attempt by the way the relay made it (a metric). */
+  countAttempt: (way: "straight" | "general") => void;
 }
 
 type RouteKind = "relay" | "list-models" | "get-model";
@@ -113,6 +117,8 @@ export class ApiRoutes {
       defaultMaxTokens: deps.defaultMaxTokens,
       logsSpend: deps.spendLogs !== null,
       onUpstreamAuthFailure: deps.onUpstreamAuthFailure,
+      straight: deps.straightPath,
+      countAttempt: deps.countAttempt,
     });
   }
 
@@ -223,7 +229,7 @@ export class ApiRoutes {
 }
 
 /** One request on these routes: what the access log and the relay record, the answer's writer, the upstream call to abort. */
-class Exchange implements RequestRecord, RelayRecord, AnswerWriter, FinishedRequest {
+class Exchange implements RequestRecord, RelayRecord, AnswerWriter, DirectWriter, FinishedRequest {
   requestId = "";
   startedAt = 0;
   auth: AuthResult | undefined = undefined;
@@ -259,6 +265,10 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter, FinishedRequ
   /** The answer's content type and routing headers, from when its writing began (an error told instead keeps them). */
   contentType = "";
   routing: readonly string[] = NO_HEADERS;
+  /** A straight attempt's answer is written by this exchange too (DirectWriter below). */
+  readonly direct: DirectWriter = this;
+  /** A JSON answer being written straight: its bytes, held for one write. */
+  private jsonOut: JsonOut | undefined = undefined;
 
   constructor(
     readonly owner: ApiRoutes,
@@ -298,6 +308,42 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter, FinishedRequ
 
   send(answer: RelayAnswer): Promise<void> {
     return relayAnswer(this, answer);
+  }
+
+  // DirectWriter: the same answer as send() writes, from a straight attempt's calls (the same heads, one write for a
+  // JSON answer, a stream's writes held for the loop turn).
+
+  begin(status: number, contentType: string, stream: boolean, routing: readonly string[]): void {
+    this.res.statusCode = status;
+    this.contentType = contentType;
+    this.routing = routing;
+    if (!stream) {
+      this.jsonOut = new JsonOut(this, status);
+      return;
+    }
+    writeAnswerHead(this, status, STREAM_HEAD);
+    holdWrites(this);
+    this.res.flushHeaders();
+  }
+
+  write(bytes: Uint8Array | string): boolean {
+    return this.jsonOut !== undefined ? this.jsonOut.put(bytes) : sendFrames(this, bytes);
+  }
+
+  onDrain(resume: () => void): void {
+    this.res.once("drain", resume);
+  }
+
+  end(last: string): void {
+    if (last.length !== 0) this.write(last);
+    if (this.jsonOut !== undefined) this.jsonOut.end();
+    else this.res.end();
+  }
+
+  broken(err: unknown): boolean {
+    if (!this.res.headersSent) return false;
+    endBrokenStream(this, err);
+    return true;
   }
 
   // For the spend log row (spendlogs/request-row.ts).
@@ -394,8 +440,13 @@ async function closeAnswer(x: Exchange, answer: RelayAnswer, sink: Sink, end: ()
 
 /** Hands bytes to the socket; a promise only when it is full (then wait for it: `await` on nothing still costs a turn). */
 function writeFrames(x: Exchange, out: Uint8Array | string): Promise<void> | undefined {
+  return sendFrames(x, out) ? undefined : waitForDrain(x.res, x.abort!);
+}
+
+/** Hands bytes to the socket, held for the loop turn; false when it is now full. */
+function sendFrames(x: Exchange, out: Uint8Array | string): boolean {
   holdWrites(x);
-  return x.res.write(out) ? undefined : waitForDrain(x.res, x.abort!);
+  return x.res.write(out);
 }
 
 async function relayJson(x: Exchange, answer: RelayAnswer): Promise<void> {
@@ -442,16 +493,22 @@ class JsonOut {
 
   /** Takes the next bytes (a Sink). */
   write(out: Uint8Array | string): Promise<void> | undefined {
+    return this.put(out) ? undefined : waitForDrain(this.x.res, this.x.abort!);
+  }
+
+  /** Takes the next bytes; false when they went to a socket that is now full. */
+  put(out: Uint8Array | string): boolean {
     const { held, x } = this;
-    if (held === undefined) return writeFrames(x, out);
+    if (held === undefined) return sendFrames(x, out);
     held.push(out);
     this.heldBytes += typeof out === "string" ? Buffer.byteLength(out) : out.byteLength;
-    if (this.heldBytes <= ONE_WRITE_MAX_BYTES) return undefined;
+    if (this.heldBytes <= ONE_WRITE_MAX_BYTES) return true;
     // Too large to hold: what is held goes out now, the rest as it comes.
     writeAnswerHead(x, this.status, NO_HEADERS);
-    for (const part of held) x.res.write(part);
+    let room = true;
+    for (const part of held) room = x.res.write(part);
     this.held = undefined;
-    return undefined;
+    return room;
   }
 
   end(): void {

@@ -68,6 +68,8 @@ export interface AppDeps {
   hostMetrics?: (() => Promise<string>) | undefined;
   maxRequestBodyBytes: number;
   masterKeyOnProxy: "allow" | "forbid";
+  /** `server.straight_path` (docs/performance.md, "The straight path"). */
+  straightPath: "on" | "off";
   version: string;
   /** Spend logs: the writer (null when spend_logs.logging is off) and the reader behind /spend routes. */
   spendLogs: SpendLogWriter | null;
@@ -108,6 +110,8 @@ export function buildHttp(deps: AppDeps): Http {
     maxRequestBodyBytes: deps.maxRequestBodyBytes,
     spendLogs: deps.spendLogs,
     replicaId: deps.replicaId,
+    straightPath: deps.straightPath === "on",
+    countAttempt: (way) => deps.metrics.relayAttempt(way),
     // Never the upstream's message: it may quote part of the upstream key.
     onUpstreamAuthFailure: (deployment, status) =>
       deps.logger.error(

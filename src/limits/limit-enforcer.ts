@@ -81,9 +81,16 @@ export class LimitEnforcer {
       : null;
   }
 
+  /**
+   * The lease of a request no level limits (no subjects): only its spend is recorded; no reservation, so no request
+   * id and nothing to wait on. What admit() gives such a request, without a promise (proxy/straight-attempt.ts).
+   */
+  unlimited(limits: RequestLimits, reserved: Charge): Lease {
+    return { limits, requestId: "", reserved, admittedBy: "none", generations: NO_GENERATIONS, headers: NO_HEADERS };
+  }
+
   async admit(limits: RequestLimits, reserved: Charge): Promise<Lease> {
-    // No level sets a limit: only the spend is recorded; no reservation, so no request id and nothing to wait on.
-    if (limits.subjects.length === 0) return { limits, requestId: "", reserved, admittedBy: "none", generations: NO_GENERATIONS, headers: NO_HEADERS };
+    if (limits.subjects.length === 0) return this.unlimited(limits, reserved);
     const ready = this.prefetch?.take(limits, reserved);
     // A prefetched admission was reserved in Redis before this request came, under its request id:
     // this request's settle releases what was reserved for it.

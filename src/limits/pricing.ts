@@ -31,7 +31,12 @@ export function priceOf(deployment: Prices, tokens: TokenCount): Charge {
     read * (deployment.cacheReadCostPerToken ?? deployment.inputCostPerToken) +
     written * (deployment.cacheCreationCostPerToken ?? deployment.inputCostPerToken) +
     tokens.completionTokens * deployment.outputCostPerToken;
-  return { ...tokens, cost };
+  // Written out rather than spread ({ ...tokens, cost }): a spread of an object this small was the dearest line
+  // of a request's charge in the profile (docs/performance.md).
+  const charge: Charge = { promptTokens: tokens.promptTokens, completionTokens: tokens.completionTokens, cost };
+  if (tokens.cacheReadTokens !== undefined) charge.cacheReadTokens = tokens.cacheReadTokens;
+  if (tokens.cacheCreationTokens !== undefined) charge.cacheCreationTokens = tokens.cacheCreationTokens;
+  return charge;
 }
 
 /** Upper bound on one request's completions (`n`) that a client can make us reserve for. */

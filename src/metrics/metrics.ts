@@ -83,6 +83,8 @@ export class Metrics {
   private readonly overhead: Histogram<"route">;
   private readonly lag: Histogram;
   private readonly rotations: Counter<"outcome">;
+  /** Upstream attempts by the way the relay made them (proxy/straight-attempt.ts): its children made once. */
+  private readonly attemptWays: Record<"straight" | "general", Counter.Internal>;
   /** Route patterns are a small fixed set (unmatched paths share one label), so this map stays small. */
   private readonly routes = new Map<string, RouteRecorder>();
 
@@ -106,6 +108,13 @@ export class Metrics {
     });
     this.lag = new Histogram({ name: "gatehouse_invalidation_lag_seconds", help: "Key change commit to applied on this replica", buckets: LAG_BUCKETS, registers });
     this.rotations = new Counter({ name: "gatehouse_rotations_total", help: "Key regenerations by outcome", labelNames: ["outcome"], registers });
+    const attempts = new Counter({
+      name: "gatehouse_relay_attempts_total",
+      help: "Upstream attempts by the way the relay made them: straight (from the call's callbacks) or general",
+      labelNames: ["way"],
+      registers,
+    });
+    this.attemptWays = { straight: attempts.labels("straight"), general: attempts.labels("general") };
 
     snapshotCounter(registers, "gatehouse_auth_cache_total", "Authentications by the level that answered (l1, l2, db, l1-static, misses, unavailable)", ["level"], () =>
       Object.entries(sources.authLevels()).map(([level, n]) => [{ level }, n]),
@@ -252,6 +261,11 @@ export class Metrics {
   /** One finished request. `ownSeconds` is set on model API routes whose answer came from the upstream. */
   request(route: string, model: string | undefined, status: number, seconds: number, ownSeconds: number | undefined): void {
     this.route(route).finished(model, status, seconds, ownSeconds);
+  }
+
+  /** One upstream attempt, made `way` (docs/performance.md, "The straight path"). */
+  relayAttempt(way: "straight" | "general"): void {
+    this.attemptWays[way].inc();
   }
 
   invalidationLag(ms: number): void {

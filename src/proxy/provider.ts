@@ -1,3 +1,4 @@
+import type { Dispatcher } from "undici";
 import type { ModelDeployment } from "../config/settings.js";
 
 import { EventEmitter } from "node:events";
@@ -64,4 +65,10 @@ export interface Provider {
   /** Does this provider take calls to `endpoint` for this deployment (natively, or translating them itself)? */
   speaks(endpoint: Endpoint, deployment: ModelDeployment): boolean;
   forward(call: UpstreamCall): Promise<UpstreamResponse>;
+  /**
+   * The same call as `forward`, answered through undici's callbacks: present on a provider whose calls go out as
+   * the client's request is and whose answers come back in the client's shape (OpenAI-compatible ones), which a
+   * straight attempt relays without a promise per step (proxy/straight-attempt.ts).
+   */
+  dispatch?(call: Omit<UpstreamCall, "signal">, handler: Dispatcher.DispatchHandler): void;
 }

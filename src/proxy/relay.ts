@@ -16,6 +16,11 @@ import type { DeploymentHealth } from "./deployment-health.js";
 import type { InboundApi } from "./inbound/inbound-api.js";
 import { ClientGone, type Endpoint, type Provider, type UpstreamResponse } from "./provider.js";
 import { SseReader, type SseFrame } from "./sse.js";
+import { StraightAttempt } from "./straight-attempt.js";
+import { AttemptCharge } from "./attempt-charge.js";
+import type { AnswerWriter, RelayAnswer, RelayRecord } from "./relay-record.js";
+
+export type { AnswerWriter, DirectWriter, RelayAnswer, RelayRecord } from "./relay-record.js";
 import { upstreamStreamError } from "./translate/anthropic-from-chat.js";
 import type { ChatChunk, ChatResponse } from "./translate/chat-types.js";
 
@@ -41,24 +46,10 @@ export interface RelayDeps {
   logsSpend: boolean;
   /** Upstream refused the gateway's own credentials: the operator must hear of it (the client gets a 502). */
   onUpstreamAuthFailure: (deployment: ModelDeployment, status: number) => void;
-}
-
-/** What the relay learns of a request, for its spend log row, its metrics and the upstream call to abort. */
-export interface RelayRecord {
-  auth: AuthResult | undefined;
-  /** The answer began: a failure now is told to the client, never retried. */
-  answering: boolean;
-  /** The attempts that failed before the one that answered (spend log, headers); empty for most requests. */
-  attempts: ReadonlyArray<{ deployment: string; failure: string }>;
-  model: string | undefined;
-  deployment: ModelDeployment | undefined;
-  stream: boolean;
-  requestMetadata: unknown;
-  usage: TokenCount | undefined;
-  cost: number;
-  /** performance.now() when the request's first upstream call was made (0 until then). */
-  upstreamStartedAt: number;
-  abort: ClientGone | undefined;
+  /** May requests that qualify be relayed straight (`server.straight_path`)? Off, every request goes the general way. */
+  straight: boolean;
+  /** Counts each upstream attempt by the way it was made (a metric). */
+  countAttempt: (way: "straight" | "general") => void;
 }
 
 export interface RelayRequest {
@@ -67,35 +58,6 @@ export interface RelayRequest {
   body: Record<string, unknown>;
   /** The client's `anthropic-beta` header, for Anthropic deployments. */
   anthropicBeta?: string | undefined;
-}
-
-/** The answer to write: upstream's body, and what each chunk becomes on its way to the client. */
-export interface RelayAnswer {
-  status: number;
-  contentType: string;
-  stream: boolean;
-  body: UpstreamResponse["body"];
-  /**
-   * Where the answer came from (attempts.ts answerHeaders): headers as a flat list of names and values, sent after
-   * those given to `setHeader` and before the content type. Also on an error told instead of this answer.
-   */
-  routing?: readonly string[] | undefined;
-  /** What one upstream chunk becomes (metered, translated; possibly "" while a frame or a JSON answer completes); absent: as it is. */
-  pass?: ((chunk: Uint8Array | string) => Uint8Array | string) | undefined;
-  /** What is sent after the last chunk (held-back frames, a translated answer, the closing events). */
-  end?: (() => string) | undefined;
-  /**
-   * Awaited after the last chunk was read (and `end` made), before the answer is ended: the request's charge is
-   * settled in the live ledger by then, so the client's next request is admitted against it.
-   */
-  beforeEnd?: (() => Promise<void>) | undefined;
-}
-
-export interface AnswerWriter {
-  /** A header of the answer, or of the error told instead: set now, so an invalid value fails here. */
-  setHeader(name: string, value: string): void;
-  /** Writes the answer; resolves once it is all sent (or the client left). */
-  send(answer: RelayAnswer): Promise<void>;
 }
 
 /** Bytes of an upstream error body kept for the client's message. */
@@ -216,42 +178,44 @@ export class Relay {
       translate = stream ? chatStreamTranslation(api, body, meter) : chatJsonTranslation(api, body, meter);
     }
 
+    // A request no level limits, on a route its deployment speaks as it is, to a provider that can be called
+    // through callbacks, is relayed straight (proxy/straight-attempt.ts): nothing in it waits on Redis or on a
+    // promise per step. Everything else, and every attempt the straight one hands back, goes the general way below.
+    const straight = deps.straight && native && limits.subjects.length === 0 && provider.dispatch !== undefined && out.direct !== undefined;
     let lease: Lease | undefined;
     if (metered) {
       const output = endpoint === "embeddings" ? null : { maxTokens: api.maxOutputTokens(body), choices: body.n };
-      lease = await deps.limits.admit(limits, worstCaseCharge(deployment, raw.length, output, deps.defaultMaxTokens));
+      const reserved = worstCaseCharge(deployment, raw.length, output, deps.defaultMaxTokens);
+      lease = straight ? deps.limits.unlimited(limits, reserved) : await deps.limits.admit(limits, reserved);
       for (const name in lease.headers) out.setHeader(name, lease.headers[name]!);
     }
-    let relayed = false;
-    // Whatever way the request ended, its reservation is released: charged its usage when upstream reported it, its
-    // reservation (the worst case) when it was relayed without one, nothing when upstream failed before answering.
-    // An answer relayed to its end is settled before its end reaches the client (RelayAnswer.beforeEnd).
-    let settled: Promise<void> | undefined;
-    const settle = (): Promise<void> => {
-      if (settled) return settled;
-      const usage = meter?.usage;
-      x.usage = usage;
-      if (!lease) {
-        settled = Promise.resolve();
-        return settled;
-      }
-      const charge = usage ? priceOf(deployment, usage) : relayed ? undefined : priceOf(deployment, { promptTokens: 0, completionTokens: 0 });
-      x.cost = (charge ?? lease.reserved).cost;
-      settled = deps.limits.settle(lease, charge);
-      return settled;
-    };
+    const charge = new AttemptCharge(x, deps.limits, deployment, lease, meter);
     // The first call's start ends the gateway's own time before the upstream (docs/performance.md); each call's
     // time to its answer is the deployment's latency (latency-based routing).
     const upstreamStarted = performance.now();
     if (x.upstreamStartedAt === 0) x.upstreamStartedAt = upstreamStarted;
     deps.load.began(deployment.id);
     try {
-      const upstream = await provider.forward({ endpoint, deployment, body: upstreamBody, rawBody, stream, signal: abort, anthropicBeta: request.anthropicBeta });
+      const call = { endpoint, deployment, body: upstreamBody, rawBody, stream, anthropicBeta: request.anthropicBeta };
+      deps.countAttempt(straight ? "straight" : "general");
+      if (straight) {
+        const attempt = new StraightAttempt(x, out.direct!, call, {
+          meter,
+          charge,
+          routing: plan.answerHeaders(deployment),
+          load: deps.load,
+          startedAt: upstreamStarted,
+          refused: (upstream) => this.upstreamFailure(upstream, deployment),
+        });
+        provider.dispatch!(call, attempt);
+        return await attempt.done;
+      }
+      const upstream = await provider.forward({ ...call, signal: abort });
       if (upstream.status >= 300) throw await this.upstreamFailure(upstream, deployment);
       // A stream's first chunk is read before anything reaches the client: an error there (Anthropic's overloaded
       // right after its 200) is still a failure to retry elsewhere, not a broken answer.
       const body = stream ? await firstChunkChecked(upstream.body, native && deployment.provider === "anthropic") : upstream.body;
-      relayed = true;
+      charge.relayed = true;
       deps.load.answeredIn(deployment.id, performance.now() - upstreamStarted);
       deps.load.outcome(deployment.id, "answered");
       if (upstream.headers) for (const name in upstream.headers) out.setHeader(name, upstream.headers[name]!);
@@ -259,11 +223,11 @@ export class Relay {
       const answer: RelayAnswer = { status: upstream.status, contentType: upstream.contentType, stream, body, routing: plan.answerHeaders(deployment) };
       if (translate) Object.assign(answer, translate, { contentType: stream ? "text/event-stream" : "application/json" });
       else if (meter) Object.assign(answer, { pass: meter.pass, end: meter.end });
-      if (lease && lease.admittedBy !== "none") answer.beforeEnd = settle;
+      if (lease && lease.admittedBy !== "none") answer.beforeEnd = charge.settle;
       await out.send(answer);
     } finally {
       deps.load.ended(deployment.id);
-      void settle();
+      void charge.settle();
     }
   }
 
@@ -275,7 +239,7 @@ export class Relay {
    *   logged for the operator; upstream's message (which may quote part of the upstream key) is not relayed;
    * - 3xx, 5xx and anything else: 502 with a short message of ours; an HTML error page is never echoed.
    */
-  private async upstreamFailure(upstream: UpstreamResponse, deployment: ModelDeployment): Promise<GatewayError> {
+  async upstreamFailure(upstream: UpstreamResponse, deployment: ModelDeployment): Promise<GatewayError> {
     let text = "";
     for await (const chunk of upstream.body) {
       if (text.length < MAX_ERROR_BODY) text += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");

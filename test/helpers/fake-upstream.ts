@@ -19,6 +19,8 @@ import type { AddressInfo } from "node:net";
  *  - "delay-<ms>": the "echo" answer (usage 1 + 1 tokens) after <ms>, so requests overlap in flight
  *  - "json-<bytes>": a chat answer of about <bytes> (jsonAnswerOf), written 16 KiB at a time, one write a loop turn
  *  - "json-gated": the first half of a chat answer, then the rest only when `releaseNext()` is called
+ *  - "stream-dies": a 200 SSE head, then the connection closed before any chunk
+ *  - "stream-<n>": SSE, n chunks of about 1 KiB each written at once, a usage chunk, [DONE]
  */
 export interface FakeUpstream {
   url: string;
@@ -131,6 +133,12 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         res.end("data: [DONE]\n\n");
         return;
       }
+      case "stream-dies":
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.flushHeaders();
+        await new Promise((r) => setImmediate(r));
+        res.destroy();
+        return;
       case "json-gated": {
         const answer = jsonAnswerOf(64 * 1024);
         res.writeHead(200, { "content-type": "application/json", "content-length": answer.length });
@@ -141,6 +149,19 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         return;
       }
       default:
+        if (typeof body.model === "string" && /^stream-\d+$/.test(body.model)) {
+          res.writeHead(200, { "content-type": "text/event-stream" });
+          const piece = "y".repeat(1000);
+          for (let i = 0; i < Number(body.model.slice(7)); i++)
+            res.write(
+              `data: ${JSON.stringify({ id: "many", object: "chat.completion.chunk", choices: [{ index: 0, delta: { content: `${i}:${piece}` }, finish_reason: null }] })}\n\n`,
+            );
+          res.write(
+            `data: ${JSON.stringify({ id: "many", object: "chat.completion.chunk", choices: [], usage: { prompt_tokens: 2, completion_tokens: 7, total_tokens: 9 } })}\n\n`,
+          );
+          res.end("data: [DONE]\n\n");
+          return;
+        }
         if (typeof body.model === "string" && body.model.startsWith("json-")) {
           const answer = jsonAnswerOf(Number(body.model.slice(5)));
           res.writeHead(200, { "content-type": "application/json" });

@@ -3,6 +3,7 @@ import { Writable } from "node:stream";
 import { settingsFromConfig, type ConfigFile, type Settings } from "../../src/config/settings.js";
 import { startGateway, type Gateway } from "../../src/gateway.js";
 import { createLogger } from "../../src/logger.js";
+import { relayWay } from "../support/replica-process.mjs";
 import { api, type ApiOptions } from "./http.js";
 import { createRedisNamespace, createTestDatabase, REDIS_URL, waitFor, type RedisNamespace, type TestDatabase } from "./services.js";
 
@@ -69,6 +70,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       GATEHOUSE_REDIS_PREFIX: redis.prefix,
       GATEHOUSE_MASTER_KEY: masterKey,
       PORT: "0",
+      ...relayWay(),
       ...options.env,
     },
   });

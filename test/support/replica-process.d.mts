@@ -20,3 +20,6 @@ export function spawnReplica(
     cli?: string;
   },
 ): Promise<ReplicaProcess>;
+
+/** GATEHOUSE_SERVER_STRAIGHT_PATH from the test run's environment, when it sets it (the relay's way under test). */
+export function relayWay(): Record<string, string>;

@@ -10,7 +10,7 @@ export async function spawnReplica(env, args = [], options = {}) {
   const timeoutMs = options.timeoutMs ?? 20_000;
   const keepOutput = options.keepOutput ?? true;
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.cli ?? cli, "start", ...args], {
-    env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...env },
+    env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...relayWay(), ...env },
     stdio: ["ignore", "pipe", "pipe"],
     // Its own process group: stop() signals the group, so worker processes (--workers) go with it.
     detached: true,
@@ -63,4 +63,13 @@ export async function spawnReplica(env, args = [], options = {}) {
       return exited;
     },
   };
+}
+
+/**
+ * The relay's way under test: the suite runs its request-behaviour files twice, once with GATEHOUSE_SERVER_STRAIGHT_PATH
+ * set to "off" (test/vitest.config.ts), and every gateway a test starts takes that setting unless the test sets it.
+ */
+export function relayWay() {
+  const way = process.env.GATEHOUSE_SERVER_STRAIGHT_PATH;
+  return way === undefined ? {} : { GATEHOUSE_SERVER_STRAIGHT_PATH: way };
 }

@@ -1,5 +1,5 @@
-import { Agent, errors as undiciErrors } from "undici";
-import { UpstreamError } from "../../errors/errors.js";
+import { Agent, type Dispatcher, errors as undiciErrors } from "undici";
+import { GatewayError, UpstreamError } from "../../errors/errors.js";
 import type { ClientGone, UpstreamResponse } from "../provider.js";
 import { UpstreamCall } from "./upstream-call.js";
 
@@ -44,9 +44,28 @@ export class HttpUpstream {
   }
 
   async post(p: UpstreamPost): Promise<UpstreamResponse> {
+    const call = new UpstreamCall(p.signal, toUpstreamError);
+    this.dispatch(p, call);
+    // Every failure arrives already told as UpstreamError (or as the client's abort): the call converts them.
+    const head = await call.response;
+    const contentType = head.headers["content-type"];
+    const retryAfter = head.headers["retry-after"];
+    return {
+      status: head.status,
+      contentType: typeof contentType === "string" ? contentType : "application/json",
+      retryAfter: typeof retryAfter === "string" ? retryAfter : undefined,
+      body: call,
+    };
+  }
+
+  /**
+   * The call itself, answered through `handler`'s callbacks (undici's dispatch API): what `post` wraps in a promise
+   * and an iterator, and what a straight attempt (proxy/straight-attempt.ts) uses as it is. A call refused before it
+   * was sent (a header value undici will not send) ends in `onResponseError` like any failed call.
+   */
+  dispatch(p: Omit<UpstreamPost, "signal">, handler: Dispatcher.DispatchHandler): void {
     const readTimeout = p.readTimeoutMs ?? (p.stream ? this.timeouts.streamReadTimeoutMs : undefined) ?? this.timeouts.readTimeoutMs;
     const target = targetOf(p.apiBase);
-    const call = new UpstreamCall(p.signal, toUpstreamError);
     try {
       this.agent.dispatch(
         {
@@ -58,22 +77,11 @@ export class HttpUpstream {
           headersTimeout: readTimeout,
           bodyTimeout: readTimeout,
         },
-        call,
+        handler,
       );
     } catch (err) {
-      // Refused before it was sent (a header value undici will not send): ended like any failed call.
-      call.onResponseError(null, err as Error);
+      handler.onResponseError?.(null as unknown as Dispatcher.DispatchController, err as Error);
     }
-    // Every failure arrives already told as UpstreamError (or as the client's abort): the call converts them.
-    const head = await call.response;
-    const contentType = head.headers["content-type"];
-    const retryAfter = head.headers["retry-after"];
-    return {
-      status: head.status,
-      contentType: typeof contentType === "string" ? contentType : "application/json",
-      retryAfter: typeof retryAfter === "string" ? retryAfter : undefined,
-      body: call,
-    };
   }
 
   close(): Promise<void> {
@@ -95,7 +103,8 @@ function targetOf(apiBase: string): { origin: string; basePath: string } {
 }
 
 export function toUpstreamError(err: unknown): unknown {
-  if (err instanceof UpstreamError) return err;
+  // Already told (an in-process provider's refusal driven through dispatch: providers/forward-dispatch.ts).
+  if (err instanceof GatewayError) return err;
   if (err instanceof undiciErrors.ConnectTimeoutError) return new UpstreamError("timed out connecting to the upstream model server", { code: "upstream_connect_timeout" });
   if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
     return new UpstreamError("the upstream model server did not answer in time", { code: "upstream_timeout" });

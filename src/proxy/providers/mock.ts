@@ -1,6 +1,8 @@
 import { createHash, randomUUID } from "node:crypto";
 import { BadRequestError } from "../../errors/errors.js";
+import type { Dispatcher } from "undici";
 import type { Provider, UpstreamCall, UpstreamResponse } from "../provider.js";
+import { dispatchThroughForward } from "./forward-dispatch.js";
 
 /**
  * `mock/<name>`: answers in-process, with no network, in OpenAI's shapes, streaming included.
@@ -11,6 +13,11 @@ const DEFAULT_REPLY = "Hello from Gatehouse! This reply comes from the built-in 
 export class MockProvider implements Provider {
   speaks(endpoint: UpstreamCall["endpoint"]): boolean {
     return endpoint === "chat.completions" || endpoint === "completions" || endpoint === "embeddings";
+  }
+
+  /** The same answers through dispatch callbacks: the relay's straight attempts reach the mock too. */
+  dispatch(call: Omit<UpstreamCall, "signal">, handler: Dispatcher.DispatchHandler): void {
+    dispatchThroughForward((c) => this.forward(c), call, handler);
   }
 
   async forward(call: UpstreamCall): Promise<UpstreamResponse> {

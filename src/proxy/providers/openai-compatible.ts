@@ -1,6 +1,7 @@
 import { OPENAI_API_BASE } from "../../config/models.js";
 import type { Provider, UpstreamCall, UpstreamResponse } from "../provider.js";
-import type { HttpUpstream } from "./http-upstream.js";
+import type { Dispatcher } from "undici";
+import type { HttpUpstream, UpstreamPost } from "./http-upstream.js";
 
 const PATHS: Partial<Record<UpstreamCall["endpoint"], string>> = {
   "chat.completions": "/chat/completions",
@@ -23,17 +24,24 @@ export class OpenAICompatibleProvider implements Provider {
   }
 
   forward(call: UpstreamCall): Promise<UpstreamResponse> {
-    const { deployment } = call;
-    return this.http.post({
-      apiBase: deployment.apiBase ?? OPENAI_API_BASE,
-      path: PATHS[call.endpoint]!,
-      headers: headersOf(deployment, call.stream),
-      body: call.rawBody ?? JSON.stringify(call.body),
-      signal: call.signal,
-      readTimeoutMs: deployment.timeoutMs,
-      stream: call.stream,
-    });
+    return this.http.post({ ...postOf(call), signal: call.signal });
   }
+
+  dispatch(call: Omit<UpstreamCall, "signal">, handler: Dispatcher.DispatchHandler): void {
+    this.http.dispatch(postOf(call), handler);
+  }
+}
+
+function postOf(call: Omit<UpstreamCall, "signal">): Omit<UpstreamPost, "signal"> {
+  const { deployment } = call;
+  return {
+    apiBase: deployment.apiBase ?? OPENAI_API_BASE,
+    path: PATHS[call.endpoint]!,
+    headers: headersOf(deployment, call.stream),
+    body: call.rawBody ?? JSON.stringify(call.body),
+    readTimeoutMs: deployment.timeoutMs,
+    stream: call.stream,
+  };
 }
 
 /**
