@@ -88,6 +88,38 @@ export class Authenticator {
     this.unknownTokens = options.unknownTokens;
   }
 
+  /**
+   * authenticate() when this replica's L1 alone answers it now — the key's entry, and its team's and user's, held
+   * and trusted — without a promise: the request path's usual case. Undefined when it cannot (authenticate() then
+   * reads on). The same rules, counters and refusals (thrown) as authenticate()'s L1 answer.
+   */
+  held(hash: string): AuthResult | undefined {
+    if (!this.l1Trusted()) return undefined;
+    const cached = this.l1.get(hash) as KeyEntry | undefined;
+    if (cached === undefined) return undefined;
+    const record = cached.record;
+    if (!record) {
+      this.counters.misses++;
+      throw new AuthenticationError("Invalid API key: no such key.");
+    }
+    const { teamId, userId } = record;
+    const team = teamId === null ? null : (this.l1.get(teamCacheKey(teamId)) as { record: TeamRecord | null } | undefined);
+    const user = userId === null ? null : (this.l1.get(userCacheKey(userId)) as { record: UserRecord | null } | undefined);
+    if (team === undefined || user === undefined) return undefined;
+    this.counters.l1++;
+    assertUsable(record, this.now());
+    const result: AuthResult = { record, level: "l1", team: null };
+    if (team !== null) {
+      result.team = team.record;
+      assertTeamUsable(result.team, teamId!);
+    }
+    if (user !== null) {
+      result.user = user.record;
+      assertUserUsable(result.user, userId!);
+    }
+    return result;
+  }
+
   /** Resolves a bearer to a usable key record or throws AuthenticationError (401) / ServiceUnavailableError (503). */
   async authenticate(bearer: string, hash = hashKey(bearer)): Promise<AuthResult> {
     const cached = this.l1.get(hash) as KeyEntry | undefined;

@@ -25,7 +25,7 @@ import type { AccessLog, RequestRecord } from "./access-log.js";
 import type { CallerAuth, DigestHolder } from "./auth-middleware.js";
 import { classifyError, isClientAbort, serializeError, writeJson } from "./error-mapping.js";
 import { loggablePath, pathOf } from "./loggable-path.js";
-import { parseJsonBody, readJsonBody } from "./request-body.js";
+import { parseJsonBody, readJsonBodyThen } from "./request-body.js";
 import { newRequestId } from "./request-id.js";
 
 /**
@@ -137,18 +137,44 @@ export class ApiRoutes {
     exchange.startedWall = Date.now();
     (res as Tagged)[EXCHANGE] = exchange;
     res.on("close", onResponseClose); // a response closes once: `once` would only add a wrapper per request
-    this.serve(exchange).catch(onServeFailure);
+    this.serve(exchange);
     return true;
   }
 
-  private async serve(x: Exchange): Promise<void> {
+  /**
+   * Authenticates, then serves the route. Written with callbacks rather than as an async function: in the usual
+   * case (the key in L1, the body in the first packet) a request then takes no promise until the relay's own,
+   * and each one less was worth more than its own cost (docs/performance.md, "The straight path").
+   */
+  private serve(x: Exchange): void {
+    const caller = this.deps.auth.virtualKey(x.req.headers, x.req.socket as DigestHolder);
+    if (caller instanceof Promise)
+      caller
+        .then(
+          (auth) => this.authenticated(x, auth),
+          (err) => this.fail(x, err),
+        )
+        .catch(onServeFailure);
+    else this.authenticated(x, caller);
+  }
+
+  private authenticated(x: Exchange, auth: AuthResult): void {
+    x.auth = auth;
     try {
-      x.auth = await this.deps.auth.virtualKey(x.req.headers, x.req.socket as DigestHolder);
-      if (x.route.kind === "relay") await this.relayAndLog(x);
+      if (x.route.kind === "relay") this.relayAndLog(x);
       else if (x.route.kind === "list-models") this.listModels(x);
       else this.retrieveModel(x);
     } catch (err) {
+      this.failSafely(x, err);
+    }
+  }
+
+  /** fail(), guarded against a bug in the error path itself: nothing may escape into Node's request handler. */
+  private failSafely(x: Exchange, err: unknown): void {
+    try {
       this.fail(x, err);
+    } catch (bug) {
+      onServeFailure(bug);
     }
   }
 
@@ -174,21 +200,45 @@ export class ApiRoutes {
    * A relayed request's spend log row is written once both have happened: the response closed, and the relay
    * finished (a client that leaves mid-answer closes the response first; its charge is known only after).
    */
-  private async relayAndLog(x: Exchange): Promise<void> {
+  private relayAndLog(x: Exchange): void {
     x.relaying = true;
+    // Authenticated: only now is the body read and parsed.
+    readJsonBodyThen(
+      x.req,
+      this.deps.maxRequestBodyBytes,
+      (raw) => this.relayBody(x, raw),
+      (err) => this.relayOver(x, err),
+    );
+  }
+
+  private relayBody(x: Exchange, raw: Buffer): void {
+    let relayed: Promise<void>;
     try {
-      // Authenticated: only now is the body read and parsed.
-      const raw = await readJsonBody(x.req, this.deps.maxRequestBodyBytes);
       const body = parseJsonBody(raw);
       if (body === null || typeof body !== "object" || Array.isArray(body)) throw new BadRequestError("request body must be a JSON object (Content-Type: application/json)");
       const duplicate = duplicateTopLevelKey(raw);
       if (duplicate !== null) throw new BadRequestError(`the field '${duplicate}' appears more than once in the request body`, { code: "duplicate_field", param: duplicate });
       const beta = x.req.headers["anthropic-beta"];
-      await this.relayer.relay(x, x.route.api, { raw, body: body as Record<string, unknown>, anthropicBeta: typeof beta === "string" ? beta : undefined }, x);
-    } finally {
-      x.relaying = false;
-      if (x.endedAt !== 0) this.logSpend(x);
+      relayed = this.relayer.relay(x, x.route.api, { raw, body: body as Record<string, unknown>, anthropicBeta: typeof beta === "string" ? beta : undefined }, x);
+    } catch (err) {
+      this.relayOver(x, err);
+      return;
     }
+    relayed.then(
+      () => this.relayOver(x, RELAYED_WHOLE),
+      (err) => this.relayOver(x, err),
+    );
+  }
+
+  /** The relay finished: the spend row if the response has closed too, then the failure told, if it failed. */
+  private relayOver(x: Exchange, err: unknown): void {
+    x.relaying = false;
+    try {
+      if (x.endedAt !== 0) this.logSpend(x);
+    } catch (bug) {
+      onServeFailure(bug);
+    }
+    if (err !== RELAYED_WHOLE) this.failSafely(x, err);
   }
 
   private logSpend(x: Exchange): void {
@@ -361,6 +411,8 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter, DirectWriter
 }
 
 const NO_ATTEMPTS: RelayRecord["attempts"] = Object.freeze([]);
+/** relayOver's "no failure": the relay ended without one. */
+const RELAYED_WHOLE = Symbol("relayed whole");
 const NO_HEADERS: readonly string[] = Object.freeze([]);
 const EXCHANGE = Symbol("exchange");
 type Tagged = { [EXCHANGE]?: Exchange };
@@ -371,7 +423,7 @@ function onResponseClose(this: ServerResponse): void {
   x.owner.closed(x);
 }
 
-// serve() catches everything; this only guards against a bug in the error path itself.
+// serve() and the relay's end catch everything; this only guards against a bug in the error path itself.
 function onServeFailure(err: unknown): void {
   process.emitWarning(`unexpected failure on a model API route: ${(err as Error)?.message ?? String(err)}`);
 }

@@ -97,6 +97,15 @@ export class ModelRegistry {
     return this.router.pick(model);
   }
 
+  /**
+   * pick() when it can answer without waiting: the deployments of a model this replica serves now (fresh, and found
+   * without a read in progress to wait for); undefined otherwise, and pick() answers (the rotation moves only when a
+   * list is returned).
+   */
+  pickNow(model: string): ModelDeployment[] | undefined {
+    return this.fresh() ? this.router.pick(model) : undefined;
+  }
+
   /** Every deployment served now: the config's and the database's as last read (routing state, /debug/routing). */
   deployments(): ModelDeployment[] {
     return [...this.configDeployments, ...this.dbDeployments.map((d) => d.deployment)];

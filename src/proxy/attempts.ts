@@ -66,6 +66,15 @@ export class AttemptPlan {
     this.deployments = deployments;
   }
 
+  /**
+   * next() for the first attempt, when it answers at once (a deployment of the model is usable): what next() would
+   * return, without a promise. Undefined otherwise, and after the first attempt: then call next().
+   */
+  firstNow(): ModelDeployment | undefined {
+    if (this.attempts.length > 0 || this.lastWasFull) return undefined;
+    return this.pickIn(this.deployments);
+  }
+
   /** The deployment to try next, or undefined when the budget or the candidates are spent. */
   async next(): Promise<ModelDeployment | undefined> {
     if (this.lastWasFull) {

@@ -32,7 +32,11 @@ import type { ChatChunk, ChatResponse } from "./translate/chat-types.js";
  */
 export interface RelayDeps {
   /** The deployments that serve a model name, first choice first (models/model-registry.ts); undefined when none does. */
-  models: { pick(model: string): Promise<ModelDeployment[] | undefined> };
+  models: {
+    pick(model: string): Promise<ModelDeployment[] | undefined>;
+    /** pick() when it can answer now: the deployments of a model served now; undefined otherwise (then pick()). */
+    pickNow(model: string): ModelDeployment[] | undefined;
+  };
   /** Retries, fallbacks and cooldowns (docs/routing.md). */
   routing: RouterSettings;
   health: DeploymentHealth;
@@ -79,7 +83,8 @@ export class Relay {
     const model = record.aliases?.[named] ?? named;
     const asked = requestRouting(request);
     if (asked) request = asked.request;
-    const deployments = await this.route(model);
+    const routed = this.route(model);
+    const deployments = routed instanceof Promise ? await routed : routed;
     if (!deployments) throw new NotFoundError(`The model '${model}' does not exist on this gateway.`, { code: "model_not_found", param: "model" });
     // Only a model this gateway serves is logged and used as a metric label: the client's string could be
     // anything, a key included, and unbounded label values would swamp Prometheus.
@@ -99,11 +104,13 @@ export class Relay {
       deps.routing,
       deps.health,
       (m) => callerAllowsModel(record, team, m, user),
-      (m) => this.route(m),
+      async (m) => this.route(m),
       asked?.routing,
     );
     for (;;) {
-      const deployment = await plan.next();
+      // The first deployment is known now in the usual case; what may wait (a retry's pause, a fallback's model
+      // list) is next()'s.
+      const deployment = plan.firstNow() ?? (await plan.next());
       if (deployment === undefined) throw plan.exhausted();
       x.deployment = deployment;
       x.answering = false;
@@ -129,10 +136,15 @@ export class Relay {
     }
   }
 
-  /** A model's deployments, first choice first: the router's rotation, ordered by the routing strategy. */
-  private async route(model: string): Promise<ModelDeployment[] | undefined> {
-    const listed = await this.deps.models.pick(model);
-    return listed && this.deps.strategy.order(listed);
+  /**
+   * A model's deployments, first choice first: the router's rotation, ordered by the routing strategy. Without a
+   * promise when the model list answers now and the strategy orders at once (the usual case); a promise otherwise.
+   */
+  private route(model: string): ModelDeployment[] | undefined | Promise<ModelDeployment[] | undefined> {
+    const { models, strategy } = this.deps;
+    const now = models.pickNow(model);
+    if (now === undefined) return models.pick(model).then((listed) => listed && strategy.order(listed));
+    return strategy.order(now);
   }
 
   /** One attempt on one deployment: admission priced at it, the call, the answer (the first byte ends retrying). */
