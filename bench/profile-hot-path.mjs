@@ -2,7 +2,8 @@
 // read from (allocation is measured by proxy-overhead.mjs, from --trace-gc). Writes the .cpuprofile into
 // PROFILE_DIR (default /tmp/gatehouse-profile), prints the time per request of each part of the path (parse, auth,
 // admission, upstream call, metering, spend-log row, access log, metrics, Node's HTTP server) and the top functions.
-//   node bench/profile-hot-path.mjs            (plain)    PROFILE_STREAM=1 for streaming
+//   node bench/profile-hot-path.mjs            (plain)    PROFILE_STREAM=1 for streaming, PROFILE_GENERAL=1 for the
+//   relay's general way only
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { benchGround, printTable, root, startBenchScript, startReplica, writeResult } from "./lib/harness.mjs";
@@ -14,6 +15,8 @@ const STREAM = process.env.PROFILE_STREAM === "1";
 // PROFILE_FLOOR=1 profiles the feature floor instead (bench/feature-floor-proxy.mjs: the bare dispatch relay with
 // Gatehouse's default per-request features written straight), its time split the same way.
 const FLOOR = process.env.PROFILE_FLOOR === "1";
+// PROFILE_GENERAL=1 profiles Gatehouse with every request sent the relay's general way (server.straight_path off).
+const GENERAL = process.env.PROFILE_GENERAL === "1";
 rmSync(DIR, { recursive: true, force: true });
 mkdirSync(DIR, { recursive: true });
 
@@ -23,7 +26,7 @@ const nodeArgs = ["--max-semi-space-size=32", "--cpu-prof", `--cpu-prof-dir=${DI
 let measured;
 let runStartedNs = 0n;
 let runEndedNs = 0n;
-const gatehouse = await startReplica(env, ["--config", config], FLOOR ? [] : nodeArgs);
+const gatehouse = await startReplica(GENERAL ? { ...env, GATEHOUSE_SERVER_STRAIGHT_PATH: "off" } : env, ["--config", config], FLOOR ? [] : nodeArgs);
 let floor;
 try {
   const created = await (
@@ -128,10 +131,10 @@ const rows = [...byPart]
   .sort((a, b) => b[1] - a[1])
   .map(([part, us]) => ({ part, "share of the process's time": `${((100 * us) / windowTotal).toFixed(1)} %`, "µs per request": (us / requests).toFixed(2) }));
 const table = printTable(
-  `Where ${FLOOR ? "the feature floor's" : "one replica's"} time goes at saturation (${STREAM ? "stream" : "plain"}, ${Math.round(measured.rps)} req/s, CPU profile of ${((windowEnd - windowStart) / 1e6).toFixed(1)} s)`,
+  `Where ${FLOOR ? "the feature floor's" : GENERAL ? "one replica's (the general way only)" : "one replica's"} time goes at saturation (${STREAM ? "stream" : "plain"}, ${Math.round(measured.rps)} req/s, CPU profile of ${((windowEnd - windowStart) / 1e6).toFixed(1)} s)`,
   rows,
 );
-writeResult(`profile-hot-path-${FLOOR ? "floor-" : ""}${STREAM ? "stream" : "plain"}`, { rps: measured.rps, rows, markdown: table });
+writeResult(`profile-hot-path-${FLOOR ? "floor-" : GENERAL ? "general-" : ""}${STREAM ? "stream" : "plain"}`, { rps: measured.rps, rows, markdown: table });
 
 // The top functions by self time, for reading the profile further.
 const self = new Map();

@@ -24,15 +24,24 @@ export function readJsonBodyThen(req: IncomingMessage, limit: number, resolve: (
     return;
   }
   const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1]?.toLowerCase();
-  if (charset !== undefined && !charset.startsWith("utf-")) return reject(typed("charset.unsupported", 415));
+  if (charset !== undefined && !charset.startsWith("utf-")) {
+    reject(typed("charset.unsupported", 415));
+    return;
+  }
   const declared = Number(req.headers["content-length"]);
   const encoding = (req.headers["content-encoding"] ?? "identity").toLowerCase();
-  if (encoding === "identity" && declared > limit) return reject(typed("entity.too.large", 413));
+  if (encoding === "identity" && declared > limit) {
+    reject(typed("entity.too.large", 413));
+    return;
+  }
   let source: Readable = req;
   if (encoding === "gzip" || encoding === "x-gzip") source = req.pipe(createGunzip());
   else if (encoding === "deflate") source = req.pipe(createInflate());
   else if (encoding === "br") source = req.pipe(createBrotliDecompress());
-  else if (encoding !== "identity") return reject(typed("encoding.unsupported", 415));
+  else if (encoding !== "identity") {
+    reject(typed("encoding.unsupported", 415));
+    return;
+  }
   const reader: BodyReader = { chunks: [], size: 0, limit, resolve, reject, source, done: false };
   (source as Tagged)[READER] = reader;
   source.on("data", onData);

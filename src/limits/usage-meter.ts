@@ -26,25 +26,31 @@ export type UsageReader = (usage: unknown) => TokenCount | undefined;
 
 /** A JSON answer's meter: OpenAI's shapes by default; `tokensFromAnthropicUsage` or `tokensFromResponsesUsage` for theirs. */
 export function jsonUsageMeter(read: UsageReader = tokensFromUsage): UsageMeter {
-  const parts: Array<Uint8Array | string> = [];
-  let bytes = 0;
-  let usage: TokenCount | undefined;
-  return {
-    pass(chunk) {
-      // Only references are kept; nothing is copied unless the tail does not hold the usage.
-      if (bytes <= MAX_JSON_BYTES) {
-        parts.push(chunk);
-        bytes += chunk.length;
-      }
-      return chunk;
-    },
-    end() {
-      if (bytes <= MAX_JSON_BYTES) usage = usageFromTail(parts, read) ?? usageFromWhole(parts, read);
-      return "";
-    },
-    get usage() {
-      return usage;
-    },
+  return new JsonUsageMeter(read);
+}
+
+// A class, not an object literal of closures with a getter: one is made per metered request, and the literal
+// cost more to make than the meter costs to run (docs/performance.md).
+class JsonUsageMeter implements UsageMeter {
+  private readonly parts: Array<Uint8Array | string> = [];
+  private bytes = 0;
+  usage: TokenCount | undefined = undefined;
+
+  constructor(private readonly read: UsageReader) {}
+
+  // Arrow properties: the relay hands `pass` and `end` on as functions (RelayAnswer).
+  readonly pass = (chunk: Uint8Array | string): Uint8Array | string => {
+    // Only references are kept; nothing is copied unless the tail does not hold the usage.
+    if (this.bytes <= MAX_JSON_BYTES) {
+      this.parts.push(chunk);
+      this.bytes += chunk.length;
+    }
+    return chunk;
+  };
+
+  readonly end = (): string => {
+    if (this.bytes <= MAX_JSON_BYTES) this.usage = usageFromTail(this.parts, this.read) ?? usageFromWhole(this.parts, this.read);
+    return "";
   };
 }
 
