@@ -20,6 +20,7 @@ const ORDER = [
   ["routing", "Routing: cost on the request path, cooldown propagation (`bench/routing.mjs`)"],
   ["profile-hot-path-plain", "Where the time goes, plain (`bench/profile-hot-path.mjs`)"],
   ["profile-hot-path-stream", "Where the time goes, streamed (`PROFILE_STREAM=1 bench/profile-hot-path.mjs`)"],
+  ["profile-hot-path-general-plain", "Where the time goes on the general way only, plain (`PROFILE_GENERAL=1 bench/profile-hot-path.mjs`)"],
   ["profile-hot-path-floor-plain", "Where the feature floor's time goes, plain (`PROFILE_FLOOR=1 bench/profile-hot-path.mjs`)"],
   ["soak", "Soak: three replicas for 30 minutes (`npm run soak`)"],
 ];

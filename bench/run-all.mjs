@@ -18,6 +18,7 @@ const SCRIPTS = [
   "routing.mjs",
   "profile-hot-path.mjs",
   ["profile-hot-path.mjs", { PROFILE_STREAM: "1" }],
+  ["profile-hot-path.mjs", { PROFILE_GENERAL: "1" }],
   ["profile-hot-path.mjs", { PROFILE_FLOOR: "1" }],
 ];
 let failed = 0;
