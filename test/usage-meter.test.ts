@@ -79,6 +79,29 @@ describe("a chat stream's meter", () => {
     expect(m.usage).toEqual({ promptTokens: 5, completionTokens: 2 });
   });
 
+  it("reads only the usage frame of a last chunk that holds frames, the usage frame and [DONE]: the rest passes as its bytes", () => {
+    const done = "data: [DONE]\n\n";
+    const chunk = Buffer.from(frame("é€") + usageFrame + done);
+    const dropped = sseUsageMeter(false);
+    expect(Buffer.from(dropped.pass(chunk)).toString("utf8")).toBe(frame("é€") + done);
+    expect(dropped.end()).toBe("");
+    expect(dropped.usage).toEqual({ promptTokens: 5, completionTokens: 2 });
+    // The client asked for it: the chunk is relayed as it came.
+    const asked = sseUsageMeter(true);
+    expect(Buffer.from(asked.pass(chunk)).toString("utf8")).toBe(chunk.toString("utf8"));
+    expect(asked.usage).toEqual({ promptTokens: 5, completionTokens: 2 });
+    // Usage on a chunk with choices: the field goes, the frame stays, and so do the frames around it.
+    const withChoices = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: "!" } }], usage: { prompt_tokens: 5, completion_tokens: 3 } })}\n\n`;
+    const kept = sseUsageMeter(false);
+    expect(Buffer.from(kept.pass(Buffer.from(frame("a") + withChoices + done))).toString("utf8")).toBe(frame("a") + frame("!") + done);
+    expect(kept.usage).toEqual({ promptTokens: 5, completionTokens: 3 });
+    // Two frames mention usage: read frame by frame, the last one counts.
+    const twice = sseUsageMeter(false);
+    const second = usageFrame.replace('"completion_tokens":2', '"completion_tokens":4');
+    expect(Buffer.from(twice.pass(Buffer.from(usageFrame + second + done))).toString("utf8")).toBe(done);
+    expect(twice.usage).toEqual({ promptTokens: 5, completionTokens: 4 });
+  });
+
   it("keeps a character cut between chunks whole, even when the cut follows a frame's end", () => {
     const m = sseUsageMeter(false);
     const text = frame("a") + frame("é€😀") + usageFrame;

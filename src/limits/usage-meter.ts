@@ -257,6 +257,19 @@ function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) =>
           const usageAt = bytes.indexOf(USAGE_BYTES);
           if (usageAt === -1) return chunk;
           const blank = bytes.lastIndexOf(BLANK_LINE, usageAt);
+          const start = blank === -1 ? 0 : blank + 2;
+          const end = bytes.indexOf(BLANK_LINE, usageAt);
+          // The usual last chunk: the frames before the usage frame, it, and frames that do not mention usage
+          // (`[DONE]`). Only the usage frame is decoded and read; the others pass as the bytes they are.
+          if (bytes.indexOf(USAGE_BYTES, end) === -1) {
+            const kept = one(bytes.toString("utf8", start, end));
+            if (asIs) return chunk;
+            const head = bytes.subarray(0, start);
+            const tail = bytes.subarray(end + 2);
+            if (kept !== "") return Buffer.concat([head, Buffer.from(`${kept}\n\n`), tail]);
+            // The frame dropped (the usage chunk the client did not ask for): what is around it, copied only if both sides hold bytes.
+            return tail.length === 0 ? (head.length === 0 ? "" : head) : head.length === 0 ? tail : Buffer.concat([head, tail]);
+          }
           if (blank !== -1) {
             const head = bytes.subarray(0, blank + 2);
             const rest = readFrames(bytes.subarray(blank + 2));
