@@ -24,9 +24,9 @@ export interface StraightAttemptParts {
 
 /**
  * One attempt relayed straight (docs/performance.md, "The straight path"): undici's dispatch handler writes the
- * answer to the client from its own callbacks — the head when upstream's arrives, each chunk metered and handed to
- * the writer as it comes, the charge settled and the answer ended at upstream's end — with no promise, iterator or
- * buffer copy per step. `done` settles once, when the attempt is over.
+ * answer to the client from its own callbacks — the head when upstream's arrives, the chunks metered and handed to
+ * the writer as they come (a stream's, one read from upstream at a time), the charge settled and the answer ended at
+ * upstream's end — with no promise or iterator per step. `done` settles once, when the attempt is over.
  *
  * It does what the general attempt (relay.ts) does with the same call, and only that, so the two answer alike
  * (the request-behaviour tests run against both):
@@ -49,6 +49,8 @@ export class StraightAttempt implements Dispatcher.DispatchHandler {
   /** The answer was handed to the writer (its head for a stream, its start for JSON). */
   private begun = false;
   private over = false;
+  /** A stream's chunks of the read in progress, passed on once it is done (passBurst); null when none is held. */
+  private burst: Buffer[] | null = null;
   /** An upstream refusal's body, being read for the client's message; null while the answer is not a refusal. */
   private refusal: { text: string; retryAfter: string | undefined } | null = null;
 
@@ -95,17 +97,45 @@ export class StraightAttempt implements Dispatcher.DispatchHandler {
     }
     try {
       if (!this.begun) this.begin();
-      const meter = this.parts.meter;
-      const bytes = meter ? meter.pass(chunk) : chunk;
-      if (bytes.length !== 0 && !this.out.write(bytes) && !controller.paused) {
-        controller.pause();
-        this.out.onDrain(() => controller.resume());
+      if (!this.call.stream) {
+        this.pass(chunk);
+        return;
       }
+      // A stream's chunks that arrive in one read from upstream are passed on together once that read is done: one
+      // meter pass and one write instead of one per chunk. Tokens arriving one by one are a read each, and pass at once.
+      if (this.burst === null) {
+        this.burst = [chunk];
+        queueMicrotask(this.passBurst);
+      } else this.burst.push(chunk);
     } catch (err) {
       this.brokenAnswer(err); // first: the abort below may call onResponseError at once
       controller.abort(err as Error);
     }
   }
+
+  /** Bytes of the answer, metered, to the writer; upstream paused while the client's socket is full. */
+  private pass(chunk: Buffer): void {
+    const meter = this.parts.meter;
+    const bytes = meter ? meter.pass(chunk) : chunk;
+    const controller = this.controller;
+    if (bytes.length !== 0 && !this.out.write(bytes) && controller !== null && !controller.paused) {
+      controller.pause();
+      this.out.onDrain(() => controller.resume());
+    }
+  }
+
+  /** The stream's chunks of the last read (burst), passed on. */
+  private readonly passBurst = (): void => {
+    const burst = this.burst;
+    this.burst = null;
+    if (burst === null || this.over) return;
+    try {
+      this.pass(burst.length === 1 ? burst[0]! : Buffer.concat(burst));
+    } catch (err) {
+      this.brokenAnswer(err);
+      this.controller?.abort(err as Error);
+    }
+  };
 
   onResponseEnd(): void {
     if (this.over) return;
@@ -119,6 +149,8 @@ export class StraightAttempt implements Dispatcher.DispatchHandler {
     const { x } = this;
     try {
       if (!this.begun) this.begin(); // a stream that ended without a chunk: an empty answer, as the general attempt sends
+      this.passBurst();
+      if (this.over) return; // passing the last read failed: told already
       x.upstreamEndedAt = performance.now();
       const last = this.parts.meter?.end() ?? "";
       // Settled before the end reaches the client, so its next request is counted against it. With no level limited
@@ -141,6 +173,7 @@ export class StraightAttempt implements Dispatcher.DispatchHandler {
       this.failed(error);
       return;
     }
+    this.passBurst(); // what arrived before the failure goes out before it is told
     this.brokenAnswer(error);
   }
 
