@@ -14,7 +14,7 @@ import type { InboundApi } from "../proxy/inbound/inbound-api.js";
 import { MESSAGES, MESSAGES_COUNT_TOKENS } from "../proxy/inbound/messages.js";
 import { CHAT_COMPLETIONS, COMPLETIONS, EMBEDDINGS } from "../proxy/inbound/openai.js";
 import { RESPONSES } from "../proxy/inbound/responses.js";
-import { type ClientGone, type Provider, readsWhole } from "../proxy/provider.js";
+import { ClientGone, type Provider, readsWhole } from "../proxy/provider.js";
 import type { DeploymentLoad } from "../proxy/deployment-load.js";
 import type { RoutingStrategy } from "../proxy/routing-strategy.js";
 import { type AnswerWriter, type DirectWriter, Relay, type RelayAnswer, type RelayRecord } from "../proxy/relay.js";
@@ -290,7 +290,11 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter, DirectWriter
   upstreamEndedAt = 0;
   answeredAt = 0;
   ownSeconds: number | undefined = undefined;
-  abort: ClientGone | undefined = undefined;
+  /**
+   * Made with the exchange, so that a client gone at any point aborts it: one that leaves while its key or its model
+   * is still being read must not find, later, an upstream call paused on a socket that will never drain.
+   */
+  abort: ClientGone | undefined = new ClientGone();
   // For the spend log row.
   startedWall = 0;
   /** performance.now() when the response closed; 0 while it is open. */

@@ -95,8 +95,10 @@ export class Relay {
     }
     x.stream = api.streams(body);
     x.requestMetadata = body.metadata;
-    // A client that goes away aborts the upstream call: nobody is left to read the answer.
-    x.abort = new ClientGone();
+    // A client that goes away aborts the upstream call: nobody is left to read the answer. The writer may have made
+    // the signal when the request arrived (then a client gone while the request was authenticated or routed has
+    // already aborted it, and the attempt stops at once).
+    x.abort ??= new ClientGone();
     // Every attempt of the request, its retries and fallbacks, under one budget (proxy/attempts.ts).
     const plan = new AttemptPlan(
       model,

@@ -65,8 +65,9 @@ export class HttpUpstream {
    */
   dispatch(p: Omit<UpstreamPost, "signal">, handler: Dispatcher.DispatchHandler): void {
     const readTimeout = p.readTimeoutMs ?? (p.stream ? this.timeouts.streamReadTimeoutMs : undefined) ?? this.timeouts.readTimeoutMs;
-    const target = targetOf(p.apiBase);
     try {
+      // Inside the try: an api_base that does not parse fails the call like any other refusal, never as a throw.
+      const target = targetOf(p.apiBase);
       this.agent.dispatch(
         {
           origin: target.origin,
