@@ -48,8 +48,6 @@ beforeAll(async () => {
         { model_name: "refuses-then-works", litellm_params: { model: "openai/echo", api_base: `${v1}/d`, api_key: "k", order: 2 } },
         { model_name: "rate-limited", litellm_params: { model: "openai/rate-limited", api_base: v1, api_key: "k" } },
         { model_name: "long-stream", litellm_params: { model: "openai/stream-3000", api_base: v1, api_key: "k", ...priced } },
-        { model_name: "long-json", litellm_params: { model: "openai/json-1500000", api_base: v1, api_key: "k", ...priced } },
-        { model_name: "gated", litellm_params: { model: "openai/stream-gated", api_base: v1, api_key: "k" } },
       ],
       router_settings: { num_retries: 1 },
     },
@@ -141,29 +139,5 @@ describe(`the relay's two ways (this run: ${WAY})`, () => {
       async () => (await gw.gateway.pool.query("SELECT 1 FROM gh_spend_logs WHERE model = 'long-stream' AND completion_tokens = 7 AND prompt_tokens = 2")).rowCount === 1,
       { timeoutMs: 10_000, what: "the long stream's spend row with its usage" },
     );
-  });
-
-  it("a JSON answer longer than one write's limit (1 MiB) is relayed whole, metered from its tail", async () => {
-    const res = await chat({ model: "long-json" });
-    expect(res.status).toBe(200);
-    expect(res.text.length).toBeGreaterThan(1_400_000);
-    expect(JSON.parse(res.text).usage).toEqual({ prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 });
-  });
-
-  it("a client that leaves mid-stream stops the upstream call", async () => {
-    const aborted = upstream.abortedRequests;
-    const controller = new AbortController();
-    const res = await fetch(`${gw.url}/v1/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-      body: JSON.stringify({ model: "gated", stream: true, messages: [{ role: "user", content: "hi" }] }),
-      signal: controller.signal,
-    });
-    expect(res.status).toBe(200);
-    const reader = res.body!.getReader();
-    const first = await reader.read();
-    expect(Buffer.from(first.value!).toString("utf8")).toContain("part0");
-    controller.abort();
-    await waitFor(() => upstream.abortedRequests > aborted, { timeoutMs: 5_000, what: "the upstream call to be aborted" });
   });
 });

@@ -436,30 +436,33 @@ function onServeFailure(err: unknown): void {
 // write per upstream chunk plus the terminating chunk. Larger answers are relayed as they arrive.
 const ONE_WRITE_MAX_BYTES = 1024 * 1024;
 
-/** Writes an answer to the client: a JSON answer in one write, a stream's frames as they come (metered, translated). */
-function relayAnswer(x: Exchange, answer: RelayAnswer): Promise<void> {
-  x.res.statusCode = answer.status;
-  x.contentType = answer.contentType;
-  x.routing = answer.routing ?? NO_HEADERS;
-  return answer.stream ? relayStream(x, answer) : relayJson(x, answer);
-}
-
-const STREAM_HEAD: readonly string[] = ["cache-control", "no-cache", "x-accel-buffering", "no"]; // nginx in front must not buffer the stream
-
-async function relayStream(x: Exchange, answer: RelayAnswer): Promise<void> {
-  const { res } = x;
+/**
+ * Writes an answer to the client through the same calls a straight attempt makes (DirectWriter): a JSON answer in one
+ * write (a short one taken whole from upstream), a stream's frames as they come (metered, translated).
+ */
+async function relayAnswer(x: Exchange, answer: RelayAnswer): Promise<void> {
+  x.begin(answer.status, answer.contentType, answer.stream, answer.routing ?? NO_HEADERS);
   const signal = x.abort!;
-  const sink: Sink = (bytes) => writeFrames(x, bytes);
-  writeAnswerHead(x, answer.status, STREAM_HEAD);
-  holdWrites(x);
-  res.flushHeaders();
+  const sink: Sink = (bytes) => (x.write(bytes) ? undefined : waitForDrain(x.res, signal));
+  const { body } = answer;
   try {
-    if (!(await passEach(answer.body, answer, sink, signal))) return;
-    await closeAnswer(x, answer, sink, () => res.end());
+    // A short upstream answer is taken whole, in one promise, rather than awaited chunk by chunk (a `for await`
+    // over the array would await each chunk again).
+    const whole = !answer.stream && readsWhole(body) ? await body.whole(ONE_WRITE_MAX_BYTES) : null;
+    if (signal.aborted) return;
+    if (whole !== null) {
+      for (const chunk of whole) {
+        const full = passOn(answer, chunk, sink);
+        if (full) await full;
+      }
+    } else if (!(await passEach(body, answer, sink, signal))) return;
+    await closeAnswer(x, answer, sink, () => x.end(""));
   } catch (err) {
     answerFailed(x, err);
   }
 }
+
+const STREAM_HEAD: readonly string[] = ["cache-control", "no-cache", "x-accel-buffering", "no"]; // nginx in front must not buffer the stream
 
 /** Where an answer's bytes go: a promise only when the socket is full (wait for it before the next bytes). */
 type Sink = (bytes: Uint8Array | string) => Promise<void> | undefined;
@@ -494,37 +497,10 @@ async function closeAnswer(x: Exchange, answer: RelayAnswer, sink: Sink, end: ()
   x.answeredAt = performance.now();
 }
 
-/** Hands bytes to the socket; a promise only when it is full (then wait for it: `await` on nothing still costs a turn). */
-function writeFrames(x: Exchange, out: Uint8Array | string): Promise<void> | undefined {
-  return sendFrames(x, out) ? undefined : waitForDrain(x.res, x.abort!);
-}
-
 /** Hands bytes to the socket, held for the loop turn; false when it is now full. */
 function sendFrames(x: Exchange, out: Uint8Array | string): boolean {
   holdWrites(x);
   return x.res.write(out);
-}
-
-async function relayJson(x: Exchange, answer: RelayAnswer): Promise<void> {
-  const signal = x.abort!;
-  const { body } = answer;
-  const out = new JsonOut(x, answer.status);
-  const sink: Sink = (bytes) => out.write(bytes);
-  try {
-    // A short upstream answer is taken whole, in one promise, rather than awaited chunk by chunk (a `for await`
-    // over the array would await each chunk again).
-    const whole = readsWhole(body) ? await body.whole(ONE_WRITE_MAX_BYTES) : null;
-    if (signal.aborted) return;
-    if (whole !== null) {
-      for (const chunk of whole) {
-        const full = passOn(answer, chunk, sink);
-        if (full) await full;
-      }
-    } else if (!(await passEach(body, answer, sink, signal))) return;
-    await closeAnswer(x, answer, sink, () => out.end());
-  } catch (err) {
-    answerFailed(x, err);
-  }
 }
 
 /** An answer that failed: quietly when the client left, as an error answer when nothing was sent, in-band otherwise. */
@@ -546,11 +522,6 @@ class JsonOut {
     private readonly x: Exchange,
     private readonly status: number,
   ) {}
-
-  /** Takes the next bytes (a Sink). */
-  write(out: Uint8Array | string): Promise<void> | undefined {
-    return this.put(out) ? undefined : waitForDrain(this.x.res, this.x.abort!);
-  }
 
   /** Takes the next bytes; false when they went to a socket that is now full. */
   put(out: Uint8Array | string): boolean {

@@ -9,14 +9,10 @@ import { BadRequestError } from "../errors/errors.js";
  * Content-Encoding, strict JSON (an object or an array; an empty body is `{}`). Errors carry body-parser's
  * `type` names so one mapping (error-mapping.ts) turns them into 4xx answers.
  *
- * Resolves with the bytes as the client sent them (decoded): forwarded upstream as they are when nothing in
- * them has to change.
+ * Calls `resolve` with the bytes as the client sent them (decoded): forwarded upstream as they are when nothing in
+ * them has to change; or `reject`, once. Callbacks rather than a promise: on the model API routes that is a turn of
+ * the event loop fewer per request (docs/performance.md, "The straight path").
  */
-export function readJsonBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise<Buffer>((resolve, reject) => readJsonBodyThen(req, limit, resolve, reject));
-}
-
-/** readJsonBody through callbacks (the model API routes: a promise fewer per request); one of them is called once. */
 export function readJsonBodyThen(req: IncomingMessage, limit: number, resolve: (body: Buffer) => void, reject: (err: unknown) => void): void {
   const contentType = req.headers["content-type"];
   if (contentType === undefined || !isJsonMediaType(contentType)) {
@@ -62,7 +58,7 @@ function isJsonMediaType(value: string): boolean {
   return type === "application/json";
 }
 
-/** Parses a body read by readJsonBody: strict JSON, an object or an array; empty is `{}`. */
+/** Parses a body read by readJsonBodyThen: strict JSON, an object or an array; empty is `{}`. */
 export function parseJsonBody(raw: Buffer): unknown {
   let i = 0;
   while (i < raw.length && (raw[i] === 0x20 || raw[i] === 0x0a || raw[i] === 0x0d || raw[i] === 0x09)) i++;

@@ -270,12 +270,7 @@ function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) =>
             // The frame dropped (the usage chunk the client did not ask for): what is around it, copied only if both sides hold bytes.
             return tail.length === 0 ? (head.length === 0 ? "" : head) : head.length === 0 ? tail : Buffer.concat([head, tail]);
           }
-          if (blank !== -1) {
-            const head = bytes.subarray(0, blank + 2);
-            const rest = readFrames(bytes.subarray(blank + 2));
-            if (asIs) return chunk;
-            return rest === "" ? head : Buffer.concat([head, Buffer.from(rest)]);
-          }
+          // More than one frame mentions usage (rare): read frame by frame, below.
         }
       }
       const out = readFrames(chunk);

@@ -72,9 +72,10 @@ export class ModelRegistry {
    * The deployments for `model`, first choice first (proxy/model-router.ts); waits for a read in progress when the model is not in the config file. While this
    * replica may have missed events (Postgres or its notifications unreachable past the freshness bound), only
    * config models are served: a database model deleted meanwhile must not be served from memory, credentials
-   * included (docs/models.md).
+   * included (docs/models.md), and a model not in the config file is refused (thrown). The list itself, not a
+   * promise, whenever nothing is waited for: the request path's usual case.
    */
-  async pick(model: string): Promise<ModelDeployment[] | undefined> {
+  pick(model: string): ModelDeployment[] | undefined | Promise<ModelDeployment[] | undefined> {
     if (!this.fresh()) {
       const fromConfig = this.configRouter.pick(model);
       if (fromConfig) return fromConfig;
@@ -87,6 +88,11 @@ export class ModelRegistry {
     }
     const now = this.router.pick(model);
     if (now || this.reading === undefined) return now;
+    return this.pickOnceRead(model);
+  }
+
+  /** pick() for a model not served now while the database models are being read: after the read (the last one). */
+  private async pickOnceRead(model: string): Promise<ModelDeployment[] | undefined> {
     // A newer invalidation may replace the read being waited for: wait for whichever is last.
     for (let reading = this.reading; reading !== undefined; reading = this.reading) {
       await reading;
@@ -95,15 +101,6 @@ export class ModelRegistry {
     if (this.readFailed)
       throw new ServiceUnavailableError("the model list is being read again and the database cannot be reached; retry shortly", { code: "model_store_unavailable" });
     return this.router.pick(model);
-  }
-
-  /**
-   * pick() when it can answer without waiting: the deployments of a model this replica serves now (fresh, and found
-   * without a read in progress to wait for); undefined otherwise, and pick() answers (the rotation moves only when a
-   * list is returned).
-   */
-  pickNow(model: string): ModelDeployment[] | undefined {
-    return this.fresh() ? this.router.pick(model) : undefined;
   }
 
   /** Every deployment served now: the config's and the database's as last read (routing state, /debug/routing). */

@@ -67,16 +67,19 @@ export class AttemptPlan {
   }
 
   /**
-   * next() for the first attempt, when it answers at once (a deployment of the model is usable): what next() would
-   * return, without a promise. Undefined otherwise, and after the first attempt: then call next().
+   * The deployment to try next, or undefined when the budget or the candidates are spent. The first attempt's, in
+   * the usual case (a deployment of the model is usable), without a promise; what may wait (a retry's pause, a
+   * fallback's model list) resolves later.
    */
-  firstNow(): ModelDeployment | undefined {
-    if (this.attempts.length > 0 || this.lastWasFull) return undefined;
-    return this.pickIn(this.deployments);
+  next(): ModelDeployment | undefined | Promise<ModelDeployment | undefined> {
+    if (this.attempts.length === 0 && !this.lastWasFull) {
+      const first = this.pickIn(this.deployments);
+      if (first) return first;
+    }
+    return this.after();
   }
 
-  /** The deployment to try next, or undefined when the budget or the candidates are spent. */
-  async next(): Promise<ModelDeployment | undefined> {
+  private async after(): Promise<ModelDeployment | undefined> {
     if (this.lastWasFull) {
       // A deployment at its rpm, tpm or parallel limit was never called: another of the model's, untried, takes the
       // request as a first choice would; with none left, the model's fallbacks (as for a 429), then nothing.

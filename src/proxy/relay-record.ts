@@ -79,3 +79,6 @@ export interface DirectWriter {
    */
   broken(err: unknown): boolean;
 }
+
+/** Characters of an upstream refusal's body kept for the client's message (relay.ts upstreamFailure), either way. */
+export const MAX_ERROR_BODY = 64 * 1024;

@@ -18,7 +18,7 @@ import { ClientGone, type Endpoint, type Provider, type UpstreamResponse } from 
 import { SseReader, type SseFrame } from "./sse.js";
 import { StraightAttempt } from "./straight-attempt.js";
 import { AttemptCharge } from "./attempt-charge.js";
-import type { AnswerWriter, RelayAnswer, RelayRecord } from "./relay-record.js";
+import { type AnswerWriter, MAX_ERROR_BODY, type RelayAnswer, type RelayRecord } from "./relay-record.js";
 
 export type { AnswerWriter, DirectWriter, RelayAnswer, RelayRecord } from "./relay-record.js";
 import { upstreamStreamError } from "./translate/anthropic-from-chat.js";
@@ -32,11 +32,7 @@ import type { ChatChunk, ChatResponse } from "./translate/chat-types.js";
  */
 export interface RelayDeps {
   /** The deployments that serve a model name, first choice first (models/model-registry.ts); undefined when none does. */
-  models: {
-    pick(model: string): Promise<ModelDeployment[] | undefined>;
-    /** pick() when it can answer now: the deployments of a model served now; undefined otherwise (then pick()). */
-    pickNow(model: string): ModelDeployment[] | undefined;
-  };
+  models: { pick(model: string): ModelDeployment[] | undefined | Promise<ModelDeployment[] | undefined> };
   /** Retries, fallbacks and cooldowns (docs/routing.md). */
   routing: RouterSettings;
   health: DeploymentHealth;
@@ -63,9 +59,6 @@ export interface RelayRequest {
   /** The client's `anthropic-beta` header, for Anthropic deployments. */
   anthropicBeta?: string | undefined;
 }
-
-/** Bytes of an upstream error body kept for the client's message. */
-const MAX_ERROR_BODY = 64 * 1024;
 
 export class Relay {
   constructor(private readonly deps: RelayDeps) {}
@@ -110,9 +103,9 @@ export class Relay {
       asked?.routing,
     );
     for (;;) {
-      // The first deployment is known now in the usual case; what may wait (a retry's pause, a fallback's model
-      // list) is next()'s.
-      const deployment = plan.firstNow() ?? (await plan.next());
+      // The first deployment is known at once in the usual case (no turn of the loop for it).
+      const next = plan.next();
+      const deployment = next instanceof Promise ? await next : next;
       if (deployment === undefined) throw plan.exhausted();
       x.deployment = deployment;
       x.answering = false;
@@ -143,10 +136,10 @@ export class Relay {
    * promise when the model list answers now and the strategy orders at once (the usual case); a promise otherwise.
    */
   private route(model: string): ModelDeployment[] | undefined | Promise<ModelDeployment[] | undefined> {
-    const { models, strategy } = this.deps;
-    const now = models.pickNow(model);
-    if (now === undefined) return models.pick(model).then((listed) => listed && strategy.order(listed));
-    return strategy.order(now);
+    const { strategy } = this.deps;
+    const listed = this.deps.models.pick(model);
+    if (listed instanceof Promise) return listed.then((later) => later && strategy.order(later));
+    return listed && strategy.order(listed);
   }
 
   /** One attempt on one deployment: admission priced at it, the call, the answer (the first byte ends retrying). */

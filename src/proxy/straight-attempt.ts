@@ -5,10 +5,7 @@ import type { AttemptCharge } from "./attempt-charge.js";
 import type { DeploymentLoad } from "./deployment-load.js";
 import type { UpstreamCall, UpstreamResponse } from "./provider.js";
 import { toUpstreamError } from "./providers/http-upstream.js";
-import type { DirectWriter, RelayRecord } from "./relay-record.js";
-
-/** Bytes of an upstream error body kept for the client's message (as the general attempt keeps). */
-const MAX_ERROR_BODY = 64 * 1024;
+import { type DirectWriter, MAX_ERROR_BODY, type RelayRecord } from "./relay-record.js";
 
 export interface StraightAttemptParts {
   meter: UsageMeter | undefined;
