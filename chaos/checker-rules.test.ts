@@ -103,6 +103,17 @@ describe("history checker: a lossy Postgres failover", () => {
     const later = admin({ id: 10, kind: "block", invoke: t0 + 7_000, complete: t0 + 7_050, eventIds: [4], addressed: ["k1"] });
     expect(kinds(check([], [], [later]))).toEqual(["acknowledged change lost"]);
   });
+
+  it("an id the promoted standby issued again belongs to a change of the request's own kind and tokens, not to an unheard lost one", () => {
+    // A generate answered 200 with event 4 just before the crash (lost unheard); the promoted standby issued id 4
+    // again, 700 ms later, to a block of k1. The block is the block's; the generate's key never existed there.
+    const unheard = admin({ id: 10, kind: "generate", invoke: t0 + 4_700, complete: t0 + 4_750, eventIds: [4], newToken: "k10", keyId: "key-10", models: [] });
+    const block = admin({ id: 11, kind: "block", invoke: t0 + 5_400, complete: t0 + 5_460, eventIds: [4], addressed: ["k1"] });
+    const reissued: CommittedEvent = { id: 4, gen: 1, kind: "block", tokens: ["k1"], at: t0 + 5_450 };
+    const r = check([auth(12, "B", t0 + 9_000, "k1", 401), auth(13, "B", t0 + 9_000, "k10", 401)], [reissued], [unheard, block]);
+    expect(kinds(r)).toEqual([]);
+    expect(r.model.keys.has("key-10")).toBe(false);
+  });
 });
 
 describe("history checker: changes are dated by their commit", () => {

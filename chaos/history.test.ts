@@ -45,6 +45,7 @@ describe(`history checker (${profile.name} profile)`, () => {
         const table = formatReport(report);
         process.stdout.write(`\n${table}\n\n`);
         for (const v of report.violations.slice(0, 10)) process.stdout.write(`${formatViolation(v)}\n\n`);
+        if (report.violations.length > 0 && report.replica_errors.length > 0) process.stdout.write(`the replicas' errors:\n${report.replica_errors.join("\n")}\n\n`);
         save(p.name, report, table);
         reports.push(report);
       }

@@ -1,11 +1,10 @@
 import { callerAllowsModel } from "../auth/auth-record.js";
-import type { AuthResult } from "../auth/authenticator.js";
 import type { ModelDeployment, ProviderName } from "../config/settings.js";
 import { isRelayedStatus, type RelayedStatusCode } from "../errors/error-codes.js";
 import { BadRequestError, DeploymentAtCapacityError, type GatewayError, NotFoundError, PermissionError, UpstreamError } from "../errors/errors.js";
 import type { RequestLimits } from "../limits/admission.js";
 import type { Lease, LimitEnforcer } from "../limits/limit-enforcer.js";
-import { priceOf, type TokenCount, worstCaseCharge } from "../limits/pricing.js";
+import { worstCaseCharge } from "../limits/pricing.js";
 import { requestLimitsOf, withDeployment, withModelLimits } from "../limits/request-limits.js";
 import { jsonUsageMeter, sseUsageMeter, type UsageMeter } from "../limits/usage-meter.js";
 import type { RouterSettings } from "../config/router-settings.js";

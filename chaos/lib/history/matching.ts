@@ -43,10 +43,17 @@ export function matchChanges(admin: AdminOp[], events: CommittedEvent[], slack: 
   }
   /** How far a change's commit lies outside a request's span (0 inside). */
   const distance = (e: CommittedEvent, op: AdminOp) => Math.max(0, op.invoke - e.at, writtenAt(e) - op.complete);
+  // An answered id names an event of the request's own kind that, for a rotation or a new key, issued the token
+  // the answer gave. A promoted standby issues ids again: the id of a change lost unheard with its primary may
+  // name another request's change on the survivor, moments later.
+  const mayBeItsEvent = (e: CommittedEvent, op: AdminOp) =>
+    eventKindOf(op.kind) === e.kind &&
+    !(op.newToken && op.kind === "generate" && e.tokens[0] !== op.newToken) &&
+    !(op.newToken && op.kind === "regenerate" && e.tokens[1] !== op.newToken);
   for (const op of admin) {
     if (op.status < 200 || op.status >= 300) continue;
     for (const id of op.eventIds) {
-      const candidates = eventsById.get(id) ?? [];
+      const candidates = (eventsById.get(id) ?? []).filter((e) => mayBeItsEvent(e, op));
       const e = candidates.reduce<CommittedEvent | undefined>((best, c) => (!best || distance(c, op) < distance(best, op) ? c : best), undefined);
       // An id whose event of this request was lost unheard may name another primary's event, seconds away.
       if (e && distance(e, op) <= 2_000) claim(e, op);

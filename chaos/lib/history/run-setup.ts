@@ -211,8 +211,9 @@ export async function setUpRun(profile: Profile, schedule: Fault[], log: (line: 
       databaseUrl: (url) => viaProxy(pgUrl(url), pool.get("A")!),
       listenUrl: (url) => viaProxy(pgUrl(url), listen),
       env: { ...redisEnv("A"), ...profile.env },
-      // HISTORY_REPLICA_LOGS=<dir>: every replica's log lines are kept and written there at the end (a closer look).
-      keepOutput: !!process.env.HISTORY_REPLICA_LOGS,
+      // Every replica's log lines are kept: the report quotes its errors (a 500's stack), and HISTORY_REPLICA_LOGS=<dir>
+      // writes them all there at the end (a closer look).
+      keepOutput: true,
     });
     startedAs(cluster, (c) => c.close());
     const replicaEnv = (name: string) => ({ DATABASE_URL: viaProxy(pgUrl(cluster.db.url), pool.get(name)!), ...redisEnv(name) });

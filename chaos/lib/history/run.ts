@@ -82,7 +82,39 @@ async function check(ctx: RunContext, workload: Workload, flappyId: string): Pro
     pg_generations: postgres.gen,
     slow_checker_proxy: ctx.canary.summary(history.faults, DEFAULT_CHECKER_OPTIONS.faultTailMs),
     routing: routingCheck?.summary ?? null,
+    replica_errors: replicaErrors(ctx),
   };
+}
+
+/** How many of the replicas' error lines a report quotes. */
+const QUOTED_ERRORS = 20;
+
+/**
+ * The replicas' log lines at level error or above (an answer of 500 logs its stack there), the first of them, each
+ * with its replica: what a violation that is a gateway bug needs to be found from one failed run.
+ */
+function replicaErrors(ctx: RunContext): string[] {
+  const quoted: string[] = [];
+  for (const r of [...ctx.killedReplicas, ...ctx.cluster.replicas]) {
+    for (const line of r.output) {
+      if (quoted.length >= QUOTED_ERRORS) return quoted;
+      if (!/"level":(5|6)\d/.test(line)) continue;
+      try {
+        const entry = JSON.parse(line) as { time?: number; msg?: string; err?: { message?: string; code?: string; stack?: string } };
+        const stack =
+          entry.err?.stack
+            ?.split("\n")
+            .slice(1, 6)
+            .map((frame) => frame.trim())
+            .join(" < ") ?? "";
+        const at = entry.time ? new Date(entry.time).toISOString().slice(11, 23) : "?";
+        quoted.push(`${r.name} ${at} ${entry.msg ?? ""}: ${entry.err?.message ?? ""} ${entry.err?.code ?? ""} ${stack}`.trim());
+      } catch {
+        quoted.push(`${r.name}: ${line.slice(0, 500)}`);
+      }
+    }
+  }
+  return quoted;
 }
 
 export interface RunReport {
@@ -102,6 +134,8 @@ export interface RunReport {
   slow_checker_proxy: { windows: number; totalMs: number; longestMs: number };
   /** The routing part (routing.ts); null when the profile sends no routed requests. */
   routing: RoutingSummary | null;
+  /** The replicas' first log lines at level error or above, with their stacks (replicaErrors). */
+  replica_errors: string[];
 }
 
 const percentile = (xs: number[], p: number) => {
