@@ -520,12 +520,16 @@ async function startBackgroundWork(
 }
 
 function metricSources(
-  { breakers }: Stores,
+  { breakers, db }: Stores,
   { authenticator, coherence, l2 }: Caches,
   { spendLedger, softBudgetAlerts, limits, spendLogs, health, load }: Services,
 ): MetricSources {
   return {
     softBudgetAlerts: () => softBudgetAlerts.counters.alerts,
+    postgresRecoveries: () => {
+      const c = db.counters;
+      return { retry: c.retries, conflict: c.conflicts, commit_verified: c.commitsVerified, commit_rerun: c.commitsRerun };
+    },
     deploymentFailures: () => health.failureCounts(),
     deploymentsCooling: () => health.snapshot().map((c) => ({ deployment: c.id, secondsLeft: c.msLeft / 1000 })),
     routingShared: () => health.shared && load.shared,

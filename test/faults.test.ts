@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ChangeContendedError } from "../src/errors/errors.js";
 import { classifyFailure } from "../src/faults/classify.js";
+import { Database } from "../src/store/database.js";
 import { DEFAULT_TEST_CONFIG, startTestGateway, type TestGateway, type TestGatewayOptions } from "./helpers/gateway-fixture.js";
 import { chatBody, openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
@@ -171,6 +173,23 @@ describe("a COMMIT whose outcome is unknown is resolved before answering", () =>
     expect(res.status, res.text).toBe(200);
     expect((await gw.admin(`/key/info?key=${k.token}`)).body.info.max_budget).toBe(2);
     expect(gw.gateway.db.counters.retries).toBeGreaterThan(0);
+  });
+
+  it("a transaction that meets a deadlock every time is retried until its deadline, then refused with 503 change_contended, never a 500", async () => {
+    const db = new Database(gw.gateway.pool, gw.gateway.db.breaker, 300);
+    let runs = 0;
+    const failure = await db
+      .transaction(async (tx) => {
+        runs++;
+        // The server itself reports the deadlock, as Postgres does when it breaks one.
+        await tx.query("DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$");
+      })
+      .catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(ChangeContendedError);
+    expect((failure as ChangeContendedError).toBody().error.code).toBe("change_contended");
+    expect((failure as ChangeContendedError).status).toBe(503);
+    expect(runs).toBeGreaterThan(1);
+    expect(db.counters.conflicts).toBe(runs);
   });
 });
 

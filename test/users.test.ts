@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKey, startCluster, type Cluster, type Replica } from "./helpers/cluster.js";
 import { api, chatBody, openAIError } from "./helpers/http.js";
+import { conflictsMet, holdKeyRow, waitForLockWaiters } from "./helpers/lock-order.js";
 import { waitFor } from "./helpers/services.js";
 
 /** Users across 3 replica processes: one event per user change, whatever the number of their keys (docs/users.md). */
@@ -86,5 +87,24 @@ describe("users on 3 replicas", () => {
     const list = await A.admin("/user/list?page_size=100");
     expect(list.body.users.map((u: { user_id: string }) => u.user_id)).not.toContain("leaving-user");
     expect((await A.admin("/user/delete", { user_ids: ["nobody"] })).status).toBe(404);
+  });
+
+  it("a user's delete and a change of one of their keys, at once, both commit without a deadlock", async () => {
+    // The key's change locks the key and then holds its user (the user's models bound the key's); the user's
+    // delete locks the user's keys before the user. The other way round, the two waited on each other until
+    // Postgres broke the deadlock, a second later, and a change caught in it during an outage answered 500.
+    await A.admin("/user/new", { user_id: "contended-user", models: ["mock-gpt", "mock-other"], auto_create_key: false });
+    const key = await generateKey(B, { user_id: "contended-user", models: ["mock-gpt", "mock-other"] });
+    const before = (await conflictsMet(A)) + (await conflictsMet(B));
+    const held = await holdKeyRow(cluster, key.key_id);
+    const update = A.admin("/key/update", { key: key.key, models: ["mock-gpt"] });
+    await waitForLockWaiters(cluster, 1);
+    const deletion = B.admin("/user/delete", { user_ids: ["contended-user"] });
+    await waitForLockWaiters(cluster, 2);
+    await held.release();
+    expect((await update).status).toBe(200);
+    expect((await deletion).body).toEqual({ deleted_users: ["contended-user"], deleted_keys: 1 });
+    expect((await conflictsMet(A)) + (await conflictsMet(B))).toBe(before);
+    await everywhere([key.key], 401);
   });
 });

@@ -229,6 +229,11 @@ export const ERROR_CODES = {
     meaning: "The key could not be verified: Postgres is unreachable and no copy of the key can be vouched for.",
   },
   key_changing: { status: 503, type: "service_unavailable_error", meaning: "The key was changed again and again while it was being read; retry." },
+  change_contended: {
+    status: 503,
+    type: "service_unavailable_error",
+    meaning: "The change met concurrent changes of the same rows (a deadlock or a serialization failure) until its retries ran out; nothing was written, retry.",
+  },
   limits_unavailable: {
     status: 503,
     type: "service_unavailable_error",

@@ -203,6 +203,16 @@ export class CommitOutcomeUnknownError extends DependencyUnavailableError {
   }
 }
 
+/**
+ * A transaction that kept meeting concurrent ones (Postgres broke a deadlock, or refused to serialise it) until its
+ * retry deadline: it rolled back each time, so nothing was written and the caller may simply retry.
+ */
+export class ChangeContendedError extends ServiceUnavailableError {
+  constructor(override readonly cause: unknown) {
+    super("the change met concurrent changes of the same records and was not applied; retry", { code: "change_contended", retryAfterSeconds: 1 });
+  }
+}
+
 /** A bug of ours: the client is told only that, and the log has the rest. */
 export class InternalError extends GatewayError {
   constructor() {

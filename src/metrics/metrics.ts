@@ -13,6 +13,8 @@ export interface MetricSources {
   limitAdmissions: () => Record<string, number>;
   /** L2 records that failed their authentication check (written to Redis by something else). */
   l2Forged: () => number;
+  /** Postgres calls recovered or contended, by kind (store/database.ts counters). */
+  postgresRecoveries: () => Record<string, number>;
   /** Unknown keys answered without a database look-up (the token filter). */
   unknownKeysFiltered: () => number;
   /** Whole-L1 drops (events needed to keep it current were pruned) and failed catch-ups of the event table. */
@@ -60,6 +62,7 @@ const NO_SOURCES: MetricSources = {
   deploymentLatency: () => [],
   deploymentsInFlight: () => [],
   softBudgetAlerts: () => 0,
+  postgresRecoveries: () => ({}),
 };
 
 const BREAKER_STATE = { closed: 0, "half-open": 1, open: 2 } as const;
@@ -141,6 +144,13 @@ export class Metrics {
     snapshotCounter(registers, "gatehouse_limit_settle_failures_total", "Settlements of limited requests that could not reach Redis (reservations expire instead)", [], () => [
       [{}, sources.settleFailures()],
     ]);
+    snapshotCounter(
+      registers,
+      "gatehouse_postgres_recoveries_total",
+      "Postgres calls that failed and were dealt with, by kind: retry (run again after a lost connection, a timeout or a conflict), conflict (a deadlock or serialization failure met; it rolled back), commit_verified (a COMMIT cut off and found landed), commit_rerun (found not landed and run again)",
+      ["kind"],
+      () => Object.entries(sources.postgresRecoveries()).map(([kind, n]) => [{ kind }, n]),
+    );
     snapshotCounter(registers, "gatehouse_spend_total", "Spend charged by this replica (config currency)", [], () => [[{}, sources.spendCharged()]]);
     snapshotCounter(
       registers,

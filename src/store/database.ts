@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { classifyFailure } from "../faults/classify.js";
-import { CommitOutcomeUnknownError, DependencyUnavailableError } from "../errors/errors.js";
+import { ChangeContendedError, CommitOutcomeUnknownError, DependencyUnavailableError } from "../errors/errors.js";
 import type { DependencyBreaker } from "../faults/breaker.js";
 import { retry } from "../faults/retry.js";
 import type { Queryable } from "./db.js";
@@ -13,7 +13,8 @@ import type { Queryable } from "./db.js";
  * - transaction(): retried when it failed before COMMIT was sent. If the connection dies during COMMIT,
  *   the change may or may not have landed: `verifyCommitted` (asked on a fresh connection) decides. Landed:
  *   the result is returned. Not landed: the transaction is run again. Cannot tell: 503, never a guess.
- * A dependency that does not answer becomes DependencyUnavailableError (503 with Retry-After).
+ * A dependency that does not answer becomes DependencyUnavailableError (503 with Retry-After); a deadlock or
+ * serialization failure that outlasts the retries, ChangeContendedError (503: it rolled back, retry).
  */
 
 class CommitInterrupted<T> extends Error {
@@ -40,7 +41,14 @@ export interface TransactionOptions<T> {
 }
 
 export class Database {
-  readonly counters = { retries: 0, commitsVerified: 0, commitsRerun: 0 };
+  /** retries: calls run again; conflicts: deadlocks and serialization failures met (each rolled back). */
+  readonly counters = { retries: 0, conflicts: 0, commitsVerified: 0, commitsRerun: 0 };
+  /** Whether a failed call may be run again; counts the conflicts on the way. */
+  private readonly shouldRetry = (err: unknown): boolean => {
+    if (!retriable(err)) return false;
+    if (classifyFailure(err) === "conflict") this.counters.conflicts++;
+    return true;
+  };
 
   constructor(
     readonly pool: pg.Pool,
@@ -56,10 +64,10 @@ export class Database {
           if (n > 0) this.counters.retries++;
           return this.breaker.run(() => work(this.pool));
         },
-        { deadlineMs: this.retryDeadlineMs, shouldRetry: retriable },
+        { deadlineMs: this.retryDeadlineMs, shouldRetry: this.shouldRetry },
       );
     } catch (err) {
-      throw this.breaker.unavailable(err);
+      throw this.unavailable(err);
     }
   }
 
@@ -72,10 +80,10 @@ export class Database {
             if (n > 0) this.counters.retries++;
             return this.breaker.run(() => this.runOnce(work));
           },
-          { deadlineMs: Math.max(0, deadline - Date.now()), shouldRetry: retriable },
+          { deadlineMs: Math.max(0, deadline - Date.now()), shouldRetry: this.shouldRetry },
         );
       } catch (err) {
-        if (!(err instanceof CommitInterrupted)) throw this.breaker.unavailable(err);
+        if (!(err instanceof CommitInterrupted)) throw this.unavailable(err);
         const interrupted = err as CommitInterrupted<T>;
         if (!options.verifyCommitted) throw new CommitOutcomeUnknownError(interrupted.cause);
         // "Not visible" only means "not landed" once the backend that got the COMMIT can no longer commit.
@@ -91,6 +99,11 @@ export class Database {
         this.counters.commitsRerun++; // it did not land: running it again cannot do it twice
       }
     }
+  }
+
+  /** What a call that failed for good is told as: the server unreachable, or contention that outlasted the retries. */
+  private unavailable(err: unknown): unknown {
+    return classifyFailure(err) === "conflict" ? new ChangeContendedError(err) : this.breaker.unavailable(err);
   }
 
   private async runOnce<T>(work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {

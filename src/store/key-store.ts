@@ -219,6 +219,8 @@ WHERE COALESCE(k.key_id, dk.key_id) IS NOT NULL`;
 // Rows locked in key_id order, so two operations over overlapping sets of keys cannot deadlock.
 const LOCK_KEYS = "SELECT * FROM gh_keys WHERE key_id = ANY($1::uuid[]) ORDER BY key_id FOR UPDATE";
 const SELECT_BY_KEY_ID = "SELECT * FROM gh_keys WHERE key_id = $1";
+const LOCK_KEYS_OF_TEAMS = "SELECT key_id FROM gh_keys WHERE team_id = ANY($1::text[]) ORDER BY key_id FOR UPDATE";
+const LOCK_KEYS_OF_USERS = "SELECT key_id FROM gh_keys WHERE user_id = ANY($1::text[]) ORDER BY key_id FOR UPDATE";
 
 /** Which keys these tokens address (tokens that address nothing are left out). */
 export async function resolveTokens(db: Queryable, tokens: string[]): Promise<AddressedKey[]> {
@@ -236,6 +238,16 @@ export async function resolveTokens(db: Queryable, tokens: string[]): Promise<Ad
 export async function lockKeys(tx: Queryable, keyIds: string[]): Promise<KeyRow[]> {
   if (keyIds.length === 0) return [];
   return (await tx.query<KeyRow>(LOCK_KEYS, [[...new Set(keyIds)]])).rows;
+}
+
+/**
+ * Locks the keys of these teams or users, in key_id order, before their owners' rows are locked to delete them.
+ * Keys first, then owners, is the order every change takes: a key's change locks the key and then holds its team
+ * and user against deletion (keys/key-owners.ts). An owner's delete that locked the owner first and met the key
+ * second would deadlock with it.
+ */
+export async function lockKeysOf(tx: Queryable, owner: "team" | "user", ids: string[]): Promise<void> {
+  await tx.query(owner === "team" ? LOCK_KEYS_OF_TEAMS : LOCK_KEYS_OF_USERS, [ids]);
 }
 
 export async function findKeyByKeyId(db: Queryable, keyId: string): Promise<KeyRow | null> {

@@ -8,7 +8,7 @@ import { keyView } from "../keys/key-view.js";
 import { ledgerOf } from "../limits/admission.js";
 import type { Database } from "../store/database.js";
 import { isUniqueViolation } from "../store/db.js";
-import { listKeys } from "../store/key-store.js";
+import { listKeys, lockKeysOf } from "../store/key-store.js";
 import {
   deleteTeams,
   dropMemberSpend,
@@ -86,6 +86,7 @@ export class TeamService {
       this.db,
       this.events,
       async (tx) => {
+        await lockKeysOf(tx, "team", teamIds);
         const locked = await lockTeams(tx, teamIds);
         const missing = teamIds.filter((id) => !locked.some((t) => t.team_id === id));
         if (missing.length > 0) throw new NotFoundError(`team(s) not found: ${missing.join(", ")}`, { code: "team_not_found", param: "team_ids" });

@@ -8,7 +8,7 @@ import { withLiveSpend, type LiveSpend } from "../keys/live-spend.js";
 import { keyView } from "../keys/key-view.js";
 import { ledgerOf } from "../limits/admission.js";
 import type { Database } from "../store/database.js";
-import { insertKey, listKeys } from "../store/key-store.js";
+import { insertKey, listKeys, lockKeysOf } from "../store/key-store.js";
 import { deleteUsers, findUser, insertUser, listUsers, lockUsers, updateUser, type UserPatch, type UserRow } from "../store/user-store.js";
 import type { NewUserRequest, UpdateUserRequest } from "./user-schemas.js";
 
@@ -79,6 +79,7 @@ export class UserService {
       this.db,
       this.events,
       async (tx) => {
+        await lockKeysOf(tx, "user", userIds);
         const locked = await lockUsers(tx, userIds);
         const missing = userIds.filter((id) => !locked.some((u) => u.user_id === id));
         if (missing.length > 0) throw new NotFoundError(`user(s) not found: ${missing.join(", ")}`, { code: "user_not_found", param: "user_ids" });
