@@ -1,4 +1,6 @@
+import { AggregatorRegistry, Histogram, Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CountedHistogram } from "../src/metrics/counted-histogram.js";
 import { DEFAULT_TEST_CONFIG, startTestGateway, type TestGateway } from "./helpers/gateway-fixture.js";
 import { chatBody, openAIError } from "./helpers/http.js";
 
@@ -119,5 +121,28 @@ describe("docs/grafana-dashboard.json", () => {
     const used = dashboard.panels.flatMap((p: any) => p.targets.flatMap((t: any) => [...t.expr.matchAll(/\b(gatehouse_\w+)/g)].map((m: any) => m[1])));
     expect(used.length).toBeGreaterThan(10);
     for (const name of used) expect(exported, name).toContain(name);
+  });
+});
+
+describe("a histogram counted in plain numbers", () => {
+  it("exposes exactly what prom-client's own histogram exposes for the same observations, merged across workers too", async () => {
+    const buckets = [0.00001, 0.00005, 0.001, 0.1, 1];
+    const observations = [0.000004, 0.00001, 0.00002, 0.00005, 0.0007, 0.3, 2, 5, 0];
+    const counted = new Registry();
+    const theirs = new Registry();
+    const histogram = new CountedHistogram({ name: "probe_seconds", help: "a probe", buckets, registers: [counted] }, "route");
+    const reference = new Histogram({ name: "probe_seconds", help: "a probe", labelNames: ["route"], buckets, registers: [theirs] });
+    for (const [i, v] of observations.entries()) {
+      const route = i % 2 === 0 ? "/a" : "/b";
+      histogram.child(route).observe(v);
+      reference.observe({ route }, v);
+    }
+    expect(await counted.metrics()).toBe(await theirs.metrics());
+    // What the primary of --workers merges: each process's get(), summed.
+    const merged = async (r: Registry) => await AggregatorRegistry.aggregate([await r.getMetricsAsJSON(), await r.getMetricsAsJSON()]).metrics();
+    expect(await merged(counted)).toBe(await merged(theirs));
+    counted.resetMetrics();
+    theirs.resetMetrics();
+    expect(await counted.metrics()).toBe(await theirs.metrics());
   });
 });

@@ -7,14 +7,15 @@
  * case, before it is kept. Decoding repeats until nothing changes (`%2573k-…` is one decode away from `%73k-…`).
  */
 export function loggablePath(path: string): string {
+  // Most paths (/v1/chat/completions) hold neither a key, nor the route that carries one, nor an escape (so they
+  // decode, too).
+  if (!MAY_HOLD_KEY.test(path)) return path;
   // A path that does not decode is not logged at all: what it holds cannot be inspected for keys.
   try {
     decodeURIComponent(path);
   } catch {
     return "[path not validly percent-encoded]";
   }
-  // Most paths (/v1/chat/completions) hold neither a key, nor the route that carries one, nor an escape.
-  if (!MAY_HOLD_KEY.test(path)) return path;
   const segments = path.split("/");
   const last = segments.length - 1;
   let previous = "";

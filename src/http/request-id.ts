@@ -8,7 +8,14 @@ import { randomUUID } from "node:crypto";
  * version nibble becomes 7, its variant bits are already RFC 9562's, its first 48 bits become the time.
  */
 export function newRequestId(now = Date.now()): string {
-  const random = randomUUID();
-  const time = now.toString(16).padStart(12, "0");
-  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
+  if (now !== prefixMs) {
+    const time = now.toString(16).padStart(12, "0");
+    prefix = `${time.slice(0, 8)}-${time.slice(8, 12)}-7`;
+    prefixMs = now;
+  }
+  return prefix + randomUUID().slice(15);
 }
+
+// The time part of the ids of the current millisecond (several requests share one under load).
+let prefixMs = -1;
+let prefix = "";

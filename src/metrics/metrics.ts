@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { type BucketCounts, CountedHistogram } from "./counted-histogram.js";
 
 export interface MetricSources {
   authLevels: () => Record<string, number>;
@@ -81,9 +82,8 @@ const LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 
  */
 export class Metrics {
   readonly registry = new Registry();
-  private readonly requests: Counter<"route" | "model" | "status">;
-  private readonly latency: Histogram<"route">;
-  private readonly overhead: Histogram<"route">;
+  private readonly latency: CountedHistogram<"route">;
+  private readonly overhead: CountedHistogram<"route">;
   private readonly lag: Histogram;
   private readonly rotations: Counter<"outcome">;
   /** Upstream attempts by the way the relay made them (proxy/straight-attempt.ts). */
@@ -100,15 +100,30 @@ export class Metrics {
       (sources as unknown as Record<string, unknown>)[name] = () => ((this.sources ?? NO_SOURCES)[name] as () => unknown)();
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "gatehouse_" });
-    this.requests = new Counter({ name: "gatehouse_requests_total", help: "HTTP requests by route, model and status", labelNames: ["route", "model", "status"], registers });
-    this.latency = new Histogram({ name: "gatehouse_request_duration_seconds", help: "Total request latency", labelNames: ["route"], buckets: LATENCY_BUCKETS, registers });
-    this.overhead = new Histogram({
-      name: "gatehouse_overhead_duration_seconds",
-      help: "The gateway's own time per relayed request: from the request's arrival to the upstream call, plus from the upstream answer's last byte to the client's (model API routes)",
-      labelNames: ["route"],
-      buckets: OWN_TIME_BUCKETS,
+    // The three series every request adds to are counted in plain numbers by its route's recorder and read here at
+    // scrape time: prom-client hashes a series' labels on every inc() and observe(), a microsecond or two a request.
+    const routes = this.routes;
+    new Counter({
+      name: "gatehouse_requests_total",
+      help: "HTTP requests by route, model and status",
+      labelNames: ["route", "model", "status"],
       registers,
+      collect() {
+        this.reset();
+        for (const [route, recorder] of routes)
+          for (const [model, byStatus] of recorder.counts) for (const [status, cell] of byStatus) this.inc({ route, model, status: String(status) }, cell.n);
+      },
     });
+    this.latency = new CountedHistogram({ name: "gatehouse_request_duration_seconds", help: "Total request latency", buckets: LATENCY_BUCKETS, registers }, "route");
+    this.overhead = new CountedHistogram(
+      {
+        name: "gatehouse_overhead_duration_seconds",
+        help: "The gateway's own time per relayed request: from the request's arrival to the upstream call, plus from the upstream answer's last byte to the client's (model API routes)",
+        buckets: OWN_TIME_BUCKETS,
+        registers,
+      },
+      "route",
+    );
     this.lag = new Histogram({ name: "gatehouse_invalidation_lag_seconds", help: "Key change commit to applied on this replica", buckets: LAG_BUCKETS, registers });
     this.rotations = new Counter({ name: "gatehouse_rotations_total", help: "Key regenerations by outcome", labelNames: ["outcome"], registers });
     // Counted in plain numbers and read at scrape time: a prom-client child's inc() hashes its labels every time,
@@ -267,7 +282,7 @@ export class Metrics {
   route(route: string): RouteRecorder {
     let recorder = this.routes.get(route);
     if (!recorder) {
-      recorder = new RouteRecorder(route, this.requests, this.latency.labels(route), this.overhead.labels(route), route.endsWith("/regenerate") ? this.rotations : undefined);
+      recorder = new RouteRecorder(this.latency.child(route), this.overhead.child(route), route.endsWith("/regenerate") ? this.rotations : undefined);
       this.routes.set(route, recorder);
     }
     return recorder;
@@ -296,31 +311,30 @@ export class Metrics {
   }
 }
 
-/** Finished requests of one route; children per model and status are made on first use. */
+/** Finished requests of one route: counted by model and status (cells made on first use), and timed. */
 export class RouteRecorder {
-  private readonly byModel = new Map<string, Map<number, Counter.Internal>>();
+  /** Requests by model ("" for none) and status, read at scrape time as gatehouse_requests_total. */
+  readonly counts = new Map<string, Map<number, { n: number }>>();
 
   constructor(
-    private readonly route: string,
-    private readonly requests: Counter<"route" | "model" | "status">,
-    private readonly latency: Histogram.Internal<"route">,
-    private readonly overhead: Histogram.Internal<"route">,
+    private readonly latency: BucketCounts,
+    private readonly overhead: BucketCounts,
     private readonly rotations: Counter<"outcome"> | undefined,
   ) {}
 
   finished(model: string | undefined, status: number, seconds: number, ownSeconds: number | undefined): void {
     const label = model ?? "";
-    let byStatus = this.byModel.get(label);
+    let byStatus = this.counts.get(label);
     if (!byStatus) {
       byStatus = new Map();
-      this.byModel.set(label, byStatus);
+      this.counts.set(label, byStatus);
     }
-    let counter = byStatus.get(status);
-    if (!counter) {
-      counter = this.requests.labels(this.route, label, String(status));
-      byStatus.set(status, counter);
+    let cell = byStatus.get(status);
+    if (!cell) {
+      cell = { n: 0 };
+      byStatus.set(status, cell);
     }
-    counter.inc();
+    cell.n++;
     this.latency.observe(seconds);
     if (ownSeconds !== undefined) this.overhead.observe(ownSeconds);
     this.rotations?.inc({ outcome: rotationOutcome(status) });
