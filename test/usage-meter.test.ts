@@ -102,6 +102,26 @@ describe("a chat stream's meter", () => {
     expect(twice.usage).toEqual({ promptTokens: 5, completionTokens: 4 });
   });
 
+  it("reads a usage-only frame without parsing it whole, and answers as parsing it would", () => {
+    const meter = () => sseUsageMeter(false);
+    const pass = (m: ReturnType<typeof meter>, text: string) => Buffer.from(m.pass(Buffer.from(text))).toString("utf8");
+    // Spaced and nested: the usage is read, the frame dropped.
+    const spaced = sseUsageMeter(false);
+    const nested = `data: {"id":"c1","choices" : [ ],"usage": {"prompt_tokens": 9, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 2}}}\n\n`;
+    expect(pass(spaced, nested)).toBe("");
+    expect(spaced.usage).toEqual({ promptTokens: 9, completionTokens: 4, cacheReadTokens: 2 });
+    // usage null: no usage, and the frame passes (as a parsed chunk with usage null does).
+    const none = meter();
+    const nullUsage = `data: {"choices":[],"usage":null}\n\n`;
+    expect(pass(none, nullUsage)).toBe(nullUsage);
+    expect(none.usage).toBeUndefined();
+    // "choices" named twice: parsed whole, and JSON's last key wins (choices with content: the frame is kept).
+    const twice = meter();
+    const twoChoices = `data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1},"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n`;
+    expect(pass(twice, twoChoices)).toBe(frame("x"));
+    expect(twice.usage).toEqual({ promptTokens: 1, completionTokens: 1 });
+  });
+
   it("keeps a character cut between chunks whole, even when the cut follows a frame's end", () => {
     const m = sseUsageMeter(false);
     const text = frame("a") + frame("é€😀") + usageFrame;

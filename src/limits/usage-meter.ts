@@ -134,6 +134,15 @@ export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
   return frameMeter((text, found) => {
     const data = dataOf(text);
     if (data === undefined) return text;
+    // The usual usage frame, which the client did not ask for: a chunk with empty `choices` and the usage object,
+    // each named once. Its usage is read from that object alone and the frame dropped, without parsing the chunk.
+    if (!clientAskedForUsage) {
+      const usage = usageOnlyChunk(data);
+      if (usage !== undefined) {
+        found(usage);
+        return "";
+      }
+    }
     let parsed: { usage?: unknown; choices?: unknown[] };
     try {
       parsed = JSON.parse(data);
@@ -147,6 +156,44 @@ export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
     delete parsed.usage;
     return `data: ${JSON.stringify(parsed)}`;
   });
+}
+
+const EMPTY_CHOICES = /"choices"\s*:\s*\[\s*\]/;
+
+/**
+ * The usage of a chunk that is only a usage report — `"choices":[]` and a `"usage"` object, each named once — or
+ * undefined for any other chunk (read by parsing it whole, as before). What it answers is what parsing the chunk
+ * would: a key named once is that key, and an object of numbers is read as the JSON answer's tail is.
+ */
+function usageOnlyChunk(data: string): TokenCount | undefined {
+  const usageAt = data.indexOf('"usage"');
+  if (usageAt === -1 || data.indexOf('"usage"', usageAt + 7) !== -1) return undefined;
+  const choicesAt = data.indexOf('"choices"');
+  if (choicesAt === -1 || data.indexOf('"choices"', choicesAt + 9) !== -1 || !EMPTY_CHOICES.test(data)) return undefined;
+  return usageObjectAt(data, usageAt + 7);
+}
+
+/** The usage object that follows `"usage"` (ending at `from`) in `text`, read as usageFromBytes reads bytes. */
+function usageObjectAt(text: string, from: number): TokenCount | undefined {
+  let i = from;
+  while (i < text.length && (text[i] === " " || text[i] === "\t" || text[i] === "\n" || text[i] === "\r")) i++;
+  if (text[i] !== ":") return undefined;
+  i++;
+  while (i < text.length && (text[i] === " " || text[i] === "\t" || text[i] === "\n" || text[i] === "\r")) i++;
+  if (text[i] !== "{") return undefined;
+  let depth = 0;
+  for (let j = i; j < text.length; j++) {
+    const c = text[j];
+    if (c === "{") depth++;
+    else if (c === "}" && --depth === 0) {
+      try {
+        return tokensFromUsage(JSON.parse(text.slice(i, j + 1)));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -211,7 +258,8 @@ function dataOf(text: string): string | undefined {
  * others pass as they are. Nothing is held back beyond the frame being completed.
  */
 function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) => string, asIs = false): UsageMeter {
-  const decoder = new TextDecoder();
+  // Made when a chunk is first read as text: most streams' chunks pass as bytes (their last frame is decoded alone).
+  let decoder: InstanceType<typeof TextDecoder> | null = null;
   // SSE allows \n, \r\n and \r as line endings: a frame ends at the first blank line, whichever is used. One
   // expression per stream: its lastIndex is this stream's place.
   const frameEnd = /\r\n\r\n|\n\n|\r\r/g;
@@ -233,7 +281,11 @@ function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) =>
   let atFrameEdge = true;
   /** Reads `chunk` frame by frame, as text: what goes on in its place (the frames kept, each changed or not). */
   const readFrames = (chunk: Uint8Array | string): string => {
-    pending += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+    if (typeof chunk === "string") pending += chunk;
+    else {
+      if (decoder === null) decoder = new TextDecoder();
+      pending += decoder.decode(chunk, { stream: true });
+    }
     let out = "";
     let from = 0;
     frameEnd.lastIndex = 0;
@@ -277,7 +329,7 @@ function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) =>
       return asIs ? chunk : out;
     },
     end() {
-      const rest = pending + decoder.decode();
+      const rest = decoder === null ? pending : pending + decoder.decode();
       pending = "";
       return rest ? one(rest) : "";
     },

@@ -58,7 +58,11 @@ const ASK_FOR_USAGE = Buffer.from('"stream_options":{"include_usage":true},');
 /** `{"stream_options":{"include_usage":true}, …the client's fields}`: the raw body is a JSON object with fields. */
 function withUsageAsked(raw: Buffer): Buffer {
   const open = raw.indexOf(0x7b /* { */);
-  return Buffer.concat([raw.subarray(0, open + 1), ASK_FOR_USAGE, raw.subarray(open + 1)]);
+  const out = Buffer.allocUnsafe(raw.length + ASK_FOR_USAGE.length);
+  raw.copy(out, 0, 0, open + 1);
+  ASK_FOR_USAGE.copy(out, open + 1);
+  raw.copy(out, open + 1 + ASK_FOR_USAGE.length, open + 1);
+  return out;
 }
 
 function hasGatewayOnlyField(request: Record<string, unknown>): boolean {
