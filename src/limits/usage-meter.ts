@@ -257,84 +257,101 @@ function dataOf(text: string): string | undefined {
  * Otherwise the frames are what is relayed: `frame` may keep, change or drop its frame ("" drops it), and the
  * others pass as they are. Nothing is held back beyond the frame being completed.
  */
-function frameMeter(frame: (text: string, found: (usage: TokenCount) => void) => string, asIs = false): UsageMeter {
+function frameMeter(frame: FrameReader, asIs = false): UsageMeter {
+  return new FrameMeter(frame, asIs);
+}
+
+/** What a stream's meter does with one frame that mentions usage (frameMeter). */
+type FrameReader = (text: string, found: (usage: TokenCount) => void) => string;
+
+// A class, not an object literal of closures with a getter: one is made per streamed request (as JsonUsageMeter).
+class FrameMeter implements UsageMeter {
+  usage: TokenCount | undefined = undefined;
   // Made when a chunk is first read as text: most streams' chunks pass as bytes (their last frame is decoded alone).
-  let decoder: InstanceType<typeof TextDecoder> | null = null;
-  // SSE allows \n, \r\n and \r as line endings: a frame ends at the first blank line, whichever is used. One
-  // expression per stream: its lastIndex is this stream's place.
-  const frameEnd = /\r\n\r\n|\n\n|\r\r/g;
-  let pending = "";
-  let usage: TokenCount | undefined;
-  const found = (u: TokenCount) => {
-    usage = u;
+  private decoder: InstanceType<typeof TextDecoder> | null = null;
+  // SSE allows \n, \r\n and \r as line endings: a frame ends at the first blank line, whichever is used. Made on
+  // first use, one per stream: its lastIndex is this stream's place.
+  private frameEnd: RegExp | null = null;
+  private pending = "";
+  // True while everything passed so far ended with a blank line: no partial frame, no partial character held.
+  private atFrameEdge = true;
+
+  constructor(
+    private readonly frame: FrameReader,
+    private readonly asIs: boolean,
+  ) {}
+
+  private readonly found = (u: TokenCount): void => {
+    this.usage = u;
   };
+
   /** One whole frame: what goes on in its place ("" for none). */
-  const one = (raw: string): string => {
-    if (asIs) {
-      if (raw.includes('"usage"')) frame(toLf(raw), found);
+  private one(raw: string): string {
+    if (this.asIs) {
+      if (raw.includes('"usage"')) this.frame(toLf(raw), this.found);
       return "";
     }
     const text = toLf(raw);
-    return text.includes('"usage"') ? frame(text, found) : text;
-  };
-  // True while everything passed so far ended with a blank line: no partial frame, no partial character held.
-  let atFrameEdge = true;
+    return text.includes('"usage"') ? this.frame(text, this.found) : text;
+  }
+
   /** Reads `chunk` frame by frame, as text: what goes on in its place (the frames kept, each changed or not). */
-  const readFrames = (chunk: Uint8Array | string): string => {
-    if (typeof chunk === "string") pending += chunk;
+  private readFrames(chunk: Uint8Array | string): string {
+    if (typeof chunk === "string") this.pending += chunk;
     else {
-      if (decoder === null) decoder = new TextDecoder();
-      pending += decoder.decode(chunk, { stream: true });
+      if (this.decoder === null) this.decoder = new TextDecoder();
+      this.pending += this.decoder.decode(chunk, { stream: true });
     }
+    if (this.frameEnd === null) this.frameEnd = /\r\n\r\n|\n\n|\r\r/g;
+    const frameEnd = this.frameEnd;
+    const pending = this.pending;
     let out = "";
     let from = 0;
     frameEnd.lastIndex = 0;
     for (let m = frameEnd.exec(pending); m !== null; m = frameEnd.exec(pending)) {
-      const kept = one(pending.slice(from, m.index));
+      const kept = this.one(pending.slice(from, m.index));
       if (kept) out += `${kept}\n\n`;
       from = frameEnd.lastIndex;
     }
-    if (from > 0) pending = pending.slice(from);
-    atFrameEdge = pending === "" && (typeof chunk === "string" ? chunk.endsWith("\n\n") : endsWithBlankLine(chunk));
+    if (from > 0) this.pending = pending.slice(from);
+    this.atFrameEdge = this.pending === "" && (typeof chunk === "string" ? chunk.endsWith("\n\n") : endsWithBlankLine(chunk));
     return out;
-  };
-  return {
-    pass(chunk) {
-      // Most upstream chunks are whole frames (a chunk per token), and only the last frame mentions usage: frames
-      // before it pass as the bytes they are, unread and not decoded; only it and what follows are read as text.
-      // Frames with "\r" line endings are all read (made "\n").
-      if (atFrameEdge && typeof chunk !== "string" && endsWithBlankLine(chunk)) {
-        const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-        if (bytes.indexOf(CR) === -1) {
-          const usageAt = bytes.indexOf(USAGE_BYTES);
-          if (usageAt === -1) return chunk;
-          const blank = bytes.lastIndexOf(BLANK_LINE, usageAt);
-          const start = blank === -1 ? 0 : blank + 2;
-          const end = bytes.indexOf(BLANK_LINE, usageAt);
-          // The usual last chunk: the frames before the usage frame, it, and frames that do not mention usage
-          // (`[DONE]`). Only the usage frame is decoded and read; the others pass as the bytes they are.
-          if (bytes.indexOf(USAGE_BYTES, end) === -1) {
-            const kept = one(bytes.toString("utf8", start, end));
-            if (asIs) return chunk;
-            const head = bytes.subarray(0, start);
-            const tail = bytes.subarray(end + 2);
-            if (kept !== "") return Buffer.concat([head, Buffer.from(`${kept}\n\n`), tail]);
-            // The frame dropped (the usage chunk the client did not ask for): what is around it, copied only if both sides hold bytes.
-            return tail.length === 0 ? (head.length === 0 ? "" : head) : head.length === 0 ? tail : Buffer.concat([head, tail]);
-          }
-          // More than one frame mentions usage (rare): read frame by frame, below.
+  }
+
+  // Arrow properties: the relay hands `pass` and `end` on as functions (RelayAnswer).
+  readonly pass = (chunk: Uint8Array | string): Uint8Array | string => {
+    // Most upstream chunks are whole frames (a chunk per token), and only the last frame mentions usage: frames
+    // before it pass as the bytes they are, unread and not decoded; only it and what follows are read as text.
+    // Frames with "\r" line endings are all read (made "\n").
+    if (this.atFrameEdge && typeof chunk !== "string" && endsWithBlankLine(chunk)) {
+      const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      if (bytes.indexOf(CR) === -1) {
+        const usageAt = bytes.indexOf(USAGE_BYTES);
+        if (usageAt === -1) return chunk;
+        const blank = bytes.lastIndexOf(BLANK_LINE, usageAt);
+        const start = blank === -1 ? 0 : blank + 2;
+        const end = bytes.indexOf(BLANK_LINE, usageAt);
+        // The usual last chunk: the frames before the usage frame, it, and frames that do not mention usage
+        // (`[DONE]`). Only the usage frame is decoded and read; the others pass as the bytes they are.
+        if (bytes.indexOf(USAGE_BYTES, end) === -1) {
+          const kept = this.one(bytes.toString("utf8", start, end));
+          if (this.asIs) return chunk;
+          const head = bytes.subarray(0, start);
+          const tail = bytes.subarray(end + 2);
+          if (kept !== "") return Buffer.concat([head, Buffer.from(`${kept}\n\n`), tail]);
+          // The frame dropped (the usage chunk the client did not ask for): what is around it, copied only if both sides hold bytes.
+          return tail.length === 0 ? (head.length === 0 ? "" : head) : head.length === 0 ? tail : Buffer.concat([head, tail]);
         }
+        // More than one frame mentions usage (rare): read frame by frame, below.
       }
-      const out = readFrames(chunk);
-      return asIs ? chunk : out;
-    },
-    end() {
-      const rest = decoder === null ? pending : pending + decoder.decode();
-      pending = "";
-      return rest ? one(rest) : "";
-    },
-    get usage() {
-      return usage;
-    },
+    }
+    const out = this.readFrames(chunk);
+    return this.asIs ? chunk : out;
+  };
+
+  readonly end = (): string => {
+    const rest = this.decoder === null ? this.pending : this.pending + this.decoder.decode();
+    this.pending = "";
+    return rest ? this.one(rest) : "";
   };
 }
