@@ -3,6 +3,10 @@ import { generateKey, startCluster, type Cluster, type Replica } from "./helpers
 import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.js";
 import { api, chatBody, openAIError } from "./helpers/http.js";
 import { waitFor } from "./helpers/services.js";
+import { randomUUID } from "node:crypto";
+import { MODELS_CACHE_KEY } from "../src/models/model-registry.js";
+import { appendEvent } from "../src/store/event-store.js";
+import { nextKeyVersion } from "../src/store/key-store.js";
 
 /** Models added, changed and deleted through the API, on 3 replica processes (docs/models.md). */
 let cluster: Cluster;
@@ -101,5 +105,54 @@ describe("database models on 3 replicas", () => {
     expect(extra.status).toBe(400);
     expect(JSON.stringify(extra.body)).toContain("extra_headers");
     expect((await cluster.pool.query("SELECT count(*)::int AS n FROM gh_models")).rows[0].n).toBe(before);
+  });
+
+  it("a client that leaves while its model is being read again ends its request: the attempt after the read stops at once", async () => {
+    const key = await generateKey(A, {});
+    const added = await B.admin("/model/new", { model_name: "db-reread", litellm_params: { model: "openai/stream-200", api_base: `${upstream.url}/v1`, api_key: SECRET } });
+    expect(added.status).toBe(200);
+    await everywhere(key.key, "db-reread", (res) => res.status === 200, "serves db-reread");
+    const recorded = async () => Number(/^gatehouse_spend_log_rows_total\{outcome="recorded"\} (\d+)/m.exec((await A.admin("/metrics")).text)?.[1] ?? 0);
+    const waiting = async () => (await A.admin("/debug/routing")).body.waiting_for_model_read as number;
+    // The database models are read again after a model change; the test holds that read back with a lock on their
+    // table, and announces a change the way `gatehouse import-litellm` does (an event, no row changed).
+    const lock = await cluster.pool.connect();
+    try {
+      await lock.query("BEGIN");
+      await lock.query("LOCK TABLE gh_models IN ACCESS EXCLUSIVE MODE");
+      const announce = await cluster.pool.connect();
+      try {
+        await announce.query("BEGIN");
+        await appendEvent(announce, "model_change", [MODELS_CACHE_KEY], await nextKeyVersion(announce), randomUUID());
+        await announce.query("COMMIT");
+      } finally {
+        announce.release();
+      }
+      const before = await recorded();
+      const leaving = new AbortController();
+      const sent = fetch(`${A.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json" },
+        body: JSON.stringify(chatBody("db-reread", { stream: true })),
+        signal: leaving.signal,
+      }).then(
+        (res) => res.text(),
+        (err: Error) => err.name,
+      );
+      // The request has its key and its body, and waits for the model's read; the client leaves meanwhile.
+      await waitFor(async () => (await waiting()) === 1, { timeoutMs: 5_000, intervalMs: 10, what: "the request to wait for the models' read" });
+      leaving.abort();
+      expect(await sent).toBe("AbortError");
+      await lock.query("COMMIT");
+      // The read done, the relay meets a signal that already fired: the stream stops before its first byte and the
+      // request's spend row is recorded. (A signal made after the client left missed it: the stream then waited for
+      // a drain of the closed socket that never came, and no row was ever recorded.)
+      await waitFor(async () => (await recorded()) === before + 1, { timeoutMs: 5_000, what: "the left request's spend row" });
+    } finally {
+      await lock.query("ROLLBACK").catch(() => {});
+      lock.release();
+    }
+    expect(await waiting()).toBe(0);
+    await everywhere(key.key, "db-reread", (res) => res.status === 200, "serves db-reread after the read");
   });
 });

@@ -20,6 +20,7 @@ const REQUEST_BEHAVIOUR = [
   "test/native-body.test.ts",
   "test/bad-input.test.ts",
   "test/straight-path.test.ts",
+  "test/models.test.ts",
 ];
 
 export default defineConfig({

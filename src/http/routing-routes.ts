@@ -26,6 +26,8 @@ export function routingRoutes(models: ModelRegistry, health: DeploymentHealth, l
     res.json({
       strategy: strategy.name,
       shared: health.shared && load.shared,
+      // Requests for a database model waiting while the database models are read again (after a model change).
+      waiting_for_model_read: models.waitingForRead,
       deployments: deployments.map((d, i) => ({
         id: d.id,
         model: d.modelName,

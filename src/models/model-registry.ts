@@ -30,6 +30,8 @@ export class ModelRegistry {
   private readFailed = false;
   private knownNames: ReadonlySet<string>;
   private generation = 0;
+  /** Requests in pickOnceRead now. */
+  private waiting = 0;
 
   constructor(
     private readonly configDeployments: readonly ModelDeployment[],
@@ -93,10 +95,15 @@ export class ModelRegistry {
 
   /** pick() for a model not served now while the database models are being read: after the read (the last one). */
   private async pickOnceRead(model: string): Promise<ModelDeployment[] | undefined> {
-    // A newer invalidation may replace the read being waited for: wait for whichever is last.
-    for (let reading = this.reading; reading !== undefined; reading = this.reading) {
-      await reading;
-      if (reading === this.reading) break;
+    this.waiting++;
+    try {
+      // A newer invalidation may replace the read being waited for: wait for whichever is last.
+      for (let reading = this.reading; reading !== undefined; reading = this.reading) {
+        await reading;
+        if (reading === this.reading) break;
+      }
+    } finally {
+      this.waiting--;
     }
     if (this.readFailed)
       throw new ServiceUnavailableError("the model list is being read again and the database cannot be reached; retry shortly", { code: "model_store_unavailable" });
@@ -106,6 +113,11 @@ export class ModelRegistry {
   /** Every deployment served now: the config's and the database's as last read (routing state, /debug/routing). */
   deployments(): ModelDeployment[] {
     return [...this.configDeployments, ...this.dbDeployments.map((d) => d.deployment)];
+  }
+
+  /** Requests waiting now for a read of the database models to finish (GET /debug/routing). */
+  get waitingForRead(): number {
+    return this.waiting;
   }
 
   /** Retries a failed read (called every heartbeat). */
