@@ -131,7 +131,7 @@ function usageFromWhole(parts: ReadonlyArray<Uint8Array | string>, read: UsageRe
  * chunk that has choices, unless the client asked for it.
  */
 export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
-  return frameMeter((text, found) => {
+  return new FrameMeter((text, found) => {
     const data = dataOf(text);
     if (data === undefined) return text;
     // The usual usage frame, which the client did not ask for: a chunk with empty `choices` and the usage object,
@@ -163,37 +163,15 @@ const EMPTY_CHOICES = /"choices"\s*:\s*\[\s*\]/;
 /**
  * The usage of a chunk that is only a usage report — `"choices":[]` and a `"usage"` object, each named once — or
  * undefined for any other chunk (read by parsing it whole, as before). What it answers is what parsing the chunk
- * would: a key named once is that key, and an object of numbers is read as the JSON answer's tail is.
+ * would: a key named once is that key, and its object of numbers is read as a JSON answer's tail is (usageFromBytes).
  */
 function usageOnlyChunk(data: string): TokenCount | undefined {
   const usageAt = data.indexOf('"usage"');
   if (usageAt === -1 || data.indexOf('"usage"', usageAt + 7) !== -1) return undefined;
   const choicesAt = data.indexOf('"choices"');
   if (choicesAt === -1 || data.indexOf('"choices"', choicesAt + 9) !== -1 || !EMPTY_CHOICES.test(data)) return undefined;
-  return usageObjectAt(data, usageAt + 7);
-}
-
-/** The usage object that follows `"usage"` (ending at `from`) in `text`, read as usageFromBytes reads bytes. */
-function usageObjectAt(text: string, from: number): TokenCount | undefined {
-  let i = from;
-  while (i < text.length && (text[i] === " " || text[i] === "\t" || text[i] === "\n" || text[i] === "\r")) i++;
-  if (text[i] !== ":") return undefined;
-  i++;
-  while (i < text.length && (text[i] === " " || text[i] === "\t" || text[i] === "\n" || text[i] === "\r")) i++;
-  if (text[i] !== "{") return undefined;
-  let depth = 0;
-  for (let j = i; j < text.length; j++) {
-    const c = text[j];
-    if (c === "{") depth++;
-    else if (c === "}" && --depth === 0) {
-      try {
-        return tokensFromUsage(JSON.parse(text.slice(i, j + 1)));
-      } catch {
-        return undefined;
-      }
-    }
-  }
-  return undefined;
+  // From "usage" on, as the bytes the chunk came in: a JSON answer's tail is read the same way.
+  return usageFromBytes(Buffer.from(data.slice(usageAt)), tokensFromUsage);
 }
 
 /**
@@ -202,7 +180,7 @@ function usageObjectAt(text: string, from: number): TokenCount | undefined {
  */
 export function anthropicSseUsageMeter(): UsageMeter {
   const reported: Record<string, unknown> = {};
-  return frameMeter((text, found) => {
+  return new FrameMeter((text, found) => {
     const data = dataOf(text);
     if (data === undefined) return text;
     try {
@@ -222,7 +200,7 @@ export function anthropicSseUsageMeter(): UsageMeter {
 
 /** The Responses API's stream, relayed unchanged: the final event (`response.completed`, or incomplete/failed) carries `response.usage`. */
 export function responsesSseUsageMeter(): UsageMeter {
-  return frameMeter((text, found) => {
+  return new FrameMeter((text, found) => {
     const data = dataOf(text);
     if (data === undefined) return text;
     try {
@@ -251,20 +229,16 @@ function dataOf(text: string): string | undefined {
   return text.slice(start, end === -1 ? undefined : end);
 }
 
+/** What a stream's meter does with one frame that mentions usage (FrameMeter). */
+type FrameReader = (text: string, found: (usage: TokenCount) => void) => string;
+
 /**
  * Splits a stream into frames and hands each one that mentions usage to `frame`, its line endings made "\n".
  * `asIs`: the stream is relayed untouched (no copy, no re-encoding; `frame`'s answer is not used) and only read.
  * Otherwise the frames are what is relayed: `frame` may keep, change or drop its frame ("" drops it), and the
- * others pass as they are. Nothing is held back beyond the frame being completed.
+ * others pass as they are. Nothing is held back beyond the frame being completed. A class, not an object literal
+ * of closures with a getter: one is made per streamed request (as JsonUsageMeter).
  */
-function frameMeter(frame: FrameReader, asIs = false): UsageMeter {
-  return new FrameMeter(frame, asIs);
-}
-
-/** What a stream's meter does with one frame that mentions usage (frameMeter). */
-type FrameReader = (text: string, found: (usage: TokenCount) => void) => string;
-
-// A class, not an object literal of closures with a getter: one is made per streamed request (as JsonUsageMeter).
 class FrameMeter implements UsageMeter {
   usage: TokenCount | undefined = undefined;
   // Made when a chunk is first read as text: most streams' chunks pass as bytes (their last frame is decoded alone).
@@ -278,7 +252,7 @@ class FrameMeter implements UsageMeter {
 
   constructor(
     private readonly frame: FrameReader,
-    private readonly asIs: boolean,
+    private readonly asIs = false,
   ) {}
 
   private readonly found = (u: TokenCount): void => {

@@ -102,17 +102,11 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: "gatehouse_" });
     // The three series every request adds to are counted in plain numbers by its route's recorder and read here at
     // scrape time: prom-client hashes a series' labels on every inc() and observe(), a microsecond or two a request.
-    const routes = this.routes;
-    new Counter({
-      name: "gatehouse_requests_total",
-      help: "HTTP requests by route, model and status",
-      labelNames: ["route", "model", "status"],
-      registers,
-      collect() {
-        this.reset();
-        for (const [route, recorder] of routes)
-          for (const [model, byStatus] of recorder.counts) for (const [status, cell] of byStatus) this.inc({ route, model, status: String(status) }, cell.n);
-      },
+    snapshotCounter(registers, "gatehouse_requests_total", "HTTP requests by route, model and status", ["route", "model", "status"], () => {
+      const cells: Array<[Record<string, string>, number]> = [];
+      for (const [route, recorder] of this.routes)
+        for (const [model, byStatus] of recorder.counts) for (const [status, cell] of byStatus) cells.push([{ route, model, status: String(status) }, cell.n]);
+      return cells;
     });
     this.latency = new CountedHistogram({ name: "gatehouse_request_duration_seconds", help: "Total request latency", buckets: LATENCY_BUCKETS, registers }, "route");
     this.overhead = new CountedHistogram(
