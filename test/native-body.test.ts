@@ -10,13 +10,18 @@ describe("a chat request's upstream body", () => {
     expect(CHAT_COMPLETIONS.nativeBody(JSON.parse(raw.toString()), deployment("m"), false, raw)).toBeNull();
   });
 
-  it("asks a charged stream for its usage by putting the field before the client's own bytes", () => {
-    const raw = Buffer.from(' \n{ "model" : "m", "stream": true, "messages": [{"role":"user","content":"é"}] }');
+  it.each([
+    ["opens with its brace", '{"model":"m","stream":true,"messages":[{"role":"user","content":"é"}]}'],
+    ["opens with white space", ' \n{ "model" : "m", "stream": true, "messages": [{"role":"user","content":"é"}] }'],
+  ])("asks a charged stream for its usage by putting the field before the client's own bytes (a body that %s)", (_, text) => {
+    const raw = Buffer.from(text);
     const changed = CHAT_COMPLETIONS.nativeBody(JSON.parse(raw.toString()), deployment("m"), true, raw);
     expect(changed?.raw).toBeDefined();
-    const sent = JSON.parse(changed!.raw!.toString());
-    expect(sent).toEqual({ ...JSON.parse(raw.toString()), stream_options: { include_usage: true } });
-    expect(changed!.body).toEqual(sent);
+    const sent = changed!.raw!.toString();
+    expect(sent.length).toBe(text.length + '"stream_options":{"include_usage":true},'.length);
+    expect(JSON.parse(sent)).toEqual({ ...JSON.parse(raw.toString()), stream_options: { include_usage: true } });
+    expect(changed!.body).toEqual(JSON.parse(sent));
+    expect(raw.toString()).toBe(text);
   });
 
   it("is serialized again when the model is renamed or the client sent stream_options of its own", () => {

@@ -140,6 +140,29 @@ describe("a chat stream's meter", () => {
     expect(out).toBe(frame("a") + frame("é€😀"));
   });
 
+  it("finds usage only where a field is named so: not in a name that ends with it, nor in content that quotes it", () => {
+    const done = "data: [DONE]\n\n";
+    // A field whose name ends in usage, and content that quotes the name (escaped, as JSON escapes quotes), in the same chunk as the usage frame.
+    const tricky = `data: {"choices":[{"index":0,"delta":{"content":"a"}}],"x_usage":{"prompt_tokens":99}}\n\n${frame('my usage" is "usage" here, usage"')}${frame('"choices"')}`;
+    const dropped = sseUsageMeter(false);
+    expect(Buffer.from(dropped.pass(Buffer.from(tricky + usageFrame + done))).toString("utf8")).toBe(tricky + done);
+    expect(dropped.usage).toEqual({ promptTokens: 5, completionTokens: 2 });
+    // The content alone: no frame mentions usage, the chunk passes as the very bytes it came in.
+    const chunk = Buffer.from(tricky);
+    expect(sseUsageMeter(false).pass(chunk)).toBe(chunk);
+  });
+
+  it("passes OpenAI's chunks that carry usage null, and reads the usage chunk that follows them", () => {
+    // With include_usage, OpenAI names usage (null) in every chunk; only the last one holds a count.
+    const withNull = (content: string) => `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content } }], usage: null })}\n\n`;
+    const m = sseUsageMeter(false);
+    const relayed = [m.pass(Buffer.from(withNull("Hel"))), m.pass(Buffer.from(`${withNull("lo")}${usageFrame}data: [DONE]\n\n`)), m.end()]
+      .map((p) => (typeof p === "string" ? p : Buffer.from(p).toString("utf8")))
+      .join("");
+    expect(relayed).toBe(`${withNull("Hel")}${withNull("lo")}data: [DONE]\n\n`);
+    expect(m.usage).toEqual({ promptTokens: 5, completionTokens: 2 });
+  });
+
   it("turns frames with \\r\\n line endings into \\n ones", () => {
     const m = sseUsageMeter(false);
     const out = m.pass(Buffer.from(frame("x").replace(/\n/g, "\r\n")));

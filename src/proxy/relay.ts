@@ -202,7 +202,8 @@ export class Relay {
     if (x.upstreamStartedAt === 0) x.upstreamStartedAt = upstreamStarted;
     deps.load.began(deployment.id);
     try {
-      const call = { endpoint, deployment, body: upstreamBody, rawBody, stream, anthropicBeta: request.anthropicBeta };
+      // The signal is in the call from the start: a spread copy given a field it lacked is dear in V8.
+      const call = { endpoint, deployment, body: upstreamBody, rawBody, stream, anthropicBeta: request.anthropicBeta, signal: abort };
       deps.countAttempt(straight ? "straight" : "general");
       if (straight) {
         const attempt = new StraightAttempt(x, out.direct!, call, {
@@ -216,7 +217,7 @@ export class Relay {
         provider.dispatch!(call, attempt);
         return await attempt.done;
       }
-      const upstream = await provider.forward({ ...call, signal: abort });
+      const upstream = await provider.forward(call);
       if (upstream.status >= 300) throw await this.upstreamFailure(upstream, deployment);
       // A stream's first chunk is read before anything reaches the client: an error there (Anthropic's overloaded
       // right after its 200) is still a failure to retry elsewhere, not a broken answer.

@@ -24,15 +24,16 @@ export class OpenAICompatibleProvider implements Provider {
   }
 
   forward(call: UpstreamCall): Promise<UpstreamResponse> {
-    return this.http.post({ ...postOf(call), signal: call.signal });
+    return this.http.post(postOf(call, call.signal));
   }
 
   dispatch(call: Omit<UpstreamCall, "signal">, handler: Dispatcher.DispatchHandler): void {
-    this.http.dispatch(postOf(call), handler);
+    this.http.dispatch(postOf(call, undefined), handler);
   }
 }
 
-function postOf(call: Omit<UpstreamCall, "signal">): Omit<UpstreamPost, "signal"> {
+/** The signal is a parameter, not spread in by the caller: a spread copy given a field it lacked is dear in V8. */
+function postOf<Signal extends UpstreamPost["signal"] | undefined>(call: Omit<UpstreamCall, "signal">, signal: Signal): Omit<UpstreamPost, "signal"> & { signal: Signal } {
   const { deployment } = call;
   return {
     apiBase: deployment.apiBase ?? OPENAI_API_BASE,
@@ -41,6 +42,7 @@ function postOf(call: Omit<UpstreamCall, "signal">): Omit<UpstreamPost, "signal"
     body: call.rawBody ?? JSON.stringify(call.body),
     readTimeoutMs: deployment.timeoutMs,
     stream: call.stream,
+    signal,
   };
 }
 
