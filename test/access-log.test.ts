@@ -64,3 +64,43 @@ describe("the access log line", () => {
     expect(quiet.lines).toEqual([]);
   });
 });
+
+describe("the access log's writes", () => {
+  const end = (log: AccessLog, i: number) =>
+    log.end({ method: "POST", url: "/v1/chat/completions" } as IncomingMessage, { statusCode: 200, writableFinished: true } as ServerResponse, "/v1/chat/completions", undefined, {
+      requestId: `req-${i}`,
+      startedAt: performance.now(),
+    } as RequestRecord);
+
+  it("hands the lines of one turn of the event loop over together, in order, each write within PIPE_BUF", async () => {
+    const { logger, lines: writes } = capture();
+    const log = new AccessLog(logger, undefined);
+    for (let i = 0; i < 3; i++) end(log, i);
+    expect(writes).toEqual([]); // nothing before the turn's end
+    await flushed();
+    expect(writes).toHaveLength(1);
+    expect(
+      writes[0]!
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l).request_id),
+    ).toEqual(["req-0", "req-1", "req-2"]);
+
+    // A busy turn: more than a pipe takes whole in one write. Every write stays within it, and only whole lines go.
+    writes.length = 0;
+    for (let i = 0; i < 100; i++) end(log, i);
+    await flushed();
+    expect(writes.length).toBeGreaterThan(1);
+    for (const write of writes) {
+      expect(Buffer.byteLength(write)).toBeLessThanOrEqual(4096);
+      expect(write.endsWith("\n")).toBe(true);
+    }
+    expect(
+      writes
+        .join("")
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l).request_id),
+    ).toEqual(Array.from({ length: 100 }, (_, i) => `req-${i}`));
+  });
+});

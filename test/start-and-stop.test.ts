@@ -124,6 +124,27 @@ describe("shutdown when stdout's reader is gone", () => {
   }, 30_000);
 });
 
+describe("a stdout reader that stops reading", () => {
+  it("holds up no request, and gets every line once it reads again, the last ones at shutdown", async () => {
+    const replica = await spawnReplica({ DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: redis.prefix, GATEHOUSE_MASTER_KEY: "sk-master-stalled-reader" });
+    try {
+      // The reader stops: the pipe (64 KiB) fills with access lines, and the gateway must hold the rest itself.
+      replica.child.stdout!.pause();
+      const requests = 800;
+      for (let sent = 0; sent < requests; sent += 50) {
+        const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => fetch(`${replica.url}/health/liveliness`, { headers: { "x-request-id": `stalled-${sent + i}` } })));
+        expect(answers.map((a) => a.status)).toEqual(Array(50).fill(200));
+      }
+      replica.child.stdout!.resume();
+      await replica.stop("SIGTERM");
+      const seen = new Set(replica.output.flatMap((line) => (line.includes('"request_id":"stalled-') ? [JSON.parse(line).request_id] : [])));
+      expect(seen.size).toBe(requests);
+    } finally {
+      await replica.stop("SIGKILL");
+    }
+  }, 60_000);
+});
+
 describe("the command line", () => {
   it("help, --version, and a near miss get an answer, not a stack trace", async () => {
     const help = await run(["help"], {});
