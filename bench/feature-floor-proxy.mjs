@@ -8,7 +8,7 @@
 //   - the upstream call with the deployment's credentials;
 //   - the answer taken whole, its usage read from its tail (JSON.parse of the usage object) and priced;
 //   - the answer written in one write with x-request-id and the routing header;
-//   - one access-log line (the fields Gatehouse writes) to stdout through pino's asynchronous destination;
+//   - one access-log line (the fields Gatehouse writes) to stdout, through the destination Gatehouse's log uses;
 //   - one spend-log row encoded for COPY and queued (the flush to Postgres is left out: it would only add the
 //     database's CPU, which this floor does not count);
 //   - the metrics Gatehouse records per request, through its own Metrics (src/metrics/metrics.ts).
@@ -16,8 +16,8 @@
 // Run alone: node bench/feature-floor-proxy.mjs <upstream url> [key]   (prints {"listening": url})
 import { createHash, randomUUID } from "node:crypto";
 import http from "node:http";
-import { pino } from "pino";
 import { Agent } from "undici";
+import { stdoutDestination } from "../dist/logger.js";
 import { Metrics } from "../dist/metrics/metrics.js";
 
 const upstream = new URL(process.argv[2]);
@@ -30,7 +30,7 @@ const deployments = new Map([["bench", { id: "bench-0", upstreamKey: "sk-upstrea
 // this relay's own time the way it reads Gatehouse's (GET /metrics).
 const metrics = new Metrics();
 const recorder = metrics.route("/v1/chat/completions");
-const log = pino.destination({ dest: 1, sync: false }); // stdout, as Gatehouse writes its access log
+const log = stdoutDestination(); // stdout, as Gatehouse writes its access log
 const spendRows = [];
 setInterval(() => (spendRows.length = 0), 1000).unref();
 

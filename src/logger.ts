@@ -37,11 +37,16 @@ export function createLogger(options: { level?: string; destination?: NodeJS.Wri
   // shutdown by the gateway. stdout's reader may go away (`gatehouse start | head -3`): an EPIPE must neither crash
   // the gateway nor hold up its shutdown. Lines written after that are lost, like everything else written to a
   // closed pipe.
+  return pino(config, stdoutDestination());
+}
+
+/** Where the log's lines go: stdout, through the stream on it when it is a pipe or a socket, pino's destination otherwise. */
+export function stdoutDestination(): pino.DestinationStream {
   process.stdout.on("error", () => {});
-  if (stdoutIsPipeOrSocket()) return pino(config, streamDestination(process.stdout));
+  if (stdoutIsPipeOrSocket()) return streamDestination(process.stdout);
   const destination = pino.destination({ dest: 1, sync: false });
   destination.on("error", () => {});
-  return pino(config, destination);
+  return destination;
 }
 
 /** stdout is a pipe or a socket: a container's log driver, systemd's journal, `| tee`, a test's reader. */
