@@ -208,3 +208,26 @@ describe("history checker: a grace that ended before its rotation committed", ()
     expect(kinds(checkHistory(ops(200, t0 + 9_000), events, []))).toEqual(["accepted a key that was not valid"]);
   });
 });
+
+describe("history checker: a change whose request waited for a rotation of its key", () => {
+  // A block names k1 while a rotation (no grace) replaces it with k2: the block waits for the rotation's lock and
+  // then blocks the key as it committed, under k2. Its answer is lost in a fault (503): the change is its.
+  const ops = (blockStatus: number) => [
+    admin({ id: 1, kind: "generate", invoke: t0, complete: t0 + 10, eventIds: [1], newToken: "k1", keyId: "key-1", models: [] }),
+    admin({ id: 2, kind: "regenerate", invoke: t0 + 1_000, complete: t0 + 1_030, eventIds: [2], addressed: ["k1"], newToken: "k2", grace: "0s", revokeAt: t0 + 1_020 }),
+    admin({ id: 3, kind: "block", invoke: t0 + 1_010, complete: t0 + 3_000, status: blockStatus, addressed: ["k1"] }),
+    auth(4, "B", t0 + 5_000, "k2", 401),
+  ];
+  const events: CommittedEvent[] = [
+    { id: 1, kind: "generate", tokens: ["k1"], at: t0 + 5 },
+    { id: 2, kind: "regenerate", tokens: ["k1", "k2"], at: t0 + 1_020 },
+    { id: 3, kind: "block", tokens: ["k2"], at: t0 + 1_025 },
+  ];
+  const blackhole: FaultWindow = { name: "Postgres blackholed 3 s", start: t0 + 1_026, end: t0 + 4_000, postgresImpaired: true, partition: false };
+  it("is explained by that request, named by the key's earlier token", () => {
+    expect(kinds(checkHistory(ops(503), events, [blackhole]))).toEqual([]);
+  });
+  it("is not explained by a request that changed nothing (a 4xx)", () => {
+    expect(kinds(checkHistory(ops(404), events, [blackhole]))).toContain("unexplained change");
+  });
+});

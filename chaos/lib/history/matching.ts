@@ -41,6 +41,19 @@ export function matchChanges(admin: AdminOp[], events: CommittedEvent[], slack: 
     if (e.kind === "regenerate") byNewToken.set(e.tokens[1]!, e);
     if (e.kind === "generate") byNewToken.set(e.tokens[0]!, e);
   }
+  // A key's first token, for each token a rotation issued: a request that named a token a rotation then replaced
+  // waits for the rotation and acts on the key as it committed, under its new token (store/key-store.ts lockKeys).
+  const rotatedFrom = new Map<string, string>();
+  for (const e of events) if (e.kind === "regenerate" && e.tokens[0] !== undefined && e.tokens[1] !== undefined) rotatedFrom.set(e.tokens[1], e.tokens[0]);
+  const firstTokenOf = (token: string) => {
+    let t = token;
+    for (let hops = 0; rotatedFrom.has(t) && hops < rotatedFrom.size; hops++) t = rotatedFrom.get(t)!;
+    return t;
+  };
+  const namesItsKey = (o: AdminOp, e: CommittedEvent) => {
+    const keys = new Set(e.tokens.map(firstTokenOf));
+    return o.addressed.some((t) => keys.has(firstTokenOf(t)));
+  };
   /** How far a change's commit lies outside a request's span (0 inside). */
   const distance = (e: CommittedEvent, op: AdminOp) => Math.max(0, op.invoke - e.at, writtenAt(e) - op.complete);
   // An answered id names an event of the request's own kind that, for a rotation or a new key, issued the token
@@ -73,8 +86,9 @@ export function matchChanges(admin: AdminOp[], events: CommittedEvent[], slack: 
       eventKindOf(o.kind) === e.kind &&
       writtenAt(e) >= o.invoke - slack &&
       writtenAt(e) <= o.complete + 250 &&
-      // An end_grace event names the tokens it revoked, not the one the request named.
-      (o.addressed.some((t) => e.tokens.includes(t)) || !!o.revoked?.some((t) => e.tokens.includes(t)) || o.kind === "generate");
+      // An end_grace event names the tokens it revoked, not the one the request named; a change of a key rotated
+      // while the request waited names the key's new token.
+      (o.addressed.some((t) => e.tokens.includes(t)) || !!o.revoked?.some((t) => e.tokens.includes(t)) || o.kind === "generate" || namesItsKey(o, e));
     const candidate = unknownOutcome.find(explains);
     if (candidate) {
       claim(e, candidate);
