@@ -223,7 +223,7 @@ describe("history checker: a change whose request waited for a rotation of its k
     { id: 2, kind: "regenerate", tokens: ["k1", "k2"], at: t0 + 1_020 },
     { id: 3, kind: "block", tokens: ["k2"], at: t0 + 1_025 },
   ];
-  const blackhole: FaultWindow = { name: "Postgres blackholed 3 s", start: t0 + 1_026, end: t0 + 4_000, postgresImpaired: true, partition: false };
+  const blackhole: FaultWindow = { name: "Postgres blackholed 3 s", start: t0 + 1_026, end: t0 + 4_000, postgresImpaired: true, partition: false, notificationsLost: false };
   it("is explained by that request, named by the key's earlier token", () => {
     expect(kinds(checkHistory(ops(503), events, [blackhole]))).toEqual([]);
   });
