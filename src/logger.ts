@@ -40,14 +40,22 @@ export function createLogger(options: { level?: string; destination?: NodeJS.Wri
   return pino(config, stdoutDestination());
 }
 
-/** Where the log's lines go: stdout, through the stream on it when it is a pipe or a socket, pino's destination otherwise. */
+/**
+ * Where the log's lines go: stdout, through the stream on it when it is a pipe or a socket, pino's destination
+ * otherwise. One per process, whichever logger asks: they all write to the one stdout, and a flush waits for all.
+ */
 export function stdoutDestination(): pino.DestinationStream {
+  if (stdout !== undefined) return stdout;
   process.stdout.on("error", () => {});
-  if (stdoutIsPipeOrSocket()) return streamDestination(process.stdout);
-  const destination = pino.destination({ dest: 1, sync: false });
-  destination.on("error", () => {});
-  return destination;
+  if (stdoutIsPipeOrSocket()) stdout = streamDestination(process.stdout);
+  else {
+    const destination = pino.destination({ dest: 1, sync: false });
+    destination.on("error", () => {});
+    stdout = destination;
+  }
+  return stdout;
 }
+let stdout: pino.DestinationStream | undefined;
 
 /** stdout is a pipe or a socket: a container's log driver, systemd's journal, `| tee`, a test's reader. */
 function stdoutIsPipeOrSocket(): boolean {
