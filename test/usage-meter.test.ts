@@ -161,6 +161,16 @@ describe("a chat stream's meter", () => {
       .join("");
     expect(relayed).toBe(`${withNull("Hel")}${withNull("lo")}data: [DONE]\n\n`);
     expect(m.usage).toEqual({ promptTokens: 5, completionTokens: 2 });
+    // They pass unread: the very bytes they came in, spaced or not, one frame to a chunk or several.
+    const unread = sseUsageMeter(false);
+    for (const chunk of [withNull("a"), withNull("b") + withNull("c"), withNull("d").replace('"usage":null', '"usage" :\tnull')].map((t) => Buffer.from(t))) {
+      expect(unread.pass(chunk)).toBe(chunk);
+    }
+    expect(unread.usage).toBeUndefined();
+    // Named null and then with counts in one chunk: JSON's last key wins, so it is read whole.
+    const twice = sseUsageMeter(false);
+    expect(twice.pass(Buffer.from('data: {"choices":[],"usage":null,"usage":{"prompt_tokens":1,"completion_tokens":1}}\n\n'))).toBe("");
+    expect(twice.usage).toEqual({ promptTokens: 1, completionTokens: 1 });
   });
 
   it("turns frames with \\r\\n line endings into \\n ones", () => {

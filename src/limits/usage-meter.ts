@@ -231,6 +231,28 @@ function indexOfQuoted(bytes: Buffer, nameAndQuote: Buffer, from: number): numbe
   return -1;
 }
 
+/**
+ * Whether a frame reports usage: it names `"usage"`, and not only as null. OpenAI names it in every chunk of a
+ * stream that asked for usage, as `"usage":null` until the last; such a frame reports nothing, and every reader
+ * leaves it as it is (a parsed chunk whose usage is null is relayed as it came), so it is not parsed at all.
+ */
+function reportsUsage(frame: string): boolean {
+  const at = textIndexOfQuoted(frame, 'usage"', 0);
+  return at !== -1 && (!namesNullAt(frame, at) || textIndexOfQuoted(frame, 'usage"', at + 1) !== -1);
+}
+
+/**
+ * `"usage"` at `at` in `text` is followed by `: null` (white space around the colon allowed). What follows `null`
+ * is not looked at: anything but JSON's `,` `}` or white space makes the chunk unparseable, and an unparseable
+ * chunk is relayed as it came, reporting nothing, as a null usage is.
+ */
+function namesNullAt(text: string, at: number): boolean {
+  let i = skipSpace(text, at + USAGE_BYTES.length);
+  if (text.charCodeAt(i) !== COLON) return false;
+  i = skipSpace(text, i + 1);
+  return text.startsWith("null", i);
+}
+
 /** indexOfQuoted in text (V8's search of a string is alike: a needle that opens with a quote costs three times more). */
 function textIndexOfQuoted(text: string, nameAndQuote: string, from: number): number {
   for (let at = text.indexOf(nameAndQuote, from + 1); at !== -1; at = text.indexOf(nameAndQuote, at + 1)) {
@@ -288,11 +310,11 @@ class FrameMeter implements UsageMeter {
   /** One whole frame: what goes on in its place ("" for none). */
   private one(raw: string): string {
     if (this.asIs) {
-      if (textIndexOfQuoted(raw, 'usage"', 0) !== -1) this.frame(toLf(raw), this.found);
+      if (reportsUsage(raw)) this.frame(toLf(raw), this.found);
       return "";
     }
     const text = toLf(raw);
-    return textIndexOfQuoted(text, 'usage"', 0) !== -1 ? this.frame(text, this.found) : text;
+    return reportsUsage(text) ? this.frame(text, this.found) : text;
   }
 
   /** Reads `chunk` frame by frame, as text: what goes on in its place (the frames kept, each changed or not). */
@@ -326,11 +348,18 @@ class FrameMeter implements UsageMeter {
     if (this.atFrameEdge && typeof chunk !== "string" && endsWithBlankLine(chunk)) {
       const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       if (bytes.indexOf(CR) === -1) {
-        const usageAt = indexOfQuoted(bytes, USAGE_NAME, 0);
+        // Frames that name usage only as null (OpenAI's every chunk, once a stream asked for usage) pass unread.
+        let usageAt = indexOfQuoted(bytes, USAGE_NAME, 0);
+        let end = -1;
+        while (usageAt !== -1) {
+          end = bytes.indexOf(BLANK_LINE, usageAt);
+          const next = indexOfQuoted(bytes, USAGE_NAME, usageAt + 1);
+          if ((next !== -1 && next < end) || !namesNullAt(bytes.toString("latin1", usageAt, Math.min(end, usageAt + 32)), 0)) break;
+          usageAt = next;
+        }
         if (usageAt === -1) return chunk;
         const blank = bytes.lastIndexOf(BLANK_LINE, usageAt);
         const start = blank === -1 ? 0 : blank + 2;
-        const end = bytes.indexOf(BLANK_LINE, usageAt);
         // The usual last chunk: the frames before the usage frame, it, and frames that do not mention usage
         // (`[DONE]`). Only the usage frame is decoded and read; the others pass as the bytes they are.
         if (indexOfQuoted(bytes, USAGE_NAME, end) === -1) {
