@@ -75,7 +75,11 @@ const MAX_HELD_LOG_BYTES = 64 * 1024 * 1024;
  * from the event loop (one system call when the pipe has room; held and written when it drains otherwise). pino's
  * own destination writes on libuv's thread pool instead, for files and terminals too: measured here, a write
  * handed to the pool cost 40–60 µs of CPU against 9 for the stream's, so the stream is used wherever it can be.
- * `flush` waits until every line handed over is written (or failed: the reader is gone).
+ *
+ * The lines of one turn of the event loop go out together, in order, once the turn's I/O is done: at saturation a
+ * turn ends several requests, each with its access line, and each write is a system call. A write stays within
+ * PIPE_BUF: a pipe takes a write that size whole, so the lines of workers sharing one stdout never interleave.
+ * `flush` writes what the turn holds and waits until every line is written (or failed: the reader is gone).
  */
 export function streamDestination(out: NodeJS.WritableStream & { readonly writableLength: number; readonly destroyed: boolean }): pino.DestinationStream & {
   flush(done: (err?: Error) => void): void;
@@ -91,6 +95,17 @@ export function streamDestination(out: NodeJS.WritableStream & { readonly writab
   out.once("close", () => {
     for (const done of flushes.splice(0)) done();
   });
+  // The turn's lines, not yet handed to the stream.
+  let held = "";
+  let handOverSet = false;
+  const handOver = (): void => {
+    handOverSet = false;
+    if (held === "") return;
+    const lines = held;
+    held = "";
+    unwritten++;
+    out.write(lines, written);
+  };
   return {
     write(lines: string): void {
       if (out.writableLength > MAX_HELD_LOG_BYTES) {
@@ -98,15 +113,24 @@ export function streamDestination(out: NodeJS.WritableStream & { readonly writab
         warned = true;
         return;
       }
-      unwritten++;
-      out.write(lines, written);
+      if (held !== "" && held.length + lines.length > PIPE_BUF_BYTES) handOver();
+      held += lines;
+      if (!handOverSet) {
+        handOverSet = true;
+        setImmediate(handOver);
+      }
     },
     flush(done: (err?: Error) => void): void {
+      handOver();
       if (unwritten === 0 || out.destroyed) done();
       else flushes.push(done);
     },
   };
 }
+
+// What Linux writes to a pipe as one piece (PIPE_BUF). `held.length` counts UTF-16 units, not bytes: lines of
+// multi-byte text may take a write a little past it (log lines are mostly ASCII: ids, routes, key names).
+const PIPE_BUF_BYTES = 4096;
 
 function isInstalled(name: string): boolean {
   try {

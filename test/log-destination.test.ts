@@ -40,6 +40,40 @@ describe("the log's destination on a pipe", () => {
     expect(written.join("")).toBe("one\ntwo\n");
   });
 
+  it("hands the lines of one turn of the event loop over together, in order, each write within PIPE_BUF", async () => {
+    const writes: string[] = [];
+    const destination = streamDestination(
+      new Writable({
+        write(chunk, _encoding, done) {
+          writes.push(String(chunk));
+          done();
+        },
+      }),
+    );
+    const line = (i: number) => `${JSON.stringify({ level: 30, request_id: `req-${i}`, route: "/v1/chat/completions", msg: "request" })}\n`;
+    for (let i = 0; i < 3; i++) destination.write(line(i));
+    expect(writes).toEqual([]); // nothing before the turn's end
+    await turn();
+    expect(writes).toEqual([line(0) + line(1) + line(2)]);
+
+    // A busy turn: more than a pipe takes whole in one write. Every write stays within it, and only whole lines go.
+    writes.length = 0;
+    for (let i = 0; i < 100; i++) destination.write(line(i));
+    await turn();
+    expect(writes.length).toBeGreaterThan(1);
+    for (const write of writes) {
+      expect(Buffer.byteLength(write)).toBeLessThanOrEqual(4096);
+      expect(write.endsWith("\n")).toBe(true);
+    }
+    expect(writes.join("")).toBe(Array.from({ length: 100 }, (_, i) => line(i)).join(""));
+
+    // A flush within the turn writes what it holds at once.
+    writes.length = 0;
+    destination.write(line(7));
+    expect(await flushed(destination)).toBe("flushed");
+    expect(writes).toEqual([line(7)]);
+  });
+
   it("flush answers when the reader is gone, though lines were held", async () => {
     const { out } = slowPipe();
     const destination = streamDestination(out);

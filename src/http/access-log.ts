@@ -113,34 +113,8 @@ function lineWriter(logger: Logger): ((fields: string) => void) | null {
   const time = (logger as unknown as Record<symbol, unknown>)[pino.symbols.timeSym];
   if (typeof stream?.write !== "function" || typeof bindings !== "string" || time !== pino.stdTimeFunctions.epochTime) return null;
   const level = logger.levels.values.info;
-  // The lines of one turn of the event loop are handed to the destination together, once the turn's I/O is done:
-  // at saturation a turn ends several requests, and each hand-over is a write (a system call, or a hop to libuv's
-  // thread pool when stdout is a file). Nothing waits longer than the turn (a shutdown awaits before it flushes the
-  // log, so the turn's lines are handed over first). A hand-over stays within PIPE_BUF: a write that size is whole
-  // on a pipe, so the lines of workers sharing one stdout never interleave.
-  let held = "";
-  let handOverSet = false;
-  const handOver = (): void => {
-    handOverSet = false;
-    if (held === "") return;
-    const lines = held;
-    held = "";
-    stream.write!(lines);
-  };
-  return (fields) => {
-    const line = `{"level":${level},"time":${Date.now()}${bindings}${fields},"msg":"request"}\n`;
-    if (held.length + line.length > PIPE_BUF_BYTES && held !== "") handOver();
-    held += line;
-    if (!handOverSet) {
-      handOverSet = true;
-      setImmediate(handOver);
-    }
-  };
+  return (fields) => stream.write!(`{"level":${level},"time":${Date.now()}${bindings}${fields},"msg":"request"}\n`);
 }
-
-// What Linux writes to a pipe as one piece (PIPE_BUF). `held.length` counts UTF-16 units, not bytes: a line of
-// multi-byte text may take a hand-over a little past it (the fields are mostly ASCII: ids, routes, key names).
-const PIPE_BUF_BYTES = 4096;
 
 // Requests refused before reaching a route (401 from the auth middleware) are labelled by their first
 // path segment when it is one of ours; anything else is "unmatched", so scans cannot blow up label counts.
