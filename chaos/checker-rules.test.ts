@@ -165,6 +165,14 @@ describe("history checker: budgets", () => {
     expect(kinds(checkHistory([budgetKey, ...charged(34, t0 + 100)], events, []))).toEqual(["budget overspent"]);
   });
 
+  it("a budget on the priced model alone (model_max_budget) is held the same way", () => {
+    const modelBudgetKey = admin({ ...budgetKey, maxBudget: undefined, modelBudget: 30 * cost });
+    expect(kinds(checkHistory([modelBudgetKey, ...charged(33, t0 + 100)], events, []))).toEqual([]);
+    const r = checkHistory([modelBudgetKey, ...charged(34, t0 + 100)], events, []);
+    expect(kinds(r)).toEqual(["budget overspent"]);
+    expect(r.result.violations[0]!.message).toContain("model_max_budget on priced");
+  });
+
   it("after Redis lost its ledgers, so is what was charged in the last flush interval", () => {
     // 20 requests 100 ms apart up to the restart, of which those in its last flush interval (+ margin) are forgiven.
     const before = charged(20, t0 + 2_000 - 19 * 100, 100);

@@ -109,7 +109,7 @@ export interface CheckResult {
   /** Changes that committed on a primary a failover lost (not in the surviving database). */
   lostChanges: number;
   /** Budget keys and their admitted spend against the bound. */
-  budgets: Array<{ token: string; budget: number; spent: number; allowed: number }>;
+  budgets: Array<{ token: string; budget: number; spent: number; allowed: number; field: string }>;
   violations: Violation[];
   opsByKind: Record<string, number>;
   answersByStatus: Record<string, number>;

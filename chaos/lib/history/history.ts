@@ -71,6 +71,8 @@ export interface AdminOp {
   invalid?: boolean;
   /** generate: the key's max_budget (a budget key, sent priced requests until it is spent). */
   maxBudget?: number;
+  /** generate: the key's model_max_budget on the priced model, its only budget (a budget key on that model). */
+  modelBudget?: number;
 }
 
 export interface AuthOp {

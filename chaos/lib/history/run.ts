@@ -171,7 +171,8 @@ export function formatReport(r: RunReport): string {
         ? "none"
         : (() => {
             const worst = c.budgets.reduce((a, b) => (b.spent / b.budget > a.spent / a.budget ? b : a));
-            return `${c.budgets.length} keys; ${Math.round((worst.spent / worst.budget) * 100)} % (${Math.round((worst.allowed / worst.budget) * 100)} %)`;
+            const onModel = c.budgets.filter((b) => b.field !== "max_budget").length;
+            return `${c.budgets.length} keys (${onModel} on a model); ${Math.round((worst.spent / worst.budget) * 100)} % (${Math.round((worst.allowed / worst.budget) * 100)} %), ${worst.field}`;
           })(),
     ],
     ["staleness p50 / p99 / max, normal periods", stale(c.staleness.normal)],

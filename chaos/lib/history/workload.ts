@@ -59,6 +59,8 @@ export class Workload {
   /** What one priced request costs. */
   pricedCost = 0;
   private generatingBudgetKey = false;
+  /** Budget keys generated so far: every other one has its budget on the priced model (model_max_budget). */
+  private budgetKeysMade = 0;
   /** The routed requests, judged by the routing rules (routing.ts). */
   readonly routedOps: RoutedOp[] = [];
   private readonly mix: Record<AdminChoice, number>;
@@ -273,8 +275,13 @@ export class Workload {
       if (this.budgetKeys.length < (profile.budgetKeys ?? 0) && !this.generatingBudgetKey && live.length > 0) {
         this.generatingBudgetKey = true;
         // A budget of a few dozen requests: spent within seconds, so that every Redis fault meets keys half-way through.
-        const maxBudget = (profile.budgetRequests ?? 30) * this.pricedCost;
-        const op = await this.adminRequest("generate", pick(this.adminReplicas()), "/key/generate", { max_budget: maxBudget }, [], { models: [], maxBudget }).finally(() => {
+        // Every other one is the key's budget on the priced model alone (model_max_budget), kept by its own ledger.
+        const budget = (profile.budgetRequests ?? 30) * this.pricedCost;
+        const onModel = this.budgetKeysMade++ % 2 === 1;
+        const [body, recorded] = onModel
+          ? [{ model_max_budget: { [DEFAULT_CHECKER_OPTIONS.pricedModel]: { budget_limit: budget } } }, { modelBudget: budget }]
+          : [{ max_budget: budget }, { maxBudget: budget }];
+        const op = await this.adminRequest("generate", pick(this.adminReplicas()), "/key/generate", body, [], { models: [], ...recorded }).finally(() => {
           this.generatingBudgetKey = false;
         });
         if (op.status === 200 && op.plaintext) this.budgetKeys.push({ key: op.plaintext, token: op.newToken!, refusedSince: null });
