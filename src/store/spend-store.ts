@@ -30,7 +30,8 @@ export interface SpendBatch {
 }
 
 // One statement, so it commits entirely or not at all; the batch row makes it idempotent: a retry of a
-// batch whose first attempt landed (the answer was lost) finds the row and charges nothing. Every level a
+// batch whose first attempt landed (the answer was lost) finds the row, charges nothing, and is told the soft
+// budgets the first attempt took across (kept with the batch), which no one has told yet. Every level a
 // request belongs to is charged in it: the key's row, the team's, the user's and the team member's.
 // Items of an older generation belong to a period that was reset since: not added (sql/0004).
 // (Data-modifying CTEs run whether or not the final SELECT reads them.)
@@ -96,18 +97,26 @@ WITH batch AS (
   INSERT INTO gh_team_member_spend AS m (team_id, user_id, spend) SELECT team_id, user_id, cost FROM member_due
   ON CONFLICT (team_id, user_id) DO UPDATE SET spend = m.spend + EXCLUDED.spend
   RETURNING m.user_id
-)
-SELECT EXISTS (SELECT 1 FROM batch) AS applied,
-  (SELECT count(*) FROM charged)::int AS keys_charged,
-  -- Keys this batch took across their soft budget: the row lock orders replicas' flushes, so exactly one charge
-  -- crosses it, once per budget period (a reset starts spend at 0 again).
-  (SELECT COALESCE(jsonb_agg(c), '[]'::jsonb) FROM (
+), crossed AS (
+  -- Keys and teams this batch took across their soft budget: the row lock orders replicas' flushes, so exactly one
+  -- charge crosses it, once per budget period (a reset starts spend at 0 again).
+  SELECT COALESCE(jsonb_agg(c), '[]'::jsonb) AS list FROM (
      SELECT jsonb_build_object('level', 'key', 'key_id', key_id, 'key_alias', key_alias, 'spend', spend, 'soft_budget', soft_budget, 'max_budget', max_budget) AS c
        FROM charged WHERE soft_budget IS NOT NULL AND spend >= soft_budget AND spend - cost < soft_budget
      UNION ALL
      SELECT jsonb_build_object('level', 'team', 'team_id', team_id, 'team_alias', team_alias, 'spend', spend, 'soft_budget', soft_budget, 'max_budget', max_budget)
        FROM team_charged WHERE soft_budget IS NOT NULL AND spend >= soft_budget AND spend - cost < soft_budget
-   ) crossed) AS soft_budget_crossed,
+  ) c
+), crossed_kept AS (
+  -- Kept with the batch, for a retry of it (sql/0017).
+  INSERT INTO gh_spend_batch_crossings (batch_id, crossed)
+  SELECT $1, list FROM crossed WHERE list <> '[]'::jsonb AND EXISTS (SELECT 1 FROM batch)
+)
+SELECT EXISTS (SELECT 1 FROM batch) AS applied,
+  (SELECT count(*) FROM charged)::int AS keys_charged,
+  -- A retry of a batch that had committed is told what its first attempt took across.
+  CASE WHEN EXISTS (SELECT 1 FROM batch) THEN (SELECT list FROM crossed)
+       ELSE COALESCE((SELECT crossed FROM gh_spend_batch_crossings WHERE batch_id = $1), '[]'::jsonb) END AS soft_budget_crossed,
   (SELECT COALESCE(jsonb_agg(DISTINCT jsonb_build_array(r.level, r.id, r.generation::text)), '[]'::jsonb) FROM (
     SELECT 'key' AS level, i.key_id::text AS id, k.spend_generation AS generation FROM item i JOIN gh_keys k ON k.key_id = i.key_id
       WHERE i.generation IS NOT NULL AND i.generation < k.spend_generation
