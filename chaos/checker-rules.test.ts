@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { checkHistory, commitTime, DEFAULT_CHECKER_OPTIONS } from "./lib/history/checker.js";
 import type { AdminOp, AuthOp, CommittedEvent, FaultWindow } from "./lib/history/history.js";
+import { type SoftBudgetAlert, softBudgetsHold } from "./lib/history/soft-budgets.js";
 
 /**
- * The history checker's rules for failovers, commit dating and budgets, on small hand-made histories (the runs in
+ * The history checker's rules for failovers, commit dating, budgets and soft budgets, on small hand-made histories (the runs in
  * history.test.ts exercise them at scale; these pin down each rule's edge).
  */
 const t0 = 1_000_000;
@@ -181,6 +182,53 @@ describe("history checker: budgets", () => {
     // A ledger rewound by far more (a whole budget again) is not.
     const rewound = Array.from({ length: 30 }, (_, i) => auth(300 + i, "B", t0 + 3_000 + i * 40, "b1", 200, { model: "priced", cost }));
     expect(kinds(checkHistory([budgetKey, ...before, ...rewound], events, [restart]))).toEqual(["budget overspent"]);
+  });
+});
+
+describe("history checker: soft budgets", () => {
+  const cost = 0.01;
+  const key = admin({
+    id: 1,
+    kind: "generate",
+    invoke: t0,
+    complete: t0 + 10,
+    eventIds: [1],
+    newToken: "s1",
+    keyId: "key-s",
+    models: [],
+    maxBudget: 30 * cost,
+    softBudget: 15 * cost,
+  });
+  const charges = Array.from({ length: 20 }, (_, i) => auth(100 + i, "A", t0 + 100 + i * 40, "s1", 200, { model: "priced", cost }));
+  const alert = (at: number, spend = 16 * cost): SoftBudgetAlert => ({ keyId: "key-s", at, spend, softBudget: 15 * cost });
+  const judge = (alerts: SoftBudgetAlert[], faults: FaultWindow[] = [], spent = 20 * cost) =>
+    softBudgetsHold({ ops: [key, ...charges], faults, alerts, durable: new Map([["key-s", spent]]), flushIntervalMs: 1_000, tailMs: 3_000 }).violations.map((v) => v.kind);
+  const window = (name: string, extra: Partial<FaultWindow> = {}): FaultWindow => ({
+    name,
+    start: t0 + 500,
+    end: t0 + 900,
+    postgresImpaired: true,
+    partition: false,
+    notificationsLost: false,
+    ...extra,
+  });
+
+  it("a key spent past its soft budget is told once", () => {
+    expect(judge([alert(t0 + 1_500)])).toEqual([]);
+    expect(judge([alert(t0 + 1_500), alert(t0 + 2_500, 17 * cost)])).toEqual(["soft budget told twice"]);
+    expect(judge([alert(t0 + 1_500, 14 * cost)])).toEqual(["soft budget told wrong"]);
+  });
+  it("twice only when a failover lost commits while it was spent", () => {
+    const lossy = window("postgres failover losing commits", { lossFrom: t0 + 500, lossTo: t0 + 900 });
+    expect(judge([alert(t0 + 700), alert(t0 + 2_500)], [lossy])).toEqual([]);
+    expect(judge([alert(t0 + 700), alert(t0 + 2_500)], [window("connection dies during COMMIT")])).toEqual(["soft budget told twice"]);
+  });
+  it("never told is a violation, but for a replica killed while it was spent (an alert dies with its replica)", () => {
+    expect(judge([])).toEqual(["soft budget crossing never told"]);
+    expect(judge([], [window("connection dies during COMMIT")])).toEqual(["soft budget crossing never told"]);
+    expect(judge([], [window("a replica SIGKILLed and restarted")])).toEqual([]);
+    // Spend not durable past it: nothing owed yet.
+    expect(judge([], [], 14 * cost)).toEqual([]);
   });
 });
 

@@ -73,6 +73,8 @@ export interface AdminOp {
   maxBudget?: number;
   /** generate: the key's model_max_budget on the priced model, its only budget (a budget key on that model). */
   modelBudget?: number;
+  /** generate: a budget key's soft_budget (soft-budgets.ts). */
+  softBudget?: number;
 }
 
 export interface AuthOp {

@@ -17,6 +17,7 @@ import { type FaultWindow, History } from "./history.js";
 import { PathCanary } from "./path-canary.js";
 import type { Profile } from "./profiles.js";
 import { RoutingUpstream, routingConfig } from "./routing.js";
+import { ALERT_SECRET, AlertReceiver } from "./soft-budgets.js";
 
 /**
  * A run's set-up and tear-down: its own Postgres (a primary and a standby when it fails over, else a database on the
@@ -46,6 +47,8 @@ export interface RunContext {
   canary: PathCanary;
   /** The routed models' upstream (routing.ts); null when the profile sends no routed requests. */
   routingUpstream: RoutingUpstream | null;
+  /** The replicas' soft budget alerts, as received (soft-budgets.ts). */
+  alerts: AlertReceiver;
   /**
    * Replicas the admin clients keep away from, as a load balancer drains a slow backend: a replica whose
    * answers from Postgres take seconds would hold the event-order lock for as long (docs/coherence.md).
@@ -146,14 +149,17 @@ export const newAdminPool = (url: string) => {
 };
 
 /** The run's gateway configuration: the mock models, and a priced one for budget keys (limits fail closed, so a 200 past a budget can only come from a ledger that forgot spend). */
-function runConfig(routing: RoutingUpstream | null): ConfigFile {
+function runConfig(routing: RoutingUpstream | null, alertsUrl: string): ConfigFile {
   const priced = pricedModel(DEFAULT_CHECKER_OPTIONS.pricedModel);
   const routed = routing ? routingConfig(routing.url, priced) : null;
   return {
     ...DEFAULT_TEST_CONFIG,
     model_list: [...(DEFAULT_TEST_CONFIG.model_list ?? []), priced, ...(routed?.model_list ?? [])],
     ...(routed ? { router_settings: routed.router_settings } : {}),
-    gatehouse_settings: { limits: { flush_interval_ms: DEFAULT_CHECKER_OPTIONS.flushIntervalMs, prefetch: 0, redis_unavailable: "fail_closed" } },
+    gatehouse_settings: {
+      limits: { flush_interval_ms: DEFAULT_CHECKER_OPTIONS.flushIntervalMs, prefetch: 0, redis_unavailable: "fail_closed" },
+      alerting: { webhook_url: alertsUrl, webhook_secret: ALERT_SECRET },
+    },
   };
 }
 
@@ -185,6 +191,10 @@ export async function setUpRun(profile: Profile, schedule: Fault[], log: (line: 
       await routingUpstream.start();
       startedAs(routingUpstream, (u) => u.close());
     }
+    // Where the replicas' soft budget alerts go (soft-budgets.ts).
+    const alerts = new AlertReceiver();
+    const alertsUrl = await alerts.start();
+    startedAs(alerts, (a) => a.close());
     const pgPort = pair?.primary.port ?? 5432;
     const listen = startedAs(await startTcpProxy("127.0.0.1", pgPort), (p) => p.close());
     const names = ["A", "B", "C"];
@@ -207,7 +217,7 @@ export async function setUpRun(profile: Profile, schedule: Fault[], log: (line: 
     const pgUrl = (url: string) => pair?.primary.url ?? url;
     const cluster = await startCluster({
       size: 1,
-      config: runConfig(routingUpstream),
+      config: runConfig(routingUpstream, alertsUrl),
       databaseUrl: (url) => viaProxy(pgUrl(url), pool.get("A")!),
       listenUrl: (url) => viaProxy(pgUrl(url), listen),
       env: { ...redisEnv("A"), ...profile.env },
@@ -243,6 +253,7 @@ export async function setUpRun(profile: Profile, schedule: Fault[], log: (line: 
       clock,
       canary,
       routingUpstream,
+      alerts,
       adminAvoid: new Set(),
       slowable: profile.slowable ?? names,
       window: null,
@@ -302,6 +313,8 @@ export async function tearDown(ctx: RunContext): Promise<void> {
       await redis.replica?.stop();
     },
     async () => ctx.routingUpstream?.close(),
+    // After the replicas: their last flushes may still tell.
+    async () => ctx.alerts.close(),
     async () => {
       for (const p of storeProxies(ctx)) await p.close();
     },

@@ -6,6 +6,7 @@ import { checkFinalState, committedEvents } from "./final-state.js";
 import type { Profile } from "./profiles.js";
 import { checkRouting, type RoutingSummary } from "./routing.js";
 import { flappyDeploymentId, type RunContext, type RunResources, settle, setUpRun, storeProxies, tearDown } from "./run-setup.js";
+import { checkSoftBudgets } from "./soft-budgets.js";
 import { Workload } from "./workload.js";
 
 /**
@@ -63,6 +64,15 @@ async function check(ctx: RunContext, workload: Workload, flappyId: string): Pro
     ? checkRouting({ ops: workload.routedOps, calls: routingUpstream.calls, faults: history.faults, flappyId, tailMs: DEFAULT_CHECKER_OPTIONS.faultTailMs })
     : null;
   if (routingCheck) result.violations.push(...routingCheck.violations);
+  const softBudgets = await checkSoftBudgets({
+    ops: history.ops,
+    faults: history.faults,
+    alerts: ctx.alerts.alerts,
+    db: postgres.admin,
+    flushIntervalMs: DEFAULT_CHECKER_OPTIONS.flushIntervalMs,
+    tailMs: DEFAULT_CHECKER_OPTIONS.faultTailMs,
+  });
+  result.violations.push(...softBudgets.violations);
   // For a closer look at a run: the whole history and the events, as JSON.
   // The Sentinel segment writes next to it (<file>-sentinel.json).
   const dumpTo = process.env.HISTORY_DUMP;
@@ -82,6 +92,7 @@ async function check(ctx: RunContext, workload: Workload, flappyId: string): Pro
     pg_generations: postgres.gen,
     slow_checker_proxy: ctx.canary.summary(history.faults, DEFAULT_CHECKER_OPTIONS.faultTailMs),
     routing: routingCheck?.summary ?? null,
+    soft_budgets: { keys: softBudgets.keys, told: softBudgets.told },
     replica_errors: replicaErrors(ctx),
   };
 }
@@ -134,6 +145,8 @@ export interface RunReport {
   slow_checker_proxy: { windows: number; totalMs: number; longestMs: number };
   /** The routing part (routing.ts); null when the profile sends no routed requests. */
   routing: RoutingSummary | null;
+  /** Budget keys with a soft budget, and how many of them were told they crossed it. */
+  soft_budgets: { keys: number; told: number };
   /** The replicas' first log lines at level error or above, with their stacks (replicaErrors). */
   replica_errors: string[];
 }
@@ -175,6 +188,7 @@ export function formatReport(r: RunReport): string {
             return `${c.budgets.length} keys (${onModel} on a model); ${Math.round((worst.spent / worst.budget) * 100)} % (${Math.round((worst.allowed / worst.budget) * 100)} %), ${worst.field}`;
           })(),
     ],
+    ["soft budgets: budget keys; told they crossed it", `${r.soft_budgets.keys}; ${r.soft_budgets.told}`],
     ["staleness p50 / p99 / max, normal periods", stale(c.staleness.normal)],
     ["staleness p50 / p99 / max, fault periods", stale(c.staleness.fault)],
     [

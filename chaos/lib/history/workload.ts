@@ -278,10 +278,13 @@ export class Workload {
         // Every other one is the key's budget on the priced model alone (model_max_budget), kept by its own ledger.
         const budget = (profile.budgetRequests ?? 30) * this.pricedCost;
         const onModel = this.budgetKeysMade++ % 2 === 1;
-        const [body, recorded] = onModel
+        const [limit, recorded] = onModel
           ? [{ model_max_budget: { [DEFAULT_CHECKER_OPTIONS.pricedModel]: { budget_limit: budget } } }, { modelBudget: budget }]
           : [{ max_budget: budget }, { maxBudget: budget }];
-        const op = await this.adminRequest("generate", pick(this.adminReplicas()), "/key/generate", body, [], { models: [], ...recorded }).finally(() => {
+        // Told when half of it is spent (soft-budgets.ts).
+        const softBudget = budget / 2;
+        const body = { ...limit, soft_budget: softBudget };
+        const op = await this.adminRequest("generate", pick(this.adminReplicas()), "/key/generate", body, [], { models: [], ...recorded, softBudget }).finally(() => {
           this.generatingBudgetKey = false;
         });
         if (op.status === 200 && op.plaintext) this.budgetKeys.push({ key: op.plaintext, token: op.newToken!, refusedSince: null });
