@@ -1,8 +1,7 @@
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EVENTS_AFTER_SQL, readEventsAfter } from "../src/store/event-store.js";
-import { migrate } from "../src/store/migrator.js";
-import { createTestDatabase, type TestDatabase } from "./helpers/services.js";
+import { createMigratedDatabase } from "./helpers/services.js";
 
 /**
  * Every replica reads the event table once a heartbeat (its catch-up) and pages through it after each Redis
@@ -12,19 +11,17 @@ import { createTestDatabase, type TestDatabase } from "./helpers/services.js";
  * tables are left unanalyzed, as a fresh deployment has them (Postgres then guesses a couple of thousand rows).
  */
 describe("the catch-up statement stays cheap as the event table grows", () => {
-  let db: TestDatabase;
+  let database: Awaited<ReturnType<typeof createMigratedDatabase>>;
   let pool: pg.Pool;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    pool = new pg.Pool({ connectionString: db.url, max: 2 });
-    await migrate(pool);
+    database = await createMigratedDatabase();
+    pool = database.pool;
     await pool.query("INSERT INTO gh_key_events (kind, tokens, version) SELECT 'block', ARRAY[md5(g::text), md5((g + 1)::text)], g FROM generate_series(1, 20000) g");
     await pool.query("ANALYZE gh_key_events"); // what autovacuum does after such growth
   });
   afterAll(async () => {
-    await pool?.end();
-    await db?.drop();
+    await database?.close();
   });
 
   it.each([

@@ -1,9 +1,8 @@
 import { createHash, randomUUID } from "node:crypto";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrate } from "../src/store/migrator.js";
 import { flushSpendBatch, pruneSpendBatches, type SpendBatch } from "../src/store/spend-store.js";
-import { createTestDatabase, type TestDatabase } from "./helpers/services.js";
+import { createMigratedDatabase } from "./helpers/services.js";
 
 /**
  * A replica flushes its charges in batches and retries a batch until one attempt's answer arrives. When the answer
@@ -12,17 +11,15 @@ import { createTestDatabase, type TestDatabase } from "./helpers/services.js";
  * replica ever gets for that batch.
  */
 describe("a spend batch retried after its COMMIT's answer was lost", () => {
-  let db: TestDatabase;
+  let database: Awaited<ReturnType<typeof createMigratedDatabase>>;
   let pool: pg.Pool;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    pool = new pg.Pool({ connectionString: db.url, max: 2 });
-    await migrate(pool);
+    database = await createMigratedDatabase();
+    pool = database.pool;
   });
   afterAll(async () => {
-    await pool?.end();
-    await db?.drop();
+    await database?.close();
   });
 
   async function keyWithSoftBudget(softBudget: number): Promise<string> {
