@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from "node:crypto";
-import type pg from "pg";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { flushSpendBatch, pruneSpendBatches, type SpendBatch } from "../src/store/spend-store.js";
-import { createMigratedDatabase } from "./helpers/services.js";
+import { createMigratedDatabase, waitFor } from "./helpers/services.js";
 
 /**
  * A replica flushes its charges in batches and retries a batch until one attempt's answer arrives. When the answer
@@ -48,6 +48,26 @@ describe("a spend batch retried after its COMMIT's answer was lost", () => {
     expect(retry.applied).toBe(false);
     expect(retry.softBudgetCrossed).toEqual(first.softBudgetCrossed);
     expect((await pool.query("SELECT spend FROM gh_keys WHERE key_id = $1", [keyId])).rows[0].spend).toBe(1.5);
+  });
+
+  it("a retry sent while the first attempt still runs is told what that attempt crossed once it commits", async () => {
+    const keyId = await keyWithSoftBudget(1);
+    const batch = batchOf(keyId, 1.5);
+    // The first attempt, its client gone as far as the replica knows, still in its transaction on the server.
+    const first = new pg.Client({ connectionString: database.db.url });
+    await first.connect();
+    try {
+      await first.query("BEGIN");
+      expect((await flushSpendBatch(first, batch)).softBudgetCrossed).toHaveLength(1);
+      const retry = flushSpendBatch(pool, batch);
+      await waitFor(async () => (await pool.query("SELECT 1 FROM pg_locks WHERE NOT granted")).rows.length > 0, { what: "the retry to wait on the batch row" });
+      await first.query("COMMIT");
+      const told = await retry;
+      expect(told.applied).toBe(false);
+      expect(told.softBudgetCrossed).toEqual([expect.objectContaining({ key_id: keyId, spend: 1.5 })]);
+    } finally {
+      await first.end();
+    }
   });
 
   it("a batch that crossed nothing keeps nothing, and its retry tells nothing", async () => {

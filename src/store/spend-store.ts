@@ -114,9 +114,7 @@ WITH batch AS (
 )
 SELECT EXISTS (SELECT 1 FROM batch) AS applied,
   (SELECT count(*) FROM charged)::int AS keys_charged,
-  -- A retry of a batch that had committed is told what its first attempt took across.
-  CASE WHEN EXISTS (SELECT 1 FROM batch) THEN (SELECT list FROM crossed)
-       ELSE COALESCE((SELECT crossed FROM gh_spend_batch_crossings WHERE batch_id = $1), '[]'::jsonb) END AS soft_budget_crossed,
+  (SELECT list FROM crossed) AS soft_budget_crossed,
   (SELECT COALESCE(jsonb_agg(DISTINCT jsonb_build_array(r.level, r.id, r.generation::text)), '[]'::jsonb) FROM (
     SELECT 'key' AS level, i.key_id::text AS id, k.spend_generation AS generation FROM item i JOIN gh_keys k ON k.key_id = i.key_id
       WHERE i.generation IS NOT NULL AND i.generation < k.spend_generation
@@ -145,6 +143,16 @@ export interface FlushOutcome {
   resetSince: Array<{ level: SpendLevel["level"]; id: string; model?: string; generation: string }>;
 }
 
+/**
+ * What an applied batch took across, for a retry of it. Its own statement: the flush's snapshot was taken before it
+ * waited on the batch row, so it cannot see a first attempt that committed while it waited (a retry sent while the
+ * first attempt, its client gone, still ran).
+ */
+async function crossingsKeptWith(db: Queryable, batchId: string): Promise<SoftBudgetCrossing[]> {
+  const { rows } = await db.query<{ crossed: SoftBudgetCrossing[] }>("SELECT crossed FROM gh_spend_batch_crossings WHERE batch_id = $1", [batchId]);
+  return rows[0]?.crossed ?? [];
+}
+
 export async function flushSpendBatch(db: Queryable, batch: SpendBatch): Promise<FlushOutcome> {
   const keys = batch.items.filter((i) => i.level === "key");
   const levels = batch.items.filter((i) => i.level !== "key");
@@ -166,7 +174,7 @@ export async function flushSpendBatch(db: Queryable, batch: SpendBatch): Promise
   const row = rows[0]!;
   return {
     applied: row.applied,
-    softBudgetCrossed: row.soft_budget_crossed,
+    softBudgetCrossed: row.applied ? row.soft_budget_crossed : await crossingsKeptWith(db, batch.batchId),
     // A key's model comes back as "<key_id> <model>" (a model name may hold any character but the key_id none).
     resetSince: row.reset_since.map(([level, id, generation]) => {
       if (level !== "key_model") return { level, id, generation };
