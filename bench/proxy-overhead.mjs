@@ -197,10 +197,8 @@ try {
       const middle = ratios.length >> 1;
       return ratios.length === 0 ? NaN : ratios.length % 2 ? ratios[middle] : (ratios[middle - 1] + ratios[middle]) / 2;
     };
-    const medianOf = { [GH]: {}, [FLOOR]: {}, [BEFORE]: {}, [GENERAL]: {}, [BARE]: {} };
     const row = (target, value, note, a, b) => {
       const median = a && b ? roundsMedian(a, b) : NaN;
-      if (a && b) medianOf[a][b] = median;
       const rest = Number.isNaN(median) ? "" : `rounds' median ${median.toFixed(2)}`;
       saturation.push({
         kind,
@@ -223,7 +221,7 @@ try {
     if (before) row("ratio gatehouse before / bare Node proxy", summary[kind].beforeVsBare, "", BEFORE, BARE);
     if (general) row("ratio gatehouse general path / bare Node proxy", summary[kind].generalVsBare, "straight_path off");
     if (nginx) row("ratio bare Node proxy / nginx", summary[kind].bareVsNginx, "the Node.js ceiling", BARE, NGINX);
-    summary[kind].roundsMedian = { vsNginx: medianOf[GH][NGINX], vsBare: medianOf[GH][BARE], vsHttpAgent: medianOf[GH][HTTP_AGENT], vsFloor: medianOf[GH][FLOOR] };
+    summary[kind].roundsMedian = { vsNginx: roundsMedian(GH, NGINX), vsBare: roundsMedian(GH, BARE), vsHttpAgent: roundsMedian(GH, HTTP_AGENT), vsFloor: roundsMedian(GH, FLOOR) };
 
     for (const rate of RATES) {
       const results = {};

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
 import type { Violation } from "./checker.js";
 import { type AdminOp, type AuthOp, checkerNow, type FaultWindow } from "./history.js";
+import { duringFault, faultsDuring, type Span } from "./rules/context.js";
 import { short } from "./violations.js";
 
 /**
@@ -102,15 +103,13 @@ export function softBudgetsHold(input: SoftBudgetInput): SoftBudgetResult {
   const lastCharged = new Map<string, number>();
   for (const o of ops) if (o.type === "auth" && o.status === 200 && o.cost !== undefined) lastCharged.set(o.token, Math.max(lastCharged.get(o.token) ?? 0, o.complete));
   // When each key was being spent: from its generation to its last charge's flush.
-  const lifeOf = (k: AdminOp) => ({ from: k.invoke, to: (lastCharged.get(k.newToken!) ?? k.complete) + flushIntervalMs + 1_000 });
-  const overlapping = (life: { from: number; to: number }, pick: (f: FaultWindow) => boolean) =>
-    faults.filter((f) => pick(f) && f.start <= life.to && f.end + (f.tailMs ?? tailMs) >= life.from);
+  const lifeOf = (k: AdminOp): Span => ({ invoke: k.invoke, complete: (lastCharged.get(k.newToken!) ?? k.complete) + flushIntervalMs + 1_000 });
   let told = 0;
   for (const k of keys) {
     const mine = alerts.filter((a) => a.keyId === k.keyId);
     if (mine.length > 0) told++;
     const life = lifeOf(k);
-    const lossy = overlapping(life, (f) => f.lossFrom !== undefined);
+    const lossy = faultsDuring(faults, life, tailMs, (f) => f.lossFrom !== undefined);
     if (mine.length > 1 + lossy.length)
       violations.push({
         kind: "soft budget told twice",
@@ -127,11 +126,11 @@ export function softBudgetsHold(input: SoftBudgetInput): SoftBudgetResult {
           window: [],
         });
     const spent = durable.get(k.keyId!) ?? 0;
-    if (spent >= k.softBudget! && mine.length === 0 && overlapping(life, (f) => f.name.includes("SIGKILL")).length === 0)
+    if (spent >= k.softBudget! && mine.length === 0 && !duringFault(faults, life, tailMs, (f) => f.name.includes("SIGKILL")))
       violations.push({
         kind: "soft budget crossing never told",
         message: `budget key ${short(k.newToken!)} spent ${spent} durably, past its soft_budget ${k.softBudget}, and no alert came within ${DELIVERY_MS / 1000} s of the run's end`,
-        at: life.to,
+        at: life.complete,
         window: [],
       });
   }

@@ -48,9 +48,17 @@ export type AuthAnswerRule = (op: AuthOp, ctx: CheckContext) => void;
 export type TotalRule = (ctx: CheckContext) => void;
 
 /** Did `op` overlap a fault `which` picks, or its tail (replicas catching up, breakers closing)? */
-export function duringFault(faults: FaultWindow[], op: Op, tailMs: number, which: (f: FaultWindow) => boolean): boolean {
-  return faults.some((f) => which(f) && op.complete >= f.start && op.invoke <= f.end + (f.tailMs ?? tailMs));
+export function duringFault(faults: readonly FaultWindow[], op: Span, tailMs: number, which: (f: FaultWindow) => boolean): boolean {
+  return faultsDuring(faults, op, tailMs, which).length > 0;
 }
+
+/** The faults `which` picks that `span` overlapped, or their tails. */
+export function faultsDuring(faults: readonly FaultWindow[], span: Span, tailMs: number, which: (f: FaultWindow) => boolean): FaultWindow[] {
+  return faults.filter((f) => which(f) && span.complete >= f.start && span.invoke <= f.end + (f.tailMs ?? tailMs));
+}
+
+/** A stretch of the run's time: a request's, or any other. */
+export type Span = Pick<Op, "invoke" | "complete">;
 
 /** The staleness bound that applied to `op`: the normal one, the hard one while notifications may be lost, longer in a partition. */
 export function boundFor(op: Op, faults: FaultWindow[], o: CheckerOptions): number {
