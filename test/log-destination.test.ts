@@ -1,5 +1,6 @@
+import { spawn } from "node:child_process";
 import { Writable } from "node:stream";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { streamDestination } from "../src/logger.js";
 
 /** A pipe whose reader reads only when told: each write waits for `read()`. */
@@ -40,38 +41,53 @@ describe("the log's destination on a pipe", () => {
     expect(written.join("")).toBe("one\ntwo\n");
   });
 
-  it("hands the lines of one turn of the event loop over together, in order, each write within PIPE_BUF", async () => {
-    const writes: string[] = [];
-    const destination = streamDestination(
-      new Writable({
-        write(chunk, _encoding, done) {
-          writes.push(String(chunk));
-          done();
-        },
-      }),
-    );
-    const line = (i: number) => `${JSON.stringify({ level: 30, request_id: `req-${i}`, route: "/v1/chat/completions", msg: "request" })}\n`;
-    for (let i = 0; i < 3; i++) destination.write(line(i));
-    expect(writes).toEqual([]); // nothing before the turn's end
-    await turn();
-    expect(writes).toEqual([line(0) + line(1) + line(2)]);
+  it("holds lines for at most 10 ms and hands them over together, in order, each write within PIPE_BUF", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "setImmediate"] });
+    try {
+      const writes: string[] = [];
+      const destination = streamDestination(
+        new Writable({
+          write(chunk, _encoding, done) {
+            writes.push(String(chunk));
+            done();
+          },
+        }),
+      );
+      const line = (i: number) => `${JSON.stringify({ level: 30, request_id: `req-${i}`, route: "/v1/chat/completions", msg: "request" })}\n`;
+      destination.write(line(0));
+      vi.advanceTimersByTime(4);
+      destination.write(line(1));
+      destination.write(line(2));
+      vi.advanceTimersByTime(5);
+      expect(writes).toEqual([]); // 9 ms after the first line: still held
+      vi.advanceTimersByTime(1);
+      expect(writes).toEqual([line(0) + line(1) + line(2)]);
 
-    // A busy turn: more than a pipe takes whole in one write. Every write stays within it, and only whole lines go.
-    writes.length = 0;
-    for (let i = 0; i < 100; i++) destination.write(line(i));
-    await turn();
-    expect(writes.length).toBeGreaterThan(1);
-    for (const write of writes) {
-      expect(Buffer.byteLength(write)).toBeLessThanOrEqual(4096);
-      expect(write.endsWith("\n")).toBe(true);
+      // A busy moment: more than a pipe takes whole in one write. What would pass it goes at once, every write stays
+      // within it, only whole lines go, and the rest waits for its 10 ms.
+      writes.length = 0;
+      for (let i = 0; i < 100; i++) destination.write(line(i));
+      expect(writes.length).toBeGreaterThan(1);
+      const atOnce = writes.length;
+      vi.advanceTimersByTime(10);
+      expect(writes.length).toBe(atOnce + 1);
+      for (const write of writes) {
+        expect(Buffer.byteLength(write)).toBeLessThanOrEqual(4096);
+        expect(write.endsWith("\n")).toBe(true);
+      }
+      expect(writes.join("")).toBe(Array.from({ length: 100 }, (_, i) => line(i)).join(""));
+
+      // A flush writes what is held at once.
+      writes.length = 0;
+      destination.write(line(7));
+      const flushing = flushed(destination);
+      expect(writes).toEqual([line(7)]);
+      vi.advanceTimersByTime(10); // the hold's own timer finds nothing left to write
+      expect(writes).toEqual([line(7)]);
+      expect(await flushing).toBe("flushed");
+    } finally {
+      vi.useRealTimers();
     }
-    expect(writes.join("")).toBe(Array.from({ length: 100 }, (_, i) => line(i)).join(""));
-
-    // A flush within the turn writes what it holds at once.
-    writes.length = 0;
-    destination.write(line(7));
-    expect(await flushed(destination)).toBe("flushed");
-    expect(writes).toEqual([line(7)]);
   });
 
   it("flush answers when the reader is gone, though lines were held", async () => {
@@ -86,5 +102,22 @@ describe("the log's destination on a pipe", () => {
     out.on("error", () => {});
     destination.write("lost\n");
     expect(await flushed(destination)).toBe("flushed");
+  });
+
+  it("a process that crashes writes the lines it still holds on its way out", async () => {
+    // The built logger, in a process of its own whose stdout is a pipe: two lines held, then an uncaught throw.
+    const logger = new URL("../dist/logger.js", import.meta.url).href;
+    const script = `import { stdoutDestination } from ${JSON.stringify(logger)};
+      const out = stdoutDestination();
+      out.write("held one\\n");
+      out.write("held two\\n");
+      throw new Error("a crash");`;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.resume();
+    const code = await new Promise((resolve) => child.once("close", resolve));
+    expect(code).not.toBe(0);
+    expect(stdout).toBe("held one\nheld two\n");
   });
 });
