@@ -7,6 +7,7 @@ import { machine, root } from "./lib/harness.mjs";
 const ORDER = [
   ["auth-path", "Auth path with 1,000,000 keys (`bench/auth-path.mjs`)"],
   ["proxy-overhead", "Proxy overhead (`bench/proxy-overhead.mjs`)"],
+  ["instructions", "Instructions per request under callgrind (`bench/instructions.mjs`)"],
   ["propagation", "Propagation and rotation (`bench/propagation.mjs`)"],
   ["scale-out", "Scale-out (`bench/scale-out.mjs`)"],
   ["limits", "Budgets and rate limits (`bench/limits.mjs`)"],

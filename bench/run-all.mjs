@@ -6,6 +6,7 @@ import { root } from "./lib/harness.mjs";
 const SCRIPTS = [
   "auth-path.mjs",
   "proxy-overhead.mjs",
+  "instructions.mjs",
   "propagation.mjs",
   "scale-out.mjs",
   "limits.mjs",

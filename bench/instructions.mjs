@@ -1,0 +1,195 @@
+// Instructions per request: Gatehouse, the bare relays and the feature floor, each run under valgrind's callgrind,
+// which counts the instructions a process executes (user space, all its threads) rather than timing them. A count
+// does not move with the machine: on shared cores where a process's CPU per request swings by ±10–25 % from one
+// round to the next (bench/ab.mjs), the same build, inputs and warm-up count the same within a few per cent. It is
+// the figure to compare builds, or a gateway with a bare relay, by what each asks of the CPU; proxy-overhead.mjs
+// stays the measure of throughput.
+//
+// Each target is started under callgrind, warmed with INSTR_WARMUP requests (default 10,000), then its counters are
+// zeroed, INSTR_REQUESTS requests (default 2,000) are sent over 8 keep-alive connections and the counters are
+// dumped. V8 runs with --single-threaded (INSTR_V8_FLAGS): with its compiler and garbage collector on threads of
+// their own, how much of their work fell in the counted window depended on how callgrind scheduled the threads, and
+// two runs of the same build differed by up to 2.5 times; single-threaded, by 0.3–2.5 %. Reported: all instructions
+// per request, and the same without V8's optimizing compiler (TurboFan's own functions: still some 90,000 a request
+// after the warm-up, for the bare relays too, where a real run's compiler thread uses ~2 µs a request once warm —
+// time-driven tiering and flushing count more per request when callgrind slows a process some 30 times).
+// What a count leaves out: the kernel (system calls: the relays and Gatehouse make the same per request, strace -c
+// shows two writev and two reads each way), the cost of each instruction (a cache miss counts as one), and other
+// processes (Postgres's share of the spend log, wrk). Work driven by timers is counted more per request than it
+// costs at full speed, because callgrind slows a process some 30 times (Gatehouse's upkeep: heartbeats, flushes;
+// the relays have none).
+//   node bench/instructions.mjs        (INSTR_KINDS=plain,stream  INSTR_TARGETS=gatehouse,request,...)
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Pool } from "undici";
+import { benchGround, printTable, root, startReplica, writeResult } from "./lib/harness.mjs";
+
+const WARMUP = Number(process.env.INSTR_WARMUP ?? 10_000);
+const REQUESTS = Number(process.env.INSTR_REQUESTS ?? 2_000);
+const CONNECTIONS = 8;
+const V8_FLAGS = (process.env.INSTR_V8_FLAGS ?? "--single-threaded").split(" ").filter(Boolean);
+const KINDS = (process.env.INSTR_KINDS ?? "plain,stream").split(",");
+
+if (spawnSync("valgrind", ["--version"]).error !== undefined) {
+  console.error("bench/instructions.mjs needs valgrind (apt-get install valgrind)");
+  process.exit(1);
+}
+
+const ground = await benchGround();
+const { config, master, env } = ground;
+// The key the requests carry, made by a replica of the same database (the floor is given it too).
+const maker = await startReplica(env, ["--config", config]);
+const created = await (
+  await fetch(`${maker.url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${master}`, "content-type": "application/json" }, body: "{}" })
+).json();
+await maker.stop();
+
+const TARGETS = [
+  ["gatehouse", "Gatehouse, 1 process", [path.join(root, "dist", "cli.js"), "start", "--config", config]],
+  ["request", "bare Node proxy (node:http + undici request())", [path.join(root, "bench", "bare-proxy.mjs"), ground.upstream.url]],
+  ["http-agent", "bare Node relay, node:http keep-alive agent", [path.join(root, "bench", "bare-http-proxy.mjs"), ground.upstream.url]],
+  ["dispatch", "bare Node relay, undici dispatch, one write", [path.join(root, "bench", "bare-dispatch-proxy.mjs"), ground.upstream.url]],
+  ["floor", "feature floor (the dispatch relay with Gatehouse's default features)", [path.join(root, "bench", "feature-floor-proxy.mjs"), ground.upstream.url, created.key]],
+].filter(([id]) => !process.env.INSTR_TARGETS || process.env.INSTR_TARGETS.split(",").includes(id));
+
+/** Starts `args` under callgrind (its own process group); resolves with its URL once it listens. */
+async function underCallgrind(args, outDir) {
+  const child = spawn(
+    "valgrind",
+    ["--tool=callgrind", "--smc-check=all-non-file", `--callgrind-out-file=${outDir}/callgrind.%p`, process.execPath, "--max-semi-space-size=32", ...V8_FLAGS, ...args],
+    { env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"], detached: true },
+  );
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  let seen = "";
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`did not start under callgrind:\n${seen.slice(-2000)}`)), 300_000);
+    const onData = (d) => {
+      if (seen.length > 1_000_000) return; // started long ago: the access log is drained, not kept
+      seen += d;
+      // Gatehouse's start-up line, or a bench relay's {"listening": url}.
+      const m = /"gatehouse is listening"[^\n]*"port":(\d+)|"port":(\d+)[^\n]*"gatehouse is listening"|"listening":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(seen);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1] ?? m[2] ?? m[3]));
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    void exited.then((code) => reject(new Error(`exited (${code}) before listening:\n${seen.slice(-2000)}`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid,
+    async stop() {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {}
+      await exited;
+    },
+  };
+}
+
+/** `count` requests over CONNECTIONS connections; the number answered other than 200. */
+async function send(url, body, count) {
+  const pool = new Pool(url, { connections: CONNECTIONS });
+  const headers = { "content-type": "application/json", authorization: `Bearer ${created.key}` };
+  let sent = 0;
+  let failed = 0;
+  const one = async () => {
+    while (sent < count) {
+      sent++;
+      const res = await pool.request({ path: "/v1/chat/completions", method: "POST", headers, body });
+      await res.body.text();
+      if (res.statusCode !== 200) failed++;
+    }
+  };
+  await Promise.all(Array.from({ length: CONNECTIONS }, one));
+  await pool.close();
+  return failed;
+}
+
+const COMPILER = /v8::internal::compiler::|v8::internal::maglev::|TurbofanCompilationJob|OptimizedCompilationJob/;
+
+/** All instructions of a callgrind dump, and those of V8's optimizing compiler (self cost of its functions). */
+function countsOf(file) {
+  const names = new Map();
+  const nameOf = (rest) => {
+    const m = /^\((\d+)\)(?: (.*))?$/.exec(rest);
+    if (!m) return rest;
+    if (m[2] !== undefined) names.set(m[1], m[2]);
+    return names.get(m[1]);
+  };
+  let total = 0;
+  let compiler = 0;
+  let inCompiler = false;
+  let callCost = false;
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    if (line.startsWith("fn=")) inCompiler = COMPILER.test(nameOf(line.slice(3)) ?? "");
+    else if (line.startsWith("cfn=")) nameOf(line.slice(4));
+    else if (line.startsWith("calls=")) callCost = true;
+    else if (/^[0-9+\-*]/.test(line)) {
+      if (callCost) {
+        callCost = false; // a call's inclusive cost, counted where it was spent
+        continue;
+      }
+      const ir = Number(line.split(" ")[1] ?? 0);
+      total += ir;
+      if (inCompiler) compiler += ir;
+    }
+  }
+  return { total, compiler };
+}
+
+const rows = [];
+const results = {};
+try {
+  for (const kind of KINDS) {
+    const body = JSON.stringify({ model: "bench", stream: kind === "stream", messages: [{ role: "user", content: "Say hello" }] });
+    results[kind] = {};
+    for (const [id, , args] of TARGETS) {
+      const outDir = mkdtempSync(path.join(os.tmpdir(), "gh-callgrind-"));
+      const target = await underCallgrind(args, outDir);
+      try {
+        const warmFailed = await send(target.url, body, WARMUP);
+        spawnSync("callgrind_control", ["--zero", String(target.pid)]);
+        const failed = await send(target.url, body, REQUESTS);
+        spawnSync("callgrind_control", ["--dump", String(target.pid)]);
+        const dump = readdirSync(outDir).find((f) => /\.\d+\.1$/.test(f) || /\.\d+-\d+\.1$/.test(f));
+        if (!dump) throw new Error(`${id}: callgrind wrote no dump`);
+        const { total, compiler } = countsOf(path.join(outDir, dump));
+        const perRequest = { all: total / REQUESTS, withoutCompiler: (total - compiler) / REQUESTS, failed: warmFailed + failed };
+        results[kind][id] = perRequest;
+        console.error(`${kind} ${id}: ${Math.round(perRequest.all)} instructions a request (${Math.round(perRequest.withoutCompiler)} without the compiler)`);
+      } finally {
+        await target.stop();
+        // INSTR_KEEP=1 keeps the dumps (for callgrind_annotate; V8 names its compiled functions in /tmp/perf-<pid>.map
+        // when INSTR_V8_FLAGS adds --perf-basic-prof).
+        if (process.env.INSTR_KEEP === "1") console.error(`${kind} ${id}: callgrind's dump is in ${outDir}`);
+        else rmSync(outDir, { recursive: true, force: true });
+      }
+    }
+    const gh = results[kind].gatehouse;
+    for (const [id, name] of TARGETS) {
+      const r = results[kind][id];
+      rows.push({
+        kind,
+        target: name,
+        "instructions a request": Math.round(r.all).toLocaleString("en-US"),
+        "without the compiler": Math.round(r.withoutCompiler).toLocaleString("en-US"),
+        // What Gatehouse's throughput would be against this target, were a request's CPU its instruction count.
+        "this / Gatehouse": gh && id !== "gatehouse" ? (r.withoutCompiler / gh.withoutCompiler).toFixed(2) : "",
+        "answers not 200": r.failed,
+      });
+    }
+  }
+} finally {
+  await ground.cleanup();
+}
+
+const table = printTable(
+  `Instructions per request under callgrind (${WARMUP.toLocaleString("en-US")} requests' warm-up, ${REQUESTS.toLocaleString("en-US")} counted, ${CONNECTIONS} connections)`,
+  rows,
+);
+writeResult("instructions", { warmup: WARMUP, requests: REQUESTS, connections: CONNECTIONS, results, markdown: table });
