@@ -19,12 +19,12 @@
 // costs at full speed, because callgrind slows a process some 30 times (Gatehouse's upkeep: heartbeats, flushes;
 // the relays have none).
 //   node bench/instructions.mjs        (INSTR_KINDS=plain,stream  INSTR_TARGETS=gatehouse,request,...)
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Pool } from "undici";
-import { benchGround, printTable, root, startReplica, writeResult } from "./lib/harness.mjs";
+import { benchGround, printTable, startBenchScript, startReplica, writeResult } from "./lib/harness.mjs";
 
 const WARMUP = Number(process.env.INSTR_WARMUP ?? 10_000);
 const REQUESTS = Number(process.env.INSTR_REQUESTS ?? 2_000);
@@ -47,46 +47,28 @@ const created = await (
 await maker.stop();
 
 const TARGETS = [
-  ["gatehouse", "Gatehouse, 1 process", [path.join(root, "dist", "cli.js"), "start", "--config", config]],
-  ["request", "bare Node proxy (node:http + undici request())", [path.join(root, "bench", "bare-proxy.mjs"), ground.upstream.url]],
-  ["http-agent", "bare Node relay, node:http keep-alive agent", [path.join(root, "bench", "bare-http-proxy.mjs"), ground.upstream.url]],
-  ["dispatch", "bare Node relay, undici dispatch, one write", [path.join(root, "bench", "bare-dispatch-proxy.mjs"), ground.upstream.url]],
-  ["floor", "feature floor (the dispatch relay with Gatehouse's default features)", [path.join(root, "bench", "feature-floor-proxy.mjs"), ground.upstream.url, created.key]],
+  ["gatehouse", "Gatehouse, 1 process"],
+  ["request", "bare Node proxy (node:http + undici request())", "bare-proxy.mjs"],
+  ["http-agent", "bare Node relay, node:http keep-alive agent", "bare-http-proxy.mjs"],
+  ["dispatch", "bare Node relay, undici dispatch, one write", "bare-dispatch-proxy.mjs"],
+  ["floor", "feature floor (the dispatch relay with Gatehouse's default features)", "feature-floor-proxy.mjs", [created.key]],
 ].filter(([id]) => !process.env.INSTR_TARGETS || process.env.INSTR_TARGETS.split(",").includes(id));
 
-/** Starts `args` under callgrind (its own process group); resolves with its URL once it listens. */
-async function underCallgrind(args, outDir) {
-  const child = spawn(
-    "valgrind",
-    ["--tool=callgrind", "--smc-check=all-non-file", `--callgrind-out-file=${outDir}/callgrind.%p`, process.execPath, "--max-semi-space-size=32", ...V8_FLAGS, ...args],
-    { env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"], detached: true },
-  );
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  let seen = "";
-  const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`did not start under callgrind:\n${seen.slice(-2000)}`)), 300_000);
-    const onData = (d) => {
-      if (seen.length > 1_000_000) return; // started long ago: the access log is drained, not kept
-      seen += d;
-      // Gatehouse's start-up line, or a bench relay's {"listening": url}.
-      const m = /"gatehouse is listening"[^\n]*"port":(\d+)|"port":(\d+)[^\n]*"gatehouse is listening"|"listening":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(seen);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1] ?? m[2] ?? m[3]));
-      }
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    void exited.then((code) => reject(new Error(`exited (${code}) before listening:\n${seen.slice(-2000)}`)));
-  });
+/** A target started under callgrind, its counts written into `outDir`: Gatehouse, or the bench relay `script`. */
+async function underCallgrind(script, scriptArgs, outDir) {
+  const launcher = ["valgrind", "--quiet", "--tool=callgrind", "--smc-check=all-non-file", `--callgrind-out-file=${outDir}/callgrind.%p`];
+  const nodeArgs = ["--max-semi-space-size=32", ...V8_FLAGS];
+  if (script === undefined) {
+    const replica = await startReplica(env, ["--config", config], nodeArgs, undefined, { launcher, timeoutMs: 300_000 });
+    return { url: replica.url, pid: replica.child.pid, stop: () => replica.stop("SIGKILL") };
+  }
+  const relay = await startBenchScript(script, [ground.upstream.url, ...scriptArgs], nodeArgs, launcher);
   return {
-    url: `http://127.0.0.1:${port}`,
-    pid: child.pid,
+    url: relay.url,
+    pid: relay.child.pid,
     async stop() {
-      try {
-        process.kill(-child.pid, "SIGKILL");
-      } catch {}
-      await exited;
+      relay.child.kill("SIGKILL");
+      await relay.exited;
     },
   };
 }
@@ -148,9 +130,9 @@ try {
   for (const kind of KINDS) {
     const body = JSON.stringify({ model: "bench", stream: kind === "stream", messages: [{ role: "user", content: "Say hello" }] });
     results[kind] = {};
-    for (const [id, , args] of TARGETS) {
+    for (const [id, , script, scriptArgs = []] of TARGETS) {
       const outDir = mkdtempSync(path.join(os.tmpdir(), "gh-callgrind-"));
-      const target = await underCallgrind(args, outDir);
+      const target = await underCallgrind(script, scriptArgs, outDir);
       try {
         const warmFailed = await send(target.url, body, WARMUP);
         spawnSync("callgrind_control", ["--zero", String(target.pid)]);

@@ -78,11 +78,12 @@ const MAX_HELD_LOG_BYTES = 64 * 1024 * 1024;
  *
  * Lines are held and go out together, in order: when what is held would pass PIPE_BUF, and at most HOLD_MS after the
  * first line held. Each write is a system call that also wakes the reader (a container's log driver, on the same
- * cores); at saturation a write now carries some fifteen access lines, where one per turn of the event loop carried
- * two or three, and an idle gateway's line is still out within HOLD_MS. A write stays within PIPE_BUF: a pipe takes
- * a write that size whole, so the lines of workers sharing one stdout never interleave. `flush` writes what is held
- * and waits until every line is written (or failed: the reader is gone); a process that exits (a crash included)
- * writes what is still held on its way out.
+ * cores): a write takes up to some fifteen access lines, where a write per turn of the event loop took what the turn
+ * ended (eight at 1,000 req/s, one at low rates), and an idle gateway's line is still out within HOLD_MS. A write
+ * stays within PIPE_BUF: a pipe takes a write that size whole, so the lines of workers sharing one stdout never
+ * interleave. `flush` writes what is held and waits until every line is written (or failed: the reader is gone); a
+ * process that exits (a crash included) writes what is still held on its way out, when nothing before it is still
+ * being written (a line of its own would otherwise land inside one the stream has half written).
  */
 export function streamDestination(out: NodeJS.WritableStream & { readonly writableLength: number; readonly destroyed: boolean }): pino.DestinationStream & {
   flush(done: (err?: Error) => void): void;
@@ -112,9 +113,10 @@ export function streamDestination(out: NodeJS.WritableStream & { readonly writab
     holding = false;
     handOver();
   };
-  // On the way out, a crash's too: what is held goes to stdout at once (best effort: a pipe that is full takes none).
+  // On the way out, a crash's too: what is held goes to stdout at once (best effort: a pipe that is full takes none),
+  // unless the stream is still writing earlier lines, which exiting cuts off wherever they stand.
   process.once("exit", () => {
-    if (held === "" || out.destroyed) return;
+    if (held === "" || out.destroyed || out.writableLength > 0) return;
     const fd = (out as { fd?: unknown }).fd;
     try {
       if (typeof fd === "number") writeSync(fd, held);

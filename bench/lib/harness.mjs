@@ -20,9 +20,11 @@ export const redisNamespace = () => createRedisNamespace("ghb");
  * it); resolves once it printed its `{"listening": url}` line. Its stdout is drained from then on (a relay's access
  * log must not fill the pipe). `exited` resolves with its exit code.
  */
-export function startBenchScript(file, args = [], nodeArgs = []) {
+export function startBenchScript(file, args = [], nodeArgs = [], launcher = []) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeArgs, path.join(root, "bench", file), ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    // `launcher`: a command that runs Node.js with the rest as its arguments (bench/instructions.mjs: valgrind).
+    const [command, ...commandArgs] = [...launcher, process.execPath, ...nodeArgs, path.join(root, "bench", file), ...args];
+    const child = spawn(command, commandArgs, { stdio: ["ignore", "pipe", "inherit"] });
     const exited = new Promise((done) => child.once("exit", done));
     child.stdout.once("data", (d) => {
       resolve({ child, exited, url: JSON.parse(d.toString()).listening });
@@ -73,9 +75,9 @@ export async function benchGround() {
   };
 }
 
-/** A replica process (the same helper the tests use), its request log drained but not kept. */
-export function startReplica(env, args = [], nodeArgs = [], cli = undefined) {
-  return spawnReplica({ LOG_LEVEL: "info", ...env }, args, { keepOutput: Boolean(process.env.BENCH_DEBUG), nodeArgs, cli });
+/** A replica process (the same helper the tests use), its request log drained but not kept; `more`: spawnReplica's other options. */
+export function startReplica(env, args = [], nodeArgs = [], cli = undefined, more = {}) {
+  return spawnReplica({ LOG_LEVEL: "info", ...env }, args, { keepOutput: Boolean(process.env.BENCH_DEBUG), nodeArgs, cli, ...more });
 }
 
 export function machine() {

@@ -17,7 +17,8 @@ export function spawnReplica(
     timeoutMs?: number;
     keepOutput?: boolean /** Node.js flags before the script (--cpu-prof, --max-semi-space-size). */;
     nodeArgs?: string[] /** Another build's dist/cli.js (a benchmark's "before"). */;
-    cli?: string;
+    cli?: string /** A command that runs Node.js with the rest as its arguments (bench/instructions.mjs: valgrind). */;
+    launcher?: string[];
   },
 ): Promise<ReplicaProcess>;
 

@@ -9,7 +9,9 @@ const cli = path.resolve(fileURLToPath(new URL("../../dist/cli.js", import.meta.
 export async function spawnReplica(env, args = [], options = {}) {
   const timeoutMs = options.timeoutMs ?? 20_000;
   const keepOutput = options.keepOutput ?? true;
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.cli ?? cli, "start", ...args], {
+  // A launcher runs Node.js itself (a benchmark's `valgrind --tool=callgrind`); the process group still holds it all.
+  const [command, ...commandArgs] = [...(options.launcher ?? []), process.execPath, ...(options.nodeArgs ?? []), options.cli ?? cli, "start", ...args];
+  const child = spawn(command, commandArgs, {
     env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...relayWay(), ...env },
     stdio: ["ignore", "pipe", "pipe"],
     // Its own process group: stop() signals the group, so worker processes (--workers) go with it.
