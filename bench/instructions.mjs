@@ -5,14 +5,19 @@
 // the figure to compare builds, or a gateway with a bare relay, by what each asks of the CPU; proxy-overhead.mjs
 // stays the measure of throughput.
 //
-// Each target is started under callgrind, warmed with INSTR_WARMUP requests (default 10,000), then its counters are
+// Each target is started under callgrind, warmed with INSTR_WARMUP requests (default 15,000), then its counters are
 // zeroed, INSTR_REQUESTS requests (default 2,000) are sent over 8 keep-alive connections and the counters are
 // dumped. V8 runs with --single-threaded (INSTR_V8_FLAGS): with its compiler and garbage collector on threads of
 // their own, how much of their work fell in the counted window depended on how callgrind scheduled the threads, and
-// two runs of the same build differed by up to 2.5 times; single-threaded, by 0.3–2.5 %. Reported: all instructions
-// per request, and the same without V8's optimizing compiler (TurboFan's own functions: still some 90,000 a request
-// after the warm-up, for the bare relays too, where a real run's compiler thread uses ~2 µs a request once warm —
-// time-driven tiering and flushing count more per request when callgrind slows a process some 30 times).
+// two runs of the same build differed by up to 2.5 times; and --no-memory-reducer (below). Reported: all instructions per request, those of V8's
+// optimizing compiler (TurboFan's own functions: still tens of thousands a request after the warm-up, for the bare
+// relays too, where a real run's compiler thread uses ~2 µs a request once warm — time-driven tiering counts more
+// per request when callgrind slows a process some 30 times), those of major (mark-compact) collections, and the
+// rest, which is the figure compared. A major collection marks the whole heap at once: one that falls inside the
+// 2,000 counted requests adds 10,000–40,000 instructions to each of them, and whether one does is chance (the
+// heap's growth toward V8's limit is paced by the clock and the warm-up), for the relays as for Gatehouse — it was
+// most of the ±10 % between runs of one build. At full speed both make about none per 100,000 requests
+// (proxy-overhead.mjs's allocation table counts them), so they are left out of the comparison and shown beside it.
 // What a count leaves out: the kernel (system calls: the relays and Gatehouse make the same per request, strace -c
 // shows two writev and two reads each way), the cost of each instruction (a cache miss counts as one), and other
 // processes (Postgres's share of the spend log, wrk). Work driven by timers is counted more per request than it
@@ -26,10 +31,13 @@ import path from "node:path";
 import { Pool } from "undici";
 import { benchGround, printTable, startBenchScript, startReplica, writeResult } from "./lib/harness.mjs";
 
-const WARMUP = Number(process.env.INSTR_WARMUP ?? 10_000);
+const WARMUP = Number(process.env.INSTR_WARMUP ?? 15_000);
 const REQUESTS = Number(process.env.INSTR_REQUESTS ?? 2_000);
 const CONNECTIONS = 8;
-const V8_FLAGS = (process.env.INSTR_V8_FLAGS ?? "--single-threaded").split(" ").filter(Boolean);
+// --no-memory-reducer: V8's memory reducer starts major collections when a process allocates slowly by the clock, as
+// every process does under callgrind; with it on, Gatehouse's bigger heap drew two or three full collections into
+// each 2,000 counted requests, a third of the count, where a run at full speed makes none (see below).
+const V8_FLAGS = (process.env.INSTR_V8_FLAGS ?? "--single-threaded --no-memory-reducer").split(" ").filter(Boolean);
 const KINDS = (process.env.INSTR_KINDS ?? "plain,stream").split(",");
 
 if (spawnSync("valgrind", ["--version"]).error !== undefined) {
@@ -93,8 +101,11 @@ async function send(url, body, count) {
 }
 
 const COMPILER = /v8::internal::compiler::|v8::internal::maglev::|TurbofanCompilationJob|OptimizedCompilationJob/;
+// A major (mark-compact) collection's own functions: marking, its write barrier's slow path, sweeping.
+const MAJOR_GC =
+  /MarkCompactCollector|MarkingVisitor|IncrementalMarking|MarkingBarrier|MarkingWorklist|MarkingState|Sweeper::|BodyDescriptorBase::Iterate[A-Za-z]*Pointers<v8::internal::MainMarkingVisitor/;
 
-/** All instructions of a callgrind dump, and those of V8's optimizing compiler (self cost of its functions). */
+/** All instructions of a callgrind dump; those of V8's optimizing compiler, and of major collections (self cost of their functions). */
 function countsOf(file) {
   const names = new Map();
   const nameOf = (rest) => {
@@ -105,11 +116,16 @@ function countsOf(file) {
   };
   let total = 0;
   let compiler = 0;
+  let majorGc = 0;
   let inCompiler = false;
+  let inMajorGc = false;
   let callCost = false;
   for (const line of readFileSync(file, "utf8").split("\n")) {
-    if (line.startsWith("fn=")) inCompiler = COMPILER.test(nameOf(line.slice(3)) ?? "");
-    else if (line.startsWith("cfn=")) nameOf(line.slice(4));
+    if (line.startsWith("fn=")) {
+      const name = nameOf(line.slice(3)) ?? "";
+      inCompiler = COMPILER.test(name);
+      inMajorGc = MAJOR_GC.test(name);
+    } else if (line.startsWith("cfn=")) nameOf(line.slice(4));
     else if (line.startsWith("calls=")) callCost = true;
     else if (/^[0-9+\-*]/.test(line)) {
       if (callCost) {
@@ -119,9 +135,10 @@ function countsOf(file) {
       const ir = Number(line.split(" ")[1] ?? 0);
       total += ir;
       if (inCompiler) compiler += ir;
+      if (inMajorGc) majorGc += ir;
     }
   }
-  return { total, compiler };
+  return { total, compiler, majorGc };
 }
 
 const rows = [];
@@ -140,10 +157,19 @@ try {
         spawnSync("callgrind_control", ["--dump", String(target.pid)]);
         const dump = readdirSync(outDir).find((f) => /\.\d+\.1$/.test(f) || /\.\d+-\d+\.1$/.test(f));
         if (!dump) throw new Error(`${id}: callgrind wrote no dump`);
-        const { total, compiler } = countsOf(path.join(outDir, dump));
-        const perRequest = { all: total / REQUESTS, withoutCompiler: (total - compiler) / REQUESTS, failed: warmFailed + failed };
+        const { total, compiler, majorGc } = countsOf(path.join(outDir, dump));
+        const perRequest = {
+          all: total / REQUESTS,
+          compiler: compiler / REQUESTS,
+          majorGc: majorGc / REQUESTS,
+          // The compared figure: what the request path itself asks (the compiler's work and major collections apart).
+          compared: (total - compiler - majorGc) / REQUESTS,
+          failed: warmFailed + failed,
+        };
         results[kind][id] = perRequest;
-        console.error(`${kind} ${id}: ${Math.round(perRequest.all)} instructions a request (${Math.round(perRequest.withoutCompiler)} without the compiler)`);
+        console.error(
+          `${kind} ${id}: ${Math.round(perRequest.all)} instructions a request (the compiler ${Math.round(perRequest.compiler)}, major collections ${Math.round(perRequest.majorGc)}, the rest ${Math.round(perRequest.compared)})`,
+        );
       } finally {
         await target.stop();
         // INSTR_KEEP=1 keeps the dumps (for callgrind_annotate; V8 names its compiled functions in /tmp/perf-<pid>.map
@@ -159,9 +185,11 @@ try {
         kind,
         target: name,
         "instructions a request": Math.round(r.all).toLocaleString("en-US"),
-        "without the compiler": Math.round(r.withoutCompiler).toLocaleString("en-US"),
+        compiler: Math.round(r.compiler).toLocaleString("en-US"),
+        "major GC": Math.round(r.majorGc).toLocaleString("en-US"),
+        "the rest (compared)": Math.round(r.compared).toLocaleString("en-US"),
         // What Gatehouse's throughput would be against this target, were a request's CPU its instruction count.
-        "this / Gatehouse": gh && id !== "gatehouse" ? (r.withoutCompiler / gh.withoutCompiler).toFixed(2) : "",
+        "this / Gatehouse": gh && id !== "gatehouse" ? (r.compared / gh.compared).toFixed(2) : "",
         "answers not 200": r.failed,
       });
     }

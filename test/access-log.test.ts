@@ -23,7 +23,7 @@ describe("the access log line", () => {
   const cases: Array<{ name: string; record: Partial<RequestRecord>; req: object; res: object }> = [
     {
       name: "an answered request with a key and a model",
-      record: { requestId: 'id "quoted" \\ and \u2028', auth: { record: { keyName: "sk-...abcd" } } as unknown as AuthResult, model: "gpt-4o" },
+      record: { requestId: 'id "quoted" \\ and \u2028 \u0001 \ud800 é', auth: { record: { keyName: "sk-...abcd" } } as unknown as AuthResult, model: "gpt-4o" },
       req: { method: "POST", url: "/v1/chat/completions?x=1" },
       res: { statusCode: 200, writableFinished: true },
     },

@@ -26,6 +26,7 @@ beforeAll(async () => {
         openai("broken", "broken"),
         openai("slow", "slow", upstream.url, { timeout: 0.3 }),
         openai("stream-gated", "stream-gated"),
+        openai("stream-split", "stream-split"),
         openai("json-200k", "json-200000"),
         openai("json-3m", "json-3000000"),
         openai("json-gated", "json-gated"),
@@ -186,6 +187,28 @@ describe("streaming", () => {
       seen += decoder.decode(value, { stream: true });
     }
     expect(seen.trim().endsWith("data: [DONE]")).toBe(true);
+  });
+
+  it("sends a stream's head at its first chunk, even one that holds no whole frame", async () => {
+    const answered = fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify(chatBody("stream-split", { stream: true })),
+    });
+    // The upstream holds the rest of its first frame until released: the head must arrive without it.
+    let deadline: NodeJS.Timeout | undefined;
+    const res = await Promise.race([
+      answered,
+      new Promise<never>((_, reject) => {
+        deadline = setTimeout(() => reject(new Error("no head within 4 s of the stream's first chunk")), 4_000);
+      }),
+    ]).finally(() => clearTimeout(deadline));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    upstream.releaseNext();
+    const text = await res.text();
+    expect(text).toContain('"content":"whole"');
+    expect(text.trim().endsWith("data: [DONE]")).toBe(true);
   });
 
   it("a client that disconnects mid-stream aborts the upstream call", async () => {

@@ -173,6 +173,40 @@ describe("a chat stream's meter", () => {
     expect(twice.usage).toEqual({ promptTokens: 1, completionTokens: 1 });
   });
 
+  it("answers the same for a last chunk read where it is as for the same frames read one by one", () => {
+    // A chunk that arrives whole is searched in place (its usage frame read from the bytes as they are); the same
+    // bytes cut in two are read frame by frame, each frame decoded. Every usage frame below must come out alike.
+    const done = "data: [DONE]\n\n";
+    const usageFrames = [
+      'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n',
+      'data:{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n', // no space after "data:"
+      'data: {"choices" :\t[ ] , "usage" : {"prompt_tokens":3,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":1}}}\n\n',
+      'event: chunk\ndata: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n', // a second line
+      'data: {"choices":[],"x":"é€","usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n', // multi-byte text before the usage
+      'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}\n\n', // the object never closes in its frame
+      'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1},"choices":[{"index":0,"delta":{"content":"z"}}]}\n\n',
+      'data: {"choices":[{"index":0,"delta":{"content":"y"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n',
+      'data: {"choices":[],"usage":null}\n\n',
+      'data: {"choices":[],"usage":\nnull}\n\n',
+    ];
+    for (const clientAsked of [false, true]) {
+      for (const usage of usageFrames) {
+        const text = frame("é€") + usage + done;
+        const bytes = Buffer.from(text);
+        const whole = sseUsageMeter(clientAsked);
+        const inPlace = [whole.pass(bytes), whole.end()].map((p) => (typeof p === "string" ? p : Buffer.from(p).toString("utf8"))).join("");
+        const cut = sseUsageMeter(clientAsked);
+        const byFrame = [cut.pass(bytes.subarray(0, 3)), cut.pass(bytes.subarray(3)), cut.end()].map((p) => (typeof p === "string" ? p : Buffer.from(p).toString("utf8"))).join("");
+        expect(inPlace, usage).toBe(byFrame);
+        expect(whole.usage, usage).toEqual(cut.usage);
+      }
+    }
+    // And what the usual usage frame gives: dropped, read.
+    const m = sseUsageMeter(false);
+    expect(Buffer.from(m.pass(Buffer.from(frame("a") + usageFrames[0] + done))).toString("utf8")).toBe(frame("a") + done);
+    expect(m.usage).toEqual({ promptTokens: 3, completionTokens: 1 });
+  });
+
   it("turns frames with \\r\\n line endings into \\n ones", () => {
     const m = sseUsageMeter(false);
     const out = m.pass(Buffer.from(frame("x").replace(/\n/g, "\r\n")));

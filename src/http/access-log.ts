@@ -74,7 +74,7 @@ export class AccessLog {
       if (!this.lines.isLevelEnabled("info")) return;
       // The fields in pino's order and spelling; an undefined field is left out, as pino leaves it out.
       this.writeLine(
-        `,"request_id":${JSON.stringify(record.requestId)},"method":${JSON.stringify(req.method)},"route":${JSON.stringify(route)},"path":${JSON.stringify(path)},"status":${res.statusCode},"latency_ms":${latencyMs}${keyName === undefined ? "" : `,"key_name":${JSON.stringify(keyName)}`}${record.model === undefined ? "" : `,"model":${JSON.stringify(record.model)}`}${res.writableFinished ? "" : ',"aborted":true'}`,
+        `,"request_id":${jsonString(record.requestId)},"method":${jsonString(req.method ?? "")},"route":${jsonString(route)},"path":${jsonString(path)},"status":${res.statusCode},"latency_ms":${latencyMs}${keyName === undefined ? "" : `,"key_name":${jsonString(keyName)}`}${record.model === undefined ? "" : `,"model":${jsonString(record.model)}`}${res.writableFinished ? "" : ',"aborted":true'}`,
       );
       return;
     }
@@ -114,6 +114,20 @@ function lineWriter(logger: Logger): ((fields: string) => void) | null {
   if (typeof stream?.write !== "function" || typeof bindings !== "string" || time !== pino.stdTimeFunctions.epochTime) return null;
   const level = logger.levels.values.info;
   return (fields) => stream.write!(`{"level":${level},"time":${Date.now()}${bindings}${fields},"msg":"request"}\n`);
+}
+
+/**
+ * `JSON.stringify` of a string. The usual field of an access line (an id, a route, a path, a key's or a model's name)
+ * is printable ASCII without a quote or a backslash, which JSON writes as it is: it is quoted here, checked by a loop
+ * that costs a fifth of a call into V8's serializer (six of those were a sixth of a line's cost). Anything else goes
+ * to JSON.stringify.
+ */
+function jsonString(text: string): string {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return JSON.stringify(text);
+  }
+  return `"${text}"`;
 }
 
 // Requests refused before reaching a route (401 from the auth middleware) are labelled by their first

@@ -311,6 +311,8 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter, DirectWriter
   attempts: RelayRecord["attempts"] = NO_ATTEMPTS;
   /** Writes are being held for the rest of this loop turn (holdWrites). */
   corked = false;
+  /** A stream's head is written but not yet handed to the socket: it goes with the first frames, or at the turn's end. */
+  headPending = false;
   /**
    * Headers were set on the response one by one (the relay's, through setHeader): the answer's head is then written
    * the same way, after them. Otherwise, the usual case, it is written whole by one `writeHead` (writeAnswerHead).
@@ -376,8 +378,11 @@ class Exchange implements RequestRecord, RelayRecord, AnswerWriter, DirectWriter
       return;
     }
     writeAnswerHead(this, status, STREAM_HEAD);
+    // The head leaves with the first frames written in this loop turn (Node puts it in front of the first write),
+    // or alone when the turn ends without any (releaseWrites): a stream's head is never held past the turn its first
+    // chunk came in, and the usual first write is one write to the socket fewer.
+    this.headPending = true;
     holdWrites(this);
-    this.res.flushHeaders();
   }
 
   write(bytes: Uint8Array | string): boolean {
@@ -499,6 +504,7 @@ async function closeAnswer(x: Exchange, answer: RelayAnswer, sink: Sink, end: ()
 
 /** Hands bytes to the socket, held for the loop turn; false when it is now full. */
 function sendFrames(x: Exchange, out: Uint8Array | string): boolean {
+  x.headPending = false; // the head goes in front of these bytes
   holdWrites(x);
   return x.res.write(out);
 }
@@ -585,6 +591,8 @@ function holdWrites(x: Exchange): void {
 
 function releaseWrites(x: Exchange): void {
   x.corked = false;
+  if (x.headPending && !x.res.writableEnded) x.res.flushHeaders();
+  x.headPending = false;
   x.res.uncork();
 }
 

@@ -86,21 +86,33 @@ function usageFromBytes(bytes: Buffer, read: UsageReader): TokenCount | undefine
   return at === -1 ? undefined : usageObjectAt(bytes.toString("latin1", at), 0, read);
 }
 
-/** The object that follows the name `"usage"` found at `at` in `text` (at its opening quote), read; undefined when there is none. */
-function usageObjectAt(text: string, at: number, read: UsageReader): TokenCount | undefined {
-  let i = skipSpace(text, at + USAGE_BYTES.length);
+/**
+ * The object that follows the name `"usage"` found at `at` in `text` (at its opening quote), read; undefined when
+ * there is none before `to` (the end of the text by default).
+ */
+function usageObjectAt(text: string, at: number, read: UsageReader, to = text.length): TokenCount | undefined {
+  let i = skipSpace(text, at + USAGE_BYTES.length, to);
   if (text.charCodeAt(i) !== COLON) return undefined;
-  i = skipSpace(text, i + 1);
+  i = skipSpace(text, i + 1, to);
   if (text.charCodeAt(i) !== OPEN_BRACE) return undefined;
   // The usage object holds numbers and nested objects of numbers (its keys are plain names): its braces can be
-  // counted without parsing strings.
-  let depth = 0;
-  for (let j = i; j < text.length; j++) {
-    const c = text.charCodeAt(j);
-    if (c === OPEN_BRACE) depth++;
-    else if (c === CLOSE_BRACE && --depth === 0) {
+  // counted without parsing strings. Brace to brace, by V8's search, rather than a character at a time.
+  let depth = 1;
+  let j = i + 1;
+  let open = text.indexOf("{", j);
+  while (j < to) {
+    const close = text.indexOf("}", j);
+    if (close === -1 || close >= to) return undefined;
+    if (open !== -1 && open < close) {
+      depth++;
+      j = open + 1;
+      open = text.indexOf("{", j);
+      continue;
+    }
+    j = close + 1;
+    if (--depth === 0) {
       try {
-        return read(JSON.parse(text.slice(i, j + 1)));
+        return read(JSON.parse(text.slice(i, j)));
       } catch {
         return undefined;
       }
@@ -112,15 +124,17 @@ function usageObjectAt(text: string, at: number, read: UsageReader): TokenCount 
 const bytesOf = (part: Uint8Array | string): Buffer =>
   typeof part === "string" ? Buffer.from(part) : Buffer.isBuffer(part) ? part : Buffer.from(part.buffer, part.byteOffset, part.byteLength);
 
-function skipSpace(text: string, from: number): number {
+/** The first index from `from` that is not JSON white space; `to` when there is none before it. */
+function skipSpace(text: string, from: number, to = text.length): number {
   let i = from;
-  for (let c = text.charCodeAt(i); c === 0x20 || c === LF || c === CR || c === 0x09; c = text.charCodeAt(++i));
+  for (let c = text.charCodeAt(i); i < to && (c === 0x20 || c === LF || c === CR || c === 0x09); c = text.charCodeAt(++i));
   return i;
 }
 
 const COLON = 0x3a;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
 const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
 
 function usageFromWhole(parts: ReadonlyArray<Uint8Array | string>, read: UsageReader): TokenCount | undefined {
   try {
@@ -136,13 +150,13 @@ function usageFromWhole(parts: ReadonlyArray<Uint8Array | string>, read: UsageRe
  * chunk that has choices, unless the client asked for it.
  */
 export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
-  return new FrameMeter((text, found) => {
+  const frame: FrameReader = (text, found) => {
     const data = dataOf(text);
     if (data === undefined) return text;
     // The usual usage frame, which the client did not ask for: a chunk with empty `choices` and the usage object,
     // each named once. Its usage is read from that object alone and the frame dropped, without parsing the chunk.
     if (!clientAskedForUsage) {
-      const usage = usageOnlyChunk(data);
+      const usage = usageOnlyIn(data, 0, data.length);
       if (usage !== undefined) {
         found(usage);
         return "";
@@ -160,22 +174,35 @@ export function sseUsageMeter(clientAskedForUsage: boolean): UsageMeter {
     if (!Array.isArray(parsed.choices) || parsed.choices.length === 0) return ""; // the usage-only chunk
     delete parsed.usage;
     return `data: ${JSON.stringify(parsed)}`;
-  });
+  };
+  return new FrameMeter(frame, false, clientAskedForUsage ? null : usageOnlyIn);
 }
-
-const EMPTY_CHOICES = /"choices"\s*:\s*\[\s*\]/;
 
 /**
  * The usage of a chunk that is only a usage report — `"choices":[]` and a `"usage"` object, each named once — or
- * undefined for any other chunk (read by parsing it whole, as before). What it answers is what parsing the chunk
- * would: a key named once is that key, and its object of numbers is read as a JSON answer's tail is (usageFromBytes).
+ * undefined for any other chunk (read by parsing it whole, as before). The chunk's JSON is `text` from `from` to
+ * `to`. What it answers is what parsing the chunk would: a key named once is that key, and its object of numbers is
+ * read as a JSON answer's tail is (usageFromBytes). The names are searched in the text as it is: the bytes of a
+ * frame read as latin1 (FrameMeter's pass) answer as the frame decoded does, the names and numbers being ASCII.
  */
-function usageOnlyChunk(data: string): TokenCount | undefined {
-  const usageAt = textIndexOfQuoted(data, 'usage"', 0);
-  if (usageAt === -1 || textIndexOfQuoted(data, 'usage"', usageAt + 1) !== -1) return undefined;
-  const choicesAt = textIndexOfQuoted(data, 'choices"', 0);
-  if (choicesAt === -1 || textIndexOfQuoted(data, 'choices"', choicesAt + 1) !== -1 || !EMPTY_CHOICES.test(data)) return undefined;
-  return usageObjectAt(data, usageAt, tokensFromUsage);
+function usageOnlyIn(text: string, from: number, to: number): TokenCount | undefined {
+  const usageAt = quotedIn(text, 'usage"', from, to);
+  if (usageAt === -1 || quotedIn(text, 'usage"', usageAt + 1, to) !== -1) return undefined;
+  const choicesAt = quotedIn(text, 'choices"', from, to);
+  if (choicesAt === -1 || quotedIn(text, 'choices"', choicesAt + 1, to) !== -1 || !emptyListAfter(text, choicesAt + CHOICES_NAME_LENGTH, to)) return undefined;
+  return usageObjectAt(text, usageAt, tokensFromUsage, to);
+}
+
+const CHOICES_NAME_LENGTH = '"choices"'.length;
+
+/** `text` at `at` is `: []` (JSON white space anywhere between), before `to`. */
+function emptyListAfter(text: string, at: number, to: number): boolean {
+  let i = skipSpace(text, at, to);
+  if (text.charCodeAt(i) !== COLON) return false;
+  i = skipSpace(text, i + 1, to);
+  if (text.charCodeAt(i) !== OPEN_BRACKET) return false;
+  i = skipSpace(text, i + 1, to);
+  return i < to && text.charCodeAt(i) === CLOSE_BRACKET;
 }
 
 /**
@@ -216,20 +243,7 @@ export function responsesSseUsageMeter(): UsageMeter {
 }
 
 const USAGE_BYTES = Buffer.from('"usage"');
-const USAGE_NAME = Buffer.from('usage"');
 const QUOTE = 0x22;
-
-/**
- * Where `"name"` is in `bytes`, from `from` on; -1 when it is not. Searched as `name"`, the quote before it checked
- * after: a needle that opens with a quote is tried at every quote of the text, and JSON is full of them (searching a
- * streamed chunk for `"usage"` cost seven times what searching it for `usage"` does).
- */
-function indexOfQuoted(bytes: Buffer, nameAndQuote: Buffer, from: number): number {
-  for (let at = bytes.indexOf(nameAndQuote, from + 1); at !== -1; at = bytes.indexOf(nameAndQuote, at + 1)) {
-    if (bytes[at - 1] === QUOTE) return at - 1;
-  }
-  return -1;
-}
 
 /**
  * Whether a frame reports usage: it names `"usage"`, and not only as null. OpenAI names it in every chunk of a
@@ -242,27 +256,38 @@ function reportsUsage(frame: string): boolean {
 }
 
 /**
- * `"usage"` at `at` in `text` is followed by `: null` (white space around the colon allowed). What follows `null`
- * is not looked at: anything but JSON's `,` `}` or white space makes the chunk unparseable, and an unparseable
- * chunk is relayed as it came, reporting nothing, as a null usage is.
+ * `"usage"` at `at` in `text` is followed by `: null` (white space around the colon allowed), before `to`. What
+ * follows `null` is not looked at: anything but JSON's `,` `}` or white space makes the chunk unparseable, and an
+ * unparseable chunk is relayed as it came, reporting nothing, as a null usage is.
  */
-function namesNullAt(text: string, at: number): boolean {
-  let i = skipSpace(text, at + USAGE_BYTES.length);
+function namesNullAt(text: string, at: number, to = text.length): boolean {
+  let i = skipSpace(text, at + USAGE_BYTES.length, to);
   if (text.charCodeAt(i) !== COLON) return false;
-  i = skipSpace(text, i + 1);
-  return text.startsWith("null", i);
+  i = skipSpace(text, i + 1, to);
+  return i + 4 <= to && text.startsWith("null", i);
 }
 
-/** indexOfQuoted in text (V8's search of a string is alike: a needle that opens with a quote costs three times more). */
+/**
+ * Where `"name"` is in `text`, its opening quote after `from`; -1 when it is not. Searched as `name"`, the quote
+ * before it checked after: a needle that opens with a quote is tried at every quote of the text, and JSON is full of
+ * them (searching a streamed chunk for `"usage"` cost three to seven times what searching it for `usage"` does).
+ */
 function textIndexOfQuoted(text: string, nameAndQuote: string, from: number): number {
   for (let at = text.indexOf(nameAndQuote, from + 1); at !== -1; at = text.indexOf(nameAndQuote, at + 1)) {
     if (text.charCodeAt(at - 1) === QUOTE) return at - 1;
   }
   return -1;
 }
+
+/** textIndexOfQuoted within `text` from `from` (its opening quote there or after) to `to`. */
+function quotedIn(text: string, nameAndQuote: string, from: number, to: number): number {
+  const at = textIndexOfQuoted(text, nameAndQuote, from);
+  return at !== -1 && at + 1 + nameAndQuote.length <= to ? at : -1;
+}
+
 const CR = 0x0d;
-const BLANK_LINE = Buffer.from("\n\n");
 const LF = 0x0a;
+const SPACE = 0x20;
 const endsWithBlankLine = (chunk: Uint8Array) => chunk.length >= 2 && chunk[chunk.length - 1] === LF && chunk[chunk.length - 2] === LF;
 
 const toLf = (text: string) => (text.indexOf("\r") === -1 ? text : text.replace(/\r\n?/g, "\n"));
@@ -301,11 +326,30 @@ class FrameMeter implements UsageMeter {
   constructor(
     private readonly frame: FrameReader,
     private readonly asIs = false,
+    /** Reads a usage-only chunk's JSON (text, from, to) and drops its frame; null when such frames are kept (usageOnlyIn). */
+    private readonly usageOnly: ((text: string, from: number, to: number) => TokenCount | undefined) | null = null,
   ) {}
 
   private readonly found = (u: TokenCount): void => {
     this.usage = u;
   };
+
+  /**
+   * The one frame of a chunk that mentions usage, from `start` to the blank line at `end` (`text` is the chunk read
+   * as latin1): what goes on in its place. The usual one — a single `data:` line, usage named once, and a usage-only
+   * chunk the client did not ask for — is read where it is, in `text` (usageOnly); any other is decoded and read.
+   */
+  private usageFrame(bytes: Buffer, text: string, start: number, end: number, usageNamedOnce: boolean): string {
+    const usageOnly = this.usageOnly;
+    if (usageOnly !== null && usageNamedOnce && text.startsWith("data:", start) && text.indexOf("\n", start) === end) {
+      const usage = usageOnly(text, text.charCodeAt(start + 5) === SPACE ? start + 6 : start + 5, end);
+      if (usage !== undefined) {
+        this.usage = usage;
+        return "";
+      }
+    }
+    return this.one(bytes.toString("utf8", start, end));
+  }
 
   /** One whole frame: what goes on in its place ("" for none). */
   private one(raw: string): string {
@@ -347,23 +391,29 @@ class FrameMeter implements UsageMeter {
     // Frames with "\r" line endings are all read (made "\n").
     if (this.atFrameEdge && typeof chunk !== "string" && endsWithBlankLine(chunk)) {
       const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      if (bytes.indexOf(CR) === -1) {
+      // Searched as latin1 text, a character for each byte (its offsets are the bytes'): one copy, then V8's own
+      // string search, where each search of the Buffer was a call into C++ — six of them were a third of what
+      // metering a stream's last chunk cost. What is searched for is ASCII, and no byte of a multi-byte UTF-8
+      // character is ASCII, so a match is where it is in the bytes.
+      const text = bytes.toString("latin1");
+      if (text.indexOf("\r") === -1) {
         // Frames that name usage only as null (OpenAI's every chunk, once a stream asked for usage) pass unread.
-        let usageAt = indexOfQuoted(bytes, USAGE_NAME, 0);
+        let usageAt = textIndexOfQuoted(text, 'usage"', 0);
         let end = -1;
+        let next = -1;
         while (usageAt !== -1) {
-          end = bytes.indexOf(BLANK_LINE, usageAt);
-          const next = indexOfQuoted(bytes, USAGE_NAME, usageAt + 1);
-          if ((next !== -1 && next < end) || !namesNullAt(bytes.toString("latin1", usageAt, Math.min(end, usageAt + 32)), 0)) break;
+          end = text.indexOf("\n\n", usageAt);
+          next = textIndexOfQuoted(text, 'usage"', usageAt + 1);
+          if ((next !== -1 && next < end) || !namesNullAt(text, usageAt, end)) break;
           usageAt = next;
         }
         if (usageAt === -1) return chunk;
-        const blank = bytes.lastIndexOf(BLANK_LINE, usageAt);
+        const blank = text.lastIndexOf("\n\n", usageAt);
         const start = blank === -1 ? 0 : blank + 2;
         // The usual last chunk: the frames before the usage frame, it, and frames that do not mention usage
-        // (`[DONE]`). Only the usage frame is decoded and read; the others pass as the bytes they are.
-        if (indexOfQuoted(bytes, USAGE_NAME, end) === -1) {
-          const kept = this.one(bytes.toString("utf8", start, end));
+        // (`[DONE]`). Only the usage frame is read; the others pass as the bytes they are.
+        if (next === -1 || (next < end && textIndexOfQuoted(text, 'usage"', end) === -1)) {
+          const kept = this.usageFrame(bytes, text, start, end, next === -1);
           if (this.asIs) return chunk;
           const head = bytes.subarray(0, start);
           const tail = bytes.subarray(end + 2);

@@ -16,6 +16,7 @@ import type { AddressInfo } from "node:net";
  *    then the rest only when `releaseNext()` is called (the gateway's health check, not streamed, gets it all at once)
  *  - "slow": sends headers only after `slowMs`
  *  - "stream-gated": SSE, one chunk, then the next only when `releaseNext()` is called
+ *  - "stream-split": SSE whose first chunk is half a frame; the rest only when `releaseNext()` is called
  *  - "delay-<ms>": the "echo" answer (usage 1 + 1 tokens) after <ms>, so requests overlap in flight
  *  - "json-<bytes>": a chat answer of about <bytes> (jsonAnswerOf), written 16 KiB at a time, one write a loop turn
  *  - "json-gated": the first half of a chat answer, then the rest only when `releaseNext()` is called
@@ -131,6 +132,15 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
           res.write(`data: ${JSON.stringify({ id: "gated", object: "chat.completion.chunk", choices: [{ index: 0, delta: { content: `part${i} ` }, finish_reason: null }] })}\n\n`);
         }
         res.end("data: [DONE]\n\n");
+        return;
+      }
+      case "stream-split": {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        const frame = `data: ${JSON.stringify({ id: "split", object: "chat.completion.chunk", choices: [{ index: 0, delta: { content: "whole" }, finish_reason: "stop" }] })}\n\n`;
+        res.write(frame.slice(0, 20));
+        await waitGate();
+        if (res.destroyed) return;
+        res.end(`${frame.slice(20)}data: [DONE]\n\n`);
         return;
       }
       case "stream-dies":
