@@ -18,4 +18,13 @@ describe("request ids", () => {
     const same = new Set(Array.from({ length: 1_000 }, () => newRequestId(1_700_000_000_000)));
     expect(same.size).toBe(1_000);
   });
+
+  it("carry 74 random bits: every digit after the version varies, the variant's two bits excepted", () => {
+    const ids = Array.from({ length: 4_000 }, () => newRequestId(1_700_000_000_000).replace(/-/g, ""));
+    for (let digit = 13; digit < 32; digit++) {
+      const seen = new Set(ids.map((id) => id[digit]));
+      // The variant digit (RFC 9562: 0b10xx) takes 8, 9, a and b; every other digit all sixteen values.
+      expect(seen.size, `hex digit ${digit}`).toBe(digit === 16 ? 4 : 16);
+    }
+  });
 });
