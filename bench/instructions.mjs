@@ -23,7 +23,7 @@
 // processes (Postgres's share of the spend log, wrk). Work driven by timers is counted more per request than it
 // costs at full speed, because callgrind slows a process some 30 times (Gatehouse's upkeep: heartbeats, flushes;
 // the relays have none).
-//   node bench/instructions.mjs        (INSTR_KINDS=plain,stream  INSTR_TARGETS=gatehouse,request,...)
+//   node bench/instructions.mjs        (INSTR_KINDS=plain,stream  INSTR_TARGETS=gatehouse,request,...  INSTR_BASELINE=<dir>)
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -60,14 +60,16 @@ const TARGETS = [
   ["http-agent", "bare Node relay, node:http keep-alive agent", "bare-http-proxy.mjs"],
   ["dispatch", "bare Node relay, undici dispatch, one write", "bare-dispatch-proxy.mjs"],
   ["floor", "feature floor (the dispatch relay with Gatehouse's default features)", "feature-floor-proxy.mjs", [created.key]],
+  // INSTR_BASELINE=<a checkout of another commit, built>: that build of Gatehouse too, to count what a change saved.
+  ...(process.env.INSTR_BASELINE ? [["baseline", `Gatehouse, the build in ${path.basename(process.env.INSTR_BASELINE)}`]] : []),
 ].filter(([id]) => !process.env.INSTR_TARGETS || process.env.INSTR_TARGETS.split(",").includes(id));
 
-/** A target started under callgrind, its counts written into `outDir`: Gatehouse, or the bench relay `script`. */
-async function underCallgrind(script, scriptArgs, outDir) {
+/** A target started under callgrind, its counts written into `outDir`: Gatehouse (this build or `cli`'s), or the bench relay `script`. */
+async function underCallgrind(script, scriptArgs, outDir, cli) {
   const launcher = ["valgrind", "--quiet", "--tool=callgrind", "--smc-check=all-non-file", `--callgrind-out-file=${outDir}/callgrind.%p`];
   const nodeArgs = ["--max-semi-space-size=32", ...V8_FLAGS];
   if (script === undefined) {
-    const replica = await startReplica(env, ["--config", config], nodeArgs, undefined, { launcher, timeoutMs: 300_000 });
+    const replica = await startReplica(env, ["--config", config], nodeArgs, cli, { launcher, timeoutMs: 300_000 });
     return { url: replica.url, pid: replica.child.pid, stop: () => replica.stop("SIGKILL") };
   }
   const relay = await startBenchScript(script, [ground.upstream.url, ...scriptArgs], nodeArgs, launcher);
@@ -149,7 +151,8 @@ try {
     results[kind] = {};
     for (const [id, , script, scriptArgs = []] of TARGETS) {
       const outDir = mkdtempSync(path.join(os.tmpdir(), "gh-callgrind-"));
-      const target = await underCallgrind(script, scriptArgs, outDir);
+      const cli = id === "baseline" ? path.join(process.env.INSTR_BASELINE, "dist", "cli.js") : undefined;
+      const target = await underCallgrind(script, scriptArgs, outDir, cli);
       try {
         const warmFailed = await send(target.url, body, WARMUP);
         spawnSync("callgrind_control", ["--zero", String(target.pid)]);
