@@ -392,7 +392,7 @@ class FrameMeter implements UsageMeter {
     if (this.atFrameEdge && typeof chunk !== "string" && endsWithBlankLine(chunk)) {
       const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       // Searched as latin1 text, a character for each byte (its offsets are the bytes'): one copy, then V8's own
-      // string search, where each search of the Buffer was a call into C++ — six of them were a third of what
+      // string search, where each search of the Buffer was a call into C++ — six of them were about half of what
       // metering a stream's last chunk cost. What is searched for is ASCII, and no byte of a multi-byte UTF-8
       // character is ASCII, so a match is where it is in the bytes.
       const text = bytes.toString("latin1");
