@@ -1,25 +1,50 @@
-// Two builds of Gatehouse, one against the other, at saturation: the figure to trust when a change is worth a few
-// per cent, on a machine whose speed moves by more than that from minute to minute. The builds take turns, in
-// alternating order, for BENCH_ROUNDS short rounds each; the table gives each round's ratio and their median.
-//   BENCH_BASELINE=<a built checkout> node bench/ab.mjs      (BENCH_ROUNDS, default 8; BENCH_SECONDS, default 4)
-import { readFileSync } from "node:fs";
+// This build of Gatehouse against another target, at saturation: the figure to trust when two targets differ by a
+// few per cent, on a machine whose speed moves by more than that from minute to minute. The two take turns, in
+// alternating order, for BENCH_ROUNDS short rounds each; the table gives each round's ratio and their median, and the
+// CPU each process took a request (all its threads, and its main thread alone).
+//   BENCH_BASELINE=<a built checkout> node bench/ab.mjs      another build of Gatehouse
+//   BENCH_AGAINST=bare-http-proxy.mjs node bench/ab.mjs      a relay of bench/ (bare-proxy.mjs, bare-dispatch-proxy.mjs, …)
+//   (BENCH_ROUNDS, default 8; BENCH_SECONDS, default 4; BENCH_KINDS, default plain,stream; BENCH_TOGETHER=1, below)
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { benchGround, printTable, startReplica, writeResult } from "./lib/harness.mjs";
+import { benchGround, printTable, root, startBenchScript, startReplica, writeResult } from "./lib/harness.mjs";
 import { wrk } from "./lib/wrk.mjs";
 
 const BASELINE = process.env.BENCH_BASELINE;
-if (!BASELINE) {
-  console.error("BENCH_BASELINE=<a checkout of another commit, built> is required");
+const AGAINST = process.env.BENCH_AGAINST;
+if (Boolean(BASELINE) === Boolean(AGAINST)) {
+  console.error("one of BENCH_BASELINE=<a checkout of another commit, built> or BENCH_AGAINST=<a relay in bench/> is required");
+  process.exit(2);
+}
+if (AGAINST && !existsSync(path.join(root, "bench", AGAINST))) {
+  console.error(`BENCH_AGAINST: no bench/${AGAINST}`);
   process.exit(2);
 }
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+// BENCH_TOGETHER=1: the two are loaded at once, by a wrk each, and compared by their main thread's CPU a request
+// (before's / now's) rather than by req/s, so that a change of the machine's speed during a round falls on both. It
+// does not make this machine quiet: one build against itself (an A/A run, 10 rounds) still moved by 0.74–1.10 a
+// round, and its medians came out at 0.96 and 0.93 — a few per cent cannot be told apart here either way.
+const TOGETHER = process.env.BENCH_TOGETHER === "1";
+const KINDS = (process.env.BENCH_KINDS ?? "plain,stream").split(",");
 const YOUNG_GENERATION = ["--max-semi-space-size=32"];
 
 const ground = await benchGround();
 const { config, master, env } = ground;
+
+/** A relay of bench/ against the same upstream, with the replica's `stop()`. */
+async function startRelay(file) {
+  const relay = await startBenchScript(file, [ground.upstream.url]);
+  const stop = () => {
+    relay.child.kill();
+    return relay.exited;
+  };
+  return { ...relay, stop };
+}
 const now = await startReplica(env, ["--config", config], YOUNG_GENERATION);
-const before = await startReplica(env, ["--config", config], YOUNG_GENERATION, path.join(BASELINE, "dist", "cli.js"));
+const before = BASELINE ? await startReplica(env, ["--config", config], YOUNG_GENERATION, path.join(BASELINE, "dist", "cli.js")) : await startRelay(AGAINST);
+const AGAINST_NAME = BASELINE ?? AGAINST;
 // CPU seconds of a process (all its threads: libuv's pool and V8's helpers too) and of its main thread alone.
 const TICK = 100; // USER_HZ
 const cpuOf = (file) => {
@@ -36,8 +61,8 @@ try {
     await fetch(`${now.url}/key/generate`, { method: "POST", headers: { authorization: `Bearer ${master}`, "content-type": "application/json" }, body: "{}" })
   ).json();
   const headers = { "content-type": "application/json", authorization: `Bearer ${created.key}` };
-  for (const stream of [false, true]) {
-    const kind = stream ? "stream" : "plain";
+  for (const kind of KINDS) {
+    const stream = kind === "stream";
     const body = JSON.stringify({ model: "bench", stream, messages: [{ role: "user", content: "Say hello" }] });
     const run = (url, seconds) => wrk({ url: `${url}/v1/chat/completions`, headers, body, connections: 32, seconds });
     for (const target of [now, before]) await run(target.url, 2);
@@ -46,15 +71,18 @@ try {
       const order = round % 2 === 0 ? [now, before] : [before, now];
       const rps = new Map();
       const used = new Map();
-      for (const target of order) {
+      const measure = async (target) => {
         const start = cpu(target.child.pid);
         const r = await run(target.url, SECONDS);
         const end = cpu(target.child.pid);
-        const requests = r.rps * SECONDS;
         rps.set(target, r.rps);
-        used.set(target, { all: ((end.all - start.all) * 1e6) / requests, main: ((end.main - start.main) * 1e6) / requests });
-      }
-      const ratio = rps.get(now) / rps.get(before);
+        used.set(target, { all: ((end.all - start.all) * 1e6) / r.requests, main: ((end.main - start.main) * 1e6) / r.requests });
+      };
+      if (TOGETHER) await Promise.all(order.map(measure));
+      else for (const target of order) await measure(target);
+      // Together, each process has what the other leaves of the same CPU at the same moment: its CPU a request is
+      // the figure compared (what each reaches alone at saturation, where one core's worth is its limit).
+      const ratio = TOGETHER ? used.get(before).main / used.get(now).main : rps.get(now) / rps.get(before);
       ratios.push(ratio);
       for (const t of [now, before]) (cpuUse.get(t) ?? cpuUse.set(t, []).get(t)).push(used.get(t));
       const us = (t) => `${used.get(t).all.toFixed(1)} (${used.get(t).main.toFixed(1)})`;
@@ -87,5 +115,17 @@ try {
   await before.stop();
   await ground.cleanup();
 }
-const table = printTable(`This build against ${BASELINE}, ${ROUNDS} alternating rounds of ${SECONDS} s (wrk, 32 connections)`, rows);
-writeResult("ab", { baseline: BASELINE, rounds: ROUNDS, seconds: SECONDS, summary, rows, markdown: table });
+const table = printTable(
+  `This build ("now") against ${AGAINST_NAME} ("before"), ${ROUNDS} ${TOGETHER ? "rounds loaded together, compared by main-thread CPU a request" : "alternating rounds"} of ${SECONDS} s (wrk, 32 connections)`,
+  rows,
+);
+writeResult(`ab${AGAINST ? `-${path.basename(AGAINST, ".mjs")}` : ""}${TOGETHER ? "-together" : ""}`, {
+  baseline: BASELINE,
+  against: AGAINST,
+  together: TOGETHER,
+  rounds: ROUNDS,
+  seconds: SECONDS,
+  summary,
+  rows,
+  markdown: table,
+});
