@@ -3,7 +3,7 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import type { AuthResult } from "../src/auth/authenticator.js";
-import { AccessLog, type RequestRecord } from "../src/http/access-log.js";
+import { AccessLog, hundredthsText, type RequestRecord } from "../src/http/access-log.js";
 
 /** A logger writing JSON lines into `lines`, as createLogger's does (pid in the bindings, no redaction). */
 function capture(options: pino.LoggerOptions = {}) {
@@ -53,6 +53,12 @@ describe("the access log line", () => {
       expect(JSON.parse(fast.lines[0]!)).toMatchObject({ level: 30, pid: 4242, msg: "request", route: "/route" });
     });
   }
+
+  it("writes its latency as JSON writes the number of milliseconds", () => {
+    const hundredths = [0, 1, 5, 9, 10, 11, 50, 99, 100, 101, 105, 110, 150, 725, 1000, 12_345, 99_999, 100_000, 2_147_483_647, 2_147_483_648, 1e12];
+    for (let h = 0; h < 20_000; h += 7) hundredths.push(h);
+    for (const h of hundredths) expect(hundredthsText(h), String(h)).toBe(JSON.stringify(h / 100));
+  });
 
   it("is not written when the level leaves info out", async () => {
     const quiet = capture({ level: "warn" });

@@ -85,6 +85,13 @@ describe("spend log batch", () => {
     ]);
   });
 
+  it("writes a uuid given in capitals as the same uuid", () => {
+    const batch = new SpendLogBatch();
+    const id = randomUUID();
+    batch.add(row({ request_id: id.toUpperCase() }));
+    expect(batch.rowsBack()[0]!.request_id).toBe(id);
+  });
+
   it("refuses a value no column can hold as Postgres would (class 22), and is left as it was", () => {
     const batch = new SpendLogBatch();
     const good = [row(), row()];
@@ -92,6 +99,12 @@ describe("spend log batch", () => {
     for (const bad of [
       { request_id: "not-a-uuid" },
       { key_id: "zz" },
+      // The uuid's text form is its canonical one only: 8-4-4-4-12 hex digits.
+      { request_id: "0123456789abcdef0123456789abcdef0123" },
+      { request_id: "0123456-789ab-cdef-0123-456789abcdef" },
+      { request_id: "01234567-89ab-cdef-0123-456789abcdeg" },
+      { request_id: "01234567-89ab-cdef-0123-456789abcdé0" },
+      { request_id: "{01234567-89ab-cdef-0123-456789abcde}" },
       { start_time: "not a time" },
       { end_time: Number.NaN },
       { prompt_tokens: 1.5 },

@@ -216,7 +216,7 @@ export class ApiRoutes {
     try {
       const body = parseJsonBody(raw);
       if (body === null || typeof body !== "object" || Array.isArray(body)) throw new BadRequestError("request body must be a JSON object (Content-Type: application/json)");
-      const duplicate = duplicateTopLevelKey(raw);
+      const duplicate = duplicateTopLevelKey(raw, Object.keys(body).length);
       if (duplicate !== null) throw new BadRequestError(`the field '${duplicate}' appears more than once in the request body`, { code: "duplicate_field", param: duplicate });
       const beta = x.req.headers["anthropic-beta"];
       relayed = this.relayer.relay(x, x.route.api, { raw, body: body as Record<string, unknown>, anthropicBeta: typeof beta === "string" ? beta : undefined }, x);

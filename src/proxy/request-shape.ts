@@ -46,10 +46,35 @@ export function assertRequestShape(endpoint: Endpoint, request: Record<string, u
  * The first top-level key that appears twice in a JSON object's bytes, or null. `JSON.parse` keeps the last
  * of duplicate keys, while an upstream parser may keep the first: `{"model":"expensive","model":"allowed"}`
  * would be authorised and priced as one model and served as the other. Such bodies are refused. A key written
- * with escapes ("mod\u0065l") is compared decoded. One pass over the bytes, no allocation per character.
+ * with escapes ("mod\u0065l") is compared decoded.
+ *
+ * `distinctKeys`: how many keys the parsed object has, when the caller has it. JSON.parse makes one property of
+ * each name, so the bytes name more keys than that exactly when one repeats: the usual body is then only counted,
+ * one pass over its bytes with nothing made, and its keys are read as text only when the counts differ.
  */
-export function duplicateTopLevelKey(raw: Buffer): string | null {
+export function duplicateTopLevelKey(raw: Buffer, distinctKeys = -1): string | null {
+  if (distinctKeys >= 0 && eachTopLevelKey(raw, null) === distinctKeys) return null;
   const seen = new Set<string>();
+  let duplicate: string | null = null;
+  eachTopLevelKey(raw, (start, end, escaped) => {
+    const text = raw.toString("utf8", start, end + 1);
+    const key = escaped ? (JSON.parse(text) as string) : text.slice(1, -1);
+    if (seen.has(key)) {
+      duplicate = key;
+      return false;
+    }
+    seen.add(key);
+    return true;
+  });
+  return duplicate;
+}
+
+/**
+ * The top-level keys of a JSON object's bytes, in order: each handed to `visit` (its quotes' offsets, and whether
+ * it holds an escape) until `visit` answers false; how many there were. One pass over the bytes.
+ */
+function eachTopLevelKey(raw: Buffer, visit: ((start: number, end: number, escaped: boolean) => boolean) | null): number {
+  let count = 0;
   let depth = 0;
   let i = 0;
   const n = raw.length;
@@ -72,15 +97,13 @@ export function duplicateTopLevelKey(raw: Buffer): string | null {
       let j = i;
       while (j < n && (raw[j] === 0x20 || raw[j] === 0x0a || raw[j] === 0x0d || raw[j] === 0x09)) j++;
       if (raw[j] !== 0x3a /* : */) continue;
-      const text = raw.toString("utf8", start, end + 1);
-      const key = escaped ? (JSON.parse(text) as string) : text.slice(1, -1);
-      if (seen.has(key)) return key;
-      seen.add(key);
+      count++;
+      if (visit !== null && !visit(start, end, escaped)) return count;
       continue;
     }
     if (c === 0x7b /* { */ || c === 0x5b /* [ */) depth++;
     else if (c === 0x7d /* } */ || c === 0x5d /* ] */) depth--;
     i++;
   }
-  return null;
+  return count;
 }

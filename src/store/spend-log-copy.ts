@@ -51,9 +51,34 @@ const POSTGRES_EPOCH_MS = 946_684_800_000;
 const TEXT_OID = 25;
 const EMPTY_TEXT_ARRAY = Buffer.from([0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, TEXT_OID]); // no dimensions
 const EMPTY_JSONB = Buffer.from([0, 0, 0, 3, 1, 0x7b, 0x7d]); // version 1, "{}"
-const HEX = new Uint8Array(128);
+// A hex digit's value by its character code; -1 for any other ASCII character.
+const HEX = new Int8Array(128).fill(-1);
 for (let i = 0; i < 10; i++) HEX[48 + i] = i;
 for (let i = 0; i < 6; i++) HEX[97 + i] = HEX[65 + i] = 10 + i;
+/** Where each of a canonical uuid's 16 bytes begins in its text (8-4-4-4-12 hex digits). */
+const UUID_BYTE_AT = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
+const hexValue = (text: string, at: number): number => {
+  const c = text.charCodeAt(at);
+  return c < 128 ? HEX[c]! : -1;
+};
+
+/*
+ * Big-endian integers written byte by byte: each field's length and most values are one, and Buffer's
+ * writeInt32BE checks the value's range again in a call of its own (the values here are checked before). A typed
+ * array keeps the low 8 bits of what is stored, so a negative int32 is written as its two's complement.
+ */
+function be32(buf: Buffer, at: number, v: number): void {
+  buf[at] = v >>> 24;
+  buf[at + 1] = v >>> 16;
+  buf[at + 2] = v >>> 8;
+  buf[at + 3] = v;
+}
+
+function be16(buf: Buffer, at: number, v: number): void {
+  buf[at] = v >>> 8;
+  buf[at + 1] = v;
+}
 
 /** A growing buffer with the field writers COPY needs; each writes the field's length, then its value. */
 class FieldWriter {
@@ -80,13 +105,13 @@ class FieldWriter {
 
   int16(v: number): void {
     this.room(2);
-    this.buf.writeInt16BE(v, this.at);
+    be16(this.buf, this.at, v);
     this.at += 2;
   }
 
   int32(v: number): void {
     this.room(4);
-    this.buf.writeInt32BE(v, this.at);
+    be32(this.buf, this.at, v);
     this.at += 4;
   }
 
@@ -101,7 +126,7 @@ class FieldWriter {
     }
     const n = Buffer.byteLength(s);
     this.room(4 + n);
-    this.buf.writeInt32BE(n, this.at);
+    be32(this.buf, this.at, n);
     this.buf.write(s, this.at + 4);
     this.at += 4 + n;
   }
@@ -113,18 +138,18 @@ class FieldWriter {
       return;
     }
     if (s.length !== 36) throw dataError("22P02", `not a uuid: ${s.slice(0, 40)}`);
+    if (s.charCodeAt(8) !== 45 || s.charCodeAt(13) !== 45 || s.charCodeAt(18) !== 45 || s.charCodeAt(23) !== 45) throw dataError("22P02", `not a uuid: ${s}`);
     this.room(20);
     const buf = this.buf;
-    buf.writeInt32BE(16, this.at);
-    let o = this.at + 4;
-    for (let i = 0; i < 36; i++) {
-      const hi = s.charCodeAt(i);
-      if (hi === 45 && (i === 8 || i === 13 || i === 18 || i === 23)) continue;
-      const lo = s.charCodeAt(++i);
-      if (!isHex(hi) || !isHex(lo)) throw dataError("22P02", `not a uuid: ${s}`);
-      buf[o++] = (HEX[hi]! << 4) | HEX[lo]!;
+    const at = this.at;
+    be32(buf, at, 16);
+    for (let k = 0; k < 16; k++) {
+      const from = UUID_BYTE_AT[k]!;
+      const hi = hexValue(s, from);
+      const lo = hexValue(s, from + 1);
+      if (hi < 0 || lo < 0) throw dataError("22P02", `not a uuid: ${s}`);
+      buf[at + 4 + k] = (hi << 4) | lo;
     }
-    if (o !== this.at + 20) throw dataError("22P02", `not a uuid: ${s}`);
     this.at += 20;
   }
 
@@ -133,9 +158,9 @@ class FieldWriter {
     this.room(12);
     const us = Math.round((ms - POSTGRES_EPOCH_MS) * 1000);
     const high = Math.floor(us / 4_294_967_296);
-    this.buf.writeInt32BE(8, this.at);
-    this.buf.writeInt32BE(high, this.at + 4);
-    this.buf.writeUInt32BE(us - high * 4_294_967_296, this.at + 8);
+    be32(this.buf, this.at, 8);
+    be32(this.buf, this.at + 4, high);
+    be32(this.buf, this.at + 8, us - high * 4_294_967_296);
     this.at += 12;
   }
 
@@ -161,9 +186,9 @@ class FieldWriter {
       return;
     }
     this.room(4 + size);
-    this.buf.writeInt32BE(size, this.at);
-    if (size === 4) this.buf.writeInt32BE(v!, this.at + 4);
-    else this.buf.writeInt16BE(v!, this.at + 4);
+    be32(this.buf, this.at, size);
+    if (size === 4) be32(this.buf, this.at + 4, v!);
+    else be16(this.buf, this.at + 4, v!);
     this.at += 4 + size;
   }
 
@@ -173,14 +198,14 @@ class FieldWriter {
       return;
     }
     this.room(12);
-    this.buf.writeInt32BE(8, this.at);
+    be32(this.buf, this.at, 8);
     this.buf.writeDoubleBE(v, this.at + 4);
     this.at += 12;
   }
 
   bool(v: boolean): void {
     this.room(5);
-    this.buf.writeInt32BE(1, this.at);
+    be32(this.buf, this.at, 1);
     this.buf[this.at + 4] = v ? 1 : 0;
     this.at += 5;
   }
@@ -198,7 +223,7 @@ class FieldWriter {
     this.int32(a.length);
     this.int32(1); // lower bound
     for (const s of a) this.text(s);
-    this.buf.writeInt32BE(this.at - start - 4, start);
+    be32(this.buf, start, this.at - start - 4);
   }
 
   jsonb(value: Record<string, unknown> | null | undefined): void {
@@ -209,14 +234,12 @@ class FieldWriter {
     const json = JSON.stringify(value);
     const n = Buffer.byteLength(json);
     this.room(5 + n);
-    this.buf.writeInt32BE(n + 1, this.at);
+    be32(this.buf, this.at, n + 1);
     this.buf[this.at + 4] = 1; // jsonb's binary format version
     this.buf.write(json, this.at + 5);
     this.at += 5 + n;
   }
 }
-
-const isHex = (c: number) => c < 128 && (HEX[c] !== 0 || c === 48);
 
 function isEmpty(o: object): boolean {
   for (const _ in o) return false;
