@@ -7,6 +7,10 @@ import { machine, root } from "./lib/harness.mjs";
 const ORDER = [
   ["auth-path", "Auth path with 1,000,000 keys (`bench/auth-path.mjs`)"],
   ["proxy-overhead", "Proxy overhead (`bench/proxy-overhead.mjs`)"],
+  ["ab-bare-proxy", "Against the bare `request()` relay, alternating rounds (`BENCH_AGAINST=bare-proxy.mjs bench/ab.mjs`)"],
+  ["ab-bare-http-proxy", "Against the keep-alive agent relay, alternating rounds (`BENCH_AGAINST=bare-http-proxy.mjs bench/ab.mjs`)"],
+  ["ab-bare-proxy-together", "Against the bare `request()` relay, loaded together (`BENCH_TOGETHER=1 BENCH_AGAINST=bare-proxy.mjs bench/ab.mjs`)"],
+  ["ab-bare-http-proxy-together", "Against the keep-alive agent relay, loaded together (`BENCH_TOGETHER=1 BENCH_AGAINST=bare-http-proxy.mjs bench/ab.mjs`)"],
   ["instructions", "Instructions per request under callgrind (`bench/instructions.mjs`)"],
   ["propagation", "Propagation and rotation (`bench/propagation.mjs`)"],
   ["scale-out", "Scale-out (`bench/scale-out.mjs`)"],

@@ -6,6 +6,11 @@ import { root } from "./lib/harness.mjs";
 const SCRIPTS = [
   "auth-path.mjs",
   "proxy-overhead.mjs",
+  // The throughput targets again, one bare relay at a time, with a median of ten rounds each way of running them.
+  ["ab.mjs", { BENCH_AGAINST: "bare-proxy.mjs", BENCH_ROUNDS: "10" }],
+  ["ab.mjs", { BENCH_AGAINST: "bare-http-proxy.mjs", BENCH_ROUNDS: "10" }],
+  ["ab.mjs", { BENCH_AGAINST: "bare-proxy.mjs", BENCH_ROUNDS: "10", BENCH_TOGETHER: "1" }],
+  ["ab.mjs", { BENCH_AGAINST: "bare-http-proxy.mjs", BENCH_ROUNDS: "10", BENCH_TOGETHER: "1" }],
   "instructions.mjs",
   "propagation.mjs",
   "scale-out.mjs",
