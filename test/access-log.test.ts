@@ -58,6 +58,8 @@ describe("the access log line", () => {
     const hundredths = [0, 1, 5, 9, 10, 11, 50, 99, 100, 101, 105, 110, 150, 725, 1000, 12_345, 99_999, 100_000, 2_147_483_647, 2_147_483_648, 1e12];
     for (let h = 0; h < 20_000; h += 7) hundredths.push(h);
     for (const h of hundredths) expect(hundredthsText(h), String(h)).toBe(JSON.stringify(h / 100));
+    // Not a whole number of hundredths: written as the double it makes, as before.
+    expect(hundredthsText(7.5)).toBe("0.075");
   });
 
   it("is not written when the level leaves info out", async () => {

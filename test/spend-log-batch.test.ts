@@ -106,6 +106,7 @@ describe("spend log batch", () => {
       { request_id: "01234567-89ab-cdef-0123-456789abcdé0" },
       { request_id: "{01234567-89ab-cdef-0123-456789abcde}" },
       { start_time: "not a time" },
+      { start_time: 1e17 }, // beyond 64-bit microseconds
       { end_time: Number.NaN },
       { prompt_tokens: 1.5 },
       { completion_tokens: 2 ** 31 },

@@ -129,12 +129,13 @@ function lineWriter(logger: Logger): ((fields: string) => void) | null {
 }
 
 /**
- * `hundredths / 100` as JSON.stringify writes it (`7`, `7.5`, `7.25`, `0.05`): the digits of two integers, where
- * writing out the double `7.25` goes through V8's shortest-digits search. The shortest form of a number of
- * hundredths has at most two decimals, and none ends in 0. Exported for its test.
+ * `hundredths / 100`, for a whole number of hundredths, as JSON.stringify writes it (`7`, `7.5`, `7.25`, `0.05`): the
+ * digits of two integers, where writing out the double `7.25` goes through V8's shortest-digits search. The shortest
+ * form of a whole number of hundredths has at most two decimals, and none ends in 0. Anything else is written as the
+ * double it makes. Exported for its test.
  */
 export function hundredthsText(hundredths: number): string {
-  if (!(hundredths >= 0 && hundredths <= 2_147_483_647)) return String(hundredths / 100);
+  if (!Number.isInteger(hundredths) || hundredths < 0 || hundredths > 2_147_483_647) return String(hundredths / 100);
   const whole = Math.floor(hundredths / 100);
   const rest = hundredths - whole * 100;
   if (rest === 0) return `${whole}`;

@@ -71,7 +71,8 @@ export function duplicateTopLevelKey(raw: Buffer, distinctKeys = -1): string | n
 
 /**
  * The top-level keys of a JSON object's bytes, in order: each handed to `visit` (its quotes' offsets, and whether
- * it holds an escape) until `visit` answers false; how many there were. One pass over the bytes.
+ * it holds an escape) until `visit` answers false; how many were passed (all of them, unless `visit` stopped the
+ * walk). One pass over the bytes.
  */
 function eachTopLevelKey(raw: Buffer, visit: ((start: number, end: number, escaped: boolean) => boolean) | null): number {
   let count = 0;

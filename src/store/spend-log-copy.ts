@@ -65,8 +65,9 @@ const hexValue = (text: string, at: number): number => {
 
 /*
  * Big-endian integers written byte by byte: each field's length and most values are one, and Buffer's
- * writeInt32BE checks the value's range again in a call of its own (the values here are checked before). A typed
- * array keeps the low 8 bits of what is stored, so a negative int32 is written as its two's complement.
+ * writeInt32BE checks the value's range in a call of its own. Here every caller checks it first (a value out of range
+ * would be written wrapped, not refused). A typed array keeps the low 8 bits of what is stored, so a negative int32
+ * is written as its two's complement.
  */
 function be32(buf: Buffer, at: number, v: number): void {
   buf[at] = v >>> 24;
@@ -155,9 +156,11 @@ class FieldWriter {
 
   /** timestamptz: microseconds since 2000-01-01 UTC, as a 64-bit integer (written as two 32-bit halves). */
   timestamp(ms: number): void {
-    this.room(12);
     const us = Math.round((ms - POSTGRES_EPOCH_MS) * 1000);
     const high = Math.floor(us / 4_294_967_296);
+    // Beyond 64-bit microseconds (some 292,000 years from 2000): refused as Postgres refuses a time out of range.
+    if (high < -2_147_483_648 || high > 2_147_483_647) throw dataError("22008", `a time out of range: ${String(ms).slice(0, 40)}`);
+    this.room(12);
     be32(this.buf, this.at, 8);
     be32(this.buf, this.at + 4, high);
     be32(this.buf, this.at + 8, us - high * 4_294_967_296);
