@@ -3,7 +3,8 @@
 // alternating order, for BENCH_ROUNDS short rounds each; the table gives each round's ratio and their median, and the
 // CPU each process took a request (all its threads, and its main thread alone).
 //   BENCH_BASELINE=<a built checkout> node bench/ab.mjs      another build of Gatehouse
-//   BENCH_AGAINST=bare-http-proxy.mjs node bench/ab.mjs      a relay of bench/ (bare-proxy.mjs, bare-dispatch-proxy.mjs, …)
+//   BENCH_AGAINST=bare-http-proxy.mjs node bench/ab.mjs      a bare relay of bench/ (bare-proxy.mjs, bare-http-proxy.mjs,
+//                                                            bare-dispatch-proxy.mjs; the feature floor needs a key)
 //   (BENCH_ROUNDS, default 8; BENCH_SECONDS, default 4; BENCH_KINDS, default plain,stream; BENCH_TOGETHER=1, below)
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";

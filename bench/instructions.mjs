@@ -9,11 +9,12 @@
 // zeroed, INSTR_REQUESTS requests (default 2,000) are sent over 8 keep-alive connections and the counters are
 // dumped. V8 runs with --single-threaded (INSTR_V8_FLAGS): with its compiler and garbage collector on threads of
 // their own, how much of their work fell in the counted window depended on how callgrind scheduled the threads, and
-// two runs of the same build differed by up to 2.5 times; and --no-memory-reducer (below). Reported: all instructions per request, those of V8's
-// optimizing compiler (TurboFan's own functions: still tens of thousands a request after the warm-up, for the bare
-// relays too, where a real run's compiler thread uses ~2 µs a request once warm — time-driven tiering counts more
-// per request when callgrind slows a process some 30 times), those of major (mark-compact) collections, and the
-// rest, which is the figure compared. A major collection marks the whole heap at once: one that falls inside the
+// two runs of the same build differed by up to 2.5 times; and --no-memory-reducer (below). Reported: all
+// instructions per request, those of V8's optimizing compiler (TurboFan's own functions: still tens of thousands
+// a request after the warm-up, for the bare relays too, where a real run's compiler thread uses ~2 µs a request
+// once warm — time-driven tiering counts more per request when callgrind slows a process some 30 times), those of
+// major (mark-compact) collections, and the rest, which is the figure compared. The major-collection column names
+// marking and sweeping; some of a collection's other work (evacuation, pointer updates) stays in the rest. A major collection marks the whole heap at once: one that falls inside the
 // 2,000 counted requests adds 10,000–40,000 instructions to each of them, and whether one does is chance (the
 // heap's growth toward V8's limit is paced by the clock and the warm-up), for the relays as for Gatehouse — it was
 // most of the ±10 % between runs of one build. At full speed both make about none per 100,000 requests
